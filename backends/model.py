@@ -1,0 +1,266 @@
+"""Plain data for pools and volumes: what the XML says and what a refresh found.
+
+Sizes are always in bytes (ints). Fields that the XML may omit are None, so that
+formatting writes back only what was there (plus runtime values when asked).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# The pool types poolkeeper drives (libvirt names).
+POOL_TYPES = ("dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct")
+
+# Volume formats of file-based pools (libvirt's virStorageFileFormat, minus "none").
+FILE_VOLUME_FORMATS = (
+    "raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat", "vhd",
+    "ploop", "cow", "qcow", "qcow2", "qed", "vmdk",
+)
+# Formats poolkeeper can create in a file pool.
+CREATABLE_FILE_FORMATS = ("raw", "qcow2", "qcow", "qed", "vmdk", "vpc", "vdi")
+
+FS_POOL_FORMATS = (
+    "auto", "ext2", "ext3", "ext4", "ufs", "iso9660", "udf", "gfs", "gfs2", "vfat",
+    "hfs+", "xfs", "ocfs2", "vmfs", "btrfs",
+)
+NETFS_POOL_FORMATS = ("auto", "nfs", "glusterfs", "cifs")
+DISK_POOL_FORMATS = ("unknown", "dos", "dvh", "gpt", "mac", "bsd", "pc98", "sun", "lvm2")
+LOGICAL_POOL_FORMATS = ("unknown", "lvm2")
+DISK_VOLUME_FORMATS = (
+    "none", "linux", "fat16", "fat32", "linux-swap", "linux-lvm", "linux-raid", "extended",
+)
+
+POOL_FORMATS: dict[str, tuple[str, ...]] = {
+    "fs": FS_POOL_FORMATS,
+    "netfs": NETFS_POOL_FORMATS,
+    "disk": DISK_POOL_FORMATS,
+    "logical": LOGICAL_POOL_FORMATS,
+}
+VOLUME_FORMATS: dict[str, tuple[str, ...]] = {
+    "dir": FILE_VOLUME_FORMATS,
+    "fs": FILE_VOLUME_FORMATS,
+    "netfs": FILE_VOLUME_FORMATS,
+    "disk": DISK_VOLUME_FORMATS,
+}
+DEFAULT_VOLUME_FORMAT: dict[str, str] = {
+    "dir": "raw", "fs": "raw", "netfs": "raw", "disk": "none",
+}
+
+VOLUME_TYPES = ("file", "block", "dir", "network", "netdir", "ploop")
+POOL_STATES = ("inactive", "building", "running", "degraded", "inaccessible")
+WIPE_ALGORITHMS = (
+    "zero", "nnsa", "dod", "bsi", "gutmann", "schneier", "pfitzner7", "pfitzner33",
+    "random", "trim",
+)
+
+
+@dataclass
+class Permissions:
+    mode: int | None = None  # e.g. 0o711
+    owner: int | None = None
+    group: int | None = None
+    label: str | None = None
+
+    def is_empty(self) -> bool:
+        return self.mode is None and self.owner is None and self.group is None and not self.label
+
+
+@dataclass
+class Timestamps:
+    """Volume timestamps as libvirt prints them ("SEC" or "SEC.NNNNNNNNN")."""
+
+    atime: str | None = None
+    mtime: str | None = None
+    ctime: str | None = None
+    btime: str | None = None
+
+
+@dataclass
+class FreeExtent:
+    start: int
+    end: int
+
+
+@dataclass
+class Extent:
+    """A used extent of a volume on a device (disk partitions, LV segments)."""
+
+    start: int
+    end: int
+
+
+@dataclass
+class SourceDevice:
+    path: str
+    part_separator: bool | None = None
+    free_extents: list[FreeExtent] = field(default_factory=list)
+
+
+@dataclass
+class SourceHost:
+    name: str
+    port: int | None = None
+
+
+@dataclass
+class AuthSecret:
+    usage: str | None = None
+    uuid: str | None = None
+
+
+@dataclass
+class SourceAuth:
+    type: str  # "chap" (iscsi), "ceph"
+    username: str
+    secret: AuthSecret = field(default_factory=AuthSecret)
+
+
+@dataclass
+class PoolSource:
+    hosts: list[SourceHost] = field(default_factory=list)
+    devices: list[SourceDevice] = field(default_factory=list)
+    dir: str | None = None
+    name: str | None = None
+    format: str | None = None
+    initiator_iqn: str | None = None
+    auth: SourceAuth | None = None
+    protocol_ver: str | None = None
+    vendor: str | None = None
+    product: str | None = None
+
+    def is_empty(self) -> bool:
+        return (
+            not self.hosts and not self.devices and self.dir is None and self.name is None
+            and self.format is None and self.initiator_iqn is None and self.auth is None
+            and self.protocol_ver is None and self.vendor is None and self.product is None
+        )
+
+
+@dataclass
+class PoolTarget:
+    path: str | None = None
+    permissions: Permissions | None = None
+
+
+@dataclass
+class PoolDef:
+    """A pool definition (libvirt <pool> XML)."""
+
+    type: str
+    name: str
+    uuid: str | None = None
+    source: PoolSource = field(default_factory=PoolSource)
+    target: PoolTarget = field(default_factory=PoolTarget)
+    cow: bool | None = None  # <features><cow state=.../></features>
+    mount_opts: list[str] = field(default_factory=list)  # <fs:mount_opts><fs:option name/>
+    # Runtime values: filled in when formatting a live pool, ignored on input.
+    capacity: int | None = None
+    allocation: int | None = None
+    available: int | None = None
+
+
+@dataclass
+class BackingStore:
+    path: str
+    format: str | None = None
+    permissions: Permissions | None = None
+    timestamps: Timestamps | None = None
+
+
+@dataclass
+class EncryptionSecret:
+    type: str = "passphrase"
+    uuid: str | None = None
+    usage: str | None = None
+
+
+@dataclass
+class Encryption:
+    format: str
+    secrets: list[EncryptionSecret] = field(default_factory=list)
+
+
+@dataclass
+class VolumeTarget:
+    path: str | None = None
+    format: str | None = None
+    permissions: Permissions | None = None
+    timestamps: Timestamps | None = None
+    encryption: Encryption | None = None
+    compat: str | None = None
+    nocow: bool = False
+    cluster_size: int | None = None
+    features: list[str] | None = None  # None: no <features>; []: empty <features/>
+
+
+@dataclass
+class VolumeDef:
+    """A volume definition (libvirt <volume> XML)."""
+
+    name: str
+    type: str | None = None
+    key: str | None = None
+    capacity: int | None = None
+    allocation: int | None = None
+    physical: int | None = None
+    source_devices: list[tuple[str, list[Extent]]] = field(default_factory=list)
+    target: VolumeTarget = field(default_factory=VolumeTarget)
+    backing: BackingStore | None = None
+
+
+@dataclass
+class PoolSizes:
+    capacity: int
+    allocation: int
+    available: int
+
+
+@dataclass
+class PoolStatus:
+    """What `pool-list --details` shows for one pool."""
+
+    name: str
+    type: str
+    uuid: str
+    state: str  # one of POOL_STATES
+    autostart: bool
+    persistent: bool
+    capacity: int | None = None
+    allocation: int | None = None
+    available: int | None = None
+    target: str | None = None
+    source: str | None = None  # one-line summary for display
+
+    @property
+    def active(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass
+class VolumeInfo:
+    """One volume as a refresh found it."""
+
+    name: str
+    key: str
+    path: str
+    type: str = "file"  # one of VOLUME_TYPES
+    format: str = "raw"  # the format actions use (recorded at create, declared, or probed)
+    probed_format: str | None = None  # what the header says, for display; None if not probed
+    capacity: int = 0
+    allocation: int = 0
+    physical: int = 0
+    backing: BackingStore | None = None
+    cluster_size: int | None = None
+    compat: str | None = None
+    features: list[str] | None = None
+    encryption: str | None = None  # encryption format found in the header
+    permissions: Permissions | None = None
+    timestamps: Timestamps | None = None
+    symlink: str | None = None  # the link text when the entry is a symlink
+    error: str | None = None  # why the volume could not be read (listed, not dropped)
+    # Change detection for live refresh: cheap stat signature.
+    signature: tuple = ()
+
+    @property
+    def percent_allocated(self) -> float:
+        return 100.0 * self.allocation / self.capacity if self.capacity else 0.0

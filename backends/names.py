@@ -1,0 +1,36 @@
+"""Name rules shared by pools and volumes (and checked before any filesystem call)."""
+
+from __future__ import annotations
+
+from .errors import InvalidName
+
+MAX_NAME_BYTES = 255
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Return `name` if it is safe as a pool/volume name, else raise InvalidName.
+
+    Refused: empty, '.', '..', '/' anywhere, control characters (NUL, newline, tab, ...),
+    DEL, more than 255 bytes of UTF-8, and names that are not valid text.
+    """
+    if not isinstance(name, str) or name == "":
+        raise InvalidName(f"{what} must not be empty", element="name")
+    if name in (".", ".."):
+        raise InvalidName(f"{what} '{name}' is not allowed", element="name")
+    if "/" in name:
+        raise InvalidName(f"{what} {name!r} must not contain '/'", element="name")
+    for ch in name:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise InvalidName(
+                f"{what} {name!r} contains the control character {ch!r}", element="name"
+            )
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName(f"{what} {name!r} is not valid UTF-8", element="name") from None
+    if len(encoded) > MAX_NAME_BYTES:
+        raise InvalidName(
+            f"{what} is {len(encoded)} bytes long; at most {MAX_NAME_BYTES} are allowed",
+            element="name",
+        )
+    return name

@@ -1,0 +1,66 @@
+"""Byte sizes with libvirt's unit table.
+
+b/byte/bytes = 1; k, KiB, m, MiB, ... (one letter, or letter + "iB") are powers of 1024;
+KB, MB, ... (letter + "B") are powers of 1000. Case-insensitive, as libvirt's
+virScaleInteger. Results are capped at 2**63 - 1 like libvirt.
+"""
+
+from __future__ import annotations
+
+import re
+
+import humanize
+
+from .errors import InvalidSize
+
+MAX_SIZE = 2**63 - 1
+
+_PREFIXES = "kmgtpe"
+_UNIT_RE = re.compile(r"^(?:(b|bytes?)|([kmgtpe])(ib|b)?)$", re.IGNORECASE)
+_ARG_RE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
+
+
+def unit_multiplier(unit: str | None) -> int:
+    """Multiplier for a libvirt unit name; None or "" means bytes."""
+    if unit is None or unit == "":
+        return 1
+    m = _UNIT_RE.match(unit)
+    if not m:
+        raise InvalidSize(
+            f"unknown unit '{unit}'; use b, bytes, KB, K, KiB, MB, M, MiB, ... up to EB, E, EiB"
+        )
+    if m.group(1):
+        return 1
+    power = _PREFIXES.index(m.group(2).lower()) + 1
+    suffix = (m.group(3) or "").lower()
+    base = 1000 if suffix == "b" else 1024
+    return base**power
+
+
+def scale(value: str, unit: str | None, what: str = "size") -> int:
+    """Parse an unsigned decimal `value` in `unit` into bytes (libvirt semantics)."""
+    text = value.strip()
+    if not text.isdigit() or not text.isascii():
+        raise InvalidSize(f"malformed {what} '{value}': expected an unsigned whole number")
+    result = int(text) * unit_multiplier(unit)
+    if result > MAX_SIZE:
+        raise InvalidSize(f"{what} '{value}{' ' + unit if unit else ''}' is too large")
+    return result
+
+
+def parse_size(text: str, what: str = "size", default_unit: str | None = None) -> int:
+    """Parse a virsh-style size argument such as `10G`, `512MiB`, `4096`."""
+    m = _ARG_RE.match(text)
+    if not m:
+        raise InvalidSize(
+            f"malformed {what} '{text}': expected a number with an optional unit, e.g. 10G or 512MiB"
+        )
+    return scale(m.group(1), m.group(2) or default_unit, what)
+
+
+def human(size: int | None) -> str:
+    """Binary size for people, e.g. '1.5 GiB'."""
+    if size is None:
+        return "-"
+    return humanize.naturalsize(size, binary=True, format="%.2f")
+
