@@ -138,7 +138,7 @@ def _decode(data: bytes) -> str:
 def run(
     argv: Sequence[str],
     *,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = DEFAULT_TIMEOUT,
     input: bytes | None = None,
     check: bool = True,
     env: dict[str, str] | None = None,
@@ -176,7 +176,7 @@ def run(
     except subprocess.TimeoutExpired as exc:
         rc = None
         out = _decode(exc.stdout or b"")
-        err = _decode(exc.stderr or b"") + f"\n(timed out after {timeout:g} s)"
+        err = _decode(exc.stderr or b"") + f"\n(timed out after {timeout} s)"
     result = Completed(
         argv=args,
         shown=shown,

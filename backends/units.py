@@ -53,7 +53,8 @@ def parse_size(text: str, what: str = "size", default_unit: str | None = None) -
     m = _ARG_RE.match(text)
     if not m:
         raise InvalidSize(
-            f"malformed {what} '{text}': expected a number with an optional unit, e.g. 10G or 512MiB"
+            f"malformed {what} '{text}': expected a number with an optional unit, "
+            "e.g. 10G or 512MiB"
         )
     return scale(m.group(1), m.group(2) or default_unit, what)
 

@@ -1,0 +1,866 @@
+"""StorageController: every verb of the product, for the TUI and the CLI alike.
+
+It owns locking (flock, so it holds across processes), jobs (a bounded thread pool),
+events and the live monitor. Drivers do the storage work; the controller decides
+whether a verb may run, records what it did, and tells subscribers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid as uuidlib
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import psutil
+from lxml import etree
+
+from . import xmlio
+from .drivers import DRIVERS, driver_class
+from .drivers.base import PoolDriver
+from .drivers.dir import require_local_backing
+from .errors import (
+    AlreadyExists,
+    InsufficientSpace,
+    InUse,
+    PoolkeeperError,
+    PoolNotFound,
+    StateError,
+    Unsupported,
+    ValidationError,
+    VolumeNotFound,
+)
+from .events import CommandRun, EventBus, PoolChanged, Subscriber, VolumesChanged
+from .jobs import Job, JobManager
+from .locks import HeldLock, LockManager
+from .model import (
+    WIPE_ALGORITHMS,
+    BackingStore,
+    PoolDef,
+    PoolSizes,
+    PoolStatus,
+    PoolTarget,
+    VolumeDef,
+    VolumeInfo,
+    VolumeTarget,
+)
+from .names import check_name
+from .runner import COMMAND_LOG
+from .store import Store, resolve_paths
+from .units import human
+
+MONITOR_INTERVAL = 3.0
+
+
+class StorageController:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        autostart: bool = True,
+        create_default: bool = True,
+        max_jobs: int = 4,
+    ) -> None:
+        self.paths = resolve_paths(root)
+        self.store = Store(self.paths)
+        self.locks = LockManager(self.store.locks_dir)
+        self.bus = EventBus()
+        self.jobs = JobManager(self.bus, max_jobs)
+        self.startup_errors: list[str] = []
+        self._cache: dict[str, dict[str, VolumeInfo]] = {}
+        self._cache_lock = threading.Lock()
+        self._tokens: dict[str, object] = {}
+        self._monitor: threading.Thread | None = None
+        self._monitor_stop = threading.Event()
+        self._unhook_log = COMMAND_LOG.add_listener(lambda c: self.bus.publish(CommandRun(c)))
+        if create_default:
+            self._ensure_default_pool()
+        if autostart:
+            self._autostart()
+
+    def close(self) -> None:
+        self.stop_monitor()
+        self.jobs.shutdown(cancel=True)
+        self._unhook_log()
+
+    def __enter__(self) -> StorageController:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        return self.bus.subscribe(fn)
+
+    # == pool lookup ===================================================================
+    def pool_def(self, name: str) -> PoolDef:
+        check_name(name, "pool name")
+        xml = self.store.read_definition(name)
+        if xml is None:
+            raise PoolNotFound(f"no pool named '{name}'; `pool-list --all` shows the pools")
+        return xmlio.parse_pool(xml)
+
+    def _driver(self, pdef: PoolDef) -> PoolDriver:
+        return driver_class(pdef.type)(pdef, self.store.read_extras(pdef.name))
+
+    def _active_driver(self, name: str) -> PoolDriver:
+        pdef = self.pool_def(name)
+        if not self.store.is_active(name):
+            raise StateError(f"pool '{name}' is not active; start it first (pool-start {name})")
+        return self._driver(pdef)
+
+    def _require_inactive(self, name: str, verb: str) -> None:
+        if self.store.is_active(name):
+            raise StateError(
+                f"pool '{name}' is active; stop it before you {verb} it (pool-destroy {name})"
+            )
+
+    def pool_names(self) -> list[str]:
+        return self.store.definition_names()
+
+    # == pool verbs ====================================================================
+    def define_pool(self, xml: str | bytes) -> PoolStatus:
+        return self.define_pool_def(xmlio.parse_pool(xml))
+
+    def define_pool_def(self, pdef: PoolDef) -> PoolStatus:
+        xmlio.validate_pool(pdef)
+        driver_class(pdef.type)  # refuse types this version cannot drive
+        with self.locks.store():
+            self._define_locked(pdef)
+        self.bus.publish(PoolChanged(pdef.name, "defined"))
+        return self.pool_info(pdef.name)
+
+    def _define_locked(self, pdef: PoolDef) -> None:
+        existing_xml = self.store.read_definition(pdef.name)
+        for other_name in self.store.definition_names():
+            if other_name == pdef.name:
+                continue
+            try:
+                other = self.pool_def(other_name)
+            except PoolkeeperError:
+                continue
+            if pdef.uuid and other.uuid and pdef.uuid.lower() == other.uuid.lower():
+                raise AlreadyExists(f"pool '{other_name}' already has UUID {pdef.uuid}")
+            conflict = _source_conflict(pdef, other)
+            if conflict:
+                raise AlreadyExists(
+                    f"storage source conflict with pool '{other_name}': both use {conflict}"
+                )
+        if existing_xml is not None:
+            current = xmlio.parse_pool(existing_xml)
+            if pdef.uuid and current.uuid and pdef.uuid.lower() != current.uuid.lower():
+                raise AlreadyExists(
+                    f"pool '{pdef.name}' already exists with UUID {current.uuid}; "
+                    "undefine it first or use another name"
+                )
+            self._require_inactive(pdef.name, "redefine")
+            pdef = replace(pdef, uuid=current.uuid)
+        if not pdef.uuid:
+            pdef = replace(pdef, uuid=str(uuidlib.uuid4()))
+        stored = replace(pdef, capacity=None, allocation=None, available=None)
+        self.store.write_definition(pdef.name, xmlio.format_pool(stored))
+
+    def undefine_pool(self, name: str) -> None:
+        self.pool_def(name)
+        self._require_inactive(name, "undefine")
+        with self.locks.pool(name, exclusive=True, what="undefining"), self.locks.store():
+            self._require_inactive(name, "undefine")
+            self.store.remove_definition(name)
+        self._drop_cache(name)
+        self.bus.publish(PoolChanged(name, "undefined"))
+
+    def build_pool(self, name: str, overwrite: bool | None = None) -> Job:
+        pdef = self.pool_def(name)
+        self._require_inactive(name, "build")
+        driver = self._driver(pdef)
+        if not driver.can_build:
+            raise Unsupported(f"a '{pdef.type}' pool has nothing to build")
+        job = self.jobs.create("build", f"build pool {name}", name)
+        self._hold(job, lambda: self.locks.pool(name, exclusive=True, what="building"))
+
+        def work(job: Job) -> None:
+            driver.build(overwrite, job)
+            self.bus.publish(PoolChanged(name, "built"))
+
+        return self.jobs.start(job, work)
+
+    def start_pool(self, name: str) -> PoolStatus:
+        pdef = self.pool_def(name)
+        with self.locks.pool(name, exclusive=True, what="starting"):
+            if self.store.is_active(name):
+                raise StateError(f"pool '{name}' is already active")
+            driver = self._driver(pdef)
+            driver.start()
+            try:
+                sizes, volumes = driver.refresh()
+            except BaseException:
+                with contextlib.suppress(PoolkeeperError, OSError):
+                    driver.stop()
+                raise
+            self.store.write_extras(name, driver.extras)
+            self.store.write_run_state(name, xmlio.format_pool(self._live_def(pdef, sizes)))
+            self._set_cache(name, self._apply_records(name, volumes))
+        self.bus.publish(PoolChanged(name, "started"))
+        return self.pool_info(name)
+
+    def stop_pool(self, name: str) -> None:
+        pdef = self.pool_def(name)
+        if not self.store.is_active(name):
+            raise StateError(f"pool '{name}' is not active")
+        if self.jobs.running(name):
+            raise StateError(
+                f"pool '{name}' has jobs running; wait for them or cancel them first"
+            )
+        with self.locks.pool(name, exclusive=True, what="stopping"):
+            driver = self._driver(pdef)
+            driver.stop()
+            self.store.clear_run_state(name)
+            self.store.write_extras(name, {})
+        self._drop_cache(name)
+        self.bus.publish(PoolChanged(name, "stopped"))
+
+    def delete_pool(self, name: str) -> None:
+        """Destroy the pool's underlying storage (dir: remove the empty directory)."""
+        pdef = self.pool_def(name)
+        self._require_inactive(name, "delete")
+        with self.locks.pool(name, exclusive=True, what="deleting"):
+            self._driver(pdef).delete()
+        self.bus.publish(PoolChanged(name, "deleted"))
+
+    def set_autostart(self, name: str, enabled: bool = True) -> None:
+        self.pool_def(name)
+        self.store.set_autostart(name, enabled)
+        self.bus.publish(PoolChanged(name, "autostart"))
+
+    def refresh_pool(self, name: str) -> list[VolumeInfo]:
+        driver = self._active_driver(name)
+        with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0):
+            _sizes, volumes = driver.refresh()
+        volumes = self._apply_records(name, volumes)
+        self._set_cache(name, volumes)
+        return volumes
+
+    def list_pools(self) -> list[PoolStatus]:
+        result = []
+        for name in self.store.definition_names():
+            try:
+                result.append(self.pool_info(name))
+            except PoolkeeperError as exc:
+                result.append(PoolStatus(name=name, type="?", uuid="", state="inaccessible",
+                                         autostart=self.store.autostart(name), persistent=True,
+                                         source=f"bad definition: {exc}"))
+        return result
+
+    def pool_info(self, name: str) -> PoolStatus:
+        pdef = self.pool_def(name)
+        status = PoolStatus(
+            name=name, type=pdef.type, uuid=pdef.uuid or "", state="inactive",
+            autostart=self.store.autostart(name), persistent=True,
+            target=pdef.target.path, source=_source_summary(pdef),
+        )
+        if self.store.is_active(name):
+            driver = self._driver(pdef)
+            try:
+                if driver.check():
+                    sizes = driver.sizes()
+                    status.state = "running"
+                    status.capacity, status.allocation, status.available = (
+                        sizes.capacity, sizes.allocation, sizes.available
+                    )
+                else:
+                    status.state = "inaccessible"
+            except (PoolkeeperError, OSError):
+                status.state = "inaccessible"
+        return status
+
+    def pool_xml(self, name: str, inactive: bool = False) -> str:
+        pdef = self.pool_def(name)
+        if inactive or not self.store.is_active(name):
+            return xmlio.format_pool(pdef)
+        driver = self._driver(pdef)
+        return xmlio.format_pool(self._live_def(pdef, driver.sizes()))
+
+    def _live_def(self, pdef: PoolDef, sizes: PoolSizes) -> PoolDef:
+        live = replace(pdef, capacity=sizes.capacity, allocation=sizes.allocation,
+                       available=sizes.available)
+        path = pdef.target.path
+        if pdef.type in ("dir", "fs", "netfs") and path and os.path.isdir(path):
+            from .model import Permissions
+
+            st = os.stat(path)
+            live.target = PoolTarget(path=path, permissions=Permissions(
+                st.st_mode & 0o777, st.st_uid, st.st_gid,
+                pdef.target.permissions.label if pdef.target.permissions else None))
+        return live
+
+    def find_pool_sources(self, pool_type: str, host: str | None = None,
+                          device: str | None = None) -> str:
+        sources = driver_class(pool_type).find_sources(host=host, device=device)
+        root = etree.Element("sources")
+        for source in sources:
+            doc = etree.fromstring(xmlio.format_pool(
+                PoolDef(type=pool_type, name="x", source=source,
+                        target=PoolTarget(path="/x"))).encode())
+            root.append(doc.find("source"))
+        return etree.tostring(root, pretty_print=True, encoding="unicode")
+
+    def capabilities(self) -> str:
+        from .model import POOL_FORMATS, POOL_TYPES
+
+        root = etree.Element("storagepoolCapabilities")
+        for pool_type in POOL_TYPES:
+            cls = DRIVERS.get(pool_type)
+            el = etree.SubElement(root, "pool", type=pool_type,
+                                  supported="yes" if cls else "no")
+            if not cls:
+                continue
+            if pool_type in POOL_FORMATS:
+                opts = etree.SubElement(el, "poolOptions")
+                enum = etree.SubElement(opts, "enum", name="sourceFormatType")
+                for fmt in POOL_FORMATS[pool_type]:
+                    etree.SubElement(enum, "value").text = fmt
+            if cls.volume_formats:
+                opts = etree.SubElement(el, "volOptions")
+                if cls.default_volume_format:
+                    etree.SubElement(opts, "defaultFormat", type=cls.default_volume_format)
+                enum = etree.SubElement(opts, "enum", name="targetFormatType")
+                for fmt in cls.creatable_formats:
+                    etree.SubElement(enum, "value").text = fmt
+        return etree.tostring(root, pretty_print=True, encoding="unicode")
+
+    # == volume lookup =================================================================
+    def list_volumes(self, pool: str) -> list[VolumeInfo]:
+        """A fresh listing (refreshes the pool)."""
+        return self.refresh_pool(pool)
+
+    def volume_info(self, pool: str, name: str) -> VolumeInfo:
+        check_name(name, "volume name")
+        driver = self._active_driver(pool)
+        scan = getattr(driver, "scan_volume", None)
+        if scan is not None:
+            info = scan(name)
+        else:
+            info = next((v for v in driver.refresh()[1] if v.name == name), None)
+        if info is None:
+            raise VolumeNotFound(f"no volume named '{name}' in pool '{pool}'")
+        return self._apply_records(pool, [info])[0]
+
+    def volume_xml(self, pool: str, name: str) -> str:
+        return xmlio.format_volume(volume_def_from_info(self.volume_info(pool, name)))
+
+    def find_volume(self, ref: str) -> tuple[str, str]:
+        """(pool, volume) for a volume path or key, searched in active pools."""
+        for pool in self.store.definition_names():
+            if not self.store.is_active(pool):
+                continue
+            try:
+                driver = self._driver(self.pool_def(pool))
+                base = os.path.basename(ref)
+                if base and driver.volume_path(base) == os.path.normpath(ref):
+                    return pool, base
+            except PoolkeeperError:
+                continue
+        raise VolumeNotFound(f"no volume with path or key '{ref}' in any active pool")
+
+    # == volume verbs ==================================================================
+    def create_volume(self, pool: str, xml: str | bytes) -> Job:
+        pdef = self.pool_def(pool)
+        return self.create_volume_def(pool, xmlio.parse_volume(xml, pdef.type))
+
+    def create_volume_def(self, pool: str, vdef: VolumeDef) -> Job:
+        driver = self._active_driver(pool)
+        if not driver.can_create_volumes:
+            raise Unsupported(f"volumes of a '{driver.type}' pool cannot be created")
+        xmlio.validate_volume(vdef, driver.type)
+        name = check_name(vdef.name, "volume name")
+        fmt = vdef.target.format or driver.default_volume_format or "raw"
+        vdef = replace(vdef, target=replace(vdef.target, format=fmt))
+        if vdef.backing is not None:
+            vdef = replace(vdef, backing=self._resolve_backing(vdef.backing))
+            if not vdef.capacity:
+                base_pool, base_name = self.find_volume(vdef.backing.path)
+                vdef.capacity = self.volume_info(base_pool, base_name).capacity
+        if not vdef.capacity:
+            raise ValidationError("a volume needs a capacity greater than 0", element="capacity")
+        if os.path.lexists(driver.volume_path(name)):
+            raise AlreadyExists(f"volume '{name}' already exists in pool '{pool}'")
+        warnings = self._space_check(driver, vdef, fmt)
+        job = self.jobs.create("create", f"create {name} in {pool}", pool, name)
+        job.warnings.extend(warnings)
+        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="creating a volume"))
+        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+                                                  what="being created"))
+
+        def work(job: Job) -> VolumeInfo:
+            driver.create_volume(vdef, job)
+            self._record(pool, name, fmt)
+            return self._after_change(pool, name, added=True)
+
+        return self.jobs.start(job, work)
+
+    def _space_check(self, driver: PoolDriver, vdef: VolumeDef, fmt: str) -> list[str]:
+        sizes = driver.sizes()
+        capacity = vdef.capacity or 0
+        allocation = capacity if vdef.allocation is None else min(vdef.allocation, capacity)
+        if fmt != "raw":
+            allocation = 0  # image formats are created sparse
+        if allocation > sizes.available:
+            raise InsufficientSpace(
+                f"volume '{vdef.name}' needs {human(allocation)} allocated but pool "
+                f"'{driver.name}' has {human(sizes.available)} available; make it smaller or "
+                "sparse (a smaller --allocation)"
+            )
+        if capacity > sizes.available:
+            return [
+                f"volume '{vdef.name}' is sparse and overcommits pool '{driver.name}': capacity "
+                f"{human(capacity)} > available {human(sizes.available)}"
+            ]
+        return []
+
+    def _resolve_backing(self, backing: BackingStore) -> BackingStore:
+        require_local_backing(backing.path)
+        pool, name = self.find_volume(backing.path)
+        info = self.volume_info(pool, name)
+        fmt = backing.format or info.format
+        return BackingStore(path=info.path, format=fmt)
+
+    def clone_volume(self, pool: str, source: str, new_name: str, *,
+                     target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
+        dst_pool = target_pool or pool
+        src_driver = self._active_driver(pool)
+        dst_driver = self._active_driver(dst_pool)
+        src = self.volume_info(pool, source)
+        if src.error:
+            raise StateError(f"volume '{source}' cannot be read: {src.error}")
+        if xml is not None:
+            vdef = xmlio.parse_volume(xml, dst_driver.type)
+        else:
+            vdef = VolumeDef(name=new_name, target=VolumeTarget(format=src.format))
+        vdef = replace(vdef, name=check_name(new_name or vdef.name, "volume name"))
+        xmlio.validate_volume(replace(vdef, capacity=vdef.capacity or src.capacity),
+                              dst_driver.type)
+        if os.path.lexists(dst_driver.volume_path(vdef.name)):
+            raise AlreadyExists(f"volume '{vdef.name}' already exists in pool '{dst_pool}'")
+        if src.backing is not None:
+            require_local_backing(src.backing.path)
+        available = dst_driver.sizes().available
+        if src.allocation > available:
+            raise InsufficientSpace(
+                f"cloning '{source}' needs up to {human(src.allocation)} but pool '{dst_pool}' "
+                f"has {human(available)} available"
+            )
+        job = self.jobs.create("clone", f"clone {source} to {vdef.name}", dst_pool, vdef.name)
+        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
+        if dst_pool != pool:
+            self._hold(job, lambda: self.locks.pool(dst_pool, exclusive=False, what="cloning"))
+        self._hold(job, lambda: self.locks.volume(pool, source, exclusive=False,
+                                                  what="being cloned"))
+        self._hold(job, lambda: self.locks.volume(dst_pool, vdef.name, exclusive=True,
+                                                  what="being created"))
+
+        def work(job: Job) -> str:
+            method = dst_driver.clone_volume(src, src_driver, vdef, job)
+            self._record(dst_pool, vdef.name, vdef.target.format or src.format)
+            self._after_change(dst_pool, vdef.name, added=True)
+            return method
+
+        return self.jobs.start(job, work)
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        driver = self._active_driver(pool)
+        if not driver.can_delete_volumes:
+            raise Unsupported(f"volumes of a '{driver.type}' pool cannot be deleted")
+        info = self.volume_info(pool, name)
+        with self.locks.pool(pool, exclusive=False, what="deleting a volume"), \
+                self.locks.volume(pool, name, exclusive=True, what="being deleted"):
+            if info.symlink is None:
+                self._refuse_in_use(info)
+                self._refuse_backing_of_others(pool, info)
+            driver.delete_volume(info)
+            self._forget_record(pool, name)
+        with self._cache_lock:
+            self._cache.get(pool, {}).pop(name, None)
+        self.bus.publish(VolumesChanged(pool, removed=(name,)))
+
+    def wipe_volume(self, pool: str, name: str, algorithm: str = "zero") -> Job:
+        if algorithm not in WIPE_ALGORITHMS:
+            raise ValidationError(
+                f"unknown wipe algorithm '{algorithm}'; choose one of: "
+                + ", ".join(WIPE_ALGORITHMS)
+            )
+        driver = self._active_driver(pool)
+        info = self.volume_info(pool, name)
+        job = self.jobs.create("wipe", f"wipe {name} ({algorithm})", pool, name)
+        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="wiping"))
+        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+                                                  what="being wiped"))
+        self._check_or_release(job, lambda: self._refuse_in_use(info))
+
+        def work(job: Job) -> None:
+            driver.wipe_volume(info, algorithm, job)
+            if info.format not in ("raw", "dir"):
+                # The bytes are no longer an image of that format.
+                self._record(pool, name, "raw")
+                job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
+            self._after_change(pool, name)
+
+        return self.jobs.start(job, work)
+
+    def resize_volume(self, pool: str, name: str, capacity: int, *, delta: bool = False,
+                      shrink: bool = False, allocate: bool = False) -> Job:
+        driver = self._active_driver(pool)
+        if not driver.can_resize_volumes:
+            raise Unsupported(f"volumes of a '{driver.type}' pool cannot be resized")
+        info = self.volume_info(pool, name)
+        if delta:
+            new = info.capacity - min(capacity, info.capacity) if shrink else \
+                info.capacity + capacity
+        else:
+            new = capacity
+        if new <= 0:
+            raise ValidationError(f"volume '{name}' cannot be resized to 0 bytes")
+        if new < info.capacity and not shrink:
+            raise ValidationError(
+                f"resizing '{name}' from {human(info.capacity)} to {human(new)} would discard "
+                "the data at its end; pass --shrink if that is what you want"
+            )
+        sizes = driver.sizes()
+        job = self.jobs.create("resize", f"resize {name} to {human(new)}", pool, name)
+        if allocate:
+            needed = max(0, new - info.allocation)
+            if needed > sizes.available:
+                raise InsufficientSpace(
+                    f"allocating {human(needed)} more for '{name}' needs more than the "
+                    f"{human(sizes.available)} available in pool '{pool}'"
+                )
+        elif new - info.capacity > sizes.available:
+            job.warnings.append(
+                f"'{name}' now overcommits pool '{pool}': {human(new)} > "
+                f"{human(sizes.available)} available"
+            )
+        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="resizing"))
+        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+                                                  what="being resized"))
+
+        def work(job: Job) -> VolumeInfo:
+            driver.resize_volume(info, new, allocate=allocate, shrink=shrink, ctx=job)
+            return self._after_change(pool, name)
+
+        return self.jobs.start(job, work)
+
+    def upload_volume(self, pool: str, name: str, src_path: str, *, offset: int = 0,
+                      length: int | None = None) -> Job:
+        driver = self._active_driver(pool)
+        info = self.volume_info(pool, name)
+        job = self.jobs.create("upload", f"upload {os.path.basename(src_path)} to {name}",
+                               pool, name)
+        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="uploading"))
+        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+                                                  what="being uploaded to"))
+        self._check_or_release(job, lambda: self._refuse_in_use(info))
+
+        def work(job: Job) -> int:
+            written = driver.upload_volume(info, src_path, offset, length, job)
+            self._after_change(pool, name)
+            return written
+
+        return self.jobs.start(job, work)
+
+    def download_volume(self, pool: str, name: str, dst_path: str, *, offset: int = 0,
+                        length: int | None = None, sparse: bool = False) -> Job:
+        driver = self._active_driver(pool)
+        info = self.volume_info(pool, name)
+        job = self.jobs.create("download", f"download {name}", pool, name)
+        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="downloading"))
+        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=False,
+                                                  what="being downloaded"))
+
+        def work(job: Job) -> int:
+            return driver.download_volume(info, dst_path, offset, length, sparse, job)
+
+        return self.jobs.start(job, work)
+
+    def cancel_job(self, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise PoolkeeperError(f"no job {job_id}")
+        job.cancel()
+
+    # == safety checks =================================================================
+    def _refuse_in_use(self, info: VolumeInfo) -> None:
+        users = processes_using(info.path)
+        if users:
+            raise InUse(
+                f"volume '{info.name}' is open by {', '.join(users)}; stop that first"
+            )
+
+    def _refuse_backing_of_others(self, pool: str, info: VolumeInfo) -> None:
+        for other_pool in self.store.definition_names():
+            if not self.store.is_active(other_pool):
+                continue
+            with self._cache_lock:
+                cached = list(self._cache.get(other_pool, {}).values())
+            if not cached and other_pool == pool:
+                with contextlib.suppress(PoolkeeperError):
+                    cached = self.refresh_pool(other_pool)
+            for vol in cached:
+                if vol.backing is not None and vol.backing.path == info.path:
+                    raise InUse(
+                        f"volume '{info.name}' is the backing store of '{vol.name}' in pool "
+                        f"'{other_pool}'; delete that overlay first"
+                    )
+
+    # == records, cache, events ========================================================
+    @contextlib.contextmanager
+    def _records(self, pool: str) -> Iterator[dict[str, dict]]:
+        held = self.locks.volume(pool, "\0records", exclusive=True, what="records")
+        try:
+            records = self.store.volume_records(pool)
+            yield records
+            self.store.write_volume_records(pool, records)
+        finally:
+            held.release()
+
+    def _record(self, pool: str, name: str, fmt: str) -> None:
+        driver = self._driver(self.pool_def(pool))
+        try:
+            ino = os.lstat(driver.volume_path(name)).st_ino
+        except OSError:
+            return
+        with self._records(pool) as records:
+            records[name] = {"format": fmt, "ino": ino}
+
+    def _forget_record(self, pool: str, name: str) -> None:
+        if name in self.store.volume_records(pool):
+            with self._records(pool) as records:
+                records.pop(name, None)
+
+    def _apply_records(self, pool: str, volumes: list[VolumeInfo]) -> list[VolumeInfo]:
+        """The format an action uses is the one recorded when poolkeeper created the volume,
+        not what the header claims now (a guest can write any header into a raw disk)."""
+        records = self.store.volume_records(pool)
+        if not records:
+            return volumes
+        for vol in volumes:
+            rec = records.get(vol.name)
+            if rec and vol.signature and rec.get("ino") == vol.signature[0]:
+                vol.format = rec.get("format", vol.format)
+                if vol.format == "raw":
+                    vol.capacity = vol.physical
+                    vol.backing = None
+        return volumes
+
+    def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
+        info = self.volume_info(pool, name)
+        with self._cache_lock:
+            self._cache.setdefault(pool, {})[name] = info
+        if added:
+            self.bus.publish(VolumesChanged(pool, added=(name,)))
+        else:
+            self.bus.publish(VolumesChanged(pool, changed=(name,)))
+        return info
+
+    def _set_cache(self, pool: str, volumes: list[VolumeInfo]) -> None:
+        new = {v.name: v for v in volumes}
+        with self._cache_lock:
+            old = self._cache.get(pool)
+            self._cache[pool] = new
+        if old is None:
+            return
+        added = tuple(n for n in new if n not in old)
+        removed = tuple(n for n in old if n not in new)
+        changed = tuple(
+            n for n, v in new.items()
+            if n in old and (old[n].signature != v.signature or old[n].format != v.format
+                             or old[n].error != v.error)
+        )
+        if added or removed or changed:
+            self.bus.publish(VolumesChanged(pool, added, removed, changed))
+
+    def _drop_cache(self, pool: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(pool, None)
+        self._tokens.pop(pool, None)
+
+    def _hold(self, job: Job, take: Callable[[], HeldLock]) -> None:
+        """Take a lock for the job's lifetime; on refusal release what it already holds."""
+        self._check_or_release(job, lambda: job.hold(take()))
+
+    @staticmethod
+    def _check_or_release(job: Job, check: Callable[[], object]) -> None:
+        """Run a pre-start check; if it refuses, the job never starts: drop its locks."""
+        try:
+            check()
+        except BaseException:
+            job.release_locks()
+            raise
+
+    # == start-up ======================================================================
+    def _ensure_default_pool(self) -> None:
+        if self.store.initialized():
+            return
+        created = False
+        with self.locks.store():
+            if self.store.initialized():
+                return
+            if not self.store.definition_names():
+                pdef = PoolDef(type="dir", name="default",
+                               target=PoolTarget(path=str(self.paths.images_dir)))
+                try:
+                    self._define_locked(pdef)
+                    created = True
+                except PoolkeeperError as exc:
+                    self.startup_errors.append(f"could not define the default pool: {exc}")
+            self.store.mark_initialized()
+        if created:
+            try:
+                self.build_pool("default").wait()
+                self.set_autostart("default", True)
+            except (PoolkeeperError, OSError) as exc:
+                self.startup_errors.append(f"could not build the default pool: {exc}")
+
+    def _autostart(self) -> None:
+        """Start the autostart pools once per boot (a pool the user stopped stays stopped
+        for the next command, as with libvirtd, which autostarts only when it starts)."""
+        if not self.store.claim_autostart_round():
+            return
+        for name in self.store.definition_names():
+            if not self.store.autostart(name) or self.store.is_active(name):
+                continue
+            try:
+                self.start_pool(name)
+            except PoolkeeperError as exc:
+                if not self.store.is_active(name):  # another process may have won the race
+                    self.startup_errors.append(f"autostart of pool '{name}' failed: {exc}")
+            except OSError as exc:
+                self.startup_errors.append(f"autostart of pool '{name}' failed: {exc}")
+
+    # == live monitor ==================================================================
+    def start_monitor(self, interval: float = MONITOR_INTERVAL) -> None:
+        if self._monitor is not None:
+            return
+        self._monitor_stop.clear()
+
+        def loop() -> None:
+            while not self._monitor_stop.wait(interval):
+                self.poll()
+
+        self._monitor = threading.Thread(target=loop, name="pk-monitor", daemon=True)
+        self._monitor.start()
+
+    def stop_monitor(self) -> None:
+        if self._monitor is not None:
+            self._monitor_stop.set()
+            self._monitor.join(timeout=10)
+            self._monitor = None
+
+    def poll(self) -> None:
+        """One monitor round: cheap token per active pool, rescan only what changed."""
+        for name in self.store.definition_names():
+            try:
+                if not self.store.is_active(name):
+                    if name in self._tokens:
+                        self._drop_cache(name)
+                        self.bus.publish(PoolChanged(name, "stopped"))
+                    continue
+                driver = self._driver(self.pool_def(name))
+                token = driver.change_token()
+                if self._tokens.get(name) == token:
+                    continue
+                first = name not in self._tokens
+                self._tokens[name] = token
+                with self.locks.pool(name, exclusive=False, what="monitoring"):
+                    _sizes, volumes = driver.refresh()
+                self._set_cache(name, self._apply_records(name, volumes))
+                if not first:
+                    self.bus.publish(PoolChanged(name, "sizes"))
+            except (PoolkeeperError, OSError):
+                continue  # busy or vanished: try again next round
+
+
+def processes_using(path: str) -> list[str]:
+    """'name (pid N)' of every process that has `path` open (psutil)."""
+    try:
+        real = os.path.realpath(path)
+    except OSError:
+        return []
+    users = []
+    me = os.getpid()  # our own opens belong to jobs, which hold the volume's busy mark
+    for proc in psutil.process_iter(["pid", "name"]):
+        if proc.info["pid"] == me:
+            continue
+        try:
+            files = proc.open_files()
+        except (psutil.Error, OSError):
+            continue
+        if any(f.path == real for f in files):
+            users.append(f"{proc.info['name']} (pid {proc.info['pid']})")
+    return users
+
+
+def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
+    features = info.features
+    return VolumeDef(
+        name=info.name,
+        type=info.type,
+        key=info.key,
+        capacity=info.capacity,
+        allocation=info.allocation,
+        physical=info.physical or None,
+        target=VolumeTarget(
+            path=info.path,
+            format=info.format,
+            permissions=info.permissions,
+            timestamps=info.timestamps,
+            compat=info.compat if info.format == "qcow2" else None,
+            cluster_size=info.cluster_size if info.format == "qcow2" else None,
+            features=features if info.format == "qcow2" else None,
+        ),
+        backing=info.backing,
+    )
+
+
+def _source_summary(pdef: PoolDef) -> str:
+    src = pdef.source
+    parts = []
+    if src.hosts:
+        parts.append(",".join(h.name + (f":{h.port}" if h.port else "") for h in src.hosts))
+    if src.dir:
+        parts.append(src.dir)
+    if src.devices:
+        parts.append(",".join(d.path for d in src.devices))
+    if src.name:
+        parts.append(src.name)
+    return " ".join(parts)
+
+
+def _source_conflict(a: PoolDef, b: PoolDef) -> str | None:
+    """What two pool definitions both claim, or None (libvirt's duplicate-source rule)."""
+    if a.type in ("dir", "fs", "netfs") and b.type in ("dir", "fs", "netfs"):
+        pa, pb = a.target.path, b.target.path
+        if pa and pb and os.path.normpath(pa) == os.path.normpath(pb):
+            return f"target path '{pa}'"
+    devices_a = {d.path for d in a.source.devices}
+    devices_b = {d.path for d in b.source.devices}
+    device_types = ("fs", "logical", "disk", "iscsi", "iscsi-direct")
+    if a.type in device_types and b.type in device_types:
+        same_family = ({a.type, b.type} <= {"iscsi", "iscsi-direct"}) or (
+            a.type not in ("iscsi", "iscsi-direct") and b.type not in ("iscsi", "iscsi-direct"))
+        if same_family:
+            shared = devices_a & devices_b
+            if a.type in ("iscsi", "iscsi-direct"):
+                hosts_a = {h.name for h in a.source.hosts}
+                if not hosts_a & {h.name for h in b.source.hosts}:
+                    shared = set()
+            if shared:
+                return f"source device '{sorted(shared)[0]}'"
+    if a.type == "netfs" and b.type == "netfs" and a.source.dir and a.source.dir == b.source.dir:
+        hosts = {h.name for h in a.source.hosts} & {h.name for h in b.source.hosts}
+        if hosts:
+            return f"export {sorted(hosts)[0]}:{a.source.dir}"
+    if (a.type == "logical" and b.type == "logical"
+            and (a.source.name or a.name) == (b.source.name or b.name)):
+            return f"volume group '{a.source.name or a.name}'"
+    return None

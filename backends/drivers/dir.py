@@ -1,0 +1,482 @@
+"""dir pools: a directory of image files. fs and netfs pools reuse all of it on a mount point.
+
+Every file act goes through a descriptor of the pool directory and openat(name, O_NOFOLLOW)
+with a validated name, so nothing outside the directory is ever written, wiped or deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import stat
+from collections.abc import Iterator
+
+from .. import fileops, probe, runner
+from ..errors import (
+    AlreadyExists,
+    PoolkeeperError,
+    StateError,
+    UnsafePath,
+    Unsupported,
+    ValidationError,
+    VolumeNotFound,
+)
+from ..model import (
+    CREATABLE_FILE_FORMATS,
+    FILE_VOLUME_FORMATS,
+    BackingStore,
+    Permissions,
+    PoolSizes,
+    Timestamps,
+    VolumeDef,
+    VolumeInfo,
+)
+from ..names import check_name
+from ..progress import JobContext
+from .base import PoolDriver
+
+DEFAULT_POOL_MODE = 0o711
+DEFAULT_VOLUME_MODE = 0o600
+_CONTROL = {chr(c) for c in range(0x20)} | {"\x7f"}
+
+
+def _stamp(ns: int) -> str:
+    sec, frac = divmod(ns, 1_000_000_000)
+    return f"{sec}.{frac:09d}" if frac else str(sec)
+
+
+def is_remote_backing(path: str) -> bool:
+    """json:{...}, nbd://, iscsi://host/... : not a local file."""
+    if path.startswith("json:") or "://" in path:
+        return True
+    colon, slash = path.find(":"), path.find("/")
+    return colon != -1 and (slash == -1 or colon < slash)
+
+
+class DirDriver(PoolDriver):
+    type = "dir"
+    volume_formats = FILE_VOLUME_FORMATS
+    creatable_formats = CREATABLE_FILE_FORMATS
+    default_volume_format = "raw"
+    can_create_volumes = True
+    can_delete_volumes = True
+    can_resize_volumes = True
+    can_build = True
+
+    @property
+    def target(self) -> str:
+        path = self.pool.target.path
+        if not path:
+            raise StateError(f"pool '{self.name}' has no target path")
+        return path
+
+    @contextlib.contextmanager
+    def dir_fd(self) -> Iterator[int]:
+        """A descriptor of the pool directory; all volume acts are relative to it."""
+        try:
+            fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise StateError(
+                f"the directory '{self.target}' of pool '{self.name}' does not exist; "
+                f"build the pool (pool-build {self.name})"
+            ) from None
+        except NotADirectoryError:
+            raise StateError(f"'{self.target}' of pool '{self.name}' is not a directory") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    # -- pool --------------------------------------------------------------------------
+    def check(self) -> bool:
+        return os.path.isdir(self.target)
+
+    def build(self, overwrite: bool | None, ctx: JobContext) -> None:
+        perms = self.pool.target.permissions or Permissions()
+        mode = perms.mode if perms.mode is not None else DEFAULT_POOL_MODE
+        target = self.target
+        parent = os.path.dirname(target)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        try:
+            os.mkdir(target, mode)
+        except FileExistsError:
+            if not os.path.isdir(target) or os.path.islink(target):
+                raise StateError(
+                    f"'{target}' exists and is not a directory; choose another target path"
+                ) from None
+        os.chmod(target, mode)  # mkdir's mode went through the umask
+        if perms.owner is not None or perms.group is not None:
+            os.chown(target, -1 if perms.owner is None else perms.owner,
+                     -1 if perms.group is None else perms.group)
+
+    def start(self) -> None:
+        if not os.path.isdir(self.target):
+            raise StateError(
+                f"the directory '{self.target}' does not exist; build the pool first "
+                f"(pool-build {self.name})"
+            )
+
+    def stop(self) -> None:
+        return None
+
+    def delete(self) -> None:
+        try:
+            os.rmdir(self.target)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                count = len(os.listdir(self.target))
+                raise StateError(
+                    f"the directory '{self.target}' is not empty ({count} entries); delete its "
+                    "volumes first — poolkeeper never removes files it was not asked to"
+                ) from None
+            raise
+
+    def sizes(self) -> PoolSizes:
+        st = os.statvfs(self.target)
+        capacity = st.f_frsize * st.f_blocks
+        available = st.f_frsize * st.f_bfree
+        return PoolSizes(capacity, capacity - available, available)
+
+    def change_token(self) -> object:
+        st = os.stat(self.target)
+        vfs = os.statvfs(self.target)
+        return (st.st_mtime_ns, st.st_ino, vfs.f_bfree, vfs.f_blocks)
+
+    def volume_path(self, name: str) -> str:
+        return os.path.join(self.target, check_name(name, "volume name"))
+
+    # -- refresh -----------------------------------------------------------------------
+    def refresh(self) -> tuple[PoolSizes, list[VolumeInfo]]:
+        volumes: list[VolumeInfo] = []
+        with self.dir_fd() as dfd:
+            with os.scandir(dfd) as entries:
+                names = [e.name for e in entries]
+            for name in names:
+                info = self._scan(dfd, name)
+                if info is not None:
+                    volumes.append(info)
+        return self.sizes(), volumes
+
+    def scan_volume(self, name: str) -> VolumeInfo | None:
+        """Re-read one volume (None if it is gone or not a volume)."""
+        with self.dir_fd() as dfd:
+            return self._scan(dfd, name)
+
+    def _scan(self, dfd: int, name: str) -> VolumeInfo | None:
+        path = os.path.join(self.target, name)
+        info = VolumeInfo(name=name, key=path, path=path)
+        try:
+            lst = os.lstat(name, dir_fd=dfd)
+        except FileNotFoundError:
+            return None  # deleted behind our back while we listed
+        mode = lst.st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+            return None  # not a volume; never opened (a FIFO would block)
+        if any(ch in _CONTROL for ch in name):
+            info.error = "the file name has control characters; rename it to manage it"
+            info.capacity = info.physical = lst.st_size
+            return info
+        if stat.S_ISLNK(mode):
+            with contextlib.suppress(OSError):
+                info.symlink = os.readlink(name, dir_fd=dfd)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                         dir_fd=dfd)
+        except FileNotFoundError:
+            if info.symlink is None:
+                return None
+            info.error = f"dangling symlink to '{info.symlink}'"
+            return info
+        except OSError as exc:
+            info.error = f"cannot open: {exc.strerror}"
+            info.capacity = info.physical = lst.st_size
+            return info
+        try:
+            return self._fill(info, fd)
+        except OSError as exc:
+            info.error = f"cannot read: {exc.strerror}"
+            return info
+        finally:
+            os.close(fd)
+
+    def _fill(self, info: VolumeInfo, fd: int) -> VolumeInfo | None:
+        st = os.fstat(fd)
+        mode = st.st_mode
+        info.permissions = Permissions(mode & 0o777, st.st_uid, st.st_gid)
+        info.timestamps = Timestamps(
+            _stamp(st.st_atime_ns), _stamp(st.st_mtime_ns), _stamp(st.st_ctime_ns), "0"
+        )
+        info.signature = (st.st_ino, st.st_size, st.st_blocks, st.st_mtime_ns)
+        if stat.S_ISDIR(mode):
+            info.type, info.format, info.probed_format = "dir", "dir", "dir"
+            return info
+        if stat.S_ISREG(mode):
+            size = st.st_size
+            info.allocation = st.st_blocks * 512
+        elif stat.S_ISBLK(mode):
+            info.type = "block"
+            size = os.lseek(fd, 0, os.SEEK_END)
+            info.allocation = size
+        else:
+            return None  # a symlink to a FIFO, socket or character device
+        info.physical = size
+        result = probe.probe_fd(fd, size)
+        info.format = info.probed_format = result.format
+        info.capacity = result.capacity if result.capacity else size
+        info.cluster_size = result.cluster_size
+        info.compat = result.compat
+        info.features = result.features
+        info.encryption = result.encryption
+        if result.backing:
+            backing = result.backing
+            if not is_remote_backing(backing) and not backing.startswith("/"):
+                backing = os.path.join(os.path.dirname(info.path), backing)
+            info.backing = BackingStore(path=backing, format=result.backing_format)
+        return info
+
+    # -- volumes -----------------------------------------------------------------------
+    def open_volume_read(self, vol: VolumeInfo) -> int:
+        with self.dir_fd() as dfd:
+            return fileops.open_volume(dfd, check_name(vol.name, "volume name"), os.O_RDONLY)
+
+    def _reserve(self, dfd: int, name: str) -> None:
+        """Create the empty file that claims `name` (O_EXCL): no race with another creator."""
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         DEFAULT_VOLUME_MODE, dir_fd=dfd)
+        except FileExistsError:
+            raise AlreadyExists(
+                f"a file named '{name}' already exists in pool '{self.name}'"
+            ) from None
+        os.close(fd)
+
+    def _unlink_quietly(self, dfd: int, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dfd)
+
+    def _apply_permissions(self, dfd: int, name: str, vol: VolumeDef) -> None:
+        perms = vol.target.permissions or Permissions()
+        mode = perms.mode if perms.mode is not None else DEFAULT_VOLUME_MODE
+        fd = fileops.open_volume(dfd, name, os.O_RDONLY)
+        try:
+            os.fchmod(fd, mode)
+            if perms.owner is not None or perms.group is not None:
+                os.fchown(fd, -1 if perms.owner is None else perms.owner,
+                          -1 if perms.group is None else perms.group)
+        finally:
+            os.close(fd)
+
+    def create_volume(self, vol: VolumeDef, ctx: JobContext) -> None:
+        name = check_name(vol.name, "volume name")
+        fmt = vol.target.format or self.default_volume_format or "raw"
+        if fmt not in self.creatable_formats:
+            raise Unsupported(
+                f"poolkeeper cannot create '{fmt}' volumes; choose one of: "
+                + ", ".join(self.creatable_formats)
+            )
+        capacity = vol.capacity or 0
+        with self.dir_fd() as dfd:
+            if fmt == "raw":
+                if vol.backing is not None:
+                    raise ValidationError("a raw volume cannot have a backing store; use qcow2",
+                                          element="backingStore")
+                allocation = capacity if vol.allocation is None else min(vol.allocation, capacity)
+                perms = vol.target.permissions or Permissions()
+                try:
+                    fileops.create_raw(
+                        dfd, name, capacity, allocation,
+                        mode=perms.mode if perms.mode is not None else DEFAULT_VOLUME_MODE,
+                        owner=perms.owner, group=perms.group, nocow=vol.target.nocow, ctx=ctx,
+                    )
+                except FileExistsError:
+                    raise AlreadyExists(
+                        f"a file named '{name}' already exists in pool '{self.name}'"
+                    ) from None
+                return
+            self._reserve(dfd, name)
+            try:
+                runner.run(self._qemu_img_create_argv(vol, fmt, capacity), timeout=600)
+                self._apply_permissions(dfd, name, vol)
+                ctx.update(capacity, capacity)
+            except BaseException:
+                self._unlink_quietly(dfd, name)
+                raise
+
+    def _qemu_img_create_argv(self, vol: VolumeDef, fmt: str, capacity: int) -> list[str]:
+        argv = ["qemu-img", "create", "-f", fmt]
+        if vol.backing is not None:
+            if fmt not in ("qcow2", "qcow", "qed", "vmdk"):
+                raise ValidationError(f"'{fmt}' volumes cannot have a backing store",
+                                      element="backingStore")
+            if not vol.backing.format:
+                raise ValidationError(
+                    "the backing store needs its format (<format type=.../> or "
+                    "--backing-vol-format): poolkeeper never guesses a backing file's format",
+                    element="backingStore",
+                )
+            argv += ["-b", vol.backing.path, "-F", vol.backing.format]
+        opts: list[str] = []
+        target = vol.target
+        if fmt == "qcow2":
+            opts.append(f"compat={target.compat or '1.1'}")
+            if target.cluster_size:
+                opts.append(f"cluster_size={target.cluster_size}")
+            for feature in target.features or []:
+                if feature in ("lazy_refcounts", "extended_l2"):
+                    opts.append(f"{feature}=on")
+            if target.nocow:
+                opts.append("nocow=on")
+        if opts:
+            argv += ["-o", ",".join(opts)]
+        argv.append(self.volume_path(vol.name))
+        if capacity:
+            argv.append(f"{math.ceil(capacity / 1024)}K")
+        return argv
+
+    def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
+                     ctx: JobContext) -> str:
+        name = check_name(vol.name, "volume name")
+        fmt = vol.target.format or src.format
+        capacity = max(vol.capacity or 0, src.capacity)
+        if src.type == "dir":
+            raise Unsupported(f"'{src.name}' is a directory; only image files can be cloned")
+        if not isinstance(src_driver, DirDriver):
+            raise Unsupported("cloning between these pool types is not supported yet")
+        with self.dir_fd() as dfd:
+            if fmt == src.format:
+                with src_driver.dir_fd() as sfd:
+                    method = fileops.clone_file(
+                        sfd, src.name, dfd, name,
+                        capacity=capacity if fmt == "raw" else None,
+                        sparse=True, mode=self._mode(vol), ctx=ctx,
+                    )
+                try:
+                    if fmt != "raw" and capacity > src.capacity:
+                        self._qemu_img_resize(fmt, name, capacity, shrink=False)
+                    self._apply_permissions(dfd, name, vol)
+                except BaseException:
+                    self._unlink_quietly(dfd, name)
+                    raise
+                return method
+            if fmt not in self.creatable_formats:
+                raise Unsupported(f"cannot convert to '{fmt}'")
+            self._reserve(dfd, name)
+            try:
+                ctx.update(0, src.capacity)
+                runner.run(["qemu-img", "convert", "-f", src.format, "-O", fmt,
+                            src.path, self.volume_path(name)], timeout=None)
+                if capacity > src.capacity:
+                    self._qemu_img_resize(fmt, name, capacity, shrink=False)
+                self._apply_permissions(dfd, name, vol)
+                ctx.update(src.capacity, src.capacity)
+            except BaseException:
+                self._unlink_quietly(dfd, name)
+                raise
+            return "qemu-img convert"
+
+    @staticmethod
+    def _mode(vol: VolumeDef) -> int:
+        perms = vol.target.permissions
+        return perms.mode if perms and perms.mode is not None else DEFAULT_VOLUME_MODE
+
+    def _qemu_img_resize(self, fmt: str, name: str, capacity: int, shrink: bool) -> None:
+        size = (capacity + 511) // 512 * 512
+        argv = ["qemu-img", "resize", "-f", fmt]
+        if shrink:
+            argv.append("--shrink")
+        runner.run([*argv, self.volume_path(name), str(size)], timeout=600)
+
+    def delete_volume(self, vol: VolumeInfo) -> None:
+        name = check_name(vol.name, "volume name")
+        with self.dir_fd() as dfd:
+            try:
+                st = os.lstat(name, dir_fd=dfd)
+            except FileNotFoundError:
+                raise VolumeNotFound(
+                    f"volume '{name}' is already gone from pool '{self.name}'"
+                ) from None
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    os.rmdir(name, dir_fd=dfd)
+                except OSError as exc:
+                    if exc.errno == errno.ENOTEMPTY:
+                        raise StateError(f"directory volume '{name}' is not empty") from None
+                    raise
+            else:
+                os.unlink(name, dir_fd=dfd)  # a symlink goes as a link; its target stays
+
+    def _open_rw(self, vol: VolumeInfo) -> int:
+        with self.dir_fd() as dfd:
+            return fileops.open_volume(dfd, check_name(vol.name, "volume name"), os.O_RDWR)
+
+    def wipe_volume(self, vol: VolumeInfo, algorithm: str, ctx: JobContext) -> None:
+        if vol.symlink is not None:
+            raise UnsafePath(f"'{vol.name}' is a symlink; poolkeeper does not wipe through links")
+        fd = self._open_rw(vol)
+        try:
+            fileops.wipe_fd(fd, algorithm, ctx=ctx)
+        finally:
+            os.close(fd)
+
+    def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
+                      ctx: JobContext) -> None:
+        if vol.symlink is not None:
+            raise UnsafePath(f"'{vol.name}' is a symlink; resize the file it points to instead")
+        if vol.format != "raw":
+            if allocate:
+                raise Unsupported("--allocate is only supported for raw volumes")
+            self._qemu_img_resize(vol.format, vol.name, capacity, shrink=shrink)
+            return
+        fd = self._open_rw(vol)
+        try:
+            fileops.resize_raw_fd(fd, capacity, allocate=allocate, ctx=ctx)
+        finally:
+            os.close(fd)
+
+    def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
+                      ctx: JobContext) -> int:
+        if vol.symlink is not None:
+            raise UnsafePath(f"'{vol.name}' is a symlink; poolkeeper does not write through links")
+        try:
+            src_size = os.stat(src_path).st_size
+        except OSError as exc:
+            raise PoolkeeperError(f"cannot read '{src_path}': {exc.strerror}") from None
+        amount = src_size if length is None else min(length, src_size)
+        whole_image = vol.format != "raw" and offset == 0 and length is None
+        fixed_size = vol.type == "block" or (vol.format == "raw" and not whole_image)
+        if fixed_size and offset + amount > vol.capacity:
+            raise ValidationError(
+                f"{amount} bytes at offset {offset} do not fit in '{vol.name}' "
+                f"({vol.capacity} bytes); resize the volume first"
+            )
+        fd = self._open_rw(vol)
+        try:
+            written = fileops.upload_fd(fd, src_path, offset=offset, length=length, ctx=ctx)
+            if whole_image and stat.S_ISREG(os.fstat(fd).st_mode):
+                os.ftruncate(fd, written)  # the volume is now exactly the uploaded image
+            return written
+        finally:
+            os.close(fd)
+
+    def download_volume(self, vol: VolumeInfo, dst_path: str, offset: int, length: int | None,
+                        sparse: bool, ctx: JobContext) -> int:
+        fd = self.open_volume_read(vol)
+        try:
+            return fileops.download_fd(fd, dst_path, offset=offset, length=length, sparse=sparse,
+                                       ctx=ctx)
+        finally:
+            os.close(fd)
+
+
+def require_local_backing(path: str) -> None:
+    if is_remote_backing(path):
+        raise UnsafePath(
+            f"backing store '{path}' is not a local file; poolkeeper only accepts backing "
+            "files inside its pools"
+        )
+

@@ -1,0 +1,465 @@
+"""Image header probing: which format a volume file is, its virtual size and its backing name.
+
+Reads only through the fd (or ``read_at``) it is given: a backing file, a data file or a vmdk
+extent named by the header is reported as a string and never opened, resolved or stat'ed
+(a guest can write any header into a raw disk; see DESIGN "Safety and security rules").
+The result is for display; actions use the recorded or declared format.
+
+Layouts follow reference/libvirt-storage-facts.md §5.2-5.3, with these deliberate choices:
+  * Formats with a magic at offset 0 are recognised from the first read; ISO9660 ("CD001" at
+    32769) and the dmg "koly" trailer are looked for only when nothing at offset 0 matched,
+    which keeps every file at one read unless it is raw (libvirt tries iso first).
+  * qcow2 header extensions are padded to 8 bytes (the qcow2 spec; qemu writes them so).
+  * vpc capacity is the size qemu-img reports: CHS geometry for creator "vpc "/"qemu" unless
+    the geometry is the maximum, else "current size" @48 (libvirt reads "original size" @40).
+  * vmdk: a parent is always vmdk, so a parentFileNameHint comes with backing_format "vmdk";
+    a plain-text "# Disk DescriptorFile" is probed as vmdk too (capacity = sum of extents).
+  * LUKS2 is raw + encryption "luks", capacity from its JSON crypt segment when readable.
+  * cluster_size is reported for qcow2 only, as libvirt does; compat and features for qcow2 v3
+    only. The data file name is taken only when the data_file feature bit is set (as qemu).
+  * capacity is what the header says, 0 included (qemu-img agrees); None only when the format
+    has no size field (raw, iso, cloop) or it could not be read: the caller then uses st_size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .model import FILE_VOLUME_FORMATS
+
+__all__ = ["HEADER_BYTES", "FORMATS", "ProbeResult", "probe_bytes", "probe_fd"]
+
+HEADER_BYTES = 4096  # first read size; every format but iso, dmg and LUKS2 fits in it
+
+# Every value ProbeResult.format can take.
+FORMATS = frozenset(
+    ("raw", "qcow", "qcow2", "qed", "vmdk", "vpc", "vdi", "iso", "cow", "bochs", "cloop",
+     "dmg", "ploop")
+)
+
+ReadAt = Callable[[int, int], bytes]
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    format: str
+    capacity: int | None  # virtual size from the header; None => caller uses st_size
+    backing: str | None = None  # exactly as in the header: not resolved, not opened
+    backing_format: str | None = None
+    cluster_size: int | None = None
+    compat: str | None = None  # qcow2 v3 only ("1.1")
+    features: list[str] | None = None  # qcow2 v3 only; [] when none is set
+    encryption: str | None = None  # "qcow" or "luks"
+    data_file: str | None = None  # qcow2 external data file name
+
+
+_U16BE = struct.Struct(">H")
+_U32BE = struct.Struct(">I")
+_U64BE = struct.Struct(">Q")
+_U32LE = struct.Struct("<I")
+_U64LE = struct.Struct("<Q")
+_CHS = struct.Struct(">HBB")  # vpc cylinders, heads, sectors per track @56
+_QCOW_BACKING = struct.Struct(">QI")  # backing offset @8, length @16
+_QCOW2_HDR = struct.Struct(">QIIQI")  # backing offset, length, cluster bits, size, crypt @8
+_QCOW2_V3 = struct.Struct(">QQQII")  # incompatible, compatible, autoclear, refcount, hdr len
+_QED_BACKING = struct.Struct("<II")  # backing offset @56, length @60
+_VMDK_DESC = struct.Struct("<QQ")  # descriptor offset @28, size @36 (sectors)
+_EXT_HDR = struct.Struct(">II")  # qcow2 header extension: magic, length
+
+_ISO_OFFSET = 32769
+_ISO_MAGIC = b"CD001"
+_VDI_MAGIC = b"\x7f\x10\xda\xbe"
+_VPC_MAGIC = b"conectix"
+_VPC_MAX_CHS_SECTORS = 65535 * 16 * 255
+_PLOOP_MAGIC = b"WithouFreSpacExt"
+_LUKS_MAGIC = b"LUKS\xba\xbe"
+_BOCHS_MAGIC = b"Bochs Virtual HD Image\0"  # qemu compares it as a C string: NUL follows
+_CLOOP_MAGIC = (
+    b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n"
+)
+_VMDK_TEXT_MAGIC = b"# Disk DescriptorFile"
+_PARENT_HINT = b'parentFileNameHint="'
+
+_QCOW2_EXT_BACKING_FORMAT = 0xE2792ACA
+_QCOW2_EXT_DATA_FILE = 0x44415441
+_QCOW_BACKING_MAX = 1023  # libvirt and qemu refuse longer qcow/qcow2 backing names
+_NAME_MAX = 4096  # other formats: PATH_MAX
+_EXT_SCAN_MAX = 65536  # qcow2 extensions live in the first cluster; bound the scan anyway
+_DESCRIPTOR_MAX = 65536  # vmdk descriptors are a few hundred bytes
+_LUKS2_HDR_MAX = 4 * 1024 * 1024  # largest LUKS2 binary+JSON header the spec allows
+
+_KNOWN_FORMATS = frozenset(FILE_VOLUME_FORMATS)
+_VMDK_EXTENT = re.compile(rb"^[ \t]*(?:RW|RDONLY|NOACCESS)[ \t]+(\d{1,20})\b", re.MULTILINE)
+
+
+def _raw() -> ProbeResult:
+    return ProbeResult("raw", None)
+
+
+def _cstr(data: bytes) -> str | None:
+    """A name stored in a header: cut at the first NUL, undecodable bytes kept (surrogates)."""
+    nul = data.find(0)
+    if nul >= 0:
+        data = data[:nul]
+    if not data:
+        return None
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _fetch(head: bytes, read_at: ReadAt | None, size: int, off: int, n: int) -> bytes:
+    """Bytes [off, off+n) clipped to the file; from head if there, else read; b"" if absent."""
+    if off < 0 or n <= 0 or off >= size:
+        return b""
+    end = off + min(n, size - off)
+    if end <= len(head) or read_at is None:
+        return head[off:end]
+    return read_at(off, end - off)[: end - off]
+
+
+def _name_at(
+    head: bytes, read_at: ReadAt | None, size: int, off: int, n: int, limit: int
+) -> str | None:
+    """A backing-style name at (off, n): None when absent, too long or beyond the file."""
+    if off == 0 or n == 0 or n > limit or off + n > size:
+        return None
+    data = _fetch(head, read_at, size, off, n)
+    if len(data) != n:
+        return None
+    return _cstr(data)
+
+
+# --- formats with a magic at offset 0 ------------------------------------------------------
+# Each returns None when its magic does not fully match, the version is wrong or the header
+# is too short to hold the fields it needs; the caller then goes on and ends at raw.
+
+
+def _vpc(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if len(head) < 64 or not head.startswith(_VPC_MAGIC):
+        return None
+    if _U32BE.unpack_from(head, 12)[0] != 0x00010000:
+        return None
+    cyls, heads, secs = _CHS.unpack_from(head, 56)
+    chs = cyls * heads * secs
+    # qemu: Virtual PC and old qemu size the disk by geometry, everyone else by current size.
+    if head[28:32] in (b"vpc ", b"qemu") and chs != _VPC_MAX_CHS_SECTORS:
+        capacity = chs * 512
+    else:
+        capacity = _U64BE.unpack_from(head, 48)[0]
+    return ProbeResult("vpc", capacity)
+
+
+def _vdi(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if len(head) < 376 or _U32LE.unpack_from(head, 68)[0] != 0x00010001:
+        return None
+    return ProbeResult("vdi", _U64LE.unpack_from(head, 368)[0])
+
+
+def _ploop(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if len(head) < 44 or not head.startswith(_PLOOP_MAGIC):
+        return None
+    return ProbeResult("ploop", _U64LE.unpack_from(head, 36)[0] * 512)
+
+
+def _cow(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if len(head) < 1044 or not head.startswith(b"OOOM"):
+        return None
+    if _U32BE.unpack_from(head, 4)[0] != 2:
+        return None
+    return ProbeResult("cow", _U64BE.unpack_from(head, 1036)[0], backing=_cstr(head[8:1032]))
+
+
+def _qcow(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    # Magic is "QFI" (3 bytes, as libvirt compares it); the version picks qcow or qcow2.
+    if len(head) < 8:
+        return None
+    version = _U32BE.unpack_from(head, 4)[0]
+    if version == 1:
+        if len(head) < 40:
+            return None
+        off, n = _QCOW_BACKING.unpack_from(head, 8)
+        return ProbeResult(
+            "qcow",
+            _U64BE.unpack_from(head, 24)[0],
+            backing=_name_at(head, read_at, size, off, n, _QCOW_BACKING_MAX),
+            encryption="qcow" if _U32BE.unpack_from(head, 36)[0] == 1 else None,
+        )
+    if version == 2 or version == 3:
+        return _qcow2(head, size, read_at, version)
+    return None
+
+
+def _qcow2(head: bytes, size: int, read_at: ReadAt | None, version: int) -> ProbeResult | None:
+    if len(head) < (72 if version == 2 else 104):
+        return None
+    backing_off, backing_len, bits, capacity, crypt = _QCOW2_HDR.unpack_from(head, 8)
+    cluster = 1 << bits if 9 <= bits <= 21 else None  # qemu's bounds; anything else is junk
+    res = ProbeResult(
+        "qcow2",
+        capacity,
+        backing=_name_at(head, read_at, size, backing_off, backing_len, _QCOW_BACKING_MAX),
+        cluster_size=cluster,
+        encryption="qcow" if crypt == 1 else "luks" if crypt == 2 else None,
+    )
+    want_data_file = False
+    if version == 2:
+        start = 72
+    else:
+        incompat, compat, _, _, start = _QCOW2_V3.unpack_from(head, 72)  # start: header_length
+        res.compat = "1.1"
+        features: list[str] = []
+        if compat & 1:
+            features.append("lazy_refcounts")
+        if incompat & 0x10:
+            features.append("extended_l2")
+        if incompat & 0x04:
+            features.append("data_file")
+            want_data_file = True
+        res.features = features
+    # Extensions sit between the header and the backing name (or the end of cluster 0). Only
+    # two matter: the backing format (only with a backing name) and the data file name (only
+    # with the data_file feature), so most images need no scan at all.
+    want_backing_format = res.backing is not None
+    if (want_backing_format or want_data_file) and start >= (72 if version == 2 else 104):
+        end = backing_off if backing_off else (cluster or _EXT_SCAN_MAX)
+        _qcow2_extensions(
+            res, head, read_at, start, min(end, size, _EXT_SCAN_MAX),
+            want_backing_format, want_data_file,
+        )
+    return res
+
+
+def _qcow2_extensions(
+    res: ProbeResult, head: bytes, read_at: ReadAt | None, off: int, end: int,
+    want_backing_format: bool, want_data_file: bool,
+) -> None:
+    buf = head
+    while off + 8 <= end:
+        if off + 8 > len(buf) and not (buf := _extend(head, buf, read_at, end)):
+            return
+        magic, n = _EXT_HDR.unpack_from(buf, off)
+        off += 8
+        if magic == 0:
+            return
+        if n > end - off:
+            return  # claims more than there is: stop, keep what was found
+        if magic in (_QCOW2_EXT_BACKING_FORMAT, _QCOW2_EXT_DATA_FILE):
+            if off + n > len(buf) and not (buf := _extend(head, buf, read_at, end)):
+                return
+            name = _cstr(buf[off : off + n])
+            if magic == _QCOW2_EXT_BACKING_FORMAT:
+                want_backing_format = False
+                if name is not None:
+                    res.backing_format = name if name in _KNOWN_FORMATS else "raw"
+            else:
+                want_data_file = False
+                res.data_file = name
+            if not (want_backing_format or want_data_file):
+                return  # found all there is to find
+        off += (n + 7) & ~7
+
+
+def _extend(head: bytes, buf: bytes, read_at: ReadAt | None, end: int) -> bytes:
+    """Grow the extension buffer to `end` once; b"" if that is not possible."""
+    if buf is not head or read_at is None or end <= len(head):
+        return b""
+    more = read_at(len(head), end - len(head))
+    return head + more if more else b""
+
+
+def _qed(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if len(head) < 64:
+        return None
+    res = ProbeResult("qed", _U64LE.unpack_from(head, 48)[0])
+    features = _U64LE.unpack_from(head, 16)[0]
+    if features & 1:  # has a backing file
+        off, n = _QED_BACKING.unpack_from(head, 56)
+        res.backing = _name_at(head, read_at, size, off, n, _NAME_MAX)
+        if res.backing is not None and features & 4:
+            res.backing_format = "raw"
+    return res
+
+
+def _vmdk(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if len(head) < 44 or not head.startswith(b"KDMV"):
+        return None
+    if _U32LE.unpack_from(head, 4)[0] not in (1, 2, 3):
+        return None
+    res = ProbeResult("vmdk", _U64LE.unpack_from(head, 12)[0] * 512)
+    desc_sec, desc_len = _VMDK_DESC.unpack_from(head, 28)
+    if desc_sec and desc_len:
+        text = _descriptor(head, read_at, size, desc_sec * 512, desc_len * 512)
+        _vmdk_parent(res, text)
+    return res
+
+
+def _descriptor(head: bytes, read_at: ReadAt | None, size: int, off: int, n: int) -> bytes:
+    n = min(n, _DESCRIPTOR_MAX)
+    # Usually the text ends (NUL) well inside the first read: no second read then.
+    if off < len(head):
+        part = head[off : off + n]
+        nul = part.find(0)
+        if nul >= 0:
+            return part[:nul]
+    text = _fetch(head, read_at, size, off, n)
+    nul = text.find(0)
+    return text[:nul] if nul >= 0 else text
+
+
+def _vmdk_parent(res: ProbeResult, text: bytes) -> None:
+    i = text.find(_PARENT_HINT)
+    if i < 0:
+        return
+    i += len(_PARENT_HINT)
+    j = text.find(b'"', i)
+    line_end = text.find(b"\n", i)
+    if j < 0 or 0 <= line_end < j:
+        return
+    res.backing = _cstr(text[i:j])
+    if res.backing is not None:
+        res.backing_format = "vmdk"  # a vmdk's parent is a vmdk (qemu opens it as one)
+
+
+def _vmdk_text(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if not head.startswith(_VMDK_TEXT_MAGIC):
+        return None
+    text = _descriptor(head, read_at, size, 0, size)
+    sectors = [int(s) for s in _VMDK_EXTENT.findall(text)]
+    res = ProbeResult("vmdk", sum(sectors) * 512 if sectors else None)
+    _vmdk_parent(res, text)
+    return res
+
+
+def _luks(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if len(head) < 8 or not head.startswith(_LUKS_MAGIC):
+        return None
+    version = _U16BE.unpack_from(head, 6)[0]
+    if version == 1:
+        if len(head) < 108:
+            return None
+        payload = _U32BE.unpack_from(head, 104)[0] * 512
+        return ProbeResult("raw", max(size - payload, 0), encryption="luks")
+    if version == 2:
+        return ProbeResult("raw", _luks2_capacity(head, size, read_at), encryption="luks")
+    return None
+
+
+def _luks2_capacity(head: bytes, size: int, read_at: ReadAt | None) -> int | None:
+    """Payload size from the LUKS2 JSON area (after the 4 KiB binary header); None if unsure."""
+    if len(head) < 16:
+        return None
+    hdr_size = _U64BE.unpack_from(head, 8)[0]
+    if not 4096 < hdr_size <= _LUKS2_HDR_MAX:
+        return None
+    area = _fetch(head, read_at, size, 4096, hdr_size - 4096)
+    nul = area.find(0)
+    if nul >= 0:
+        area = area[:nul]
+    try:
+        segments = json.loads(area)["segments"]
+        if len(segments) != 1:
+            return None  # e.g. mid-reencryption: no single answer
+        (segment,) = segments.values()
+        offset = int(segment["offset"])
+        if offset < 0:
+            return None
+        if segment["size"] == "dynamic":
+            return max(size - offset, 0)
+        length = int(segment["size"])
+        return length if length >= 0 else None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
+        return None
+
+
+def _bochs(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if len(head) < 96 or not head.startswith(_BOCHS_MAGIC):
+        return None
+    version = _U32LE.unpack_from(head, 64)[0]
+    if version == 0x00020000:
+        return ProbeResult("bochs", _U64LE.unpack_from(head, 88)[0])
+    if version == 0x00010000:
+        return ProbeResult("bochs", _U64LE.unpack_from(head, 84)[0])
+    return None
+
+
+def _cloop(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
+    if not head.startswith(_CLOOP_MAGIC):
+        return None
+    return ProbeResult("cloop", None)
+
+
+_Prober = Callable[[bytes, int, ReadAt | None], ProbeResult | None]
+
+# Dispatch on the first three bytes: one dict lookup decides which parser (if any) runs.
+_BY_PREFIX: dict[bytes, _Prober] = {
+    _VPC_MAGIC[:3]: _vpc,
+    _PLOOP_MAGIC[:3]: _ploop,
+    b"OOO": _cow,
+    b"QFI": _qcow,
+    b"QED": _qed,
+    b"KDM": _vmdk,
+    _VMDK_TEXT_MAGIC[:3]: _vmdk_text,
+    _LUKS_MAGIC[:3]: _luks,
+    _BOCHS_MAGIC[:3]: _bochs,
+    _CLOOP_MAGIC[:3]: _cloop,
+}
+
+
+def _probe(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult:
+    prober = _BY_PREFIX.get(head[:3])
+    if prober is _vpc:  # vpc precedes vdi in libvirt's order
+        res = _vpc(head, size, read_at)
+        if res is not None:
+            return res
+        prober = None
+    if head[64:68] == _VDI_MAGIC:
+        res = _vdi(head, size, read_at)
+        if res is not None:
+            return res
+    if prober is not None:
+        res = prober(head, size, read_at)
+        if res is not None:
+            return res
+    # Nothing at offset 0: the two formats whose mark lives elsewhere.
+    if size >= _ISO_OFFSET + 5 and _fetch(head, read_at, size, _ISO_OFFSET, 5) == _ISO_MAGIC:
+        return ProbeResult("iso", None)
+    if size >= 512:
+        trailer = _fetch(head, read_at, size, size - 512, 512)
+        if len(trailer) == 512 and trailer.startswith(b"koly") and (
+            _U32BE.unpack_from(trailer, 8)[0] == 512  # header size: the trailer's own check
+        ):
+            sectors = _U64BE.unpack_from(trailer, 492)[0]
+            return ProbeResult("dmg", sectors * 512 if sectors else None)
+    return _raw()
+
+
+def probe_bytes(head: bytes, size: int, read_at: ReadAt | None = None) -> ProbeResult:
+    """Probe a buffer holding the start of a `size`-byte image.
+
+    `read_at(offset, length)` fetches bytes beyond `head` when a format needs them; with None
+    only `head` is used. Garbage, short or corrupt input gives ProbeResult("raw", None);
+    OSError from read_at propagates.
+    """
+    try:
+        return _probe(head, size, read_at)
+    except (struct.error, ValueError, IndexError, OverflowError):
+        return _raw()  # a parser missed a bound: still never fail a listing on garbage
+
+
+def probe_fd(fd: int, size: int) -> ProbeResult:
+    """Probe an open fd (regular file or block device) of `size` bytes.
+
+    Reads HEADER_BYTES at offset 0 and more only when a format needs it. Never opens anything
+    (in particular never a backing file). OSError from reading propagates.
+    """
+    if size <= 0:
+        return _raw()
+
+    def read_at(off: int, n: int) -> bytes:
+        return os.pread(fd, n, off)
+
+    return probe_bytes(os.pread(fd, min(HEADER_BYTES, size), 0), size, read_at)

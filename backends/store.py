@@ -1,0 +1,212 @@
+"""Persistent definitions and runtime state under one root, written atomically.
+
+Layout (config and runtime dirs are the same directory when a root is given):
+  CONFIG/storage/NAME.xml            pool definitions
+  CONFIG/storage/autostart/NAME      autostart links (-> ../NAME.xml)
+  CONFIG/storage/volumes/NAME.json   formats poolkeeper recorded for the pool's volumes
+  CONFIG/storage/.initialized        the default pool was offered once
+  RUNTIME/run/NAME.xml               live XML of an active pool (exists <=> active)
+  RUNTIME/run/NAME.json              backend runtime extras (e.g. the loop device attached)
+  RUNTIME/locks/                     flock files (see locks.py)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .names import check_name
+
+
+@dataclass(frozen=True)
+class StorePaths:
+    config_dir: Path
+    runtime_dir: Path
+    images_dir: Path  # where the "default" dir pool lives
+
+
+def resolve_paths(root: str | os.PathLike[str] | None = None) -> StorePaths:
+    """--root DIR, else $POOLKEEPER_ROOT, else the system (root) or XDG (user) defaults."""
+    chosen = root or os.environ.get("POOLKEEPER_ROOT")
+    if chosen:
+        base = Path(chosen).absolute()
+        # A self-contained root keeps its default pool inside it too.
+        return StorePaths(base, base, base / "images")
+    if os.geteuid() == 0:
+        return StorePaths(
+            Path("/etc/poolkeeper"), Path("/run/poolkeeper"), Path("/var/lib/poolkeeper/images")
+        )
+    home = Path.home()
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "poolkeeper"
+    runtime_base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(
+        tempfile.gettempdir(), f"poolkeeper-{os.getuid()}"
+    )
+    data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local/share") / "poolkeeper"
+    return StorePaths(config, Path(runtime_base) / "poolkeeper", data / "images")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """temp file + fsync + rename + directory fsync: readers see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def _remove(path: Path) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    fsync_dir(path.parent)
+    return True
+
+
+class Store:
+    def __init__(self, paths: StorePaths) -> None:
+        self.paths = paths
+        self.definitions_dir = paths.config_dir / "storage"
+        self.autostart_dir = self.definitions_dir / "autostart"
+        self.volumes_dir = self.definitions_dir / "volumes"
+        self.run_dir = paths.runtime_dir / "run"
+        self.locks_dir = paths.runtime_dir / "locks"
+        for d in (self.definitions_dir, self.autostart_dir, self.volumes_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o755)
+        for d in (self.run_dir, self.locks_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o755)
+
+    # -- definitions -------------------------------------------------------------------
+    def _def_path(self, name: str) -> Path:
+        return self.definitions_dir / f"{check_name(name, 'pool name')}.xml"
+
+    def definition_names(self) -> list[str]:
+        names = []
+        for entry in os.scandir(self.definitions_dir):
+            if entry.name.endswith(".xml") and not entry.name.startswith(".") and entry.is_file():
+                names.append(entry.name[: -len(".xml")])
+        return sorted(names, key=str.lower)
+
+    def read_definition(self, name: str) -> str | None:
+        try:
+            return self._def_path(name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write_definition(self, name: str, xml: str) -> None:
+        atomic_write(self._def_path(name), xml.encode("utf-8"), mode=0o600)
+
+    def remove_definition(self, name: str) -> None:
+        self.set_autostart(name, False)
+        _remove(self.volumes_dir / f"{check_name(name, 'pool name')}.json")
+        _remove(self._def_path(name))
+
+    # -- autostart ---------------------------------------------------------------------
+    def autostart(self, name: str) -> bool:
+        return os.path.lexists(self.autostart_dir / check_name(name, "pool name"))
+
+    def set_autostart(self, name: str, enabled: bool) -> None:
+        link = self.autostart_dir / check_name(name, "pool name")
+        if enabled:
+            if not os.path.lexists(link):
+                tmp = self.autostart_dir / f".{name}.tmp"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                os.symlink(f"../{name}.xml", tmp)
+                os.replace(tmp, link)
+                fsync_dir(self.autostart_dir)
+        else:
+            _remove(link)
+
+    # -- run state ---------------------------------------------------------------------
+    def is_active(self, name: str) -> bool:
+        return (self.run_dir / f"{check_name(name, 'pool name')}.xml").exists()
+
+    def read_run_state(self, name: str) -> str | None:
+        try:
+            return (self.run_dir / f"{check_name(name, 'pool name')}.xml").read_text("utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write_run_state(self, name: str, xml: str) -> None:
+        atomic_write(self.run_dir / f"{check_name(name, 'pool name')}.xml", xml.encode(), 0o600)
+
+    def clear_run_state(self, name: str) -> None:
+        _remove(self.run_dir / f"{check_name(name, 'pool name')}.xml")
+
+    def read_extras(self, name: str) -> dict:
+        return _read_json(self.run_dir / f"{check_name(name, 'pool name')}.json")
+
+    def write_extras(self, name: str, extras: dict) -> None:
+        path = self.run_dir / f"{check_name(name, 'pool name')}.json"
+        if extras:
+            atomic_write(path, json.dumps(extras, sort_keys=True).encode(), 0o600)
+        else:
+            _remove(path)
+
+    # -- volume records ----------------------------------------------------------------
+    def volume_records(self, pool: str) -> dict[str, dict]:
+        return _read_json(self.volumes_dir / f"{check_name(pool, 'pool name')}.json")
+
+    def write_volume_records(self, pool: str, records: dict[str, dict]) -> None:
+        path = self.volumes_dir / f"{check_name(pool, 'pool name')}.json"
+        atomic_write(path, json.dumps(records, sort_keys=True).encode(), 0o600)
+
+    def claim_autostart_round(self) -> bool:
+        """True the first time it is called in this boot of the machine for this root."""
+        marker = self.run_dir / ".autostarted"
+        boot = _boot_id()
+        try:
+            if marker.read_text() == boot:
+                return False
+        except OSError:
+            pass
+        atomic_write(marker, boot.encode(), 0o644)
+        return True
+
+    # -- first use ---------------------------------------------------------------------
+    def initialized(self) -> bool:
+        return (self.definitions_dir / ".initialized").exists()
+
+    def mark_initialized(self) -> None:
+        atomic_write(self.definitions_dir / ".initialized", b"", 0o644)
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,177 @@
+"""The virsh-shaped CLI: the README's walk-through, --json, errors and exit codes."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MiB = 1 << 20
+
+
+def test_readme_walkthrough(cli, tmp_path):
+    images = tmp_path / "vm-images"
+    r = cli("pool-define-as", "vms", "dir", "--target", str(images))
+    assert r.code == 0 and "Pool vms defined" in r.out, r
+    assert cli("pool-build", "vms").code == 0 and images.is_dir()
+    assert cli("pool-start", "vms").code == 0
+    assert cli("pool-autostart", "vms").code == 0
+
+    pools = json.loads(cli("pool-list", "--all", "--json").out)
+    vms = next(p for p in pools if p["name"] == "vms")
+    assert vms["type"] == "dir" and vms["state"] == "running" and vms["autostart"] is True
+    assert vms["persistent"] is True
+    assert all(isinstance(vms[k], int) for k in ("capacity", "allocation", "available"))
+
+    r = cli("vol-create-as", "vms", "disk.qcow2", "1G", "--format", "qcow2")
+    assert r.code == 0 and "Vol disk.qcow2 created" in r.out, r
+    assert cli("vol-create-as", "vms", "raw.img", "64MiB", "--allocation", "0").code == 0
+    vols = {v["name"]: v for v in json.loads(cli("vol-list", "vms", "--json").out)}
+    assert vols["disk.qcow2"]["format"] == "qcow2"
+    assert vols["disk.qcow2"]["capacity"] == 1 << 30
+    assert vols["raw.img"] == vols["raw.img"] | {
+        "path": str(images / "raw.img"), "type": "file", "format": "raw",
+        "capacity": 64 * MiB, "backing": None,
+    }
+    assert isinstance(vols["raw.img"]["allocation"], int)
+
+    r = cli("vol-clone", "raw.img", "copy.img", "--pool", "vms")
+    assert r.code == 0 and "cloned from raw.img" in r.out, r
+    r = cli("vol-resize", "copy.img", "128M", "--pool", "vms")
+    assert r.code == 0 and os.stat(images / "copy.img").st_size == 128 * MiB, r
+    assert cli("vol-wipe", "copy.img", "--pool", "vms").code == 0
+    out = tmp_path / "backup.img"
+    assert cli("vol-download", str(images / "copy.img"), str(out), "--sparse").code == 0
+    assert out.stat().st_size == 128 * MiB
+    assert cli("vol-path", "copy.img", "--pool", "vms").out.strip() == str(images / "copy.img")
+    info = cli("vol-info", "copy.img", "--pool", "vms", "--bytes")
+    assert f"Capacity:       {128 * MiB} bytes" in info.out
+    xml = cli("vol-dumpxml", "disk.qcow2", "--pool", "vms").out
+    assert "<name>disk.qcow2</name>" in xml and "qcow2" in xml
+    assert cli("vol-delete", "copy.img", "--pool", "vms").code == 0
+    assert not (images / "copy.img").exists()
+
+    for verb in ("vol-delete",):
+        for name in ("disk.qcow2", "raw.img"):
+            assert cli(verb, name, "--pool", "vms").code == 0
+    assert cli("pool-destroy", "vms").code == 0
+    assert cli("pool-delete", "vms").code == 0 and not images.exists()
+    assert cli("pool-undefine", "vms").code == 0
+    assert "vms" not in cli("pool-list", "--all").out
+
+
+def test_pool_define_from_file_and_dumpxml_round_trip(cli, tmp_path):
+    xml = tmp_path / "p.xml"
+    xml.write_text(f"<pool type='dir'><name>fromfile</name><target><path>{tmp_path / 'ff'}"
+                   "</path><permissions><mode>0755</mode></permissions></target></pool>")
+    assert cli("pool-define", str(xml)).code == 0
+    dumped = cli("pool-dumpxml", "fromfile").out
+    again = tmp_path / "again.xml"
+    again.write_text(dumped.replace("fromfile", "fromfile2").replace(str(tmp_path / "ff"),
+                                                                      str(tmp_path / "ff2")))
+    # the UUID would clash: a dumped definition carries it
+    r = cli("pool-define", str(again))
+    assert r.code == 1 and "UUID" in r.err
+
+
+def test_errors_go_to_stderr_with_exit_1(cli, tmp_path):
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<pool type='dir'><name>x</name>")
+    r = cli("pool-define", str(bad))
+    assert r.code == 1 and r.err.startswith("error: ") and r.out == ""
+    assert "Traceback" not in r.err
+
+    bad.write_text("<pool type='zfs'><name>x</name><target><path>/x</path></target></pool>")
+    r = cli("pool-define", str(bad))
+    assert r.code == 1 and "zfs" in r.err
+
+    r = cli("pool-info", "missing")
+    assert r.code == 1 and "no pool named 'missing'" in r.err
+
+    r = cli("vol-list")
+    assert r.code == 1 and r.err.startswith("error: ")
+
+    r = cli("pool-define", str(tmp_path / "does-not-exist.xml"))
+    assert r.code == 1 and "cannot read" in r.err
+
+
+def test_bad_sizes_and_names(cli, tmp_path):
+    assert cli("pool-define-as", "s", "dir", "--target", str(tmp_path / "s")).code == 0
+    assert cli("pool-build", "s").code == 0 and cli("pool-start", "s").code == 0
+    for size in ("-1", "12x", "ten", "99999999999999999999EiB", ""):
+        r = cli("vol-create-as", "s", "v", size)
+        assert r.code == 1 and r.err.startswith("error: "), (size, r)
+    for name in ("a/b", "..", ".", "x\ny"):
+        r = cli("vol-create-as", "s", name, "1M")
+        assert r.code == 1 and "name" in r.err, (name, r)
+    assert os.listdir(tmp_path / "s") == []
+    r = cli("vol-create-as", "s", "v", "1M", "--allocation", "0")
+    assert r.code == 0
+    r = cli("vol-resize", "v", "512K", "--pool", "s")
+    assert r.code == 1 and "--shrink" in r.err
+    r = cli("vol-resize", "v", "-512K", "--pool", "s", "--shrink")
+    assert r.code == 0 and os.stat(tmp_path / "s" / "v").st_size == 512 * 1024
+
+
+def test_overwrite_flags_are_exclusive(cli, tmp_path):
+    cli("pool-define-as", "o", "dir", "--target", str(tmp_path / "o"))
+    r = cli("pool-build", "o", "--overwrite", "--no-overwrite")
+    assert r.code == 1 and "mutually exclusive" in r.err
+
+
+def test_version_and_capabilities(cli):
+    from importlib import metadata
+
+    r = subprocess.run([sys.executable, "-m", "tui", "--version"], capture_output=True,
+                       text=True, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip() == f"poolkeeper {metadata.version('poolkeeper')}"
+    caps = cli("pool-capabilities").out
+    assert "<pool type=\"dir\" supported=\"yes\">" in caps.replace("'", '"')
+    assert "qcow2" in caps
+
+
+def test_pool_list_details_shows_sizes(cli, tmp_path):
+    cli("pool-define-as", "d", "dir", "--target", str(tmp_path / "d"))
+    cli("pool-build", "d")
+    r = cli("pool-list", "--all", "--details")
+    line = next(line for line in r.out.splitlines() if line.split()[:1] == ["d"])
+    assert "inactive" in line
+    cli("pool-start", "d")
+    line = next(line for line in cli("pool-list", "--details").out.splitlines()
+                if line.split()[:1] == ["d"])
+    assert "running" in line and "iB" in line
+
+
+def test_default_pool_on_first_use(cli, state_root):
+    pools = json.loads(cli("pool-list", "--json").out)
+    default = next(p for p in pools if p["name"] == "default")
+    assert default["state"] == "running" and default["autostart"]
+    assert default["target"] == str(state_root / "images")
+
+
+def test_backends_never_import_textual():
+    for path in (REPO / "backends").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                assert not name.startswith(("textual", "tui")), f"{path} imports {name}"
+
+
+@pytest.mark.parametrize("verb", ["pool-list", "vol-list", "pool-info", "vol-info"])
+def test_every_listing_takes_json(verb):
+    from tui.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert "--json" in sub.choices[verb].format_help()

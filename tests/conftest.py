@@ -1,0 +1,67 @@
+"""Shared fixtures: a controller on a private state root, dir pools, the CLI in-process."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backends.controller import StorageController
+from backends.model import PoolDef, PoolTarget
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
+
+
+@pytest.fixture
+def state_root(tmp_path: Path) -> Path:
+    root = tmp_path / "state"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def ctl(state_root: Path) -> Iterator[StorageController]:
+    controller = StorageController(state_root, create_default=False)
+    try:
+        yield controller
+    finally:
+        controller.close()
+
+
+def make_dir_pool(ctl: StorageController, name: str, path: Path) -> Path:
+    ctl.define_pool_def(PoolDef(type="dir", name=name, target=PoolTarget(path=str(path))))
+    ctl.build_pool(name).wait()
+    ctl.start_pool(name)
+    return path
+
+
+@pytest.fixture
+def pool(ctl: StorageController, tmp_path: Path) -> Path:
+    """An active dir pool named 'p' on the test's tmp filesystem."""
+    return make_dir_pool(ctl, "p", tmp_path / "images")
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def cli(state_root: Path, capsys: pytest.CaptureFixture[str]):
+    """Run `poolkeeper --root STATE ARGS...` in-process."""
+    from tui.cli import main
+
+    def run(*args: str) -> CliResult:
+        out = io.StringIO()
+        capsys.readouterr()
+        code = main(["--root", str(state_root), *args], out=out)
+        captured = capsys.readouterr()
+        return CliResult(code, out.getvalue() + captured.out, captured.err)
+
+    return run

@@ -1,0 +1,612 @@
+"""virsh-shaped command line over the StorageController.
+
+Errors go to stderr as `error: ...` with exit status 1; every listing takes --json;
+long jobs draw a progress bar when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any, TextIO
+
+from backends.controller import StorageController
+from backends.errors import PoolkeeperError
+from backends.jobs import Job
+from backends.model import (
+    WIPE_ALGORITHMS,
+    BackingStore,
+    PoolDef,
+    PoolSource,
+    PoolStatus,
+    PoolTarget,
+    SourceDevice,
+    SourceHost,
+    VolumeDef,
+    VolumeInfo,
+    VolumeTarget,
+)
+from backends.units import human, parse_size
+
+Handler = Callable[[StorageController, argparse.Namespace, TextIO], int]
+
+
+class UsageError(PoolkeeperError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `poolkeeper {self.prog.split()[-1]} --help`)")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("poolkeeper")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# == output helpers =====================================================================
+def table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    out.write(" " + line + "\n")
+    out.write("-" * (sum(widths) + 2 * len(widths) + 1) + "\n")
+    for row in rows:
+        out.write(" " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                  + "\n")
+    out.write("\n")
+
+
+def dump_json(out: TextIO, data: Any) -> None:
+    json.dump(data, out, indent=2)
+    out.write("\n")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def pool_json(p: PoolStatus) -> dict[str, Any]:
+    return {
+        "name": p.name, "type": p.type, "uuid": p.uuid, "state": p.state,
+        "autostart": p.autostart, "persistent": p.persistent, "capacity": p.capacity,
+        "allocation": p.allocation, "available": p.available, "target": p.target,
+        "source": p.source,
+    }
+
+
+def volume_json(v: VolumeInfo) -> dict[str, Any]:
+    return {
+        "name": v.name, "path": v.path, "key": v.key, "type": v.type, "format": v.format,
+        "capacity": v.capacity, "allocation": v.allocation, "physical": v.physical,
+        "backing": v.backing.path if v.backing else None,
+        "backing_format": v.backing.format if v.backing else None,
+        "probed_format": v.probed_format, "symlink": v.symlink, "error": v.error,
+    }
+
+
+def _size(value: int | None, as_bytes: bool) -> str:
+    if value is None:
+        return "-"
+    return f"{value} bytes" if as_bytes else human(value)
+
+
+def wait_job(job: Job, err: TextIO) -> Any:
+    """Wait for a job, drawing progress on a terminal; Ctrl-C cancels it."""
+    show = err.isatty()
+    try:
+        while not job.finished:
+            if show and job.total:
+                frac = job.fraction or 0.0
+                bar = "#" * int(frac * 30)
+                eta = f" ETA {job.eta:.0f}s" if job.eta is not None else ""
+                err.write(f"\r{job.description}: [{bar:<30}] {frac * 100:5.1f}% "
+                          f"{human(int(job.rate))}/s{eta}   ")
+                err.flush()
+            job._finished.wait(0.2)
+    except KeyboardInterrupt:
+        job.cancel()
+        job._finished.wait()
+    if show and job.total:
+        err.write("\r" + " " * 100 + "\r")
+    result = job.wait()
+    for warning in job.warnings:
+        err.write(f"warning: {warning}\n")
+    return result
+
+
+# == volume references ==================================================================
+def resolve_volume(ctl: StorageController, args: argparse.Namespace) -> tuple[str, str]:
+    if args.pool:
+        return args.pool, args.vol
+    if args.vol.startswith("/"):
+        return ctl.find_volume(args.vol)
+    raise UsageError(
+        f"give the pool with --pool POOL, or the volume's full path (not '{args.vol}')"
+    )
+
+
+# == pool verbs =========================================================================
+def cmd_pool_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pools = ctl.list_pools()
+    if args.type:
+        wanted = set(args.type.split(","))
+        pools = [p for p in pools if p.type in wanted]
+    if args.inactive:
+        pools = [p for p in pools if not p.active]
+    elif not args.all:
+        pools = [p for p in pools if p.active]
+    if args.json:
+        dump_json(out, [pool_json(p) for p in pools])
+        return 0
+    if args.details:
+        rows = [[p.name, p.state, _yes(p.autostart), _yes(p.persistent), human(p.capacity),
+                 human(p.allocation), human(p.available)] for p in pools]
+        table(out, ["Name", "State", "Autostart", "Persistent", "Capacity", "Allocation",
+                    "Available"], rows)
+    else:
+        rows = [[p.name, "active" if p.active else p.state, _yes(p.autostart)] for p in pools]
+        table(out, ["Name", "State", "Autostart"], rows)
+    return 0
+
+
+def cmd_pool_info(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    p = ctl.pool_info(args.pool)
+    if args.json:
+        dump_json(out, pool_json(p))
+        return 0
+    lines = [("Name:", p.name), ("UUID:", p.uuid), ("Type:", p.type), ("State:", p.state),
+             ("Persistent:", _yes(p.persistent)), ("Autostart:", _yes(p.autostart))]
+    if p.active:
+        lines += [("Capacity:", _size(p.capacity, args.bytes)),
+                  ("Allocation:", _size(p.allocation, args.bytes)),
+                  ("Available:", _size(p.available, args.bytes))]
+    for key, value in lines:
+        out.write(f"{key:<15} {value}\n")
+    return 0
+
+
+def cmd_pool_dumpxml(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    out.write(ctl.pool_xml(args.pool, inactive=args.inactive))
+    return 0
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4 * 1024 * 1024 + 1)
+    except OSError as exc:
+        raise PoolkeeperError(f"cannot read '{path}': {exc.strerror}") from None
+
+
+def cmd_pool_define(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    status = ctl.define_pool(_read_input(args.file))
+    out.write(f"Pool {status.name} defined from {args.file}\n")
+    return 0
+
+
+def pool_def_from_args(args: argparse.Namespace) -> PoolDef:
+    source = PoolSource(
+        hosts=[SourceHost(args.source_host, args.source_port)] if args.source_host else [],
+        devices=[SourceDevice(d) for d in args.source_dev or []],
+        dir=args.source_path,
+        name=args.source_name,
+        format=args.source_format,
+        initiator_iqn=args.source_initiator,
+        protocol_ver=args.source_protocol_ver,
+    )
+    return PoolDef(type=args.type, name=args.name, source=source,
+                   target=PoolTarget(path=args.target))
+
+
+def cmd_pool_define_as(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    from backends import xmlio
+
+    pdef = pool_def_from_args(args)
+    if args.print_xml:
+        xmlio.validate_pool(pdef)
+        out.write(xmlio.format_pool(pdef))
+        return 0
+    status = ctl.define_pool_def(pdef)
+    out.write(f"Pool {status.name} defined\n")
+    return 0
+
+
+def _overwrite(args: argparse.Namespace) -> bool | None:
+    if args.overwrite and args.no_overwrite:
+        raise UsageError("--overwrite and --no-overwrite are mutually exclusive")
+    if args.overwrite:
+        return True
+    if args.no_overwrite:
+        return False
+    return None
+
+
+def cmd_pool_build(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    wait_job(ctl.build_pool(args.pool, _overwrite(args)), sys.stderr)
+    out.write(f"Pool {args.pool} built\n")
+    return 0
+
+
+def cmd_pool_start(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    overwrite = _overwrite(args)
+    if args.build:
+        wait_job(ctl.build_pool(args.pool, overwrite), sys.stderr)
+    ctl.start_pool(args.pool)
+    out.write(f"Pool {args.pool} started\n")
+    return 0
+
+
+def _simple(verb: Callable[[StorageController, str], object], message: str) -> Handler:
+    def handler(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+        verb(ctl, args.pool)
+        out.write(message.format(pool=args.pool) + "\n")
+        return 0
+
+    return handler
+
+
+def cmd_pool_autostart(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    ctl.set_autostart(args.pool, not args.disable)
+    state = "unmarked as autostarted" if args.disable else "marked as autostarted"
+    out.write(f"Pool {args.pool} {state}\n")
+    return 0
+
+
+def cmd_pool_capabilities(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    out.write(ctl.capabilities())
+    return 0
+
+
+def cmd_find_sources(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    out.write(ctl.find_pool_sources(args.type, host=args.host, device=args.device))
+    return 0
+
+
+# == volume verbs =======================================================================
+def cmd_vol_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    vols = sorted(ctl.list_volumes(args.pool), key=lambda v: v.name)
+    if args.json:
+        dump_json(out, [volume_json(v) for v in vols])
+        return 0
+    if args.details:
+        rows = [[v.name, v.path, v.type, v.format, human(v.capacity), human(v.allocation)]
+                for v in vols]
+        table(out, ["Name", "Path", "Type", "Format", "Capacity", "Allocation"], rows)
+    else:
+        table(out, ["Name", "Path"], [[v.name, v.path] for v in vols])
+    for v in vols:
+        if v.error:
+            sys.stderr.write(f"warning: {v.name}: {v.error}\n")
+    return 0
+
+
+def cmd_vol_info(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pool, name = resolve_volume(ctl, args)
+    v = ctl.volume_info(pool, name)
+    if args.json:
+        dump_json(out, volume_json(v))
+        return 0
+    lines = [("Name:", v.name), ("Type:", v.type), ("Format:", v.format),
+             ("Capacity:", _size(v.capacity, args.bytes)),
+             ("Allocation:", _size(v.allocation, args.bytes))]
+    if args.physical:
+        lines.append(("Physical:", _size(v.physical, args.bytes)))
+    if v.backing:
+        lines.append(("Backing:", f"{v.backing.path} ({v.backing.format or 'format unknown'})"))
+    if v.probed_format and v.probed_format != v.format:
+        lines.append(("Header says:", f"{v.probed_format} (ignored: created as {v.format})"))
+    if v.error:
+        lines.append(("Error:", v.error))
+    for key, value in lines:
+        out.write(f"{key:<15} {value}\n")
+    return 0
+
+
+def cmd_vol_dumpxml(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pool, name = resolve_volume(ctl, args)
+    out.write(ctl.volume_xml(pool, name))
+    return 0
+
+
+def cmd_vol_path(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pool, name = resolve_volume(ctl, args)
+    out.write(ctl.volume_info(pool, name).path + "\n")
+    return 0
+
+
+def cmd_vol_create(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    info = wait_job(ctl.create_volume(args.pool, _read_input(args.file)), sys.stderr)
+    out.write(f"Vol {info.name} created from {args.file}\n")
+    return 0
+
+
+def cmd_vol_create_as(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    capacity = parse_size(args.capacity, "capacity")
+    allocation = parse_size(args.allocation, "allocation") if args.allocation else None
+    backing = None
+    if args.backing_vol:
+        path = args.backing_vol
+        if not path.startswith("/"):
+            path = ctl.volume_info(args.pool, path).path
+        backing = BackingStore(path=path, format=args.backing_vol_format)
+    vdef = VolumeDef(name=args.name, capacity=capacity, allocation=allocation,
+                     target=VolumeTarget(format=args.format), backing=backing)
+    if args.print_xml:
+        from backends import xmlio
+
+        out.write(xmlio.format_volume(vdef))
+        return 0
+    wait_job(ctl.create_volume_def(args.pool, vdef), sys.stderr)
+    out.write(f"Vol {args.name} created\n")
+    return 0
+
+
+def cmd_vol_clone(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pool, name = resolve_volume(ctl, args)
+    method = wait_job(ctl.clone_volume(pool, name, args.newname, target_pool=args.newpool),
+                      sys.stderr)
+    out.write(f"Vol {args.newname} cloned from {name} ({method})\n")
+    return 0
+
+
+def cmd_vol_delete(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pool, name = resolve_volume(ctl, args)
+    ctl.delete_volume(pool, name)
+    out.write(f"Vol {name} deleted\n")
+    return 0
+
+
+def cmd_vol_wipe(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pool, name = resolve_volume(ctl, args)
+    wait_job(ctl.wipe_volume(pool, name, args.algorithm), sys.stderr)
+    out.write(f"Vol {name} wiped\n")
+    return 0
+
+
+def cmd_vol_resize(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pool, name = resolve_volume(ctl, args)
+    text = args.capacity
+    delta = args.delta
+    if text.startswith("-"):
+        if not args.shrink:
+            raise UsageError("a negative size needs --shrink")
+        text, delta = text[1:], True
+    size = parse_size(text, "capacity")
+    info = wait_job(ctl.resize_volume(pool, name, size, delta=delta, shrink=args.shrink,
+                                      allocate=args.allocate), sys.stderr)
+    out.write(f"Size of volume '{name}' successfully changed to {human(info.capacity)}\n")
+    return 0
+
+
+def cmd_vol_upload(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pool, name = resolve_volume(ctl, args)
+    length = parse_size(args.length, "length") if args.length else None
+    written = wait_job(ctl.upload_volume(pool, name, args.file,
+                                         offset=parse_size(args.offset, "offset"),
+                                         length=length), sys.stderr)
+    out.write(f"Uploaded {written} bytes to {name}\n")
+    return 0
+
+
+def cmd_vol_download(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pool, name = resolve_volume(ctl, args)
+    length = parse_size(args.length, "length") if args.length else None
+    count = wait_job(ctl.download_volume(pool, name, args.file,
+                                         offset=parse_size(args.offset, "offset"),
+                                         length=length, sparse=args.sparse), sys.stderr)
+    out.write(f"Downloaded {count} bytes of {name} to {args.file}\n")
+    return 0
+
+
+# == parser =============================================================================
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="poolkeeper",
+                     description="Storage pools and volumes for virtualization hosts "
+                                 "(libvirt XML). With no command, opens the TUI.")
+    parser.add_argument("--root", help="state directory (default: /etc/poolkeeper and "
+                                       "/run/poolkeeper for root; $POOLKEEPER_ROOT)")
+    parser.add_argument("--version", action="version", version=f"poolkeeper {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def cmd(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=handler)
+        return p
+
+    def pool_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("pool", metavar="POOL")
+
+    def vol_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("vol", metavar="VOL", help="volume name (with --pool) or full path")
+        p.add_argument("--pool", help="the pool holding VOL")
+
+    p = cmd("pool-list", cmd_pool_list, "list pools (active ones unless --all)")
+    p.add_argument("--all", action="store_true", help="active and inactive pools")
+    p.add_argument("--inactive", action="store_true", help="inactive pools only")
+    p.add_argument("--details", action="store_true", help="sizes and persistence too")
+    p.add_argument("--type", help="only these pool types (comma separated)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = cmd("pool-info", cmd_pool_info, "state and sizes of a pool")
+    pool_arg(p)
+    p.add_argument("--bytes", action="store_true", help="sizes in bytes")
+    p.add_argument("--json", action="store_true")
+
+    p = cmd("pool-dumpxml", cmd_pool_dumpxml, "the pool's XML")
+    pool_arg(p)
+    p.add_argument("--inactive", action="store_true", help="the stored definition only")
+
+    p = cmd("pool-define", cmd_pool_define, "define a pool from an XML file ('-' = stdin)")
+    p.add_argument("file", metavar="FILE")
+
+    p = cmd("pool-define-as", cmd_pool_define_as, "define a pool from arguments")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("type", metavar="TYPE")
+    p.add_argument("--source-host")
+    p.add_argument("--source-port", type=int)
+    p.add_argument("--source-path", help="source directory (netfs)")
+    p.add_argument("--source-dev", action="append", help="source device (repeatable)")
+    p.add_argument("--source-name", help="volume group name (logical)")
+    p.add_argument("--source-format")
+    p.add_argument("--source-initiator", help="initiator IQN (iscsi)")
+    p.add_argument("--source-protocol-ver", help="NFS version (netfs)")
+    p.add_argument("--target", help="target path")
+    p.add_argument("--print-xml", action="store_true", help="print the XML, define nothing")
+
+    for name, handler, text in (("pool-build", cmd_pool_build, "build the pool's storage"),
+                                ("pool-start", cmd_pool_start, "start (activate) a pool")):
+        p = cmd(name, handler, text)
+        pool_arg(p)
+        if name == "pool-start":
+            p.add_argument("--build", action="store_true", help="build before starting")
+        p.add_argument("--overwrite", action="store_true", help="build over existing data")
+        p.add_argument("--no-overwrite", action="store_true",
+                       help="refuse to build over anything that might be data")
+
+    for name, verb, message, text in (
+        ("pool-destroy", StorageController.stop_pool, "Pool {pool} destroyed",
+         "stop (deactivate) a pool; data is kept"),
+        ("pool-delete", StorageController.delete_pool, "Pool {pool} deleted",
+         "delete the pool's storage (dir: the empty directory)"),
+        ("pool-undefine", StorageController.undefine_pool, "Pool {pool} has been undefined",
+         "forget an inactive pool's definition"),
+        ("pool-refresh", StorageController.refresh_pool, "Pool {pool} refreshed",
+         "rescan a pool's volumes"),
+    ):
+        pool_arg(cmd(name, _simple(verb, message), text))
+
+    p = cmd("pool-autostart", cmd_pool_autostart, "start the pool when poolkeeper starts")
+    pool_arg(p)
+    p.add_argument("--disable", action="store_true")
+
+    cmd("pool-capabilities", cmd_pool_capabilities, "pool types and formats supported")
+
+    p = cmd("find-storage-pool-sources", cmd_find_sources, "discover sources for a pool type")
+    p.add_argument("type", metavar="TYPE")
+    p.add_argument("--host")
+    p.add_argument("--device")
+
+    p = cmd("vol-list", cmd_vol_list, "list a pool's volumes")
+    pool_arg(p)
+    p.add_argument("--details", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    p = cmd("vol-info", cmd_vol_info, "a volume's type and sizes")
+    vol_args(p)
+    p.add_argument("--bytes", action="store_true")
+    p.add_argument("--physical", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    vol_args(cmd("vol-dumpxml", cmd_vol_dumpxml, "a volume's XML"))
+    vol_args(cmd("vol-path", cmd_vol_path, "a volume's path"))
+
+    p = cmd("vol-create", cmd_vol_create, "create a volume from an XML file ('-' = stdin)")
+    pool_arg(p)
+    p.add_argument("file", metavar="FILE")
+
+    p = cmd("vol-create-as", cmd_vol_create_as, "create a volume from arguments")
+    pool_arg(p)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("capacity", metavar="CAPACITY", help="e.g. 10G, 512MiB, 1000000")
+    p.add_argument("--allocation", help="allocate this much now (default: all of it)")
+    p.add_argument("--format", help="raw, qcow2, qcow, qed, vmdk, vpc, vdi")
+    p.add_argument("--backing-vol", help="backing volume (name in POOL, or path)")
+    p.add_argument("--backing-vol-format", help="the backing volume's format")
+    p.add_argument("--print-xml", action="store_true")
+
+    p = cmd("vol-clone", cmd_vol_clone, "copy a volume (reflink where possible)")
+    vol_args(p)
+    p.add_argument("newname", metavar="NEWNAME")
+    p.add_argument("--newpool", help="clone into this pool (default: the same)")
+
+    vol_args(cmd("vol-delete", cmd_vol_delete, "delete a volume"))
+
+    p = cmd("vol-wipe", cmd_vol_wipe, "overwrite a volume's data")
+    vol_args(p)
+    p.add_argument("--algorithm", default="zero", choices=WIPE_ALGORITHMS)
+
+    p = cmd("vol-resize", cmd_vol_resize, "change a volume's capacity")
+    vol_args(p)
+    p.add_argument("capacity", metavar="CAPACITY", help="new size, or a change with --delta")
+    p.add_argument("--delta", action="store_true", help="CAPACITY is a change")
+    p.add_argument("--shrink", action="store_true", help="allow making it smaller")
+    p.add_argument("--allocate", action="store_true", help="allocate the new space now")
+
+    p = cmd("vol-upload", cmd_vol_upload, "write a file's bytes into a volume")
+    vol_args(p)
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--offset", default="0")
+    p.add_argument("--length")
+
+    p = cmd("vol-download", cmd_vol_download, "copy a volume's bytes into a file")
+    vol_args(p)
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--offset", default="0")
+    p.add_argument("--length")
+    p.add_argument("--sparse", action="store_true", help="keep holes as holes")
+    return parser
+
+
+def _negative_size_last(argv: list[str]) -> list[str]:
+    """`vol-resize VOL -10G --shrink`: argparse would take -10G for an option, so move it
+    behind `--` (CAPACITY is vol-resize's last positional)."""
+    if "vol-resize" not in argv or "--" in argv:
+        return argv
+    start = argv.index("vol-resize")
+    for i in range(start + 1, len(argv)):
+        if re.fullmatch(r"-\d+(\.\d+)?[A-Za-z]*", argv[i]):
+            return argv[:i] + argv[i + 1:] + ["--", argv[i]]
+    return argv
+
+
+def run_tui(root: str | None) -> int:
+    try:
+        from .app import run_app
+    except ImportError:
+        build_parser().print_help()
+        return 0
+    return run_app(root)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    argv = _negative_size_last(list(sys.argv[1:] if argv is None else argv))
+    out = out or sys.stdout
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    if not args.command:
+        return run_tui(args.root)
+    try:
+        ctl = StorageController(args.root)
+    except (PoolkeeperError, OSError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    try:
+        for problem in ctl.startup_errors:
+            sys.stderr.write(f"warning: {problem}\n")
+        return args.func(ctl, args, out)
+    except PoolkeeperError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        sys.stderr.write(f"error: {exc.strerror or exc}{where}\n")
+        return 1
+    finally:
+        ctl.close()
+
