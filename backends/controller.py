@@ -813,7 +813,7 @@ def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
             path=info.path,
             format=info.format,
             permissions=info.permissions,
-            timestamps=info.timestamps,
+            timestamps=info.stamped(),
             compat=info.compat if info.format == "qcow2" else None,
             cluster_size=info.cluster_size if info.format == "qcow2" else None,
             features=features if info.format == "qcow2" else None,

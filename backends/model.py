@@ -54,7 +54,7 @@ WIPE_ALGORITHMS = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Permissions:
     mode: int | None = None  # e.g. 0o711
     owner: int | None = None
@@ -236,7 +236,7 @@ class PoolStatus:
         return self.state == "running"
 
 
-@dataclass
+@dataclass(slots=True)
 class VolumeInfo:
     """One volume as a refresh found it."""
 
@@ -260,7 +260,19 @@ class VolumeInfo:
     error: str | None = None  # why the volume could not be read (listed, not dropped)
     # Change detection for live refresh: cheap stat signature.
     signature: tuple = ()
+    times_ns: tuple[int, int, int] | None = None  # atime, mtime, ctime (timestamps on demand)
+
+    def stamped(self) -> Timestamps | None:
+        """libvirt's <timestamps> ("SEC" or "SEC.NNNNNNNNN"; Linux has no btime: "0")."""
+        if self.timestamps is not None or self.times_ns is None:
+            return self.timestamps
+        return Timestamps(*(_stamp(ns) for ns in self.times_ns), btime="0")
 
     @property
     def percent_allocated(self) -> float:
         return 100.0 * self.allocation / self.capacity if self.capacity else 0.0
+
+
+def _stamp(ns: int) -> str:
+    sec, frac = divmod(ns, 1_000_000_000)
+    return f"{sec}.{frac:09d}" if frac else str(sec)

@@ -349,10 +349,10 @@ def test_refresh_survives_a_file_deleted_during_the_scan(ctl, pool, monkeypatch)
 
     original = dir_mod.DirDriver._scan
 
-    def scan_and_race(self, dfd, name):
+    def scan_and_race(self, dfd, name, *args):
         if name == "b":
             os.unlink(pool / "b")  # deleted between the directory read and the open
-        return original(self, dfd, name)
+        return original(self, dfd, name, *args)
 
     monkeypatch.setattr(dir_mod.DirDriver, "_scan", scan_and_race)
     names = sorted(v.name for v in ctl.list_volumes("p"))

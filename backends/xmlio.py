@@ -1,0 +1,1924 @@
+"""Read and write libvirt storage pool and volume XML, safely.
+
+Reading happens in stages, each refusing with a message that names the element and line:
+
+1. size cap and UTF-8 check on the raw input, before any parser sees it;
+2. a scan of the prolog that refuses any DOCTYPE (so no DTD, entity or external file can
+   ever be opened), then lxml with entity resolution, DTD loading and network all off;
+3. a structural walk: unknown elements/attributes, duplicates, stray text;
+4. conversion to the dataclasses of `model` with value checks (sizes, octal modes, ...);
+5. semantic checks per pool type (`validate_pool` / `validate_volume`, also used on
+   definitions built in code);
+6. RelaxNG validation against backends/schemas/*.rng as a last line of defence.
+
+Writing produces libvirt's own layout (element order, 2-space indent, single quotes,
+`unit='bytes'`), so `virsh pool-dumpxml` output comes back byte for byte.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from pathlib import Path
+
+from lxml import etree
+
+from . import names, units
+from .errors import InvalidName, InvalidSize, ValidationError, XMLError
+from .model import (
+    DISK_VOLUME_FORMATS,
+    FILE_VOLUME_FORMATS,
+    POOL_FORMATS,
+    POOL_TYPES,
+    VOLUME_FORMATS,
+    VOLUME_TYPES,
+    AuthSecret,
+    BackingStore,
+    Encryption,
+    EncryptionSecret,
+    Extent,
+    FreeExtent,
+    Permissions,
+    PoolDef,
+    PoolSource,
+    PoolTarget,
+    SourceAuth,
+    SourceDevice,
+    SourceHost,
+    Timestamps,
+    VolumeDef,
+    VolumeTarget,
+)
+
+__all__ = [
+    "MAX_XML_BYTES",
+    "format_pool",
+    "format_volume",
+    "parse_pool",
+    "parse_volume",
+    "validate_pool",
+    "validate_volume",
+]
+
+MAX_XML_BYTES = 1024 * 1024  # input size cap, checked before parsing
+
+FS_NS = "http://libvirt.org/schemas/storagepool/fs/1.0"
+XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+VOLUME_FEATURES = ("lazy_refcounts", "extended_l2", "data_file")
+ENCRYPTION_FORMATS = ("default", "qcow", "luks", "luks2")
+# Pool types whose volumes have no format of their own (libvirt ignores <format> there).
+FORMATLESS_VOLUME_POOLS = ("logical", "iscsi", "iscsi-direct")
+FILE_POOLS = ("dir", "fs", "netfs")
+
+MAX_UID = 2**32 - 2  # (uid_t)-1 means "unset"; write -1 (or leave it out) for that
+MAX_IQN_BYTES = 223  # RFC 3720 limit for iSCSI names
+
+_UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+_DNS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
+_IQN_RE = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[A-Za-z0-9.-]+(:.+)?")
+_GENERIC_NAME_RE = re.compile(r"[A-Za-z0-9_+-]+")  # libvirt's genericName (e.g. "demo-target")
+_VG_NAME_RE = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*")
+_MOUNT_OPT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_=.:+/@-]*")
+_PROTOCOL_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
+_COMPAT_RE = re.compile(r"[0-9]+\.[0-9]+")
+_TIMESTAMP_RE = re.compile(r"[0-9]+(\.[0-9]{0,9})?")
+_DIGITS_RE = re.compile(r"[0-9]+")
+_OCTAL_RE = re.compile(r"[0-7]+")
+# C0 controls, DEL and C1 controls: never wanted in names, paths or labels (they reach
+# terminals, argv and file names).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What XML 1.0 cannot carry at all (besides the C0 controls above).
+_NOT_XML_RE = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_DECL_RE = re.compile(r"\A<\?xml\s[^<>]*?\?>")
+_ENCODING_RE = re.compile(r"""encoding\s*=\s*["']([^"']*)["']""")
+_SYNTAX_POS_RE = re.compile(r",\s*line \d+, column \d+\s*$")
+_UTF8_NAMES = ("utf-8", "utf8", "us-ascii", "ascii")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def parse_pool(text: str | bytes) -> PoolDef:
+    """Parse, check and return a pool definition; raise XMLError or ValidationError."""
+    root = _read_document(text, "pool")
+    where = _Where()
+    pool = _pool_from_xml(root, where)
+    _validate_pool(pool, where)
+    _rng_validate("pool", root)
+    return pool
+
+
+def format_pool(pool: PoolDef) -> str:
+    """libvirt-style <pool> XML (2-space indent, single quotes, ends with a newline)."""
+    w = _Writer()
+    root_attrs = [("type", pool.type)]
+    if pool.mount_opts:
+        root_attrs.append(("xmlns:fs", FS_NS))
+    w.open("pool", root_attrs)
+    if pool.name:
+        w.leaf("name", pool.name)
+    if pool.uuid:
+        w.leaf("uuid", pool.uuid)
+    for tag, value in (
+        ("capacity", pool.capacity),
+        ("allocation", pool.allocation),
+        ("available", pool.available),
+    ):
+        if value is not None:
+            w.leaf(tag, str(value), [("unit", "bytes")])
+    if pool.cow is not None:
+        w.open("features")
+        w.empty("cow", [("state", _yes_no(pool.cow))])
+        w.close("features")
+    _write_pool_source(w, pool.source)
+    _write_pool_target(w, pool.target)
+    if pool.mount_opts:
+        w.open("fs:mount_opts")
+        for opt in pool.mount_opts:
+            w.empty("fs:option", [("name", opt)])
+        w.close("fs:mount_opts")
+    w.close("pool")
+    return w.text()
+
+
+def parse_volume(text: str | bytes, pool_type: str | None = None) -> VolumeDef:
+    """Parse, check and return a volume definition for a pool of `pool_type` (if known)."""
+    _check_pool_type_arg(pool_type)
+    root = _read_document(text, "volume")
+    where = _Where()
+    vol = _volume_from_xml(root, where)
+    _validate_volume(vol, pool_type, where)
+    _rng_validate("volume", root)
+    return vol
+
+
+def format_volume(vol: VolumeDef) -> str:
+    """libvirt-style <volume> XML (2-space indent, single quotes, ends with a newline)."""
+    w = _Writer()
+    w.open("volume", [("type", vol.type)])
+    w.leaf("name", vol.name)
+    if vol.key is not None:
+        w.leaf("key", vol.key)
+    if vol.source_devices:
+        w.open("source")
+        for path, extents in vol.source_devices:
+            if extents:
+                w.open("device", [("path", path)])
+                for ext in extents:
+                    w.empty("extent", [("start", str(ext.start)), ("end", str(ext.end))])
+                w.close("device")
+            else:
+                w.empty("device", [("path", path)])
+        w.close("source")
+    for tag, value in (
+        ("capacity", vol.capacity),
+        ("allocation", vol.allocation),
+        ("physical", vol.physical),
+    ):
+        if value is not None:
+            w.leaf(tag, str(value), [("unit", "bytes")])
+    _write_volume_target(w, vol.target)
+    if vol.backing is not None:
+        b = vol.backing
+        w.open("backingStore")
+        w.leaf("path", b.path)
+        if b.format is not None:
+            w.empty("format", [("type", b.format)])
+        _write_permissions(w, b.permissions)
+        _write_timestamps(w, b.timestamps)
+        w.close("backingStore")
+    w.close("volume")
+    return w.text()
+
+
+def validate_pool(pool: PoolDef) -> None:
+    """Semantic checks; also fills libvirt's defaults and normalises paths in place.
+
+    Logical pools get their name from <source><name> (or the reverse) and target path
+    /dev/VG; target and source dir paths lose doubled and trailing slashes.
+    """
+    _validate_pool(pool, _Where())
+
+
+def validate_volume(vol: VolumeDef, pool_type: str | None = None) -> None:
+    """Semantic checks for a volume in a pool of `pool_type` (None: not known yet).
+
+    For logical and iSCSI pools a <format> is dropped, as libvirt ignores it there.
+    """
+    _check_pool_type_arg(pool_type)
+    _validate_volume(vol, pool_type, _Where())
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_document(text: str | bytes, root_tag: str) -> etree._Element:
+    """Bytes/str -> checked lxml root element named `root_tag`."""
+    data = _prepare_input(text)
+    root = _parse_bytes(data)
+    _refuse_xinclude(root)
+    if root.tag != root_tag:
+        raise XMLError(
+            f"the document's root element is <{_display_tag(root)}> (line {root.sourceline}); "
+            f"a {root_tag} definition must start with <{root_tag}"
+            + (" type='...'>" if root_tag == "pool" else ">")
+        )
+    return root
+
+
+def _prepare_input(text: str | bytes) -> bytes:
+    """Size cap, UTF-8 check, XML declaration and DOCTYPE handling; returns UTF-8 bytes."""
+    if isinstance(text, bytearray | memoryview):
+        text = bytes(text)
+    if isinstance(text, bytes):
+        _check_size(len(text))
+        decoded = _decode_utf8(text)
+        from_bytes = True
+    elif isinstance(text, str):
+        _check_size(len(text))  # a character is at least one byte: refuse before encoding
+        decoded = text
+        from_bytes = False
+    else:
+        raise TypeError(f"XML must be str or bytes, not {type(text).__name__}")
+    decoded = decoded.removeprefix("\ufeff")
+    decoded = _strip_declaration(decoded, from_bytes)
+    _refuse_doctype(decoded)
+    try:
+        data = decoded.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line = decoded.count("\n", 0, exc.start) + 1
+        raise XMLError(
+            f"line {line}: the text holds a character that is not valid Unicode "
+            f"({decoded[exc.start]!r}); save the file as UTF-8"
+        ) from None
+    _check_size(len(data))
+    return data
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_XML_BYTES:
+        raise XMLError(
+            f"the XML document is {size} bytes; poolkeeper accepts at most {MAX_XML_BYTES} "
+            "bytes (1 MiB) for a pool or volume definition"
+        )
+
+
+def _decode_utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise XMLError(
+            f"line {line}: the document is not valid UTF-8 (byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start}); poolkeeper reads UTF-8 only: convert the file, e.g. with "
+            "iconv -t UTF-8"
+        ) from None
+
+
+def _strip_declaration(text: str, from_bytes: bool) -> str:
+    """Drop the <?xml ...?> declaration (we hand lxml UTF-8 bytes), keeping line numbers.
+
+    Its encoding= would otherwise make lxml decode our UTF-8 bytes as something else.
+    """
+    m = _DECL_RE.match(text)
+    if not m:
+        return text
+    enc = _ENCODING_RE.search(m.group(0))
+    if from_bytes and enc and enc.group(1).lower() not in _UTF8_NAMES and not text.isascii():
+        raise XMLError(
+            f"line 1: the document declares encoding '{enc.group(1)}' but poolkeeper reads "
+            f"UTF-8 only; convert it (iconv -f {enc.group(1)} -t UTF-8) and change the "
+            "declaration to encoding='UTF-8'"
+        )
+    return "\n" * m.group(0).count("\n") + text[m.end() :]
+
+
+def _refuse_doctype(text: str) -> None:
+    """Refuse any <!...> markup before the root element: DOCTYPE, entities, DTDs.
+
+    Done on the text, before parsing, so that nothing a DTD names (a FIFO, a URL, a
+    file) is ever opened and no entity is ever expanded.
+    """
+    pos, n = 0, len(text)
+    while pos < n:
+        if text[pos] in " \t\r\n":
+            pos += 1
+        elif text.startswith("<!--", pos):
+            end = text.find("-->", pos + 4)
+            if end < 0:
+                return  # unterminated comment: the parser reports it
+            pos = end + 3
+        elif text.startswith("<?", pos):
+            end = text.find("?>", pos + 2)
+            if end < 0:
+                return
+            pos = end + 2
+        elif text.startswith("<!", pos):
+            line = text.count("\n", 0, pos) + 1
+            if text[pos + 2 : pos + 9].upper() == "DOCTYPE":
+                raise XMLError(
+                    f"line {line}: the document has a <!DOCTYPE ...> declaration; poolkeeper "
+                    "refuses DTDs and entity definitions (they can read files or expand "
+                    "without limit): remove the DOCTYPE"
+                )
+            raise XMLError(
+                f"line {line}: unexpected '<!' markup before the root element; "
+                "remove it (DTDs and entity declarations are not accepted)"
+            )
+        else:
+            return
+
+
+def _make_parser() -> etree.XMLParser:
+    """A fresh hardened parser (lxml parsers must not be shared between threads)."""
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        attribute_defaults=False,
+        recover=False,
+        strip_cdata=True,
+    )
+
+
+def _parse_bytes(data: bytes) -> etree._Element:
+    try:
+        root = etree.fromstring(data, _make_parser())
+    except etree.XMLSyntaxError as exc:
+        raise XMLError(_syntax_message(exc)) from None
+    docinfo = root.getroottree().docinfo
+    # Second guard: the text scan should already have refused these.
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise XMLError("the document has a DOCTYPE declaration; remove it")
+    return root
+
+
+def _syntax_message(exc: etree.XMLSyntaxError) -> str:
+    msg = _SYNTAX_POS_RE.sub("", (exc.msg or "").strip()).strip()
+    if msg.startswith("Excessive depth"):
+        msg = "elements are nested more than 256 levels deep"
+    elif msg.startswith("Entity '") and msg.endswith("not defined"):
+        msg += " (entities other than &amp; &lt; &gt; &apos; &quot; are not accepted)"
+    line, col = exc.position if exc.position else (exc.lineno, 0)
+    where = f"line {line}, column {col}" if col else f"line {line}"
+    return f"{where}: the XML is not well-formed: {msg}"
+
+
+def _refuse_xinclude(root: etree._Element) -> None:
+    for el in root.iter():
+        if isinstance(el.tag, str) and el.tag.startswith("{" + XINCLUDE_NS + "}"):
+            raise XMLError(
+                f"<{_display_tag(el)}> (line {el.sourceline}): XInclude is not allowed in "
+                "poolkeeper XML; put the content in the document itself"
+            )
+
+
+def _display_tag(el: etree._Element) -> str:
+    """Tag as the user wrote it: 'name', 'fs:mount_opts', 'xi:include'."""
+    tag = el.tag if isinstance(el.tag, str) else "?"
+    if tag.startswith("{"):
+        qname = etree.QName(tag)
+        return f"{el.prefix}:{qname.localname}" if el.prefix else tag
+    return tag
+
+
+# --------------------------------------------------------------------------- structure
+
+
+class _Spec:
+    """What an element may hold: attributes, text, children (min, max, spec)."""
+
+    def __init__(
+        self,
+        attrs: Sequence[str] = (),
+        required: Sequence[str] = (),
+        text: bool = False,
+        children: Mapping[str, tuple[int, int | None, _Spec]] | None = None,
+        unsupported: str | None = None,
+    ) -> None:
+        self.attrs = tuple(attrs)
+        self.required = tuple(required)
+        self.text = text
+        self.children = dict(children or {})
+        self.unsupported = unsupported
+
+
+def _attr_spec(*attrs: str, required: Sequence[str] | None = None) -> _Spec:
+    return _Spec(attrs=attrs, required=attrs if required is None else required)
+
+
+_TEXT = _Spec(text=True)
+_EMPTY = _Spec()
+_SIZE = _Spec(attrs=("unit",), text=True)
+_ONE = 1
+_MANY = None
+
+_PERMISSIONS = _Spec(
+    children={tag: (0, _ONE, _TEXT) for tag in ("mode", "owner", "group", "label")}
+)
+_TIMESTAMPS = _Spec(
+    children={tag: (0, _ONE, _TEXT) for tag in ("atime", "mtime", "ctime", "btime")}
+)
+_FORMAT = _attr_spec("type")
+
+_POOL_SOURCE = _Spec(
+    children={
+        "host": (0, _MANY, _attr_spec("name", "port", required=("name",))),
+        "device": (
+            0,
+            _MANY,
+            _Spec(
+                attrs=("path", "part_separator"),
+                required=("path",),
+                children={"freeExtent": (0, _MANY, _attr_spec("start", "end"))},
+            ),
+        ),
+        "dir": (0, _ONE, _attr_spec("path")),
+        "name": (0, _ONE, _TEXT),
+        "format": (0, _ONE, _FORMAT),
+        "initiator": (0, _ONE, _Spec(children={"iqn": (1, _ONE, _attr_spec("name"))})),
+        "auth": (
+            0,
+            _ONE,
+            _Spec(
+                attrs=("type", "username"),
+                required=("type", "username"),
+                children={"secret": (1, _ONE, _attr_spec("usage", "uuid", required=()))},
+            ),
+        ),
+        "protocol": (0, _ONE, _attr_spec("ver")),
+        "vendor": (0, _ONE, _attr_spec("name")),
+        "product": (0, _ONE, _attr_spec("name")),
+    }
+)
+
+_POOL = _Spec(
+    attrs=("type",),
+    required=("type",),
+    children={
+        "name": (0, _ONE, _TEXT),
+        "uuid": (0, _ONE, _TEXT),
+        "capacity": (0, _ONE, _SIZE),
+        "allocation": (0, _ONE, _SIZE),
+        "available": (0, _ONE, _SIZE),
+        "features": (0, _ONE, _Spec(children={"cow": (0, _ONE, _attr_spec("state"))})),
+        "source": (0, _ONE, _POOL_SOURCE),
+        "target": (
+            0,
+            _ONE,
+            _Spec(children={"path": (0, _ONE, _TEXT), "permissions": (0, _ONE, _PERMISSIONS)}),
+        ),
+        f"{{{FS_NS}}}mount_opts": (
+            0,
+            _ONE,
+            _Spec(children={f"{{{FS_NS}}}option": (0, _MANY, _attr_spec("name"))}),
+        ),
+    },
+)
+
+_UNSUPPORTED_CIPHER = (
+    "custom encryption parameters are not supported; remove <cipher> and <ivgen> "
+    "(poolkeeper uses the LUKS defaults)"
+)
+_VOLUME_TARGET = _Spec(
+    children={
+        "path": (0, _ONE, _TEXT),
+        "format": (0, _ONE, _FORMAT),
+        "permissions": (0, _ONE, _PERMISSIONS),
+        "timestamps": (0, _ONE, _TIMESTAMPS),
+        "encryption": (
+            0,
+            _ONE,
+            _Spec(
+                attrs=("format",),
+                required=("format",),
+                children={
+                    "secret": (0, _MANY, _attr_spec("type", "uuid", "usage", required=())),
+                    "cipher": (0, _MANY, _Spec(unsupported=_UNSUPPORTED_CIPHER)),
+                    "ivgen": (0, _MANY, _Spec(unsupported=_UNSUPPORTED_CIPHER)),
+                },
+            ),
+        ),
+        "compat": (0, _ONE, _TEXT),
+        "nocow": (0, _ONE, _EMPTY),
+        "clusterSize": (0, _ONE, _SIZE),
+        "features": (0, _ONE, _Spec(children={f: (0, _ONE, _EMPTY) for f in VOLUME_FEATURES})),
+    }
+)
+
+_VOLUME = _Spec(
+    attrs=("type",),
+    children={
+        "name": (0, _ONE, _TEXT),
+        "key": (0, _ONE, _TEXT),
+        "source": (
+            0,
+            _ONE,
+            _Spec(
+                children={
+                    "device": (
+                        0,
+                        _MANY,
+                        _Spec(
+                            attrs=("path",),
+                            required=("path",),
+                            children={"extent": (0, _MANY, _attr_spec("start", "end"))},
+                        ),
+                    )
+                }
+            ),
+        ),
+        "capacity": (0, _ONE, _SIZE),
+        "allocation": (0, _ONE, _SIZE),
+        "physical": (0, _ONE, _SIZE),
+        "target": (0, _ONE, _VOLUME_TARGET),
+        "backingStore": (
+            0,
+            _ONE,
+            _Spec(
+                children={
+                    "path": (1, _ONE, _TEXT),
+                    "format": (0, _ONE, _FORMAT),
+                    "permissions": (0, _ONE, _PERMISSIONS),
+                    "timestamps": (0, _ONE, _TIMESTAMPS),
+                }
+            ),
+        ),
+    },
+)
+
+
+def _walk(el: etree._Element, spec: _Spec) -> None:
+    """Refuse anything the spec does not name: elements, attributes, text, duplicates."""
+    tag = _display_tag(el)
+    line = el.sourceline
+    if spec.unsupported:
+        raise ValidationError(spec.unsupported, element=tag, line=line)
+    for attr in el.attrib:
+        if attr not in spec.attrs:
+            allowed = ", ".join(spec.attrs) if spec.attrs else "none"
+            raise ValidationError(
+                f"unknown attribute '{_attr_display(attr)}' (allowed here: {allowed})",
+                element=tag,
+                line=line,
+            )
+    for attr in spec.required:
+        if el.get(attr) is None:
+            raise ValidationError(f"the {attr}= attribute is required", element=tag, line=line)
+    if not spec.text:
+        _refuse_text(el.text, tag, line)
+    seen: dict[str, list[int]] = {}
+    for child in el:
+        if not isinstance(child.tag, str):
+            raise ValidationError("unexpected content", element=tag, line=child.sourceline)
+        _refuse_text(child.tail, tag, child.sourceline)
+        ctag = _display_tag(child)
+        entry = spec.children.get(child.tag)
+        if entry is None:
+            allowed = ", ".join(_plain(t) for t in spec.children) or "nothing"
+            raise ValidationError(
+                f"unknown element inside <{tag}> (allowed here: {allowed})",
+                element=ctag,
+                line=child.sourceline,
+            )
+        lines = seen.setdefault(child.tag, [])
+        lines.append(child.sourceline or 0)
+        if entry[1] is not None and len(lines) > entry[1]:
+            raise ValidationError(
+                f"duplicate element: <{tag}> may hold only one <{ctag}> "
+                f"(the first is on line {lines[0]})",
+                element=ctag,
+                line=child.sourceline,
+            )
+        _walk(child, entry[2])
+    for ctag, (minimum, _max, _spec) in spec.children.items():
+        if len(seen.get(ctag, ())) < minimum:
+            hint = _CHILD_HINTS.get(ctag, f"<{ctag}>")
+            raise ValidationError(
+                f"missing <{_plain(ctag)}>: add {hint} inside it", element=tag, line=line
+            )
+
+
+_CHILD_HINTS = {
+    "iqn": "<iqn name='iqn.YYYY-MM.domain:name'/>",
+    "secret": "<secret usage='...'/> or <secret uuid='...'/>",
+    "path": "<path>/absolute/path</path>",
+}
+
+
+def _refuse_text(text: str | None, tag: str, line: int | None) -> None:
+    if text and text.strip():
+        snippet = text.strip()
+        if len(snippet) > 40:
+            snippet = snippet[:40] + "..."
+        raise ValidationError(
+            f"unexpected text '{snippet}': <{tag}> holds only elements and attributes",
+            element=tag,
+            line=line,
+        )
+
+
+def _plain(tag: str) -> str:
+    return "fs:" + tag.split("}", 1)[1] if tag.startswith("{" + FS_NS) else tag
+
+
+def _attr_display(attr: str) -> str:
+    return etree.QName(attr).localname if attr.startswith("{") else attr
+
+
+# --------------------------------------------------------------------------- XML -> model
+
+
+class _Where:
+    """Line numbers of parsed elements, so semantic errors can point into the file."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, int] = {}
+
+    def note(self, key: str, el: etree._Element | None) -> None:
+        if el is not None and el.sourceline:
+            self.lines[key] = el.sourceline
+
+    def at(self, key: str) -> int | None:
+        return self.lines.get(key)
+
+    def alias(self, key: str, other: str) -> None:
+        """A defaulted value is reported at the line of the element it came from."""
+        line = self.lines.get(other)
+        if line and key not in self.lines:
+            self.lines[key] = line
+
+
+def _err(message: str, element: str, where: _Where, key: str) -> ValidationError:
+    return ValidationError(message, element=element, line=where.at(key))
+
+
+def _relocate(exc: ValidationError, element: str, line: int | None) -> ValidationError:
+    """Same error class and text, with the element and line we know."""
+    raw = exc.message
+    if exc.element:
+        prefix = f"<{exc.element}>"
+        if exc.line:
+            prefix += f" (line {exc.line})"
+        raw = raw.removeprefix(prefix + ": ")
+    return type(exc)(raw, element=element, line=line)
+
+
+def _pool_from_xml(root: etree._Element, where: _Where) -> PoolDef:
+    where.note("pool", root)
+    ptype = root.get("type")
+    if ptype is None:
+        raise ValidationError(
+            "the type= attribute is required: one of " + ", ".join(POOL_TYPES),
+            element="pool",
+            line=root.sourceline,
+        )
+    _check_pool_type(ptype, where)
+    _walk(root, _POOL)
+    pool = PoolDef(type=ptype, name="")
+    name_el = root.find("name")
+    if name_el is not None:
+        where.note("name", name_el)
+        pool.name = name_el.text or ""
+    uuid_el = root.find("uuid")
+    if uuid_el is not None:
+        where.note("uuid", uuid_el)
+        pool.uuid = (uuid_el.text or "").strip()
+    pool.capacity = _opt_size(root.find("capacity"))
+    pool.allocation = _opt_size(root.find("allocation"))
+    pool.available = _opt_size(root.find("available"))
+    cow = root.find("features/cow")
+    if cow is not None:
+        where.note("cow", cow)
+        pool.cow = _yes_no_attr(cow, "state")
+    source = root.find("source")
+    if source is not None:
+        pool.source = _pool_source_from_xml(source, where)
+    target = root.find("target")
+    if target is not None:
+        where.note("target", target)
+        pool.target = _pool_target_from_xml(target, where)
+    opts = root.find(f"{{{FS_NS}}}mount_opts")
+    if opts is not None:
+        where.note("mount_opts", opts)
+        for i, opt in enumerate(opts):
+            where.note(f"option.{i}", opt)
+            pool.mount_opts.append(opt.get("name", ""))
+    return pool
+
+
+def _pool_source_from_xml(el: etree._Element, where: _Where) -> PoolSource:
+    where.note("source", el)
+    src = PoolSource()
+    for i, host in enumerate(el.findall("host")):
+        where.note(f"host.{i}", host)
+        port = host.get("port")
+        src.hosts.append(
+            SourceHost(
+                name=host.get("name", ""),
+                port=None if port is None else _int_attr(host, "port", port),
+            )
+        )
+    for i, dev in enumerate(el.findall("device")):
+        where.note(f"device.{i}", dev)
+        sep = dev.get("part_separator")
+        device = SourceDevice(
+            path=dev.get("path", ""),
+            part_separator=None if sep is None else _yes_no_attr(dev, "part_separator"),
+        )
+        for j, ext in enumerate(dev.findall("freeExtent")):
+            where.note(f"device.{i}.extent.{j}", ext)
+            device.free_extents.append(
+                FreeExtent(start=_int_attr(ext, "start"), end=_int_attr(ext, "end"))
+            )
+        src.devices.append(device)
+    src.dir = _noted_attr(el.find("dir"), "path", where, "dir")
+    name = el.find("name")
+    if name is not None:
+        where.note("source.name", name)
+        src.name = name.text or ""
+    src.format = _noted_attr(el.find("format"), "type", where, "format")
+    src.initiator_iqn = _noted_attr(el.find("initiator/iqn"), "name", where, "iqn")
+    auth = el.find("auth")
+    if auth is not None:
+        where.note("auth", auth)
+        secret = auth.find("secret")
+        where.note("secret", secret)
+        src.auth = SourceAuth(
+            type=auth.get("type", ""),
+            username=auth.get("username", ""),
+            secret=AuthSecret(usage=secret.get("usage"), uuid=secret.get("uuid")),
+        )
+    src.protocol_ver = _noted_attr(el.find("protocol"), "ver", where, "protocol")
+    src.vendor = _noted_attr(el.find("vendor"), "name", where, "vendor")
+    src.product = _noted_attr(el.find("product"), "name", where, "product")
+    return src
+
+
+def _pool_target_from_xml(el: etree._Element, where: _Where) -> PoolTarget:
+    target = PoolTarget()
+    path = el.find("path")
+    if path is not None:
+        where.note("target.path", path)
+        target.path = path.text or ""
+    target.permissions = _permissions_from_xml(el.find("permissions"), where, "target")
+    return target
+
+
+def _noted_attr(el: etree._Element | None, attr: str, where: _Where, key: str) -> str | None:
+    if el is None:
+        return None
+    where.note(key, el)
+    return el.get(attr, "")
+
+
+def _volume_from_xml(root: etree._Element, where: _Where) -> VolumeDef:
+    where.note("volume", root)
+    _walk(root, _VOLUME)
+    name_el = root.find("name")
+    if name_el is None:
+        raise ValidationError(
+            "missing <name>: every volume needs a name", element="volume", line=root.sourceline
+        )
+    where.note("name", name_el)
+    vol = VolumeDef(name=name_el.text or "", type=root.get("type"))
+    key = root.find("key")
+    if key is not None:
+        where.note("key", key)
+        vol.key = key.text or ""
+    for i, dev in enumerate(root.findall("source/device")):
+        where.note(f"device.{i}", dev)
+        extents = []
+        for j, ext in enumerate(dev.findall("extent")):
+            where.note(f"device.{i}.extent.{j}", ext)
+            extents.append(Extent(start=_int_attr(ext, "start"), end=_int_attr(ext, "end")))
+        vol.source_devices.append((dev.get("path", ""), extents))
+    for tag in ("capacity", "allocation", "physical"):
+        el = root.find(tag)
+        where.note(tag, el)
+        setattr(vol, tag, _opt_size(el))
+    target = root.find("target")
+    if target is not None:
+        where.note("target", target)
+        vol.target = _volume_target_from_xml(target, where)
+    backing = root.find("backingStore")
+    if backing is not None:
+        vol.backing = _backing_from_xml(backing, where)
+    return vol
+
+
+def _volume_target_from_xml(el: etree._Element, where: _Where) -> VolumeTarget:
+    target = VolumeTarget()
+    path = el.find("path")
+    if path is not None:
+        where.note("target.path", path)
+        target.path = path.text or ""
+    target.format = _noted_attr(el.find("format"), "type", where, "target.format")
+    target.permissions = _permissions_from_xml(el.find("permissions"), where, "target")
+    target.timestamps = _timestamps_from_xml(el.find("timestamps"), where, "target")
+    enc = el.find("encryption")
+    if enc is not None:
+        where.note("encryption", enc)
+        target.encryption = Encryption(format=enc.get("format", ""))
+        for i, sec in enumerate(enc.findall("secret")):
+            where.note(f"encryption.secret.{i}", sec)
+            target.encryption.secrets.append(
+                EncryptionSecret(
+                    type=sec.get("type", "passphrase"), uuid=sec.get("uuid"), usage=sec.get("usage")
+                )
+            )
+    compat = el.find("compat")
+    if compat is not None:
+        where.note("compat", compat)
+        target.compat = (compat.text or "").strip()
+    target.nocow = el.find("nocow") is not None
+    cluster = el.find("clusterSize")
+    where.note("clusterSize", cluster)
+    target.cluster_size = _opt_size(cluster)
+    features = el.find("features")
+    if features is not None:
+        where.note("features", features)
+        target.features = [child.tag for child in features]
+    return target
+
+
+def _backing_from_xml(el: etree._Element, where: _Where) -> BackingStore:
+    where.note("backingStore", el)
+    path = el.find("path")
+    where.note("backing.path", path)
+    return BackingStore(
+        path=path.text or "",
+        format=_noted_attr(el.find("format"), "type", where, "backing.format"),
+        permissions=_permissions_from_xml(el.find("permissions"), where, "backing"),
+        timestamps=_timestamps_from_xml(el.find("timestamps"), where, "backing"),
+    )
+
+
+def _permissions_from_xml(
+    el: etree._Element | None, where: _Where, prefix: str
+) -> Permissions | None:
+    if el is None:
+        return None
+    perms = Permissions()
+    mode = el.find("mode")
+    if mode is not None:
+        where.note(f"{prefix}.mode", mode)
+        value = (mode.text or "").strip()
+        if not _OCTAL_RE.fullmatch(value):
+            raise ValidationError(
+                f"mode '{value}' is not an octal permission such as 0755",
+                element="mode",
+                line=mode.sourceline,
+            )
+        perms.mode = int(value, 8)
+    for tag in ("owner", "group"):
+        child = el.find(tag)
+        if child is not None:
+            where.note(f"{prefix}.{tag}", child)
+            setattr(perms, tag, _id_value(child))
+    label = el.find("label")
+    if label is not None:
+        where.note(f"{prefix}.label", label)
+        perms.label = label.text or None
+    return None if perms.is_empty() else perms
+
+
+def _timestamps_from_xml(
+    el: etree._Element | None, where: _Where, prefix: str
+) -> Timestamps | None:
+    if el is None:
+        return None
+    stamps = Timestamps()
+    for tag in ("atime", "mtime", "ctime", "btime"):
+        child = el.find(tag)
+        if child is not None:
+            where.note(f"{prefix}.{tag}", child)
+            setattr(stamps, tag, (child.text or "").strip())
+    if all(getattr(stamps, t) is None for t in ("atime", "mtime", "ctime", "btime")):
+        return None
+    return stamps
+
+
+def _opt_size(el: etree._Element | None) -> int | None:
+    """A <capacity unit='..'>N</capacity>-style element in bytes (None if absent)."""
+    if el is None:
+        return None
+    tag = el.tag
+    try:
+        return units.scale(el.text or "", el.get("unit"), tag)
+    except InvalidSize as exc:
+        raise _relocate(exc, tag, el.sourceline) from None
+
+
+def _int_attr(el: etree._Element, attr: str, value: str | None = None) -> int:
+    text = (el.get(attr, "") if value is None else value).strip()
+    if not _DIGITS_RE.fullmatch(text) or not text.isascii():
+        raise ValidationError(
+            f"{attr}='{text}' is not a whole number", element=el.tag, line=el.sourceline
+        )
+    number = int(text)
+    if number > units.MAX_SIZE:
+        raise ValidationError(f"{attr}='{text}' is too large", element=el.tag, line=el.sourceline)
+    return number
+
+
+def _id_value(el: etree._Element) -> int | None:
+    """owner/group: a decimal id; -1 means 'not set' (libvirt's convention)."""
+    text = (el.text or "").strip()
+    if text == "-1":
+        return None
+    if not _DIGITS_RE.fullmatch(text) or not text.isascii():
+        raise ValidationError(
+            f"{el.tag} '{text}' is not a numeric id (use a number such as 107, or -1 for none)",
+            element=el.tag,
+            line=el.sourceline,
+        )
+    return int(text)
+
+
+def _yes_no_attr(el: etree._Element, attr: str) -> bool:
+    value = el.get(attr, "")
+    if value not in ("yes", "no"):
+        raise ValidationError(
+            f"{attr}='{value}' must be 'yes' or 'no'", element=el.tag, line=el.sourceline
+        )
+    return value == "yes"
+
+
+# --------------------------------------------------------------------------- pool checks
+
+
+def _check_pool_type(ptype: str, where: _Where) -> None:
+    if ptype not in POOL_TYPES:
+        raise _err(
+            f"pool type '{ptype}' is not supported; poolkeeper manages: " + ", ".join(POOL_TYPES),
+            "pool",
+            where,
+            "pool",
+        )
+
+
+def _check_pool_type_arg(pool_type: str | None) -> None:
+    if pool_type is not None and pool_type not in POOL_TYPES:
+        raise ValueError(f"unknown pool type {pool_type!r}")
+
+
+def _validate_pool(pool: PoolDef, where: _Where) -> None:
+    _check_pool_type(pool.type, where)
+    _check_pool_name(pool, where)
+    if pool.uuid is not None:
+        _check_uuid(pool.uuid, "uuid", where, "uuid")
+    for tag in ("capacity", "allocation", "available"):
+        _check_size_value(getattr(pool, tag), tag, where)
+    if pool.cow is not None and pool.type not in ("dir", "fs"):
+        raise _err(
+            f"copy-on-write control applies only to dir and fs pools, not {pool.type}; "
+            "remove <features>",
+            "cow",
+            where,
+            "cow",
+        )
+    _check_pool_source(pool, where)
+    _check_pool_target(pool, where)
+    _check_mount_opts(pool, where)
+
+
+def _check_pool_name(pool: PoolDef, where: _Where) -> None:
+    src = pool.source
+    if pool.type == "logical":
+        # libvirt: the pool name and the volume group name default to each other.
+        if not pool.name and src.name:
+            pool.name = src.name
+            where.alias("name", "source.name")
+        if not pool.name:
+            raise _err(
+                "a logical pool needs <name> or <source><name> (the volume group)",
+                "name",
+                where,
+                "pool",
+            )
+        if src.name is None:
+            src.name = pool.name
+            where.alias("source.name", "name")
+    elif not pool.name and where.at("name") is None:
+        raise InvalidName(
+            "missing pool name: add <name>...</name> inside <pool>",
+            element="name",
+            line=where.at("pool"),
+        )
+    _check_name(pool.name, "pool name", where, "name")
+
+
+def _check_name(name: str, what: str, where: _Where, key: str) -> None:
+    try:
+        names.check_name(name, what)
+    except InvalidName as exc:
+        raise _relocate(exc, "name", where.at(key)) from None
+    bad = _bad_char(name)  # C1 controls and non-characters, which names.py lets through
+    if bad:
+        raise InvalidName(
+            f"{what} {name!r} contains the control character {bad!r}",
+            element="name",
+            line=where.at(key),
+        )
+
+
+def _check_uuid(value: str, element: str, where: _Where, key: str) -> None:
+    if not _UUID_RE.fullmatch(value):
+        raise _err(
+            f"'{value}' is not a UUID (expected 32 hex digits, e.g. "
+            "4dea22b3-1d52-d8f3-2516-782e98ab3fa0)",
+            element,
+            where,
+            key,
+        )
+
+
+def _check_size_value(value: int | None, tag: str, where: _Where) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or value < 0 or value > units.MAX_SIZE:
+        raise InvalidSize(
+            f"{tag} {value!r} is out of range (0 to {units.MAX_SIZE} bytes)",
+            element=tag,
+            line=where.at(tag),
+        )
+
+
+class _SourceRule:
+    """Which <source> parts a pool type uses, and how many."""
+
+    def __init__(
+        self,
+        hosts: tuple[int, int | None] = (0, 0),
+        devices: tuple[int, int | None] = (0, 0),
+        dir: bool = False,
+        name: bool = False,
+        initiator: tuple[bool, bool] = (False, False),  # (allowed, required)
+        auth: bool = False,
+        protocol: bool = False,
+        vendor: bool = True,
+        needs: Mapping[str, str] | None = None,
+    ) -> None:
+        self.hosts = hosts
+        self.devices = devices
+        self.dir = dir
+        self.name = name
+        self.initiator = initiator
+        self.auth = auth
+        self.protocol = protocol
+        self.vendor = vendor
+        self.needs = dict(needs or {})
+
+
+_SOURCE_RULES: dict[str, _SourceRule] = {
+    "dir": _SourceRule(),
+    "fs": _SourceRule(
+        devices=(1, 1),
+        needs={"device": "exactly one <device path='/dev/...'/>: the block device to mount"},
+    ),
+    "netfs": _SourceRule(
+        hosts=(1, 1),
+        dir=True,
+        protocol=True,
+        needs={
+            "host": "exactly one <host name='...'/>: the file server",
+            "dir": "<dir path='/...'/>: the exported directory",
+        },
+    ),
+    "logical": _SourceRule(devices=(0, None), name=True),
+    "disk": _SourceRule(
+        devices=(1, 1),
+        needs={"device": "exactly one <device path='/dev/...'/>: the disk to partition"},
+    ),
+    "iscsi": _SourceRule(
+        hosts=(1, 1),
+        devices=(1, 1),
+        initiator=(True, False),
+        auth=True,
+        needs={
+            "host": "exactly one <host name='...'/>: the iSCSI portal",
+            "device": "exactly one <device path='iqn....'/>: the target IQN",
+        },
+    ),
+    "iscsi-direct": _SourceRule(
+        hosts=(1, 1),
+        devices=(1, 1),
+        initiator=(True, True),
+        auth=True,
+        vendor=False,
+        needs={
+            "host": "exactly one <host name='...'/>: the iSCSI portal",
+            "device": "exactly one <device path='iqn....'/>: the target IQN",
+            "initiator": "<initiator><iqn name='iqn....'/></initiator>: the initiator name",
+        },
+    ),
+}
+
+
+def _a(ptype: str) -> str:
+    """'a dir pool', 'an fs pool', 'an iscsi pool'."""
+    return f"an {ptype}" if ptype in ("fs", "iscsi", "iscsi-direct") else f"a {ptype}"
+
+
+def _check_pool_source(pool: PoolDef, where: _Where) -> None:
+    rule = _SOURCE_RULES[pool.type]
+    src = pool.source
+    ptype = pool.type
+
+    def unused(element: str, key: str) -> ValidationError:
+        return _err(f"{ptype} pools do not use <{element}>; remove it", element, where, key)
+
+    def needed(what: str) -> ValidationError:
+        return _err(f"{_a(ptype)} pool needs {rule.needs[what]}", "source", where, "source")
+
+    for what, (low, high), items in (
+        ("host", rule.hosts, src.hosts),
+        ("device", rule.devices, src.devices),
+    ):
+        if high == 0 and items:
+            raise unused(what, f"{what}.0")
+        if len(items) < low or (high is not None and len(items) > high):
+            raise needed(what)
+    if src.dir is not None and not rule.dir:
+        raise unused("dir", "dir")
+    if rule.dir and src.dir is None:
+        raise needed("dir")
+    if src.name is not None and not rule.name:
+        raise unused("name", "source.name")
+    if src.initiator_iqn is not None and not rule.initiator[0]:
+        raise unused("initiator", "iqn")
+    if rule.initiator[1] and src.initiator_iqn is None:
+        raise needed("initiator")
+    if src.auth is not None and not rule.auth:
+        raise unused("auth", "auth")
+    if src.protocol_ver is not None and not rule.protocol:
+        raise unused("protocol", "protocol")
+    if not rule.vendor:
+        if src.vendor is not None:
+            raise unused("vendor", "vendor")
+        if src.product is not None:
+            raise unused("product", "product")
+    _check_source_values(pool, where)
+
+
+def _check_source_values(pool: PoolDef, where: _Where) -> None:
+    src = pool.source
+    for i, host in enumerate(src.hosts):
+        _check_host(host, where, f"host.{i}")
+    for i, dev in enumerate(src.devices):
+        _check_device(pool.type, dev, where, i)
+    if src.dir is not None:
+        src.dir = _check_source_dir(src.dir, src.format, where)
+    if src.name is not None:
+        _check_vg_name(src.name, where)
+    _check_pool_format(pool, where)
+    if src.initiator_iqn is not None:
+        _check_iqn(src.initiator_iqn, "iqn", where, "iqn", "initiator name", strict=False)
+    if src.auth is not None:
+        _check_auth(src.auth, where)
+    if src.protocol_ver is not None:
+        _check_protocol(src, where)
+    for tag in ("vendor", "product"):
+        value = getattr(src, tag)
+        if value is not None:
+            _check_text(value, f"{tag} name", tag, where, tag)
+
+
+def _check_host(host: SourceHost, where: _Where, key: str) -> None:
+    name = host.name
+    if not _is_host_name(name):
+        raise _err(
+            f"host name '{name}' is not valid: use a DNS name (letters, digits, '.' and '-', "
+            "not starting with '-') or an IP address",
+            "host",
+            where,
+            key,
+        )
+    if host.port is not None and not 1 <= host.port <= 65535:
+        raise _err(f"port {host.port} is out of range (1-65535)", "host", where, key)
+
+
+def _is_host_name(name: str) -> bool:
+    if not isinstance(name, str) or not name or "%" in name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    return len(name) <= 253 and bool(_DNS_RE.fullmatch(name)) and name.isascii()
+
+
+def _check_device(ptype: str, dev: SourceDevice, where: _Where, i: int) -> None:
+    key = f"device.{i}"
+    if ptype in ("iscsi", "iscsi-direct"):
+        _check_iqn(dev.path, "device", where, key, "target IQN", strict=ptype == "iscsi-direct")
+    else:
+        _check_abs_path(dev.path, "device", where, key, "device path")
+    if dev.part_separator is not None and ptype != "disk":
+        raise _err("part_separator= applies only to disk pools; remove it", "device", where, key)
+    if dev.free_extents and ptype != "disk":
+        raise _err("<freeExtent> is reported only for disk pools; remove it", "device", where, key)
+    for j, ext in enumerate(dev.free_extents):
+        _check_extent(ext.start, ext.end, "freeExtent", where, f"{key}.extent.{j}")
+
+
+def _check_extent(start: int, end: int, element: str, where: _Where, key: str) -> None:
+    for value in (start, end):
+        if not isinstance(value, int) or not 0 <= value <= units.MAX_SIZE:
+            raise _err(f"offset {value!r} is out of range", element, where, key)
+    if start > end:
+        raise _err(f"start={start} is after end={end}", element, where, key)
+
+
+def _check_iqn(value: str, element: str, where: _Where, key: str, what: str, strict: bool) -> None:
+    """An iSCSI name reaches iscsiadm/libiscsi argv: keep it to plain, bounded text."""
+    example = "e.g. iqn.2013-06.com.example:target0"
+    if (
+        not isinstance(value, str)
+        or not value
+        or value.startswith("-")
+        or "/" in value
+        or ".." in value
+        or any(ch.isspace() for ch in value)
+        or _CONTROL_RE.search(value)
+    ):
+        raise _err(
+            f"{what} '{value}' is not valid: it must not be empty, start with '-', or contain "
+            f"'/', '..', spaces or control characters ({example})",
+            element,
+            where,
+            key,
+        )
+    if len(value.encode("utf-8")) > MAX_IQN_BYTES:
+        raise _err(f"{what} is longer than {MAX_IQN_BYTES} bytes", element, where, key)
+    if element != "device":
+        return
+    if _IQN_RE.fullmatch(value):
+        return
+    if not strict and _GENERIC_NAME_RE.fullmatch(value):
+        return
+    raise _err(f"{what} '{value}' is not an iSCSI qualified name ({example})", element, where, key)
+
+
+def _check_abs_path(value: str, element: str, where: _Where, key: str, what: str) -> None:
+    if not isinstance(value, str) or not value.startswith("/") or value == "/":
+        raise _err(
+            f"{what} '{value}' must be an absolute path such as /dev/sdb", element, where, key
+        )
+    _check_text(value, what, element, where, key)
+
+
+def _check_source_dir(value: str, fmt: str | None, where: _Where) -> str:
+    _check_text(value, "source directory", "dir", where, "dir")
+    if value.startswith("/"):
+        return _sanitize_path(value)
+    relative_ok = fmt in ("cifs", "glusterfs")  # a share or volume name, as libvirt writes it
+    if relative_ok and value and not value.startswith("-") and ".." not in value.split("/"):
+        return value
+    raise _err(
+        f"source directory '{value}' must be an absolute path such as /export/images",
+        "dir",
+        where,
+        "dir",
+    )
+
+
+def _check_vg_name(value: str, where: _Where) -> None:
+    """The volume group name goes to vgcreate and into /dev/VG: LVM's own rules."""
+    if value in (".", "..") or len(value) > 127 or not _VG_NAME_RE.fullmatch(value):
+        raise _err(
+            f"volume group name '{value}' is not valid: use letters, digits and + _ . - "
+            "(not starting with '-', at most 127 characters); set <source><name> if the "
+            "pool name does not qualify",
+            "name",
+            where,
+            "source.name",
+        )
+
+
+def _check_pool_format(pool: PoolDef, where: _Where) -> None:
+    fmt = pool.source.format
+    if fmt is None:
+        return
+    allowed = POOL_FORMATS.get(pool.type)
+    if not allowed:
+        raise _err(f"{pool.type} pools do not use <format>; remove it", "format", where, "format")
+    if fmt not in allowed:
+        raise _err(
+            f"'{fmt}' is not a valid format for {_a(pool.type)} pool; use one of: "
+            + ", ".join(allowed),
+            "format",
+            where,
+            "format",
+        )
+
+
+def _check_auth(auth: SourceAuth, where: _Where) -> None:
+    if auth.type != "chap":
+        raise _err(
+            f"authentication type '{auth.type}' is not supported; use type='chap'",
+            "auth",
+            where,
+            "auth",
+        )
+    if not auth.username:
+        raise _err("username= must not be empty", "auth", where, "auth")
+    _check_text(auth.username, "CHAP user name", "auth", where, "auth")
+    _check_secret_ref(auth.secret.uuid, auth.secret.usage, where, "secret")
+
+
+def _check_secret_ref(uuid: str | None, usage: str | None, where: _Where, key: str) -> None:
+    if (uuid is None) == (usage is None):
+        raise _err(
+            "give exactly one of uuid='...' or usage='...' to name the secret",
+            "secret",
+            where,
+            key,
+        )
+    if uuid is not None:
+        _check_uuid(uuid, "secret", where, key)
+    if usage is not None:
+        if not usage:
+            raise _err("usage= must not be empty", "secret", where, key)
+        _check_text(usage, "secret usage", "secret", where, key)
+
+
+def _check_protocol(src: PoolSource, where: _Where) -> None:
+    if src.format not in (None, "auto", "nfs"):
+        raise _err(
+            f"<protocol ver=...> applies only to NFS; remove it for format '{src.format}'",
+            "protocol",
+            where,
+            "protocol",
+        )
+    if not _PROTOCOL_RE.fullmatch(src.protocol_ver or ""):
+        raise _err(
+            f"protocol version '{src.protocol_ver}' must be digits and dots, e.g. 4.1",
+            "protocol",
+            where,
+            "protocol",
+        )
+
+
+def _check_pool_target(pool: PoolDef, where: _Where) -> None:
+    target = pool.target
+    perms = target.permissions
+    if pool.type == "iscsi-direct":
+        if target.path is not None or (perms is not None and not perms.is_empty()):
+            raise _err(
+                "iscsi-direct pools have no local target (LUNs are reached over the "
+                "network); remove <target>",
+                "target",
+                where,
+                "target",
+            )
+        return
+    if pool.type == "logical":
+        expected = f"/dev/{pool.source.name}"
+        if target.path is None:
+            target.path = expected
+        elif _sanitize_path(target.path) != expected:
+            raise _err(
+                f"a logical pool's target path is always {expected} (the volume group's "
+                f"device directory), not '{target.path}'; fix or remove <path>",
+                "path",
+                where,
+                "target.path",
+            )
+    if target.path is None:
+        raise _err(
+            f"{_a(pool.type)} pool needs <target><path>/...</path></target>: "
+            + _TARGET_HINT.get(pool.type, "the directory that holds its volumes"),
+            "target",
+            where,
+            "target" if where.at("target") else "pool",
+        )
+    _check_abs_path(target.path, "path", where, "target.path", "target path")
+    target.path = _sanitize_path(target.path)
+    if target.path == "/":
+        raise _err("the target path must not be /", "path", where, "target.path")
+    _check_permissions(perms, where, "target")
+
+
+_TARGET_HINT = {
+    "dir": "the directory that holds the volumes",
+    "fs": "the mount point",
+    "netfs": "the mount point",
+    "disk": "the directory of the partition device nodes, usually /dev",
+    "iscsi": "where the LUN device links appear, e.g. /dev/disk/by-path",
+}
+
+
+def _sanitize_path(path: str) -> str:
+    """Collapse '//' and drop a trailing '/' (libvirt's virFileSanitizePath)."""
+    cleaned = re.sub(r"/{2,}", "/", path)
+    if len(cleaned) > 1:
+        cleaned = cleaned.rstrip("/") or "/"
+    return cleaned
+
+
+def _check_permissions(perms: Permissions | None, where: _Where, prefix: str) -> None:
+    if perms is None:
+        return
+    mode = perms.mode
+    if mode is not None and (not isinstance(mode, int) or not 0 <= mode <= 0o777):
+        shown = f"0{mode:o}" if isinstance(mode, int) and mode >= 0 else repr(mode)
+        raise _err(
+            f"mode {shown} is out of range: use permission bits 0000-0777",
+            "mode",
+            where,
+            f"{prefix}.mode",
+        )
+    for tag in ("owner", "group"):
+        value = getattr(perms, tag)
+        if value is not None and (not isinstance(value, int) or not 0 <= value <= MAX_UID):
+            raise _err(
+                f"{tag} {value} is out of range (0-{MAX_UID}, or -1 for none)",
+                tag,
+                where,
+                f"{prefix}.{tag}",
+            )
+    if perms.label is not None:
+        _check_text(perms.label, "security label", "label", where, f"{prefix}.label")
+
+
+def _check_mount_opts(pool: PoolDef, where: _Where) -> None:
+    if not pool.mount_opts:
+        return
+    if pool.type not in ("fs", "netfs"):
+        raise _err(
+            f"mount options apply only to fs and netfs pools, not {pool.type}",
+            "fs:mount_opts",
+            where,
+            "mount_opts",
+        )
+    for i, opt in enumerate(pool.mount_opts):
+        key = f"option.{i}"
+        if not isinstance(opt, str) or not _MOUNT_OPT_RE.fullmatch(opt) or len(opt) > 255:
+            hint = (
+                "; put each option in its own <fs:option>"
+                if isinstance(opt, str) and "," in opt
+                else ""
+            )
+            raise _err(
+                f"mount option '{opt}' is not valid: one option per element, letters, digits "
+                f"and _ = . : + / @ - only, no spaces or commas{hint}",
+                "fs:option",
+                where,
+                key,
+            )
+
+
+def _check_text(value: str, what: str, element: str, where: _Where, key: str) -> None:
+    """Free text that ends up in files, argv or a terminal: no control characters."""
+    if not isinstance(value, str):
+        raise _err(f"{what} must be text, not {type(value).__name__}", element, where, key)
+    bad = _bad_char(value)
+    if bad:
+        raise _err(f"{what} {value!r} contains the control character {bad!r}", element, where, key)
+
+
+def _bad_char(value: str) -> str | None:
+    bad = _CONTROL_RE.search(value) or _NOT_XML_RE.search(value)
+    return bad.group(0) if bad else None
+
+
+# --------------------------------------------------------------------------- volume checks
+
+
+def _validate_volume(vol: VolumeDef, pool_type: str | None, where: _Where) -> None:
+    _check_name(vol.name, "volume name", where, "name")
+    if vol.type is not None and vol.type not in VOLUME_TYPES:
+        raise _err(
+            f"volume type '{vol.type}' is not valid; use one of: " + ", ".join(VOLUME_TYPES),
+            "volume",
+            where,
+            "volume",
+        )
+    if vol.key is not None:
+        _check_text(vol.key, "volume key", "key", where, "key")
+    for i, (path, extents) in enumerate(vol.source_devices):
+        _check_abs_path(path, "device", where, f"device.{i}", "device path")
+        for j, ext in enumerate(extents):
+            _check_extent(ext.start, ext.end, "extent", where, f"device.{i}.extent.{j}")
+    _check_volume_sizes(vol, where)
+    _check_volume_target(vol.target, pool_type, where)
+    if vol.backing is not None:
+        _check_backing(vol.backing, where)
+
+
+def _check_volume_sizes(vol: VolumeDef, where: _Where) -> None:
+    for tag in ("capacity", "allocation", "physical"):
+        _check_size_value(getattr(vol, tag), tag, where)
+    if vol.backing is not None or vol.target.format == "dir":
+        return  # a backing file (or a directory) supplies the size
+    if vol.capacity is None:
+        raise InvalidSize(
+            "missing <capacity>: give the volume size, e.g. <capacity unit='GiB'>10</capacity>",
+            element="volume",
+            line=where.at("volume"),
+        )
+    if vol.capacity == 0:
+        raise InvalidSize(
+            "capacity must be greater than 0", element="capacity", line=where.at("capacity")
+        )
+
+
+def _check_volume_target(target: VolumeTarget, pool_type: str | None, where: _Where) -> None:
+    if target.path is not None:
+        _check_volume_path(target.path, pool_type, where)
+    _check_volume_format(target, pool_type, where)
+    _check_permissions(target.permissions, where, "target")
+    _check_timestamps(target.timestamps, where, "target")
+    if target.encryption is not None:
+        _check_encryption(target.encryption, where)
+    if target.compat is not None and not _COMPAT_RE.fullmatch(target.compat):
+        raise _err(
+            f"compat '{target.compat}' must look like 1.1 or 0.10", "compat", where, "compat"
+        )
+    if target.cluster_size is not None:
+        _check_size_value(target.cluster_size, "clusterSize", where)
+        if target.cluster_size == 0:
+            raise _err("clusterSize must be greater than 0", "clusterSize", where, "clusterSize")
+    if target.features is not None:
+        _check_features(target.features, where)
+
+
+def _check_volume_path(path: str, pool_type: str | None, where: _Where) -> None:
+    if pool_type in (None, "iscsi-direct") and path.startswith("iscsi://"):
+        _check_text(path, "volume path", "path", where, "target.path")
+        return
+    _check_abs_path(path, "path", where, "target.path", "volume path")
+
+
+def _check_volume_format(target: VolumeTarget, pool_type: str | None, where: _Where) -> None:
+    if pool_type in FORMATLESS_VOLUME_POOLS:
+        target.format = None  # libvirt ignores and never prints it for these pools
+        return
+    fmt = target.format
+    if fmt is None:
+        return
+    if pool_type is None:
+        allowed: tuple[str, ...] = FILE_VOLUME_FORMATS + DISK_VOLUME_FORMATS
+    else:
+        allowed = VOLUME_FORMATS[pool_type]
+    if fmt == "none" and pool_type in FILE_POOLS:
+        raise _err(
+            f"volume format 'none' is not valid in {_a(pool_type)} pool; use raw for a plain file",
+            "format",
+            where,
+            "target.format",
+        )
+    if fmt not in allowed:
+        where_txt = f"{_a(pool_type)} pool" if pool_type else "a volume"
+        raise _err(
+            f"'{fmt}' is not a valid format for {where_txt}; use one of: " + ", ".join(allowed),
+            "format",
+            where,
+            "target.format",
+        )
+
+
+def _check_timestamps(stamps: Timestamps | None, where: _Where, prefix: str) -> None:
+    if stamps is None:
+        return
+    for tag in ("atime", "mtime", "ctime", "btime"):
+        value = getattr(stamps, tag)
+        if value is not None and not _TIMESTAMP_RE.fullmatch(value):
+            raise _err(
+                f"timestamp '{value}' must be seconds, optionally with up to 9 decimals "
+                "(e.g. 1700000000.123456789)",
+                tag,
+                where,
+                f"{prefix}.{tag}",
+            )
+
+
+def _check_encryption(enc: Encryption, where: _Where) -> None:
+    if enc.format not in ENCRYPTION_FORMATS:
+        raise _err(
+            f"encryption format '{enc.format}' is not supported; use one of: "
+            + ", ".join(ENCRYPTION_FORMATS),
+            "encryption",
+            where,
+            "encryption",
+        )
+    if len(enc.secrets) > 1:
+        raise _err(
+            "only one <secret> is allowed inside <encryption>",
+            "secret",
+            where,
+            "encryption.secret.1",
+        )
+    for i, sec in enumerate(enc.secrets):
+        key = f"encryption.secret.{i}"
+        if sec.type != "passphrase":
+            raise _err(
+                f"secret type '{sec.type}' is not supported; use type='passphrase'",
+                "secret",
+                where,
+                key,
+            )
+        _check_secret_ref(sec.uuid, sec.usage, where, key)
+
+
+def _check_features(features: list[str], where: _Where) -> None:
+    seen: set[str] = set()
+    for feat in features:
+        if feat not in VOLUME_FEATURES:
+            raise _err(
+                f"unknown feature '{feat}'; use: " + ", ".join(VOLUME_FEATURES),
+                "features",
+                where,
+                "features",
+            )
+        if feat in seen:
+            raise _err(f"feature '{feat}' is listed twice", "features", where, "features")
+        seen.add(feat)
+
+
+def _check_backing(backing: BackingStore, where: _Where) -> None:
+    path = backing.path
+    if not isinstance(path, str) or not path:
+        raise _err("the backing store path must not be empty", "path", where, "backing.path")
+    if _is_remote_backing(path):
+        raise _err(
+            f"backing store '{path}' is not a local file; poolkeeper only accepts backing "
+            "files inside its pools",
+            "backingStore",
+            where,
+            "backing.path",
+        )
+    _check_abs_path(path, "path", where, "backing.path", "backing store path")
+    if backing.format is not None and backing.format not in FILE_VOLUME_FORMATS:
+        raise _err(
+            f"'{backing.format}' is not a valid backing file format; use one of: "
+            + ", ".join(FILE_VOLUME_FORMATS),
+            "format",
+            where,
+            "backing.format",
+        )
+    _check_permissions(backing.permissions, where, "backing")
+    _check_timestamps(backing.timestamps, where, "backing")
+
+
+def _is_remote_backing(path: str) -> bool:
+    """json:, URLs and protocol:host forms (a ':' before the first '/') are not files."""
+    if path.startswith("json:") or "://" in path:
+        return True
+    colon = path.find(":")
+    slash = path.find("/")
+    return colon >= 0 and (slash < 0 or colon < slash)
+
+
+# --------------------------------------------------------------------------- RelaxNG
+
+
+_RNG_LOCK = threading.Lock()  # lxml validators keep per-object state
+
+
+@cache
+def _schema(kind: str) -> etree.RelaxNG:
+    path = SCHEMA_DIR / f"{kind}.rng"
+    return etree.RelaxNG(etree.parse(str(path), _make_parser()))
+
+
+def _rng_validate(kind: str, root: etree._Element) -> None:
+    """Last line of defence: the document must match our own RelaxNG schema."""
+    schema = _schema(kind)
+    with _RNG_LOCK:
+        ok = schema.validate(root.getroottree())
+        entries = list(schema.error_log)
+    if ok:
+        return
+    if not entries:
+        raise ValidationError(f"does not match poolkeeper's {kind} schema", element=kind)
+    # libxml2 puts the most telling message first but often without a line; a later
+    # entry usually carries the line and the element's path.
+    first = entries[0]
+    located = next((e for e in entries if e.line), first)
+    raise ValidationError(
+        f"does not match poolkeeper's {kind} schema: {_rng_reason(first)} "
+        f"(schema message: {first.message.strip()})",
+        element=_rng_element(located, kind),
+        line=located.line or None,
+    )
+
+
+def _rng_element(entry: etree._LogEntry, default: str) -> str:
+    path = getattr(entry, "path", None) or ""
+    last = path.rstrip("/").rsplit("/", 1)[-1] if path else ""
+    last = re.sub(r"\[\d+\]$", "", last)
+    if last.startswith("*") or not last:
+        m = re.search(r"[Ee]lement (\S+)", entry.message)
+        return m.group(1).rstrip(":,") if m else default
+    return last
+
+
+def _rng_reason(entry: etree._LogEntry) -> str:
+    kind = entry.type_name
+    if "INTEREXTRA" in kind:
+        return "this element is repeated, misplaced or holds an invalid value"
+    if "EXTRA" in kind or "NOTALLOWED" in kind or "INTERSEQ" in kind:
+        return "an element is not allowed here or appears too often"
+    if "DATA" in kind or "VALUE" in kind or "INVALIDATTR" in kind:
+        return "a value is not valid"
+    if "NOELEM" in kind or "NOATTR" in kind or "ELEMMISSING" in kind:
+        return "something required is missing"
+    return "the structure is not valid"
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _Writer:
+    """Line-based XML writer in virsh's layout: 2-space indent, single-quoted attributes."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.depth = 0
+        self.stack: list[str] = []
+
+    def _start(self, tag: str, attrs: Iterable[tuple[str, str | None]]) -> str:
+        parts = [tag]
+        for name, value in attrs:
+            if value is not None:
+                parts.append(f"{name}='{_escape_attr(value, tag)}'")
+        return "  " * self.depth + "<" + " ".join(parts)
+
+    def open(self, tag: str, attrs: Iterable[tuple[str, str | None]] = ()) -> None:
+        self.lines.append(self._start(tag, attrs) + ">")
+        self.stack.append(tag)
+        self.depth += 1
+
+    def close(self, tag: str) -> None:
+        assert self.stack.pop() == tag
+        self.depth -= 1
+        self.lines.append("  " * self.depth + f"</{tag}>")
+
+    def empty(self, tag: str, attrs: Iterable[tuple[str, str | None]] = ()) -> None:
+        self.lines.append(self._start(tag, attrs) + "/>")
+
+    def leaf(self, tag: str, text: str, attrs: Iterable[tuple[str, str | None]] = ()) -> None:
+        self.lines.append(self._start(tag, attrs) + f">{_escape_text(text, tag)}</{tag}>")
+
+    def text(self) -> str:
+        assert not self.stack
+        return "\n".join(self.lines) + "\n"
+
+
+def _check_xml_chars(value: str, tag: str) -> None:
+    if not isinstance(value, str):
+        raise ValidationError(f"expected text, got {type(value).__name__}", element=tag)
+    bad = _NOT_XML_RE.search(value)
+    if bad:
+        raise ValidationError(
+            f"the value {value!r} holds the character {bad.group(0)!r}, which XML cannot carry",
+            element=tag,
+        )
+
+
+def _escape_text(value: str, tag: str) -> str:
+    _check_xml_chars(value, tag)
+    return (
+        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    )
+
+
+def _escape_attr(value: str, tag: str) -> str:
+    _check_xml_chars(value, tag)
+    out = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = out.replace("'", "&apos;").replace('"', "&quot;")
+    # Attribute-value normalisation would turn raw whitespace controls into spaces.
+    return out.replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;")
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _write_pool_source(w: _Writer, src: PoolSource) -> None:
+    # libvirt prints <source> even when empty, and in this child order.
+    w.open("source")
+    for host in src.hosts:
+        port = None if host.port is None else str(host.port)
+        w.empty("host", [("name", host.name), ("port", port)])
+    for dev in src.devices:
+        sep = None if dev.part_separator is None else _yes_no(dev.part_separator)
+        attrs = [("path", dev.path), ("part_separator", sep)]
+        if dev.free_extents:
+            w.open("device", attrs)
+            for ext in dev.free_extents:
+                w.empty("freeExtent", [("start", str(ext.start)), ("end", str(ext.end))])
+            w.close("device")
+        else:
+            w.empty("device", attrs)
+    if src.dir is not None:
+        w.empty("dir", [("path", src.dir)])
+    if src.name is not None:
+        w.leaf("name", src.name)
+    if src.initiator_iqn is not None:
+        w.open("initiator")
+        w.empty("iqn", [("name", src.initiator_iqn)])
+        w.close("initiator")
+    if src.format is not None:
+        w.empty("format", [("type", src.format)])
+    if src.auth is not None:
+        w.open("auth", [("type", src.auth.type), ("username", src.auth.username)])
+        w.empty("secret", [("uuid", src.auth.secret.uuid), ("usage", src.auth.secret.usage)])
+        w.close("auth")
+    if src.protocol_ver is not None:
+        w.empty("protocol", [("ver", src.protocol_ver)])
+    if src.vendor is not None:
+        w.empty("vendor", [("name", src.vendor)])
+    if src.product is not None:
+        w.empty("product", [("name", src.product)])
+    w.close("source")
+
+
+def _write_pool_target(w: _Writer, target: PoolTarget) -> None:
+    perms = target.permissions
+    if target.path is None and (perms is None or perms.is_empty()):
+        return
+    w.open("target")
+    if target.path is not None:
+        w.leaf("path", target.path)
+    _write_permissions(w, perms)
+    w.close("target")
+
+
+def _write_permissions(w: _Writer, perms: Permissions | None) -> None:
+    if perms is None or perms.is_empty():
+        return
+    w.open("permissions")
+    if perms.mode is not None:
+        w.leaf("mode", f"0{perms.mode:o}")
+    if perms.owner is not None:
+        w.leaf("owner", str(perms.owner))
+    if perms.group is not None:
+        w.leaf("group", str(perms.group))
+    if perms.label:
+        w.leaf("label", perms.label)
+    w.close("permissions")
+
+
+def _write_timestamps(w: _Writer, stamps: Timestamps | None) -> None:
+    if stamps is None:
+        return
+    values = [(t, getattr(stamps, t)) for t in ("atime", "mtime", "ctime", "btime")]
+    if all(v is None for _t, v in values):
+        return
+    w.open("timestamps")
+    for tag, value in values:
+        if value is not None:
+            w.leaf(tag, value)
+    w.close("timestamps")
+
+
+def _write_volume_target(w: _Writer, target: VolumeTarget) -> None:
+    # libvirt's schema requires <target>; it may be empty.
+    w.open("target")
+    if target.path is not None:
+        w.leaf("path", target.path)
+    if target.format is not None:
+        w.empty("format", [("type", target.format)])
+    _write_permissions(w, target.permissions)
+    _write_timestamps(w, target.timestamps)
+    if target.encryption is not None:
+        _write_encryption(w, target.encryption)
+    if target.compat is not None:
+        w.leaf("compat", target.compat)
+    if target.nocow:
+        w.empty("nocow")
+    if target.cluster_size is not None:
+        w.leaf("clusterSize", str(target.cluster_size), [("unit", "B")])
+    if target.features is not None:
+        if target.features:
+            w.open("features")
+            for feat in target.features:
+                w.empty(feat)
+            w.close("features")
+        else:
+            w.empty("features")
+    w.close("target")
+
+
+def _write_encryption(w: _Writer, enc: Encryption) -> None:
+    if not enc.secrets:
+        w.empty("encryption", [("format", enc.format)])
+        return
+    w.open("encryption", [("format", enc.format)])
+    for sec in enc.secrets:
+        w.empty("secret", [("type", sec.type), ("uuid", sec.uuid), ("usage", sec.usage)])
+    w.close("encryption")
