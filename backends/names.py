@@ -11,7 +11,7 @@ def check_name(name: str, what: str = "name") -> str:
     """Return `name` if it is safe as a pool/volume name, else raise InvalidName.
 
     Refused: empty, '.', '..', '/' anywhere, control characters (NUL, newline, tab, ...),
-    DEL, more than 255 bytes of UTF-8, and names that are not valid text.
+    DEL, C1 controls, more than 255 bytes of UTF-8, and names that are not valid text.
     """
     if not isinstance(name, str) or name == "":
         raise InvalidName(f"{what} must not be empty", element="name")
@@ -20,7 +20,8 @@ def check_name(name: str, what: str = "name") -> str:
     if "/" in name:
         raise InvalidName(f"{what} {name!r} must not contain '/'", element="name")
     for ch in name:
-        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+        # C0, DEL and C1 (0x9b is a terminal's CSI: a name must not drive the screen).
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
             raise InvalidName(
                 f"{what} {name!r} contains the control character {ch!r}", element="name"
             )

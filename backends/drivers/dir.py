@@ -40,7 +40,7 @@ from .base import PoolDriver
 
 DEFAULT_POOL_MODE = 0o711
 DEFAULT_VOLUME_MODE = 0o600
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
 # What the directory entry says a name is.
 _UNKNOWN, _REGULAR, _LINK, _SPECIAL = range(4)
 
