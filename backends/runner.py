@@ -189,3 +189,62 @@ def run(
     if check and rc != 0:
         raise ToolFailed(shown, rc, result.stderr)
     return result
+
+
+def run_with_progress(
+    argv: Sequence[str],
+    on_output: Callable[[str], None],
+    should_stop: Callable[[], bool],
+    *,
+    secrets: Iterable[str] = (),
+    log: CommandLog | None = None,
+) -> Completed:
+    """Run a long tool, passing each line of its stdout (split on \\r and \\n, as progress
+    meters write) to `on_output`, and killing it when `should_stop()` turns true.
+
+    Raises ToolFailed on a non-zero exit; after a stop, the caller raises Cancelled.
+    """
+    args = [str(a) for a in argv]
+    secrets = [s for s in secrets if s]
+    exe = tool_path(args[0])
+    env = dict(os.environ, LC_ALL="C")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [exe, *args[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=env, close_fds=True,
+    )
+    err_chunks: list[bytes] = []
+    drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read(MAX_OUTPUT)),
+                             daemon=True)
+    drain.start()
+    stopper_done = threading.Event()
+
+    def stopper() -> None:
+        while not stopper_done.wait(0.1):
+            if should_stop():
+                proc.terminate()
+                return
+
+    watch = threading.Thread(target=stopper, daemon=True)
+    watch.start()
+    pending = b""
+    assert proc.stdout is not None
+    while True:
+        chunk = proc.stdout.read1(4096)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
+        for line in lines:
+            if line.strip():
+                on_output(line.decode("utf-8", "replace"))
+    rc = proc.wait()
+    stopper_done.set()
+    drain.join()
+    err = mask(_decode(b"".join(err_chunks)), secrets)
+    result = Completed(args, [mask(a, secrets) for a in args], rc, "", err,
+                       time.monotonic() - started)
+    (log or COMMAND_LOG).record(result)
+    if rc != 0 and not should_stop():
+        raise ToolFailed(result.shown, rc, err)
+    return result

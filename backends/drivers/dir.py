@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from .. import fileops, probe, runner
 from ..errors import (
     AlreadyExists,
+    Cancelled,
     PoolkeeperError,
     StateError,
     UnsafePath,
@@ -40,6 +41,7 @@ from .base import PoolDriver
 
 DEFAULT_POOL_MODE = 0o711
 DEFAULT_VOLUME_MODE = 0o600
+_PERCENT_RE = re.compile(r"\(([\d.]+)/100%\)")
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
 # What the directory entry says a name is.
 _UNKNOWN, _REGULAR, _LINK, _SPECIAL = range(4)
@@ -387,9 +389,7 @@ class DirDriver(PoolDriver):
                 raise Unsupported(f"cannot convert to '{fmt}'")
             self._reserve(dfd, name)
             try:
-                ctx.update(0, src.capacity)
-                runner.run(["qemu-img", "convert", "-f", src.format, "-O", fmt,
-                            src.path, self.volume_path(name)], timeout=None)
+                self._qemu_img_convert(src, fmt, name, ctx)
                 if capacity > src.capacity:
                     self._qemu_img_resize(fmt, name, capacity, shrink=False)
                 self._apply_permissions(dfd, name, vol)
@@ -398,6 +398,25 @@ class DirDriver(PoolDriver):
                 self._unlink_quietly(dfd, name)
                 raise
             return "qemu-img convert"
+
+    def _qemu_img_convert(self, src: VolumeInfo, fmt: str, name: str, ctx: JobContext) -> None:
+        """qemu-img convert with its progress meter (-p) feeding the job; cancel kills it."""
+        total = src.capacity
+        ctx.update(0, total)
+
+        def progress(line: str) -> None:
+            match = _PERCENT_RE.search(line)
+            if match:
+                ctx.done = int(total * float(match.group(1)) / 100)
+                with contextlib.suppress(Cancelled):  # the stop watcher kills the tool
+                    ctx.update(ctx.done, total)
+
+        runner.run_with_progress(
+            ["qemu-img", "convert", "-p", "-f", src.format, "-O", fmt, src.path,
+             self.volume_path(name)],
+            progress, lambda: ctx.cancelled,
+        )
+        ctx.check()
 
     @staticmethod
     def _mode(vol: VolumeDef) -> int:

@@ -299,3 +299,34 @@ def test_upload_and_download_with_offset_length_and_sparse(ctl, pool, tmp_path):
     assert part.read_bytes() == payload.read_bytes()
     with pytest.raises(ValidationError, match="do not fit"):
         ctl.upload_volume("p", "u.img", str(payload), offset=16 * MiB).wait(60)
+
+
+def test_convert_clone_reports_progress_and_cancel_removes_it(ctl, pool):
+    from backends.errors import Cancelled
+    from backends.events import JobProgress
+
+    create(ctl, "big.img", 256 * MiB)
+    with open(pool / "big.img", "r+b") as fh:
+        fh.write(b"\x01" * (256 * MiB))
+    seen: list[tuple[int, int]] = []
+
+    def on_event(event):
+        if isinstance(event, JobProgress) and event.job.kind == "clone":
+            seen.append((event.job.done, event.job.total))
+
+    unsubscribe = ctl.subscribe(on_event)
+    xml = ("<volume><name>big.qcow2</name><capacity>1</capacity>"
+           "<target><format type='qcow2'/></target></volume>")
+    ctl.clone_volume("p", "big.img", "big.qcow2", xml=xml).wait(120)
+    assert any(0 < done < total for done, total in seen), seen
+    unsubscribe()
+
+    def cancel_on_progress(event):
+        if isinstance(event, JobProgress) and event.job.kind == "clone":
+            event.job.cancel()
+
+    ctl.subscribe(cancel_on_progress)
+    xml = xml.replace("big.qcow2", "again.qcow2")
+    with pytest.raises(Cancelled):
+        ctl.clone_volume("p", "big.img", "again.qcow2", xml=xml).wait(120)
+    assert not (pool / "again.qcow2").exists()
