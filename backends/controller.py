@@ -11,7 +11,7 @@ import contextlib
 import os
 import threading
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 import psutil
@@ -28,6 +28,7 @@ from .errors import (
     PoolkeeperError,
     PoolNotFound,
     StateError,
+    UnsafePath,
     Unsupported,
     ValidationError,
     VolumeNotFound,
@@ -39,6 +40,7 @@ from .model import (
     WIPE_ALGORITHMS,
     BackingStore,
     PoolDef,
+    PoolFeatures,
     PoolSizes,
     PoolStatus,
     PoolTarget,
@@ -48,7 +50,7 @@ from .model import (
 )
 from .names import check_name
 from .runner import COMMAND_LOG
-from .store import Store, resolve_paths
+from .store import Store, check_pool_name, resolve_paths
 from .units import human
 
 MONITOR_INTERVAL = 3.0
@@ -126,6 +128,7 @@ class StorageController:
 
     def define_pool_def(self, pdef: PoolDef) -> PoolStatus:
         xmlio.validate_pool(pdef)
+        check_pool_name(pdef.name)
         driver_class(pdef.type)  # refuse types this version cannot drive
         with self.locks.store():
             self._define_locked(pdef)
@@ -155,7 +158,11 @@ class StorageController:
                     f"pool '{pdef.name}' already exists with UUID {current.uuid}; "
                     "undefine it first or use another name"
                 )
-            self._require_inactive(pdef.name, "redefine")
+            if self.store.is_active(pdef.name) and _identity(current) != _identity(pdef):
+                raise StateError(
+                    f"pool '{pdef.name}' is active; stop it before changing its type, source "
+                    f"or target (pool-destroy {pdef.name})"
+                )
             pdef = replace(pdef, uuid=current.uuid)
         if not pdef.uuid:
             pdef = replace(pdef, uuid=str(uuidlib.uuid4()))
@@ -163,7 +170,9 @@ class StorageController:
         self.store.write_definition(pdef.name, xmlio.format_pool(stored))
 
     def undefine_pool(self, name: str) -> None:
-        self.pool_def(name)
+        check_pool_name(name)
+        if self.store.read_definition(name) is None:  # a broken definition can still go
+            raise PoolNotFound(f"no pool named '{name}'; `pool-list --all` shows the pools")
         self._require_inactive(name, "undefine")
         with self.locks.pool(name, exclusive=True, what="undefining"), self.locks.store():
             self._require_inactive(name, "undefine")
@@ -330,6 +339,16 @@ class StorageController:
                     etree.SubElement(enum, "value").text = fmt
         return etree.tostring(root, pretty_print=True, encoding="unicode")
 
+    def pool_features(self, pool_type: str) -> PoolFeatures:
+        cls = driver_class(pool_type)
+        return PoolFeatures(
+            type=pool_type, can_build=cls.can_build, can_create_volumes=cls.can_create_volumes,
+            can_delete_volumes=cls.can_delete_volumes,
+            can_resize_volumes=cls.can_resize_volumes,
+            creatable_formats=tuple(cls.creatable_formats),
+            default_volume_format=cls.default_volume_format,
+        )
+
     # == volume lookup =================================================================
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
         """A fresh listing (refreshes the pool)."""
@@ -346,6 +365,22 @@ class StorageController:
         if info is None:
             raise VolumeNotFound(f"no volume named '{name}' in pool '{pool}'")
         return self._apply_records(pool, [info])[0]
+
+    def cached_volumes(self, pool: str, names: Iterable[str] | None = None
+                       ) -> list[VolumeInfo]:
+        """Volumes as of the last refresh (memory only: safe on a UI thread)."""
+        with self._cache_lock:
+            cache = self._cache.get(pool, {})
+            if names is None:
+                return list(cache.values())
+            return [cache[n] for n in names if n in cache]
+
+    def volume_users(self, pool: str) -> dict[str, str]:
+        """name -> 'process (pid N), ...' for the pool's volumes that processes hold open."""
+        driver = self._active_driver(pool)
+        by_path = {driver.volume_path(v.name): v.name for v in self.cached_volumes(pool)
+                   if v.symlink is None and v.error is None}
+        return {by_path[path]: ", ".join(users) for path, users in open_paths(by_path).items()}
 
     def volume_xml(self, pool: str, name: str) -> str:
         return xmlio.format_volume(volume_def_from_info(self.volume_info(pool, name)))
@@ -395,7 +430,7 @@ class StorageController:
 
         def work(job: Job) -> VolumeInfo:
             driver.create_volume(vdef, job)
-            self._record(pool, name, fmt)
+            self._record(pool, name, fmt, job)
             return self._after_change(pool, name, added=True)
 
         return self.jobs.start(job, work)
@@ -420,11 +455,40 @@ class StorageController:
         return []
 
     def _resolve_backing(self, backing: BackingStore) -> BackingStore:
+        """The backing file must be a volume of an active pool, its format given or recorded
+        by us (never read from a header), and its own chain must stay inside the pools."""
         require_local_backing(backing.path)
         pool, name = self.find_volume(backing.path)
         info = self.volume_info(pool, name)
-        fmt = backing.format or info.format
-        return BackingStore(path=info.path, format=fmt)
+        if backing.format is None and not info.format_recorded:
+            raise ValidationError(
+                f"give the format of the backing volume '{name}' (--backing-vol-format): "
+                "poolkeeper did not create it and never trusts a format read from its header",
+                element="backingStore",
+            )
+        if backing.format and info.format_recorded and backing.format != info.format:
+            raise ValidationError(
+                f"'{name}' was created as {info.format}, not {backing.format}",
+                element="backingStore",
+            )
+        self._check_chain(info)
+        return BackingStore(path=info.path, format=backing.format or info.format)
+
+    def _check_chain(self, info: VolumeInfo, depth: int = 0) -> None:
+        """Every backing file down the chain is a volume of an active pool."""
+        if info.backing is None:
+            return
+        if depth >= 16:
+            raise ValidationError(f"the backing chain of '{info.name}' is too deep (or a loop)")
+        require_local_backing(info.backing.path)
+        try:
+            pool, name = self.find_volume(info.backing.path)
+        except VolumeNotFound:
+            raise UnsafePath(
+                f"'{info.name}' names the backing file '{info.backing.path}', which is not a "
+                "volume of an active pool; poolkeeper will not use it"
+            ) from None
+        self._check_chain(self.volume_info(pool, name), depth + 1)
 
     def clone_volume(self, pool: str, source: str, new_name: str, *,
                      target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
@@ -443,8 +507,7 @@ class StorageController:
                               dst_driver.type)
         if os.path.lexists(dst_driver.volume_path(vdef.name)):
             raise AlreadyExists(f"volume '{vdef.name}' already exists in pool '{dst_pool}'")
-        if src.backing is not None:
-            require_local_backing(src.backing.path)
+        self._check_chain(src)
         available = dst_driver.sizes().available
         if src.allocation > available:
             raise InsufficientSpace(
@@ -462,7 +525,7 @@ class StorageController:
 
         def work(job: Job) -> str:
             method = dst_driver.clone_volume(src, src_driver, vdef, job)
-            self._record(dst_pool, vdef.name, vdef.target.format or src.format)
+            self._record(dst_pool, vdef.name, vdef.target.format or src.format, job)
             self._after_change(dst_pool, vdef.name, added=True)
             return method
 
@@ -502,7 +565,7 @@ class StorageController:
             driver.wipe_volume(info, algorithm, job)
             if info.format not in ("raw", "dir"):
                 # The bytes are no longer an image of that format.
-                self._record(pool, name, "raw")
+                self._record(pool, name, "raw", job)
                 job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
             self._after_change(pool, name)
 
@@ -572,6 +635,7 @@ class StorageController:
                         length: int | None = None, sparse: bool = False) -> Job:
         driver = self._active_driver(pool)
         info = self.volume_info(pool, name)
+        self._refuse_volume_as_target(dst_path, info)
         job = self.jobs.create("download", f"download {name}", pool, name)
         self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="downloading"))
         self._hold(job, lambda: self.locks.volume(pool, name, exclusive=False,
@@ -596,14 +660,32 @@ class StorageController:
                 f"volume '{info.name}' is open by {', '.join(users)}; stop that first"
             )
 
+    def _refuse_volume_as_target(self, dst_path: str, source: VolumeInfo) -> None:
+        """A download never writes into a pool: not onto its own source, and not into
+        another volume behind that volume's busy mark."""
+        target_dir = os.path.realpath(os.path.dirname(os.path.abspath(dst_path)))
+        with contextlib.suppress(OSError):
+            if os.path.samefile(dst_path, source.path):
+                raise UnsafePath(f"'{dst_path}' is the volume '{source.name}' itself")
+        for pool in self.store.definition_names():
+            try:
+                path = self.pool_def(pool).target.path
+            except PoolkeeperError:
+                continue
+            if path and os.path.realpath(path) == target_dir:
+                raise UnsafePath(
+                    f"'{dst_path}' is inside pool '{pool}'; download to a file outside the "
+                    "pools (to copy a volume into a pool, use vol-clone)"
+                )
+
     def _refuse_backing_of_others(self, pool: str, info: VolumeInfo) -> None:
         for other_pool in self.store.definition_names():
             if not self.store.is_active(other_pool):
                 continue
             with self._cache_lock:
                 cached = list(self._cache.get(other_pool, {}).values())
-            if not cached and other_pool == pool:
-                with contextlib.suppress(PoolkeeperError):
+            if not cached:  # a fresh process knows no pool yet: look
+                with contextlib.suppress(PoolkeeperError, OSError):
                     cached = self.refresh_pool(other_pool)
             for vol in cached:
                 if vol.backing is not None and vol.backing.path == info.path:
@@ -615,7 +697,7 @@ class StorageController:
     # == records, cache, events ========================================================
     @contextlib.contextmanager
     def _records(self, pool: str) -> Iterator[dict[str, dict]]:
-        held = self.locks.volume(pool, "\0records", exclusive=True, what="records")
+        held = self.locks.records(pool)
         try:
             records = self.store.volume_records(pool)
             yield records
@@ -623,18 +705,21 @@ class StorageController:
         finally:
             held.release()
 
-    def _record(self, pool: str, name: str, fmt: str) -> None:
-        driver = self._driver(self.pool_def(pool))
+    def _record(self, pool: str, name: str, fmt: str, job: Job | None = None) -> None:
+        """Remember the format of a volume we made. The storage work is done by now, so a
+        failure here is a warning, never a failed job."""
         try:
+            driver = self._driver(self.pool_def(pool))
             ino = os.lstat(driver.volume_path(name)).st_ino
-        except OSError:
-            return
-        with self._records(pool) as records:
-            records[name] = {"format": fmt, "ino": ino}
+            with self._records(pool) as records:
+                records[name] = {"format": fmt, "ino": ino}
+        except (PoolkeeperError, OSError) as exc:
+            if job is not None:
+                job.warnings.append(f"could not record the format of '{name}': {exc}")
 
     def _forget_record(self, pool: str, name: str) -> None:
         if name in self.store.volume_records(pool):
-            with self._records(pool) as records:
+            with contextlib.suppress(PoolkeeperError, OSError), self._records(pool) as records:
                 records.pop(name, None)
 
     def _apply_records(self, pool: str, volumes: list[VolumeInfo]) -> list[VolumeInfo]:
@@ -647,6 +732,7 @@ class StorageController:
             rec = records.get(vol.name)
             if rec and vol.signature and rec.get("ino") == vol.signature[0]:
                 vol.format = rec.get("format", vol.format)
+                vol.format_recorded = True
                 if vol.format == "raw":
                     vol.capacity = vol.physical
                     vol.backing = None
@@ -718,6 +804,7 @@ class StorageController:
             try:
                 self.build_pool("default").wait()
                 self.set_autostart("default", True)
+                self.start_pool("default")
             except (PoolkeeperError, OSError) as exc:
                 self.startup_errors.append(f"could not build the default pool: {exc}")
 
@@ -770,24 +857,31 @@ class StorageController:
                 if self._tokens.get(name) == token:
                     continue
                 first = name not in self._tokens
-                self._tokens[name] = token
-                with self.locks.pool(name, exclusive=False, what="monitoring"):
+                with self.locks.pool(name, exclusive=False, what="monitoring", wait=0):
                     _sizes, volumes = driver.refresh()
                 self._set_cache(name, self._apply_records(name, volumes))
+                self._tokens[name] = token  # only now: a busy round is retried next time
                 if not first:
                     self.bus.publish(PoolChanged(name, "sizes"))
             except (PoolkeeperError, OSError):
                 continue  # busy or vanished: try again next round
 
 
-def processes_using(path: str) -> list[str]:
-    """'name (pid N)' of every process that has `path` open (psutil)."""
-    try:
-        real = os.path.realpath(path)
-    except OSError:
-        return []
-    users = []
-    me = os.getpid()  # our own opens belong to jobs, which hold the volume's busy mark
+def open_paths(paths: Iterable[str]) -> dict[str, list[str]]:
+    """Which of `paths` other processes have open: path -> ['name (pid N)', ...] (psutil).
+
+    Files are matched by device and inode, so a hard link or a bind mount of the volume
+    counts too. Our own process is left out: its opens belong to jobs, which hold busy
+    marks."""
+    wanted: dict[tuple[int, int], str] = {}
+    for path in paths:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            wanted[(st.st_dev, st.st_ino)] = path
+    if not wanted:
+        return {}
+    found: dict[str, list[str]] = {}
+    me = os.getpid()
     for proc in psutil.process_iter(["pid", "name"]):
         if proc.info["pid"] == me:
             continue
@@ -795,9 +889,20 @@ def processes_using(path: str) -> list[str]:
             files = proc.open_files()
         except (psutil.Error, OSError):
             continue
-        if any(f.path == real for f in files):
-            users.append(f"{proc.info['name']} (pid {proc.info['pid']})")
-    return users
+        for f in files:
+            try:
+                st = os.stat(f"/proc/{proc.info['pid']}/fd/{f.fd}")
+            except OSError:
+                continue
+            path = wanted.get((st.st_dev, st.st_ino))
+            if path is not None:
+                found.setdefault(path, []).append(f"{proc.info['name']} (pid {proc.info['pid']})")
+    return found
+
+
+def processes_using(path: str) -> list[str]:
+    """'name (pid N)' of every other process that has `path` open (psutil)."""
+    return open_paths([path]).get(path, [])
 
 
 def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
@@ -864,3 +969,11 @@ def _source_conflict(a: PoolDef, b: PoolDef) -> str | None:
             and (a.source.name or a.name) == (b.source.name or b.name)):
             return f"volume group '{a.source.name or a.name}'"
     return None
+
+
+def _identity(pdef: PoolDef) -> tuple:
+    """What an active pool's definition may not change under it (runtime values such as
+    free extents do not count)."""
+    src = pdef.source
+    return (pdef.type, pdef.target.path, tuple((h.name, h.port) for h in src.hosts),
+            tuple(d.path for d in src.devices), src.dir, src.name, src.format)

@@ -66,7 +66,8 @@ def _pid_alive(pid: int) -> bool:
 def acquire(path: Path, *, exclusive: bool, what: str, busy_message: str,
             wait: float = 0.0) -> HeldLock:
     """flock `path`; Busy(busy_message + holder) if it is held incompatibly past `wait` s."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # O_NOFOLLOW: a link planted in the lock directory must not make us write elsewhere.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
     deadline = time.monotonic() + wait
     while True:
@@ -110,14 +111,21 @@ class LockManager:
         finally:
             held.release()
 
-    def pool(self, pool: str, *, exclusive: bool, what: str, wait: float = 0.0) -> HeldLock:
+    def pool(self, pool: str, *, exclusive: bool, what: str, wait: float = 2.0) -> HeldLock:
         """Shared: listing and volume verbs. Exclusive: build/start/stop/delete/undefine."""
         if exclusive:
-            msg = f"pool '{pool}' is busy: jobs or another process are using it"
+            msg = (f"pool '{pool}' is busy: jobs or another poolkeeper process are using it; "
+                   "wait for them or cancel them first")
         else:
             msg = f"pool '{pool}' is busy: it is being changed"
         return acquire(self.dir / f"pool-{_key(pool)}.lock", exclusive=exclusive, what=what,
                        busy_message=msg, wait=wait)
+
+    def records(self, pool: str) -> HeldLock:
+        """Serialises updates of a pool's volume records (a short critical section)."""
+        return acquire(self.dir / f"records-{_key(pool)}.lock", exclusive=True,
+                       what="recording volume formats",
+                       busy_message=f"the volume records of pool '{pool}' are busy", wait=10.0)
 
     def volume(self, pool: str, volume: str, *, exclusive: bool, what: str) -> HeldLock:
         """Shared: readers (clone source, download). Exclusive: writers (wipe, upload,

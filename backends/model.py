@@ -208,6 +208,19 @@ class VolumeDef:
     backing: BackingStore | None = None
 
 
+@dataclass(frozen=True)
+class PoolFeatures:
+    """What a pool type can do (the TUI greys out the rest, with the reason)."""
+
+    type: str
+    can_build: bool
+    can_create_volumes: bool
+    can_delete_volumes: bool
+    can_resize_volumes: bool
+    creatable_formats: tuple[str, ...]
+    default_volume_format: str | None
+
+
 @dataclass
 class PoolSizes:
     capacity: int
@@ -245,6 +258,7 @@ class VolumeInfo:
     path: str
     type: str = "file"  # one of VOLUME_TYPES
     format: str = "raw"  # the format actions use (recorded at create, declared, or probed)
+    format_recorded: bool = False  # True: `format` is what poolkeeper recorded, not a probe
     probed_format: str | None = None  # what the header says, for display; None if not probed
     capacity: int = 0
     allocation: int = 0

@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InvalidName, StateError
 from .names import check_name
 
 
@@ -84,6 +86,14 @@ def _remove(path: Path) -> bool:
     return True
 
 
+def check_pool_name(name: str) -> str:
+    """Pool names become file names here: no leading '.' (hidden, and our temp files)."""
+    check_name(name, "pool name")
+    if name.startswith("."):
+        raise InvalidName(f"pool name '{name}' must not start with '.'", element="name")
+    return name
+
+
 class Store:
     def __init__(self, paths: StorePaths) -> None:
         self.paths = paths
@@ -94,18 +104,27 @@ class Store:
         self.locks_dir = paths.runtime_dir / "locks"
         for d in (self.definitions_dir, self.autostart_dir, self.volumes_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o755)
+        _private_dir(paths.runtime_dir)
         for d in (self.run_dir, self.locks_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o755)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _private_dir(d)
 
     # -- definitions -------------------------------------------------------------------
     def _def_path(self, name: str) -> Path:
-        return self.definitions_dir / f"{check_name(name, 'pool name')}.xml"
+        return self.definitions_dir / f"{check_pool_name(name)}.xml"
 
     def definition_names(self) -> list[str]:
+        """Names of the stored definitions (files whose name is not a valid pool name,
+        such as our temp files, are not definitions)."""
         names = []
         for entry in os.scandir(self.definitions_dir):
-            if entry.name.endswith(".xml") and not entry.name.startswith(".") and entry.is_file():
-                names.append(entry.name[: -len(".xml")])
+            if not entry.name.endswith(".xml") or not entry.is_file():
+                continue
+            name = entry.name[: -len(".xml")]
+            try:
+                names.append(check_pool_name(name))
+            except InvalidName:
+                continue
         return sorted(names, key=str.lower)
 
     def read_definition(self, name: str) -> str | None:
@@ -119,15 +138,15 @@ class Store:
 
     def remove_definition(self, name: str) -> None:
         self.set_autostart(name, False)
-        _remove(self.volumes_dir / f"{check_name(name, 'pool name')}.json")
+        _remove(self.volumes_dir / f"{check_pool_name(name)}.json")
         _remove(self._def_path(name))
 
     # -- autostart ---------------------------------------------------------------------
     def autostart(self, name: str) -> bool:
-        return os.path.lexists(self.autostart_dir / check_name(name, "pool name"))
+        return os.path.lexists(self.autostart_dir / check_pool_name(name))
 
     def set_autostart(self, name: str, enabled: bool) -> None:
-        link = self.autostart_dir / check_name(name, "pool name")
+        link = self.autostart_dir / check_pool_name(name)
         if enabled:
             if not os.path.lexists(link):
                 tmp = self.autostart_dir / f".{name}.tmp"
@@ -141,25 +160,25 @@ class Store:
 
     # -- run state ---------------------------------------------------------------------
     def is_active(self, name: str) -> bool:
-        return (self.run_dir / f"{check_name(name, 'pool name')}.xml").exists()
+        return (self.run_dir / f"{check_pool_name(name)}.xml").exists()
 
     def read_run_state(self, name: str) -> str | None:
         try:
-            return (self.run_dir / f"{check_name(name, 'pool name')}.xml").read_text("utf-8")
+            return (self.run_dir / f"{check_pool_name(name)}.xml").read_text("utf-8")
         except FileNotFoundError:
             return None
 
     def write_run_state(self, name: str, xml: str) -> None:
-        atomic_write(self.run_dir / f"{check_name(name, 'pool name')}.xml", xml.encode(), 0o600)
+        atomic_write(self.run_dir / f"{check_pool_name(name)}.xml", xml.encode(), 0o600)
 
     def clear_run_state(self, name: str) -> None:
-        _remove(self.run_dir / f"{check_name(name, 'pool name')}.xml")
+        _remove(self.run_dir / f"{check_pool_name(name)}.xml")
 
     def read_extras(self, name: str) -> dict:
-        return _read_json(self.run_dir / f"{check_name(name, 'pool name')}.json")
+        return _read_json(self.run_dir / f"{check_pool_name(name)}.json")
 
     def write_extras(self, name: str, extras: dict) -> None:
-        path = self.run_dir / f"{check_name(name, 'pool name')}.json"
+        path = self.run_dir / f"{check_pool_name(name)}.json"
         if extras:
             atomic_write(path, json.dumps(extras, sort_keys=True).encode(), 0o600)
         else:
@@ -167,10 +186,10 @@ class Store:
 
     # -- volume records ----------------------------------------------------------------
     def volume_records(self, pool: str) -> dict[str, dict]:
-        return _read_json(self.volumes_dir / f"{check_name(pool, 'pool name')}.json")
+        return _read_json(self.volumes_dir / f"{check_pool_name(pool)}.json")
 
     def write_volume_records(self, pool: str, records: dict[str, dict]) -> None:
-        path = self.volumes_dir / f"{check_name(pool, 'pool name')}.json"
+        path = self.volumes_dir / f"{check_pool_name(pool)}.json"
         atomic_write(path, json.dumps(records, sort_keys=True).encode(), 0o600)
 
     def claim_autostart_round(self) -> bool:
@@ -191,6 +210,20 @@ class Store:
 
     def mark_initialized(self) -> None:
         atomic_write(self.definitions_dir / ".initialized", b"", 0o644)
+
+
+def _private_dir(path: Path) -> None:
+    """The runtime dir holds locks and run state: it must be ours and not writable by
+    others (a fallback under /tmp could have been made by another user first)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateError(f"'{path}' is not a directory (a symlink?); refusing to use it")
+    if st.st_uid not in (os.geteuid(), 0) or st.st_mode & 0o022:
+        raise StateError(
+            f"'{path}' belongs to another user or is writable by others; refusing to keep "
+            "locks and state there (set XDG_RUNTIME_DIR or use --root)"
+        )
 
 
 def _boot_id() -> str:

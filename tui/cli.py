@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any, TextIO
@@ -52,7 +54,16 @@ def _version() -> str:
 
 
 # == output helpers =====================================================================
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """File names come from disk: never let one send escape sequences to the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -120,7 +131,7 @@ def wait_job(job: Job, err: TextIO) -> Any:
         err.write("\r" + " " * 100 + "\r")
     result = job.wait()
     for warning in job.warnings:
-        err.write(f"warning: {warning}\n")
+        err.write(f"warning: {printable(warning)}\n")
     return result
 
 
@@ -288,7 +299,7 @@ def cmd_vol_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
         table(out, ["Name", "Path"], [[v.name, v.path] for v in vols])
     for v in vols:
         if v.error:
-            sys.stderr.write(f"warning: {v.name}: {v.error}\n")
+            sys.stderr.write(f"warning: {printable(v.name)}: {printable(v.error)}\n")
     return 0
 
 
@@ -310,7 +321,7 @@ def cmd_vol_info(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
     if v.error:
         lines.append(("Error:", v.error))
     for key, value in lines:
-        out.write(f"{key:<15} {value}\n")
+        out.write(f"{key:<15} {printable(value)}\n")
     return 0
 
 
@@ -418,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", help="state directory (default: /etc/poolkeeper and "
                                        "/run/poolkeeper for root; $POOLKEEPER_ROOT)")
     parser.add_argument("--version", action="version", version=f"poolkeeper {_version()}")
+    tui = parser.add_argument_group("TUI (no command)")
+    tui.add_argument("--no-mouse", action="store_true", help="ignore the mouse (thin links)")
+    tui.add_argument("--ascii", action="store_true", default=None,
+                     help="ASCII borders and bars (automatic for TERM=linux)")
+    tui.add_argument("--demo", action="store_true",
+                     help="open a sandbox root with sample pools in a temporary directory")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def cmd(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -559,6 +576,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cancel_on_hangup() -> dict[int, Any]:
+    """SIGHUP (the SSH link dropped) and SIGTERM cancel a running job like Ctrl-C does, so
+    the job removes what it half made instead of dying mid-write."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, interrupt)
+    return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
 def _negative_size_last(argv: list[str]) -> list[str]:
     """`vol-resize VOL -10G --shrink`: argparse would take -10G for an option, so move it
     behind `--` (CAPACITY is vol-resize's last positional)."""
@@ -571,13 +607,10 @@ def _negative_size_last(argv: list[str]) -> list[str]:
     return argv
 
 
-def run_tui(root: str | None) -> int:
-    try:
-        from .app import run_app
-    except ImportError:
-        build_parser().print_help()
-        return 0
-    return run_app(root)
+def run_tui(args: argparse.Namespace) -> int:
+    from .app import run_app
+
+    return run_app(args.root, mouse=not args.no_mouse, ascii=args.ascii, demo=args.demo)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -590,23 +623,28 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     if not args.command:
-        return run_tui(args.root)
+        return run_tui(args)
     try:
         ctl = StorageController(args.root)
     except (PoolkeeperError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
+    previous = _cancel_on_hangup()
     try:
         for problem in ctl.startup_errors:
-            sys.stderr.write(f"warning: {problem}\n")
+            sys.stderr.write(f"warning: {printable(problem)}\n")
         return args.func(ctl, args, out)
     except PoolkeeperError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {printable(str(exc))}\n")
         return 1
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        sys.stderr.write(f"error: {exc.strerror or exc}{where}\n")
+        sys.stderr.write(f"error: {printable(str(exc.strerror or exc))}{where}\n")
         return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
     finally:
         ctl.close()
+        _restore_signals(previous)
 

@@ -123,12 +123,17 @@ class DirDriver(PoolDriver):
             os.makedirs(parent, exist_ok=True)
         try:
             os.mkdir(target, mode)
+            created = True
         except FileExistsError:
             if not os.path.isdir(target) or os.path.islink(target):
                 raise StateError(
                     f"'{target}' exists and is not a directory; choose another target path"
                 ) from None
-        os.chmod(target, mode)  # mkdir's mode went through the umask
+            created = False
+        # An existing directory keeps its mode unless the definition asks for one
+        # (pool-build on /srv must not change /srv's permissions).
+        if created or perms.mode is not None:
+            os.chmod(target, mode)  # mkdir's mode went through the umask
         if perms.owner is not None or perms.group is not None:
             os.chown(target, -1 if perms.owner is None else perms.owner,
                      -1 if perms.group is None else perms.group)
@@ -209,6 +214,17 @@ class DirDriver(PoolDriver):
         if kind == _LINK:
             with contextlib.suppress(OSError):
                 info.symlink = os.readlink(name, dir_fd=dfd)
+            try:
+                target_mode = os.stat(name, dir_fd=dfd).st_mode  # follows the link
+            except FileNotFoundError:
+                info.error = f"dangling symlink to '{info.symlink}'"
+                return info
+            except OSError as exc:
+                info.error = f"cannot follow the link: {exc.strerror}"
+                return info
+            if not (stat.S_ISREG(target_mode) or stat.S_ISBLK(target_mode)
+                    or stat.S_ISDIR(target_mode)):
+                return None  # a link to a FIFO or a character device: never opened
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
                          dir_fd=dfd)
@@ -464,6 +480,8 @@ class DirDriver(PoolDriver):
 
     def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
                       ctx: JobContext) -> None:
+        if vol.type == "dir":
+            raise Unsupported(f"'{vol.name}' is a directory; it has no size to change")
         if vol.symlink is not None:
             raise UnsafePath(f"'{vol.name}' is a symlink; resize the file it points to instead")
         if vol.format != "raw":
