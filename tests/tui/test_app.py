@@ -1,43 +1,217 @@
-"""The first-cut TUI: opens on the default pool, lists its volumes, starts and stops pools."""
+"""The whole app, driven by key presses against real dir pools in a temp root."""
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Static, Tree
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Static
 
 from backends.controller import StorageController
-from backends.model import VolumeDef
+from backends.model import VolumeDef, VolumeTarget
 from tui.app import PoolkeeperApp
+from tui.screens.main import MainScreen
+from tui.widgets.jobs_panel import JobsPanel
+from tui.widgets.log_panel import LogPanel
+from tui.widgets.volume_table import VolumeTable
+
+MiB = 1 << 20
 
 
-async def settle(app: PoolkeeperApp, pilot) -> None:
-    for _ in range(5):
+async def settle(app: PoolkeeperApp, pilot, rounds: int = 6) -> None:
+    for _ in range(rounds):
         await app.workers.wait_for_complete()
         await pilot.pause(0.05)
 
 
-async def test_opens_on_default_pool_and_toggles_it(state_root):
-    ctl = StorageController(state_root)
+def header(app: PoolkeeperApp) -> str:
+    return str(app.screen.query_one("#pool-header", Static).render())
+
+
+@pytest.fixture
+def controller(state_root: Path):
+    ctl = StorageController(state_root)  # makes and starts "default" in STATE/images
     try:
-        ctl.create_volume_def("default", VolumeDef(name="disk.img", capacity=1 << 20,
-                                                   allocation=0)).wait(30)
-        app = PoolkeeperApp(ctl)
-        async with app.run_test(size=(120, 30)) as pilot:
-            await settle(app, pilot)
-            table = app.query_one("#volumes", DataTable)
-            assert table.row_count == 1
-            assert table.get_row_at(0)[0] == "disk.img"
-            tree = app.query_one("#pools", Tree)
-            labels = [str(n.label) for n in tree.root.children[0].children]
-            assert labels[0].startswith("default  running")
-            await pilot.press("s")
-            await settle(app, pilot)
-            assert ctl.pool_info("default").state == "inactive"
-            header = str(app.query_one("#header", Static).render())
-            assert "press s to start it" in header
-            assert app.query_one("#volumes", DataTable).row_count == 0
-            await pilot.press("s")
-            await settle(app, pilot)
-            assert ctl.pool_info("default").state == "running"
-            assert app.query_one("#volumes", DataTable).row_count == 1
+        yield ctl
     finally:
         ctl.close()
+
+
+async def test_main_screen_lists_the_default_pool_and_toggles_it(controller, state_root):
+    controller.create_volume_def("default", VolumeDef(name="disk.img", capacity=MiB,
+                                                      allocation=0)).wait(30)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        table = app.screen.query_one("#volumes", VolumeTable)
+        assert table.visible_names() == ["disk.img"]
+        text = header(app)
+        assert "default" in text and "running" in text and "capacity" in text
+        assert "autostart yes" in text and "available" in text and "allocation" in text
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert controller.pool_info("default").state == "inactive"
+        assert "press s to start it" in header(app)
+        assert table.row_count == 0 and "press s to start it" in table.empty_text
+        # volume actions are greyed with the reason while the pool is inactive
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        assert screen.check_action("create_volume", ()) is None
+        assert "not active" in screen.disabled_reason("create_volume")
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert controller.pool_info("default").state == "running"
+        assert table.visible_names() == ["disk.img"]
+
+
+async def test_create_volume_dialog_makes_the_file(controller, state_root):
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("c")
+        await settle(app, pilot)
+        dialog = app.screen
+        dialog.query_one("#name", Input).value = "new.img"
+        dialog.query_one("#capacity", Input).value = "12 potatoes"
+        await pilot.pause()
+        await pilot.click("#submit")
+        await settle(app, pilot)
+        assert app.screen is dialog  # refused inline, nothing lost
+        assert dialog.query_one("#name", Input).value == "new.img"
+        dialog.query_one("#capacity", Input).value = "4M"
+        dialog.query_one("#allocation", Input).value = "0"
+        await pilot.pause()
+        await pilot.click("#submit")
+        await settle(app, pilot, 10)
+        for _ in range(50):
+            if (state_root / "images" / "new.img").exists():
+                break
+            await pilot.pause(0.05)
+        assert os.stat(state_root / "images" / "new.img").st_size == 4 * MiB
+        await settle(app, pilot)
+        assert "new.img" in app.screen.query_one("#volumes", VolumeTable).visible_names()
+
+
+async def test_jobs_panel_shows_a_running_job_and_cancels_it(controller, state_root, tmp_path):
+    controller.create_volume_def("default", VolumeDef(name="v", capacity=MiB,
+                                                      allocation=0)).wait(30)
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        job = controller.upload_volume("default", "v", str(fifo))
+        writer: list[int] = []
+        opener = threading.Thread(target=lambda: writer.append(os.open(fifo, os.O_WRONLY)))
+        opener.start()
+        opener.join(10)
+        os.write(writer[0], b"x" * 1024)
+        await pilot.press("j")
+        await settle(app, pilot)
+        panel = app.screen.query_one("#jobs", JobsPanel)
+        assert panel.display and job.id in panel.jobs
+        assert "running" in str(panel.get_option_at_index(0).prompt)
+        await pilot.press("s")  # keys keep working while a job runs: stop is refused
+        await settle(app, pilot)
+        assert controller.pool_info("default").state == "running"
+        panel.focus()
+        panel.highlighted = 0
+        await pilot.press("c")
+        os.write(writer[0], b"y" * 1024)  # the next chunk sees the cancel
+        os.close(writer[0])
+        job._finished.wait(10)
+        await settle(app, pilot)
+        assert job.state == "cancelled"
+        assert "cancelled" in str(panel.get_option_at_index(0).prompt)
+
+
+async def test_log_panel_lists_the_commands_run(controller, state_root):
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("l")
+        controller.create_volume_def("default", VolumeDef(
+            name="q.qcow2", capacity=MiB, target=VolumeTarget(format="qcow2"))).wait(30)
+        await settle(app, pilot)
+        log = app.screen.query_one("#log", LogPanel)
+        assert log.display
+        logged = "\n".join(line.text for line in log.lines)
+        assert "qemu-img create -f qcow2" in logged and "ok" in logged
+
+
+async def test_xml_view_shows_the_pool(controller):
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "XmlScreen"
+        assert "<name>default</name>" in app.screen.xml
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_filter_narrows_the_table(controller):
+    for name in ("alpha.img", "beta.img", "alphabet.img"):
+        controller.create_volume_def("default", VolumeDef(name=name, capacity=MiB,
+                                                          allocation=0)).wait(30)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("slash", *"alpha")
+        await settle(app, pilot)
+        table = app.screen.query_one("#volumes", VolumeTable)
+        assert table.visible_names() == ["alpha.img", "alphabet.img"]
+
+
+async def test_changes_made_outside_appear_without_a_key(controller, state_root):
+    app = PoolkeeperApp(controller, monitor_interval=0.2)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        (state_root / "images" / "copied-in.img").write_bytes(b"\0" * 4096)
+        table = app.screen.query_one("#volumes", VolumeTable)
+        for _ in range(60):
+            await pilot.pause(0.1)
+            if "copied-in.img" in table.visible_names():
+                break
+        assert "copied-in.img" in table.visible_names()
+
+
+class SlowController(StorageController):
+    """Refresh takes 2 s: the UI must keep handling keys meanwhile."""
+
+    def list_volumes(self, pool: str):
+        time.sleep(2)
+        return super().list_volumes(pool)
+
+
+async def test_ui_thread_does_no_io(state_root):
+    ctl = SlowController(state_root)
+    try:
+        app = PoolkeeperApp(ctl, monitor_interval=None)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause(0.2)  # the slow refresh is running in a worker now
+            started = time.monotonic()
+            await pilot.press("j")
+            await pilot.pause(0.05)
+            assert app.screen.query_one("#jobs", JobsPanel).display
+            assert time.monotonic() - started < 1.0
+            await app.workers.wait_for_complete()
+    finally:
+        ctl.close()
+
+
+async def test_help_lists_keys_with_reasons(controller):
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f1")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "HelpScreen"
+        rows = {key: reason for key, _, reason in app.screen.rows}
+        assert rows["b"] == "stop the pool before building it"
+        assert rows["n"] is None

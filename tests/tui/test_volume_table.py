@@ -1,0 +1,433 @@
+"""VolumeTable: behaviour through Pilot and the rendered screen text (no timing asserts)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.pilot import Pilot
+
+from backends.model import BackingStore, VolumeInfo
+from backends.units import human
+from tui.widgets.volume_table import VolumeTable
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+def vol(name: str, capacity: int = GiB, allocation: int = 0, fmt: str = "raw",
+        backing: str | None = None, error: str | None = None,
+        path: str | None = None) -> VolumeInfo:
+    return VolumeInfo(
+        name=name, key=f"/pool/{name}", path=path or f"/pool/{name}", format=fmt,
+        capacity=capacity, allocation=allocation,
+        backing=BackingStore(path=backing, format="qcow2") if backing else None, error=error,
+    )
+
+
+def sample() -> list[VolumeInfo]:
+    """Values chosen so lexical and numeric orders differ (9 GiB < 10 GiB < 512 GiB)."""
+    return [
+        vol("web.qcow2", 10 * GiB, 9 * GiB, "qcow2", backing="/pool/base.qcow2"),
+        vol("db.img", 512 * GiB, 100 * MiB),
+        vol("base.qcow2", 9 * GiB, 2 * GiB, "qcow2"),
+        vol("swap.img", 512 * MiB, 512 * MiB),
+        vol("cache.vmdk", 20 * GiB, 1 * GiB, "vmdk", backing="/pool/a-base.qcow2"),
+    ]
+
+
+def many(count: int) -> list[VolumeInfo]:
+    return [vol(f"vm-{i:06d}.img", (i % 64 + 1) * GiB, (i * 7919) % GiB) for i in range(count)]
+
+
+class TableApp(App[None]):
+    def __init__(self, ascii: bool = False) -> None:
+        super().__init__()
+        self.ascii_mode = ascii
+        self.selections: list[str | None] = []
+        self.activated: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield VolumeTable(ascii=self.ascii_mode, id="table")
+
+    def on_mount(self) -> None:
+        self.query_one(VolumeTable).focus()
+
+    def on_volume_table_selection_changed(self, message: VolumeTable.SelectionChanged) -> None:
+        self.selections.append(message.volume.name if message.volume else None)
+
+    def on_volume_table_activated(self, message: VolumeTable.Activated) -> None:
+        self.activated.append(message.volume.name)
+
+
+def screen_lines(app: App) -> list[str]:
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def table_of(app: App) -> VolumeTable:
+    return app.query_one(VolumeTable)
+
+
+async def loaded(pilot: Pilot, volumes: list[VolumeInfo]) -> VolumeTable:
+    table = table_of(pilot.app)
+    table.set_volumes(volumes)
+    await pilot.pause()
+    return table
+
+
+async def test_rows_in_name_order_on_screen():
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        volumes = sample()
+        random.Random(1).shuffle(volumes)
+        table = await loaded(pilot, volumes)
+        expected = sorted(v.name for v in volumes)
+        assert table.visible_names() == expected
+        assert table.row_count == table.total_count == 5
+        lines = screen_lines(app)
+        assert lines[0].split()[:2] == ["Name", "\u25b2"]
+        for line, name in zip(lines[1:6], expected, strict=True):
+            assert line.split()[0] == name
+        db = lines[1 + expected.index("db.img")]
+        assert human(512 * GiB) in db and human(100 * MiB) in db and "0%" in db
+        web = lines[1 + expected.index("web.qcow2")]
+        assert "/pool/base.qcow2" in web and " 90%" in web and "qcow2" in web
+        assert table.cursor_volume is not None and table.cursor_volume.name == "base.qcow2"
+        assert app.selections == ["base.qcow2"]
+
+
+SORT_EXPECTED = {
+    "name": ["base.qcow2", "cache.vmdk", "db.img", "swap.img", "web.qcow2"],
+    "format": ["base.qcow2", "web.qcow2", "db.img", "swap.img", "cache.vmdk"],
+    # numeric, not lexical: 512 MiB < 9 GiB < 10 GiB < 20 GiB < 512 GiB
+    "capacity": ["swap.img", "base.qcow2", "web.qcow2", "cache.vmdk", "db.img"],
+    "allocation": ["db.img", "swap.img", "cache.vmdk", "base.qcow2", "web.qcow2"],
+    "pct": ["db.img", "cache.vmdk", "base.qcow2", "web.qcow2", "swap.img"],
+    "backing": ["base.qcow2", "db.img", "swap.img", "cache.vmdk", "web.qcow2"],
+    "in_use": ["base.qcow2", "cache.vmdk", "swap.img", "web.qcow2", "db.img"],
+    "path": ["base.qcow2", "cache.vmdk", "db.img", "swap.img", "web.qcow2"],
+}
+
+
+@pytest.mark.parametrize("key", [key for key, _ in VolumeTable.COLUMNS])
+async def test_sort_by_each_column_and_reverse(key: str):
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = await loaded(pilot, sample())
+        table.set_in_use({"web.qcow2": "qemu (pid 12)", "db.img": "qemu (pid 99)",
+                          "swap.img": "losetup"})
+        if key == "name":
+            table.sort_by("path")  # so that sort_by("name") below is a change of column
+        table.sort_by(key)  # a new column sorts ascending
+        await pilot.pause()
+        expected = SORT_EXPECTED[key]
+        assert table.visible_names() == expected
+        assert table.sort_column == key and not table.sort_reverse
+        lines = screen_lines(app)
+        assert [line.split()[0] for line in lines[1:6]] == expected
+        # Same key again toggles; an explicit flag sets.
+        table.sort_by(key)
+        await pilot.pause()
+        assert table.visible_names() == expected[::-1]
+        assert [line.split()[0] for line in screen_lines(app)[1:6]] == expected[::-1]
+        table.sort_by(key, reverse=False)
+        assert table.visible_names() == expected
+
+
+async def test_sort_keys_cycle_and_reverse_and_arrow():
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = await loaded(pilot, sample())
+        await pilot.press("o")
+        assert table.sort_column == "format"
+        await pilot.press("o", "O")
+        assert table.sort_column == "capacity" and table.sort_reverse
+        assert table.visible_names() == SORT_EXPECTED["capacity"][::-1]
+        await pilot.pause()
+        assert "Capacity \u25bc" in screen_lines(app)[0]
+
+
+async def test_header_click_sorts_and_click_again_reverses():
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = await loaded(pilot, sample())
+        x = screen_lines(app)[0].index("Capacity")
+        assert table.column_at(x) == "capacity"
+        await pilot.click(VolumeTable, offset=(x, 0))
+        assert table.visible_names() == SORT_EXPECTED["capacity"]
+        await pilot.click(VolumeTable, offset=(x + 2, 0))
+        assert table.visible_names() == SORT_EXPECTED["capacity"][::-1]
+        await pilot.pause()
+        assert "Capacity \u25bc" in screen_lines(app)[0]
+        # A click on a row moves the cursor there; a double click activates it.
+        await pilot.click(VolumeTable, offset=(5, 3))
+        assert table.cursor_volume.name == table.visible_names()[2]
+        await pilot.double_click(VolumeTable, offset=(5, 3))
+        assert app.activated[-1] == table.visible_names()[2]
+
+
+async def test_filter_narrows_and_clears():
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        volumes = [*sample(), vol("other", path="/elsewhere/DATA/other")]
+        table = await loaded(pilot, volumes)
+        table.select("web.qcow2")
+        table.set_filter("QCOW")
+        await pilot.pause()
+        assert table.visible_names() == ["base.qcow2", "web.qcow2"]
+        assert table.row_count == 2 and table.total_count == 6
+        assert [v.name for v in table.all_volumes()] == sorted(v.name for v in volumes)
+        assert table.cursor_volume.name == "web.qcow2"  # still shown: cursor stays
+        lines = screen_lines(app)
+        assert [line.split()[0] for line in lines[1:3]] == ["base.qcow2", "web.qcow2"]
+        assert lines[3].strip() == ""
+        table.set_filter("qcow2")  # narrowing reuses the shown rows
+        assert table.visible_names() == ["base.qcow2", "web.qcow2"]
+        table.set_filter("data")  # matches the path only
+        assert table.visible_names() == ["other"]
+        assert table.cursor_volume.name == "other"
+        table.set_filter("nothing-like-this")
+        await pilot.pause()
+        assert table.row_count == 0 and table.cursor_volume is None
+        assert 'no volume matches "nothing-like-this"' in screen_lines(app)[1]
+        table.set_filter("")
+        await pilot.pause()
+        assert table.row_count == 6
+        assert len([line for line in screen_lines(app)[1:] if line.strip()]) == 6
+
+
+async def test_set_volumes_again_keeps_cursor_on_same_name():
+    app = TableApp()
+    async with app.run_test(size=(100, 22)) as pilot:
+        table = await loaded(pilot, many(300))
+        table.select("vm-000150.img")
+        await pilot.pause()
+        line = table.cursor_row - table.scroll_offset.y
+        fresh = [v for v in many(301) if v.name != "vm-000010.img"]
+        random.Random(2).shuffle(fresh)
+        table.set_volumes(fresh)
+        await pilot.pause()
+        assert table.cursor_volume.name == "vm-000150.img" and table.cursor_row == 149
+        assert table.cursor_row - table.scroll_offset.y == line  # same screen line
+        assert table.total_count == 300
+        table.set_volumes(many(5))  # the cursor's volume is gone: first row
+        await pilot.pause()
+        assert table.cursor_row == 0 and app.selections[-1] == "vm-000000.img"
+
+
+async def test_apply_diff_keeps_cursor_on_same_volume():
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = await loaded(pilot, sample())
+        assert table.select("db.img")
+        table.apply_diff(added=[vol("aaa-first.img")], removed=["swap.img"], changed=[])
+        await pilot.pause()
+        assert table.visible_names() == ["aaa-first.img", "base.qcow2", "cache.vmdk",
+                                         "db.img", "web.qcow2"]
+        assert table.cursor_volume.name == "db.img" and table.cursor_row == 3
+        # A change that moves the row under the current sort: the cursor follows it.
+        table.sort_by("capacity")
+        table.apply_diff([], [], [vol("db.img", 1 * MiB)])
+        await pilot.pause()
+        assert table.visible_names()[0] == "db.img"
+        assert table.cursor_volume.name == "db.img" and table.cursor_row == 0
+        assert table.cursor_volume.capacity == MiB
+        assert human(MiB) in screen_lines(app)[1]
+        # Removing the cursor's volume moves the cursor to the row now in its place.
+        table.apply_diff([], ["db.img"], [])
+        await pilot.pause()
+        assert table.cursor_volume.name == table.visible_names()[0]
+        assert app.selections[-1] == table.cursor_volume.name
+        # Adding a volume that is already there is a change, not a duplicate.
+        table.apply_diff([vol("web.qcow2", 1)], [], [])
+        assert table.total_count == 4 and table.visible_names()[0] == "web.qcow2"
+
+
+async def test_apply_diff_rerenders_only_the_changed_row():
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = await loaded(pilot, sample())
+        calls: list[int] = []
+        original = table.render_line
+
+        def counting(y: int):
+            calls.append(y)
+            return original(y)
+
+        table.render_line = counting  # the compositor looks the method up on the instance
+        built = table.strips_built
+        before = screen_lines(app)
+        # Allocation changes but the name-sorted position does not.
+        table.apply_diff([], [], [vol("db.img", 512 * GiB, 300 * GiB)])
+        await pilot.pause()
+        after = screen_lines(app)
+        row_y = 1 + table.visible_names().index("db.img")
+        assert calls == [row_y]
+        assert table.strips_built == built + 1
+        assert human(300 * GiB) in after[row_y] and " 59%" in after[row_y]
+        assert [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b] == [row_y]
+        # A structural change repaints the view, but unchanged rows come from the cache.
+        calls.clear()
+        built = table.strips_built
+        table.apply_diff([vol("zzz.img")], [], [])
+        await pilot.pause()
+        assert len(calls) > 5
+        assert table.strips_built == built + 1
+
+
+async def test_marks_with_space():
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = await loaded(pilot, sample())
+        await pilot.press("down", "space")
+        assert table.marked == {"cache.vmdk"}
+        await pilot.press("down", "down", "space")
+        assert table.marked == {"cache.vmdk", "swap.img"}
+        lines = screen_lines(app)
+        assert lines[2].startswith("\u25cf cache.vmdk") and lines[4].startswith("\u25cf swap.img")
+        assert lines[1].startswith("  base.qcow2")
+        await pilot.press("space")
+        assert table.marked == {"cache.vmdk"}
+        table.apply_diff([], ["cache.vmdk"], [])  # a removed volume loses its mark
+        assert table.marked == set()
+        await pilot.press("space")
+        table.clear_marks()
+        await pilot.pause()
+        assert table.marked == set()
+        assert not any(line.startswith("\u25cf") for line in screen_lines(app))
+
+
+async def test_empty_text_and_in_use():
+    app = TableApp()
+    async with app.run_test(size=(120, 12)) as pilot:
+        table = table_of(app)
+        table.empty_text = "pool inactive: press s to start it"
+        await pilot.pause()
+        lines = screen_lines(app)
+        assert "Name" in lines[0]
+        assert lines[1].strip() == "pool inactive: press s to start it"
+        assert table.cursor_volume is None and table.row_count == 0
+        table.set_volumes(sample())
+        table.set_in_use({"db.img": "qemu (pid 12)"})
+        await pilot.pause()
+        db = next(line for line in screen_lines(app) if line.split()[0] == "db.img")
+        assert "qemu (pid 12)" in db
+        table.set_volumes([])
+        await pilot.pause()
+        assert "pool inactive" in screen_lines(app)[1]
+
+
+async def test_error_volume_is_visible():
+    app = TableApp()
+    async with app.run_test(size=(160, 12)) as pilot:
+        await loaded(pilot, [vol("ok.img"), vol("bad.img", 0, error="permission denied")])
+        bad = screen_lines(app)[1]
+        assert bad.split()[:2] == ["bad.img", "!"] and "error: permission denied" in bad
+        table = table_of(app)
+        styles = [seg.style for seg in table.render_line(1) if "bad.img" in seg.text]
+        assert styles and styles[0] != table.rich_style  # name drawn in the error style
+
+
+async def test_ascii_mode_renders_only_ascii():
+    app = TableApp(ascii=True)
+    async with app.run_test(size=(80, 12)) as pilot:
+        volumes = [*sample(), vol("x" * 90 + ".img"), vol("caf\u00e9.img"),
+                   vol("broken.img", error="unreadable \u2014 header")]
+        table = await loaded(pilot, volumes)
+        table.sort_by("name", reverse=True)
+        await pilot.press("space")
+        await pilot.pause()
+        lines = screen_lines(app)
+        assert "Name v" in lines[0] and lines[1].startswith("  xxxxxxxx")
+        assert any(line.startswith("* base.qcow2") for line in lines)  # cursor stayed on it
+        assert "~" in "".join(lines)  # truncation marker
+        for y in range(12):
+            for segment in table.render_line(y):
+                assert segment.text.isascii(), segment.text
+        for line in lines:
+            assert line.isascii(), line
+
+
+async def test_key_navigation():
+    app = TableApp()
+    async with app.run_test(size=(100, 22)) as pilot:
+        table = await loaded(pilot, many(500))
+        page = table.scrollable_content_region.height - 1  # rows under the header
+        assert table.cursor_row == 0
+        await pilot.press("pagedown")
+        assert table.cursor_row == page
+        await pilot.press("down", "down", "up")
+        assert table.cursor_row == page + 1
+        await pilot.press("pageup")
+        assert table.cursor_row == 1
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.cursor_row == 499
+        assert table.cursor_volume.name == "vm-000499.img"
+        lines = screen_lines(app)
+        assert "vm-000499.img" in lines[page]  # last row at the bottom of the view
+        await pilot.press("home")
+        await pilot.pause()
+        assert table.cursor_row == 0 and "vm-000000.img" in screen_lines(app)[1]
+        await pilot.press("enter")
+        assert app.activated == ["vm-000000.img"]
+
+
+async def test_horizontal_scroll_keeps_header_fixed():
+    app = TableApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = await loaded(pilot, sample())
+        assert table.virtual_size.width > 40
+        await pilot.press("pagedown")  # vertical: header stays
+        await pilot.press(*["right"] * 30)
+        await pilot.pause()
+        assert table.scroll_offset.x > 0
+        header = screen_lines(app)[0]
+        assert "Name" not in header and ("Alloc" in header or "Backing" in header)
+
+
+async def test_hundred_thousand_rows_and_one_diff():
+    app = TableApp()
+    async with app.run_test(size=(160, 50)) as pilot:
+        volumes = many(100_000)
+        table = await loaded(pilot, volumes)
+        assert table.total_count == 100_000
+        table.sort_by("capacity")
+        await pilot.press("pagedown")
+        target = table.cursor_volume
+        changed = replace(target, allocation=target.capacity // 2)
+        table.apply_diff([], [], [changed])
+        await pilot.pause()
+        assert table.cursor_volume is changed
+        row = next(line for line in screen_lines(app) if target.name in line)
+        assert human(changed.allocation) in row and " 50%" in row
+        table.apply_diff([vol("000-new.img", 1)], [volumes[5].name], [])
+        assert table.total_count == 100_000 and table.visible_names()[0] == "000-new.img"
+        assert table.cursor_volume is changed
+
+
+class SnapshotApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield VolumeTable(id="table")
+
+    def on_mount(self) -> None:
+        table = self.query_one(VolumeTable)
+        volumes = []
+        for i in range(20):
+            fmt = "qcow2" if i % 3 else "raw"
+            volumes.append(vol(f"guest-{i:02d}.{'qcow2' if fmt == 'qcow2' else 'img'}",
+                               (i + 1) * 4 * GiB, (i * 613 * MiB) % ((i + 1) * 4 * GiB), fmt,
+                               backing="/pool/base.qcow2" if i % 5 == 1 else None,
+                               error="permission denied" if i == 7 else None))
+        table.set_volumes(volumes)
+        table.set_in_use({"guest-02.qcow2": "qemu (pid 4242)"})
+        table.focus()
+
+
+def test_snapshot_twenty_volumes(snap_compare):
+    async def before(pilot: Pilot) -> None:
+        await pilot.press("down", "down", "space", "down")
+
+    assert snap_compare(SnapshotApp(), terminal_size=(80, 24), run_before=before)

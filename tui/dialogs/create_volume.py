@@ -1,0 +1,191 @@
+"""vol-create-as as a form: name, capacity, format, backing volume, allocation."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+
+from textual.app import ComposeResult
+from textual.content import Content
+from textual.widgets import Input, Select, Static
+
+from backends import xmlio
+from backends.errors import InvalidName, ValidationError
+from backends.model import BackingStore, PoolStatus, VolumeDef, VolumeInfo, VolumeTarget
+from backends.names import check_name
+from backends.units import human
+
+from .base import (
+    Check,
+    Dialog,
+    Evaluation,
+    Invalid,
+    bare_message,
+    field,
+    parse_size_text,
+    text_input,
+)
+
+# Formats that can sit on a backing file (qemu-img create -b).
+BACKING_FORMATS = ("qcow2", "qcow", "qed", "vmdk")
+
+
+def allocation_applies(pool_type: str, fmt: str | None) -> bool:
+    """Raw files and logical volumes can be sparse or allocated; image formats are created
+    sparse, and a partition is always fully allocated."""
+    return pool_type != "disk" and fmt in (None, "raw")
+
+
+class CreateVolumeDialog(Dialog[VolumeDef | None]):
+    heading = "Create volume"
+    submit_label = "Create"
+
+    DEFAULT_CSS = """
+    CreateVolumeDialog #field-sparse .label { width: 14; }
+    """
+
+    def __init__(
+        self,
+        pool: PoolStatus,
+        formats: Sequence[str],
+        default_format: str,
+        backing_candidates: Sequence[VolumeInfo],
+        *,
+        existing: Collection[str] = (),
+        ascii: bool = False,
+    ) -> None:
+        self.pool = pool
+        self.formats = list(formats)
+        self.default_format = default_format
+        self.candidates = list(backing_candidates)
+        self.existing = set(existing)
+        self.heading = f"Create volume in pool '{pool.name}'"
+        super().__init__(ascii=ascii)
+
+    def compose_body(self) -> ComposeResult:
+        p = self.pool
+        yield Static(
+            f"{p.type} pool '{p.name}'   available: {human(p.available)}", markup=False,
+            classes="intro", id="available",
+        )
+        yield field("Name", text_input("name", placeholder="e.g. disk1.qcow2"))
+        yield field("Capacity", text_input("capacity", placeholder="e.g. 10G or 512MiB"))
+        if self.formats:
+            value = self.default_format if self.default_format in self.formats else \
+                self.formats[0]
+            yield field("Format", Select.from_values(self.formats, value=value,
+                                                      allow_blank=False, id="format",
+                                                      compact=True))
+        options = [(Content(f"{c.name} ({c.format}, {human(c.capacity)})"), i)
+                   for i, c in enumerate(self.candidates)]
+        yield field("Backing", Select(options, prompt="(none)", id="backing", compact=True))
+        yield field("Allocation", Check("sparse: allocate nothing now", ascii=self.ascii,
+                                        id="sparse"))
+        yield field("", text_input("allocation", placeholder="all of it (= capacity)"),
+                    classes="allocation")
+
+    # -- reading the form ----------------------------------------------------------------
+    def _format(self) -> str | None:
+        if not self.formats:
+            return None
+        value = self.query_one("#format", Select).value
+        return value if isinstance(value, str) else None
+
+    def _backing(self) -> VolumeInfo | None:
+        if self._format() not in BACKING_FORMATS:
+            return None
+        value = self.query_one("#backing", Select).value
+        return self.candidates[value] if isinstance(value, int) else None
+
+    def _value(self, control_id: str) -> str:
+        return self.query_one(f"#{control_id}", Input).value
+
+    def after_refresh(self, ev: Evaluation[VolumeDef | None]) -> None:
+        fmt = self._format()
+        self.query_one("#field-backing").display = fmt in BACKING_FORMATS and bool(
+            self.candidates)
+        allocatable = allocation_applies(self.pool.type, fmt)
+        sparse = self.query_one("#sparse", Check).value
+        self.query_one("#field-sparse").display = allocatable
+        self.query_one("#field-allocation").display = allocatable and not sparse
+
+    def evaluate(self) -> Evaluation[VolumeDef | None]:
+        ev: Evaluation[VolumeDef | None] = Evaluation()
+        pool = self.pool
+        name = self._value("name")
+        try:
+            check_name(name, "name")
+        except InvalidName as exc:
+            ev.error("name", bare_message(exc))
+        if name in self.existing:
+            ev.error("name", f"a volume named '{name}' already exists in pool '{pool.name}'")
+
+        fmt = self._format()
+        backing = self._backing()
+        if backing is not None:
+            ev.note("backing", f"{backing.path}")
+        capacity: int | None = None
+        cap_text = self._value("capacity").strip()
+        if not cap_text:
+            if backing is not None:
+                ev.note("capacity", f"empty: the backing volume's {human(backing.capacity)}")
+            else:
+                ev.error("capacity", "give the capacity, e.g. 10G or 512MiB")
+        else:
+            try:
+                capacity = parse_size_text(cap_text, "capacity")
+                if capacity == 0:
+                    ev.error("capacity", "capacity must be greater than 0")
+            except Invalid as exc:
+                ev.error("capacity", str(exc))
+
+        allocatable = allocation_applies(pool.type, fmt)
+        allocation: int | None = None
+        alloc_field = "capacity"  # where a 'not enough space' message goes
+        if allocatable and self.query_one("#sparse", Check).value:
+            allocation = 0
+        elif allocatable and self._value("allocation").strip():
+            alloc_field = "allocation"
+            try:
+                allocation = parse_size_text(self._value("allocation"), "allocation")
+            except Invalid as exc:
+                ev.error("allocation", str(exc))
+            if allocation is not None and capacity is not None and allocation > capacity:
+                ev.error("allocation", f"the allocation cannot be more than the capacity "
+                                       f"({human(capacity)})")
+        elif allocatable:
+            allocation = capacity  # libvirt's default: fully allocated
+        self._space(ev, capacity, allocation, allocatable, alloc_field)
+
+        if not ev.ok or (capacity is None and backing is None):
+            return ev
+        vdef = VolumeDef(
+            name=name, capacity=capacity,
+            allocation=allocation if allocatable else None,
+            target=VolumeTarget(format=fmt),
+            backing=BackingStore(path=backing.path, format=backing.format) if backing else None,
+        )
+        try:
+            xmlio.validate_volume(replace(vdef, target=replace(vdef.target)), pool.type)
+        except ValidationError as exc:
+            ev.form = (str(exc), "error")
+            return ev
+        ev.result = vdef
+        return ev
+
+    def _space(self, ev: Evaluation[VolumeDef | None], capacity: int | None,
+               allocation: int | None, allocatable: bool, alloc_field: str) -> None:
+        available = self.pool.available
+        if available is None or capacity is None:
+            return
+        if allocatable:
+            needed = allocation or 0
+        else:
+            needed = capacity if self.pool.type == "disk" else 0
+        if needed > available:
+            fix = "make it sparse or smaller" if allocatable else "make it smaller"
+            ev.error(alloc_field,
+                     f"{human(needed)} is more than the {human(available)} available; {fix}")
+        elif capacity > available:
+            ev.warn("capacity", f"{human(capacity)} is more than the {human(available)} "
+                                "available: the pool is overcommitted")

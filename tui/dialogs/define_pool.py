@@ -1,0 +1,403 @@
+"""pool-define-as as a form: one set of fields per pool type, a live XML preview, and
+source discovery (find-storage-pool-sources) run in a thread worker."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from functools import partial
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widget import Widget
+from textual.widgets import Button, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+from backends import xmlio
+from backends.errors import InvalidName, PoolkeeperError, ValidationError
+from backends.model import (
+    POOL_FORMATS,
+    POOL_TYPES,
+    AuthSecret,
+    PoolDef,
+    PoolSource,
+    PoolTarget,
+    SourceAuth,
+    SourceDevice,
+    SourceHost,
+)
+from backends.names import check_name
+
+from .base import Dialog, Evaluation, Field, bare_message, field, text_input
+from .sources import describe_source, parse_sources
+
+Discover = Callable[[str, str | None], str]
+
+# Which fields each pool type shows (control ids), in screen order.
+TYPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "dir": ("name", "target"),
+    "fs": ("name", "target", "device", "format"),
+    "netfs": ("name", "target", "host", "port", "srcdir", "format"),
+    "logical": ("name", "target", "vg", "device", "format"),
+    "disk": ("name", "target", "device", "format"),
+    "iscsi": ("name", "target", "host", "port", "target_iqn", "initiator", "chap_user",
+              "chap_secret"),
+    "iscsi-direct": ("name", "host", "port", "target_iqn", "initiator", "chap_user",
+                     "chap_secret"),
+}
+DISCOVERABLE = ("fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct")
+NEEDS_HOST = ("netfs", "iscsi", "iscsi-direct")
+DISCOVER_HINT = {
+    "fs": "look for filesystems on local devices",
+    "netfs": "list the exports of the host",
+    "logical": "look for LVM volume groups",
+    "disk": "look for local disks",
+    "iscsi": "list the targets of the host (portal)",
+    "iscsi-direct": "list the targets of the host (portal)",
+}
+# Target paths worth proposing when the type changes (replaced only if untouched).
+DEFAULT_TARGET = {"disk": "/dev", "iscsi": "/dev/disk/by-path"}
+TARGET_PLACEHOLDER = {
+    "dir": "/var/lib/libvirt/images",
+    "fs": "/mnt/pool (the mount point)",
+    "netfs": "/mnt/nfs (the mount point)",
+    "logical": "/dev/VG (automatic)",
+    "disk": "/dev",
+    "iscsi": "/dev/disk/by-path",
+}
+REQUIRED: dict[str, str] = {
+    "name": "the pool name is required",
+    "target": "the target path is required",
+    "host": "the server's host name or address is required",
+    "srcdir": "the exported directory is required, e.g. /export/images",
+    "device": "the source device is required, e.g. /dev/sdb",
+    "target_iqn": "the target IQN is required, e.g. iqn.2013-06.com.example:target0",
+    "initiator": "the initiator IQN is required for iscsi-direct",
+}
+LABELS = {
+    "type": "Type", "name": "Name", "target": "Target path", "host": "Host",
+    "port": "Port", "srcdir": "Source dir", "device": "Device", "vg": "Volume group",
+    "target_iqn": "Target IQN", "format": "Format", "initiator": "Initiator IQN",
+    "chap_user": "CHAP user", "chap_secret": "Secret usage",
+}
+_ELEMENT_FIELD = {
+    "host": "host", "dir": "srcdir", "path": "target", "target": "target", "iqn": "initiator",
+    "auth": "chap_user", "secret": "chap_secret", "format": "format", "pool": "type",
+}
+
+
+def split_devices(text: str) -> list[str]:
+    return [d for d in re.split(r"[,\s]+", text) if d]
+
+
+class DefinePoolDialog(Dialog[PoolDef | None]):
+    heading = "Define a storage pool"
+    submit_label = "Define"
+
+    DEFAULT_CSS = """
+    DefinePoolDialog > #dialog { width: 100%; max-width: 132; }
+    DefinePoolDialog #columns { height: auto; }
+    DefinePoolDialog #form { width: 1fr; height: auto; }
+    DefinePoolDialog #preview-pane {
+        width: 1fr; height: auto; margin: 0 0 0 1; padding: 0 0 0 1;
+        border-left: vkey $primary-muted;
+    }
+    DefinePoolDialog.ascii #preview-pane { border-left: ascii $primary-muted; }
+    DefinePoolDialog #preview-title { color: $text-muted; }
+    DefinePoolDialog #preview.error { color: $text-error; }
+    DefinePoolDialog Field > .row > .label { width: 14; }
+    DefinePoolDialog Field > InlineMessage { padding: 0 0 0 2; }
+    DefinePoolDialog #discover { min-width: 10; }
+    DefinePoolDialog #discover-row { height: auto; margin: 1 0 0 0; }
+    DefinePoolDialog #discover-status { width: 1fr; padding: 0 0 0 2; }
+    DefinePoolDialog #discover-status.error { color: $text-error; }
+    DefinePoolDialog #discover-status.hint { color: $text-muted; }
+    DefinePoolDialog #found { height: auto; max-height: 5; }
+    """
+
+    def __init__(self, discover: Discover, *, pool_type: str = "dir",
+                 ascii: bool = False) -> None:
+        self.discover = discover
+        self.initial_type = pool_type if pool_type in POOL_TYPES else "dir"
+        self.found: list[PoolSource] = []
+        self.preview_error: str | None = None
+        self._target_default = DEFAULT_TARGET.get(self.initial_type, "")
+        super().__init__(ascii=ascii)
+
+    # -- layout --------------------------------------------------------------------------
+    def compose_body(self) -> ComposeResult:
+        t = self.initial_type
+        with Horizontal(id="columns"):
+            with Vertical(id="form"):
+                yield field("Type", Select.from_values(POOL_TYPES, value=t, allow_blank=False,
+                                                       id="type", compact=True))
+                yield field("Name", text_input("name"))
+                yield field("Target path", text_input("target", self._target_default,
+                                                      TARGET_PLACEHOLDER.get(t, "")))
+                yield field("Host", text_input("host", placeholder="server name or address"))
+                yield field("Port", text_input("port", placeholder="default"))
+                yield field("Source dir", text_input("srcdir", placeholder="/export/images"))
+                yield field("Device", text_input("device", placeholder="/dev/sdb"))
+                yield field("Volume group", text_input("vg", placeholder="same as the name"))
+                yield field("Target IQN", text_input(
+                    "target_iqn", placeholder="iqn.2013-06.com.example:target0"))
+                yield field("Format", Select(self._format_options(t), prompt="(default)",
+                                             id="format", compact=True))
+                yield field("Initiator IQN", text_input(
+                    "initiator", placeholder="iqn.2013-06.com.example:host1"))
+                yield field("CHAP user", text_input("chap_user", placeholder="(no auth)"))
+                yield field("Secret usage", text_input(
+                    "chap_secret", placeholder="the secret's usage name"))
+                with Horizontal(id="discover-row"):
+                    yield Button("Discover", id="discover", compact=True)
+                    yield Static("", id="discover-status", markup=False)
+                yield OptionList(id="found", compact=True)
+            with Vertical(id="preview-pane"):
+                yield Label("XML preview", id="preview-title")
+                yield Static("", id="preview", markup=False)
+
+    @staticmethod
+    def _format_options(pool_type: str) -> list[tuple[str, str]]:
+        return [(f, f) for f in POOL_FORMATS.get(pool_type, ())]
+
+    def setup(self) -> None:
+        self.query_one("#found").display = False
+        self._show_fields(self.initial_type)
+        self._status("")
+
+    # -- reading the form ----------------------------------------------------------------
+    @property
+    def pool_type(self) -> str:
+        value = self.query_one("#type", Select).value
+        return value if isinstance(value, str) else "dir"
+
+    def _value(self, control_id: str) -> str:
+        return self.query_one(f"#{control_id}", Input).value.strip()
+
+    def _show_fields(self, pool_type: str) -> None:
+        wanted = set(TYPE_FIELDS[pool_type]) | {"type"}
+        for fld in self.query("#form Field").results(Field):
+            fld.display = fld.id.removeprefix("field-") in wanted  # type: ignore[union-attr]
+        label = "Devices" if pool_type == "logical" else "Device"
+        self.query_one("#field-device .label", Label).update(label)
+        self.query_one("#device", Input).placeholder = (
+            "/dev/sdb, /dev/sdc" if pool_type == "logical" else "/dev/sdb")
+        self.query_one("#target", Input).placeholder = TARGET_PLACEHOLDER.get(pool_type, "")
+        self.query_one("#discover-row").display = pool_type in DISCOVERABLE
+
+    def on_form_change(self, widget: Widget) -> None:
+        if widget.id == "type":
+            self._type_changed(self.pool_type)
+        self.refresh_form()
+
+    def _type_changed(self, pool_type: str) -> None:
+        fmt = self.query_one("#format", Select)
+        with self.prevent(Select.Changed):
+            fmt.set_options(self._format_options(pool_type))
+        target = self.query_one("#target", Input)
+        if target.value in ("", self._target_default):
+            self._target_default = DEFAULT_TARGET.get(pool_type, "")
+            with self.prevent(Input.Changed):
+                target.value = self._target_default
+        self.found = []
+        self.query_one("#found", OptionList).clear_options()
+        self.query_one("#found").display = False
+        self._status("")
+        self._show_fields(pool_type)
+
+    # -- evaluation ----------------------------------------------------------------------
+    def evaluate(self) -> Evaluation[PoolDef | None]:
+        ev: Evaluation[PoolDef | None] = Evaluation()
+        ptype = self.pool_type
+        shown = TYPE_FIELDS[ptype]
+        pdef = self._build(ptype, shown, ev)
+        if ev.ok:
+            checked = copy.deepcopy(pdef)
+            try:
+                xmlio.validate_pool(checked)
+            except ValidationError as exc:
+                ev.error(self._field_of(exc, ptype), bare_message(exc))
+                self.preview_error = str(exc)
+            else:
+                ev.result = checked
+                self.preview_error = None
+        else:
+            first = next((cid for cid in shown if cid in ev.messages
+                          and ev.messages[cid][1] == "error"), None)
+            if first is not None:
+                self.preview_error = f"{LABELS[first]}: {ev.messages[first][0]}"
+        return ev
+
+    def _build(self, ptype: str, shown: tuple[str, ...],
+               ev: Evaluation[PoolDef | None]) -> PoolDef:
+        v = {cid: self._value(cid) for cid in shown if cid != "format"}
+        for cid, text in REQUIRED.items():
+            if cid in shown and not v.get(cid):
+                if cid == "name" and ptype == "logical" and v.get("vg"):
+                    continue  # libvirt: the pool name defaults to the volume group's
+                if cid == "target" and ptype == "logical":
+                    continue  # always /dev/VG
+                if cid == "initiator" and ptype != "iscsi-direct":
+                    continue  # iscsiadm has the host's own
+                ev.error(cid, text)
+        if v.get("name"):
+            try:
+                check_name(v["name"], "name")
+            except InvalidName as exc:
+                ev.error("name", bare_message(exc))
+        src = PoolSource()
+        port: int | None = None
+        if v.get("port"):
+            if v["port"].isdigit() and 1 <= int(v["port"]) <= 65535:
+                port = int(v["port"])
+            else:
+                ev.error("port", f"port '{v['port']}' must be a number from 1 to 65535")
+        if "host" in shown and v["host"]:
+            src.hosts = [SourceHost(v["host"], port)]
+        if "device" in shown:
+            devices = split_devices(v["device"])
+            if len(devices) > 1 and ptype != "logical":
+                ev.error("device", f"{'an' if ptype == 'fs' else 'a'} {ptype} pool takes "
+                                   "one device")
+            src.devices = [SourceDevice(d) for d in devices]
+        if "target_iqn" in shown and v["target_iqn"]:
+            src.devices = [SourceDevice(v["target_iqn"])]
+        if "srcdir" in shown and v["srcdir"]:
+            src.dir = v["srcdir"]
+        if "vg" in shown and v["vg"]:
+            src.name = v["vg"]
+        if "format" in shown:
+            fmt = self.query_one("#format", Select).value
+            src.format = fmt if isinstance(fmt, str) else None
+        if "initiator" in shown and v["initiator"]:
+            src.initiator_iqn = v["initiator"]
+        if "chap_user" in shown and (v["chap_user"] or v["chap_secret"]):
+            if not v["chap_user"]:
+                ev.error("chap_user", "give the CHAP user name too (or clear the secret)")
+            elif not v["chap_secret"]:
+                ev.error("chap_secret", "give the secret's usage name too (or clear the user)")
+            else:
+                src.auth = SourceAuth("chap", v["chap_user"], AuthSecret(usage=v["chap_secret"]))
+        target = PoolTarget(path=v.get("target") or None)
+        return PoolDef(type=ptype, name=v.get("name", ""), source=src, target=target)
+
+    @staticmethod
+    def _field_of(exc: ValidationError, ptype: str) -> str:
+        element = exc.element or ""
+        text = str(exc)
+        if element == "name":
+            return "vg" if "volume group" in text or "<source><name>" in text else "name"
+        if element == "device":
+            return "target_iqn" if ptype.startswith("iscsi") else "device"
+        if element == "source":
+            for marker, cid in (("<host", "host"), ("<dir", "srcdir"),
+                                ("<initiator", "initiator")):
+                if marker in text:
+                    return cid
+            return "target_iqn" if ptype.startswith("iscsi") else "device"
+        return _ELEMENT_FIELD.get(element, "name")
+
+    def after_refresh(self, ev: Evaluation[PoolDef | None]) -> None:
+        preview = self.query_one("#preview", Static)
+        if ev.result is not None:
+            preview.update(xmlio.format_pool(ev.result).rstrip("\n"))
+            preview.remove_class("error")
+        else:
+            preview.update(self.preview_error or "")
+            preview.add_class("error")
+
+    # -- discovery -----------------------------------------------------------------------
+    def _status(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#discover-status", Static)
+        status.update(text or DISCOVER_HINT.get(self.pool_type, ""))
+        status.set_class(error, "error")
+        status.set_class(not text, "hint")
+
+    @on(Button.Pressed, "#discover")
+    def start_discovery(self, event: Button.Pressed | None = None) -> None:
+        if event is not None:
+            event.stop()
+        ptype = self.pool_type
+        host: str | None = None
+        if ptype in NEEDS_HOST:
+            host = self._value("host") or None
+            if host is None:
+                self.touched.add("host")
+                self.query_one("#field-host", Field).show(
+                    "enter the host to discover what it offers")
+                self.query_one("#host", Input).focus()
+                return
+        self.query_one("#discover", Button).disabled = True
+        self.query_one("#found").display = False
+        self._status("discovering..." if self.ascii else "discovering\u2026")
+        self.run_worker(partial(self._discover, ptype, host), thread=True, exclusive=True,
+                        group="discover", exit_on_error=False, name=ptype)
+
+    def _discover(self, pool_type: str, host: str | None) -> list[PoolSource]:
+        # Runs in a thread: the callable does I/O (network, devices); parsing goes along.
+        return parse_sources(self.discover(pool_type, host))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "discover" or event.state not in (
+                WorkerState.SUCCESS, WorkerState.ERROR):
+            return
+        self.query_one("#discover", Button).disabled = False
+        if worker.name != self.pool_type:
+            self._status("")  # the type changed meanwhile: the results are for another one
+            return
+        if event.state == WorkerState.ERROR:
+            err = worker.error
+            msg = str(err) if isinstance(err, PoolkeeperError) else f"{type(err).__name__}: {err}"
+            self._status(f"discovery failed: {msg}", error=True)
+            return
+        self.found = list(worker.result or [])
+        found = self.query_one("#found", OptionList)
+        found.clear_options()
+        if not self.found:
+            self._status("no sources found")
+            return
+        found.add_options([Option(Content(describe_source(s))) for s in self.found])
+        found.display = True
+        n = len(self.found)
+        self._status(f"found {n} source{'s' if n > 1 else ''}: choose one")
+        found.highlighted = 0
+        found.focus()
+
+    @on(OptionList.OptionSelected, "#found")
+    def _source_chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.use_source(self.found[event.option_index])
+
+    def use_source(self, src: PoolSource) -> None:
+        """Fill the source fields from a discovered source."""
+        ptype = self.pool_type
+        values: dict[str, str] = {}
+        if src.hosts:
+            values["host"] = src.hosts[0].name
+            values["port"] = str(src.hosts[0].port) if src.hosts[0].port else ""
+        if src.devices:
+            key = "target_iqn" if ptype.startswith("iscsi") else "device"
+            values[key] = ", ".join(d.path for d in src.devices)
+        if src.dir is not None:
+            values["srcdir"] = src.dir
+        if src.name is not None:
+            values["vg"] = src.name
+            if not self._value("name"):
+                values["name"] = src.name
+        if src.initiator_iqn:
+            values["initiator"] = src.initiator_iqn
+        for cid, value in values.items():
+            self.query_one(f"#{cid}", Input).value = value
+        fmt = self.query_one("#format", Select)
+        if src.format and src.format in POOL_FORMATS.get(ptype, ()):
+            fmt.value = src.format
+        self.query_one("#found").display = False
+        self._status(f"using {describe_source(src)}")
+        self.refresh_form()
+        self.query_one("#name" if not self._value("name") else "#submit").focus()
+

@@ -1,0 +1,691 @@
+"""The main screen: pool tree | pool header + volume table, jobs and log panels.
+
+The UI thread never does I/O: every controller call runs in a thread worker and comes
+back through call_from_thread; controller events arrive as messages (tui.bridge).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static, Tree
+
+from backends.controller import StorageController
+from backends.errors import PoolkeeperError, ToolFailed
+from backends.jobs import Job
+from backends.model import PoolFeatures, PoolStatus, VolumeInfo
+from backends.units import human
+
+from .. import dialogs
+from ..bridge import CommandEvent, JobEvent, PoolEvent, VolumeEvent, connect
+from ..widgets.jobs_panel import JobsPanel
+from ..widgets.log_panel import LogPanel
+from ..widgets.pool_tree import PoolTree
+from ..widgets.usage import level, usage_bar
+from ..widgets.volume_table import VolumeTable
+from .help import HelpScreen
+from .xml_view import XmlScreen
+
+POOL_ACTIONS = {"build_pool", "start_stop", "toggle_autostart", "delete_pool", "refresh",
+                "edit_xml"}
+VOLUME_ACTIONS = {"clone_volume", "resize_volume", "wipe_volume", "upload", "download",
+                  "copy_path"}
+
+
+@dataclass
+class PoolView:
+    """What the header shows for the selected pool (computed in a worker)."""
+
+    status: PoolStatus
+    features: PoolFeatures | None
+    committed: int  # sum of the volumes' capacities
+    count: int
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("n", "define_pool", "New pool"),
+        Binding("s", "start_stop", "Start/Stop"),
+        Binding("b", "build_pool", "Build", show=False),
+        Binding("a", "toggle_autostart", "Autostart", show=False),
+        Binding("X", "delete_pool", "Delete pool", show=False),
+        Binding("r", "refresh", "Refresh"),
+        Binding("c", "create_volume", "Create"),
+        Binding("k", "clone_volume", "Clone", show=False),
+        Binding("z", "resize_volume", "Resize", show=False),
+        Binding("w", "wipe_volume", "Wipe", show=False),
+        Binding("u", "upload", "Upload", show=False),
+        Binding("d", "download", "Download", show=False),
+        Binding("delete", "delete_volumes", "Delete", show=False),
+        Binding("x", "show_xml", "XML"),
+        Binding("e", "edit_xml", "Edit XML", show=False),
+        Binding("y", "copy_path", "Copy path", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("j", "toggle_jobs", "Jobs"),
+        Binding("l", "toggle_log", "Log"),
+        Binding("f1", "help", "Help"),
+    ]
+
+    def __init__(self, controller: StorageController, *, ascii: bool = False) -> None:
+        super().__init__()
+        self.ctl = controller
+        self.ascii = ascii
+        self.pools: dict[str, PoolStatus] = {}
+        self.selected: str | None = None
+        self.view: PoolView | None = None
+        self.refreshed_at: float | None = None
+        self._disconnect: Callable[[], None] | None = None
+        self._features: dict[str, PoolFeatures | None] = {}
+        self.in_use: dict[str, str] = {}  # volume -> "process (pid N)" of the selected pool
+
+    # == layout ========================================================================
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="body"):
+            yield PoolTree(ascii=self.ascii, id="pools")
+            with Vertical(id="right"):
+                yield Static("", id="pool-header")
+                yield Input(placeholder="filter volumes by name", id="filter")
+                yield VolumeTable(id="volumes", ascii=self.ascii)
+                yield Static("", id="status")
+                yield JobsPanel(ascii=self.ascii, id="jobs")
+                yield LogPanel(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._disconnect = connect(self, self.ctl.subscribe)
+        for widget_id in ("#filter", "#jobs", "#log"):
+            self.query_one(widget_id).display = False
+        self.set_interval(5, self._update_status)
+        self.load_pools()
+
+    def on_unmount(self) -> None:
+        if self._disconnect:
+            self._disconnect()
+
+    @property
+    def table(self) -> VolumeTable:
+        return self.query_one("#volumes", VolumeTable)
+
+    @property
+    def tree(self) -> PoolTree:
+        return self.query_one("#pools", PoolTree)
+
+    # == loading (workers) =============================================================
+    @work(thread=True, exclusive=True, group="pools")
+    def load_pools(self) -> None:
+        pools = self.ctl.list_pools()
+        features = {}
+        for p in pools:
+            try:
+                features[p.type] = self.ctl.pool_features(p.type)
+            except PoolkeeperError:
+                features[p.type] = None
+        self.app.call_from_thread(self._show_pools, pools, features)
+
+    def _show_pools(self, pools: list[PoolStatus],
+                    features: dict[str, PoolFeatures | None]) -> None:
+        self.pools = {p.name: p for p in pools}
+        self._features.update(features)
+        self.tree.update_pools(pools)
+        if not pools:
+            self.selected = self.view = None
+            self.query_one("#pool-header", Static).update(
+                "no pools: press n to define one")
+            self.table.empty_text = "no pools: press n to define one"
+            self.table.set_volumes([])
+            self.refresh_bindings()
+            return
+        if self.selected not in self.pools:
+            first = "default" if "default" in self.pools else sorted(self.pools)[0]
+            self.select_pool(first)
+        else:
+            self.load_header(self.selected)
+
+    def select_pool(self, name: str) -> None:
+        if name != self.selected:
+            self.selected = name
+            self.in_use = {}
+            self.table.clear_marks()
+            self.tree.select_pool(name)
+        self.load_volumes(name)
+
+    @work(thread=True, exclusive=True, group="volumes")
+    def load_volumes(self, name: str) -> None:
+        try:
+            status = self.ctl.pool_info(name)
+            volumes = self.ctl.list_volumes(name) if status.active else []
+        except PoolkeeperError as exc:
+            self.app.call_from_thread(self._pool_failed, name, str(exc))
+            return
+        view = self._make_view(status, volumes)
+        self.app.call_from_thread(self._show_volumes, name, view, volumes)
+        if status.active:
+            self._load_users(name)
+
+    def _make_view(self, status: PoolStatus, volumes: list[VolumeInfo]) -> PoolView:
+        try:
+            features = self.ctl.pool_features(status.type)
+        except PoolkeeperError:
+            features = None
+        return PoolView(status, features, sum(v.capacity for v in volumes), len(volumes))
+
+    def _load_users(self, name: str) -> None:
+        try:
+            users = self.ctl.volume_users(name)
+        except PoolkeeperError:
+            return
+        self.app.call_from_thread(self._show_users, name, users)
+
+    def _show_users(self, name: str, users: dict[str, str]) -> None:
+        if name == self.selected:
+            self.in_use = users
+            self.table.set_in_use(users)
+
+    @work(thread=True, exclusive=True, group="header")
+    def load_header(self, name: str) -> None:
+        try:
+            status = self.ctl.pool_info(name)
+        except PoolkeeperError as exc:
+            self.app.call_from_thread(self._pool_failed, name, str(exc))
+            return
+        volumes = self.ctl.cached_volumes(name) if status.active else []
+        view = self._make_view(status, volumes)
+        self.app.call_from_thread(self._show_header, name, view)
+
+    def _pool_failed(self, name: str, message: str) -> None:
+        if name == self.selected:
+            self.query_one("#pool-header", Static).update(Text(message, style="red"))
+            self.table.empty_text = message
+            self.table.set_volumes([])
+
+    def _show_volumes(self, name: str, view: PoolView, volumes: list[VolumeInfo]) -> None:
+        if name != self.selected:
+            return
+        if not view.status.active:
+            self.table.empty_text = f"pool {view.status.state}: press s to start it"
+        else:
+            self.table.empty_text = "no volumes: press c to create one"
+        self.table.set_volumes(volumes)
+        self.refreshed_at = time.monotonic()
+        self._show_header(name, view)
+
+    def _show_header(self, name: str, view: PoolView) -> None:
+        if name != self.selected:
+            return
+        self.view = view
+        self.pools[name] = view.status
+        self.query_one("#pool-header", Static).update(self._header_text(view))
+        self.tree.update_pools(list(self.pools.values()))
+        self._update_status()
+        self.refresh_bindings()
+
+    def _header_text(self, view: PoolView) -> Text:
+        """Short lines that fit the right pane at 80x24; each fact labelled in words."""
+        p = view.status
+        text = Text()
+        text.append(p.name, style="bold")
+        text.append(f" ({p.type}) ")
+        text.append(p.state, style="bold" if p.active else "dim")
+        text.append(f"  autostart {'yes' if p.autostart else 'no'}"
+                    f"  persistent {'yes' if p.persistent else 'no'}\n")
+        if p.active and p.capacity:
+            text.append_text(usage_bar(p.allocation, p.capacity, 12, ascii=self.ascii))
+            state = level((p.allocation or 0) / p.capacity)
+            if state != "ok":
+                text.append(f" {state}", style="bold red" if state == "critical" else "yellow")
+            text.append(f" allocation {human(p.allocation)} of capacity {human(p.capacity)},"
+                        f" available {human(p.available)}\n")
+            text.append(f"{view.count} volumes, {human(view.committed)} provisioned")
+            if view.committed > p.capacity:
+                text.append("  OVERCOMMITTED", style="bold yellow")
+            text.append("\n")
+        else:
+            text.append("inactive: press s to start it\n" if p.state == "inactive"
+                        else f"{p.state}: the storage is not reachable\n")
+        if p.source:
+            text.append(f"source {p.source}  ")
+        if p.target:
+            text.append(f"target {p.target}")
+        return text
+
+    def _update_status(self) -> None:
+        parts = []
+        if self.refreshed_at is not None:
+            parts.append(f"refreshed {time.monotonic() - self.refreshed_at:.0f} s ago")
+        running = self.query_one("#jobs", JobsPanel).running
+        if running:
+            parts.append(f"{len(running)} job(s) running: j shows them")
+        self.query_one("#status", Static).update("  ".join(parts))
+
+    # == controller events (messages from tui.bridge) ==================================
+    def on_pool_event(self, event: PoolEvent) -> None:
+        if event.reason == "sizes" and event.pool != self.selected:
+            self.load_pools()
+            return
+        if event.pool == self.selected and event.reason in ("started", "stopped", "deleted"):
+            self.load_volumes(event.pool)
+        self.load_pools()
+
+    def on_volume_event(self, event: VolumeEvent) -> None:
+        if event.pool != self.selected:
+            return
+        # Memory only: the controller's cache already holds the new infos.
+        added = self.ctl.cached_volumes(event.pool, event.added)
+        changed = self.ctl.cached_volumes(event.pool, event.changed)
+        self.table.apply_diff(added, list(event.removed), changed)
+        self.refreshed_at = time.monotonic()
+        self.load_header(event.pool)
+
+    def on_job_event(self, event: JobEvent) -> None:
+        jobs = self.query_one("#jobs", JobsPanel)
+        jobs.update_job(event.job)
+        if event.finished:
+            self._job_finished(event.job)
+        self._update_status()
+
+    def on_command_event(self, event: CommandEvent) -> None:
+        self.query_one("#log", LogPanel).add_command(event.command)
+
+    def _job_finished(self, job: Job) -> None:
+        if job.state == "done":
+            self.notify(f"done: {job.description}")
+            for warning in job.warnings:
+                self.notify(warning, severity="warning")
+        elif job.state == "cancelled":
+            self.notify(f"cancelled: {job.description}", severity="warning")
+        else:
+            message = f"{job.description} failed: {job.error}"
+            if isinstance(job.error, ToolFailed) and job.error.stderr.strip():
+                message += "\n" + "\n".join(job.error.stderr.strip().splitlines()[-5:])
+            self.notify(message, severity="error", timeout=15)
+
+    # == selection =====================================================================
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        name = event.node.data
+        if name and name in self.pools and name != self.selected:
+            self.select_pool(name)
+
+    def on_volume_table_selection_changed(self, event: VolumeTable.SelectionChanged) -> None:
+        self.refresh_bindings()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.table.focus()
+
+    # == availability ==================================================================
+    def disabled_reason(self, action: str) -> str | None:
+        """Why `action` cannot run now (None: it can)."""
+        if action in ("define_pool", "toggle_jobs", "toggle_log", "help", "filter"):
+            return None
+        if self.selected is None or self.view is None:
+            return "no pool selected"
+        status, features = self.view.status, self.view.features
+        if features is None:
+            return f"'{status.type}' pools are not available in this version"
+        if action == "build_pool":
+            if not features.can_build:
+                return f"{status.type} pools have nothing to build"
+            if status.active:
+                return "stop the pool before building it"
+        if action in ("delete_pool", "edit_xml") and status.active:
+            return "stop the pool first (s)"
+        if action in POOL_ACTIONS or action == "show_xml":
+            return None
+        if not status.active:
+            return "the pool is not active: press s to start it"
+        if action == "create_volume":
+            return None if features.can_create_volumes else (
+                f"{status.type} pools cannot create volumes")
+        volume = self.table.cursor_volume
+        if action == "delete_volumes":
+            if not features.can_delete_volumes:
+                return f"{status.type} pools cannot delete volumes"
+            return None if (volume or self.table.marked) else "no volume selected"
+        if volume is None:
+            return "no volume selected"
+        if action == "resize_volume" and not features.can_resize_volumes:
+            return f"{status.type} pools cannot resize volumes"
+        if action == "clone_volume" and not features.can_create_volumes:
+            return f"{status.type} pools cannot create volumes"
+        if volume.error and action != "copy_path":
+            return f"'{volume.name}': {volume.error}"
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in {b.action for b in self.BINDINGS if isinstance(b, Binding)}:
+            return None if self.disabled_reason(action) else True
+        return True
+
+    def key_rows(self) -> list[tuple[str, str, str | None]]:
+        rows = []
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding):
+                rows.append((binding.key, binding.description,
+                             self.disabled_reason(binding.action)))
+        return rows
+
+    # == running verbs =================================================================
+    @work(thread=True, group="verbs")
+    def run_verb(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run a controller verb off the UI thread; jobs report through events."""
+        try:
+            result = fn(*args, **kwargs)
+        except PoolkeeperError as exc:
+            self.app.call_from_thread(self.notify, f"{what}: {exc}", severity="error",
+                                      timeout=10)
+            return
+        except OSError as exc:
+            self.app.call_from_thread(self.notify, f"{what}: {exc.strerror or exc}",
+                                      severity="error", timeout=10)
+            return
+        if isinstance(result, Job):
+            self.app.call_from_thread(self._job_started, result)
+        else:
+            self.app.call_from_thread(self.notify, what)
+
+    def _job_started(self, job: Job) -> None:
+        self.query_one("#jobs", JobsPanel).update_job(job)
+        self._update_status()
+
+    # == pool actions ==================================================================
+    def action_define_pool(self) -> None:
+        def discover(pool_type: str, host: str | None) -> str:
+            return self.ctl.find_pool_sources(pool_type, host=host)
+
+        def done(pdef: Any) -> None:
+            if pdef is not None:
+                self.run_verb(f"pool {pdef.name} defined", self.ctl.define_pool_def, pdef)
+
+        self.app.push_screen(dialogs.DefinePoolDialog(discover, ascii=self.ascii), done)
+
+    def action_start_stop(self) -> None:
+        name = self.selected
+        if name is None:
+            return
+        if self.pools[name].active:
+            self.run_verb(f"pool {name} stopped", self.ctl.stop_pool, name)
+        else:
+            self.run_verb(f"pool {name} started", self.ctl.start_pool, name)
+
+    def action_build_pool(self) -> None:
+        name = self.selected
+        if name is None:
+            return
+
+        def done(choice: Any) -> None:
+            if choice is not None:
+                self.run_verb(f"building {name}", self.ctl.build_pool, name, choice.overwrite)
+
+        self.app.push_screen(dialogs.BuildPoolDialog(self.pools[name], None, ascii=self.ascii),
+                             done)
+
+    def action_toggle_autostart(self) -> None:
+        name = self.selected
+        if name is not None:
+            enabled = not self.pools[name].autostart
+            self.run_verb(f"autostart {'on' if enabled else 'off'} for {name}",
+                          self.ctl.set_autostart, name, enabled)
+
+    def action_delete_pool(self) -> None:
+        name = self.selected
+        if name is None:
+            return
+
+        def done(choice: Any) -> None:
+            if choice is None:
+                return
+            self.run_verb(f"pool {name} removed", self._delete_pool, name,
+                          choice.destroy_storage)
+
+        self.app.push_screen(dialogs.DeletePoolDialog(self.pools[name], ascii=self.ascii),
+                             done)
+
+    def _delete_pool(self, name: str, destroy_storage: bool) -> None:
+        if destroy_storage:
+            self.ctl.delete_pool(name)
+        self.ctl.undefine_pool(name)
+
+    def action_refresh(self) -> None:
+        self.load_pools()
+        if self.selected:
+            self.load_volumes(self.selected)
+
+    # == volume actions ================================================================
+    def _need_volume(self) -> VolumeInfo | None:
+        return self.table.cursor_volume
+
+    def action_create_volume(self) -> None:
+        name, view = self.selected, self.view
+        if name is None or view is None or view.features is None:
+            return
+        volumes = self.table.all_volumes()
+
+        def done(vdef: Any) -> None:
+            if vdef is not None:
+                self.run_verb(f"creating {vdef.name}", self.ctl.create_volume_def, name, vdef)
+
+        self.app.push_screen(dialogs.CreateVolumeDialog(
+            view.status, view.features.creatable_formats,
+            view.features.default_volume_format or "raw",
+            [v for v in volumes if v.error is None and v.type == "file"],
+            existing={v.name for v in volumes}, ascii=self.ascii), done)
+
+    def action_clone_volume(self) -> None:
+        name, volume = self.selected, self._need_volume()
+        if name is None or volume is None:
+            return
+        active = [p for p in self.pools.values() if p.active]
+
+        def done(req: Any) -> None:
+            if req is None:
+                return
+            xml = None
+            if req.format != volume.format:
+                xml = (f"<volume><name>{_xml_escape(req.new_name)}</name><capacity>"
+                       f"{volume.capacity}</capacity><target><format type='{req.format}'/>"
+                       "</target></volume>")
+            self.run_verb(f"cloning {volume.name}", self.ctl.clone_volume, name, volume.name,
+                          req.new_name, target_pool=req.target_pool, xml=xml)
+
+        existing = {v.name for v in self.ctl.cached_volumes(name)}
+        self.app.push_screen(dialogs.CloneVolumeDialog(volume, active, name, existing,
+                                                       ascii=self.ascii), done)
+
+    def action_resize_volume(self) -> None:
+        name, volume, view = self.selected, self._need_volume(), self.view
+        if name is None or volume is None or view is None:
+            return
+
+        def done(req: Any) -> None:
+            if req is not None:
+                self.run_verb(f"resizing {volume.name}", self.ctl.resize_volume, name,
+                              volume.name, req.capacity, shrink=req.shrink,
+                              allocate=req.allocate)
+
+        self.app.push_screen(dialogs.ResizeVolumeDialog(
+            volume, view.status.available or 0, ascii=self.ascii), done)
+
+    def action_wipe_volume(self) -> None:
+        name, volume = self.selected, self._need_volume()
+        if name is None or volume is None:
+            return
+
+        def done(req: Any) -> None:
+            if req is not None:
+                self.run_verb(f"wiping {volume.name}", self.ctl.wipe_volume, name, volume.name,
+                              req.algorithm)
+
+        self.app.push_screen(dialogs.WipeVolumeDialog(volume, ascii=self.ascii), done)
+
+    def action_upload(self) -> None:
+        self._transfer(upload=True)
+
+    def action_download(self) -> None:
+        self._transfer(upload=False)
+
+    def _transfer(self, upload: bool) -> None:
+        name, volume = self.selected, self._need_volume()
+        if name is None or volume is None:
+            return
+
+        def done(req: Any) -> None:
+            if req is None:
+                return
+            if upload:
+                self.run_verb(f"uploading to {volume.name}", self.ctl.upload_volume, name,
+                              volume.name, req.path, offset=req.offset, length=req.length)
+            else:
+                self.run_verb(f"downloading {volume.name}", self.ctl.download_volume, name,
+                              volume.name, req.path, offset=req.offset, length=req.length,
+                              sparse=req.sparse)
+
+        dialog = dialogs.UploadDialog if upload else dialogs.DownloadDialog
+        self.app.push_screen(dialog(volume, ascii=self.ascii), done)
+
+    def action_delete_volumes(self) -> None:
+        name = self.selected
+        if name is None:
+            return
+        marked = self.table.marked
+        if marked:
+            volumes = self.ctl.cached_volumes(name, sorted(marked))
+        else:
+            volume = self._need_volume()
+            volumes = [volume] if volume else []
+        if not volumes:
+            return
+        in_use = dict(self.in_use)
+
+        def done(req: Any) -> None:
+            if req is not None and req.names:
+                self.table.clear_marks()
+                self.run_verb(f"deleted {len(req.names)} volume(s)", self._delete_volumes,
+                              name, req.names)
+
+        self.app.push_screen(dialogs.DeleteVolumesDialog(volumes, in_use, ascii=self.ascii),
+                             done)
+
+    def _delete_volumes(self, pool: str, names: list[str]) -> None:
+        errors = []
+        for volume in names:
+            try:
+                self.ctl.delete_volume(pool, volume)
+            except PoolkeeperError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise PoolkeeperError("; ".join(errors))
+
+    def action_copy_path(self) -> None:
+        volume = self._need_volume()
+        if volume is not None:
+            self.app.copy_to_clipboard(volume.path)  # OSC 52: works over SSH
+            self.notify(f"copied {volume.path}")
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_toggle_jobs(self) -> None:
+        panel = self.query_one("#jobs", JobsPanel)
+        panel.display = not panel.display
+        if panel.display:
+            panel.focus()
+
+    def action_toggle_log(self) -> None:
+        panel = self.query_one("#log", LogPanel)
+        panel.display = not panel.display
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(self.key_rows()))
+
+    # == XML ===========================================================================
+    def action_show_xml(self) -> None:
+        if self.selected is None:
+            return
+        volume = self.table.cursor_volume if self.table.has_focus else None
+        self._load_xml(self.selected, volume.name if volume else None)
+
+    @work(thread=True, group="xml")
+    def _load_xml(self, pool: str, volume: str | None) -> None:
+        try:
+            if volume is None:
+                title, xml = f"pool {pool}", self.ctl.pool_xml(pool)
+            else:
+                title, xml = f"volume {volume}", self.ctl.volume_xml(pool, volume)
+        except PoolkeeperError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self.app.push_screen, XmlScreen(title, xml, ascii=self.ascii))
+
+    def action_edit_xml(self) -> None:
+        if self.selected is not None:
+            self._fetch_for_edit(self.selected)
+
+    @work(thread=True, group="xml")
+    def _fetch_for_edit(self, pool: str) -> None:
+        try:
+            xml = self.ctl.pool_xml(pool, inactive=True)
+        except PoolkeeperError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self._edit_xml, pool, xml)
+
+    def _edit_xml(self, pool: str, xml: str) -> None:
+        """Hand the terminal to $EDITOR (App.suspend), then validate in a worker; on an
+        error offer to edit again with the text kept, never losing the edit."""
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        with tempfile.NamedTemporaryFile("w", suffix=".xml", prefix=f"{pool}-",
+                                         delete=False) as fh:
+            fh.write(xml)
+            path = fh.name
+        try:
+            with self.app.suspend():
+                subprocess.run([*editor.split(), path], check=False)
+            with open(path, encoding="utf-8") as fh:
+                edited = fh.read()
+        finally:
+            os.unlink(path)
+        if edited == xml:
+            self.notify("no change")
+            return
+        self._save_xml(pool, edited)
+
+    @work(thread=True, group="xml")
+    def _save_xml(self, pool: str, edited: str) -> None:
+        try:
+            self.ctl.define_pool(edited)
+        except PoolkeeperError as exc:
+            self.app.call_from_thread(self._xml_rejected, pool, edited, str(exc))
+            return
+        self.app.call_from_thread(self.notify, f"pool {pool} redefined")
+
+    def _xml_rejected(self, pool: str, edited: str, message: str) -> None:
+        def done(retry: bool | None) -> None:
+            if retry:
+                self._edit_xml(pool, edited)
+
+        self.app.push_screen(dialogs.ErrorDialog("the edited XML was refused", message,
+                                                 retry_label="Re-edit", ascii=self.ascii),
+                             done)
+
+
+def _xml_escape(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("'", "&apos;").replace('"', "&quot;"))
