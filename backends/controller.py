@@ -54,6 +54,7 @@ from .store import Store, check_pool_name, resolve_paths
 from .units import human
 
 MONITOR_INTERVAL = 3.0
+_GONE = object()  # monitor token of a pool whose storage cannot be read
 
 
 class StorageController:
@@ -853,7 +854,14 @@ class StorageController:
                         self.bus.publish(PoolChanged(name, "stopped"))
                     continue
                 driver = self._driver(self.pool_def(name))
-                token = driver.change_token()
+                try:
+                    token = driver.change_token()
+                except (PoolkeeperError, OSError):
+                    # The storage went away (directory removed, unmounted): say so once.
+                    if self._tokens.get(name) is not _GONE:
+                        self._tokens[name] = _GONE
+                        self.bus.publish(PoolChanged(name, "inaccessible"))
+                    continue
                 if self._tokens.get(name) == token:
                     continue
                 first = name not in self._tokens

@@ -215,3 +215,18 @@ async def test_help_lists_keys_with_reasons(controller):
         rows = {key: reason for key, _, reason in app.screen.rows}
         assert rows["b"] == "stop the pool before building it"
         assert rows["n"] is None
+
+
+async def test_a_pool_directory_removed_while_shown_is_reported(controller, state_root):
+    import shutil
+
+    app = PoolkeeperApp(controller, monitor_interval=0.2)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        shutil.rmtree(state_root / "images")
+        for _ in range(60):
+            await pilot.pause(0.1)
+            if "inaccessible" in header(app):
+                break
+        assert "inaccessible" in header(app)
+        assert "not reachable" in header(app)
