@@ -130,7 +130,7 @@ class StorageController:
     def define_pool_def(self, pdef: PoolDef) -> PoolStatus:
         xmlio.validate_pool(pdef)
         check_pool_name(pdef.name)
-        driver_class(pdef.type)  # refuse types this version cannot drive
+        driver_class(pdef.type).validate(pdef)  # the type, mount options, hosts, paths
         with self.locks.store():
             self._define_locked(pdef)
         self.bus.publish(PoolChanged(pdef.name, "defined"))
@@ -955,8 +955,9 @@ def _source_conflict(a: PoolDef, b: PoolDef) -> str | None:
         pa, pb = a.target.path, b.target.path
         if pa and pb and os.path.normpath(pa) == os.path.normpath(pb):
             return f"target path '{pa}'"
-    devices_a = {d.path for d in a.source.devices}
-    devices_b = {d.path for d in b.source.devices}
+    # /dev/disk/by-id/X and /dev/sdb are the same disk
+    devices_a = {os.path.realpath(d.path) for d in a.source.devices}
+    devices_b = {os.path.realpath(d.path) for d in b.source.devices}
     device_types = ("fs", "logical", "disk", "iscsi", "iscsi-direct")
     if a.type in device_types and b.type in device_types:
         same_family = ({a.type, b.type} <= {"iscsi", "iscsi-direct"}) or (

@@ -5,9 +5,12 @@ from __future__ import annotations
 from ..errors import Unsupported
 from .base import PoolDriver
 from .dir import DirDriver
+from .fs import FsDriver, NetfsDriver
 
 DRIVERS: dict[str, type[PoolDriver]] = {
     "dir": DirDriver,
+    "fs": FsDriver,
+    "netfs": NetfsDriver,
 }
 
 

@@ -33,6 +33,11 @@ class PoolDriver:
     def name(self) -> str:
         return self.pool.name
 
+    @classmethod
+    def validate(cls, pool: PoolDef) -> None:
+        """Type-specific checks of a definition, without touching the system (called at
+        define time, so a bad definition is refused before it is stored)."""
+
     # -- pool --------------------------------------------------------------------------
     def check(self) -> bool:
         """Is the pool's storage usable right now (for an active pool: still there)?"""

@@ -1,0 +1,549 @@
+"""What is on a block device, who uses it, and what is mounted where.
+
+Every device-backed pool (fs now; disk and logical later) asks these questions before it
+touches a device: `probe()`/`signatures()` (blkid -p + wipefs -n: filesystems, partition
+tables, LVM and RAID members), `device_users()` (mounted, held open, claimed by the kernel),
+`mounts()` (/proc/self/mountinfo), the loop-device identity kept so that a reused loop
+number is never mistaken for ours, and `disk_lock()` (udev's whole-disk flock convention).
+
+Nothing here writes to a device. Tools run through runner.run like everywhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import stat
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from . import runner
+from .errors import Busy
+
+# blkid exit codes (blkid(8)): 0 found, 2 nothing found, 8 ambivalent (several signatures).
+_BLKID_NOTHING, _BLKID_AMBIVALENT = 2, 8
+PARTITION_TABLES = frozenset({
+    "gpt", "PMBR", "dos", "atari", "bsd", "dvh", "mac", "sun", "sgi", "solaris", "unixware",
+    "minix", "aix",
+})
+# wipefs/blkid types that are not filesystems, with what to call them.
+_KINDS = {
+    "LVM2_member": "LVM2 physical volume",
+    "LVM1_member": "LVM1 physical volume",
+    "swap": "swap area",
+    "swsuspend": "hibernation image",
+    "zfs_member": "ZFS pool member",
+    "ceph": "Ceph OSD",
+    "bcache": "bcache device",
+    "drbd": "DRBD device",
+    "VMFS_volume_member": "VMFS volume member",
+}
+_PROBE_BYTES = 64 * 1024  # read to prove the device is readable at all
+LOOP_GET_STATUS64 = 0x4C05
+_LOOP_INFO64 = struct.Struct("=QQQQQIIII64s64s32s2Q")  # struct loop_info64 (linux/loop.h)
+_MOUNTINFO = "/proc/self/mountinfo"
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+# == signatures ========================================================================
+@dataclass(frozen=True)
+class Signature:
+    type: str  # as blkid/wipefs name it: ext4, xfs, gpt, dos, LVM2_member, ...
+    kind: str  # "filesystem", "partition table", "LVM2 physical volume", ...
+    label: str | None = None
+    uuid: str | None = None
+    offset: int | None = None
+
+    def describe(self) -> str:
+        """'an ext4 filesystem (label 'x')', 'a gpt partition table', 'an LVM2 ...'."""
+        if self.kind in ("filesystem", "partition table"):
+            text = f"{_article(self.type)} {self.type} {self.kind}"
+        else:
+            text = f"{_article(self.kind)} {self.kind}"
+        if self.label:
+            text += f" (label '{self.label}')"
+        return text
+
+
+@dataclass
+class Probe:
+    device: str
+    signatures: list[Signature]
+    problem: str | None = None  # why the probe could not tell what is there
+
+    @property
+    def blank(self) -> bool:
+        """Nothing found, and the probe could tell (an unreadable device is not blank)."""
+        return not self.signatures and self.problem is None
+
+    def describe(self) -> str:
+        parts = [s.describe() for s in self.signatures]
+        if not parts:
+            return "nothing poolkeeper recognises"
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+# Words that are read letter by letter and so take "an" (an LVM2 ..., an xfs ...).
+_AN_PREFIXES = ("a", "e", "i", "o", "LVM", "xfs", "hfs", "ntfs", "f2fs", "sgi", "nilfs", "MBR")
+
+
+def _article(word: str) -> str:
+    return "an" if word.startswith(_AN_PREFIXES) else "a"
+
+
+def kind_of(sig_type: str, usage: str | None = None) -> str:
+    if sig_type in PARTITION_TABLES:
+        return "partition table"
+    if sig_type in _KINDS:
+        return _KINDS[sig_type]
+    if sig_type.endswith("_raid_member") or usage == "raid":
+        return "RAID member"
+    if sig_type.startswith("crypto_") or sig_type == "BitLocker" or usage == "crypto":
+        return "encrypted volume"
+    return "filesystem"
+
+
+def probe(device: str) -> Probe:
+    """Everything blkid and wipefs see on `device` (a block device or an image file).
+
+    `problem` is set when the answer is uncertain (unreadable, blkid failed, ambivalent):
+    callers that are about to destroy data treat that as "in use".
+    """
+    result = Probe(device, [])
+    unreadable = _readable(device)
+    if unreadable:
+        result.problem = unreadable
+        return result
+    found: dict[str, Signature] = {}
+    for sig in _wipefs_signatures(device, result):
+        found.setdefault(sig.type, sig)
+    for sig in _blkid_signatures(device, result):
+        if sig.type in found:  # blkid knows the usage (raid, crypto) better
+            old = found[sig.type]
+            found[sig.type] = Signature(old.type, sig.kind, old.label or sig.label,
+                                        old.uuid or sig.uuid, old.offset)
+        else:
+            found[sig.type] = sig
+    if "gpt" in found:
+        found.pop("PMBR", None)  # the protective MBR is part of the GPT
+    result.signatures = list(found.values())
+    return result
+
+
+def signatures(device: str) -> list[str]:
+    """What is on `device`, one description each ("an ext4 filesystem (label 'x')");
+    an uncertain probe adds "unknown content (...)"."""
+    found = probe(device)
+    described = [s.describe() for s in found.signatures]
+    if found.problem:
+        described.append(f"unknown content ({found.problem})")
+    return described
+
+
+def _readable(device: str) -> str | None:
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        return f"cannot open it: {exc.strerror}"
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size == 0:
+            return "it has a size of 0 bytes"
+        os.pread(fd, min(_PROBE_BYTES, size), 0)
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror}"
+    finally:
+        os.close(fd)
+    return None
+
+
+def _blkid_signatures(device: str, result: Probe) -> list[Signature]:
+    done = runner.run(["blkid", "-p", "-o", "export", "--", device], check=False, timeout=60)
+    if done.returncode == _BLKID_NOTHING:
+        return []
+    if done.returncode == _BLKID_AMBIVALENT:
+        result.problem = "blkid found several conflicting signatures"
+        return []
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+        result.problem = f"blkid failed (exit {done.returncode}): {tail}"
+        return []
+    values = parse_export(done.stdout)
+    sigs = []
+    if values.get("TYPE"):
+        sigs.append(Signature(values["TYPE"], kind_of(values["TYPE"], values.get("USAGE")),
+                              values.get("LABEL"), values.get("UUID")))
+    if values.get("PTTYPE"):
+        sigs.append(Signature(values["PTTYPE"], "partition table", None, values.get("PTUUID")))
+    return sigs
+
+
+def _wipefs_signatures(device: str, result: Probe) -> list[Signature]:
+    done = runner.run(["wipefs", "--no-act", "--json", "--", device], check=False, timeout=60)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+        result.problem = f"wipefs failed (exit {done.returncode}): {tail}"
+        return []
+    try:
+        rows = json.loads(done.stdout or "{}").get("signatures", []) if done.stdout.strip() else []
+    except ValueError:
+        result.problem = "wipefs printed something that is not JSON"
+        return []
+    sigs = []
+    for row in rows:
+        sig_type = str(row.get("type") or "")
+        if not sig_type:
+            continue
+        offset = row.get("offset")
+        try:
+            offset = int(offset, 0) if isinstance(offset, str) else offset
+        except ValueError:
+            offset = None
+        sigs.append(Signature(sig_type, kind_of(sig_type), row.get("label") or None,
+                              row.get("uuid") or None, offset))
+    return sigs
+
+
+def parse_export(text: str) -> dict[str, str]:
+    """blkid -o export: KEY=value lines (one device)."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
+# == mounts ============================================================================
+@dataclass(frozen=True)
+class Mount:
+    id: int
+    parent: int
+    major: int
+    minor: int
+    root: str
+    target: str
+    options: str
+    fstype: str
+    source: str
+    super_options: str
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as \\040-style octal."""
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    result = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-", 6)
+            major, minor = fields[2].split(":")
+            result.append(Mount(
+                id=int(fields[0]), parent=int(fields[1]), major=int(major), minor=int(minor),
+                root=_unescape(fields[3]), target=_unescape(fields[4]), options=fields[5],
+                fstype=fields[sep + 1], source=_unescape(fields[sep + 2]),
+                super_options=fields[sep + 3] if len(fields) > sep + 3 else "",
+            ))
+        except (ValueError, IndexError):
+            continue  # a line we do not understand is not a mount we manage
+    return result
+
+
+def mounts() -> list[Mount]:
+    """The mount table of this process's namespace, in mount order."""
+    with open(_MOUNTINFO, encoding="utf-8", errors="surrogateescape") as fh:
+        return parse_mountinfo(fh.read())
+
+
+def _real(path: str) -> str:
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return path
+
+
+def _real_parent(path: str) -> str:
+    """`path` with its parent resolved but not itself: stat'ing a mount point of a dead NFS
+    server can hang, its parent directory is local."""
+    path = os.path.normpath(path)
+    parent, name = os.path.split(path)
+    return os.path.join(_real(parent), name) if name else path
+
+
+def mount_at(path: str, table: list[Mount] | None = None) -> Mount | None:
+    """The mount visible at `path` (the top of the stack), or None if it is no mount point."""
+    target = _real_parent(path)
+    stack = [m for m in (mounts() if table is None else table) if m.target == target]
+    if not stack:
+        return None
+    ids = {m.id for m in stack}
+    tops = [m for m in stack if not any(o.parent == m.id for o in stack if o.id in ids)]
+    return (tops or stack)[-1]
+
+
+def mounts_below(path: str, table: list[Mount] | None = None) -> list[Mount]:
+    """Mounts strictly inside `path` (they keep it busy)."""
+    prefix = _real_parent(path).rstrip("/") + "/"
+    return [m for m in (mounts() if table is None else table) if m.target.startswith(prefix)]
+
+
+# == devices and their users ===========================================================
+def _sys_block(device: str) -> Path | None:
+    """/sys/class/block/NAME for a block device node (None if it is not one)."""
+    try:
+        st = os.stat(device)
+    except OSError:
+        return None
+    if not stat.S_ISBLK(st.st_mode):
+        return None
+    path = Path(f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
+    return path.resolve() if path.exists() else None
+
+
+def partitions(device: str) -> list[str]:
+    """/dev nodes of the partitions of a whole-disk device (empty for others)."""
+    sys_dir = _sys_block(device)
+    if sys_dir is None:
+        return []
+    return sorted(f"/dev/{child.name}" for child in sys_dir.iterdir()
+                  if (child / "partition").exists())
+
+
+def whole_disk(device: str) -> str:
+    """The whole-disk node of a partition (the device itself otherwise)."""
+    sys_dir = _sys_block(device)
+    if sys_dir is not None and (sys_dir / "partition").exists():
+        return f"/dev/{sys_dir.parent.name}"
+    return device
+
+
+def _numbers(devices: list[str]) -> set[tuple[int, int]]:
+    found = set()
+    for dev in devices:
+        with contextlib.suppress(OSError):
+            st = os.stat(dev)
+            if stat.S_ISBLK(st.st_mode):
+                found.add((os.major(st.st_rdev), os.minor(st.st_rdev)))
+    return found
+
+
+def mounts_of(device: str, table: list[Mount] | None = None) -> list[Mount]:
+    """Mounts of `device` or of its partitions, matched by device number and by node name
+    (btrfs shows an anonymous device number, so the name matters too)."""
+    family = [device, *partitions(device)]
+    numbers = _numbers(family)
+    names = {_real(d) for d in family}
+    return [m for m in (mounts() if table is None else table)
+            if (m.major, m.minor) in numbers or (m.source.startswith("/") and _real(m.source)
+                                                  in names)]
+
+
+def kernel_holders(device: str) -> list[str]:
+    """Kernel users (device-mapper, md) listed in sysfs holders/ of the device or its
+    partitions."""
+    names = []
+    for dev in (device, *partitions(device)):
+        sys_dir = _sys_block(dev)
+        if sys_dir is None or not (sys_dir / "holders").is_dir():
+            continue
+        names += sorted(h.name for h in (sys_dir / "holders").iterdir())
+    return names
+
+
+def exclusively_claimed(device: str) -> bool:
+    """True if the kernel refuses an O_EXCL open: mounted (any namespace), swap, md, dm..."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        return exc.errno == errno.EBUSY
+    os.close(fd)
+    return False
+
+
+def _proc_name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return "?"
+
+
+def _fd_targets(pid: int) -> Iterator[str]:
+    """/proc/PID paths whose stat is the object the process uses: fds, cwd, root."""
+    base = f"/proc/{pid}"
+    yield f"{base}/cwd"
+    yield f"{base}/root"
+    try:
+        fds = os.listdir(f"{base}/fd")
+    except OSError:
+        return
+    for fd in fds:
+        yield f"{base}/fd/{fd}"
+
+
+def device_openers(device: str) -> list[str]:
+    """'name (pid N)' of processes (other than us) holding the device or a partition open.
+    psutil's open_files() lists regular files only, so the fds are read from /proc."""
+    numbers = _numbers([device, *partitions(device)])
+    if not numbers:
+        return []
+    users = []
+    me = os.getpid()
+    for pid in psutil.pids():
+        if pid == me:
+            continue
+        for link in _fd_targets(pid):
+            try:
+                st = os.stat(link)
+            except OSError:
+                continue
+            if stat.S_ISBLK(st.st_mode) and (os.major(st.st_rdev),
+                                              os.minor(st.st_rdev)) in numbers:
+                users.append(f"{_proc_name(pid)} (pid {pid})")
+                break
+    return users
+
+
+def processes_using_tree(path: str) -> list[str]:
+    """'name (pid N)' of processes with a cwd, root or open file on the filesystem mounted
+    at `path` (matched by st_dev, so deleted and renamed files count too)."""
+    try:
+        dev = os.stat(path).st_dev
+    except OSError:
+        return []
+    users = []
+    me = os.getpid()
+    for pid in psutil.pids():
+        if pid == me:
+            continue
+        for link in _fd_targets(pid):
+            try:
+                st = os.stat(link)
+            except OSError:
+                continue
+            if st.st_dev == dev:
+                users.append(f"{_proc_name(pid)} (pid {pid})")
+                break
+    return users
+
+
+def device_users(device: str) -> list[str]:
+    """Why `device` must not be overwritten now (empty: nobody uses it that we can see)."""
+    reasons = [f"mounted at {m.target}" + (f" ({m.source})" if m.source != device else "")
+               for m in mounts_of(device)]
+    reasons += [f"held by {name}" for name in kernel_holders(device)]
+    reasons += [f"open by {who}" for who in device_openers(device)]
+    if not reasons and exclusively_claimed(device):
+        reasons.append("claimed by the kernel (mounted in another namespace, swap, RAID, ...)")
+    return reasons
+
+
+@contextlib.contextmanager
+def disk_lock(device: str, wait: float = 3.0) -> Iterator[None]:
+    """Hold the whole disk's BSD lock (the convention udev and systemd tools honour) while
+    probing and writing, so no one else re-reads or rewrites it in between."""
+    disk = whole_disk(device)
+    fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Busy(f"another program holds the lock on {disk} (a partitioning "
+                               "tool or udev); try again when it is done") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# == loop devices ======================================================================
+@dataclass(frozen=True)
+class LoopIdentity:
+    device: str
+    backing: str  # the image path the kernel recorded (" (deleted)" removed)
+    st_dev: int  # of the backing file, as the kernel saw it at attach time
+    st_ino: int
+    diskseq: int | None  # changes on every attach (Linux >= 5.15): a reused number differs
+
+    def matches(self, record: dict) -> bool:
+        """Is this attachment the one `record` (see `record()`) describes?"""
+        seq = record.get("diskseq")
+        if seq is not None and self.diskseq is not None and seq != self.diskseq:
+            return False
+        return (self.backing == record.get("image") and self.st_dev == record.get("st_dev")
+                and self.st_ino == record.get("st_ino"))
+
+    def record(self) -> dict:
+        return {"device": self.device, "image": self.backing, "st_dev": self.st_dev,
+                "st_ino": self.st_ino, "diskseq": self.diskseq}
+
+
+def loop_backing_file(device: str) -> str | None:
+    path = Path("/sys/block") / Path(device).name / "loop" / "backing_file"
+    try:
+        text = path.read_text().rstrip("\n")
+    except OSError:
+        return None
+    return text.removesuffix(" (deleted)")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def loop_identity(device: str) -> LoopIdentity | None:
+    """Who is behind /dev/loopN now (None if it is detached or not a loop device)."""
+    if not re.fullmatch(r"/dev/loop[0-9]+", device):
+        return None
+    backing = loop_backing_file(device)
+    if backing is None:
+        return None
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        buf = bytearray(_LOOP_INFO64.size)
+        fcntl.ioctl(fd, LOOP_GET_STATUS64, buf)
+    except OSError:
+        return None  # ENXIO: detached between the sysfs read and now
+    finally:
+        os.close(fd)
+    lo_device, lo_inode = _LOOP_INFO64.unpack_from(buf)[:2]
+    # The kernel encodes dev_t as new_encode_dev; os.makedev gives the st_dev form.
+    st_dev = os.makedev((lo_device & 0xFFF00) >> 8, (lo_device & 0xFF) | ((lo_device >> 12)
+                                                                          & 0xFFF00))
+    seq = _read_int(Path("/sys/block") / Path(device).name / "diskseq")
+    return LoopIdentity(device, backing, st_dev, lo_inode, seq)
+
+
+def loops_backed_by(image: str) -> list[LoopIdentity]:
+    """Loop devices whose backing file is `image` (same inode), attached by anyone."""
+    try:
+        st = os.stat(image)
+    except OSError:
+        return []
+    found = []
+    for entry in sorted(Path("/sys/block").glob("loop*")):
+        ident = loop_identity(f"/dev/{entry.name}")
+        if ident and (ident.st_dev, ident.st_ino) == (st.st_dev, st.st_ino):
+            found.append(ident)
+    return found

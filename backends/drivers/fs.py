@@ -1,0 +1,709 @@
+"""fs and netfs pools: a dir pool on a mount point (DirDriver does every volume act).
+
+What these add is the mount: mkfs on build, mount on start, umount on stop, wipefs on
+delete, and the safety around them:
+  * mount options from <fs:mount_opts> pass an allow-list; `nodev,nosuid,noexec` always come
+    last (mount's last option wins), so no option from XML can turn them off;
+  * build refuses a device that carries a signature (unless overwrite=True), an uncertain
+    probe (unless overwrite=True), and a device that is mounted or open (always);
+  * an image file as an fs source is attached to a loop device on start and detached on
+    stop; its identity (loop node, image inode, diskseq) lives in `extras`, so a restarted
+    poolkeeper finds it and never detaches a loop device that someone else reattached;
+  * every host, path and option is checked again here before it reaches an argv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from typing import ClassVar
+
+from .. import blockprobe, runner
+from ..errors import (
+    InUse,
+    PoolkeeperError,
+    StateError,
+    ToolFailed,
+    Unsupported,
+    ValidationError,
+)
+from ..model import (
+    FS_POOL_FORMATS,
+    NETFS_POOL_FORMATS,
+    PoolDef,
+    PoolSizes,
+    PoolSource,
+    SourceDevice,
+    SourceHost,
+)
+from ..progress import NULL_CONTEXT, JobContext
+from .dir import DirDriver
+
+# == mount options =====================================================================
+SAFE_DEFAULTS = ("nodev", "nosuid", "noexec")  # always appended, always last
+_FLAG_OPTIONS = frozenset({
+    # generic (mount(8))
+    "ro", "rw", "sync", "async", "dirsync", "atime", "noatime", "diratime", "nodiratime",
+    "relatime", "norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime",
+    "iversion", "noiversion", "mand", "nomand", "silent", "loud", "nofail",
+    "nodev", "nosuid", "noexec",
+    # filesystems
+    "discard", "nodiscard", "acl", "noacl", "user_xattr", "nouser_xattr", "barrier",
+    "inode64", "inode32", "largeio", "nolargeio", "noquota", "ssd", "nossd", "autodefrag",
+    "noautodefrag", "flushoncommit", "showexec", "quiet", "utf8", "shortname=mixed",
+    "journal_checksum", "nojournal_checksum", "delalloc", "nodelalloc", "dax",
+    # NFS / CIFS
+    "soft", "hard", "softreval", "nosoftreval", "intr", "nointr", "lock", "nolock", "ac", "noac",
+    "cto", "nocto", "fsc", "nofsc", "resvport", "noresvport", "sharecache", "nosharecache",
+    "rdirplus", "nordirplus", "bg", "fg", "tcp", "udp", "posix", "noposix", "nounix",
+    "serverino", "noserverino", "nobrl", "cache=strict", "cache=none", "cache=loose",
+    "seal", "nocase", "nosharesock", "noperm", "guest", "direct-io-mode=1",
+})
+_NUM = re.compile(r"[0-9]{1,10}")
+_VERSION = re.compile(r"[0-9]{1,2}(\.[0-9]{1,2})?")
+_SELINUX = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+_VALUE_OPTIONS: dict[str, re.Pattern[str]] = {
+    "nfsvers": _VERSION, "vers": _VERSION, "minorversion": _NUM, "mountvers": _NUM,
+    "proto": re.compile(r"tcp6?|udp6?|rdma6?"), "mountproto": re.compile(r"tcp6?|udp6?"),
+    "port": _NUM, "mountport": _NUM, "timeo": _NUM, "retrans": _NUM, "retry": _NUM,
+    "rsize": _NUM, "wsize": _NUM, "bsize": _NUM, "nconnect": _NUM, "actimeo": _NUM,
+    "acregmin": _NUM, "acregmax": _NUM, "acdirmin": _NUM, "acdirmax": _NUM,
+    "sec": re.compile(r"sys|none|krb5[ip]?|ntlmv2i?|ntlmsspi?"),
+    "lookupcache": re.compile(r"all|none|pos|positive"),
+    "local_lock": re.compile(r"none|all|flock|posix"),
+    "context": _SELINUX, "fscontext": _SELINUX, "defcontext": _SELINUX, "rootcontext": _SELINUX,
+    "commit": _NUM, "data": re.compile(r"ordered|writeback|journal"),
+    "errors": re.compile(r"remount-ro|continue"), "stripe": _NUM, "max_batch_time": _NUM,
+    "compress": re.compile(r"(zlib|lzo|zstd)(:[0-9]{1,2})?"),
+    "compress-force": re.compile(r"(zlib|lzo|zstd)(:[0-9]{1,2})?"),
+    "space_cache": re.compile(r"v[12]"), "subvolid": _NUM,
+    "subvol": re.compile(r"/?[A-Za-z0-9_.@+-]{1,255}(/[A-Za-z0-9_.@+-]{1,255})*"),
+    "uid": _NUM, "gid": _NUM, "umask": re.compile(r"[0-7]{1,4}"),
+    "dmask": re.compile(r"[0-7]{1,4}"), "fmask": re.compile(r"[0-7]{1,4}"),
+    "codepage": _NUM, "iocharset": re.compile(r"[A-Za-z0-9-]{1,32}"),
+    "logbsize": re.compile(r"[0-9]{1,6}[kK]?"), "logbufs": _NUM, "allocsize": re.compile(
+        r"[0-9]{1,10}[kKmMgG]?"),
+}
+_WHY_REFUSED = {
+    "exec": "it would let programs on the pool run on the host",
+    "suid": "it would honour set-uid bits of files a guest can write",
+    "dev": "it would honour device nodes a guest can create",
+    "defaults": "it means rw,suid,dev,exec,auto,nouser,async",
+    "user": "it is for fstab entries, not for pools",
+    "users": "it is for fstab entries, not for pools",
+    "owner": "it is for fstab entries, not for pools",
+    "group": "it is for fstab entries, not for pools",
+    "loop": "poolkeeper attaches image files itself",
+    "remount": "poolkeeper mounts the pool itself",
+    "bind": "poolkeeper mounts the pool's source itself",
+    "rbind": "poolkeeper mounts the pool's source itself",
+    "move": "poolkeeper mounts the pool's source itself",
+    "password": "a secret on the mount command line is visible to every user",
+    "credentials": "poolkeeper does not pass credential files to mount",
+    "username": "poolkeeper mounts CIFS shares as guest",
+}
+_OPTION_CHARS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_=.:+/@-]*")
+
+
+def check_mount_option(opt: object) -> str:
+    """Return `opt` if it is on the allow-list, else raise ValidationError saying why."""
+    if not isinstance(opt, str) or not opt:
+        raise ValidationError(f"mount option {opt!r} must be a non-empty word", "fs:option")
+    if "," in opt or len(opt) > 255 or not _OPTION_CHARS.fullmatch(opt):
+        raise ValidationError(
+            f"mount option {opt!r} is not valid: one option per <fs:option>, letters, digits "
+            "and _ = . : + / @ - only (no commas, spaces or control characters)", "fs:option")
+    key, sep, value = opt.partition("=")
+    if key in _WHY_REFUSED:
+        raise ValidationError(
+            f"mount option '{opt}' is refused: {_WHY_REFUSED[key]}; pools are always "
+            "mounted nodev,nosuid,noexec", "fs:option")
+    if opt in _FLAG_OPTIONS:
+        return opt
+    pattern = _VALUE_OPTIONS.get(key)
+    if sep and pattern is not None:
+        if pattern.fullmatch(value):
+            return opt
+        raise ValidationError(f"mount option '{opt}': '{value}' is not a valid value for "
+                              f"{key}=", "fs:option")
+    raise ValidationError(
+        f"mount option '{opt}' is not on poolkeeper's allow-list of harmless options (e.g. "
+        "noatime, relatime, discard, ro, nfsvers=N, proto=tcp, timeo=N, rsize=N, soft, acl); "
+        "ask for it to be added if it is safe", "fs:option")
+
+
+def mount_options(per_type: list[str], user: list[str]) -> str:
+    """The -o list: per-type options, then the checked user options, then the safe
+    defaults LAST (mount's last option wins, so nothing can undo them)."""
+    opts: list[str] = []
+    for opt in [*per_type, *(check_mount_option(o) for o in user)]:
+        if opt not in opts and opt not in SAFE_DEFAULTS:
+            opts.append(opt)
+    return ",".join([*opts, *SAFE_DEFAULTS])
+
+
+# == value checks (again here, whatever xmlio did) =====================================
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_DNS = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
+
+
+def check_host(name: object) -> str:
+    """A host name or IP address that cannot be read as an option or carry anything else."""
+    if isinstance(name, str) and "%" not in name:
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(name)
+            return name
+        if name.isascii() and _DNS.fullmatch(name):
+            return name
+    raise ValidationError(
+        f"host name {name!r} is not valid: use a DNS name (letters, digits, '.' and '-', not "
+        "starting with '-') or an IP address", "host")
+
+
+def _check_path(value: object, what: str, element: str, *, relative_ok: bool = False) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{what} must not be empty", element)
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValidationError(f"{what} {value!r} contains the control character "
+                              f"{bad.group(0)!r}", element)
+    if "," in value:
+        raise ValidationError(f"{what} '{value}' must not contain a comma", element)
+    if value.startswith("-") or ".." in value.split("/"):
+        raise ValidationError(f"{what} '{value}' must not start with '-' or contain '..'",
+                              element)
+    if not relative_ok and (not value.startswith("/") or value == "/"):
+        raise ValidationError(f"{what} '{value}' must be an absolute path", element)
+    return value
+
+
+# == the mounted-dir base ==============================================================
+class MountedDirDriver(DirDriver):
+    """A dir pool whose directory is a mount point. Subclasses say what is mounted."""
+
+    pool_formats: ClassVar[tuple[str, ...]] = ()
+
+    # -- what subclasses provide ---------------------------------------------------------
+    @classmethod
+    def validate(cls, pool: PoolDef) -> None:
+        """Every value that reaches an argv, checked without touching the system."""
+        _check_path(pool.target.path, "target path", "path")
+        fmt = pool.source.format or "auto"
+        if fmt not in cls.pool_formats:
+            raise ValidationError(f"'{fmt}' is not a format of {cls.type} pools; use one of: "
+                                  + ", ".join(cls.pool_formats), "format")
+        for opt in pool.mount_opts:
+            check_mount_option(opt)
+
+    def _is_ours(self, mount: blockprobe.Mount) -> bool:
+        raise NotImplementedError
+
+    @property
+    def format(self) -> str:
+        return self.pool.source.format or "auto"
+
+    # -- mount state ---------------------------------------------------------------------
+    def _our_mount(self, table: list[blockprobe.Mount] | None = None) -> blockprobe.Mount | None:
+        mount = blockprobe.mount_at(self.target, table)
+        return mount if mount is not None and self._is_ours(mount) else None
+
+    def _require_mounted(self) -> None:
+        if self._our_mount() is None:
+            raise StateError(
+                f"the filesystem of pool '{self.name}' is not mounted at {self.target} any more; "
+                f"stop and start the pool (pool-destroy {self.name}; pool-start {self.name})"
+            )
+
+    def _check_target_free(self) -> None:
+        """The mount point must not have something else mounted on it."""
+        mount = blockprobe.mount_at(self.target)
+        if mount is not None and not self._is_ours(mount):
+            raise StateError(
+                f"{self.target} is already a mount point ({mount.source}, {mount.fstype}); "
+                "choose another target path or unmount it first"
+            )
+
+    def _prepare_target(self) -> None:
+        if not os.path.isdir(self.target):
+            DirDriver.build(self, None, NULL_CONTEXT)  # mkdir with the pool's permissions
+        self._check_target_free()
+
+    def _apply_root_permissions(self) -> None:
+        """Explicit <target><permissions> apply to the mounted filesystem's root too."""
+        perms = self.pool.target.permissions
+        if perms is None or perms.is_empty():
+            return
+        with contextlib.suppress(OSError):  # a read-only or foreign-owned mount: leave it
+            if perms.mode is not None:
+                os.chmod(self.target, perms.mode)
+            if perms.owner is not None or perms.group is not None:
+                os.chown(self.target, -1 if perms.owner is None else perms.owner,
+                         -1 if perms.group is None else perms.group)
+
+    def _mount(self, argv: list[str]) -> None:
+        done = runner.run(argv, check=False, timeout=180)
+        if done.returncode != 0:
+            # mount ends with a "dmesg(1) may have more information" hint; keep the reason.
+            lines = [ln for ln in done.stderr.splitlines() if ln.strip() and "dmesg(1)" not in ln]
+            raise ToolFailed(done.shown, done.returncode, "\n".join(lines))
+        self._apply_root_permissions()
+
+    def _umount(self) -> None:
+        done = runner.run(["umount", self.target], check=False, timeout=120)
+        if done.returncode == 0:
+            return
+        if "busy" in done.stderr.lower():
+            raise InUse(self._busy_message())
+        raise ToolFailed(done.shown, done.returncode, done.stderr)
+
+    def _busy_message(self) -> str:
+        holders = blockprobe.processes_using_tree(self.target)
+        inner = [m.target for m in blockprobe.mounts_below(self.target)]
+        why = []
+        if holders:
+            shown = ", ".join(holders[:5])
+            more = f" and {len(holders) - 5} more" if len(holders) > 5 else ""
+            why.append(f"open by {shown}{more}")
+        if inner:
+            why.append("other filesystems are mounted inside it: " + ", ".join(inner))
+        detail = "; ".join(why) or "something still uses it (fuser -vm shows what)"
+        return (f"cannot stop pool '{self.name}': its filesystem at {self.target} is busy "
+                f"({detail}); close those first")
+
+    # -- pool ----------------------------------------------------------------------------
+    def check(self) -> bool:
+        try:
+            return self._our_mount() is not None
+        except (OSError, PoolkeeperError):
+            return False
+
+    def build(self, overwrite: bool | None, ctx: JobContext) -> None:
+        """Make the mount point (as a dir pool would), never over a mounted filesystem."""
+        self.validate(self.pool)
+        self._check_target_free()
+        if self._our_mount() is not None:
+            raise StateError(f"pool '{self.name}' is mounted at {self.target}; stop it first")
+        DirDriver.build(self, overwrite, ctx)
+
+    def delete(self) -> None:
+        """Remove the empty mount point (as libvirt does); never while something is mounted."""
+        if blockprobe.mount_at(self.target) is not None:
+            raise InUse(f"{self.target} is a mount point; unmount it before deleting pool "
+                        f"'{self.name}'")
+        DirDriver.delete(self)
+
+    def stop(self) -> None:
+        self._check_target_free()  # never unmount what someone else mounted there
+        if self._our_mount() is not None:
+            self._umount()
+
+    # -- everything DirDriver does happens only on the mounted filesystem ------------------
+    @contextlib.contextmanager
+    def dir_fd(self) -> Iterator[int]:
+        self._require_mounted()  # else volumes would land on the filesystem below
+        with super().dir_fd() as fd:
+            yield fd
+
+    def sizes(self) -> PoolSizes:
+        self._require_mounted()  # statvfs of a bare mount point would report its parent
+        return super().sizes()
+
+
+# == fs ================================================================================
+MKFS: dict[str, list[str]] = {
+    "ext2": ["mkfs.ext2", "-F"],
+    "ext3": ["mkfs.ext3", "-F"],
+    "ext4": ["mkfs.ext4", "-F"],
+    "xfs": ["mkfs.xfs", "-f"],
+    "btrfs": ["mkfs.btrfs", "-f"],
+    "vfat": ["mkfs.vfat", "-I"],
+    "udf": ["mkfs.udf"],
+    "hfs+": ["mkfs.hfsplus"],
+    "gfs2": ["mkfs.gfs2", "-O", "-p", "lock_nolock"],  # single host; clusters make their own
+}
+_KERNEL_FSTYPE = {"hfs+": "hfsplus"}  # pool format -> mount -t name
+_FORMAT_OF_FSTYPE = {"hfsplus": "hfs+"}
+_NOT_FILESYSTEMS = ("swap", "LVM2_member", "LVM1_member", "zfs_member", "crypto_LUKS",
+                    "BitLocker", "ceph", "bcache", "drbd", "VMFS_volume_member")
+
+
+class FsDriver(MountedDirDriver):
+    """A block device (or an image file on a loop device) with a filesystem, mounted."""
+
+    type = "fs"
+    pool_formats = FS_POOL_FORMATS
+
+    @classmethod
+    def validate(cls, pool: PoolDef) -> None:
+        super().validate(pool)
+        if len(pool.source.devices) != 1:
+            raise ValidationError("an fs pool needs exactly one <device path='...'/>", "source")
+        _check_path(pool.source.devices[0].path, "device path", "device")
+
+    # -- the source ----------------------------------------------------------------------
+    @property
+    def source_path(self) -> str:
+        return self.pool.source.devices[0].path
+
+    def _source_kind(self) -> str:
+        """'block' or 'image'; a clear error for anything else."""
+        path = self.source_path
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise StateError(f"the source device {path} of pool '{self.name}' does not exist; "
+                             "check <source><device path=...>") from None
+        except OSError as exc:
+            raise StateError(f"cannot use {path}: {exc.strerror}") from None
+        if stat.S_ISBLK(mode):
+            return "block"
+        if stat.S_ISREG(mode):
+            return "image"
+        raise StateError(f"{path} is neither a block device nor an image file")
+
+    def _loop_record(self) -> dict | None:
+        rec = self.extras.get("loop")
+        return rec if isinstance(rec, dict) and isinstance(rec.get("device"), str) else None
+
+    def _device_numbers(self, device: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(device)
+        except OSError:
+            return None
+        return (os.major(st.st_rdev), os.minor(st.st_rdev)) if stat.S_ISBLK(st.st_mode) else None
+
+    def _mounted_device(self) -> str | None:
+        """The block device that is ours to find mounted at the target."""
+        try:
+            if stat.S_ISBLK(os.stat(self.source_path).st_mode):
+                return self.source_path
+        except OSError:
+            return None
+        loop = self._current_loop()
+        return loop.device if loop is not None else None
+
+    def _is_ours(self, mount: blockprobe.Mount) -> bool:
+        device = self._mounted_device()
+        if device is None:
+            return False
+        if (mount.major, mount.minor) == self._device_numbers(device):
+            return True
+        return mount.source.startswith("/") and os.path.realpath(mount.source) == \
+            os.path.realpath(device)
+
+    # -- start / stop --------------------------------------------------------------------
+    def _current_loop(self) -> blockprobe.LoopIdentity | None:
+        """The loop device behind an image pool: the recorded one if it is still ours, else
+        (state lost) a loop of our image that is mounted at our target."""
+        rec = self._loop_record()
+        if rec is not None:
+            ident = blockprobe.loop_identity(rec["device"])
+            return ident if ident is not None and ident.matches(rec) else None
+        mount = blockprobe.mount_at(self.target)
+        if mount is None or not os.path.isfile(self.source_path):
+            return None
+        for ident in blockprobe.loops_backed_by(os.path.realpath(self.source_path)):
+            if mount.source == ident.device:
+                return ident
+        return None
+
+    def start(self) -> None:
+        self.validate(self.pool)
+        kind = self._source_kind()
+        self._prepare_target()
+        if self._our_mount() is not None:
+            if kind == "image" and self._loop_record() is None:
+                ident = self._current_loop()  # adopt the one left by a run that lost its state
+                if ident is not None:
+                    self.extras["loop"] = ident.record()
+            return  # already mounted at the target: started
+        attached = self._attach_for_start() if kind == "image" else None
+        device = attached.device if attached else self.source_path
+        try:
+            self._refuse_mounted_elsewhere(device)
+            self._mount(self._mount_argv(device))
+        except ToolFailed as exc:
+            self._undo_attach(attached)
+            self._explain_mount_failure(exc)
+            raise
+        except BaseException:
+            self._undo_attach(attached)
+            raise
+
+    def _mount_argv(self, device: str) -> list[str]:
+        argv = ["mount", "-o", mount_options([], self.pool.mount_opts)]
+        if self.format != "auto":
+            argv += ["-t", _KERNEL_FSTYPE.get(self.format, self.format)]
+        return [*argv, device, self.target]
+
+    def _refuse_mounted_elsewhere(self, device: str) -> None:
+        elsewhere = [m.target for m in blockprobe.mounts_of(device)]
+        if elsewhere:
+            raise InUse(f"{device} is already mounted at {', '.join(elsewhere)}; unmount it "
+                        f"first (pool '{self.name}' mounts it only at {self.target})")
+
+    def _explain_mount_failure(self, exc: ToolFailed) -> None:
+        """A blank device fails with 'wrong fs type'; say what to do instead."""
+        try:
+            blank = blockprobe.probe(self.source_path).blank  # the image itself, if one
+        except (PoolkeeperError, OSError):
+            return
+        if blank:
+            raise StateError(f"{self.source_path} holds no filesystem; build the pool first "
+                             f"(pool-build {self.name})") from exc
+
+    def _attach_for_start(self) -> blockprobe.LoopIdentity:
+        image = os.path.realpath(self.source_path)
+        for ident in blockprobe.loops_backed_by(image):
+            raise InUse(f"{image} is already attached as {ident.device} (losetup -l shows "
+                        f"it); detach it first or use {ident.device} as the source device")
+        ident = self._attach(image)
+        self.extras["loop"] = ident.record()
+        return ident
+
+    def _undo_attach(self, attached: blockprobe.LoopIdentity | None) -> None:
+        if attached is not None:
+            with contextlib.suppress(PoolkeeperError):
+                self._detach(attached)
+            self.extras.pop("loop", None)
+
+    @staticmethod
+    def _attach(image: str) -> blockprobe.LoopIdentity:
+        device = runner.run(["losetup", "--find", "--show", image], timeout=60).stdout.strip()
+        ident = blockprobe.loop_identity(device)
+        if ident is None:
+            raise StateError(f"losetup attached {image} but {device!r} cannot be read back")
+        return ident
+
+    @staticmethod
+    def _detach(attached: blockprobe.LoopIdentity) -> None:
+        """losetup -d, only if the device still has the attachment we made behind it."""
+        now = blockprobe.loop_identity(attached.device)
+        if now is not None and now.matches(attached.record()):
+            runner.run(["losetup", "-d", attached.device], timeout=60)
+
+    def stop(self) -> None:
+        loop = self._current_loop()  # before the umount: an unrecorded one is found by it
+        super().stop()  # umount if our device is mounted at the target
+        if loop is not None:
+            self._detach(loop)
+        self.extras.pop("loop", None)
+
+    # -- build / delete ------------------------------------------------------------------
+    def build(self, overwrite: bool | None, ctx: JobContext) -> None:
+        self.validate(self.pool)
+        fmt = self.format
+        if fmt == "auto":
+            raise ValidationError(
+                f"pool '{self.name}' has format 'auto', which poolkeeper cannot build: set the "
+                "filesystem to make, e.g. <format type='ext4'/> (--source-format ext4)", "format")
+        if fmt not in MKFS:
+            raise Unsupported(f"poolkeeper cannot make {fmt} filesystems; make it yourself and "
+                              "start the pool without building it")
+        runner.tool_path(MKFS[fmt][0])  # before anything is touched
+        self._check_target_free()
+        kind = self._source_kind()
+        with self._build_device(kind) as (device, shown), blockprobe.disk_lock(device):
+            self._refuse_in_use(device, shown)
+            self._refuse_unless_overwrite(blockprobe.probe(device), overwrite, shown)
+            ctx.check()
+            if overwrite:
+                runner.run(["wipefs", "--all", "--", device], timeout=120)  # no stale signatures
+            runner.run([*MKFS[fmt], device], timeout=3600)
+        DirDriver.build(self, overwrite, ctx)  # the mount point
+
+    @contextlib.contextmanager
+    def _build_device(self, kind: str) -> Iterator[tuple[str, str]]:
+        """(device to mkfs, how to name it): an image is attached for the build only."""
+        if kind == "block":
+            yield self.source_path, self.source_path
+            return
+        image = os.path.realpath(self.source_path)
+        users = blockprobe.loops_backed_by(image)
+        if users:
+            raise InUse(f"{image} is attached as {users[0].device}; poolkeeper will not build "
+                        "over it, even with --overwrite")
+        attached = self._attach(image)
+        try:
+            yield attached.device, f"{image} (attached as {attached.device})"
+        finally:
+            self._detach(attached)
+
+    def _refuse_in_use(self, device: str, shown: str) -> None:
+        users = blockprobe.device_users(device)
+        if users:
+            raise InUse(f"{shown} is in use ({'; '.join(users)}); poolkeeper will not make a "
+                        "filesystem on it, even with --overwrite")
+
+    @staticmethod
+    def _refuse_unless_overwrite(found: blockprobe.Probe, overwrite: bool | None,
+                                 shown: str) -> None:
+        if overwrite:
+            return
+        if found.signatures:
+            raise StateError(f"{shown} holds {found.describe()}; pass --overwrite to destroy it")
+        if found.problem:
+            raise StateError(
+                f"cannot tell whether {shown} holds data ({found.problem}); poolkeeper treats "
+                "that as in use: pass --overwrite only if you are sure nothing on it is needed")
+
+    def delete(self) -> None:
+        """Wipe the filesystem signature of the source (the pool is inactive)."""
+        self.validate(self.pool)
+        if self._source_kind() == "image":
+            image = os.path.realpath(self.source_path)
+            attached = blockprobe.loops_backed_by(image)
+            if attached:
+                raise InUse(f"{image} is attached as {attached[0].device}; detach it first")
+            runner.run(["wipefs", "--all", "--", image], timeout=120)
+        else:
+            device = self.source_path
+            with blockprobe.disk_lock(device):
+                self._refuse_in_use(device, device)
+                runner.run(["wipefs", "--all", "--", device], timeout=120)
+        if blockprobe.mount_at(self.target) is None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.target)  # the empty mount point; a non-empty one stays
+
+    # -- discovery -----------------------------------------------------------------------
+    @classmethod
+    def find_sources(cls, host: str | None = None, device: str | None = None) -> list[PoolSource]:
+        if host is not None:
+            raise ValidationError("fs pool sources are local block devices: give a device, "
+                                  "not a host", "host")
+        argv = ["lsblk", "-J", "-b", "-o", "NAME,PATH,TYPE,FSTYPE,SIZE,MOUNTPOINT,LABEL"]
+        if device is not None:
+            argv += ["--", _check_path(device, "device path", "device")]
+        rows = _flatten(json.loads(runner.run(argv, timeout=60).stdout or "{}").get("blockdevices",
+                                                                                []))
+        _fill_fstypes(rows)
+        sources = []
+        for row in rows:
+            fstype = row.get("fstype")
+            if not fstype or fstype in _NOT_FILESYSTEMS or fstype.endswith("_raid_member"):
+                continue
+            fmt = _FORMAT_OF_FSTYPE.get(fstype, fstype)
+            sources.append(PoolSource(devices=[SourceDevice(row["path"])],
+                                      format=fmt if fmt in FS_POOL_FORMATS else "auto"))
+        return sources
+
+
+def _flatten(rows: list[dict]) -> list[dict]:
+    out = []
+    for row in rows:
+        out.append(row)
+        out += _flatten(row.get("children") or [])
+    return out
+
+
+def _fill_fstypes(rows: list[dict]) -> None:
+    """lsblk reads FSTYPE from udev's database; without udev, ask blkid (one call)."""
+    unknown = [r for r in rows if not r.get("fstype") and r.get("size") and r.get("path")]
+    if not unknown:
+        return
+    done = runner.run(["blkid", "-p", "-o", "export", "--", *(r["path"] for r in unknown)],
+                check=False, timeout=120)
+    by_path: dict[str, str] = {}
+    for block in done.stdout.split("\n\n"):
+        values = blockprobe.parse_export(block)
+        if values.get("DEVNAME") and values.get("TYPE"):
+            by_path[values["DEVNAME"]] = values["TYPE"]
+    for row in unknown:
+        row["fstype"] = by_path.get(row["path"])
+
+
+# == netfs =============================================================================
+_SHOWMOUNT_LINE = re.compile(r"^(/.*\S) +\S+$")
+
+
+class NetfsDriver(MountedDirDriver):
+    """An NFS export (or CIFS share, GlusterFS volume) mounted on the target."""
+
+    type = "netfs"
+    pool_formats = NETFS_POOL_FORMATS
+
+    @classmethod
+    def validate(cls, pool: PoolDef) -> None:
+        super().validate(pool)
+        src = pool.source
+        if len(src.hosts) != 1:
+            raise ValidationError("a netfs pool needs exactly one <host name='...'/>", "source")
+        check_host(src.hosts[0].name)
+        port = src.hosts[0].port
+        if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
+            raise ValidationError(f"port {port!r} is out of range (1-65535)", "host")
+        fmt = src.format or "auto"
+        if port is not None and fmt == "glusterfs":
+            raise ValidationError("a port is not supported for glusterfs sources", "host")
+        _check_path(src.dir, "source directory", "dir", relative_ok=fmt in ("cifs", "glusterfs"))
+        if src.protocol_ver is not None:
+            if fmt not in ("auto", "nfs") or not _VERSION.fullmatch(src.protocol_ver):
+                raise ValidationError(f"protocol version {src.protocol_ver!r} applies to NFS "
+                                      "only and must look like 3, 4 or 4.1", "protocol")
+            if any(o.startswith(("nfsvers=", "vers=")) for o in pool.mount_opts):
+                raise ValidationError("the NFS version is given twice (<protocol ver> and a "
+                                      "mount option); keep one", "protocol")
+
+    @property
+    def _host(self) -> str:
+        name = self.pool.source.hosts[0].name
+        return f"[{name}]" if ":" in name else name  # IPv6 literal
+
+    def mount_source(self) -> str:
+        src_dir = self.pool.source.dir or ""
+        if self.format == "cifs":
+            return f"//{self._host}/{src_dir.lstrip('/')}"
+        return f"{self._host}:{src_dir}"
+
+    def _per_type_options(self) -> list[str]:
+        src = self.pool.source
+        port = src.hosts[0].port
+        opts = []
+        if self.format in ("auto", "nfs") and src.protocol_ver:
+            opts.append(f"nfsvers={src.protocol_ver}")
+        if self.format == "cifs":
+            opts.append("guest")
+        if self.format == "glusterfs":
+            opts.append("direct-io-mode=1")
+        if port is not None:
+            opts.append(f"port={port}")
+        return opts
+
+    def mount_argv(self) -> list[str]:
+        argv = ["mount", "-o", mount_options(self._per_type_options(), self.pool.mount_opts)]
+        if self.format != "auto":  # mount -t auto does not detect nfs: leave -t out
+            argv += ["-t", self.format]
+        return [*argv, self.mount_source(), self.target]
+
+    def _is_ours(self, mount: blockprobe.Mount) -> bool:
+        def norm(source: str) -> str:
+            return source.rstrip("/") if len(source) > 1 else source
+
+        return norm(mount.source) == norm(self.mount_source())
+
+    def start(self) -> None:
+        self.validate(self.pool)
+        argv = self.mount_argv()  # everything checked before anything happens
+        self._prepare_target()
+        if self._our_mount() is not None:
+            return
+        self._mount(argv)
+
+    @classmethod
+    def find_sources(cls, host: str | None = None, device: str | None = None) -> list[PoolSource]:
+        if not host:
+            raise ValidationError("netfs source discovery needs a host (--host NAME)", "host")
+        host = check_host(host)
+        done = runner.run(["showmount", "--no-headers", "-e", host], timeout=60)
+        sources = []
+        for line in done.stdout.splitlines():
+            match = _SHOWMOUNT_LINE.match(line)
+            if match:
+                sources.append(PoolSource(hosts=[SourceHost(host)], dir=match.group(1),
+                                          format="nfs"))
+        return sources
