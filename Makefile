@@ -32,6 +32,7 @@ test: system-deps $(STAMP) lint
 
 bench: $(STAMP)
 	$(PY) bench/refresh.py
+	$(PY) bench/tui.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -276,6 +276,7 @@ class StorageController:
                 if driver.check():
                     sizes = driver.sizes()
                     status.state = "running"
+                    status.detail = driver.describe()
                     status.capacity, status.allocation, status.available = (
                         sizes.capacity, sizes.allocation, sizes.available
                     )
@@ -284,6 +285,11 @@ class StorageController:
             except (PoolkeeperError, OSError):
                 status.state = "inaccessible"
         return status
+
+    def build_warning(self, name: str) -> str | None:
+        """What building the pool would destroy, in words (None: nothing found)."""
+        found = self._driver(self.pool_def(name)).existing_content()
+        return "; ".join(found) if found else None
 
     def pool_xml(self, name: str, inactive: bool = False) -> str:
         pdef = self.pool_def(name)

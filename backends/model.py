@@ -243,6 +243,7 @@ class PoolStatus:
     available: int | None = None
     target: str | None = None
     source: str | None = None  # one-line summary for display
+    detail: str | None = None  # runtime state in words, e.g. "/dev/loop3 (ext4) mounted"
 
     @property
     def active(self) -> bool:

@@ -69,6 +69,14 @@ class PoolDriver:
     def volume_path(self, name: str) -> str:
         raise NotImplementedError
 
+    def describe(self) -> str | None:
+        """The pool's runtime state in words for the header (cheap; None: nothing to say)."""
+        return None
+
+    def existing_content(self) -> list[str]:
+        """What a build would destroy ("an ext4 filesystem (label 'x')"), for the warning."""
+        return []
+
     @classmethod
     def find_sources(cls, host: str | None = None, device: str | None = None) -> list[PoolSource]:
         raise Unsupported(f"pool type '{cls.type}' cannot discover sources")

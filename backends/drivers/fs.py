@@ -212,6 +212,12 @@ class MountedDirDriver(DirDriver):
         mount = blockprobe.mount_at(self.target, table)
         return mount if mount is not None and self._is_ours(mount) else None
 
+    def describe(self) -> str | None:
+        mount = self._our_mount()
+        if mount is None:
+            return f"not mounted at {self.target}"
+        return f"{mount.source} ({mount.fstype}) mounted at {self.target}"
+
     def _require_mounted(self) -> None:
         if self._our_mount() is None:
             raise StateError(
@@ -349,6 +355,12 @@ class FsDriver(MountedDirDriver):
     @property
     def source_path(self) -> str:
         return self.pool.source.devices[0].path
+
+    def existing_content(self) -> list[str]:
+        try:
+            return blockprobe.signatures(self.source_path)
+        except (PoolkeeperError, OSError) as exc:
+            return [f"unknown content ({exc})"]
 
     def _source_kind(self) -> str:
         """'block' or 'image'; a clear error for anything else."""

@@ -3,10 +3,11 @@ its signature, or None when cancelled (Esc or the Cancel button)."""
 
 from backends.model import PoolDef, VolumeDef
 
-from .base import Check, Dialog, Radio, TypedConfirm
+from .base import Dialog, Evaluation
 from .confirm import ConfirmDialog, ErrorDialog
 from .create_volume import CreateVolumeDialog
 from .define_pool import DefinePoolDialog
+from .fields import Check, Radio, TypedConfirm
 from .pool_ops import BuildPoolDialog, DeletePoolDialog
 from .results import (
     BuildChoice,
@@ -39,6 +40,7 @@ __all__ = [
     "DeleteVolumesDialog",
     "DeleteVolumesRequest",
     "Dialog",
+    "Evaluation",
     "DownloadDialog",
     "ErrorDialog",
     "PathSuggester",

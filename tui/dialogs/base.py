@@ -1,5 +1,4 @@
-"""What every poolkeeper dialog shares: the modal frame, form fields with inline messages,
-ASCII-safe toggles, the typed-name confirmation and the submit/cancel flow.
+"""The modal frame every poolkeeper dialog shares, and its submit/cancel flow.
 
 A dialog subclass composes its fields in `compose_body` and implements `evaluate`, a pure
 function of the widget values that returns the result (or None) and the message to show
@@ -10,58 +9,22 @@ appear once a field was edited or a submit was tried, warnings and notes at once
 from __future__ import annotations
 
 import inspect
-import re
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, Literal, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import (
-    Button,
-    Checkbox,
-    Footer,
-    Input,
-    Label,
-    RadioButton,
-    RadioSet,
-    Select,
-    Static,
-)
+from textual.widgets import Button, Checkbox, Footer, Input, RadioSet, Select, Static
 
-from backends.errors import InvalidSize, PoolkeeperError
-from backends.units import parse_size
+from .fields import Field, InlineMessage, Kind, TypedConfirm
 
 ResultT = TypeVar("ResultT")
-Kind = Literal["error", "warning", "note"]
-
-SIZE_HINT = "use e.g. 10G or 512MiB"
-
-
-class Invalid(Exception):
-    """A field value that cannot be used; its text is shown under the field."""
-
-
-def bare_message(exc: PoolkeeperError) -> str:
-    """The message without the '<element> (line N): ' prefix ValidationError adds."""
-    return re.sub(r"^<[^>]+>(?: \(line \d+\))?: ", "", str(exc))
-
-
-def parse_size_text(text: str, what: str = "size") -> int:
-    """A virsh-style size ('10G', '512MiB', '4096'); Invalid with a person's message."""
-    text = text.strip()
-    try:
-        return parse_size(text, what)
-    except InvalidSize as exc:
-        if "too large" in str(exc):
-            raise Invalid(f"'{text}' is too large") from None
-        raise Invalid(f"'{text}' is not a size: {SIZE_HINT}") from None
 
 
 @dataclass
@@ -93,173 +56,6 @@ class Evaluation(Generic[ResultT]):
         return not any(kind == "error" for _t, kind in self.messages.values()) and (
             self.form is None or self.form[1] != "error"
         )
-
-
-class InlineMessage(Static):
-    """A one-line message under a field (hidden when empty)."""
-
-    DEFAULT_CSS = """
-    InlineMessage { height: auto; display: none; padding: 0 0 0 1; }
-    InlineMessage.-shown { display: block; }
-    InlineMessage.error { color: $text-error; }
-    InlineMessage.warning { color: $text-warning; }
-    InlineMessage.note { color: $text-muted; }
-    """
-
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__("", markup=False, id=id, classes=classes)
-        self.text = ""
-        self.kind: Kind | None = None
-
-    def show(self, text: str | None, kind: Kind = "error") -> None:
-        text = text or ""
-        if text == self.text and kind == self.kind:
-            return
-        self.text, self.kind = text, kind if text else None
-        self.update(text)
-        self.set_class(bool(text), "-shown")
-        for k in ("error", "warning", "note"):
-            self.set_class(k == self.kind, k)
-
-
-class Field(Vertical):
-    """A labelled control on one line, with its message line under it."""
-
-    DEFAULT_CSS = """
-    Field { height: auto; }
-    Field > .row { height: auto; }
-    Field > .row > .label { width: 14; padding: 0 1 0 0; }
-    Field > .row > Input, Field > .row > Select { width: 1fr; }
-    Field > InlineMessage { padding: 0 0 0 14; }
-    """
-
-    def __init__(
-        self, label: str, *controls: Widget, id: str, classes: str | None = None
-    ) -> None:
-        super().__init__(id=id, classes=classes)
-        self.label_text = label
-        self.controls = controls
-
-    def compose(self) -> ComposeResult:
-        with Horizontal(classes="row"):
-            yield Label(self.label_text, classes="label", markup=False)
-            yield from self.controls
-        yield InlineMessage(classes="field-message")
-
-    @property
-    def control_ids(self) -> list[str]:
-        return [c.id for c in self.controls if c.id]
-
-    def show(self, text: str | None, kind: Kind = "error") -> None:
-        self.query_one(InlineMessage).show(text, kind)
-
-
-def field(label: str, control: Widget, *more: Widget, classes: str | None = None) -> Field:
-    """A Field for `control` (whose id must be set): the field's id is 'field-' + that id."""
-    assert control.id, "a field's control needs an id"
-    return Field(label, control, *more, id=f"field-{control.id}", classes=classes)
-
-
-def text_input(id: str, value: str = "", placeholder: str = "", **kw: object) -> Input:
-    return Input(value, placeholder=placeholder, id=id, compact=True, **kw)  # type: ignore[arg-type]
-
-
-class Check(Checkbox):
-    """A checkbox whose mark shows its state in the glyph itself (NO_COLOR, ASCII)."""
-
-    def __init__(self, label: str, value: bool = False, *, ascii: bool = False,
-                 id: str | None = None) -> None:
-        super().__init__(label, value, id=id, compact=True)
-        self.ascii = ascii
-
-    @property
-    def _button(self) -> Content:
-        if not self.ascii:
-            return super()._button
-        return Content("[X]" if self.value else "[ ]")
-
-
-class Radio(RadioButton):
-    """A radio button, ASCII-safe like Check."""
-
-    def __init__(self, label: str, value: bool = False, *, ascii: bool = False,
-                 id: str | None = None) -> None:
-        super().__init__(label, value, id=id, compact=True)
-        self.ascii = ascii
-
-    @property
-    def _button(self) -> Content:
-        if not self.ascii:
-            return super()._button
-        return Content("(*)" if self.value else "( )")
-
-
-def radio_set(options: Iterable[tuple[str, str]], selected: str, *, id: str,
-              ascii: bool) -> RadioSet:
-    """A compact RadioSet of (key, label) options; each button's id is 'opt-' + key."""
-    buttons = [
-        Radio(label, key == selected, ascii=ascii, id=f"opt-{key}") for key, label in options
-    ]
-    return RadioSet(*buttons, id=id, compact=True)
-
-
-def radio_value(rs: RadioSet) -> str | None:
-    """The key of the pressed button of a set made by radio_set."""
-    pressed = rs.pressed_button
-    if pressed is None or not pressed.id:
-        return None
-    return pressed.id.removeprefix("opt-")
-
-
-class TypedConfirm(Vertical):
-    """'type NAME to confirm': an input that gates a destructive submit.
-
-    `confirmed` is True only when the typed text equals `expected` exactly.
-    """
-
-    DEFAULT_CSS = """
-    TypedConfirm { height: auto; margin: 1 0 0 0; }
-    TypedConfirm > .prompt { color: $text-warning; }
-    TypedConfirm > Input { width: 1fr; }
-    """
-
-    class Changed(Message):
-        def __init__(self, typed_confirm: TypedConfirm, confirmed: bool) -> None:
-            super().__init__()
-            self.typed_confirm = typed_confirm
-            self.confirmed = confirmed
-
-        @property
-        def control(self) -> TypedConfirm:
-            return self.typed_confirm
-
-    def __init__(self, expected: str, *, prompt: str | None = None,
-                 id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.expected = expected
-        self.prompt = prompt or f"type '{expected}' to confirm"
-
-    def compose(self) -> ComposeResult:
-        yield Label(self.prompt, classes="prompt", markup=False)
-        yield Input(compact=True, classes="typed")
-        yield InlineMessage(classes="field-message")
-
-    @property
-    def input(self) -> Input:
-        return self.query_one(Input)
-
-    @property
-    def confirmed(self) -> bool:
-        return self.input.value == self.expected
-
-    @on(Input.Changed)
-    def _typed(self, event: Input.Changed) -> None:
-        event.stop()
-        self.query_one(InlineMessage).show(None)
-        self.post_message(self.Changed(self, self.confirmed))
-
-    def refuse(self) -> None:
-        self.query_one(InlineMessage).show(f"type '{self.expected}' exactly to confirm")
 
 
 class Dialog(ModalScreen[ResultT]):

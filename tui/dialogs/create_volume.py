@@ -15,16 +15,8 @@ from backends.model import BackingStore, PoolStatus, VolumeDef, VolumeInfo, Volu
 from backends.names import check_name
 from backends.units import human
 
-from .base import (
-    Check,
-    Dialog,
-    Evaluation,
-    Invalid,
-    bare_message,
-    field,
-    parse_size_text,
-    text_input,
-)
+from .base import Dialog, Evaluation
+from .fields import Check, Invalid, bare_message, field, parse_size_text, text_input
 
 # Formats that can sit on a backing file (qemu-img create -b).
 BACKING_FORMATS = ("qcow2", "qcow", "qed", "vmdk")

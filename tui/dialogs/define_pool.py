@@ -32,7 +32,8 @@ from backends.model import (
 )
 from backends.names import check_name
 
-from .base import Dialog, Evaluation, Field, bare_message, field, text_input
+from .base import Dialog, Evaluation
+from .fields import Field, bare_message, field, text_input
 from .sources import describe_source, parse_sources
 
 Discover = Callable[[str, str | None], str]

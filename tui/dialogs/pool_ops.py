@@ -7,7 +7,8 @@ from textual.widgets import RadioSet, Static
 
 from backends.model import PoolStatus
 
-from .base import Dialog, Evaluation, TypedConfirm, radio_set, radio_value
+from .base import Dialog, Evaluation
+from .fields import TypedConfirm, radio_set, radio_value
 from .results import BuildChoice, DeletePoolChoice
 
 # What building does, per pool type.

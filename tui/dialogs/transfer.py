@@ -17,15 +17,8 @@ from textual.widgets import Input, Static
 from backends.model import VolumeInfo
 from backends.units import human
 
-from .base import (
-    Check,
-    Dialog,
-    Evaluation,
-    Invalid,
-    Kind,
-    field,
-    parse_size_text,
-)
+from .base import Dialog, Evaluation
+from .fields import Check, Invalid, Kind, field, parse_size_text
 from .results import TransferRequest
 
 DEBOUNCE = 0.15  # seconds of quiet typing before the filesystem is looked at

@@ -15,10 +15,9 @@ from backends.model import WIPE_ALGORITHMS, PoolStatus, VolumeInfo
 from backends.names import check_name
 from backends.units import human
 
-from .base import (
+from .base import Dialog, Evaluation
+from .fields import (
     Check,
-    Dialog,
-    Evaluation,
     Invalid,
     TypedConfirm,
     bare_message,

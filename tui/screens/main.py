@@ -254,6 +254,8 @@ class MainScreen(Screen[None]):
         else:
             text.append("inactive: press s to start it\n" if p.state == "inactive"
                         else f"{p.state}: the storage is not reachable\n")
+        if p.detail:
+            text.append(f"{p.detail}\n")
         if p.source:
             text.append(f"source {p.source}  ")
         if p.target:
@@ -428,12 +430,24 @@ class MainScreen(Screen[None]):
         if name is None:
             return
 
+        self._prepare_build(name)
+
+    @work(thread=True, group="verbs")
+    def _prepare_build(self, name: str) -> None:
+        """Probe what is on the device first (I/O), so the dialog can name it."""
+        try:
+            warning = self.ctl.build_warning(name)
+        except PoolkeeperError as exc:
+            warning = f"could not tell what is on the device: {exc}"
+        self.app.call_from_thread(self._open_build_dialog, name, warning)
+
+    def _open_build_dialog(self, name: str, warning: str | None) -> None:
         def done(choice: Any) -> None:
             if choice is not None:
                 self.run_verb(f"building {name}", self.ctl.build_pool, name, choice.overwrite)
 
-        self.app.push_screen(dialogs.BuildPoolDialog(self.pools[name], None, ascii=self.ascii),
-                             done)
+        self.app.push_screen(dialogs.BuildPoolDialog(self.pools[name], warning,
+                                                     ascii=self.ascii), done)
 
     def action_toggle_autostart(self) -> None:
         name = self.selected
