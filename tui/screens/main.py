@@ -7,6 +7,7 @@ back through call_from_thread; controller events arrive as messages (tui.bridge)
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import tempfile
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
@@ -670,8 +671,16 @@ class MainScreen(Screen[None]):
             fh.write(xml)
             path = fh.name
         try:
-            with self.app.suspend():
-                subprocess.run([*editor.split(), path], check=False)
+            try:
+                with self.app.suspend():
+                    subprocess.run([*shlex.split(editor), path], check=False)
+            except SuspendNotSupported:
+                self.notify("this terminal cannot hand over to an editor", severity="error")
+                return
+            except OSError as exc:
+                self.notify(f"cannot run the editor '{editor}': {exc.strerror}",
+                            severity="error")
+                return
             with open(path, encoding="utf-8") as fh:
                 edited = fh.read()
         finally:
