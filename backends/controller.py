@@ -18,7 +18,7 @@ import psutil
 from lxml import etree
 
 from . import xmlio
-from .drivers import DRIVERS, driver_class
+from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
 from .drivers.dir import require_local_backing
 from .errors import (
@@ -39,6 +39,7 @@ from .locks import HeldLock, LockManager
 from .model import (
     WIPE_ALGORITHMS,
     BackingStore,
+    DeviceLayout,
     PoolDef,
     PoolFeatures,
     PoolSizes,
@@ -286,6 +287,12 @@ class StorageController:
                 status.state = "inaccessible"
         return status
 
+    def pool_layout(self, name: str) -> list[DeviceLayout]:
+        """Partitions/segments and free extents of each device, for the extent bar."""
+        driver = self._active_driver(name)
+        with self.locks.pool(name, exclusive=False, what="reading the layout"):
+            return driver.layout()
+
     def build_warning(self, name: str) -> str | None:
         """What building the pool would destroy, in words (None: nothing found)."""
         found = self._driver(self.pool_def(name)).existing_content()
@@ -326,8 +333,9 @@ class StorageController:
         from .model import POOL_FORMATS, POOL_TYPES
 
         root = etree.Element("storagepoolCapabilities")
+        drivers = available_drivers()
         for pool_type in POOL_TYPES:
-            cls = DRIVERS.get(pool_type)
+            cls = drivers.get(pool_type)
             el = etree.SubElement(root, "pool", type=pool_type,
                                   supported="yes" if cls else "no")
             if not cls:
@@ -937,6 +945,7 @@ def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
             cluster_size=info.cluster_size if info.format == "qcow2" else None,
             features=features if info.format == "qcow2" else None,
         ),
+        source_devices=list(info.extents),
         backing=info.backing,
     )
 

@@ -208,6 +208,17 @@ class VolumeDef:
     backing: BackingStore | None = None
 
 
+@dataclass
+class DeviceLayout:
+    """One device of a disk or logical pool, to scale: what is used by which volume and
+    what is free. `used` holds (start, end, volume name) in bytes, end exclusive."""
+
+    path: str
+    size: int
+    used: list[tuple[int, int, str]] = field(default_factory=list)
+    free: list[FreeExtent] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class PoolFeatures:
     """What a pool type can do (the TUI greys out the rest, with the reason)."""
@@ -272,6 +283,8 @@ class VolumeInfo:
     permissions: Permissions | None = None
     timestamps: Timestamps | None = None
     symlink: str | None = None  # the link text when the entry is a symlink
+    extents: list[tuple[str, list[Extent]]] = field(default_factory=list)  # device -> used
+    attributes: str | None = None  # type-specific flags for display (LV attr, partition flags)
     error: str | None = None  # why the volume could not be read (listed, not dropped)
     # Change detection for live refresh: cheap stat signature.
     signature: tuple = ()

@@ -1,25 +1,54 @@
-"""Pool drivers by libvirt pool type."""
+"""Pool drivers by libvirt pool type, imported when first needed."""
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from ..errors import Unsupported
 from .base import PoolDriver
-from .dir import DirDriver
-from .fs import FsDriver, NetfsDriver
 
-DRIVERS: dict[str, type[PoolDriver]] = {
-    "dir": DirDriver,
-    "fs": FsDriver,
-    "netfs": NetfsDriver,
+# type -> (module in this package, class name)
+_DRIVERS: dict[str, tuple[str, str]] = {
+    "dir": ("dir", "DirDriver"),
+    "fs": ("fs", "FsDriver"),
+    "netfs": ("fs", "NetfsDriver"),
+    "logical": ("logical", "LogicalDriver"),
+    "disk": ("disk", "DiskDriver"),
+    "iscsi": ("iscsi", "IscsiDriver"),
+    "iscsi-direct": ("iscsi", "IscsiDirectDriver"),
 }
 
 
-def driver_class(pool_type: str) -> type[PoolDriver]:
+def _load(pool_type: str) -> type[PoolDriver] | None:
+    entry = _DRIVERS.get(pool_type)
+    if entry is None:
+        return None
+    module_name, class_name = entry
+    qualified = f"{__name__}.{module_name}"
     try:
-        return DRIVERS[pool_type]
-    except KeyError:
-        supported = ", ".join(sorted(DRIVERS))
+        module = import_module(qualified)
+    except ModuleNotFoundError as exc:
+        if exc.name == qualified:  # this version has no such driver
+            return None
+        raise
+    return getattr(module, class_name, None)
+
+
+def driver_class(pool_type: str) -> type[PoolDriver]:
+    cls = _load(pool_type)
+    if cls is None:
+        supported = ", ".join(sorted(available_drivers()))
         raise Unsupported(
             f"pool type '{pool_type}' is not available in this version of poolkeeper "
             f"(available: {supported})"
-        ) from None
+        )
+    return cls
+
+
+def available_drivers() -> dict[str, type[PoolDriver]]:
+    found = {}
+    for pool_type in _DRIVERS:
+        cls = _load(pool_type)
+        if cls is not None:
+            found[pool_type] = cls
+    return found

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..errors import Unsupported
-from ..model import PoolDef, PoolSizes, PoolSource, VolumeDef, VolumeInfo
+from ..model import DeviceLayout, PoolDef, PoolSizes, PoolSource, VolumeDef, VolumeInfo
 from ..progress import JobContext
 
 
@@ -72,6 +72,10 @@ class PoolDriver:
     def describe(self) -> str | None:
         """The pool's runtime state in words for the header (cheap; None: nothing to say)."""
         return None
+
+    def layout(self) -> list[DeviceLayout]:
+        """Devices with used and free extents (disk and logical pools); [] otherwise."""
+        return []
 
     def existing_content(self) -> list[str]:
         """What a build would destroy ("an ext4 filesystem (label 'x')"), for the warning."""
