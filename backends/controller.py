@@ -107,7 +107,8 @@ class StorageController:
         return xmlio.parse_pool(xml)
 
     def _driver(self, pdef: PoolDef) -> PoolDriver:
-        return driver_class(pdef.type)(pdef, self.store.read_extras(pdef.name))
+        return driver_class(pdef.type)(pdef, self.store.read_extras(pdef.name),
+                                       config_dir=self.paths.config_dir)
 
     def _active_driver(self, name: str) -> PoolDriver:
         pdef = self.pool_def(name)

@@ -8,6 +8,7 @@ persists in the run state. Drivers never take locks or publish events; the contr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from ..errors import Unsupported
@@ -25,9 +26,12 @@ class PoolDriver:
     can_resize_volumes: ClassVar[bool] = False
     can_build: ClassVar[bool] = False
 
-    def __init__(self, pool: PoolDef, extras: dict | None = None) -> None:
+    def __init__(self, pool: PoolDef, extras: dict | None = None, *,
+                 config_dir: Path | None = None) -> None:
         self.pool = pool
         self.extras: dict = extras if extras is not None else {}
+        # The state root's config dir (secrets live under it); None in bare unit tests.
+        self.config_dir = config_dir
 
     @property
     def name(self) -> str:
