@@ -8,7 +8,7 @@ APT_PACKAGES := qemu-utils qemu-block-extra parted lvm2 e2fsprogs xfsprogs btrfs
 	dosfstools util-linux mount tgt libiscsi-bin open-iscsi nfs-common nfs-ganesha \
 	nfs-ganesha-vfs rpcbind scrub libvirt-clients python3-venv
 
-.PHONY: run test bench lint system-deps venv clean
+.PHONY: run test bench lint system-deps venv clean screenshots
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,6 +33,10 @@ test: system-deps $(STAMP) lint
 bench: $(STAMP)
 	$(PY) bench/refresh.py
 	$(PY) bench/tui.py
+
+# The README's screenshots (screenshots/*.svg) from the real app on a demo root.
+screenshots: $(STAMP)
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -9,11 +9,22 @@ from functools import partial
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.screen import Screen
+from textual.scrollbar import ScrollBar, ScrollBarRender
+from textual.widget import Widget
 
 from backends.controller import StorageController
 
 from .screens.main import MainScreen
+
+
+class AsciiScrollBarRender(ScrollBarRender):
+    """Whole-cell thumbs drawn as reverse-video blanks: Textual's smooth thumb ends are
+    block glyphs that a TERM=linux console cannot draw."""
+
+    VERTICAL_BARS = [" "] * 8
+    HORIZONTAL_BARS = [" "] * 8
 
 
 class PoolkeeperApp(App[None]):
@@ -35,6 +46,26 @@ class PoolkeeperApp(App[None]):
         self.push_screen(self.main_screen)
         if self.monitor_interval:
             self.ctl.start_monitor(self.monitor_interval)
+
+    def _start_widget(self, parent: Widget, widget: Widget) -> None:
+        # Textual starts every scrollbar through here (and nothing else, as of 8.2.8): in
+        # ASCII mode each one, in any screen or dialog, gets the block-free renderer.
+        if self.ascii and isinstance(widget, ScrollBar):
+            widget.renderer = AsciiScrollBarRender  # type: ignore[misc]  # per instance
+        super()._start_widget(parent, widget)
+
+    def get_key_display(self, binding: Binding) -> str:
+        shown = super().get_key_display(binding)
+        # ASCII mode: "up", "enter" rather than the arrow and return glyphs
+        return binding.key if self.ascii and not shown.isascii() else shown
+
+    def action_command_palette(self) -> None:
+        if self.ascii and self.use_command_palette and not CommandPalette.is_open(self):
+            # Textual's placeholder ends in an ellipsis character
+            self.push_screen(CommandPalette(placeholder="Search for commands...",
+                                            id="--command-palette"))
+            return
+        super().action_command_palette()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

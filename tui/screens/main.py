@@ -57,6 +57,7 @@ class PoolView:
 
 class MainScreen(Screen[None]):
     BINDINGS = [
+        Binding("f1", "help", "Help"),  # first: the one key the footer shows at any width
         Binding("n", "define_pool", "New pool"),
         Binding("s", "start_stop", "Start/Stop"),
         Binding("b", "build_pool", "Build", show=False),
@@ -76,7 +77,6 @@ class MainScreen(Screen[None]):
         Binding("slash", "filter", "Filter"),
         Binding("j", "toggle_jobs", "Jobs"),
         Binding("l", "toggle_log", "Log"),
-        Binding("f1", "help", "Help"),
     ]
 
     def __init__(self, controller: StorageController, *, ascii: bool = False) -> None:
@@ -239,15 +239,15 @@ class MainScreen(Screen[None]):
         text.append(p.name, style="bold")
         text.append(f" ({p.type}) ")
         text.append(p.state, style="bold" if p.active else "dim")
-        text.append(f"  autostart {'yes' if p.autostart else 'no'}"
-                    f"  persistent {'yes' if p.persistent else 'no'}\n")
+        text.append(f"  autostart {'yes' if p.autostart else 'no'}")
+        text.append("\n" if p.persistent else "  transient\n")
         if p.active and p.capacity:
-            text.append_text(usage_bar(p.allocation, p.capacity, 12, ascii=self.ascii))
+            text.append_text(usage_bar(p.allocation, p.capacity, 10, ascii=self.ascii))
             state = level((p.allocation or 0) / p.capacity)
             if state != "ok":
                 text.append(f" {state}", style="bold red" if state == "critical" else "yellow")
-            text.append(f" allocation {human(p.allocation)} of capacity {human(p.capacity)},"
-                        f" available {human(p.available)}\n")
+            text.append(f"  available {human(p.available)}\n"
+                        f"allocation {human(p.allocation)} of capacity {human(p.capacity)}\n")
             text.append(f"{view.count} volumes, {human(view.committed)} provisioned")
             if view.committed > p.capacity:
                 text.append("  OVERCOMMITTED", style="bold yellow")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.syntax import Syntax
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -14,22 +15,37 @@ class XmlScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,x", "close", "Close")]
     DEFAULT_CSS = """
     XmlScreen { align: center middle; }
-    XmlScreen > Vertical { width: 90%; height: 90%; border: round $primary;
-                           background: $surface; }
-    XmlScreen VerticalScroll { height: 1fr; }
-    XmlScreen Button { dock: bottom; width: 100%; }
+    XmlScreen > Vertical { width: 100; max-width: 95%; height: auto;
+                           border: round $primary; background: $surface; }
+    /* As tall as the XML, up to what leaves the Close button and the footer on screen. */
+    XmlScreen VerticalScroll { height: auto; max-height: 70vh; padding: 0 1; }
+    XmlScreen Button { width: 100%; }
     """
 
     def __init__(self, title: str, xml: str, *, ascii: bool = False) -> None:
         super().__init__()
         self.title_text, self.xml, self.ascii = title, xml, ascii
 
+    @property
+    def shown_xml(self) -> str:
+        """The XML as drawn: in ASCII mode other characters become character references
+        (&#233;), which mean the same to any XML reader."""
+        if self.ascii:
+            return self.xml.encode("ascii", "xmlcharrefreplace").decode("ascii")
+        return self.xml
+
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = self.title_text
+            title = self.title_text
+            if self.ascii:
+                title = title.encode("ascii", "backslashreplace").decode("ascii")
+            box.border_title = Text(title)  # Text: a name is never read as markup
             with VerticalScroll():
-                yield Static(Syntax(self.xml, "xml", theme="ansi_dark", word_wrap=False,
-                                    background_color="default"), id="xml")
+                # The dialog's own background, so the text does not sit on stripes of the
+                # terminal's default colour.
+                background = self.app.theme_variables.get("surface", "default")
+                yield Static(Syntax(self.shown_xml, "xml", theme="ansi_dark", word_wrap=False,
+                                    background_color=background), id="xml")
             yield Button("Close", id="close")
         yield Footer()
 

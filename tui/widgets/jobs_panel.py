@@ -6,6 +6,8 @@ ten events a second per job); `c` cancels the highlighted job.
 
 from __future__ import annotations
 
+import textwrap
+
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import OptionList
@@ -14,23 +16,94 @@ from textual.widgets.option_list import Option
 from backends.jobs import Job
 from backends.units import human
 
-from .usage import usage_bar
+from .usage import bar_cells, usage_bar
 
 KEEP_FINISHED = 20
+STATE_WIDTH = 10  # "cancelled" and a space
+BAR_WIDTH = 16
+RATE_WIDTH = 16  # "  1023.99 MiB/s"
+ETA_WIDTH = 13  # "  ETA 1:02:03"
+DESCRIPTION_MIN = 24  # narrower than this and the progress goes on a second line
+DESCRIPTION_MAX = 48
+STATE_STYLES = {"failed": "bold red", "cancelled": "yellow", "done": "green"}
 
 
-def job_label(job: Job, *, ascii: bool = False) -> Text:
+def eta_text(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}:{seconds:02d}"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def _fit(text: str, width: int, ascii: bool) -> str:
+    if ascii:
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + ("~" if ascii else "\u2026")
+
+
+def _progress(job: Job, width: int, ascii: bool) -> Text:
+    """The bar, rate and ETA of a job that has a size, in `width` cells at most (the bar
+    gives way, down to 4 cells); empty for a failed job (its error is shown instead)."""
+    text = Text(no_wrap=True)
+    if job.state == "failed" or not job.total:
+        return text
+    rate = f"  {human(int(job.rate))}/s" if job.done and job.state in ("running", "done") \
+        else ""
+    eta = f"  ETA {eta_text(job.eta)}" if job.eta is not None and not job.finished else ""
+    fixed = bar_cells(1, ascii=ascii) - 1  # brackets and "  42%"
+    # Narrow: the rate goes first, then the ETA; the bar never gets under 4 cells.
+    for rest in (rate + eta, eta, ""):
+        if width - len(rest) - fixed >= 4:
+            break
+    bar = max(4, min(BAR_WIDTH, width - len(rest) - fixed))
+    text.append_text(usage_bar(job.done, job.total, bar, ascii=ascii,
+                               style="yellow" if job.state == "cancelled" else "green"))
+    text.append(rest)
+    return text
+
+
+def job_label(job: Job, *, ascii: bool = False, width: int | None = None) -> Text:
+    """One job: state (a word), description, then bar, rate and ETA or the error.
+
+    `width` is the room in cells: with enough of it a job is one line (the bars of every
+    job line up); in a narrow panel the progress or error goes under the description."""
+    width = width or 120
+    progress_cells = bar_cells(BAR_WIDTH, ascii=ascii) + RATE_WIDTH + ETA_WIDTH
+    one_line = width - STATE_WIDTH - 1 - progress_cells >= DESCRIPTION_MIN
+    if one_line:
+        description_width = min(DESCRIPTION_MAX, width - STATE_WIDTH - 1 - progress_cells)
+        progress = _progress(job, progress_cells, ascii)
+    else:
+        description_width = width - STATE_WIDTH
+        progress = _progress(job, width - STATE_WIDTH, ascii)
     text = Text(no_wrap=True, overflow="ellipsis")
-    state_style = {"failed": "bold red", "cancelled": "yellow", "done": "green"}
-    text.append(f"{job.state:<9}", style=state_style.get(job.state, "bold"))
-    text.append(f" {job.description[:40]:<40} ")
-    if job.total:
-        text.append_text(usage_bar(job.done, job.total, 16, ascii=ascii))
-        text.append(f"  {human(int(job.rate))}/s")
-        if job.eta is not None and not job.finished:
-            text.append(f"  ETA {job.eta:.0f} s")
-    if job.finished and job.error is not None:
-        text.append(f"  {job.error}", style="red")
+    text.append(f"{job.state:<{STATE_WIDTH}}", style=STATE_STYLES.get(job.state, "bold"))
+    description = _fit(job.description, description_width, ascii)
+    if one_line:
+        text.append(f"{description:<{description_width}} ")
+        text.append_text(progress)
+    else:
+        text.append(description)
+        if progress:
+            text.append("\n" + " " * STATE_WIDTH)
+            text.append_text(progress)
+    if job.finished and job.error is not None and job.state != "cancelled":
+        message = str(job.error)
+        if ascii:
+            message = message.encode("ascii", "backslashreplace").decode("ascii")
+        room = width - len(text.plain) - 2
+        if one_line and len(message) <= room:
+            text.append(f"  {message}", style="red")
+        else:
+            lines = textwrap.wrap(message, max(20, width - STATE_WIDTH))[:3] or [""]
+            text.append("\n" + "\n".join(" " * STATE_WIDTH + line for line in lines),
+                        style="red")
     return text
 
 
@@ -43,9 +116,18 @@ class JobsPanel(OptionList):
         self.jobs: dict[int, Job] = {}
         self.border_title = "jobs"
 
+    def _label(self, job: Job) -> Text:
+        # 2 cells spare: the vertical scrollbar appears once there are more lines than rows
+        width = self.scrollable_content_region.width - 2
+        return job_label(job, ascii=self.ascii, width=width if width > 0 else None)
+
+    def on_resize(self) -> None:
+        for job in self.jobs.values():
+            self.replace_option_prompt(f"job-{job.id}", self._label(job))
+
     def update_job(self, job: Job) -> None:
         key = f"job-{job.id}"
-        label = job_label(job, ascii=self.ascii)
+        label = self._label(job)
         if job.id in self.jobs:
             self.replace_option_prompt(key, label)
         else:
@@ -60,7 +142,7 @@ class JobsPanel(OptionList):
         for job in finished[: len(finished) - KEEP_FINISHED]:
             del self.jobs[job.id]
         self.clear_options()
-        self.add_options(Option(job_label(j, ascii=self.ascii), id=f"job-{j.id}")
+        self.add_options(Option(self._label(j), id=f"job-{j.id}")
                          for j in self.jobs.values())
 
     @property

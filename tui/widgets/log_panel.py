@@ -9,17 +9,25 @@ from textual.widgets import RichLog
 
 from backends.runner import Completed
 
+STATUS_WIDTH = 8  # "exit 127", "timeout"; the command's last stderr line is indented as much
 
-def command_line(command: Completed) -> Text:
+
+def _shown(text: str, ascii: bool) -> str:
+    return text.encode("ascii", "backslashreplace").decode("ascii") if ascii else text
+
+
+def command_line(command: Completed, *, ascii: bool = False) -> Text:
     ok = command.returncode == 0
-    text = Text(no_wrap=True, overflow="ellipsis")
+    text = Text(no_wrap=True)
     status = "ok" if ok else ("timeout" if command.returncode is None
                              else f"exit {command.returncode}")
-    text.append(f"{status:<8}", style="green" if ok else "bold red")
-    text.append(f"{command.duration:7.2f}s  ", style="dim")
-    text.append(shlex.join(command.shown))  # secrets already masked by the runner
+    text.append(f"{status:<{STATUS_WIDTH}}", style="green" if ok else "bold red")
+    text.append(f"{command.duration:6.2f}s  ", style="dim")
+    # secrets already masked by the runner
+    text.append(_shown(shlex.join(command.shown), ascii))
     if not ok and command.stderr.strip():
-        text.append("\n        " + command.stderr.strip().splitlines()[-1], style="red")
+        last = command.stderr.strip().splitlines()[-1]
+        text.append("\n" + " " * STATUS_WIDTH + _shown(last, ascii), style="red")
     return text
 
 
@@ -29,4 +37,5 @@ class LogPanel(RichLog):
         self.border_title = "commands"
 
     def add_command(self, command: Completed) -> None:
-        self.write(command_line(command))
+        # shrink=False: a long command stays whole (scroll right), never cut with an ellipsis
+        self.write(command_line(command, ascii=self.app.has_class("-ascii")), shrink=False)

@@ -12,17 +12,27 @@ from textual.widgets.tree import TreeNode
 
 from backends.model import PoolStatus
 
-from .usage import usage_bar
+from .usage import bar_cells, usage_bar
+
+# Tree guides without box drawing, for --ascii and TERM=linux: "|-- ", "`-- ", "|   ".
+ASCII_LINES: dict[str, tuple[str, str, str, str]] = {
+    style: ("  ", "| ", "`-", "|-") for style in ("default", "bold", "double")
+}
 
 
 def pool_label(pool: PoolStatus, *, ascii: bool = False, width: int = 40) -> Text:
     """'name  state  bar pct%' fitted to `width` cells (the name gives way first)."""
     bar = 8 if width >= 40 else 4 if width >= 32 else 0  # narrow: the % alone
-    name_width = max(6, width - 9 - (bar + (2 if ascii and bar else 0) + 5) - 1)
-    name = pool.name if len(pool.name) <= name_width else pool.name[: name_width - 1] + "~"
+    state_width = 12 if pool.state == "inaccessible" else 8
+    name_width = max(6, width - (state_width + 1) - bar_cells(bar, ascii=ascii) - 1)
+    name = pool.name
+    if ascii:
+        name = name.encode("ascii", "backslashreplace").decode("ascii")
+    if len(name) > name_width:
+        name = name[: name_width - 1] + "~"
     label = Text(no_wrap=True, overflow="ellipsis")
     label.append(f"{name:<{name_width}} ")
-    label.append(f"{pool.state:<8} ", style="bold" if pool.active else "")
+    label.append(f"{pool.state:<{state_width}} ", style="bold" if pool.active else "")
     label.append_text(usage_bar(pool.allocation, pool.capacity, bar, ascii=ascii))
     if not pool.active:
         label.stylize("dim")
@@ -36,7 +46,13 @@ class PoolTree(Tree[str]):
         super().__init__("pools", id=id)
         self.ascii = ascii
         self.show_root = False
-        self.guide_depth = 2
+        if ascii:
+            # Instance attributes: Tree reads these through self, so only this tree changes.
+            self.LINES = ASCII_LINES
+            self.ICON_NODE, self.ICON_NODE_EXPANDED = "> ", "v "
+            self.guide_depth = 4  # the guide is "|-- " (Tree draws depth - 2 dashes)
+        else:
+            self.guide_depth = 2
         self._pool_nodes: dict[str, TreeNode[str]] = {}
         self._shown: set[tuple[str, str]] = set()  # (type, name) of the pools in the tree
         self._pools: list[PoolStatus] = []
@@ -51,8 +67,10 @@ class PoolTree(Tree[str]):
             self._pool_nodes[pool.name].set_label(self._label(pool))
 
     def _label(self, pool: PoolStatus) -> Text:
-        # the tree's guides and padding take about 6 cells
-        return pool_label(pool, ascii=self.ascii, width=max(20, self.size.width - 6))
+        # A pool line is its guide (guide_depth cells) then the label; keep 2 cells spare
+        # for a vertical scrollbar when there are more pools than lines.
+        width = self.size.width - self.guide_depth - 2
+        return pool_label(pool, ascii=self.ascii, width=max(20, width))
 
     def on_resize(self) -> None:
         for pool in self._pools:
@@ -79,6 +97,9 @@ class PoolTree(Tree[str]):
     def select_pool(self, name: str) -> None:
         node = self._pool_nodes.get(name)
         if node is not None:
+            # move_cursor reads node.line, which is -1 until the tree lines are rebuilt
+            # after nodes were added: build them now, or the cursor lands on line 0.
+            self._tree_lines  # noqa: B018  (a property that rebuilds the lines)
             self.move_cursor(node)
 
     @property
