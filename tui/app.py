@@ -4,6 +4,7 @@ options (--no-mouse, --ascii, NO_COLOR); the main screen does the rest."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from functools import partial
 
@@ -92,15 +93,18 @@ def wants_ascii() -> bool:
 
 def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
             demo: bool = False) -> int:
+    sandbox = None
     if demo:
         from .demo import make_demo_root
 
-        root = str(make_demo_root())
-        print(f"demo root: {root}")
+        state = make_demo_root()
+        sandbox, root = state.parent, str(state)
     controller = StorageController(root)
     try:
         PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii).run(
             mouse=mouse)
     finally:
         controller.close()
+        if sandbox is not None:  # the demo is a sandbox: leave nothing behind
+            shutil.rmtree(sandbox, ignore_errors=True)
     return 0

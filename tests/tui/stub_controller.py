@@ -25,6 +25,8 @@ from backends.events import Event, EventBus
 from backends.jobs import Job
 from backends.model import (
     BackingStore,
+    DeviceLayout,
+    FreeExtent,
     Permissions,
     PoolDef,
     PoolFeatures,
@@ -247,6 +249,19 @@ class StubController:
         self._record("define_pool_def", pdef)
         return PoolStatus(name=pdef.name, type=pdef.type, uuid="", state="inactive",
                           autostart=False, persistent=True, target=pdef.target.path)
+
+    def pool_layout(self, name: str) -> list[DeviceLayout]:
+        """vg0's two PVs, to scale (the other pools have no extents)."""
+        self._status(name)
+        if name != "vg0":
+            return []
+        gib = 1 << 30
+        return [
+            DeviceLayout("/dev/loop8", 10 * gib, used=[(4 << 20, 6 * gib, "lv-data")],
+                         free=[FreeExtent(6 * gib, 10 * gib)]),
+            DeviceLayout("/dev/loop9", 10 * gib, used=[(4 << 20, 2 * gib, "lv-swap")],
+                         free=[FreeExtent(2 * gib, 10 * gib)]),
+        ]
 
     def build_warning(self, name: str) -> str | None:
         self._status(name)

@@ -215,3 +215,25 @@ async def test_no_color_states_are_words(monkeypatch: pytest.MonkeyPatch) -> Non
         text = screen_text(app)
     for word in ("running", "inactive", "warning", "OVERCOMMITTED", "failed"):
         assert word in text, word
+
+
+async def test_logical_pool_shows_its_extent_bar_and_n_prefills_create():
+    """Selecting vg0 shows both PVs to scale; `n` on free space opens create-volume with
+    that extent's size, and the volume is placed at its start."""
+    from tui.dialogs import CreateVolumeDialog
+    from tui.widgets.extent_bar import ExtentBar
+
+    ctl = StubController()
+    app = PoolkeeperApp(ctl, monitor_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.screen.select_pool("vg0")
+        await settle(pilot)
+        bar = app.screen.query_one("#extents", ExtentBar)
+        assert bar.display and [d.path for d in bar.layouts] == ["/dev/loop8", "/dev/loop9"]
+        bar.focus()
+        bar.select_segment("/dev/loop8", 6 << 30)
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, CreateVolumeDialog)
+        assert app.screen.query_one("#capacity").value == f"{4 << 10}M"

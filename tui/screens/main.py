@@ -6,13 +6,14 @@ back through call_from_thread; controller events arrive as messages (tui.bridge)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.text import Text
@@ -26,11 +27,12 @@ from textual.widgets import Footer, Input, Static, Tree
 from backends.controller import StorageController
 from backends.errors import PoolkeeperError, ToolFailed
 from backends.jobs import Job
-from backends.model import PoolFeatures, PoolStatus, VolumeInfo
+from backends.model import DeviceLayout, Extent, PoolFeatures, PoolStatus, VolumeInfo
 from backends.units import human
 
 from .. import dialogs
 from ..bridge import CommandEvent, JobEvent, PoolEvent, VolumeEvent, connect
+from ..widgets.extent_bar import ExtentBar
 from ..widgets.jobs_panel import JobsPanel
 from ..widgets.log_panel import LogPanel
 from ..widgets.pool_tree import PoolTree
@@ -39,6 +41,7 @@ from ..widgets.volume_table import VolumeTable
 from .help import HelpScreen
 from .xml_view import XmlScreen
 
+EXTENT_POOL_TYPES = ("disk", "logical")  # pools drawn to scale on the extent bar
 POOL_ACTIONS = {"build_pool", "start_stop", "toggle_autostart", "delete_pool", "refresh",
                 "edit_xml"}
 VOLUME_ACTIONS = {"clone_volume", "resize_volume", "wipe_volume", "upload", "download",
@@ -53,6 +56,7 @@ class PoolView:
     features: PoolFeatures | None
     committed: int  # sum of the volumes' capacities
     count: int
+    layout: list[DeviceLayout] | None = None  # disk and logical pools: the extent bar
 
 
 class MainScreen(Screen[None]):
@@ -97,6 +101,7 @@ class MainScreen(Screen[None]):
             yield PoolTree(ascii=self.ascii, id="pools")
             with Vertical(id="right"):
                 yield Static("", id="pool-header")
+                yield ExtentBar(ascii=self.ascii, id="extents")
                 yield Input(placeholder="filter volumes by name", id="filter")
                 yield VolumeTable(id="volumes", ascii=self.ascii)
                 yield Static("", id="status")
@@ -106,7 +111,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._disconnect = connect(self, self.ctl.subscribe)
-        for widget_id in ("#filter", "#jobs", "#log"):
+        for widget_id in ("#filter", "#jobs", "#log", "#extents"):
             self.query_one(widget_id).display = False
         self.set_interval(5, self._update_status)
         self.load_pools()
@@ -176,11 +181,19 @@ class MainScreen(Screen[None]):
             self._load_users(name)
 
     def _make_view(self, status: PoolStatus, volumes: list[VolumeInfo]) -> PoolView:
+        """Worker side: everything the header and the extent bar show (I/O allowed)."""
         try:
             features = self.ctl.pool_features(status.type)
         except PoolkeeperError:
             features = None
-        return PoolView(status, features, sum(v.capacity for v in volumes), len(volumes))
+        layout = None
+        if status.active and status.type in EXTENT_POOL_TYPES:
+            try:
+                layout = self.ctl.pool_layout(status.name)
+            except PoolkeeperError:
+                layout = []
+        return PoolView(status, features, sum(v.capacity for v in volumes), len(volumes),
+                        layout)
 
     def _load_users(self, name: str) -> None:
         try:
@@ -228,6 +241,10 @@ class MainScreen(Screen[None]):
         self.view = view
         self.pools[name] = view.status
         self.query_one("#pool-header", Static).update(self._header_text(view))
+        bar = self.query_one("#extents", ExtentBar)
+        bar.display = view.layout is not None
+        if view.layout is not None:
+            bar.set_layout(view.layout)
         self.tree.update_pools(list(self.pools.values()))
         self._update_status()
         self.refresh_bindings()
@@ -248,7 +265,8 @@ class MainScreen(Screen[None]):
                 text.append(f" {state}", style="bold red" if state == "critical" else "yellow")
             text.append(f"  available {human(p.available)}\n"
                         f"allocation {human(p.allocation)} of capacity {human(p.capacity)}\n")
-            text.append(f"{view.count} volumes, {human(view.committed)} provisioned")
+            text.append(f"{view.count} volume{'' if view.count == 1 else 's'}, "
+                        f"{human(view.committed)} provisioned")
             if view.committed > p.capacity:
                 text.append("  OVERCOMMITTED", style="bold yellow")
             text.append("\n")
@@ -485,21 +503,47 @@ class MainScreen(Screen[None]):
     def _need_volume(self) -> VolumeInfo | None:
         return self.table.cursor_volume
 
-    def action_create_volume(self) -> None:
+    def action_create_volume(self, place: tuple[str, int, int] | None = None) -> None:
+        """`place`: (device, start, end) of a free extent chosen on the extent bar: the
+        dialog opens with its size, and the volume is put at its start."""
         name, view = self.selected, self.view
         if name is None or view is None or view.features is None:
             return
         volumes = self.table.all_volumes()
 
         def done(vdef: Any) -> None:
-            if vdef is not None:
-                self.run_verb(f"creating {vdef.name}", self.ctl.create_volume_def, name, vdef)
+            if vdef is None:
+                return
+            if place is not None:
+                device, start, end = place
+                vdef = replace(vdef, source_devices=[(device, [Extent(start, end)])])
+            self.run_verb(f"creating {vdef.name}", self.ctl.create_volume_def, name, vdef)
 
-        self.app.push_screen(dialogs.CreateVolumeDialog(
+        dialog = dialogs.CreateVolumeDialog(
             view.status, view.features.creatable_formats,
             view.features.default_volume_format or "raw",
             [v for v in volumes if v.error is None and v.type == "file"],
-            existing={v.name for v in volumes}, ascii=self.ascii), done)
+            existing={v.name for v in volumes}, ascii=self.ascii)
+        self.app.push_screen(dialog, done)
+        if place is not None:
+            size = place[2] - place[1]
+
+            def prefill() -> None:
+                with contextlib.suppress(Exception):  # the dialog may have closed already
+                    dialog.query_one("#capacity", Input).value = f"{size // (1 << 20)}M"
+
+            dialog.call_after_refresh(prefill)
+
+    # == extent bar ====================================================================
+    def on_extent_bar_segment_selected(self, event: ExtentBar.SegmentSelected) -> None:
+        if event.user and event.volume:
+            self.table.select(event.volume)
+
+    def on_extent_bar_free_segment_chosen(self, event: ExtentBar.FreeSegmentChosen) -> None:
+        if self.disabled_reason("create_volume") is None:
+            self.action_create_volume((event.device, event.start, event.end))
+        else:
+            self.notify(self.disabled_reason("create_volume") or "", severity="warning")
 
     def action_clone_volume(self) -> None:
         name, volume = self.selected, self._need_volume()
