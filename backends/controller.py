@@ -169,7 +169,9 @@ class StorageController:
             pdef = replace(pdef, uuid=current.uuid)
         if not pdef.uuid:
             pdef = replace(pdef, uuid=str(uuidlib.uuid4()))
-        stored = replace(pdef, capacity=None, allocation=None, available=None)
+        stored = replace(pdef, capacity=None, allocation=None, available=None,
+                         source=replace(pdef.source, devices=[
+                             replace(d, free_extents=[]) for d in pdef.source.devices]))
         self.store.write_definition(pdef.name, xmlio.format_pool(stored))
 
     def undefine_pool(self, name: str) -> None:
@@ -284,8 +286,9 @@ class StorageController:
                     )
                 else:
                     status.state = "inaccessible"
-            except (PoolkeeperError, OSError):
+            except (PoolkeeperError, OSError) as exc:
                 status.state = "inaccessible"
+                status.detail = str(exc)
         return status
 
     def pool_layout(self, name: str) -> list[DeviceLayout]:
@@ -304,11 +307,19 @@ class StorageController:
         if inactive or not self.store.is_active(name):
             return xmlio.format_pool(pdef)
         driver = self._driver(pdef)
-        return xmlio.format_pool(self._live_def(pdef, driver.sizes()))
+        return xmlio.format_pool(self._live_def(pdef, driver.sizes(), driver))
 
-    def _live_def(self, pdef: PoolDef, sizes: PoolSizes) -> PoolDef:
+    def _live_def(self, pdef: PoolDef, sizes: PoolSizes,
+                  driver: PoolDriver | None = None) -> PoolDef:
         live = replace(pdef, capacity=sizes.capacity, allocation=sizes.allocation,
                        available=sizes.available)
+        if driver is not None and pdef.type in ("disk", "logical"):
+            # <freeExtent> elements, as libvirt reports them for these pool types
+            with contextlib.suppress(PoolkeeperError, OSError):
+                free = {os.path.realpath(d.path): d.free for d in driver.layout()}
+                live.source = replace(pdef.source, devices=[
+                    replace(dev, free_extents=list(free.get(os.path.realpath(dev.path), [])))
+                    for dev in pdef.source.devices])
         path = pdef.target.path
         if pdef.type in ("dir", "fs", "netfs") and path and os.path.isdir(path):
             from .model import Permissions
@@ -399,7 +410,10 @@ class StorageController:
         return {by_path[path]: ", ".join(users) for path, users in open_paths(by_path).items()}
 
     def volume_xml(self, pool: str, name: str) -> str:
-        return xmlio.format_volume(volume_def_from_info(self.volume_info(pool, name)))
+        vdef = volume_def_from_info(self.volume_info(pool, name))
+        if self.pool_def(pool).type in xmlio.FORMATLESS_VOLUME_POOLS:
+            vdef.target.format = None  # as libvirt: these pools have no volume formats
+        return xmlio.format_volume(vdef)
 
     def find_volume(self, ref: str) -> tuple[str, str]:
         """(pool, volume) for a volume path or key, searched in active pools."""
@@ -429,7 +443,8 @@ class StorageController:
         fmt = vdef.target.format or driver.default_volume_format or "raw"
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         if vdef.backing is not None:
-            vdef = replace(vdef, backing=self._resolve_backing(vdef.backing))
+            vdef = replace(vdef, backing=self._resolve_backing(
+                vdef.backing, block_snapshot=driver.type == "logical"))
             if not vdef.capacity:
                 base_pool, base_name = self.find_volume(vdef.backing.path)
                 vdef.capacity = self.volume_info(base_pool, base_name).capacity
@@ -446,7 +461,8 @@ class StorageController:
 
         def work(job: Job) -> VolumeInfo:
             driver.create_volume(vdef, job)
-            self._record(pool, name, fmt, job)
+            if driver.volume_formats:  # pools without formats have nothing to record
+                self._record(pool, name, fmt, job)
             return self._after_change(pool, name, added=True)
 
         return self.jobs.start(job, work)
@@ -470,12 +486,15 @@ class StorageController:
             ]
         return []
 
-    def _resolve_backing(self, backing: BackingStore) -> BackingStore:
+    def _resolve_backing(self, backing: BackingStore,
+                         block_snapshot: bool = False) -> BackingStore:
         """The backing file must be a volume of an active pool, its format given or recorded
         by us (never read from a header), and its own chain must stay inside the pools."""
         require_local_backing(backing.path)
         pool, name = self.find_volume(backing.path)
         info = self.volume_info(pool, name)
+        if block_snapshot:  # an LVM snapshot copies blocks; the driver checks the origin
+            return BackingStore(path=info.path, format=None)
         if backing.format is None and not info.format_recorded:
             raise ValidationError(
                 f"give the format of the backing volume '{name}' (--backing-vol-format): "
@@ -541,7 +560,8 @@ class StorageController:
 
         def work(job: Job) -> str:
             method = dst_driver.clone_volume(src, src_driver, vdef, job)
-            self._record(dst_pool, vdef.name, vdef.target.format or src.format, job)
+            if dst_driver.volume_formats:
+                self._record(dst_pool, vdef.name, vdef.target.format or src.format, job)
             self._after_change(dst_pool, vdef.name, added=True)
             return method
 

@@ -1227,7 +1227,7 @@ def _check_device(ptype: str, dev: SourceDevice, where: _Where, i: int) -> None:
         _check_abs_path(dev.path, "device", where, key, "device path")
     if dev.part_separator is not None and ptype != "disk":
         raise _err("part_separator= applies only to disk pools; remove it", "device", where, key)
-    if dev.free_extents and ptype != "disk":
+    if dev.free_extents and ptype not in ("disk", "logical"):
         raise _err("<freeExtent> is reported only for disk pools; remove it", "device", where, key)
     for j, ext in enumerate(dev.free_extents):
         _check_extent(ext.start, ext.end, "freeExtent", where, f"{key}.extent.{j}")

@@ -51,7 +51,7 @@ FEATURES = {
                         default_volume_format="raw"),
     "logical": PoolFeatures(type="logical", can_build=True, can_create_volumes=True,
                             can_delete_volumes=True, can_resize_volumes=True,
-                            creatable_formats=("raw",), default_volume_format="raw"),
+                            creatable_formats=(), default_volume_format=None),
 }
 
 DEFINITIONS = {

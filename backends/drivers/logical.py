@@ -1,0 +1,1103 @@
+"""logical pools: an LVM volume group whose logical volumes are the pool's volumes.
+
+The pool's <source><name> is the volume group (default: the pool name), its <device>s are
+the physical volumes, the target is /dev/VG. What the LVM tools are asked:
+  * build: `pvcreate` per device, then `vgcreate`; refused over a filesystem, a partition
+    table, an LVM label (a PV of another VG) or an uncertain probe unless overwrite=True,
+    and over a device in use (mounted, open, held by device-mapper) always; a failed build
+    `pvremove`s the PVs it made. delete: `vgremove -f` + `pvremove` of every PV of the VG.
+  * start/stop: `vgchange -aly` / `-aln`; check: the VG exists and no PV is missing (the
+    error names the missing PV by device and UUID).
+  * refresh: ONE `vgs` (VG sizes plus one row per PV: pe_start, missing flag) and ONE
+    `lvs -a` (one row per segment), both `--reportformat json --units b --nosuffix`.
+  * volumes: `lvcreate` (thick, thin in a thin pool for sparse volumes, snapshot for a
+    backing store that is an LV of the VG), `lvremove -f`, `lvresize`; wipe, clone, upload
+    and download go through the LV's device node (fileops on the fd), opened only after its
+    device-mapper UUID proved it is the LV that was listed.
+
+Every LVM call carries `lvm_env()`: LVM_SYSTEM_DIR from $POOLKEEPER_LVM_SYSTEM_DIR or
+`LVM_ENV` (tests point it at a private lvm.conf), so the whole backend runs on a custom LVM
+configuration. Values that reach an argv are checked here (VG and LV names by LVM's own
+rules, device paths) and placed after `--`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from .. import blockprobe, fileops, runner
+from ..errors import (
+    AlreadyExists,
+    InsufficientSpace,
+    InUse,
+    InvalidName,
+    PoolkeeperError,
+    StateError,
+    ToolFailed,
+    UnsafePath,
+    Unsupported,
+    ValidationError,
+    VolumeNotFound,
+)
+from ..model import (
+    LOGICAL_POOL_FORMATS,
+    BackingStore,
+    DeviceLayout,
+    Extent,
+    FreeExtent,
+    PoolDef,
+    PoolSizes,
+    PoolSource,
+    SourceDevice,
+    VolumeDef,
+    VolumeInfo,
+)
+from ..names import check_name
+from ..progress import JobContext
+from ..units import human
+from .base import PoolDriver
+
+# == the LVM environment ===============================================================
+# Extra environment for every LVM call (e.g. {"LVM_SYSTEM_DIR": "/srv/test-lvm"}). Set by
+# whoever embeds poolkeeper; $POOLKEEPER_LVM_SYSTEM_DIR does the same from outside.
+LVM_ENV: dict[str, str] = {}
+SYSTEM_DIR_VARIABLE = "POOLKEEPER_LVM_SYSTEM_DIR"
+
+# Where LV device nodes and device-mapper identities are looked up (tests point these at a
+# private tree that imitates device-mapper with loop devices).
+DEV_DIR = "/dev"
+SYS_DEV_BLOCK = "/sys/dev/block"
+
+LVM_TIMEOUT = 300.0
+STATUS_TTL = 1.0  # seconds one `vgs` answers check()/sizes()/describe() of one driver
+MiB = 1 << 20
+_ZERO_CHUNK = bytes(MiB)
+
+
+def lvm_env() -> dict[str, str]:
+    """The environment added to every LVM call (one place, read at call time)."""
+    env = {"LVM_SUPPRESS_FD_WARNINGS": "1"}  # a leaked fd warning is not an error
+    system_dir = os.environ.get(SYSTEM_DIR_VARIABLE)
+    if system_dir:
+        env["LVM_SYSTEM_DIR"] = system_dir
+    env.update(LVM_ENV)
+    return env
+
+
+def _lvm(argv: list[str], *, check: bool = True,
+         timeout: float = LVM_TIMEOUT) -> runner.Completed:
+    done = runner.run(argv, env=lvm_env(), check=False, timeout=timeout)
+    if check and done.returncode != 0:
+        raise lvm_failure(done)
+    return done
+
+
+def _useful_lines(stderr: str) -> list[str]:
+    """LVM's stderr without its warnings (activation disabled, not zeroed, ...)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return [ln for ln in lines if not ln.startswith("WARNING:")] or lines
+
+
+def lvm_failure(done: runner.Completed) -> PoolkeeperError:
+    """The error a failed LVM call means, with LVM's own first real error line in it."""
+    lines = _useful_lines(done.stderr)
+    first = lines[0] if lines else "no error output"
+    low = " ".join(lines).lower()
+    tool = done.shown[0]
+    if done.returncode is None:
+        return ToolFailed(done.shown, None, done.stderr)
+    if "insufficient free space" in low or "insufficient suitable" in low:
+        return InsufficientSpace(f"{tool}: {first}")
+    if "already exists" in low:
+        return AlreadyExists(f"{tool}: {first}")
+    if " in use" in low or "is open" in low or "device or resource busy" in low:
+        return InUse(f"{tool}: {first}")
+    if "pvs are missing" in low or "missing pv" in low:
+        return StateError(f"{tool}: {first} (a physical volume of the group is missing)")
+    exc = ToolFailed(done.shown, done.returncode, done.stderr)
+    exc.message = f"'{tool}' failed (exit {done.returncode}): {first}"
+    exc.args = (exc.message,)
+    return exc
+
+
+# == names =============================================================================
+_VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
+_LV_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
+# lvm(8) "VALID NAMES": prefixes and parts reserved for LVM's own sub-volumes.
+_LV_RESERVED_PREFIXES = ("snapshot", "pvmove")
+_LV_RESERVED_PARTS = (
+    "_cdata", "_cmeta", "_corig", "_cpool", "_cvol", "_imeta", "_iorig", "_mimage", "_mlog",
+    "_pmspare", "_rimage", "_rmeta", "_tdata", "_tmeta", "_vdata", "_vorigin", "_wcorig",
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_vg_name(name: object) -> str:
+    if not isinstance(name, str) or name in (".", "..") or not _VG_NAME.fullmatch(name):
+        raise ValidationError(
+            f"volume group name {name!r} is not valid: use letters, digits and + _ . - (not "
+            "starting with '-', at most 127 characters)", "name")
+    return name
+
+
+def check_lv_name(name: object) -> str:
+    """A logical volume name by LVM's rules (checked before LVM sees it)."""
+    check_name(name, "volume name")  # type: ignore[arg-type]
+    assert isinstance(name, str)
+    if not _LV_NAME.fullmatch(name):
+        raise InvalidName(
+            f"'{name}' cannot be a logical volume name: use letters, digits and + _ . - (not "
+            "starting with '-', at most 127 characters)", element="name")
+    if name.startswith(_LV_RESERVED_PREFIXES):
+        raise InvalidName(f"'{name}' cannot be a logical volume name: names starting with "
+                          "'snapshot' or 'pvmove' are reserved by LVM", element="name")
+    for part in _LV_RESERVED_PARTS:
+        if part in name:
+            raise InvalidName(f"'{name}' cannot be a logical volume name: '{part}' is "
+                              "reserved by LVM for its internal volumes", element="name")
+    return name
+
+
+def _check_device_path(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or value == "/":
+        raise ValidationError(f"device path {value!r} must be an absolute path such as "
+                              "/dev/sdb", "device")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValidationError(f"device path {value!r} contains the control character "
+                              f"{bad.group(0)!r}", "device")
+    if ".." in value.split("/") or "," in value or " " in value:
+        raise ValidationError(f"device path '{value}' must not contain '..', ',' or spaces",
+                              "device")
+    return value
+
+
+def _real(path: str) -> str:
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return path
+
+
+# == what vgs and lvs report ===========================================================
+def _num(value: object) -> int:
+    """A number from a report (strings in --reportformat json, numbers in json_std)."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int | float):
+        return int(value)
+    return int(float(str(value).strip()))
+
+
+def _percent(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(str(value).strip().rstrip("%"))
+    except ValueError:
+        return None
+
+
+def report_rows(text: str, kind: str) -> list[dict]:
+    """Rows of `kind` ("vg", "pv", "lv", "pvseg") from an LVM JSON report."""
+    if not text.strip():
+        return []
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise StateError(f"LVM printed a report that is not JSON ({exc})") from None
+    rows: list[dict] = []
+    for part in data.get("report", []):
+        rows.extend(r for r in part.get(kind, []) if isinstance(r, dict))
+    return rows
+
+
+@dataclass
+class PVState:
+    name: str  # "[unknown]" when missing
+    uuid: str
+    missing: bool
+    pe_start: int
+    dev_size: int
+    pe_count: int
+    pe_alloc: int
+
+
+@dataclass
+class VGState:
+    name: str
+    uuid: str
+    attr: str
+    size: int
+    free: int
+    extent_size: int
+    extent_count: int
+    free_count: int
+    seqno: int
+    lv_count: int
+    missing_count: int
+    pvs: list[PVState] = field(default_factory=list)
+    last_seen: dict[str, str] = field(default_factory=dict)  # missing PV uuid -> device
+
+    @property
+    def sizes(self) -> PoolSizes:
+        return PoolSizes(self.size, self.size - self.free, self.free)
+
+    @property
+    def missing(self) -> list[PVState]:
+        return [pv for pv in self.pvs if pv.missing]
+
+    def pe_start(self, pv_name: str) -> int | None:
+        for pv in self.pvs:
+            if pv.name == pv_name:
+                return pv.pe_start
+        return None
+
+
+VGS_FIELDS = ",".join((
+    "vg_name", "vg_uuid", "vg_attr", "vg_size", "vg_free", "vg_extent_size", "vg_extent_count",
+    "vg_free_count", "vg_seqno", "lv_count", "vg_missing_pv_count", "pv_name", "pv_uuid",
+    "pv_missing", "pe_start", "dev_size", "pv_pe_count", "pv_pe_alloc_count",
+))
+LVS_FIELDS = ",".join((
+    "lv_name", "lv_uuid", "lv_path", "lv_attr", "lv_size", "origin", "origin_size", "pool_lv",
+    "segtype", "data_percent", "lv_parent", "lv_role", "seg_start_pe", "seg_size_pe",
+    "seg_pe_ranges", "devices",
+))
+PVSEG_FIELDS = ",".join((
+    "pv_name", "pv_uuid", "vg_name", "pe_start", "dev_size", "pv_pe_count", "pvseg_start",
+    "pvseg_size", "lv_name", "lv_parent", "vg_extent_size",
+))
+MISSING_PV = "[unknown]"  # how LVM names a PV whose device is gone
+_LAST_WRITTEN = re.compile(r"missing PV (\S+) \(last written to (\S+?)\)")
+
+
+def parse_vgs(text: str, stderr: str = "") -> VGState | None:
+    """The VG from `vgs -o VGS_FIELDS VG` (one row per PV); None if no row."""
+    rows = report_rows(text, "vg")
+    if not rows:
+        return None
+    first = rows[0]
+    state = VGState(
+        name=str(first.get("vg_name", "")), uuid=str(first.get("vg_uuid", "")),
+        attr=str(first.get("vg_attr", "")), size=_num(first.get("vg_size")),
+        free=_num(first.get("vg_free")), extent_size=_num(first.get("vg_extent_size")),
+        extent_count=_num(first.get("vg_extent_count")),
+        free_count=_num(first.get("vg_free_count")), seqno=_num(first.get("vg_seqno")),
+        lv_count=_num(first.get("lv_count")),
+        missing_count=_num(first.get("vg_missing_pv_count")),
+    )
+    for row in rows:
+        state.pvs.append(PVState(
+            name=str(row.get("pv_name", "")), uuid=str(row.get("pv_uuid", "")),
+            missing=bool(row.get("pv_missing")) or not str(row.get("pv_name", "")).startswith("/"),
+            pe_start=_num(row.get("pe_start")), dev_size=_num(row.get("dev_size")),
+            pe_count=_num(row.get("pv_pe_count")), pe_alloc=_num(row.get("pv_pe_alloc_count")),
+        ))
+    state.missing_count = max(state.missing_count, len(state.missing))
+    for match in _LAST_WRITTEN.finditer(stderr):
+        state.last_seen[match.group(1)] = match.group(2).rstrip(").")
+    return state
+
+
+@dataclass
+class LVSegment:
+    le_start: int
+    le_count: int
+    ranges: str  # seg_pe_ranges: "/dev/sdb:0-24 /dev/sdc:0-24" or "sub_lv:0-9"
+
+
+@dataclass
+class LVState:
+    name: str
+    uuid: str
+    path: str
+    attr: str
+    size: int
+    origin: str
+    origin_size: int
+    pool_lv: str
+    segtype: str
+    data_percent: float | None
+    parent: str
+    roles: tuple[str, ...]
+    hidden: bool
+    segments: list[LVSegment] = field(default_factory=list)
+
+    @property
+    def is_thin_pool(self) -> bool:
+        return self.segtype == "thin-pool" or self.attr[:1] == "t"
+
+    @property
+    def is_thin(self) -> bool:
+        return self.segtype == "thin" or self.attr[:1] == "V"
+
+    @property
+    def is_thick_snapshot(self) -> bool:
+        return self.attr[:1] in ("s", "S")
+
+    @property
+    def is_volume(self) -> bool:
+        """Shown as a pool volume: a public LV (not a thin pool, not an internal LV)."""
+        if self.hidden or self.is_thin_pool:
+            return False
+        return "private" not in self.roles
+
+
+def parse_lvs(text: str) -> list[LVState]:
+    """LVs from `lvs -a -o LVS_FIELDS VG` (one row per segment), grouped in report order."""
+    by_uuid: dict[str, LVState] = {}
+    for row in report_rows(text, "lv"):
+        raw_name = str(row.get("lv_name", ""))
+        hidden = raw_name.startswith("[") and raw_name.endswith("]")
+        uuid = str(row.get("lv_uuid", "")) or raw_name
+        lv = by_uuid.get(uuid)
+        if lv is None:
+            lv = by_uuid[uuid] = LVState(
+                name=raw_name[1:-1] if hidden else raw_name, uuid=str(row.get("lv_uuid", "")),
+                path=str(row.get("lv_path", "")), attr=str(row.get("lv_attr", "")),
+                size=_num(row.get("lv_size")), origin=str(row.get("origin", "")),
+                origin_size=_num(row.get("origin_size")), pool_lv=str(row.get("pool_lv", "")),
+                segtype=str(row.get("segtype", "")),
+                data_percent=_percent(row.get("data_percent")),
+                parent=str(row.get("lv_parent", "")).strip("[]"),
+                roles=tuple(r for r in str(row.get("lv_role", "")).split(",") if r),
+                hidden=hidden,
+            )
+        lv.segments.append(LVSegment(_num(row.get("seg_start_pe")),
+                                     _num(row.get("seg_size_pe")),
+                                     str(row.get("seg_pe_ranges", ""))))
+    return list(by_uuid.values())
+
+
+def _ranges(text: str) -> list[tuple[str, int, int]]:
+    """'/dev/sdb:0-24 /dev/sdc:3-9' -> [(name, first, last)] (PV names may hold ':')."""
+    found = []
+    for token in re.split(r"[\s,]+", text.strip()):
+        name, sep, span = token.rpartition(":")
+        first, dash, last = span.partition("-")
+        if not sep or not dash or not first.isdigit() or not last.isdigit():
+            continue
+        found.append((name, int(first), int(last)))
+    return found
+
+
+def _pv_ranges(lv: LVState, by_name: dict[str, LVState], first: int, last: int,
+               depth: int = 0) -> list[tuple[str, int, int]]:
+    """PV extent ranges (pv, first PE, last PE) behind logical extents first..last of lv,
+    following sub-LVs (thin pool data, RAID images) down to the PVs."""
+    if depth > 8:
+        return []
+    out: list[tuple[str, int, int]] = []
+    for seg in lv.segments:
+        lo, hi = max(first, seg.le_start), min(last, seg.le_start + seg.le_count - 1)
+        if lo > hi:
+            continue
+        for name, pfirst, plast in _ranges(seg.ranges):
+            # One range per stripe or image, each covering the segment in its own units:
+            # for linear segments the offset into the segment maps one to one.
+            span = plast - pfirst + 1
+            if span == seg.le_count:
+                sub_first, sub_last = pfirst + (lo - seg.le_start), pfirst + (hi - seg.le_start)
+            else:  # striped/raid: take the stripe's whole range for the covered segment
+                sub_first, sub_last = pfirst, plast
+            if name.startswith("/") or name == MISSING_PV:
+                out.append((name, sub_first, sub_last))
+            elif name.strip("[]") in by_name:
+                out += _pv_ranges(by_name[name.strip("[]")], by_name, sub_first, sub_last,
+                                  depth + 1)
+    return out
+
+
+def lv_extents(lv: LVState, by_name: dict[str, LVState], vg: VGState
+               ) -> tuple[list[tuple[str, list[Extent]]], bool]:
+    """(device -> byte extents on that device, touches a missing PV). Offsets are where
+    the bytes lie on the device: pe_start + PE * extent size (libvirt leaves out pe_start;
+    poolkeeper's extents and layout() agree with each other and with the disk)."""
+    total = sum(seg.le_count for seg in lv.segments)
+    per_dev: dict[str, list[Extent]] = {}
+    missing = False
+    for name, first, last in _pv_ranges(lv, by_name, 0, max(total - 1, 0)):
+        start = vg.pe_start(name) if name.startswith("/") else None
+        if start is None:
+            missing = True
+            continue
+        per_dev.setdefault(name, []).append(Extent(start + first * vg.extent_size,
+                                                   start + (last + 1) * vg.extent_size))
+    result = []
+    for dev, extents in per_dev.items():
+        extents.sort(key=lambda e: e.start)
+        merged: list[Extent] = []
+        for ext in extents:
+            if merged and merged[-1].end == ext.start:
+                merged[-1] = Extent(merged[-1].start, ext.end)
+            else:
+                merged.append(ext)
+        result.append((dev, merged))
+    return result, missing
+
+
+def volume_of(lv: LVState, vg: VGState, by_name: dict[str, LVState]) -> VolumeInfo:
+    capacity = lv.size
+    allocation = lv.size
+    if lv.is_thick_snapshot:
+        # The snapshot's device is as big as its origin; lv_size is its copy-on-write space.
+        capacity = lv.origin_size or (by_name[lv.origin].size if lv.origin in by_name
+                                      else lv.size)
+        allocation = lv.size
+    elif lv.is_thin:
+        # Thin LVs take space as they are written; the pool knows how much (only while
+        # active: an inactive thin LV reports nothing and counts 0 here).
+        pct = lv.data_percent
+        allocation = round(lv.size * pct / 100) if pct is not None else 0
+    extents, touches_missing = lv_extents(lv, by_name, vg)
+    attributes = lv.attr
+    if lv.pool_lv:
+        attributes += f" thin pool={lv.pool_lv}"
+    error = None
+    if touches_missing or lv.attr[8:9] == "p":
+        error = ("part of it is on a missing physical volume of volume group "
+                 f"'{vg.name}'; reattach that disk")
+    elif lv.attr[4:5] in ("I", "S"):
+        error = "the snapshot is invalid (its copy-on-write space filled up)"
+    backing = BackingStore(path=f"/dev/{vg.name}/{lv.origin}", format=None) if lv.origin \
+        else None
+    return VolumeInfo(
+        name=lv.name, key=lv.uuid, path=f"/dev/{vg.name}/{lv.name}", type="block",
+        format="raw", capacity=capacity, allocation=allocation, physical=capacity,
+        backing=backing, extents=extents, attributes=attributes, error=error,
+        signature=(lv.uuid, lv.size, lv.attr, lv.origin, lv.pool_lv,
+                   tuple((d, tuple((e.start, e.end) for e in ex)) for d, ex in extents)),
+    )
+
+
+def volumes_of(vg: VGState, lvs: list[LVState]) -> list[VolumeInfo]:
+    by_name = {lv.name: lv for lv in lvs}
+    return [volume_of(lv, vg, by_name) for lv in lvs if lv.is_volume]
+
+
+def parse_layout(text: str, vg_name: str) -> list[DeviceLayout]:
+    """Per PV of `vg_name`: size, used segments (by top-level LV name), free ranges, from
+    `pvs --segments -o PVSEG_FIELDS`. Missing PVs have no device to draw and are left out."""
+    rows = [r for r in report_rows(text, "pvseg") if r.get("vg_name") == vg_name]
+    parents = {str(r.get("lv_name", "")).strip("[]"): str(r.get("lv_parent", "")).strip("[]")
+               for r in rows if r.get("lv_name")}
+
+    def owner(name: str) -> str:
+        seen = set()
+        while parents.get(name) and name not in seen:
+            seen.add(name)
+            name = parents[name]
+        return name
+
+    layouts: dict[str, DeviceLayout] = {}
+    for row in rows:
+        pv = str(row.get("pv_name", ""))
+        if not pv.startswith("/"):
+            continue
+        ext = _num(row.get("vg_extent_size"))
+        pe_start = _num(row.get("pe_start"))
+        layout = layouts.get(pv)
+        if layout is None:
+            layout = layouts[pv] = DeviceLayout(path=pv, size=_num(row.get("dev_size")))
+        start = pe_start + _num(row.get("pvseg_start")) * ext
+        end = start + _num(row.get("pvseg_size")) * ext
+        name = str(row.get("lv_name", "")).strip("[]")
+        if name:
+            layout.used.append((start, end, owner(name)))
+        else:
+            layout.free.append(FreeExtent(start, end))
+    for layout in layouts.values():
+        used: list[tuple[int, int, str]] = []
+        for start, end, name in sorted(layout.used):  # e.g. a thin pool's data + metadata
+            if used and used[-1][1] == start and used[-1][2] == name:
+                used[-1] = (used[-1][0], end, name)
+            else:
+                used.append((start, end, name))
+        layout.used = used
+        layout.free.sort(key=lambda f: f.start)
+    return list(layouts.values())
+
+
+def _size_words(size: int) -> str:
+    for unit, name in ((1 << 30, "GiB"), (MiB, "MiB"), (1 << 10, "KiB")):
+        if size and size % unit == 0:
+            return f"{size // unit} {name}"
+    return human(size)
+
+
+def _round_up(size: int, extent: int) -> int:
+    return -(-size // extent) * extent if extent > 0 else size
+
+
+# == the driver ========================================================================
+class LogicalDriver(PoolDriver):
+    type = "logical"
+    volume_formats: ClassVar[tuple[str, ...]] = ()
+    creatable_formats: ClassVar[tuple[str, ...]] = ()
+    default_volume_format = None
+    can_create_volumes = True
+    can_delete_volumes = True
+    can_resize_volumes = True
+    can_build = True
+
+    # -- definition ----------------------------------------------------------------------
+    def __init__(self, pool: PoolDef, extras: dict | None = None, *,
+                 config_dir: Path | None = None) -> None:
+        super().__init__(pool, extras, config_dir=config_dir)
+        self._status: tuple[float, VGState | None] | None = None
+
+    @classmethod
+    def validate(cls, pool: PoolDef) -> None:
+        vg = check_vg_name(pool.source.name or pool.name)
+        if pool.target.path is not None and os.path.normpath(pool.target.path) != f"/dev/{vg}":
+            raise ValidationError(f"a logical pool's target path is always /dev/{vg}, not "
+                                  f"'{pool.target.path}'", "path")
+        fmt = pool.source.format
+        if fmt is not None and fmt not in LOGICAL_POOL_FORMATS:
+            raise ValidationError(f"'{fmt}' is not a format of logical pools; use lvm2",
+                                  "format")
+        seen: set[str] = set()
+        for dev in pool.source.devices:
+            path = os.path.normpath(_check_device_path(dev.path))
+            if path in seen:
+                raise ValidationError(f"device {path} is listed twice", "device")
+            seen.add(path)
+        if pool.source.hosts or pool.source.dir:
+            raise ValidationError("a logical pool's source is a volume group on local "
+                                  "devices: remove <host> and <dir>", "source")
+
+    @property
+    def vg(self) -> str:
+        return check_vg_name(self.pool.source.name or self.pool.name)
+
+    @property
+    def devices(self) -> list[str]:
+        return [_check_device_path(d.path) for d in self.pool.source.devices]
+
+    def volume_path(self, name: str) -> str:
+        return f"/dev/{self.vg}/{check_name(name, 'volume name')}"
+
+    # -- reading LVM ---------------------------------------------------------------------
+    def _vg_state(self, *, missing_ok: bool = False) -> VGState | None:
+        vg = self.vg
+        done = _lvm(["vgs", "--reportformat", "json", "--units", "b", "--nosuffix",
+                     "-o", VGS_FIELDS, "--", vg], check=False)
+        if done.returncode != 0:
+            if re.search(r'Volume group "[^"]*" not found', done.stderr):
+                if missing_ok:
+                    return None
+                raise StateError(
+                    f"volume group '{vg}' of pool '{self.name}' does not exist (vgs lists no "
+                    f"such VG); build the pool (pool-build {self.name}) or check that its "
+                    "disks are attached")
+            raise lvm_failure(done)
+        state = parse_vgs(done.stdout, done.stderr)
+        if state is None:
+            if missing_ok:
+                return None
+            raise StateError(f"vgs reported nothing for volume group '{vg}'")
+        return state
+
+    def _status_vg(self) -> VGState | None:
+        """The VG for the cheap status verbs (check, sizes, describe): one `vgs` serves all
+        three when the controller asks them in a row. Verbs that change anything, refresh
+        and change_token always read afresh."""
+        now = time.monotonic()
+        if self._status is not None and now - self._status[0] < STATUS_TTL:
+            return self._status[1]
+        state = self._vg_state(missing_ok=True)
+        self._status = (now, state)
+        return state
+
+    def _require_status_vg(self) -> VGState:
+        state = self._status_vg()
+        if state is None:
+            self._status = None
+            return self._require_vg()  # raises the explanation
+        return state
+
+    def _change(self, argv: list[str]) -> runner.Completed:
+        """An LVM call that changes the VG: the cached status is stale after it."""
+        self._status = None
+        try:
+            return _lvm(argv)
+        finally:
+            self._status = None
+
+    def _require_vg(self) -> VGState:
+        state = self._vg_state()
+        assert state is not None
+        return state
+
+    def _lvs(self) -> list[LVState]:
+        done = _lvm(["lvs", "-a", "--reportformat", "json", "--units", "b", "--nosuffix",
+                     "-o", LVS_FIELDS, "--", self.vg])
+        return parse_lvs(done.stdout)
+
+    def _missing_message(self, state: VGState) -> str:
+        present = {_real(pv.name) for pv in state.pvs if not pv.missing}
+        unaccounted = [d for d in self.devices if _real(d) not in present]
+        names = []
+        for pv in state.missing:
+            seen = state.last_seen.get(pv.uuid)
+            if seen is None and len(unaccounted) == 1:
+                seen = unaccounted[0]
+            names.append(f"{seen} (PV UUID {pv.uuid})" if seen else f"PV UUID {pv.uuid}")
+        if not names:
+            names.append(f"{state.missing_count} physical volume(s)")
+        return (f"volume group '{state.name}' of pool '{self.name}' is incomplete: physical "
+                f"volume {', '.join(names)} is missing. Reattach that disk; if it is lost for "
+                f"good, `vgreduce --removemissing {state.name}` drops it (and the LVs on it)")
+
+    def _require_complete(self, state: VGState) -> None:
+        if state.missing_count or state.missing:
+            raise StateError(self._missing_message(state))
+
+    # -- pool ----------------------------------------------------------------------------
+    def check(self) -> bool:
+        """True if the VG exists and is complete; otherwise a StateError that says what is
+        wrong (the missing PV by device and UUID), which the controller reports."""
+        self._require_complete(self._require_status_vg())
+        return True
+
+    def describe(self) -> str | None:
+        state = self._status_vg()
+        if state is None:
+            return f"volume group {self.vg} not found"
+        text = (f"VG {state.name}: {len(state.pvs)} PV{'s' if len(state.pvs) != 1 else ''}, "
+                f"extent size {_size_words(state.extent_size)}, {state.free_count} free "
+                f"extent{'s' if state.free_count != 1 else ''}")
+        if state.missing_count:
+            text += f", {state.missing_count} PV missing"
+        return text
+
+    def sizes(self) -> PoolSizes:
+        return self._require_status_vg().sizes
+
+    def change_token(self) -> object:
+        state = self._require_vg()
+        return (state.seqno, state.size, state.free, state.missing_count, len(state.pvs))
+
+    def refresh(self) -> tuple[PoolSizes, list[VolumeInfo]]:
+        state = self._require_vg()
+        return state.sizes, volumes_of(state, self._lvs())
+
+    def layout(self) -> list[DeviceLayout]:
+        done = _lvm(["pvs", "--segments", "--reportformat", "json", "--units", "b",
+                     "--nosuffix", "-o", PVSEG_FIELDS])
+        layouts = parse_layout(done.stdout, self.vg)
+        if not layouts and self._vg_state(missing_ok=True) is None:
+            raise StateError(f"volume group '{self.vg}' does not exist")
+        return layouts
+
+    def start(self) -> None:
+        self.validate(self.pool)
+        state = self._require_vg()
+        self._require_complete(state)
+        if self.devices:
+            ours = {_real(pv.name) for pv in state.pvs}
+            if not any(_real(d) in ours for d in self.devices):
+                raise StateError(
+                    f"volume group '{state.name}' is on "
+                    f"{', '.join(pv.name for pv in state.pvs)}, none of which is a device of "
+                    f"pool '{self.name}' ({', '.join(self.devices)}); fix <source><device> or "
+                    "<source><name>")
+        self._change(["vgchange", "-aly", "--", state.name])
+
+    def stop(self) -> None:
+        if self._vg_state(missing_ok=True) is None:
+            return  # nothing to deactivate
+        self._change(["vgchange", "-aln", "--", self.vg])
+
+    def _pv_owners(self) -> dict[str, str]:
+        """realpath of every PV LVM sees -> its VG name ('' for an orphan PV)."""
+        done = _lvm(["pvs", "--reportformat", "json", "-o", "pv_name,vg_name"], check=False)
+        if done.returncode != 0:
+            return {}
+        rows = report_rows(done.stdout, "pv")
+        return {_real(str(r.get("pv_name", ""))): str(r.get("vg_name", ""))
+                for r in rows if str(r.get("pv_name", "")).startswith("/")}
+
+    def existing_content(self) -> list[str]:
+        found = []
+        try:
+            owners = self._pv_owners()
+        except PoolkeeperError:
+            owners = {}
+        for dev in self.pool.source.devices:
+            try:
+                described = blockprobe.signatures(dev.path)
+            except (PoolkeeperError, OSError) as exc:
+                described = [f"unknown content ({exc})"]
+            vg = owners.get(_real(dev.path))
+            for text in described:
+                if vg and "LVM2 physical volume" in text:
+                    text += f" of volume group '{vg}'"
+                found.append(f"{dev.path}: {text}")
+        return found
+
+    def build(self, overwrite: bool | None, ctx: JobContext) -> None:
+        """pvcreate on every source device, then vgcreate; a failure pvremoves what this
+        build made. Nothing is written until every device passed every check."""
+        self.validate(self.pool)
+        devices = self.devices
+        vg = self.vg
+        if not devices:
+            raise ValidationError(f"pool '{self.name}' names no <source><device>; a logical "
+                                  "pool is built from at least one device", "device")
+        for dev in devices:
+            try:
+                mode = os.stat(dev).st_mode
+            except OSError as exc:
+                raise StateError(f"source device {dev} of pool '{self.name}' cannot be used: "
+                                 f"{exc.strerror}") from None
+            if not stat.S_ISBLK(mode):
+                raise StateError(f"{dev} is not a block device; a logical pool is built on "
+                                 "disks or partitions (attach an image with losetup first)")
+        if len({_real(d) for d in devices}) != len(devices):
+            raise ValidationError("two source devices are the same disk", "device")
+        existing = self._vg_state(missing_ok=True)
+        if existing is not None:
+            raise StateError(
+                f"volume group '{vg}' already exists (on "
+                f"{', '.join(pv.name for pv in existing.pvs)}); start the pool instead "
+                f"(pool-start {self.name}), or delete it first (pool-delete {self.name})")
+        with contextlib.ExitStack() as locks:
+            for dev in sorted({blockprobe.whole_disk(d) for d in devices}):
+                locks.enter_context(blockprobe.disk_lock(dev))
+            for dev in devices:
+                users = blockprobe.device_users(dev)
+                if users:
+                    raise InUse(f"{dev} is in use ({'; '.join(users)}); poolkeeper will not "
+                                "make it a physical volume, even with --overwrite")
+            owners = self._pv_owners()
+            to_wipe = []
+            for dev in devices:
+                found = blockprobe.probe(dev)
+                if found.signatures or found.problem:
+                    self._refuse_unless_overwrite(dev, found, owners.get(_real(dev)),
+                                                  overwrite)
+                    to_wipe.append(dev)
+            ctx.check()
+            created: list[str] = []
+            try:
+                for dev in devices:
+                    ctx.check()
+                    if dev in to_wipe:
+                        runner.run(["wipefs", "--all", "--", dev], timeout=120)
+                    self._change(["pvcreate", "--", dev])
+                    created.append(dev)
+                ctx.check()
+                self._change(["vgcreate", "--", vg, *devices])
+            except BaseException:
+                for dev in created:
+                    with contextlib.suppress(PoolkeeperError, OSError):
+                        self._change(["pvremove", "--", dev])
+                raise
+
+    @staticmethod
+    def _refuse_unless_overwrite(dev: str, found: blockprobe.Probe, vg: str | None,
+                                 overwrite: bool | None) -> None:
+        if overwrite:
+            return
+        if found.signatures:
+            what = found.describe()
+            if vg:
+                what += f" (a physical volume of volume group '{vg}')"
+            raise StateError(f"{dev} holds {what}; pass --overwrite to destroy it")
+        raise StateError(
+            f"cannot tell whether {dev} holds data ({found.problem}); poolkeeper treats that "
+            "as in use: pass --overwrite only if you are sure nothing on it is needed")
+
+    def delete(self) -> None:
+        """vgremove -f (its LVs go with it) and pvremove of every PV it had; orphan PVs on
+        the source devices (left by a failed build) are removed too."""
+        self.validate(self.pool)
+        state = self._vg_state(missing_ok=True)
+        pvs: list[str] = []
+        if state is not None:
+            if state.missing_count:
+                raise StateError(self._missing_message(state) + "; poolkeeper will not remove "
+                                 "an incomplete volume group")
+            pvs = [pv.name for pv in state.pvs]
+            self._change(["vgremove", "-f", "--", state.name])
+        owners = self._pv_owners()
+        for dev in self.devices:
+            if owners.get(_real(dev)) == "" and _real(dev) not in {_real(p) for p in pvs}:
+                pvs.append(dev)
+        for dev in pvs:
+            self._change(["pvremove", "--", dev])
+
+    # -- discovery -----------------------------------------------------------------------
+    @classmethod
+    def find_sources(cls, host: str | None = None, device: str | None = None) -> list[PoolSource]:
+        if host:
+            raise ValidationError("logical pool sources are volume groups on local disks: "
+                                  "give no host", "host")
+        wanted = _real(_check_device_path(device)) if device else None
+        done = _lvm(["pvs", "--reportformat", "json", "-o", "pv_name,vg_name"])
+        groups: dict[str, list[str]] = {}
+        for row in report_rows(done.stdout, "pv"):
+            vg, pv = str(row.get("vg_name", "")), str(row.get("pv_name", ""))
+            if vg and pv.startswith("/"):
+                groups.setdefault(vg, []).append(pv)
+        return [PoolSource(name=vg, devices=[SourceDevice(p) for p in pvs], format="lvm2")
+                for vg, pvs in sorted(groups.items())
+                if wanted is None or wanted in {_real(p) for p in pvs}]
+
+    # -- volumes -------------------------------------------------------------------------
+    def _find_lv(self, name: str, lvs: list[LVState] | None = None) -> LVState | None:
+        for lv in self._lvs() if lvs is None else lvs:
+            if lv.name == name and not lv.hidden:
+                return lv
+        return None
+
+    def _current(self, vol: VolumeInfo) -> tuple[LVState, list[LVState]]:
+        """The LV `vol` describes, as it is now (same name and UUID), and all LVs."""
+        lvs = self._lvs()
+        lv = self._find_lv(vol.name, lvs)
+        if lv is None or not lv.is_volume:
+            raise VolumeNotFound(f"logical volume '{vol.name}' is gone from volume group "
+                                 f"'{self.vg}'")
+        if vol.key and lv.uuid != vol.key:
+            raise StateError(f"logical volume '{vol.name}' was replaced since it was listed "
+                             f"(UUID {lv.uuid}, not {vol.key}); refresh the pool and retry")
+        return lv, lvs
+
+    def create_argv(self, vol: VolumeDef, state: VGState, lvs: list[LVState]) -> list[str]:
+        """The lvcreate argv for `vol` (sizes in bytes, rounded up to whole extents)."""
+        name = check_lv_name(vol.name)
+        vg = state.name
+        ext = state.extent_size
+        if vol.target.encryption is not None:
+            raise Unsupported("poolkeeper does not create encrypted logical volumes; encrypt "
+                              "inside the guest or with cryptsetup on the LV")
+        if vol.backing is not None:
+            return self._snapshot_argv(vol, name, state, lvs)
+        capacity = vol.capacity or 0
+        if capacity <= 0:
+            raise ValidationError("a volume needs a capacity greater than 0", "capacity")
+        size = _round_up(capacity, ext)
+        if vol.allocation is not None and vol.allocation < capacity:
+            pools = sorted(lv.name for lv in lvs if lv.is_thin_pool and not lv.hidden)
+            if not pools:
+                raise Unsupported(
+                    f"volume group '{vg}' has no thin pool, so its logical volumes are fully "
+                    f"allocated: leave out the allocation (or make it {capacity} bytes, the "
+                    f"capacity), or create a thin pool for sparse volumes "
+                    f"(lvcreate --type thin-pool -L SIZE -n NAME {vg})")
+            return ["lvcreate", "--yes", "--name", name, "--thin", "-V", f"{size}b", "--",
+                    f"{vg}/{pools[0]}"]
+        return ["lvcreate", "--yes", "--name", name, "-L", f"{size}b", "--", vg]
+
+    def _snapshot_argv(self, vol: VolumeDef, name: str, state: VGState,
+                       lvs: list[LVState]) -> list[str]:
+        assert vol.backing is not None
+        path = os.path.normpath(vol.backing.path)
+        prefix = f"/dev/{state.name}/"
+        origin_name = path[len(prefix):] if path.startswith(prefix) else ""
+        origin = self._find_lv(origin_name, lvs) if origin_name and "/" not in origin_name \
+            else None
+        if origin is None or not origin.is_volume:
+            raise ValidationError(
+                f"the backing store of a logical volume must be an LV of volume group "
+                f"'{state.name}' ({prefix}NAME), not '{vol.backing.path}'", "backingStore")
+        if origin.is_thick_snapshot:
+            raise Unsupported(f"'{origin.name}' is itself a snapshot; LVM cannot snapshot a "
+                              "snapshot (snapshot its origin instead)")
+        target = f"{state.name}/{origin.name}"
+        if origin.is_thin:
+            # A thin snapshot shares the thin pool and needs no size of its own.
+            return ["lvcreate", "--yes", "-s", "-n", name, "--", target]
+        capacity = vol.capacity or origin.size
+        cow = min(vol.allocation, capacity) if vol.allocation else capacity
+        return ["lvcreate", "--yes", "-s", "-L", f"{_round_up(cow, state.extent_size)}b",
+                "-n", name, "--", target]
+
+    def create_volume(self, vol: VolumeDef, ctx: JobContext) -> None:
+        name = check_lv_name(vol.name)
+        state = self._require_vg()
+        self._require_complete(state)
+        lvs = self._lvs()
+        if any(lv.name == name for lv in lvs):
+            raise AlreadyExists(f"a logical volume named '{name}' already exists in volume "
+                                f"group '{state.name}'")
+        argv = self.create_argv(vol, state, lvs)
+        ctx.check()
+        self._change(argv)
+
+    def delete_volume(self, vol: VolumeInfo) -> None:
+        lv, lvs = self._current(vol)
+        snapshots = sorted(o.name for o in lvs if o.origin == lv.name and o.is_thick_snapshot)
+        if snapshots:
+            raise InUse(f"logical volume '{lv.name}' is the origin of snapshot(s) "
+                        f"{', '.join(snapshots)}; lvremove would delete them with it, so "
+                        "delete them first")
+        self._change(["lvremove", "-f", "--", f"{self.vg}/{lv.name}"])
+
+    def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
+                      ctx: JobContext) -> None:
+        lv, _lvs = self._current(vol)
+        state = self._require_vg()
+        if lv.is_thick_snapshot:
+            raise Unsupported(f"'{lv.name}' is a snapshot: its size is its origin's "
+                              f"('{lv.origin}'); resize the origin instead")
+        if allocate and lv.is_thin:
+            raise Unsupported(f"'{lv.name}' is a thin volume: it takes space as it is written "
+                              "and cannot be allocated in advance")
+        new = _round_up(capacity, state.extent_size)
+        if new < lv.size and not shrink:
+            raise ValidationError(
+                f"resizing '{lv.name}' from {human(lv.size)} to {human(new)} would discard the "
+                "data at its end; pass --shrink if that is what you want")
+        if new == lv.size:
+            return  # already that size (after rounding to whole extents)
+        argv = ["lvresize"]
+        if new < lv.size:
+            argv += ["--yes", "-f"]  # the confirmation LVM would ask for; --shrink said yes
+        ctx.check()
+        self._change([*argv, "-L", f"{new}b", "--", f"{self.vg}/{lv.name}"])
+
+    # -- bytes through the LV device ---------------------------------------------------------
+    def _open_lv(self, name: str, key: str, flags: int) -> int:
+        """An fd on the LV's device node: /dev/VG/LV resolved to the node it links to (in
+        /dev or /dev/mapper), opened there with fileops.open_volume (never through a link),
+        and accepted only if it is a block device whose device-mapper UUID is the LV's."""
+        name = check_lv_name(name)
+        link = os.path.join(DEV_DIR, self.vg, name)
+        try:
+            node = os.path.realpath(link, strict=True)
+        except OSError:
+            raise StateError(f"LV device {link} does not exist (not active?); start the pool "
+                             f"(pool-start {self.name}) or activate it "
+                             f"(lvchange -ay {self.vg}/{name})") from None
+        allowed = {os.path.realpath(DEV_DIR), os.path.realpath(os.path.join(DEV_DIR, "mapper"))}
+        node_dir = os.path.dirname(node)
+        if node_dir not in allowed:
+            raise UnsafePath(f"{link} leads to {node}, not to a device node in {DEV_DIR}; "
+                             "poolkeeper will not open it")
+        dir_fd = os.open(node_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = fileops.open_volume(dir_fd, os.path.basename(node), flags)
+        finally:
+            os.close(dir_fd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISBLK(st.st_mode):
+                raise UnsafePath(f"{link} is not a block device; poolkeeper will not use it")
+            self._check_dm_uuid(link, st, key)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @staticmethod
+    def _check_dm_uuid(link: str, st: os.stat_result, key: str) -> None:
+        uuid_file = os.path.join(SYS_DEV_BLOCK, f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}",
+                                 "dm", "uuid")
+        try:
+            with open(uuid_file, encoding="ascii", errors="replace") as fh:
+                dm_uuid = fh.read().strip()
+        except OSError:
+            dm_uuid = ""
+        want = key.replace("-", "")
+        # LVM names its device-mapper devices "LVM-<VG uuid><LV uuid>" (32 + 32 characters);
+        # sub-devices (-real, -cow, -tpool) carry a suffix and are refused.
+        if not (want and dm_uuid.startswith("LVM-") and len(dm_uuid) == 4 + 64
+                and dm_uuid.endswith(want)):
+            raise UnsafePath(f"{link} is not the device of logical volume UUID {key} "
+                             f"(device-mapper UUID {dm_uuid or 'unknown'}); refresh the pool "
+                             "and retry")
+
+    def open_volume_read(self, vol: VolumeInfo) -> int:
+        return self._open_lv(vol.name, vol.key, os.O_RDONLY)
+
+    def wipe_volume(self, vol: VolumeInfo, algorithm: str, ctx: JobContext) -> None:
+        lv, _lvs = self._current(vol)
+        if lv.is_thick_snapshot:
+            raise Unsupported(f"'{lv.name}' is a snapshot: wiping it would fill its "
+                              "copy-on-write space and invalidate it; delete it instead")
+        fd = self._open_lv(lv.name, lv.uuid, os.O_RDWR)
+        try:
+            fileops.wipe_fd(fd, algorithm, ctx=ctx)
+        finally:
+            os.close(fd)
+
+    def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
+                      ctx: JobContext) -> int:
+        fd = self._open_lv(vol.name, vol.key, os.O_WRONLY)
+        try:
+            return fileops.upload_fd(fd, src_path, offset=offset, length=length, ctx=ctx)
+        finally:
+            os.close(fd)
+
+    def download_volume(self, vol: VolumeInfo, dst_path: str, offset: int, length: int | None,
+                        sparse: bool, ctx: JobContext) -> int:
+        fd = self.open_volume_read(vol)
+        try:
+            return fileops.download_fd(fd, dst_path, offset=offset, length=length,
+                                       sparse=sparse, ctx=ctx)
+        finally:
+            os.close(fd)
+
+    def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
+                     ctx: JobContext) -> str:
+        """A new LV (thick, or thin where a sparse one is asked for and a thin pool exists)
+        filled with a streamed copy of `src`; removed again on failure or cancel."""
+        name = check_lv_name(vol.name)
+        if src.format != "raw":
+            raise Unsupported(f"'{src.name}' is a {src.format} image; only raw volumes can be "
+                              "cloned into a logical pool (convert it to raw first)")
+        capacity = max(vol.capacity or 0, src.capacity)
+        allocation = vol.allocation if vol.allocation is not None and \
+            vol.allocation < capacity else None
+        new = VolumeDef(name=name, capacity=capacity, allocation=allocation)
+        src_fd = src_driver.open_volume_read(src)
+        try:
+            self.create_volume(new, ctx)
+            made: LVState | None = None
+            try:
+                lv = made = self._find_lv(name)
+                if lv is None:
+                    raise StateError(f"lvcreate made no logical volume '{name}'")
+                dst_fd = self._open_lv(name, lv.uuid, os.O_WRONLY)
+                try:
+                    method = fileops.clone_fd(src_fd, dst_fd, src.capacity, sparse=False,
+                                              ctx=ctx)
+                    if not lv.is_thin:  # a fresh thin LV reads as zeros; a thick one may not
+                        self._zero_tail(dst_fd, src.capacity, ctx)
+                finally:
+                    os.close(dst_fd)
+            except BaseException:
+                self._remove_made(name, made.uuid if made is not None else None)
+                raise
+        finally:
+            os.close(src_fd)
+        return method
+
+    def _zero_tail(self, fd: int, start: int, ctx: JobContext) -> None:
+        """Zero the bytes past the copy: a new thick LV holds whatever a deleted LV left."""
+        end = os.lseek(fd, 0, os.SEEK_END)
+        pos = start
+        while pos < end:
+            n = min(len(_ZERO_CHUNK), end - pos)
+            written = os.pwrite(fd, _ZERO_CHUNK[:n], pos)
+            pos += written
+            ctx.check()
+        os.fsync(fd)
+
+    def _remove_made(self, name: str, uuid: str | None) -> None:
+        """Remove the LV a failed clone made (only if it is still that LV)."""
+        with contextlib.suppress(PoolkeeperError, OSError):
+            lv = self._find_lv(name)
+            if lv is not None and (uuid is None or lv.uuid == uuid):
+                self._change(["lvremove", "-f", "--", f"{self.vg}/{name}"])
