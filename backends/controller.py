@@ -17,7 +17,7 @@ from dataclasses import replace
 import psutil
 from lxml import etree
 
-from . import xmlio
+from . import blockprobe, xmlio
 from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
 from .drivers.dir import require_local_backing
@@ -55,6 +55,7 @@ from .store import Store, check_pool_name, resolve_paths
 from .units import human
 
 MONITOR_INTERVAL = 3.0
+FILE_POOL_TYPES = ("dir", "fs", "netfs")  # volumes are image files with a format
 _GONE = object()  # monitor token of a pool whose storage cannot be read
 
 
@@ -468,6 +469,8 @@ class StorageController:
         return self.jobs.start(job, work)
 
     def _space_check(self, driver: PoolDriver, vdef: VolumeDef, fmt: str) -> list[str]:
+        if driver.type == "disk":
+            return []  # a partition is never sparse; the driver checks it fits an extent
         sizes = driver.sizes()
         capacity = vdef.capacity or 0
         allocation = capacity if vdef.allocation is None else min(vdef.allocation, capacity)
@@ -536,7 +539,9 @@ class StorageController:
         if xml is not None:
             vdef = xmlio.parse_volume(xml, dst_driver.type)
         else:
-            vdef = VolumeDef(name=new_name, target=VolumeTarget(format=src.format))
+            fmt = (src.format if src.format in dst_driver.volume_formats
+                   else dst_driver.default_volume_format)
+            vdef = VolumeDef(name=new_name, target=VolumeTarget(format=fmt))
         vdef = replace(vdef, name=check_name(new_name or vdef.name, "volume name"))
         xmlio.validate_volume(replace(vdef, capacity=vdef.capacity or src.capacity),
                               dst_driver.type)
@@ -599,7 +604,7 @@ class StorageController:
 
         def work(job: Job) -> None:
             driver.wipe_volume(info, algorithm, job)
-            if info.format not in ("raw", "dir"):
+            if driver.type in FILE_POOL_TYPES and info.format not in ("raw", "dir"):
                 # The bytes are no longer an image of that format.
                 self._record(pool, name, "raw", job)
                 job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
@@ -690,6 +695,12 @@ class StorageController:
 
     # == safety checks =================================================================
     def _refuse_in_use(self, info: VolumeInfo) -> None:
+        if info.type == "block" and info.path.startswith("/dev/"):
+            # psutil lists regular files only: ask the kernel about block devices
+            reasons = blockprobe.device_users(info.path)
+            if reasons:
+                raise InUse(f"volume '{info.name}' is {'; '.join(reasons)}; stop that first")
+            return
         users = processes_using(info.path)
         if users:
             raise InUse(

@@ -43,7 +43,7 @@ VOLUME_FORMATS: dict[str, tuple[str, ...]] = {
     "disk": DISK_VOLUME_FORMATS,
 }
 DEFAULT_VOLUME_FORMAT: dict[str, str] = {
-    "dir": "raw", "fs": "raw", "netfs": "raw", "disk": "none",
+    "dir": "raw", "fs": "raw", "netfs": "raw", "disk": "linux",
 }
 
 VOLUME_TYPES = ("file", "block", "dir", "network", "netdir", "ploop")
