@@ -41,6 +41,7 @@ from ..widgets.volume_table import VolumeTable
 from .help import HelpScreen
 from .xml_view import XmlScreen
 
+ALIGN = 1 << 20  # where a partition may start
 EXTENT_POOL_TYPES = ("disk", "logical")  # pools drawn to scale on the extent bar
 POOL_ACTIONS = {"build_pool", "start_stop", "toggle_autostart", "delete_pool", "refresh",
                 "edit_xml"}
@@ -541,7 +542,13 @@ class MainScreen(Screen[None]):
 
     def on_extent_bar_free_segment_chosen(self, event: ExtentBar.FreeSegmentChosen) -> None:
         if self.disabled_reason("create_volume") is None:
-            self.action_create_volume((event.device, event.start, event.end))
+            # Partitions start on a 1 MiB boundary: the first one at or after the extent's
+            # start (a GPT disk's first free byte is 17408).
+            start = -(-event.start // ALIGN) * ALIGN
+            if start >= event.end:
+                self.notify("that free extent is smaller than 1 MiB", severity="warning")
+                return
+            self.action_create_volume((event.device, start, event.end))
         else:
             self.notify(self.disabled_reason("create_volume") or "", severity="warning")
 

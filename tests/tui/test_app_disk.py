@@ -1,0 +1,64 @@
+"""A disk pool in the TUI: carve a disk into partitions by picking free segments on the
+extent bar, and watch the extents update."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textual.widgets import Input
+
+from backends.controller import StorageController
+from backends.model import PoolDef, PoolSource, PoolTarget, SourceDevice
+from tests.loopfs import loop_device
+from tui.app import PoolkeeperApp
+from tui.dialogs import CreateVolumeDialog
+from tui.widgets.extent_bar import ExtentBar
+from tui.widgets.volume_table import VolumeTable
+
+from .test_app import settle
+
+MiB = 1 << 20
+
+
+async def test_carve_a_disk_from_the_extent_bar(state_root: Path, tmp_path: Path):
+    with loop_device(tmp_path, 256) as device:
+        ctl = StorageController(state_root, create_default=False)
+        try:
+            ctl.define_pool_def(PoolDef(type="disk", name="d", source=PoolSource(
+                devices=[SourceDevice(device)], format="gpt"), target=PoolTarget(path="/dev")))
+            ctl.build_pool("d").wait(60)
+            ctl.start_pool("d")
+            app = PoolkeeperApp(ctl, monitor_interval=None)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await settle(app, pilot)
+                bar = app.screen.query_one("#extents", ExtentBar)
+                assert bar.display and [d.path for d in bar.layouts] == [device]
+                free = bar.layouts[0].free[0]
+                bar.focus()
+                bar.select_segment(device, free.start)
+                await pilot.press("n")
+                await settle(app, pilot)
+                dialog = app.screen
+                assert isinstance(dialog, CreateVolumeDialog)
+                name = os.path.basename(device) + "p1"
+                dialog.query_one("#name", Input).value = name
+                dialog.query_one("#capacity", Input).value = "64M"
+                await pilot.press("ctrl+s")
+                table = app.screen.query_one("#volumes", VolumeTable)
+                for _ in range(100):
+                    await settle(app, pilot, 1)
+                    if name in table.visible_names():
+                        break
+                notes = [str(n.message) for n in app._notifications]
+                assert name in table.visible_names(), notes
+                vol = ctl.volume_info("d", name)
+                assert vol.capacity == 64 * MiB
+                layout = bar.layouts[0]
+                assert [u[2] for u in layout.used] == [name]
+                # placed where it was picked, on the first 1 MiB boundary
+                assert layout.used[0][0] == -(-free.start // MiB) * MiB
+        finally:
+            if ctl.store.is_active("d"):
+                ctl.stop_pool("d")
+            ctl.close()
