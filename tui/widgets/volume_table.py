@@ -64,7 +64,7 @@ _SIZE_WIDTH = 11  # widest human() output: "1023.99 KiB" / "1024.00 KiB"
 _PCT_WIDTH = 4  # " 42%", "100%"
 
 # Widest cell shown per column (longer values are truncated with an ellipsis).
-_CAPS = {"name": 40, "format": 12, "backing": 40, "in_use": 30, "path": 80}
+_CAPS = {"name": 40, "format": 24, "backing": 40, "in_use": 30, "path": 80}
 
 
 def _cell_width(text: str) -> int:
@@ -79,7 +79,11 @@ def _width_histogram(texts: list[str]) -> Counter[int]:
 
 
 def _format_cell(v: VolumeInfo) -> str:
-    return "!" if v.error else v.format
+    """The format, with the type's flags when it has some (LV attributes such as
+    'Vwi-a-tz--' for thin, 's' for snapshots; partition flags)."""
+    if v.error:
+        return "!"
+    return f"{v.format} {v.attributes}" if v.attributes else v.format
 
 
 def _backing_cell(v: VolumeInfo) -> str:
@@ -340,7 +344,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._hist = {
             "name": _width_histogram([v.name for v in volumes]),
             # (inlined _format_cell / _backing_cell: a call per row costs more than this)
-            "format": _width_histogram([v.format if not v.error else "!" for v in volumes]),
+            "format": _width_histogram([_format_cell(v) for v in volumes]),
             "backing": _width_histogram(
                 [v.backing.path if v.backing is not None else "" for v in volumes]
             ),
