@@ -8,6 +8,7 @@ whether a verb may run, records what it did, and tells subscribers.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import uuid as uuidlib
@@ -17,7 +18,7 @@ from dataclasses import replace
 import psutil
 from lxml import etree
 
-from . import blockprobe, xmlio
+from . import blockprobe, runner, xmlio
 from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
 from .drivers.dir import require_local_backing
@@ -297,6 +298,25 @@ class StorageController:
         driver = self._active_driver(name)
         with self.locks.pool(name, exclusive=False, what="reading the layout"):
             return driver.layout()
+
+    def block_devices(self) -> list[tuple[str, int, str]]:
+        """Every disk, partition and loop device: (path, size, what is on it in words),
+        for pickers that build pools from devices ("empty" when nothing was found)."""
+        out = runner.run(["lsblk", "-J", "-b", "-p", "-o", "PATH,TYPE,SIZE"], timeout=60)
+        rows: list[tuple[str, int, str]] = []
+
+        def walk(devices: list[dict]) -> None:
+            for dev in devices:
+                if dev.get("type") in ("disk", "part", "loop") and int(dev.get("size") or 0):
+                    path = dev["path"]
+                    users = blockprobe.device_users(path)
+                    found = blockprobe.signatures(path)
+                    rows.append((path, int(dev["size"]),
+                                 "; ".join(users + found) if users or found else "empty"))
+                walk(dev.get("children") or [])
+
+        walk(json.loads(out.stdout or "{}").get("blockdevices", []))
+        return rows
 
     def build_warning(self, name: str) -> str | None:
         """What building the pool would destroy, in words (None: nothing found)."""

@@ -371,3 +371,13 @@ def test_volume_names_refused_before_any_filesystem_call(ctl, pool, tmp_path):
 def test_pool_define_as_types_refused_by_this_version(ctl):
     with pytest.raises(Exception, match="not available|not supported"):
         ctl.define_pool_def(PoolDef(type="zfs", name="z", target=PoolTarget(path="/x")))
+
+
+def test_block_devices_say_what_is_on_each(ctl, tmp_path):
+    from tests.loopfs import loop_device
+
+    with loop_device(tmp_path, 64) as blank, loop_device(tmp_path, 64) as used:
+        subprocess.run(["mkfs.ext4", "-q", "-L", "data", used], check=True)
+        found = {path: (size, what) for path, size, what in ctl.block_devices()}
+        assert found[blank] == (64 << 20, "empty")
+        assert "ext4" in found[used][1] and "data" in found[used][1]
