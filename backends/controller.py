@@ -362,6 +362,24 @@ class StorageController:
             root.append(doc.find("source"))
         return etree.tostring(root, pretty_print=True, encoding="unicode")
 
+    # == secrets (iSCSI CHAP) ============================================================
+    def set_secret(self, usage: str, value: str | bytes) -> None:
+        """Store the value of the secret a pool names with <secret usage='USAGE'/> (a 0600
+        file in a 0700 dir under the state root; the value is never logged)."""
+        from .secrets import SecretStore
+
+        SecretStore(self.paths.config_dir).set(usage, value)
+
+    def delete_secret(self, usage: str) -> bool:
+        from .secrets import SecretStore
+
+        return SecretStore(self.paths.config_dir).delete(usage)
+
+    def has_secret(self, usage: str) -> bool:
+        from .secrets import SecretStore
+
+        return SecretStore(self.paths.config_dir).has(usage)
+
     def capabilities(self) -> str:
         from .model import POOL_FORMATS, POOL_TYPES
 
@@ -1022,21 +1040,23 @@ def _source_conflict(a: PoolDef, b: PoolDef) -> str | None:
         pa, pb = a.target.path, b.target.path
         if pa and pb and os.path.normpath(pa) == os.path.normpath(pb):
             return f"target path '{pa}'"
+    iscsi_types = ("iscsi", "iscsi-direct")
+    if a.type in iscsi_types and b.type in iscsi_types:
+        # An IQN is a name, not a path; the same IQN on another portal is another target.
+        portals_a = {(h.name, h.port or 3260) for h in a.source.hosts}
+        portals_b = {(h.name, h.port or 3260) for h in b.source.hosts}
+        shared = {d.path for d in a.source.devices} & {d.path for d in b.source.devices}
+        if shared and portals_a & portals_b:
+            host, port = sorted(portals_a & portals_b)[0]
+            return f"target '{sorted(shared)[0]}' at {host}:{port}"
     # /dev/disk/by-id/X and /dev/sdb are the same disk
-    devices_a = {os.path.realpath(d.path) for d in a.source.devices}
-    devices_b = {os.path.realpath(d.path) for d in b.source.devices}
-    device_types = ("fs", "logical", "disk", "iscsi", "iscsi-direct")
+    device_types = ("fs", "logical", "disk")
     if a.type in device_types and b.type in device_types:
-        same_family = ({a.type, b.type} <= {"iscsi", "iscsi-direct"}) or (
-            a.type not in ("iscsi", "iscsi-direct") and b.type not in ("iscsi", "iscsi-direct"))
-        if same_family:
-            shared = devices_a & devices_b
-            if a.type in ("iscsi", "iscsi-direct"):
-                hosts_a = {h.name for h in a.source.hosts}
-                if not hosts_a & {h.name for h in b.source.hosts}:
-                    shared = set()
-            if shared:
-                return f"source device '{sorted(shared)[0]}'"
+        devices_a = {os.path.realpath(d.path) for d in a.source.devices}
+        devices_b = {os.path.realpath(d.path) for d in b.source.devices}
+        shared = devices_a & devices_b
+        if shared:
+            return f"source device '{sorted(shared)[0]}'"
     if a.type == "netfs" and b.type == "netfs" and a.source.dir and a.source.dir == b.source.dir:
         hosts = {h.name for h in a.source.hosts} & {h.name for h in b.source.hosts}
         if hosts:

@@ -21,11 +21,13 @@ from backends.errors import PoolkeeperError
 from backends.jobs import Job
 from backends.model import (
     WIPE_ALGORITHMS,
+    AuthSecret,
     BackingStore,
     PoolDef,
     PoolSource,
     PoolStatus,
     PoolTarget,
+    SourceAuth,
     SourceDevice,
     SourceHost,
     VolumeDef,
@@ -207,7 +209,39 @@ def cmd_pool_define(ctl: StorageController, args: argparse.Namespace, out: TextI
     return 0
 
 
+def cmd_secret_set(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    """The value comes from stdin (asked without echo on a terminal), never from argv,
+    where every user could read it in /proc."""
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"Value of secret '{args.usage}': ")
+    else:
+        data = sys.stdin.buffer.read(64 * 1024)
+        value = data.decode("utf-8", errors="strict") if data else ""
+        if value.endswith("\r\n"):
+            value = value[:-2]
+        elif value.endswith("\n"):
+            value = value[:-1]
+    ctl.set_secret(args.usage, value)
+    out.write(f"Secret {args.usage} set\n")
+    return 0
+
+
+def cmd_secret_undefine(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    if not ctl.delete_secret(args.usage):
+        raise PoolkeeperError(f"no secret '{args.usage}' is stored")
+    out.write(f"Secret {args.usage} deleted\n")
+    return 0
+
+
 def pool_def_from_args(args: argparse.Namespace) -> PoolDef:
+    auth = None
+    if args.auth_type or args.auth_username or args.secret_usage:
+        if not (args.auth_username and args.secret_usage):
+            raise UsageError("CHAP needs --auth-username and --secret-usage")
+        auth = SourceAuth(type=args.auth_type or "chap", username=args.auth_username,
+                          secret=AuthSecret(usage=args.secret_usage))
     source = PoolSource(
         hosts=[SourceHost(args.source_host, args.source_port)] if args.source_host else [],
         devices=[SourceDevice(d) for d in args.source_dev or []],
@@ -215,6 +249,7 @@ def pool_def_from_args(args: argparse.Namespace) -> PoolDef:
         name=args.source_name,
         format=args.source_format,
         initiator_iqn=args.source_initiator,
+        auth=auth,
         protocol_ver=args.source_protocol_ver,
     )
     return PoolDef(type=args.type, name=args.name, source=source,
@@ -478,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-name", help="volume group name (logical)")
     p.add_argument("--source-format")
     p.add_argument("--source-initiator", help="initiator IQN (iscsi)")
+    p.add_argument("--auth-type", choices=["chap"], help="iSCSI authentication (chap)")
+    p.add_argument("--auth-username", help="CHAP user name")
+    p.add_argument("--secret-usage", help="name of the CHAP secret (set it with secret-set)")
     p.add_argument("--source-protocol-ver", help="NFS version (netfs)")
     p.add_argument("--target", help="target path")
     p.add_argument("--print-xml", action="store_true", help="print the XML, define nothing")
@@ -514,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("type", metavar="TYPE")
     p.add_argument("--host")
     p.add_argument("--device")
+
+    p = cmd("secret-set", cmd_secret_set,
+            "store a secret (iSCSI CHAP password); the value is read from stdin")
+    p.add_argument("usage", metavar="USAGE", help="the name pools use: <secret usage='...'/>")
+    p = cmd("secret-undefine", cmd_secret_undefine, "delete a stored secret")
+    p.add_argument("usage", metavar="USAGE")
 
     p = cmd("vol-list", cmd_vol_list, "list a pool's volumes")
     pool_arg(p)
@@ -642,8 +686,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(f"error: {printable(str(exc.strerror or exc))}{where}\n")
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return 130
+        # Interrupted before wait_job took over: cancel what is running so nothing
+        # half-made stays behind, and say so.
+        running = ctl.jobs.running()
+        for job in running:
+            job.cancel()
+        for job in running:
+            job._finished.wait()
+        sys.stderr.write("error: cancelled\n" if running else "error: interrupted\n")
+        return 1 if running else 130
     finally:
         ctl.close()
         _restore_signals(previous)

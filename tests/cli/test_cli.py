@@ -175,3 +175,20 @@ def test_every_listing_takes_json(verb):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert "--json" in sub.choices[verb].format_help()
+
+
+def test_secret_set_reads_stdin_and_never_echoes(state_root, monkeypatch, capsys):
+    import io
+    import stat as stat_mod
+
+    from tui.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"s3cr3t-Value\n")))
+    out = io.StringIO()
+    assert main(["--root", str(state_root), "secret-set", "pool-chap"], out=out) == 0
+    captured = capsys.readouterr()
+    assert "s3cr3t" not in out.getvalue() + captured.out + captured.err
+    files = list((state_root / "secrets").iterdir())
+    assert len(files) == 1 and files[0].read_text() == "s3cr3t-Value"
+    assert stat_mod.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert stat_mod.S_IMODE((state_root / "secrets").stat().st_mode) == 0o700

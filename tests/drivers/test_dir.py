@@ -305,9 +305,11 @@ def test_convert_clone_reports_progress_and_cancel_removes_it(ctl, pool):
     from backends.errors import Cancelled
     from backends.events import JobProgress
 
-    create(ctl, "big.img", 256 * MiB)
+    # big enough that the conversion outlasts the 0.1 s between progress events
+    create(ctl, "big.img", 768 * MiB)
     with open(pool / "big.img", "r+b") as fh:
-        fh.write(b"\x01" * (256 * MiB))
+        for _ in range(48):
+            fh.write(b"\x01" * (16 * MiB))
     seen: list[tuple[int, int]] = []
 
     def on_event(event):
