@@ -18,6 +18,7 @@ from .results import (
     TransferRequest,
     WipeRequest,
 )
+from .secret import SecretDialog, SecretValue
 from .transfer import DownloadDialog, PathSuggester, UploadDialog
 from .volume_ops import (
     CloneVolumeDialog,
@@ -27,6 +28,8 @@ from .volume_ops import (
 )
 
 __all__ = [
+    "SecretDialog",
+    "SecretValue",
     "BuildChoice",
     "BuildPoolDialog",
     "Check",
