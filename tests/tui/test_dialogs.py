@@ -16,7 +16,7 @@ from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
-from textual.widgets import Button, Input, OptionList, Select, Static
+from textual.widgets import Button, Input, OptionList, Select, SelectionList, Static
 
 from backends.errors import PoolkeeperError, ToolMissing
 from backends.model import (
@@ -584,6 +584,115 @@ async def test_define_pool_cancel() -> None:
     async with opened(DefinePoolDialog(no_discover)) as (app, pilot):
         await pilot.click("#cancel")
         assert app.results == [None]
+
+
+DEVICES = [
+    ("/dev/sdb", 8 * GiB, "empty"),
+    ("/dev/sdc", 16 * GiB, "an ext4 filesystem (label 'data')"),
+    ("/dev/sda1", 100 * GiB, "mounted at /; an ext4 filesystem"),
+]
+
+
+class FakeDevices:
+    """Stands in for controller.block_devices; records the threads it ran in."""
+
+    def __init__(self, answer: list[tuple[str, int, str]] | Exception = DEVICES) -> None:
+        self.answer = answer
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self) -> list[tuple[str, int, str]]:
+        self.threads.append(threading.current_thread())
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return list(self.answer)
+
+
+async def pick_devices(pilot: Pilot[None], app: App[Any]) -> SelectionList[str]:
+    await pilot.click("#pick")
+    await settle(pilot, app)
+    picker = app.screen.query_one("#device-list", SelectionList)
+    assert shown(picker)
+    return picker
+
+
+@pytest.mark.parametrize("pool_type", list(TYPE_FIELDS))
+async def test_define_pool_device_picker_only_for_device_pools(pool_type: str) -> None:
+    async with opened(DefinePoolDialog(no_discover, devices=FakeDevices()),
+                      size=(120, 40)) as (app, pilot):
+        await set_type(pilot, pool_type)
+        assert shown(app.screen.query_one("#pick")) == (pool_type in ("fs", "logical", "disk"))
+    async with opened(DefinePoolDialog(no_discover), size=(120, 40)) as (app, pilot):
+        await set_type(pilot, pool_type)
+        assert not shown(app.screen.query_one("#pick"))  # no devices callable: no picker
+
+
+async def test_define_logical_pool_picks_several_devices() -> None:
+    fake = FakeDevices()
+    async with opened(DefinePoolDialog(no_discover, devices=fake),
+                      size=(120, 40)) as (app, pilot):
+        await set_type(pilot, "logical")
+        await type_in(pilot, "#name", "vg1")
+        picker = await pick_devices(pilot, app)
+        assert fake.threads and fake.threads[0] is not threading.main_thread()
+        assert picker.option_count == 3
+        assert seen(app, "/dev/sdb  8.00 GiB  empty")
+        assert seen(app, "/dev/sdc  16.00 GiB  an ext4 filesystem (label 'data')")
+        assert seen(app, "/dev/sda1  100.00 GiB  in use: mounted at /; an ext4 filesystem")
+        assert picker.get_option_at_index(2).disabled  # in use: shown, not choosable
+        assert app.screen.focused is picker
+        await pilot.press("space", "down", "space")
+        assert app.screen.query_one("#device", Input).value == "/dev/sdb, /dev/sdc"
+        preview = str(app.screen.query_one("#preview", Static).render())
+        assert preview.count("<device ") == 2
+        assert "<device path='/dev/sdb'/>" in preview and "<device path='/dev/sdc'/>" in preview
+        await pilot.press("ctrl+s")
+        assert app.results == [PoolDef(
+            type="logical", name="vg1",
+            source=PoolSource(devices=[SourceDevice("/dev/sdb"), SourceDevice("/dev/sdc")],
+                              name="vg1"),
+            target=PoolTarget(path="/dev/vg1"))]
+
+
+async def test_define_fs_pool_picks_one_device() -> None:
+    async with opened(DefinePoolDialog(no_discover, devices=FakeDevices()),
+                      size=(120, 40)) as (app, pilot):
+        await set_type(pilot, "fs")
+        picker = await pick_devices(pilot, app)
+        device = app.screen.query_one("#device", Input)
+        await pilot.press("space")
+        assert device.value == "/dev/sdb"
+        await pilot.press("down", "space")  # another one replaces it
+        assert device.value == "/dev/sdc"
+        assert picker.selected == ["/dev/sdc"]
+        await pilot.press("space")
+        assert device.value == "" and picker.selected == []
+        await type_in(pilot, "#device", "/dev/sdb")  # the marks follow the field
+        assert picker.selected == ["/dev/sdb"]
+        await set_type(pilot, "netfs")
+        assert not shown(picker) and picker.option_count == 0
+
+
+async def test_define_pool_device_listing_error_is_shown_inline() -> None:
+    fake = FakeDevices(PoolkeeperError("lsblk failed: no /sys"))
+    async with opened(DefinePoolDialog(no_discover, devices=fake),
+                      size=(120, 40)) as (app, pilot):
+        await set_type(pilot, "disk")
+        await pilot.click("#pick")
+        await settle(pilot, app)
+        assert app.screen.query_one("#pick-status", Static).has_class("error")
+        assert seen(app, "could not list the devices: lsblk failed: no /sys")
+        assert not shown(app.screen.query_one("#device-list"))
+        assert not app.screen.query_one("#pick", Button).disabled
+        assert app.is_running
+
+
+async def test_define_pool_device_picker_in_ascii_mode() -> None:
+    async with opened(DefinePoolDialog(no_discover, devices=FakeDevices(), ascii=True),
+                      size=(120, 40)) as (app, pilot):
+        await set_type(pilot, "logical")
+        await pick_devices(pilot, app)
+        await pilot.press("space")
+        assert {ch for ch in screen_text(app) if not ch.isascii()} == set()
 
 
 def test_parse_sources_is_lenient_but_hardened() -> None:

@@ -1,5 +1,5 @@
-"""pool-define-as as a form: one set of fields per pool type, a live XML preview, and
-source discovery (find-storage-pool-sources) run in a thread worker."""
+"""pool-define-as as a form: one set of fields per pool type, a live XML preview, source
+discovery (find-storage-pool-sources) and a device picker, both run in thread workers."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import copy
 import re
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
+from rich.segment import Segment
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, OptionList, Select, Static
+from textual.widgets import Button, Input, Label, OptionList, Select, SelectionList, Static
 from textual.widgets.option_list import Option
+from textual.widgets.selection_list import Selection
 from textual.worker import Worker, WorkerState
 
 from backends import xmlio
@@ -31,12 +35,15 @@ from backends.model import (
     SourceHost,
 )
 from backends.names import check_name
+from backends.units import human
 
 from .base import Dialog, Evaluation
 from .fields import Field, bare_message, field, text_input
 from .sources import describe_source, parse_sources
 
 Discover = Callable[[str, str | None], str]
+# (path, size in bytes, what is on it in words): StorageController.block_devices
+Devices = Callable[[], list[tuple[str, int, str]]]
 
 # Which fields each pool type shows (control ids), in screen order.
 TYPE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -60,6 +67,10 @@ DISCOVER_HINT = {
     "iscsi": "list the targets of the host (portal)",
     "iscsi-direct": "list the targets of the host (portal)",
 }
+# Pool types whose device field the picker fills; only logical takes several devices.
+PICKABLE = ("fs", "logical", "disk")
+# How block_devices words a device someone uses (blockprobe.device_users).
+_IN_USE = re.compile(r"(?:^|; )(?:mounted at|held by|open by|claimed by) ")
 # Target paths worth proposing when the type changes (replaced only if untouched).
 DEFAULT_TARGET = {"disk": "/dev", "iscsi": "/dev/disk/by-path"}
 TARGET_PLACEHOLDER = {
@@ -95,6 +106,34 @@ def split_devices(text: str) -> list[str]:
     return [d for d in re.split(r"[,\s]+", text) if d]
 
 
+def device_in_use(what: str) -> bool:
+    return bool(_IN_USE.search(what))
+
+
+def device_line(path: str, size: int, what: str) -> Content:
+    """One picker line: "PATH  SIZE  what"; a device in use says so (and is dimmed)."""
+    if device_in_use(what):
+        return Content(f"{path}  {human(size)}  in use: {what}").stylize("dim")
+    return Content(f"{path}  {human(size)}  {what}")
+
+
+class DevicePicker(SelectionList[str]):
+    """A SelectionList whose check boxes stay ASCII in ASCII mode."""
+
+    _ASCII = {"\u2590": "[", "\u258c": "]"}
+
+    def __init__(self, *, ascii: bool = False, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.ascii = ascii
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        if not self.ascii:
+            return strip
+        return Strip([Segment(self._ASCII.get(seg.text, seg.text), seg.style, seg.control)
+                      for seg in strip], strip.cell_length)
+
+
 class DefinePoolDialog(Dialog[PoolDef | None]):
     heading = "Define a storage pool"
     submit_label = "Define"
@@ -118,11 +157,17 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     DefinePoolDialog #discover-status.error { color: $text-error; }
     DefinePoolDialog #discover-status.hint { color: $text-muted; }
     DefinePoolDialog #found { height: auto; max-height: 5; }
+    DefinePoolDialog #pick-row { height: auto; margin: 1 0 0 0; }
+    DefinePoolDialog #pick { min-width: 10; }
+    DefinePoolDialog #pick-status { width: 1fr; padding: 0 0 0 2; color: $text-muted; }
+    DefinePoolDialog #pick-status.error { color: $text-error; }
+    DefinePoolDialog #device-list { height: auto; max-height: 8; }
     """
 
     def __init__(self, discover: Discover, *, pool_type: str = "dir",
-                 ascii: bool = False) -> None:
+                 devices: Devices | None = None, ascii: bool = False) -> None:
         self.discover = discover
+        self.devices = devices
         self.initial_type = pool_type if pool_type in POOL_TYPES else "dir"
         self.found: list[PoolSource] = []
         self.preview_error: str | None = None
@@ -160,6 +205,11 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             with Vertical(id="preview-pane"):
                 yield Label("XML preview", id="preview-title")
                 yield Static("", id="preview", markup=False)
+        # Under both columns: device lines are long ("PATH  SIZE  what is on it").
+        with Horizontal(id="pick-row"):
+            yield Button("Pick devices", id="pick", compact=True)
+            yield Static("", id="pick-status", markup=False)
+        yield DevicePicker(id="device-list", compact=True, ascii=self.ascii)
 
     @staticmethod
     def _format_options(pool_type: str) -> list[tuple[str, str]]:
@@ -167,6 +217,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
 
     def setup(self) -> None:
         self.query_one("#found").display = False
+        self.query_one("#device-list").display = False
         self._show_fields(self.initial_type)
         self._status("")
 
@@ -189,10 +240,16 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             "/dev/sdb, /dev/sdc" if pool_type == "logical" else "/dev/sdb")
         self.query_one("#target", Input).placeholder = TARGET_PLACEHOLDER.get(pool_type, "")
         self.query_one("#discover-row").display = pool_type in DISCOVERABLE
+        self.query_one("#pick-row").display = (
+            self.devices is not None and pool_type in PICKABLE)
+        self.query_one("#pick", Button).label = (
+            "Pick devices" if pool_type == "logical" else "Pick a device")
 
     def on_form_change(self, widget: Widget) -> None:
         if widget.id == "type":
             self._type_changed(self.pool_type)
+        elif widget.id == "device":
+            self._sync_picker()
         self.refresh_form()
 
     def _type_changed(self, pool_type: str) -> None:
@@ -208,6 +265,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
         self.query_one("#found", OptionList).clear_options()
         self.query_one("#found").display = False
         self._status("")
+        self._close_picker()
         self._show_fields(pool_type)
 
     # -- evaluation ----------------------------------------------------------------------
@@ -344,8 +402,12 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker.group != "discover" or event.state not in (
-                WorkerState.SUCCESS, WorkerState.ERROR):
+        if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
+            return
+        if worker.group == "devices":
+            self._devices_listed(worker, event.state)
+            return
+        if worker.group != "discover":
             return
         self.query_one("#discover", Button).disabled = False
         if worker.name != self.pool_type:
@@ -402,3 +464,85 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
         self.refresh_form()
         self.query_one("#name" if not self._value("name") else "#submit").focus()
 
+
+    # -- device picker -------------------------------------------------------------------
+    def _pick_status(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#pick-status", Static)
+        status.update(text)
+        status.set_class(error, "error")
+
+    def _close_picker(self) -> None:
+        picker = self.query_one("#device-list", DevicePicker)
+        picker.clear_options()
+        picker.display = False
+        self._pick_status("")
+
+    @on(Button.Pressed, "#pick")
+    def start_picking(self, event: Button.Pressed | None = None) -> None:
+        if event is not None:
+            event.stop()
+        if self.devices is None:
+            return
+        self.query_one("#pick", Button).disabled = True
+        self._close_picker()
+        self._pick_status("reading the devices..." if self.ascii
+                          else "reading the devices\u2026")
+        self.run_worker(self.devices, thread=True, exclusive=True, group="devices",
+                        exit_on_error=False, name="devices")
+
+    def _devices_listed(self, worker: Worker[Any], state: WorkerState) -> None:
+        self.query_one("#pick", Button).disabled = False
+        ptype = self.pool_type
+        if ptype not in PICKABLE:
+            self._pick_status("")  # the type changed meanwhile
+            return
+        if state == WorkerState.ERROR:
+            err = worker.error
+            msg = str(err) if isinstance(err, PoolkeeperError) else f"{type(err).__name__}: {err}"
+            self._pick_status(f"could not list the devices: {msg}", error=True)
+            return
+        rows = list(worker.result or [])
+        if not rows:
+            self._pick_status("no devices found")
+            return
+        chosen = set(split_devices(self._value("device")))
+        picker = self.query_one("#device-list", DevicePicker)
+        picker.clear_options()
+        picker.add_options([
+            Selection(device_line(path, size, what), path, path in chosen,
+                      disabled=device_in_use(what))
+            for path, size, what in rows])
+        picker.display = True
+        self._pick_status("space marks the devices" if ptype == "logical"
+                          else "space chooses one")
+        picker.highlighted = next(
+            (i for i, (_p, _s, what) in enumerate(rows) if not device_in_use(what)), None)
+        picker.focus()
+
+    @on(SelectionList.SelectionToggled, "#device-list")
+    def _device_toggled(self, event: SelectionList.SelectionToggled[str]) -> None:
+        event.stop()
+        picker = self.query_one("#device-list", DevicePicker)
+        value = event.selection.value
+        listed = [picker.get_option_at_index(i).value for i in range(picker.option_count)]
+        if self.pool_type == "logical":
+            # Keep what was typed by hand that the picker does not list.
+            kept = [d for d in split_devices(self._value("device")) if d not in listed]
+            paths = kept + [p for p in listed if p in picker.selected]
+        else:
+            for other in picker.selected:
+                if other != value:
+                    picker.deselect(other)
+            paths = [value] if value in picker.selected else []
+        self.query_one("#device", Input).value = ", ".join(paths)
+
+    def _sync_picker(self) -> None:
+        """The check marks follow the device field when it is edited by hand."""
+        picker = self.query_one("#device-list", DevicePicker)
+        if not picker.display:
+            return
+        wanted = set(split_devices(self._value("device")))
+        for i in range(picker.option_count):
+            value = picker.get_option_at_index(i).value
+            if (value in wanted) != (value in picker.selected):
+                (picker.select if value in wanted else picker.deselect)(value)
