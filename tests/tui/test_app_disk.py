@@ -58,6 +58,24 @@ async def test_carve_a_disk_from_the_extent_bar(state_root: Path, tmp_path: Path
                 assert [u[2] for u in layout.used] == [name]
                 # placed where it was picked, on the first 1 MiB boundary
                 assert layout.used[0][0] == -(-free.start // MiB) * MiB
+                # the table lists the space left after it as a free row (like cfdisk)
+                for _ in range(50):
+                    if any(f[1] >= layout.used[0][1] for f in table.free_extents):
+                        break
+                    await settle(app, pilot, 1)
+                rest = [f for f in table.free_extents if f[1] >= layout.used[0][1]]
+                assert rest and rest[-1][0] == device and rest[-1][2] > rest[-1][1] + 100 * MiB
+                # enter on it opens the create dialog, sized to the free space
+                table.focus()
+                await pilot.press("end")
+                assert table.cursor_volume is None and table.cursor_free == rest[-1]
+                await pilot.press("enter")
+                await settle(app, pilot)
+                dialog = app.screen
+                assert isinstance(dialog, CreateVolumeDialog)
+                start = -(-rest[-1][1] // MiB) * MiB
+                assert dialog.query_one("#capacity", Input).value == (
+                    f"{(rest[-1][2] - start) // MiB}M")
         finally:
             if ctl.store.is_active("d"):
                 ctl.stop_pool("d")

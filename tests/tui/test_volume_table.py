@@ -48,6 +48,7 @@ class TableApp(App[None]):
         self.ascii_mode = ascii
         self.selections: list[str | None] = []
         self.activated: list[str] = []
+        self.free_activated: list[tuple[str, int, int]] = []
 
     def compose(self) -> ComposeResult:
         yield VolumeTable(ascii=self.ascii_mode, id="table")
@@ -60,6 +61,11 @@ class TableApp(App[None]):
 
     def on_volume_table_activated(self, message: VolumeTable.Activated) -> None:
         self.activated.append(message.volume.name)
+
+    def on_volume_table_free_row_activated(
+        self, message: VolumeTable.FreeRowActivated
+    ) -> None:
+        self.free_activated.append((message.device, message.start, message.end))
 
 
 def screen_lines(app: App) -> list[str]:
@@ -441,3 +447,109 @@ def test_format_cell_shows_lv_attributes():
                       attributes="Vwi-a-tz--")
     assert _format_cell(thin) == "raw Vwi-a-tz--"
     assert _format_cell(VolumeInfo(name="f", key="k", path="/p", format="qcow2")) == "qcow2"
+
+
+# ---------------------------------------------------------------- free-extent rows
+
+FREE = [("/dev/sda", 300 * MiB, GiB), ("/dev/sda", 17408, MiB)]  # unsorted on purpose
+
+
+async def test_free_rows_render_after_volumes_in_start_order():
+    app = TableApp()
+    async with app.run_test(size=(160, 12)) as pilot:
+        table = await loaded(pilot, sample())
+        table.set_free_extents(FREE)
+        table.sort_by("capacity", reverse=True)  # volumes reorder, free rows do not
+        await pilot.pause()
+        lines = screen_lines(app)
+        assert [line.split()[0] for line in lines[1:6]] == [
+            "db.img", "cache.vmdk", "web.qcow2", "base.qcow2", "swap.img"]
+        first, second = lines[6], lines[7]
+        assert first.split()[:2] == ["(free)", "free"] and second.split()[:2] == ["(free)", "free"]
+        assert human(MiB - 17408) in first and first.rstrip().endswith(
+            f"{human(17408)}-{human(MiB)}")
+        assert human(GiB - 300 * MiB) in second and second.rstrip().endswith(
+            f"{human(300 * MiB)}-{human(GiB)}")
+        assert table.free_extents == sorted(FREE, key=lambda f: f[1])
+        assert table.row_count == 5  # volumes only
+        # drawn dim: the name cell carries the dim component style
+        dim = table.get_component_rich_style("volume-table--dim", partial=True)
+        style = next(seg.style for seg in table.render_line(6) if "(free)" in seg.text)
+        assert style is not None and style.color == dim.color
+        table.set_free_extents([])
+        await pilot.pause()
+        assert not any("(free)" in line for line in screen_lines(app))
+
+
+async def test_cursor_on_free_row_has_no_volume_and_enter_posts_free_row_activated():
+    app = TableApp()
+    async with app.run_test(size=(160, 12)) as pilot:
+        table = await loaded(pilot, sample())
+        table.set_free_extents(FREE)
+        await pilot.press("end")
+        assert table.cursor_row == 6
+        assert table.cursor_volume is None and table.cursor_free == ("/dev/sda", 300 * MiB, GiB)
+        assert app.selections[-1] is None
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.free_activated == [("/dev/sda", 300 * MiB, GiB)] and app.activated == []
+        await pilot.press("up")
+        assert table.cursor_free == ("/dev/sda", 17408, MiB)
+        await pilot.press("up")
+        assert table.cursor_volume is not None and table.cursor_volume.name == "web.qcow2"
+        assert table.cursor_free is None
+        # the cursor stays on its free row when the volumes change under it
+        await pilot.press("end")
+        table.apply_diff([vol("new.img")], ["db.img"], [])
+        table.set_volumes(table.all_volumes())
+        assert table.cursor_free == ("/dev/sda", 300 * MiB, GiB) and table.cursor_row == 6
+        # ... and moves to the row where it was when its extent goes away
+        table.set_free_extents([("/dev/sda", 400 * MiB, GiB)])
+        assert table.cursor_free == ("/dev/sda", 400 * MiB, GiB) and table.cursor_row == 5
+
+
+async def test_filter_does_not_hide_free_rows():
+    app = TableApp()
+    async with app.run_test(size=(160, 12)) as pilot:
+        table = await loaded(pilot, sample())
+        table.set_free_extents(FREE)
+        table.set_filter("qcow2")
+        await pilot.pause()
+        names = [line.split()[0] for line in screen_lines(app)[1:] if line.strip()]
+        assert names == ["base.qcow2", "web.qcow2", "(free)", "(free)"]
+        table.set_filter("no-such-volume")
+        await pilot.pause()
+        names = [line.split()[0] for line in screen_lines(app)[1:] if line.strip()]
+        assert names == ["(free)", "(free)"]
+        assert table.cursor_free == ("/dev/sda", 17408, MiB)
+
+
+async def test_free_rows_are_never_marked():
+    app = TableApp()
+    async with app.run_test(size=(160, 12)) as pilot:
+        table = await loaded(pilot, [vol("a.img")])
+        table.set_free_extents(FREE)
+        await pilot.press("space", "down", "space", "down", "space")
+        assert table.cursor_free == ("/dev/sda", 300 * MiB, GiB)
+        assert table.marked == {"a.img"}
+        lines = screen_lines(app)
+        assert lines[1].startswith("\u25cf a.img")
+        assert lines[2].startswith("  (free)") and lines[3].startswith("  (free)")
+
+
+async def test_free_rows_only_and_several_devices():
+    app = TableApp()
+    async with app.run_test(size=(160, 12)) as pilot:
+        table = table_of(app)
+        table.set_free_extents([("/dev/sdb", 0, GiB), ("/dev/sda", MiB, 2 * MiB),
+                                ("/dev/sda", 5, 5)])  # empty: left out
+        await pilot.pause()
+        lines = screen_lines(app)
+        assert lines[1].split()[0] == "(free)" and lines[1].rstrip().endswith(
+            f"sdb: {human(0)}-{human(GiB)}")
+        assert lines[2].rstrip().endswith(f"sda: {human(MiB)}-{human(2 * MiB)}")
+        assert lines[3].strip() == ""  # no "no volumes" line when free rows are shown
+        assert table.cursor_row == 0 and table.cursor_volume is None
+        await pilot.click(VolumeTable, offset=(3, 2), times=2)
+        await pilot.pause()
+        assert app.free_activated == [("/dev/sda", MiB, 2 * MiB)]

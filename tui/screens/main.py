@@ -32,7 +32,7 @@ from backends.units import human
 
 from .. import dialogs
 from ..bridge import CommandEvent, JobEvent, PoolEvent, VolumeEvent, connect
-from ..widgets.extent_bar import ExtentBar
+from ..widgets.extent_bar import ExtentBar, free_rows
 from ..widgets.jobs_panel import JobsPanel
 from ..widgets.log_panel import LogPanel
 from ..widgets.pool_tree import PoolTree
@@ -224,6 +224,7 @@ class MainScreen(Screen[None]):
             self.query_one("#pool-header", Static).update(Text(message, style="red"))
             self.table.empty_text = message
             self.table.set_volumes([])
+            self.table.set_free_extents([])  # (free-extent rows belong to a layout)
 
     def _show_volumes(self, name: str, view: PoolView, volumes: list[VolumeInfo]) -> None:
         if name != self.selected:
@@ -246,6 +247,8 @@ class MainScreen(Screen[None]):
         bar.display = view.layout is not None
         if view.layout is not None:
             bar.set_layout(view.layout)
+        # free-extent rows in the volume table (cfdisk-like); none without a layout
+        self.table.set_free_extents([(d, s, e) for d, s, e, _ in free_rows(view.layout or [])])
         self.tree.update_pools(list(self.pools.values()))
         self._update_status()
         self.refresh_bindings()
@@ -434,7 +437,8 @@ class MainScreen(Screen[None]):
             if pdef is not None:
                 self.run_verb(f"pool {pdef.name} defined", self.ctl.define_pool_def, pdef)
 
-        self.app.push_screen(dialogs.DefinePoolDialog(discover, ascii=self.ascii), done)
+        self.app.push_screen(dialogs.DefinePoolDialog(
+            discover, devices=self.ctl.block_devices, ascii=self.ascii), done)
 
     def action_start_stop(self) -> None:
         name = self.selected
@@ -541,14 +545,21 @@ class MainScreen(Screen[None]):
             self.table.select(event.volume)
 
     def on_extent_bar_free_segment_chosen(self, event: ExtentBar.FreeSegmentChosen) -> None:
+        self._create_in_free(event.device, event.start, event.end)
+
+    def on_volume_table_free_row_activated(self, event: VolumeTable.FreeRowActivated) -> None:
+        self._create_in_free(event.device, event.start, event.end)
+
+    def _create_in_free(self, device: str, free_start: int, end: int) -> None:
+        """Open the create dialog for the free extent [free_start, end) of `device`."""
         if self.disabled_reason("create_volume") is None:
             # Partitions start on a 1 MiB boundary: the first one at or after the extent's
             # start (a GPT disk's first free byte is 17408).
-            start = -(-event.start // ALIGN) * ALIGN
-            if start >= event.end:
+            start = -(-free_start // ALIGN) * ALIGN
+            if start >= end:
                 self.notify("that free extent is smaller than 1 MiB", severity="warning")
                 return
-            self.action_create_volume((event.device, start, event.end))
+            self.action_create_volume((device, start, end))
         else:
             self.notify(self.disabled_reason("create_volume") or "", severity="warning")
 

@@ -14,12 +14,17 @@ Data structures:
   no filter). Reversed sorting only flips the display index, the lists stay ascending.
 - Column widths come from per-column histograms of cell widths kept up to date on every
   add/remove, so the widest cell is known without scanning rows; sizes have a fixed width.
+- `_free`: free extents of the pool's devices (set_free_extents), shown like cfdisk as dim
+  "(free)" rows after every volume, in start order, whatever the sort and the filter. The
+  cursor can sit on one (`_cursor_free`, with `_cursor_name` None): it is never marked and
+  `cursor_volume` is None there; enter posts FreeRowActivated.
 
 Keys (focused table):
     up / down / pageup / pagedown / home / end   move the cursor
     left / right                                 scroll horizontally
     space                                        mark / unmark the cursor row
-    enter                                        activate the cursor row (posts Activated)
+    enter                                        activate the cursor row (posts Activated,
+                                                 or FreeRowActivated on a free row)
     o                                            sort by the next column
     O                                            reverse the sort order
 Mouse: click a header cell to sort by it (again to reverse); click a row to move the cursor;
@@ -66,6 +71,9 @@ _PCT_WIDTH = 4  # " 42%", "100%"
 # Widest cell shown per column (longer values are truncated with an ellipsis).
 _CAPS = {"name": 40, "format": 24, "backing": 40, "in_use": 30, "path": 80}
 
+FREE_NAME = "(free)"  # name cell of a free-extent row
+FREE_FORMAT = "free"  # its format cell
+
 
 def _cell_width(text: str) -> int:
     return len(text) if text.isascii() else cell_len(text)
@@ -88,6 +96,15 @@ def _format_cell(v: VolumeInfo) -> str:
 
 def _backing_cell(v: VolumeInfo) -> str:
     return v.backing.path if v.backing is not None else ""
+
+
+class _Free(NamedTuple):
+    """A free-extent row: bytes [start, end) of `device`, and its path cell."""
+
+    device: str
+    start: int
+    end: int
+    text: str
 
 
 class _AsciiScrollBarRender(ScrollBarRender):
@@ -205,6 +222,20 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         def control(self) -> VolumeTable:
             return self.table
 
+    class FreeRowActivated(Message):
+        """Enter (or a double click) on a free-extent row: bytes [start, end) of device."""
+
+        def __init__(self, table: VolumeTable, device: str, start: int, end: int) -> None:
+            super().__init__()
+            self.table = table
+            self.device = device
+            self.start = start
+            self.end = end
+
+        @property
+        def control(self) -> VolumeTable:
+            return self.table
+
     def __init__(
         self,
         *,
@@ -227,6 +258,9 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._in_use: dict[str, str] = {}
         self._marked: set[str] = set()
         self._cursor_name: str | None = None
+        self._free: list[_Free] = []
+        self._free_widths: dict[str, int] = {}
+        self._cursor_free: tuple[str, int, int] | None = None  # (device, start, end)
         self._sort_column = "name"
         self._reverse = False
         self._key: SortKey = _NAME_KEY
@@ -263,7 +297,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     @property
     def row_count(self) -> int:
-        """Rows shown (after the filter)."""
+        """Volume rows shown (after the filter; free-extent rows not counted)."""
         return len(self._rows)
 
     @property
@@ -286,6 +320,16 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
     @property
     def cursor_volume(self) -> VolumeInfo | None:
         return None if self._cursor_name is None else self._by_name.get(self._cursor_name)
+
+    @property
+    def cursor_free(self) -> tuple[str, int, int] | None:
+        """(device, start, end) of the free-extent row under the cursor, or None."""
+        return self._cursor_free
+
+    @property
+    def free_extents(self) -> list[tuple[str, int, int]]:
+        """The free-extent rows as (device, start, end), in display order (a copy)."""
+        return [(f.device, f.start, f.end) for f in self._free]
 
     @property
     def cursor_row(self) -> int | None:
@@ -323,6 +367,37 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             return False
         self._move_cursor(self._display(pos))
         return True
+
+    def set_free_extents(self, rows: list[tuple[str, int, int]]) -> None:
+        """Show these free extents (device, start, end; end exclusive) as rows after the
+        volumes, by start; an empty list removes them. Empty extents are left out."""
+        extents = sorted({(d, s, e) for d, s, e in rows if e > s}, key=lambda r: (r[1], r[0], r[2]))
+        if extents == self.free_extents:
+            return
+        old_index = self._cursor_index()
+        old_offset = self._cursor_screen_offset()
+        several = len({d for d, _, _ in extents}) > 1
+        free = []
+        for device, start, end in extents:
+            text = f"{human(start)}-{human(end)}"
+            if several:  # which device, when there is a choice
+                text = f"{device.rsplit('/', 1)[-1]}: {text}"
+            free.append(_Free(device, start, end, text))
+        self._free = free
+        self._free_widths = (
+            {
+                "name": len(FREE_NAME),
+                "format": len(FREE_FORMAT),
+                "path": max(_cell_width(f.text) for f in free),
+            }
+            if free
+            else {}
+        )
+        if self._cursor_free is not None and self._cursor_free not in extents:
+            self._cursor_free = None  # its extent is gone: _fix_cursor finds a row
+        self._relayout()
+        self._fix_cursor(old_index, old_offset)
+        self.refresh()
 
     def clear_marks(self) -> None:
         if self._marked:
@@ -585,6 +660,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             data = max(map(_cell_width, self._in_use.values()), default=0)
         else:
             data = max(self._hist[column], default=0)
+        data = max(data, self._free_widths.get(column, 0))
         return min(data, _CAPS[column])
 
     def _relayout(self) -> bool:
@@ -603,7 +679,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             self._offsets = offsets
             self._total_width = x - len(_SEP)
             self._invalidate_all(refresh=False)
-        size = Size(self._total_width, max(len(self._rows), 1) + 1)
+        size = Size(self._total_width, max(self._row_total(), 1) + 1)
         if self.virtual_size != size:
             self.virtual_size = size
         return changed
@@ -621,7 +697,16 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         """Display index of list position `pos` (and back: the mapping is its own inverse)."""
         return len(self._rows) - 1 - pos if self._reverse else pos
 
+    def _row_total(self) -> int:
+        """Display rows: the (filtered) volumes, then the free extents."""
+        return len(self._rows) + len(self._free)
+
     def _cursor_index(self) -> int | None:
+        if self._cursor_free is not None:
+            for i, f in enumerate(self._free):  # few rows: a scan is fine
+                if (f.device, f.start, f.end) == self._cursor_free:
+                    return len(self._rows) + i
+            return None
         v = self.cursor_volume
         if v is None:
             return None
@@ -642,32 +727,42 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
     def _fix_cursor(self, old_index: int | None, screen_offset: int | None) -> None:
         """After rows moved: keep the cursor on its volume (or the row where it was) and
         keep it on the same screen line when it was on screen."""
-        previous = self._cursor_name
+        previous = (self._cursor_name, self._cursor_free)
         index = self._cursor_index()
-        if index is None and self._rows:
-            index = min(old_index or 0, len(self._rows) - 1)
-            self._cursor_name = self.row(index).name
+        total = self._row_total()
+        if index is None and total:
+            index = min(old_index or 0, total - 1)
+            self._set_cursor(index)
         elif index is None:
-            self._cursor_name = None
+            self._cursor_name = self._cursor_free = None
         if index is not None:
             if screen_offset is not None:
                 self._scroll_y_to(index - screen_offset)
             self._scroll_cursor_into_view(index)
-        if self._cursor_name != previous:
+        if (self._cursor_name, self._cursor_free) != previous:
             self.post_message(self.SelectionChanged(self, self.cursor_volume))
 
+    def _set_cursor(self, index: int) -> None:
+        """Put the cursor state on display row `index` (a volume or a free extent)."""
+        n = len(self._rows)
+        if index < n:
+            self._cursor_name, self._cursor_free = self.row(index).name, None
+        else:
+            f = self._free[index - n]
+            self._cursor_name, self._cursor_free = None, (f.device, f.start, f.end)
+
     def _move_cursor(self, index: int) -> None:
-        if not self._rows:
+        total = self._row_total()
+        if not total:
             return
-        index = max(0, min(index, len(self._rows) - 1))
-        v = self.row(index)
-        if v.name != self._cursor_name:
-            old = self._cursor_index()
-            self._cursor_name = v.name
+        index = max(0, min(index, total - 1))
+        old = self._cursor_index()
+        if index != old:
+            self._set_cursor(index)
             if old is not None:
                 self._refresh_index(old)
             self._refresh_index(index)
-            self.post_message(self.SelectionChanged(self, v))
+            self.post_message(self.SelectionChanged(self, self.cursor_volume))
         self._scroll_cursor_into_view(index)
 
     def _scroll_y_to(self, y: int) -> None:
@@ -743,11 +838,16 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             )
         index = scroll_y + y - 1
         rows = self._rows
-        if not rows:
-            if y == 1:
-                return self._empty_strip(styles).crop_extend(0, width, styles.base)
-            return Strip.blank(width, styles.base)
         if index >= len(rows):
+            free_index = index - len(rows)
+            if free_index < len(self._free):
+                f = self._free[free_index]
+                cursor = (f.device, f.start, f.end) == self._cursor_free
+                return self._free_line(f, cursor, styles).crop_extend(
+                    scroll_x, scroll_x + width, styles.cursor if cursor else styles.base
+                )
+            if not rows and not self._free and y == 1:
+                return self._empty_strip(styles).crop_extend(0, width, styles.base)
             return Strip.blank(width, styles.base)
         v = rows[-1 - index] if self._reverse else rows[index]
         is_cursor = v.name == self._cursor_name
@@ -810,6 +910,26 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         else:
             text = self.empty_text
         return Strip([Segment(" " + self._clean(text), styles.base + styles.dim)])
+
+    def _free_line(self, f: _Free, is_cursor: bool, styles: _Styles) -> Strip:
+        """A free-extent row, all dim: name, format, size in the capacity column and
+        start-end in the path column. Never marked."""
+        key = (None, f.device, f.start, f.end, is_cursor, self._layout_gen)
+        strip = self._line_cache.get(key)
+        if strip is None:
+            self.strips_built += 1
+            style = (styles.cursor if is_cursor else styles.base) + styles.dim
+            w, fit = self._widths, self._fit
+            cells = [
+                fit(FREE_NAME, w[0]),
+                fit(FREE_FORMAT, w[1]),
+                fit(human(f.end - f.start), w[2], "right"),
+                *(fit("", width) for width in w[3:7]),
+                fit(f.text, w[7], keep_end=True),
+            ]
+            strip = Strip([Segment(" " * _MARK_WIDTH + _SEP.join(cells), style)])
+            self._line_cache[key] = strip
+        return strip
 
     def _row_strip(self, v: VolumeInfo, cursor: bool, marked: bool, styles: _Styles) -> Strip:
         self.strips_built += 1
@@ -908,7 +1028,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._move_cursor(0)
 
     def action_last(self) -> None:
-        self._move_cursor(len(self._rows) - 1)
+        self._move_cursor(self._row_total() - 1)
 
     def action_toggle_mark(self) -> None:
         name = self._cursor_name
@@ -926,6 +1046,8 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         v = self.cursor_volume
         if v is not None:
             self.post_message(self.Activated(self, v))
+        elif self._cursor_free is not None and self._cursor_index() is not None:
+            self.post_message(self.FreeRowActivated(self, *self._cursor_free))
 
     def action_cycle_sort(self) -> None:
         keys = [key for key, _ in self.COLUMNS]
@@ -953,7 +1075,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
                 self.sort_by(column)
             return
         index = self.scroll_offset.y + offset.y - 1
-        if 0 <= index < len(self._rows):
+        if 0 <= index < self._row_total():
             self._move_cursor(index)
             if event.chain >= 2:
                 self.action_activate()
