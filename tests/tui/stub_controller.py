@@ -250,6 +250,13 @@ class StubController:
         return PoolStatus(name=pdef.name, type=pdef.type, uuid="", state="inactive",
                           autostart=False, persistent=True, target=pdef.target.path)
 
+    def pool_def(self, name: str) -> PoolDef:
+        self._status(name)
+        return DEFINITIONS[name]
+
+    def has_secret(self, usage: str) -> bool:
+        return False
+
     def pool_layout(self, name: str) -> list[DeviceLayout]:
         """vg0's two PVs, to scale (the other pools have no extents)."""
         self._status(name)

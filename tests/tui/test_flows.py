@@ -165,3 +165,30 @@ async def test_broken_xml_edit_is_offered_again_and_kept(controller, state_root,
         await wait_for(pilot, app, lambda: "0750" in controller.pool_xml("default",
                                                                           inactive=True))
         assert "<bogus/>" in seen.read_text()  # the second edit started from the broken text
+
+
+async def test_chap_secret_from_the_tui(controller, state_root):
+    """S on a pool that names a CHAP secret stores the typed value, 0600, never shown."""
+    import stat as stat_mod
+
+    from tests.tui.test_secret_dialog import screen_text
+    from tui.dialogs import SecretDialog
+
+    # iSCSI pools carry <auth>; a dir pool cannot, so the key is greyed with a reason first
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        assert "names no CHAP secret" in screen.disabled_reason("set_secret")
+        screen.view.secret_usage = "pool-chap"  # as for an iSCSI pool with <auth>
+        screen.refresh_bindings()
+        await pilot.press("S")
+        await wait_for(pilot, app, lambda: isinstance(app.screen, SecretDialog))
+        app.screen.query_one("#value", Input).value = "pa55-word"
+        app.screen.query_one("#again", Input).value = "pa55-word"
+        assert "pa55" not in screen_text(app)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, app, lambda: controller.has_secret("pool-chap"))
+    files = list((state_root / "secrets").iterdir())
+    assert [f.read_text() for f in files] == ["pa55-word"]
+    assert stat_mod.S_IMODE(files[0].stat().st_mode) == 0o600

@@ -58,6 +58,7 @@ class PoolView:
     committed: int  # sum of the volumes' capacities
     count: int
     layout: list[DeviceLayout] | None = None  # disk and logical pools: the extent bar
+    secret_usage: str | None = None  # the CHAP secret the pool names (iSCSI)
 
 
 class MainScreen(Screen[None]):
@@ -79,6 +80,7 @@ class MainScreen(Screen[None]):
         Binding("x", "show_xml", "XML"),
         Binding("e", "edit_xml", "Edit XML", show=False),
         Binding("y", "copy_path", "Copy path", show=False),
+        Binding("S", "set_secret", "CHAP secret", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("j", "toggle_jobs", "Jobs"),
         Binding("l", "toggle_log", "Log"),
@@ -193,8 +195,12 @@ class MainScreen(Screen[None]):
                 layout = self.ctl.pool_layout(status.name)
             except PoolkeeperError:
                 layout = []
+        usage = None
+        with contextlib.suppress(PoolkeeperError):
+            auth = self.ctl.pool_def(status.name).source.auth
+            usage = auth.secret.usage if auth is not None else None
         return PoolView(status, features, sum(v.capacity for v in volumes), len(volumes),
-                        layout)
+                        layout, usage)
 
     def _load_users(self, name: str) -> None:
         try:
@@ -368,6 +374,9 @@ class MainScreen(Screen[None]):
                 return f"{status.type} pools have nothing to build"
             if status.active:
                 return "stop the pool before building it"
+        if action == "set_secret":
+            return None if self.view.secret_usage else (
+                "the pool names no CHAP secret (<auth><secret usage=.../></auth>)")
         if action in ("delete_pool", "edit_xml") and status.active:
             return "stop the pool first (s)"
         if action in POOL_ACTIONS or action == "show_xml":
@@ -667,6 +676,27 @@ class MainScreen(Screen[None]):
                 errors.append(str(exc))
         if errors:
             raise PoolkeeperError("; ".join(errors))
+
+    def action_set_secret(self) -> None:
+        if self.view is not None and self.view.secret_usage:
+            self._open_secret(self.view.secret_usage)
+
+    @work(thread=True, group="verbs")
+    def _open_secret(self, usage: str) -> None:
+        try:
+            exists = self.ctl.has_secret(usage)
+        except PoolkeeperError:
+            exists = False
+        self.app.call_from_thread(self._push_secret, usage, exists)
+
+    def _push_secret(self, usage: str, exists: bool) -> None:
+        def done(result: Any) -> None:
+            if result is not None:  # the value goes straight to the controller, unlogged
+                self.run_verb(f"secret {usage} saved", self.ctl.set_secret, result.usage,
+                              result.value)
+
+        self.app.push_screen(dialogs.SecretDialog(usage, exists=exists, ascii=self.ascii),
+                             done)
 
     def action_copy_path(self) -> None:
         volume = self._need_volume()
