@@ -223,6 +223,40 @@ def parse_export(text: str) -> dict[str, str]:
     return values
 
 
+def lsblk(columns: str, device: str | None = None) -> list[dict]:
+    """`lsblk -J -b -o COLUMNS [-- DEVICE]` rows, each followed by its children (flat)."""
+    argv = ["lsblk", "-J", "-b", "-o", columns]
+    if device is not None:
+        argv += ["--", device]
+    out = runner.run(argv, timeout=60).stdout
+    return _flatten(json.loads(out or "{}").get("blockdevices", []))
+
+
+def _flatten(rows: list[dict]) -> list[dict]:
+    out = []
+    for row in rows:
+        out.append(row)
+        out += _flatten(row.get("children") or [])
+    return out
+
+
+def fill_from_blkid(rows: list[dict], column: str, tag: str) -> None:
+    """lsblk reads FSTYPE/PTTYPE from udev's database; without udev (as in containers and
+    this VM) ask blkid for the rows that lack `column`, in one call."""
+    unknown = [r for r in rows if not r.get(column) and r.get("size") and r.get("path")]
+    if not unknown:
+        return
+    done = runner.run(["blkid", "-p", "-o", "export", "--", *(r["path"] for r in unknown)],
+                      check=False, timeout=120)
+    by_path: dict[str, str] = {}
+    for block in done.stdout.split("\n\n"):
+        values = parse_export(block)
+        if values.get("DEVNAME") and values.get(tag):
+            by_path[values["DEVNAME"]] = values[tag]
+    for row in unknown:
+        row[column] = by_path.get(row["path"])
+
+
 # == mounts ============================================================================
 @dataclass(frozen=True)
 class Mount:

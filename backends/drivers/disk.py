@@ -48,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import re
 import stat
@@ -827,14 +826,12 @@ class DiskDriver(PoolDriver):
         if host is not None:
             raise ValidationError("disk pool sources are local disks: give a device, not a "
                                   "host", "host")
-        argv = ["lsblk", "-J", "-b", "-o", "NAME,PATH,TYPE,SIZE,PTTYPE"]
         if device is not None:
-            argv += ["--", _check_device_path(device)]
-        rows = _flatten(json.loads(runner.run(argv, timeout=60).stdout or "{}")
-                        .get("blockdevices", []))
+            device = _check_device_path(device)
+        rows = blockprobe.lsblk("NAME,PATH,TYPE,SIZE,PTTYPE", device)
         disks = [r for r in rows if r.get("type") in ("disk", "loop") and r.get("size")
                  and r.get("path")]
-        _fill_pttypes(disks)
+        blockprobe.fill_from_blkid(disks, "pttype", "PTTYPE")
         sources = []
         for row in disks:
             label = {"sgi": "dvh"}.get(row.get("pttype") or "", row.get("pttype"))
@@ -1189,25 +1186,3 @@ def _wipe_signatures(device: str, kind: str) -> None:
         raise StateError(f"wipefs left {left.describe()} on {device}")
 
 
-def _flatten(rows: list[dict]) -> list[dict]:
-    out = []
-    for row in rows:
-        out.append(row)
-        out += _flatten(row.get("children") or [])
-    return out
-
-
-def _fill_pttypes(rows: list[dict]) -> None:
-    """lsblk reads PTTYPE from udev's database; without udev, ask blkid (one call)."""
-    unknown = [r for r in rows if not r.get("pttype")]
-    if not unknown:
-        return
-    done = runner.run(["blkid", "-p", "-o", "export", "--", *(r["path"] for r in unknown)],
-                      check=False, timeout=120)
-    by_path: dict[str, str] = {}
-    for block in done.stdout.split("\n\n"):
-        values = blockprobe.parse_export(block)
-        if values.get("DEVNAME") and values.get("PTTYPE"):
-            by_path[values["DEVNAME"]] = values["PTTYPE"]
-    for row in unknown:
-        row["pttype"] = by_path.get(row["path"])

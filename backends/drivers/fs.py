@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import re
 import stat
@@ -588,12 +587,10 @@ class FsDriver(MountedDirDriver):
         if host is not None:
             raise ValidationError("fs pool sources are local block devices: give a device, "
                                   "not a host", "host")
-        argv = ["lsblk", "-J", "-b", "-o", "NAME,PATH,TYPE,FSTYPE,SIZE,MOUNTPOINT,LABEL"]
         if device is not None:
-            argv += ["--", _check_path(device, "device path", "device")]
-        rows = _flatten(json.loads(runner.run(argv, timeout=60).stdout or "{}").get("blockdevices",
-                                                                                []))
-        _fill_fstypes(rows)
+            device = _check_path(device, "device path", "device")
+        rows = blockprobe.lsblk("NAME,PATH,TYPE,FSTYPE,SIZE,MOUNTPOINT,LABEL", device)
+        blockprobe.fill_from_blkid(rows, "fstype", "TYPE")
         sources = []
         for row in rows:
             fstype = row.get("fstype")
@@ -603,30 +600,6 @@ class FsDriver(MountedDirDriver):
             sources.append(PoolSource(devices=[SourceDevice(row["path"])],
                                       format=fmt if fmt in FS_POOL_FORMATS else "auto"))
         return sources
-
-
-def _flatten(rows: list[dict]) -> list[dict]:
-    out = []
-    for row in rows:
-        out.append(row)
-        out += _flatten(row.get("children") or [])
-    return out
-
-
-def _fill_fstypes(rows: list[dict]) -> None:
-    """lsblk reads FSTYPE from udev's database; without udev, ask blkid (one call)."""
-    unknown = [r for r in rows if not r.get("fstype") and r.get("size") and r.get("path")]
-    if not unknown:
-        return
-    done = runner.run(["blkid", "-p", "-o", "export", "--", *(r["path"] for r in unknown)],
-                check=False, timeout=120)
-    by_path: dict[str, str] = {}
-    for block in done.stdout.split("\n\n"):
-        values = blockprobe.parse_export(block)
-        if values.get("DEVNAME") and values.get("TYPE"):
-            by_path[values["DEVNAME"]] = values["TYPE"]
-    for row in unknown:
-        row["fstype"] = by_path.get(row["path"])
 
 
 # == netfs =============================================================================
