@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 
 from . import runner
-from .errors import Busy
+from .errors import Busy, StateError
 
 # blkid exit codes (blkid(8)): 0 found, 2 nothing found, 8 ambivalent (several signatures).
 _BLKID_NOTHING, _BLKID_AMBIVALENT = 2, 8
@@ -221,6 +221,22 @@ def parse_export(text: str) -> dict[str, str]:
         if sep:
             values[key.strip()] = value.strip()
     return values
+
+
+def source_kind(path: str, pool: str) -> str:
+    """'block' or 'image' for a pool's source device; a clear error for anything else."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise StateError(f"the source device {path} of pool '{pool}' does not exist; "
+                         "check <source><device path=...>") from None
+    except OSError as exc:
+        raise StateError(f"cannot use {path}: {exc.strerror}") from None
+    if stat.S_ISBLK(mode):
+        return "block"
+    if stat.S_ISREG(mode):
+        return "image"
+    raise StateError(f"{path} is neither a block device nor an image file")
 
 
 def lsblk(columns: str, device: str | None = None) -> list[dict]:

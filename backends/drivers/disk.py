@@ -558,23 +558,14 @@ class DiskDriver(PoolDriver):
 
     def _source_kind(self) -> str:
         path = self.source_path
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            raise StateError(f"the source device {path} of pool '{self.name}' does not exist; "
-                             "check <source><device path=...>") from None
-        except OSError as exc:
-            raise StateError(f"cannot use {path}: {exc.strerror}") from None
-        if stat.S_ISBLK(mode):
+        kind = blockprobe.source_kind(path, self.name)
+        if kind == "block":
             real = os.path.realpath(path)
             whole = blockprobe.whole_disk(real)
             if whole != real:
                 raise ValidationError(f"{path} is a partition of {whole}; a disk pool needs the "
                                       "whole disk", "device")
-            return "block"
-        if stat.S_ISREG(mode):
-            return "image"
-        raise StateError(f"{path} is neither a block device nor an image file")
+        return kind
 
     def _loop(self) -> blockprobe.LoopIdentity | None:
         """The loop device this pool attached its image to, if it is still that one."""

@@ -363,19 +363,7 @@ class FsDriver(MountedDirDriver):
 
     def _source_kind(self) -> str:
         """'block' or 'image'; a clear error for anything else."""
-        path = self.source_path
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            raise StateError(f"the source device {path} of pool '{self.name}' does not exist; "
-                             "check <source><device path=...>") from None
-        except OSError as exc:
-            raise StateError(f"cannot use {path}: {exc.strerror}") from None
-        if stat.S_ISBLK(mode):
-            return "block"
-        if stat.S_ISREG(mode):
-            return "image"
-        raise StateError(f"{path} is neither a block device nor an image file")
+        return blockprobe.source_kind(self.source_path, self.name)
 
     def _loop_record(self) -> dict | None:
         rec = self.extras.get("loop")
