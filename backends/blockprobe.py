@@ -20,7 +20,7 @@ import re
 import stat
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -442,12 +442,9 @@ def _fd_targets(pid: int) -> Iterator[str]:
         yield f"{base}/fd/{fd}"
 
 
-def device_openers(device: str) -> list[str]:
-    """'name (pid N)' of processes (other than us) holding the device or a partition open.
+def _holders(match: Callable[[os.stat_result], bool]) -> list[str]:
+    """'name (pid N)' of every other process with an open fd whose target matches.
     psutil's open_files() lists regular files only, so the fds are read from /proc."""
-    numbers = _numbers([device, *partitions(device)])
-    if not numbers:
-        return []
     users = []
     me = os.getpid()
     for pid in psutil.pids():
@@ -458,34 +455,29 @@ def device_openers(device: str) -> list[str]:
                 st = os.stat(link)
             except OSError:
                 continue
-            if stat.S_ISBLK(st.st_mode) and (os.major(st.st_rdev),
-                                              os.minor(st.st_rdev)) in numbers:
+            if match(st):
                 users.append(f"{_proc_name(pid)} (pid {pid})")
                 break
     return users
 
 
+def device_openers(device: str) -> list[str]:
+    """Processes (other than us) holding the device or one of its partitions open."""
+    numbers = _numbers([device, *partitions(device)])
+    if not numbers:
+        return []
+    return _holders(lambda st: stat.S_ISBLK(st.st_mode)
+                    and (os.major(st.st_rdev), os.minor(st.st_rdev)) in numbers)
+
+
 def processes_using_tree(path: str) -> list[str]:
-    """'name (pid N)' of processes with a cwd, root or open file on the filesystem mounted
-    at `path` (matched by st_dev, so deleted and renamed files count too)."""
+    """Processes with a cwd, root or open file on the filesystem mounted at `path` (by st_dev,
+    so deleted and renamed files count too)."""
     try:
         dev = os.stat(path).st_dev
     except OSError:
         return []
-    users = []
-    me = os.getpid()
-    for pid in psutil.pids():
-        if pid == me:
-            continue
-        for link in _fd_targets(pid):
-            try:
-                st = os.stat(link)
-            except OSError:
-                continue
-            if st.st_dev == dev:
-                users.append(f"{_proc_name(pid)} (pid {pid})")
-                break
-    return users
+    return _holders(lambda st: st.st_dev == dev)
 
 
 def device_users(device: str) -> list[str]:
