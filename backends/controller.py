@@ -413,6 +413,7 @@ class StorageController:
             can_resize_volumes=cls.can_resize_volumes,
             creatable_formats=tuple(cls.creatable_formats),
             default_volume_format=cls.default_volume_format,
+            wipe_algorithms=tuple(cls.wipe_algorithms),
         )
 
     # == volume lookup =================================================================

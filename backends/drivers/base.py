@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import Unsupported
-from ..model import DeviceLayout, PoolDef, PoolSizes, PoolSource, VolumeDef, VolumeInfo
+from ..model import (
+    WIPE_ALGORITHMS,
+    DeviceLayout,
+    PoolDef,
+    PoolSizes,
+    PoolSource,
+    VolumeDef,
+    VolumeInfo,
+)
 from ..progress import JobContext
 
 
@@ -25,6 +33,7 @@ class PoolDriver:
     can_delete_volumes: ClassVar[bool] = False
     can_resize_volumes: ClassVar[bool] = False
     can_build: ClassVar[bool] = False
+    wipe_algorithms: ClassVar[tuple[str, ...]] = WIPE_ALGORITHMS
 
     def __init__(self, pool: PoolDef, extras: dict | None = None, *,
                  config_dir: Path | None = None) -> None:

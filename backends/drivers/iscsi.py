@@ -633,6 +633,7 @@ def _wwid(device: str) -> str | None:
 # == iscsi-direct: libiscsi in userspace ===============================================
 class IscsiDirectDriver(_IscsiDriver):
     type: ClassVar[str] = "iscsi-direct"
+    wipe_algorithms: ClassVar[tuple[str, ...]] = ("zero",)  # libiscsi writes zeroes only
 
     @classmethod
     def validate(cls, pool: PoolDef) -> None:
