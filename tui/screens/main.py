@@ -27,7 +27,14 @@ from textual.widgets import Footer, Input, Static, Tree
 from backends.controller import StorageController
 from backends.errors import PoolkeeperError, ToolFailed
 from backends.jobs import Job
-from backends.model import DeviceLayout, Extent, PoolFeatures, PoolStatus, VolumeInfo
+from backends.model import (
+    WIPE_ALGORITHMS,
+    DeviceLayout,
+    Extent,
+    PoolFeatures,
+    PoolStatus,
+    VolumeInfo,
+)
 from backends.units import human
 
 from .. import dialogs
@@ -617,7 +624,9 @@ class MainScreen(Screen[None]):
                 self.run_verb(f"wiping {volume.name}", self.ctl.wipe_volume, name, volume.name,
                               req.algorithm)
 
-        self.app.push_screen(dialogs.WipeVolumeDialog(volume, ascii=self.ascii), done)
+        features = self.view.features if self.view is not None else None
+        algorithms = features.wipe_algorithms if features is not None else WIPE_ALGORITHMS
+        self.app.push_screen(dialogs.WipeVolumeDialog(volume, algorithms, ascii=self.ascii), done)
 
     def action_upload(self) -> None:
         self._transfer(upload=True)
@@ -752,38 +761,61 @@ class MainScreen(Screen[None]):
         except PoolkeeperError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
-        self.app.call_from_thread(self._edit_xml, pool, xml)
+        self._write_for_edit(pool, xml)
 
-    def _edit_xml(self, pool: str, xml: str) -> None:
-        """Hand the terminal to $EDITOR (App.suspend), then validate in a worker; on an
-        error offer to edit again with the text kept, never losing the edit."""
-        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        with tempfile.NamedTemporaryFile("w", suffix=".xml", prefix=f"{pool}-",
-                                         delete=False) as fh:
-            fh.write(xml)
-            path = fh.name
+    @work(thread=True, group="xml")
+    def _edit_again(self, pool: str, text: str) -> None:
+        self._write_for_edit(pool, text)
+
+    def _write_for_edit(self, pool: str, text: str) -> None:
+        """Worker side: the text goes to a private temp file the editor opens."""
         try:
+            fd, path = tempfile.mkstemp(suffix=".xml", prefix=f"{pool}-")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            self.app.call_from_thread(self.notify, f"cannot write a temp file: {exc.strerror}",
+                                      severity="error")
+            return
+        self.app.call_from_thread(self._run_editor, pool, path, text)
+
+    def _run_editor(self, pool: str, path: str, before: str) -> None:
+        """Hand the terminal to $EDITOR (App.suspend: the UI is stopped anyway), then
+        validate in a worker; on an error offer to edit again with the text kept."""
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        discard = True
+        try:
+            with self.app.suspend():
+                subprocess.run([*shlex.split(editor), path], check=False)
+            discard = False
+        except SuspendNotSupported:
+            self.notify("this terminal cannot hand over to an editor", severity="error")
+        except OSError as exc:
+            self.notify(f"cannot run the editor '{editor}': {exc.strerror}", severity="error")
+        self._read_edited(pool, path, before, discard=discard)
+
+    @work(thread=True, group="xml")
+    def _read_edited(self, pool: str, path: str, before: str, *, discard: bool) -> None:
+        try:
+            if discard:
+                return
             try:
-                with self.app.suspend():
-                    subprocess.run([*shlex.split(editor), path], check=False)
-            except SuspendNotSupported:
-                self.notify("this terminal cannot hand over to an editor", severity="error")
+                with open(path, encoding="utf-8") as fh:
+                    edited = fh.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                self.app.call_from_thread(self.notify, f"cannot read the edited file: {exc}",
+                                          severity="error")
                 return
-            except OSError as exc:
-                self.notify(f"cannot run the editor '{editor}': {exc.strerror}",
-                            severity="error")
-                return
-            with open(path, encoding="utf-8") as fh:
-                edited = fh.read()
         finally:
-            os.unlink(path)
-        if edited == xml:
-            self.notify("no change")
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if edited == before:
+            self.app.call_from_thread(self.notify, "no change")
             return
         self._save_xml(pool, edited)
 
-    @work(thread=True, group="xml")
     def _save_xml(self, pool: str, edited: str) -> None:
+        """Worker side: define the edited XML."""
         try:
             self.ctl.define_pool(edited)
         except PoolkeeperError as exc:
@@ -794,7 +826,7 @@ class MainScreen(Screen[None]):
     def _xml_rejected(self, pool: str, edited: str, message: str) -> None:
         def done(retry: bool | None) -> None:
             if retry:
-                self._edit_xml(pool, edited)
+                self._edit_again(pool, edited)
 
         self.app.push_screen(dialogs.ErrorDialog("the edited XML was refused", message,
                                                  retry_label="Re-edit", ascii=self.ascii),
