@@ -230,6 +230,7 @@ class PoolFeatures:
     can_resize_volumes: bool
     creatable_formats: tuple[str, ...]
     default_volume_format: str | None
+    wipe_algorithms: tuple[str, ...] = WIPE_ALGORITHMS  # what its volumes can be wiped with
 
 
 @dataclass

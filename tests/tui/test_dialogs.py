@@ -863,6 +863,14 @@ async def test_wipe_needs_exact_name_and_offers_every_algorithm() -> None:
         assert app.results == [WipeRequest("trim")]
 
 
+async def test_wipe_offers_only_what_the_pool_type_can_do() -> None:
+    async with opened(WipeVolumeDialog(vol(), ("zero",))) as (app, pilot):
+        text = flat(app)
+        assert "zero" in text and "gutmann" not in text and "trim" not in text
+        await pilot.press("tab", *"disk.qcow2", "enter")
+        assert app.results == [WipeRequest("zero")]
+
+
 async def test_wipe_cancel_with_button() -> None:
     async with opened(WipeVolumeDialog(vol())) as (app, pilot):
         await pilot.press("tab", *"disk")

@@ -381,3 +381,9 @@ def test_block_devices_say_what_is_on_each(ctl, tmp_path):
         found = {path: (size, what) for path, size, what in ctl.block_devices()}
         assert found[blank] == (64 << 20, "empty")
         assert "ext4" in found[used][1] and "data" in found[used][1]
+
+
+def test_pool_features_say_which_wipe_algorithms_a_type_takes(ctl):
+    assert ctl.pool_features("iscsi-direct").wipe_algorithms == ("zero",)
+    assert "gutmann" in ctl.pool_features("dir").wipe_algorithms
+    assert "trim" in ctl.pool_features("logical").wipe_algorithms

@@ -212,8 +212,10 @@ class WipeVolumeDialog(Dialog[WipeRequest | None]):
     submit_label = "Wipe"
     submit_variant = "error"
 
-    def __init__(self, volume: VolumeInfo, *, ascii: bool = False) -> None:
+    def __init__(self, volume: VolumeInfo, algorithms: Sequence[str] = WIPE_ALGORITHMS, *,
+                 ascii: bool = False) -> None:
         self.volume = volume
+        self.algorithms = tuple(algorithms) or ("zero",)  # what the pool type can do
         self.heading = f"Wipe volume '{volume.name}'"
         super().__init__(ascii=ascii)
 
@@ -222,13 +224,14 @@ class WipeVolumeDialog(Dialog[WipeRequest | None]):
         yield Static(f"Every byte of '{v.name}' ({human(v.capacity)}) is overwritten; "
                      "the data cannot be recovered.", markup=False,
                      classes="intro warning-text")
-        width = max(len(a) for a in WIPE_ALGORITHMS)
+        width = max(len(a) for a in self.algorithms)
         yield radio_set([(a, f"{a:<{width}}  {WIPE_DESCRIPTIONS.get(a, '')}")
-                         for a in WIPE_ALGORITHMS], "zero", id="algorithm", ascii=self.ascii)
+                         for a in self.algorithms], self.algorithms[0], id="algorithm",
+                        ascii=self.ascii)
         yield TypedConfirm(v.name, id="confirm")
 
     def evaluate(self) -> Evaluation[WipeRequest | None]:
-        algorithm = radio_value(self.query_one("#algorithm", RadioSet)) or "zero"
+        algorithm = radio_value(self.query_one("#algorithm", RadioSet)) or self.algorithms[0]
         return Evaluation(result=WipeRequest(algorithm))
 
 
