@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class PoolkeeperError(Exception):
     """Base of every error poolkeeper reports to a person."""
@@ -103,7 +105,7 @@ class ToolFailed(PoolkeeperError):
 
     def __init__(self, argv: list[str], returncode: int | None, stderr: str) -> None:
         detail = stderr.strip().splitlines()
-        tail = detail[-1] if detail else "no error output"
+        tail = detail[-1][-500:] if detail else "no error output"  # a tool can print 16 MB
         if returncode is None:
             msg = f"'{argv[0]}' timed out: {tail}"
         else:
@@ -112,3 +114,15 @@ class ToolFailed(PoolkeeperError):
         self.argv = argv
         self.returncode = returncode
         self.stderr = stderr
+
+
+def os_failure(exc: OSError, doing: str) -> PoolkeeperError:
+    """An OSError of the storage as our error: what could not be done, why, what to check."""
+    reason = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientSpace(f"cannot {doing}: {reason}{where}; free some space first")
+    if exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+        return StateError(f"cannot {doing}: {reason}{where}; check the permissions, the "
+                          "attributes (chattr +i) and whether the filesystem is read-only")
+    return StateError(f"cannot {doing}: {reason}{where}")

@@ -20,20 +20,25 @@ import os
 import stat
 import struct
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from . import runner
 from .errors import (
     AlreadyExists,
     InsufficientSpace,
     InvalidSize,
+    PoolkeeperError,
     StateError,
     UnsafePath,
     Unsupported,
     ValidationError,
     VolumeNotFound,
+    os_failure,
 )
 from .model import WIPE_ALGORITHMS
+from .names import PARTIAL_PREFIX
 from .progress import NULL_CONTEXT, JobContext
+from .store import create_locked_temp, remove_if_abandoned
 
 # ioctl numbers (x86_64/aarch64 encodings; Python 3.11's fcntl module lacks most of them).
 FICLONE = 0x40049409  # _IOW(0x94, 9, int)
@@ -51,6 +56,7 @@ MiB = 1024 * 1024
 CHUNK_SIZE = MiB  # read/write buffer
 EXTENT_CHUNK = 64 * MiB  # per fallocate / punch / discard call; progress between calls
 COPY_CHUNK = 16 * MiB  # per copy_file_range call
+READAHEAD = 32 * MiB  # source data asked for ahead of a sparse copy (_read_ahead)
 PROGRESS_STEP = 8 * MiB  # report at most this often (and at least every EXTENT_CHUNK)
 PIECE = 4096  # granularity of zero detection when writing sparsely
 DIRECT_ALIGN = 4096  # O_DIRECT offset/length alignment good for 512 and 4K devices
@@ -68,6 +74,12 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _c_fallocate = getattr(_libc, "fallocate64", None) or _libc.fallocate
 _c_fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 _c_fallocate.restype = ctypes.c_int
+RENAME_NOREPLACE = 1
+_c_renameat2 = getattr(_libc, "renameat2", None)
+if _c_renameat2 is not None:
+    _c_renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                             ctypes.c_uint)
+    _c_renameat2.restype = ctypes.c_int
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -384,6 +396,119 @@ def _check_sizes(**sizes: int | None) -> None:
             raise InvalidSize(f"{what} must not be negative (got {value})")
 
 
+# ---------------------------------------------------------------------------- building
+# A new volume is built under a hidden name and appears under its own name only when it is
+# complete, so no kill, crash or failure ever leaves a half-made file under a volume's name.
+# The build is guarded by a flock on a separate empty file (PARTIAL_PREFIX + random), held
+# while the data file (the guard's name + PARTIAL_DATA) is built: not on the data file itself,
+# because on NFS a flock is a whole-file POSIX lock that qemu-img's own locks would hit.
+PARTIAL_DATA = ".img"
+
+
+class Partial(NamedTuple):
+    fd: int  # the file being built, open read-write
+    name: str  # its hidden name in the same directory (for tools that take a path)
+
+
+@contextlib.contextmanager
+def building(
+    dir_fd: int, name: str, *, mode: int = 0o600, owner: int | None = None,
+    group: int | None = None,
+) -> Iterator[Partial]:
+    """Build a new file for `name` inside the with-block; on success it is published as
+    `name` (a hard link: an existing name is never replaced, AlreadyExists instead), on any
+    failure or cancel it is removed, and a killed build's file goes at the next pool start
+    (remove_partials). OSErrors come out as our errors."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        pass
+    else:
+        raise AlreadyExists(f"volume target '{name}' already exists")
+    try:
+        guard_fd, guard = create_locked_temp(dir_fd)
+        try:
+            with _built(dir_fd, guard + PARTIAL_DATA, name, mode, owner, group) as part:
+                yield part
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(guard, dir_fd=dir_fd)
+            os.close(guard_fd)
+    except OSError as exc:
+        raise os_failure(exc, f"create '{name}'") from exc
+
+
+@contextlib.contextmanager
+def _built(dir_fd: int, data: str, name: str, mode: int, owner: int | None,
+           group: int | None) -> Iterator[Partial]:
+    fd = _create_excl(dir_fd, data, mode, owner, group)
+    try:
+        yield Partial(fd, data)
+        os.fsync(fd)  # per inode: covers what a tool wrote through its own fd
+        _publish(dir_fd, data, name)
+    except BaseException:
+        _unlink_ours(dir_fd, data, fd)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _publish(dir_fd: int, data: str, name: str) -> None:
+    """Give the complete file its name, atomically and without replacing anything."""
+    try:
+        os.link(data, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        raise AlreadyExists(f"volume target '{name}' already exists") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        _rename_noreplace(dir_fd, data, name)  # a filesystem without hard links (vfat)
+    else:
+        with contextlib.suppress(OSError):  # else it goes at the next pool start
+            os.unlink(data, dir_fd=dir_fd)
+    os.fsync(dir_fd)
+
+
+def _rename_noreplace(dir_fd: int, old: str, new: str) -> None:
+    if _c_renameat2 is None:
+        raise Unsupported("this filesystem has no hard links and this C library no renameat2")
+    if _c_renameat2(dir_fd, os.fsencode(old), dir_fd, os.fsencode(new), RENAME_NOREPLACE) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.EEXIST:
+        raise AlreadyExists(f"volume target '{new}' already exists")
+    raise OSError(err, os.strerror(err), new)
+
+
+def remove_partials(dir_fd: int) -> list[str]:
+    """Remove what builds killed mid-way left in the directory (their guard's flock died
+    with them; a live build's guard is locked and stays). Returns the names removed."""
+    with os.scandir(dir_fd) as entries:
+        names = [e.name for e in entries if e.name.startswith(PARTIAL_PREFIX)]
+    removed = []
+    for guard in (n for n in names if not n.endswith(PARTIAL_DATA)):
+        removed += remove_if_abandoned(dir_fd, guard, also=(guard + PARTIAL_DATA,))
+    for data in (n for n in names if n.endswith(PARTIAL_DATA)):
+        # A data file lives only while its guard does: without one it is a leftover.
+        if _lexists(dir_fd, data[: -len(PARTIAL_DATA)]) or not _lexists(dir_fd, data):
+            continue
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(data, dir_fd=dir_fd).st_mode):
+                os.unlink(data, dir_fd=dir_fd)
+                removed.append(data)
+    if removed:
+        os.fsync(dir_fd)
+    return removed
+
+
+def _lexists(dir_fd: int, name: str) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def create_raw(
     dir_fd: int,
     name: str,
@@ -397,24 +522,17 @@ def create_raw(
     ctx: JobContext = NULL_CONTEXT,
 ) -> None:
     """Create a raw file volume: sparse if allocation is 0, else the first `allocation`
-    bytes (at most capacity) allocated. A failed or cancelled create removes the file."""
+    bytes (at most capacity) allocated. Built under a hidden name (see building)."""
     _check_sizes(capacity=capacity, allocation=allocation)
     alloc = min(allocation, capacity)
-    fd = _create_excl(dir_fd, name, mode, owner, group)
-    try:
+    with building(dir_fd, name, mode=mode, owner=owner, group=group) as part:
         if nocow:
-            _set_nocow(fd)
-        os.ftruncate(fd, capacity)
+            _set_nocow(part.fd)
+        os.ftruncate(part.fd, capacity)
         progress = _Progress(ctx, alloc)
         if alloc > 0:
-            _allocate(fd, 0, alloc, progress)
-        os.fsync(fd)
+            _allocate(part.fd, 0, alloc, progress)
         progress.finish()
-    except BaseException:
-        _unlink_ours(dir_fd, name, fd)
-        raise
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- clone
@@ -432,9 +550,29 @@ def _try_reflink(src_fd: int, dst_fd: int) -> bool:
     return True
 
 
+def _read_ahead(fd: int, segments: Iterator[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Pass the segments on, having asked the kernel (POSIX_FADV_WILLNEED) for up to
+    READAHEAD bytes of the ones after: the scattered pieces of a cold source then reach the
+    disk as many requests at once instead of one by one (bench/clone.py: 2 GiB holding
+    200 MiB in 64 KiB pieces, ext4, cold: 0.70 s -> 0.45 s)."""
+    queued: list[tuple[int, int]] = []
+    ahead = 0
+    for begin, end in segments:
+        with contextlib.suppress(OSError):  # only a hint
+            os.posix_fadvise(fd, begin, min(end - begin, READAHEAD), os.POSIX_FADV_WILLNEED)
+        queued.append((begin, end))
+        ahead += end - begin
+        while ahead >= READAHEAD:
+            first = queued.pop(0)
+            ahead -= first[1] - first[0]
+            yield first
+    yield from queued
+
+
 def _range_copy(src_fd: int, dst_fd: int, length: int, sparse: bool, progress: _Progress) -> None:
     """copy_file_range over the data segments (or everything when not sparse)."""
-    segments = _data_segments(src_fd, 0, length) if sparse else iter([(0, length)])
+    segments = (_read_ahead(src_fd, _data_segments(src_fd, 0, length)) if sparse
+                else iter([(0, length)]))
     for begin, end in segments:
         pos = begin
         progress.set(pos)
@@ -535,27 +673,36 @@ def clone_file(
     group: int | None = None,
     ctx: JobContext = NULL_CONTEXT,
 ) -> str:
-    """Clone volume src_name into a new file dst_name (O_EXCL), grown to `capacity` if
-    that is larger than the source. A failed or cancelled clone removes dst."""
+    """Clone volume src_name into a new file dst_name, grown to `capacity` if that is
+    larger than the source. Built under a hidden name (see building)."""
+    _check_sizes(capacity=capacity)
+    with building(dst_dir_fd, dst_name, mode=mode, owner=owner, group=group) as part:
+        return clone_into(src_dir_fd, src_name, part.fd, capacity=capacity, sparse=sparse,
+                          ctx=ctx)
+
+
+def clone_into(
+    src_dir_fd: int,
+    src_name: str,
+    dst_fd: int,
+    *,
+    capacity: int | None = None,
+    sparse: bool = True,
+    ctx: JobContext = NULL_CONTEXT,
+) -> str:
+    """Copy volume src_name into the empty file dst_fd (one being built), grown to
+    `capacity` if that is larger than the source; returns the method (see clone_fd)."""
     _check_sizes(capacity=capacity)
     src = open_volume(src_dir_fd, src_name, os.O_RDONLY)
     try:
         size = _size_of(src)
-        dst = _create_excl(dst_dir_fd, dst_name, mode, owner, group)
-        try:
-            method = clone_fd(src, dst, size, sparse=sparse, ctx=ctx)
-            if capacity is not None and capacity > size:
-                os.ftruncate(dst, capacity)
-                if not sparse:
-                    _allocate(dst, size, capacity - size, _Progress(ctx, capacity - size))
-                os.fsync(dst)
-        except BaseException:
-            _unlink_ours(dst_dir_fd, dst_name, dst)
-            raise
-        finally:
-            os.close(dst)
+        method = clone_fd(src, dst_fd, size, sparse=sparse, ctx=ctx)
     finally:
         os.close(src)
+    if capacity is not None and capacity > size:
+        os.ftruncate(dst_fd, capacity)
+        if not sparse:
+            _allocate(dst_fd, size, capacity - size, _Progress(ctx, capacity - size))
     return method
 
 
@@ -722,32 +869,55 @@ def has_data_beyond(fd: int, offset: int) -> bool:
 # ---------------------------------------------------------------------------- streams
 
 
+def check_range(offset: int, length: int | None) -> None:
+    """The offset and length of an upload or download: neither negative, and a length (when
+    given) moves something; 0 is refused rather than read as "everything" as virsh does."""
+    _check_sizes(offset=offset, length=length)
+    if length == 0:
+        raise InvalidSize("a length of 0 moves no data; leave the length out to transfer "
+                          "everything from the offset on")
+
+
+def _open_source(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PoolkeeperError(f"cannot read '{path}': {exc.strerror}") from None
+
+
+def _refuse_past_end(offset: int, amount: int, end: int) -> None:
+    if offset + amount > end:
+        raise InsufficientSpace(
+            f"{amount} bytes at offset {offset} do not fit in the volume ({end} bytes, "
+            f"{max(end - offset, 0)} left after the offset); nothing was written"
+        )
+
+
 def upload_fd(
     dst_fd: int,
     src_path: str,
     *,
     offset: int = 0,
     length: int | None = None,
+    limit: int | None = None,
     ctx: JobContext = NULL_CONTEXT,
 ) -> int:
     """Stream src_path (a file or a pipe) into the volume at `offset`, at most `length`
     bytes. Like virsh vol-upload, a file volume is neither truncated nor limited to its
-    size; a block device refuses data that would not fit. Returns bytes written."""
-    _check_sizes(offset=offset, length=length)
+    size unless `limit` says where it ends; a block device ends at its size. Data that would
+    run past the end is refused before anything is written when its size is known (a pipe
+    is stopped at the end). Returns bytes written."""
+    check_range(offset, length)
     dst_st = os.fstat(dst_fd)
     _check_kind("volume", dst_st)
-    src = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
+    end = _size_of(dst_fd, dst_st) if stat.S_ISBLK(dst_st.st_mode) else limit
+    src = _open_source(src_path)
     try:
         src_st = os.fstat(src)
         known = _size_of(src, src_st) if not stat.S_ISFIFO(src_st.st_mode) else None
         total = length if known is None else known if length is None else min(length, known)
-        if stat.S_ISBLK(dst_st.st_mode) and total is not None:
-            room = _size_of(dst_fd, dst_st) - offset
-            if total > room:
-                raise InsufficientSpace(
-                    f"{total} bytes do not fit in the volume after offset {offset} "
-                    f"({max(room, 0)} bytes left)"
-                )
+        if end is not None:
+            _refuse_past_end(offset, total or 0, end)
         progress = _Progress(ctx, total)
         done = 0
         while length is None or done < length:
@@ -755,6 +925,11 @@ def upload_fd(
             data = os.read(src, want)
             if not data:
                 break
+            if end is not None and offset + done + len(data) > end:
+                raise InsufficientSpace(
+                    f"the data does not fit in the volume ({end} bytes): {done} bytes were "
+                    f"written from offset {offset} before it reached the end"
+                )
             _pwrite_all(dst_fd, data, offset + done)
             done += len(data)
             progress.set(done)
@@ -813,7 +988,7 @@ def download_fd(
     """Stream the volume from `offset` (at most `length` bytes) into dst_path. With
     sparse, holes and all-zero pieces become holes in dst. Returns the bytes of volume
     covered. On failure or cancel a dst_path this call created is removed."""
-    _check_sizes(offset=offset, length=length)
+    check_range(offset, length)
     src_st = os.fstat(src_fd)
     _check_kind("volume", src_st)
     size = _size_of(src_fd, src_st)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .errors import Cancelled, PoolkeeperError
+from .errors import Cancelled, PoolkeeperError, os_failure
 from .events import EventBus, JobFinished, JobProgress
 from .locks import HeldLock
 from .progress import JobContext
@@ -99,6 +99,9 @@ class Job(JobContext):
             self.error, self.state = exc, "cancelled"
         except PoolkeeperError as exc:
             self.error, self.state = exc, "failed"
+        except OSError as exc:  # EPERM, EROFS, EIO of the storage: said as our error
+            self.error, self.state = os_failure(exc, self.description), "failed"
+            self.error.__cause__ = exc
         except Exception as exc:  # unexpected: keep it for the user, never lose the worker
             self.error, self.state = exc, "failed"
         finally:

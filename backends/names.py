@@ -5,6 +5,9 @@ from __future__ import annotations
 from .errors import InvalidName
 
 MAX_NAME_BYTES = 255
+# Files being written (volumes being built, state files being saved) carry this prefix
+# until they are complete; a leftover one of a killed process is removed at the next start.
+PARTIAL_PREFIX = ".poolkeeper-partial-"
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -19,6 +22,9 @@ def check_name(name: str, what: str = "name") -> str:
         raise InvalidName(f"{what} '{name}' is not allowed", element="name")
     if "/" in name:
         raise InvalidName(f"{what} {name!r} must not contain '/'", element="name")
+    if name.startswith(PARTIAL_PREFIX):
+        raise InvalidName(f"{what} {name!r} begins with '{PARTIAL_PREFIX}', which poolkeeper "
+                          "reserves for files being written; choose another name", element="name")
     for ch in name:
         # C0, DEL and C1 (0x9b is a terminal's CSI: a name must not drive the screen).
         if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:

@@ -7,8 +7,13 @@ recorded in the command log (the TUI's log panel, the CommandRun event).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import selectors
+import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -64,6 +69,7 @@ TOOL_PACKAGES: dict[str, str] = {
 
 DEFAULT_TIMEOUT = 120.0
 MAX_OUTPUT = 16 * 1024 * 1024  # bytes of stdout/stderr kept per call
+MAX_LINE = 64 * 1024  # bytes of one progress line kept (run_with_progress)
 MASK = "********"
 
 
@@ -134,8 +140,59 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def _decode(data: bytes) -> str:
-    return data[:MAX_OUTPUT].decode("utf-8", errors="replace")
+def _decode(data: bytes | bytearray) -> str:
+    if len(data) > MAX_OUTPUT:
+        data = data[:MAX_OUTPUT]
+    return data.decode("utf-8", errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the tool and everything it started (it leads its own process group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _close_pipes(proc: subprocess.Popen) -> None:
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+def _communicate(proc: subprocess.Popen, input: bytes | None,
+                 deadline: float | None) -> tuple[bytearray, bytearray, bool]:
+    """Feed `input`, read stdout and stderr to their end keeping MAX_OUTPUT bytes of each
+    (the rest is read and dropped: a chatty tool neither blocks nor fills our memory).
+    Returns (stdout, stderr, timed_out)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    kept = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    pending = memoryview(input or b"")
+    with selectors.DefaultSelector() as sel:
+        for fd in kept:
+            sel.register(fd, selectors.EVENT_READ)
+        if proc.stdin is not None:
+            sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+        while sel.get_map():
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                return kept[proc.stdout.fileno()], kept[proc.stderr.fileno()], True
+            for key, _ in sel.select(wait):
+                if key.fd in kept:
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fd)
+                    buf = kept[key.fd]
+                    buf += chunk[: MAX_OUTPUT - len(buf)]
+                    continue
+                try:  # select said writable: PIPE_BUF bytes go without blocking
+                    pending = pending[os.write(key.fd, pending[: select.PIPE_BUF]):]
+                except BrokenPipeError:
+                    pending = pending[:0]
+                if not pending:
+                    sel.unregister(key.fd)
+                    proc.stdin.close()  # type: ignore[union-attr]
+    return kept[proc.stdout.fileno()], kept[proc.stderr.fileno()], False
 
 
 def run(
@@ -150,7 +207,8 @@ def run(
     log: CommandLog | None = None,
 ) -> Completed:
     """Run argv[0] with the arguments as given. Raises ToolMissing, or ToolFailed if
-    `check` and the exit status is non-zero or the timeout passed."""
+    `check` and the exit status is non-zero or the timeout passed (the tool and whatever
+    it started are then killed)."""
     if not argv:
         raise ValueError("empty argv")
     args = [str(a) for a in argv]
@@ -162,24 +220,36 @@ def run(
     full_env.pop("LANGUAGE", None)
     shown = [mask(a, secrets) for a in args]
     started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
+    proc = subprocess.Popen(
+        [exe, *args[1:]],
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=full_env,
+        pass_fds=tuple(pass_fds),
+        close_fds=True,
+        start_new_session=True,  # its own group, to kill all of it; no terminal to prompt on
+    )
     try:
-        proc = subprocess.run(
-            [exe, *args[1:]],
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            env=full_env,
-            pass_fds=tuple(pass_fds),
-            close_fds=True,
-            check=False,
-        )
-        rc: int | None = proc.returncode
-        out, err = _decode(proc.stdout), _decode(proc.stderr)
-    except subprocess.TimeoutExpired as exc:
-        rc = None
-        out = _decode(exc.stdout or b"")
-        err = _decode(exc.stderr or b"") + f"\n(timed out after {timeout} s)"
+        raw_out, raw_err, timed_out = _communicate(proc, input, deadline)
+        if not timed_out:
+            try:
+                proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+        if timed_out:
+            _kill_group(proc)
+    except BaseException:  # interrupted: leave nothing running behind us
+        _kill_group(proc)
+        raise
+    finally:
+        _close_pipes(proc)
+    rc: int | None = None if timed_out else proc.returncode
+    out, err = _decode(raw_out), _decode(raw_err)
+    del raw_out, raw_err  # 2 x MAX_OUTPUT at most; not kept longer than needed
+    if timed_out:
+        err += f"\nkilled after {timeout:g} s: {shlex.join(shown)}"
     result = Completed(
         argv=args,
         shown=shown,
@@ -201,6 +271,7 @@ def run_with_progress(
     *,
     secrets: Iterable[str] = (),
     log: CommandLog | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Completed:
     """Run a long tool, passing each line of its stdout (split on \\r and \\n, as progress
     meters write) to `on_output`, and killing it when `should_stop()` turns true.
@@ -214,40 +285,56 @@ def run_with_progress(
     started = time.monotonic()
     proc = subprocess.Popen(
         [exe, *args[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=env, close_fds=True,
+        stderr=subprocess.PIPE, env=env, close_fds=True, pass_fds=tuple(pass_fds),
+        start_new_session=True,
     )
-    err_chunks: list[bytes] = []
-    drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read(MAX_OUTPUT)),
-                             daemon=True)
-    drain.start()
+    err = bytearray()
+
+    def drain() -> None:  # to the end, or a tool writing more than the cap would block
+        assert proc.stderr is not None
+        while chunk := proc.stderr.read1(65536):
+            err.extend(chunk[: MAX_OUTPUT - len(err)])
+
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
     stopper_done = threading.Event()
 
     def stopper() -> None:
         while not stopper_done.wait(0.1):
             if should_stop():
-                proc.terminate()
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
                 return
 
     watch = threading.Thread(target=stopper, daemon=True)
     watch.start()
-    pending = b""
-    assert proc.stdout is not None
-    while True:
-        chunk = proc.stdout.read1(4096)
-        if not chunk:
-            break
-        pending += chunk
-        *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
-        for line in lines:
-            if line.strip():
-                on_output(line.decode("utf-8", "replace"))
-    rc = proc.wait()
-    stopper_done.set()
-    drain.join()
-    err = mask(_decode(b"".join(err_chunks)), secrets)
-    result = Completed(args, [mask(a, secrets) for a in args], rc, "", err,
+    try:
+        _feed_lines(proc, on_output)
+        rc = proc.wait()
+        drainer.join()
+    except BaseException:  # interrupted, or on_output failed: leave nothing running
+        _kill_group(proc)
+        raise
+    finally:
+        stopper_done.set()
+        _close_pipes(proc)
+    text = mask(_decode(err), secrets)
+    result = Completed(args, [mask(a, secrets) for a in args], rc, "", text,
                        time.monotonic() - started)
     (log or COMMAND_LOG).record(result)
     if rc != 0 and not should_stop():
-        raise ToolFailed(result.shown, rc, err)
+        raise ToolFailed(result.shown, rc, text)
     return result
+
+
+def _feed_lines(proc: subprocess.Popen, on_output: Callable[[str], None]) -> None:
+    """Each non-blank line of stdout (split on \\r and \\n) to on_output; a line is cut to
+    its last MAX_LINE bytes, so output without line ends cannot fill memory."""
+    assert proc.stdout is not None
+    pending = b""
+    while chunk := proc.stdout.read1(65536):
+        *lines, pending = (pending + chunk).replace(b"\r", b"\n").split(b"\n")
+        pending = pending[-MAX_LINE:]
+        for line in lines:
+            if line.strip():
+                on_output(line[-MAX_LINE:].decode("utf-8", "replace"))

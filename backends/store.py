@@ -13,6 +13,7 @@ Layout (config and runtime dirs are the same directory when a root is given):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import stat
@@ -20,8 +21,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidName, StateError
-from .names import check_name
+from .errors import InvalidName, StateError, os_failure
+from .names import MAX_NAME_BYTES, PARTIAL_PREFIX, check_name
+
+# A pool's name becomes the file names NAME.xml and NAME.json, which must fit in 255 bytes.
+MAX_POOL_NAME_BYTES = MAX_NAME_BYTES - len(".json")
 
 
 @dataclass(frozen=True)
@@ -59,22 +63,106 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """temp file + fsync + rename + directory fsync: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _names(dir_fd: int, name: str, fd: int) -> bool:
+    """Is `name` in the directory still the file open as `fd`?"""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        there = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
+def create_locked_temp(dir_fd: int, mode: int = 0o600) -> tuple[int, str]:
+    """A new empty file PARTIAL_PREFIX+random in the directory, flocked for as long as the
+    fd is open, so that remove_abandoned() of any process leaves it alone: (fd, name)."""
+    for _ in range(8):
+        name = PARTIAL_PREFIX + os.urandom(8).hex()
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, mode, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a sweeper holds it for a moment at most
+        if _names(dir_fd, name, fd):
+            return fd, name
+        os.close(fd)  # a sweep removed it between our create and our lock: again
+    raise StateError("could not create a temporary file (a sweep kept removing it); try again")
+
+
+def remove_if_abandoned(dir_fd: int, name: str, also: tuple[str, ...] = ()) -> list[str]:
+    """If no live process holds the flock of the temp file `name`, remove the files `also`
+    and then `name` (with the lock held); returns what was removed."""
+    try:
+        if not stat.S_ISREG(os.lstat(name, dir_fd=dir_fd).st_mode):
+            return []  # not a file we make
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                     | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return []
+    removed = []
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not _names(dir_fd, name, fd):
+            return []
+        for other in also:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(other, dir_fd=dir_fd)
+                removed.append(other)
+        os.unlink(name, dir_fd=dir_fd)
+        removed.append(name)
+    except OSError:  # EWOULDBLOCK: a live writer holds it; EPERM: immutable
+        pass
+    finally:
+        os.close(fd)
+    return removed
+
+
+def remove_abandoned(dir_fd: int) -> list[str]:
+    """Remove the PARTIAL_PREFIX files of the directory that no live process holds (a
+    killed writer's flock died with it); returns their names."""
+    with os.scandir(dir_fd) as entries:
+        candidates = [e.name for e in entries if e.name.startswith(PARTIAL_PREFIX)]
+    removed = [gone for name in candidates for gone in remove_if_abandoned(dir_fd, name)]
+    if removed:
+        os.fsync(dir_fd)
+    return removed
+
+
+def _open_dir(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """temp file + fsync + rename + directory fsync: readers see the old or the new file,
+    and a killed writer leaves at most a temp file, which the next Store removes."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dfd = _open_dir(path.parent)
+        try:
+            _write_in(dfd, path.name, data, mode)
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        raise os_failure(exc, f"save '{path}'") from exc
+
+
+def _write_in(dfd: int, name: str, data: bytes, mode: int) -> None:
+    fd, tmp = create_locked_temp(dfd, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)  # the umask must not narrow it
+        os.fsync(fd)
+        os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dfd)
         raise
-    fsync_dir(path.parent)
+    finally:
+        os.close(fd)  # drops the flock, after the rename: a sweep never sees it unlocked
 
 
 def _remove(path: Path) -> bool:
@@ -82,6 +170,8 @@ def _remove(path: Path) -> bool:
         os.unlink(path)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        raise os_failure(exc, f"remove '{path}'") from exc
     fsync_dir(path.parent)
     return True
 
@@ -91,6 +181,10 @@ def check_pool_name(name: str) -> str:
     check_name(name, "pool name")
     if name.startswith("."):
         raise InvalidName(f"pool name '{name}' must not start with '.'", element="name")
+    size = len(name.encode("utf-8"))
+    if size > MAX_POOL_NAME_BYTES:
+        raise InvalidName(f"pool name is {size} bytes long; at most {MAX_POOL_NAME_BYTES} are "
+                          "allowed (it becomes the file name NAME.json)", element="name")
     return name
 
 
@@ -108,6 +202,21 @@ class Store:
         for d in (self.run_dir, self.locks_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
             _private_dir(d)
+        self.remove_abandoned_temps()
+
+    def remove_abandoned_temps(self) -> list[str]:
+        """Temp files of writers killed mid-write (kill -9, power loss); a live writer's
+        is locked and stays. A read-only state root is no error: nothing to remove."""
+        removed = []
+        secrets_dir = self.paths.config_dir / "secrets"  # secrets.SECRETS_DIR (it imports us)
+        for d in (self.definitions_dir, self.volumes_dir, self.run_dir, secrets_dir):
+            with contextlib.suppress(OSError):
+                dfd = _open_dir(d)
+                try:
+                    removed += [str(d / name) for name in remove_abandoned(dfd)]
+                finally:
+                    os.close(dfd)
+        return removed
 
     # -- definitions -------------------------------------------------------------------
     def _def_path(self, name: str) -> Path:
@@ -147,16 +256,20 @@ class Store:
 
     def set_autostart(self, name: str, enabled: bool) -> None:
         link = self.autostart_dir / check_pool_name(name)
-        if enabled:
-            if not os.path.lexists(link):
-                tmp = self.autostart_dir / f".{name}.tmp"
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                os.symlink(f"../{name}.xml", tmp)
-                os.replace(tmp, link)
-                fsync_dir(self.autostart_dir)
-        else:
+        if not enabled:
             _remove(link)
+            return
+        if os.path.lexists(link):
+            return
+        tmp = self.autostart_dir / f".{name}.tmp"  # a leftover one is replaced here
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.symlink(f"../{name}.xml", tmp)
+            os.replace(tmp, link)
+            fsync_dir(self.autostart_dir)
+        except OSError as exc:
+            raise os_failure(exc, f"enable autostart with '{link}'") from exc
 
     # -- run state ---------------------------------------------------------------------
     def is_active(self, name: str) -> bool:

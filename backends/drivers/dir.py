@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
-import math
+import json
 import os
 import re
 import stat
@@ -17,7 +17,6 @@ from collections.abc import Iterator
 
 from .. import fileops, probe, runner
 from ..errors import (
-    AlreadyExists,
     Cancelled,
     PoolkeeperError,
     StateError,
@@ -35,12 +34,13 @@ from ..model import (
     VolumeDef,
     VolumeInfo,
 )
-from ..names import check_name
+from ..names import PARTIAL_PREFIX, check_name
 from ..progress import JobContext
 from .base import PoolDriver
 
 DEFAULT_POOL_MODE = 0o711
 DEFAULT_VOLUME_MODE = 0o600
+QEMU_IMG_TIMEOUT = 600.0  # seconds for qemu-img create/resize (convert has no limit: a job)
 _PERCENT_RE = re.compile(r"\(([\d.]+)/100%\)")
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
 # What the directory entry says a name is.
@@ -66,6 +66,13 @@ def _entry_kind(entry: os.DirEntry[str]) -> int:
     if entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False):
         return _REGULAR
     return _UNKNOWN  # block device, FIFO, ...: one lstat tells
+
+
+def _beside(image: str, name: str) -> str:
+    """A file name from an image header, as qemu resolves it: relative to the image."""
+    if name.startswith("/") or is_remote_backing(name):
+        return name
+    return os.path.join(os.path.dirname(image), name)
 
 
 def is_remote_backing(path: str) -> bool:
@@ -184,7 +191,8 @@ class DirDriver(PoolDriver):
             with os.scandir(dfd) as entries:
                 # The entry type comes from the directory itself (d_type): no stat needed
                 # to tell a regular file from a link or a FIFO.
-                listing = [(e.name, _entry_kind(e)) for e in entries]
+                listing = [(e.name, _entry_kind(e)) for e in entries
+                           if not e.name.startswith(PARTIAL_PREFIX)]  # volumes being built
             for name, kind in listing:
                 info = self._scan(dfd, name, kind, prefix)
                 if info is not None:
@@ -271,10 +279,10 @@ class DirDriver(PoolDriver):
         info.features = result.features
         info.encryption = result.encryption
         if result.backing:
-            backing = result.backing
-            if not backing.startswith("/") and not is_remote_backing(backing):
-                backing = os.path.join(os.path.dirname(info.path), backing)
-            info.backing = BackingStore(path=backing, format=result.backing_format)
+            info.backing = BackingStore(path=_beside(info.path, result.backing),
+                                        format=result.backing_format)
+        if result.data_file:  # qemu reads and writes it as the image's data
+            info.data_file = _beside(info.path, result.data_file)
         return info
 
     # -- volumes -----------------------------------------------------------------------
@@ -282,32 +290,31 @@ class DirDriver(PoolDriver):
         with self.dir_fd() as dfd:
             return fileops.open_volume(dfd, check_name(vol.name, "volume name"), os.O_RDONLY)
 
-    def _reserve(self, dfd: int, name: str) -> None:
-        """Create the empty file that claims `name` (O_EXCL): no race with another creator."""
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         DEFAULT_VOLUME_MODE, dir_fd=dfd)
-        except FileExistsError:
-            raise AlreadyExists(
-                f"a file named '{name}' already exists in pool '{self.name}'"
-            ) from None
-        os.close(fd)
+    def remove_partials(self) -> list[str]:
+        """Remove the files of creates and clones a killed process left half-made (the
+        controller calls it when it starts the pool or first uses it)."""
+        with self.dir_fd() as dfd:
+            return fileops.remove_partials(dfd)
 
-    def _unlink_quietly(self, dfd: int, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=dfd)
+    def _file_path(self, name: str) -> str:
+        """Path of a volume, or of a volume being built under its hidden name."""
+        if not name.startswith(PARTIAL_PREFIX):
+            check_name(name, "volume name")
+        return os.path.join(self.target, name)
 
-    def _apply_permissions(self, dfd: int, name: str, vol: VolumeDef) -> None:
+    def _building(self, dfd: int, name: str,
+                  vol: VolumeDef) -> contextlib.AbstractContextManager[fileops.Partial]:
         perms = vol.target.permissions or Permissions()
-        mode = perms.mode if perms.mode is not None else DEFAULT_VOLUME_MODE
-        fd = fileops.open_volume(dfd, name, os.O_RDONLY)
-        try:
-            os.fchmod(fd, mode)
-            if perms.owner is not None or perms.group is not None:
-                os.fchown(fd, -1 if perms.owner is None else perms.owner,
-                          -1 if perms.group is None else perms.group)
-        finally:
-            os.close(fd)
+        return fileops.building(dfd, name, mode=self._mode(vol), owner=perms.owner,
+                                group=perms.group)
+
+    def _apply_permissions(self, fd: int, vol: VolumeDef) -> None:
+        """Mode and owner the XML asks for, again after a tool wrote the file."""
+        perms = vol.target.permissions or Permissions()
+        os.fchmod(fd, self._mode(vol))
+        if perms.owner is not None or perms.group is not None:
+            os.fchown(fd, -1 if perms.owner is None else perms.owner,
+                      -1 if perms.group is None else perms.group)
 
     def create_volume(self, vol: VolumeDef, ctx: JobContext) -> None:
         name = check_name(vol.name, "volume name")
@@ -318,34 +325,26 @@ class DirDriver(PoolDriver):
                 + ", ".join(self.creatable_formats)
             )
         capacity = vol.capacity or 0
+        if fmt == "raw" and vol.backing is not None:
+            raise ValidationError("a raw volume cannot have a backing store; use qcow2",
+                                  element="backingStore")
         with self.dir_fd() as dfd:
             if fmt == "raw":
-                if vol.backing is not None:
-                    raise ValidationError("a raw volume cannot have a backing store; use qcow2",
-                                          element="backingStore")
                 allocation = capacity if vol.allocation is None else min(vol.allocation, capacity)
                 perms = vol.target.permissions or Permissions()
-                try:
-                    fileops.create_raw(
-                        dfd, name, capacity, allocation,
-                        mode=perms.mode if perms.mode is not None else DEFAULT_VOLUME_MODE,
-                        owner=perms.owner, group=perms.group, nocow=vol.target.nocow, ctx=ctx,
-                    )
-                except FileExistsError:
-                    raise AlreadyExists(
-                        f"a file named '{name}' already exists in pool '{self.name}'"
-                    ) from None
+                fileops.create_raw(
+                    dfd, name, capacity, allocation, mode=self._mode(vol), owner=perms.owner,
+                    group=perms.group, nocow=vol.target.nocow, ctx=ctx,
+                )
                 return
-            self._reserve(dfd, name)
-            try:
-                runner.run(self._qemu_img_create_argv(vol, fmt, capacity), timeout=600)
-                self._apply_permissions(dfd, name, vol)
+            with self._building(dfd, name, vol) as part:
+                argv = self._qemu_img_create_argv(vol, fmt, capacity, self._file_path(part.name))
+                runner.run(argv, timeout=QEMU_IMG_TIMEOUT)
+                self._apply_permissions(part.fd, vol)
                 ctx.update(capacity, capacity)
-            except BaseException:
-                self._unlink_quietly(dfd, name)
-                raise
 
-    def _qemu_img_create_argv(self, vol: VolumeDef, fmt: str, capacity: int) -> list[str]:
+    def _qemu_img_create_argv(self, vol: VolumeDef, fmt: str, capacity: int,
+                              path: str) -> list[str]:
         argv = ["qemu-img", "create", "-f", fmt]
         if vol.backing is not None:
             if fmt not in ("qcow2", "qcow", "qed", "vmdk"):
@@ -357,11 +356,16 @@ class DirDriver(PoolDriver):
                     "--backing-vol-format): poolkeeper never guesses a backing file's format",
                     element="backingStore",
                 )
+            require_local_backing(vol.backing.path)  # qemu-img would open json:/nbd: itself
             argv += ["-b", vol.backing.path, "-F", vol.backing.format]
         opts: list[str] = []
         target = vol.target
         if fmt == "qcow2":
-            opts.append(f"compat={target.compat or '1.1'}")
+            compat = target.compat or "1.1"
+            if not re.fullmatch(r"[0-9]+\.[0-9]+", compat):  # a ',' would add -o options
+                raise ValidationError(f"compat '{compat}' must look like 1.1 or 0.10",
+                                      element="compat")
+            opts.append(f"compat={compat}")
             if target.cluster_size:
                 opts.append(f"cluster_size={target.cluster_size}")
             for feature in target.features or []:
@@ -371,9 +375,11 @@ class DirDriver(PoolDriver):
                 opts.append("nocow=on")
         if opts:
             argv += ["-o", ",".join(opts)]
-        argv.append(self.volume_path(vol.name))
+        argv.append(path)
+        if capacity < 0:  # "-5K" would be read as an option
+            raise ValidationError(f"capacity {capacity} must not be negative", element="capacity")
         if capacity:
-            argv.append(f"{math.ceil(capacity / 1024)}K")
+            argv.append(f"{-(-capacity // 1024)}K")  # whole KiB, rounded up; no float
         return argv
 
     def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
@@ -385,38 +391,34 @@ class DirDriver(PoolDriver):
             raise Unsupported(f"'{src.name}' is a directory; only image files can be cloned")
         if not isinstance(src_driver, DirDriver):
             raise Unsupported("cloning between these pool types is not supported yet")
-        with self.dir_fd() as dfd:
+        if fmt != src.format and fmt not in self.creatable_formats:
+            raise Unsupported(f"cannot convert to '{fmt}'")
+        with self.dir_fd() as dfd, self._building(dfd, name, vol) as part:
             if fmt == src.format:
                 with src_driver.dir_fd() as sfd:
-                    method = fileops.clone_file(
-                        sfd, src.name, dfd, name,
-                        capacity=capacity if fmt == "raw" else None,
-                        sparse=True, mode=self._mode(vol), ctx=ctx,
+                    method = fileops.clone_into(
+                        sfd, src.name, part.fd, capacity=capacity if fmt == "raw" else None,
+                        sparse=True, ctx=ctx,
                     )
+            else:
+                with src_driver.dir_fd() as sfd:
+                    src_fd = fileops.open_volume(sfd, check_name(src.name, "volume name"),
+                                                 os.O_RDONLY)
                 try:
-                    if fmt != "raw" and capacity > src.capacity:
-                        self._qemu_img_resize(fmt, name, capacity, shrink=False)
-                    self._apply_permissions(dfd, name, vol)
-                except BaseException:
-                    self._unlink_quietly(dfd, name)
-                    raise
-                return method
-            if fmt not in self.creatable_formats:
-                raise Unsupported(f"cannot convert to '{fmt}'")
-            self._reserve(dfd, name)
-            try:
-                self._qemu_img_convert(src, fmt, name, ctx)
-                if capacity > src.capacity:
-                    self._qemu_img_resize(fmt, name, capacity, shrink=False)
-                self._apply_permissions(dfd, name, vol)
-                ctx.update(src.capacity, src.capacity)
-            except BaseException:
-                self._unlink_quietly(dfd, name)
-                raise
-            return "qemu-img convert"
+                    self._qemu_img_convert(src, src_fd, fmt, part.name, ctx)
+                finally:
+                    os.close(src_fd)
+                method = "qemu-img convert"
+            if capacity > src.capacity and (fmt != "raw" or method == "qemu-img convert"):
+                self._qemu_img_resize(fmt, part.name, capacity, shrink=False)
+            self._apply_permissions(part.fd, vol)
+            ctx.update(src.capacity, src.capacity)
+        return method
 
-    def _qemu_img_convert(self, src: VolumeInfo, fmt: str, name: str, ctx: JobContext) -> None:
-        """qemu-img convert with its progress meter (-p) feeding the job; cancel kills it."""
+    def _qemu_img_convert(self, src: VolumeInfo, src_fd: int, fmt: str, name: str,
+                          ctx: JobContext) -> None:
+        """qemu-img convert with its progress meter (-p) feeding the job; cancel kills it.
+        The source is the file we opened (O_NOFOLLOW), never its name."""
         total = src.capacity
         ctx.update(0, total)
 
@@ -428,9 +430,9 @@ class DirDriver(PoolDriver):
                     ctx.update(ctx.done, total)
 
         runner.run_with_progress(
-            ["qemu-img", "convert", "-p", "-f", src.format, "-O", fmt, src.path,
-             self.volume_path(name)],
-            progress, lambda: ctx.cancelled,
+            ["qemu-img", "convert", "-p", image_spec(src, src_fd), "-O", fmt,
+             self._file_path(name)],
+            progress, lambda: ctx.cancelled, pass_fds=(src_fd,),
         )
         ctx.check()
 
@@ -444,7 +446,7 @@ class DirDriver(PoolDriver):
         argv = ["qemu-img", "resize", "-f", fmt]
         if shrink:
             argv.append("--shrink")
-        runner.run([*argv, self.volume_path(name), str(size)], timeout=600)
+        runner.run([*argv, self._file_path(name), str(size)], timeout=QEMU_IMG_TIMEOUT)
 
     def delete_volume(self, vol: VolumeInfo) -> None:
         name = check_name(vol.name, "volume name")
@@ -484,36 +486,39 @@ class DirDriver(PoolDriver):
             raise Unsupported(f"'{vol.name}' is a directory; it has no size to change")
         if vol.symlink is not None:
             raise UnsafePath(f"'{vol.name}' is a symlink; resize the file it points to instead")
-        if vol.format != "raw":
-            if allocate:
-                raise Unsupported("--allocate is only supported for raw volumes")
-            self._qemu_img_resize(vol.format, vol.name, capacity, shrink=shrink)
-            return
-        fd = self._open_rw(vol)
+        if vol.format != "raw" and allocate:
+            raise Unsupported("--allocate is only supported for raw volumes")
+        fd = self._open_rw(vol)  # O_NOFOLLOW: the file checked is the file resized
         try:
-            fileops.resize_raw_fd(fd, capacity, allocate=allocate, ctx=ctx)
+            if vol.format != "raw":
+                self._resize_image_fd(vol, fd, capacity, shrink)
+            else:
+                fileops.resize_raw_fd(fd, capacity, allocate=allocate, ctx=ctx)
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _resize_image_fd(vol: VolumeInfo, fd: int, capacity: int, shrink: bool) -> None:
+        """qemu-img resize of the image open as `fd` (see image_spec)."""
+        argv = ["qemu-img", "resize", *(["--shrink"] if shrink else []),
+                image_spec(vol, fd), str((capacity + 511) // 512 * 512)]
+        runner.run(argv, pass_fds=(fd,), timeout=QEMU_IMG_TIMEOUT)
 
     def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
                       ctx: JobContext) -> int:
         if vol.symlink is not None:
             raise UnsafePath(f"'{vol.name}' is a symlink; poolkeeper does not write through links")
-        try:
-            src_size = os.stat(src_path).st_size
-        except OSError as exc:
-            raise PoolkeeperError(f"cannot read '{src_path}': {exc.strerror}") from None
-        amount = src_size if length is None else min(length, src_size)
+        fileops.check_range(offset, length)
         whole_image = vol.format != "raw" and offset == 0 and length is None
+        # A raw volume keeps its size: data past its end is refused, never appended.
         fixed_size = vol.type == "block" or (vol.format == "raw" and not whole_image)
-        if fixed_size and offset + amount > vol.capacity:
-            raise ValidationError(
-                f"{amount} bytes at offset {offset} do not fit in '{vol.name}' "
-                f"({vol.capacity} bytes); resize the volume first"
-            )
         fd = self._open_rw(vol)
         try:
-            written = fileops.upload_fd(fd, src_path, offset=offset, length=length, ctx=ctx)
+            size = os.lseek(fd, 0, os.SEEK_END)  # as it is now, not as it was listed
+            if fixed_size:
+                _refuse_past_end(vol.name, src_path, offset, length, size)
+            written = fileops.upload_fd(fd, src_path, offset=offset, length=length,
+                                        limit=size if fixed_size else None, ctx=ctx)
             if whole_image and stat.S_ISREG(os.fstat(fd).st_mode):
                 os.ftruncate(fd, written)  # the volume is now exactly the uploaded image
             return written
@@ -528,6 +533,38 @@ class DirDriver(PoolDriver):
                                        ctx=ctx)
         finally:
             os.close(fd)
+
+
+def _refuse_past_end(name: str, src_path: str, offset: int, length: int | None,
+                     size: int) -> None:
+    """Before writing: does what src_path holds (at most `length` bytes) fit at `offset`?
+    A pipe's size is unknown here; upload_fd stops it at the end."""
+    try:
+        st = os.stat(src_path)
+    except OSError as exc:
+        raise PoolkeeperError(f"cannot read '{src_path}': {exc.strerror}") from None
+    known = st.st_size if stat.S_ISREG(st.st_mode) else 0
+    amount = known if length is None else min(length, known)
+    if offset + amount > size or offset > size:
+        raise ValidationError(
+            f"{amount} bytes at offset {offset} do not fit in '{name}' ({size} bytes); "
+            "resize the volume first"
+        )
+
+
+def image_spec(vol: VolumeInfo, fd: int) -> str:
+    """A qemu image spec for the volume open as `fd`, passed as /dev/fd/N: a link swapped in
+    for the name after the open cannot redirect qemu, and a FIFO cannot block it. The format
+    is the one the controller trusts (the json driver is qemu's -f), and the backing file is
+    named with its checked format (qemu would look a relative name up under /dev/fd)."""
+    spec: dict = {"driver": vol.format,
+                  "file": {"driver": "file", "filename": f"/dev/fd/{fd}"}}
+    if vol.backing is not None:
+        if not vol.backing.format:
+            raise UnsafePath(f"'{vol.name}' does not state the format of its backing file")
+        spec["backing"] = {"driver": vol.backing.format,
+                           "file": {"driver": "file", "filename": vol.backing.path}}
+    return "json:" + json.dumps(spec)
 
 
 def require_local_backing(path: str) -> None:

@@ -127,7 +127,7 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
         raise OSError("disk fell off")
 
     monkeypatch.setattr(store_mod.os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(StateError, match="cannot save .*disk fell off"):
         store_mod.atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.xml"]

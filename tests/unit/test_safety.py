@@ -139,12 +139,13 @@ def test_sigterm_during_a_cli_clone_removes_the_half_made_clone(cli, state_root,
                              "vol-clone", "src.img", "dst.img", "--pool", "t"],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while not (images / "dst.img").exists() and time.monotonic() < deadline:
+    # the clone is built under a hidden name and appears as dst.img only when complete
+    while not list(images.glob(".poolkeeper-partial-*.img")) and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "cancelled" in err
-    assert not (images / "dst.img").exists()
+    assert sorted(os.listdir(images)) == ["src.img"]
 
 
 def test_a_broken_definition_is_listed_and_can_be_undefined(ctl, state_root, tmp_path):
