@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -48,6 +49,7 @@ _KINDS = {
     "VMFS_volume_member": "VMFS volume member",
 }
 _PROBE_BYTES = 64 * 1024  # read to prove the device is readable at all
+DISK_LOCK_WAIT = 3.0  # seconds disk_lock waits for another holder (udev holds it briefly)
 LOOP_GET_STATUS64 = 0x4C05
 _LOOP_INFO64 = struct.Struct("=QQQQQIIII64s64s32s2Q")  # struct loop_info64 (linux/loop.h)
 _MOUNTINFO = "/proc/self/mountinfo"
@@ -349,6 +351,68 @@ def mounts_below(path: str, table: list[Mount] | None = None) -> list[Mount]:
     return [m for m in (mounts() if table is None else table) if m.target.startswith(prefix)]
 
 
+# == one thing spelled two ways ========================================================
+def _is_link_entry(parent: str, name: str) -> bool:
+    """Is `name` a symlink, read from its parent's listing (d_type): the entry itself is
+    never stat'ed, so a mount point of a dead NFS server cannot hang us."""
+    try:
+        with os.scandir(parent) as entries:
+            return any(e.name == name and e.is_symlink() for e in entries)
+    except OSError:
+        return False
+
+
+def resolved_dir(path: str) -> str:
+    """`path` with every symlink resolved, its own last component included, without a
+    stat of the directory it names (see _is_link_entry)."""
+    path = _real_parent(path)
+    for _ in range(40):  # the kernel's own limit on links in one lookup
+        parent, name = os.path.split(path)
+        if not name or not _is_link_entry(parent, name):
+            break
+        try:
+            path = _real_parent(os.path.join(parent, os.readlink(path)))
+        except OSError:
+            break
+    return path
+
+
+def directory_keys(path: str) -> set[str]:
+    """Spellings of the directory `path` to compare with another's: normalised as written
+    (it may not exist yet), and with symlinks resolved."""
+    return {os.path.normpath(path), resolved_dir(path)}
+
+
+def device_keys(path: str) -> set[object]:
+    """What identifies the disk or image `path`, however it is spelled: the resolved path,
+    and the device number of a block node or the inode of an image file (a hard link or a
+    second node of the same disk is the same thing)."""
+    keys: set[object] = {_real(path)}
+    try:
+        st = os.stat(path)
+    except OSError:
+        return keys
+    if stat.S_ISBLK(st.st_mode):
+        keys.add(("block", st.st_rdev))
+    elif stat.S_ISREG(st.st_mode):
+        keys.add(("file", st.st_dev, st.st_ino))
+    return keys
+
+
+def export_key(host: str, directory: str) -> tuple[str, str]:
+    """An NFS export (host:dir mount source) as the server sees it: host names are
+    case-insensitive and a final dot only says "fully qualified", an IP address is a number
+    whatever its spelling, the path is normalised (//, /./, a trailing slash)."""
+    try:
+        host = ipaddress.ip_address(host.strip("[]")).compressed
+    except ValueError:
+        host = host.lower().rstrip(".")
+    path = os.path.normpath(directory)
+    if path.startswith("//"):  # POSIX keeps a leading "//"; NFS servers do not
+        path = "/" + path.lstrip("/")
+    return host, path
+
+
 # == devices and their users ===========================================================
 def _sys_block(device: str) -> Path | None:
     """/sys/class/block/NAME for a block device node (None if it is not one)."""
@@ -492,13 +556,14 @@ def device_users(device: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def disk_lock(device: str, wait: float = 3.0) -> Iterator[None]:
+def disk_lock(device: str, wait: float | None = None) -> Iterator[None]:
     """Hold the whole disk's BSD lock (the convention udev and systemd tools honour) while
-    probing and writing, so no one else re-reads or rewrites it in between."""
+    probing and writing, so no one else re-reads or rewrites it in between. Waits up to
+    `wait` (default DISK_LOCK_WAIT) seconds for udev's short holds, then refuses."""
     disk = whole_disk(device)
     fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     try:
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + (DISK_LOCK_WAIT if wait is None else wait)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -33,6 +33,7 @@ from .errors import (
     Unsupported,
     ValidationError,
     VolumeNotFound,
+    os_failure,
 )
 from .events import CommandRun, EventBus, PoolChanged, Subscriber, VolumesChanged
 from .jobs import Job, JobManager
@@ -53,7 +54,7 @@ from .model import (
 from .names import check_name
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
-from .units import human
+from .units import MAX_SIZE, human
 
 MONITOR_INTERVAL = 3.0
 FILE_POOL_TYPES = ("dir", "fs", "netfs")  # volumes are image files with a format
@@ -78,6 +79,7 @@ class StorageController:
         self._cache: dict[str, dict[str, VolumeInfo]] = {}
         self._cache_lock = threading.Lock()
         self._tokens: dict[str, object] = {}
+        self._swept: set[str] = set()  # pools whose leftover partial files this process removed
         self._monitor: threading.Thread | None = None
         self._monitor_stop = threading.Event()
         self._unhook_log = COMMAND_LOG.add_listener(lambda c: self.bus.publish(CommandRun(c)))
@@ -116,7 +118,19 @@ class StorageController:
         pdef = self.pool_def(name)
         if not self.store.is_active(name):
             raise StateError(f"pool '{name}' is not active; start it first (pool-start {name})")
-        return self._driver(pdef)
+        driver = self._driver(pdef)
+        if name not in self._swept:
+            self._remove_partials(driver)
+        return driver
+
+    def _remove_partials(self, driver: PoolDriver) -> None:
+        """Remove what creates/clones killed mid-way left (a live build's file is locked and
+        stays): when a pool starts, is deleted, or is first used by this process."""
+        remove = getattr(driver, "remove_partials", None)
+        if remove is not None:
+            with contextlib.suppress(PoolkeeperError, OSError):
+                remove()
+        self._swept.add(driver.name)
 
     def _require_inactive(self, name: str, verb: str) -> None:
         if self.store.is_active(name):
@@ -204,11 +218,13 @@ class StorageController:
 
     def start_pool(self, name: str) -> PoolStatus:
         pdef = self.pool_def(name)
-        with self.locks.pool(name, exclusive=True, what="starting"):
+        with self.locks.pool(name, exclusive=True, what="starting"), \
+                _os_errors(f"start pool '{name}'"):
             if self.store.is_active(name):
                 raise StateError(f"pool '{name}' is already active")
             driver = self._driver(pdef)
             driver.start()
+            self._remove_partials(driver)
             try:
                 sizes, volumes = driver.refresh()
             except BaseException:
@@ -229,7 +245,8 @@ class StorageController:
             raise StateError(
                 f"pool '{name}' has jobs running; wait for them or cancel them first"
             )
-        with self.locks.pool(name, exclusive=True, what="stopping"):
+        with self.locks.pool(name, exclusive=True, what="stopping"), \
+                _os_errors(f"stop pool '{name}'"):
             driver = self._driver(pdef)
             driver.stop()
             self.store.clear_run_state(name)
@@ -241,8 +258,11 @@ class StorageController:
         """Destroy the pool's underlying storage (dir: remove the empty directory)."""
         pdef = self.pool_def(name)
         self._require_inactive(name, "delete")
-        with self.locks.pool(name, exclusive=True, what="deleting"):
-            self._driver(pdef).delete()
+        with self.locks.pool(name, exclusive=True, what="deleting"), \
+                _os_errors(f"delete pool '{name}'"):
+            driver = self._driver(pdef)
+            self._remove_partials(driver)  # a killed create's file must not keep it non-empty
+            driver.delete()
         self.bus.publish(PoolChanged(name, "deleted"))
 
     def set_autostart(self, name: str, enabled: bool = True) -> None:
@@ -252,7 +272,8 @@ class StorageController:
 
     def refresh_pool(self, name: str) -> list[VolumeInfo]:
         driver = self._active_driver(name)
-        with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0):
+        with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0), \
+                _os_errors(f"refresh pool '{name}'"):
             _sizes, volumes = driver.refresh()
         volumes = self._apply_records(name, volumes)
         self._set_cache(name, volumes)
@@ -430,6 +451,7 @@ class StorageController:
         else:
             info = next((v for v in driver.refresh()[1] if v.name == name), None)
         if info is None:
+            self.locks.check_volume_writer(pool, name)  # being created: say so
             raise VolumeNotFound(f"no volume named '{name}' in pool '{pool}'")
         return self._apply_records(pool, [info])[0]
 
@@ -490,6 +512,7 @@ class StorageController:
                 vdef.capacity = self.volume_info(base_pool, base_name).capacity
         if not vdef.capacity:
             raise ValidationError("a volume needs a capacity greater than 0", element="capacity")
+        xmlio.check_allocation_fits(vdef)
         if os.path.lexists(driver.volume_path(name)):
             raise AlreadyExists(f"volume '{name}' already exists in pool '{pool}'")
         warnings = self._space_check(driver, vdef, fmt)
@@ -552,7 +575,17 @@ class StorageController:
         return BackingStore(path=info.path, format=backing.format or info.format)
 
     def _check_chain(self, info: VolumeInfo, depth: int = 0) -> None:
-        """Every backing file down the chain is a volume of an active pool."""
+        """Every file qemu would open for this image is a volume of an active pool, opened
+        with the format poolkeeper knows it by: no link, no external data file, and each
+        backing file a volume whose format the image states."""
+        if info.symlink is not None:
+            raise UnsafePath(f"'{info.name}' is a symlink to '{info.symlink}'; poolkeeper "
+                             "does not read images through links")
+        if info.data_file is not None:
+            raise UnsafePath(
+                f"'{info.name}' keeps its data in the external data file '{info.data_file}'; "
+                "poolkeeper does not use qcow2 images with a data file"
+            )
         if info.backing is None:
             return
         if depth >= 16:
@@ -565,10 +598,30 @@ class StorageController:
                 f"'{info.name}' names the backing file '{info.backing.path}', which is not a "
                 "volume of an active pool; poolkeeper will not use it"
             ) from None
-        self._check_chain(self.volume_info(pool, name), depth + 1)
+        base = self.volume_info(pool, name)
+        declared = info.backing.format
+        if info.type == "block":  # an LVM snapshot's origin: no image format in between
+            pass
+        elif declared is None:
+            raise UnsafePath(
+                f"'{info.name}' does not state the format of its backing file '{name}', so "
+                "qemu would guess it from that file's header; poolkeeper will not use it "
+                "(qemu-img rebase -u -F FORMAT fixes that)"
+            )
+        elif declared == "raw":  # read as plain bytes: any header in it means nothing
+            base = replace(base, backing=None, data_file=None)
+        elif declared != base.format:
+            known = "created it as" if base.format_recorded else "reads it as"
+            raise UnsafePath(
+                f"'{info.name}' says its backing file '{name}' is {declared}, but poolkeeper "
+                f"{known} {base.format}; it will not let qemu open it as {declared}"
+            )
+        self._check_chain(base, depth + 1)
 
     def clone_volume(self, pool: str, source: str, new_name: str, *,
                      target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
+        if new_name:  # refused before the source is even looked at
+            check_name(new_name, "volume name")
         dst_pool = target_pool or pool
         src_driver = self._active_driver(pool)
         dst_driver = self._active_driver(dst_pool)
@@ -617,10 +670,12 @@ class StorageController:
             raise Unsupported(f"volumes of a '{driver.type}' pool cannot be deleted")
         info = self.volume_info(pool, name)
         with self.locks.pool(pool, exclusive=False, what="deleting a volume"), \
-                self.locks.volume(pool, name, exclusive=True, what="being deleted"):
+                self.locks.volume(pool, name, exclusive=True, what="being deleted"), \
+                _os_errors(f"delete volume '{name}'"):
             if info.symlink is None:
                 self._refuse_in_use(info)
                 self._refuse_backing_of_others(pool, info)
+                self._refuse_target_of_others(pool, info)
             driver.delete_volume(info)
             self._forget_record(pool, name)
         with self._cache_lock:
@@ -657,6 +712,8 @@ class StorageController:
         if not driver.can_resize_volumes:
             raise Unsupported(f"volumes of a '{driver.type}' pool cannot be resized")
         info = self.volume_info(pool, name)
+        if info.format != "raw":  # qemu-img resize opens the backing chain and data file
+            self._check_chain(info)
         if delta:
             new = info.capacity - min(capacity, info.capacity) if shrink else \
                 info.capacity + capacity
@@ -664,6 +721,9 @@ class StorageController:
             new = capacity
         if new <= 0:
             raise ValidationError(f"volume '{name}' cannot be resized to 0 bytes")
+        if new > MAX_SIZE:  # a delta can overflow what any tool or syscall takes
+            raise ValidationError(f"resizing '{name}' to {new} bytes is too large; the limit "
+                                  f"is {MAX_SIZE} bytes", element="capacity")
         if new < info.capacity and not shrink:
             raise ValidationError(
                 f"resizing '{name}' from {human(info.capacity)} to {human(new)} would discard "
@@ -780,6 +840,22 @@ class StorageController:
                         f"'{other_pool}'; delete that overlay first"
                     )
 
+    def _refuse_target_of_others(self, pool: str, info: VolumeInfo) -> None:
+        """A directory volume that is the target of another pool (nested inside this one)
+        is not this pool's to remove."""
+        if info.type != "dir":
+            return
+        keys = blockprobe.directory_keys(info.path)
+        for other in self.store.definition_names():
+            try:
+                odef = self.pool_def(other)
+            except PoolkeeperError:
+                continue
+            if other != pool and odef.target.path and keys & blockprobe.directory_keys(
+                    odef.target.path):
+                raise InUse(f"'{info.name}' is the target directory of pool '{other}'; "
+                            f"undefine that pool first (pool-undefine {other})")
+
     # == records, cache, events ========================================================
     @contextlib.contextmanager
     def _records(self, pool: str) -> Iterator[dict[str, dict]]:
@@ -821,7 +897,7 @@ class StorageController:
                 vol.format_recorded = True
                 if vol.format == "raw":
                     vol.capacity = vol.physical
-                    vol.backing = None
+                    vol.backing = vol.data_file = None
         return volumes
 
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
@@ -960,6 +1036,16 @@ class StorageController:
                 continue  # busy or vanished: try again next round
 
 
+@contextlib.contextmanager
+def _os_errors(doing: str) -> Iterator[None]:
+    """An OSError of the storage (EPERM, EROFS, EIO, ...) reaches the user as our error
+    (jobs do the same in Job._run)."""
+    try:
+        yield
+    except OSError as exc:
+        raise os_failure(exc, doing) from exc
+
+
 def open_paths(paths: Iterable[str]) -> dict[str, list[str]]:
     """Which of `paths` other processes have open: path -> ['name (pid N)', ...] (psutil).
 
@@ -1039,8 +1125,9 @@ def _source_conflict(a: PoolDef, b: PoolDef) -> str | None:
     """What two pool definitions both claim, or None (libvirt's duplicate-source rule)."""
     if a.type in ("dir", "fs", "netfs") and b.type in ("dir", "fs", "netfs"):
         pa, pb = a.target.path, b.target.path
-        if pa and pb and os.path.normpath(pa) == os.path.normpath(pb):
-            return f"target path '{pa}'"
+        # the same directory by a symlink, "//", "/./", ".." or a trailing slash
+        if pa and pb and blockprobe.directory_keys(pa) & blockprobe.directory_keys(pb):
+            return f"target path '{pb}'"
     iscsi_types = ("iscsi", "iscsi-direct")
     if a.type in iscsi_types and b.type in iscsi_types:
         # An IQN is a name, not a path; the same IQN on another portal is another target.
@@ -1050,18 +1137,18 @@ def _source_conflict(a: PoolDef, b: PoolDef) -> str | None:
         if shared and portals_a & portals_b:
             host, port = sorted(portals_a & portals_b)[0]
             return f"target '{sorted(shared)[0]}' at {host}:{port}"
-    # /dev/disk/by-id/X and /dev/sdb are the same disk
+    # /dev/disk/by-id/X and /dev/sdb are the same disk, so are two nodes of one device
     device_types = ("fs", "logical", "disk")
     if a.type in device_types and b.type in device_types:
-        devices_a = {os.path.realpath(d.path) for d in a.source.devices}
-        devices_b = {os.path.realpath(d.path) for d in b.source.devices}
-        shared = devices_a & devices_b
-        if shared:
-            return f"source device '{sorted(shared)[0]}'"
-    if a.type == "netfs" and b.type == "netfs" and a.source.dir and a.source.dir == b.source.dir:
-        hosts = {h.name for h in a.source.hosts} & {h.name for h in b.source.hosts}
-        if hosts:
-            return f"export {sorted(hosts)[0]}:{a.source.dir}"
+        keys_a = set().union(*(blockprobe.device_keys(d.path) for d in a.source.devices))
+        for dev in b.source.devices:
+            if blockprobe.device_keys(dev.path) & keys_a:
+                return f"source device '{dev.path}'"
+    if a.type == "netfs" and b.type == "netfs" and a.source.dir and b.source.dir:
+        exports_a = {blockprobe.export_key(h.name, a.source.dir) for h in a.source.hosts}
+        for host in b.source.hosts:
+            if blockprobe.export_key(host.name, b.source.dir) in exports_a:
+                return f"export {host.name}:{b.source.dir}"
     if (a.type == "logical" and b.type == "logical"
             and (a.source.name or a.name) == (b.source.name or b.name)):
             return f"volume group '{a.source.name or a.name}'"

@@ -20,16 +20,24 @@ from pathlib import Path
 
 from .errors import Busy
 
+_VOLUME_ADVICE = "; wait for that to finish or cancel it"
+
 
 class HeldLock:
     """One acquired flock; release() is idempotent."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, exclusive: bool = False) -> None:
         self._fd: int | None = fd
+        self._exclusive = exclusive
 
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            if self._exclusive:
+                # Forget who held it, while still holding it: a later refusal (by shared
+                # holders, which write nothing) must not name this finished holder.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
             os.close(fd)  # closing drops the flock
 
     def __enter__(self) -> HeldLock:
@@ -64,8 +72,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def acquire(path: Path, *, exclusive: bool, what: str, busy_message: str,
-            wait: float = 0.0) -> HeldLock:
-    """flock `path`; Busy(busy_message + holder) if it is held incompatibly past `wait` s."""
+            wait: float = 0.0, readers: str = "", advice: str = "") -> HeldLock:
+    """flock `path`; Busy(busy_message + holder + advice) if it is held incompatibly past
+    `wait` s. Only exclusive holders record who they are; `readers` names the shared
+    holders when an exclusive request finds no record."""
     # O_NOFOLLOW: a link planted in the lock directory must not make us write elsewhere.
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
@@ -79,9 +89,9 @@ def acquire(path: Path, *, exclusive: bool, what: str, busy_message: str,
                 os.close(fd)
                 raise
             if time.monotonic() >= deadline:
-                holder = _describe_holder(fd)
+                holder = _describe_holder(fd) or (readers if exclusive else "")
                 os.close(fd)
-                raise Busy(busy_message + holder) from None
+                raise Busy(busy_message + holder + advice) from None
             time.sleep(0.02)
     if exclusive:
         # Tell whoever is refused what holds it.
@@ -89,7 +99,7 @@ def acquire(path: Path, *, exclusive: bool, what: str, busy_message: str,
             payload = json.dumps({"pid": os.getpid(), "what": what}).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, payload, 0)
-    return HeldLock(fd)
+    return HeldLock(fd, exclusive)
 
 
 def _key(*parts: str) -> str:
@@ -130,6 +140,31 @@ class LockManager:
     def volume(self, pool: str, volume: str, *, exclusive: bool, what: str) -> HeldLock:
         """Shared: readers (clone source, download). Exclusive: writers (wipe, upload,
         resize, delete, being created)."""
-        msg = f"volume '{volume}' in pool '{pool}' is busy"
-        return acquire(self.dir / f"vol-{_key(pool, volume)}.lock", exclusive=exclusive,
-                       what=what, busy_message=msg)
+        return acquire(self._volume_path(pool, volume), exclusive=exclusive, what=what,
+                       busy_message=self._volume_busy(pool, volume),
+                       readers=" (a clone or download is reading it)", advice=_VOLUME_ADVICE)
+
+    def check_volume_writer(self, pool: str, volume: str) -> None:
+        """Busy if a writer holds the volume (one being created has no file under its name
+        yet, so this is how a lookup tells "being created" from "no such volume"). Takes no
+        lock and creates no lock file."""
+        try:
+            fd = os.open(self._volume_path(pool, volume),
+                         os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return  # never locked, so nobody holds it
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Busy(self._volume_busy(pool, volume) + _describe_holder(fd)
+                           + _VOLUME_ADVICE) from None
+        finally:
+            os.close(fd)  # drops the shared lock, if it was taken
+
+    def _volume_path(self, pool: str, volume: str) -> Path:
+        return self.dir / f"vol-{_key(pool, volume)}.lock"
+
+    @staticmethod
+    def _volume_busy(pool: str, volume: str) -> str:
+        return f"volume '{volume}' in pool '{pool}' is busy: it is in use"
