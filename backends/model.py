@@ -277,6 +277,7 @@ class VolumeInfo:
     allocation: int = 0
     physical: int = 0
     backing: BackingStore | None = None
+    data_file: str | None = None  # qcow2 external data file named by the header (never opened)
     cluster_size: int | None = None
     compat: str | None = None
     features: list[str] | None = None

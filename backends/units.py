@@ -24,7 +24,7 @@ def unit_multiplier(unit: str | None) -> int:
     """Multiplier for a libvirt unit name; None or "" means bytes."""
     if unit is None or unit == "":
         return 1
-    m = _UNIT_RE.match(unit)
+    m = _UNIT_RE.fullmatch(unit)  # match() would let "KiB\n" through ('$' before a newline)
     if not m:
         raise InvalidSize(
             f"unknown unit '{unit}'; use b, bytes, KB, K, KiB, MB, M, MiB, ... up to EB, E, EiB"
@@ -42,10 +42,13 @@ def scale(value: str, unit: str | None, what: str = "size") -> int:
     text = value.strip()
     if not text.isdigit() or not text.isascii():
         raise InvalidSize(f"malformed {what} '{value}': expected an unsigned whole number")
-    result = int(text) * unit_multiplier(unit)
-    if result > MAX_SIZE:
-        raise InvalidSize(f"{what} '{value}{' ' + unit if unit else ''}' is too large")
-    return result
+    multiplier = unit_multiplier(unit)
+    digits = text.lstrip("0") or "0"
+    # Past 19 digits it is too large in any unit (and int() refuses more than 4300 digits).
+    if len(digits) > len(str(MAX_SIZE)) or int(digits) * multiplier > MAX_SIZE:
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
+        raise InvalidSize(f"{what} '{shown}{' ' + unit if unit else ''}' is too large")
+    return int(digits) * multiplier
 
 
 def parse_size(text: str, what: str = "size", default_unit: str | None = None) -> int:

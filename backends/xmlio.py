@@ -55,6 +55,7 @@ from .model import (
 
 __all__ = [
     "MAX_XML_BYTES",
+    "check_allocation_fits",
     "format_pool",
     "format_volume",
     "parse_pool",
@@ -212,6 +213,20 @@ def validate_volume(vol: VolumeDef, pool_type: str | None = None) -> None:
     """
     _check_pool_type_arg(pool_type)
     _validate_volume(vol, pool_type, _Where())
+
+
+def check_allocation_fits(vol: VolumeDef) -> None:
+    """For a volume about to be made: the allocation asked for is at most its capacity.
+
+    Not part of validate_volume: an existing volume can show more allocation than capacity
+    (metadata, block rounding), so a dumpxml of it is a valid description."""
+    if vol.allocation is not None and vol.capacity and vol.allocation > vol.capacity:
+        raise InvalidSize(
+            f"the allocation ({vol.allocation} bytes) is larger than the capacity "
+            f"({vol.capacity} bytes); give an allocation up to the capacity, or leave it out "
+            "for a fully allocated volume",
+            element="allocation",
+        )
 
 
 # --------------------------------------------------------------------------- reading
@@ -925,10 +940,13 @@ def _int_attr(el: etree._Element, attr: str, value: str | None = None) -> int:
         raise ValidationError(
             f"{attr}='{text}' is not a whole number", element=el.tag, line=el.sourceline
         )
-    number = int(text)
-    if number > units.MAX_SIZE:
-        raise ValidationError(f"{attr}='{text}' is too large", element=el.tag, line=el.sourceline)
-    return number
+    digits = text.lstrip("0") or "0"
+    # Compare lengths first: int() refuses more than 4300 digits (ValueError).
+    if len(digits) > len(str(units.MAX_SIZE)) or int(digits) > units.MAX_SIZE:
+        raise ValidationError(
+            f"{attr}='{text[:40]}' is too large", element=el.tag, line=el.sourceline
+        )
+    return int(digits)
 
 
 def _id_value(el: etree._Element) -> int | None:
@@ -942,7 +960,14 @@ def _id_value(el: etree._Element) -> int | None:
             element=el.tag,
             line=el.sourceline,
         )
-    return int(text)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_UID)):  # out of range anyway; int() refuses > 4300 digits
+        raise ValidationError(
+            f"{el.tag} '{text[:40]}' is out of range (0-{MAX_UID}, or -1 for none)",
+            element=el.tag,
+            line=el.sourceline,
+        )
+    return int(digits)
 
 
 def _yes_no_attr(el: etree._Element, attr: str) -> bool:
@@ -1251,7 +1276,7 @@ def _check_iqn(value: str, element: str, where: _Where, key: str, what: str, str
         or "/" in value
         or ".." in value
         or any(ch.isspace() for ch in value)
-        or _CONTROL_RE.search(value)
+        or _bad_char(value)  # controls, and surrogates that .encode() below would choke on
     ):
         raise _err(
             f"{what} '{value}' is not valid: it must not be empty, start with '-', or contain "

@@ -195,7 +195,7 @@ def cmd_pool_dumpxml(ctl: StorageController, args: argparse.Namespace, out: Text
 
 def _read_input(path: str) -> bytes:
     if path == "-":
-        return sys.stdin.buffer.read()
+        return sys.stdin.buffer.read(4 * 1024 * 1024 + 1)  # bounded, as a file is
     try:
         with open(path, "rb") as fh:
             return fh.read(4 * 1024 * 1024 + 1)

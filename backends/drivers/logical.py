@@ -920,6 +920,8 @@ class LogicalDriver(PoolDriver):
             return ["lvcreate", "--yes", "-s", "-n", name, "--", target]
         capacity = vol.capacity or origin.size
         cow = min(vol.allocation, capacity) if vol.allocation else capacity
+        if cow <= 0:  # as for a thick LV: never an "-L 0b" or a negative size
+            raise ValidationError("a snapshot needs a size greater than 0", "capacity")
         return ["lvcreate", "--yes", "-s", "-L", f"{_round_up(cow, state.extent_size)}b",
                 "-n", name, "--", target]
 
