@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import ToolFailed, ToolMissing
+from .errors import ToolFailed, ToolMissing, ValidationError
 
 # Which Debian package provides each tool we drive.
 TOOL_PACKAGES: dict[str, str] = {
@@ -195,6 +195,15 @@ def _communicate(proc: subprocess.Popen, input: bytes | None,
     return kept[proc.stdout.fileno()], kept[proc.stderr.fileno()], False
 
 
+def _argv(argv: Sequence[object]) -> list[str]:
+    """argv as strings; a NUL cannot be passed to exec, so it is our error, not ValueError."""
+    args = [str(a) for a in argv]
+    if any("\0" in a for a in args):
+        raise ValidationError(f"a value for '{args[0]}' holds a NUL character; "
+                              "that cannot be passed to a program")
+    return args
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -211,7 +220,7 @@ def run(
     it started are then killed)."""
     if not argv:
         raise ValueError("empty argv")
-    args = [str(a) for a in argv]
+    args = _argv(argv)
     secrets = [s for s in secrets if s]
     exe = tool_path(args[0])
     full_env = dict(os.environ)
@@ -278,7 +287,7 @@ def run_with_progress(
 
     Raises ToolFailed on a non-zero exit; after a stop, the caller raises Cancelled.
     """
-    args = [str(a) for a in argv]
+    args = _argv(argv)
     secrets = [s for s in secrets if s]
     exe = tool_path(args[0])
     env = dict(os.environ, LC_ALL="C")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -16,8 +17,9 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any, TextIO
 
+from backends import xmlio
 from backends.controller import StorageController
-from backends.errors import PoolkeeperError
+from backends.errors import PoolkeeperError, XMLError
 from backends.jobs import Job
 from backends.model import (
     WIPE_ALGORITHMS,
@@ -194,13 +196,24 @@ def cmd_pool_dumpxml(ctl: StorageController, args: argparse.Namespace, out: Text
 
 
 def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read(4 * 1024 * 1024 + 1)  # bounded, as a file is
+    """An XML file or stdin, read no further than one byte past the parser's cap."""
+    limit = xmlio.MAX_XML_BYTES
     try:
-        with open(path, "rb") as fh:
-            return fh.read(4 * 1024 * 1024 + 1)
+        if path == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+            size = None
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read(limit + 1)
+                size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
         raise PoolkeeperError(f"cannot read '{path}': {exc.strerror}") from None
+    if len(data) > limit:
+        what = "standard input" if path == "-" else f"'{path}'"
+        actual = f" ({human(size)})" if size else ""
+        raise XMLError(f"{what}{actual} is larger than the {limit >> 20} MiB poolkeeper accepts "
+                       "for a pool or volume definition; is it the right file?")
+    return data
 
 
 def cmd_pool_define(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:

@@ -21,7 +21,7 @@ import pytest
 
 from backends import runner
 from backends.drivers import dir as dirdrv
-from backends.errors import PoolkeeperError, ToolFailed
+from backends.errors import PoolkeeperError, ToolFailed, ValidationError
 from backends.model import VolumeDef, VolumeTarget
 from backends.names import PARTIAL_PREFIX
 
@@ -205,3 +205,13 @@ def test_a_hanging_qemu_img_fails_the_create_and_leaves_nothing(ctl, pool, fake,
     script.unlink()  # the real qemu-img again: poolkeeper is still up, the name free
     ctl.create_volume_def("p", vdef).wait(30)
     assert [v.name for v in ctl.list_volumes("p")] == ["v.qcow2"] == os.listdir(pool)
+
+
+def test_a_nul_in_an_argument_is_our_error_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    with pytest.raises(ValidationError, match="NUL"):
+        runner.run(["touch", str(marker), "a\0b"])
+    with pytest.raises(ValidationError, match="NUL"):
+        runner.run_with_progress(["touch", str(marker), "a\0b"], lambda line: None,
+                                 lambda: False)
+    assert not marker.exists()

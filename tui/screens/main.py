@@ -344,9 +344,12 @@ class MainScreen(Screen[None]):
         elif job.state == "cancelled":
             self.notify(f"cancelled: {job.description}", severity="warning")
         else:
-            message = f"{job.description} failed: {job.error}"
+            error = str(job.error)
+            # errors usually say what failed already ("cannot create v in p: ...")
+            message = error if job.description in error else f"{job.description} failed: {error}"
             if isinstance(job.error, ToolFailed) and job.error.stderr.strip():
-                message += "\n" + "\n".join(job.error.stderr.strip().splitlines()[-5:])
+                tail = job.error.stderr.strip().splitlines()[-5:]
+                message += "\n" + "\n".join(line[:200] for line in tail)
             self.notify(message, severity="error", timeout=15)
 
     # == selection =====================================================================
