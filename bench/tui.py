@@ -1,7 +1,7 @@
 """VolumeTable against Textual's DataTable with the same columns and N fake volumes.
 
 Each widget runs in its own subprocess (so peak RSS is its own), headless through
-App.run_test(size=(160, 50)). Every screen refresh is timestamped by wrapping
+App.run_test(size=(160, 50)). Every screen refresh is timestamped (bench/paint.py) by wrapping
 Screen._compositor_refresh (the step that renders the widgets' lines into the screen
 update; headless only skips writing it to a terminal). An operation's time runs from just
 before it starts until the end of the last refresh before the screen settles; the screen
@@ -19,9 +19,14 @@ paint that did not show the result. Both widgets are measured the same way:
   wait for Textual's next frame (60 fps timer).
 - peak RSS: ru_maxrss of the subprocess, with the fake volumes alone for reference.
 
-No budgets are asserted; they are printed next to the figures. The last line is the ratio.
+Sizes: 10,000, 100,000 and 1,000,000 volumes. The DataTable worker gets --peer-timeout
+seconds per size; one that runs past it is killed, and its first paint is then shown as
+extrapolated (a straight line through the two largest sizes it finished), labelled so.
+No budgets are asserted; they are printed next to the figures (they are set for 100,000
+rows). The last line is the first-paint ratio DataTable/ours at 100,000 rows.
 
-    .venv/bin/python bench/tui.py [--rows N] [--only ours|datatable]
+    .venv/bin/python bench/tui.py [--quick] [--rows N ...] [--only ours|datatable]
+                                  [--peer-timeout S]
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,9 +46,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil  # noqa: E402
+from paint import refresh_work, screen_text, settle  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
-from textual.pilot import Pilot  # noqa: E402
-from textual.screen import Screen  # noqa: E402
 from textual.widgets import DataTable  # noqa: E402
 
 from backends.model import BackingStore, VolumeInfo  # noqa: E402
@@ -83,47 +86,6 @@ def fake_volumes(count: int, seed: int = 7) -> list[VolumeInfo]:
             signature=(i, capacity, allocation),
         ))
     return out
-
-
-# ------------------------------------------------------------------ instrumentation
-
-REFRESHES: list[tuple[float, float]] = []
-_original_refresh = Screen._compositor_refresh
-
-
-def _timed_refresh(self: Screen) -> None:
-    start = time.perf_counter()
-    _original_refresh(self)
-    REFRESHES.append((start, time.perf_counter()))
-
-
-Screen._compositor_refresh = _timed_refresh  # type: ignore[method-assign]
-
-
-def screen_text(app: App) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def settle(
-    pilot: Pilot, t0: float, shows: Callable[[], str], limit: float = 600.0
-) -> float:
-    """Seconds from t0 to the end of the last refresh, once the screen is quiet and
-    shows the text `shows()` returns (asked after the fact, untimed)."""
-    deadline = time.perf_counter() + limit
-    while time.perf_counter() < deadline:
-        await pilot.pause()
-        seen = len(REFRESHES)
-        await pilot.pause()
-        if len(REFRESHES) == seen and shows() in screen_text(pilot.app):
-            painted = [end for start, end in REFRESHES if start >= t0]
-            if not painted:
-                raise RuntimeError("the screen showed the result without a refresh")
-            return painted[-1] - t0
-    raise RuntimeError(f"screen never showed {shows()!r}")
-
-
-def refresh_work(t0: float) -> float:
-    return sum(end - start for start, end in REFRESHES if start >= t0)
 
 
 # ------------------------------------------------------------------ the two widgets
@@ -241,53 +203,46 @@ def cursor_name(widget: Any) -> str:
 
 # ------------------------------------------------------------------ driver
 
+ROWS = [
+    ("first paint (s)", "first_paint_s", "{:.3f}"),
+    ("  of which the add/set call (s)", "first_call_s", "{:.3f}"),
+    ("  of which formatting cells (s)", "prep_s", "{:.3f}"),
+    ("page down (ms)", "page_down_ms", "{:.1f}"),
+    ("  render work (ms)", "page_down_work_ms", "{:.1f}"),
+    ("sort by capacity (ms)", "sort_ms", "{:.1f}"),
+    ("  call + render work (ms)", "sort_work_ms", "{:.1f}"),
+    ("one-row update, to repaint (ms)", "update_ms", "{:.1f}"),
+    ("  call + render work (ms)", "update_work_ms", "{:.1f}"),
+    ("peak RSS (MB)", "rss_peak_mb", "{:.0f}"),
+    ("  RSS with only the volumes (MB)", "rss_data_mb", "{:.0f}"),
+]
 
-def run_child(kind: str, count: int) -> dict[str, float]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, "--rows", str(count)],
-        capture_output=True, text=True, check=False,
-    )
+
+def run_child(kind: str, count: int, timeout: float | None = None) -> dict[str, float] | None:
+    """The worker's figures, or None if it ran past `timeout` (it is then killed)."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--worker", kind, "--rows", str(count)],
+            capture_output=True, text=True, check=False, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return None
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"{kind} worker failed ({proc.returncode})")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--only", choices=("ours", "datatable"))
-    parser.add_argument("--worker", choices=("ours", "datatable"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(asyncio.run(run_worker(args.worker, args.rows))))
-        return
-
-    kinds = [args.only] if args.only else ["ours", "datatable"]
-    results = {kind: run_child(kind, args.rows) for kind in kinds}
-    print(f"{args.rows:,} volumes, headless {SIZE[0]}x{SIZE[1]}, one subprocess per widget")
-    header = f"{'':34}" + "".join(f"{name:>14}" for name in
-                                  ("VolumeTable" if k == "ours" else "DataTable" for k in kinds))
-    print(header)
-    rows = [
-        ("first paint (s)", "first_paint_s", "{:.3f}"),
-        ("  of which the add/set call (s)", "first_call_s", "{:.3f}"),
-        ("  of which formatting cells (s)", "prep_s", "{:.3f}"),
-        ("page down (ms)", "page_down_ms", "{:.1f}"),
-        ("  render work (ms)", "page_down_work_ms", "{:.1f}"),
-        ("sort by capacity (ms)", "sort_ms", "{:.1f}"),
-        ("  call + render work (ms)", "sort_work_ms", "{:.1f}"),
-        ("one-row update, to repaint (ms)", "update_ms", "{:.1f}"),
-        ("  call + render work (ms)", "update_work_ms", "{:.1f}"),
-        ("peak RSS (MB)", "rss_peak_mb", "{:.0f}"),
-        ("  RSS with only the volumes (MB)", "rss_data_mb", "{:.0f}"),
-    ]
-    for label, key, fmt in rows:
+def print_size(count: int, results: dict[str, dict[str, float]]) -> None:
+    kinds = list(results)
+    print(f"{count:,} volumes, headless {SIZE[0]}x{SIZE[1]}, one subprocess per widget")
+    print(f"{'':34}" + "".join(f"{name:>14}" for name in
+                               ("VolumeTable" if k == "ours" else "DataTable" for k in kinds)))
+    for label, key, fmt in ROWS:
         cells = [fmt.format(results[k][key]) if key in results[k] else "-" for k in kinds]
         print(f"{label:34}" + "".join(f"{c:>14}" for c in cells))
-
     ours = results.get("ours")
-    if ours and args.rows != 100_000:
+    if ours and count != 100_000:
         print("budget: set for 100,000 rows; not checked at this size")
     elif ours:
         checks = [
@@ -302,10 +257,78 @@ def main() -> None:
         print("budget: " + ", ".join(f"{name}: {'ok' if ok else 'MISSED'}"
                                      for name, ok in checks))
     if len(results) == 2:
-        dt, ours = results["datatable"], results["ours"]
+        dt = results["datatable"]
         excl = (dt["first_paint_s"] - dt["prep_s"]) / ours["first_paint_s"]
         print(f"first paint, DataTable without formatting its cells: {excl:.1f}x ours")
-        print(f"first paint: DataTable/ours = {dt['first_paint_s'] / ours['first_paint_s']:.1f}x")
+    print()
+
+
+def extrapolate(measured: dict[int, float], count: int) -> float | None:
+    """Straight line through the two largest measured sizes (DataTable is linear in rows:
+    10k -> 100k measured 9.9x here), evaluated at `count`."""
+    if len(measured) < 2:
+        return None
+    (n1, t1), (n2, t2) = sorted(measured.items())[-2:]
+    return t2 + (t2 - t1) * (count - n2) / (n2 - n1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, action="append",
+                        help="a size to measure (repeatable; default 10k, 100k and 1M)")
+    parser.add_argument("--quick", action="store_true", help="1,000 and 10,000 rows")
+    parser.add_argument("--only", choices=("ours", "datatable"))
+    parser.add_argument("--peer-timeout", type=float, default=300.0,
+                        help="seconds the DataTable worker gets per size before it is killed "
+                             "and extrapolated instead (default 300)")
+    parser.add_argument("--worker", choices=("ours", "datatable"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(asyncio.run(run_worker(args.worker, args.rows[0]))))
+        return
+
+    sizes = args.rows or ([1_000, 10_000] if args.quick else [10_000, 100_000, 1_000_000])
+    kinds = [args.only] if args.only else ["ours", "datatable"]
+    summary: list[tuple[int, float | None, float | None, float | None, str]] = []
+    measured_dt: dict[int, float] = {}
+    for count in sorted(sizes):
+        results: dict[str, dict[str, float]] = {}
+        note = ""
+        for kind in kinds:
+            got = run_child(kind, count, args.peer_timeout if kind == "datatable" else None)
+            if got is not None:
+                results[kind] = got
+            else:
+                note = f"DataTable killed after {args.peer_timeout:g} s (capped)"
+        print_size(count, results)
+        ours = results.get("ours", {}).get("first_paint_s")
+        dt = results.get("datatable", {}).get("first_paint_s")
+        guess = None
+        if dt is not None:
+            measured_dt[count] = dt
+        elif "datatable" in kinds:
+            guess = extrapolate(measured_dt, count)
+            if guess is not None:
+                note += "; ~ = extrapolated, NOT measured"
+                print(f"DataTable first paint at {count:,}: {note}: ~{guess:.1f} s\n")
+        summary.append((count, ours, dt, guess, note))
+
+    from benchlib import load_note  # here, not at the top: the workers' RSS stays theirs
+
+    print(f"first paint (s); {load_note()}")
+    print(f"{'rows':>12}{'VolumeTable':>14}{'DataTable':>14}{'DataTable/ours':>16}")
+    for count, ours, dt, guess, note in summary:
+        peer = dt if dt is not None else guess
+        mark = "~" if dt is None else ""
+        cells = [f"{ours:.3f}" if ours is not None else "-",
+                 f"{mark}{peer:.3f}" if peer is not None else "-",
+                 f"{mark}{peer / ours:.1f}x" if ours and peer else "-"]
+        print(f"{count:>12,}{cells[0]:>14}{cells[1]:>14}{cells[2]:>16}"
+              + (f"   {note}" if note else ""))
+    both = [(c, o, d) for c, o, d, _g, _n in summary if o and d]
+    if both:
+        count, ours, dt = next(((c, o, d) for c, o, d in both if c == 100_000), both[-1])
+        print(f"first paint at {count:,}: DataTable/ours = {dt / ours:.1f}x")
 
 
 if __name__ == "__main__":
