@@ -654,3 +654,32 @@ def loops_backed_by(image: str) -> list[LoopIdentity]:
         if ident and (ident.st_dev, ident.st_ino) == (st.st_dev, st.st_ino):
             found.append(ident)
     return found
+
+
+# == shared by the fs and disk drivers ==================================================
+def attach_loop(image: str) -> LoopIdentity:
+    """losetup an image file; the identity lets detach_loop check it is still ours."""
+    device = runner.run(["losetup", "--find", "--show", image], timeout=60).stdout.strip()
+    ident = loop_identity(device)
+    if ident is None:
+        raise StateError(f"losetup attached {image} but {device!r} cannot be read back")
+    return ident
+
+
+def detach_loop(attached: LoopIdentity) -> None:
+    """losetup -d, only if the device still has the attachment we made behind it."""
+    now = loop_identity(attached.device)
+    if now is not None and now.matches(attached.record()):
+        runner.run(["losetup", "-d", attached.device], timeout=60)
+
+
+def refuse_unless_overwrite(found: Probe, overwrite: bool | None, shown: str) -> None:
+    """Building over a signature, or over a device we cannot read, needs --overwrite."""
+    if overwrite:
+        return
+    if found.signatures:
+        raise StateError(f"{shown} holds {found.describe()}; pass --overwrite to destroy it")
+    if found.problem:
+        raise StateError(
+            f"cannot tell whether {shown} holds data ({found.problem}); poolkeeper treats "
+            "that as in use: pass --overwrite only if you are sure nothing on it is needed")

@@ -84,7 +84,6 @@ from ..model import (
 from ..progress import NULL_CONTEXT, JobContext
 from ..units import human
 from .base import PoolDriver
-from .fs import FsDriver
 
 MiB = 1 << 20
 ALIGN = MiB  # partition starts are aligned to this
@@ -629,7 +628,7 @@ class DiskDriver(PoolDriver):
         with blockprobe.disk_lock(device):
             if kind == "block":
                 self._refuse_in_use(device, "write a partition table on it")
-            FsDriver._refuse_unless_overwrite(blockprobe.probe(device), overwrite, device)
+            blockprobe.refuse_unless_overwrite(blockprobe.probe(device), overwrite, device)
             (ctx or NULL_CONTEXT).check()
             if overwrite:
                 _wipe_signatures(device, kind)
@@ -652,7 +651,7 @@ class DiskDriver(PoolDriver):
             for ident in blockprobe.loops_backed_by(image):
                 raise InUse(f"{image} is already attached as {ident.device} (losetup -l shows "
                             f"it); detach it first or use {ident.device} as the source device")
-            attached = FsDriver._attach(image)
+            attached = blockprobe.attach_loop(image)
             self.extras["loop"] = attached.record()
         try:
             disk = self._disk()
@@ -683,7 +682,7 @@ class DiskDriver(PoolDriver):
             return
         if kernel_partitions(loop.device):
             runner.run(["partx", "-d", loop.device], check=False, timeout=60)
-        FsDriver._detach(loop)
+        blockprobe.detach_loop(loop)
         self.extras.pop("loop", None)
 
     def stop(self) -> None:

@@ -461,36 +461,21 @@ class FsDriver(MountedDirDriver):
         for ident in blockprobe.loops_backed_by(image):
             raise InUse(f"{image} is already attached as {ident.device} (losetup -l shows "
                         f"it); detach it first or use {ident.device} as the source device")
-        ident = self._attach(image)
+        ident = blockprobe.attach_loop(image)
         self.extras["loop"] = ident.record()
         return ident
 
     def _undo_attach(self, attached: blockprobe.LoopIdentity | None) -> None:
         if attached is not None:
             with contextlib.suppress(PoolkeeperError):
-                self._detach(attached)
+                blockprobe.detach_loop(attached)
             self.extras.pop("loop", None)
-
-    @staticmethod
-    def _attach(image: str) -> blockprobe.LoopIdentity:
-        device = runner.run(["losetup", "--find", "--show", image], timeout=60).stdout.strip()
-        ident = blockprobe.loop_identity(device)
-        if ident is None:
-            raise StateError(f"losetup attached {image} but {device!r} cannot be read back")
-        return ident
-
-    @staticmethod
-    def _detach(attached: blockprobe.LoopIdentity) -> None:
-        """losetup -d, only if the device still has the attachment we made behind it."""
-        now = blockprobe.loop_identity(attached.device)
-        if now is not None and now.matches(attached.record()):
-            runner.run(["losetup", "-d", attached.device], timeout=60)
 
     def stop(self) -> None:
         loop = self._current_loop()  # before the umount: an unrecorded one is found by it
         super().stop()  # umount if our device is mounted at the target
         if loop is not None:
-            self._detach(loop)
+            blockprobe.detach_loop(loop)
         self.extras.pop("loop", None)
 
     # -- build / delete ------------------------------------------------------------------
@@ -509,7 +494,7 @@ class FsDriver(MountedDirDriver):
         kind = self._source_kind()
         with self._build_device(kind) as (device, shown), blockprobe.disk_lock(device):
             self._refuse_in_use(device, shown)
-            self._refuse_unless_overwrite(blockprobe.probe(device), overwrite, shown)
+            blockprobe.refuse_unless_overwrite(blockprobe.probe(device), overwrite, shown)
             ctx.check()
             if overwrite:
                 runner.run(["wipefs", "--all", "--", device], timeout=120)  # no stale signatures
@@ -527,29 +512,17 @@ class FsDriver(MountedDirDriver):
         if users:
             raise InUse(f"{image} is attached as {users[0].device}; poolkeeper will not build "
                         "over it, even with --overwrite")
-        attached = self._attach(image)
+        attached = blockprobe.attach_loop(image)
         try:
             yield attached.device, f"{image} (attached as {attached.device})"
         finally:
-            self._detach(attached)
+            blockprobe.detach_loop(attached)
 
     def _refuse_in_use(self, device: str, shown: str) -> None:
         users = blockprobe.device_users(device)
         if users:
             raise InUse(f"{shown} is in use ({'; '.join(users)}); poolkeeper will not make a "
                         "filesystem on it, even with --overwrite")
-
-    @staticmethod
-    def _refuse_unless_overwrite(found: blockprobe.Probe, overwrite: bool | None,
-                                 shown: str) -> None:
-        if overwrite:
-            return
-        if found.signatures:
-            raise StateError(f"{shown} holds {found.describe()}; pass --overwrite to destroy it")
-        if found.problem:
-            raise StateError(
-                f"cannot tell whether {shown} holds data ({found.problem}); poolkeeper treats "
-                "that as in use: pass --overwrite only if you are sure nothing on it is needed")
 
     def delete(self) -> None:
         """Wipe the filesystem signature of the source (the pool is inactive)."""
