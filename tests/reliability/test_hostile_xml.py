@@ -238,13 +238,10 @@ def test_the_listener_and_the_fifo_can_tell(listener: Listener, fifo: Path) -> N
 
 
 # == through the CLI (in-process) ======================================================
-@pytest.mark.parametrize("case", DOC_NAMES)
-def test_cli_pool_define_refuses(cli, tmp_path, listener, fifo, case) -> None:
-    doc = hostile_documents("pool", listener.port, fifo)[case]
-    path = tmp_path / "pool.xml"
-    path.write_bytes(doc.encode() if isinstance(doc, str) else doc)
+def assert_cli_refuses(cli, args: tuple[str, ...], listener, fifo) -> None:
+    """One `error:` line, exit 1, quickly, nothing fetched or opened, no file content shown."""
     results: list = []
-    took, exc = run_bounded(lambda: results.append(cli("pool-define", str(path))))
+    took, exc = run_bounded(lambda: results.append(cli(*args)))
     assert exc is None and took < DEADLINE, (took, exc)
     r = results[0]
     assert r.code == 1 and r.out == "", r
@@ -252,6 +249,14 @@ def test_cli_pool_define_refuses(cli, tmp_path, listener, fifo, case) -> None:
     assert len(errors) == 1 and "Traceback" not in r.err and PASSWD_MARK not in r.err, r
     assert not fifo_has_reader(fifo)
     assert listener.connections == []
+
+
+@pytest.mark.parametrize("case", DOC_NAMES)
+def test_cli_pool_define_refuses(cli, tmp_path, listener, fifo, case) -> None:
+    doc = hostile_documents("pool", listener.port, fifo)[case]
+    path = tmp_path / "pool.xml"
+    path.write_bytes(doc.encode() if isinstance(doc, str) else doc)
+    assert_cli_refuses(cli, ("pool-define", str(path)), listener, fifo)
     # the first CLI call on a root makes the default pool: nothing else may be there
     assert {f.stem for f in (tmp_path / "state" / "storage").glob("*.xml")} <= {"default"}
 
@@ -261,15 +266,7 @@ def test_cli_vol_create_refuses(cli, pool, tmp_path, listener, fifo, case) -> No
     doc = hostile_documents("volume", listener.port, fifo)[case]
     path = tmp_path / "vol.xml"
     path.write_bytes(doc.encode() if isinstance(doc, str) else doc)
-    results: list = []
-    took, exc = run_bounded(lambda: results.append(cli("vol-create", "p", str(path))))
-    assert exc is None and took < DEADLINE, (took, exc)
-    r = results[0]
-    assert r.code == 1 and r.out == "", r
-    errors = [line for line in r.err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in r.err and PASSWD_MARK not in r.err, r
-    assert not fifo_has_reader(fifo)
-    assert listener.connections == []
+    assert_cli_refuses(cli, ("vol-create", "p", str(path)), listener, fifo)
     assert list(pool.iterdir()) == []
 
 
