@@ -629,7 +629,7 @@ class StorageController:
         if src.error:
             raise StateError(f"volume '{source}' cannot be read: {src.error}")
         if xml is not None:
-            vdef = xmlio.parse_volume(xml, dst_driver.type)
+            vdef = xmlio.parse_volume(xml, dst_driver.type, size_from_source=True)
         else:
             fmt = (src.format if src.format in dst_driver.volume_formats
                    else dst_driver.default_volume_format)

@@ -147,13 +147,15 @@ def format_pool(pool: PoolDef) -> str:
     return w.text()
 
 
-def parse_volume(text: str | bytes, pool_type: str | None = None) -> VolumeDef:
-    """Parse, check and return a volume definition for a pool of `pool_type` (if known)."""
+def parse_volume(text: str | bytes, pool_type: str | None = None, *,
+                 size_from_source: bool = False) -> VolumeDef:
+    """Parse, check and return a volume definition for a pool of `pool_type` (if known).
+    `size_from_source`: the XML of a clone, where a missing <capacity> means the source's."""
     _check_pool_type_arg(pool_type)
     root = _read_document(text, "volume")
     where = _Where()
     vol = _volume_from_xml(root, where)
-    _validate_volume(vol, pool_type, where)
+    _validate_volume(vol, pool_type, where, size_from_source=size_from_source)
     _rng_validate("volume", root)
     return vol
 
@@ -1522,7 +1524,8 @@ def _bad_char(value: str) -> str | None:
 # --------------------------------------------------------------------------- volume checks
 
 
-def _validate_volume(vol: VolumeDef, pool_type: str | None, where: _Where) -> None:
+def _validate_volume(vol: VolumeDef, pool_type: str | None, where: _Where, *,
+                     size_from_source: bool = False) -> None:
     _check_name(vol.name, "volume name", where, "name")
     if vol.type is not None and vol.type not in VOLUME_TYPES:
         raise _err(
@@ -1537,17 +1540,20 @@ def _validate_volume(vol: VolumeDef, pool_type: str | None, where: _Where) -> No
         _check_abs_path(path, "device", where, f"device.{i}", "device path")
         for j, ext in enumerate(extents):
             _check_extent(ext.start, ext.end, "extent", where, f"device.{i}.extent.{j}")
-    _check_volume_sizes(vol, where)
+    _check_volume_sizes(vol, where, size_from_source=size_from_source)
     _check_volume_target(vol.target, pool_type, where)
     if vol.backing is not None:
         _check_backing(vol.backing, where)
 
 
-def _check_volume_sizes(vol: VolumeDef, where: _Where) -> None:
+def _check_volume_sizes(vol: VolumeDef, where: _Where, *,
+                        size_from_source: bool = False) -> None:
     for tag in ("capacity", "allocation", "physical"):
         _check_size_value(getattr(vol, tag), tag, where)
     if vol.backing is not None or vol.target.format == "dir":
         return  # a backing file (or a directory) supplies the size
+    if vol.capacity is None and size_from_source:
+        return  # a clone: the source's capacity
     if vol.capacity is None:
         raise InvalidSize(
             "missing <capacity>: give the volume size, e.g. <capacity unit='GiB'>10</capacity>",

@@ -15,6 +15,7 @@ from backends.errors import (
     AlreadyExists,
     InsufficientSpace,
     InUse,
+    InvalidSize,
     PoolkeeperError,
     UnsafePath,
     ValidationError,
@@ -209,6 +210,16 @@ def test_clone_to_other_format_uses_qemu_img_convert(ctl, pool):
     assert qemu_info(pool / "conv.qcow2", "qcow2")["format"] == "qcow2"
     subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", str(pool / "src.img"),
                     str(pool / "conv.qcow2")], check=True, capture_output=True)
+
+
+def test_clone_xml_without_a_capacity_takes_the_source_size(ctl, pool):
+    """As vol-create-from in libvirt: the clone's XML may leave the size to the source."""
+    create(ctl, "src.img", 8 * MiB, allocation=0)
+    xml = "<volume><name>x</name><target><format type='qcow2'/></target></volume>"
+    ctl.clone_volume("p", "src.img", "sized.qcow2", xml=xml).wait(120)
+    assert qemu_info(pool / "sized.qcow2", "qcow2")["virtual-size"] == 8 * MiB
+    with pytest.raises(InvalidSize, match="missing <capacity>"):
+        ctl.create_volume("p", xml)  # a new volume still needs one
 
 
 @needs_root
