@@ -628,11 +628,15 @@ class StorageController:
         src = self.volume_info(pool, source)
         if src.error:
             raise StateError(f"volume '{source}' cannot be read: {src.error}")
+        # the source's format where the target pool has it (a partition's type does not
+        # carry over into a file pool: its bytes are raw there)
+        fmt = (src.format if src.format in dst_driver.volume_formats
+               else dst_driver.default_volume_format)
         if xml is not None:
             vdef = xmlio.parse_volume(xml, dst_driver.type, size_from_source=True)
+            if vdef.target.format is None:
+                vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         else:
-            fmt = (src.format if src.format in dst_driver.volume_formats
-                   else dst_driver.default_volume_format)
             vdef = VolumeDef(name=new_name, target=VolumeTarget(format=fmt))
         vdef = replace(vdef, name=check_name(new_name or vdef.name, "volume name"))
         xmlio.validate_volume(replace(vdef, capacity=vdef.capacity or src.capacity),

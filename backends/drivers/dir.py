@@ -14,6 +14,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from dataclasses import replace
 
 from .. import fileops, probe, runner
 from ..errors import (
@@ -390,7 +391,7 @@ class DirDriver(PoolDriver):
         if src.type == "dir":
             raise Unsupported(f"'{src.name}' is a directory; only image files can be cloned")
         if not isinstance(src_driver, DirDriver):
-            raise Unsupported("cloning between these pool types is not supported yet")
+            return self._clone_from_device(src, src_driver, vol, ctx)
         if fmt != src.format and fmt not in self.creatable_formats:
             raise Unsupported(f"cannot convert to '{fmt}'")
         with self.dir_fd() as dfd, self._building(dfd, name, vol) as part:
@@ -413,6 +414,33 @@ class DirDriver(PoolDriver):
                 self._qemu_img_resize(fmt, part.name, capacity, shrink=False)
             self._apply_permissions(part.fd, vol)
             ctx.update(src.capacity, src.capacity)
+        return method
+
+    def _clone_from_device(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
+                           ctx: JobContext) -> str:
+        """An LV, partition or LUN into a file: its bytes are the image (a partition's
+        "format" is its type in the table, not its content), read from the fd its driver
+        opened; zero blocks stay holes in a raw file, qemu-img converts to the rest."""
+        name = check_name(vol.name, "volume name")
+        fmt = vol.target.format or "raw"
+        if fmt not in self.creatable_formats:
+            raise Unsupported(f"cannot convert to '{fmt}'")
+        capacity = max(vol.capacity or 0, src.capacity)
+        as_raw = replace(src, format="raw", backing=None)
+        src_fd = src_driver.open_volume_read(src)
+        try:
+            with self.dir_fd() as dfd, self._building(dfd, name, vol) as part:
+                if fmt == "raw":
+                    method = fileops.clone_fd(src_fd, part.fd, capacity, sparse=True, ctx=ctx)
+                else:
+                    self._qemu_img_convert(as_raw, src_fd, fmt, part.name, ctx)
+                    method = "qemu-img convert"
+                    if capacity > src.capacity:
+                        self._qemu_img_resize(fmt, part.name, capacity, shrink=False)
+                self._apply_permissions(part.fd, vol)
+                ctx.update(src.capacity, src.capacity)
+        finally:
+            os.close(src_fd)
         return method
 
     def _qemu_img_convert(self, src: VolumeInfo, src_fd: int, fmt: str, name: str,
@@ -557,8 +585,9 @@ def image_spec(vol: VolumeInfo, fd: int) -> str:
     for the name after the open cannot redirect qemu, and a FIFO cannot block it. The format
     is the one the controller trusts (the json driver is qemu's -f), and the backing file is
     named with its checked format (qemu would look a relative name up under /dev/fd)."""
+    protocol = "host_device" if stat.S_ISBLK(os.fstat(fd).st_mode) else "file"
     spec: dict = {"driver": vol.format,
-                  "file": {"driver": "file", "filename": f"/dev/fd/{fd}"}}
+                  "file": {"driver": protocol, "filename": f"/dev/fd/{fd}"}}
     if vol.backing is not None:
         if not vol.backing.format:
             raise UnsafePath(f"'{vol.name}' does not state the format of its backing file")

@@ -1031,3 +1031,8 @@ def test_clone_into_a_partition(ctl, make_loop, tmp_path):
     assert p3["end"] - p3["start"] == 3 * MiB
     assert read_at(dev, p3["start"], 3 * MiB) == data[:3 * MiB]
     assert volumes(ctl)[pn(dev, 3)].format == "linux"
+
+    # And back out into a file: the partition's bytes, recorded raw (its type stays behind).
+    ctl.clone_volume("d", pn(dev, 1), "p1.img", target_pool="files").wait(60)
+    assert (tmp_path / "files" / "p1.img").read_bytes() == data
+    assert ctl.volume_info("files", "p1.img").format == "raw"

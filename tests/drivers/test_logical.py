@@ -786,6 +786,27 @@ def test_clone_a_raw_file_of_a_dir_pool_into_an_lv(ctl, pool, lvm, monkeypatch, 
     assert {v.name for v in ctl.list_volumes(vg)} == {"fromfile"}
 
 
+def test_clone_an_lv_into_a_dir_pool_as_raw_and_qcow2(ctl, pool, lvm, monkeypatch, tmp_path):
+    fake = lvm.fake_dm(monkeypatch)
+    vg = vg_name()
+    build_and_start(ctl, vg, lvm.disk(64))
+    create(ctl, vg, "lv", 8 * MiB)
+    data = os.urandom(2 * MiB) + bytes(4 * MiB) + os.urandom(2 * MiB)
+    fake.node(vg, "lv").write_bytes(data)
+    assert ctl.clone_volume(vg, "lv", "lv.img", target_pool="p").wait() == "copy"
+    assert (pool / "lv.img").read_bytes() == data
+    assert os.stat(pool / "lv.img").st_blocks * 512 <= 4 * MiB + 64 * 1024  # zeros stay holes
+    qcow2 = "<volume><name>x</name><target><format type='qcow2'/></target></volume>"
+    assert ctl.clone_volume(vg, "lv", "lv.qcow2", target_pool="p",
+                            xml=qcow2).wait() == "qemu-img convert"
+    subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "qcow2",
+                    str(pool / "lv.img"), str(pool / "lv.qcow2")], check=True)
+    infos = {v.name: v for v in ctl.list_volumes("p")}
+    assert (infos["lv.img"].format, infos["lv.qcow2"].format) == ("raw", "qcow2")
+    assert infos["lv.qcow2"].capacity == 8 * MiB
+    assert not [f for f in os.listdir(pool) if f.startswith(".")]  # no partial left
+
+
 # == the CLI ===========================================================================
 def test_cli_flow(cli, lvm):
     d1, d2 = lvm.disk(256), lvm.disk(256)
