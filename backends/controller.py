@@ -24,6 +24,7 @@ from .drivers.base import PoolDriver
 from .drivers.dir import require_local_backing
 from .errors import (
     AlreadyExists,
+    Busy,
     InsufficientSpace,
     InUse,
     PoolkeeperError,
@@ -130,6 +131,13 @@ class StorageController:
         if remove is not None:
             with contextlib.suppress(PoolkeeperError, OSError):
                 remove()
+        # block pools name a half-filled volume by its final name: a live clone holds its
+        # volume lock, so one whose lock is free was left by a killed process
+        with contextlib.suppress(PoolkeeperError, OSError):
+            for name in getattr(driver, "partial_volumes", list)():
+                with contextlib.suppress(Busy), self.locks.volume(
+                        driver.name, name, exclusive=True, what="removing a half-made volume"):
+                    driver.remove_partial(name)
         self._swept.add(driver.name)
 
     def _require_inactive(self, name: str, verb: str) -> None:

@@ -194,6 +194,17 @@ class FakeDeviceMapper:
     def node(self, vg: str, lv: str) -> Path:
         return self.active[(vg, lv)][0]
 
+    def adopt(self, vg: str, lv: str) -> None:
+        """Take over an LV a forked child activated (its node and loop device), so that
+        lvremove and cleanup here deactivate and detach it."""
+        node = (self.dev / vg / lv).resolve()
+        rdev = os.stat(node).st_rdev
+        backing = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/loop/backing_file")
+        image = Path(backing.read_text().strip())
+        if image not in self.world.images:
+            self.world.images.append(image)
+        self.active[(vg, lv)] = (node, image)
+
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Point the driver at the fake tree, and keep it in step with lvcreate/lvremove."""
         from backends import runner

@@ -270,8 +270,11 @@ VGS_FIELDS = ",".join((
 LVS_FIELDS = ",".join((
     "lv_name", "lv_uuid", "lv_path", "lv_attr", "lv_size", "origin", "origin_size", "pool_lv",
     "segtype", "data_percent", "lv_parent", "lv_role", "seg_start_pe", "seg_size_pe",
-    "seg_pe_ranges", "devices",
+    "seg_pe_ranges", "devices", "lv_tags",
 ))
+# An LV being filled by a clone carries this tag until the copy is complete: it is not
+# listed, and one a killed process left is removed on the pool's next start or first use.
+PARTIAL_TAG = "poolkeeper_partial"
 PVSEG_FIELDS = ",".join((
     "pv_name", "pv_uuid", "vg_name", "pe_start", "dev_size", "pv_pe_count", "pvseg_start",
     "pvseg_size", "lv_name", "lv_parent", "vg_extent_size",
@@ -331,6 +334,7 @@ class LVState:
     roles: tuple[str, ...]
     hidden: bool
     segments: list[LVSegment] = field(default_factory=list)
+    tags: tuple[str, ...] = ()
 
     @property
     def is_thin_pool(self) -> bool:
@@ -347,7 +351,7 @@ class LVState:
     @property
     def is_volume(self) -> bool:
         """Shown as a pool volume: a public LV (not a thin pool, not an internal LV)."""
-        if self.hidden or self.is_thin_pool:
+        if self.hidden or self.is_thin_pool or PARTIAL_TAG in self.tags:
             return False
         return "private" not in self.roles
 
@@ -371,6 +375,7 @@ def parse_lvs(text: str) -> list[LVState]:
                 parent=str(row.get("lv_parent", "")).strip("[]"),
                 roles=tuple(r for r in str(row.get("lv_role", "")).split(",") if r),
                 hidden=hidden,
+                tags=tuple(t for t in str(row.get("lv_tags", "")).split(",") if t),
             )
         lv.segments.append(LVSegment(_num(row.get("seg_start_pe")),
                                      _num(row.get("seg_size_pe")),
@@ -925,7 +930,8 @@ class LogicalDriver(PoolDriver):
         return ["lvcreate", "--yes", "-s", "-L", f"{_round_up(cow, state.extent_size)}b",
                 "-n", name, "--", target]
 
-    def create_volume(self, vol: VolumeDef, ctx: JobContext) -> None:
+    def create_volume(self, vol: VolumeDef, ctx: JobContext, *, partial: bool = False) -> None:
+        """lvcreate; `partial`: tagged as being filled (see PARTIAL_TAG)."""
         name = check_lv_name(vol.name)
         state = self._require_vg()
         self._require_complete(state)
@@ -934,8 +940,21 @@ class LogicalDriver(PoolDriver):
             raise AlreadyExists(f"a logical volume named '{name}' already exists in volume "
                                 f"group '{state.name}'")
         argv = self.create_argv(vol, state, lvs)
+        if partial:
+            end = argv.index("--")
+            argv[end:end] = ["--addtag", PARTIAL_TAG]
         ctx.check()
         self._change(argv)
+
+    def partial_volumes(self) -> list[str]:
+        """LVs a clone is filling, or a killed one left (the controller tells them apart by
+        the volume lock a live clone holds)."""
+        return [lv.name for lv in self._lvs() if PARTIAL_TAG in lv.tags]
+
+    def remove_partial(self, name: str) -> None:
+        lv = next((lv for lv in self._lvs() if lv.name == name), None)
+        if lv is not None and PARTIAL_TAG in lv.tags:
+            self._remove_made(name, lv.uuid)
 
     def delete_volume(self, vol: VolumeInfo) -> None:
         lv, lvs = self._current(vol)
@@ -1065,7 +1084,7 @@ class LogicalDriver(PoolDriver):
         new = VolumeDef(name=name, capacity=capacity, allocation=allocation)
         src_fd = src_driver.open_volume_read(src)
         try:
-            self.create_volume(new, ctx)
+            self.create_volume(new, ctx, partial=True)
             made: LVState | None = None
             try:
                 lv = made = self._find_lv(name)
@@ -1079,6 +1098,7 @@ class LogicalDriver(PoolDriver):
                         self._zero_tail(dst_fd, src.capacity, ctx)
                 finally:
                     os.close(dst_fd)
+                self._change(["lvchange", "--deltag", PARTIAL_TAG, "--", f"{self.vg}/{name}"])
             except BaseException:
                 self._remove_made(name, made.uuid if made is not None else None)
                 raise

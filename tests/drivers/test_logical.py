@@ -807,6 +807,64 @@ def test_clone_an_lv_into_a_dir_pool_as_raw_and_qcow2(ctl, pool, lvm, monkeypatc
     assert not [f for f in os.listdir(pool) if f.startswith(".")]  # no partial left
 
 
+def test_a_clone_killed_mid_copy_leaves_no_volume_and_is_swept(ctl, state_root, lvm,
+                                                                monkeypatch):
+    """kill -9 while the LV is being filled: the LV carries PARTIAL_TAG, is not listed, and the
+    next process removes it; while a live clone holds its volume lock it is left alone."""
+    import signal
+
+    from backends import fileops
+
+    fake = lvm.fake_dm(monkeypatch)
+    vg = vg_name()
+    build_and_start(ctl, vg, lvm.disk(64))
+    create(ctl, vg, "src", 8 * MiB)
+    fake.node(vg, "src").write_bytes(os.urandom(8 * MiB))
+
+    def die_mid_copy(src_fd: int, dst_fd: int, length: int, **kw) -> str:
+        os.pwrite(dst_fd, b"half" * 1024, 0)
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+    pid = os.fork()
+    if pid == 0:  # the child: a controller of its own, killed inside the copy
+        try:
+            monkeypatch.setattr(fileops, "clone_fd", die_mid_copy)
+            StorageController(state_root, create_default=False).clone_volume(
+                vg, "src", "copy").wait(60)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    fake.adopt(vg, "copy")  # the child's fake device node and loop device, for cleanup
+
+    lvs = {r["lv_name"]: r["lv_tags"] for r in lvm.report("lvs", "-o", "lv_name,lv_tags", vg,
+                                                          kind="lv")}
+    assert lvs.get("copy") == lvmdrv.PARTIAL_TAG  # made, tagged, never finished
+    assert {v.name for v in ctl.list_volumes(vg)} == {"src"}  # not a volume
+    with pytest.raises(PoolkeeperError):
+        ctl.volume_info(vg, "copy")
+
+    # a live clone's LV (its lock held) is not swept
+    with ctl.locks.volume(vg, "copy", exclusive=True, what="being created"):
+        StorageController(state_root, create_default=False).list_volumes(vg)
+        assert "copy" in {r["lv_name"] for r in lvm.report("lvs", "-o", "lv_name", vg,
+                                                           kind="lv")}
+    # a new process sweeps it on first use, and the name is free again
+    fresh = StorageController(state_root, create_default=False)
+    try:
+        assert {v.name for v in fresh.list_volumes(vg)} == {"src"}
+        assert "copy" not in {r["lv_name"] for r in lvm.report("lvs", "-o", "lv_name", vg,
+                                                               kind="lv")}
+        assert fresh.clone_volume(vg, "src", "copy").wait(60) == "copy"
+        lv_tags = {r["lv_name"]: r["lv_tags"] for r in lvm.report(
+            "lvs", "-o", "lv_name,lv_tags", vg, kind="lv")}
+        assert lv_tags["copy"] == ""  # finished: the tag is gone
+        assert fake.node(vg, "copy").read_bytes() == fake.node(vg, "src").read_bytes()
+    finally:
+        fresh.close()
+
+
 # == the CLI ===========================================================================
 def test_cli_flow(cli, lvm):
     d1, d2 = lvm.disk(256), lvm.disk(256)
