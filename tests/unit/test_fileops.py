@@ -443,6 +443,29 @@ def test_clone_ext4_sparse_copy_keeps_holes(loopfs: Callable[[str, int], LoopFS]
     assert ctx.calls[-1] == (1024 * MiB, 1024 * MiB)
 
 
+def test_read_ahead_window_keeps_every_segment_in_order(monkeypatch) -> None:
+    """With a window smaller than the data, segments are still passed on once each, in order,
+    each only after the kernel was asked for the ones behind it."""
+    monkeypatch.setattr(fileops, "READAHEAD", 10)
+    hinted: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, advice: hinted.append((off, n)))
+    segments = [(i * 100, i * 100 + 4) for i in range(300)]
+    out = []
+    for seg in fileops._read_ahead(-1, iter(segments)):
+        out.append(seg)
+        assert len(hinted) >= len(out)  # never handed out before it was hinted
+    assert out == segments and hinted == [(b, 4) for b, _ in segments]
+
+
+@root_test
+def test_clone_ext4_sparse_copy_of_many_pieces_past_the_window(
+        loopfs: Callable[[str, int], LoopFS], opened, monkeypatch) -> None:
+    monkeypatch.setattr(fileops, "READAHEAD", 256 * 1024)
+    fs = loopfs("ext4", 128)
+    write_blocks(fs.mount / "src", 256 * MiB, scattered(256 * MiB, 300, 64 * 1024))
+    assert _clone_and_check(fs.mount, fs.mount, opened) == "sparse-copy"
+
+
 @root_test
 def test_clone_not_sparse_allocates_everything(
     loopfs: Callable[[str, int], LoopFS], opened
