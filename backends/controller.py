@@ -564,7 +564,13 @@ class StorageController:
         """The backing file must be a volume of an active pool, its format given or recorded
         by us (never read from a header), and its own chain must stay inside the pools."""
         require_local_backing(backing.path)
-        pool, name = self.find_volume(backing.path)
+        try:
+            pool, name = self.find_volume(backing.path)
+        except VolumeNotFound:
+            raise VolumeNotFound(
+                f"the backing file '{backing.path}' is not a volume of an active pool; a backing "
+                "file must be a volume poolkeeper manages (start its pool, or define a pool on "
+                "its directory)") from None
         info = self.volume_info(pool, name)
         if block_snapshot:  # an LVM snapshot copies blocks; the driver checks the origin
             return BackingStore(path=info.path, format=None)
