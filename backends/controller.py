@@ -674,6 +674,9 @@ class StorageController:
                                                   what="being created"))
 
         def work(job: Job) -> str:
+            # one a failed clean-up left under this name: its lock is ours now, so it is stale
+            if vdef.name in getattr(dst_driver, "partial_volumes", list)():
+                dst_driver.remove_partial(vdef.name)
             method = dst_driver.clone_volume(src, src_driver, vdef, job)
             if dst_driver.volume_formats:
                 self._record(dst_pool, vdef.name, vdef.target.format or src.format, job)

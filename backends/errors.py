@@ -118,8 +118,11 @@ class ToolFailed(PoolkeeperError):
 
 def os_failure(exc: OSError, doing: str) -> PoolkeeperError:
     """An OSError of the storage as our error: what could not be done, why, what to check."""
+    from .names import PARTIAL_PREFIX  # here: names imports this module
+
     reason = exc.strerror or str(exc)
-    where = f" ({exc.filename})" if exc.filename else ""
+    shown = exc.filename is not None and PARTIAL_PREFIX not in str(exc.filename)
+    where = f" ({exc.filename})" if shown else ""  # a hidden build name tells the user nothing
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return InsufficientSpace(f"cannot {doing}: {reason}{where}; free some space first")
     if exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS):

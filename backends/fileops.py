@@ -445,7 +445,7 @@ def _built(dir_fd: int, data: str, name: str, mode: int, owner: int | None,
     try:
         yield Partial(fd, data)
         os.fsync(fd)  # per inode: covers what a tool wrote through its own fd
-        _publish(dir_fd, data, name)
+        _publish(dir_fd, data, fd, name)
     except BaseException:
         _unlink_ours(dir_fd, data, fd)
         raise
@@ -453,20 +453,27 @@ def _built(dir_fd: int, data: str, name: str, mode: int, owner: int | None,
         os.close(fd)
 
 
-def _publish(dir_fd: int, data: str, name: str) -> None:
-    """Give the complete file its name, atomically and without replacing anything."""
+def _publish(dir_fd: int, data: str, fd: int, name: str) -> None:
+    """Give the complete file its name, atomically and without replacing anything. The link
+    is made from the open file (/proc/self/fd), not its hidden name: whatever someone may
+    have put under that name meanwhile is never published."""
     try:
-        os.link(data, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
     except FileExistsError:
         raise AlreadyExists(f"volume target '{name}' already exists") from None
     except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.ENOENT):
             raise
-        _rename_noreplace(dir_fd, data, name)  # a filesystem without hard links (vfat)
+        # a filesystem without hard links (vfat, which has no symlinks either), or no /proc
+        there = os.stat(data, dir_fd=dir_fd, follow_symlinks=False)
+        if not _same_file(os.fstat(fd), there):
+            raise UnsafePath(
+                f"the file being built for '{name}' was replaced; not published") from exc
+        _rename_noreplace(dir_fd, data, name)
     else:
-        with contextlib.suppress(OSError):  # else it goes at the next pool start
-            os.unlink(data, dir_fd=dir_fd)
-    os.fsync(dir_fd)
+        _unlink_ours(dir_fd, data, fd)  # else it goes at the next pool start
+    with contextlib.suppress(OSError):  # published either way; durability is best effort
+        os.fsync(dir_fd)
 
 
 def _rename_noreplace(dir_fd: int, old: str, new: str) -> None:

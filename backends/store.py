@@ -83,9 +83,16 @@ def create_locked_temp(dir_fd: int, mode: int = 0o600) -> tuple[int, str]:
             fd = os.open(name, flags, mode, dir_fd=dir_fd)
         except FileExistsError:
             continue
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a sweeper holds it for a moment at most
-        if _names(dir_fd, name, fd):
-            return fd, name
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a sweeper holds it for a moment at most
+            if _names(dir_fd, name, fd):
+                return fd, name
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if _names(dir_fd, name, fd):
+                    os.unlink(name, dir_fd=dir_fd)
+            os.close(fd)
+            raise
         os.close(fd)  # a sweep removed it between our create and our lock: again
     raise StateError("could not create a temporary file (a sweep kept removing it); try again")
 
@@ -96,7 +103,8 @@ def remove_if_abandoned(dir_fd: int, name: str, also: tuple[str, ...] = ()) -> l
     try:
         if not stat.S_ISREG(os.lstat(name, dir_fd=dir_fd).st_mode):
             return []  # not a file we make
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+        # O_RDWR: on NFS a flock is a POSIX write lock, which needs a writable fd
+        fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
                      | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return []

@@ -297,12 +297,6 @@ class DirDriver(PoolDriver):
         with self.dir_fd() as dfd:
             return fileops.remove_partials(dfd)
 
-    def _file_path(self, name: str) -> str:
-        """Path of a volume, or of a volume being built under its hidden name."""
-        if not name.startswith(PARTIAL_PREFIX):
-            check_name(name, "volume name")
-        return os.path.join(self.target, name)
-
     def _building(self, dfd: int, name: str,
                   vol: VolumeDef) -> contextlib.AbstractContextManager[fileops.Partial]:
         perms = vol.target.permissions or Permissions()
@@ -339,8 +333,9 @@ class DirDriver(PoolDriver):
                 )
                 return
             with self._building(dfd, name, vol) as part:
-                argv = self._qemu_img_create_argv(vol, fmt, capacity, self._file_path(part.name))
-                runner.run(argv, timeout=QEMU_IMG_TIMEOUT)
+                # the file we created, by its fd: a name swapped for a link cannot redirect it
+                argv = self._qemu_img_create_argv(vol, fmt, capacity, f"/dev/fd/{part.fd}")
+                runner.run(argv, pass_fds=(part.fd,), timeout=QEMU_IMG_TIMEOUT)
                 self._apply_permissions(part.fd, vol)
                 ctx.update(capacity, capacity)
 
@@ -406,12 +401,12 @@ class DirDriver(PoolDriver):
                     src_fd = fileops.open_volume(sfd, check_name(src.name, "volume name"),
                                                  os.O_RDONLY)
                 try:
-                    self._qemu_img_convert(src, src_fd, fmt, part.name, ctx)
+                    self._qemu_img_convert(src, src_fd, fmt, part.fd, ctx)
                 finally:
                     os.close(src_fd)
                 method = "qemu-img convert"
             if capacity > src.capacity and (fmt != "raw" or method == "qemu-img convert"):
-                self._qemu_img_resize(fmt, part.name, capacity, shrink=False)
+                self._qemu_img_grow(fmt, part.fd, capacity)
             self._apply_permissions(part.fd, vol)
             ctx.update(src.capacity, src.capacity)
         return method
@@ -433,20 +428,20 @@ class DirDriver(PoolDriver):
                 if fmt == "raw":
                     method = fileops.clone_fd(src_fd, part.fd, capacity, sparse=True, ctx=ctx)
                 else:
-                    self._qemu_img_convert(as_raw, src_fd, fmt, part.name, ctx)
+                    self._qemu_img_convert(as_raw, src_fd, fmt, part.fd, ctx)
                     method = "qemu-img convert"
                     if capacity > src.capacity:
-                        self._qemu_img_resize(fmt, part.name, capacity, shrink=False)
+                        self._qemu_img_grow(fmt, part.fd, capacity)
                 self._apply_permissions(part.fd, vol)
                 ctx.update(src.capacity, src.capacity)
         finally:
             os.close(src_fd)
         return method
 
-    def _qemu_img_convert(self, src: VolumeInfo, src_fd: int, fmt: str, name: str,
+    def _qemu_img_convert(self, src: VolumeInfo, src_fd: int, fmt: str, dst_fd: int,
                           ctx: JobContext) -> None:
         """qemu-img convert with its progress meter (-p) feeding the job; cancel kills it.
-        The source is the file we opened (O_NOFOLLOW), never its name."""
+        Source and destination are the files we opened, by fd, never their names."""
         total = src.capacity
         ctx.update(0, total)
 
@@ -459,8 +454,8 @@ class DirDriver(PoolDriver):
 
         runner.run_with_progress(
             ["qemu-img", "convert", "-p", image_spec(src, src_fd), "-O", fmt,
-             self._file_path(name)],
-            progress, lambda: ctx.cancelled, pass_fds=(src_fd,),
+             f"/dev/fd/{dst_fd}"],
+            progress, lambda: ctx.cancelled, pass_fds=(src_fd, dst_fd),
         )
         ctx.check()
 
@@ -469,12 +464,12 @@ class DirDriver(PoolDriver):
         perms = vol.target.permissions
         return perms.mode if perms and perms.mode is not None else DEFAULT_VOLUME_MODE
 
-    def _qemu_img_resize(self, fmt: str, name: str, capacity: int, shrink: bool) -> None:
+    @staticmethod
+    def _qemu_img_grow(fmt: str, fd: int, capacity: int) -> None:
+        """Grow the image being built (open as `fd`) to `capacity`."""
         size = (capacity + 511) // 512 * 512
-        argv = ["qemu-img", "resize", "-f", fmt]
-        if shrink:
-            argv.append("--shrink")
-        runner.run([*argv, self._file_path(name), str(size)], timeout=QEMU_IMG_TIMEOUT)
+        runner.run(["qemu-img", "resize", "-f", fmt, f"/dev/fd/{fd}", str(size)],
+                   pass_fds=(fd,), timeout=QEMU_IMG_TIMEOUT)
 
     def delete_volume(self, vol: VolumeInfo) -> None:
         name = check_name(vol.name, "volume name")
@@ -591,8 +586,10 @@ def image_spec(vol: VolumeInfo, fd: int) -> str:
     if vol.backing is not None:
         if not vol.backing.format:
             raise UnsafePath(f"'{vol.name}' does not state the format of its backing file")
+        backing_is_block = stat.S_ISBLK(os.stat(vol.backing.path).st_mode)
         spec["backing"] = {"driver": vol.backing.format,
-                           "file": {"driver": "file", "filename": vol.backing.path}}
+                           "file": {"driver": "host_device" if backing_is_block else "file",
+                                    "filename": vol.backing.path}}
     return "json:" + json.dumps(spec)
 
 

@@ -936,7 +936,12 @@ class LogicalDriver(PoolDriver):
         state = self._require_vg()
         self._require_complete(state)
         lvs = self._lvs()
-        if any(lv.name == name for lv in lvs):
+        existing = next((lv for lv in lvs if lv.name == name), None)
+        if existing is not None and PARTIAL_TAG in existing.tags:
+            raise AlreadyExists(f"the logical volume '{name}' in volume group '{state.name}' is "
+                                "what a clone left half-made and could not remove; remove it "
+                                f"with: lvremove {state.name}/{name}")
+        if existing is not None:
             raise AlreadyExists(f"a logical volume named '{name}' already exists in volume "
                                 f"group '{state.name}'")
         argv = self.create_argv(vol, state, lvs)

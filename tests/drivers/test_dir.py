@@ -26,6 +26,7 @@ from backends.model import (
     PoolDef,
     PoolTarget,
     VolumeDef,
+    VolumeInfo,
     VolumeTarget,
 )
 from tests.conftest import make_dir_pool, needs_root
@@ -343,3 +344,32 @@ def test_convert_clone_reports_progress_and_cancel_removes_it(ctl, pool):
     with pytest.raises(Cancelled):
         ctl.clone_volume("p", "big.img", "again.qcow2", xml=xml).wait(120)
     assert not (pool / "again.qcow2").exists()
+
+
+@needs_root
+def test_image_spec_names_a_block_device_backing_by_the_host_device_driver(tmp_path):
+    """qemu's 'file' driver refuses a block device: a backing LV or partition needs
+    host_device (the node is only stat'ed here, never opened)."""
+    import json as json_mod
+
+    from backends.drivers.dir import image_spec
+
+    node = tmp_path / "blk"
+    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(7, 200))
+    plain = tmp_path / "base.img"
+    plain.write_bytes(b"")
+    fd = os.open(plain, os.O_RDONLY)
+    try:
+        specs = []
+        for backing in (node, plain):
+            vol = VolumeInfo(name="o.qcow2", key="k", path=str(tmp_path / "o.qcow2"),
+                             format="qcow2",
+                             backing=BackingStore(path=str(backing), format="raw"))
+            specs.append(json_mod.loads(image_spec(vol, fd).removeprefix("json:")))
+    finally:
+        os.close(fd)
+    for spec, backing, driver in zip(specs, (node, plain), ("host_device", "file"),
+                                     strict=True):
+        assert spec["file"] == {"driver": "file", "filename": f"/dev/fd/{fd}"}
+        assert spec["backing"] == {"driver": "raw", "file": {"driver": driver,
+                                                             "filename": str(backing)}}

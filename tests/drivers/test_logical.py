@@ -29,6 +29,7 @@ from backends.drivers import driver_class
 from backends.drivers import logical as lvmdrv
 from backends.drivers.logical import LogicalDriver
 from backends.errors import (
+    AlreadyExists,
     Cancelled,
     InsufficientSpace,
     InUse,
@@ -863,6 +864,23 @@ def test_a_clone_killed_mid_copy_leaves_no_volume_and_is_swept(ctl, state_root, 
         assert fake.node(vg, "copy").read_bytes() == fake.node(vg, "src").read_bytes()
     finally:
         fresh.close()
+
+
+def test_a_stale_partial_lv_under_the_name_gives_way_to_a_new_clone(ctl, lvm, monkeypatch):
+    """A half-made LV whose clean-up failed (still tagged) does not block the name: the next
+    clone, holding the name's lock, removes it first; a plain create names it clearly."""
+    fake = lvm.fake_dm(monkeypatch)
+    vg = vg_name()
+    build_and_start(ctl, vg, lvm.disk(64))
+    create(ctl, vg, "src", 4 * MiB)
+    fake.node(vg, "src").write_bytes(b"s" * (4 * MiB))
+    ctl.list_volumes(vg)  # first use: the sweep is behind us
+    lvm.run("lvcreate", "--yes", "-n", "copy", "-L", "4m", "--addtag", lvmdrv.PARTIAL_TAG, vg)
+    with pytest.raises(AlreadyExists, match="half-made"):
+        create(ctl, vg, "copy", 4 * MiB)
+    assert ctl.clone_volume(vg, "src", "copy").wait(60) == "copy"
+    assert fake.node(vg, "copy").read_bytes() == b"s" * (4 * MiB)
+    assert {v.name for v in ctl.list_volumes(vg)} == {"src", "copy"}
 
 
 # == the CLI ===========================================================================

@@ -26,7 +26,7 @@ import pytest
 from backends import fileops, xmlio
 from backends.controller import StorageController
 from backends.errors import AlreadyExists, InvalidName
-from backends.model import PoolDef, PoolTarget, VolumeDef
+from backends.model import PoolDef, PoolTarget, VolumeDef, VolumeTarget
 from backends.names import PARTIAL_PREFIX
 from backends.store import Store, StorePaths, atomic_write, create_locked_temp
 
@@ -278,6 +278,73 @@ def test_publishing_never_replaces_a_file_that_appeared_meanwhile(tmp_path: Path
         assert (tmp_path / "v").read_bytes() == b"theirs" and partials(tmp_path) == []
     finally:
         os.close(dfd)
+
+
+@pytest.mark.parametrize("ours", ["unlinked", "renamed away"])
+def test_a_link_swapped_in_for_the_build_is_never_written_or_published(ctl, pool: Path,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch, ours):
+    """Someone with write access to the pool directory replaces the hidden file being built
+    with a symlink to an outside file: qemu-img writes the file poolkeeper opened, and what
+    is published is that file or nothing, never the link."""
+    from backends import runner
+    from backends.errors import UnsafePath
+
+    canary = tmp_path / "canary"
+    canary.write_bytes(b"precious" * 512)
+    before = sha(canary)
+    real_run = runner.run
+
+    def swap_then_run(argv, **kwargs):  # type: ignore[no-untyped-def]
+        if list(argv[:2]) == ["qemu-img", "create"]:
+            for name in partials(pool):
+                if name.endswith(fileops.PARTIAL_DATA):
+                    if ours == "unlinked":
+                        os.unlink(pool / name)
+                    else:
+                        os.rename(pool / name, tmp_path / "moved")
+                    os.symlink(canary, pool / name)
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(runner, "run", swap_then_run)
+    job = ctl.create_volume_def("p", VolumeDef(name="v.qcow2", capacity=MiB,
+                                               target=VolumeTarget(format="qcow2")))
+    published = pool / "v.qcow2"
+    if ours == "unlinked":  # our file has no name left to publish: refused
+        with pytest.raises(UnsafePath, match="was replaced"):
+            job.wait(60)
+        assert not os.path.lexists(published)
+    else:
+        job.wait(60)
+        assert not published.is_symlink() and published.read_bytes()[:4] == b"QFI\xfb"
+        assert ctl.volume_info("p", "v.qcow2").capacity == MiB
+    assert sha(canary) == before
+
+
+def test_a_failing_lock_on_a_new_temp_file_leaves_nothing(tmp_path: Path, monkeypatch):
+    import fcntl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(37, "No locks available")  # ENOLCK: an NFS without its lock service
+
+    fds_before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError, match="No locks"):
+            create_locked_temp(dfd)
+    finally:
+        os.close(dfd)
+    assert os.listdir(tmp_path) == [] and len(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_error_messages_never_show_a_hidden_build_name():
+    from backends.errors import os_failure
+
+    hidden = OSError(28, "No space left on device", f"/pool/{PARTIAL_PREFIX}0123.img")
+    assert PARTIAL_PREFIX not in str(os_failure(hidden, "create 'v'"))
+    plain = OSError(13, "Permission denied", "/pool/v.img")
+    assert "(/pool/v.img)" in str(os_failure(plain, "wipe 'v.img'"))
 
 
 def test_without_hard_links_publishing_renames_without_replacing(tmp_path: Path, monkeypatch):
