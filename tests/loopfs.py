@@ -55,7 +55,7 @@ def _backing_file(device: str) -> str | None:
     """The image behind /dev/loopN, from sysfs (None if the device is not attached)."""
     path = Path("/sys/block") / Path(device).name / "loop" / "backing_file"
     try:
-        return path.read_text().strip()
+        return path.read_text().strip().removesuffix(" (deleted)")
     except OSError:
         return None
 
@@ -75,6 +75,14 @@ def _umount(mount: Path) -> None:
         time.sleep(0.2)
     # Still busy: detach it from the tree so the loop device can go when the last user does.
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def release_partitioned(device: str, image: Path) -> None:
+    """partx -d, then losetup -d: only a loop device that still has our image behind it."""
+    if _backing_file(device) != str(image):
+        return
+    subprocess.run(["partx", "-d", device], capture_output=True)
+    _detach(device, image)
 
 
 def _detach(device: str, image: Path) -> None:

@@ -32,7 +32,7 @@ from backends.errors import (
     VolumeNotFound,
 )
 from backends.model import Extent, VolumeDef, VolumeTarget
-from tests.loopfs import can_use_loop_devices
+from tests.loopfs import can_use_loop_devices, release_partitioned
 
 needs_loops = pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
 
@@ -166,29 +166,10 @@ def sysfs_partition(node: str) -> tuple[int, int] | None:
         return None
 
 
-def backing(dev: str) -> str | None:
-    try:
-        text = (Path("/sys/block") / os.path.basename(dev) / "loop" / "backing_file").read_text()
-    except OSError:
-        return None
-    return text.strip().removesuffix(" (deleted)")
-
-
 def loops_of(image: Path) -> list[str]:
     return sorted(f"/dev/{p.parent.parent.name}"
                   for p in Path("/sys/block").glob("loop*/loop/backing_file")
                   if p.read_text().strip().removesuffix(" (deleted)") == str(image))
-
-
-def release(dev: str, image: Path) -> None:
-    """partx -d, then losetup -d: only a loop device that still has our image behind it."""
-    if backing(dev) != str(image):
-        return
-    subprocess.run(["partx", "-d", dev], capture_output=True)
-    for _ in range(20):
-        if subprocess.run(["losetup", "-d", dev], capture_output=True).returncode == 0:
-            return
-        time.sleep(0.1)
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -224,7 +205,7 @@ def make_loop(tmp_path: Path) -> Iterator[Callable[..., str]]:
         yield make
     finally:
         for dev, image in reversed(made):
-            release(dev, image)
+            release_partitioned(dev, image)
 
 
 @pytest.fixture
@@ -244,7 +225,7 @@ def make_image(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
     finally:
         for image in images:
             for dev in loops_of(image):
-                release(dev, image)
+                release_partitioned(dev, image)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ import pytest
 from backends.controller import StorageController
 from backends.errors import ValidationError, XMLError
 from backends.xmlio import MAX_XML_BYTES
+from tests.unit.test_xmlio import _fifo_has_reader
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -89,15 +90,6 @@ def listener() -> Iterator[Listener]:
         server.close()
 
 
-def fifo_has_reader(fifo: Path) -> bool:
-    try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:  # ENXIO: nobody has it open for reading
-        return False
-    os.close(fd)
-    return True
-
-
 @pytest.fixture
 def fifo(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "dtd.fifo"
@@ -105,7 +97,7 @@ def fifo(tmp_path: Path) -> Iterator[Path]:
     try:
         yield path
     finally:
-        fifo_has_reader(path)  # opening it for writing releases a reader stuck in open()
+        _fifo_has_reader(path)  # opening it for writing releases a reader stuck in open()
 
 
 def run_bounded(fn: Callable[[], object], timeout: float = 10.0
@@ -200,7 +192,7 @@ def test_define_pool_refuses(ctl: StorageController, listener: Listener, fifo: P
     for data in (doc, doc.encode() if isinstance(doc, str) else doc):
         took, exc = run_bounded(lambda d=data: ctl.define_pool(d))
         check_refusal(took, exc)
-    assert not fifo_has_reader(fifo)
+    assert not _fifo_has_reader(fifo)
     assert ctl.pool_names() == []
     assert listener.connections == []
 
@@ -211,7 +203,7 @@ def test_create_volume_refuses(ctl: StorageController, pool: Path, listener: Lis
     doc = hostile_documents("volume", listener.port, fifo)[case]
     took, exc = run_bounded(lambda: ctl.create_volume("p", doc))
     check_refusal(took, exc)
-    assert not fifo_has_reader(fifo)
+    assert not _fifo_has_reader(fifo)
     assert list(pool.iterdir()) == []
     assert ctl.jobs.running() == []
     assert listener.connections == []
@@ -231,7 +223,7 @@ def test_the_listener_and_the_fifo_can_tell(listener: Listener, fifo: Path) -> N
                               daemon=True)
     opened.start()
     deadline = time.monotonic() + 5
-    while not fifo_has_reader(fifo) and time.monotonic() < deadline:
+    while not _fifo_has_reader(fifo) and time.monotonic() < deadline:
         time.sleep(0.01)
     opened.join(5)
     assert not opened.is_alive()
@@ -247,7 +239,7 @@ def assert_cli_refuses(cli, args: tuple[str, ...], listener, fifo) -> None:
     assert r.code == 1 and r.out == "", r
     errors = [line for line in r.err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in r.err and PASSWD_MARK not in r.err, r
-    assert not fifo_has_reader(fifo)
+    assert not _fifo_has_reader(fifo)
     assert listener.connections == []
 
 

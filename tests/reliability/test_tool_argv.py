@@ -23,7 +23,6 @@ import hashlib
 import os
 import re
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -48,7 +47,7 @@ from backends.model import (
 )
 from backends.names import PARTIAL_PREFIX
 from tests.conftest import make_dir_pool
-from tests.loopfs import can_use_loop_devices
+from tests.loopfs import can_use_loop_devices, release_partitioned
 from tests.lvmenv import Lvm, can_use_lvm, lvm_fixture  # noqa: F401 (fixture 'lvm')
 
 MiB = 1 << 20
@@ -230,21 +229,6 @@ def test_logical_pool_keeps_dash_names_away_from_lvm(ctl, logical_pool, argvs) -
     assert [v.name for v in ctl.list_volumes(vg)] == []
 
 
-def release(dev: str, image: Path) -> None:
-    """partx -d, then losetup -d: only a loop device that still has our image behind it."""
-    try:
-        backing = Path(f"/sys/block/{Path(dev).name}/loop/backing_file").read_text().strip()
-    except OSError:
-        return
-    if backing != str(image):
-        return
-    subprocess.run(["partx", "-d", dev], capture_output=True)
-    for _ in range(20):
-        if subprocess.run(["losetup", "-d", dev], capture_output=True).returncode == 0:
-            return
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def disk_device(tmp_path: Path) -> Iterator[str]:
     image = tmp_path / "disk.img"
@@ -255,7 +239,7 @@ def disk_device(tmp_path: Path) -> Iterator[str]:
     try:
         yield dev
     finally:
-        release(dev, image)
+        release_partitioned(dev, image)
 
 
 @needs_loops
