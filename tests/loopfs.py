@@ -51,13 +51,50 @@ def can_use_loop_devices() -> bool:
     return os.geteuid() == 0 and Path("/dev/loop-control").exists()
 
 
-def _backing_file(device: str) -> str | None:
+def backing_file(device: str) -> str | None:
     """The image behind /dev/loopN, from sysfs (None if the device is not attached)."""
     path = Path("/sys/block") / Path(device).name / "loop" / "backing_file"
     try:
         return path.read_text().strip().removesuffix(" (deleted)")
     except OSError:
         return None
+
+
+def loops_of(image: Path) -> list[str]:
+    """The loop devices whose backing file is `image` (by the path the kernel recorded)."""
+    return sorted(f"/dev/{p.parent.parent.name}"
+                  for p in Path("/sys/block").glob("loop*/loop/backing_file")
+                  if p.read_text().strip().removesuffix(" (deleted)") == str(image))
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+@contextlib.contextmanager
+def sparse_images(base: Path, default_mib: int,
+                  release: Callable[[Path], None]) -> Iterator[Callable[[int], Path]]:
+    """make(size_mib) -> a new sparse image file under `base`; release(image) runs for each
+    at the end (detaching whatever loop devices of it a test left)."""
+    images: list[Path] = []
+
+    def make(size_mib: int = default_mib) -> Path:
+        image = base / f"image{len(images)}.img"
+        with open(image, "wb") as fh:
+            fh.truncate(size_mib << 20)
+        images.append(image)
+        return image
+
+    try:
+        yield make
+    finally:
+        for image in images:
+            release(image)
 
 
 def _is_mounted(mount: Path) -> bool:
@@ -79,14 +116,14 @@ def _umount(mount: Path) -> None:
 
 def release_partitioned(device: str, image: Path) -> None:
     """partx -d, then losetup -d: only a loop device that still has our image behind it."""
-    if _backing_file(device) != str(image):
+    if backing_file(device) != str(image):
         return
     subprocess.run(["partx", "-d", device], capture_output=True)
     _detach(device, image)
 
 
 def _detach(device: str, image: Path) -> None:
-    if _backing_file(device) != str(image):
+    if backing_file(device) != str(image):
         return  # not ours any more (or already gone): leave it alone
     for _ in range(10):
         if subprocess.run(["losetup", "-d", device], capture_output=True).returncode == 0:

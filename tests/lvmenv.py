@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loopfs import can_use_loop_devices
+from tests.loopfs import backing_file, can_use_loop_devices, loops_of
 
 LVM_CONF = """\
 # poolkeeper test configuration: metadata only, our loop devices only, nothing outside {base}
@@ -76,23 +76,6 @@ backup {{
     archive_dir = "{base}/archive"
 }}
 """
-
-
-def _backing(device: str) -> str | None:
-    try:
-        text = Path(f"/sys/block/{Path(device).name}/loop/backing_file").read_text()
-    except OSError:
-        return None
-    return text.strip().removesuffix(" (deleted)")
-
-
-def loops_of(image: Path) -> list[str]:
-    """Loop devices whose backing file is `image` (by the path the kernel recorded)."""
-    found = []
-    for entry in Path("/sys/block").glob("loop*"):
-        if _backing(f"/dev/{entry.name}") == str(image):
-            found.append(f"/dev/{entry.name}")
-    return sorted(found)
 
 
 class LvmEnv:
@@ -273,7 +256,7 @@ class Lvm:
         return self.attach(image)
 
     def image_of(self, device: str) -> Path:
-        backing = _backing(device)
+        backing = backing_file(device)
         assert backing is not None and Path(backing) in self.images, f"{device} is not ours"
         return Path(backing)
 
@@ -348,14 +331,14 @@ class Lvm:
 
 
 def _detach_if_ours(device: str, image: Path) -> None:
-    if _backing(device) != str(image):
+    if backing_file(device) != str(image):
         return  # not ours any more (or already gone): leave it alone
     for _ in range(20):
         if subprocess.run(["losetup", "-d", device], capture_output=True).returncode == 0:
             break
         time.sleep(0.1)
     for _ in range(20):  # detach is asynchronous when the device was just closed
-        if _backing(device) != str(image):
+        if backing_file(device) != str(image):
             return
         time.sleep(0.05)
 

@@ -15,7 +15,6 @@ import os
 import re
 import struct
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,7 +31,13 @@ from backends.errors import (
     VolumeNotFound,
 )
 from backends.model import Extent, VolumeDef, VolumeTarget
-from tests.loopfs import can_use_loop_devices, release_partitioned
+from tests.loopfs import (
+    can_use_loop_devices,
+    loops_of,
+    release_partitioned,
+    sparse_images,
+    wait_until,
+)
 
 needs_loops = pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
 
@@ -166,21 +171,6 @@ def sysfs_partition(node: str) -> tuple[int, int] | None:
         return None
 
 
-def loops_of(image: Path) -> list[str]:
-    return sorted(f"/dev/{p.parent.parent.name}"
-                  for p in Path("/sys/block").glob("loop*/loop/backing_file")
-                  if p.read_text().strip().removesuffix(" (deleted)") == str(image))
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
 def pn(dev: str, number: int) -> str:
     return f"{os.path.basename(dev)}p{number}"
 
@@ -208,24 +198,16 @@ def make_loop(tmp_path: Path) -> Iterator[Callable[..., str]]:
             release_partitioned(dev, image)
 
 
+def _release_loops_of(image: Path) -> None:
+    for dev in loops_of(image):
+        release_partitioned(dev, image)
+
+
 @pytest.fixture
 def make_image(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
     """make_image(size_mib) -> a sparse image file; loops of it are released at the end."""
-    images: list[Path] = []
-
-    def make(size_mib: int = 1024) -> Path:
-        image = tmp_path / f"image{len(images)}.img"
-        with open(image, "wb") as fh:
-            fh.truncate(size_mib * MiB)
-        images.append(image)
-        return image
-
-    try:
+    with sparse_images(tmp_path, 1024, _release_loops_of) as make:
         yield make
-    finally:
-        for image in images:
-            for dev in loops_of(image):
-                release_partitioned(dev, image)
 
 
 @pytest.fixture

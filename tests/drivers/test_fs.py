@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +21,15 @@ from backends.controller import StorageController
 from backends.drivers import fs as fsdrv
 from backends.errors import InUse, PoolkeeperError, StateError, ToolMissing, ValidationError
 from backends.model import VolumeDef, VolumeTarget
-from tests.loopfs import can_use_loop_devices, loop_device, loopfs  # noqa: F401 (fixture)
+from tests.loopfs import (  # noqa: F401 (fixture loopfs)
+    backing_file,
+    can_use_loop_devices,
+    loop_device,
+    loopfs,
+    loops_of,
+    sparse_images,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
 
@@ -58,28 +65,6 @@ def blkid(device: str) -> tuple[int, dict[str, str]]:
                                  if "=" in line)
 
 
-def backing(device: str) -> str | None:
-    try:
-        return Path(f"/sys/block/{Path(device).name}/loop/backing_file").read_text().strip()
-    except OSError:
-        return None
-
-
-def loops_of(image: Path) -> list[str]:
-    return [f"/dev/{p.parent.parent.name}" for p in Path("/sys/block").glob("loop*/loop/"
-                                                                            "backing_file")
-            if p.read_text().strip().removesuffix(" (deleted)") == str(image)]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
 def fs_xml(name: str, device: str, fmt: str | None, target: Path,
            options: tuple[str, ...] = ()) -> str:
     fmt_el = f"<format type='{fmt}'/>" if fmt else ""
@@ -110,7 +95,7 @@ def _umount_all(device: str | None = None, target: Path | None = None) -> None:
 def _detach_loops_of(image: Path) -> None:
     for dev in loops_of(image):
         _umount_all(device=dev)
-        if backing(dev) == str(image):
+        if backing_file(dev) == str(image):
             subprocess.run(["losetup", "-d", dev], capture_output=True)
 
 
@@ -131,20 +116,8 @@ def make_device(tmp_path: Path) -> Iterator[Callable[..., str]]:
 @pytest.fixture
 def make_image(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
     """make_image(size_mib) -> sparse image file; any loop device of it is detached after."""
-    images: list[Path] = []
-
-    def make(size_mib: int = 64) -> Path:
-        image = tmp_path / f"disk{len(images)}.img"
-        with open(image, "wb") as fh:
-            fh.truncate(size_mib * MiB)
-        images.append(image)
-        return image
-
-    try:
+    with sparse_images(tmp_path, 64, _detach_loops_of) as make:
         yield make
-    finally:
-        for image in images:
-            _detach_loops_of(image)
 
 
 @pytest.fixture
@@ -447,7 +420,7 @@ def test_image_file_source_attaches_and_detaches(ctl, state_root, make_image, ta
         assert again.pool_info("img").state == "running"
         again.stop_pool("img")
     assert mount_entry(target) is None
-    assert wait_until(lambda: backing(loop) != str(image))
+    assert wait_until(lambda: backing_file(loop) != str(image))
     assert loops_of(image) == []
     assert not (state_root / "run" / "img.json").exists()
 
@@ -470,14 +443,14 @@ def test_reused_loop_number_is_never_detached(ctl, make_image, targets):
     # same number. Same path, same inode: only the loop's diskseq tells it is not ours.
     subprocess.run(["umount", str(target)], check=True)
     subprocess.run(["losetup", "-d", loop], check=True)
-    assert wait_until(lambda: backing(loop) is None)
+    assert wait_until(lambda: backing_file(loop) is None)
     reattached = subprocess.run(["losetup", loop, str(image)], capture_output=True)
     if reattached.returncode != 0:  # someone else took the number meanwhile: any will do
         subprocess.run(["losetup", "--find", str(image)], check=True)
     [other] = loops_of(image)
     assert ctl.pool_info("img").state == "inaccessible"
     ctl.stop_pool("img")
-    assert backing(other) == str(image)  # left alone
+    assert backing_file(other) == str(image)  # left alone
 
 
 def test_image_already_attached_elsewhere_is_refused(ctl, make_image, targets):

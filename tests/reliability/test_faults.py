@@ -33,6 +33,7 @@ from backends.errors import (
 from backends.events import JobProgress
 from backends.model import PoolDef, PoolTarget, VolumeDef, VolumeTarget
 from backends.names import PARTIAL_PREFIX
+from tests.loopfs import loops_of, wait_until
 
 MiB = 1 << 20
 FAILING_TOOL = "echo 'injected failure' >&2\nexit 1\n"
@@ -40,12 +41,6 @@ FAILING_TOOL = "echo 'injected failure' >&2\nexit 1\n"
 
 def chattr(flag: str, path: Path) -> None:
     subprocess.run(["chattr", flag, str(path)], check=True, capture_output=True)
-
-
-def loops_of(image: Path) -> list[str]:
-    return sorted(f"/dev/{p.parent.parent.name}"
-                  for p in Path("/sys/block").glob("loop*/loop/backing_file")
-                  if p.read_text().strip().removesuffix(" (deleted)") == str(image))
 
 
 def is_mounted(target: Path) -> bool:
@@ -461,10 +456,7 @@ def test_mount_failing_in_start_and_umount_in_stop(world: World, fs_pool):
     world.probe("f")
     world.ctl.stop_pool("f")
     assert not is_mounted(target)
-    deadline = time.monotonic() + 5
-    while loops_of(image) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert loops_of(image) == []
+    assert wait_until(lambda: loops_of(image) == [])
 
 
 def test_parted_failing_in_a_disk_pool_refresh(world: World):
