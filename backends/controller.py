@@ -58,7 +58,6 @@ from .store import Store, check_pool_name, resolve_paths
 from .units import MAX_SIZE, human
 
 MONITOR_INTERVAL = 3.0
-FILE_POOL_TYPES = ("dir", "fs", "netfs")  # volumes are image files with a format
 _GONE = object()  # monitor token of a pool whose storage cannot be read
 
 
@@ -371,7 +370,7 @@ class StorageController:
                     replace(dev, free_extents=list(free.get(os.path.realpath(dev.path), [])))
                     for dev in pdef.source.devices])
         path = pdef.target.path
-        if pdef.type in ("dir", "fs", "netfs") and path and os.path.isdir(path):
+        if pdef.type in xmlio.FILE_POOLS and path and os.path.isdir(path):
             from .model import Permissions
 
             st = os.stat(path)
@@ -719,7 +718,7 @@ class StorageController:
 
         def work(job: Job) -> None:
             driver.wipe_volume(info, algorithm, job)
-            if driver.type in FILE_POOL_TYPES and info.format not in ("raw", "dir"):
+            if driver.type in xmlio.FILE_POOLS and info.format not in ("raw", "dir"):
                 # The bytes are no longer an image of that format.
                 self._record(pool, name, "raw", job)
                 job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
@@ -1144,7 +1143,7 @@ def _source_summary(pdef: PoolDef) -> str:
 
 def _source_conflict(a: PoolDef, b: PoolDef) -> str | None:
     """What two pool definitions both claim, or None (libvirt's duplicate-source rule)."""
-    if a.type in ("dir", "fs", "netfs") and b.type in ("dir", "fs", "netfs"):
+    if a.type in xmlio.FILE_POOLS and b.type in xmlio.FILE_POOLS:
         pa, pb = a.target.path, b.target.path
         # the same directory by a symlink, "//", "/./", ".." or a trailing slash
         if pa and pb and blockprobe.directory_keys(pa) & blockprobe.directory_keys(pb):

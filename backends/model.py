@@ -42,9 +42,6 @@ VOLUME_FORMATS: dict[str, tuple[str, ...]] = {
     "netfs": FILE_VOLUME_FORMATS,
     "disk": DISK_VOLUME_FORMATS,
 }
-DEFAULT_VOLUME_FORMAT: dict[str, str] = {
-    "dir": "raw", "fs": "raw", "netfs": "raw", "disk": "linux",
-}
 
 VOLUME_TYPES = ("file", "block", "dir", "network", "netdir", "ploop")
 POOL_STATES = ("inactive", "building", "running", "degraded", "inaccessible")

@@ -590,8 +590,6 @@ class DiskDriver(PoolDriver):
             what = "a filesystem" if table.parted_label == "loop" else "no partition table"
             raise StateError(f"{self.source_path} holds {what}; build pool '{self.name}' first "
                              f"(pool-build {self.name})")
-        self.pool.source.devices[0].free_extents = [FreeExtent(g.start, g.end)
-                                                    for g in table.gaps]
         return table
 
     # -- pool --------------------------------------------------------------------------------

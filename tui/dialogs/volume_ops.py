@@ -14,6 +14,7 @@ from backends.errors import InvalidName
 from backends.model import WIPE_ALGORITHMS, PoolStatus, VolumeInfo
 from backends.names import check_name
 from backends.units import human
+from backends.xmlio import FILE_POOLS
 
 from .base import Dialog, Evaluation
 from .fields import (
@@ -28,8 +29,6 @@ from .fields import (
     text_input,
 )
 from .results import CloneRequest, DeleteVolumesRequest, ResizeRequest, WipeRequest
-
-FILE_POOL_TYPES = ("dir", "fs", "netfs")
 
 WIPE_DESCRIPTIONS = {
     "zero": "write zeros (a sparse file just drops its blocks)",
@@ -83,7 +82,7 @@ class CloneVolumeDialog(Dialog[CloneRequest | None]):
     def after_refresh(self, ev: Evaluation[CloneRequest | None]) -> None:
         target = self._target()
         self.query_one("#field-format").display = (
-            target is not None and target.type in FILE_POOL_TYPES)
+            target is not None and target.type in FILE_POOLS)
 
     def evaluate(self) -> Evaluation[CloneRequest | None]:
         ev: Evaluation[CloneRequest | None] = Evaluation()
@@ -106,7 +105,7 @@ class CloneVolumeDialog(Dialog[CloneRequest | None]):
             else:
                 ev.note("pool", f"{human(target.available)} available")
         fmt = self.volume.format
-        if target.type in FILE_POOL_TYPES:
+        if target.type in FILE_POOLS:
             value = self.query_one("#format", Select).value
             fmt = value if isinstance(value, str) else fmt
         if ev.ok:

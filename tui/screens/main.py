@@ -24,6 +24,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, Tree
 
+from backends import xmlio
 from backends.controller import StorageController
 from backends.errors import PoolkeeperError, ToolFailed
 from backends.jobs import Job
@@ -33,7 +34,9 @@ from backends.model import (
     Extent,
     PoolFeatures,
     PoolStatus,
+    VolumeDef,
     VolumeInfo,
+    VolumeTarget,
 )
 from backends.units import human
 
@@ -102,7 +105,6 @@ class MainScreen(Screen[None]):
         self.view: PoolView | None = None
         self.refreshed_at: float | None = None
         self._disconnect: Callable[[], None] | None = None
-        self._features: dict[str, PoolFeatures | None] = {}
         self.in_use: dict[str, str] = {}  # volume -> "process (pid N)" of the selected pool
 
     # == layout ========================================================================
@@ -141,19 +143,10 @@ class MainScreen(Screen[None]):
     # == loading (workers) =============================================================
     @work(thread=True, exclusive=True, group="pools")
     def load_pools(self) -> None:
-        pools = self.ctl.list_pools()
-        features = {}
-        for p in pools:
-            try:
-                features[p.type] = self.ctl.pool_features(p.type)
-            except PoolkeeperError:
-                features[p.type] = None
-        self.app.call_from_thread(self._show_pools, pools, features)
+        self.app.call_from_thread(self._show_pools, self.ctl.list_pools())
 
-    def _show_pools(self, pools: list[PoolStatus],
-                    features: dict[str, PoolFeatures | None]) -> None:
+    def _show_pools(self, pools: list[PoolStatus]) -> None:
         self.pools = {p.name: p for p in pools}
-        self._features.update(features)
         self.tree.update_pools(pools)
         if not pools:
             self.selected = self.view = None
@@ -593,9 +586,9 @@ class MainScreen(Screen[None]):
                 return
             xml = None
             if req.format != volume.format:
-                xml = (f"<volume><name>{_xml_escape(req.new_name)}</name><capacity>"
-                       f"{volume.capacity}</capacity><target><format type='{req.format}'/>"
-                       "</target></volume>")
+                xml = xmlio.format_volume(VolumeDef(
+                    name=req.new_name, capacity=volume.capacity,
+                    target=VolumeTarget(format=req.format)))
             self.run_verb(f"cloning {volume.name}", self.ctl.clone_volume, name, volume.name,
                           req.new_name, target_pool=req.target_pool, xml=xml)
 
@@ -835,7 +828,3 @@ class MainScreen(Screen[None]):
                                                  retry_label="Re-edit", ascii=self.ascii),
                              done)
 
-
-def _xml_escape(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("'", "&apos;").replace('"', "&quot;"))

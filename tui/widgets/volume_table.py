@@ -287,14 +287,6 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
     def ascii(self) -> bool:
         return self._ascii
 
-    @ascii.setter
-    def ascii(self, value: bool) -> None:
-        if value != self._ascii:
-            self._ascii = value
-            if self.is_mounted:
-                self._set_scrollbar_renderers()
-            self._invalidate_all()
-
     @property
     def row_count(self) -> int:
         """Volume rows shown (after the filter; free-extent rows not counted)."""
