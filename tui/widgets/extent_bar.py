@@ -357,11 +357,6 @@ class ExtentBar(Widget, can_focus=True):
     def ascii(self) -> bool:
         return self._ascii
 
-    @ascii.setter
-    def ascii(self, value: bool) -> None:
-        if value != self._ascii:
-            self._ascii = value
-            self._invalidate()
 
     @property
     def layouts(self) -> list[DeviceLayout]:

@@ -105,6 +105,3 @@ class PoolTree(Tree[str]):
     @property
     def pool_names(self) -> list[str]:
         return list(self._pool_nodes)
-
-    def is_pool(self, node: TreeNode[str] | None) -> bool:
-        return node is not None and node.data in self._pool_nodes

@@ -306,10 +306,6 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         return self._reverse
 
     @property
-    def filter_text(self) -> str:
-        return self._filter
-
-    @property
     def cursor_volume(self) -> VolumeInfo | None:
         return None if self._cursor_name is None else self._by_name.get(self._cursor_name)
 
