@@ -8,6 +8,9 @@ Layout (config and runtime dirs are the same directory when a root is given):
   RUNTIME/run/NAME.xml               live XML of an active pool (exists <=> active)
   RUNTIME/run/NAME.json              backend runtime extras (e.g. the loop device attached)
   RUNTIME/locks/                     flock files (see locks.py)
+
+Each of these directories is checked before anything is created in or under it (see
+pathsafety): a symlink, or a directory another user owns or can write, is refused.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Every file act goes through a descriptor of the pool directory and openat(name, O_NOFOLLOW)
 with a validated name, so nothing outside the directory is ever written, wiped or deleted.
+The directory itself is opened O_NOFOLLOW|O_DIRECTORY, and its (device, inode) must be the
+one recorded when the pool started (after the mount, for fs and netfs): a target, or a
+directory above it, swapped for a link or another directory makes the pool inaccessible
+until it is stopped and started again; sizes come from that descriptor too (fstatvfs).
 """
 
 from __future__ import annotations
