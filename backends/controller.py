@@ -270,7 +270,7 @@ class StorageController:
             driver.stop()
             self.store.clear_run_state(name)
             self.store.write_extras(name, {})
-            self.locks.forget_volumes(name)  # lock files of deleted volumes, failed creates
+            self.locks.sweep_volume_locks()  # of volumes deleted or never made, if free
         self._drop_cache(name)
         self.bus.publish(PoolChanged(name, "stopped"))
 

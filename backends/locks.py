@@ -5,13 +5,15 @@ exclude each other exactly as two processes do, and the kernel drops a lock when
 its holder dies (a stale lock never blocks). Refusals are immediate Busy errors;
 only the short store lock waits.
 
-Lock files are removed when what they guard is gone (a deleted volume, an undefined
-pool) and nobody holds them, without racing a new holder: a remover unlinks a file only
-while it holds LOCK_EX on it, and every acquirer, once its flock succeeds, checks that
-the path still names the file it locked and starts again if not. So a lock taken on a
-file that was unlinked meanwhile is never trusted, and two holders of one name never
-hold different files. A file that is busy when its removal is tried stays (the next
-removal takes it).
+Lock files are removed when what they guard is gone and nobody holds them (a deleted
+volume's by the delete; every free volume lock file when a pool is stopped or
+undefined; a pool's own when it is undefined), without racing a new holder: a remover
+unlinks a file only while it holds LOCK_EX on it, and every acquirer, once its flock
+succeeds, checks that the path still names the file it locked and starts again if not.
+So a lock taken on a file that was unlinked meanwhile is never trusted, and two holders
+of one name never hold different files. A file that is busy when its removal is tried
+stays (the next removal takes it). File names are unchanged from earlier versions, so
+processes of both exclude each other during an upgrade.
 """
 
 from __future__ import annotations
@@ -224,28 +226,25 @@ class LockManager:
             os.close(fd)  # drops the shared lock, if it was taken
 
     def _volume_path(self, pool: str, volume: str) -> Path:
-        # The pool's key first, so that a pool's volume locks can be found without names.
-        return self.dir / f"vol-{_key(pool)}-{_key(pool, volume)}.lock"
+        return self.dir / f"vol-{_key(pool, volume)}.lock"
 
     # -- removal of lock files whose object is gone ---------------------------------------
-    def forget_volume(self, pool: str, volume: str) -> None:
-        """The volume was deleted: remove its lock file if nobody holds it."""
-        remove_if_free(self._volume_path(pool, volume))
-
-    def forget_volumes(self, pool: str) -> int:
-        """Remove every lock file of the pool's volumes that nobody holds (a stopped or
-        undefined pool, or creates that failed); returns how many went."""
-        prefix = f"vol-{_key(pool)}-"
+    def sweep_volume_locks(self) -> int:
+        """Remove every volume lock file that nobody holds (those of deleted volumes, of
+        creates that failed, of pools undefined); returns how many went. Removing a free
+        one is always safe (see the module docstring): the next user makes it again. The
+        names are hashes, so this is not limited to one pool."""
         try:
-            names = [n for n in os.listdir(self.dir) if n.startswith(prefix)]
+            names = [n for n in os.listdir(self.dir)
+                     if n.startswith("vol-") and n.endswith(".lock")]
         except OSError:
             return 0
         return sum(remove_if_free(self.dir / name) for name in names)
 
     def forget_pool(self, pool: str) -> None:
-        """The pool was undefined: its volume and records lock files go (if free); its pool
-        lock file goes with the holder's release(remove=True)."""
-        self.forget_volumes(pool)
+        """The pool was undefined: its records lock file and the free volume lock files
+        go; its pool lock file goes with the holder's release(remove=True)."""
+        self.sweep_volume_locks()
         remove_if_free(self.dir / f"records-{_key(pool)}.lock")
 
     def _pool_path(self, pool: str) -> Path:

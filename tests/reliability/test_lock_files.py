@@ -61,7 +61,7 @@ def test_a_held_lock_file_is_never_removed(ctl, pool):
     held = ctl.locks.volume("p", "busy.img", exclusive=True, what="being wiped")
     try:
         path = ctl.locks._volume_path("p", "busy.img")
-        assert ctl.locks.forget_volumes("p") == 0
+        assert ctl.locks.sweep_volume_locks() == 0
         assert not remove_if_free(path)
         assert path.exists()
         with pytest.raises(Busy, match="being wiped"):  # the holder still excludes others
