@@ -12,8 +12,7 @@ unlinks a file only while it holds LOCK_EX on it, and every acquirer, once its f
 succeeds, checks that the path still names the file it locked and starts again if not.
 So a lock taken on a file that was unlinked meanwhile is never trusted, and two holders
 of one name never hold different files. A file that is busy when its removal is tried
-stays (the next removal takes it). File names are unchanged from earlier versions, so
-processes of both exclude each other during an upgrade.
+stays (the next removal takes it).
 """
 
 from __future__ import annotations
