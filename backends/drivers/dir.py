@@ -212,7 +212,9 @@ class DirDriver(PoolDriver):
             os.mkdir(target, mode)
             created = True
         except FileExistsError:
-            if not os.path.isdir(target) or os.path.islink(target):
+            if os.path.islink(target):
+                raise self._link_error() from None
+            if not os.path.isdir(target):
                 raise StateError(
                     f"'{target}' exists and is not a directory; choose another target path"
                 ) from None

@@ -171,7 +171,7 @@ def test_start_refuses_a_target_that_is_a_symlink(ctl, tmp_path):
     message = refused(lambda: ctl.start_pool("l"), match="is a symbolic link")
     assert f"to '{real}'" in message and "define the pool on the real directory" in message
     assert ctl.pool_info("l").state == "inactive"
-    refused(lambda: ctl.build_pool("l").wait(60), match="not a directory")
+    refused(lambda: ctl.build_pool("l").wait(60), match="is a symbolic link")
     assert other.fingerprint() == before
 
 
