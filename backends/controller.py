@@ -219,6 +219,9 @@ class StorageController:
         driver = self._driver(pdef)
         if not driver.can_build:
             raise Unsupported(f"a '{pdef.type}' pool has nothing to build")
+        refuse_link = getattr(driver, "refuse_linked_target", None)
+        if refuse_link is not None:
+            refuse_link()  # before an fs pool's mkfs, not after it
         job = self.jobs.create("build", f"build pool {name}", name)
         self._hold(job, lambda: self.locks.pool(name, exclusive=True, what="building"))
 
