@@ -18,7 +18,7 @@ from dataclasses import replace
 import psutil
 from lxml import etree
 
-from . import blockprobe, runner, xmlio
+from . import blockprobe, pathsafety, runner, xmlio
 from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
 from .drivers.dir import require_local_backing
@@ -156,6 +156,7 @@ class StorageController:
         xmlio.validate_pool(pdef)
         check_pool_name(pdef.name)
         driver_class(pdef.type).validate(pdef)  # the type, mount options, hosts, paths
+        self._refuse_unsafe_target(pdef)
         with self.locks.store():
             self._define_locked(pdef)
         self.bus.publish(PoolChanged(pdef.name, "defined"))
@@ -202,18 +203,25 @@ class StorageController:
         if self.store.read_definition(name) is None:  # a broken definition can still go
             raise PoolNotFound(f"no pool named '{name}'; `pool-list --all` shows the pools")
         self._require_inactive(name, "undefine")
-        with self.locks.pool(name, exclusive=True, what="undefining"), self.locks.store():
+        with self.locks.pool(name, exclusive=True, what="undefining") as held, \
+                self.locks.store():
             self._require_inactive(name, "undefine")
             self.store.remove_definition(name)
+            self.locks.forget_pool(name)  # its lock files, where nobody holds them
+            held.release(remove=True)
         self._drop_cache(name)
         self.bus.publish(PoolChanged(name, "undefined"))
 
     def build_pool(self, name: str, overwrite: bool | None = None) -> Job:
         pdef = self.pool_def(name)
         self._require_inactive(name, "build")
+        self._refuse_unsafe_target(pdef)  # again: a link on the way may have changed
         driver = self._driver(pdef)
         if not driver.can_build:
             raise Unsupported(f"a '{pdef.type}' pool has nothing to build")
+        refuse_link = getattr(driver, "refuse_linked_target", None)
+        if refuse_link is not None:
+            refuse_link()  # before an fs pool's mkfs, not after it
         job = self.jobs.create("build", f"build pool {name}", name)
         self._hold(job, lambda: self.locks.pool(name, exclusive=True, what="building"))
 
@@ -230,9 +238,16 @@ class StorageController:
             if self.store.is_active(name):
                 raise StateError(f"pool '{name}' is already active")
             driver = self._driver(pdef)
+            self._refuse_unsafe_target(pdef)  # again: a link on the way may have changed
+            refuse_link = getattr(driver, "refuse_linked_target", None)
+            if refuse_link is not None:
+                refuse_link()  # before anything is mounted on it
             driver.start()
-            self._remove_partials(driver)
             try:
+                remember = getattr(driver, "remember_target", None)
+                if remember is not None:
+                    remember()  # after the mount: the directory every later verb must find
+                self._remove_partials(driver)
                 sizes, volumes = driver.refresh()
             except BaseException:
                 with contextlib.suppress(PoolkeeperError, OSError):
@@ -258,6 +273,7 @@ class StorageController:
             driver.stop()
             self.store.clear_run_state(name)
             self.store.write_extras(name, {})
+            self.locks.sweep_volume_locks()  # of volumes deleted or never made, if free
         self._drop_cache(name)
         self.bus.publish(PoolChanged(name, "stopped"))
 
@@ -271,6 +287,15 @@ class StorageController:
             self._remove_partials(driver)  # a killed create's file must not keep it non-empty
             driver.delete()
         self.bus.publish(PoolChanged(name, "deleted"))
+
+    def _refuse_unsafe_target(self, pdef: PoolDef) -> None:
+        """System directories and the state root are never a pool's target, however the
+        path is spelled (pathsafety); the default pool's directory is allowed."""
+        state = [self.paths.config_dir, self.paths.runtime_dir]
+        if self.paths.private_parent is not None:
+            state.append(self.paths.private_parent)
+        pathsafety.refuse_unsafe_target(pdef.type, pdef.target.path, state,
+                                        allowed=[self.paths.images_dir])
 
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         self.pool_def(name)
@@ -690,13 +715,14 @@ class StorageController:
             raise Unsupported(f"volumes of a '{driver.type}' pool cannot be deleted")
         info = self.volume_info(pool, name)
         with self.locks.pool(pool, exclusive=False, what="deleting a volume"), \
-                self.locks.volume(pool, name, exclusive=True, what="being deleted"), \
+                self.locks.volume(pool, name, exclusive=True, what="being deleted") as held, \
                 _os_errors(f"delete volume '{name}'"):
             if info.symlink is None:
                 self._refuse_in_use(info)
                 self._refuse_backing_of_others(pool, info)
                 self._refuse_target_of_others(pool, info)
             driver.delete_volume(info)
+            held.release(remove=True)  # the volume is gone: so is its lock file
             self._forget_record(pool, name)
         with self._cache_lock:
             self._cache.get(pool, {}).pop(name, None)

@@ -4,6 +4,15 @@ Each acquisition opens its own file description, so two threads of one process
 exclude each other exactly as two processes do, and the kernel drops a lock when
 its holder dies (a stale lock never blocks). Refusals are immediate Busy errors;
 only the short store lock waits.
+
+Lock files are removed when what they guard is gone and nobody holds them (a deleted
+volume's by the delete; every free volume lock file when a pool is stopped or
+undefined; a pool's own when it is undefined), without racing a new holder: a remover
+unlinks a file only while it holds LOCK_EX on it, and every acquirer, once its flock
+succeeds, checks that the path still names the file it locked and starts again if not.
+So a lock taken on a file that was unlinked meanwhile is never trusted, and two holders
+of one name never hold different files. A file that is busy when its removal is tried
+stays (the next removal takes it).
 """
 
 from __future__ import annotations
@@ -21,18 +30,26 @@ from pathlib import Path
 from .errors import Busy
 
 _VOLUME_ADVICE = "; wait for that to finish or cancel it"
+_MAX_REOPENS = 1000  # each reopen means a remover won a race; a loop this long is a bug
 
 
 class HeldLock:
     """One acquired flock; release() is idempotent."""
 
-    def __init__(self, fd: int, exclusive: bool = False) -> None:
+    def __init__(self, fd: int, exclusive: bool = False, path: Path | None = None) -> None:
         self._fd: int | None = fd
         self._exclusive = exclusive
+        self._path = path
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Drop the lock; `remove` (an exclusive holder whose object is gone): unlink the
+        lock file first, while still holding it, so no new holder can be using it."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            if remove and self._exclusive and self._path is not None:
+                with contextlib.suppress(OSError):
+                    if _names(self._path, fd):
+                        os.unlink(self._path)
             if self._exclusive:
                 # Forget who held it, while still holding it: a later refusal (by shared
                 # holders, which write nothing) must not name this finished holder.
@@ -71,35 +88,80 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _names(path: Path, fd: int) -> bool:
+    """Does `path` still name the file open as `fd` (not unlinked, not replaced)?"""
+    try:
+        there = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
 def acquire(path: Path, *, exclusive: bool, what: str, busy_message: str,
             wait: float = 0.0, readers: str = "", advice: str = "") -> HeldLock:
     """flock `path`; Busy(busy_message + holder + advice) if it is held incompatibly past
     `wait` s. Only exclusive holders record who they are; `readers` names the shared
     holders when an exclusive request finds no record."""
-    # O_NOFOLLOW: a link planted in the lock directory must not make us write elsewhere.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
     deadline = time.monotonic() + wait
-    while True:
+    for _ in range(_MAX_REOPENS):
+        # O_NOFOLLOW: a link planted in the lock directory must not make us write elsewhere.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            fcntl.flock(fd, op)
+            _flock_until(fd, op, deadline)
+        except Busy:
+            holder = _describe_holder(fd) or (readers if exclusive else "")
+            os.close(fd)
+            raise Busy(busy_message + holder + advice) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _names(path, fd):
             break
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                os.close(fd)
-                raise
-            if time.monotonic() >= deadline:
-                holder = _describe_holder(fd) or (readers if exclusive else "")
-                os.close(fd)
-                raise Busy(busy_message + holder + advice) from None
-            time.sleep(0.02)
+        os.close(fd)  # a remover unlinked the file we locked: lock the one there now
+    else:
+        raise Busy(busy_message + " (its lock file keeps being removed)" + advice)
     if exclusive:
         # Tell whoever is refused what holds it.
         with contextlib.suppress(OSError):
             payload = json.dumps({"pid": os.getpid(), "what": what}).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, payload, 0)
-    return HeldLock(fd, exclusive)
+    return HeldLock(fd, exclusive, path)
+
+
+def _flock_until(fd: int, op: int, deadline: float) -> None:
+    """flock with LOCK_NB, retried until `deadline`; Busy (bare) when it passes."""
+    while True:
+        try:
+            fcntl.flock(fd, op)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            if time.monotonic() >= deadline:
+                raise Busy("") from None
+            time.sleep(0.02)
+
+
+def remove_if_free(path: Path) -> bool:
+    """Unlink the lock file `path` if nobody holds it: LOCK_EX|LOCK_NB, check that the
+    path still names the file locked, unlink, then close (see the module docstring)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False  # gone already, or not a file of ours
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not _names(path, fd):
+            return False
+        os.unlink(path)
+        return True
+    except OSError:  # EWOULDBLOCK: held
+        return False
+    finally:
+        os.close(fd)
 
 
 def _key(*parts: str) -> str:
@@ -128,7 +190,7 @@ class LockManager:
                    "wait for them or cancel them first")
         else:
             msg = f"pool '{pool}' is busy: it is being changed"
-        return acquire(self.dir / f"pool-{_key(pool)}.lock", exclusive=exclusive, what=what,
+        return acquire(self._pool_path(pool), exclusive=exclusive, what=what,
                        busy_message=msg, wait=wait)
 
     def records(self, pool: str) -> HeldLock:
@@ -164,6 +226,28 @@ class LockManager:
 
     def _volume_path(self, pool: str, volume: str) -> Path:
         return self.dir / f"vol-{_key(pool, volume)}.lock"
+
+    # -- removal of lock files whose object is gone ---------------------------------------
+    def sweep_volume_locks(self) -> int:
+        """Remove every volume lock file that nobody holds (those of deleted volumes, of
+        creates that failed, of pools undefined); returns how many went. Removing a free
+        one is always safe (see the module docstring): the next user makes it again. The
+        names are hashes, so this is not limited to one pool."""
+        try:
+            names = [n for n in os.listdir(self.dir)
+                     if n.startswith("vol-") and n.endswith(".lock")]
+        except OSError:
+            return 0
+        return sum(remove_if_free(self.dir / name) for name in names)
+
+    def forget_pool(self, pool: str) -> None:
+        """The pool was undefined: its records lock file and the free volume lock files
+        go; its pool lock file goes with the holder's release(remove=True)."""
+        self.sweep_volume_locks()
+        remove_if_free(self.dir / f"records-{_key(pool)}.lock")
+
+    def _pool_path(self, pool: str) -> Path:
+        return self.dir / f"pool-{_key(pool)}.lock"
 
     @staticmethod
     def _volume_busy(pool: str, volume: str) -> str:

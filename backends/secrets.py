@@ -25,6 +25,7 @@ import stat
 from pathlib import Path
 
 from .errors import NotFound, UnsafePath, ValidationError
+from .pathsafety import ensure_state_dir, refuse_unfit_dir
 from .store import atomic_write
 
 SECRETS_DIR = "secrets"
@@ -81,30 +82,14 @@ class SecretStore:
 
     def _check_dir(self, create: bool) -> bool:
         """True if the directory exists and is safe; False if it does not exist (and
-        `create` is False). Refuses a directory that is a link, not ours or open to others."""
+        `create` is False). Refuses a directory that is a link, not ours or open to others
+        (pathsafety's rule for every state directory, here with nothing readable by others)."""
         if create:
-            self.dir.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.mkdir(self.dir, 0o700)
-                os.chmod(self.dir, 0o700)  # whatever the umask was
-            except FileExistsError:
-                pass
-        try:
-            st = os.lstat(self.dir)
-        except FileNotFoundError:
-            return False
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePath(f"'{self.dir}' is not a directory; poolkeeper keeps secrets only "
-                             "in a real directory (remove or move it)")
-        if st.st_uid != os.geteuid():
-            raise UnsafePath(f"the secrets directory '{self.dir}' belongs to uid {st.st_uid}, "
-                             "not to us; poolkeeper will not use it")
-        if st.st_mode & 0o077:
-            raise UnsafePath(
-                f"the secrets directory '{self.dir}' is open to other users (mode "
-                f"{stat.S_IMODE(st.st_mode):04o}); make it 0700 (chmod 700 '{self.dir}') and "
-                "consider the secrets in it exposed")
-        return True
+            ensure_state_dir(self.dir, "the secrets directory", 0o700, private=True,
+                             error=UnsafePath)
+            return True
+        return refuse_unfit_dir(self.dir, "the secrets directory", private=True,
+                                error=UnsafePath)
 
     def _open_checked(self, usage: str) -> int:
         """An fd on the secret's file after every check, or SecretNotFound."""

@@ -8,6 +8,9 @@ Layout (config and runtime dirs are the same directory when a root is given):
   RUNTIME/run/NAME.xml               live XML of an active pool (exists <=> active)
   RUNTIME/run/NAME.json              backend runtime extras (e.g. the loop device attached)
   RUNTIME/locks/                     flock files (see locks.py)
+
+Each of these directories is checked before anything is created in or under it (see
+pathsafety): a symlink, or a directory another user owns or can write, is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from .errors import InvalidName, StateError, os_failure
 from .names import MAX_NAME_BYTES, PARTIAL_PREFIX, check_name
+from .pathsafety import ensure_own_private_dir, ensure_state_dir, refuse_unfit_dir
 
 # A pool's name becomes the file names NAME.xml and NAME.json, which must fit in 255 bytes.
 MAX_POOL_NAME_BYTES = MAX_NAME_BYTES - len(".json")
@@ -33,6 +37,9 @@ class StorePaths:
     config_dir: Path
     runtime_dir: Path
     images_dir: Path  # where the "default" dir pool lives
+    # A per-user parent of runtime_dir in a shared directory (/tmp/poolkeeper-UID): it
+    # must be ours and 0700, since another user could have made it first.
+    private_parent: Path | None = None
 
 
 def resolve_paths(root: str | os.PathLike[str] | None = None) -> StorePaths:
@@ -48,11 +55,12 @@ def resolve_paths(root: str | os.PathLike[str] | None = None) -> StorePaths:
         )
     home = Path.home()
     config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "poolkeeper"
-    runtime_base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(
-        tempfile.gettempdir(), f"poolkeeper-{os.getuid()}"
-    )
+    xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
+    fallback = Path(tempfile.gettempdir()) / f"poolkeeper-{os.getuid()}"
+    runtime_base = Path(xdg_runtime) if xdg_runtime else fallback
     data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local/share") / "poolkeeper"
-    return StorePaths(config, Path(runtime_base) / "poolkeeper", data / "images")
+    return StorePaths(config, runtime_base / "poolkeeper", data / "images",
+                      private_parent=None if xdg_runtime else fallback)
 
 
 def fsync_dir(path: Path) -> None:
@@ -204,13 +212,25 @@ class Store:
         self.volumes_dir = self.definitions_dir / "volumes"
         self.run_dir = paths.runtime_dir / "run"
         self.locks_dir = paths.runtime_dir / "locks"
-        for d in (self.definitions_dir, self.autostart_dir, self.volumes_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o755)
-        _private_dir(paths.runtime_dir)
-        for d in (self.run_dir, self.locks_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _private_dir(d)
+        self._check_and_make_dirs()
         self.remove_abandoned_temps()
+
+    def _check_and_make_dirs(self) -> None:
+        """Every state directory is checked before anything is created in or under it: a
+        planted symlink, or a directory another user owns or can write, is refused (see
+        pathsafety), never followed or repaired."""
+        paths = self.paths
+        if paths.private_parent is not None:
+            ensure_own_private_dir(paths.private_parent, "the runtime directory's parent")
+        ensure_state_dir(paths.config_dir, "the state directory", 0o755)
+        if paths.runtime_dir != paths.config_dir:
+            _private_dir(paths.runtime_dir)
+        for d in (self.definitions_dir, self.autostart_dir, self.volumes_dir):
+            ensure_state_dir(d, "the state directory", 0o755)
+        for d in (self.run_dir, self.locks_dir):
+            ensure_state_dir(d, "the runtime directory", 0o700)
+        # secrets.SECRETS_DIR (it imports us); made by the first secret-set
+        refuse_unfit_dir(paths.config_dir / "secrets", "the secrets directory", private=True)
 
     def remove_abandoned_temps(self) -> list[str]:
         """Temp files of writers killed mid-write (kill -9, power loss); a live writer's
@@ -334,17 +354,9 @@ class Store:
 
 
 def _private_dir(path: Path) -> None:
-    """The runtime dir holds locks and run state: it must be ours and not writable by
-    others (a fallback under /tmp could have been made by another user first)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise StateError(f"'{path}' is not a directory (a symlink?); refusing to use it")
-    if st.st_uid not in (os.geteuid(), 0) or st.st_mode & 0o022:
-        raise StateError(
-            f"'{path}' belongs to another user or is writable by others; refusing to keep "
-            "locks and state there (set XDG_RUNTIME_DIR or use --root)"
-        )
+    """The runtime dir holds locks and run state: it must be ours (or root's), a real
+    directory and not writable by others; made 0700 if missing."""
+    ensure_state_dir(path, "the runtime directory", 0o700)
 
 
 def _boot_id() -> str:

@@ -2,6 +2,10 @@
 
 Every file act goes through a descriptor of the pool directory and openat(name, O_NOFOLLOW)
 with a validated name, so nothing outside the directory is ever written, wiped or deleted.
+The directory itself is opened O_NOFOLLOW|O_DIRECTORY, and its (device, inode) must be the
+one recorded when the pool started (after the mount, for fs and netfs): a target, or a
+directory above it, swapped for a link or another directory makes the pool inaccessible
+until it is stopped and started again; sizes come from that descriptor too (fstatvfs).
 """
 
 from __future__ import annotations
@@ -103,24 +107,99 @@ class DirDriver(PoolDriver):
 
     @contextlib.contextmanager
     def dir_fd(self) -> Iterator[int]:
-        """A descriptor of the pool directory; all volume acts are relative to it."""
+        """A descriptor of the pool directory; all volume acts are relative to it. The
+        target is opened without following a link at it, and must be the directory that
+        was there when the pool started (same device and inode): a target or a parent
+        swapped since then is refused, never followed."""
+        fd = self._open_target()
         try:
-            fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._check_identity(fd)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _open_target(self) -> int:
+        """The target opened O_NOFOLLOW|O_DIRECTORY (no identity check: see dir_fd)."""
+        try:
+            return os.open(self.target,
+                           os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             raise StateError(
                 f"the directory '{self.target}' of pool '{self.name}' does not exist; "
                 f"build the pool (pool-build {self.name})"
             ) from None
-        except NotADirectoryError:
-            raise StateError(f"'{self.target}' of pool '{self.name}' is not a directory") from None
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            if os.path.islink(self.target):
+                raise self._link_error() from None
+            raise StateError(f"'{self.target}' of pool '{self.name}' is not a directory "
+                             f"({exc.strerror})") from None
+
+    def _link_error(self) -> PoolkeeperError:
         try:
-            yield fd
+            points_to = f" (to '{os.readlink(self.target)}')"
+        except OSError:
+            points_to = ""
+        if self._recorded_identity() is not None:
+            return StateError(self._changed(f"'{self.target}' is now a symbolic link{points_to}"))
+        return UnsafePath(
+            f"the target '{self.target}' of pool '{self.name}' is a symbolic link{points_to}; "
+            "poolkeeper does not follow it (whoever can change the link could point the pool "
+            "anywhere): define the pool on the real directory"
+            + (f" ('{os.path.realpath(self.target)}')" if points_to else "")
+        )
+
+    def refuse_linked_target(self) -> None:
+        """Before a start mounts or opens anything: a link at the target is refused."""
+        if os.path.islink(self.target):
+            raise self._link_error()
+
+    # The (device, inode) of the target when the pool started, in extras.
+    _IDENTITY_KEY = "target_identity"
+
+    def _recorded_identity(self) -> tuple[int, int] | None:
+        rec = self.extras.get(self._IDENTITY_KEY)
+        if (isinstance(rec, list) and len(rec) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in rec)):
+            return rec[0], rec[1]
+        return None
+
+    def _check_identity(self, fd: int) -> None:
+        recorded = self._recorded_identity()
+        if recorded is None:
+            return  # not started by this version (or inactive): O_NOFOLLOW only
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != recorded:
+            raise StateError(self._changed(
+                f"'{self.target}' is now another directory: device {st.st_dev}, inode "
+                f"{st.st_ino}; at start: device {recorded[0]}, inode {recorded[1]}"))
+
+    def _changed(self, what: str) -> str:
+        return (f"the target of pool '{self.name}' changed since it started ({what}); "
+                f"stop and start the pool (pool-destroy {self.name}; pool-start {self.name})")
+
+    def remember_target(self) -> None:
+        """Record which directory the target is now (after the mount, for fs and netfs):
+        the controller calls it when the pool starts and keeps it in the pool's extras."""
+        self.extras.pop(self._IDENTITY_KEY, None)
+        fd = self._open_target()
+        try:
+            st = os.fstat(fd)
         finally:
             os.close(fd)
+        self.extras[self._IDENTITY_KEY] = [st.st_dev, st.st_ino]
 
     # -- pool --------------------------------------------------------------------------
     def check(self) -> bool:
-        return os.path.isdir(self.target)
+        """The directory is there (a changed target raises, to say how)."""
+        try:
+            with self.dir_fd():
+                return True
+        except StateError:
+            if not os.path.lexists(self.target):
+                return False
+            raise
 
     def build(self, overwrite: bool | None, ctx: JobContext) -> None:
         perms = self.pool.target.permissions or Permissions()
@@ -133,52 +212,93 @@ class DirDriver(PoolDriver):
             os.mkdir(target, mode)
             created = True
         except FileExistsError:
-            if not os.path.isdir(target) or os.path.islink(target):
+            if os.path.islink(target):
+                raise self._link_error() from None
+            if not os.path.isdir(target):
                 raise StateError(
                     f"'{target}' exists and is not a directory; choose another target path"
                 ) from None
             created = False
-        # An existing directory keeps its mode unless the definition asks for one
-        # (pool-build on /srv must not change /srv's permissions).
-        if created or perms.mode is not None:
-            os.chmod(target, mode)  # mkdir's mode went through the umask
-        if perms.owner is not None or perms.group is not None:
-            os.chown(target, -1 if perms.owner is None else perms.owner,
-                     -1 if perms.group is None else perms.group)
+        # Mode and owner go through the directory opened without following a link, so a
+        # target swapped for a link after the mkdir cannot redirect the chmod/chown.
+        fd = self._open_target()
+        try:
+            # An existing directory keeps its mode unless the definition asks for one
+            # (pool-build on /srv must not change /srv's permissions).
+            if created or perms.mode is not None:
+                os.fchmod(fd, mode)  # mkdir's mode went through the umask
+            if perms.owner is not None or perms.group is not None:
+                os.fchown(fd, -1 if perms.owner is None else perms.owner,
+                          -1 if perms.group is None else perms.group)
+        finally:
+            os.close(fd)
 
     def start(self) -> None:
-        if not os.path.isdir(self.target):
+        self.extras.pop(self._IDENTITY_KEY, None)  # a stale one of a killed stop
+        try:
+            os.close(self._open_target())  # a link at the target is refused, never followed
+        except StateError:
+            if os.path.lexists(self.target):
+                raise
             raise StateError(
                 f"the directory '{self.target}' does not exist; build the pool first "
                 f"(pool-build {self.name})"
-            )
+            ) from None
 
     def stop(self) -> None:
-        return None
+        self.extras.pop(self._IDENTITY_KEY, None)
 
     def delete(self) -> None:
+        """Remove the empty directory: the one the target names without following a link
+        at it, checked empty through its descriptor and removed by name from its parent
+        only while that name is still the directory checked."""
         try:
-            os.rmdir(self.target)
+            fd = self._open_target()
+        except StateError:
+            if os.path.lexists(self.target):
+                raise
+            return  # already gone
+        try:
+            count = len(os.listdir(fd))
+            mine = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if count:
+            raise StateError(
+                f"the directory '{self.target}' is not empty ({count} entries); delete its "
+                "volumes first — poolkeeper never removes files it was not asked to"
+            )
+        parent, base = os.path.split(self.target)
+        pfd = os.open(parent or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            there = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+            if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+                raise StateError(f"'{self.target}' changed while pool '{self.name}' was being "
+                                 "deleted; look at it and try again")
+            os.rmdir(base, dir_fd=pfd)
         except FileNotFoundError:
             return
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                count = len(os.listdir(self.target))
                 raise StateError(
-                    f"the directory '{self.target}' is not empty ({count} entries); delete its "
-                    "volumes first — poolkeeper never removes files it was not asked to"
+                    f"the directory '{self.target}' is not empty; delete its volumes first — "
+                    "poolkeeper never removes files it was not asked to"
                 ) from None
             raise
+        finally:
+            os.close(pfd)
 
     def sizes(self) -> PoolSizes:
-        st = os.statvfs(self.target)
+        with self.dir_fd() as fd:
+            st = os.fstatvfs(fd)  # of the directory checked, not of whatever the path is now
         capacity = st.f_frsize * st.f_blocks
         available = st.f_frsize * st.f_bfree
         return PoolSizes(capacity, capacity - available, available)
 
     def change_token(self) -> object:
-        st = os.stat(self.target)
-        vfs = os.statvfs(self.target)
+        with self.dir_fd() as fd:
+            st = os.fstat(fd)
+            vfs = os.fstatvfs(fd)
         return (st.st_mtime_ns, st.st_ino, vfs.f_bfree, vfs.f_blocks)
 
     def volume_path(self, name: str) -> str:

@@ -211,7 +211,8 @@ def _build(w: World) -> Act:
     return lambda: w.ctl.build_pool("b").wait(60)
 
 
-@case("start/permission", StateError, r"cannot save .*run/p\.xml.*Operation not permitted")
+@case("start/permission", StateError,
+      r"cannot save .*run/p\.(json|xml).*Operation not permitted")  # extras, then state
 def _start(w: World) -> Act:
     w.ctl.stop_pool("p")
     w.immutable(w.root / "run")
