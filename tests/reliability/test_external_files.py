@@ -173,3 +173,95 @@ def test_extents_that_are_pool_volumes_by_full_path_are_used(ctl, pool, tmp_path
     # a same-format clone is converted too: a copy of the descriptor would share the extent
     assert ctl.clone_volume("p", "desc.vmdk", "copy.vmdk").wait(60) == "qemu-img convert"
     assert ctl.volume_info("p", "copy.vmdk").extent_files == []
+
+
+# == the probe against qemu itself =========================================================
+def _qcow2_data_file_far_out(tmp: Path, files: list[Path]) -> Path:
+    """A qcow2 (2 MiB clusters) whose data file extension comes after 70000 bytes of an
+    unknown one: qemu scans extensions to the end of cluster 0."""
+    path = tmp / "far.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                    f"cluster_size=2M,data_file={files[0]},data_file_raw=on", str(path), "1M"],
+                   check=True, capture_output=True)
+    data = bytearray(path.read_bytes())
+    start = struct.unpack_from(">I", data, 100)[0]
+    pos, exts = start, []
+    while (head := struct.unpack_from(">II", data, pos))[0]:
+        exts.append(bytes(data[pos:pos + 8 + (head[1] + 7) // 8 * 8]))
+        pos += 8 + (head[1] + 7) // 8 * 8
+    block = struct.pack(">II", 0x12345678, 70000) + bytes(70000) + b"".join(exts) + bytes(8)
+    data[start:start + len(block)] = block
+    path.write_bytes(data)
+    return path
+
+
+def _vmdk_parent_without_quote(tmp: Path, files: list[Path]) -> Path:
+    """qemu takes the parent name 20 bytes after 'parentFileNameHint', whatever is there."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-b", str(files[0]), "-F", "vmdk",
+                    str(tmp / "child.vmdk"), "1M"], check=True, capture_output=True)
+    data = (tmp / "child.vmdk").read_bytes().replace(b'parentFileNameHint="',
+                                                     b"parentFileNameHintXY")
+    (tmp / "child.vmdk").write_bytes(data)
+    return tmp / "child.vmdk"
+
+
+def _text(text: Callable[[list[Path]], str]) -> Callable[[Path, list[Path]], Path]:
+    def make(tmp: Path, files: list[Path]) -> Path:
+        path = tmp / "d.vmdk"
+        path.write_bytes(descriptor(*text(files).split("\n\n")))
+        return path
+    return make
+
+
+PROBE_CASES: dict[str, tuple[str, Callable[[Path, list[Path]], Path]]] = {
+    "flat-and-rdonly": ("vmdk", _text(lambda f: f'{flat(f[0])}\n\nRDONLY 2048 FLAT "{f[1]}" 0')),
+    "line-continued": ("vmdk", _text(lambda f: f'RW\n2048\nFLAT\n"{f[0]}" 0')),
+    "vmfssparse-no-space": ("vmdk", _text(lambda f: f'RW 2048 VMFSSPARSE"{f[0]}"')),
+    "sparse-and-comment": ("vmdk", _text(lambda f: f'RW 2048 SPARSE "{f[0]}"\n\n# {flat(f[1])}')),
+    "kdmv-carrier": ("vmdk", lambda tmp, f: _write(tmp / "k.raw",
+                                                    kdmv_carrier(descriptor(flat(f[0]))))),
+    "kdmv-carrier-version-9": ("vmdk", lambda tmp, f: _write(tmp / "k9.raw", _version(
+        kdmv_carrier(descriptor(flat(f[0]))), 9))),
+    "vmdk-parent-without-quote": ("vmdk", _vmdk_parent_without_quote),
+    "qcow2-data-file-past-64k": ("qcow2", _qcow2_data_file_far_out),
+}
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _version(data: bytes, version: int) -> bytes:
+    return data[:4] + struct.pack("<I", version) + data[8:]
+
+
+@pytest.mark.parametrize("case", list(PROBE_CASES))
+def test_the_probe_names_every_file_qemu_opens(tmp_path, case):
+    """qemu-img convert reads each hostile image while every candidate file is watched:
+    each one qemu opened must be among what the probe reports, and qemu must have opened at
+    least one (else the case shows nothing)."""
+    from backends.probe import probe_fd
+
+    fmt, make = PROBE_CASES[case]
+    files = [tmp_path / f"target{i}" for i in range(2)]
+    for path in files:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", str(path), "1M"], check=True,
+                       capture_output=True)
+    image = make(tmp_path, files)
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        found = probe_fd(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    reported = {name for name in (found.backing, found.data_file, *found.extents) if name}
+    watches = {str(path): InotifyWatch(path) for path in files}
+    try:
+        subprocess.run(["qemu-img", "convert", "-f", fmt, str(image), "-O", "raw",
+                        str(tmp_path / "out.raw")], capture_output=True)
+        opened = {path for path, watch in watches.items() if watch.events()}
+    finally:
+        for watch in watches.values():
+            watch.close()
+    assert opened, "qemu opened none of the files: the case tests nothing"
+    assert opened <= reported, (opened, found)
