@@ -6,17 +6,21 @@ behind poolkeeper's back and recreated under the same name can carry the old ino
 inherit a record that is not its own. A record therefore keeps, with the inode:
 
   * the birth time (statx STATX_BTIME; Python 3.11 has no os.statx, so libc's statx is
-    called through ctypes). Kernel timestamps are coarse (one clock tick, e.g. 4 ms), so a
-    file recreated within the same tick can have the same birth time:
-  * the inode generation (FS_IOC_GETVERSION), which ext2/3/4, xfs and btrfs change every
-    time an inode number is handed out again.
+    called through ctypes), on ext4, xfs, btrfs, tmpfs and most local filesystems. Kernel
+    timestamps are coarse (a clock tick, e.g. 4 ms): a file recreated within the tick its
+    predecessor was born in would share its birth time, which needs the original deleted
+    within a few ms of being made, before poolkeeper recorded it;
+  * else the inode generation (FS_IOC_GETVERSION), which filesystems that have one change
+    each time an inode number is handed out again;
+  * else (NFS, vfat) the inode number alone, as before: the last fallback.
 
-Where the filesystem gives neither (NFS, tmpfs has no generation, vfat), the last fallback is
-the inode number alone, as before. Size and ctime are NOT used: a guest writes its raw disk
-all the time, which changes the ctime (and a resize changes the size), so a record keyed on
-them would stop matching its own raw disk after the first write; the volume would then count
-as "not created here" and the qcow2/vmdk header the guest wrote would be believed: the very
-attack the records exist to stop. Failing that way is worse than the rare inode reuse.
+Size and ctime are NOT used: a guest writes its raw disk all the time, which changes the
+ctime (and a resize changes the size), so a record keyed on them would stop matching its
+own raw disk after the first write; the volume would then count as "not created here" and
+the qcow2/vmdk header the guest wrote would be believed: the very attack the records exist
+to stop. Failing that way is worse than the rare inode reuse.
+
+One statx per file (about a microsecond): this runs for every volume of every refresh.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import fcntl
 import os
 import stat
 import struct
+import threading
 
 __all__ = ["FileId", "of_fd", "of_path", "record_fields", "same_file"]
 
@@ -46,29 +51,25 @@ _STX_BTIME = struct.Struct("<qI")  # @80: tv_sec, tv_nsec
 _FS_IOC_GETVERSION = (2 << 30) | (ctypes.sizeof(ctypes.c_long) << 16) | (ord("v") << 8) | 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_statx = getattr(_libc, "statx", None)  # glibc >= 2.28
-if _statx is not None:
-    _statx.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint,
-                       ctypes.c_char_p)
-    _statx.restype = ctypes.c_int
+_statx = getattr(_libc, "statx", None)  # glibc >= 2.28; ints and bytes pass as they are
+_STATX_FIELDS = struct.Struct("<I28xQ40xqI")  # mask @0, ino @32, btime sec @80, nsec @88
+_buffers = threading.local()  # one statx buffer per thread: refreshes run in several
 
 
 def _birth(dir_fd: int, path: bytes, flags: int) -> tuple[int, int | None] | None:
     """(inode, birth time ns or None) from statx, or None when statx is missing."""
     if _statx is None:
         return None
-    buf = ctypes.create_string_buffer(_STATX_SIZE)
+    buf = getattr(_buffers, "statx", None)
+    if buf is None:
+        buf = _buffers.statx = ctypes.create_string_buffer(_STATX_SIZE)
     if _statx(dir_fd, path, flags, _STATX_INO | _STATX_BTIME, buf) != 0:
         err = ctypes.get_errno()
         if err == errno.ENOSYS:
             return None
         raise OSError(err, os.strerror(err))
-    raw = buf.raw
-    ino = _STX_INO.unpack_from(raw, 32)[0]
-    if not _STX_MASK.unpack_from(raw, 0)[0] & _STATX_BTIME:
-        return ino, None
-    sec, nsec = _STX_BTIME.unpack_from(raw, 80)
-    return ino, sec * 1_000_000_000 + nsec
+    mask, ino, sec, nsec = _STATX_FIELDS.unpack_from(buf)
+    return ino, sec * 1_000_000_000 + nsec if mask & _STATX_BTIME else None
 
 
 def _generation(fd: int) -> int | None:
@@ -80,12 +81,13 @@ def _generation(fd: int) -> int | None:
 
 
 def of_fd(fd: int, st: os.stat_result | None = None) -> FileId:
-    """The identity of the open file `fd` (a generation only for regular files: an ioctl on
-    a device node would reach the device's driver)."""
+    """The identity of the open file `fd`: a generation only where there is no birth time,
+    and only for a regular file (an ioctl on a device node would reach its driver)."""
     st = st if st is not None else os.fstat(fd)
     birth = _birth(fd, b"", _AT_EMPTY_PATH)
     ino, btime = birth if birth is not None else (st.st_ino, None)
-    return ino, btime, _generation(fd) if stat.S_ISREG(st.st_mode) else None
+    gen = _generation(fd) if btime is None and stat.S_ISREG(st.st_mode) else None
+    return ino, btime, gen
 
 
 def of_path(path: str) -> FileId:
