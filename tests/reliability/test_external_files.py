@@ -265,3 +265,15 @@ def test_the_probe_names_every_file_qemu_opens(tmp_path, case):
             watch.close()
     assert opened, "qemu opened none of the files: the case tests nothing"
     assert opened <= reported, (opened, found)
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "qcow", "qed", "vmdk", "vpc", "vdi"])
+def test_qemu_img_takes_the_spec_with_backing_null_for_every_format(ctl, pool, tmp_path, fmt):
+    """image_spec always says "backing": null (or names the chain): real qemu-img must take
+    that for every format poolkeeper makes, in convert (clone) and resize."""
+    create(ctl, "v", 4 * MiB, fmt)
+    assert ctl.clone_volume("p", "v", "v.raw", xml=RAW).wait(60) == "qemu-img convert"
+    data = (pool / "v.raw").read_bytes()  # (vpc rounds the size to its disk geometry)
+    assert len(data) >= 4 * MiB and not data.strip(b"\0")
+    if fmt in ("qcow2", "qed"):  # the formats whose qemu driver can resize
+        assert ctl.resize_volume("p", "v", 8 * MiB).wait(60).capacity == 8 * MiB

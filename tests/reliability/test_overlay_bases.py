@@ -22,7 +22,7 @@ import pytest
 
 from backends.errors import InUse
 from tests.conftest import make_dir_pool
-from tests.reliability.test_format_trust import create
+from tests.reliability.test_format_trust import InotifyWatch, create
 
 MiB = 1 << 20
 
@@ -108,7 +108,12 @@ def test_a_cross_pool_clone_of_an_overlay_reads_the_same_base(ctl, pool, tmp_pat
     (other / "base.img").write_bytes(decoy)
     base_fmt = "vmdk" if fmt == "vmdk" else "raw"
     assert contents(pool / "ovl.img", fmt, tmp_path / "a.raw") == expected
-    result = ctl.clone_volume("p", "ovl.img", "copy.img", target_pool="q").wait(60)
+    watch = InotifyWatch(other / "base.img")
+    try:
+        result = ctl.clone_volume("p", "ovl.img", "copy.img", target_pool="q").wait(60)
+        assert watch.events() == [], "the clone opened the other pool's base.img"
+    finally:
+        watch.close()
     assert contents(other / "copy.img", fmt, tmp_path / "b.raw") == expected
     assert how in result
     clone = info(other / "copy.img", fmt)
