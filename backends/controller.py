@@ -1266,9 +1266,7 @@ def _names_file(vol: VolumeInfo, path: str, key: tuple[int, int] | None) -> str 
              ("the external data file", vol.data_file),
              *(("a vmdk extent", resolved) for _written, resolved in vol.extent_files)]
     for what, other in named:
-        if other is None or vol.symlink is not None:
-            continue
-        if other == path or (key is not None and _file_key(other) == key):
+        if other is not None and (other == path or (key is not None and _file_key(other) == key)):
             return what
     return None
 
