@@ -242,6 +242,10 @@ def refuse_unhonoured(vol: VolumeDef, pool_type: str, *, clone: bool = False) ->
                 raise ValidationError(f"<{element}> applies to qcow2 volumes only; poolkeeper "
                                       f"cannot honour it for {what}: remove it",
                                       element=element)
+    if clone and vol.backing is not None:
+        raise ValidationError(
+            "a clone gets its source's backing file (or none); remove <backingStore>, or "
+            "create an overlay with vol-create-as --backing-vol", element="backingStore")
     if "data_file" in (target.features or []):
         raise ValidationError(
             "poolkeeper does not make qcow2 images with an external data file; remove "

@@ -95,6 +95,11 @@ def test_a_clone_refuses_a_header_it_would_copy_unchanged(ctl, pool):
                          xml=volume_xml("raw", top="<allocation unit='MiB'>4</allocation>"))
     ctl.clone_volume("p", "src.img", "w",
                      xml=volume_xml("raw", top="<allocation>0</allocation>")).wait(60)
+    # a clone's backing file is its source's: a <backingStore> would be dropped
+    backing = f"<backingStore><path>{pool / 'src.img'}</path><format type='raw'/></backingStore>"
+    with pytest.raises(ValidationError, match="backingStore"):
+        ctl.clone_volume("p", "src.qcow2", "x", xml=volume_xml("qcow2").replace(
+            "</volume>", backing + "</volume>"))
 
 
 def test_a_converting_clone_honours_qcow2_options(ctl, pool):
