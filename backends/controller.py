@@ -18,7 +18,7 @@ from dataclasses import replace
 import psutil
 from lxml import etree
 
-from . import blockprobe, pathsafety, runner, xmlio
+from . import blockprobe, fileid, pathsafety, probe, runner, xmlio
 from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
 from .drivers.dir import require_local_backing
@@ -197,6 +197,32 @@ class StorageController:
                          source=replace(pdef.source, devices=[
                              replace(d, free_extents=[]) for d in pdef.source.devices]))
         self.store.write_definition(pdef.name, xmlio.format_pool(stored))
+        self._adopt_records(pdef)
+
+    def _adopt_records(self, pdef: PoolDef) -> None:
+        """Take over the format records an undefined pool on the same storage left (however
+        its path was spelled): a redefined pool must not believe the headers guests wrote
+        into the raw disks poolkeeper made there. Each record still applies only to the file
+        it was made for. Newer records win; the pool's own (if redefined) win over all."""
+        adopted: dict[str, dict] = {}
+        taken = []
+        for key, definition, records in self.store.undefined_volume_records():
+            try:
+                old = xmlio.parse_pool(definition)
+            except PoolkeeperError:
+                continue
+            if _source_conflict(pdef, old) is None:
+                continue  # other storage
+            adopted.update(records)
+            taken.append(key)
+        if not taken:
+            return
+        with self._records(pdef.name) as records:
+            merged = {**adopted, **records}
+            records.clear()
+            records.update(merged)
+        for key in taken:
+            self.store.drop_undefined_volume_records(key)
 
     def undefine_pool(self, name: str) -> None:
         check_pool_name(name)
@@ -536,9 +562,10 @@ class StorageController:
         name = check_name(vdef.name, "volume name")
         fmt = vdef.target.format or driver.default_volume_format or "raw"
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
+        xmlio.refuse_unhonoured(vdef, driver.type)
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._resolve_backing(
-                vdef.backing, block_snapshot=driver.type == "logical"))
+                vdef.backing, block_snapshot=driver.type == "logical", for_name=name))
             if not vdef.capacity:
                 base_pool, base_name = self.find_volume(vdef.backing.path)
                 vdef.capacity = self.volume_info(base_pool, base_name).capacity
@@ -583,10 +610,11 @@ class StorageController:
             ]
         return []
 
-    def _resolve_backing(self, backing: BackingStore,
-                         block_snapshot: bool = False) -> BackingStore:
+    def _resolve_backing(self, backing: BackingStore, block_snapshot: bool = False,
+                         for_name: str = "the new volume") -> BackingStore:
         """The backing file must be a volume of an active pool, its format given or recorded
-        by us (never read from a header), and its own chain must stay inside the pools."""
+        by us (never read from a header), and every file qemu would open for it, opened
+        with that format, must stay inside the pools."""
         require_local_backing(backing.path)
         try:
             pool, name = self.find_volume(backing.path)
@@ -609,52 +637,116 @@ class StorageController:
                 f"'{name}' was created as {info.format}, not {backing.format}",
                 element="backingStore",
             )
-        self._check_chain(info)
-        return BackingStore(path=info.path, format=backing.format or info.format)
+        resolved = BackingStore(path=info.path, format=backing.format or info.format)
+        # the chain of the overlay-to-be: the base as qemu will open it, with that format
+        self._check_chain(VolumeInfo(name=for_name, key="", path="", backing=resolved))
+        return resolved
 
-    def _check_chain(self, info: VolumeInfo, depth: int = 0) -> None:
+    def _check_chain(self, info: VolumeInfo) -> None:
         """Every file qemu would open for this image is a volume of an active pool, opened
-        with the format poolkeeper knows it by: no link, no external data file, and each
-        backing file a volume whose format the image states."""
-        if info.symlink is not None:
-            raise UnsafePath(f"'{info.name}' is a symlink to '{info.symlink}'; poolkeeper "
+        with the format poolkeeper knows it by: no link, no header of another format than
+        the one recorded (but raw), no external data file, vmdk extents named by full path,
+        each backing file a volume whose format the image states. The checked chain is kept
+        in info.backing_chain: image_spec names each of its files itself."""
+        chain: list[BackingStore] = []
+        image = info
+        while True:
+            self._check_image_files(image)
+            if image.backing is None:
+                break
+            if len(chain) >= 16:
+                raise ValidationError(f"the backing chain of '{info.name}' is too deep (or a loop)")
+            image, fmt = self._backing_volume(image)
+            chain.append(BackingStore(path=image.path, format=fmt))
+        info.backing_chain = chain
+
+    def _check_image_files(self, image: VolumeInfo) -> None:
+        """The files of one image of a chain, but its backing file (see _check_chain)."""
+        if image.symlink is not None:
+            raise UnsafePath(f"'{image.name}' is a symlink to '{image.symlink}'; poolkeeper "
                              "does not read images through links")
-        if info.data_file is not None:
+        if image.format == "raw":
+            return  # read as plain bytes: qemu opens nothing else, whatever the header says
+        if image.format_recorded and image.probed_format not in (None, image.format):
             raise UnsafePath(
-                f"'{info.name}' keeps its data in the external data file '{info.data_file}'; "
+                f"'{image.name}' was created as {image.format}, but its header now reads as "
+                f"{image.probed_format}; poolkeeper will not hand it to qemu-img as "
+                f"{image.format} (wipe it, or upload a {image.format} image into it)")
+        if image.data_file is not None or (
+                image.format == "qcow2" and "data_file" in (image.features or [])):
+            named = f" '{image.data_file}'" if image.data_file else ""
+            raise UnsafePath(
+                f"'{image.name}' keeps its data in the external data file{named}; "
                 "poolkeeper does not use qcow2 images with a data file"
             )
-        if info.backing is None:
-            return
-        if depth >= 16:
-            raise ValidationError(f"the backing chain of '{info.name}' is too deep (or a loop)")
-        require_local_backing(info.backing.path)
+        for written, path in image.extent_files:
+            self._check_extent(image, written, path)
+
+    def _check_extent(self, image: VolumeInfo, written: str, path: str) -> None:
+        """A vmdk extent qemu opens: a volume of an active pool named by its full path (qemu
+        gets the image as /dev/fd/N, under which a relative name would find another file),
+        not a link, and not itself carrying a descriptor (whose extents qemu opens too)."""
+        if not written.startswith("/"):
+            raise UnsafePath(
+                f"'{image.name}' names its vmdk extent '{written}' relative to itself; "
+                "poolkeeper hands images to qemu-img by file descriptor, where that name would "
+                "find another file, so it uses only vmdk descriptors whose extents are named "
+                "by full path")
         try:
-            pool, name = self.find_volume(info.backing.path)
+            pool, name = self.find_volume(path)
         except VolumeNotFound:
             raise UnsafePath(
-                f"'{info.name}' names the backing file '{info.backing.path}', which is not a "
+                f"'{image.name}' names the vmdk extent '{path}', which is not a volume of an "
+                "active pool; poolkeeper will not use it") from None
+        extent = self.volume_info(pool, name)
+        if extent.symlink is not None:
+            raise UnsafePath(f"the vmdk extent '{path}' of '{image.name}' is a symlink; "
+                             "poolkeeper does not read images through links")
+        try:
+            fd = self._active_driver(pool).open_volume_read(extent)
+            try:
+                nested = probe.carries_descriptor(os.pread(fd, 64, 0))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise UnsafePath(f"the vmdk extent '{path}' of '{image.name}' cannot be read "
+                             f"({exc.strerror}); poolkeeper will not use it") from None
+        if nested:
+            raise UnsafePath(
+                f"the vmdk extent '{path}' of '{image.name}' carries a vmdk descriptor of its "
+                "own, whose files qemu would open too; poolkeeper will not use it")
+
+    def _backing_volume(self, image: VolumeInfo) -> tuple[VolumeInfo, str | None]:
+        """The backing file of `image` as qemu will open it, and the format it is opened as."""
+        assert image.backing is not None
+        require_local_backing(image.backing.path)
+        try:
+            pool, name = self.find_volume(image.backing.path)
+        except VolumeNotFound:
+            raise UnsafePath(
+                f"'{image.name}' names the backing file '{image.backing.path}', which is not a "
                 "volume of an active pool; poolkeeper will not use it"
             ) from None
         base = self.volume_info(pool, name)
-        declared = info.backing.format
-        if info.type == "block":  # an LVM snapshot's origin: no image format in between
-            pass
-        elif declared is None:
+        declared = image.backing.format
+        if image.type == "block":  # an LVM snapshot's origin: no image format in between
+            return base, None
+        if declared is None:
             raise UnsafePath(
-                f"'{info.name}' does not state the format of its backing file '{name}', so "
+                f"'{image.name}' does not state the format of its backing file '{name}', so "
                 "qemu would guess it from that file's header; poolkeeper will not use it "
                 "(qemu-img rebase -u -F FORMAT fixes that)"
             )
-        elif declared == "raw":  # read as plain bytes: any header in it means nothing
-            base = replace(base, backing=None, data_file=None)
-        elif declared != base.format:
+        if declared == "raw":  # read as plain bytes: any header in it means nothing
+            return replace(base, format="raw", backing=None, data_file=None,
+                           extent_files=[]), declared
+        if declared != base.format:
             known = "created it as" if base.format_recorded else "reads it as"
             raise UnsafePath(
-                f"'{info.name}' says its backing file '{name}' is {declared}, but poolkeeper "
+                f"'{image.name}' says its backing file '{name}' is {declared}, but poolkeeper "
                 f"{known} {base.format}; it will not let qemu open it as {declared}"
             )
-        self._check_chain(base, depth + 1)
+        return base, declared
 
     def clone_volume(self, pool: str, source: str, new_name: str, *,
                      target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
@@ -679,6 +771,8 @@ class StorageController:
         vdef = replace(vdef, name=check_name(new_name or vdef.name, "volume name"))
         xmlio.validate_volume(replace(vdef, capacity=vdef.capacity or src.capacity),
                               dst_driver.type)
+        xmlio.refuse_unhonoured(vdef, dst_driver.type, clone=True)
+        _refuse_unhonoured_in_clone(src, vdef, dst_driver.type)
         if os.path.lexists(dst_driver.volume_path(vdef.name)):
             raise AlreadyExists(f"volume '{vdef.name}' already exists in pool '{dst_pool}'")
         self._check_chain(src)
@@ -871,20 +965,40 @@ class StorageController:
                 )
 
     def _refuse_backing_of_others(self, pool: str, info: VolumeInfo) -> None:
+        """A volume another image names (as backing file, data file or vmdk extent) cannot be
+        deleted: in any defined pool whose volumes can be read, stopped ones too, and by
+        file identity (a symlinked spelling of a directory is the same file)."""
+        key = _file_key(info.path)
         for other_pool in self.store.definition_names():
-            if not self.store.is_active(other_pool):
-                continue
+            for vol in self._volumes_naming_files(other_pool):
+                what = _names_file(vol, info.path, key)
+                if what:
+                    state = "" if self.store.is_active(other_pool) else " (a stopped pool)"
+                    raise InUse(
+                        f"volume '{info.name}' is {what} of '{vol.name}' in pool "
+                        f"'{other_pool}'{state}; delete that overlay first"
+                    )
+
+    def _volumes_naming_files(self, pool: str) -> list[VolumeInfo]:
+        """The volumes of a pool, to see which files they name: an active pool's as last
+        seen (or listed now), a stopped file pool's read from its directory if it can be."""
+        if self.store.is_active(pool):
             with self._cache_lock:
-                cached = list(self._cache.get(other_pool, {}).values())
+                cached = list(self._cache.get(pool, {}).values())
             if not cached:  # a fresh process knows no pool yet: look
                 with contextlib.suppress(PoolkeeperError, OSError):
-                    cached = self.refresh_pool(other_pool)
-            for vol in cached:
-                if vol.backing is not None and vol.backing.path == info.path:
-                    raise InUse(
-                        f"volume '{info.name}' is the backing store of '{vol.name}' in pool "
-                        f"'{other_pool}'; delete that overlay first"
-                    )
+                    cached = self.refresh_pool(pool)
+            return cached
+        try:
+            pdef = self.pool_def(pool)
+            if pdef.type not in xmlio.FILE_POOLS:
+                return []  # an LV or partition names no file of a file pool
+            driver = self._driver(pdef)
+            if not driver.check():
+                return []
+            return self._apply_records(pool, driver.refresh()[1])
+        except (PoolkeeperError, OSError):
+            return []
 
     def _refuse_target_of_others(self, pool: str, info: VolumeInfo) -> None:
         """A directory volume that is the target of another pool (nested inside this one)
@@ -918,9 +1032,9 @@ class StorageController:
         failure here is a warning, never a failed job."""
         try:
             driver = self._driver(self.pool_def(pool))
-            ino = os.lstat(driver.volume_path(name)).st_ino
+            identity = fileid.of_path(driver.volume_path(name))
             with self._records(pool) as records:
-                records[name] = {"format": fmt, "ino": ino}
+                records[name] = {"format": fmt, **fileid.record_fields(identity)}
         except (PoolkeeperError, OSError) as exc:
             if job is not None:
                 job.warnings.append(f"could not record the format of '{name}': {exc}")
@@ -932,18 +1046,21 @@ class StorageController:
 
     def _apply_records(self, pool: str, volumes: list[VolumeInfo]) -> list[VolumeInfo]:
         """The format an action uses is the one recorded when poolkeeper created the volume,
-        not what the header claims now (a guest can write any header into a raw disk)."""
+        not what the header claims now (a guest can write any header into a raw disk). A
+        record applies only to the very file it was made for (fileid: inode, birth time,
+        generation); any other file under that name was not created here."""
         records = self.store.volume_records(pool)
         if not records:
             return volumes
         for vol in volumes:
             rec = records.get(vol.name)
-            if rec and vol.signature and rec.get("ino") == vol.signature[0]:
+            if rec and _made_here(rec, vol):
                 vol.format = rec.get("format", vol.format)
                 vol.format_recorded = True
                 if vol.format == "raw":
                     vol.capacity = vol.physical
                     vol.backing = vol.data_file = None
+                    vol.extent_files = []
         return volumes
 
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
@@ -1151,6 +1268,60 @@ def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
         source_devices=list(info.extents),
         backing=info.backing,
     )
+
+
+def _made_here(record: dict, vol: VolumeInfo) -> bool:
+    """Is `vol` the file the format record was made for? (Drivers that report no file
+    identity, such as disk pools, are matched on the inode of the node, as before.)"""
+    if vol.file_id is not None:
+        return fileid.same_file(record, vol.file_id)
+    return bool(vol.signature) and record.get("ino") == vol.signature[0]
+
+
+def _file_key(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _names_file(vol: VolumeInfo, path: str, key: tuple[int, int] | None) -> str | None:
+    """What `vol` uses the file `path` (device and inode `key`) as, or None."""
+    named = [("the backing store", vol.backing.path if vol.backing else None),
+             ("the external data file", vol.data_file),
+             *(("a vmdk extent", resolved) for _written, resolved in vol.extent_files)]
+    for what, other in named:
+        if other is not None and (other == path or (key is not None and _file_key(other) == key)):
+            return what
+    return None
+
+
+def _refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str) -> None:
+    """What a clone's XML asks for that the copy would not give: a byte copy keeps the
+    source's qcow2 header as it is (compat, cluster size, features), and a raw copy is
+    sparse (libvirt preallocates one whose allocation is at least the source's capacity)."""
+    target = vdef.target
+    fmt = target.format or src.format
+    if pool_type in xmlio.FILE_POOLS and fmt == "qcow2" and src.format == "qcow2":
+        have = {"compat": src.compat or "0.10", "clusterSize": src.cluster_size,
+                "features": sorted(src.features or [])}
+        want = {"compat": target.compat, "clusterSize": target.cluster_size,
+                "features": None if target.features is None else sorted(target.features)}
+        for element, value in want.items():
+            if value is not None and value != have[element]:
+                raise ValidationError(
+                    f"a clone of '{src.name}' copies its qcow2 header as it is, so its "
+                    f"<{element}> stays {have[element]!r}, not {value!r}; remove "
+                    f"<{element}> (or clone to another format and convert back)",
+                    element=element)
+    if (fmt == "raw" and pool_type in xmlio.FILE_POOLS and vdef.allocation is not None
+            and vdef.allocation >= src.capacity):
+        raise ValidationError(
+            f"poolkeeper clones into a sparse file; an <allocation> of {vdef.allocation} "
+            f"bytes asks for a preallocated one (at least the source's capacity, "
+            f"{src.capacity} bytes); give a smaller allocation or leave it out "
+            "(vol-resize --allocate preallocates afterwards)", element="allocation")
 
 
 def _source_summary(pdef: PoolDef) -> str:

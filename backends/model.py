@@ -275,6 +275,11 @@ class VolumeInfo:
     physical: int = 0
     backing: BackingStore | None = None
     data_file: str | None = None  # qcow2 external data file named by the header (never opened)
+    # vmdk extent files qemu would open: (name as written, path beside the image), never opened
+    extent_files: list[tuple[str, str]] = field(default_factory=list)
+    # the backing chain below, each file with the format it is opened as, once the controller
+    # has checked it (None: not checked); image_spec names every file of it itself
+    backing_chain: list[BackingStore] | None = None
     cluster_size: int | None = None
     compat: str | None = None
     features: list[str] | None = None
@@ -287,6 +292,9 @@ class VolumeInfo:
     error: str | None = None  # why the volume could not be read (listed, not dropped)
     # Change detection for live refresh: cheap stat signature.
     signature: tuple = ()
+    # (inode, birth time ns, inode generation) of a file: matched against the format record
+    # (None when the driver does not report it; a part is None where the filesystem has none)
+    file_id: tuple[int, int | None, int | None] | None = None
     times_ns: tuple[int, int, int] | None = None  # atime, mtime, ctime (timestamps on demand)
 
     def stamped(self) -> Timestamps | None:

@@ -1,9 +1,24 @@
-"""Image header probing: which format a volume file is, its virtual size and its backing name.
+"""Image header probing: which format a volume file is, its virtual size, and every other file
+qemu would open for it (backing file, qcow2 data file, vmdk extents).
 
 Reads only through the fd (or ``read_at``) it is given: a backing file, a data file or a vmdk
 extent named by the header is reported as a string and never opened, resolved or stat'ed
 (a guest can write any header into a raw disk; see DESIGN "Safety and security rules").
-The result is for display; actions use the recorded or declared format.
+The format is for display; actions use the recorded or declared format. The names of other
+files are what qemu's driver for the probed format would open (the controller refuses an
+image any of whose files is not a volume), so they follow qemu (block/*.c), not libvirt:
+  * vmdk: the extents of a text descriptor, and of the descriptor a KDMV header with
+    capacity 0 carries (qemu reads that one as a descriptor file; a KDMV header with a size
+    is its own only extent and its descriptor is not read for extents). Extent lines are
+    parsed as qemu's sscanf does (a field may continue on the next line; access RW only),
+    in the first 1 MiB - 1 bytes up to the first NUL. parentFileNameHint is looked for as
+    qemu does: at offset 0x200 of a KDMV file (0 of a text one), 20 sectors, the name 20
+    bytes after the key up to the next '"'.
+  * qcow/qcow2/qed: a name whose stated length runs past the end of the file is read as
+    qemu reads it (zeros past the end). qcow2 extensions are scanned to the end of cluster 0
+    (at most 2 MiB), where qemu stops.
+  * The other formats qemu-img reads here (vpc, vdi, parallels/ploop, bochs, cloop, dmg, and
+    raw with or without LUKS) open no other file; qemu 7.2 has no cow driver.
 
 Layouts follow reference/libvirt-storage-facts.md §5.2-5.3, with these deliberate choices:
   * Formats with a magic at offset 0 are recognised from the first read; ISO9660 ("CD001" at
@@ -13,7 +28,8 @@ Layouts follow reference/libvirt-storage-facts.md §5.2-5.3, with these delibera
   * vpc capacity is the size qemu-img reports: CHS geometry for creator "vpc "/"qemu" unless
     the geometry is the maximum, else "current size" @48 (libvirt reads "original size" @40).
   * vmdk: a parent is always vmdk, so a parentFileNameHint comes with backing_format "vmdk";
-    a plain-text "# Disk DescriptorFile" is probed as vmdk too (capacity = sum of extents).
+    a plain-text "# Disk DescriptorFile" is probed as vmdk too (capacity = sum of extents),
+    and so is a KDMV header of any version that carries a descriptor (see above).
   * LUKS2 is raw + encryption "luks", capacity from its JSON crypt segment when readable.
   * cluster_size is reported for qcow2 only, as libvirt does; compat and features for qcow2 v3
     only. The data file name is taken only when the data_file feature bit is set (as qemu).
@@ -28,11 +44,12 @@ import os
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .model import FILE_VOLUME_FORMATS
 
-__all__ = ["HEADER_BYTES", "FORMATS", "ProbeResult", "probe_bytes", "probe_fd"]
+__all__ = ["HEADER_BYTES", "FORMATS", "ProbeResult", "carries_descriptor", "probe_bytes",
+           "probe_fd"]
 
 HEADER_BYTES = 4096  # first read size; every format but iso, dmg and LUKS2 fits in it
 
@@ -56,6 +73,7 @@ class ProbeResult:
     features: list[str] | None = None  # qcow2 v3 only; [] when none is set
     encryption: str | None = None  # "qcow" or "luks"
     data_file: str | None = None  # qcow2 external data file name
+    extents: list[str] = field(default_factory=list)  # vmdk extent files qemu opens, as written
 
 
 _U16BE = struct.Struct(">H")
@@ -83,14 +101,16 @@ _CLOOP_MAGIC = (
     b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n"
 )
 _VMDK_TEXT_MAGIC = b"# Disk DescriptorFile"
-_PARENT_HINT = b'parentFileNameHint="'
 
 _QCOW2_EXT_BACKING_FORMAT = 0xE2792ACA
 _QCOW2_EXT_DATA_FILE = 0x44415441
 _QCOW_BACKING_MAX = 1023  # libvirt and qemu refuse longer qcow/qcow2 backing names
 _NAME_MAX = 4096  # other formats: PATH_MAX
-_EXT_SCAN_MAX = 65536  # qcow2 extensions live in the first cluster; bound the scan anyway
-_DESCRIPTOR_MAX = 65536  # vmdk descriptors are a few hundred bytes
+_EXT_SCAN_MAX = 2 * 1024 * 1024  # qcow2 extensions live in cluster 0, at most 2 MiB (qemu)
+_DESCRIPTOR_MAX = (1 << 20) - 1  # what qemu's vmdk_read_desc reads of a descriptor
+_PARENT_AREA = 20 * 512  # qemu's DESC_SIZE: where vmdk_parent_open looks for the hint
+_PARENT_KEY = b"parentFileNameHint"
+_KDMV_DESCRIPTOR_AT = 0x200  # qemu reads a KDMV file's parent hint here, whatever the header says
 _LUKS2_HDR_MAX = 4 * 1024 * 1024  # largest LUKS2 binary+JSON header the spec allows
 
 _KNOWN_FORMATS = frozenset(FILE_VOLUME_FORMATS)
@@ -124,13 +144,11 @@ def _fetch(head: bytes, read_at: ReadAt | None, size: int, off: int, n: int) -> 
 def _name_at(
     head: bytes, read_at: ReadAt | None, size: int, off: int, n: int, limit: int
 ) -> str | None:
-    """A backing-style name at (off, n): None when absent, too long or beyond the file."""
-    if off == 0 or n == 0 or n > limit or off + n > size:
+    """A backing-style name at (off, n): None when absent, too long or starting past the end.
+    A name running past the end of the file is read as qemu reads it: zeros from there."""
+    if off == 0 or n == 0 or n > limit or off >= size:
         return None
-    data = _fetch(head, read_at, size, off, n)
-    if len(data) != n:
-        return None
-    return _cstr(data)
+    return _cstr(_fetch(head, read_at, size, off, n))
 
 
 # --- formats with a magic at offset 0 ------------------------------------------------------
@@ -287,17 +305,30 @@ def _qed(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
 def _vmdk(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
     if len(head) < 44 or not head.startswith(b"KDMV"):
         return None
-    if _U32LE.unpack_from(head, 4)[0] not in (1, 2, 3):
+    capacity = _U64LE.unpack_from(head, 12)[0]
+    desc_sec = _U64LE.unpack_from(head, 28)[0]
+    if capacity == 0 and desc_sec:
+        # qemu (vmdk_open_vmdk4) opens this as the descriptor file it carries, before it
+        # looks at the version: its extents are what qemu opens. A guest can write this.
+        text = _descriptor(head, read_at, size, desc_sec * 512, min(size, _DESCRIPTOR_MAX))
+        res = _vmdk_descriptor(text)
+    elif _U32LE.unpack_from(head, 4)[0] in (1, 2, 3):
+        res = ProbeResult("vmdk", capacity * 512)  # its own only extent
+    else:
         return None
-    res = ProbeResult("vmdk", _U64LE.unpack_from(head, 12)[0] * 512)
-    desc_sec, desc_len = _VMDK_DESC.unpack_from(head, 28)
-    if desc_sec and desc_len:
-        text = _descriptor(head, read_at, size, desc_sec * 512, desc_len * 512)
-        _vmdk_parent(res, text)
+    _vmdk_parent(res, head, read_at, size, _KDMV_DESCRIPTOR_AT)
     return res
 
 
+def carries_descriptor(head: bytes) -> bool:
+    """Does this file (its first 36 bytes) make qemu read a descriptor's extents when it is
+    opened as a vmdk, or as a sparse extent of one? (A KDMV header with capacity 0.)"""
+    return (len(head) >= 36 and head.startswith(b"KDMV")
+            and _U64LE.unpack_from(head, 12)[0] == 0 and _U64LE.unpack_from(head, 28)[0] != 0)
+
+
 def _descriptor(head: bytes, read_at: ReadAt | None, size: int, off: int, n: int) -> bytes:
+    """The C string qemu sees: n bytes (at most _DESCRIPTOR_MAX) at off, up to the first NUL."""
     n = min(n, _DESCRIPTOR_MAX)
     # Usually the text ends (NUL) well inside the first read: no second read then.
     if off < len(head):
@@ -310,27 +341,101 @@ def _descriptor(head: bytes, read_at: ReadAt | None, size: int, off: int, n: int
     return text[:nul] if nul >= 0 else text
 
 
-def _vmdk_parent(res: ProbeResult, text: bytes) -> None:
-    i = text.find(_PARENT_HINT)
+def _vmdk_descriptor(text: bytes) -> ProbeResult:
+    sectors = [int(s) for s in _VMDK_EXTENT.findall(text)]
+    return ProbeResult("vmdk", sum(sectors) * 512 if sectors else None,
+                       extents=_vmdk_extent_files(text))
+
+
+def _vmdk_parent(res: ProbeResult, head: bytes, read_at: ReadAt | None, size: int,
+                 off: int) -> None:
+    """qemu's vmdk_parent_open: the key is found in the C string of 20 sectors at `off`; the
+    name starts 20 bytes after the key's start (whatever those two bytes are, maybe past a
+    NUL) and ends at the next '"'; a NUL first or a name over 4095 bytes fails the open."""
+    area = _fetch(head, read_at, size, off, _PARENT_AREA)
+    nul = area.find(0)
+    i = (area if nul < 0 else area[:nul]).find(_PARENT_KEY)
     if i < 0:
         return
-    i += len(_PARENT_HINT)
-    j = text.find(b'"', i)
-    line_end = text.find(b"\n", i)
-    if j < 0 or 0 <= line_end < j:
+    start = i + len(_PARENT_KEY) + 2
+    area += b"\0"  # qemu's buffer is zero-filled one byte past what it read
+    quote, end = area.find(b'"', start), area.find(0, start)
+    if quote < 0 or 0 <= end < quote or quote - start > 4095:
         return
-    res.backing = _cstr(text[i:j])
+    res.backing = _cstr(area[start:quote])
     if res.backing is not None:
         res.backing_format = "vmdk"  # a vmdk's parent is a vmdk (qemu opens it as one)
+
+
+_C_SPACE = b" \t\n\v\f\r"  # isspace() in the C locale: what sscanf skips
+_EXTENT_NAME_MAX = 511  # %511[^\n\r"]
+
+
+def _vmdk_extent_files(text: bytes) -> list[str]:
+    """The files qemu's vmdk_parse_extents opens for a descriptor: from the start of each
+    line, sscanf("%10s %ld %10s \"%511[^\n\r\"]\" %ld") must fill at least access, size,
+    type and name, and access must be RW. The size and type qemu also checks are not: a
+    name it would not open is still reported (refusing more is safe), and so is one on a
+    line after an invalid one (qemu stops there)."""
+    names: list[str] = []
+    pos = 0
+    while pos < len(text):
+        name = _scan_extent_line(text, pos)
+        if name is not None:
+            names.append(name)
+        nl = text.find(b"\n", pos)
+        if nl < 0:
+            break
+        pos = nl + 1
+    return names
+
+
+def _scan_extent_line(text: bytes, pos: int) -> str | None:
+    access, pos = _scan_word(text, pos)
+    if access != b"RW":
+        return None
+    pos = _skip_space(text, pos)
+    digits = pos + (1 if text[pos:pos + 1] in (b"+", b"-") else 0)
+    end = digits
+    while text[end:end + 1].isdigit():
+        end += 1
+    if end == digits:
+        return None  # no size: fewer than 4 fields
+    kind, pos = _scan_word(text, end)
+    if not kind:
+        return None
+    pos = _skip_space(text, pos)
+    if text[pos:pos + 1] != b'"':
+        return None
+    pos += 1
+    end = pos
+    while end < len(text) and end - pos < _EXTENT_NAME_MAX and text[end] not in b'\n\r"':
+        end += 1
+    if end == pos:
+        return None
+    return text[pos:end].decode("utf-8", "surrogateescape")
+
+
+def _skip_space(text: bytes, pos: int) -> int:
+    while pos < len(text) and text[pos] in _C_SPACE:
+        pos += 1
+    return pos
+
+
+def _scan_word(text: bytes, pos: int) -> tuple[bytes, int]:
+    """sscanf's %10s: skip white space, then up to 10 other bytes."""
+    pos = _skip_space(text, pos)
+    end = pos
+    while end < len(text) and end - pos < 10 and text[end] not in _C_SPACE:
+        end += 1
+    return text[pos:end], end
 
 
 def _vmdk_text(head: bytes, size: int, read_at: ReadAt | None) -> ProbeResult | None:
     if not head.startswith(_VMDK_TEXT_MAGIC):
         return None
-    text = _descriptor(head, read_at, size, 0, size)
-    sectors = [int(s) for s in _VMDK_EXTENT.findall(text)]
-    res = ProbeResult("vmdk", sum(sectors) * 512 if sectors else None)
-    _vmdk_parent(res, text)
+    res = _vmdk_descriptor(_descriptor(head, read_at, size, 0, size))
+    _vmdk_parent(res, head, read_at, size, 0)
     return res
 
 

@@ -4,6 +4,8 @@ Layout (config and runtime dirs are the same directory when a root is given):
   CONFIG/storage/NAME.xml            pool definitions
   CONFIG/storage/autostart/NAME      autostart links (-> ../NAME.xml)
   CONFIG/storage/volumes/NAME.json   formats poolkeeper recorded for the pool's volumes
+  CONFIG/storage/volumes/.undefined-ID.json  the records of an undefined pool, with its
+                                     definition, until a pool on the same storage takes them
   CONFIG/storage/.initialized        the default pool was offered once
   RUNTIME/run/NAME.xml               live XML of an active pool (exists <=> active)
   RUNTIME/run/NAME.json              backend runtime extras (e.g. the loop device attached)
@@ -21,6 +23,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from .pathsafety import ensure_own_private_dir, ensure_state_dir, refuse_unfit_d
 
 # A pool's name becomes the file names NAME.xml and NAME.json, which must fit in 255 bytes.
 MAX_POOL_NAME_BYTES = MAX_NAME_BYTES - len(".json")
+_UNDEFINED_PREFIX = ".undefined-"  # no pool name starts with "." (check_pool_name)
 
 
 @dataclass(frozen=True)
@@ -275,7 +279,7 @@ class Store:
 
     def remove_definition(self, name: str) -> None:
         self.set_autostart(name, False)
-        _remove(self.volumes_dir / f"{check_pool_name(name)}.json")
+        self._set_aside_volume_records(name)
         _remove(self._def_path(name))
 
     # -- autostart ---------------------------------------------------------------------
@@ -332,6 +336,38 @@ class Store:
     def write_volume_records(self, pool: str, records: dict[str, dict]) -> None:
         path = self.volumes_dir / f"{check_pool_name(pool)}.json"
         atomic_write(path, json.dumps(records, sort_keys=True).encode(), 0o600)
+
+    def _set_aside_volume_records(self, pool: str) -> None:
+        """An undefined pool's records are kept with its definition, for the next pool
+        defined on the same storage: dropping them would make every guest-written header
+        in it believed. (A crash between the two steps leaves a copy: harmless, a record
+        only applies to the very file it was made for.)"""
+        path = self.volumes_dir / f"{check_pool_name(pool)}.json"
+        records = _read_json(path)
+        if records:
+            kept = {"definition": self.read_definition(pool), "records": records,
+                    "undefined_ns": time.time_ns()}
+            atomic_write(self.volumes_dir / f"{_UNDEFINED_PREFIX}{os.urandom(8).hex()}.json",
+                         json.dumps(kept, sort_keys=True).encode(), 0o600)
+        _remove(path)
+
+    def undefined_volume_records(self) -> list[tuple[str, str, dict[str, dict]]]:
+        """(key, definition XML, records) of each undefined pool's records, oldest first."""
+        kept = []
+        for entry in os.scandir(self.volumes_dir):
+            if entry.name.startswith(_UNDEFINED_PREFIX) and entry.name.endswith(".json"):
+                data = _read_json(Path(entry.path))
+                definition, records = data.get("definition"), data.get("records")
+                stamp = data.get("undefined_ns")
+                if isinstance(definition, str) and isinstance(records, dict):
+                    kept.append((stamp if isinstance(stamp, int) else 0, entry.name,
+                                 definition, records))
+        return [(key, definition, records) for _t, key, definition, records in sorted(kept)]
+
+    def drop_undefined_volume_records(self, key: str) -> None:
+        if not key.startswith(_UNDEFINED_PREFIX) or "/" in key:
+            raise InvalidName(f"'{key}' names no set-aside records")
+        _remove(self.volumes_dir / key)
 
     def claim_autostart_round(self) -> bool:
         """True the first time it is called in this boot of the machine for this root."""

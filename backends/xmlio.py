@@ -60,6 +60,7 @@ __all__ = [
     "format_volume",
     "parse_pool",
     "parse_volume",
+    "refuse_unhonoured",
     "validate_pool",
     "validate_volume",
 ]
@@ -215,6 +216,52 @@ def validate_volume(vol: VolumeDef, pool_type: str | None = None) -> None:
     """
     _check_pool_type_arg(pool_type)
     _validate_volume(vol, pool_type, _Where())
+
+
+def refuse_unhonoured(vol: VolumeDef, pool_type: str, *, clone: bool = False) -> None:
+    """For a volume about to be made (`clone`: as a copy) in a pool of `pool_type`, with its
+    format settled: refuse what the XML asks for that poolkeeper would not do, rather than
+    make something else and say nothing.
+
+    Not refused, as libvirt ignores them on input too: <key>, <physical>, the volume type,
+    <target><path>, <timestamps>, the <permissions> and <timestamps> of a <backingStore>,
+    the <source> of a file volume, a permissions <label> (never applied on create), the
+    <allocation> of an image format (qemu-img makes it sparse) and the <permissions> of a
+    partition (libvirt's disk pools do not apply them either)."""
+    target = vol.target
+    fmt = target.format
+    if target.encryption is not None:
+        raise ValidationError(
+            "poolkeeper cannot create encrypted volumes yet; remove <encryption> (the volume "
+            "would be written in plain text), or encrypt inside the guest", element="encryption")
+    if fmt != "qcow2":
+        what = f"{fmt} volumes" if fmt else f"the volumes of {pool_type} pools"
+        for element, value in (("compat", target.compat), ("clusterSize", target.cluster_size),
+                               ("features", target.features)):
+            if value is not None:
+                raise ValidationError(f"<{element}> applies to qcow2 volumes only; poolkeeper "
+                                      f"cannot honour it for {what}: remove it",
+                                      element=element)
+    if clone and vol.backing is not None:
+        raise ValidationError(
+            "a clone gets its source's backing file (or none); remove <backingStore>, or "
+            "create an overlay with vol-create-as --backing-vol", element="backingStore")
+    if "data_file" in (target.features or []):
+        raise ValidationError(
+            "poolkeeper does not make qcow2 images with an external data file; remove "
+            "<data_file/> from <features>", element="features")
+    if target.nocow and (clone or pool_type not in FILE_POOLS or fmt not in ("raw", "qcow2")):
+        made = "a clone" if clone else (f"{fmt} volumes" if fmt and pool_type in FILE_POOLS
+                                        else f"the volumes of {pool_type} pools")
+        raise ValidationError(
+            f"poolkeeper sets no-copy-on-write only on new raw and qcow2 files, not on {made}; "
+            "remove <nocow/>", element="nocow")
+    perms = target.permissions
+    if pool_type == "logical" and perms is not None and (
+            perms.mode is not None or perms.owner is not None or perms.group is not None):
+        raise ValidationError(
+            "poolkeeper does not set the permissions of a logical volume (udev owns its device "
+            "node); remove <permissions>", element="permissions")
 
 
 def check_allocation_fits(vol: VolumeDef) -> None:

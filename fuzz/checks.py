@@ -360,8 +360,8 @@ def check_qemu_img_create(vol: VolumeDef, validate_first: bool) -> str:
         return refused(exc)
     assert argv[:4] == ["qemu-img", "create", "-f", fmt], argv
     assert fmt in CREATABLE_FILE_FORMATS or not validate_first, argv
-    positional = assert_no_option_injection(argv, with_arg=("-f", "-b", "-F", "-o"), words=2,
-                                            nul_ok=not validate_first)
+    positional = assert_no_option_injection(argv, with_arg=("-f", "-b", "-F", "-o"),
+                                            flags=("-u",), words=2, nul_ok=not validate_first)
     assert positional[0] == path and os.path.dirname(path) == DIR_TARGET, argv
     assert os.path.normpath(path) == path, argv
     if capacity:
@@ -378,6 +378,7 @@ def check_qemu_img_create(vol: VolumeDef, validate_first: bool) -> str:
         backing = argv[argv.index("-b") + 1]
         assert not is_remote_backing(backing), f"qemu-img would open {backing!r}: {argv}"
         assert vol.backing is not None and argv[argv.index("-F") + 1] == vol.backing.format
+        assert "-u" in argv, f"qemu-img would open the backing file (and its chain): {argv}"
     return "ok"
 
 

@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import replace
 
-from .. import fileops, probe, runner
+from .. import fileid, fileops, probe, runner
 from ..errors import (
     Cancelled,
     PoolkeeperError,
@@ -38,6 +38,7 @@ from ..model import (
     PoolSizes,
     VolumeDef,
     VolumeInfo,
+    VolumeTarget,
 )
 from ..names import PARTIAL_PREFIX, check_name
 from ..progress import JobContext
@@ -48,6 +49,7 @@ DEFAULT_VOLUME_MODE = 0o600
 QEMU_IMG_TIMEOUT = 600.0  # seconds for qemu-img create/resize (convert has no limit: a job)
 _PERCENT_RE = re.compile(r"\(([\d.]+)/100%\)")
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+_REBASE_FORMATS = ("qcow2", "qed")  # qemu can rewrite their backing name (not qcow, vmdk)
 # What the directory entry says a name is.
 _UNKNOWN, _REGULAR, _LINK, _SPECIAL = range(4)
 
@@ -379,6 +381,7 @@ class DirDriver(PoolDriver):
         info.permissions = Permissions(mode & 0o777, st.st_uid, st.st_gid)
         info.times_ns = (st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
         info.signature = (st.st_ino, st.st_size, st.st_blocks, st.st_mtime_ns)
+        info.file_id = fileid.of_fd(fd, st)
         if stat.S_ISDIR(mode):
             info.type, info.format, info.probed_format = "dir", "dir", "dir"
             return info
@@ -404,6 +407,7 @@ class DirDriver(PoolDriver):
                                         format=result.backing_format)
         if result.data_file:  # qemu reads and writes it as the image's data
             info.data_file = _beside(info.path, result.data_file)
+        info.extent_files = [(name, _beside(info.path, name)) for name in result.extents]
         return info
 
     # -- volumes -----------------------------------------------------------------------
@@ -473,22 +477,10 @@ class DirDriver(PoolDriver):
                     element="backingStore",
                 )
             require_local_backing(vol.backing.path)  # qemu-img would open json:/nbd: itself
-            argv += ["-b", vol.backing.path, "-F", vol.backing.format]
-        opts: list[str] = []
-        target = vol.target
-        if fmt == "qcow2":
-            compat = target.compat or "1.1"
-            if not re.fullmatch(r"[0-9]+\.[0-9]+", compat):  # a ',' would add -o options
-                raise ValidationError(f"compat '{compat}' must look like 1.1 or 0.10",
-                                      element="compat")
-            opts.append(f"compat={compat}")
-            if target.cluster_size:
-                opts.append(f"cluster_size={target.cluster_size}")
-            for feature in target.features or []:
-                if feature in ("lazy_refcounts", "extended_l2"):
-                    opts.append(f"{feature}=on")
-            if target.nocow:
-                opts.append("nocow=on")
+            # -u: qemu-img does not open the backing file at all (it would follow that
+            # file's own header); the controller checked its chain, the size is given
+            argv += ["-u", "-b", vol.backing.path, "-F", vol.backing.format]
+        opts = _qcow2_options(vol.target) if fmt == "qcow2" else []
         if opts:
             argv += ["-o", ",".join(opts)]
         argv.append(path)
@@ -500,6 +492,11 @@ class DirDriver(PoolDriver):
 
     def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
                      ctx: JobContext) -> str:
+        """A copy of `src` (its chain checked by the controller). Same format: byte for byte,
+        unless the copy would not name the same files as the source: a vmdk descriptor's
+        extents would be shared (so it is converted), and a backing file named relative to
+        the source's directory would be looked up in ours (so the copy names it by its full
+        path, or is flattened where the format cannot be rebased). The result says which."""
         name = check_name(vol.name, "volume name")
         fmt = vol.target.format or src.format
         capacity = max(vol.capacity or 0, src.capacity)
@@ -509,27 +506,56 @@ class DirDriver(PoolDriver):
             return self._clone_from_device(src, src_driver, vol, ctx)
         if fmt != src.format and fmt not in self.creatable_formats:
             raise Unsupported(f"cannot convert to '{fmt}'")
-        with self.dir_fd() as dfd, self._building(dfd, name, vol) as part:
-            if fmt == src.format:
-                with src_driver.dir_fd() as sfd:
+        with self.dir_fd() as dfd, src_driver.dir_fd() as sfd, \
+                self._building(dfd, name, vol) as part:
+            src_fd = fileops.open_volume(sfd, check_name(src.name, "volume name"), os.O_RDONLY)
+            try:
+                relink = self._backing_to_relink(src, src_fd, name)
+                flatten = relink and fmt not in _REBASE_FORMATS
+                note = ""
+                if fmt == src.format and not src.extent_files and not flatten:
                     method = fileops.clone_into(
                         sfd, src.name, part.fd, capacity=capacity if fmt == "raw" else None,
                         sparse=True, ctx=ctx,
                     )
-            else:
-                with src_driver.dir_fd() as sfd:
-                    src_fd = fileops.open_volume(sfd, check_name(src.name, "volume name"),
-                                                 os.O_RDONLY)
-                try:
-                    self._qemu_img_convert(src, src_fd, fmt, part.fd, ctx)
-                finally:
-                    os.close(src_fd)
-                method = "qemu-img convert"
+                    copy = replace(src, format=fmt)
+                    if relink:
+                        note = self._relink_backing(copy, part.fd)
+                else:
+                    self._qemu_img_convert(src, src_fd, fmt, part.fd, ctx,
+                                           _qcow2_options(vol.target) if fmt == "qcow2" else [])
+                    method = "qemu-img convert"
+                    copy = replace(src, format=fmt, backing=None, backing_chain=[])
+                    if flatten:
+                        note = ("; flattened: the source names its backing file relative to "
+                                f"its own directory, and {fmt} images cannot be rebased")
+            finally:
+                os.close(src_fd)
             if capacity > src.capacity and (fmt != "raw" or method == "qemu-img convert"):
-                self._qemu_img_grow(fmt, part.fd, capacity)
+                self._qemu_img_grow(copy, part.fd, capacity)
             self._apply_permissions(part.fd, vol)
             ctx.update(src.capacity, src.capacity)
-        return method
+        return method + note
+
+    def _backing_to_relink(self, src: VolumeInfo, src_fd: int, new_name: str) -> bool:
+        """Would the copy's header name another backing file than the source's? (A relative
+        name is looked up beside the image, and the copy lives in this pool's directory.)"""
+        if src.backing is None:
+            return False
+        written = probe.probe_fd(src_fd, os.fstat(src_fd).st_size).backing
+        return bool(written) and _beside(self.volume_path(new_name), written) != src.backing.path
+
+    @staticmethod
+    def _relink_backing(copy: VolumeInfo, fd: int) -> str:
+        """Name the backing file of the copy open as `fd` by its full path, with its format
+        (qemu-img rebase -u changes only the header; "backing": null keeps it from opening
+        the old name)."""
+        assert copy.backing is not None and copy.backing.format
+        spec = image_spec(replace(copy, backing=None), fd)
+        runner.run(["qemu-img", "rebase", "-u", "-b", copy.backing.path, "-F",
+                    copy.backing.format, spec], pass_fds=(fd,), timeout=QEMU_IMG_TIMEOUT)
+        return (f"; its backing file is now named by its full path {copy.backing.path} "
+                f"({copy.backing.format})")
 
     def _clone_from_device(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
                            ctx: JobContext) -> str:
@@ -551,7 +577,7 @@ class DirDriver(PoolDriver):
                     self._qemu_img_convert(as_raw, src_fd, fmt, part.fd, ctx)
                     method = "qemu-img convert"
                     if capacity > src.capacity:
-                        self._qemu_img_grow(fmt, part.fd, capacity)
+                        self._qemu_img_grow(replace(as_raw, format=fmt), part.fd, capacity)
                 self._apply_permissions(part.fd, vol)
                 ctx.update(src.capacity, src.capacity)
         finally:
@@ -559,7 +585,7 @@ class DirDriver(PoolDriver):
         return method
 
     def _qemu_img_convert(self, src: VolumeInfo, src_fd: int, fmt: str, dst_fd: int,
-                          ctx: JobContext) -> None:
+                          ctx: JobContext, options: list[str] | None = None) -> None:
         """qemu-img convert with its progress meter (-p) feeding the job; cancel kills it.
         Source and destination are the files we opened, by fd, never their names."""
         total = src.capacity
@@ -574,7 +600,7 @@ class DirDriver(PoolDriver):
 
         runner.run_with_progress(
             ["qemu-img", "convert", "-p", image_spec(src, src_fd), "-O", fmt,
-             f"/dev/fd/{dst_fd}"],
+             *(["-o", ",".join(options)] if options else []), f"/dev/fd/{dst_fd}"],
             progress, lambda: ctx.cancelled, pass_fds=(src_fd, dst_fd),
         )
         ctx.check()
@@ -585,10 +611,11 @@ class DirDriver(PoolDriver):
         return perms.mode if perms and perms.mode is not None else DEFAULT_VOLUME_MODE
 
     @staticmethod
-    def _qemu_img_grow(fmt: str, fd: int, capacity: int) -> None:
-        """Grow the image being built (open as `fd`) to `capacity`."""
+    def _qemu_img_grow(image: VolumeInfo, fd: int, capacity: int) -> None:
+        """Grow the image being built (open as `fd`, described by `image`) to `capacity`;
+        by image_spec, so a backing name in the new header is never looked up by qemu."""
         size = (capacity + 511) // 512 * 512
-        runner.run(["qemu-img", "resize", "-f", fmt, f"/dev/fd/{fd}", str(size)],
+        runner.run(["qemu-img", "resize", image_spec(image, fd), str(size)],
                    pass_fds=(fd,), timeout=QEMU_IMG_TIMEOUT)
 
     def delete_volume(self, vol: VolumeInfo) -> None:
@@ -678,6 +705,22 @@ class DirDriver(PoolDriver):
             os.close(fd)
 
 
+def _qcow2_options(target: VolumeTarget) -> list[str]:
+    """-o options for a new qcow2 image from the XML's target (compat defaults to 1.1)."""
+    compat = target.compat or "1.1"
+    if not re.fullmatch(r"[0-9]+\.[0-9]+", compat):  # a ',' would add -o options
+        raise ValidationError(f"compat '{compat}' must look like 1.1 or 0.10", element="compat")
+    opts = [f"compat={compat}"]
+    if target.cluster_size:
+        opts.append(f"cluster_size={target.cluster_size}")
+    for feature in target.features or []:
+        if feature in ("lazy_refcounts", "extended_l2"):
+            opts.append(f"{feature}=on")
+    if target.nocow:
+        opts.append("nocow=on")
+    return opts
+
+
 def _refuse_past_end(name: str, src_path: str, offset: int, length: int | None,
                      size: int) -> None:
     """Before writing: does what src_path holds (at most `length` bytes) fit at `offset`?
@@ -698,19 +741,35 @@ def _refuse_past_end(name: str, src_path: str, offset: int, length: int | None,
 def image_spec(vol: VolumeInfo, fd: int) -> str:
     """A qemu image spec for the volume open as `fd`, passed as /dev/fd/N: a link swapped in
     for the name after the open cannot redirect qemu, and a FIFO cannot block it. The format
-    is the one the controller trusts (the json driver is qemu's -f), and the backing file is
-    named with its checked format (qemu would look a relative name up under /dev/fd)."""
-    protocol = "host_device" if stat.S_ISBLK(os.fstat(fd).st_mode) else "file"
-    spec: dict = {"driver": vol.format,
-                  "file": {"driver": protocol, "filename": f"/dev/fd/{fd}"}}
-    if vol.backing is not None:
-        if not vol.backing.format:
-            raise UnsafePath(f"'{vol.name}' does not state the format of its backing file")
-        backing_is_block = stat.S_ISBLK(os.stat(vol.backing.path).st_mode)
-        spec["backing"] = {"driver": vol.backing.format,
-                           "file": {"driver": "host_device" if backing_is_block else "file",
-                                    "filename": vol.backing.path}}
+    is the one the controller trusts (the json driver is qemu's -f). Every backing file is
+    named here with its checked format, down to a "backing": null below the last one, so qemu
+    never follows a name from a header (a relative one would be looked up under /dev/fd,
+    and a guest-written one anywhere); the controller's chain check must have run."""
+    spec: dict = {"driver": vol.format, "file": _file_node(f"/dev/fd/{fd}", fd=fd),
+                  "backing": _backing_spec(vol)}
     return "json:" + json.dumps(spec)
+
+
+def _backing_spec(vol: VolumeInfo) -> dict | None:
+    if vol.backing is None:
+        return None
+    if vol.backing_chain is None:
+        raise UnsafePath(f"the backing chain of '{vol.name}' was not checked; poolkeeper does "
+                         "not hand qemu-img an image whose chain it has not checked")
+    node: dict | None = None
+    for store in reversed(vol.backing_chain):
+        if not store.format:
+            raise UnsafePath(f"'{vol.name}' does not state the format of its backing file "
+                             f"'{store.path}'")
+        node = {"driver": store.format, "file": _file_node(store.path), "backing": node}
+    return node
+
+
+def _file_node(path: str, fd: int | None = None) -> dict:
+    """qemu's protocol node for a file or block device (qemu's 'file' driver refuses a
+    block device: an LV or partition needs host_device)."""
+    st = os.fstat(fd) if fd is not None else os.stat(path)
+    return {"driver": "host_device" if stat.S_ISBLK(st.st_mode) else "file", "filename": path}
 
 
 def require_local_backing(path: str) -> None:

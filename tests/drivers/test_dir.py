@@ -362,14 +362,14 @@ def test_image_spec_names_a_block_device_backing_by_the_host_device_driver(tmp_p
     try:
         specs = []
         for backing in (node, plain):
+            store = BackingStore(path=str(backing), format="raw")
             vol = VolumeInfo(name="o.qcow2", key="k", path=str(tmp_path / "o.qcow2"),
-                             format="qcow2",
-                             backing=BackingStore(path=str(backing), format="raw"))
+                             format="qcow2", backing=store, backing_chain=[store])
             specs.append(json_mod.loads(image_spec(vol, fd).removeprefix("json:")))
     finally:
         os.close(fd)
     for spec, backing, driver in zip(specs, (node, plain), ("host_device", "file"),
                                      strict=True):
         assert spec["file"] == {"driver": "file", "filename": f"/dev/fd/{fd}"}
-        assert spec["backing"] == {"driver": "raw", "file": {"driver": driver,
-                                                             "filename": str(backing)}}
+        assert spec["backing"] == {"driver": "raw", "backing": None,
+                                   "file": {"driver": driver, "filename": str(backing)}}

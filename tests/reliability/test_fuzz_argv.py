@@ -299,6 +299,8 @@ def dir_volumes(draw: st.DrawFn) -> VolumeDef:
                                         format="raw")), False)
 @example(VolumeDef(name="v", capacity=-(1 << 20), target=VolumeTarget(format="qcow2")), False)
 @example(VolumeDef(name="v", capacity=2**62 + 1, target=VolumeTarget(format="qcow2")), True)
+@example(VolumeDef(name="v", capacity=1, target=VolumeTarget(format="qed"),  # -u: not opened
+                   backing=BackingStore(path="/pool/base.qcow2", format="qcow2")), True)
 def test_qemu_img_create_argv(vol: VolumeDef, validate_first: bool) -> None:
     event(checks.check_qemu_img_create(vol, validate_first))
 

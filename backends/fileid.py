@@ -1,0 +1,121 @@
+"""Which file a volume is, beyond its inode number: what format records are matched on.
+
+A format record says "poolkeeper created this file as FORMAT". Filesystems reuse inode
+numbers (ext4 hands a freed one to the next file made in the directory), so a file deleted
+behind poolkeeper's back and recreated under the same name can carry the old inode and
+inherit a record that is not its own. A record therefore keeps, with the inode:
+
+  * the birth time (statx STATX_BTIME; Python 3.11 has no os.statx, so libc's statx is
+    called through ctypes), on ext4, xfs, btrfs, tmpfs and most local filesystems. Kernel
+    timestamps are coarse (a clock tick, e.g. 4 ms): a file recreated within the tick its
+    predecessor was born in would share its birth time, which needs the original deleted
+    within a few ms of being made, before poolkeeper recorded it;
+  * else the inode generation (FS_IOC_GETVERSION), which filesystems that have one change
+    each time an inode number is handed out again;
+  * else (NFS, vfat) the inode number alone, as before: the last fallback.
+
+Size and ctime are NOT used: a guest writes its raw disk all the time, which changes the
+ctime (and a resize changes the size), so a record keyed on them would stop matching its
+own raw disk after the first write; the volume would then count as "not created here" and
+the qcow2/vmdk header the guest wrote would be believed: the very attack the records exist
+to stop. Failing that way is worse than the rare inode reuse.
+
+One statx per file (about a microsecond): this runs for every volume of every refresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import stat
+import struct
+import threading
+
+__all__ = ["FileId", "of_fd", "of_path", "record_fields", "same_file"]
+
+FileId = tuple[int, int | None, int | None]  # inode, birth time ns, generation
+
+_AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+_AT_EMPTY_PATH = 0x1000
+_STATX_INO = 0x100
+_STATX_BTIME = 0x800
+_STATX_SIZE = 256  # struct statx
+_STX_MASK = struct.Struct("<I")  # @0
+_STX_INO = struct.Struct("<Q")  # @32
+_STX_BTIME = struct.Struct("<qI")  # @80: tv_sec, tv_nsec
+# FS_IOC_GETVERSION = _IOR('v', 1, long); the kernel writes an int at the start
+_FS_IOC_GETVERSION = (2 << 30) | (ctypes.sizeof(ctypes.c_long) << 16) | (ord("v") << 8) | 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_statx = getattr(_libc, "statx", None)  # glibc >= 2.28; ints and bytes pass as they are
+_STATX_FIELDS = struct.Struct("<I28xQ40xqI")  # mask @0, ino @32, btime sec @80, nsec @88
+_buffers = threading.local()  # one statx buffer per thread: refreshes run in several
+
+
+def _birth(dir_fd: int, path: bytes, flags: int) -> tuple[int, int | None] | None:
+    """(inode, birth time ns or None) from statx, or None when statx is missing."""
+    if _statx is None:
+        return None
+    buf = getattr(_buffers, "statx", None)
+    if buf is None:
+        buf = _buffers.statx = ctypes.create_string_buffer(_STATX_SIZE)
+    if _statx(dir_fd, path, flags, _STATX_INO | _STATX_BTIME, buf) != 0:
+        err = ctypes.get_errno()
+        if err == errno.ENOSYS:
+            return None
+        raise OSError(err, os.strerror(err))
+    mask, ino, sec, nsec = _STATX_FIELDS.unpack_from(buf)
+    return ino, sec * 1_000_000_000 + nsec if mask & _STATX_BTIME else None
+
+
+def _generation(fd: int) -> int | None:
+    try:
+        out = fcntl.ioctl(fd, _FS_IOC_GETVERSION, bytes(8))
+    except OSError:
+        return None  # ENOTTY and friends: this filesystem keeps none
+    return struct.unpack_from("=I", out)[0]
+
+
+def of_fd(fd: int, st: os.stat_result | None = None) -> FileId:
+    """The identity of the open file `fd`: a generation only where there is no birth time,
+    and only for a regular file (an ioctl on a device node would reach its driver)."""
+    st = st if st is not None else os.fstat(fd)
+    birth = _birth(fd, b"", _AT_EMPTY_PATH)
+    ino, btime = birth if birth is not None else (st.st_ino, None)
+    gen = _generation(fd) if btime is None and stat.S_ISREG(st.st_mode) else None
+    return ino, btime, gen
+
+
+def of_path(path: str) -> FileId:
+    """The identity of `path` itself (a symlink is not followed; a device is not opened)."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        birth = _birth(_AT_FDCWD, os.fsencode(path), _AT_SYMLINK_NOFOLLOW)
+        return (birth[0], birth[1], None) if birth is not None else (st.st_ino, None, None)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        return of_fd(fd)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def record_fields(file_id: FileId) -> dict[str, int | None]:
+    """What a format record keeps of a file's identity."""
+    ino, btime, gen = file_id
+    return {"ino": ino, "btime": btime, "gen": gen}
+
+
+def same_file(record: dict, file_id: FileId) -> bool:
+    """Is the file `file_id` the one the record was made for? The inode must match, and so
+    must each of birth time and generation the record holds (a record written before they
+    were kept holds neither: the inode alone decides, as it did then)."""
+    ino, btime, gen = file_id
+    if record.get("ino") != ino:
+        return False
+    return all(record[key] == now for key, now in (("btime", btime), ("gen", gen))
+               if key in record)

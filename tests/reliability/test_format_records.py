@@ -1,0 +1,175 @@
+"""Issue 13 items 2 and 3: the format record of a volume belongs to that very file.
+
+Item 2: pool-undefine used to drop the records, so after undefine + define of the same
+directory a raw disk whose guest wrote a vmdk or qcow2 header was trusted as that format.
+The records are now kept with the old definition and taken over by the next pool defined on
+the same storage, however its path is spelled.
+
+Item 3: records matched on the inode number alone, and ext4 hands a freed inode to the next
+file: a volume deleted behind poolkeeper's back and recreated as a qcow2 under the same name
+was shown as raw, and `vol-resize --shrink` truncated its metadata. Records now also hold the
+birth time and the inode generation; a file that does not match was not created here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from backends.controller import StorageController
+from backends.model import BackingStore, PoolDef, PoolTarget, VolumeDef, VolumeTarget
+from tests.loopfs import can_use_loop_devices, loop_filesystem
+from tests.reliability.test_external_files import descriptor, flat
+from tests.reliability.test_format_trust import (
+    CANARY_BYTES,
+    RAW,
+    InotifyWatch,
+    create,
+    hostile_image,
+    sha,
+)
+
+MiB = 1 << 20
+
+
+def guest_header(kind: str, scratch: Path, canary: Path) -> bytes:
+    """What a guest writes at the start of its raw disk to make the host open `canary`."""
+    if kind == "vmdk":
+        return descriptor(flat(canary))
+    return hostile_image(scratch, "backing", canary)
+
+
+def define_dir_pool(ctl: StorageController, name: str, path: Path | str) -> None:
+    ctl.define_pool_def(PoolDef(type="dir", name=name, target=PoolTarget(path=str(path))))
+
+
+@pytest.mark.parametrize("spelling", ["same", "symlink", "other-name"])
+@pytest.mark.parametrize("kind", ["vmdk", "qcow2"])
+def test_records_survive_undefine_and_define(ctl, pool, tmp_path, kind, spelling):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    canary = tmp_path / "canary"
+    header = guest_header(kind, scratch, canary)
+    canary.write_bytes(CANARY_BYTES)
+    create(ctl, "guest.img", 4 * MiB)  # recorded raw
+    with open(pool / "guest.img", "r+b") as fh:
+        fh.write(header)
+    ctl.stop_pool("p")
+    ctl.undefine_pool("p")
+    name, path = {"same": ("p", pool), "symlink": ("p", tmp_path / "link"),
+                  "other-name": ("again", f"{tmp_path}//images/")}[spelling]
+    if spelling == "symlink":
+        (tmp_path / "link").symlink_to(pool)
+    define_dir_pool(ctl, name, path)
+    ctl.start_pool(name)
+    canary_before = sha(canary)
+    watch = InotifyWatch(canary)
+    try:
+        listed = {v.name: v for v in ctl.list_volumes(name)}["guest.img"]
+        assert (listed.format, listed.format_recorded, listed.probed_format) == \
+            ("raw", True, kind)
+        assert ctl.volume_info(name, "guest.img").backing is None
+        ctl.clone_volume(name, "guest.img", "copy.raw", xml=RAW).wait(60)
+        ctl.clone_volume(name, "guest.img", "conv.qcow2",
+                         xml=RAW.replace("raw", "qcow2")).wait(60)
+        ctl.create_volume_def(name, VolumeDef(
+            name="top.qcow2", capacity=4 * MiB, target=VolumeTarget(format="qcow2"),
+            backing=BackingStore(path=listed.path))).wait(60)
+        assert ctl.resize_volume(name, "guest.img", 8 * MiB).wait(60).capacity == 8 * MiB
+        assert watch.events() == [], "something opened the canary"
+    finally:
+        watch.close()
+    assert sha(canary) == canary_before
+    assert (pool / "copy.raw").read_bytes()[:len(header)] == header
+
+
+def test_records_of_another_storage_are_not_taken(ctl, pool, tmp_path):
+    """A pool defined on another directory under the old name starts with no records."""
+    create(ctl, "guest.img", MiB)
+    ctl.stop_pool("p")
+    ctl.undefine_pool("p")
+    other = tmp_path / "other"
+    other.mkdir()
+    define_dir_pool(ctl, "p", other)
+    assert ctl.store.volume_records("p") == {}
+    define_dir_pool(ctl, "back", pool)  # the old directory, later: its records come back
+    assert set(ctl.store.volume_records("back")) == {"guest.img"}
+
+
+# == item 3 ==============================================================================
+needs_loop = pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
+INODE_ATTEMPTS = 200
+
+
+def fill_free_inodes_below(filler: Path, ino: int) -> None:
+    """ext4 gives a new file the lowest free inode of its group (a 32 MiB ext4 has one):
+    take every free one below `ino` (poolkeeper's own creates and deletes leave some), so
+    the next file gets `ino` once it is freed."""
+    filler.mkdir()
+    for i in range(1000):
+        made = filler / str(i)
+        made.touch()
+        if made.stat().st_ino > ino:
+            made.unlink()
+            return
+
+
+def qemu_info(path: Path) -> dict:
+    return json.loads(subprocess.run(
+        ["qemu-img", "info", "--output=json", "-U", "-f", "qcow2", str(path)], check=True,
+        capture_output=True, text=True).stdout)
+
+
+@needs_loop
+def test_a_recreated_file_with_a_reused_inode_is_not_taken_for_the_old_one(tmp_path):
+    """On a small ext4 of its own, poolkeeper makes a raw volume; it is deleted behind
+    poolkeeper's back and a 20 GiB qcow2 made under its name, until ext4 hands the new file
+    the old inode (every attempt so far: at once). The qcow2 must list as qcow2 (not
+    recorded), and a shrink must go through qemu-img, keeping the image valid."""
+    with loop_filesystem(tmp_path, "ext4", 32) as fs, \
+            StorageController(tmp_path / "state", create_default=False) as ctl:
+        images = fs.mount / "images"
+        define_dir_pool(ctl, "p", images)
+        ctl.build_pool("p").wait()
+        ctl.start_pool("p")
+        vol = images / "v"
+        for attempt in range(INODE_ATTEMPTS):
+            create(ctl, "v", MiB)
+            old = os.stat(vol)
+            fill_free_inodes_below(fs.mount / f"filler{attempt}", old.st_ino)
+            os.unlink(vol)  # behind poolkeeper's back
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(vol), "20G"],
+                           check=True, capture_output=True)
+            if os.stat(vol).st_ino == old.st_ino:
+                break
+            os.unlink(vol)
+        else:
+            pytest.fail(f"ext4 never reused the inode in {INODE_ATTEMPTS} attempts")
+        size = vol.stat().st_size
+        info = ctl.volume_info("p", "v")
+        assert (info.format, info.format_recorded, info.capacity) == ("qcow2", False, 20 << 30)
+        assert {v.name: v.format for v in ctl.list_volumes("p")}["v"] == "qcow2"
+        # shrink below the file's size: as raw this would cut the qcow2 metadata off
+        new = size // 2 // 512 * 512
+        ctl.resize_volume("p", "v", new, shrink=True).wait(60)
+        assert qemu_info(vol)["virtual-size"] == new
+        subprocess.run(["qemu-img", "check", "-q", "-f", "qcow2", str(vol)], check=True,
+                       capture_output=True)
+        ctl.stop_pool("p")
+
+
+def test_the_same_file_keeps_its_record_through_guest_writes(ctl, pool):
+    """Birth time and generation do not change when the file is written, grown or renamed
+    back: a raw disk keeps its record whatever its guest does to it."""
+    create(ctl, "guest.img", MiB)
+    with open(pool / "guest.img", "r+b") as fh:
+        fh.write(b"QFI\xfb" + bytes(100))
+        fh.truncate(2 * MiB)
+    os.rename(pool / "guest.img", pool / "moved")
+    os.rename(pool / "moved", pool / "guest.img")
+    info = ctl.volume_info("p", "guest.img")
+    assert (info.format, info.format_recorded, info.capacity) == ("raw", True, 2 * MiB)

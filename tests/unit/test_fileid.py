@@ -1,0 +1,70 @@
+"""backends.fileid: the identity a format record is matched on (inode + birth time, else
+generation, else the inode alone)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from backends import fileid
+
+
+def test_the_fd_and_the_path_give_the_same_identity(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert fileid.of_fd(fd) == fileid.of_path(str(path))
+    finally:
+        os.close(fd)
+    assert fileid.of_path(str(path))[0] == path.stat().st_ino
+
+
+def test_writes_renames_and_growth_keep_it(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    before = fileid.of_path(str(path))
+    with open(path, "r+b") as fh:
+        fh.write(b"QFI\xfb" * 100)
+        fh.truncate(1 << 20)
+    os.chmod(path, 0o600)
+    os.rename(path, tmp_path / "g")
+    assert fileid.of_path(str(tmp_path / "g")) == before
+
+
+def test_a_link_is_not_followed_and_a_device_not_opened(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to("/dev/null")
+    assert fileid.of_path(str(tmp_path / "link"))[0] == os.lstat(tmp_path / "link").st_ino
+    ino, _btime, gen = fileid.of_path("/dev/null")
+    assert ino == os.stat("/dev/null").st_ino and gen is None
+
+
+def test_without_birth_times_the_generation_is_used(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a filesystem without birth times (statx missing stands for it): the inode
+    generation, where the filesystem keeps one (this /tmp is ext4 or tmpfs)."""
+    monkeypatch.setattr(fileid, "_statx", None)
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    ino, btime, gen = fileid.of_path(str(path))
+    assert (ino, btime) == (path.stat().st_ino, None)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert fileid._generation(fd) == gen  # None where the filesystem keeps none
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(("record", "now", "same"), [
+    ({"ino": 5, "btime": 10, "gen": None}, (5, 10, None), True),
+    ({"ino": 5, "btime": 10, "gen": None}, (5, 11, None), False),  # recreated: new birth
+    ({"ino": 5, "btime": None, "gen": 7}, (5, None, 8), False),  # new generation
+    ({"ino": 5, "btime": 10, "gen": None}, (6, 10, None), False),
+    ({"ino": 5, "btime": 10, "gen": None}, (5, None, None), False),  # cannot tell: not ours
+    ({"ino": 5, "btime": None, "gen": None}, (5, None, None), True),  # inode alone (NFS)
+    ({"format": "raw", "ino": 5}, (5, 99, 3), True),  # written before birth times were kept
+])
+def test_same_file(record: dict, now: fileid.FileId, same: bool) -> None:
+    assert fileid.same_file(record, now) is same
