@@ -561,7 +561,26 @@ def disk_lock(device: str, wait: float | None = None) -> Iterator[None]:
     probing and writing, so no one else re-reads or rewrites it in between. Waits up to
     `wait` (default DISK_LOCK_WAIT) seconds for udev's short holds, then refuses."""
     disk = whole_disk(device)
-    fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    with _flocked(disk, wait, f"another program holds the lock on {disk} (a partitioning "
+                  "tool or udev); try again when it is done"):
+        yield
+
+
+@contextlib.contextmanager
+def image_lock(image: str, wait: float | None = None) -> Iterator[None]:
+    """Hold a BSD lock on the image file itself while checking, attaching, building or
+    wiping it. Every poolkeeper, whatever its state root, and every loop device of the
+    image meet on this one inode (a lock on each process's own loop node, or under its
+    state root, would not); qemu's OFD locks on the same file do not conflict with it."""
+    with _flocked(image, wait, f"another program holds the lock on {image} (another "
+                  "poolkeeper, perhaps with another state root, is building, starting or "
+                  "deleting a pool on it); try again when it is done"):
+        yield
+
+
+@contextlib.contextmanager
+def _flocked(path: str, wait: float | None, busy: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     try:
         deadline = time.monotonic() + (DISK_LOCK_WAIT if wait is None else wait)
         while True:
@@ -570,8 +589,7 @@ def disk_lock(device: str, wait: float | None = None) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise Busy(f"another program holds the lock on {disk} (a partitioning "
-                               "tool or udev); try again when it is done") from None
+                    raise Busy(busy) from None
                 time.sleep(0.1)
         yield
     finally:
