@@ -570,7 +570,8 @@ class FsDriver(MountedDirDriver):
             with blockprobe.image_lock(image):
                 self._release_and_refuse_attached(image, "attached as {device}; detach it "
                                                   "first")
-                runner.run(["wipefs", "--all", "--", image], timeout=120)
+                # --force: without it wipefs skips a partition table in a regular file
+                runner.run(["wipefs", "--all", "--force", "--", image], timeout=120)
         else:
             device = self.source_path
             with blockprobe.disk_lock(device):
