@@ -182,7 +182,7 @@ class LoopClaims:
         return released
 
     def _release(self, ident: blockprobe.LoopIdentity, claim: dict) -> bool:
-        self.unmount_left_looks(ident.device)
+        self._unmount_left_looks(ident.device)
         if blockprobe.device_users(ident.device):
             return False  # mounted, open or held: not stale, whoever uses it
         if blockprobe.partitions(ident.device):
@@ -192,7 +192,7 @@ class LoopClaims:
         now = blockprobe.loop_identity(ident.device)
         return now is None or not _same_attachment(now, claim)
 
-    def unmount_left_looks(self, device: str) -> None:
+    def _unmount_left_looks(self, device: str) -> None:
         """A kill during a look inside leaves the device mounted read-only under PEEK_DIR,
         which only poolkeeper uses: unmount it there (never anywhere else)."""
         if self.peek_root is None:

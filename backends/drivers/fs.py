@@ -336,9 +336,6 @@ MKFS: dict[str, list[str]] = {
 }
 _KERNEL_FSTYPE = {"hfs+": "hfsplus"}  # pool format -> mount -t name
 _FORMAT_OF_FSTYPE = {"hfsplus": "hfs+"}
-# Options of a read-only look inside that keep the kernel from replaying a journal or log.
-_NO_REPLAY = {"ext3": ("noload",), "ext4": ("noload",), "xfs": ("norecovery",),
-              "btrfs": ("rescue=nologreplay",)}
 _NOT_VOLUMES = ("lost+found",)  # made by mkfs.ext*; not a volume
 
 
@@ -575,7 +572,8 @@ class FsDriver(MountedDirDriver):
         else:
             device = self.source_path
             with blockprobe.disk_lock(device):
-                self._loops.unmount_left_looks(device)  # a look a kill interrupted
+                self._release_and_refuse_attached(  # a look inside a kill interrupted
+                    os.path.realpath(device), "attached as {device}; detach it first")
                 self._refuse_in_use(device, device)
                 runner.run(["wipefs", "--all", "--", device], timeout=120)
         if blockprobe.mount_at(self.target) is None:
@@ -585,27 +583,25 @@ class FsDriver(MountedDirDriver):
     # -- what an inactive pool holds -----------------------------------------------------
     def stored_volumes(self) -> list[str]:
         """The volumes on the inactive pool's filesystem: every entry of its root but
-        lost+found and poolkeeper's hidden partial files. Read from a read-only mount at a
-        private directory (see _look_inside), so nothing on the device changes."""
+        lost+found and poolkeeper's hidden partial files (see _look_inside)."""
         self.validate(self.pool)
-        if self._source_kind() == "block":
-            device = self.source_path
-            with blockprobe.disk_lock(device):
-                self._loops.unmount_left_looks(device)  # a look a kill interrupted
-                users = blockprobe.device_users(device)
+        kind = self._source_kind()
+        source = os.path.realpath(self.source_path)
+        lock = blockprobe.image_lock(source) if kind == "image" else \
+            blockprobe.disk_lock(source)
+        with lock:
+            self._release_and_refuse_attached(source, "attached as {device}; detach it first")
+            if kind == "block":
+                users = blockprobe.device_users(source)
                 if users:
-                    raise InUse(f"{device} is in use ({'; '.join(users)}); poolkeeper cannot "
+                    raise InUse(f"{source} is in use ({'; '.join(users)}); poolkeeper cannot "
                                 f"look inside pool '{self.name}' or delete it now")
-                return self._look_inside(device, device)
-        image = os.path.realpath(self.source_path)
-        with blockprobe.image_lock(image):
-            self._release_and_refuse_attached(image, "attached as {device}; detach it first")
-            fstype = self._filesystem_type(image, image)
+            fstype = self._filesystem_type(source)
             if fstype is None:
                 return []
-            attached = self._loops.attach(image, self.name, read_only=True)
+            attached = self._loops.attach(source, self.name, read_only=True)
             try:
-                return self._look_inside(attached.device, image, fstype)
+                return self._look_inside(attached.device, source, fstype)
             finally:
                 with contextlib.suppress(PoolkeeperError):
                     self._loops.detach(attached)
@@ -614,39 +610,45 @@ class FsDriver(MountedDirDriver):
         return StateError(f"cannot tell whether pool '{self.name}' still holds volumes "
                           f"({why}); pool-delete {self.name} --force erases it anyway")
 
-    def _filesystem_type(self, device: str, shown: str) -> str | None:
-        """The filesystem blkid finds on `device` (None: nothing at all, so no volumes);
+    def _filesystem_type(self, source: str) -> str | None:
+        """The filesystem blkid finds on `source` (None: nothing at all, so no volumes);
         anything else, or an uncertain probe, cannot be looked into."""
-        found = blockprobe.probe(device)
+        found = blockprobe.probe(source)
         if found.problem:
             raise self._cannot_tell(found.problem)
         if not found.signatures:
             return None
         kinds = [s for s in found.signatures if s.kind == "filesystem"]
         if len(kinds) != 1 or len(found.signatures) != 1:
-            raise self._cannot_tell(f"{shown} holds {found.describe()}")
+            raise self._cannot_tell(f"{source} holds {found.describe()}")
+        if not re.fullmatch(r"[a-z0-9_+]{1,32}", kinds[0].type):
+            raise self._cannot_tell(f"blkid names its filesystem {kinds[0].type!r}")
         return kinds[0].type
 
-    def _look_inside(self, device: str, shown: str, fstype: str | None = None) -> list[str]:
-        """Mount `device` read-only at a private directory, list its root, unmount. The
-        options make the kernel write nothing: ro, no journal or log replay (ext3/4 noload,
-        xfs norecovery, btrfs rescue=nologreplay), and nodev,nosuid,noexec. A read-only
-        mount is one code path for every filesystem the kernel reads; per-filesystem
-        tools (debugfs, xfs_db, ...) would each need their own parsing."""
-        fstype = fstype or self._filesystem_type(device, shown)
-        if fstype is None:
-            return []
-        if not re.fullmatch(r"[a-z0-9_+]{1,32}", fstype):
-            raise self._cannot_tell(f"blkid names its filesystem {fstype!r}")
-        options = ["ro", *_NO_REPLAY.get(fstype, ()), *SAFE_DEFAULTS]
+    def _look_inside(self, device: str, source: str, fstype: str) -> list[str]:
+        """Mount `device`, a READ-ONLY loop device over the source, with ro,nodev,nosuid,
+        noexec at a private directory under the runtime dir, list its root, unmount.
+
+        The kernel cannot write through a read-only loop device, whatever the filesystem
+        would like to. A filesystem that was not cleanly unmounted (its journal or log
+        needs a replay) refuses such a mount, and that is reported as "cannot tell": the
+        options that skip the replay (ext4 noload, xfs norecovery, btrfs nologreplay)
+        would show the state before the crash, where files whose creation is only in the
+        journal do not exist yet, and an empty-looking pool would be erased. A mount is
+        one code path for every filesystem the kernel reads; per-filesystem tools
+        (debugfs, xfs_db, ...) would each need their own parsing."""
+        options = ",".join(["ro", *SAFE_DEFAULTS])
         with self._loops.peek_dir() as path:
-            done = runner.run(["mount", "-t", fstype, "-o", ",".join(options), device, path],
+            done = runner.run(["mount", "-t", fstype, "-o", options, device, path],
                               check=False, timeout=180)
             if done.returncode != 0:
-                lines = [ln for ln in done.stderr.splitlines()
+                lines = [ln.strip() for ln in done.stderr.splitlines()
                          if ln.strip() and "dmesg(1)" not in ln]
-                raise self._cannot_tell(f"a read-only mount of {shown} failed: "
-                                        + (" ".join(lines) or f"exit {done.returncode}"))
+                raise self._cannot_tell(
+                    f"a read-only mount of the {fstype} filesystem on {source} failed ("
+                    + (" ".join(lines) or f"exit {done.returncode}") + "); a filesystem that "
+                    "was not cleanly unmounted cannot be read without replaying its journal, "
+                    "which would change it: start and stop the pool once to replay it")
             try:
                 return _volume_entries(path)
             finally:

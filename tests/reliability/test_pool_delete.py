@@ -242,3 +242,44 @@ def test_dir_and_netfs_delete_only_an_empty_directory(ctl, tmp_path: Path, kind:
         (target / "keep.img").unlink()
     ctl.delete_pool("p", force=True)
     assert not target.exists()
+
+
+@needs_loops
+@pytest.mark.parametrize("fmt", ["ext4", "xfs"])
+def test_looking_inside_a_crashed_filesystem_replays_nothing(ctl, tmp_path: Path, images,
+                                                             fmt: str):
+    """The image of a filesystem copied while it was mounted is what a crash leaves: its
+    journal (ext4) or log (xfs) needs a replay, and until then the files made since the
+    last checkpoint are only in the journal (xfs shows an empty root without it). The look
+    inside must not replay it (not a byte changes) nor take it for empty: it cannot tell,
+    and says how to make it tell."""
+    live = images(SIZES[fmt])
+    subprocess.run([f"mkfs.{fmt}", "-q", "-F" if fmt == "ext4" else "-f", str(live)],
+                   check=True)
+    dev = subprocess.run(["losetup", "--find", "--show", str(live)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    mnt = tmp_path / "live"
+    mnt.mkdir()
+    crashed = tmp_path / "crashed.img"
+    subprocess.run(["mount", dev, str(mnt)], check=True)
+    try:
+        (mnt / "a.img").write_bytes(b"x" * 4096)
+        (mnt / "b.qcow2").write_bytes(b"y" * 4096)
+        subprocess.run(["sync"], check=True)
+        subprocess.run(["cp", "--sparse=always", str(live), str(crashed)], check=True)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+        subprocess.run(["losetup", "-d", dev], check=True)
+    ctl.define_pool_def(PoolDef(type="fs", name="p", source=PoolSource(
+        devices=[SourceDevice(str(crashed))], format=fmt),
+        target=PoolTarget(str(tmp_path / "m"))))
+    before = sha(crashed)
+    for look in (lambda: ctl.stored_volumes("p"), lambda: ctl.delete_pool("p")):
+        with pytest.raises(StateError, match="cannot tell whether pool 'p' still holds "
+                                             "volumes .*not cleanly unmounted.*start and stop "
+                                             "the pool once.*pool-delete p --force"):
+            look()
+        assert sha(crashed) == before and loops_of(crashed) == []
+    ctl.start_pool("p")  # a normal mount replays it
+    ctl.stop_pool("p")
+    assert ctl.stored_volumes("p") == ["a.img", "b.qcow2"]
