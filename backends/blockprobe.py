@@ -4,7 +4,9 @@ Every device-backed pool (fs now; disk and logical later) asks these questions b
 touches a device: `probe()`/`signatures()` (blkid -p + wipefs -n: filesystems, partition
 tables, LVM and RAID members), `device_users()` (mounted, held open, claimed by the kernel),
 `mounts()` (/proc/self/mountinfo), the loop-device identity kept so that a reused loop
-number is never mistaken for ours, and `disk_lock()` (udev's whole-disk flock convention).
+number is never mistaken for ours, `disk_lock()` (udev's whole-disk flock convention) and
+`image_lock()` (the same on an image file itself, where every state root and every loop
+device of the image meet).
 
 Nothing here writes to a device. Tools run through runner.run like everywhere else.
 """
@@ -580,17 +582,24 @@ def image_lock(image: str, wait: float | None = None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _flocked(path: str, wait: float | None, busy: str) -> Iterator[None]:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    """flock `path`, retrying until `wait` runs out. Between tries the file is closed: a
+    waiter holding the device open would look like a user of it to the holder's own
+    in-use check (device_users), which would then refuse its build."""
+    deadline = time.monotonic() + (DISK_LOCK_WAIT if wait is None else wait)
+    while True:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise Busy(busy) from None
+            time.sleep(0.1)
+        except BaseException:
+            os.close(fd)
+            raise
     try:
-        deadline = time.monotonic() + (DISK_LOCK_WAIT if wait is None else wait)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise Busy(busy) from None
-                time.sleep(0.1)
         yield
     finally:
         os.close(fd)  # releases the lock

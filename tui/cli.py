@@ -560,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
         pool_arg(cmd(name, _simple(verb, message), text))
 
     p = cmd("pool-delete", cmd_pool_delete,
-            "delete the pool's storage (dir: the empty directory)")
+            "delete the pool's storage (dir: the empty directory); refused while it "
+            "still holds volumes")
     pool_arg(p)
     p.add_argument("--force", action="store_true",
                    help="erase the storage even though it still holds volumes")

@@ -40,7 +40,14 @@ Decisions (see also the issue this implements):
     partx (add, delete or update per partition number), since this kernel does not read
     partition tables itself.
   * An image file as the source is attached to a loop device on start and detached on
-    stop, with fs's loop identity handling; volume names then follow that loop device.
+    stop, with fs's loop identity handling and its claims (loops.py: what a killed start
+    left attached is released on the next use); volume names then follow that loop
+    device. The image file itself is flocked while it is checked, attached, labelled or
+    wiped, so that poolkeepers with separate state roots meet on it.
+  * A partition being filled by a clone is marked until the copy is complete (the gpt
+    name 'poolkeeper-partial', or a record under the config dir for other labels; see
+    disk_partial.py): it is not listed, and one a killed clone left is removed on the
+    next use. Delete refuses a table that still has partitions unless forced.
 """
 
 from __future__ import annotations

@@ -9,6 +9,13 @@ delete, and the safety around them:
   * an image file as an fs source is attached to a loop device on start and detached on
     stop; its identity (loop node, image inode, diskseq) lives in `extras`, so a restarted
     poolkeeper finds it and never detaches a loop device that someone else reattached;
+  * every attach is claimed under the runtime dir before it is made (loops.py), so what a
+    poolkeeper killed mid-build or mid-start left attached is released on the next use,
+    and the image file itself is flocked while it is checked, attached, built or wiped, so
+    two poolkeepers, even with separate state roots, never both run mkfs on it;
+  * delete looks inside first (stored_volumes: a read-only loop device, a ro mount at a
+    private directory): a filesystem that still holds volumes, or that cannot be read
+    without a journal replay, is erased only when the controller is told to force it;
   * every host, path and option is checked again here before it reaches an argv.
 """
 

@@ -294,6 +294,46 @@ def test_a_loop_device_poolkeeper_did_not_claim_is_never_detached(state_root: Pa
         assert backing_file(theirs) == str(image)
 
 
+DIES_LOOKING = """
+import os, signal, subprocess, sys
+from pathlib import Path
+from backends.loops import LoopClaims
+runtime, source = Path(sys.argv[1]), sys.argv[2]
+claims = LoopClaims(runtime)
+ident = claims.attach(source, "p", read_only=True)
+held = claims.peek_dir()  # (kept referenced: its clean-up must never run)
+look = held.__enter__()
+subprocess.run(["mount", "-o", "ro", ident.device, look], check=True)
+print(ident.device, look, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # dies holding its look inside: mounted, attached
+"""
+
+
+@pytest.mark.parametrize("kind", ["image", "block"])
+def test_a_look_inside_killed_while_mounted_is_released_by_the_next_delete(
+        state_root: Path, tmp_path: Path, images, loop_disk, kind: str):
+    """pool-delete looks inside an fs pool through a read-only loop device mounted under
+    the runtime dir: a poolkeeper killed right there leaves both, and the next look or
+    delete releases them (they were claimed, their owner is dead) and works."""
+    if kind == "image":
+        source = str(images("pool.img", 64))
+    else:
+        source = loop_disk(64)
+    subprocess.run(["mkfs.ext4", "-q", "-F", source], check=True, capture_output=True)
+    fs_pool(state_root, "p", Path(source), tmp_path / "mnt")
+    proc = subprocess.run([sys.executable, "-c", DIES_LOOKING, str(state_root), source],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    device, look = proc.stdout.split()
+    assert backing_file(device) == source and Path(look).is_mount()
+
+    proc = poolkeeper(state_root, "pool-delete", "p")
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err  # empty: deleted, the look's leftovers released first
+    assert not Path(look).exists() and backing_file(device) != source
+    assert loops_of(Path(source)) == []
+
+
 # == item 15: two state roots building on one image at once =================================
 def counting_wrapper(bin_dir: Path, tool: str, log: Path, when: str = "") -> None:
     """bin_dir/tool: logs one line per run (if argv contains `when`), then runs the real
@@ -359,32 +399,42 @@ LOSERS = ("holds an ext4 filesystem", "holds a gpt partition table", "another pr
           "the lock on", "attached as")
 
 
-@pytest.mark.parametrize("kind", ["fs", "disk"])
+@pytest.mark.parametrize("kind", ["fs", "disk", "fs-on-a-disk"])
 def test_two_state_roots_building_one_image_make_one_filesystem(tmp_path: Path, images,
-                                                                kind: str):
+                                                                loop_disk, kind: str):
+    """fs: an image file; disk: an image file (parted writes the label into it);
+    fs-on-a-disk: a block device, named /dev/loopN by one root and by a symlink to it by
+    the other (the whole-disk node, resolved, is what both lock)."""
     log = tmp_path / "tool.log"
     bin_dir = tmp_path / "bin"
-    if kind == "fs":
-        counting_wrapper(bin_dir, "mkfs.ext4", log)
-    else:
-        counting_wrapper(bin_dir, "parted", log, when="mklabel")
+    tool = "parted" if kind == "disk" else "mkfs.ext4"
+    counting_wrapper(bin_dir, tool, log, when="mklabel" if kind == "disk" else "")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     roots = [tmp_path / "root-a", tmp_path / "root-b"]
-    image = images("shared.img", 512)
-    for i, root in enumerate(roots):
-        if kind == "fs":
-            fs_pool(root, "p", image, tmp_path / f"mnt{i}")
+    if kind == "fs-on-a-disk":
+        device = loop_disk(512)
+        link = tmp_path / "disk-link"
+        link.symlink_to(device)
+        sources = [Path(device), link]
+    else:
+        sources = [images("shared.img", 512)] * 2
+    for i, (root, source) in enumerate(zip(roots, sources, strict=True)):
+        if kind == "disk":
+            disk_pool(root, "p", source)
         else:
-            disk_pool(root, "p", image)
+            fs_pool(root, "p", source, tmp_path / f"mnt{i}")
     decided = 0  # rounds where one built and the other was refused for the right reason
     for _ in range(ROUNDS):
-        images("shared.img", 512)  # blank again, a new inode the pools follow by path
+        if kind == "fs-on-a-disk":
+            subprocess.run(["wipefs", "-a", "-q", str(sources[0])], check=True)
+        else:
+            images("shared.img", 512)  # blank again, a new inode the pools follow by path
         log.write_text("")
         results = at_once([["--root", str(root), "pool-build", "p"] for root in roots],
-                          "mkfs.ext4" if kind == "fs" else "parted", tmp_path, env)
+                          tool, tmp_path, env)
         ran = log.read_text().splitlines()
         assert len(ran) <= 1, f"{len(ran)} runs: {ran}; {results}"
-        assert loops_of(image) == []
+        assert kind == "fs-on-a-disk" or loops_of(sources[0]) == []
         losers = [err for code, err in results if code]
         if len(ran) == 1 and len(losers) == 1 and any(why in losers[0] for why in LOSERS):
             decided += 1
