@@ -100,7 +100,7 @@ class LoopClaims:
                        "pid": os.getpid(), "started": _start_time(os.getpid()),
                        "boot": _boot_id(), "device": None, "diskseq": None}
         path = self._new_claim_path()
-        ident = None
+        device = ident = None
         try:
             device = self._attach_claimed(image, claim, path, read_only)
             ident = blockprobe.loop_identity(device)  # what losetup attached, whatever it is
@@ -115,9 +115,11 @@ class LoopClaims:
             self._write(path, claim)
         except BaseException:
             if ident is not None:
-                blockprobe.detach_loop(ident)  # ours a moment ago (same diskseq)
-            if path is not None:
-                _unlink(path)
+                with contextlib.suppress(PoolkeeperError):
+                    blockprobe.detach_loop(ident)  # ours a moment ago (same diskseq)
+            if path is not None and (device is None or (
+                    ident is not None and blockprobe.loop_identity(device) != ident)):
+                _unlink(path)  # nothing of ours is attached; a leftover keeps its claim
             raise
         return ident
 

@@ -1142,14 +1142,20 @@ class DiskDriver(PoolDriver):
                 return method
             except BaseException:
                 with contextlib.suppress(PoolkeeperError, OSError):
-                    disk = self._disk()
-                    with blockprobe.disk_lock(disk):
-                        runner.run(["parted", "-s", disk, "rm", str(part.number)], timeout=120)
-                        sync_nodes(disk, read_table(disk))
+                    self._remove_made(part)
                     FillRecords.remove(record)  # only once the partition is gone
                 raise
         finally:
             os.close(src_fd)
+
+    def _remove_made(self, part: Partition) -> None:
+        """Remove the partition a failed clone made, if it is still that one."""
+        disk = self._disk()
+        with blockprobe.disk_lock(disk):
+            now = read_table(disk).get(part.number)
+            if now is not None and (now.start, now.end) == (part.start, part.end):
+                runner.run(["parted", "-s", disk, "rm", str(part.number)], timeout=120)
+                sync_nodes(disk, read_table(disk))
 
     def delete_volume(self, vol: VolumeInfo) -> None:
         disk = self._disk()

@@ -344,6 +344,8 @@ MKFS: dict[str, list[str]] = {
 _KERNEL_FSTYPE = {"hfs+": "hfsplus"}  # pool format -> mount -t name
 _FORMAT_OF_FSTYPE = {"hfsplus": "hfs+"}
 _NOT_VOLUMES = ("lost+found",)  # made by mkfs.ext*; not a volume
+# xfs refuses a second filesystem with a UUID already mounted (a copied image) unless told
+_LOOK_OPTIONS = {"xfs": ("nouuid",)}
 
 
 def _volume_entries(path: str) -> list[str]:
@@ -644,7 +646,7 @@ class FsDriver(MountedDirDriver):
         journal do not exist yet, and an empty-looking pool would be erased. A mount is
         one code path for every filesystem the kernel reads; per-filesystem tools
         (debugfs, xfs_db, ...) would each need their own parsing."""
-        options = ",".join(["ro", *SAFE_DEFAULTS])
+        options = ",".join(["ro", *_LOOK_OPTIONS.get(fstype, ()), *SAFE_DEFAULTS])
         with self._loops.peek_dir() as path:
             done = runner.run(["mount", "-t", fstype, "-o", options, device, path],
                               check=False, timeout=180)

@@ -294,6 +294,35 @@ def test_a_loop_device_poolkeeper_did_not_claim_is_never_detached(state_root: Pa
         assert backing_file(theirs) == str(image)
 
 
+HOLDS_A_LOOP = """
+import sys, time
+from pathlib import Path
+from backends.loops import LoopClaims
+ident = LoopClaims(Path(sys.argv[1])).attach(sys.argv[2], "p")
+print(ident.device, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_loop_device_claimed_by_a_live_process_is_left_alone(state_root: Path, images):
+    from backends.loops import LoopClaims
+
+    image = images("pool.img", 64)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDS_A_LOOP, str(state_root),
+                               str(image)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        device = holder.stdout.readline().strip()
+        assert backing_file(device) == str(image)
+        claims = LoopClaims(state_root)
+        assert claims.release_stale(str(image)) == []  # its owner lives: in use
+        assert backing_file(device) == str(image)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert claims.release_stale(str(image)) == [device]  # dead now, and nobody uses it
+    assert loops_of(image) == []
+
+
 DIES_LOOKING = """
 import os, signal, subprocess, sys
 from pathlib import Path
