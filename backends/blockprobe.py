@@ -683,16 +683,7 @@ def loops_backed_by(image: str) -> list[LoopIdentity]:
     return found
 
 
-# == shared by the fs and disk drivers ==================================================
-def attach_loop(image: str) -> LoopIdentity:
-    """losetup an image file; the identity lets detach_loop check it is still ours."""
-    device = runner.run(["losetup", "--find", "--show", image], timeout=60).stdout.strip()
-    ident = loop_identity(device)
-    if ident is None:
-        raise StateError(f"losetup attached {image} but {device!r} cannot be read back")
-    return ident
-
-
+# == shared by the fs and disk drivers (attaching is loops.LoopClaims.attach) ===========
 def detach_loop(attached: LoopIdentity) -> None:
     """losetup -d, only if the device still has the attachment we made behind it."""
     now = loop_identity(attached.device)
