@@ -350,17 +350,22 @@ def test_a_look_inside_killed_while_mounted_is_released_by_the_next_delete(
         source = loop_disk(64)
     subprocess.run(["mkfs.ext4", "-q", "-F", source], check=True, capture_output=True)
     fs_pool(state_root, "p", Path(source), tmp_path / "mnt")
-    proc = subprocess.run([sys.executable, "-c", DIES_LOOKING, str(state_root), source],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -9, proc.stderr
-    device, look = proc.stdout.split()
-    assert backing_file(device) == source and Path(look).is_mount()
+    try:
+        proc = subprocess.run([sys.executable, "-c", DIES_LOOKING, str(state_root), source],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == -9, proc.stderr
+        device, look = proc.stdout.split()
+        assert backing_file(device) == source and Path(look).is_mount()
 
-    proc = poolkeeper(state_root, "pool-delete", "p")
-    _out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err  # empty: deleted, the look's leftovers released first
-    assert not Path(look).exists() and backing_file(device) != source
-    assert loops_of(Path(source)) == []
+        proc = poolkeeper(state_root, "pool-delete", "p")
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err  # empty: deleted, the look's leftovers released
+        assert not Path(look).exists() and backing_file(device) != source
+        assert loops_of(Path(source)) == []
+    finally:  # whatever failed: nothing of this test stays mounted or attached
+        _umount_under(state_root)
+        for dev in loops_of(Path(source)):
+            release_partitioned(dev, Path(source))
 
 
 # == item 15: two state roots building on one image at once =================================
