@@ -4,7 +4,9 @@ Every device-backed pool (fs now; disk and logical later) asks these questions b
 touches a device: `probe()`/`signatures()` (blkid -p + wipefs -n: filesystems, partition
 tables, LVM and RAID members), `device_users()` (mounted, held open, claimed by the kernel),
 `mounts()` (/proc/self/mountinfo), the loop-device identity kept so that a reused loop
-number is never mistaken for ours, and `disk_lock()` (udev's whole-disk flock convention).
+number is never mistaken for ours, `disk_lock()` (udev's whole-disk flock convention) and
+`image_lock()` (the same on an image file itself, where every state root and every loop
+device of the image meet).
 
 Nothing here writes to a device. Tools run through runner.run like everywhere else.
 """
@@ -561,18 +563,43 @@ def disk_lock(device: str, wait: float | None = None) -> Iterator[None]:
     probing and writing, so no one else re-reads or rewrites it in between. Waits up to
     `wait` (default DISK_LOCK_WAIT) seconds for udev's short holds, then refuses."""
     disk = whole_disk(device)
-    fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    with _flocked(disk, wait, f"another program holds the lock on {disk} (a partitioning "
+                  "tool or udev); try again when it is done"):
+        yield
+
+
+@contextlib.contextmanager
+def image_lock(image: str, wait: float | None = None) -> Iterator[None]:
+    """Hold a BSD lock on the image file itself while checking, attaching, building or
+    wiping it. Every poolkeeper, whatever its state root, and every loop device of the
+    image meet on this one inode (a lock on each process's own loop node, or under its
+    state root, would not); qemu's OFD locks on the same file do not conflict with it."""
+    with _flocked(image, wait, f"another program holds the lock on {image} (another "
+                  "poolkeeper, perhaps with another state root, is building, starting or "
+                  "deleting a pool on it); try again when it is done"):
+        yield
+
+
+@contextlib.contextmanager
+def _flocked(path: str, wait: float | None, busy: str) -> Iterator[None]:
+    """flock `path`, retrying until `wait` runs out. Between tries the file is closed: a
+    waiter holding the device open would look like a user of it to the holder's own
+    in-use check (device_users), which would then refuse its build."""
+    deadline = time.monotonic() + (DISK_LOCK_WAIT if wait is None else wait)
+    while True:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise Busy(busy) from None
+            time.sleep(0.1)
+        except BaseException:
+            os.close(fd)
+            raise
     try:
-        deadline = time.monotonic() + (DISK_LOCK_WAIT if wait is None else wait)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise Busy(f"another program holds the lock on {disk} (a partitioning "
-                               "tool or udev); try again when it is done") from None
-                time.sleep(0.1)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -656,16 +683,7 @@ def loops_backed_by(image: str) -> list[LoopIdentity]:
     return found
 
 
-# == shared by the fs and disk drivers ==================================================
-def attach_loop(image: str) -> LoopIdentity:
-    """losetup an image file; the identity lets detach_loop check it is still ours."""
-    device = runner.run(["losetup", "--find", "--show", image], timeout=60).stdout.strip()
-    ident = loop_identity(device)
-    if ident is None:
-        raise StateError(f"losetup attached {image} but {device!r} cannot be read back")
-    return ident
-
-
+# == shared by the fs and disk drivers (attaching is loops.LoopClaims.attach) ===========
 def detach_loop(attached: LoopIdentity) -> None:
     """losetup -d, only if the device still has the attachment we made behind it."""
     now = loop_identity(attached.device)

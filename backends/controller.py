@@ -112,7 +112,8 @@ class StorageController:
 
     def _driver(self, pdef: PoolDef) -> PoolDriver:
         return driver_class(pdef.type)(pdef, self.store.read_extras(pdef.name),
-                                       config_dir=self.paths.config_dir)
+                                       config_dir=self.paths.config_dir,
+                                       runtime_dir=self.paths.runtime_dir)
 
     def _active_driver(self, name: str) -> PoolDriver:
         pdef = self.pool_def(name)
@@ -303,14 +304,19 @@ class StorageController:
         self._drop_cache(name)
         self.bus.publish(PoolChanged(name, "stopped"))
 
-    def delete_pool(self, name: str) -> None:
-        """Destroy the pool's underlying storage (dir: remove the empty directory)."""
+    def delete_pool(self, name: str, force: bool = False) -> None:
+        """Destroy the pool's underlying storage (dir: remove the empty directory). Storage
+        that still holds volumes (fs: files on its filesystem, disk: partitions, logical:
+        LVs) is refused unless `force`; dir and netfs pools remove only an empty directory,
+        forced or not."""
         pdef = self.pool_def(name)
         self._require_inactive(name, "delete")
         with self.locks.pool(name, exclusive=True, what="deleting"), \
                 _os_errors(f"delete pool '{name}'"):
             driver = self._driver(pdef)
             self._remove_partials(driver)  # a killed create's file must not keep it non-empty
+            if not force:
+                self._refuse_unless_empty(driver)
             driver.delete()
         self.bus.publish(PoolChanged(name, "deleted"))
 
@@ -322,6 +328,32 @@ class StorageController:
             state.append(self.paths.private_parent)
         pathsafety.refuse_unsafe_target(pdef.type, pdef.target.path, state,
                                         allowed=[self.paths.images_dir])
+
+    def stored_volumes(self, name: str) -> list[str] | None:
+        """The volumes an inactive pool's storage still holds, which pool-delete would
+        erase (see delete_pool); None for pool types whose delete erases no volumes."""
+        pdef = self.pool_def(name)
+        self._require_inactive(name, "look inside")
+        driver = self._driver(pdef)
+        look = getattr(driver, "stored_volumes", None)
+        if look is None:
+            return None
+        with self.locks.pool(name, exclusive=True, what="looking inside"), \
+                _os_errors(f"look inside pool '{name}'"):
+            return look()
+
+    @staticmethod
+    def _refuse_unless_empty(driver: PoolDriver) -> None:
+        look = getattr(driver, "stored_volumes", None)
+        names = look() if look is not None else []
+        if names:
+            count = len(names)
+            shown = ", ".join(names[:5]) + (f" and {count - 5} more" if count > 5 else "")
+            raise StateError(
+                f"pool '{driver.name}' still holds {count} volume{'s' if count != 1 else ''} "
+                f"({shown}); delete {'them' if count != 1 else 'it'} first, or erase "
+                f"{'them' if count != 1 else 'it'} with the pool's storage: "
+                f"pool-delete {driver.name} --force")
 
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         self.pool_def(name)

@@ -316,6 +316,12 @@ def _simple(verb: Callable[[StorageController, str], object], message: str) -> H
     return handler
 
 
+def cmd_pool_delete(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    ctl.delete_pool(args.pool, force=args.force)
+    out.write(f"Pool {args.pool} deleted\n")
+    return 0
+
+
 def cmd_pool_autostart(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     ctl.set_autostart(args.pool, not args.disable)
     state = "unmarked as autostarted" if args.disable else "marked as autostarted"
@@ -546,14 +552,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, verb, message, text in (
         ("pool-destroy", StorageController.stop_pool, "Pool {pool} destroyed",
          "stop (deactivate) a pool; data is kept"),
-        ("pool-delete", StorageController.delete_pool, "Pool {pool} deleted",
-         "delete the pool's storage (dir: the empty directory)"),
         ("pool-undefine", StorageController.undefine_pool, "Pool {pool} has been undefined",
          "forget an inactive pool's definition"),
         ("pool-refresh", StorageController.refresh_pool, "Pool {pool} refreshed",
          "rescan a pool's volumes"),
     ):
         pool_arg(cmd(name, _simple(verb, message), text))
+
+    p = cmd("pool-delete", cmd_pool_delete,
+            "delete the pool's storage (dir: the empty directory); refused while it "
+            "still holds volumes")
+    pool_arg(p)
+    p.add_argument("--force", action="store_true",
+                   help="erase the storage even though it still holds volumes")
 
     p = cmd("pool-autostart", cmd_pool_autostart, "start the pool when poolkeeper starts")
     pool_arg(p)

@@ -36,11 +36,13 @@ class PoolDriver:
     wipe_algorithms: ClassVar[tuple[str, ...]] = WIPE_ALGORITHMS
 
     def __init__(self, pool: PoolDef, extras: dict | None = None, *,
-                 config_dir: Path | None = None) -> None:
+                 config_dir: Path | None = None, runtime_dir: Path | None = None) -> None:
         self.pool = pool
         self.extras: dict = extras if extras is not None else {}
         # The state root's config dir (secrets live under it); None in bare unit tests.
         self.config_dir = config_dir
+        # Its runtime dir (claims on the loop devices a driver attaches); None likewise.
+        self.runtime_dir = runtime_dir
 
     @property
     def name(self) -> str:

@@ -40,7 +40,14 @@ Decisions (see also the issue this implements):
     partx (add, delete or update per partition number), since this kernel does not read
     partition tables itself.
   * An image file as the source is attached to a loop device on start and detached on
-    stop, with fs's loop identity handling; volume names then follow that loop device.
+    stop, with fs's loop identity handling and its claims (loops.py: what a killed start
+    left attached is released on the next use); volume names then follow that loop
+    device. The image file itself is flocked while it is checked, attached, labelled or
+    wiped, so that poolkeepers with separate state roots meet on it.
+  * A partition being filled by a clone is marked until the copy is complete (the gpt
+    name 'poolkeeper-partial', or a record under the config dir for other labels; see
+    disk_partial.py): it is not listed, and one a killed clone left is removed on the
+    next use. Delete refuses a table that still has partitions unless forced.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ from ..errors import (
     ValidationError,
     VolumeNotFound,
 )
+from ..loops import LoopClaims
 from ..model import (
     DISK_POOL_FORMATS,
     DISK_VOLUME_FORMATS,
@@ -84,6 +92,7 @@ from ..model import (
 from ..progress import NULL_CONTEXT, JobContext
 from ..units import human
 from .base import PoolDriver
+from .disk_partial import COMPLETE_NAME, PARTIAL_NAME, FillRecord, FillRecords, disk_identity
 
 MiB = 1 << 20
 ALIGN = MiB  # partition starts are aligned to this
@@ -614,17 +623,18 @@ class DiskDriver(PoolDriver):
         label = PARTED_LABELS[fmt]
         runner.tool_path("parted")  # before anything is touched
         kind = self._source_kind()
-        device = self.source_path
         if kind == "image":
-            device = os.path.realpath(device)
-            attached = blockprobe.loops_backed_by(device)
-            if attached:
-                raise InUse(f"{device} is attached as {attached[0].device}; poolkeeper will not "
-                            "write a partition table over it, even with --overwrite")
+            device = os.path.realpath(self.source_path)
+            lock = blockprobe.image_lock(device)  # every state root meets on the image itself
         else:
             device = self._disk()
-        with blockprobe.disk_lock(device):
-            if kind == "block":
+            lock = blockprobe.disk_lock(device)
+        with lock:
+            if kind == "image":
+                self._release_and_refuse_attached(device, "attached as {device}; poolkeeper "
+                                                  "will not write a partition table over it, "
+                                                  "even with --overwrite")
+            else:
                 self._refuse_in_use(device, "write a partition table on it")
             blockprobe.refuse_unless_overwrite(blockprobe.probe(device), overwrite, device)
             (ctx or NULL_CONTEXT).check()
@@ -633,6 +643,17 @@ class DiskDriver(PoolDriver):
             runner.run(["parted", "-s", device, "mklabel", label], timeout=120)
             if kind == "block":
                 sync_nodes(device, read_table(device))  # drop nodes of the old partitions
+
+    @property
+    def _loops(self) -> LoopClaims:
+        return LoopClaims(self.runtime_dir)
+
+    def _release_and_refuse_attached(self, image: str, why: str) -> None:
+        """Release what a killed poolkeeper of this root left attached (see loops.py); any
+        other loop device of the image is refused, never detached."""
+        self._loops.release_stale(image)
+        for ident in blockprobe.loops_backed_by(image):
+            raise InUse(f"{image} is " + why.format(device=ident.device))
 
     def _refuse_in_use(self, device: str, verb: str) -> None:
         users = blockprobe.device_users(device)
@@ -646,10 +667,11 @@ class DiskDriver(PoolDriver):
         attached = None
         if kind == "image":
             image = os.path.realpath(self.source_path)
-            for ident in blockprobe.loops_backed_by(image):
-                raise InUse(f"{image} is already attached as {ident.device} (losetup -l shows "
-                            f"it); detach it first or use {ident.device} as the source device")
-            attached = blockprobe.attach_loop(image)
+            with blockprobe.image_lock(image):  # check and attach as one step for every root
+                self._release_and_refuse_attached(
+                    image, "already attached as {device} (losetup -l shows it); detach it "
+                    "first or use {device} as the source device")
+                attached = self._loops.attach(image, self.name)
             self.extras["loop"] = attached.record()
         try:
             disk = self._disk()
@@ -680,7 +702,7 @@ class DiskDriver(PoolDriver):
             return
         if kernel_partitions(loop.device):
             runner.run(["partx", "-d", loop.device], check=False, timeout=60)
-        blockprobe.detach_loop(loop)
+        self._loops.detach(loop)
         self.extras.pop("loop", None)
 
     def stop(self) -> None:
@@ -694,14 +716,16 @@ class DiskDriver(PoolDriver):
         self.extras.pop("loop", None)
 
     def delete(self) -> None:
-        """Remove the partition table (wipefs), refused while anything on the disk is used."""
+        """Remove the partition table (wipefs), refused while anything on the disk is used.
+        Whether it still holds partitions is the controller's question first
+        (stored_volumes)."""
         self.validate(self.pool)
         if self._source_kind() == "image":
             image = os.path.realpath(self.source_path)
-            attached = blockprobe.loops_backed_by(image)
-            if attached:
-                raise InUse(f"{image} is attached as {attached[0].device}; detach it first")
-            _wipe_signatures(image, "image")
+            with blockprobe.image_lock(image):
+                self._release_and_refuse_attached(image, "attached as {device}; detach it "
+                                                  "first")
+                _wipe_signatures(image, "image")
             return
         device = self._disk()
         with blockprobe.disk_lock(device):
@@ -709,13 +733,36 @@ class DiskDriver(PoolDriver):
             _wipe_signatures(device, "block")
             sync_nodes(device, read_table(device))
 
+    def stored_volumes(self) -> list[str]:
+        """The partitions of the inactive pool's disk that are volumes (not the extended
+        container, not label metadata, not one a clone left half-made), read from the
+        table without changing anything. A source that holds something other than a
+        partition table cannot be judged."""
+        self.validate(self.pool)
+        kind = self._source_kind()
+        device = os.path.realpath(self.source_path) if kind == "image" else self._disk()
+        table = read_table(device)
+        if table.label is None:
+            found = blockprobe.probe(device)
+            if found.signatures or found.problem:
+                why = found.problem or f"it holds {found.describe()}, not a partition table"
+                raise StateError(f"cannot tell whether pool '{self.name}' still holds volumes "
+                                 f"({why}); pool-delete {self.name} --force erases it anyway")
+            return []
+        marked, _orphans = self._partials(device, table)
+        parts = [p for p in table.data_partitions if p.number not in marked]
+        if kind == "image":  # no kernel names while the image is not attached
+            return [f"partition {p.number} ({human(p.size)})" for p in parts]
+        return [partition_name(device, p.number, self.part_separator) for p in parts]
+
     # -- reading -----------------------------------------------------------------------------
     def refresh(self) -> tuple[PoolSizes, list[VolumeInfo]]:
         disk = self._disk()
         table = self._table(disk)
         kernel = kernel_partitions(disk)
+        marked, _orphans = self._partials(disk, table)
         return self._sizes(table), [self._info(disk, table, p, kernel)
-                                    for p in table.partitions]
+                                    for p in table.partitions if p.number not in marked]
 
     def scan_volume(self, name: str) -> VolumeInfo | None:
         disk = self._disk()
@@ -724,7 +771,78 @@ class DiskDriver(PoolDriver):
             return None
         table = self._table(disk)
         part = table.get(number)
-        return None if part is None else self._info(disk, table, part, kernel_partitions(disk))
+        if part is None or number in self._partials(disk, table)[0]:
+            return None  # being filled by a clone, or half-made by a killed one
+        return self._info(disk, table, part, kernel_partitions(disk))
+
+    # -- partitions being filled (see disk_partial.py) ---------------------------------------
+    @property
+    def _fill_records(self) -> FillRecords:
+        return FillRecords(self.config_dir)
+
+    def _partials(self, disk: str, table: DiskTable
+                  ) -> tuple[dict[int, FillRecord | None], list[FillRecord]]:
+        """Partitions a clone is filling or a killed one left (number -> its record; None
+        for a gpt name), and records of this disk whose partition is not in the table (a
+        clone killed before parted made it, or one still about to)."""
+        if table.label == "gpt":
+            return {p.number: None for p in table.partitions if p.label == PARTIAL_NAME}, []
+        marked: dict[int, FillRecord | None] = {}
+        orphans = []
+        for record in self._fill_records.of_disk(disk_identity(disk, table.label, table.size)):
+            part = next((p for p in table.partitions
+                         if (p.start, p.end) == (record.start, record.end)), None)
+            if part is None:
+                orphans.append(record)
+            else:
+                marked[part.number] = record
+        return marked, orphans
+
+    def partial_volumes(self) -> list[str]:
+        """Names of the partitions clones are filling or killed ones left (the controller
+        tells them apart by the volume lock a live clone holds)."""
+        disk = self._disk()
+        table = self._table(disk)
+        marked, orphans = self._partials(disk, table)
+        numbers = set(marked) | {r.number for r in orphans}
+        return sorted(partition_name(disk, n, self.part_separator) for n in numbers)
+
+    def remove_partial(self, name: str) -> None:
+        """Remove a half-made partition (never one in use: a live clone has it open O_EXCL)
+        and its record."""
+        disk = self._disk()
+        with blockprobe.disk_lock(disk):
+            table = self._table(disk)
+            number = self._number(disk, name)
+            marked, orphans = self._partials(disk, table)
+            for record in orphans:
+                if record.number == number:
+                    FillRecords.remove(record.path)
+            part = table.get(number)
+            if part is None or number not in marked:
+                return
+            problems = self._remove_partition(disk, table, part, name,
+                                              f"remove the half-made partition {name}")
+            if not problems:
+                record = marked[number]
+                FillRecords.remove(record.path if record is not None else None)
+
+    def _mark_complete(self, part: Partition, record: Path | None) -> None:
+        """The copy is done: drop the record of a non-gpt partition, or rename a gpt one to
+        what every other create gets."""
+        FillRecords.remove(record)
+        disk = self._disk()
+        with blockprobe.disk_lock(disk):
+            table = read_table(disk)
+            if table.label != "gpt":
+                return
+            now = table.get(part.number)
+            if now is None or now.start != part.start or now.label != PARTIAL_NAME:
+                raise StateError(f"partition {part.number} of {disk} changed while it was "
+                                 "being filled")
+            runner.run(["parted", "-s", disk, "name", str(part.number), COMPLETE_NAME],
+                       timeout=120)
+            sync_nodes(disk, read_table(disk))
 
     def sizes(self) -> PoolSizes:
         return self._sizes(self._table())
@@ -919,7 +1037,10 @@ class DiskDriver(PoolDriver):
     def create_volume(self, vol: VolumeDef, ctx: JobContext) -> None:
         self._create(vol, ctx)
 
-    def _create(self, vol: VolumeDef, ctx: JobContext) -> tuple[str, Partition]:
+    def _create(self, vol: VolumeDef, ctx: JobContext, *, partial: bool = False
+                ) -> tuple[str, Partition, Path | None]:
+        """Make the partition; `partial`: marked as being filled (see disk_partial.py),
+        returning the record of a non-gpt one."""
         fmt = vol.target.format or self.default_volume_format or "linux"
         if fmt not in DISK_VOLUME_FORMATS:
             raise ValidationError(f"'{fmt}' is not a partition type; use one of: "
@@ -944,16 +1065,24 @@ class DiskDriver(PoolDriver):
             argv = ["parted", "-s", disk, "mkpart"]
             if table.label in _NO_PART_TYPE:
                 fstype = fstype or "ext2"
+            elif partial and table.label == "gpt":
+                argv.append(PARTIAL_NAME)  # on gpt this word is the partition's name
             else:
                 argv.append(plan.part_type)
             if fstype:
                 argv.append(fstype)
-            runner.run([*argv, f"{plan.start}B", f"{plan.end - 1}B"], timeout=120)
-            after = read_table(disk)
-            made = next((p for p in after.partitions if p.start == plan.start), None)
-            if made is None:
-                raise StateError(f"parted reported success but {disk} has no partition at "
-                                 f"{plan.start}")
+            record = None
+            if partial and table.label != "gpt":  # recorded before the partition exists
+                record = self._fill_records.add(disk_identity(disk, table.label, table.size),
+                                                plan.start, plan.end, plan.number)
+            try:
+                made = self._mkpart(disk, [*argv, f"{plan.start}B", f"{plan.end - 1}B"],
+                                    plan)
+            except BaseException:
+                with contextlib.suppress(PoolkeeperError, OSError):
+                    if not any(p.start == plan.start for p in read_table(disk).partitions):
+                        FillRecords.remove(record)  # no partition came of it
+                raise
             try:
                 if made.number != plan.number or made.end != plan.end:
                     raise StateError(
@@ -973,8 +1102,18 @@ class DiskDriver(PoolDriver):
                 with contextlib.suppress(PoolkeeperError, OSError):
                     runner.run(["parted", "-s", disk, "rm", str(made.number)], timeout=120)
                     sync_nodes(disk, read_table(disk))
+                    FillRecords.remove(record)  # only once the partition is gone
                 raise
-            return expected, made
+            return expected, made, record
+
+    @staticmethod
+    def _mkpart(disk: str, argv: list[str], plan: _Plan) -> Partition:
+        runner.run(argv, timeout=120)
+        made = next((p for p in read_table(disk).partitions if p.start == plan.start), None)
+        if made is None:
+            raise StateError(f"parted reported success but {disk} has no partition at "
+                             f"{plan.start}")
+        return made
 
     def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
                      ctx: JobContext) -> str:
@@ -989,23 +1128,34 @@ class DiskDriver(PoolDriver):
         new.target.format = fmt
         src_fd = src_driver.open_volume_read(src)
         try:
-            name, part = self._create(new, ctx)
+            # marked as being filled until the copy is complete: a kill -9 meanwhile leaves
+            # a partition that is not listed and is removed on the next use
+            name, part, record = self._create(new, ctx, partial=True)
             try:
                 dst_fd = self._open(name, os.O_RDWR | os.O_EXCL)
                 try:
-                    return fileops.clone_fd(src_fd, dst_fd, min(src.capacity, part.size),
-                                            sparse=False, ctx=ctx or NULL_CONTEXT)
+                    method = fileops.clone_fd(src_fd, dst_fd, min(src.capacity, part.size),
+                                              sparse=False, ctx=ctx or NULL_CONTEXT)
                 finally:
                     os.close(dst_fd)
+                self._mark_complete(part, record)
+                return method
             except BaseException:
                 with contextlib.suppress(PoolkeeperError, OSError):
-                    disk = self._disk()
-                    with blockprobe.disk_lock(disk):
-                        runner.run(["parted", "-s", disk, "rm", str(part.number)], timeout=120)
-                        sync_nodes(disk, read_table(disk))
+                    self._remove_made(part)
+                    FillRecords.remove(record)  # only once the partition is gone
                 raise
         finally:
             os.close(src_fd)
+
+    def _remove_made(self, part: Partition) -> None:
+        """Remove the partition a failed clone made, if it is still that one."""
+        disk = self._disk()
+        with blockprobe.disk_lock(disk):
+            now = read_table(disk).get(part.number)
+            if now is not None and (now.start, now.end) == (part.start, part.end):
+                runner.run(["parted", "-s", disk, "rm", str(part.number)], timeout=120)
+                sync_nodes(disk, read_table(disk))
 
     def delete_volume(self, vol: VolumeInfo) -> None:
         disk = self._disk()
@@ -1013,26 +1163,32 @@ class DiskDriver(PoolDriver):
             table = self._table(disk)
             part = self._partition(disk, table, vol.name)
             name = partition_name(disk, part.number, self.part_separator)
-            self._refuse_metadata(part, name, "delete")
-            if part.kind == "extended":
-                inside = [partition_name(disk, p.number, self.part_separator)
-                          for p in table.partitions if p.kind == "logical"]
-                if inside:
-                    raise StateError(f"the extended partition {name} still holds the logical "
-                                     f"partitions {', '.join(inside)}; delete them first")
-            kernel = kernel_partitions(disk)
-            self._refuse_used(kernel.get(part.number), f"delete {name}")
-            if part.kind == "logical":  # the ones after it are renumbered: N+1 becomes N
-                for later in (p for p in table.partitions
-                              if p.kind == "logical" and p.number > part.number):
-                    self._refuse_used(kernel.get(later.number),
-                                      f"delete {name}, which renumbers the logical partitions "
-                                      "after it")
-            runner.run(["parted", "-s", disk, "rm", str(part.number)], timeout=120)
-            problems = sync_nodes(disk, read_table(disk))
+            problems = self._remove_partition(disk, table, part, name, f"delete {name}")
         if problems:
             raise StateError(f"{name} was removed from the table, but the kernel's partition "
                              f"nodes are not in line with it: {'; '.join(problems)}")
+
+    def _remove_partition(self, disk: str, table: DiskTable, part: Partition, name: str,
+                          verb: str) -> list[str]:
+        """parted rm, refused for label metadata, a non-empty extended partition, and a
+        partition in use (or a logical one after it, which would be renumbered). Returns
+        what sync_nodes could not bring in line."""
+        self._refuse_metadata(part, name, "delete")
+        if part.kind == "extended":
+            inside = [partition_name(disk, p.number, self.part_separator)
+                      for p in table.partitions if p.kind == "logical"]
+            if inside:
+                raise StateError(f"the extended partition {name} still holds the logical "
+                                 f"partitions {', '.join(inside)}; delete them first")
+        kernel = kernel_partitions(disk)
+        self._refuse_used(kernel.get(part.number), verb)
+        if part.kind == "logical":  # the ones after it are renumbered: N+1 becomes N
+            for later in (p for p in table.partitions
+                          if p.kind == "logical" and p.number > part.number):
+                self._refuse_used(kernel.get(later.number),
+                                  f"{verb}, which renumbers the logical partitions after it")
+        runner.run(["parted", "-s", disk, "rm", str(part.number)], timeout=120)
+        return sync_nodes(disk, read_table(disk))
 
     @staticmethod
     def _refuse_used(kp: KernelPartition | None, verb: str) -> None:

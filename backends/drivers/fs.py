@@ -9,6 +9,13 @@ delete, and the safety around them:
   * an image file as an fs source is attached to a loop device on start and detached on
     stop; its identity (loop node, image inode, diskseq) lives in `extras`, so a restarted
     poolkeeper finds it and never detaches a loop device that someone else reattached;
+  * every attach is claimed under the runtime dir before it is made (loops.py), so what a
+    poolkeeper killed mid-build or mid-start left attached is released on the next use,
+    and the image file itself is flocked while it is checked, attached, built or wiped, so
+    two poolkeepers, even with separate state roots, never both run mkfs on it;
+  * delete looks inside first (stored_volumes: a read-only loop device, a ro mount at a
+    private directory): a filesystem that still holds volumes, or that cannot be read
+    without a journal replay, is erased only when the controller is told to force it;
   * every host, path and option is checked again here before it reaches an argv.
 """
 
@@ -19,6 +26,7 @@ import ipaddress
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -31,6 +39,7 @@ from ..errors import (
     Unsupported,
     ValidationError,
 )
+from ..loops import LoopClaims
 from ..model import (
     FS_POOL_FORMATS,
     NETFS_POOL_FORMATS,
@@ -40,6 +49,7 @@ from ..model import (
     SourceDevice,
     SourceHost,
 )
+from ..names import PARTIAL_PREFIX
 from ..progress import NULL_CONTEXT, JobContext
 from .dir import DirDriver
 
@@ -333,6 +343,28 @@ MKFS: dict[str, list[str]] = {
 }
 _KERNEL_FSTYPE = {"hfs+": "hfsplus"}  # pool format -> mount -t name
 _FORMAT_OF_FSTYPE = {"hfsplus": "hfs+"}
+_NOT_VOLUMES = ("lost+found",)  # made by mkfs.ext*; not a volume
+# xfs refuses a second filesystem with a UUID already mounted (a copied image) unless told
+_LOOK_OPTIONS = {"xfs": ("nouuid",)}
+
+
+def _volume_entries(path: str) -> list[str]:
+    with os.scandir(path) as entries:
+        return sorted(e.name for e in entries
+                      if not e.name.startswith(PARTIAL_PREFIX)
+                      and not (e.name in _NOT_VOLUMES and e.is_dir(follow_symlinks=False)))
+
+
+def _unmount_private(path: str) -> None:
+    for _ in range(10):
+        if runner.run(["umount", path], check=False, timeout=120).returncode == 0:
+            return
+        if blockprobe.mount_at(path) is None:
+            return
+        time.sleep(0.2)
+    runner.run(["umount", "-l", path], check=False, timeout=120)  # never leave it mounted
+
+
 _NOT_FILESYSTEMS = ("swap", "LVM2_member", "LVM1_member", "zfs_member", "crypto_LUKS",
                     "BitLocker", "ceph", "bcache", "drbd", "VMFS_volume_member")
 
@@ -456,26 +488,38 @@ class FsDriver(MountedDirDriver):
             raise StateError(f"{self.source_path} holds no filesystem; build the pool first "
                              f"(pool-build {self.name})") from exc
 
+    @property
+    def _loops(self) -> LoopClaims:
+        return LoopClaims(self.runtime_dir)
+
     def _attach_for_start(self) -> blockprobe.LoopIdentity:
         image = os.path.realpath(self.source_path)
-        for ident in blockprobe.loops_backed_by(image):
-            raise InUse(f"{image} is already attached as {ident.device} (losetup -l shows "
-                        f"it); detach it first or use {ident.device} as the source device")
-        ident = blockprobe.attach_loop(image)
+        with blockprobe.image_lock(image):  # check and attach as one step for every root
+            self._release_and_refuse_attached(image, "already attached as {device} (losetup "
+                                              "-l shows it); detach it first or use {device} "
+                                              "as the source device")
+            ident = self._loops.attach(image, self.name)
         self.extras["loop"] = ident.record()
         return ident
+
+    def _release_and_refuse_attached(self, image: str, why: str) -> None:
+        """Release what a killed poolkeeper of this root left attached (see loops.py); any
+        other loop device of the image is refused, never detached."""
+        self._loops.release_stale(image)
+        for ident in blockprobe.loops_backed_by(image):
+            raise InUse(f"{image} is " + why.format(device=ident.device))
 
     def _undo_attach(self, attached: blockprobe.LoopIdentity | None) -> None:
         if attached is not None:
             with contextlib.suppress(PoolkeeperError):
-                blockprobe.detach_loop(attached)
+                self._loops.detach(attached)
             self.extras.pop("loop", None)
 
     def stop(self) -> None:
         loop = self._current_loop()  # before the umount: an unrecorded one is found by it
         super().stop()  # umount if our device is mounted at the target
         if loop is not None:
-            blockprobe.detach_loop(loop)
+            self._loops.detach(loop)
         self.extras.pop("loop", None)
 
     # -- build / delete ------------------------------------------------------------------
@@ -508,15 +552,14 @@ class FsDriver(MountedDirDriver):
             yield self.source_path, self.source_path
             return
         image = os.path.realpath(self.source_path)
-        users = blockprobe.loops_backed_by(image)
-        if users:
-            raise InUse(f"{image} is attached as {users[0].device}; poolkeeper will not build "
-                        "over it, even with --overwrite")
-        attached = blockprobe.attach_loop(image)
-        try:
-            yield attached.device, f"{image} (attached as {attached.device})"
-        finally:
-            blockprobe.detach_loop(attached)
+        with blockprobe.image_lock(image):  # held until mkfs is done: one build at a time
+            self._release_and_refuse_attached(image, "attached as {device}; poolkeeper will "
+                                              "not build over it, even with --overwrite")
+            attached = self._loops.attach(image, self.name)
+            try:
+                yield attached.device, f"{image} (attached as {attached.device})"
+            finally:
+                self._loops.detach(attached)
 
     def _refuse_in_use(self, device: str, shown: str) -> None:
         users = blockprobe.device_users(device)
@@ -525,22 +568,100 @@ class FsDriver(MountedDirDriver):
                         "filesystem on it, even with --overwrite")
 
     def delete(self) -> None:
-        """Wipe the filesystem signature of the source (the pool is inactive)."""
+        """Wipe the filesystem signature of the source (the pool is inactive). Whether it
+        still holds volumes is the controller's question first (stored_volumes)."""
         self.validate(self.pool)
         if self._source_kind() == "image":
             image = os.path.realpath(self.source_path)
-            attached = blockprobe.loops_backed_by(image)
-            if attached:
-                raise InUse(f"{image} is attached as {attached[0].device}; detach it first")
-            runner.run(["wipefs", "--all", "--", image], timeout=120)
+            with blockprobe.image_lock(image):
+                self._release_and_refuse_attached(image, "attached as {device}; detach it "
+                                                  "first")
+                # --force: without it wipefs skips a partition table in a regular file
+                runner.run(["wipefs", "--all", "--force", "--", image], timeout=120)
         else:
             device = self.source_path
             with blockprobe.disk_lock(device):
+                self._release_and_refuse_attached(  # a look inside a kill interrupted
+                    os.path.realpath(device), "attached as {device}; detach it first")
                 self._refuse_in_use(device, device)
                 runner.run(["wipefs", "--all", "--", device], timeout=120)
         if blockprobe.mount_at(self.target) is None:
             with contextlib.suppress(OSError):
                 os.rmdir(self.target)  # the empty mount point; a non-empty one stays
+
+    # -- what an inactive pool holds -----------------------------------------------------
+    def stored_volumes(self) -> list[str]:
+        """The volumes on the inactive pool's filesystem: every entry of its root but
+        lost+found and poolkeeper's hidden partial files (see _look_inside)."""
+        self.validate(self.pool)
+        kind = self._source_kind()
+        source = os.path.realpath(self.source_path)
+        lock = blockprobe.image_lock(source) if kind == "image" else \
+            blockprobe.disk_lock(source)
+        with lock:
+            self._release_and_refuse_attached(source, "attached as {device}; detach it first")
+            if kind == "block":
+                users = blockprobe.device_users(source)
+                if users:
+                    raise InUse(f"{source} is in use ({'; '.join(users)}); poolkeeper cannot "
+                                f"look inside pool '{self.name}' or delete it now")
+            fstype = self._filesystem_type(source)
+            if fstype is None:
+                return []
+            attached = self._loops.attach(source, self.name, read_only=True)
+            try:
+                return self._look_inside(attached.device, source, fstype)
+            finally:
+                with contextlib.suppress(PoolkeeperError):
+                    self._loops.detach(attached)
+
+    def _cannot_tell(self, why: str) -> StateError:
+        return StateError(f"cannot tell whether pool '{self.name}' still holds volumes "
+                          f"({why}); pool-delete {self.name} --force erases it anyway")
+
+    def _filesystem_type(self, source: str) -> str | None:
+        """The filesystem blkid finds on `source` (None: nothing at all, so no volumes);
+        anything else, or an uncertain probe, cannot be looked into."""
+        found = blockprobe.probe(source)
+        if found.problem:
+            raise self._cannot_tell(found.problem)
+        if not found.signatures:
+            return None
+        kinds = [s for s in found.signatures if s.kind == "filesystem"]
+        if len(kinds) != 1 or len(found.signatures) != 1:
+            raise self._cannot_tell(f"{source} holds {found.describe()}")
+        if not re.fullmatch(r"[a-z0-9_+]{1,32}", kinds[0].type):
+            raise self._cannot_tell(f"blkid names its filesystem {kinds[0].type!r}")
+        return kinds[0].type
+
+    def _look_inside(self, device: str, source: str, fstype: str) -> list[str]:
+        """Mount `device`, a READ-ONLY loop device over the source, with ro,nodev,nosuid,
+        noexec at a private directory under the runtime dir, list its root, unmount.
+
+        The kernel cannot write through a read-only loop device, whatever the filesystem
+        would like to. A filesystem that was not cleanly unmounted (its journal or log
+        needs a replay) refuses such a mount, and that is reported as "cannot tell": the
+        options that skip the replay (ext4 noload, xfs norecovery, btrfs nologreplay)
+        would show the state before the crash, where files whose creation is only in the
+        journal do not exist yet, and an empty-looking pool would be erased. A mount is
+        one code path for every filesystem the kernel reads; per-filesystem tools
+        (debugfs, xfs_db, ...) would each need their own parsing."""
+        options = ",".join(["ro", *_LOOK_OPTIONS.get(fstype, ()), *SAFE_DEFAULTS])
+        with self._loops.peek_dir() as path:
+            done = runner.run(["mount", "-t", fstype, "-o", options, device, path],
+                              check=False, timeout=180)
+            if done.returncode != 0:
+                lines = [ln.strip() for ln in done.stderr.splitlines()
+                         if ln.strip() and "dmesg(1)" not in ln]
+                raise self._cannot_tell(
+                    f"a read-only mount of the {fstype} filesystem on {source} failed ("
+                    + (" ".join(lines) or f"exit {done.returncode}") + "); a filesystem that "
+                    "was not cleanly unmounted cannot be read without replaying its journal, "
+                    "which would change it: start and stop the pool once to replay it")
+            try:
+                return _volume_entries(path)
+            finally:
+                _unmount_private(path)
 
     # -- discovery -----------------------------------------------------------------------
     @classmethod

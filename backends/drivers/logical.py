@@ -556,8 +556,8 @@ class LogicalDriver(PoolDriver):
 
     # -- definition ----------------------------------------------------------------------
     def __init__(self, pool: PoolDef, extras: dict | None = None, *,
-                 config_dir: Path | None = None) -> None:
-        super().__init__(pool, extras, config_dir=config_dir)
+                 config_dir: Path | None = None, runtime_dir: Path | None = None) -> None:
+        super().__init__(pool, extras, config_dir=config_dir, runtime_dir=runtime_dir)
         self._status: tuple[float, VGState | None] | None = None
 
     @classmethod
@@ -841,6 +841,19 @@ class LogicalDriver(PoolDriver):
                 pvs.append(dev)
         for dev in pvs:
             self._change(["pvremove", "--", dev])
+
+    def stored_volumes(self) -> list[str]:
+        """The logical volumes of the inactive pool's group that are volumes (not thin
+        pools or LVM's internal LVs, not one a clone left half-made); none if the group
+        does not exist. Read from LVM's metadata, nothing is changed."""
+        self.validate(self.pool)
+        state = self._vg_state(missing_ok=True)
+        if state is None:
+            return []
+        if state.missing_count:  # what delete says first: not even --force removes it
+            raise StateError(self._missing_message(state) + "; poolkeeper will not remove "
+                             "an incomplete volume group")
+        return sorted(lv.name for lv in self._lvs() if lv.is_volume)
 
     # -- discovery -----------------------------------------------------------------------
     @classmethod

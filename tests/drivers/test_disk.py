@@ -459,7 +459,14 @@ def test_gpt_pool_lifecycle(ctl, make_loop):
 
     ctl.stop_pool("d")
     assert sysfs_partition(f"/dev/{pn(dev, 1)}") is not None  # a real disk keeps its nodes
-    ctl.delete_pool("d")
+    before = sf_partitions(dev)
+    held = ctl.stored_volumes("d")
+    assert set(held) == {pn(dev, n) for n in before} and len(held) == 7
+    with pytest.raises(StateError, match=f"still holds 7 volumes \\({pn(dev, 1)}, .* and 2 "
+                                         "more\\).*pool-delete d --force"):
+        ctl.delete_pool("d")
+    assert sf_partitions(dev) == before
+    ctl.delete_pool("d", force=True)
     assert subprocess.run(["blkid", "-p", dev], capture_output=True).returncode == 2
 
 
@@ -821,7 +828,11 @@ def test_image_file_source_attaches_on_start(ctl, state_root, make_image):
     check_nodes(ctl, loop, "img")
     ctl.stop_pool("img")
     assert wait_until(lambda: loops_of(image) == [])
-    ctl.delete_pool("img")
+    assert ctl.stored_volumes("img") == ["partition 1 (32.00 MiB)", "partition 2 (32.00 MiB)"]
+    with pytest.raises(StateError, match="still holds 2 volumes"):
+        ctl.delete_pool("img")
+    assert sorted(sf_partitions(str(image))) == [1, 2] and loops_of(image) == []
+    ctl.delete_pool("img", force=True)
     assert subprocess.run(["blkid", "-p", str(image)], capture_output=True).returncode == 2
 
 

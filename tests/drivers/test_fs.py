@@ -193,7 +193,15 @@ def test_fs_pool_lifecycle(ctl, state_root, make_device, targets, fmt):
     assert (target / "a.img").stat().st_size == 8 * MiB
     ctl.stop_pool("p")
 
-    ctl.delete_pool("p")
+    # Its filesystem still holds the volumes: refused, looked at without a change.
+    before = head_hash(dev, SIZES[fmt])  # the whole device
+    assert ctl.stored_volumes("p") == ["a-copy.img", "a.img"]
+    with pytest.raises(StateError, match=r"still holds 2 volumes \(a-copy.img, a.img\).*"
+                                         "pool-delete p --force"):
+        ctl.delete_pool("p")
+    assert head_hash(dev, SIZES[fmt]) == before
+    assert blkid(dev)[1]["TYPE"] == fmt and mount_entry(target) is None
+    ctl.delete_pool("p", force=True)
     assert blkid(dev)[0] == 2  # no signature left at all
     assert not target.exists()  # the empty mount point went too
 
@@ -428,7 +436,10 @@ def test_image_file_source_attaches_and_detaches(ctl, state_root, make_image, ta
     assert [v.name for v in ctl.list_volumes("img") if v.name == "v"] == ["v"]
     ctl.stop_pool("img")
     assert wait_until(lambda: loops_of(image) == [])
-    ctl.delete_pool("img")
+    with pytest.raises(StateError, match=r"still holds 1 volume \(v\)"):
+        ctl.delete_pool("img")
+    assert loops_of(image) == [] and blkid(str(image))[1]["TYPE"] == "ext4"
+    ctl.delete_pool("img", force=True)
     assert blkid(str(image))[0] == 2
 
 

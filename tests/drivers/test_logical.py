@@ -662,7 +662,12 @@ def test_delete_removes_the_vg_and_every_pv_label(ctl, lvm):
     with pytest.raises(StateError, match="active"):
         ctl.delete_pool(vg)
     ctl.stop_pool(vg)
-    ctl.delete_pool(vg)
+    assert ctl.stored_volumes(vg) == ["lv"]
+    with pytest.raises(StateError, match=r"still holds 1 volume \(lv\).*pool-delete "
+                                         f"{vg} --force"):
+        ctl.delete_pool(vg)
+    assert [r["lv_name"] for r in lvm.report("lvs", "-o", "lv_name", vg, kind="lv")] == ["lv"]
+    ctl.delete_pool(vg, force=True)
     assert not lvm.report("vgs", "-o", "vg_name", kind="vg")
     assert not lvm.report("pvs", "-o", "pv_name", kind="pv")
     for dev in (d1, d2):

@@ -158,6 +158,7 @@ class StubController:
         self.volumes = {name: list(vols) for name, vols in VOLUMES.items()}
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.monitoring: float | None = None
+        self.held: dict[str, list[str] | None] = {}  # stored_volumes per pool (default [])
 
     # -- events ------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
@@ -287,8 +288,12 @@ class StubController:
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         self._record("set_autostart", name, enabled)
 
-    def delete_pool(self, name: str) -> None:
-        self._record("delete_pool", name)
+    def delete_pool(self, name: str, force: bool = False) -> None:
+        self._record("delete_pool", name, force=force)
+
+    def stored_volumes(self, name: str) -> list[str] | None:
+        self._status(name)
+        return self.held.get(name, [])
 
     def undefine_pool(self, name: str) -> None:
         self._record("undefine_pool", name)

@@ -70,3 +70,40 @@ async def test_header_shows_the_mount_and_stop_names_the_holder(state_root, tmp_
             if ctl.store.is_active("data"):
                 ctl.stop_pool("data")
             ctl.close()
+
+
+async def test_delete_dialog_lists_what_the_filesystem_holds_and_forces(state_root, tmp_path):
+    """Issue 13 item 12 in the TUI: the dialog names the volumes still on the inactive
+    pool's filesystem, and destroying it (name typed) passes --force."""
+    from backends.model import VolumeDef
+    from tui.dialogs import DeletePoolDialog
+
+    from .test_flows import type_confirm, wait_for
+
+    with loop_device(tmp_path, 64) as device:
+        ctl = StorageController(state_root, create_default=False)
+        try:
+            fs_pool(ctl, device, tmp_path / "mnt")
+            ctl.build_pool("data").wait(120)
+            ctl.start_pool("data")
+            ctl.create_volume_def("data", VolumeDef(name="guest.img", capacity=1 << 20)
+                                  ).wait(60)
+            ctl.stop_pool("data")
+            app = PoolkeeperApp(ctl, monitor_interval=None)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await settle(app, pilot)
+                await pilot.press("X")
+                await wait_for(pilot, app, lambda: isinstance(app.screen, DeletePoolDialog))
+                holds = str(app.screen.query_one("#holds", Static).render())
+                assert "still holds 1 volume: guest.img" in holds
+                app.screen.query_one("#opt-destroy").value = True
+                await settle(app, pilot)
+                await type_confirm(pilot, app.screen, "data")
+                await pilot.press("ctrl+s")
+                await wait_for(pilot, app, lambda: "data" not in ctl.pool_names())
+            done = subprocess.run(["blkid", "-p", device], capture_output=True)
+            assert done.returncode == 2  # the filesystem was erased, as confirmed
+        finally:
+            if ctl.store.is_active("data"):
+                ctl.stop_pool("data")
+            ctl.close()

@@ -759,6 +759,35 @@ async def test_delete_pool_destroy_needs_the_name() -> None:
         assert app.results == [None]
 
 
+async def test_delete_pool_names_what_it_holds_and_forces_only_with_the_name() -> None:
+    held = [f"lv{i}" for i in range(10)]
+    async with opened(DeletePoolDialog(pool("vg0", "logical"), held=held)) as (app, pilot):
+        assert seen(app, "Its storage still holds 10 volumes: lv0, lv1, lv2, lv3, lv4, lv5, "
+                         "lv6, lv7 and 2 more. Destroying it erases them.")
+        await pilot.press("ctrl+s")  # undefine only: no force, nothing destroyed
+        assert app.results == [DeletePoolChoice(False, force=False)]
+    async with opened(DeletePoolDialog(pool("vg0", "logical"), held=held)) as (app, pilot):
+        await pilot.press("down", "enter")
+        assert submit_disabled(app)
+        await pilot.press("tab", *"vg0", "enter")
+        assert app.results == [DeletePoolChoice(True, force=True)]
+
+
+async def test_delete_pool_with_nothing_held_does_not_force() -> None:
+    async with opened(DeletePoolDialog(pool("d", "disk"), held=[])) as (app, pilot):
+        assert seen(app, "Its storage holds no volumes.")
+        await pilot.press("down", "enter", "tab", "d", "enter")
+        assert app.results == [DeletePoolChoice(True, force=False)]
+
+
+async def test_delete_pool_that_could_not_be_looked_into_forces_with_the_name() -> None:
+    async with opened(DeletePoolDialog(pool("f", "fs"), held_error="it is busy")) as (app,
+                                                                                     pilot):
+        assert seen(app, "Could not tell what its storage holds: it is busy.")
+        await pilot.press("down", "enter", "tab", "f", "enter")
+        assert app.results == [DeletePoolChoice(True, force=True)]
+
+
 async def test_delete_iscsi_pool_offers_undefine_only() -> None:
     async with opened(DeletePoolDialog(pool("san", "iscsi"))) as (app, pilot):
         assert "destroy the storage" not in flat(app)
@@ -1010,6 +1039,7 @@ def all_dialogs(ascii: bool) -> list[Screen[Any]]:
         DefinePoolDialog(no_discover, pool_type="iscsi", ascii=ascii),
         BuildPoolDialog(pool(type="fs"), "an ext4 filesystem", ascii=ascii),
         DeletePoolDialog(pool(), ascii=ascii),
+        DeletePoolDialog(pool(type="fs"), held=["a.img"], ascii=ascii),
         create_dialog(ascii=ascii),
         CloneVolumeDialog(vol(), pools, "images", set(), ascii=ascii),
         ResizeVolumeDialog(vol(fmt="raw"), GiB, ascii=ascii),
@@ -1096,11 +1126,17 @@ async def _fill_wipe(pilot: Pilot[None]) -> None:
     await pilot.press("down", "down", "enter")
 
 
+async def _choose_destroy(pilot: Pilot[None]) -> None:
+    await pilot.press("down", "enter")
+
+
 SNAPSHOTS: dict[str, tuple[Callable[[], Screen[Any]], Callable[[Pilot[None]], Any]]] = {
     "define_dir": (lambda: DefinePoolDialog(no_discover), _fill_dir),
     "define_netfs": (lambda: DefinePoolDialog(no_discover), _fill_netfs),
     "create_volume": (create_dialog, _fill_create),
     "wipe_volume": (lambda: WipeVolumeDialog(vol()), _fill_wipe),
+    "delete_pool_held": (lambda: DeletePoolDialog(pool("data", "fs"), held=[
+        "guest.img", "win10.qcow2", "scratch.raw"]), _choose_destroy),
 }
 
 

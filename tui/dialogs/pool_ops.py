@@ -34,6 +34,9 @@ DELETE_DOES = {
 }
 
 
+_HELD_SHOWN = 8  # volume names listed in the delete dialog; the rest are counted
+
+
 def _what(template: str, pool: PoolStatus) -> str:
     return template.format(target=pool.target or "(no target)",
                            source=pool.source or "the source")
@@ -81,13 +84,40 @@ class BuildPoolDialog(Dialog[BuildChoice | None]):
 
 
 class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
+    """Undefine, or destroy the storage and undefine. `held` is what the storage still
+    holds (controller.stored_volumes: None when its delete erases no volumes), or
+    `held_error` why that could not be told: destroying it then passes --force, which
+    the typed pool name confirms."""
+
     submit_label = "Undefine"
     submit_variant = "error"
 
-    def __init__(self, pool: PoolStatus, *, ascii: bool = False) -> None:
+    def __init__(self, pool: PoolStatus, *, held: list[str] | None = None,
+                 held_error: str | None = None, ascii: bool = False) -> None:
         self.pool = pool
+        self.held = held
+        self.held_error = held_error
         self.heading = f"Delete pool '{pool.name}'"
         super().__init__(ascii=ascii)
+
+    @property
+    def needs_force(self) -> bool:
+        return bool(self.held) or self.held_error is not None
+
+    def _holds_text(self) -> str | None:
+        if self.held_error is not None:
+            return (f"Could not tell what its storage holds: {self.held_error}. Destroying "
+                    "it erases whatever is there.")
+        if self.held is None:
+            return None
+        if not self.held:
+            return "Its storage holds no volumes."
+        count = len(self.held)
+        shown = ", ".join(self.held[:_HELD_SHOWN])
+        if count > _HELD_SHOWN:
+            shown += f" and {count - _HELD_SHOWN} more"
+        return (f"Its storage still holds {count} volume{'s' if count != 1 else ''}: "
+                f"{shown}. Destroying it erases {'them' if count != 1 else 'it'}.")
 
     @property
     def can_destroy(self) -> bool:
@@ -100,6 +130,10 @@ class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
             options.append(("destroy", "destroy the storage and undefine"))
         yield radio_set(options, "undefine", id="mode", ascii=self.ascii)
         yield Static("", markup=False, id="explain")
+        holds = self._holds_text() if self.can_destroy else None
+        if holds is not None:
+            yield Static(holds, markup=False, id="holds",
+                         classes="warning-text" if self.needs_force else "")
         yield TypedConfirm(p.name, id="confirm")
 
     def _destroy(self) -> bool:
@@ -125,4 +159,6 @@ class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
             self.refresh_form()
 
     def evaluate(self) -> Evaluation[DeletePoolChoice | None]:
-        return Evaluation(result=DeletePoolChoice(self._destroy()))
+        destroy = self._destroy()
+        # reached only with the name typed (a shown TypedConfirm gates the submit)
+        return Evaluation(result=DeletePoolChoice(destroy, force=destroy and self.needs_force))

@@ -15,9 +15,12 @@ class BuildChoice:
 
 @dataclass(frozen=True)
 class DeletePoolChoice:
-    """True: destroy the storage (pool-delete) and then undefine; False: undefine only."""
+    """True: destroy the storage (pool-delete) and then undefine; False: undefine only.
+    `force`: the storage still holds volumes (or could not be looked into), the dialog
+    said so and the pool's name was typed: pool-delete --force."""
 
     destroy_storage: bool
+    force: bool = False
 
 
 @dataclass(frozen=True)

@@ -496,19 +496,35 @@ class MainScreen(Screen[None]):
         name = self.selected
         if name is None:
             return
+        self._prepare_delete(name, self.pools[name].type.startswith("iscsi"))
 
+    @work(thread=True, group="verbs")
+    def _prepare_delete(self, name: str, undefine_only: bool) -> None:
+        """Look at what the storage still holds first (I/O: a read-only mount, a table,
+        LVM metadata), so the dialog can name it before anything is destroyed."""
+        held: list[str] | None = None
+        error: str | None = None
+        if not undefine_only:
+            try:
+                held = self.ctl.stored_volumes(name)
+            except (PoolkeeperError, OSError) as exc:
+                error = str(exc)
+        self.app.call_from_thread(self._open_delete_dialog, name, held, error)
+
+    def _open_delete_dialog(self, name: str, held: list[str] | None,
+                            error: str | None) -> None:
         def done(choice: Any) -> None:
             if choice is None:
                 return
             self.run_verb(f"pool {name} removed", self._delete_pool, name,
-                          choice.destroy_storage)
+                          choice.destroy_storage, choice.force)
 
-        self.app.push_screen(dialogs.DeletePoolDialog(self.pools[name], ascii=self.ascii),
-                             done)
+        self.app.push_screen(dialogs.DeletePoolDialog(
+            self.pools[name], held=held, held_error=error, ascii=self.ascii), done)
 
-    def _delete_pool(self, name: str, destroy_storage: bool) -> None:
+    def _delete_pool(self, name: str, destroy_storage: bool, force: bool = False) -> None:
         if destroy_storage:
-            self.ctl.delete_pool(name)
+            self.ctl.delete_pool(name, force=force)
         self.ctl.undefine_pool(name)
 
     def action_refresh(self) -> None:
