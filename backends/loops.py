@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from . import blockprobe, runner
+from . import blockprobe, pathsafety, runner
 from .errors import Busy, PoolkeeperError, StateError, ToolFailed
 from .store import atomic_write, remove_abandoned
 
@@ -212,7 +212,8 @@ class LoopClaims:
         """A new empty directory only root can enter, removed afterwards (if empty)."""
         base = None
         if self.peek_root is not None:
-            self.peek_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            pathsafety.ensure_state_dir(self.peek_root, "the private mount dir", 0o700,
+                                        private=True)
             base = str(self.peek_root)
         path = tempfile.mkdtemp(prefix="look-", dir=base)
         try:
@@ -225,7 +226,7 @@ class LoopClaims:
     def _new_claim_path(self) -> Path | None:
         if self.dir is None:
             return None
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pathsafety.ensure_state_dir(self.dir, "the loop claims dir", 0o700, private=True)
         return self.dir / f"{os.urandom(8).hex()}.json"
 
     @staticmethod

@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import pathsafety
 from ..store import atomic_write, remove_abandoned
 
 PARTIAL_NAME = "poolkeeper-partial"  # gpt partition name while a clone fills it
@@ -72,7 +73,8 @@ class FillRecords:
         """Record a partition about to be made (durably, before parted runs)."""
         if self.dir is None:
             return None
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pathsafety.ensure_state_dir(self.dir, "the partition records dir", 0o700,
+                                    private=True)
         path = self.dir / f"{os.urandom(8).hex()}.json"
         data = {"disk": disk, "start": start, "end": end, "number": number}
         atomic_write(path, json.dumps(data, sort_keys=True).encode(), 0o600)
