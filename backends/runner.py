@@ -7,8 +7,10 @@ recorded in the command log (the TUI's log panel, the CommandRun event).
 Cancel: a tool runs in its own process group. While it runs, the job context (passed as
 `cancel`, else the job running in this thread, see progress.current) is polled every
 CANCEL_POLL seconds; when it is cancelled the whole group is SIGKILLed and Cancelled is
-raised. A tool started after its job was cancelled is the job cleaning up what it made
-(lvremove, losetup -d, ...): that one runs to its end (or its timeout).
+raised. A tool started after its (implicit) job was cancelled is the job cleaning up what
+it made (lvremove, losetup -d, ...): that one runs to its end (or its timeout). A long
+tool that is the job's work itself (scrub) is passed `cancel` explicitly, so a cancel that
+came just before it starts still stops it.
 """
 
 from __future__ import annotations
@@ -237,11 +239,17 @@ def _wait_exit(proc: subprocess.Popen, deadline: float | None,
 
 
 def _cancel_watch(cancel: JobContext | None) -> Callable[[], bool] | None:
-    """What says "stop this tool": the job's cancel flag, unless there is no job or it was
-    already cancelled when the tool started (then the tool is cleanup and runs to its end)."""
-    ctx = cancel if cancel is not None and cancel is not NULL_CONTEXT else current()
-    if ctx is None or ctx.cancelled:
-        return None
+    """What says "stop this tool": the job's cancel flag. A context passed explicitly names
+    the job whose work the tool is: already cancelled, the tool is not started (Cancelled).
+    The thread's job (implicit) already cancelled means the tool is that job cleaning up
+    after the cancel: it is not watched and runs to its end (or its timeout)."""
+    if cancel is not None and cancel is not NULL_CONTEXT:
+        cancel.check()
+        ctx: JobContext | None = cancel
+    else:
+        ctx = current()
+        if ctx is None or ctx.cancelled:
+            return None
     return lambda: ctx.cancelled
 
 
@@ -280,6 +288,7 @@ def run(
     full_env["LC_ALL"] = "C"
     full_env.pop("LANGUAGE", None)
     shown = [mask(a, secrets) for a in args]
+    stop = _cancel_watch(cancel)  # before the tool starts: a cancel from now on reaches it
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
     proc = subprocess.Popen(
@@ -292,7 +301,6 @@ def run(
         close_fds=True,
         start_new_session=True,  # its own group, to kill all of it; no terminal to prompt on
     )
-    stop = _cancel_watch(cancel)
     try:
         raw_out, raw_err, outcome = _communicate(proc, input, deadline, stop)
         if outcome != "done":
@@ -346,6 +354,7 @@ def run_with_progress(
     secrets = [s for s in secrets if s]
     exe = tool_path(args[0])
     env = dict(os.environ, LC_ALL="C")
+    cancelled = _cancel_watch(None)  # before the tool starts (see run)
     started = time.monotonic()
     proc = subprocess.Popen(
         [exe, *args[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -362,7 +371,6 @@ def run_with_progress(
     drainer = threading.Thread(target=drain, daemon=True)
     drainer.start()
     stopper_done = threading.Event()
-    cancelled = _cancel_watch(None)
 
     def stopped() -> bool:
         return should_stop() or (cancelled is not None and cancelled())
