@@ -53,6 +53,7 @@ from .model import (
     VolumeTarget,
 )
 from .names import check_name
+from .progress import shielded
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
 from .units import MAX_SIZE, human
@@ -718,11 +719,12 @@ class StorageController:
 
         def work(job: Job) -> None:
             driver.wipe_volume(info, algorithm, job)
-            if driver.type in xmlio.FILE_POOLS and info.format not in ("raw", "dir"):
-                # The bytes are no longer an image of that format.
-                self._record(pool, name, "raw", job)
-                job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
-            self._after_change(pool, name)
+            with shielded():  # done: a cancel from here on changes nothing
+                if driver.type in xmlio.FILE_POOLS and info.format not in ("raw", "dir"):
+                    # The bytes are no longer an image of that format.
+                    self._record(pool, name, "raw", job)
+                    job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
+                self._after_change(pool, name)
 
         return self.jobs.start(job, work)
 
@@ -772,7 +774,8 @@ class StorageController:
 
         def work(job: Job) -> VolumeInfo:
             driver.resize_volume(info, new, allocate=allocate, shrink=shrink, ctx=job)
-            return self._after_change(pool, name)
+            with shielded():  # done: a cancel from here on changes nothing
+                return self._after_change(pool, name)
 
         return self.jobs.start(job, work)
 
@@ -789,7 +792,8 @@ class StorageController:
 
         def work(job: Job) -> int:
             written = driver.upload_volume(info, src_path, offset, length, job)
-            self._after_change(pool, name)
+            with shielded():  # done: a cancel from here on changes nothing
+                self._after_change(pool, name)
             return written
 
         return self.jobs.start(job, work)

@@ -69,3 +69,15 @@ def running(ctx: JobContext) -> Iterator[None]:
         yield
     finally:
         _CURRENT.reset(token)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """No current job within the block, so a cancel stops no tool run there: for the
+    bookkeeping after a job's work is done (a refresh), which a cancel must not turn into
+    a "cancelled" job whose change was in fact made."""
+    token = _CURRENT.set(None)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)

@@ -15,7 +15,7 @@ import pytest
 
 from backends import runner
 from backends.errors import Cancelled
-from backends.progress import JobContext, running
+from backends.progress import JobContext, running, shielded
 from tests.reliability.test_cancel import HANG, wait_for
 
 
@@ -54,3 +54,23 @@ def test_a_tool_started_after_the_cancel_is_cleanup_and_runs_to_its_end(tmp_path
     with pytest.raises(Cancelled):
         runner.run(["sh", "-c", f"touch {tmp_path / 'ran'}"], cancel=job)
     assert not (tmp_path / "ran").exists()
+
+
+def test_bookkeeping_after_the_work_is_shielded_from_a_cancel(tmp_path):
+    """After a verb's change is made, the refresh that follows must not be killed by a
+    cancel: the job would say "cancelled" for a change that was made."""
+    started, cancelled = tmp_path / "started", tmp_path / "cancelled"
+    job = JobContext()
+
+    def cancel_once_started() -> None:
+        wait_for(started.exists, "the tool to start")
+        job.cancel()
+        cancelled.touch()
+
+    threading.Thread(target=cancel_once_started, daemon=True).start()
+    # The tool goes on for a few of the runner's looks at the flag after the cancel.
+    script = (f"touch {started}; while [ ! -e {cancelled} ]; do sleep 0.01; done; "
+              f"sleep {runner.CANCEL_POLL * 5}; echo done")
+    with running(job), shielded():
+        done = runner.run(["sh", "-c", script], timeout=HANG)
+    assert job.cancelled and done.stdout == "done\n"
