@@ -1082,7 +1082,7 @@ def _open_existing_target(path: str, ctx: JobContext) -> int:
                 continue
             if exc.errno == errno.ELOOP:
                 raise link_refusal(path) from None
-            raise PoolkeeperError(f"cannot write '{path}': {exc.strerror}") from None
+            raise  # EACCES, EROFS, ...: the job says it as our error, naming the path
         if not _same_file(os.fstat(fd), lst):
             os.close(fd)
             raise UnsafePath(f"'{path}' was replaced while it was being opened; try again")
@@ -1101,8 +1101,6 @@ def open_download_target(path: str, ctx: JobContext = NULL_CONTEXT) -> tuple[int
         fd, created = _open_existing_target(path, ctx), False
     except IsADirectoryError:
         raise UnsafePath(f"'{path}' is a directory; give the name of a file") from None
-    except OSError as exc:
-        raise PoolkeeperError(f"cannot create '{path}': {exc.strerror}") from None
     try:
         st = os.fstat(fd)
         check = _target_check.get()
