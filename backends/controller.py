@@ -854,26 +854,34 @@ class StorageController:
                             source: VolumeInfo) -> None:
         """Refuse `path` (stat `st`, None if it does not exist yet) as a download target if
         it is a pool's volume, directory entry or device."""
-        role = None
-        with contextlib.suppress(OSError):
-            if st is not None and targets.same_file(st, os.stat(source.path)):
-                role = f"the volume '{source.name}' itself"
-        if role is None and (st is None or stat.S_ISREG(st.st_mode)):
-            role = self._pool_dir_role(path) or (st and self._pool_file_role(st))
-        elif role is None and stat.S_ISBLK(st.st_mode):
-            role = self._pool_device_role(st.st_rdev)
+        role = self._pool_dir_role(path)
+        if role is None and st is not None:
+            role = self._pool_role(st, source)
         if role:
             raise UnsafePath(f"'{path}' is {role}; a download never writes into a pool: "
                              "download to a file outside the pools (to copy a volume into "
                              "a pool, use vol-clone)")
 
+    def _pool_role(self, st: os.stat_result, source: VolumeInfo) -> str | None:
+        """What the existing file or device `st` is in a pool, by identity (None: nothing)."""
+        with contextlib.suppress(OSError):
+            if targets.same_file(st, os.stat(source.path)):
+                return f"the volume '{source.name}' itself"
+        if stat.S_ISREG(st.st_mode):
+            return self._pool_file_role(st)
+        if stat.S_ISBLK(st.st_mode):
+            return self._pool_device_role(st.st_rdev)
+        return None
+
     def _pool_targets(self) -> Iterator[tuple[str, str, os.stat_result]]:
-        """(pool, target path, its stat) of every defined pool with a readable target."""
+        """(pool, target path, its stat) of every defined pool whose volumes are the files in
+        its target directory (dir, fs, netfs), if that directory can be read. The targets of
+        the others (/dev, /dev/VG) only hold nodes: their volumes are matched as devices."""
         for pool in self.store.definition_names():
             try:
-                path = self.pool_def(pool).target.path
-                if path:
-                    yield pool, path, os.stat(path)
+                pdef = self.pool_def(pool)
+                if pdef.type in xmlio.FILE_POOLS and pdef.target.path:
+                    yield pool, pdef.target.path, os.stat(pdef.target.path)
             except (PoolkeeperError, OSError):
                 continue
 

@@ -233,6 +233,8 @@ def test_partitions_and_the_disk_of_a_disk_pool_are_refused(ctl, download, pools
         with pytest.raises(UnsafePath, match="is the image file of pool 'd'"):
             download(str(image))
         assert victim.unchanged()
+        # the pool's target /dev only holds nodes: other devices there are not its volumes
+        assert download("/dev/null") == MiB
     finally:
         with contextlib.suppress(Exception):
             ctl.stop_pool("d")
