@@ -919,6 +919,29 @@ def test_download_cancel_removes_what_it_created(tmp_path: Path, opened) -> None
     assert (tmp_path / "old").exists()
 
 
+def test_download_target_is_checked_before_it_is_emptied(tmp_path: Path, opened) -> None:
+    """The check (the controller refuses pool volumes) sees the opened file before a byte
+    of it changes; a new file it refuses is removed again."""
+    (tmp_path / "vol").write_bytes(b"new content")
+    src = opened(tmp_path / "vol", os.O_RDONLY)
+    (tmp_path / "old").write_bytes(b"keep me")
+    seen: list[tuple[int, str]] = []
+
+    def refuse(st: os.stat_result, path: str) -> None:
+        seen.append((st.st_size, path))
+        raise errors.UnsafePath("refused")
+
+    with fileops.checking_download_targets(refuse):
+        for name in ("old", "new"):
+            with pytest.raises(errors.UnsafePath, match="refused"):
+                fileops.download_fd(src, str(tmp_path / name))
+    assert seen == [(7, str(tmp_path / "old")), (0, str(tmp_path / "new"))]
+    assert (tmp_path / "old").read_bytes() == b"keep me"
+    assert not (tmp_path / "new").exists()
+    fileops.download_fd(src, str(tmp_path / "old"))  # no check outside the block
+    assert (tmp_path / "old").read_bytes() == b"new content"
+
+
 def test_download_offset_past_end(tmp_path: Path, opened) -> None:
     (tmp_path / "vol").write_bytes(b"abc")
     with pytest.raises(errors.ValidationError):
