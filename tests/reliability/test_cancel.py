@@ -185,14 +185,18 @@ def test_an_upload_from_a_fifo_nobody_writes_is_cancelled(ctl, small, fifo):
 
 def test_an_upload_whose_writer_went_quiet_is_cancelled(ctl, small, fifo):
     job = ctl.upload_volume("p", "v.img", str(fifo))
-    # a writer that opens the FIFO (once the upload has it open) and never writes
+    # a writer that opens the FIFO (once the upload has it open), writes a little, then
+    # nothing more; once that little is in the volume, the upload is waiting for the rest
     writer = wait_for(lambda: _open_writer(fifo), "the upload to open the FIFO")
     try:
-        cancel_when_running(job)
+        os.write(writer, b"w" * 4096)
+        wait_for(lambda: small.read_bytes()[:4096] == b"w" * 4096 or job.finished,
+                 "the upload to take the first bytes")
+        job.cancel()
         ends_cancelled(job)
     finally:
         os.close(writer)
-    assert small.read_bytes() == b"v" * (4 * MiB)
+    assert small.read_bytes() == b"w" * 4096 + b"v" * (4 * MiB - 4096)
     assert volume_is_free(ctl, "p", "v.img")
 
 
