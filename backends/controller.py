@@ -10,15 +10,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
-import psutil
 from lxml import etree
 
-from . import blockprobe, fileid, pathsafety, probe, runner, xmlio
+from . import blockprobe, fileid, fileops, openers, pathsafety, probe, runner, targets, xmlio
 from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
 from .drivers.dir import require_local_backing
@@ -53,6 +53,7 @@ from .model import (
     VolumeTarget,
 )
 from .names import check_name
+from .progress import shielded
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
 from .units import MAX_SIZE, human
@@ -615,9 +616,10 @@ class StorageController:
 
         def work(job: Job) -> VolumeInfo:
             driver.create_volume(vdef, job)
-            if driver.volume_formats:  # pools without formats have nothing to record
-                self._record(pool, name, fmt, job)
-            return self._after_change(pool, name, added=True)
+            with shielded():  # made: a cancel from here on changes nothing
+                if driver.volume_formats:  # pools without formats have nothing to record
+                    self._record(pool, name, fmt, job)
+                return self._after_change(pool, name, added=True)
 
         return self.jobs.start(job, work)
 
@@ -828,9 +830,10 @@ class StorageController:
             if vdef.name in getattr(dst_driver, "partial_volumes", list)():
                 dst_driver.remove_partial(vdef.name)
             method = dst_driver.clone_volume(src, src_driver, vdef, job)
-            if dst_driver.volume_formats:
-                self._record(dst_pool, vdef.name, vdef.target.format or src.format, job)
-            self._after_change(dst_pool, vdef.name, added=True)
+            with shielded():  # made: a cancel from here on changes nothing
+                if dst_driver.volume_formats:
+                    self._record(dst_pool, vdef.name, vdef.target.format or src.format, job)
+                self._after_change(dst_pool, vdef.name, added=True)
             return method
 
         return self.jobs.start(job, work)
@@ -870,11 +873,12 @@ class StorageController:
 
         def work(job: Job) -> None:
             driver.wipe_volume(info, algorithm, job)
-            if driver.type in xmlio.FILE_POOLS and info.format not in ("raw", "dir"):
-                # The bytes are no longer an image of that format.
-                self._record(pool, name, "raw", job)
-                job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
-            self._after_change(pool, name)
+            with shielded():  # done: a cancel from here on changes nothing
+                if driver.type in xmlio.FILE_POOLS and info.format not in ("raw", "dir"):
+                    # The bytes are no longer an image of that format.
+                    self._record(pool, name, "raw", job)
+                    job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
+                self._after_change(pool, name)
 
         return self.jobs.start(job, work)
 
@@ -918,10 +922,14 @@ class StorageController:
         self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="resizing"))
         self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
                                                   what="being resized"))
+        # A guest writing the volume sees its disk change size under it (qemu-img resize of
+        # an image in use corrupts it); cutting off the end is refused to any other user.
+        self._check_or_release(job, lambda: self._refuse_in_use(info, writers_only=not shrink))
 
         def work(job: Job) -> VolumeInfo:
             driver.resize_volume(info, new, allocate=allocate, shrink=shrink, ctx=job)
-            return self._after_change(pool, name)
+            with shielded():  # done: a cancel from here on changes nothing
+                return self._after_change(pool, name)
 
         return self.jobs.start(job, work)
 
@@ -938,7 +946,8 @@ class StorageController:
 
         def work(job: Job) -> int:
             written = driver.upload_volume(info, src_path, offset, length, job)
-            self._after_change(pool, name)
+            with shielded():  # done: a cancel from here on changes nothing
+                self._after_change(pool, name)
             return written
 
         return self.jobs.start(job, work)
@@ -953,8 +962,13 @@ class StorageController:
         self._hold(job, lambda: self.locks.volume(pool, name, exclusive=False,
                                                   what="being downloaded"))
 
+        def refuse(st: os.stat_result, path: str) -> None:
+            self._refuse_pool_object(st, path, info)
+
         def work(job: Job) -> int:
-            return driver.download_volume(info, dst_path, offset, length, sparse, job)
+            # Looked at again on the file the download opened, before it is written.
+            with fileops.checking_download_targets(refuse):
+                return driver.download_volume(info, dst_path, offset, length, sparse, job)
 
         return self.jobs.start(job, work)
 
@@ -965,36 +979,157 @@ class StorageController:
         job.cancel()
 
     # == safety checks =================================================================
-    def _refuse_in_use(self, info: VolumeInfo) -> None:
-        if info.type == "block" and info.path.startswith("/dev/"):
-            # psutil lists regular files only: ask the kernel about block devices
-            reasons = blockprobe.device_users(info.path)
-            if reasons:
-                raise InUse(f"volume '{info.name}' is {'; '.join(reasons)}; stop that first")
-            return
-        users = processes_using(info.path)
-        if users:
-            raise InUse(
-                f"volume '{info.name}' is open by {', '.join(users)}; stop that first"
-            )
+    def _refuse_in_use(self, info: VolumeInfo, *, writers_only: bool = False) -> None:
+        """Refuse a volume another process has open (writers_only: open for writing, or
+        for a block device also mounted or held by the kernel), naming who."""
+        block = info.type == "block" and info.path.startswith("/dev/")
+        reasons = openers.users(info.path, block=block, writers_only=writers_only)
+        if reasons:
+            raise InUse(f"volume '{info.name}' is {'; '.join(reasons)}; stop that first")
 
     def _refuse_volume_as_target(self, dst_path: str, source: VolumeInfo) -> None:
-        """A download never writes into a pool: not onto its own source, and not into
-        another volume behind that volume's busy mark."""
-        target_dir = os.path.realpath(os.path.dirname(os.path.abspath(dst_path)))
+        """A download never writes into a pool: not onto its own source, not into another
+        volume behind that volume's busy mark (through a hard link, a partition, an LV,
+        a loop device on a volume), and never through a symlink (which could aim it at any
+        file root can write). This looks by name before the job; the job looks again at
+        the file it opened (fileops.checking_download_targets)."""
+        try:
+            st = os.lstat(dst_path)
+        except FileNotFoundError:
+            self._refuse_pool_object(None, dst_path, source)
+            return
+        except OSError:
+            return  # the open says what is wrong with the path
+        if stat.S_ISLNK(st.st_mode):
+            raise fileops.link_refusal(dst_path)
+        self._refuse_pool_object(st, dst_path, source)
+
+    def _refuse_pool_object(self, st: os.stat_result | None, path: str,
+                            source: VolumeInfo) -> None:
+        """Refuse `path` (stat `st`, None if it does not exist yet) as a download target if
+        it is a pool's volume, directory entry or device."""
+        role = self._pool_dir_role(path)
+        if role is None and st is not None:
+            role = self._pool_role(st, source)
+        if role:
+            raise UnsafePath(f"'{path}' is {role}; a download never writes into a pool: "
+                             "download to a file outside the pools (to copy a volume into "
+                             "a pool, use vol-clone)")
+
+    def _pool_role(self, st: os.stat_result, source: VolumeInfo) -> str | None:
+        """What the existing file or device `st` is in a pool, by identity (None: nothing)."""
         with contextlib.suppress(OSError):
-            if os.path.samefile(dst_path, source.path):
-                raise UnsafePath(f"'{dst_path}' is the volume '{source.name}' itself")
+            if targets.same_file(st, os.stat(source.path)):
+                return f"the volume '{source.name}' itself"
+        if stat.S_ISREG(st.st_mode):
+            return self._pool_file_role(st)
+        if stat.S_ISBLK(st.st_mode):
+            return self._pool_device_role(st.st_rdev)
+        return None
+
+    def _pool_targets(self) -> Iterator[tuple[str, str, os.stat_result]]:
+        """(pool, target path, its stat) of every defined pool whose volumes are the files in
+        its target directory (dir, fs, netfs), if that directory can be read. The targets of
+        the others (/dev, /dev/VG) only hold nodes: their volumes are matched as devices."""
         for pool in self.store.definition_names():
             try:
-                path = self.pool_def(pool).target.path
+                pdef = self.pool_def(pool)
+                if pdef.type in xmlio.FILE_POOLS and pdef.target.path:
+                    yield pool, pdef.target.path, os.stat(pdef.target.path)
+            except (PoolkeeperError, OSError):
+                continue
+
+    def _pool_dir_role(self, path: str) -> str | None:
+        """Is `path` a name in a pool's target directory (however the directory is spelled:
+        compared by device and inode)?"""
+        try:
+            parent = os.stat(os.path.dirname(os.path.abspath(path)))
+        except OSError:
+            return None
+        for pool, _target, tst in self._pool_targets():
+            if targets.same_file(parent, tst):
+                return f"inside pool '{pool}'"
+        return None
+
+    def _pool_file_role(self, st: os.stat_result) -> str | None:
+        """Is the regular file `st` a volume of a pool by another name (a hard link), or the
+        image file a pool is built on? Only a file with more than one link on the same
+        filesystem as a pool's directory makes that directory be scanned."""
+        for pool in self.store.definition_names():
+            with contextlib.suppress(PoolkeeperError):
+                for dev in self.pool_def(pool).source.devices:
+                    with contextlib.suppress(OSError):
+                        if targets.same_file(st, os.stat(dev.path)):
+                            return f"the image file of pool '{pool}'"
+        if st.st_nlink < 2:
+            return None
+        for pool, target, tst in self._pool_targets():
+            if tst.st_dev == st.st_dev:
+                names = targets.hard_link_names(target, st)
+                if names:
+                    return f"a hard link to volume '{names[0]}' of pool '{pool}'"
+        return None
+
+    def _pool_device_role(self, rdev: int) -> str | None:
+        """Is the block device `rdev` a pool's volume or device, part of one (a partition of a
+        pool's disk, an LV on its PVs), a disk holding one, or a loop device on a pool's
+        file?"""
+        owned = self._pool_devices()
+        family = targets.block_family(rdev)
+        for number, _name in family:
+            if number in owned:
+                return (owned[number] if number == rdev
+                        else f"{family[0][1]}, which is on {owned[number]}")
+        for number, _name in targets.partitions_of(rdev):
+            if number in owned:
+                return f"{family[0][1]}, which holds {owned[number]}"
+        for number, name in family:
+            backing = targets.loop_backing(number)
+            if backing is None:
+                continue
+            role = self._pool_dir_role(backing[0]) or self._pool_file_role(backing[1])
+            if role:
+                return f"{name}, a loop device on '{backing[0]}', which is {role}"
+        return None
+
+    def _pool_devices(self) -> dict[int, str]:
+        """Device number -> what it is, for every block device a pool is built on or has as
+        a volume (volumes as the last refresh saw them, refreshed if none was made)."""
+        owned: dict[int, str] = {}
+        for pool in self.store.definition_names():
+            try:
+                pdef = self.pool_def(pool)
             except PoolkeeperError:
                 continue
-            if path and os.path.realpath(path) == target_dir:
-                raise UnsafePath(
-                    f"'{dst_path}' is inside pool '{pool}'; download to a file outside the "
-                    "pools (to copy a volume into a pool, use vol-clone)"
-                )
+            for dev in pdef.source.devices:
+                for node in self._source_nodes(dev.path):
+                    with contextlib.suppress(OSError):
+                        st = os.stat(node)
+                        if stat.S_ISBLK(st.st_mode):
+                            owned.setdefault(st.st_rdev, f"{node}, a device of pool '{pool}'")
+            for vol in self._block_volumes(pool):
+                with contextlib.suppress(OSError):
+                    st = os.stat(vol.path)
+                    if stat.S_ISBLK(st.st_mode):
+                        owned[st.st_rdev] = f"volume '{vol.name}' of pool '{pool}'"
+        return owned
+
+    @staticmethod
+    def _source_nodes(path: str) -> list[str]:
+        """A pool's source device, or the loop devices attached to its image file."""
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.stat(path).st_mode):
+                return [ident.device for ident in blockprobe.loops_backed_by(path)]
+        return [path]
+
+    def _block_volumes(self, pool: str) -> list[VolumeInfo]:
+        if not self.store.is_active(pool) or self.pool_def(pool).type in xmlio.FILE_POOLS:
+            return []
+        vols = self.cached_volumes(pool)
+        if not vols:  # a fresh process knows no pool yet: look
+            with contextlib.suppress(PoolkeeperError, OSError):
+                vols = self.refresh_pool(pool)
+        return [v for v in vols if v.type == "block"]
 
     def _refuse_backing_of_others(self, pool: str, info: VolumeInfo) -> None:
         """A volume another image names (as backing file, data file or vmdk extent) cannot be
@@ -1242,36 +1377,13 @@ def _os_errors(doing: str) -> Iterator[None]:
 
 
 def open_paths(paths: Iterable[str]) -> dict[str, list[str]]:
-    """Which of `paths` other processes have open: path -> ['name (pid N)', ...] (psutil).
+    """Which of `paths` other processes have open: path -> ['name (pid N)', ...].
 
     Files are matched by device and inode, so a hard link or a bind mount of the volume
     counts too. Our own process is left out: its opens belong to jobs, which hold busy
-    marks."""
-    wanted: dict[tuple[int, int], str] = {}
-    for path in paths:
-        with contextlib.suppress(OSError):
-            st = os.stat(path)
-            wanted[(st.st_dev, st.st_ino)] = path
-    if not wanted:
-        return {}
-    found: dict[str, list[str]] = {}
-    me = os.getpid()
-    for proc in psutil.process_iter(["pid", "name"]):
-        if proc.info["pid"] == me:
-            continue
-        try:
-            files = proc.open_files()
-        except (psutil.Error, OSError):
-            continue
-        for f in files:
-            try:
-                st = os.stat(f"/proc/{proc.info['pid']}/fd/{f.fd}")
-            except OSError:
-                continue
-            path = wanted.get((st.st_dev, st.st_ino))
-            if path is not None:
-                found.setdefault(path, []).append(f"{proc.info['name']} (pid {proc.info['pid']})")
-    return found
+    marks (see openers)."""
+    return {path: [str(o) for o in found]
+            for path, found in openers.file_openers(paths).items()}
 
 
 def processes_using(path: str) -> list[str]:

@@ -5,6 +5,10 @@ same code as image files. All of it streams with bounded memory, reports progres
 is cancelled) through a JobContext between chunks, and never follows a symlink for a
 destructive act: names are opened relative to a pool directory fd with O_NOFOLLOW.
 
+Nothing here blocks beyond a cancel: pipes, FIFOs and terminals (upload sources, download
+destinations) are opened O_NONBLOCK and waited for with poll in WAIT_POLL steps that look
+at the cancel flag, and tools (scrub) run through runner.run, which kills them on cancel.
+
 Offsets are always explicit (pread/pwrite/copy_file_range), so the file position of
 the fds passed in is left unspecified (SEEK_DATA/SEEK_HOLE move it).
 """
@@ -12,13 +16,16 @@ the fds passed in is left unspecified (SEEK_DATA/SEEK_HOLE move it).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import errno
 import fcntl
 import mmap
 import os
+import select
 import stat
 import struct
+import time
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -37,7 +44,7 @@ from .errors import (
 )
 from .model import WIPE_ALGORITHMS
 from .names import PARTIAL_PREFIX
-from .progress import NULL_CONTEXT, JobContext
+from .progress import NULL_CONTEXT, JobContext, current
 from .store import create_locked_temp, remove_if_abandoned
 
 # ioctl numbers (x86_64/aarch64 encodings; Python 3.11's fcntl module lacks most of them).
@@ -61,6 +68,7 @@ PROGRESS_STEP = 8 * MiB  # report at most this often (and at least every EXTENT_
 PIECE = 4096  # granularity of zero detection when writing sparsely
 DIRECT_ALIGN = 4096  # O_DIRECT offset/length alignment good for 512 and 4K devices
 SCRUB_TIMEOUT = 7 * 24 * 3600.0  # days for gutmann on a big disk; poll() caps near 24 days
+WAIT_POLL = 0.1  # seconds between looks at the cancel flag while a pipe is not ready
 
 SCRUB_ALGORITHMS = ("nnsa", "dod", "bsi", "gutmann", "schneier", "pfitzner7", "pfitzner33")
 
@@ -178,13 +186,6 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
             raise InsufficientSpace("the volume is full (write past its end)")
         view = view[n:]
         offset += n
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Sequential write (pipes, terminals) handling short writes."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _pread_full(fd: int, size: int, offset: int) -> bytes:
@@ -795,14 +796,55 @@ def _trim(fd: int, st: os.stat_result, end: int, progress: _Progress) -> None:
     os.fsync(fd)
 
 
+def _zero_sparse(fd: int, end: int, progress: _Progress) -> None:
+    """Make [0, end) of a sparse file read as zeros without ever changing its size, so a
+    kill at any moment leaves the volume's capacity as it was: punch holes
+    (PUNCH_HOLE|KEEP_SIZE) over its data in EXTENT_CHUNK steps; where the filesystem cannot
+    punch, write zeros over the data that is left (holes already read as zeros).
+    Each step starts at the next data, so long holes cost one lseek, and scattered small
+    pieces of data go many per call (one punch per piece took 3 s for 8192 of them)."""
+    pos = 0
+    while True:
+        pos = next(_data_segments(fd, pos, end), (end, end))[0]
+        if pos >= end:
+            break
+        n = min(EXTENT_CHUNK, end - pos)
+        try:
+            fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, pos, n)
+        except OSError as exc:
+            if exc.errno not in _NOT_SUPPORTED:
+                raise
+            _zero_data(fd, pos, end, progress)
+            return
+        pos += n
+        progress.set(pos)
+    os.fsync(fd)
+    progress.set(end)
+
+
+def _zero_data(fd: int, start: int, end: int, progress: _Progress) -> None:
+    """Write zeros over the data segments of [start, end); holes are left alone."""
+    zeros = memoryview(_ZERO_CHUNK)
+    for begin, stop in _data_segments(fd, start, end):
+        pos = begin
+        while pos < stop:
+            n = min(CHUNK_SIZE, stop - pos)
+            _pwrite_all(fd, zeros[:n], pos)
+            pos += n
+            progress.set(pos)
+    os.fsync(fd)
+    progress.set(end)
+
+
 def _scrub(fd: int, algorithm: str, size: int, end: int, progress: _Progress) -> None:
-    """scrub(1) on /dev/fd/N: it reopens the very file we hold, whatever its name is now."""
+    """scrub(1) on /dev/fd/N: it reopens the very file we hold, whatever its name is now.
+    Hours for gutmann on a big volume: a cancel of the job kills it (runner.run)."""
     argv = ["scrub", "-f", "-p", algorithm]
     if end < size:
         argv += ["-s", str(end)]
     argv.append(f"/dev/fd/{fd}")
     progress.ctx.check()
-    runner.run(argv, pass_fds=(fd,), timeout=SCRUB_TIMEOUT)
+    runner.run(argv, pass_fds=(fd,), timeout=SCRUB_TIMEOUT, cancel=progress.ctx)
     progress.set(end)
 
 
@@ -822,12 +864,8 @@ def wipe_fd(
     progress = _Progress(ctx, end)
     is_file = stat.S_ISREG(st.st_mode)
     if algorithm == "zero":
-        if is_file and end == size and st.st_blocks * 512 < size:
-            # Sparse file: drop every block at once instead of writing zeros over holes.
-            os.ftruncate(fd, 0)
-            os.ftruncate(fd, size)
-            os.fsync(fd)
-            progress.set(end)
+        if is_file and st.st_blocks * 512 < size:
+            _zero_sparse(fd, end, progress)  # holes stay holes, data becomes holes
         else:
             _overwrite(fd, end, None, progress)
     elif algorithm == "random":
@@ -885,11 +923,52 @@ def check_range(offset: int, length: int | None) -> None:
                           "everything from the offset on")
 
 
+def _stop_if_cancelled(ctx: JobContext) -> None:
+    """Raise Cancelled if `ctx` or the job running in this thread was cancelled."""
+    ctx.check()
+    job = current()
+    if job is not None and job is not ctx:
+        job.check()
+
+
+def _wait_ready(fd: int, events: int, ctx: JobContext) -> None:
+    """Wait until a pipe, socket or terminal is ready for `events` (POLLIN/POLLOUT), or
+    reports a hang-up or an error (the next read or write then says which). Cancelled
+    meanwhile: Cancelled. A reader that stops reading or a writer that never writes can
+    then hold us only until the job is cancelled."""
+    poller = select.poll()
+    poller.register(fd, events)
+    while True:
+        _stop_if_cancelled(ctx)
+        if poller.poll(int(WAIT_POLL * 1000)):
+            return
+
+
+def _is_stream(st: os.stat_result) -> bool:
+    """A file whose reads and writes can wait for someone else (pipe, socket, terminal)."""
+    return not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode))
+
+
 def _open_source(path: str) -> int:
+    """Open an upload's source without blocking: a FIFO with no writer yet is opened at
+    once (O_NONBLOCK), and reads wait in _read_source, where a cancel reaches them."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise PoolkeeperError(f"cannot read '{path}': {exc.strerror}") from None
+
+
+def _read_source(fd: int, size: int, stream: bool, ctx: JobContext) -> bytes:
+    """Up to `size` bytes; b"" at the end. A stream is polled first: on Linux a FIFO
+    opened before any writer reports neither data nor hang-up until a writer came and
+    went, so reading only when poll says so never takes "no writer yet" for the end."""
+    while True:
+        if stream:
+            _wait_ready(fd, select.POLLIN, ctx)
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:
+            continue
 
 
 def _refuse_past_end(offset: int, amount: int, end: int) -> None:
@@ -921,7 +1000,8 @@ def upload_fd(
     src = _open_source(src_path)
     try:
         src_st = os.fstat(src)
-        known = _size_of(src, src_st) if not stat.S_ISFIFO(src_st.st_mode) else None
+        stream = _is_stream(src_st)
+        known = None if stream else _size_of(src, src_st)
         total = length if known is None else known if length is None else min(length, known)
         if end is not None:
             _refuse_past_end(offset, total or 0, end)
@@ -929,7 +1009,7 @@ def upload_fd(
         done = 0
         while length is None or done < length:
             want = CHUNK_SIZE if length is None else min(CHUNK_SIZE, length - done)
-            data = os.read(src, want)
+            data = _read_source(src, want, stream, progress.ctx)
             if not data:
                 break
             if end is not None and offset + done + len(data) > end:
@@ -947,13 +1027,104 @@ def upload_fd(
         os.close(src)
 
 
-def _open_download_target(path: str) -> tuple[int, bool]:
-    """(fd, created): a new file 0600, or (like virsh) an existing one truncated."""
+# A download's destination is a name the user gave, in a directory others may write (/tmp):
+# a planted symlink or hard link there must never turn the download into a write elsewhere.
+_TARGET_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+TargetCheck = Callable[[os.stat_result, str], None]
+_target_check: contextvars.ContextVar[TargetCheck | None] = contextvars.ContextVar(
+    "poolkeeper_download_target_check", default=None)
+
+
+@contextlib.contextmanager
+def checking_download_targets(check: TargetCheck) -> Iterator[None]:
+    """Within the block (this thread), every download destination opened here is passed to
+    `check(stat of the open file, path)` before a byte is written or truncated; it raises to
+    refuse (the controller refuses volumes of its pools)."""
+    token = _target_check.set(check)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        return fd, True
-    except FileExistsError:
-        return os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC), False
+        yield
+    finally:
+        _target_check.reset(token)
+
+
+def link_refusal(path: str) -> UnsafePath:
+    """The error for a download destination that is a symlink, naming where it points."""
+    try:
+        where = f" to '{os.readlink(path)}'"
+    except OSError:
+        where = ""
+    return UnsafePath(f"'{path}' is a symbolic link{where}; poolkeeper does not write a "
+                      "download through a link: remove it, or give the real file's name")
+
+
+def _open_existing_target(path: str, ctx: JobContext) -> int:
+    """Open an existing destination without following a link, without truncating it and
+    without blocking: a FIFO with no reader yet is retried every WAIT_POLL seconds until
+    one comes or the job is cancelled."""
+    while True:
+        try:
+            lst = os.lstat(path)
+        except FileNotFoundError:
+            raise StateError(f"'{path}' disappeared while it was being opened; try again"
+                             ) from None
+        if stat.S_ISLNK(lst.st_mode):
+            raise link_refusal(path)
+        if not (stat.S_ISREG(lst.st_mode) or stat.S_ISBLK(lst.st_mode)
+                or stat.S_ISFIFO(lst.st_mode) or stat.S_ISCHR(lst.st_mode)):
+            raise UnsafePath(f"'{path}' is a {_kind(lst.st_mode)}; a download goes to a file, "
+                             "a block device or a pipe")
+        try:
+            fd = os.open(path, _TARGET_FLAGS)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO and stat.S_ISFIFO(lst.st_mode):  # no reader yet
+                _stop_if_cancelled(ctx)
+                time.sleep(WAIT_POLL)
+                continue
+            if exc.errno == errno.ELOOP:
+                raise link_refusal(path) from None
+            raise  # EACCES, EROFS, ...: the job says it as our error, naming the path
+        if not _same_file(os.fstat(fd), lst):
+            os.close(fd)
+            raise UnsafePath(f"'{path}' was replaced while it was being opened; try again")
+        return fd
+
+
+def open_download_target(path: str, ctx: JobContext = NULL_CONTEXT) -> tuple[int, bool]:
+    """(fd, created) for a download into `path`: a new file is made O_EXCL, mode 0600; an
+    existing one (a file, block device, FIFO or character device; never through a
+    symlink) is opened as it is, checked (see checking_download_targets), and only then,
+    if it is a regular file, emptied (like virsh, a download replaces a file's content).
+    The fd is O_NONBLOCK: writes to a pipe wait in _write_stream, where cancel reaches."""
+    try:
+        fd, created = os.open(path, _TARGET_FLAGS | os.O_CREAT | os.O_EXCL, 0o600), True
+    except FileExistsError:  # also a symlink, dangling or not: O_EXCL never follows one
+        fd, created = _open_existing_target(path, ctx), False
+    except IsADirectoryError:
+        raise UnsafePath(f"'{path}' is a directory; give the name of a file") from None
+    try:
+        st = os.fstat(fd)
+        check = _target_check.get()
+        if check is not None:
+            check(st, path)
+        if stat.S_ISREG(st.st_mode) and not created:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        if created:
+            _unlink_ours(None, path, fd)
+        os.close(fd)
+        raise
+    return fd, created
+
+
+def _write_stream(fd: int, data: bytes, ctx: JobContext) -> None:
+    """Sequential write to a pipe or terminal (O_NONBLOCK): short writes are continued and
+    a full pipe is waited for with the cancel flag in view."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            _wait_ready(fd, select.POLLOUT, ctx)
 
 
 def _download(
@@ -976,7 +1147,7 @@ def _download(
             elif seekable:
                 _pwrite_all(dst, data, pos - offset)
             else:
-                _write_all(dst, data)
+                _write_stream(dst, data, progress.ctx)
             pos += len(data)
             progress.set(pos - offset)
     if seekable:
@@ -1002,7 +1173,7 @@ def download_fd(
     if offset > size:
         raise ValidationError(f"offset {offset} is past the end of the volume ({size} bytes)")
     todo = size - offset if length is None else min(length, size - offset)
-    dst, created = _open_download_target(dst_path)
+    dst, created = open_download_target(dst_path, ctx)
     try:
         progress = _Progress(ctx, todo)
         _download(src_fd, dst, offset, todo, sparse, progress)

@@ -1,4 +1,9 @@
-"""Long-running verbs as jobs on a bounded thread pool, with progress and cancel."""
+"""Long-running verbs as jobs on a bounded thread pool, with progress and cancel.
+
+While its verb runs, a job is its worker thread's current context (progress.running), so a
+cancel reaches every tool the verb runs (runner.run kills it) and every wait that polls the
+context, whether or not the job was passed down to that code.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any
 from .errors import Cancelled, PoolkeeperError, os_failure
 from .events import EventBus, JobFinished, JobProgress
 from .locks import HeldLock
-from .progress import JobContext
+from .progress import JobContext, running
 
 _ids = itertools.count(1)
 PROGRESS_INTERVAL = 0.1  # seconds between JobProgress events of one job
@@ -93,7 +98,8 @@ class Job(JobContext):
     def _run(self, fn: Callable[[Job], Any]) -> None:
         self.state = "running"
         try:
-            self.result = fn(self)
+            with running(self):
+                self.result = fn(self)
             self.state = "done"
         except Cancelled as exc:
             self.error, self.state = exc, "cancelled"

@@ -3,6 +3,14 @@
 argv lists only (never a shell), LC_ALL=C, a timeout, a cap on the output kept,
 a ToolMissing error that names the Debian package, secrets masked, and every call
 recorded in the command log (the TUI's log panel, the CommandRun event).
+
+Cancel: a tool runs in its own process group. While it runs, the job context (passed as
+`cancel`, else the job running in this thread, see progress.current) is polled every
+CANCEL_POLL seconds; when it is cancelled the whole group is SIGKILLed and Cancelled is
+raised. A tool started after its (implicit) job was cancelled is the job cleaning up what
+it made (lvremove, losetup -d, ...): that one runs to its end (or its timeout). A long
+tool that is the job's work itself (scrub) is passed `cancel` explicitly, so a cancel that
+came just before it starts still stops it.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import ToolFailed, ToolMissing, ValidationError
+from .errors import Cancelled, ToolFailed, ToolMissing, ValidationError
+from .progress import NULL_CONTEXT, JobContext, current
 
 # Which Debian package provides each tool we drive.
 TOOL_PACKAGES: dict[str, str] = {
@@ -71,6 +80,8 @@ DEFAULT_TIMEOUT = 120.0
 MAX_OUTPUT = 16 * 1024 * 1024  # bytes of stdout/stderr kept per call
 MAX_LINE = 64 * 1024  # bytes of one progress line kept (run_with_progress)
 MASK = "********"
+CANCEL_POLL = 0.1  # seconds between looks at the job's cancel flag while a tool runs
+STOP_GRACE = 5.0  # seconds a stopped progress tool has after SIGTERM before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -160,23 +171,31 @@ def _close_pipes(proc: subprocess.Popen) -> None:
                 pipe.close()
 
 
-def _communicate(proc: subprocess.Popen, input: bytes | None,
-                 deadline: float | None) -> tuple[bytearray, bytearray, bool]:
+def _communicate(proc: subprocess.Popen, input: bytes | None, deadline: float | None,
+                 stop: Callable[[], bool] | None) -> tuple[bytearray, bytearray, str]:
     """Feed `input`, read stdout and stderr to their end keeping MAX_OUTPUT bytes of each
     (the rest is read and dropped: a chatty tool neither blocks nor fills our memory).
-    Returns (stdout, stderr, timed_out)."""
+    Returns (stdout, stderr, outcome): outcome is "done", "timeout" or "cancelled" (`stop`
+    turned true; looked at every CANCEL_POLL seconds)."""
     assert proc.stdout is not None and proc.stderr is not None
-    kept = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    kept = {out_fd: bytearray(), err_fd: bytearray()}
     pending = memoryview(input or b"")
+
+    def result(outcome: str) -> tuple[bytearray, bytearray, str]:
+        return kept[out_fd], kept[err_fd], outcome
+
     with selectors.DefaultSelector() as sel:
         for fd in kept:
             sel.register(fd, selectors.EVENT_READ)
         if proc.stdin is not None:
             sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
         while sel.get_map():
-            wait = None if deadline is None else deadline - time.monotonic()
+            if stop is not None and stop():
+                return result("cancelled")
+            wait = _wait_time(deadline, stop)
             if wait is not None and wait <= 0:
-                return kept[proc.stdout.fileno()], kept[proc.stderr.fileno()], True
+                return result("timeout")
             for key, _ in sel.select(wait):
                 if key.fd in kept:
                     chunk = os.read(key.fd, 65536)
@@ -192,7 +211,46 @@ def _communicate(proc: subprocess.Popen, input: bytes | None,
                 if not pending:
                     sel.unregister(key.fd)
                     proc.stdin.close()  # type: ignore[union-attr]
-    return kept[proc.stdout.fileno()], kept[proc.stderr.fileno()], False
+    return result(_wait_exit(proc, deadline, stop))
+
+
+def _wait_time(deadline: float | None, stop: Callable[[], bool] | None) -> float | None:
+    """Seconds to block before looking at the deadline and the cancel flag again."""
+    left = None if deadline is None else deadline - time.monotonic()
+    if stop is None:
+        return left
+    return CANCEL_POLL if left is None else min(left, CANCEL_POLL)
+
+
+def _wait_exit(proc: subprocess.Popen, deadline: float | None,
+               stop: Callable[[], bool] | None) -> str:
+    """Wait for the tool to exit (it closed its output but may still run)."""
+    while True:
+        if stop is not None and stop():
+            return "cancelled"
+        wait = _wait_time(deadline, stop)
+        if wait is not None and wait <= 0:
+            return "timeout"
+        try:
+            proc.wait(wait)
+            return "done"
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _cancel_watch(cancel: JobContext | None) -> Callable[[], bool] | None:
+    """What says "stop this tool": the job's cancel flag. A context passed explicitly names
+    the job whose work the tool is: already cancelled, the tool is not started (Cancelled).
+    The thread's job (implicit) already cancelled means the tool is that job cleaning up
+    after the cancel: it is not watched and runs to its end (or its timeout)."""
+    if cancel is not None and cancel is not NULL_CONTEXT:
+        cancel.check()
+        ctx: JobContext | None = cancel
+    else:
+        ctx = current()
+        if ctx is None or ctx.cancelled:
+            return None
+    return lambda: ctx.cancelled
 
 
 def _argv(argv: Sequence[object]) -> list[str]:
@@ -214,10 +272,12 @@ def run(
     secrets: Iterable[str] = (),
     pass_fds: Sequence[int] = (),
     log: CommandLog | None = None,
+    cancel: JobContext | None = None,
 ) -> Completed:
     """Run argv[0] with the arguments as given. Raises ToolMissing, or ToolFailed if
     `check` and the exit status is non-zero or the timeout passed (the tool and whatever
-    it started are then killed)."""
+    it started are then killed), or Cancelled when `cancel` (default: the job running in
+    this thread) is cancelled while the tool runs (killed the same way)."""
     if not argv:
         raise ValueError("empty argv")
     args = _argv(argv)
@@ -228,6 +288,7 @@ def run(
     full_env["LC_ALL"] = "C"
     full_env.pop("LANGUAGE", None)
     shown = [mask(a, secrets) for a in args]
+    stop = _cancel_watch(cancel)  # before the tool starts: a cancel from now on reaches it
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
     proc = subprocess.Popen(
@@ -241,24 +302,21 @@ def run(
         start_new_session=True,  # its own group, to kill all of it; no terminal to prompt on
     )
     try:
-        raw_out, raw_err, timed_out = _communicate(proc, input, deadline)
-        if not timed_out:
-            try:
-                proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                timed_out = True
-        if timed_out:
+        raw_out, raw_err, outcome = _communicate(proc, input, deadline, stop)
+        if outcome != "done":
             _kill_group(proc)
     except BaseException:  # interrupted: leave nothing running behind us
         _kill_group(proc)
         raise
     finally:
         _close_pipes(proc)
-    rc: int | None = None if timed_out else proc.returncode
+    rc: int | None = proc.returncode if outcome == "done" else None
     out, err = _decode(raw_out), _decode(raw_err)
     del raw_out, raw_err  # 2 x MAX_OUTPUT at most; not kept longer than needed
-    if timed_out:
+    if outcome == "timeout":
         err += f"\nkilled after {timeout:g} s: {shlex.join(shown)}"
+    elif outcome == "cancelled":
+        err += f"\nkilled on cancel: {shlex.join(shown)}"
     result = Completed(
         argv=args,
         shown=shown,
@@ -268,6 +326,8 @@ def run(
         duration=time.monotonic() - started,
     )
     (log or COMMAND_LOG).record(result)
+    if outcome == "cancelled":
+        raise Cancelled(f"cancelled ({args[0]} was stopped)")
     if check and rc != 0:
         raise ToolFailed(shown, rc, result.stderr)
     return result
@@ -283,14 +343,18 @@ def run_with_progress(
     pass_fds: Sequence[int] = (),
 ) -> Completed:
     """Run a long tool, passing each line of its stdout (split on \\r and \\n, as progress
-    meters write) to `on_output`, and killing it when `should_stop()` turns true.
+    meters write) to `on_output`, and stopping its process group when `should_stop()` or
+    the running job's cancel flag (see run) turns true: SIGTERM, then SIGKILL after
+    STOP_GRACE seconds.
 
-    Raises ToolFailed on a non-zero exit; after a stop, the caller raises Cancelled.
+    Raises ToolFailed on a non-zero exit, Cancelled after the job was cancelled; after
+    another stop, the caller says why.
     """
     args = _argv(argv)
     secrets = [s for s in secrets if s]
     exe = tool_path(args[0])
     env = dict(os.environ, LC_ALL="C")
+    cancelled = _cancel_watch(None)  # before the tool starts (see run)
     started = time.monotonic()
     proc = subprocess.Popen(
         [exe, *args[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -308,11 +372,17 @@ def run_with_progress(
     drainer.start()
     stopper_done = threading.Event()
 
+    def stopped() -> bool:
+        return should_stop() or (cancelled is not None and cancelled())
+
     def stopper() -> None:
-        while not stopper_done.wait(0.1):
-            if should_stop():
+        while not stopper_done.wait(CANCEL_POLL):
+            if stopped():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGTERM)
+                if not stopper_done.wait(STOP_GRACE):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
                 return
 
     watch = threading.Thread(target=stopper, daemon=True)
@@ -331,6 +401,8 @@ def run_with_progress(
     result = Completed(args, [mask(a, secrets) for a in args], rc, "", text,
                        time.monotonic() - started)
     (log or COMMAND_LOG).record(result)
+    if cancelled is not None and cancelled():
+        raise Cancelled(f"cancelled ({args[0]} was stopped)")
     if rc != 0 and not should_stop():
         raise ToolFailed(result.shown, rc, text)
     return result

@@ -1043,13 +1043,13 @@ class IscsiDirectDriver(_IscsiDriver):
                     "by qemu-img, which needs one")
         lun, chap = lun_of(vol.name), self._chap()
         what = f"downloading {vol.name}"
+        # never through a symlink, checked before it is emptied (fileops.open_download_target)
+        fd, created = fileops.open_download_target(dst_path, ctx)
         try:
-            fd = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            created = True
-        except FileExistsError:
-            fd = os.open(dst_path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-            created = False
-        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Unsupported(
+                    f"'{dst_path}' is not a regular file; an iscsi-direct download is written "
+                    "by qemu-img, which needs one")
             os.ftruncate(fd, todo)
             ctx.update(0, todo)
             body = todo - todo % SECTOR

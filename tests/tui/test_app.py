@@ -120,9 +120,9 @@ async def test_jobs_panel_shows_a_running_job_and_cancels_it(controller, state_r
         panel.focus()
         panel.highlighted = 0
         await pilot.press("c")
-        os.write(writer[0], b"y" * 1024)  # the next chunk sees the cancel
-        os.close(writer[0])
+        # The cancel ends the wait for the next chunk: the writer stays open and silent.
         job._finished.wait(10)
+        os.close(writer[0])
         await settle(app, pilot)
         assert job.state == "cancelled"
         assert "cancelled" in str(panel.get_option_at_index(0).prompt)

@@ -573,12 +573,47 @@ def test_wipe_zero_full_file_keeps_allocation(tmp_path: Path, opened, monkeypatc
     assert ctx.calls[-1] == (size, size)
 
 
-def test_wipe_zero_sparse_file_truncates(tmp_path: Path, opened, monkeypatch) -> None:
-    write_blocks(tmp_path / "v", 256 * MiB, scattered(256 * MiB, 4))
+def test_wipe_zero_sparse_file_punches_holes_and_never_changes_its_size(
+        tmp_path: Path, opened, monkeypatch) -> None:
+    """Issue 13 item 10: the size is the same after every step (a kill between two steps
+    must not leave a 0-byte volume), the content reads as zeros and the file stays sparse."""
+    size = 256 * MiB + 4096
+    write_blocks(tmp_path / "v", size, scattered(256 * MiB, 4) | {256 * MiB: b"t" * 4096})
     monkeypatch.setattr(fileops, "_overwrite", lambda *a: pytest.fail("wrote zeros"))
+    monkeypatch.setattr(os, "ftruncate", lambda *a: pytest.fail("changed the size"))
+    sizes: list[int] = []
+    real = fileops.fallocate
+
+    def watched(fd: int, mode: int, offset: int, length: int) -> None:
+        real(fd, mode, offset, length)
+        sizes.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(fileops, "fallocate", watched)
+    ctx = Recorder()
+    fileops.wipe_fd(opened(tmp_path / "v"), "zero", ctx=ctx)
+    assert sizes and set(sizes) == {size}
+    assert os.stat(tmp_path / "v").st_size == size
+    assert alloc(tmp_path / "v") == 0
+    assert all_zero(tmp_path / "v")
+    assert ctx.calls[-1] == (size, size)
+
+
+def test_wipe_zero_sparse_without_punch_writes_zeros_over_the_data_only(
+        tmp_path: Path, opened, monkeypatch) -> None:
+    """Where the filesystem cannot punch holes: zeros over the data, holes left alone (the
+    file does not become fully allocated), the size never changes."""
+    blocks = scattered(256 * MiB, 4)
+    write_blocks(tmp_path / "v", 256 * MiB, blocks)
+    before = alloc(tmp_path / "v")
+
+    def refuse(*_a) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(fileops, "fallocate", refuse)
+    monkeypatch.setattr(os, "ftruncate", lambda *a: pytest.fail("changed the size"))
     fileops.wipe_fd(opened(tmp_path / "v"), "zero")
     assert os.stat(tmp_path / "v").st_size == 256 * MiB
-    assert alloc(tmp_path / "v") == 0
+    assert alloc(tmp_path / "v") <= before + MiB
     assert all_zero(tmp_path / "v")
 
 
@@ -882,6 +917,29 @@ def test_download_cancel_removes_what_it_created(tmp_path: Path, opened) -> None
     with pytest.raises(errors.Cancelled):
         fileops.download_fd(src, str(tmp_path / "old"), ctx=Recorder(cancel_at=1))
     assert (tmp_path / "old").exists()
+
+
+def test_download_target_is_checked_before_it_is_emptied(tmp_path: Path, opened) -> None:
+    """The check (the controller refuses pool volumes) sees the opened file before a byte
+    of it changes; a new file it refuses is removed again."""
+    (tmp_path / "vol").write_bytes(b"new content")
+    src = opened(tmp_path / "vol", os.O_RDONLY)
+    (tmp_path / "old").write_bytes(b"keep me")
+    seen: list[tuple[int, str]] = []
+
+    def refuse(st: os.stat_result, path: str) -> None:
+        seen.append((st.st_size, path))
+        raise errors.UnsafePath("refused")
+
+    with fileops.checking_download_targets(refuse):
+        for name in ("old", "new"):
+            with pytest.raises(errors.UnsafePath, match="refused"):
+                fileops.download_fd(src, str(tmp_path / name))
+    assert seen == [(7, str(tmp_path / "old")), (0, str(tmp_path / "new"))]
+    assert (tmp_path / "old").read_bytes() == b"keep me"
+    assert not (tmp_path / "new").exists()
+    fileops.download_fd(src, str(tmp_path / "old"))  # no check outside the block
+    assert (tmp_path / "old").read_bytes() == b"new content"
 
 
 def test_download_offset_past_end(tmp_path: Path, opened) -> None:

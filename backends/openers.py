@@ -1,0 +1,140 @@
+"""Which other processes have a volume open, and whether they can write it.
+
+The in-use refusals of the volume verbs rest on this: delete, wipe, upload and a shrinking
+resize refuse a volume any other process has open; a growing resize refuses only one that
+another process has open for writing (a running guest).
+
+Every process's fds are looked at in /proc: `stat` of /proc/PID/fd/N is the open object
+itself, so a file is matched by (st_dev, st_ino), whatever name it was opened by (a hard
+link, a bind mount, a renamed file), and a block device by its device number (the volume,
+or a partition of it). The access mode is the `flags:` line of /proc/PID/fdinfo/N (what
+psutil reads too). Our own process is left out: its opens belong to jobs, which hold busy
+marks. A process that mapped a file and closed the fd is not seen.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import psutil
+
+from . import blockprobe
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class Opener:
+    name: str
+    pid: int
+    writes: bool  # one of its fds on the object is open O_WRONLY or O_RDWR
+
+    def __str__(self) -> str:
+        return f"{self.name} (pid {self.pid})"
+
+    def describe(self) -> str:
+        """'open by NAME (pid N) for writing' / '... read-only' (the TUI looks for 'open by')."""
+        return f"open by {self} {'for writing' if self.writes else 'read-only'}"
+
+
+def _writes(pid: int, fd: str) -> bool:
+    """Is /proc/PID/fd/FD open for writing? Unknown (the process is gone) counts as yes."""
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+            for line in fh:
+                if line.startswith("flags:"):
+                    return int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
+
+
+def _name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return "?"
+
+
+def scan(match: Callable[[os.stat_result], K | None]) -> dict[K, list[Opener]]:
+    """key -> the other processes with an fd on an object for which match(stat) gives key."""
+    found: dict[K, list[Opener]] = {}
+    me = os.getpid()
+    for pid in psutil.pids():
+        if pid == me:
+            continue
+        base = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(base)
+        except OSError:
+            continue
+        writes: dict[K, bool] = {}
+        for fd in fds:
+            try:
+                key = match(os.stat(f"{base}/{fd}"))
+            except OSError:
+                continue
+            if key is not None:
+                writes[key] = writes.get(key, False) or _writes(pid, fd)
+        if writes:
+            name = _name(pid)
+            for key, w in writes.items():
+                found.setdefault(key, []).append(Opener(name, pid, w))
+    return found
+
+
+def file_openers(paths: Iterable[str]) -> dict[str, list[Opener]]:
+    """path -> other processes holding that regular file open (by device and inode)."""
+    wanted: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            wanted[(st.st_dev, st.st_ino)] = path
+    if not wanted:
+        return {}
+    return scan(lambda st: wanted.get((st.st_dev, st.st_ino)) if stat.S_ISREG(st.st_mode)
+                else None)
+
+
+def device_openers(device: str) -> list[Opener]:
+    """Other processes holding the block device, or one of its partitions, open."""
+    numbers = set()
+    for node in (device, *blockprobe.partitions(device)):
+        try:
+            st = os.stat(node)
+        except OSError:
+            continue
+        if stat.S_ISBLK(st.st_mode):
+            numbers.add(st.st_rdev)
+    if not numbers:
+        return []
+    found = scan(lambda st: True if stat.S_ISBLK(st.st_mode) and st.st_rdev in numbers
+                 else None)
+    return found.get(True, [])
+
+
+def users(path: str, *, block: bool, writers_only: bool) -> list[str]:
+    """Why the volume at `path` is in use, in words; empty if it is free for the act.
+
+    writers_only: only what writes counts (processes with it open for writing; for a block
+    device also a mount, a kernel holder such as device-mapper, or an exclusive claim).
+    """
+    if block:
+        reasons = [f"mounted at {m.target}" + (f" ({m.source})" if m.source != path else "")
+                   for m in blockprobe.mounts_of(path)]
+        reasons += [f"held by {name}" for name in blockprobe.kernel_holders(path)]
+        openers = device_openers(path)
+    else:
+        reasons = []
+        openers = file_openers([path]).get(path, [])
+    reasons += [o.describe() for o in openers if o.writes or not writers_only]
+    if block and not reasons and blockprobe.exclusively_claimed(path):
+        reasons.append("claimed by the kernel (mounted in another namespace, swap, RAID, ...)")
+    return reasons

@@ -1,0 +1,303 @@
+"""Issue 13 item 17: every tool a job runs and every wait on a pipe can be cancelled.
+
+A scrub wipe (`gutmann`: 35 passes, hours on a big disk), a download into a FIFO nobody
+reads (or whose reader stopped), an upload from a FIFO nobody writes (or whose writer went
+quiet) used to ignore a cancel: the job, its locks and the CLI stayed until the tool or the
+other side finished, which may be never. Now the cancel (job.cancel(): the TUI's jobs
+panel; Ctrl-C, SIGTERM and SIGHUP in the CLI) kills the tool's whole process group, ends
+the waits, and the job ends "cancelled" with its volume free and nothing half-made.
+
+Checked through the controller (the TUI's path: job.cancel() from another thread) and
+with the real CLI as a fresh process sent SIGINT, SIGTERM and SIGHUP. A scrub that was
+stopped never wrote its "SCRUBBED!" signature (it writes that at the end of its passes),
+which tells a killed scrub from one that ran to its end. Waits here are generous bounds
+on a hang, never assertions about speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from backends import runner
+from backends.controller import StorageController
+from backends.errors import Cancelled
+from backends.jobs import Job
+from backends.model import VolumeDef
+
+REPO = Path(__file__).resolve().parents[2]
+MiB = 1 << 20
+GiB = 1 << 30
+HANG = 120.0  # a job or CLI not done after this long is hung (the old code hung forever)
+SCRUB_HANG = 600.0  # the old code let a 1 GiB gutmann scrub run to its end (about a minute)
+F_GETPIPE_SZ = 1032  # fcntl: the capacity of a pipe (Linux)
+
+
+# == helpers ==============================================================================
+def wait_for(check: Callable[[], object], what: str, bound: float = HANG) -> object:
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.02)
+    pytest.fail(f"{what} did not happen within {bound:g} s")
+
+
+def child_named(parent: int, name: str) -> psutil.Process | None:
+    with contextlib.suppress(psutil.Error):
+        for proc in psutil.Process(parent).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if proc.name() == name and proc.status() != psutil.STATUS_ZOMBIE:
+                    return proc
+    return None
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def killing_group_at_end(holder: list[int]) -> Iterator[None]:
+    """Whatever happens, the tool group the test made (through poolkeeper) goes at the end."""
+    try:
+        yield
+    finally:
+        for pgid in holder:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+
+
+def scrubbed(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return b"SCRUBBED!" in fh.read(4096)
+
+
+def volume_is_free(ctl: StorageController, pool: str, name: str) -> bool:
+    """A write verb takes the volume's exclusive lock: it works only if the job let go."""
+    ctl.wipe_volume(pool, name, "zero").wait(HANG)
+    return True
+
+
+@pytest.fixture
+def big(ctl: StorageController, pool: Path) -> Path:
+    """A 1 GiB sparse raw volume 'big.img' (a gutmann scrub of it takes about a minute)."""
+    ctl.create_volume_def("p", VolumeDef(name="big.img", capacity=GiB, allocation=0)).wait(60)
+    return pool / "big.img"
+
+
+@pytest.fixture
+def small(ctl: StorageController, pool: Path) -> Path:
+    ctl.create_volume_def("p", VolumeDef(name="v.img", capacity=4 * MiB, allocation=0)).wait(60)
+    (pool / "v.img").write_bytes(b"v" * (4 * MiB))
+    return pool / "v.img"
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Iterator[Path]:
+    """A FIFO; at the end anyone still blocked opening it (the old code) is let go."""
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    yield path
+    for flags in (os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY | os.O_NONBLOCK):
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, flags))
+
+
+def cancel_when_running(job: Job) -> None:
+    wait_for(lambda: job.state == "running" or job.finished, f"job {job.description} to run")
+    job.cancel()
+
+
+def ends_cancelled(job: Job, bound: float = HANG) -> None:
+    with pytest.raises(Cancelled):
+        job.wait(bound)
+    assert job.state == "cancelled"
+
+
+# == through the controller (what the TUI's cancel does) ====================================
+def test_a_scrub_wipe_is_killed_with_its_group(ctl, big):
+    job = ctl.wipe_volume("p", "big.img", "gutmann")
+    pgids: list[int] = []
+    with killing_group_at_end(pgids):
+        scrub = wait_for(lambda: child_named(os.getpid(), "scrub"), "scrub to start")
+        pgids.append(os.getpgid(scrub.pid))
+        assert pgids[0] == scrub.pid  # it leads its own group
+        threading.Thread(target=job.cancel).start()  # from another thread, as the TUI does
+        ends_cancelled(job, SCRUB_HANG)
+        assert group_gone(pgids[0])
+    assert not scrubbed(big)  # stopped mid-way, not run to its end
+    last = [c for c in runner.COMMAND_LOG.entries if c.argv[0] == "scrub"][-1]
+    assert last.returncode is None and "killed on cancel" in last.stderr
+    assert volume_is_free(ctl, "p", "big.img")
+
+
+def test_a_download_into_a_fifo_nobody_reads_is_cancelled(ctl, small, fifo, tmp_path):
+    job = ctl.download_volume("p", "v.img", str(fifo))
+    cancel_when_running(job)
+    ends_cancelled(job)
+    assert fifo.is_fifo() and sorted(os.listdir(tmp_path)) == ["fifo", "images", "state"]
+    assert volume_is_free(ctl, "p", "v.img")
+
+
+def test_a_download_whose_reader_stopped_reading_is_cancelled(ctl, small, fifo):
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        job = ctl.download_volume("p", "v.img", str(fifo))
+        # The download fills the pipe, then waits for a read that never comes.
+        wait_for(lambda: _pipe_full(reader) or job.finished, "the download to fill the pipe")
+        job.cancel()
+        ends_cancelled(job)
+    finally:
+        os.close(reader)
+    assert volume_is_free(ctl, "p", "v.img")
+
+
+def _pipe_full(reader: int) -> bool:
+    waiting = struct.unpack("i", fcntl.ioctl(reader, termios.FIONREAD, b"\0" * 4))[0]
+    return waiting >= fcntl.fcntl(reader, F_GETPIPE_SZ)
+
+
+def test_an_upload_from_a_fifo_nobody_writes_is_cancelled(ctl, small, fifo):
+    job = ctl.upload_volume("p", "v.img", str(fifo))
+    cancel_when_running(job)
+    ends_cancelled(job)
+    assert small.read_bytes() == b"v" * (4 * MiB)
+    assert volume_is_free(ctl, "p", "v.img")
+
+
+def test_an_upload_whose_writer_went_quiet_is_cancelled(ctl, small, fifo):
+    job = ctl.upload_volume("p", "v.img", str(fifo))
+    # a writer that opens the FIFO (once the upload has it open), writes a little, then
+    # nothing more; once that little is in the volume, the upload is waiting for the rest
+    writer = wait_for(lambda: _open_writer(fifo), "the upload to open the FIFO")
+    try:
+        os.write(writer, b"w" * 4096)
+        wait_for(lambda: small.read_bytes()[:4096] == b"w" * 4096 or job.finished,
+                 "the upload to take the first bytes")
+        job.cancel()
+        ends_cancelled(job)
+    finally:
+        os.close(writer)
+    assert small.read_bytes() == b"w" * 4096 + b"v" * (4 * MiB - 4096)
+    assert volume_is_free(ctl, "p", "v.img")
+
+
+def _open_writer(fifo: Path) -> int | None:
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: nobody has it open for reading yet
+        return None
+
+
+def test_a_qemu_img_convert_is_still_cancelled(ctl, pool):
+    """A clone into qcow2 (qemu-img convert with its progress meter) cancelled from another
+    thread: qemu-img is gone and no half-made volume is left."""
+    ctl.create_volume_def("p", VolumeDef(name="src.img", capacity=768 * MiB)).wait(120)
+    with open(pool / "src.img", "r+b") as fh:
+        for _ in range(48):
+            fh.write(b"\x01" * (16 * MiB))
+    xml = ("<volume><name>dst.qcow2</name><capacity>1</capacity>"
+           "<target><format type='qcow2'/></target></volume>")
+    job = ctl.clone_volume("p", "src.img", "dst.qcow2", xml=xml)
+    qemu = wait_for(lambda: child_named(os.getpid(), "qemu-img") or job.finished,
+                    "qemu-img convert to start")
+    if job.finished:
+        pytest.fail("the conversion ended before it could be cancelled; make the source bigger")
+    threading.Thread(target=job.cancel).start()
+    ends_cancelled(job)
+    assert group_gone(qemu.pid)
+    assert sorted(os.listdir(pool)) == ["src.img"]
+
+
+# == the CLI as a fresh process =============================================================
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+
+
+def start_cli(state_root: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tui", "--root", str(state_root), *args],
+                            cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stopped_by(proc: subprocess.Popen, sig: signal.Signals, bound: float = HANG) -> str:
+    """Send `sig`; the CLI must exit 1 saying it cancelled. Returns its stderr."""
+    proc.send_signal(sig)
+    try:
+        _out, err = proc.communicate(timeout=bound)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"the CLI was still running {bound:g} s after {sig.name}")
+    assert proc.returncode == 1, err
+    assert "error: cancelled" in err
+    return err
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+def test_the_cli_cancels_a_scrub_wipe_on_a_signal(ctl, big, state_root, sig):
+    proc = start_cli(state_root, "vol-wipe", "big.img", "--pool", "p", "--algorithm", "gutmann")
+    pgids: list[int] = []
+    try:
+        with killing_group_at_end(pgids):
+            scrub = wait_for(lambda: child_named(proc.pid, "scrub") or proc.poll() is not None,
+                             "scrub to start")
+            assert proc.poll() is None, proc.communicate()
+            pgids.append(scrub.pid)
+            stopped_by(proc, sig, SCRUB_HANG)
+            assert group_gone(scrub.pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not scrubbed(big)
+    assert volume_is_free(ctl, "p", "big.img")
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+@pytest.mark.parametrize("verb", ["vol-download", "vol-upload"])
+def test_the_cli_cancels_a_transfer_stuck_on_a_fifo(ctl, small, fifo, state_root, tmp_path,
+                                                    verb, sig):
+    proc = start_cli(state_root, verb, "v.img", str(fifo), "--pool", "p")
+    try:
+        # the job runs once the CLI has the volume open (the driver opens it first)
+        wait_for(lambda: _has_open(proc.pid, small) or proc.poll() is not None,
+                 "the transfer to start")
+        assert proc.poll() is None, proc.communicate()
+        stopped_by(proc, sig)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert fifo.is_fifo() and sorted(os.listdir(tmp_path)) == ["fifo", "images", "state"]
+    assert small.read_bytes() == b"v" * (4 * MiB)
+    assert volume_is_free(ctl, "p", "v.img")
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    want = os.stat(path)
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+                if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+                    return True
+    return False
+

@@ -1,0 +1,160 @@
+"""Issue 13 item 11: resize, upload and wipe refuse a volume another process is using.
+
+A running guest holds its disk open read-write. Growing a volume under it (qemu-img resize
+of an image in use corrupts it), cutting off its end, overwriting it or wiping it are all
+refused, naming the process; a shrink (`--shrink`), a wipe and an upload are refused even
+to a reader (a backup copying it), a grow is not. Checked with real child processes
+holding the volume open read-write and read-only, on file volumes (raw and qcow2, opened
+through another name too) and on a partition of a disk pool (a block device). After the
+holder is gone, the same verb works (nothing was left locked).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from backends.controller import StorageController
+from backends.errors import InUse
+from backends.model import VolumeDef, VolumeTarget
+from tests.loopfs import can_use_loop_devices, loops_of, release_partitioned
+
+MiB = 1 << 20
+needs_loops = pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
+MODES = {"rw": "r+b", "ro": "rb"}
+
+
+@pytest.fixture
+def holder() -> Iterator[Callable[[str, str], subprocess.Popen]]:
+    """holder(path, "rw"|"ro"): a process holding `path` open until the test ends."""
+    procs: list[subprocess.Popen] = []
+
+    def hold(path: str, mode: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"import time; f = open({path!r}, {MODES[mode]!r}); "
+             "print('open', flush=True); time.sleep(600)"],
+            stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "open\n"
+        return proc
+
+    try:
+        yield hold
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def release(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()
+
+
+def named(proc: subprocess.Popen, mode: str) -> str:
+    how = "for writing" if mode == "rw" else "read-only"
+    return rf"open by \S+ \(pid {proc.pid}\) {how}"
+
+
+# == file volumes =========================================================================
+@pytest.fixture(params=["raw", "qcow2"])
+def volume(request, ctl: StorageController, pool: Path) -> Path:
+    ctl.create_volume_def("p", VolumeDef(name="v", capacity=4 * MiB, allocation=0,
+                                         target=VolumeTarget(format=request.param))).wait(60)
+    return pool / "v"
+
+
+@pytest.mark.parametrize("through", ["name", "hard link"])
+def test_a_volume_open_for_writing_is_not_resized_wiped_or_uploaded_to(
+        ctl, pool, volume, holder, tmp_path, through):
+    path = volume
+    if through == "hard link":
+        path = tmp_path / "guest-disk"
+        os.link(volume, path)
+    guest = holder(str(path), "rw")
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"u" * 4096)
+    before = (volume.read_bytes(), ctl.volume_info("p", "v").capacity)
+    for refused in (lambda: ctl.resize_volume("p", "v", 8 * MiB),
+                    lambda: ctl.resize_volume("p", "v", 2 * MiB, shrink=True),
+                    lambda: ctl.wipe_volume("p", "v"),
+                    lambda: ctl.upload_volume("p", "v", str(payload))):
+        with pytest.raises(InUse, match=named(guest, "rw")):
+            refused().wait(60)
+    assert (volume.read_bytes(), ctl.volume_info("p", "v").capacity) == before
+    release(guest)
+    assert ctl.resize_volume("p", "v", 8 * MiB).wait(60).capacity == 8 * MiB
+
+
+def test_a_reader_does_not_stop_a_grow_but_stops_the_rest(ctl, pool, volume, holder, tmp_path):
+    reader = holder(str(volume), "ro")
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"u" * 4096)
+    for refused in (lambda: ctl.resize_volume("p", "v", 2 * MiB, shrink=True),
+                    lambda: ctl.resize_volume("p", "v", 8 * MiB, shrink=True),
+                    lambda: ctl.wipe_volume("p", "v"),
+                    lambda: ctl.upload_volume("p", "v", str(payload))):
+        with pytest.raises(InUse, match=named(reader, "ro")):
+            refused().wait(60)
+    assert ctl.volume_info("p", "v").capacity == 4 * MiB
+    assert ctl.resize_volume("p", "v", 8 * MiB).wait(60).capacity == 8 * MiB
+
+
+def test_the_cli_names_the_process(pool, volume, holder, state_root):
+    guest = holder(str(volume), "rw")
+    done = subprocess.run(
+        [sys.executable, "-m", "tui", "--root", str(state_root), "vol-resize", "v", "8M",
+         "--pool", "p"], capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    assert done.returncode == 1
+    assert f"(pid {guest.pid}) for writing" in done.stderr
+
+
+# == a block device (a partition of a disk pool on a loop device) ==========================
+@pytest.fixture
+def partition(ctl: StorageController, tmp_path: Path) -> Iterator[str]:
+    if not can_use_loop_devices():
+        pytest.skip("needs root and loop devices")
+    image = tmp_path / "disk.img"
+    with open(image, "wb") as fh:
+        fh.truncate(64 * MiB)
+    try:
+        ctl.define_pool(f"<pool type='disk'><name>d</name><source><device path='{image}'/>"
+                        "<format type='gpt'/></source><target><path>/dev</path></target>"
+                        "</pool>")
+        ctl.build_pool("d").wait(120)
+        ctl.start_pool("d")
+        [disk] = loops_of(image)
+        name = f"{os.path.basename(disk)}p1"
+        ctl.create_volume_def("d", VolumeDef(name=name, capacity=8 * MiB)).wait(120)
+        yield name
+    finally:
+        try:
+            ctl.stop_pool("d")
+        finally:
+            for dev in loops_of(image):
+                release_partitioned(dev, image)
+
+
+@needs_loops
+def test_a_partition_open_for_writing_is_not_resized_wiped_or_uploaded_to(
+        ctl, partition, holder, tmp_path):
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"u" * 4096)
+    guest = holder(f"/dev/{partition}", "rw")
+    for refused in (lambda: ctl.resize_volume("d", partition, 16 * MiB),
+                    lambda: ctl.wipe_volume("d", partition),
+                    lambda: ctl.upload_volume("d", partition, str(payload))):
+        with pytest.raises(InUse, match=named(guest, "rw")):
+            refused().wait(60)
+    assert ctl.volume_info("d", partition).capacity == 8 * MiB
+    release(guest)
+    reader = holder(f"/dev/{partition}", "ro")
+    with pytest.raises(InUse, match=named(reader, "ro")):
+        ctl.wipe_volume("d", partition).wait(60)
+    assert ctl.resize_volume("d", partition, 16 * MiB).wait(60).capacity == 16 * MiB
