@@ -611,8 +611,7 @@ class StorageController:
         job = self.jobs.create("create", f"create {name} in {pool}", pool, name)
         job.warnings.extend(warnings)
         self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="creating a volume"))
-        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
-                                                  what="being created"))
+        self._hold_new_volume(job, pool, name)
 
         def work(job: Job) -> VolumeInfo:
             driver.create_volume(vdef, job)
@@ -822,8 +821,7 @@ class StorageController:
             self._hold(job, lambda: self.locks.pool(dst_pool, exclusive=False, what="cloning"))
         self._hold(job, lambda: self.locks.volume(pool, source, exclusive=False,
                                                   what="being cloned"))
-        self._hold(job, lambda: self.locks.volume(dst_pool, vdef.name, exclusive=True,
-                                                  what="being created"))
+        self._hold_new_volume(job, dst_pool, vdef.name)
 
         def work(job: Job) -> str:
             # one a failed clean-up left under this name: its lock is ours now, so it is stale
@@ -1265,6 +1263,18 @@ class StorageController:
     def _hold(self, job: Job, take: Callable[[], HeldLock]) -> None:
         """Take a lock for the job's lifetime; on refusal release what it already holds."""
         self._check_or_release(job, lambda: job.hold(take()))
+
+    def _hold_new_volume(self, job: Job, pool: str, name: str) -> None:
+        """The lock of a volume the job creates, for its lifetime; its file goes with the
+        job (a failed or cancelled create leaves no lock file; removing a free one is always
+        safe, see locks.py)."""
+
+        def take() -> HeldLock:
+            held = self.locks.volume(pool, name, exclusive=True, what="being created")
+            held.remove_on_release = True
+            return held
+
+        self._hold(job, take)
 
     @staticmethod
     def _check_or_release(job: Job, check: Callable[[], object]) -> None:

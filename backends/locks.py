@@ -6,8 +6,9 @@ its holder dies (a stale lock never blocks). Refusals are immediate Busy errors;
 only the short store lock waits.
 
 Lock files are removed when what they guard is gone and nobody holds them (a deleted
-volume's by the delete; every free volume lock file when a pool is stopped or
-undefined; a pool's own when it is undefined), without racing a new holder: a remover
+volume's by the delete; a volume's being created when its create or clone job ends, made
+or not; every free volume lock file when a pool is stopped or undefined; a pool's own when
+it is undefined), without racing a new holder: a remover
 unlinks a file only while it holds LOCK_EX on it, and every acquirer, once its flock
 succeeds, checks that the path still names the file it locked and starts again if not.
 So a lock taken on a file that was unlinked meanwhile is never trusted, and two holders
@@ -40,10 +41,16 @@ class HeldLock:
         self._fd: int | None = fd
         self._exclusive = exclusive
         self._path = path
+        # release() removes the file by default: a lock of something that may not exist
+        # after its holder (a volume being created, whose create can fail or be cancelled)
+        self.remove_on_release = False
 
-    def release(self, remove: bool = False) -> None:
-        """Drop the lock; `remove` (an exclusive holder whose object is gone): unlink the
-        lock file first, while still holding it, so no new holder can be using it."""
+    def release(self, remove: bool | None = None) -> None:
+        """Drop the lock; `remove` (an exclusive holder whose object is gone; default
+        remove_on_release): unlink the lock file first, while still holding it, so no new
+        holder can be using it."""
+        if remove is None:
+            remove = self.remove_on_release
         if self._fd is not None:
             fd, self._fd = self._fd, None
             if remove and self._exclusive and self._path is not None:

@@ -1,8 +1,9 @@
 """Issue 13 item 21: lock files go when what they guard is gone, without racing a holder.
 
-A volume's lock file is removed when the volume is deleted, the lock files of a pool's
-volumes when the pool is stopped (failed creates leave theirs until then), and the pool's
-own when it is undefined; a file somebody holds is never removed. The protocol (a remover
+A volume's lock file is removed when the volume is deleted, a create's (and a clone's) when
+its job ends, whether it made the volume or failed, the lock files of a pool's volumes when
+the pool is stopped, and the pool's own when it is undefined; a file somebody holds is never
+removed. The protocol (a remover
 unlinks only while holding LOCK_EX; an acquirer re-checks after its flock that the path
 still names the file it locked) is hammered by threads that take, release and remove one
 lock file at once: two exclusive holders must never be inside together.
@@ -46,9 +47,34 @@ def test_fifty_create_delete_cycles_leave_no_lock_files(ctl, pool):
     assert lock_files(ctl) == before
 
 
+def volume_lock_files(ctl) -> list[str]:
+    return [n for n in lock_files(ctl) if n.startswith("vol-")]
+
+
+def test_creates_that_fail_or_are_cancelled_leave_no_lock_file(ctl, pool):
+    # qemu-img refuses a qcow2 this large: the job fails after it took the volume's lock
+    job = ctl.create_volume_def("p", VolumeDef(name="huge.qcow2", capacity=(1 << 63) - 1,
+                                               target=VolumeTarget(format="qcow2")))
+    job._finished.wait(60)
+    assert job.state == "failed", job.state
+    assert volume_lock_files(ctl) == []
+    job = ctl.create_volume_def("p", VolumeDef(name="big.img", capacity=256 * MiB,
+                                               allocation=256 * MiB,
+                                               target=VolumeTarget(format="raw")))
+    job.cancel()  # mostly lands before the job starts; either way its lock file goes
+    job._finished.wait(60)
+    assert job.state in ("cancelled", "done"), job.state
+    assert volume_lock_files(ctl) == []
+    create(ctl, "p", "made.img")  # and one that made its volume: no file either
+    assert volume_lock_files(ctl) == []
+    assert "huge.qcow2" not in os.listdir(pool)
+
+
 def test_stop_and_undefine_remove_the_pools_lock_files(ctl, pool):
     for i in range(5):
-        create(ctl, "p", f"keep{i}.img")  # never deleted: their lock files stay meanwhile
+        create(ctl, "p", f"keep{i}.img")  # never deleted
+        # a reader's lock file (a download's) stays until the pool stops
+        ctl.locks.volume("p", f"keep{i}.img", exclusive=False, what="reading").release()
     assert len(lock_files(ctl)) > 5
     ctl.stop_pool("p")
     ctl.undefine_pool("p")
