@@ -11,6 +11,9 @@ from functools import partial
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.content import Content
+from textual.markup import escape as markup_escape
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.widget import Widget
@@ -18,6 +21,8 @@ from textual.widget import Widget
 from backends.controller import StorageController
 
 from .screens.main import MainScreen
+from .shown import shown_message
+from .textual_fixes import Palette
 
 
 class AsciiScrollBarRender(ScrollBarRender):
@@ -61,12 +66,24 @@ class PoolkeeperApp(App[None]):
         return binding.key if self.ascii and not shown.isascii() else shown
 
     def action_command_palette(self) -> None:
-        if self.ascii and self.use_command_palette and not CommandPalette.is_open(self):
-            # Textual's placeholder ends in an ellipsis character
-            self.push_screen(CommandPalette(placeholder="Search for commands...",
-                                            id="--command-palette"))
-            return
-        super().action_command_palette()
+        # Palette: Textual's, with the fixes for Enter pressed twice (tui.textual_fixes)
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            # ASCII mode: Textual's placeholder ends in an ellipsis character
+            ascii_text = {"placeholder": "Search for commands..."} if self.ascii else {}
+            self.push_screen(Palette(id="--command-palette", **ascii_text))
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification is plain text, escaped (tui.shown): poolkeeper's own pass
+        markup=False (a name may hold '[/]'); Textual's few markup notices lose their
+        styles. Thread-safe, as App.notify is."""
+        if markup:
+            try:
+                message = Content.from_markup(message).plain
+            except Exception:  # not valid markup after all: show it as it is
+                pass
+        super().notify(shown_message(message, self.ascii), title=shown_message(title, self.ascii),
+                       severity=severity, timeout=timeout, markup=False)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -76,12 +93,14 @@ class PoolkeeperApp(App[None]):
             action = next(b.action for b in screen.BINDINGS
                           if isinstance(b, Binding) and b.key == key)
             help_text = f"key: {key}" + (f" (unavailable: {reason})" if reason else "")
+            # the palette reads help as markup: a volume name in a reason may hold '[/]'
+            help_text = markup_escape(shown_message(help_text, self.ascii))
             yield SystemCommand(description, help_text, partial(self._palette, screen, action))
 
     def _palette(self, screen: MainScreen, action: str) -> None:
         reason = screen.disabled_reason(action)
         if reason:
-            self.notify(reason, severity="warning")
+            self.notify(reason, severity="warning", markup=False)
             return
         getattr(screen, f"action_{action}")()
 

@@ -17,6 +17,7 @@ from textual.widgets import Input, Static
 from backends.model import VolumeInfo
 from backends.units import human
 
+from ..shown import shown
 from .base import Dialog, Evaluation
 from .fields import Check, Invalid, Kind, field, parse_size_text
 from .results import TransferRequest
@@ -144,7 +145,8 @@ class TransferDialog(Dialog[TransferRequest | None]):
 
     def compose_body(self) -> ComposeResult:
         v = self.volume
-        yield Static(f"volume '{v.name}': {v.format}, capacity {human(v.capacity)}",
+        yield Static(f"volume '{shown(v.name, self.ascii)}': {v.format}, capacity "
+                     f"{human(v.capacity)}",
                      markup=False, classes="intro")
         yield field("File", Input(placeholder="/path/to/file (right arrow completes)",
                                   suggester=PathSuggester(self.lister), id="path",
@@ -175,12 +177,14 @@ class TransferDialog(Dialog[TransferRequest | None]):
         matches = await self.lister.matches(value)
         if not self.is_attached:
             return  # dismissed meanwhile
-        shown = [m for m in matches if m != value]
+        others = [m for m in matches if m != value]
         box = self.query_one("#completions", Static)
-        box.update("  ".join(os.path.basename(m.rstrip("/")) + ("/" if m.endswith("/") else "")
-                             for m in shown[:MAX_SHOWN])
-                   + (f"  (+{len(shown) - MAX_SHOWN} more)" if len(shown) > MAX_SHOWN else ""))
-        box.display = bool(shown)
+        # file names from disk: escaped
+        box.update("  ".join(shown(os.path.basename(m.rstrip("/")), self.ascii)
+                             + ("/" if m.endswith("/") else "") for m in others[:MAX_SHOWN])
+                   + (f"  (+{len(others) - MAX_SHOWN} more)" if len(others) > MAX_SHOWN
+                      else ""))
+        box.display = bool(others)
         path = os.path.expanduser(value)
         if path.startswith("/") and not path.endswith("/"):
             self.checked[path] = await asyncio.to_thread(self.check, path)

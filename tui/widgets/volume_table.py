@@ -60,6 +60,8 @@ from textual.strip import Strip
 from backends.model import VolumeInfo
 from backends.units import human
 
+from ..shown import shown, shown_message
+
 SortKey = Callable[[VolumeInfo], Any]
 
 _NAME_KEY: SortKey = attrgetter("name")
@@ -850,13 +852,9 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         )
 
     def _clean(self, text: str) -> str:
-        """Make a cell safe for one terminal line (and plain ASCII in ASCII mode)."""
-        if text.isascii() and text.isprintable():
-            return text
-        text = "".join(c if c.isprintable() else "?" for c in text)
-        if self._ascii:
-            text = text.encode("ascii", "replace").decode("ascii")
-        return text
+        """Make a cell safe and unambiguous for one terminal line (and plain ASCII in
+        ASCII mode): tui.shown, as the CLI's tables."""
+        return shown(text, self._ascii)
 
     def _fit(self, text: str, width: int, align: str = "left", keep_end: bool = False) -> str:
         """Pad or truncate `text` to exactly `width` cells (keep_end: cut the start)."""
@@ -897,7 +895,8 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             text = f'no volume matches "{self._filter}"'
         else:
             text = self.empty_text
-        return Strip([Segment(" " + self._clean(text), styles.base + styles.dim)])
+        # a message (a pool's error, say): its names are escaped already
+        return Strip([Segment(" " + shown_message(text, self._ascii), styles.base + styles.dim)])
 
     def _free_line(self, f: _Free, is_cursor: bool, styles: _Styles) -> Strip:
         """A free-extent row, all dim: name, format, size in the capacity column and
