@@ -1,13 +1,25 @@
 """PoolkeeperApp: the Textual front end. Global keys, the command palette, SSH-friendly
-options (--no-mouse, --ascii, NO_COLOR); the main screen does the rest."""
+options (--no-mouse, --ascii, NO_COLOR); the main screen does the rest.
+
+Leaving: q (or the palette's Quit) exits with status 0. A terminal that goes away (SIGHUP,
+or a hang-up on stdin without a signal: tui.hangup) and SIGTERM cancel the running jobs at
+once and exit with status 1; the controller then waits for the jobs, which remove what they
+half made, as the CLI's do on Ctrl-C. An unhandled error exits with status 1 after Textual
+prints its traceback (run_app returns the app's status).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
+import signal
+import sys
 from collections.abc import Iterable
 from functools import partial
 
+from rich.console import RenderableType
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
@@ -16,10 +28,12 @@ from textual.markup import escape as markup_escape
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.scrollbar import ScrollBar, ScrollBarRender
+from textual.theme import ThemeProvider
 from textual.widget import Widget
 
 from backends.controller import StorageController
 
+from .hangup import HangupWatch
 from .screens.main import MainScreen
 from .shown import shown_message
 from .textual_fixes import Palette
@@ -46,12 +60,54 @@ class PoolkeeperApp(App[None]):
         self.ascii = ascii
         self.monitor_interval = monitor_interval
         self.main_screen = MainScreen(controller, ascii=ascii)
+        self.gone: str | None = None  # why the app stopped by itself: "SIGHUP", ...
+        self.cancelled_jobs = 0
+        self.crashed = False
+        self._hangup_watch: HangupWatch | None = None
 
     def on_mount(self) -> None:
         self.set_class(self.ascii, "-ascii")
         self.push_screen(self.main_screen)
         if self.monitor_interval:
             self.ctl.start_monitor(self.monitor_interval)
+        if not self.is_headless:
+            self._watch_terminal()
+
+    def on_unmount(self) -> None:
+        if self._hangup_watch is not None:
+            self._hangup_watch.stop()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    # == leaving ========================================================================
+    def _watch_terminal(self) -> None:
+        """SIGHUP, SIGTERM, and a hang-up of stdin without a signal (tui.hangup)."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.stop_all, "the terminal hung up (SIGHUP)")
+        loop.add_signal_handler(signal.SIGTERM, self.stop_all, "SIGTERM")
+        self._hangup_watch = HangupWatch(
+            sys.__stdin__.fileno() if sys.__stdin__ else 0,
+            lambda: loop.call_soon_threadsafe(self.stop_all, "the terminal hung up"))
+        self._hangup_watch.start()
+
+    def stop_all(self, why: str) -> None:
+        """The terminal is gone (or we were told to stop): cancel every running job now,
+        so that each stops at its next chunk and removes what it half made, and exit with
+        status 1. Nothing is drawn: there may be no terminal any more."""
+        if self.gone is not None:
+            return
+        self.gone = why
+        running = self.ctl.jobs.running()
+        for job in running:
+            job.cancel()
+        self.cancelled_jobs = len(running)
+        self.exit(return_code=1)
+
+    def panic(self, *renderables: RenderableType) -> None:
+        self.crashed = True  # Textual 8.2.8 leaves return_code unset when it panics
+        super().panic(*renderables)
 
     def _start_widget(self, parent: Widget, widget: Widget) -> None:
         # Textual starts every scrollbar through here (and nothing else, as of 8.2.8): in
@@ -71,6 +127,11 @@ class PoolkeeperApp(App[None]):
             # ASCII mode: Textual's placeholder ends in an ellipsis character
             ascii_text = {"placeholder": "Search for commands..."} if self.ascii else {}
             self.push_screen(Palette(id="--command-palette", **ascii_text))
+
+    def search_themes(self) -> None:
+        # The palette's "Theme" opens a second palette: Textual's, without the fixes
+        # (Textual 8.2.8); the same list of themes in a Palette.
+        self.push_screen(Palette(providers=[ThemeProvider], placeholder="Search for themes..."))
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
@@ -119,11 +180,23 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
         state = make_demo_root()
         sandbox, root = state.parent, str(state)
     controller = StorageController(root)
+    app = PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii)
     try:
-        PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii).run(
-            mouse=mouse)
+        app.run(mouse=mouse)
     finally:
-        controller.close()
+        controller.close()  # cancels what still runs and waits for it to clean up
         if sandbox is not None:  # the demo is a sandbox: leave nothing behind
             shutil.rmtree(sandbox, ignore_errors=True)
-    return 0
+    if app.gone is not None:
+        _say(f"error: {app.gone}: poolkeeper stopped"
+             + (f"; {app.cancelled_jobs} running job(s) cancelled" if app.cancelled_jobs else "")
+             + "\n")
+    # Textual sets 1 after an unhandled error (and has printed the traceback)
+    return app.return_code or (1 if app.crashed else 0)
+
+
+def _say(text: str) -> None:
+    """A last word on stderr, which may be a terminal that is gone."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text)
+        sys.stderr.flush()

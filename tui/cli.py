@@ -691,6 +691,11 @@ def _negative_size_last(argv: list[str]) -> list[str]:
 
 
 def run_tui(args: argparse.Namespace) -> int:
+    if not sys.stdin.isatty():
+        # Textual would read end-of-file from a pipe or /dev/null forever, at full speed
+        sys.stderr.write("error: the TUI needs a terminal on standard input; give a COMMAND "
+                         "to use the command line (see `poolkeeper --help`)\n")
+        return 1
     from .app import run_app
 
     return run_app(args.root, mouse=not args.no_mouse, ascii=args.ascii, demo=args.demo)

@@ -12,6 +12,8 @@ and gone).
    only the screen on top, and only once; every poolkeeper screen and the palette use it.
 2. CommandPalette also runs the chosen command again for each queued Enter (its handlers
    read state left by the first): Palette drops the choice messages once it is dismissed.
+   PoolkeeperApp opens every palette as a Palette (the command palette, and the theme
+   list that its "Theme" command opens).
 3. OptionList._move_page reads the line of the highlighted option from a cache that is only
    built once the list has a size: PageUp/PageDown an instant after ctrl+p, or in a palette
    or Select overlay squeezed to no rows at a small height, raised KeyError. Without lines

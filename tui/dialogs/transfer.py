@@ -8,6 +8,7 @@ import os
 import stat
 import time
 from collections.abc import Awaitable
+from functools import partial
 
 from textual.app import ComposeResult
 from textual.suggester import Suggester
@@ -167,7 +168,8 @@ class TransferDialog(Dialog[TransferRequest | None]):
     def on_form_change(self, widget: Widget) -> None:
         if widget.id == "path":
             value = self.query_one("#path", Input).value.strip()
-            self.run_worker(self._look(value), group="look", exclusive=True,
+            # a callable, not a coroutine: a look cancelled before it starts is never made
+            self.run_worker(partial(self._look, value), group="look", exclusive=True,
                             exit_on_error=False)
         self.refresh_form()
 
