@@ -20,6 +20,7 @@ and 40x12; the last test does the same in a real terminal (tmux, tests/termdrive
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -34,7 +35,7 @@ from textual.widgets import Input, Select
 from textual.worker import WorkerCancelled, WorkerFailed
 
 from backends.controller import StorageController
-from tests.conftest import needs_root
+from tests.conftest import make_dir_pool, needs_root
 from tests.loopfs import can_use_loop_devices, loop_filesystem
 from tests.termdriver import Terminal, have_tmux
 from tui.app import PoolkeeperApp
@@ -169,6 +170,37 @@ async def test_page_keys_in_a_select_overlay_with_no_room(
         await pilot.press("enter", "pagedown", "pageup", "pagedown", "escape", "escape")
         await settle(app, pilot)
         assert_alive(app, "Select overlay at 20x5")
+
+
+async def test_down_pressed_fast_in_the_pool_tree_settles_on_one_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the storm: two cursor moves queued in the pool tree made the screen flip
+    between the two pools forever (hundreds of selections and workers a second, the UI
+    unresponsive), each stale highlight moving the cursor back."""
+    state = tmp_path / "state"
+    state.mkdir()
+    with StorageController(state, create_default=False) as ctl:
+        for name in ("a", "b", "c"):
+            make_dir_pool(ctl, name, tmp_path / name)
+        ctl.store.mark_initialized()
+    selected: list[str] = []
+    real = MainScreen.select_pool
+    monkeypatch.setattr(MainScreen, "select_pool",
+                        lambda self, name: (selected.append(name), real(self, name))[1])
+    with StorageController(state) as ctl:
+        app = PoolkeeperApp(ctl, monitor_interval=None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            app.main_screen.tree.focus()
+            await pilot.pause()
+            send(app, ["down", "down"])
+            await asyncio.sleep(1)  # the keys are handled
+            before = len(selected)
+            await asyncio.sleep(1)  # and then nothing happens without a key
+            assert len(selected) == before, f"{len(selected) - before} selections with no key"
+            await settle(app, pilot)
+            assert app.main_screen.selected == "c"
+            assert app.main_screen.tree.cursor_node.data == "c"
 
 
 # == storms ============================================================================

@@ -352,6 +352,11 @@ class MainScreen(Screen[None]):
 
     # == selection =====================================================================
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        if event.node is not self.tree.cursor_node:
+            # Stale: the cursor moved on before this was handled (Down pressed twice
+            # quickly). Selecting its pool would move the cursor back and queue another
+            # highlight, and two of them would flip between two pools forever.
+            return
         name = event.node.data
         if name and name in self.pools and name != self.selected:
             self.select_pool(name)
