@@ -292,10 +292,39 @@ def test_key_storm_in_a_real_terminal(storm_root: Path, tmp_path: Path) -> None:
                 break
         assert term.status() is None, f"the app exited ({term.status()}):\n" \
                                       f"{term.screen(history=True)}"
-        term.keys("Escape", "Escape", "Escape", "Escape", "Escape")
-        time.sleep(1)
-        term.keys("Escape", "Escape", "q")
+        for _ in range(7):  # close whatever is open, one at a time
+            term.keys("Escape")
+            time.sleep(0.3)
+        time.sleep(1)  # q right after Escape would read as alt+q
+        term.keys("q")
         status = term.wait_exit(60)
         history = term.screen(history=True)
         assert "Traceback" not in history, history
         assert status == 0, history
+
+
+@pytest.mark.skipif(not have_tmux(), reason="needs tmux (make test installs it)")
+def test_enter_three_times_in_the_palette_in_a_real_terminal(tmp_path: Path) -> None:
+    """The issue's case as a user meets it: the three Enters arrive in one write."""
+    state = tmp_path / "state"
+    state.mkdir()
+    with StorageController(state, create_default=False) as ctl:
+        make_dir_pool(ctl, "p", tmp_path / "images")
+        ctl.store.mark_initialized()
+    with Terminal(tmp_path, size=(80, 24)) as term:
+        term.start([sys.executable, "-m", "tui", "--root", str(state)],
+                   env={"PYTHONPATH": str(REPO)})
+        assert term.wait_for("autostart no"), term.screen()
+        term.keys("C-p")
+        assert term.wait_for("Search for commands"), term.screen()
+        term.type("autostart")
+        assert term.wait_for("key: a"), term.screen()
+        term.keys("Enter", "Enter", "Enter")
+        assert term.wait_for("autostart yes"), term.screen(history=True)
+        time.sleep(1)  # anything the extra Enters did has happened
+        assert term.status() is None, term.screen(history=True)
+        assert "Search for commands" not in term.screen()  # the palette closed
+        assert "autostart yes" in term.screen()  # toggled once (twice would be "no")
+        term.keys("q")
+        assert term.wait_exit(60) == 0, term.screen(history=True)
+        assert "Traceback" not in term.screen(history=True)
