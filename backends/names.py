@@ -34,8 +34,8 @@ def check_name(name: str, what: str = "name") -> str:
                           "reserves for files being written; choose another name", element="name")
     bad = first_unsafe(name)
     if bad is not None:
-        raise InvalidName(f"{what} '{shown}' contains {describe(bad)}: a name must not hold "
-                          "it; choose another (rename such a file to manage it)", element="name")
+        raise InvalidName(f"{what} '{shown}' contains {describe(bad)}; names must not hold it",
+                          element="name")
     encoded = name.encode("utf-8")
     if len(encoded) > MAX_NAME_BYTES:
         raise InvalidName(
