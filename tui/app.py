@@ -16,7 +16,8 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from functools import partial
 
 from rich.console import RenderableType
@@ -184,7 +185,8 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
     try:
         app.run(mouse=mouse)
     finally:
-        controller.close()  # cancels what still runs and waits for it to clean up
+        with _hangup_ignored():
+            controller.close()  # cancels what still runs and waits for it to clean up
         if sandbox is not None:  # the demo is a sandbox: leave nothing behind
             shutil.rmtree(sandbox, ignore_errors=True)
     if app.gone is not None:
@@ -193,6 +195,21 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
              + "\n")
     # Textual sets 1 after an unhandled error (and has printed the traceback)
     return app.return_code or (1 if app.crashed else 0)
+
+
+@contextlib.contextmanager
+def _hangup_ignored() -> Iterator[None]:
+    """While the jobs clean up: the terminal may be gone, and a second SIGHUP (the app's
+    handler went with its event loop) must not kill the process halfway. SIGTERM stays
+    the way to stop a clean-up that cannot finish."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _say(text: str) -> None:
