@@ -4,8 +4,8 @@ options (--no-mouse, --ascii, NO_COLOR); the main screen does the rest.
 Leaving: q (or the palette's Quit) exits with status 0. A terminal that goes away (SIGHUP,
 or a hang-up on stdin without a signal: tui.hangup) and SIGTERM cancel the running jobs at
 once and exit with status 1; the controller then waits for the jobs, which remove what they
-half made, as the CLI's do on Ctrl-C. An unhandled error exits with status 1 after Textual
-prints its traceback (run_app returns the app's status).
+half made, as the CLI's do on Ctrl-C (a second SIGHUP meanwhile is ignored). An unhandled
+error exits with status 1 after Textual prints its traceback (run_app returns the status).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class PoolkeeperApp(App[None]):
         self.ascii = ascii
         self.monitor_interval = monitor_interval
         self.main_screen = MainScreen(controller, ascii=ascii)
-        self.gone: str | None = None  # why the app stopped by itself: "SIGHUP", ...
+        self.gone: str | None = None  # why it stopped without q: "SIGTERM", ...
         self.cancelled_jobs = 0
         self.crashed = False
         self._hangup_watch: HangupWatch | None = None
@@ -137,7 +137,7 @@ class PoolkeeperApp(App[None]):
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
         """Every notification is plain text, escaped (tui.shown): poolkeeper's own pass
-        markup=False (a name may hold '[/]'); Textual's few markup notices lose their
+        markup=False (a name may hold '[b]'); Textual's few markup notices lose their
         styles. Thread-safe, as App.notify is."""
         if markup:
             try:
@@ -155,7 +155,7 @@ class PoolkeeperApp(App[None]):
             action = next(b.action for b in screen.BINDINGS
                           if isinstance(b, Binding) and b.key == key)
             help_text = f"key: {key}" + (f" (unavailable: {reason})" if reason else "")
-            # the palette reads help as markup: a volume name in a reason may hold '[/]'
+            # the palette reads help as markup: a volume name in a reason may hold '[b]'
             help_text = markup_escape(shown_message(help_text, self.ascii))
             yield SystemCommand(description, help_text, partial(self._palette, screen, action))
 

@@ -3,7 +3,7 @@
 The UI thread never does I/O: every controller call runs in a thread worker and comes
 back through call_from_thread; controller events arrive as messages (tui.bridge).
 Names, paths and messages are drawn escaped (tui.shown); notifications are plain text
-(markup=False: a name may hold '[/]') and PoolkeeperApp.notify escapes them.
+(markup=False: a name may hold '[b]') and PoolkeeperApp.notify escapes them.
 """
 
 from __future__ import annotations
