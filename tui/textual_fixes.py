@@ -11,7 +11,9 @@ and gone).
    exited, cancelling the jobs), a third raised ScreenStackError. DismissOnce dismisses
    only the screen on top, and only once; every poolkeeper screen and the palette use it.
 2. CommandPalette also runs the chosen command again for each queued Enter (its handlers
-   read state left by the first): Palette drops the choice messages once it is dismissed.
+   read state left by the first), and a key typed behind the Enter starts a new search
+   whose worker then fills a list that is gone (NoMatches: the app crashed). Palette drops
+   the choice and input messages once it is dismissed.
    PoolkeeperApp opens every palette as a Palette (the command palette, and the theme
    list that its "Theme" command opens).
 3. OptionList._move_page reads the line of the highlighted option from a cache that is only
@@ -51,6 +53,7 @@ class Palette(DismissOnce, CommandPalette):
     """The command palette, with fixes 1 and 2."""
 
     @on(Input.Submitted)
+    @on(Input.Changed)
     @on(Button.Pressed)
     @on(OptionList.OptionSelected)
     def _drop_after_dismiss(self, event: Message) -> None:

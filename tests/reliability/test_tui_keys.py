@@ -35,6 +35,7 @@ from textual.widgets import Input, Select
 from textual.worker import WorkerCancelled, WorkerFailed
 
 from backends.controller import StorageController
+from backends.model import VolumeDef
 from tests.conftest import make_dir_pool, needs_root
 from tests.loopfs import can_use_loop_devices, loop_filesystem
 from tests.termdriver import Terminal, have_tmux
@@ -170,6 +171,22 @@ async def test_page_keys_in_a_select_overlay_with_no_room(
         await pilot.press("enter", "pagedown", "pageup", "pagedown", "escape", "escape")
         await settle(app, pilot)
         assert_alive(app, "Select overlay at 20x5")
+
+
+async def test_a_key_behind_the_escape_that_closes_the_palette_starts_no_search(
+        controller: StorageController) -> None:
+    """Found by the storm: Escape closed the palette, a letter typed behind it reached its
+    input and started a search whose worker then filled a list that was gone."""
+    controller.create_volume_def("default", VolumeDef(name="disk.img", capacity=MiB,
+                                                      allocation=0)).wait(30)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(40, 12)) as pilot:
+        await settle(app, pilot)
+        app.main_screen.table.focus()
+        await pilot.pause()
+        send(app, ["escape", "k", "ctrl+p", "d"])
+        await settle(app, pilot)
+        assert_alive(app, "escape k ctrl+p d")
 
 
 async def test_down_pressed_fast_in_the_pool_tree_settles_on_one_pool(
