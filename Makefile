@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Debian packages of the tools the backends drive (and the tests run for real).
 APT_PACKAGES := qemu-utils qemu-block-extra parted lvm2 e2fsprogs xfsprogs btrfs-progs \
 	dosfstools util-linux fdisk mount tgt libiscsi-bin open-iscsi nfs-common nfs-ganesha \
-	nfs-ganesha-vfs rpcbind scrub libvirt-clients python3-venv
+	nfs-ganesha-vfs rpcbind scrub libvirt-clients python3-venv tmux
 
 .PHONY: run test bench lint system-deps venv clean screenshots fuzz
 

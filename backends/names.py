@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import InvalidName
+from .textsafe import describe, escape, first_unsafe
 
 MAX_NAME_BYTES = 255
 # Files being written (volumes being built, state files being saved) carry this prefix
@@ -13,28 +14,29 @@ PARTIAL_PREFIX = ".poolkeeper-partial-"
 def check_name(name: str, what: str = "name") -> str:
     """Return `name` if it is safe as a pool/volume name, else raise InvalidName.
 
-    Refused: empty, '.', '..', '/' anywhere, control characters (NUL, newline, tab, ...),
-    DEL, C1 controls, more than 255 bytes of UTF-8, and names that are not valid text.
+    Refused: empty, '.', '..', '/' anywhere, more than 255 bytes of UTF-8, names that are
+    not valid text (bytes that are not UTF-8), and every character textsafe escapes on a
+    terminal: control characters (C0 such as NUL, newline, tab, ESC; DEL; C1 such as the
+    8-bit CSI 0x9b), bidi controls and other invisible format characters (U+202E, U+200B,
+    ...) and line/paragraph separators. Such a name could drive the terminal, display in a
+    misleading order or look like another name. Messages show the name escaped
+    (textsafe.escape), so that they are safe wherever they are printed.
     """
     if not isinstance(name, str) or name == "":
         raise InvalidName(f"{what} must not be empty", element="name")
+    shown = escape(name)
     if name in (".", ".."):
         raise InvalidName(f"{what} '{name}' is not allowed", element="name")
     if "/" in name:
-        raise InvalidName(f"{what} {name!r} must not contain '/'", element="name")
+        raise InvalidName(f"{what} '{shown}' must not contain '/'", element="name")
     if name.startswith(PARTIAL_PREFIX):
-        raise InvalidName(f"{what} {name!r} begins with '{PARTIAL_PREFIX}', which poolkeeper "
+        raise InvalidName(f"{what} '{shown}' begins with '{PARTIAL_PREFIX}', which poolkeeper "
                           "reserves for files being written; choose another name", element="name")
-    for ch in name:
-        # C0, DEL and C1 (0x9b is a terminal's CSI: a name must not drive the screen).
-        if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            raise InvalidName(
-                f"{what} {name!r} contains the control character {ch!r}", element="name"
-            )
-    try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidName(f"{what} {name!r} is not valid UTF-8", element="name") from None
+    bad = first_unsafe(name)
+    if bad is not None:
+        raise InvalidName(f"{what} '{shown}' contains {describe(bad)}; names must not hold it",
+                          element="name")
+    encoded = name.encode("utf-8")
     if len(encoded) > MAX_NAME_BYTES:
         raise InvalidName(
             f"{what} is {len(encoded)} bytes long; at most {MAX_NAME_BYTES} are allowed",

@@ -1,23 +1,43 @@
 """PoolkeeperApp: the Textual front end. Global keys, the command palette, SSH-friendly
-options (--no-mouse, --ascii, NO_COLOR); the main screen does the rest."""
+options (--no-mouse, --ascii, NO_COLOR); the main screen does the rest.
+
+Leaving: q (or the palette's Quit) exits with status 0. A terminal that goes away (SIGHUP,
+or a hang-up on stdin without a signal: tui.hangup) and SIGTERM cancel the running jobs at
+once and exit with status 1; the controller then waits for the jobs, which remove what they
+half made, as the CLI's do on Ctrl-C (a second SIGHUP meanwhile is ignored). An unhandled
+error exits with status 1 after Textual prints its traceback (run_app returns the status).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
-from collections.abc import Iterable
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Iterator
 from functools import partial
 
+from rich.console import RenderableType
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.content import Content
+from textual.markup import escape as markup_escape
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.scrollbar import ScrollBar, ScrollBarRender
+from textual.theme import ThemeProvider
 from textual.widget import Widget
 
 from backends.controller import StorageController
 
+from .hangup import HangupWatch
 from .screens.main import MainScreen
+from .shown import shown_message
+from .textual_fixes import Palette
 
 
 class AsciiScrollBarRender(ScrollBarRender):
@@ -41,12 +61,54 @@ class PoolkeeperApp(App[None]):
         self.ascii = ascii
         self.monitor_interval = monitor_interval
         self.main_screen = MainScreen(controller, ascii=ascii)
+        self.gone: str | None = None  # why it stopped without q: "SIGTERM", ...
+        self.cancelled_jobs = 0
+        self.crashed = False
+        self._hangup_watch: HangupWatch | None = None
 
     def on_mount(self) -> None:
         self.set_class(self.ascii, "-ascii")
         self.push_screen(self.main_screen)
         if self.monitor_interval:
             self.ctl.start_monitor(self.monitor_interval)
+        if not self.is_headless:
+            self._watch_terminal()
+
+    def on_unmount(self) -> None:
+        if self._hangup_watch is not None:
+            self._hangup_watch.stop()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    # == leaving ========================================================================
+    def _watch_terminal(self) -> None:
+        """SIGHUP, SIGTERM, and a hang-up of stdin without a signal (tui.hangup)."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.stop_all, "the terminal hung up (SIGHUP)")
+        loop.add_signal_handler(signal.SIGTERM, self.stop_all, "SIGTERM")
+        self._hangup_watch = HangupWatch(
+            sys.__stdin__.fileno() if sys.__stdin__ else 0,
+            lambda: loop.call_soon_threadsafe(self.stop_all, "the terminal hung up"))
+        self._hangup_watch.start()
+
+    def stop_all(self, why: str) -> None:
+        """The terminal is gone (or we were told to stop): cancel every running job now,
+        so that each stops at its next chunk and removes what it half made, and exit with
+        status 1. Nothing is drawn: there may be no terminal any more."""
+        if self.gone is not None:
+            return
+        self.gone = why
+        running = self.ctl.jobs.running()
+        for job in running:
+            job.cancel()
+        self.cancelled_jobs = len(running)
+        self.exit(return_code=1)
+
+    def panic(self, *renderables: RenderableType) -> None:
+        self.crashed = True  # Textual 8.2.8 leaves return_code unset when it panics
+        super().panic(*renderables)
 
     def _start_widget(self, parent: Widget, widget: Widget) -> None:
         # Textual starts every scrollbar through here (and nothing else, as of 8.2.8): in
@@ -61,12 +123,29 @@ class PoolkeeperApp(App[None]):
         return binding.key if self.ascii and not shown.isascii() else shown
 
     def action_command_palette(self) -> None:
-        if self.ascii and self.use_command_palette and not CommandPalette.is_open(self):
-            # Textual's placeholder ends in an ellipsis character
-            self.push_screen(CommandPalette(placeholder="Search for commands...",
-                                            id="--command-palette"))
-            return
-        super().action_command_palette()
+        # Palette: Textual's, with the fixes for Enter pressed twice (tui.textual_fixes)
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            # ASCII mode: Textual's placeholder ends in an ellipsis character
+            ascii_text = {"placeholder": "Search for commands..."} if self.ascii else {}
+            self.push_screen(Palette(id="--command-palette", **ascii_text))
+
+    def search_themes(self) -> None:
+        # The palette's "Theme" opens a second palette: Textual's, without the fixes
+        # (Textual 8.2.8); the same list of themes in a Palette.
+        self.push_screen(Palette(providers=[ThemeProvider], placeholder="Search for themes..."))
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification is plain text, escaped (tui.shown): poolkeeper's own pass
+        markup=False (a name may hold '[b]'); Textual's few markup notices lose their
+        styles. Thread-safe, as App.notify is."""
+        if markup:
+            try:
+                message = Content.from_markup(message).plain
+            except Exception:  # not valid markup after all: show it as it is
+                pass
+        super().notify(shown_message(message, self.ascii), title=shown_message(title, self.ascii),
+                       severity=severity, timeout=timeout, markup=False)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -76,12 +155,14 @@ class PoolkeeperApp(App[None]):
             action = next(b.action for b in screen.BINDINGS
                           if isinstance(b, Binding) and b.key == key)
             help_text = f"key: {key}" + (f" (unavailable: {reason})" if reason else "")
+            # the palette reads help as markup: a volume name in a reason may hold '[b]'
+            help_text = markup_escape(shown_message(help_text, self.ascii))
             yield SystemCommand(description, help_text, partial(self._palette, screen, action))
 
     def _palette(self, screen: MainScreen, action: str) -> None:
         reason = screen.disabled_reason(action)
         if reason:
-            self.notify(reason, severity="warning")
+            self.notify(reason, severity="warning", markup=False)
             return
         getattr(screen, f"action_{action}")()
 
@@ -100,11 +181,39 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
         state = make_demo_root()
         sandbox, root = state.parent, str(state)
     controller = StorageController(root)
+    app = PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii)
     try:
-        PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii).run(
-            mouse=mouse)
+        app.run(mouse=mouse)
     finally:
-        controller.close()
+        with _hangup_ignored():
+            controller.close()  # cancels what still runs and waits for it to clean up
         if sandbox is not None:  # the demo is a sandbox: leave nothing behind
             shutil.rmtree(sandbox, ignore_errors=True)
-    return 0
+    if app.gone is not None:
+        _say(f"error: {app.gone}: poolkeeper stopped"
+             + (f"; {app.cancelled_jobs} running job(s) cancelled" if app.cancelled_jobs else "")
+             + "\n")
+    # Textual sets 1 after an unhandled error (and has printed the traceback)
+    return app.return_code or (1 if app.crashed else 0)
+
+
+@contextlib.contextmanager
+def _hangup_ignored() -> Iterator[None]:
+    """While the jobs clean up: the terminal may be gone, and a second SIGHUP (the app's
+    handler went with its event loop) must not kill the process halfway. SIGTERM stays
+    the way to stop a clean-up that cannot finish."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def _say(text: str) -> None:
+    """A last word on stderr, which may be a terminal that is gone."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text)
+        sys.stderr.flush()

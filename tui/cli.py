@@ -2,6 +2,12 @@
 
 Errors go to stderr as `error: ...` with exit status 1; every listing takes --json;
 long jobs draw a progress bar when stderr is a terminal.
+
+Every string bound for the terminal goes through backends.textsafe: names, paths and other
+data with `printable` (control, bidi and invisible characters, undecodable bytes and the
+backslash escaped, in what stdout can encode), messages with `printable_message` (the same,
+but the backslashes of names the engine already escaped are kept), XML with `printable_xml`
+(character references, so it stays valid XML). JSON is ASCII (json's \\u escapes).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any, TextIO
 
-from backends import xmlio
+from backends import textsafe, xmlio
 from backends.controller import StorageController
 from backends.errors import PoolkeeperError, XMLError
 from backends.jobs import Job
@@ -58,16 +64,31 @@ def _version() -> str:
 
 
 # == output helpers =====================================================================
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+def _encoding(stream: TextIO | None) -> str | None:
+    return getattr(sys.stdout if stream is None else stream, "encoding", None)
 
 
-def printable(text: str) -> str:
-    """File names come from disk: never let one send escape sequences to the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+def printable(text: str, stream: TextIO | None = None) -> str:
+    """A name, path or other data from disk, safe and unambiguous on the terminal and
+    encodable by `stream` (stdout by default): textsafe.escape."""
+    return textsafe.escape(text, _encoding(stream))
+
+
+def printable_message(text: str, stream: TextIO | None = None) -> str:
+    """An error or warning poolkeeper composed: names in it are escaped already."""
+    return textsafe.escape(text, _encoding(stream), keep_backslashes=True)
+
+
+def printable_xml(xml: str, stream: TextIO | None = None) -> str:
+    """XML with the characters printable would escape as character references (&#x9b;)."""
+    try:
+        return textsafe.escape_xml(xml, _encoding(stream))
+    except ValueError as exc:  # xmlio never writes these; never print them raw
+        raise PoolkeeperError(f"cannot show the XML: {exc}") from None
 
 
 def table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    rows = [[printable(cell) for cell in row] for row in rows]
+    rows = [[printable(cell, out) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -186,12 +207,12 @@ def cmd_pool_info(ctl: StorageController, args: argparse.Namespace, out: TextIO)
                   ("Allocation:", _size(p.allocation, args.bytes)),
                   ("Available:", _size(p.available, args.bytes))]
     for key, value in lines:
-        out.write(f"{key:<15} {value}\n")
+        out.write(f"{key:<15} {printable(value, out)}\n")
     return 0
 
 
 def cmd_pool_dumpxml(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    out.write(ctl.pool_xml(args.pool, inactive=args.inactive))
+    out.write(printable_xml(ctl.pool_xml(args.pool, inactive=args.inactive), out))
     return 0
 
 
@@ -218,7 +239,7 @@ def _read_input(path: str) -> bytes:
 
 def cmd_pool_define(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     status = ctl.define_pool(_read_input(args.file))
-    out.write(f"Pool {status.name} defined from {args.file}\n")
+    out.write(f"Pool {printable(status.name, out)} defined from {printable(args.file, out)}\n")
     return 0
 
 
@@ -228,7 +249,7 @@ def cmd_secret_set(ctl: StorageController, args: argparse.Namespace, out: TextIO
     if sys.stdin.isatty():
         import getpass
 
-        value = getpass.getpass(f"Value of secret '{args.usage}': ")
+        value = getpass.getpass(f"Value of secret '{printable(args.usage)}': ")
     else:
         data = sys.stdin.buffer.read(64 * 1024)
         value = data.decode("utf-8", errors="strict") if data else ""
@@ -237,14 +258,14 @@ def cmd_secret_set(ctl: StorageController, args: argparse.Namespace, out: TextIO
         elif value.endswith("\n"):
             value = value[:-1]
     ctl.set_secret(args.usage, value)
-    out.write(f"Secret {args.usage} set\n")
+    out.write(f"Secret {printable(args.usage, out)} set\n")
     return 0
 
 
 def cmd_secret_undefine(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     if not ctl.delete_secret(args.usage):
         raise PoolkeeperError(f"no secret '{args.usage}' is stored")
-    out.write(f"Secret {args.usage} deleted\n")
+    out.write(f"Secret {printable(args.usage, out)} deleted\n")
     return 0
 
 
@@ -275,10 +296,10 @@ def cmd_pool_define_as(ctl: StorageController, args: argparse.Namespace, out: Te
     pdef = pool_def_from_args(args)
     if args.print_xml:
         xmlio.validate_pool(pdef)
-        out.write(xmlio.format_pool(pdef))
+        out.write(printable_xml(xmlio.format_pool(pdef), out))
         return 0
     status = ctl.define_pool_def(pdef)
-    out.write(f"Pool {status.name} defined\n")
+    out.write(f"Pool {printable(status.name, out)} defined\n")
     return 0
 
 
@@ -294,7 +315,7 @@ def _overwrite(args: argparse.Namespace) -> bool | None:
 
 def cmd_pool_build(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     wait_job(ctl.build_pool(args.pool, _overwrite(args)), sys.stderr)
-    out.write(f"Pool {args.pool} built\n")
+    out.write(f"Pool {printable(args.pool, out)} built\n")
     return 0
 
 
@@ -303,14 +324,14 @@ def cmd_pool_start(ctl: StorageController, args: argparse.Namespace, out: TextIO
     if args.build:
         wait_job(ctl.build_pool(args.pool, overwrite), sys.stderr)
     ctl.start_pool(args.pool)
-    out.write(f"Pool {args.pool} started\n")
+    out.write(f"Pool {printable(args.pool, out)} started\n")
     return 0
 
 
 def _simple(verb: Callable[[StorageController, str], object], message: str) -> Handler:
     def handler(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
         verb(ctl, args.pool)
-        out.write(message.format(pool=args.pool) + "\n")
+        out.write(message.format(pool=printable(args.pool, out)) + "\n")
         return 0
 
     return handler
@@ -325,17 +346,18 @@ def cmd_pool_delete(ctl: StorageController, args: argparse.Namespace, out: TextI
 def cmd_pool_autostart(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     ctl.set_autostart(args.pool, not args.disable)
     state = "unmarked as autostarted" if args.disable else "marked as autostarted"
-    out.write(f"Pool {args.pool} {state}\n")
+    out.write(f"Pool {printable(args.pool, out)} {state}\n")
     return 0
 
 
 def cmd_pool_capabilities(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    out.write(ctl.capabilities())
+    out.write(printable_xml(ctl.capabilities(), out))
     return 0
 
 
 def cmd_find_sources(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    out.write(ctl.find_pool_sources(args.type, host=args.host, device=args.device))
+    out.write(printable_xml(ctl.find_pool_sources(args.type, host=args.host, device=args.device),
+                            out))
     return 0
 
 
@@ -353,7 +375,8 @@ def cmd_vol_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
         table(out, ["Name", "Path"], [[v.name, v.path] for v in vols])
     for v in vols:
         if v.error:
-            sys.stderr.write(f"warning: {printable(v.name)}: {printable(v.error)}\n")
+            sys.stderr.write(f"warning: {printable(v.name, sys.stderr)}: "
+                             f"{printable_message(v.error, sys.stderr)}\n")
     return 0
 
 
@@ -372,28 +395,28 @@ def cmd_vol_info(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
         lines.append(("Backing:", f"{v.backing.path} ({v.backing.format or 'format unknown'})"))
     if v.probed_format and v.probed_format != v.format:
         lines.append(("Header says:", f"{v.probed_format} (ignored: created as {v.format})"))
-    if v.error:
-        lines.append(("Error:", v.error))
     for key, value in lines:
-        out.write(f"{key:<15} {printable(value)}\n")
+        out.write(f"{key:<15} {printable(value, out)}\n")
+    if v.error:
+        out.write(f"{'Error:':<15} {printable_message(v.error, out)}\n")
     return 0
 
 
 def cmd_vol_dumpxml(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = resolve_volume(ctl, args)
-    out.write(ctl.volume_xml(pool, name))
+    out.write(printable_xml(ctl.volume_xml(pool, name), out))
     return 0
 
 
 def cmd_vol_path(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = resolve_volume(ctl, args)
-    out.write(ctl.volume_info(pool, name).path + "\n")
+    out.write(printable(ctl.volume_info(pool, name).path, out) + "\n")
     return 0
 
 
 def cmd_vol_create(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     info = wait_job(ctl.create_volume(args.pool, _read_input(args.file)), sys.stderr)
-    out.write(f"Vol {info.name} created from {args.file}\n")
+    out.write(f"Vol {printable(info.name, out)} created from {printable(args.file, out)}\n")
     return 0
 
 
@@ -411,10 +434,10 @@ def cmd_vol_create_as(ctl: StorageController, args: argparse.Namespace, out: Tex
     if args.print_xml:
         from backends import xmlio
 
-        out.write(xmlio.format_volume(vdef))
+        out.write(printable_xml(xmlio.format_volume(vdef), out))
         return 0
     wait_job(ctl.create_volume_def(args.pool, vdef), sys.stderr)
-    out.write(f"Vol {args.name} created\n")
+    out.write(f"Vol {printable(args.name, out)} created\n")
     return 0
 
 
@@ -422,21 +445,22 @@ def cmd_vol_clone(ctl: StorageController, args: argparse.Namespace, out: TextIO)
     pool, name = resolve_volume(ctl, args)
     method = wait_job(ctl.clone_volume(pool, name, args.newname, target_pool=args.newpool),
                       sys.stderr)
-    out.write(f"Vol {args.newname} cloned from {name} ({method})\n")
+    out.write(f"Vol {printable(args.newname, out)} cloned from {printable(name, out)} "
+              f"({printable(str(method), out)})\n")
     return 0
 
 
 def cmd_vol_delete(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = resolve_volume(ctl, args)
     ctl.delete_volume(pool, name)
-    out.write(f"Vol {name} deleted\n")
+    out.write(f"Vol {printable(name, out)} deleted\n")
     return 0
 
 
 def cmd_vol_wipe(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = resolve_volume(ctl, args)
     wait_job(ctl.wipe_volume(pool, name, args.algorithm), sys.stderr)
-    out.write(f"Vol {name} wiped\n")
+    out.write(f"Vol {printable(name, out)} wiped\n")
     return 0
 
 
@@ -451,7 +475,8 @@ def cmd_vol_resize(ctl: StorageController, args: argparse.Namespace, out: TextIO
     size = parse_size(text, "capacity")
     info = wait_job(ctl.resize_volume(pool, name, size, delta=delta, shrink=args.shrink,
                                       allocate=args.allocate), sys.stderr)
-    out.write(f"Size of volume '{name}' successfully changed to {human(info.capacity)}\n")
+    out.write(f"Size of volume '{printable(name, out)}' successfully changed to "
+              f"{human(info.capacity)}\n")
     return 0
 
 
@@ -461,7 +486,7 @@ def cmd_vol_upload(ctl: StorageController, args: argparse.Namespace, out: TextIO
     written = wait_job(ctl.upload_volume(pool, name, args.file,
                                          offset=parse_size(args.offset, "offset"),
                                          length=length), sys.stderr)
-    out.write(f"Uploaded {written} bytes to {name}\n")
+    out.write(f"Uploaded {written} bytes to {printable(name, out)}\n")
     return 0
 
 
@@ -471,7 +496,8 @@ def cmd_vol_download(ctl: StorageController, args: argparse.Namespace, out: Text
     count = wait_job(ctl.download_volume(pool, name, args.file,
                                          offset=parse_size(args.offset, "offset"),
                                          length=length, sparse=args.sparse), sys.stderr)
-    out.write(f"Downloaded {count} bytes of {name} to {args.file}\n")
+    out.write(f"Downloaded {count} bytes of {printable(name, out)} to "
+              f"{printable(args.file, out)}\n")
     return 0
 
 
@@ -676,6 +702,11 @@ def _negative_size_last(argv: list[str]) -> list[str]:
 
 
 def run_tui(args: argparse.Namespace) -> int:
+    if not sys.stdin.isatty():
+        # Textual would read end-of-file from a pipe or /dev/null forever, at full speed
+        sys.stderr.write("error: the TUI needs a terminal on standard input; give a COMMAND "
+                         "to use the command line (see `poolkeeper --help`)\n")
+        return 1
     from .app import run_app
 
     return run_app(args.root, mouse=not args.no_mouse, ascii=args.ascii, demo=args.demo)
@@ -688,26 +719,29 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {printable_message(str(exc), sys.stderr)}\n")
         return 1
     if not args.command:
         return run_tui(args)
     try:
         ctl = StorageController(args.root)
     except (PoolkeeperError, OSError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {printable_message(str(exc), sys.stderr)}\n")
         return 1
     previous = _cancel_on_hangup()
     try:
         for problem in ctl.startup_errors:
-            sys.stderr.write(f"warning: {printable(problem)}\n")
+            sys.stderr.write(f"warning: {printable_message(problem, sys.stderr)}\n")
         return args.func(ctl, args, out)
     except PoolkeeperError as exc:
-        sys.stderr.write(f"error: {printable(str(exc))}\n")
+        sys.stderr.write(f"error: {printable_message(str(exc), sys.stderr)}\n")
         return 1
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        sys.stderr.write(f"error: {printable(str(exc.strerror or exc))}{where}\n")
+        name = exc.filename
+        name = os.fsdecode(name) if isinstance(name, str | bytes) else str(name)
+        where = f" ({printable(name, sys.stderr)})" if exc.filename else ""
+        sys.stderr.write(f"error: {printable_message(str(exc.strerror or exc), sys.stderr)}"
+                         f"{where}\n")
         return 1
     except KeyboardInterrupt:
         # Interrupted before wait_job took over: cancel what is running so nothing

@@ -42,13 +42,13 @@ from ..model import (
 )
 from ..names import PARTIAL_PREFIX, check_name
 from ..progress import JobContext
+from ..textsafe import describe, first_unsafe
 from .base import PoolDriver
 
 DEFAULT_POOL_MODE = 0o711
 DEFAULT_VOLUME_MODE = 0o600
 QEMU_IMG_TIMEOUT = 600.0  # seconds for qemu-img create/resize (convert has no limit: a job)
 _PERCENT_RE = re.compile(r"\(([\d.]+)/100%\)")
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
 _REBASE_FORMATS = ("qcow2", "qed")  # qemu can rewrite their backing name (not qcow, vmdk)
 # What the directory entry says a name is.
 _UNKNOWN, _REGULAR, _LINK, _SPECIAL = range(4)
@@ -339,8 +339,9 @@ class DirDriver(PoolDriver):
                 stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISBLK(mode)) else _SPECIAL
         if kind == _SPECIAL:
             return None  # FIFO, socket, character device: not a volume, never opened
-        if _CONTROL_RE.search(name):
-            info.error = "the file name has control characters; rename it to manage it"
+        bad = first_unsafe(name)  # the characters check_name refuses in a new name
+        if bad is not None:
+            info.error = f"the file name holds {describe(bad)}; rename it to manage it"
             return info
         if kind == _LINK:
             with contextlib.suppress(OSError):

@@ -165,7 +165,7 @@ def test_refresh_lists_odd_entries_with_reasons(ctl, pool):
     assert "fifo" not in vols  # never opened: a FIFO would block the refresh
     assert "dangling symlink" in vols["dangling"].error
     assert vols["loop"].error  # ELOOP: listed with the reason, not dropped
-    assert "control characters" in vols["bad\x01name"].error
+    assert "control character" in vols["bad\x01name"].error
     assert vols["ok.img"].error is None and vols["ok.img"].capacity == 4096
 
 

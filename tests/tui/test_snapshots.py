@@ -200,10 +200,11 @@ async def test_ascii_mode_escapes_names_that_are_not_ascii() -> None:
         await settle(pilot)
         text = screen_text(app)
         assert not_ascii(text) == []
-        assert "caf?.qcow2" in text  # the volume table
-        assert "/images/caf\\xe9.qcow2" in text  # the log: the exact bytes, escaped
-        assert "wipe caf\\xe9.qcow2 (zero)" in text  # the jobs panel
-        assert "`-- vg\\xfc " in text  # the pool tree
+        # one escaping everywhere (tui.shown): the code point, as the CLI shows it
+        assert "caf\\u00e9.qcow2" in text  # the volume table
+        assert "/images/caf\\u00e9.qcow2" in text  # the log
+        assert "wipe caf\\u00e9.qcow2 (zero)" in text  # the jobs panel
+        assert "`-- vg\\u00fc " in text  # the pool tree
 
 
 async def test_no_color_states_are_words(monkeypatch: pytest.MonkeyPatch) -> None:

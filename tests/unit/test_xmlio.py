@@ -477,7 +477,10 @@ def test_libvirt_test_driver_accepts_what_we_write(tmp_path: Path) -> None:
 
 
 _NAME_CHARS = st.characters(blacklist_categories=("Cs", "Cc", "Cn"), blacklist_characters="/")
-names_st = st.text(_NAME_CHARS, min_size=1, max_size=30).filter(
+# names also refuse format characters (bidi controls, zero-width) and line separators
+_NAME_ONLY_CHARS = st.characters(blacklist_categories=("Cs", "Cc", "Cn", "Cf", "Zl", "Zp"),
+                                 blacklist_characters="/")
+names_st = st.text(_NAME_ONLY_CHARS, min_size=1, max_size=30).filter(
     lambda s: s not in (".", "..") and len(s.encode()) <= 255
 )
 free_text = st.text(_NAME_CHARS | st.just("/"), min_size=1, max_size=30)

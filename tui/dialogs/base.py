@@ -22,6 +22,8 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, RadioSet, Select, Static
 
+from ..shown import shown
+from ..textual_fixes import DismissOnce
 from .fields import Field, InlineMessage, Kind, TypedConfirm
 
 ResultT = TypeVar("ResultT")
@@ -58,12 +60,13 @@ class Evaluation(Generic[ResultT]):
         )
 
 
-class Dialog(ModalScreen[ResultT]):
+class Dialog(DismissOnce, ModalScreen[ResultT]):
     """A modal form: fields, a message line, [primary] [Cancel], and a Footer of keys.
 
     Esc and the Cancel button dismiss with None. Ctrl+S, Enter in the last input or the
     primary button submit; a submit is refused (fields keep their text) while `evaluate`
-    reports an error or a shown TypedConfirm is not confirmed.
+    reports an error or a shown TypedConfirm is not confirmed. A dialog is dismissed once:
+    keys queued behind the submit (Enter twice) do nothing more (tui.textual_fixes).
     """
 
     DEFAULT_CSS = """
@@ -133,7 +136,8 @@ class Dialog(ModalScreen[ResultT]):
 
     def on_mount(self) -> None:
         box = self.query_one("#dialog")
-        box.border_title = Content(self.heading)  # plain text: names may hold '['
+        # plain text (names may hold '['), escaped: the heading names a pool or volume
+        box.border_title = Content(shown(self.heading, self.ascii))
         if self.ascii:
             # Select draws its arrows with triangles; ASCII terminals get v and ^.
             for arrow in self.query("SelectCurrent .down-arrow").results(Static):
@@ -257,6 +261,8 @@ class Dialog(ModalScreen[ResultT]):
         self.dismiss(None)
 
     def action_submit(self) -> None:
+        if self._dismissed:
+            return  # an Enter queued behind the one that submitted
         self.tried = True
         ev = self.refresh_form()
         for tc in self._typed_confirms():

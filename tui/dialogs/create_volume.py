@@ -15,6 +15,7 @@ from backends.model import BackingStore, PoolStatus, VolumeDef, VolumeInfo, Volu
 from backends.names import check_name
 from backends.units import human
 
+from ..shown import shown
 from .base import Dialog, Evaluation
 from .fields import Check, Invalid, bare_message, field, parse_size_text, text_input
 
@@ -57,7 +58,8 @@ class CreateVolumeDialog(Dialog[VolumeDef | None]):
     def compose_body(self) -> ComposeResult:
         p = self.pool
         yield Static(
-            f"{p.type} pool '{p.name}'   available: {human(p.available)}", markup=False,
+            f"{p.type} pool '{shown(p.name, self.ascii)}'   available: {human(p.available)}",
+            markup=False,
             classes="intro", id="available",
         )
         yield field("Name", text_input("name", placeholder="e.g. disk1.qcow2"))
@@ -68,7 +70,7 @@ class CreateVolumeDialog(Dialog[VolumeDef | None]):
             yield field("Format", Select.from_values(self.formats, value=value,
                                                       allow_blank=False, id="format",
                                                       compact=True))
-        options = [(Content(f"{c.name} ({c.format}, {human(c.capacity)})"), i)
+        options = [(Content(f"{shown(c.name, self.ascii)} ({c.format}, {human(c.capacity)})"), i)
                    for i, c in enumerate(self.candidates)]
         yield field("Backing", Select(options, prompt="(none)", id="backing", compact=True))
         yield field("Allocation", Check("sparse: allocate nothing now", ascii=self.ascii,

@@ -37,6 +37,7 @@ from backends.model import (
 from backends.names import check_name
 from backends.units import human
 
+from ..shown import shown, shown_message, shown_xml
 from .base import Dialog, Evaluation
 from .fields import Field, bare_message, field, text_input
 from .sources import describe_source, parse_sources
@@ -111,7 +112,9 @@ def device_in_use(what: str) -> bool:
 
 
 def device_line(path: str, size: int, what: str) -> Content:
-    """One picker line: "PATH  SIZE  what"; a device in use says so (and is dimmed)."""
+    """One picker line: "PATH  SIZE  what"; a device in use says so (and is dimmed).
+    Escaped (tui.shown): a filesystem label is whatever its maker wrote."""
+    path, what = shown(path), shown(what)
     if device_in_use(what):
         return Content(f"{path}  {human(size)}  in use: {what}").stylize("dim")
     return Content(f"{path}  {human(size)}  {what}")
@@ -363,16 +366,16 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     def after_refresh(self, ev: Evaluation[PoolDef | None]) -> None:
         preview = self.query_one("#preview", Static)
         if ev.result is not None:
-            preview.update(xmlio.format_pool(ev.result).rstrip("\n"))
+            preview.update(shown_xml(xmlio.format_pool(ev.result).rstrip("\n"), self.ascii))
             preview.remove_class("error")
         else:
-            preview.update(self.preview_error or "")
+            preview.update(shown_message(self.preview_error or "", self.ascii))
             preview.add_class("error")
 
     # -- discovery -----------------------------------------------------------------------
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#discover-status", Static)
-        status.update(text or DISCOVER_HINT.get(self.pool_type, ""))
+        status.update(shown_message(text, self.ascii) or DISCOVER_HINT.get(self.pool_type, ""))
         status.set_class(error, "error")
         status.set_class(not text, "hint")
 
@@ -468,7 +471,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     # -- device picker -------------------------------------------------------------------
     def _pick_status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#pick-status", Static)
-        status.update(text)
+        status.update(shown_message(text, self.ascii))
         status.set_class(error, "error")
 
     def _close_picker(self) -> None:

@@ -18,6 +18,8 @@ from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Stati
 from backends.errors import InvalidSize, PoolkeeperError
 from backends.units import parse_size
 
+from ..shown import shown, shown_message
+
 Kind = Literal["error", "warning", "note"]
 
 SIZE_HINT = "use e.g. 10G or 512MiB"
@@ -64,7 +66,7 @@ class InlineMessage(Static):
         if text == self.message_text and kind == self.kind:
             return
         self.message_text, self.kind = text, kind if text else None
-        self.update(text)
+        self.update(shown_message(text, self.app.has_class("-ascii")))
         self.set_class(bool(text), "-shown")
         for k in ("error", "warning", "note"):
             self.set_class(k == self.kind, k)
@@ -162,7 +164,9 @@ def radio_value(rs: RadioSet) -> str | None:
 class TypedConfirm(Vertical):
     """'type NAME to confirm': an input that gates a destructive submit.
 
-    `confirmed` is True only when the typed text equals `expected` exactly.
+    `confirmed` is True only when the typed text equals `expected` exactly, or the name
+    as the prompt shows it (escaped by tui.shown, in ASCII mode too: a name holding a
+    backslash is shown with two, and typing what is shown must work).
     """
 
     DEFAULT_CSS = """
@@ -185,10 +189,12 @@ class TypedConfirm(Vertical):
                  id: str | None = None) -> None:
         super().__init__(id=id)
         self.expected = expected
-        self.prompt = prompt or f"type '{expected}' to confirm"
+        self.shown_name = shown(expected)
+        self.prompt = prompt or f"type '{self.shown_name}' to confirm"
 
     def compose(self) -> ComposeResult:
-        yield Label(self.prompt, classes="prompt", markup=False)
+        yield Label(shown_message(self.prompt, self.app.has_class("-ascii")),
+                    classes="prompt", markup=False)
         yield Input(compact=True, classes="typed")
         yield InlineMessage(classes="field-message")
 
@@ -198,7 +204,7 @@ class TypedConfirm(Vertical):
 
     @property
     def confirmed(self) -> bool:
-        return self.input.value == self.expected
+        return self.input.value in (self.expected, self.shown_name, shown(self.expected, True))
 
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
@@ -207,4 +213,4 @@ class TypedConfirm(Vertical):
         self.post_message(self.Changed(self, self.confirmed))
 
     def refuse(self) -> None:
-        self.query_one(InlineMessage).show(f"type '{self.expected}' exactly to confirm")
+        self.query_one(InlineMessage).show(f"type '{self.shown_name}' exactly to confirm")

@@ -7,6 +7,7 @@ from textual.widgets import RadioSet, Static
 
 from backends.model import PoolStatus
 
+from ..shown import shown
 from .base import Dialog, Evaluation
 from .fields import TypedConfirm, radio_set, radio_value
 from .results import BuildChoice, DeletePoolChoice
@@ -38,8 +39,8 @@ _HELD_SHOWN = 8  # volume names listed in the delete dialog; the rest are counte
 
 
 def _what(template: str, pool: PoolStatus) -> str:
-    return template.format(target=pool.target or "(no target)",
-                           source=pool.source or "the source")
+    return template.format(target=shown(pool.target) if pool.target else "(no target)",
+                           source=shown(pool.source) if pool.source else "the source")
 
 
 class BuildPoolDialog(Dialog[BuildChoice | None]):
@@ -57,7 +58,8 @@ class BuildPoolDialog(Dialog[BuildChoice | None]):
         does = _what(BUILD_DOES.get(p.type, "prepares its storage"), p)
         yield Static(f"Building this {p.type} pool {does}.", markup=False, classes="intro")
         if self.signature:
-            yield Static(f"WARNING: the source holds {self.signature}. Only --overwrite "
+            yield Static(f"WARNING: the source holds {shown(self.signature, self.ascii)}. Only "
+                         "--overwrite "
                          "builds over it, and that destroys it.", markup=False,
                          classes="intro warning-text", id="signature")
         yield radio_set([
@@ -148,8 +150,9 @@ class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
             explain.update(f"Destroying the storage of this {p.type} pool {does}. Then the "
                            "definition is removed. This cannot be undone.")
         else:
-            explain.update(f"The definition of '{p.name}' is removed; its storage"
-                           f" ({p.target or p.source or p.type}) and volumes stay as they are.")
+            explain.update(f"The definition of '{shown(p.name, self.ascii)}' is removed; its "
+                           f"storage ({shown(p.target or p.source or p.type, self.ascii)}) and "
+                           "volumes stay as they are.")
         explain.set_class(destroy, "warning-text")
         submit = self.query_one("#submit")
         submit.label = "Destroy" if destroy else "Undefine"  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from textual.app import ComposeResult
 from textual.widgets import Input, Static
 
+from ..shown import shown
 from .base import Dialog, Evaluation
 from .fields import field, text_input
 
@@ -29,7 +30,8 @@ class SecretDialog(Dialog[SecretValue | None]):
 
     def compose_body(self) -> ComposeResult:
         state = "is set; saving replaces it" if self.exists else "is not set yet"
-        yield Static(f"The secret '{self.usage}' {state}. It is stored in a file only root "
+        yield Static(f"The secret '{shown(self.usage, self.ascii)}' {state}. It is stored in a "
+                     "file only root "
                      "can read and is never shown or logged.", markup=False, classes="intro")
         yield field("Value", text_input("value", password=True))
         yield field("Again", text_input("again", password=True))

@@ -12,6 +12,8 @@ from lxml import etree
 from backends.errors import XMLError
 from backends.model import PoolSource, SourceAuth, SourceDevice, SourceHost
 
+from ..shown import shown
+
 MAX_SOURCES_BYTES = 1024 * 1024
 
 
@@ -58,7 +60,12 @@ def _source(el: etree._Element) -> PoolSource:
 
 
 def describe_source(src: PoolSource) -> str:
-    """One line for a list: 'nas:/export (nfs)', 'vg0 on /dev/sdb1, /dev/sdc1', ..."""
+    """One line for a list: 'nas:/export (nfs)', 'vg0 on /dev/sdb1, /dev/sdc1', ...;
+    escaped (tui.shown): what a server reports is not trusted."""
+    return shown(_describe(src))
+
+
+def _describe(src: PoolSource) -> str:
     parts: list[str] = []
     host = src.hosts[0] if src.hosts else None
     where = ""

@@ -8,6 +8,7 @@ import os
 import stat
 import time
 from collections.abc import Awaitable
+from functools import partial
 
 from textual.app import ComposeResult
 from textual.suggester import Suggester
@@ -17,6 +18,7 @@ from textual.widgets import Input, Static
 from backends.model import VolumeInfo
 from backends.units import human
 
+from ..shown import shown
 from .base import Dialog, Evaluation
 from .fields import Check, Invalid, Kind, field, parse_size_text
 from .results import TransferRequest
@@ -144,7 +146,8 @@ class TransferDialog(Dialog[TransferRequest | None]):
 
     def compose_body(self) -> ComposeResult:
         v = self.volume
-        yield Static(f"volume '{v.name}': {v.format}, capacity {human(v.capacity)}",
+        yield Static(f"volume '{shown(v.name, self.ascii)}': {v.format}, capacity "
+                     f"{human(v.capacity)}",
                      markup=False, classes="intro")
         yield field("File", Input(placeholder="/path/to/file (right arrow completes)",
                                   suggester=PathSuggester(self.lister), id="path",
@@ -165,7 +168,8 @@ class TransferDialog(Dialog[TransferRequest | None]):
     def on_form_change(self, widget: Widget) -> None:
         if widget.id == "path":
             value = self.query_one("#path", Input).value.strip()
-            self.run_worker(self._look(value), group="look", exclusive=True,
+            # a callable, not a coroutine: a look cancelled before it starts is never made
+            self.run_worker(partial(self._look, value), group="look", exclusive=True,
                             exit_on_error=False)
         self.refresh_form()
 
@@ -175,12 +179,14 @@ class TransferDialog(Dialog[TransferRequest | None]):
         matches = await self.lister.matches(value)
         if not self.is_attached:
             return  # dismissed meanwhile
-        shown = [m for m in matches if m != value]
+        others = [m for m in matches if m != value]
         box = self.query_one("#completions", Static)
-        box.update("  ".join(os.path.basename(m.rstrip("/")) + ("/" if m.endswith("/") else "")
-                             for m in shown[:MAX_SHOWN])
-                   + (f"  (+{len(shown) - MAX_SHOWN} more)" if len(shown) > MAX_SHOWN else ""))
-        box.display = bool(shown)
+        # file names from disk: escaped
+        box.update("  ".join(shown(os.path.basename(m.rstrip("/")), self.ascii)
+                             + ("/" if m.endswith("/") else "") for m in others[:MAX_SHOWN])
+                   + (f"  (+{len(others) - MAX_SHOWN} more)" if len(others) > MAX_SHOWN
+                      else ""))
+        box.display = bool(others)
         path = os.path.expanduser(value)
         if path.startswith("/") and not path.endswith("/"):
             self.checked[path] = await asyncio.to_thread(self.check, path)

@@ -16,6 +16,7 @@ from backends.names import check_name
 from backends.units import human
 from backends.xmlio import FILE_POOLS
 
+from ..shown import shown
 from .base import Dialog, Evaluation
 from .fields import (
     Check,
@@ -68,7 +69,7 @@ class CloneVolumeDialog(Dialog[CloneRequest | None]):
                      f"{human(v.allocation)}", markup=False, classes="intro")
         yield field("New name", text_input("new_name", clone_name(v.name)))
         names = sorted(self.pools)
-        yield field("Target pool", Select([(Content(n), n) for n in names],
+        yield field("Target pool", Select([(Content(shown(n, self.ascii)), n) for n in names],
                                           value=self.current_pool, allow_blank=False,
                                           id="pool", compact=True))
         formats = list(dict.fromkeys([v.format, "raw", "qcow2"]))
@@ -220,7 +221,8 @@ class WipeVolumeDialog(Dialog[WipeRequest | None]):
 
     def compose_body(self) -> ComposeResult:
         v = self.volume
-        yield Static(f"Every byte of '{v.name}' ({human(v.capacity)}) is overwritten; "
+        yield Static(f"Every byte of '{shown(v.name, self.ascii)}' ({human(v.capacity)}) is "
+                     "overwritten; "
                      "the data cannot be recovered.", markup=False,
                      classes="intro warning-text")
         width = max(len(a) for a in self.algorithms)
@@ -257,10 +259,11 @@ class DeleteVolumesDialog(Dialog[DeleteVolumesRequest | None]):
         lines: list[str] = []
         for v in self.volumes:
             reason = self.in_use.get(v.name)
+            name = shown(v.name, self.ascii)
             if reason is None:
-                lines.append(f"  {v.name}  ({v.format}, {human(v.capacity)})")
-            else:
-                lines.append(f"  {v.name}  REFUSED: in use by {reason}")
+                lines.append(f"  {name}  ({v.format}, {human(v.capacity)})")
+            else:  # process names come from /proc: any user sets their own
+                lines.append(f"  {name}  REFUSED: in use by {shown(reason, self.ascii)}")
         deletable = len(self.deletable)
         if deletable == 0:
             intro = "Nothing can be deleted:"

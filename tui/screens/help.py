@@ -10,8 +10,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
+from ..shown import shown_message
+from ..textual_fixes import DismissOnce
 
-class HelpScreen(ModalScreen[None]):
+
+class HelpScreen(DismissOnce, ModalScreen[None]):
     BINDINGS = [Binding("escape,q,f1", "close", "Close")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -35,7 +38,8 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("now", ratio=1)
         for key, description, reason in self.rows:
             table.add_row(self._key_display(key), description,
-                          Text(reason, style="dim") if reason else Text("available"))
+                          Text(shown_message(reason, self.app.has_class("-ascii")), style="dim")
+                          if reason else Text("available"))
         with Vertical() as box:
             box.border_title = "poolkeeper keys"
             with VerticalScroll():

@@ -2,6 +2,8 @@
 
 The UI thread never does I/O: every controller call runs in a thread worker and comes
 back through call_from_thread; controller events arrive as messages (tui.bridge).
+Names, paths and messages are drawn escaped (tui.shown); notifications are plain text
+(markup=False: a name may hold '[b]') and PoolkeeperApp.notify escapes them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from backends.units import human
 
 from .. import dialogs
 from ..bridge import CommandEvent, JobEvent, PoolEvent, VolumeEvent, connect
+from ..shown import shown, shown_message
 from ..widgets.extent_bar import ExtentBar, free_rows
 from ..widgets.jobs_panel import JobsPanel
 from ..widgets.log_panel import LogPanel
@@ -227,7 +230,8 @@ class MainScreen(Screen[None]):
 
     def _pool_failed(self, name: str, message: str) -> None:
         if name == self.selected:
-            self.query_one("#pool-header", Static).update(Text(message, style="red"))
+            self.query_one("#pool-header", Static).update(
+                Text(shown_message(message, self.ascii), style="red"))
             self.table.empty_text = message
             self.table.set_volumes([])
             self.table.set_free_extents([])  # (free-extent rows belong to a layout)
@@ -263,7 +267,7 @@ class MainScreen(Screen[None]):
         """Short lines that fit the right pane at 80x24; each fact labelled in words."""
         p = view.status
         text = Text()
-        text.append(p.name, style="bold")
+        text.append(shown(p.name, self.ascii), style="bold")
         text.append(f" ({p.type}) ")
         text.append(p.state, style="bold" if p.active else "dim")
         text.append(f"  autostart {'yes' if p.autostart else 'no'}")
@@ -283,12 +287,12 @@ class MainScreen(Screen[None]):
         else:
             text.append("inactive: press s to start it\n" if p.state == "inactive"
                         else f"{p.state}: the storage is not reachable\n")
-        if p.detail:
-            text.append(f"{p.detail}\n")
+        if p.detail:  # why the pool is inaccessible: a message
+            text.append(f"{shown_message(p.detail, self.ascii)}\n")
         if p.source:
-            text.append(f"source {p.source}  ")
+            text.append(f"source {shown(p.source, self.ascii)}  ")
         if p.target:
-            text.append(f"target {p.target}")
+            text.append(f"target {shown(p.target, self.ascii)}")
         return text
 
     def _update_status(self) -> None:
@@ -330,23 +334,29 @@ class MainScreen(Screen[None]):
         self.query_one("#log", LogPanel).add_command(event.command)
 
     def _job_finished(self, job: Job) -> None:
+        description = shown(job.description)  # names its volume
         if job.state == "done":
-            self.notify(f"done: {job.description}")
+            self.notify(f"done: {description}", markup=False)
             for warning in job.warnings:
-                self.notify(warning, severity="warning")
+                self.notify(warning, severity="warning", markup=False)
         elif job.state == "cancelled":
-            self.notify(f"cancelled: {job.description}", severity="warning")
+            self.notify(f"cancelled: {description}", severity="warning", markup=False)
         else:
             error = str(job.error)
             # errors usually say what failed already ("cannot create v in p: ...")
-            message = error if job.description in error else f"{job.description} failed: {error}"
+            message = error if job.description in error else f"{description} failed: {error}"
             if isinstance(job.error, ToolFailed) and job.error.stderr.strip():
-                tail = job.error.stderr.strip().splitlines()[-5:]
-                message += "\n" + "\n".join(line[:200] for line in tail)
-            self.notify(message, severity="error", timeout=15)
+                tail = job.error.stderr.strip().splitlines()[-5:]  # the tool's own words
+                message += "\n" + "\n".join(shown(line[:200]) for line in tail)
+            self.notify(message, severity="error", timeout=15, markup=False)
 
     # == selection =====================================================================
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        if event.node is not self.tree.cursor_node:
+            # Stale: the cursor moved on before this was handled (Down pressed twice
+            # quickly). Selecting its pool would move the cursor back and queue another
+            # highlight, and two of them would flip between two pools forever.
+            return
         name = event.node.data
         if name and name in self.pools and name != self.selected:
             self.select_pool(name)
@@ -401,7 +411,7 @@ class MainScreen(Screen[None]):
         if action == "clone_volume" and not features.can_create_volumes:
             return f"{status.type} pools cannot create volumes"
         if volume.error and action != "copy_path":
-            return f"'{volume.name}': {volume.error}"
+            return f"'{shown(volume.name)}': {volume.error}"
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -424,17 +434,16 @@ class MainScreen(Screen[None]):
         try:
             result = fn(*args, **kwargs)
         except PoolkeeperError as exc:
-            self.app.call_from_thread(self.notify, f"{what}: {exc}", severity="error",
-                                      timeout=10)
+            self.app.notify(f"{what}: {exc}", severity="error", timeout=10, markup=False)
             return
         except OSError as exc:
-            self.app.call_from_thread(self.notify, f"{what}: {exc.strerror or exc}",
-                                      severity="error", timeout=10)
+            self.app.notify(f"{what}: {exc.strerror or exc}", severity="error", timeout=10,
+                            markup=False)
             return
         if isinstance(result, Job):
             self.app.call_from_thread(self._job_started, result)
         else:
-            self.app.call_from_thread(self.notify, what)
+            self.app.notify(what, markup=False)
 
     def _job_started(self, job: Job) -> None:
         self.query_one("#jobs", JobsPanel).update_job(job)
@@ -585,11 +594,13 @@ class MainScreen(Screen[None]):
             # start (a GPT disk's first free byte is 17408).
             start = -(-free_start // ALIGN) * ALIGN
             if start >= end:
-                self.notify("that free extent is smaller than 1 MiB", severity="warning")
+                self.notify("that free extent is smaller than 1 MiB", severity="warning",
+                            markup=False)
                 return
             self.action_create_volume((device, start, end))
         else:
-            self.notify(self.disabled_reason("create_volume") or "", severity="warning")
+            self.notify(self.disabled_reason("create_volume") or "", severity="warning",
+                        markup=False)
 
     def action_clone_volume(self) -> None:
         name, volume = self.selected, self._need_volume()
@@ -723,7 +734,7 @@ class MainScreen(Screen[None]):
         volume = self._need_volume()
         if volume is not None:
             self.app.copy_to_clipboard(volume.path)  # OSC 52: works over SSH
-            self.notify(f"copied {volume.path}")
+            self.notify(f"copied {shown(volume.path)}", markup=False)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -758,7 +769,7 @@ class MainScreen(Screen[None]):
             else:
                 title, xml = f"volume {volume}", self.ctl.volume_xml(pool, volume)
         except PoolkeeperError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.app.notify(str(exc), severity="error", markup=False)
             return
         self.app.call_from_thread(self.app.push_screen, XmlScreen(title, xml, ascii=self.ascii))
 
@@ -771,7 +782,7 @@ class MainScreen(Screen[None]):
         try:
             xml = self.ctl.pool_xml(pool, inactive=True)
         except PoolkeeperError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.app.notify(str(exc), severity="error", markup=False)
             return
         self._write_for_edit(pool, xml)
 
@@ -786,8 +797,8 @@ class MainScreen(Screen[None]):
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
         except OSError as exc:
-            self.app.call_from_thread(self.notify, f"cannot write a temp file: {exc.strerror}",
-                                      severity="error")
+            self.app.notify(f"cannot write a temp file: {exc.strerror}", severity="error",
+                            markup=False)
             return
         self.app.call_from_thread(self._run_editor, pool, path, text)
 
@@ -801,9 +812,11 @@ class MainScreen(Screen[None]):
                 subprocess.run([*shlex.split(editor), path], check=False)
             discard = False
         except SuspendNotSupported:
-            self.notify("this terminal cannot hand over to an editor", severity="error")
+            self.notify("this terminal cannot hand over to an editor", severity="error",
+                        markup=False)
         except OSError as exc:
-            self.notify(f"cannot run the editor '{editor}': {exc.strerror}", severity="error")
+            self.notify(f"cannot run the editor '{shown(editor)}': {exc.strerror}",
+                        severity="error", markup=False)
         self._read_edited(pool, path, before, discard=discard)
 
     @work(thread=True, group="xml")
@@ -815,14 +828,14 @@ class MainScreen(Screen[None]):
                 with open(path, encoding="utf-8") as fh:
                     edited = fh.read()
             except (OSError, UnicodeDecodeError) as exc:
-                self.app.call_from_thread(self.notify, f"cannot read the edited file: {exc}",
-                                          severity="error")
+                self.app.notify(f"cannot read the edited file: {exc}", severity="error",
+                                markup=False)
                 return
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         if edited == before:
-            self.app.call_from_thread(self.notify, "no change")
+            self.app.notify("no change", markup=False)
             return
         self._save_xml(pool, edited)
 
@@ -833,7 +846,7 @@ class MainScreen(Screen[None]):
         except PoolkeeperError as exc:
             self.app.call_from_thread(self._xml_rejected, pool, edited, str(exc))
             return
-        self.app.call_from_thread(self.notify, f"pool {pool} redefined")
+        self.app.notify(f"pool {shown(pool)} redefined", markup=False)
 
     def _xml_rejected(self, pool: str, edited: str, message: str) -> None:
         def done(retry: bool | None) -> None:

@@ -10,8 +10,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
+from ..shown import shown, shown_xml
+from ..textual_fixes import DismissOnce
 
-class XmlScreen(ModalScreen[None]):
+
+class XmlScreen(DismissOnce, ModalScreen[None]):
     BINDINGS = [Binding("escape,q,x", "close", "Close")]
     DEFAULT_CSS = """
     XmlScreen { align: center middle; }
@@ -28,18 +31,15 @@ class XmlScreen(ModalScreen[None]):
 
     @property
     def shown_xml(self) -> str:
-        """The XML as drawn: in ASCII mode other characters become character references
-        (&#233;), which mean the same to any XML reader."""
-        if self.ascii:
-            return self.xml.encode("ascii", "xmlcharrefreplace").decode("ascii")
-        return self.xml
+        """The XML as drawn: control, bidi and invisible characters (and, in ASCII mode,
+        every non-ASCII one) become character references (&#x9b;), which mean the same to
+        any XML reader (tui.shown)."""
+        return shown_xml(self.xml, self.ascii)
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            title = self.title_text
-            if self.ascii:
-                title = title.encode("ascii", "backslashreplace").decode("ascii")
-            box.border_title = Text(title)  # Text: a name is never read as markup
+            # Text: a name is never read as markup; escaped: nor drives the terminal
+            box.border_title = Text(shown(self.title_text, self.ascii))
             with VerticalScroll():
                 # The dialog's own background, so the text does not sit on stripes of the
                 # terminal's default colour.

@@ -59,6 +59,8 @@ from textual.widget import Widget
 from backends.model import DeviceLayout
 from backends.units import human
 
+from ..shown import shown
+
 Selection = tuple[str, int, int, str | None]
 """(device path, start, end, volume name or None for free space)."""
 
@@ -140,13 +142,8 @@ def _signature(layouts: Iterable[DeviceLayout]) -> tuple[object, ...]:
 
 
 def _clean(text: str, ascii: bool) -> str:
-    """One terminal line's worth of safe text (and plain ASCII in ASCII mode)."""
-    if text.isascii() and text.isprintable():
-        return text
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    if ascii:
-        text = text.encode("ascii", "replace").decode("ascii")
-    return text
+    """One terminal line's worth of safe text (and plain ASCII in ASCII mode): tui.shown."""
+    return shown(text, ascii)
 
 
 def _device(layout: DeviceLayout) -> _Device:

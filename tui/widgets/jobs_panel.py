@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 from backends.jobs import Job
 from backends.units import human
 
+from ..shown import shown, shown_message
 from .usage import bar_cells, usage_bar
 
 KEEP_FINISHED = 20
@@ -40,8 +41,7 @@ def eta_text(seconds: float) -> str:
 
 
 def _fit(text: str, width: int, ascii: bool) -> str:
-    if ascii:
-        text = text.encode("ascii", "backslashreplace").decode("ascii")
+    text = shown(text, ascii)  # a job's description names its volume
     if len(text) <= width:
         return text
     return text[: max(0, width - 1)] + ("~" if ascii else "\u2026")
@@ -94,9 +94,7 @@ def job_label(job: Job, *, ascii: bool = False, width: int | None = None) -> Tex
             text.append("\n" + " " * STATE_WIDTH)
             text.append_text(progress)
     if job.finished and job.error is not None and job.state != "cancelled":
-        message = str(job.error)
-        if ascii:
-            message = message.encode("ascii", "backslashreplace").decode("ascii")
+        message = shown_message(str(job.error), ascii)
         room = width - len(text.plain) - 2
         if one_line and len(message) <= room:
             text.append(f"  {message}", style="red")
@@ -156,4 +154,4 @@ class JobsPanel(OptionList):
         job = self.jobs.get(int(option.id.removeprefix("job-")))
         if job is not None and not job.finished:
             job.cancel()
-            self.notify(f"cancelling: {job.description}")
+            self.notify(f"cancelling: {shown(job.description)}", markup=False)

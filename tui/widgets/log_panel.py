@@ -9,11 +9,9 @@ from textual.widgets import RichLog
 
 from backends.runner import Completed
 
+from ..shown import shown
+
 STATUS_WIDTH = 8  # "exit 127", "timeout"; the command's last stderr line is indented as much
-
-
-def _shown(text: str, ascii: bool) -> str:
-    return text.encode("ascii", "backslashreplace").decode("ascii") if ascii else text
 
 
 def command_line(command: Completed, *, ascii: bool = False) -> Text:
@@ -24,10 +22,10 @@ def command_line(command: Completed, *, ascii: bool = False) -> Text:
     text.append(f"{status:<{STATUS_WIDTH}}", style="green" if ok else "bold red")
     text.append(f"{command.duration:6.2f}s  ", style="dim")
     # secrets already masked by the runner
-    text.append(_shown(shlex.join(command.shown), ascii))
+    text.append(shown(shlex.join(command.shown), ascii))  # argv holds file names
     if not ok and command.stderr.strip():
-        last = command.stderr.strip().splitlines()[-1]
-        text.append("\n" + " " * STATUS_WIDTH + _shown(last, ascii), style="red")
+        last = command.stderr.strip().splitlines()[-1]  # a tool's words, maybe with names
+        text.append("\n" + " " * STATUS_WIDTH + shown(last, ascii), style="red")
     return text
 
 

@@ -12,6 +12,7 @@ from textual.widgets.tree import TreeNode
 
 from backends.model import PoolStatus
 
+from ..shown import shown
 from .usage import bar_cells, usage_bar
 
 # Tree guides without box drawing, for --ascii and TERM=linux: "|-- ", "`-- ", "|   ".
@@ -25,9 +26,7 @@ def pool_label(pool: PoolStatus, *, ascii: bool = False, width: int = 40) -> Tex
     bar = 8 if width >= 40 else 4 if width >= 32 else 0  # narrow: the % alone
     state_width = 12 if pool.state == "inaccessible" else 8
     name_width = max(6, width - (state_width + 1) - bar_cells(bar, ascii=ascii) - 1)
-    name = pool.name
-    if ascii:
-        name = name.encode("ascii", "backslashreplace").decode("ascii")
+    name = shown(pool.name, ascii)
     if len(name) > name_width:
         name = name[: name_width - 1] + "~"
     label = Text(no_wrap=True, overflow="ellipsis")

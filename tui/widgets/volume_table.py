@@ -38,6 +38,7 @@ Component classes (for the app's CSS, and so NO_COLOR works through Textual):
 from __future__ import annotations
 
 import bisect
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from itertools import count
@@ -60,6 +61,8 @@ from textual.strip import Strip
 from backends.model import VolumeInfo
 from backends.units import human
 
+from ..shown import shown, shown_message
+
 SortKey = Callable[[VolumeInfo], Any]
 
 _NAME_KEY: SortKey = attrgetter("name")
@@ -75,15 +78,20 @@ FREE_NAME = "(free)"  # name cell of a free-extent row
 FREE_FORMAT = "free"  # its format cell
 
 
+_ESCAPED_RE = re.compile(r"[\x00-\x1f\x7f\\]")  # ASCII that tui.shown escapes
+
+
 def _cell_width(text: str) -> int:
     return len(text) if text.isascii() else cell_len(text)
 
 
-def _width_histogram(texts: list[str]) -> Counter[int]:
-    # One isascii() over the joined text lets the common case use C-level len().
-    if "".join(texts).isascii():
+def _width_histogram(texts: list[str], ascii: bool = False) -> Counter[int]:
+    """Widths of the cells as drawn (escaped by tui.shown)."""
+    # One scan of the joined text lets the common case use C-level len().
+    joined = "".join(texts)
+    if joined.isascii() and not _ESCAPED_RE.search(joined):
         return Counter(map(len, texts))
-    return Counter(map(_cell_width, texts))
+    return Counter(_cell_width(shown(text, ascii)) for text in texts)
 
 
 def _format_cell(v: VolumeInfo) -> str:
@@ -405,13 +413,13 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._order = self._sorted(self._by_name_order)
         self._rows = self._order if not self._filter else self._filtered(self._order)
         self._hist = {
-            "name": _width_histogram([v.name for v in volumes]),
+            "name": _width_histogram([v.name for v in volumes], self._ascii),
             # (inlined _format_cell / _backing_cell: a call per row costs more than this)
-            "format": _width_histogram([_format_cell(v) for v in volumes]),
+            "format": _width_histogram([_format_cell(v) for v in volumes], self._ascii),
             "backing": _width_histogram(
-                [v.backing.path if v.backing is not None else "" for v in volumes]
+                [v.backing.path if v.backing is not None else "" for v in volumes], self._ascii
             ),
-            "path": _width_histogram([v.path for v in volumes]),
+            "path": _width_histogram([v.path for v in volumes], self._ascii),
         }
         self._marked &= by_name.keys()
         self._versions.clear()
@@ -634,7 +642,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             ("path", v.path),
         ):
             counter = hist[column]
-            width = _cell_width(text)
+            width = _cell_width(self._clean(text))
             counter[width] += delta
             if counter[width] <= 0:
                 del counter[width]
@@ -645,7 +653,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         if column == "pct":
             return _PCT_WIDTH
         if column == "in_use":
-            data = max(map(_cell_width, self._in_use.values()), default=0)
+            data = max((_cell_width(self._clean(u)) for u in self._in_use.values()), default=0)
         else:
             data = max(self._hist[column], default=0)
         data = max(data, self._free_widths.get(column, 0))
@@ -850,17 +858,15 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         )
 
     def _clean(self, text: str) -> str:
-        """Make a cell safe for one terminal line (and plain ASCII in ASCII mode)."""
-        if text.isascii() and text.isprintable():
-            return text
-        text = "".join(c if c.isprintable() else "?" for c in text)
-        if self._ascii:
-            text = text.encode("ascii", "replace").decode("ascii")
-        return text
+        """Make a cell safe and unambiguous for one terminal line (and plain ASCII in
+        ASCII mode): tui.shown, as the CLI's tables."""
+        return shown(text, self._ascii)
 
-    def _fit(self, text: str, width: int, align: str = "left", keep_end: bool = False) -> str:
-        """Pad or truncate `text` to exactly `width` cells (keep_end: cut the start)."""
-        text = self._clean(text)
+    def _fit(self, text: str, width: int, align: str = "left", keep_end: bool = False,
+             message: bool = False) -> str:
+        """Pad or truncate `text` to exactly `width` cells (keep_end: cut the start).
+        message: poolkeeper's own words (an error), whose names are escaped already."""
+        text = shown_message(text, self._ascii) if message else self._clean(text)
         ellipsis = "~" if self._ascii else "\u2026"
         if text.isascii():
             n = len(text)
@@ -897,7 +903,8 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             text = f'no volume matches "{self._filter}"'
         else:
             text = self.empty_text
-        return Strip([Segment(" " + self._clean(text), styles.base + styles.dim)])
+        # a message (a pool's error, say): its names are escaped already
+        return Strip([Segment(" " + shown_message(text, self._ascii), styles.base + styles.dim)])
 
     def _free_line(self, f: _Free, is_cursor: bool, styles: _Styles) -> Strip:
         """A free-extent row, all dim: name, format, size in the capacity column and
@@ -940,7 +947,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             parts += [
                 (fit("!", w[1]), error),
                 (_SEP, base),
-                (fit(f"error: {v.error}", span), error),
+                (fit(f"error: {v.error}", span, message=True), error),
                 (_SEP, base),
             ]
         else:

@@ -1,0 +1,278 @@
+"""Issue 13, item 22: every string bound for a terminal goes through one escaping rule
+(backends/textsafe.py), in the CLI and in the TUI, and names refuse what it escapes.
+
+Before: the CLI escaped C0/C1 only and no backslash, so a file named `a\\x1b` (typed
+literally) printed like one holding ESC; a name with the undecodable byte 0x9b reached
+the terminal raw (8-bit CSI) or crashed `vol-list` with UnicodeEncodeError on a strict
+stdout; RTL overrides (U+202E) passed, and were accepted in new names; `vol-dumpxml`
+printed a C1 character from a planted backing name; the TUI showed control characters
+as '?' in its table but raw in headers, notifications and the log, and read names in
+notifications as markup.
+
+The CLI runs as a real process under LC_ALL=C (Python's UTF-8 mode: surrogates written
+as raw bytes), PYTHONIOENCODING=ascii:strict and utf-8:strict; its output bytes are
+checked: valid UTF-8 (ASCII under ascii), no unsafe character, every name shown escaped
+and told apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from backends.controller import StorageController
+from backends.errors import InvalidName
+from backends.model import BackingStore, VolumeDef, VolumeTarget
+from backends.names import check_name
+from tests.conftest import make_dir_pool
+from tui.app import PoolkeeperApp
+from tui.dialogs.fields import TypedConfirm
+
+MiB = 1 << 20
+REPO = Path(__file__).resolve().parents[2]
+
+# file name bytes -> how every terminal shows it (UTF-8 terminal, ASCII terminal)
+PLANTED: dict[bytes, tuple[str, str]] = {
+    b"plain.img": ("plain.img", "plain.img"),
+    b"lit\\x1b": ("lit\\\\x1b", "lit\\\\x1b"),  # a backslash typed literally
+    b"esc\x1bname": ("esc\\x1bname", "esc\\x1bname"),  # a real ESC
+    b"bad\x9bbyte": ("bad\\x9bbyte", "bad\\x9bbyte"),  # not UTF-8: the byte
+    "c1\u009bname".encode(): ("c1\\u009bname", "c1\\u009bname"),  # the C1 character
+    "rtl\u202egpj.exe".encode(): ("rtl\\u202egpj.exe", "rtl\\u202egpj.exe"),
+    "zero\u200bwidth".encode(): ("zero\\u200bwidth", "zero\\u200bwidth"),
+    "caf\u00e9.img".encode(): ("caf\u00e9.img", "caf\\u00e9.img"),
+}
+UNSAFE_NAMES = [b"esc\x1bname", b"bad\x9bbyte", "c1\u009bname".encode(),
+                "rtl\u202egpj.exe".encode(), "zero\u200bwidth".encode()]
+ENVS = {
+    "LC_ALL=C": {"LC_ALL": "C"},
+    "ascii-strict": {"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "ascii:strict"},
+    "utf-8-strict": {"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8:strict"},
+}
+# a backing name from an image header: C1, bidi and an accent (valid UTF-8)
+ODD_BACKING = "b\u009b\u202eesab-caf\u00e9.img"
+
+
+# What must never reach a terminal as it is: controls (C0, DEL, C1), format characters
+# (bidi controls, zero-width, ...), surrogates (undecodable bytes), line separators.
+UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
+def unsafe_in(text: str) -> list[str]:
+    return [ch for ch in text if ch not in "\n\t" and unicodedata.category(ch) in UNSAFE_CATEGORIES]
+
+
+def assert_safe(data: bytes, ascii_only: bool) -> str:
+    """Terminal output bytes: valid UTF-8 (ASCII), no character that must be escaped."""
+    text = data.decode("ascii" if ascii_only else "utf-8")  # strict: no raw 0x9b byte
+    assert unsafe_in(text) == [], text
+    return text
+
+
+# == names ==========================================================================
+@pytest.mark.parametrize("ch", ["\u202e", "\u202a", "\u2066", "\u2069", "\u200e", "\u200f",
+                                "\u061c", "\u200b", "\u200d", "\ufeff", "\u2028", "\u00ad",
+                                "\x9b", "\x1b", "\udc9b"])
+def test_names_refuse_what_the_terminal_would_show_escaped(ch: str) -> None:
+    name = f"x{ch}y.img"
+    with pytest.raises(InvalidName) as exc:
+        check_name(name, "volume name")
+    message = str(exc.value)
+    code = ord(ch)
+    shown = (f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code < 0xDD00 else
+             f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}")
+    assert f"x{shown}y.img" in message and "names must not hold it" in message
+    assert unsafe_in(message) == []  # the message itself is safe to print
+
+
+# == the CLI, as a real process ========================================================
+@pytest.fixture
+def planted(tmp_path: Path) -> tuple[Path, Path]:
+    """(state root, pool directory) with the PLANTED files and an overlay 'ov.qcow2'."""
+    state = tmp_path / "state"
+    state.mkdir()
+    images = tmp_path / "images"
+    with StorageController(state, create_default=False) as ctl:
+        make_dir_pool(ctl, "p", images)
+        ctl.create_volume_def("p", VolumeDef(name="base.img", capacity=MiB,
+                                             target=VolumeTarget(format="raw"))).wait(60)
+        ctl.create_volume_def("p", VolumeDef(
+            name="ov.qcow2", capacity=MiB, target=VolumeTarget(format="qcow2"),
+            backing=BackingStore(path=str(images / "base.img"), format="raw"))).wait(60)
+        ctl.store.mark_initialized()
+    for name in PLANTED:
+        (images / os.fsdecode(name)).write_bytes(b"x")
+    return state, images
+
+
+def rebase(images: Path, backing: bytes) -> None:
+    """Plant a backing name in the overlay's header, as a guest or an upload could."""
+    subprocess.run([b"qemu-img", b"rebase", b"-u", b"-f", b"qcow2", b"-F", b"raw", b"-b",
+                    os.fsencode(images) + b"/" + backing, os.fsencode(images / "ov.qcow2")],
+                   check=True, capture_output=True)
+
+
+def cli(state: Path, env_name: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHONIO"))}
+    env.update(ENVS[env_name], PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "tui", "--root", str(state), *args],
+                          capture_output=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("env_name", list(ENVS))
+def test_vol_list_shows_every_name_escaped_and_apart(planted, env_name: str) -> None:
+    state, _images = planted
+    ascii_only = env_name == "ascii-strict"
+    for args in (("vol-list", "p"), ("vol-list", "p", "--details")):
+        r = cli(state, env_name, *args)
+        assert r.returncode == 0, r.stderr
+        out = assert_safe(r.stdout, ascii_only)
+        err = assert_safe(r.stderr, ascii_only)
+        for utf8, ascii in PLANTED.values():
+            assert (ascii if ascii_only else utf8) in out, (utf8, out)
+        # the literal backslash and the real ESC are told apart
+        assert "lit\\\\x1b" in out and "esc\\x1bname" in out and "lit\\x1b " not in out
+        for name in UNSAFE_NAMES:  # listed, with why they cannot be managed
+            shown = PLANTED[name][1 if ascii_only else 0]
+            assert re.search(rf"warning: {re.escape(shown)}: .*rename it to manage it", err)
+
+
+@pytest.mark.parametrize("env_name", list(ENVS))
+def test_vol_info_and_errors_are_escaped(planted, env_name: str) -> None:
+    state, images = planted
+    ascii_only = env_name == "ascii-strict"
+    rebase(images, ODD_BACKING.encode())
+    r = cli(state, env_name, "vol-info", "--pool", "p", "ov.qcow2")
+    assert r.returncode == 0, r.stderr
+    out = assert_safe(r.stdout, ascii_only)
+    accent = "\\u00e9" if ascii_only else "\u00e9"
+    assert f"b\\u009b\\u202eesab-caf{accent}.img" in out
+    for name in UNSAFE_NAMES:  # refused by name, with the name escaped in the error
+        r = cli(state, env_name, "vol-info", "--pool", "p", os.fsdecode(name))
+        assert r.returncode == 1 and r.stdout == b""
+        err = assert_safe(r.stderr, ascii_only)
+        assert PLANTED[name][1 if ascii_only else 0] in err, err
+    r = cli(state, env_name, "vol-create-as", "p", "new\u202egpj.exe", "1M")
+    assert r.returncode == 1
+    assert "names must not hold it" in assert_safe(r.stderr, ascii_only)
+    assert not any("new" in n for n in os.listdir(images))
+
+
+@pytest.mark.parametrize("env_name", list(ENVS))
+def test_dumpxml_writes_character_references_that_read_back(planted, env_name: str) -> None:
+    state, images = planted
+    ascii_only = env_name == "ascii-strict"
+    rebase(images, ODD_BACKING.encode())
+    r = cli(state, env_name, "vol-dumpxml", "--pool", "p", "ov.qcow2")
+    assert r.returncode == 0, r.stderr
+    xml = assert_safe(r.stdout, ascii_only)
+    assert "&#x9b;&#x202e;" in xml
+    path = etree.fromstring(xml.encode()).findtext("backingStore/path")
+    assert path == f"{images}/{ODD_BACKING}"  # the same name, read back by any XML reader
+    # a pool whose target holds a bidi control
+    target = f"{images.parent}/t\u202edir"
+    r = cli(state, env_name, "pool-define-as", "q", "dir", "--target", target)
+    assert r.returncode == 0, r.stderr
+    r = cli(state, env_name, "pool-dumpxml", "q")
+    xml = assert_safe(r.stdout, ascii_only)
+    assert etree.fromstring(xml.encode()).findtext("target/path") == target
+
+
+@pytest.mark.parametrize("env_name", list(ENVS))
+def test_an_undecodable_byte_in_a_backing_name_is_refused_in_xml(planted, env_name: str
+                                                                 ) -> None:
+    """XML cannot carry it (nor a character reference to it): vol-dumpxml refuses with a
+    clear error; vol-info shows the byte."""
+    state, images = planted
+    ascii_only = env_name == "ascii-strict"
+    rebase(images, b"base\x9b.img")
+    r = cli(state, env_name, "vol-dumpxml", "--pool", "p", "ov.qcow2")
+    assert r.returncode == 1 and r.stdout == b""
+    assert "XML cannot carry" in assert_safe(r.stderr, ascii_only)
+    r = cli(state, env_name, "vol-info", "--pool", "p", "ov.qcow2")
+    assert "base\\x9b.img" in assert_safe(r.stdout, ascii_only)
+
+
+def test_json_is_ascii_and_gives_back_the_exact_bytes(planted) -> None:
+    state, images = planted
+    r = cli(state, "ascii-strict", "vol-list", "p", "--json")
+    assert r.returncode == 0, r.stderr
+    volumes = json.loads(r.stdout.decode("ascii"))
+    names = {os.fsencode(v["name"]) for v in volumes}  # surrogates: the original bytes
+    assert set(PLANTED) <= names
+    for v in volumes:
+        assert os.path.exists(os.fsencode(v["path"]))
+
+
+# == the TUI ===========================================================================
+def screen_text(app: PoolkeeperApp) -> str:
+    """Everything on the terminal (modal screens over their background), as characters."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True,
+                      force_terminal=True, color_system=None, legacy_windows=False)
+    console.print(app.screen._compositor.render_update(
+        full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+async def settle(app: PoolkeeperApp, pilot) -> None:
+    for _ in range(4):
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.05)
+
+
+@pytest.mark.parametrize("ascii", [False, True], ids=["unicode", "ascii"])
+async def test_tui_draws_names_paths_and_messages_escaped(planted, ascii: bool) -> None:
+    state, images = planted
+    rebase(images, ODD_BACKING.encode())
+    (images / "[b]bold.img").write_bytes(b"x")  # markup, if read as markup
+    (images / "back\\slash.img").write_bytes(b"x")
+    with StorageController(state) as ctl:
+        app = PoolkeeperApp(ctl, ascii=ascii, monitor_interval=None)
+        async with app.run_test(size=(200, 60), notifications=True) as pilot:
+            await settle(app, pilot)
+            text = screen_text(app)
+            for utf8, ascii_form in PLANTED.values():
+                shown = ascii_form if ascii else utf8
+                assert shown in text or shown[:13] + ("~" if ascii else "\u2026") in text, text
+            assert "back\\\\slash.img" in text
+            assert unsafe_in(text) == []
+            if ascii:
+                assert text.isascii()
+            # a notification naming a volume: plain text, escaped
+            table = app.main_screen.table
+            table.focus()
+            table.select("[b]bold.img")
+            await pilot.press("y")
+            await settle(app, pilot)
+            note = list(app._notifications)[-1]
+            assert note.message == f"copied {images}/[b]bold.img" and not note.markup
+            # the overlay's XML: character references
+            table.select("ov.qcow2")
+            await pilot.press("x")
+            await settle(app, pilot)
+            assert "&#x9b;&#x202e;" in screen_text(app)
+            await pilot.press("escape")
+            # a typed confirmation accepts the name as the prompt shows it
+            table.select("back\\slash.img")
+            await pilot.press("w")
+            await settle(app, pilot)
+            confirm = app.screen.query_one(TypedConfirm)
+            assert "back\\\\slash.img" in screen_text(app)
+            confirm.input.value = "back\\\\slash.img"
+            assert confirm.confirmed
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert app.screen is app.main_screen
