@@ -116,7 +116,7 @@ def pool_json(p: PoolStatus) -> dict[str, Any]:
         "name": p.name, "type": p.type, "uuid": p.uuid, "state": p.state,
         "autostart": p.autostart, "persistent": p.persistent, "capacity": p.capacity,
         "allocation": p.allocation, "available": p.available, "target": p.target,
-        "source": p.source,
+        "source": p.source, "detail": p.detail,
     }
 
 
@@ -145,7 +145,8 @@ def wait_job(job: Job, err: TextIO) -> Any:
                 frac = job.fraction or 0.0
                 bar = "#" * int(frac * 30)
                 eta = f" ETA {job.eta:.0f}s" if job.eta is not None else ""
-                err.write(f"\r{job.description}: [{bar:<30}] {frac * 100:5.1f}% "
+                err.write(f"\r{printable_message(job.description, err)}: [{bar:<30}] "
+                          f"{frac * 100:5.1f}% "
                           f"{human(int(job.rate))}/s{eta}   ")
                 err.flush()
             job._finished.wait(0.2)
@@ -156,7 +157,7 @@ def wait_job(job: Job, err: TextIO) -> Any:
         err.write("\r" + " " * 100 + "\r")
     result = job.wait()
     for warning in job.warnings:
-        err.write(f"warning: {printable(warning)}\n")
+        err.write(f"warning: {printable_message(warning, err)}\n")
     return result
 
 
@@ -208,6 +209,8 @@ def cmd_pool_info(ctl: StorageController, args: argparse.Namespace, out: TextIO)
                   ("Available:", _size(p.available, args.bytes))]
     for key, value in lines:
         out.write(f"{key:<15} {printable(value, out)}\n")
+    if p.state == "inaccessible" and p.detail:  # why, and what to do (virsh says nothing)
+        out.write(f"{'Problem:':<15} {printable_message(p.detail, out)}\n")
     return 0
 
 
@@ -446,7 +449,7 @@ def cmd_vol_clone(ctl: StorageController, args: argparse.Namespace, out: TextIO)
     method = wait_job(ctl.clone_volume(pool, name, args.newname, target_pool=args.newpool),
                       sys.stderr)
     out.write(f"Vol {printable(args.newname, out)} cloned from {printable(name, out)} "
-              f"({printable(str(method), out)})\n")
+              f"({printable_message(str(method), out)})\n")
     return 0
 
 

@@ -188,6 +188,10 @@ def test_cli_shows_the_pool_inaccessible_and_refuses(ctl, pools, tmp_path, cli):
     swap(pools, "parent-link", tmp_path / "attacker", ["a.img"])
     listing = cli("pool-list", "--all")
     assert listing.code == 0 and "inaccessible" in listing.out, listing
+    info = cli("pool-info", "p")  # says why, and what to do
+    assert info.code == 0 and "inaccessible" in info.out, info
+    assert any(line.startswith("Problem:") and CHANGED in line
+               for line in info.out.splitlines()), info
     result = cli("vol-list", "p")
     assert result.code == 1 and CHANGED in result.err, result
     result = cli("vol-delete", "--pool", "p", "a.img")

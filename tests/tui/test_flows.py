@@ -67,6 +67,10 @@ async def test_clone_resize_wipe_download_delete(controller, state_root, tmp_pat
         await pilot.press("ctrl+s")
         await wait_for(pilot, app, lambda: "copy.img" in table.visible_names())
         assert (images / "copy.img").read_bytes() == (images / "disk.img").read_bytes()
+        # the notice says how it copied (and would say a backing file was renamed)
+        await wait_for(pilot, app, lambda: any(
+            n.message.startswith("done: clone disk.img to copy.img (") and "copy)" in n.message
+            for n in app._notifications))
 
         table.select("copy.img")
         await pilot.press("z")  # resize: a smaller size needs shrink and the name typed

@@ -7,7 +7,7 @@ from textual.widgets import RadioSet, Static
 
 from backends.model import PoolStatus
 
-from ..shown import shown
+from ..shown import shown, shown_message
 from .base import Dialog, Evaluation
 from .fields import TypedConfirm, radio_set, radio_value
 from .results import BuildChoice, DeletePoolChoice
@@ -108,18 +108,19 @@ class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
 
     def _holds_text(self) -> str | None:
         if self.held_error is not None:
-            return (f"Could not tell what its storage holds: {self.held_error}. Destroying "
-                    "it erases whatever is there.")
+            return (f"Could not tell what its storage holds: "
+                    f"{shown_message(self.held_error, self.ascii)}. Destroying it erases "
+                    "whatever is there.")
         if self.held is None:
             return None
         if not self.held:
             return "Its storage holds no volumes."
         count = len(self.held)
-        shown = ", ".join(self.held[:_HELD_SHOWN])
+        names = ", ".join(shown(name, self.ascii) for name in self.held[:_HELD_SHOWN])
         if count > _HELD_SHOWN:
-            shown += f" and {count - _HELD_SHOWN} more"
+            names += f" and {count - _HELD_SHOWN} more"
         return (f"Its storage still holds {count} volume{'s' if count != 1 else ''}: "
-                f"{shown}. Destroying it erases {'them' if count != 1 else 'it'}.")
+                f"{names}. Destroying it erases {'them' if count != 1 else 'it'}.")
 
     @property
     def can_destroy(self) -> bool:

@@ -336,7 +336,10 @@ class MainScreen(Screen[None]):
     def _job_finished(self, job: Job) -> None:
         description = shown(job.description)  # names its volume
         if job.state == "done":
-            self.notify(f"done: {description}", markup=False)
+            # a clone says how it copied, and whether it renamed or flattened a backing file
+            how = f" ({job.result})" if job.kind == "clone" and isinstance(job.result, str) \
+                else ""
+            self.notify(f"done: {description}{how}", markup=False)
             for warning in job.warnings:
                 self.notify(warning, severity="warning", markup=False)
         elif job.state == "cancelled":
