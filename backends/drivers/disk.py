@@ -92,7 +92,15 @@ from ..model import (
 from ..progress import NULL_CONTEXT, JobContext
 from ..units import human
 from .base import PoolDriver
-from .disk_partial import COMPLETE_NAME, PARTIAL_NAME, FillRecord, FillRecords, disk_identity
+from .disk_partial import (
+    COMPLETE_NAME,
+    PARTIAL_NAME,
+    FillRecord,
+    FillRecords,
+    block_backing,
+    disk_identity,
+    image_backing,
+)
 
 MiB = 1 << 20
 ALIGN = MiB  # partition starts are aligned to this
@@ -780,6 +788,17 @@ class DiskDriver(PoolDriver):
     def _fill_records(self) -> FillRecords:
         return FillRecords(self.config_dir)
 
+    def _record_identity(self, disk: str, table: DiskTable) -> dict:
+        """What this pool's fill records say of `disk` (the image itself or the loop
+        device it is attached to, or the whole-disk node): see disk_partial.py."""
+        if self._source_kind() == "image":
+            loop = blockprobe.loop_identity(disk)  # attached: the file the kernel has
+            backing = image_backing(disk) if loop is None else {
+                "kind": "image", "st_dev": loop.st_dev, "st_ino": loop.st_ino}
+        else:
+            backing = block_backing(disk)
+        return disk_identity(disk, table.label, table.size, pool=self.name, backing=backing)
+
     def _partials(self, disk: str, table: DiskTable
                   ) -> tuple[dict[int, FillRecord | None], list[FillRecord]]:
         """Partitions a clone is filling or a killed one left (number -> its record; None
@@ -789,7 +808,7 @@ class DiskDriver(PoolDriver):
             return {p.number: None for p in table.partitions if p.label == PARTIAL_NAME}, []
         marked: dict[int, FillRecord | None] = {}
         orphans = []
-        for record in self._fill_records.of_disk(disk_identity(disk, table.label, table.size)):
+        for record in self._fill_records.of_disk(self._record_identity(disk, table)):
             part = next((p for p in table.partitions
                          if (p.start, p.end) == (record.start, record.end)), None)
             if part is None:
@@ -1073,7 +1092,7 @@ class DiskDriver(PoolDriver):
                 argv.append(fstype)
             record = None
             if partial and table.label != "gpt":  # recorded before the partition exists
-                record = self._fill_records.add(disk_identity(disk, table.label, table.size),
+                record = self._fill_records.add(self._record_identity(disk, table),
                                                 plan.start, plan.end, plan.number)
             try:
                 made = self._mkpart(disk, [*argv, f"{plan.start}B", f"{plan.end - 1}B"],
