@@ -102,7 +102,13 @@ class LoopClaims:
         path = self._new_claim_path()
         device = ident = None
         try:
-            device = self._attach_claimed(image, claim, path, read_only)
+            try:
+                device = self._attach_claimed(image, claim, path, read_only)
+            except BaseException:
+                # cancelled or interrupted once losetup was done, or losetup killed after
+                # its attach (its timeout): what shows our image on our node is ours
+                ident = self._attached_anyway(claim)
+                raise
             ident = blockprobe.loop_identity(device)  # what losetup attached, whatever it is
             if ident is None:
                 raise StateError(f"losetup attached {image} but {device!r} cannot be read "
@@ -117,10 +123,21 @@ class LoopClaims:
             if ident is not None:
                 with contextlib.suppress(PoolkeeperError):
                     blockprobe.detach_loop(ident)  # ours a moment ago (same diskseq)
-            if path is not None and (device is None or (
-                    ident is not None and blockprobe.loop_identity(device) != ident)):
+            if path is not None and (ident is None and device is None or (
+                    ident is not None and blockprobe.loop_identity(ident.device) != ident)):
                 _unlink(path)  # nothing of ours is attached; a leftover keeps its claim
             raise
+        return ident
+
+    @staticmethod
+    def _attached_anyway(claim: dict) -> blockprobe.LoopIdentity | None:
+        """The node the claim names, if it has the claimed image behind it (losetup
+        attached it even though the call did not return the device)."""
+        device = claim.get("device")
+        ident = blockprobe.loop_identity(device) if isinstance(device, str) else None
+        if ident is None or (ident.st_dev, ident.st_ino) != (claim["st_dev"],
+                                                            claim["st_ino"]):
+            return None
         return ident
 
     def _attach_claimed(self, image: str, claim: dict, path: Path | None,

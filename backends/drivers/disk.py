@@ -89,7 +89,7 @@ from ..model import (
     VolumeDef,
     VolumeInfo,
 )
-from ..progress import NULL_CONTEXT, JobContext
+from ..progress import NULL_CONTEXT, JobContext, shielded
 from ..units import human
 from .base import PoolDriver
 from .disk_partial import (
@@ -646,11 +646,15 @@ class DiskDriver(PoolDriver):
                 self._refuse_in_use(device, "write a partition table on it")
             blockprobe.refuse_unless_overwrite(blockprobe.probe(device), overwrite, device)
             (ctx or NULL_CONTEXT).check()
-            if overwrite:
-                _wipe_signatures(device, kind)
-            runner.run(["parted", "-s", device, "mklabel", label], timeout=120)
-            if kind == "block":
-                sync_nodes(device, read_table(device))  # drop nodes of the old partitions
+            # Begun, the change is made whole: a cancel from here on (which never kills
+            # wipefs or parted, see runner) does not stop the job between the wipe, the
+            # label and the kernel's nodes; the build ends done.
+            with shielded():
+                if overwrite:
+                    _wipe_signatures(device, kind)
+                runner.run(["parted", "-s", device, "mklabel", label], timeout=120)
+                if kind == "block":
+                    sync_nodes(device, read_table(device))  # drop the old partitions' nodes
 
     @property
     def _loops(self) -> LoopClaims:
@@ -1095,14 +1099,16 @@ class DiskDriver(PoolDriver):
                 record = self._fill_records.add(self._record_identity(disk, table),
                                                 plan.start, plan.end, plan.number)
             try:
-                made = self._mkpart(disk, [*argv, f"{plan.start}B", f"{plan.end - 1}B"],
-                                    plan)
+                with shielded():  # parted is never stopped half-way (see runner)...
+                    made = self._mkpart(disk, [*argv, f"{plan.start}B", f"{plan.end - 1}B"],
+                                        plan)
             except BaseException:
                 with contextlib.suppress(PoolkeeperError, OSError):
                     if not any(p.start == plan.start for p in read_table(disk).partitions):
                         FillRecords.remove(record)  # no partition came of it
                 raise
             try:
+                (ctx or NULL_CONTEXT).check()  # ...a cancel meanwhile removes what it made
                 if made.number != plan.number or made.end != plan.end:
                     raise StateError(
                         f"parted made partition {made.number} ({made.start}-{made.end}) instead "
@@ -1243,9 +1249,10 @@ class DiskDriver(PoolDriver):
                     f"{name} can grow only into the free space right after it: "
                     f"{human(room)} ({room} bytes), so to at most {human(part.size + room)}")
             (ctx or NULL_CONTEXT).check()
-            runner.run(["parted", "-s", disk, "resizepart", str(part.number), f"{new_end - 1}B"],
-                       timeout=120)
-            problems = sync_nodes(disk, read_table(disk))
+            with shielded():  # begun, the table and the kernel's node change together
+                runner.run(["parted", "-s", disk, "resizepart", str(part.number),
+                            f"{new_end - 1}B"], timeout=120)
+                problems = sync_nodes(disk, read_table(disk))
         if problems:
             raise StateError(f"{name} was resized in the table, but the kernel's partition "
                              f"nodes are not in line with it: {'; '.join(problems)}")
