@@ -9,7 +9,11 @@ build and start refuse an attached image. So:
     image's path and (st_dev, st_ino), the pool, our pid and its start time, the boot.
     Then `losetup NODE IMAGE` attaches exactly that node; the kernel's record of it (the
     backing file's device and inode) must be the image we stat'ed, and its diskseq is added
-    to the claim;
+    to the claim. A cancel or Ctrl-C never kills losetup (runner.NOT_KILLED_ON_CANCEL); if
+    the call fails anyway after the attach (cancelled once it was done, interrupted, or
+    losetup killed by someone else), a claimed node that shows the image is ours: it is
+    detached, or keeps its claim for the next use to release. A loop device of ours is
+    never left without a claim;
   * poolkeeper's own detach removes the claim;
   * on the next build, start or delete of a pool on the image (under the image's lock, see
     blockprobe.image_lock), a claim whose process is dead, whose node still has that image

@@ -12,18 +12,20 @@ it made (lvremove, losetup -d, ...): that one runs to its end (or its timeout). 
 tool that is the job's work itself (scrub) is passed `cancel` explicitly, so a cancel that
 came just before it starts still stops it.
 
-What a cancel may kill is decided here, once, by NOT_KILLED_ON_CANCEL (see
-killed_on_cancel): the tools that change metadata in one short step (a partition table,
-LVM metadata, a loop device, a mount, the header of an existing image). Killed half-way
-they would leave a torn table or VG, a loop device nobody recorded, a corrupt image; so a
-cancel never kills them. They are bounded by their own timeouts, and when one finishes
-after its job was cancelled, run() raises Cancelled then: the job stops right after the
-change and its cleanup removes what it made. In the main thread, SIGINT, SIGTERM and
-SIGHUP (the CLI's Ctrl-C and hang-up, which raise KeyboardInterrupt) are held while such a
-tool runs and handled as soon as it has finished. Every other tool is killed on cancel:
-the long ones that move data (scrub, qemu-img convert and create into a partial file,
-mkfs.*, copies, network transfers) and read-only queries (nothing is lost by killing
-them).
+Which tools a cancel may kill is decided here, once: NOT_KILLED_ON_CANCEL (see
+killed_on_cancel) names the tools that change metadata in one short step (a partition
+table, LVM metadata, a loop device, a mount, the header of an existing image). Killed
+half-way they would leave a torn table or VG, a loop device nobody recorded, a corrupt
+image; so a cancel never kills them. They are bounded by their own timeouts, and when one
+finishes after its job was cancelled, run() raises Cancelled then: the job stops right
+after the change and its cleanup removes what it made. (A driver for which the change and
+what must follow it are one step, such as a resize and the kernel's view of it, runs them
+under progress.shielded(): the step is finished and the job ends done.) In the main
+thread, SIGINT, SIGTERM and SIGHUP (the CLI's Ctrl-C and hang-up, which raise
+KeyboardInterrupt) are held while such a tool runs and handled as soon as it has
+finished. Every other tool is killed on cancel: the long ones that move data (scrub,
+qemu-img convert and create into a partial file, mkfs.*, copies, network transfers) and
+read-only queries (nothing is lost by killing them).
 """
 
 from __future__ import annotations
