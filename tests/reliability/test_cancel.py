@@ -47,6 +47,7 @@ from backends.jobs import Job
 from backends.model import PoolDef, PoolSource, PoolTarget, SourceDevice, VolumeDef
 from tests.conftest import make_dir_pool
 from tests.loopfs import can_use_loop_devices, loops_of
+from tests.lvmenv import can_use_lvm, lvm_fixture  # noqa: F401 (fixture 'lvm')
 from tests.reliability.test_block_crash import images, loop_disk, sfdisk  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
@@ -462,3 +463,28 @@ def test_a_cancel_while_parted_makes_a_partition_lets_it_finish_and_removes_it(
     assert ctl.refresh_pool("d") == []
     ctl.create_volume_def("d", VolumeDef(name=name, capacity=8 * MiB)).wait(HANG)
     assert [v.name for v in ctl.refresh_pool("d")] == [name]
+
+
+@pytest.mark.skipif(not can_use_lvm(), reason="needs root, loop devices and lvm2")
+def test_a_cancel_while_lvcreate_runs_lets_it_finish_and_removes_the_lv(ctl, lvm, tmp_path,
+                                                                       monkeypatch):
+    """LVM metadata is never left half-written: lvcreate runs to its end, the create job
+    then sees the cancel and removes the LV it made."""
+    vg = "pkcancel" + os.urandom(3).hex()
+    dev = lvm.disk(64)
+    ctl.define_pool_def(PoolDef(type="logical", name=vg, source=PoolSource(
+        name=vg, devices=[SourceDevice(dev)], format="lvm2"), target=PoolTarget(f"/dev/{vg}")))
+    ctl.build_pool(vg).wait(HANG)
+    ctl.start_pool(vg)
+    bin_dir, marks = tmp_path / "bin", tmp_path / "marks"
+    lingering_wrapper(bin_dir, "lvcreate", " lv1 ", marks)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{bin_dir}:{path}")
+    job = ctl.create_volume_def(vg, VolumeDef(name="lv1", capacity=8 * MiB))
+    cancel_while_it_lingers(job, marks)
+    ends_cancelled(job)
+    monkeypatch.setenv("PATH", path)
+
+    assert (marks / "finished").exists()  # lvcreate's run was not cut short
+    assert lvm.report("lvs", "-o", "lv_name", vg, kind="lv") == []  # and its LV is gone
+    assert ctl.refresh_pool(vg) == []
