@@ -115,10 +115,17 @@ NOT_KILLED_ON_CANCEL: dict[str, frozenset[str] | None] = {
 }
 
 
+def _network_mount(argv: Sequence[str]) -> bool:
+    """`mount ... host:/dir TARGET` or `//host/share`: the mount(2) call is one step whatever
+    happens to the helper, and a dead server would hold Ctrl-C for the whole timeout."""
+    return any(":/" in str(a) or str(a).startswith("//") for a in argv[1:])
+
+
 def killed_on_cancel(argv: Sequence[str]) -> bool:
-    """May a cancel of its job kill this tool? (No for NOT_KILLED_ON_CANCEL.)"""
+    """May a cancel of its job kill this tool? (No for NOT_KILLED_ON_CANCEL, but a mount of
+    a network filesystem, which can wait on a server that is gone.)"""
     tool = os.path.basename(str(argv[0])) if argv else ""
-    if tool not in NOT_KILLED_ON_CANCEL:
+    if tool not in NOT_KILLED_ON_CANCEL or (tool == "mount" and _network_mount(argv)):
         return True
     words = NOT_KILLED_ON_CANCEL[tool]
     if words is None:

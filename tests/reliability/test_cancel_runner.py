@@ -110,6 +110,9 @@ def test_bookkeeping_after_the_work_is_shielded_from_a_cancel(tmp_path):
     (["vgchange", "-aly", "vg"], False),
     (["wipefs", "--all", "/dev/loop0"], False),
     (["mount", "-o", "nodev", "/dev/loop0", "/mnt"], False),
+    # a network mount can wait on a dead server for its whole timeout: Ctrl-C kills it
+    (["mount", "-o", "nodev,nosuid,noexec", "-t", "nfs", "nfs.example:/export", "/mnt"], True),
+    (["mount", "-o", "guest,nodev", "-t", "cifs", "//fileserver/share", "/mnt"], True),
     (["umount", "/mnt"], False),
 ])
 def test_which_tools_a_cancel_kills(argv, killed):
