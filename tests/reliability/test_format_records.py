@@ -174,3 +174,34 @@ def test_the_same_file_keeps_its_record_through_guest_writes(ctl, pool):
     os.rename(pool / "moved", pool / "guest.img")
     info = ctl.volume_info("p", "guest.img")
     assert (info.format, info.format_recorded, info.capacity) == ("raw", True, 2 * MiB)
+
+
+def test_a_record_made_without_birth_times_still_holds_once_the_kernel_gives_them(
+        ctl, pool, tmp_path, monkeypatch):
+    """Issue 13 review, finding 5: a record made where statx gave no birth time (an older
+    kernel or filesystem: inode + generation) must still match its file once statx gives
+    one; if it did not, every raw disk would become "not created here" after the upgrade
+    and the header its guest wrote would be believed (and followed to the canary)."""
+    from backends import fileid
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    canary = tmp_path / "canary"
+    header = hostile_image(scratch, "backing", canary)
+    canary.write_bytes(CANARY_BYTES)
+    with monkeypatch.context() as m:
+        m.setattr(fileid, "_statx", None)  # the older kernel
+        create(ctl, "guest.img", 4 * MiB)
+    assert ctl.store.volume_records("p")["guest.img"]["btime"] is None
+    assert fileid.of_path(str(pool / "guest.img"))[1] is not None  # the upgraded one
+    with open(pool / "guest.img", "r+b") as fh:
+        fh.write(header)
+    watch = InotifyWatch(canary)
+    try:
+        info = ctl.volume_info("p", "guest.img")
+        assert (info.format, info.format_recorded, info.backing) == ("raw", True, None)
+        ctl.clone_volume("p", "guest.img", "conv.qcow2",
+                         xml=RAW.replace("raw", "qcow2")).wait(60)
+        assert watch.events() == [], "something opened the canary"
+    finally:
+        watch.close()
