@@ -137,7 +137,9 @@ class StorageController:
         with contextlib.suppress(PoolkeeperError, OSError):
             for name in getattr(driver, "partial_volumes", list)():
                 with contextlib.suppress(Busy), self.locks.volume(
-                        driver.name, name, exclusive=True, what="removing a half-made volume"):
+                        driver.name, name, exclusive=True,
+                        what="removing a half-made volume") as held:
+                    held.remove_on_release = True  # the volume goes: its lock file too
                     driver.remove_partial(name)
         self._swept.add(driver.name)
 
@@ -849,8 +851,10 @@ class StorageController:
                 self._refuse_backing_of_others(pool, info)
                 self._refuse_target_of_others(pool, info)
             driver.delete_volume(info)
-            held.release(remove=True)  # the volume is gone: so is its lock file
+            # The record goes while the lock is held: a create of the same name, which
+            # can start once it is released, records its new volume after this.
             self._forget_record(pool, name)
+            held.release(remove=True)  # the volume is gone: so is its lock file
         with self._cache_lock:
             self._cache.get(pool, {}).pop(name, None)
         self.bus.publish(VolumesChanged(pool, removed=(name,)))

@@ -205,3 +205,33 @@ def test_a_record_made_without_birth_times_still_holds_once_the_kernel_gives_the
         assert watch.events() == [], "something opened the canary"
     finally:
         watch.close()
+
+
+def test_a_create_right_after_a_delete_keeps_its_record(ctl, pool, monkeypatch):
+    """Issue 13 review, finding 6: a delete forgets the volume's record before it lets go of
+    the volume's lock. A create of the same name can only start once the lock is free; the
+    test makes one (to completion) at that very moment, through a hook on the delete's
+    release of the lock: the new volume's record must survive the rest of the delete."""
+    create(ctl, "v.img", MiB)
+    real_volume = ctl.locks.volume
+    made = []
+
+    def volume(pool_name: str, name: str, *, exclusive: bool, what: str):
+        held = real_volume(pool_name, name, exclusive=exclusive, what=what)
+        if what == "being deleted":
+            real_release = held.release
+
+            def release(remove: bool | None = None) -> None:
+                real_release(remove)
+                if not made:  # the create that wins the freed name
+                    made.append(create(ctl, "v.img", MiB, "qcow2"))
+
+            held.release = release
+        return held
+
+    monkeypatch.setattr(ctl.locks, "volume", volume)
+    ctl.delete_volume("p", "v.img")
+    assert made, "the hook did not run"
+    assert ctl.store.volume_records("p")["v.img"]["format"] == "qcow2"
+    info = ctl.volume_info("p", "v.img")
+    assert (info.format, info.format_recorded) == ("qcow2", True)
