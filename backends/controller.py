@@ -1054,22 +1054,24 @@ class StorageController:
         return None
 
     def _pool_file_role(self, st: os.stat_result) -> str | None:
-        """Is the regular file `st` a volume of a pool by another name (a hard link), or the
-        image file a pool is built on? Only a file with more than one link on the same
-        filesystem as a pool's directory makes that directory be scanned."""
+        """Is the regular file `st` a volume of a pool by another path (a hard link, or a
+        bind mount of the volume, which leaves its link count at 1), or the image file a
+        pool is built on? Every file pool's directory on the same filesystem is scanned
+        for the inode (readdir's d_ino: no stat but of a name that matches)."""
         for pool in self.store.definition_names():
             with contextlib.suppress(PoolkeeperError):
                 for dev in self.pool_def(pool).source.devices:
                     with contextlib.suppress(OSError):
                         if targets.same_file(st, os.stat(dev.path)):
                             return f"the image file of pool '{pool}'"
-        if st.st_nlink < 2:
-            return None
         for pool, target, tst in self._pool_targets():
             if tst.st_dev == st.st_dev:
                 names = targets.hard_link_names(target, st)
-                if names:
+                if names and st.st_nlink >= 2:
                     return f"a hard link to volume '{names[0]}' of pool '{pool}'"
+                if names:
+                    return (f"volume '{names[0]}' of pool '{pool}', reached by another path "
+                            "(a bind mount)")
         return None
 
     def _pool_device_role(self, rdev: int) -> str | None:
