@@ -4,10 +4,10 @@ The destination is a name in a directory others may write (/tmp). A symlink plan
 (to a volume of another pool, to a root-only file like /etc/shadow, dangling) is refused,
 naming where it points; a hard link to a volume of any pool, a bind mount of one (link
 count 1), a partition or LV of a disk or logical pool, the loop device under a pool and a
-loop device on a volume are refused, naming the pool and the volume. Each refusal leaves the other file's bytes, size and mtime
-as they were (nothing truncated). Checked through the controller, and again with the
-controller's look by name skipped, as when the swap lands between that look and the open:
-the job looks again at the file it opened.
+loop device on a volume are refused, naming the pool and the volume. Each refusal leaves
+the other file's bytes, size and mtime as they were (nothing truncated). Checked through
+the controller, and again with the controller's look by name skipped, as when the swap
+lands between that look and the open: the job looks again at the file it opened.
 
 A plain existing file outside the pools is still replaced (as virsh does), a FIFO with a
 reader gets the bytes, and a directory is refused.
