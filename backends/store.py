@@ -278,9 +278,15 @@ class Store:
         atomic_write(self._def_path(name), xml.encode("utf-8"), mode=0o600)
 
     def remove_definition(self, name: str) -> None:
+        """Undefine: the pool's records are copied aside first, then the definition goes,
+        then the records file. A kill at any point loses no record: before the definition
+        goes, the pool keeps its own records (an extra set-aside copy is harmless, each
+        record matching only the file it was made for); after, the copy holds them."""
+        definition = self.read_definition(name)
+        self._copy_aside_volume_records(name, definition)
         self.set_autostart(name, False)
-        self._set_aside_volume_records(name)
         _remove(self._def_path(name))
+        _remove(self.volumes_dir / f"{check_pool_name(name)}.json")
 
     # -- autostart ---------------------------------------------------------------------
     def autostart(self, name: str) -> bool:
@@ -337,19 +343,16 @@ class Store:
         path = self.volumes_dir / f"{check_pool_name(pool)}.json"
         atomic_write(path, json.dumps(records, sort_keys=True).encode(), 0o600)
 
-    def _set_aside_volume_records(self, pool: str) -> None:
+    def _copy_aside_volume_records(self, pool: str, definition: str | None) -> None:
         """An undefined pool's records are kept with its definition, for the next pool
-        defined on the same storage: dropping them would make every guest-written header
-        in it believed. (A crash between the two steps leaves a copy: harmless, a record
-        only applies to the very file it was made for.)"""
-        path = self.volumes_dir / f"{check_pool_name(pool)}.json"
-        records = _read_json(path)
+        defined on the same storage (or holding the same files): dropping them would make
+        every guest-written header in it believed."""
+        records = self.volume_records(pool)
         if records:
-            kept = {"definition": self.read_definition(pool), "records": records,
+            kept = {"definition": definition, "records": records,
                     "undefined_ns": time.time_ns()}
             atomic_write(self.volumes_dir / f"{_UNDEFINED_PREFIX}{os.urandom(8).hex()}.json",
                          json.dumps(kept, sort_keys=True).encode(), 0o600)
-        _remove(path)
 
     def undefined_volume_records(self) -> list[tuple[str, str, dict[str, dict]]]:
         """(key, definition XML, records) of each undefined pool's records, oldest first."""
