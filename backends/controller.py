@@ -81,6 +81,8 @@ class StorageController:
         self._cache_lock = threading.Lock()
         self._tokens: dict[str, object] = {}
         self._swept: set[str] = set()  # pools whose leftover partial files this process removed
+        # pool -> the set-aside record sets this process already matched its volumes against
+        self._adoption_tried: dict[str, set[str]] = {}
         self._monitor: threading.Thread | None = None
         self._monitor_stop = threading.Event()
         self._unhook_log = COMMAND_LOG.add_listener(lambda c: self.bus.publish(CommandRun(c)))
@@ -201,6 +203,7 @@ class StorageController:
                          source=replace(pdef.source, devices=[
                              replace(d, free_extents=[]) for d in pdef.source.devices]))
         self.store.write_definition(pdef.name, xmlio.format_pool(stored))
+        self._adoption_tried.pop(pdef.name, None)  # new storage: every set is worth a look
         self._adopt_records(pdef)
 
     def _adopt_records(self, pdef: PoolDef) -> None:
@@ -237,6 +240,7 @@ class StorageController:
                 self.locks.store():
             self._require_inactive(name, "undefine")
             self.store.remove_definition(name)
+            self._adoption_tried.pop(name, None)
             self.locks.forget_pool(name)  # its lock files, where nobody holds them
             held.release(remove=True)
         self._drop_cache(name)
@@ -1221,6 +1225,9 @@ class StorageController:
         record applies only to the very file it was made for (fileid: inode, birth time,
         generation); any other file under that name was not created here."""
         records = self.store.volume_records(pool)
+        unrecorded = _unrecorded_files(records, volumes)
+        if unrecorded:
+            records = self._adopt_by_identity(pool, unrecorded, records)
         if not records:
             return volumes
         for vol in volumes:
@@ -1233,6 +1240,49 @@ class StorageController:
                     vol.backing = vol.data_file = None
                     vol.extent_files = []
         return volumes
+
+    def _adopt_by_identity(self, pool: str, unrecorded: dict[str, VolumeInfo],
+                           records: dict[str, dict]) -> dict[str, dict]:
+        """Take over the set-aside records of an undefined pool that were made for files
+        this pool lists (same name, same file identity): its directory was moved, renamed
+        or bind-mounted elsewhere before it was defined again, which the path-based
+        adoption at define time cannot see. Each set is read once per pool and process
+        (the monitor lists pools every few seconds); a listing whose files all have their
+        records looks at none. Returns the pool's records, with what was adopted."""
+        tried = self._adoption_tried.setdefault(pool, set())
+        try:
+            keys = [key for key in self.store.set_aside_keys() if key not in tried]
+        except OSError:
+            return records
+        for key in keys:
+            tried.add(key)
+            kept = self.store.set_aside_records(key)
+            if kept and _matches_any(kept, unrecorded):
+                with contextlib.suppress(PoolkeeperError, OSError):
+                    records = self._take_set_aside(pool, key, unrecorded)
+        return records
+
+    def _take_set_aside(self, pool: str, key: str,
+                        listed: dict[str, VolumeInfo]) -> dict[str, dict]:
+        """Move the set-aside set `key` into the pool's records (once: another process may
+        have taken it meanwhile). The pool's own record of a name wins unless it is not the
+        listed file's and the adopted one is. Written before the set is dropped: a kill in
+        between leaves a copy, which is harmless."""
+        with self.locks.store():
+            kept = self.store.set_aside_records(key)
+            with self._records(pool) as records:
+                for name, rec in (kept or {}).items():
+                    if not isinstance(rec, dict):
+                        continue
+                    own = records.get(name)
+                    vol = listed.get(name)
+                    if own is None or (vol is not None and not _made_here(own, vol)
+                                       and _made_here(rec, vol)):
+                        records[name] = rec
+                taken = dict(records)
+            if kept is not None:
+                self.store.drop_undefined_volume_records(key)
+        return taken
 
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
         info = self.volume_info(pool, name)
@@ -1436,6 +1486,26 @@ def _made_here(record: dict, vol: VolumeInfo) -> bool:
     if vol.file_id is not None:
         return fileid.same_file(record, vol.file_id)
     return bool(vol.signature) and record.get("ino") == vol.signature[0]
+
+
+def _unrecorded_files(records: dict[str, dict],
+                      volumes: list[VolumeInfo]) -> dict[str, VolumeInfo]:
+    """name -> volume, for the files of a listing that no record of the pool is for (the
+    volumes that could have been made here: files, not links or directories)."""
+    found = {}
+    for vol in volumes:
+        if vol.file_id is None or vol.type == "dir" or vol.symlink is not None or vol.error:
+            continue
+        rec = records.get(vol.name)
+        if rec is None or not _made_here(rec, vol):
+            found[vol.name] = vol
+    return found
+
+
+def _matches_any(records: dict, listed: dict[str, VolumeInfo]) -> bool:
+    """Does any of `records` name a listed volume and match its file's identity?"""
+    return any(isinstance(rec, dict) and name in listed and _made_here(rec, listed[name])
+               for name, rec in records.items())
 
 
 def _file_key(path: str) -> tuple[int, int] | None:

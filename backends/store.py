@@ -5,7 +5,8 @@ Layout (config and runtime dirs are the same directory when a root is given):
   CONFIG/storage/autostart/NAME      autostart links (-> ../NAME.xml)
   CONFIG/storage/volumes/NAME.json   formats poolkeeper recorded for the pool's volumes
   CONFIG/storage/volumes/.undefined-ID.json  the records of an undefined pool, with its
-                                     definition, until a pool on the same storage takes them
+                                     definition, until a pool on the same storage, or one
+                                     listing the very files they were made for, takes them
   CONFIG/storage/.initialized        the default pool was offered once
   RUNTIME/run/NAME.xml               live XML of an active pool (exists <=> active)
   RUNTIME/run/NAME.json              backend runtime extras (e.g. the loop device attached)
@@ -367,10 +368,24 @@ class Store:
                                  definition, records))
         return [(key, definition, records) for _t, key, definition, records in sorted(kept)]
 
+    def set_aside_keys(self) -> list[str]:
+        """The keys of the undefined pools' record sets (one readdir: nothing is read)."""
+        with os.scandir(self.volumes_dir) as entries:
+            return sorted(e.name for e in entries
+                          if e.name.startswith(_UNDEFINED_PREFIX) and e.name.endswith(".json"))
+
+    def set_aside_records(self, key: str) -> dict[str, dict] | None:
+        """The records of one set-aside set (None: gone, or not a set)."""
+        records = _read_json(self._set_aside_path(key)).get("records")
+        return records if isinstance(records, dict) else None
+
     def drop_undefined_volume_records(self, key: str) -> None:
+        _remove(self._set_aside_path(key))
+
+    def _set_aside_path(self, key: str) -> Path:
         if not key.startswith(_UNDEFINED_PREFIX) or "/" in key:
             raise InvalidName(f"'{key}' names no set-aside records")
-        _remove(self.volumes_dir / key)
+        return self.volumes_dir / key
 
     def claim_autostart_round(self) -> bool:
         """True the first time it is called in this boot of the machine for this root."""

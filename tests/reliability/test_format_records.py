@@ -3,7 +3,9 @@
 Item 2: pool-undefine used to drop the records, so after undefine + define of the same
 directory a raw disk whose guest wrote a vmdk or qcow2 header was trusted as that format.
 The records are now kept with the old definition and taken over by the next pool defined on
-the same storage, however its path is spelled.
+the same storage, however its path is spelled, or by the first listing of a pool that holds
+the very files they were made for (the directory moved or bind-mounted elsewhere). An
+undefine killed after any of its steps loses none of them.
 
 Item 3: records matched on the inode number alone, and ext4 hands a freed inode to the next
 file: a volume deleted behind poolkeeper's back and recreated as a qcow2 under the same name
@@ -13,15 +15,18 @@ birth time and the inode generation; a file that does not match was not created 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backends.controller import StorageController
 from backends.model import BackingStore, PoolDef, PoolTarget, VolumeDef, VolumeTarget
+from tests.conftest import make_dir_pool
 from tests.loopfs import can_use_loop_devices, loop_filesystem
 from tests.reliability.test_external_files import descriptor, flat
 from tests.reliability.test_format_trust import (
@@ -293,3 +298,79 @@ def test_an_undefine_killed_after_any_step_loses_no_record(tmp_path, monkeypatch
             assert limit > 3  # every step was killed once
             return
     pytest.fail("the undefine never finished")
+
+
+@contextlib.contextmanager
+def _bind_mounted_dir(source: Path, at: Path) -> Iterator[Path]:
+    at.mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(source), str(at)], check=True, capture_output=True)
+    try:
+        yield at
+    finally:
+        subprocess.run(["umount", str(at)], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("how", ["moved", "bind-mounted"])
+def test_records_follow_their_files_to_a_moved_or_bind_mounted_directory(
+        ctl, pool, tmp_path, how):
+    """Issue 13 review, finding 4b: after pool-undefine, the directory is moved (`mv
+    /pools/a /pools/b`) or bind-mounted elsewhere, and a pool is defined there: no path
+    matches the undefined pool's, but its records name these very files (inode and birth
+    time), so the first listing takes them over, once; the guest's header stays ignored."""
+    if how == "bind-mounted" and os.geteuid() != 0:
+        pytest.skip("needs root (CI runs as root)")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    canary = tmp_path / "canary"
+    header = guest_header("qcow2", scratch, canary)
+    canary.write_bytes(CANARY_BYTES)
+    create(ctl, "guest.img", 4 * MiB)  # recorded raw
+    with open(pool / "guest.img", "r+b") as fh:
+        fh.write(header)
+    ctl.stop_pool("p")
+    ctl.undefine_pool("p")
+    with contextlib.ExitStack() as stack:
+        if how == "moved":
+            where = tmp_path / "elsewhere" / "b"
+            where.parent.mkdir()
+            os.rename(pool, where)
+        else:
+            where = stack.enter_context(_bind_mounted_dir(pool, tmp_path / "b"))
+        define_dir_pool(ctl, "b", where)
+        ctl.start_pool("b")
+        stack.callback(ctl.stop_pool, "b")
+        watch = InotifyWatch(canary)
+        try:
+            listed = {v.name: v for v in ctl.list_volumes("b")}["guest.img"]
+            assert (listed.format, listed.format_recorded, listed.probed_format) == \
+                ("raw", True, "qcow2")
+            ctl.clone_volume("b", "guest.img", "conv.qcow2",
+                             xml=RAW.replace("raw", "qcow2")).wait(60)
+            assert ctl.resize_volume("b", "guest.img", 8 * MiB).wait(60).capacity == 8 * MiB
+            assert watch.events() == [], "something opened the canary"
+        finally:
+            watch.close()
+        assert ctl.store.set_aside_keys() == []  # taken over, once
+        assert ctl.store.volume_records("b")["guest.img"]["format"] == "raw"
+
+
+def test_set_aside_records_are_read_once_per_pool(ctl, pool, tmp_path, monkeypatch):
+    """The identity adoption is cheap: a listing with a file no record is for (a planted
+    image) reads each set-aside set once for the pool, not on every refresh or monitor
+    round; a set made for other files is left for its own storage."""
+    make_dir_pool(ctl, "o", tmp_path / "o")
+    ctl.create_volume_def("o", VolumeDef(name="x.img", capacity=MiB)).wait(60)
+    ctl.stop_pool("o")
+    ctl.undefine_pool("o")
+    (pool / "planted.img").write_bytes(bytes(MiB))
+    reads: list[str] = []
+    real = ctl.store.set_aside_records
+    monkeypatch.setattr(ctl.store, "set_aside_records",
+                        lambda key: reads.append(key) or real(key))
+    for _ in range(3):
+        ctl.list_volumes("p")
+        ctl.volume_info("p", "planted.img")
+        ctl.poll()
+    assert len(reads) == 1
+    assert len(ctl.store.set_aside_keys()) == 1
+    assert set(ctl.store.volume_records("p")) == set()
