@@ -602,6 +602,7 @@ class StorageController:
         fmt = vdef.target.format or driver.default_volume_format or "raw"
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         xmlio.refuse_unhonoured(vdef, driver.type)
+        requested_backing = vdef.backing
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._resolve_backing(
                 vdef.backing, block_snapshot=driver.type == "logical", for_name=name))
@@ -620,7 +621,11 @@ class StorageController:
         self._hold_new_volume(job, pool, name)
 
         def work(job: Job) -> VolumeInfo:
-            driver.create_volume(vdef, job)
+            made = vdef
+            if requested_backing is not None:  # again: the base may have changed meanwhile
+                made = replace(vdef, backing=self._resolve_backing(
+                    requested_backing, block_snapshot=driver.type == "logical", for_name=name))
+            driver.create_volume(made, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if driver.volume_formats:  # pools without formats have nothing to record
                     self._record(pool, name, fmt, job)
@@ -830,13 +835,19 @@ class StorageController:
         self._hold_new_volume(job, dst_pool, vdef.name)
 
         def work(job: Job) -> str:
+            # again, as it is now: the job may have waited in the queue (see _recheck_volume)
+            now = self.volume_info(pool, source)
+            if now.error:
+                raise StateError(f"volume '{source}' cannot be read: {now.error}")
+            self._check_chain(now)
+            _refuse_unhonoured_in_clone(now, vdef, dst_driver.type)
             # one a failed clean-up left under this name: its lock is ours now, so it is stale
             if vdef.name in getattr(dst_driver, "partial_volumes", list)():
                 dst_driver.remove_partial(vdef.name)
-            method = dst_driver.clone_volume(src, src_driver, vdef, job)
+            method = dst_driver.clone_volume(now, src_driver, vdef, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if dst_driver.volume_formats:
-                    self._record(dst_pool, vdef.name, vdef.target.format or src.format, job)
+                    self._record(dst_pool, vdef.name, vdef.target.format or now.format, job)
                 self._after_change(dst_pool, vdef.name, added=True)
             return method
 
@@ -878,12 +889,13 @@ class StorageController:
         self._check_or_release(job, lambda: self._refuse_in_use(info))
 
         def work(job: Job) -> None:
-            driver.wipe_volume(info, algorithm, job)
+            now = self._recheck_volume(pool, name)
+            driver.wipe_volume(now, algorithm, job)
             with shielded():  # done: a cancel from here on changes nothing
-                if driver.type in xmlio.FILE_POOLS and info.format not in ("raw", "dir"):
+                if driver.type in xmlio.FILE_POOLS and now.format not in ("raw", "dir"):
                     # The bytes are no longer an image of that format.
                     self._record(pool, name, "raw", job)
-                    job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
+                    job.warnings.append(f"'{name}' was {now.format}; after the wipe it is raw")
                 self._after_change(pool, name)
 
         return self.jobs.start(job, work)
@@ -906,11 +918,7 @@ class StorageController:
         if new > MAX_SIZE:  # a delta can overflow what any tool or syscall takes
             raise ValidationError(f"resizing '{name}' to {new} bytes is too large; the limit "
                                   f"is {MAX_SIZE} bytes", element="capacity")
-        if new < info.capacity and not shrink:
-            raise ValidationError(
-                f"resizing '{name}' from {human(info.capacity)} to {human(new)} would discard "
-                "the data at its end; pass --shrink if that is what you want"
-            )
+        _refuse_unasked_shrink(info, new, shrink)
         sizes = driver.sizes()
         job = self.jobs.create("resize", f"resize {name} to {human(new)}", pool, name)
         if allocate:
@@ -933,7 +941,11 @@ class StorageController:
         self._check_or_release(job, lambda: self._refuse_in_use(info, writers_only=not shrink))
 
         def work(job: Job) -> VolumeInfo:
-            driver.resize_volume(info, new, allocate=allocate, shrink=shrink, ctx=job)
+            now = self._recheck_volume(pool, name, writers_only=not shrink)
+            if now.format != "raw":  # as above: qemu-img resize opens its files
+                self._check_chain(now)
+            _refuse_unasked_shrink(now, new, shrink)
+            driver.resize_volume(now, new, allocate=allocate, shrink=shrink, ctx=job)
             with shielded():  # done: a cancel from here on changes nothing
                 return self._after_change(pool, name)
 
@@ -951,7 +963,8 @@ class StorageController:
         self._check_or_release(job, lambda: self._refuse_in_use(info))
 
         def work(job: Job) -> int:
-            written = driver.upload_volume(info, src_path, offset, length, job)
+            now = self._recheck_volume(pool, name)
+            written = driver.upload_volume(now, src_path, offset, length, job)
             with shielded():  # done: a cancel from here on changes nothing
                 self._after_change(pool, name)
             return written
@@ -985,6 +998,19 @@ class StorageController:
         job.cancel()
 
     # == safety checks =================================================================
+    def _recheck_volume(self, pool: str, name: str, *,
+                        writers_only: bool = False) -> VolumeInfo:
+        """The volume a job writes, as it is now, checked again as the job starts to act on
+        it: a job can wait in the queue for hours behind others, and meanwhile the file can
+        be rewritten or replaced, or a process can open it (the checks made when the verb
+        was asked only refuse early). No other process may use it (writers_only: write
+        it). The caller runs _check_chain again where the volume goes to qemu-img, and the
+        driver acts on the very file this found (dir._open_checked, dir.image_spec: they
+        look again at the fd they hand on)."""
+        info = self.volume_info(pool, name)
+        self._refuse_in_use(info, writers_only=writers_only)
+        return info
+
     def _refuse_in_use(self, info: VolumeInfo, *, writers_only: bool = False) -> None:
         """Refuse a volume another process has open (writers_only: open for writing, or
         for a block device also mounted or held by the kernel), naming who."""
@@ -1525,6 +1551,14 @@ def _names_file(vol: VolumeInfo, path: str, key: tuple[int, int] | None) -> str 
         if other is not None and (other == path or (key is not None and _file_key(other) == key)):
             return what
     return None
+
+
+def _refuse_unasked_shrink(info: VolumeInfo, new: int, shrink: bool) -> None:
+    if new < info.capacity and not shrink:
+        raise ValidationError(
+            f"resizing '{info.name}' from {human(info.capacity)} to {human(new)} would discard "
+            "the data at its end; pass --shrink if that is what you want"
+        )
 
 
 def _refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str) -> None:

@@ -28,6 +28,7 @@ from backends.controller import StorageController
 from backends.errors import InUse
 from backends.model import VolumeDef, VolumeTarget
 from tests.loopfs import can_use_loop_devices, loops_of, release_partitioned
+from tests.reliability.test_external_files import workers  # noqa: F401 (a fixture)
 
 MiB = 1 << 20
 needs_loops = pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
@@ -233,3 +234,25 @@ def test_a_read_only_loop_device_stops_all_but_a_grow(ctl, pool, volume, tmp_pat
                 if job is not None:
                     job.wait(60)
         assert ctl.resize_volume("p", "v", 8 * MiB).wait(60).capacity == 8 * MiB
+
+
+# == checked again when a queued job starts (issue 13 review, finding 1) ===================
+@pytest.mark.parametrize("verb", ["grow", "shrink", "wipe", "upload"])
+def test_a_queued_job_refuses_a_volume_opened_while_it_waited(
+        ctl, pool, volume, holder, workers, tmp_path, verb):  # noqa: F811
+    """Free when the verb was asked; a guest opened it while the job waited behind four
+    others: the job looks again when it starts, and refuses, naming the guest."""
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"u" * 4096)
+    workers.fill()
+    job = {"grow": lambda: ctl.resize_volume("p", "v", 8 * MiB),
+           "shrink": lambda: ctl.resize_volume("p", "v", 2 * MiB, shrink=True),
+           "wipe": lambda: ctl.wipe_volume("p", "v"),
+           "upload": lambda: ctl.upload_volume("p", "v", str(payload))}[verb]()
+    assert job.state == "queued"  # every worker is busy
+    guest = holder(str(volume), "rw")
+    before = volume.read_bytes()
+    workers.release()
+    with pytest.raises(InUse, match=named(guest, "rw")):
+        job.wait(60)
+    assert volume.read_bytes() == before
