@@ -129,7 +129,8 @@ def users(path: str, *, block: bool, writers_only: bool) -> list[str]:
     """Why the volume at `path` is in use, in words; empty if it is free for the act.
 
     writers_only: only what writes counts (processes with it open for writing; for a block
-    device also a mount, a kernel holder such as device-mapper, or an exclusive claim).
+    device also a mount, a kernel holder such as device-mapper, or an exclusive claim; for
+    a file a loop device attached to it read-write).
     """
     if block:
         reasons = [f"mounted at {m.target}" + (f" ({m.source})" if m.source != path else "")
