@@ -1251,20 +1251,11 @@ class StorageController:
         record applies only to the very file it was made for (fileid: inode, birth time,
         generation); any other file under that name was not created here."""
         records = self.store.volume_records(pool)
-        unrecorded = _unrecorded_files(records, volumes)
-        if unrecorded:
-            records = self._adopt_by_identity(pool, unrecorded, records)
-        if not records:
-            return volumes
-        for vol in volumes:
-            rec = records.get(vol.name)
-            if rec and _made_here(rec, vol):
-                vol.format = rec.get("format", vol.format)
-                vol.format_recorded = True
-                if vol.format == "raw":
-                    vol.capacity = vol.physical
-                    vol.backing = vol.data_file = None
-                    vol.extent_files = []
+        unrecorded = _apply_to(records, volumes)
+        if unrecorded:  # files no record is for: an undefined pool's records may be
+            adopted = self._adopt_by_identity(pool, unrecorded, records)
+            if adopted is not records:
+                _apply_to(adopted, list(unrecorded.values()))
         return volumes
 
     def _adopt_by_identity(self, pool: str, unrecorded: dict[str, VolumeInfo],
@@ -1284,8 +1275,10 @@ class StorageController:
             tried.add(key)
             kept = self.store.set_aside_records(key)
             if kept and _matches_any(kept, unrecorded):
-                with contextlib.suppress(PoolkeeperError, OSError):
+                try:
                     records = self._take_set_aside(pool, key, unrecorded)
+                except (PoolkeeperError, OSError):
+                    tried.discard(key)  # busy: the next listing tries again
         return records
 
     def _take_set_aside(self, pool: str, key: str,
@@ -1514,18 +1507,24 @@ def _made_here(record: dict, vol: VolumeInfo) -> bool:
     return bool(vol.signature) and record.get("ino") == vol.signature[0]
 
 
-def _unrecorded_files(records: dict[str, dict],
-                      volumes: list[VolumeInfo]) -> dict[str, VolumeInfo]:
-    """name -> volume, for the files of a listing that no record of the pool is for (the
-    volumes that could have been made here: files, not links or directories)."""
-    found = {}
+def _apply_to(records: dict[str, dict], volumes: list[VolumeInfo]) -> dict[str, VolumeInfo]:
+    """Give each volume the format of its record, if it has one made for its very file;
+    returns name -> volume for the files no record is for (those that could have been made
+    here: files, not links or directories)."""
+    unrecorded = {}
     for vol in volumes:
-        if vol.file_id is None or vol.type == "dir" or vol.symlink is not None or vol.error:
-            continue
         rec = records.get(vol.name)
-        if rec is None or not _made_here(rec, vol):
-            found[vol.name] = vol
-    return found
+        if rec and _made_here(rec, vol):
+            vol.format = rec.get("format", vol.format)
+            vol.format_recorded = True
+            if vol.format == "raw":
+                vol.capacity = vol.physical
+                vol.backing = vol.data_file = None
+                vol.extent_files = []
+        elif (vol.file_id is not None and vol.type != "dir" and vol.symlink is None
+              and not vol.error):
+            unrecorded[vol.name] = vol
+    return unrecorded
 
 
 def _matches_any(records: dict, listed: dict[str, VolumeInfo]) -> bool:
