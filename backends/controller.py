@@ -1528,9 +1528,14 @@ def _apply_to(records: dict[str, dict], volumes: list[VolumeInfo]) -> dict[str, 
 
 
 def _matches_any(records: dict, listed: dict[str, VolumeInfo]) -> bool:
-    """Does any of `records` name a listed volume and match its file's identity?"""
-    return any(isinstance(rec, dict) and name in listed and _made_here(rec, listed[name])
-               for name, rec in records.items())
+    """Does any of `records` name a listed file and identify it (inode and birth time or
+    generation: a set from another filesystem could match on the inode number alone)?"""
+    for name, rec in records.items():
+        vol = listed.get(name)
+        if (vol is not None and vol.file_id is not None and isinstance(rec, dict)
+                and fileid.identifies(rec, vol.file_id)):
+            return True
+    return False
 
 
 def _file_key(path: str) -> tuple[int, int] | None:

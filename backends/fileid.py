@@ -38,7 +38,7 @@ import stat
 import struct
 import threading
 
-__all__ = ["FileId", "of_fd", "of_path", "record_fields", "same_file"]
+__all__ = ["FileId", "identifies", "of_fd", "of_path", "record_fields", "same_file"]
 
 FileId = tuple[int, int | None, int | None]  # inode, birth time ns, generation
 
@@ -126,3 +126,14 @@ def same_file(record: dict, file_id: FileId) -> bool:
         return False
     return all(record.get(key) == now for key, now in (("btime", btime), ("gen", gen))
                if record.get(key) is not None and now is not None)
+
+
+def identifies(record: dict, file_id: FileId) -> bool:
+    """same_file, with a birth time or generation compared too (both sides have one): the
+    inode number alone names a file only within one filesystem, and two filesystems made
+    alike hand out the same numbers, so a record that matches on it alone may be another
+    filesystem's file of the same name."""
+    _ino, btime, gen = file_id
+    return same_file(record, file_id) and (
+        (record.get("btime") is not None and btime is not None)
+        or (record.get("gen") is not None and gen is not None))

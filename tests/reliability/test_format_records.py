@@ -374,3 +374,21 @@ def test_set_aside_records_are_read_once_per_pool(ctl, pool, tmp_path, monkeypat
     assert len(reads) == 1
     assert len(ctl.store.set_aside_keys()) == 1
     assert set(ctl.store.volume_records("p")) == set()
+
+
+def test_a_set_aside_record_matching_on_the_inode_alone_is_not_taken(ctl, pool):
+    """Two filesystems made alike hand out the same inode numbers: a set-aside record of
+    another filesystem's 'disk.img' (made where there was no birth time or generation)
+    that matches this 'disk.img' on the inode number alone is not taken over (it would
+    make a qcow2 here count as a raw disk poolkeeper made)."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(pool / "disk.img"), "1G"],
+                   check=True, capture_output=True)
+    other = {"definition": "<pool type='dir'><name>o</name><target><path>/elsewhere</path>"
+                           "</target></pool>",
+             "records": {"disk.img": {"format": "raw", "ino": (pool / "disk.img").stat().st_ino,
+                                      "btime": None, "gen": None}},
+             "undefined_ns": 1}
+    (ctl.store.volumes_dir / ".undefined-0123456789abcdef.json").write_text(json.dumps(other))
+    info = {v.name: v for v in ctl.list_volumes("p")}["disk.img"]
+    assert (info.format, info.format_recorded) == ("qcow2", False)
+    assert ctl.store.set_aside_keys() == [".undefined-0123456789abcdef.json"]

@@ -88,3 +88,18 @@ def test_a_record_made_without_birth_time_matches_its_file_once_there_is_one(
         record = fileid.record_fields(fileid.of_path(str(path)))
     now = fileid.of_path(str(path))
     assert record["btime"] is None and fileid.same_file(record, now)
+
+
+@pytest.mark.parametrize(("record", "now", "identified"), [
+    ({"ino": 5, "btime": 10, "gen": None}, (5, 10, None), True),
+    ({"ino": 5, "btime": None, "gen": 7}, (5, None, 7), True),
+    ({"ino": 5, "btime": None, "gen": 7}, (5, 10, None), False),  # the inode alone
+    ({"ino": 5, "btime": None, "gen": None}, (5, None, None), False),
+    ({"ino": 5}, (5, 10, None), False),
+    ({"ino": 5, "btime": 10, "gen": None}, (5, 11, None), False),
+])
+def test_identifies_needs_more_than_the_inode(record: dict, now: fileid.FileId,
+                                              identified: bool) -> None:
+    """What a set-aside record must give to be taken over by another pool's listing: the
+    same inode number on another filesystem is another file."""
+    assert fileid.identifies(record, now) is identified
