@@ -41,7 +41,7 @@ from ..model import (
     VolumeTarget,
 )
 from ..names import PARTIAL_PREFIX, check_name
-from ..progress import JobContext
+from ..progress import JobContext, shielded
 from ..textsafe import describe, first_unsafe
 from .base import PoolDriver
 
@@ -668,7 +668,11 @@ class DirDriver(PoolDriver):
         fd = self._open_rw(vol)  # O_NOFOLLOW: the file checked is the file resized
         try:
             if vol.format != "raw":
-                self._resize_image_fd(vol, fd, capacity, shrink)
+                ctx.check()  # cancelled while queued: not started
+                # qemu-img resize is one step a cancel never cuts short (runner): once it
+                # has run the resize is made, so the job ends done, not "cancelled"
+                with shielded():
+                    self._resize_image_fd(vol, fd, capacity, shrink)
             else:
                 fileops.resize_raw_fd(fd, capacity, allocate=allocate, ctx=ctx)
         finally:

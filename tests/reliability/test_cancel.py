@@ -44,7 +44,14 @@ from backends import runner
 from backends.controller import StorageController
 from backends.errors import Cancelled
 from backends.jobs import Job
-from backends.model import PoolDef, PoolSource, PoolTarget, SourceDevice, VolumeDef
+from backends.model import (
+    PoolDef,
+    PoolSource,
+    PoolTarget,
+    SourceDevice,
+    VolumeDef,
+    VolumeTarget,
+)
 from tests.conftest import make_dir_pool
 from tests.loopfs import can_use_loop_devices, loops_of
 from tests.lvmenv import can_use_lvm, lvm_fixture  # noqa: F401 (fixture 'lvm')
@@ -488,3 +495,23 @@ def test_a_cancel_while_lvcreate_runs_lets_it_finish_and_removes_the_lv(ctl, lvm
     assert (marks / "finished").exists()  # lvcreate's run was not cut short
     assert lvm.report("lvs", "-o", "lv_name", vg, kind="lv") == []  # and its LV is gone
     assert ctl.refresh_pool(vg) == []
+
+
+def test_a_cancel_while_qemu_img_resizes_an_image_lets_it_finish_and_ends_done(
+        ctl, pool, tmp_path, monkeypatch):
+    """qemu-img resize of an existing qcow2 is never cut short; once it has run, the resize
+    is made, so the job says done (not "cancelled" for a change it made) and the volume
+    has its new size."""
+    ctl.create_volume_def("p", VolumeDef(name="img.qcow2", capacity=8 * MiB,
+                                         target=VolumeTarget(format="qcow2"))).wait(HANG)
+    bin_dir, marks = tmp_path / "bin", tmp_path / "marks"
+    lingering_wrapper(bin_dir, "qemu-img", " resize ", marks)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{bin_dir}:{path}")
+    job = ctl.resize_volume("p", "img.qcow2", 16 * MiB)
+    cancel_while_it_lingers(job, marks)
+    wait_for(lambda: job.finished, "the resize job to end")
+    monkeypatch.setenv("PATH", path)
+    assert (marks / "finished").exists()  # qemu-img's run was not cut short
+    assert job.state == "done", (job.state, job.error)
+    assert ctl.volume_info("p", "img.qcow2").capacity == 16 * MiB
