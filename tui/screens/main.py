@@ -4,6 +4,15 @@ The UI thread never does I/O: every controller call runs in a thread worker and 
 back through call_from_thread; controller events arrive as messages (tui.bridge).
 Names, paths and messages are drawn escaped (tui.shown); notifications are plain text
 (markup=False: a name may hold '[b]') and PoolkeeperApp.notify escapes them.
+
+Screens a worker opens (the XML, the build, delete and secret dialogs, a refused edit) go
+through `_prepare`/`_open`: keys go on while the worker looks, so one such screen is
+prepared at a time (the same key meanwhile is ignored), and it opens only over this
+screen. Before, `x x x` typed faster than the XML loads stacked one view per key, and a few
+dozen stacked modal screens overflowed Python's stack when drawn (each draws the one
+beneath it: RecursionError, the app died). A result that comes back once the user has
+opened something else is not put over it, where keys meant for that screen would land in
+it (a delete dialog least of all); a notice says so.
 """
 
 from __future__ import annotations
@@ -109,6 +118,7 @@ class MainScreen(Screen[None]):
         self.refreshed_at: float | None = None
         self._disconnect: Callable[[], None] | None = None
         self.in_use: dict[str, str] = {}  # volume -> "process (pid N)" of the selected pool
+        self._preparing: str | None = None  # what a worker is preparing a screen for
 
     # == layout ========================================================================
     def compose(self) -> ComposeResult:
@@ -475,27 +485,28 @@ class MainScreen(Screen[None]):
 
     def action_build_pool(self) -> None:
         name = self.selected
-        if name is None:
-            return
-
-        self._prepare_build(name)
+        if name is not None and self._prepare("build"):
+            self._prepare_build(name)
 
     @work(thread=True, group="verbs")
     def _prepare_build(self, name: str) -> None:
         """Probe what is on the device first (I/O), so the dialog can name it."""
+        warning: str | None = None
         try:
             warning = self.ctl.build_warning(name)
         except PoolkeeperError as exc:
             warning = f"could not tell what is on the device: {exc}"
-        self.app.call_from_thread(self._open_build_dialog, name, warning)
+        finally:
+            self.app.call_from_thread(self._open_build_dialog, name, warning)
 
     def _open_build_dialog(self, name: str, warning: str | None) -> None:
         def done(choice: Any) -> None:
             if choice is not None:
                 self.run_verb(f"building {name}", self.ctl.build_pool, name, choice.overwrite)
 
-        self.app.push_screen(dialogs.BuildPoolDialog(self.pools[name], warning,
-                                                     ascii=self.ascii), done)
+        self._open("build", f"the build dialog of pool {name}",
+                   lambda: dialogs.BuildPoolDialog(self.pools[name], warning,
+                                                   ascii=self.ascii), done)
 
     def action_toggle_autostart(self) -> None:
         name = self.selected
@@ -506,9 +517,8 @@ class MainScreen(Screen[None]):
 
     def action_delete_pool(self) -> None:
         name = self.selected
-        if name is None:
-            return
-        self._prepare_delete(name, self.pools[name].type.startswith("iscsi"))
+        if name is not None and self._prepare("delete"):
+            self._prepare_delete(name, self.pools[name].type.startswith("iscsi"))
 
     @work(thread=True, group="verbs")
     def _prepare_delete(self, name: str, undefine_only: bool) -> None:
@@ -516,12 +526,13 @@ class MainScreen(Screen[None]):
         LVM metadata), so the dialog can name it before anything is destroyed."""
         held: list[str] | None = None
         error: str | None = None
-        if not undefine_only:
-            try:
+        try:
+            if not undefine_only:
                 held = self.ctl.stored_volumes(name)
-            except (PoolkeeperError, OSError) as exc:
-                error = str(exc)
-        self.app.call_from_thread(self._open_delete_dialog, name, held, error)
+        except (PoolkeeperError, OSError) as exc:
+            error = str(exc)
+        finally:
+            self.app.call_from_thread(self._open_delete_dialog, name, held, error)
 
     def _open_delete_dialog(self, name: str, held: list[str] | None,
                             error: str | None) -> None:
@@ -531,8 +542,9 @@ class MainScreen(Screen[None]):
             self.run_verb(f"pool {name} removed", self._delete_pool, name,
                           choice.destroy_storage, choice.force)
 
-        self.app.push_screen(dialogs.DeletePoolDialog(
-            self.pools[name], held=held, held_error=error, ascii=self.ascii), done)
+        self._open("delete", f"the delete dialog of pool {name}",
+                   lambda: dialogs.DeletePoolDialog(self.pools[name], held=held,
+                                                    held_error=error, ascii=self.ascii), done)
 
     def _delete_pool(self, name: str, destroy_storage: bool, force: bool = False) -> None:
         if destroy_storage:
@@ -713,16 +725,18 @@ class MainScreen(Screen[None]):
             raise PoolkeeperError("; ".join(errors))
 
     def action_set_secret(self) -> None:
-        if self.view is not None and self.view.secret_usage:
+        if self.view is not None and self.view.secret_usage and self._prepare("secret"):
             self._open_secret(self.view.secret_usage)
 
     @work(thread=True, group="verbs")
     def _open_secret(self, usage: str) -> None:
+        exists = False
         try:
             exists = self.ctl.has_secret(usage)
         except PoolkeeperError:
-            exists = False
-        self.app.call_from_thread(self._push_secret, usage, exists)
+            pass
+        finally:
+            self.app.call_from_thread(self._push_secret, usage, exists)
 
     def _push_secret(self, usage: str, exists: bool) -> None:
         def done(result: Any) -> None:
@@ -730,8 +744,8 @@ class MainScreen(Screen[None]):
                 self.run_verb(f"secret {usage} saved", self.ctl.set_secret, result.usage,
                               result.value)
 
-        self.app.push_screen(dialogs.SecretDialog(usage, exists=exists, ascii=self.ascii),
-                             done)
+        self._open("secret", f"the secret dialog of {usage}",
+                   lambda: dialogs.SecretDialog(usage, exists=exists, ascii=self.ascii), done)
 
     def action_copy_path(self) -> None:
         volume = self._need_volume()
@@ -757,44 +771,79 @@ class MainScreen(Screen[None]):
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.key_rows()))
 
+    # == screens a worker opens (module docstring) =======================================
+    def _prepare(self, kind: str) -> bool:
+        """A key asks for a screen a worker prepares: False (ignore the key) while one is
+        being prepared already."""
+        if self._preparing is not None:
+            return False
+        self._preparing = kind
+        return True
+
+    def _open(self, kind: str | None, what: str, make: Callable[[], Screen[Any]] | None,
+              callback: Callable[[Any], None] | None = None) -> None:
+        """UI thread, when the worker that `_prepare(kind)` started is done (`make` None:
+        it has nothing to show, it said why). `kind` None: a screen no key asked for."""
+        if kind is not None and self._preparing == kind:
+            self._preparing = None
+        if make is None:
+            return
+        if self.app.screen is not self:
+            self.app.notify(f"{what} was not opened: another screen was opened meanwhile; "
+                            "close it and ask again", severity="warning", markup=False)
+            return
+        self.app.push_screen(make(), callback)
+
     # == XML ===========================================================================
     def action_show_xml(self) -> None:
         if self.selected is None:
             return
         volume = self.table.cursor_volume if self.table.has_focus else None
-        self._load_xml(self.selected, volume.name if volume else None)
+        if self._prepare("xml"):
+            self._load_xml(self.selected, volume.name if volume else None)
 
     @work(thread=True, group="xml")
     def _load_xml(self, pool: str, volume: str | None) -> None:
+        title = f"pool {pool}" if volume is None else f"volume {volume}"
+        xml: str | None = None
         try:
-            if volume is None:
-                title, xml = f"pool {pool}", self.ctl.pool_xml(pool)
-            else:
-                title, xml = f"volume {volume}", self.ctl.volume_xml(pool, volume)
+            xml = self.ctl.pool_xml(pool) if volume is None else self.ctl.volume_xml(pool,
+                                                                                   volume)
         except PoolkeeperError as exc:
             self.app.notify(str(exc), severity="error", markup=False)
-            return
-        self.app.call_from_thread(self.app.push_screen, XmlScreen(title, xml, ascii=self.ascii))
+        finally:
+            self.app.call_from_thread(self._show_xml, title, xml)
+
+    def _show_xml(self, title: str, xml: str | None) -> None:
+        self._open("xml", f"the XML of {title}",
+                   None if xml is None else lambda: XmlScreen(title, xml, ascii=self.ascii))
 
     def action_edit_xml(self) -> None:
-        if self.selected is not None:
+        if self.selected is not None and self._prepare("edit"):
             self._fetch_for_edit(self.selected)
 
     @work(thread=True, group="xml")
     def _fetch_for_edit(self, pool: str) -> None:
+        xml = path = None
         try:
             xml = self.ctl.pool_xml(pool, inactive=True)
+            path = self._write_for_edit(pool, xml)
         except PoolkeeperError as exc:
             self.app.notify(str(exc), severity="error", markup=False)
-            return
-        self._write_for_edit(pool, xml)
+        finally:
+            self.app.call_from_thread(self._run_editor, pool, path, xml or "")
 
     @work(thread=True, group="xml")
     def _edit_again(self, pool: str, text: str) -> None:
-        self._write_for_edit(pool, text)
+        path = None
+        try:
+            path = self._write_for_edit(pool, text)
+        finally:
+            self.app.call_from_thread(self._run_editor, pool, path, text)
 
-    def _write_for_edit(self, pool: str, text: str) -> None:
-        """Worker side: the text goes to a private temp file the editor opens."""
+    def _write_for_edit(self, pool: str, text: str) -> str | None:
+        """Worker side: the text goes to a private temp file the editor opens (its path;
+        None when it could not be written, said in a notice)."""
         try:
             fd, path = tempfile.mkstemp(suffix=".xml", prefix=f"{pool}-")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -802,12 +851,17 @@ class MainScreen(Screen[None]):
         except OSError as exc:
             self.app.notify(f"cannot write a temp file: {exc.strerror}", severity="error",
                             markup=False)
-            return
-        self.app.call_from_thread(self._run_editor, pool, path, text)
+            return None
+        return path
 
-    def _run_editor(self, pool: str, path: str, before: str) -> None:
+    def _run_editor(self, pool: str, path: str | None, before: str) -> None:
         """Hand the terminal to $EDITOR (App.suspend: the UI is stopped anyway), then
-        validate in a worker; on an error offer to edit again with the text kept."""
+        validate in a worker; on an error offer to edit again with the text kept. `path`
+        None: the text could not be fetched or written (a notice said why)."""
+        if self._preparing == "edit":
+            self._preparing = None
+        if path is None:
+            return
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
         discard = True
         try:
@@ -856,7 +910,7 @@ class MainScreen(Screen[None]):
             if retry:
                 self._edit_again(pool, edited)
 
-        self.app.push_screen(dialogs.ErrorDialog("the edited XML was refused", message,
-                                                 retry_label="Re-edit", ascii=self.ascii),
-                             done)
+        self._open(None, f"the refused XML of pool {pool}",
+                   lambda: dialogs.ErrorDialog("the edited XML was refused", message,
+                                               retry_label="Re-edit", ascii=self.ascii), done)
 
