@@ -37,7 +37,7 @@ from backends.model import (
 from backends.names import check_name
 from backends.units import human
 
-from ..shown import shown, shown_message, shown_xml
+from ..shown import shown, shown_xml
 from .base import Dialog, Evaluation
 from .fields import Field, bare_message, field, text_input
 from .sources import describe_source, parse_sources
@@ -369,13 +369,13 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             preview.update(shown_xml(xmlio.format_pool(ev.result).rstrip("\n"), self.ascii))
             preview.remove_class("error")
         else:
-            preview.update(shown_message(self.preview_error or "", self.ascii))
+            preview.update(shown(self.preview_error or "", self.ascii))
             preview.add_class("error")
 
     # -- discovery -----------------------------------------------------------------------
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#discover-status", Static)
-        status.update(shown_message(text, self.ascii) or DISCOVER_HINT.get(self.pool_type, ""))
+        status.update(shown(text, self.ascii) or DISCOVER_HINT.get(self.pool_type, ""))
         status.set_class(error, "error")
         status.set_class(not text, "hint")
 
@@ -427,7 +427,8 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
         if not self.found:
             self._status("no sources found")
             return
-        found.add_options([Option(Content(describe_source(s))) for s in self.found])
+        found.add_options([Option(Content(shown(describe_source(s), self.ascii)))
+                           for s in self.found])
         found.display = True
         n = len(self.found)
         self._status(f"found {n} source{'s' if n > 1 else ''}: choose one")
@@ -471,7 +472,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     # -- device picker -------------------------------------------------------------------
     def _pick_status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#pick-status", Static)
-        status.update(shown_message(text, self.ascii))
+        status.update(shown(text, self.ascii))
         status.set_class(error, "error")
 
     def _close_picker(self) -> None:

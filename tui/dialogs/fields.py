@@ -18,7 +18,7 @@ from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Stati
 from backends.errors import InvalidSize, PoolkeeperError
 from backends.units import parse_size
 
-from ..shown import shown, shown_message
+from ..shown import shown
 
 Kind = Literal["error", "warning", "note"]
 
@@ -66,7 +66,7 @@ class InlineMessage(Static):
         if text == self.message_text and kind == self.kind:
             return
         self.message_text, self.kind = text, kind if text else None
-        self.update(shown_message(text, self.app.has_class("-ascii")))
+        self.update(shown(text, self.app.has_class("-ascii")))
         self.set_class(bool(text), "-shown")
         for k in ("error", "warning", "note"):
             self.set_class(k == self.kind, k)
@@ -190,10 +190,10 @@ class TypedConfirm(Vertical):
         super().__init__(id=id)
         self.expected = expected
         self.shown_name = shown(expected)
-        self.prompt = prompt or f"type '{self.shown_name}' to confirm"
+        self.prompt = prompt or f"type '{expected}' to confirm"  # raw: escaped when drawn
 
     def compose(self) -> ComposeResult:
-        yield Label(shown_message(self.prompt, self.app.has_class("-ascii")),
+        yield Label(shown(self.prompt, self.app.has_class("-ascii")),
                     classes="prompt", markup=False)
         yield Input(compact=True, classes="typed")
         yield InlineMessage(classes="field-message")
@@ -213,4 +213,4 @@ class TypedConfirm(Vertical):
         self.post_message(self.Changed(self, self.confirmed))
 
     def refuse(self) -> None:
-        self.query_one(InlineMessage).show(f"type '{self.shown_name}' exactly to confirm")
+        self.query_one(InlineMessage).show(f"type '{self.expected}' exactly to confirm")
