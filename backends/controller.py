@@ -83,6 +83,8 @@ class StorageController:
         self._cache_lock = threading.Lock()
         self._tokens: dict[str, object] = {}
         self._swept: set[str] = set()  # pools whose leftover partial files this process removed
+        # pool -> the set-aside record sets this process already matched its volumes against
+        self._adoption_tried: dict[str, set[str]] = {}
         self._monitor: threading.Thread | None = None
         self._monitor_stop = threading.Event()
         self._unhook_log = COMMAND_LOG.add_listener(lambda c: self.bus.publish(CommandRun(c)))
@@ -139,7 +141,9 @@ class StorageController:
         with contextlib.suppress(PoolkeeperError, OSError):
             for name in getattr(driver, "partial_volumes", list)():
                 with contextlib.suppress(Busy), self.locks.volume(
-                        driver.name, name, exclusive=True, what="removing a half-made volume"):
+                        driver.name, name, exclusive=True,
+                        what="removing a half-made volume") as held:
+                    held.remove_on_release = True  # the volume goes: its lock file too
                     driver.remove_partial(name)
         self._swept.add(driver.name)
 
@@ -201,6 +205,7 @@ class StorageController:
                          source=replace(pdef.source, devices=[
                              replace(d, free_extents=[]) for d in pdef.source.devices]))
         self.store.write_definition(pdef.name, xmlio.format_pool(stored))
+        self._adoption_tried.pop(pdef.name, None)  # new storage: every set is worth a look
         self._adopt_records(pdef)
 
     def _adopt_records(self, pdef: PoolDef) -> None:
@@ -237,6 +242,7 @@ class StorageController:
                 self.locks.store():
             self._require_inactive(name, "undefine")
             self.store.remove_definition(name)
+            self._adoption_tried.pop(name, None)
             self.locks.forget_pool(name)  # its lock files, where nobody holds them
             held.release(remove=True)
         self._drop_cache(name)
@@ -599,6 +605,7 @@ class StorageController:
         fmt = vdef.target.format or driver.default_volume_format or "raw"
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         xmlio.refuse_unhonoured(vdef, driver.type)
+        requested_backing = vdef.backing
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._resolve_backing(
                 vdef.backing, block_snapshot=driver.type == "logical", for_name=name))
@@ -617,7 +624,11 @@ class StorageController:
         self._hold_new_volume(job, pool, name)
 
         def work(job: Job) -> VolumeInfo:
-            driver.create_volume(vdef, job)
+            made = vdef
+            if requested_backing is not None:  # again: the base may have changed meanwhile
+                made = replace(vdef, backing=self._resolve_backing(
+                    requested_backing, block_snapshot=driver.type == "logical", for_name=name))
+            driver.create_volume(made, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if driver.volume_formats:  # pools without formats have nothing to record
                     self._record(pool, name, fmt, job)
@@ -827,13 +838,19 @@ class StorageController:
         self._hold_new_volume(job, dst_pool, vdef.name)
 
         def work(job: Job) -> str:
+            # again, as it is now: the job may have waited in the queue (see _recheck_volume)
+            now = self.volume_info(pool, source)
+            if now.error:
+                raise StateError(f"volume '{source}' cannot be read: {now.error}")
+            self._check_chain(now)
+            _refuse_unhonoured_in_clone(now, vdef, dst_driver.type)
             # one a failed clean-up left under this name: its lock is ours now, so it is stale
             if vdef.name in getattr(dst_driver, "partial_volumes", list)():
                 dst_driver.remove_partial(vdef.name)
-            method = dst_driver.clone_volume(src, src_driver, vdef, job)
+            method = dst_driver.clone_volume(now, src_driver, vdef, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if dst_driver.volume_formats:
-                    self._record(dst_pool, vdef.name, vdef.target.format or src.format, job)
+                    self._record(dst_pool, vdef.name, vdef.target.format or now.format, job)
                 self._after_change(dst_pool, vdef.name, added=True)
             return method
 
@@ -852,8 +869,10 @@ class StorageController:
                 self._refuse_backing_of_others(pool, info)
                 self._refuse_target_of_others(pool, info)
             driver.delete_volume(info)
-            held.release(remove=True)  # the volume is gone: so is its lock file
+            # The record goes while the lock is held: a create of the same name, which
+            # can start once it is released, records its new volume after this.
             self._forget_record(pool, name)
+            held.release(remove=True)  # the volume is gone: so is its lock file
         with self._cache_lock:
             self._cache.get(pool, {}).pop(name, None)
         self.bus.publish(VolumesChanged(pool, removed=(name,)))
@@ -873,12 +892,13 @@ class StorageController:
         self._check_or_release(job, lambda: self._refuse_in_use(info))
 
         def work(job: Job) -> None:
-            driver.wipe_volume(info, algorithm, job)
+            now = self._recheck_volume(pool, name)
+            driver.wipe_volume(now, algorithm, job)
             with shielded():  # done: a cancel from here on changes nothing
-                if driver.type in xmlio.FILE_POOLS and info.format not in ("raw", "dir"):
+                if driver.type in xmlio.FILE_POOLS and now.format not in ("raw", "dir"):
                     # The bytes are no longer an image of that format.
                     self._record(pool, name, "raw", job)
-                    job.warnings.append(f"'{name}' was {info.format}; after the wipe it is raw")
+                    job.warnings.append(f"'{name}' was {now.format}; after the wipe it is raw")
                 self._after_change(pool, name)
 
         return self.jobs.start(job, work)
@@ -901,11 +921,7 @@ class StorageController:
         if new > MAX_SIZE:  # a delta can overflow what any tool or syscall takes
             raise ValidationError(f"resizing '{name}' to {new} bytes is too large; the limit "
                                   f"is {MAX_SIZE} bytes", element="capacity")
-        if new < info.capacity and not shrink:
-            raise ValidationError(
-                f"resizing '{name}' from {human(info.capacity)} to {human(new)} would discard "
-                "the data at its end; pass --shrink if that is what you want"
-            )
+        _refuse_unasked_shrink(info, new, shrink)
         sizes = driver.sizes()
         job = self.jobs.create("resize", f"resize {name} to {human(new)}", pool, name)
         if allocate:
@@ -928,7 +944,11 @@ class StorageController:
         self._check_or_release(job, lambda: self._refuse_in_use(info, writers_only=not shrink))
 
         def work(job: Job) -> VolumeInfo:
-            driver.resize_volume(info, new, allocate=allocate, shrink=shrink, ctx=job)
+            now = self._recheck_volume(pool, name, writers_only=not shrink)
+            if now.format != "raw":  # as above: qemu-img resize opens its files
+                self._check_chain(now)
+            _refuse_unasked_shrink(now, new, shrink)
+            driver.resize_volume(now, new, allocate=allocate, shrink=shrink, ctx=job)
             with shielded():  # done: a cancel from here on changes nothing
                 return self._after_change(pool, name)
 
@@ -946,7 +966,8 @@ class StorageController:
         self._check_or_release(job, lambda: self._refuse_in_use(info))
 
         def work(job: Job) -> int:
-            written = driver.upload_volume(info, src_path, offset, length, job)
+            now = self._recheck_volume(pool, name)
+            written = driver.upload_volume(now, src_path, offset, length, job)
             with shielded():  # done: a cancel from here on changes nothing
                 self._after_change(pool, name)
             return written
@@ -980,6 +1001,19 @@ class StorageController:
         job.cancel()
 
     # == safety checks =================================================================
+    def _recheck_volume(self, pool: str, name: str, *,
+                        writers_only: bool = False) -> VolumeInfo:
+        """The volume a job writes, as it is now, checked again as the job starts to act on
+        it: a job can wait in the queue for hours behind others, and meanwhile the file can
+        be rewritten or replaced, or a process can open it (the checks made when the verb
+        was asked only refuse early). No other process may use it (writers_only: write
+        it). The caller runs _check_chain again where the volume goes to qemu-img, and the
+        driver acts on the very file this found (dir._open_checked, dir.image_spec: they
+        look again at the fd they hand on)."""
+        info = self.volume_info(pool, name)
+        self._refuse_in_use(info, writers_only=writers_only)
+        return info
+
     def _refuse_in_use(self, info: VolumeInfo, *, writers_only: bool = False) -> None:
         """Refuse a volume another process has open (writers_only: open for writing, or
         for a block device also mounted or held by the kernel), naming who."""
@@ -1053,22 +1087,24 @@ class StorageController:
         return None
 
     def _pool_file_role(self, st: os.stat_result) -> str | None:
-        """Is the regular file `st` a volume of a pool by another name (a hard link), or the
-        image file a pool is built on? Only a file with more than one link on the same
-        filesystem as a pool's directory makes that directory be scanned."""
+        """Is the regular file `st` a volume of a pool by another path (a hard link, or a
+        bind mount of the volume, which leaves its link count at 1), or the image file a
+        pool is built on? Every file pool's directory on the same filesystem is scanned
+        for the inode (readdir's d_ino: no stat but of a name that matches)."""
         for pool in self.store.definition_names():
             with contextlib.suppress(PoolkeeperError):
                 for dev in self.pool_def(pool).source.devices:
                     with contextlib.suppress(OSError):
                         if targets.same_file(st, os.stat(dev.path)):
                             return f"the image file of pool '{pool}'"
-        if st.st_nlink < 2:
-            return None
         for pool, target, tst in self._pool_targets():
             if tst.st_dev == st.st_dev:
                 names = targets.hard_link_names(target, st)
-                if names:
+                if names and st.st_nlink >= 2:
                     return f"a hard link to volume '{names[0]}' of pool '{pool}'"
+                if names:
+                    return (f"volume '{names[0]}' of pool '{pool}', reached by another path "
+                            "(a bind mount)")
         return None
 
     def _pool_device_role(self, rdev: int) -> str | None:
@@ -1218,18 +1254,57 @@ class StorageController:
         record applies only to the very file it was made for (fileid: inode, birth time,
         generation); any other file under that name was not created here."""
         records = self.store.volume_records(pool)
-        if not records:
-            return volumes
-        for vol in volumes:
-            rec = records.get(vol.name)
-            if rec and _made_here(rec, vol):
-                vol.format = rec.get("format", vol.format)
-                vol.format_recorded = True
-                if vol.format == "raw":
-                    vol.capacity = vol.physical
-                    vol.backing = vol.data_file = None
-                    vol.extent_files = []
+        unrecorded = _apply_to(records, volumes)
+        if unrecorded:  # files no record is for: an undefined pool's records may be
+            adopted = self._adopt_by_identity(pool, unrecorded, records)
+            if adopted is not records:
+                _apply_to(adopted, list(unrecorded.values()))
         return volumes
+
+    def _adopt_by_identity(self, pool: str, unrecorded: dict[str, VolumeInfo],
+                           records: dict[str, dict]) -> dict[str, dict]:
+        """Take over the set-aside records of an undefined pool that were made for files
+        this pool lists (same name, same file identity): its directory was moved, renamed
+        or bind-mounted elsewhere before it was defined again, which the path-based
+        adoption at define time cannot see. Each set is read once per pool and process
+        (the monitor lists pools every few seconds); a listing whose files all have their
+        records looks at none. Returns the pool's records, with what was adopted."""
+        tried = self._adoption_tried.setdefault(pool, set())
+        try:
+            keys = [key for key in self.store.set_aside_keys() if key not in tried]
+        except OSError:
+            return records
+        for key in keys:
+            tried.add(key)
+            kept = self.store.set_aside_records(key)
+            if kept and _matches_any(kept, unrecorded):
+                try:
+                    records = self._take_set_aside(pool, key, unrecorded)
+                except (PoolkeeperError, OSError):
+                    tried.discard(key)  # busy: the next listing tries again
+        return records
+
+    def _take_set_aside(self, pool: str, key: str,
+                        listed: dict[str, VolumeInfo]) -> dict[str, dict]:
+        """Move the set-aside set `key` into the pool's records (once: another process may
+        have taken it meanwhile). The pool's own record of a name wins unless it is not the
+        listed file's and the adopted one is. Written before the set is dropped: a kill in
+        between leaves a copy, which is harmless."""
+        with self.locks.store():
+            kept = self.store.set_aside_records(key)
+            with self._records(pool) as records:
+                for name, rec in (kept or {}).items():
+                    if not isinstance(rec, dict):
+                        continue
+                    own = records.get(name)
+                    vol = listed.get(name)
+                    if own is None or (vol is not None and not _made_here(own, vol)
+                                       and _made_here(rec, vol)):
+                        records[name] = rec
+                taken = dict(records)
+            if kept is not None:
+                self.store.drop_undefined_volume_records(key)
+        return taken
 
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
         info = self.volume_info(pool, name)
@@ -1435,6 +1510,37 @@ def _made_here(record: dict, vol: VolumeInfo) -> bool:
     return bool(vol.signature) and record.get("ino") == vol.signature[0]
 
 
+def _apply_to(records: dict[str, dict], volumes: list[VolumeInfo]) -> dict[str, VolumeInfo]:
+    """Give each volume the format of its record, if it has one made for its very file;
+    returns name -> volume for the files no record is for (those that could have been made
+    here: files, not links or directories)."""
+    unrecorded = {}
+    for vol in volumes:
+        rec = records.get(vol.name)
+        if rec and _made_here(rec, vol):
+            vol.format = rec.get("format", vol.format)
+            vol.format_recorded = True
+            if vol.format == "raw":
+                vol.capacity = vol.physical
+                vol.backing = vol.data_file = None
+                vol.extent_files = []
+        elif (vol.file_id is not None and vol.type != "dir" and vol.symlink is None
+              and not vol.error):
+            unrecorded[vol.name] = vol
+    return unrecorded
+
+
+def _matches_any(records: dict, listed: dict[str, VolumeInfo]) -> bool:
+    """Does any of `records` name a listed file and identify it (inode and birth time or
+    generation: a set from another filesystem could match on the inode number alone)?"""
+    for name, rec in records.items():
+        vol = listed.get(name)
+        if (vol is not None and vol.file_id is not None and isinstance(rec, dict)
+                and fileid.identifies(rec, vol.file_id)):
+            return True
+    return False
+
+
 def _file_key(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -1452,6 +1558,14 @@ def _names_file(vol: VolumeInfo, path: str, key: tuple[int, int] | None) -> str 
         if other is not None and (other == path or (key is not None and _file_key(other) == key)):
             return what
     return None
+
+
+def _refuse_unasked_shrink(info: VolumeInfo, new: int, shrink: bool) -> None:
+    if new < info.capacity and not shrink:
+        raise ValidationError(
+            f"resizing '{info.name}' from {human(info.capacity)} to {human(new)} would discard "
+            "the data at its end; pass --shrink if that is what you want"
+        )
 
 
 def _refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str) -> None:

@@ -14,6 +14,10 @@ inherit a record that is not its own. A record therefore keeps, with the inode:
     each time an inode number is handed out again;
   * else (NFS, vfat) the inode number alone, as before: the last fallback.
 
+A record matches a file when the inodes are equal and so is each of birth time and
+generation that both sides have: a field one side lacks (the record was made before the
+kernel gave birth times, or the file is now read where it gives none) is not compared.
+
 Size and ctime are NOT used: a guest writes its raw disk all the time, which changes the
 ctime (and a resize changes the size), so a record keyed on them would stop matching its
 own raw disk after the first write; the volume would then count as "not created here" and
@@ -34,7 +38,7 @@ import stat
 import struct
 import threading
 
-__all__ = ["FileId", "of_fd", "of_path", "record_fields", "same_file"]
+__all__ = ["FileId", "identifies", "of_fd", "of_path", "record_fields", "same_file"]
 
 FileId = tuple[int, int | None, int | None]  # inode, birth time ns, generation
 
@@ -112,10 +116,24 @@ def record_fields(file_id: FileId) -> dict[str, int | None]:
 
 def same_file(record: dict, file_id: FileId) -> bool:
     """Is the file `file_id` the one the record was made for? The inode must match, and so
-    must each of birth time and generation the record holds (a record written before they
-    were kept holds neither: the inode alone decides, as it did then)."""
+    must each of birth time and generation that both the record and the file have. A field
+    only one side has says nothing: a record made where the kernel or filesystem gave no
+    birth time (None, or no key in a record older than these fields) still matches its file
+    once one is given (a kernel upgrade), and the other way round; failing there would make
+    every raw disk "not created here" and its guest-written header believed."""
     ino, btime, gen = file_id
     if record.get("ino") != ino:
         return False
-    return all(record[key] == now for key, now in (("btime", btime), ("gen", gen))
-               if key in record)
+    return all(record.get(key) == now for key, now in (("btime", btime), ("gen", gen))
+               if record.get(key) is not None and now is not None)
+
+
+def identifies(record: dict, file_id: FileId) -> bool:
+    """same_file, with a birth time or generation compared too (both sides have one): the
+    inode number alone names a file only within one filesystem, and two filesystems made
+    alike hand out the same numbers, so a record that matches on it alone may be another
+    filesystem's file of the same name."""
+    _ino, btime, gen = file_id
+    return same_file(record, file_id) and (
+        (record.get("btime") is not None and btime is not None)
+        or (record.get("gen") is not None and gen is not None))

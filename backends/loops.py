@@ -9,7 +9,11 @@ build and start refuse an attached image. So:
     image's path and (st_dev, st_ino), the pool, our pid and its start time, the boot.
     Then `losetup NODE IMAGE` attaches exactly that node; the kernel's record of it (the
     backing file's device and inode) must be the image we stat'ed, and its diskseq is added
-    to the claim;
+    to the claim. A cancel or Ctrl-C never kills losetup (runner.NOT_KILLED_ON_CANCEL); if
+    the call fails anyway after the attach (cancelled once it was done, interrupted, or
+    losetup killed by someone else), a claimed node that shows the image is ours: it is
+    detached, or keeps its claim for the next use to release. A loop device of ours is
+    never left without a claim;
   * poolkeeper's own detach removes the claim;
   * on the next build, start or delete of a pool on the image (under the image's lock, see
     blockprobe.image_lock), a claim whose process is dead, whose node still has that image
@@ -102,7 +106,13 @@ class LoopClaims:
         path = self._new_claim_path()
         device = ident = None
         try:
-            device = self._attach_claimed(image, claim, path, read_only)
+            try:
+                device = self._attach_claimed(image, claim, path, read_only)
+            except BaseException:
+                # cancelled or interrupted once losetup was done, or losetup killed after
+                # its attach (its timeout): what shows our image on our node is ours
+                ident = self._attached_anyway(claim)
+                raise
             ident = blockprobe.loop_identity(device)  # what losetup attached, whatever it is
             if ident is None:
                 raise StateError(f"losetup attached {image} but {device!r} cannot be read "
@@ -117,10 +127,21 @@ class LoopClaims:
             if ident is not None:
                 with contextlib.suppress(PoolkeeperError):
                     blockprobe.detach_loop(ident)  # ours a moment ago (same diskseq)
-            if path is not None and (device is None or (
-                    ident is not None and blockprobe.loop_identity(device) != ident)):
+            if path is not None and (ident is None and device is None or (
+                    ident is not None and blockprobe.loop_identity(ident.device) != ident)):
                 _unlink(path)  # nothing of ours is attached; a leftover keeps its claim
             raise
+        return ident
+
+    @staticmethod
+    def _attached_anyway(claim: dict) -> blockprobe.LoopIdentity | None:
+        """The node the claim names, if it has the claimed image behind it (losetup
+        attached it even though the call did not return the device)."""
+        device = claim.get("device")
+        ident = blockprobe.loop_identity(device) if isinstance(device, str) else None
+        if ident is None or (ident.st_dev, ident.st_ino) != (claim["st_dev"],
+                                                            claim["st_ino"]):
+            return None
         return ident
 
     def _attach_claimed(self, image: str, claim: dict, path: Path | None,

@@ -10,6 +10,11 @@ link, a bind mount, a renamed file), and a block device by its device number (th
 or a partition of it). The access mode is the `flags:` line of /proc/PID/fdinfo/N (what
 psutil reads too). Our own process is left out: its opens belong to jobs, which hold busy
 marks. A process that mapped a file and closed the fd is not seen.
+
+A file attached to a loop device is in use although no process may have it open (losetup
+closes its fd; the kernel holds the file): the loop devices whose backing file has the
+volume's device and inode count too, a read-write one as a writer, named with what uses
+the loop device (its mounts, kernel holders and openers).
 """
 
 from __future__ import annotations
@@ -124,7 +129,8 @@ def users(path: str, *, block: bool, writers_only: bool) -> list[str]:
     """Why the volume at `path` is in use, in words; empty if it is free for the act.
 
     writers_only: only what writes counts (processes with it open for writing; for a block
-    device also a mount, a kernel holder such as device-mapper, or an exclusive claim).
+    device also a mount, a kernel holder such as device-mapper, or an exclusive claim; for
+    a file a loop device attached to it read-write).
     """
     if block:
         reasons = [f"mounted at {m.target}" + (f" ({m.source})" if m.source != path else "")
@@ -132,9 +138,36 @@ def users(path: str, *, block: bool, writers_only: bool) -> list[str]:
         reasons += [f"held by {name}" for name in blockprobe.kernel_holders(path)]
         openers = device_openers(path)
     else:
-        reasons = []
+        reasons = loop_users(path, writers_only=writers_only)
         openers = file_openers([path]).get(path, [])
     reasons += [o.describe() for o in openers if o.writes or not writers_only]
     if block and not reasons and blockprobe.exclusively_claimed(path):
         reasons.append("claimed by the kernel (mounted in another namespace, swap, RAID, ...)")
+    return reasons
+
+
+def _loop_read_only(device: str) -> bool:
+    """Was the loop device attached read-only (losetup -r)? sysfs `ro`; unknown: no."""
+    try:
+        with open(f"/sys/block/{os.path.basename(device)}/ro") as fh:
+            return fh.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def loop_users(path: str, *, writers_only: bool) -> list[str]:
+    """The loop devices attached to the regular file `path` (matched by device and inode,
+    attached by anyone), in words with what uses them: no process has the file open, yet
+    the kernel reads and writes it for the loop device's users (a mount, a guest on
+    /dev/loopN). A read-write attachment counts as a writer; a read-only one does not."""
+    reasons = []
+    for ident in blockprobe.loops_backed_by(path):
+        read_only = _loop_read_only(ident.device)
+        if writers_only and read_only:
+            continue
+        uses = [f"mounted at {m.target}" for m in blockprobe.mounts_of(ident.device)]
+        uses += [f"held by {name}" for name in blockprobe.kernel_holders(ident.device)]
+        uses += [o.describe() for o in device_openers(ident.device)]
+        reasons.append(f"attached as {ident.device}" + (" read-only" if read_only else "")
+                       + (f" ({', '.join(uses)})" if uses else ""))
     return reasons

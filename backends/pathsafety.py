@@ -6,8 +6,12 @@ Two rules live here:
   must be a real directory (never a symlink), owned by us or root and not writable by
   other users; it is checked before anything is created in or under it, and a missing one
   is made with mkdir (which never follows a link) in a parent that passed the same check.
-  A root-owned sticky directory such as /tmp is acceptable only as the parent we create
-  our own directory in. Anything else is refused with a message naming the directory.
+  Group write is accepted only when the group is our own private group (Debian's user
+  private groups: with umask 002, ~/.config is 0775 and its group is ours alone): its gid
+  is our primary gid, it lists no other member, and no other account has it as its
+  primary group. A root-owned sticky directory such as /tmp is acceptable only as the
+  parent we create our own directory in. Anything else is refused with a message naming
+  the directory.
 
 * Pool targets: system directories are refused as the target of a pool, however the path
   is spelled. A path is compared as written (normalised: `//`, `/./`, `..`), with its
@@ -19,7 +23,9 @@ Two rules live here:
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +36,40 @@ from .errors import StateError, ValidationError
 # == state directories =================================================================
 _STATE_ADVICE = ("point --root (or $POOLKEEPER_ROOT, XDG_CONFIG_HOME, XDG_RUNTIME_DIR) at "
                  "a directory that only you can change")
+
+
+def own_private_group(gid: int) -> bool:
+    """Is `gid` our own private group: our primary group, with no other member and no
+    other account having it as its primary group (a user private group, as Debian's
+    useradd makes)? Then its group write lets nobody else in."""
+    uid = os.geteuid()
+    try:
+        me = pwd.getpwuid(uid)
+        group = grp.getgrgid(gid)
+    except KeyError:
+        return False  # an account or group without an entry: cannot tell who is in it
+    if me.pw_gid != gid or any(member != me.pw_name for member in group.gr_mem):
+        return False
+    return not any(other.pw_gid == gid and other.pw_uid != uid for other in pwd.getpwall())
+
+
+def _write_problem(st: os.stat_result) -> str | None:
+    """Who besides the owner can write the directory: others, or a group that is not
+    our own private group."""
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o002:
+        return f"is writable by others (mode {mode:04o})"
+    if mode & 0o020 and not own_private_group(st.st_gid):
+        return (f"is group-writable (mode {mode:04o}) and its group ({_group_name(st.st_gid)})"
+                " is not your own private group")
+    return None
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return f"'{grp.getgrgid(gid).gr_name}', gid {gid}"
+    except KeyError:
+        return f"gid {gid}"
 
 
 def dir_problem(st: os.stat_result, *, private: bool = False) -> str | None:
@@ -44,9 +84,7 @@ def dir_problem(st: os.stat_result, *, private: bool = False) -> str | None:
     mode = stat.S_IMODE(st.st_mode)
     if private and mode & 0o077:
         return f"is open to other users (mode {mode:04o}, not 0700)"
-    if mode & 0o022:
-        return f"is writable by others (mode {mode:04o})"
-    return None
+    return _write_problem(st)
 
 
 def refuse_unfit_dir(path: Path, what: str, *, private: bool = False,
@@ -65,7 +103,7 @@ def refuse_unfit_dir(path: Path, what: str, *, private: bool = False,
                   f"{_STATE_ADVICE})")
     elif problem.startswith("belongs"):
         advice = f"another user could change poolkeeper's state there: {_STATE_ADVICE}"
-    elif problem.startswith(("is open", "is writable")):
+    elif problem.startswith(("is open", "is writable", "is group-writable")):
         advice = f"make it private (chmod {'700' if private else 'go-w'} '{path}')"
     else:
         advice = "remove or move it"
@@ -74,19 +112,18 @@ def refuse_unfit_dir(path: Path, what: str, *, private: bool = False,
 
 def _fit_as_parent(path: Path, error: type[Exception] = StateError) -> None:
     """The existing directory a state directory is created in: ours or root's and not
-    writable by others, or a root-owned sticky directory such as /tmp (nobody else can
-    rename or remove what we make there). It is the path the user chose, so links in it
-    are followed."""
+    writable by others (group write only by our own private group, see dir_problem), or
+    a root-owned sticky directory such as /tmp (nobody else can rename or remove what we
+    make there). It is the path the user chose, so links in it are followed."""
     try:
         st = os.stat(path)
     except OSError as exc:
         raise error(f"cannot use '{path}' for poolkeeper's state: {exc.strerror}") from None
     mode = stat.S_IMODE(st.st_mode)
     sticky_root = st.st_uid == 0 and mode & stat.S_ISVTX
-    if stat.S_ISDIR(st.st_mode) and st.st_uid in (os.geteuid(), 0) and (
-            not mode & 0o022 or sticky_root):
+    problem = dir_problem(st)
+    if problem is None or (stat.S_ISDIR(st.st_mode) and sticky_root):
         return
-    problem = dir_problem(st) or "is writable by others"
     raise error(
         f"'{path}', where poolkeeper would create its state, {problem}; another user could "
         f"replace what poolkeeper makes there: {_STATE_ADVICE}")

@@ -11,6 +11,21 @@ raised. A tool started after its (implicit) job was cancelled is the job cleanin
 it made (lvremove, losetup -d, ...): that one runs to its end (or its timeout). A long
 tool that is the job's work itself (scrub) is passed `cancel` explicitly, so a cancel that
 came just before it starts still stops it.
+
+Which tools a cancel may kill is decided here, once: NOT_KILLED_ON_CANCEL (see
+killed_on_cancel) names the tools that change metadata in one short step (a partition
+table, LVM metadata, a loop device, a mount, the header of an existing image). Killed
+half-way they would leave a torn table or VG, a loop device nobody recorded, a corrupt
+image; so a cancel never kills them. They are bounded by their own timeouts, and when one
+finishes after its job was cancelled, run() raises Cancelled then: the job stops right
+after the change and its cleanup removes what it made. (A driver for which the change and
+what must follow it are one step, such as a resize and the kernel's view of it, runs them
+under progress.shielded(): the step is finished and the job ends done.) In the main
+thread, SIGINT, SIGTERM and SIGHUP (the CLI's Ctrl-C and hang-up, which raise
+KeyboardInterrupt) are held while such a tool runs and handled as soon as it has
+finished. Every other tool is killed on cancel: the long ones that move data (scrub,
+qemu-img convert and create into a partial file, mkfs.*, copies, network transfers) and
+read-only queries (nothing is lost by killing them).
 """
 
 from __future__ import annotations
@@ -26,7 +41,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .errors import Cancelled, ToolFailed, ToolMissing, ValidationError
@@ -75,6 +90,49 @@ TOOL_PACKAGES: dict[str, str] = {
     "tgtd": "tgt",
     "tgtadm": "tgt",
 }
+
+# Tools a cancel never kills (see the module docstring): tool -> None (every use of it) or
+# the subcommands that change an existing image or the system (qemu-img, lvm). The words
+# are the first argument that is not an option.
+_LVM_CHANGES = frozenset({
+    "pvcreate", "pvremove", "pvchange", "pvresize", "vgcreate", "vgremove", "vgchange",
+    "vgextend", "vgreduce", "vgrename", "lvcreate", "lvremove", "lvresize", "lvextend",
+    "lvreduce", "lvchange", "lvrename", "lvconvert",
+})
+NOT_KILLED_ON_CANCEL: dict[str, frozenset[str] | None] = {
+    "parted": None,  # mklabel, mkpart, rm, name, set, resizepart (and print)
+    "sfdisk": None,
+    "partx": None,  # the kernel's partition nodes
+    "losetup": None,  # attach, detach: a killed attach leaves a device nobody recorded
+    "mount": None,
+    "umount": None,
+    "wipefs": None,  # erases a few signature bytes; half-erased is neither old nor new
+    **{tool: None for tool in _LVM_CHANGES},
+    "lvm": _LVM_CHANGES,  # `lvm lvcreate ...`
+    # an existing image's header and tables; `create` and `convert` write a new file
+    # that is removed when the job is cancelled, so those stay cancellable
+    "qemu-img": frozenset({"resize", "rebase", "amend", "snapshot", "bitmap"}),
+}
+
+
+def _network_mount(argv: Sequence[str]) -> bool:
+    """`mount ... host:/dir TARGET` or `//host/share`: the mount(2) call is one step whatever
+    happens to the helper, and a dead server would hold Ctrl-C for the whole timeout."""
+    return any(":/" in str(a) or str(a).startswith("//") for a in argv[1:])
+
+
+def killed_on_cancel(argv: Sequence[str]) -> bool:
+    """May a cancel of its job kill this tool? (No for NOT_KILLED_ON_CANCEL, but a mount of
+    a network filesystem, which can wait on a server that is gone.)"""
+    tool = os.path.basename(str(argv[0])) if argv else ""
+    if tool not in NOT_KILLED_ON_CANCEL or (tool == "mount" and _network_mount(argv)):
+        return True
+    words = NOT_KILLED_ON_CANCEL[tool]
+    if words is None:
+        return False
+    word = next((str(a) for a in argv[1:] if not str(a).startswith("-")), None)
+    return word not in words
+
 
 DEFAULT_TIMEOUT = 120.0
 MAX_OUTPUT = 16 * 1024 * 1024  # bytes of stdout/stderr kept per call
@@ -253,6 +311,45 @@ def _cancel_watch(cancel: JobContext | None) -> Callable[[], bool] | None:
     return lambda: ctx.cancelled
 
 
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """In the main thread, SIGINT, SIGTERM and SIGHUP that arrive within the block are
+    handled as they would have been, but when it ends (after the tool that must not be
+    interrupted has finished). Elsewhere (job threads), nothing to do: signals only
+    interrupt the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous: dict[int, object] = {}
+
+    def hold(signum: int, frame: object) -> None:
+        arrived.append(signum)
+
+    try:
+        for sig in _HELD_SIGNALS:
+            if signal.getsignal(sig) is not None:  # None: set outside Python; leave it
+                previous[sig] = signal.signal(sig, hold)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        for signum in dict.fromkeys(arrived):
+            _deliver(signum, previous[signum])
+
+
+def _deliver(signum: int, handler: object) -> None:
+    """Handle a held signal as its handler would have."""
+    if callable(handler):
+        handler(signum, None)  # Ctrl-C: KeyboardInterrupt, from here
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)  # its default action (terminate), now
+    # SIG_IGN: ignored, as it would have been
+
+
 def _argv(argv: Sequence[object]) -> list[str]:
     """argv as strings; a NUL cannot be passed to exec, so it is our error, not ValueError."""
     args = [str(a) for a in argv]
@@ -277,7 +374,8 @@ def run(
     """Run argv[0] with the arguments as given. Raises ToolMissing, or ToolFailed if
     `check` and the exit status is non-zero or the timeout passed (the tool and whatever
     it started are then killed), or Cancelled when `cancel` (default: the job running in
-    this thread) is cancelled while the tool runs (killed the same way)."""
+    this thread) is cancelled while the tool runs: killed the same way, or, for a tool
+    a cancel never kills (killed_on_cancel), once it has finished."""
     if not argv:
         raise ValueError("empty argv")
     args = _argv(argv)
@@ -288,15 +386,53 @@ def run(
     full_env["LC_ALL"] = "C"
     full_env.pop("LANGUAGE", None)
     shown = [mask(a, secrets) for a in args]
-    stop = _cancel_watch(cancel)  # before the tool starts: a cancel from now on reaches it
+    watch = _cancel_watch(cancel)  # before the tool starts: a cancel from now on reaches it
+    killable = killed_on_cancel(args)
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
+    with contextlib.nullcontext() if killable else _signals_held():
+        # not killable: the cancel is not watched while it runs, only looked at after it
+        outcome, rc, out, err = _run_tool([exe, *args[1:]], input, full_env, pass_fds,
+                                          deadline, watch if killable else None)
+        if outcome == "done" and not killable and watch is not None and watch():
+            outcome = "cancelled after"  # it ran to its end; the job stops now
+        if outcome == "timeout":
+            err += f"\nkilled after {timeout:g} s: {shlex.join(shown)}"
+        elif outcome == "cancelled":
+            err += f"\nkilled on cancel: {shlex.join(shown)}"
+        elif outcome == "cancelled after":
+            err += (f"\ncancelled while it ran; not killed (a cancel never stops {args[0]} "
+                    "half-way), the job stops now")
+        result = Completed(
+            argv=args,
+            shown=shown,
+            returncode=rc,
+            stdout=out,
+            stderr=mask(err, secrets),
+            duration=time.monotonic() - started,
+        )
+        (log or COMMAND_LOG).record(result)
+    if outcome == "cancelled":
+        raise Cancelled(f"cancelled ({args[0]} was stopped)")
+    if outcome == "cancelled after":
+        raise Cancelled(f"cancelled (after {args[0]} finished)")
+    if check and rc != 0:
+        raise ToolFailed(shown, rc, result.stderr)
+    return result
+
+
+def _run_tool(argv: list[str], input: bytes | None, env: dict[str, str],
+              pass_fds: Sequence[int], deadline: float | None,
+              stop: Callable[[], bool] | None) -> tuple[str, int | None, str, str]:
+    """Start the tool in its own process group, feed it, collect its output; kill the
+    group on the deadline, when `stop()` turns true, or when we are interrupted.
+    (outcome, exit status or None, stdout, stderr)."""
     proc = subprocess.Popen(
-        [exe, *args[1:]],
+        argv,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=full_env,
+        env=env,
         pass_fds=tuple(pass_fds),
         close_fds=True,
         start_new_session=True,  # its own group, to kill all of it; no terminal to prompt on
@@ -310,27 +446,8 @@ def run(
         raise
     finally:
         _close_pipes(proc)
-    rc: int | None = proc.returncode if outcome == "done" else None
-    out, err = _decode(raw_out), _decode(raw_err)
-    del raw_out, raw_err  # 2 x MAX_OUTPUT at most; not kept longer than needed
-    if outcome == "timeout":
-        err += f"\nkilled after {timeout:g} s: {shlex.join(shown)}"
-    elif outcome == "cancelled":
-        err += f"\nkilled on cancel: {shlex.join(shown)}"
-    result = Completed(
-        argv=args,
-        shown=shown,
-        returncode=rc,
-        stdout=out,
-        stderr=mask(err, secrets),
-        duration=time.monotonic() - started,
-    )
-    (log or COMMAND_LOG).record(result)
-    if outcome == "cancelled":
-        raise Cancelled(f"cancelled ({args[0]} was stopped)")
-    if check and rc != 0:
-        raise ToolFailed(shown, rc, result.stderr)
-    return result
+    rc = proc.returncode if outcome == "done" else None
+    return outcome, rc, _decode(raw_out), _decode(raw_err)  # 2 x MAX_OUTPUT at most
 
 
 def run_with_progress(
@@ -372,8 +489,10 @@ def run_with_progress(
     drainer.start()
     stopper_done = threading.Event()
 
+    killable = killed_on_cancel(args)
+
     def stopped() -> bool:
-        return should_stop() or (cancelled is not None and cancelled())
+        return should_stop() or (killable and cancelled is not None and cancelled())
 
     def stopper() -> None:
         while not stopper_done.wait(CANCEL_POLL):

@@ -5,7 +5,8 @@ Layout (config and runtime dirs are the same directory when a root is given):
   CONFIG/storage/autostart/NAME      autostart links (-> ../NAME.xml)
   CONFIG/storage/volumes/NAME.json   formats poolkeeper recorded for the pool's volumes
   CONFIG/storage/volumes/.undefined-ID.json  the records of an undefined pool, with its
-                                     definition, until a pool on the same storage takes them
+                                     definition, until a pool on the same storage, or one
+                                     listing the very files they were made for, takes them
   CONFIG/storage/.initialized        the default pool was offered once
   RUNTIME/run/NAME.xml               live XML of an active pool (exists <=> active)
   RUNTIME/run/NAME.json              backend runtime extras (e.g. the loop device attached)
@@ -278,9 +279,15 @@ class Store:
         atomic_write(self._def_path(name), xml.encode("utf-8"), mode=0o600)
 
     def remove_definition(self, name: str) -> None:
+        """Undefine: the pool's records are copied aside first, then the definition goes,
+        then the records file. A kill at any point loses no record: before the definition
+        goes, the pool keeps its own records (an extra set-aside copy is harmless, each
+        record matching only the file it was made for); after, the copy holds them."""
+        definition = self.read_definition(name)
+        self._copy_aside_volume_records(name, definition)
         self.set_autostart(name, False)
-        self._set_aside_volume_records(name)
         _remove(self._def_path(name))
+        _remove(self.volumes_dir / f"{check_pool_name(name)}.json")
 
     # -- autostart ---------------------------------------------------------------------
     def autostart(self, name: str) -> bool:
@@ -337,19 +344,16 @@ class Store:
         path = self.volumes_dir / f"{check_pool_name(pool)}.json"
         atomic_write(path, json.dumps(records, sort_keys=True).encode(), 0o600)
 
-    def _set_aside_volume_records(self, pool: str) -> None:
+    def _copy_aside_volume_records(self, pool: str, definition: str | None) -> None:
         """An undefined pool's records are kept with its definition, for the next pool
-        defined on the same storage: dropping them would make every guest-written header
-        in it believed. (A crash between the two steps leaves a copy: harmless, a record
-        only applies to the very file it was made for.)"""
-        path = self.volumes_dir / f"{check_pool_name(pool)}.json"
-        records = _read_json(path)
+        defined on the same storage (or holding the same files): dropping them would make
+        every guest-written header in it believed."""
+        records = self.volume_records(pool)
         if records:
-            kept = {"definition": self.read_definition(pool), "records": records,
+            kept = {"definition": definition, "records": records,
                     "undefined_ns": time.time_ns()}
             atomic_write(self.volumes_dir / f"{_UNDEFINED_PREFIX}{os.urandom(8).hex()}.json",
                          json.dumps(kept, sort_keys=True).encode(), 0o600)
-        _remove(path)
 
     def undefined_volume_records(self) -> list[tuple[str, str, dict[str, dict]]]:
         """(key, definition XML, records) of each undefined pool's records, oldest first."""
@@ -364,10 +368,24 @@ class Store:
                                  definition, records))
         return [(key, definition, records) for _t, key, definition, records in sorted(kept)]
 
+    def set_aside_keys(self) -> list[str]:
+        """The keys of the undefined pools' record sets (one readdir: nothing is read)."""
+        with os.scandir(self.volumes_dir) as entries:
+            return sorted(e.name for e in entries
+                          if e.name.startswith(_UNDEFINED_PREFIX) and e.name.endswith(".json"))
+
+    def set_aside_records(self, key: str) -> dict[str, dict] | None:
+        """The records of one set-aside set (None: gone, or not a set)."""
+        records = _read_json(self._set_aside_path(key)).get("records")
+        return records if isinstance(records, dict) else None
+
     def drop_undefined_volume_records(self, key: str) -> None:
+        _remove(self._set_aside_path(key))
+
+    def _set_aside_path(self, key: str) -> Path:
         if not key.startswith(_UNDEFINED_PREFIX) or "/" in key:
             raise InvalidName(f"'{key}' names no set-aside records")
-        _remove(self.volumes_dir / key)
+        return self.volumes_dir / key
 
     def claim_autostart_round(self) -> bool:
         """True the first time it is called in this boot of the machine for this root."""

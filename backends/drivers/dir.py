@@ -41,7 +41,7 @@ from ..model import (
     VolumeTarget,
 )
 from ..names import PARTIAL_PREFIX, check_name
-from ..progress import JobContext
+from ..progress import JobContext, shielded
 from ..textsafe import describe, first_unsafe
 from .base import PoolDriver
 
@@ -509,16 +509,19 @@ class DirDriver(PoolDriver):
             raise Unsupported(f"cannot convert to '{fmt}'")
         with self.dir_fd() as dfd, src_driver.dir_fd() as sfd, \
                 self._building(dfd, name, vol) as part:
-            src_fd = fileops.open_volume(sfd, check_name(src.name, "volume name"), os.O_RDONLY)
+            # the file the controller checked (identity, header), copied and handed to
+            # qemu-img from this fd only
+            src_fd = _open_checked(sfd, src, os.O_RDONLY)
             try:
+                _refuse_unchecked_header(src, src_fd)
                 relink = self._backing_to_relink(src, src_fd, name)
                 flatten = relink and fmt not in _REBASE_FORMATS
                 note = ""
                 if fmt == src.format and not src.extent_files and not flatten:
-                    method = fileops.clone_into(
-                        sfd, src.name, part.fd, capacity=capacity if fmt == "raw" else None,
-                        sparse=True, ctx=ctx,
-                    )
+                    size = os.lseek(src_fd, 0, os.SEEK_END)
+                    method = fileops.clone_fd(src_fd, part.fd, size, sparse=True, ctx=ctx)
+                    if fmt == "raw" and capacity > size:
+                        os.ftruncate(part.fd, capacity)
                     copy = replace(src, format=fmt)
                     if relink:
                         note = self._relink_backing(copy, part.fd)
@@ -526,7 +529,9 @@ class DirDriver(PoolDriver):
                     self._qemu_img_convert(src, src_fd, fmt, part.fd, ctx,
                                            _qcow2_options(vol.target) if fmt == "qcow2" else [])
                     method = "qemu-img convert"
-                    copy = replace(src, format=fmt, backing=None, backing_chain=[])
+                    # a new image of its own: no backing file, data file or extents
+                    copy = replace(src, format=fmt, backing=None, backing_chain=[],
+                                   data_file=None, extent_files=[])
                     if flatten:
                         note = ("; flattened: the source names its backing file relative to "
                                 f"its own directory, and {fmt} images cannot be rebased")
@@ -639,8 +644,9 @@ class DirDriver(PoolDriver):
                 os.unlink(name, dir_fd=dfd)  # a symlink goes as a link; its target stays
 
     def _open_rw(self, vol: VolumeInfo) -> int:
+        """The volume opened for writing: the very file the controller checked."""
         with self.dir_fd() as dfd:
-            return fileops.open_volume(dfd, check_name(vol.name, "volume name"), os.O_RDWR)
+            return _open_checked(dfd, vol, os.O_RDWR)
 
     def wipe_volume(self, vol: VolumeInfo, algorithm: str, ctx: JobContext) -> None:
         if vol.symlink is not None:
@@ -662,7 +668,11 @@ class DirDriver(PoolDriver):
         fd = self._open_rw(vol)  # O_NOFOLLOW: the file checked is the file resized
         try:
             if vol.format != "raw":
-                self._resize_image_fd(vol, fd, capacity, shrink)
+                ctx.check()  # cancelled while queued: not started
+                # qemu-img resize is one step a cancel never cuts short (runner): once it
+                # has run the resize is made, so the job ends done, not "cancelled"
+                with shielded():
+                    self._resize_image_fd(vol, fd, capacity, shrink)
             else:
                 fileops.resize_raw_fd(fd, capacity, allocate=allocate, ctx=ctx)
         finally:
@@ -739,13 +749,60 @@ def _refuse_past_end(name: str, src_path: str, offset: int, length: int | None,
         )
 
 
+def _open_checked(dir_fd: int, vol: VolumeInfo, flags: int) -> int:
+    """Open the volume `vol` names (never through a link) and make sure it is the file the
+    controller checked (same identity: inode, birth time, generation): its name may have
+    been given to another file since, e.g. while the job waited in the queue."""
+    fd = fileops.open_volume(dir_fd, check_name(vol.name, "volume name"), flags)
+    try:
+        if vol.file_id is not None and fileid.of_fd(fd) != vol.file_id:
+            raise UnsafePath(f"'{vol.name}' was replaced by another file after poolkeeper "
+                             "checked it; nothing was done to it: look at it and try again")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+# Formats whose qemu driver opens files a header names beyond its backing file (which the
+# spec names itself): a qcow2 data file, vmdk extents. qcow and qed have a backing name only,
+# but are looked at too: a header rewritten as another format is refused for all four.
+_HEADER_FILE_FORMATS = ("qcow", "qcow2", "qed", "vmdk")
+
+
+def _refuse_unchecked_header(vol: VolumeInfo, fd: int) -> None:
+    """The header qemu will read from `fd`, read again from that very fd, must still be what
+    the controller checked: the format `vol` is opened as, no data file, and the vmdk extents
+    the check saw. A file rewritten since the check (a job can wait in the queue for hours
+    behind others; "data-file": null in the spec does not stop qemu opening the one a qcow2
+    header names) is refused before qemu-img runs."""
+    if vol.format not in _HEADER_FILE_FORMATS:
+        return  # raw and the rest: their qemu drivers open no other file
+    st = os.fstat(fd)
+    size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
+    found = probe.probe_fd(fd, size)
+    if found.format != vol.format:
+        now = f"its header now reads as {found.format}"
+    elif found.data_file is not None or "data_file" in (found.features or []):
+        now = "it now names an external data file" + (
+            f" '{found.data_file}'" if found.data_file else "")
+    elif found.extents != [written for written, _path in vol.extent_files]:
+        now = "it now names other vmdk extents"
+    else:
+        return
+    raise UnsafePath(f"'{vol.name}' changed after poolkeeper checked it ({now}); it was not "
+                     "handed to qemu-img: look at it and try again")
+
+
 def image_spec(vol: VolumeInfo, fd: int) -> str:
     """A qemu image spec for the volume open as `fd`, passed as /dev/fd/N: a link swapped in
     for the name after the open cannot redirect qemu, and a FIFO cannot block it. The format
     is the one the controller trusts (the json driver is qemu's -f). Every backing file is
     named here with its checked format, down to a "backing": null below the last one, so qemu
     never follows a name from a header (a relative one would be looked up under /dev/fd,
-    and a guest-written one anywhere); the controller's chain check must have run."""
+    and a guest-written one anywhere); the controller's chain check must have run, and the
+    header is read again from `fd` to see that it names nothing that check did not see."""
+    _refuse_unchecked_header(vol, fd)
     spec: dict = {"driver": vol.format, "file": _file_node(f"/dev/fd/{fd}", fd=fd),
                   "backing": _backing_spec(vol)}
     return "json:" + json.dumps(spec)

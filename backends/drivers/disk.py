@@ -89,11 +89,19 @@ from ..model import (
     VolumeDef,
     VolumeInfo,
 )
-from ..progress import NULL_CONTEXT, JobContext
+from ..progress import NULL_CONTEXT, JobContext, shielded
 from ..textsafe import describe
 from ..units import human
 from .base import PoolDriver
-from .disk_partial import COMPLETE_NAME, PARTIAL_NAME, FillRecord, FillRecords, disk_identity
+from .disk_partial import (
+    COMPLETE_NAME,
+    PARTIAL_NAME,
+    FillRecord,
+    FillRecords,
+    block_backing,
+    disk_identity,
+    image_backing,
+)
 
 MiB = 1 << 20
 ALIGN = MiB  # partition starts are aligned to this
@@ -639,11 +647,15 @@ class DiskDriver(PoolDriver):
                 self._refuse_in_use(device, "write a partition table on it")
             blockprobe.refuse_unless_overwrite(blockprobe.probe(device), overwrite, device)
             (ctx or NULL_CONTEXT).check()
-            if overwrite:
-                _wipe_signatures(device, kind)
-            runner.run(["parted", "-s", device, "mklabel", label], timeout=120)
-            if kind == "block":
-                sync_nodes(device, read_table(device))  # drop nodes of the old partitions
+            # Begun, the change is made whole: a cancel from here on (which never kills
+            # wipefs or parted, see runner) does not stop the job between the wipe, the
+            # label and the kernel's nodes; the build ends done.
+            with shielded():
+                if overwrite:
+                    _wipe_signatures(device, kind)
+                runner.run(["parted", "-s", device, "mklabel", label], timeout=120)
+                if kind == "block":
+                    sync_nodes(device, read_table(device))  # drop the old partitions' nodes
 
     @property
     def _loops(self) -> LoopClaims:
@@ -781,6 +793,17 @@ class DiskDriver(PoolDriver):
     def _fill_records(self) -> FillRecords:
         return FillRecords(self.config_dir)
 
+    def _record_identity(self, disk: str, table: DiskTable) -> dict:
+        """What this pool's fill records say of `disk` (the image itself or the loop
+        device it is attached to, or the whole-disk node): see disk_partial.py."""
+        if self._source_kind() == "image":
+            loop = blockprobe.loop_identity(disk)  # attached: the file the kernel has
+            backing = image_backing(disk) if loop is None else {
+                "kind": "image", "st_dev": loop.st_dev, "st_ino": loop.st_ino}
+        else:
+            backing = block_backing(disk)
+        return disk_identity(disk, table.label, table.size, pool=self.name, backing=backing)
+
     def _partials(self, disk: str, table: DiskTable
                   ) -> tuple[dict[int, FillRecord | None], list[FillRecord]]:
         """Partitions a clone is filling or a killed one left (number -> its record; None
@@ -790,7 +813,7 @@ class DiskDriver(PoolDriver):
             return {p.number: None for p in table.partitions if p.label == PARTIAL_NAME}, []
         marked: dict[int, FillRecord | None] = {}
         orphans = []
-        for record in self._fill_records.of_disk(disk_identity(disk, table.label, table.size)):
+        for record in self._fill_records.of_disk(self._record_identity(disk, table)):
             part = next((p for p in table.partitions
                          if (p.start, p.end) == (record.start, record.end)), None)
             if part is None:
@@ -1074,17 +1097,19 @@ class DiskDriver(PoolDriver):
                 argv.append(fstype)
             record = None
             if partial and table.label != "gpt":  # recorded before the partition exists
-                record = self._fill_records.add(disk_identity(disk, table.label, table.size),
+                record = self._fill_records.add(self._record_identity(disk, table),
                                                 plan.start, plan.end, plan.number)
             try:
-                made = self._mkpart(disk, [*argv, f"{plan.start}B", f"{plan.end - 1}B"],
-                                    plan)
+                with shielded():  # parted is never stopped half-way (see runner)...
+                    made = self._mkpart(disk, [*argv, f"{plan.start}B", f"{plan.end - 1}B"],
+                                        plan)
             except BaseException:
                 with contextlib.suppress(PoolkeeperError, OSError):
                     if not any(p.start == plan.start for p in read_table(disk).partitions):
                         FillRecords.remove(record)  # no partition came of it
                 raise
             try:
+                (ctx or NULL_CONTEXT).check()  # ...a cancel meanwhile removes what it made
                 if made.number != plan.number or made.end != plan.end:
                     raise StateError(
                         f"parted made partition {made.number} ({made.start}-{made.end}) instead "
@@ -1225,9 +1250,10 @@ class DiskDriver(PoolDriver):
                     f"{name} can grow only into the free space right after it: "
                     f"{human(room)} ({room} bytes), so to at most {human(part.size + room)}")
             (ctx or NULL_CONTEXT).check()
-            runner.run(["parted", "-s", disk, "resizepart", str(part.number), f"{new_end - 1}B"],
-                       timeout=120)
-            problems = sync_nodes(disk, read_table(disk))
+            with shielded():  # begun, the table and the kernel's node change together
+                runner.run(["parted", "-s", disk, "resizepart", str(part.number),
+                            f"{new_end - 1}B"], timeout=120)
+                problems = sync_nodes(disk, read_table(disk))
         if problems:
             raise StateError(f"{name} was resized in the table, but the kernel's partition "
                              f"nodes are not in line with it: {'; '.join(problems)}")

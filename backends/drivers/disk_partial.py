@@ -8,10 +8,16 @@ mid-copy never leaves a half-copied partition listed as a volume.
     the state root's CONFIG dir (CONFIG/storage/partitions-being-filled/) BEFORE parted
     makes the partition, and removed when the copy is complete. The config dir, not the
     runtime dir: a partition outlives a reboot (a power cut mid-copy is a crash too),
-    and a record in /run would not. A record names the disk by its label, its dos disk
-    identifier (MBR bytes 440-443) and its size, and the partition by its start and end,
-    so it is found again whatever node the disk has next time (a loop device's number
-    changes with every attach).
+    and a record in /run would not. A record names the pool that made it and the disk:
+    what backs it (an image file by its st_dev and st_ino; a block device by its
+    /dev/disk/by-id names where udev made any, else by its device number), its label,
+    its dos disk identifier (MBR bytes 440-443) and its size; and the partition by its
+    start and end. So it is found again whatever node the disk has next time (a loop
+    device's number changes with every attach), and never on another disk that looks
+    the same: a copy of a disk image (`cp a.img b.img`) has the same identifier and
+    size, and a pool on the copy must neither hide nor remove its own partition in the
+    same slot, nor remove the record of the pool being filled. A pool only ever sees,
+    acts on and removes its own records.
 
 A marked partition is not listed; the controller removes one whose volume lock is free
 (a live clone holds it, and keeps the partition open O_EXCL, which remove_partial checks
@@ -35,17 +41,53 @@ RECORDS_DIR = ("storage", "partitions-being-filled")  # under the config dir
 _DOS_ID_OFFSET = 440
 
 
+BY_ID_DIR = "/dev/disk/by-id"
+
+
 @dataclass(frozen=True)
 class FillRecord:
     path: Path
-    disk: dict  # {"label", "id", "size"}
+    disk: dict  # see disk_identity
     start: int
     end: int  # exclusive
     number: int  # the partition number it was made with
 
 
-def disk_identity(device: str, label: str | None, size: int) -> dict:
-    """What names a disk across reboots and re-attaches: label, dos identifier, size."""
+def image_backing(image: str) -> dict:
+    """An image file, by the file itself (a copy is another file)."""
+    st = os.stat(image)
+    return {"kind": "image", "st_dev": st.st_dev, "st_ino": st.st_ino}
+
+
+def block_backing(device: str) -> dict:
+    """A whole-disk block device: its device number, and its stable by-id names (the
+    number of /dev/sdb may go to another disk after a reboot; a by-id name does not)."""
+    rdev = os.stat(device).st_rdev
+    names = []
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.listdir(BY_ID_DIR)):
+            with contextlib.suppress(OSError):
+                if os.stat(os.path.join(BY_ID_DIR, entry)).st_rdev == rdev:
+                    names.append(entry)
+    return {"kind": "block", "rdev": rdev, "by_id": names}
+
+
+def _same_backing(recorded: object, now: dict) -> bool:
+    if not isinstance(recorded, dict) or recorded.get("kind") != now["kind"]:
+        return False
+    if now["kind"] == "image":
+        return (recorded.get("st_dev"), recorded.get("st_ino")) == (now["st_dev"],
+                                                                     now["st_ino"])
+    names = recorded.get("by_id")
+    if isinstance(names, list) and names and now["by_id"]:
+        return bool(set(names) & set(now["by_id"]))
+    return recorded.get("rdev") == now["rdev"]
+
+
+def disk_identity(device: str, label: str | None, size: int, *, pool: str,
+                  backing: dict) -> dict:
+    """What a record says of the disk: the pool, what backs the disk (image_backing or
+    block_backing), and the table as it was (label, dos identifier, size)."""
     ident = None
     if label == "dos":
         with contextlib.suppress(OSError):
@@ -56,7 +98,16 @@ def disk_identity(device: str, label: str | None, size: int) -> dict:
                 os.close(fd)
             if len(raw) == 4:
                 ident = f"0x{int.from_bytes(raw, 'little'):08x}"
-    return {"label": label, "id": ident, "size": size}
+    return {"pool": pool, "backing": backing, "label": label, "id": ident, "size": size}
+
+
+def same_disk(recorded: dict, now: dict) -> bool:
+    """Is a record's disk this one: same pool, same backing, same table? A record from
+    before records named their pool (no "pool") matches nothing: it cannot be told from
+    another pool's."""
+    return (recorded.get("pool") == now["pool"]
+            and _same_backing(recorded.get("backing"), now["backing"])
+            and all(recorded.get(key) == now[key] for key in ("label", "id", "size")))
 
 
 class FillRecords:
@@ -81,6 +132,8 @@ class FillRecords:
         return path
 
     def of_disk(self, disk: dict) -> list[FillRecord]:
+        """The records of this pool's disk (see same_disk); every other one is left as
+        it is, for its own pool to judge."""
         if self.dir is None or not self.dir.is_dir():
             return []
         with contextlib.suppress(OSError):
@@ -97,7 +150,7 @@ class FillRecords:
                                     int(data["number"]))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            if record.disk == disk:
+            if isinstance(record.disk, dict) and same_disk(record.disk, disk):
                 found.append(record)
         return found
 

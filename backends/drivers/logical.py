@@ -36,6 +36,7 @@ from typing import ClassVar
 from .. import blockprobe, fileops, runner
 from ..errors import (
     AlreadyExists,
+    Cancelled,
     InsufficientSpace,
     InUse,
     InvalidName,
@@ -61,7 +62,7 @@ from ..model import (
     VolumeInfo,
 )
 from ..names import check_name
-from ..progress import JobContext
+from ..progress import JobContext, shielded
 from ..textsafe import describe, quoted
 from ..units import human
 from .base import PoolDriver
@@ -800,10 +801,11 @@ class LogicalDriver(PoolDriver):
                     ctx.check()
                     if dev in to_wipe:
                         runner.run(["wipefs", "--all", "--", dev], timeout=120)
+                    created.append(dev)  # before: a cancel is seen after pvcreate made it
                     self._change(["pvcreate", "--", dev])
-                    created.append(dev)
                 ctx.check()
-                self._change(["vgcreate", "--", vg, *devices])
+                with shielded():  # begun, the VG is made: a cancel cannot undo it now
+                    self._change(["vgcreate", "--", vg, *devices])
             except BaseException:
                 for dev in created:
                     with contextlib.suppress(PoolkeeperError, OSError):
@@ -963,7 +965,15 @@ class LogicalDriver(PoolDriver):
             end = argv.index("--")
             argv[end:end] = ["--addtag", PARTIAL_TAG]
         ctx.check()
-        self._change(argv)
+        with shielded():  # lvcreate is never stopped half-way (see runner)...
+            self._change(argv)
+        try:
+            ctx.check()
+        except Cancelled:  # ...a cancel that came meanwhile removes the LV it made
+            made = self._find_lv(name)
+            if made is not None:
+                self._remove_made(name, made.uuid)
+            raise
 
     def partial_volumes(self) -> list[str]:
         """LVs a clone is filling, or a killed one left (the controller tells them apart by
@@ -1005,7 +1015,8 @@ class LogicalDriver(PoolDriver):
         if new < lv.size:
             argv += ["--yes", "-f"]  # the confirmation LVM would ask for; --shrink said yes
         ctx.check()
-        self._change([*argv, "-L", f"{new}b", "--", f"{self.vg}/{lv.name}"])
+        with shielded():  # begun, the resize is made: a cancel during it ends the job done
+            self._change([*argv, "-L", f"{new}b", "--", f"{self.vg}/{lv.name}"])
 
     # -- bytes through the LV device ---------------------------------------------------------
     def _open_lv(self, name: str, key: str, flags: int) -> int:

@@ -358,7 +358,9 @@ def test_image_spec_names_a_block_device_backing_by_the_host_device_driver(tmp_p
     os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(7, 200))
     plain = tmp_path / "base.img"
     plain.write_bytes(b"")
-    fd = os.open(plain, os.O_RDONLY)
+    image = tmp_path / "o.qcow2"  # image_spec reads its header again from the fd
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "1M"], check=True)
+    fd = os.open(image, os.O_RDONLY)
     try:
         specs = []
         for backing in (node, plain):

@@ -223,6 +223,85 @@ def test_kill9_mid_clone_into_a_disk_pool_leaves_no_listed_partition(
         assert part.get("name") == "primary"  # as every other create names it
 
 
+# == a copy of a disk image: whose record is it? ==========================================
+DIES_MID_CLONE = """
+import os, signal, sys
+from backends import fileops
+from tui.cli import main
+
+def die(*args, **kwargs):
+    # the partition is made and recorded as being filled: die before a byte is copied
+    os.kill(os.getpid(), signal.SIGKILL)
+
+fileops.clone_fd = die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def records_of(root: Path) -> list[Path]:
+    return sorted((root / "storage" / "partitions-being-filled").glob("*.json"))
+
+
+@pytest.mark.parametrize("neighbour", ["same-slot-used", "same-slot-free"])
+def test_a_record_never_reaches_a_pool_on_a_copy_of_the_image(state_root: Path,
+                                                              tmp_path: Path, images,
+                                                              neighbour: str):
+    """`parted mklabel msdos a.img; cp a.img b.img`: both disks have the same dos
+    identifier and size. A clone into pool A (on a.img) killed mid-copy leaves a
+    half-made partition and its record. Pool B (on b.img) must neither hide nor remove
+    its own partition in that slot (same-slot-used), nor take A's record for an orphan
+    of its own and remove it (same-slot-free); A's next use removes A's partition."""
+    a_img = images("a.img", 64)
+    subprocess.run(["parted", "-s", str(a_img), "mklabel", "msdos"], check=True,
+                   capture_output=True)
+    b_img = images("b.img", 64)
+    subprocess.run(["cp", "--sparse=always", str(a_img), str(b_img)], check=True)
+    for name, image in (("A", a_img), ("B", b_img)):
+        cli_ok(state_root, "pool-define-as", name, "disk", "--source-dev", str(image),
+               "--source-format", "dos", "--target", "/dev")
+        cli_ok(state_root, "pool-start", name)
+    [a_dev], [b_dev] = loops_of(a_img), loops_of(b_img)
+    files = tmp_path / "files"
+    cli_ok(state_root, "pool-define-as", "files", "dir", "--target", str(files))
+    cli_ok(state_root, "pool-build", "files")
+    cli_ok(state_root, "pool-start", "files")
+    (files / "src.raw").write_bytes(os.urandom(4 * MiB))
+    b_part = f"{Path(b_dev).name}p1"
+    if neighbour == "same-slot-used":  # B's own partition, as large as A's will be
+        cli_ok(state_root, "vol-create-as", "B", b_part, str(4 * MiB))
+        b_before = sfdisk(b_dev)["partitions"]
+
+    died = subprocess.run([sys.executable, "-c", DIES_MID_CLONE, "--root", str(state_root),
+                           "vol-clone", "src.raw", f"{Path(a_dev).name}p1", "--pool", "files",
+                           "--newpool", "A"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert died.returncode == -9, died.stderr
+    [a_part] = sfdisk(a_dev)["partitions"]  # half-made, and recorded
+    [record] = records_of(state_root)
+
+    # B, used by a new process: its own partition stays listed and in its table; A's
+    # record stays where it is.
+    listed = cli_ok(state_root, "vol-list", "B")
+    if neighbour == "same-slot-used":
+        assert b_part in listed, listed
+        assert sfdisk(b_dev)["partitions"] == b_before
+        assert (b_before[0]["start"], b_before[0]["size"]) == (a_part["start"],
+                                                               a_part["size"])
+    else:
+        assert sfdisk(b_dev).get("partitions", []) == []
+    assert records_of(state_root) == [record]
+
+    # A, used by a new process: its half-made partition is not listed and is removed.
+    listed = cli_ok(state_root, "vol-list", "A")
+    assert f"{Path(a_dev).name}p1" not in listed, listed
+    assert sfdisk(a_dev).get("partitions", []) == []
+    assert records_of(state_root) == []
+    if neighbour == "same-slot-used":
+        assert sfdisk(b_dev)["partitions"] == b_before
+    for name in ("A", "B"):
+        cli_ok(state_root, "pool-destroy", name)
+
+
 # == item 14: a loop device left by a killed build or start =================================
 def fs_pool(root: Path, name: str, image: Path, target: Path) -> None:
     cli_ok(root, "pool-define-as", name, "fs", "--source-dev", str(image), "--source-format",

@@ -12,6 +12,14 @@ with the real CLI as a fresh process sent SIGINT, SIGTERM and SIGHUP. A scrub th
 stopped never wrote its "SCRUBBED!" signature (it writes that at the end of its passes),
 which tells a killed scrub from one that ran to its end. Waits here are generous bounds
 on a hang, never assertions about speed.
+
+What a cancel never kills (runner.NOT_KILLED_ON_CANCEL): the short tools that change
+metadata. A cancel (or Ctrl-C) while `losetup NODE IMAGE` runs used to kill it after it
+had attached, and the claim was dropped: a loop device nobody recorded, and the image was
+refused until someone ran `losetup -d`. A cancel while parted makes a partition could tear
+the table. Now such a tool runs to its end (each is wrapped here so that it lingers after
+doing its work, until the test has cancelled), the job stops right after it, and its
+cleanup removes what it made: no loop device, no partition, no record is left.
 """
 
 from __future__ import annotations
@@ -36,7 +44,18 @@ from backends import runner
 from backends.controller import StorageController
 from backends.errors import Cancelled
 from backends.jobs import Job
-from backends.model import VolumeDef
+from backends.model import (
+    PoolDef,
+    PoolSource,
+    PoolTarget,
+    SourceDevice,
+    VolumeDef,
+    VolumeTarget,
+)
+from tests.conftest import make_dir_pool
+from tests.loopfs import can_use_loop_devices, loops_of
+from tests.lvmenv import can_use_lvm, lvm_fixture  # noqa: F401 (fixture 'lvm')
+from tests.reliability.test_block_crash import images, loop_disk, sfdisk  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -301,3 +320,198 @@ def _has_open(pid: int, path: Path) -> bool:
                     return True
     return False
 
+
+
+# == metadata tools run to their end; the job's cleanup removes what they made =============
+needs_loops = pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
+
+
+def lingering_wrapper(bin_dir: Path, tool: str, when: str, marks: Path) -> None:
+    """bin_dir/tool runs the real tool; when its argv contains `when`, it then marks
+    `ran`, lingers until the test has made `go` (at most 120 s) and a second more (ten of
+    the runner's looks at the cancel flag), and marks `finished`: a wrapper killed on
+    cancel never gets there. First in PATH, so poolkeeper's runner finds it."""
+    real = subprocess.run(["sh", "-c", f"PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH "
+                           f"command -v {tool}"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    bin_dir.mkdir(exist_ok=True)
+    marks.mkdir(exist_ok=True)
+    wrapper = bin_dir / tool
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'"{real}" "$@"\n'
+        "rc=$?\n"
+        f'case " $* " in *"{when}"*)\n'
+        f'  touch "{marks}/ran"\n'
+        f'  i=0; while [ ! -e "{marks}/go" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n'
+        "  sleep 1\n"
+        f'  touch "{marks}/finished";;\n'
+        "esac\n"
+        "exit $rc\n")
+    wrapper.chmod(0o755)
+
+
+def cancel_while_it_lingers(job: Job, marks: Path) -> None:
+    wait_for(lambda: (marks / "ran").exists() or job.finished, "the wrapped tool to run")
+    assert not job.finished, job.error
+    threading.Thread(target=job.cancel).start()  # from another thread, as the TUI does
+    wait_for(lambda: job.cancelled, "the cancel")
+    (marks / "go").touch()
+
+
+def claims_of(state_root: Path) -> list[Path]:
+    return sorted((state_root / "loops").glob("*.json"))
+
+
+@needs_loops
+@pytest.mark.parametrize("how", ["build-cancelled", "start-interrupted", "losetup-killed"])
+def test_a_cancel_while_losetup_attaches_leaks_no_loop_device(
+        ctl, state_root, tmp_path, images, monkeypatch, how):  # noqa: F811
+    """build: a job cancelled from another thread; start: the CLI (a fresh process) sent
+    SIGINT, which the CLI turns into KeyboardInterrupt in its main thread. Either way
+    losetup attaches, is not killed, and the attachment is released again (or left
+    claimed, for the next use to release): the next build and start work. And a losetup
+    that something else kills right after its attach (SIGKILL to its group) leaks
+    nothing either: the node shows the claimed image, so the attachment is ours."""
+    image = images("pool.img", 64)
+    ctl.define_pool_def(PoolDef(type="fs", name="p", source=PoolSource(
+        devices=[SourceDevice(str(image))], format="ext4"),
+        target=PoolTarget(path=str(tmp_path / "mnt"))))
+    if how == "start-interrupted":
+        ctl.build_pool("p").wait(HANG)
+    bin_dir, marks = tmp_path / "bin", tmp_path / "marks"
+    lingering_wrapper(bin_dir, "losetup", f" {image} ", marks)
+    path = os.environ["PATH"]
+
+    if how == "build-cancelled":
+        monkeypatch.setenv("PATH", f"{bin_dir}:{path}")
+        job = ctl.build_pool("p", overwrite=True)
+        cancel_while_it_lingers(job, marks)
+        ends_cancelled(job)
+        monkeypatch.setenv("PATH", path)
+        assert (marks / "finished").exists()  # losetup's run was not cut short
+    elif how == "losetup-killed":
+        monkeypatch.setenv("PATH", f"{bin_dir}:{path}")
+        job = ctl.build_pool("p", overwrite=True)
+        wait_for(lambda: (marks / "ran").exists() or job.finished, "losetup to attach")
+        wrapper = child_named(os.getpid(), "losetup")
+        assert wrapper is not None and not job.finished, job.error
+        os.killpg(wrapper.pid, signal.SIGKILL)  # it leads its own group
+        with pytest.raises(Exception, match="losetup"):
+            job.wait(HANG)
+        monkeypatch.setenv("PATH", path)
+    else:
+        proc = subprocess.Popen([sys.executable, "-m", "tui", "--root", str(state_root),
+                                 "pool-start", "p"], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(REPO),
+                                         PATH=f"{bin_dir}:{path}"))
+        try:
+            wait_for(lambda: (marks / "ran").exists() or proc.poll() is not None,
+                     "losetup to attach")
+            assert proc.poll() is None, proc.communicate()
+            proc.send_signal(signal.SIGINT)
+            (marks / "go").touch()
+            _out, err = proc.communicate(timeout=HANG)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode != 0 and "Traceback" not in err, err
+        assert not (state_root / "run" / "p.xml").exists()  # not started
+        assert (marks / "finished").exists()  # losetup's run was not cut short
+
+    leftover = loops_of(image)
+    assert leftover == [] or claims_of(state_root), f"{leftover} attached, unclaimed"
+    # The next use works: a leftover (claimed) device is released, nothing refused.
+    with StorageController(state_root, create_default=False, autostart=False) as again:
+        again.build_pool("p", overwrite=True).wait(HANG)
+        assert loops_of(image) == []
+        again.start_pool("p")
+        assert len(loops_of(image)) == 1
+        again.stop_pool("p")
+    assert loops_of(image) == [] and claims_of(state_root) == []
+
+
+@needs_loops
+@pytest.mark.parametrize("verb", ["create", "clone"])
+def test_a_cancel_while_parted_makes_a_partition_lets_it_finish_and_removes_it(
+        ctl, state_root, tmp_path, loop_disk, monkeypatch, verb):  # noqa: F811
+    """The partition table is never left half-written: parted mkpart runs to its end,
+    the job stops right after it (cancelled) and removes the partition it made (and, for
+    a clone into a dos table, the record marking it as being filled)."""
+    dev = loop_disk(64)
+    ctl.define_pool_def(PoolDef(type="disk", name="d", source=PoolSource(
+        devices=[SourceDevice(dev)], format="dos"), target=PoolTarget(path="/dev")))
+    ctl.build_pool("d").wait(HANG)
+    ctl.start_pool("d")
+    name = f"{Path(dev).name}p1"
+    if verb == "clone":
+        files = make_dir_pool(ctl, "files", tmp_path / "files")
+        (files / "src.raw").write_bytes(os.urandom(4 * MiB))
+    bin_dir, marks = tmp_path / "bin", tmp_path / "marks"
+    lingering_wrapper(bin_dir, "parted", " mkpart ", marks)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{bin_dir}:{path}")
+
+    if verb == "create":
+        job = ctl.create_volume_def("d", VolumeDef(name=name, capacity=8 * MiB))
+    else:
+        job = ctl.clone_volume("files", "src.raw", name, target_pool="d")
+    cancel_while_it_lingers(job, marks)
+    ends_cancelled(job)
+    monkeypatch.setenv("PATH", path)
+
+    assert (marks / "finished").exists()  # parted's run was not cut short
+    assert sfdisk(dev).get("partitions", []) == []  # and the partition it made is gone
+    assert not Path(f"/sys/block/{Path(dev).name}/{name}").exists()
+    records = state_root / "storage" / "partitions-being-filled"
+    assert not records.exists() or list(records.glob("*.json")) == []
+    assert ctl.refresh_pool("d") == []
+    ctl.create_volume_def("d", VolumeDef(name=name, capacity=8 * MiB)).wait(HANG)
+    assert [v.name for v in ctl.refresh_pool("d")] == [name]
+
+
+@pytest.mark.skipif(not can_use_lvm(), reason="needs root, loop devices and lvm2")
+def test_a_cancel_while_lvcreate_runs_lets_it_finish_and_removes_the_lv(ctl, lvm, tmp_path,
+                                                                       monkeypatch):
+    """LVM metadata is never left half-written: lvcreate runs to its end, the create job
+    then sees the cancel and removes the LV it made."""
+    vg = "pkcancel" + os.urandom(3).hex()
+    dev = lvm.disk(64)
+    ctl.define_pool_def(PoolDef(type="logical", name=vg, source=PoolSource(
+        name=vg, devices=[SourceDevice(dev)], format="lvm2"), target=PoolTarget(f"/dev/{vg}")))
+    ctl.build_pool(vg).wait(HANG)
+    ctl.start_pool(vg)
+    bin_dir, marks = tmp_path / "bin", tmp_path / "marks"
+    lingering_wrapper(bin_dir, "lvcreate", " lv1 ", marks)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{bin_dir}:{path}")
+    job = ctl.create_volume_def(vg, VolumeDef(name="lv1", capacity=8 * MiB))
+    cancel_while_it_lingers(job, marks)
+    ends_cancelled(job)
+    monkeypatch.setenv("PATH", path)
+
+    assert (marks / "finished").exists()  # lvcreate's run was not cut short
+    assert lvm.report("lvs", "-o", "lv_name", vg, kind="lv") == []  # and its LV is gone
+    assert ctl.refresh_pool(vg) == []
+
+
+def test_a_cancel_while_qemu_img_resizes_an_image_lets_it_finish_and_ends_done(
+        ctl, pool, tmp_path, monkeypatch):
+    """qemu-img resize of an existing qcow2 is never cut short; once it has run, the resize
+    is made, so the job says done (not "cancelled" for a change it made) and the volume
+    has its new size."""
+    ctl.create_volume_def("p", VolumeDef(name="img.qcow2", capacity=8 * MiB,
+                                         target=VolumeTarget(format="qcow2"))).wait(HANG)
+    bin_dir, marks = tmp_path / "bin", tmp_path / "marks"
+    lingering_wrapper(bin_dir, "qemu-img", " resize ", marks)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{bin_dir}:{path}")
+    job = ctl.resize_volume("p", "img.qcow2", 16 * MiB)
+    cancel_while_it_lingers(job, marks)
+    wait_for(lambda: job.finished, "the resize job to end")
+    monkeypatch.setenv("PATH", path)
+    assert (marks / "finished").exists()  # qemu-img's run was not cut short
+    assert job.state == "done", (job.state, job.error)
+    assert ctl.volume_info("p", "img.qcow2").capacity == 16 * MiB

@@ -2,12 +2,12 @@
 
 The destination is a name in a directory others may write (/tmp). A symlink planted there
 (to a volume of another pool, to a root-only file like /etc/shadow, dangling) is refused,
-naming where it points; a hard link to a volume of any pool, a partition or LV of a disk or
-logical pool, the loop device under a pool and a loop device on a volume are refused,
-naming the pool and the volume. Each refusal leaves the other file's bytes, size and mtime
-as they were (nothing truncated). Checked through the controller, and again with the
-controller's look by name skipped, as when the swap lands between that look and the open:
-the job looks again at the file it opened.
+naming where it points; a hard link to a volume of any pool, a bind mount of one (link
+count 1), a partition or LV of a disk or logical pool, the loop device under a pool and a
+loop device on a volume are refused, naming the pool and the volume. Each refusal leaves
+the other file's bytes, size and mtime as they were (nothing truncated). Checked through
+the controller, and again with the controller's look by name skipped, as when the swap
+lands between that look and the open: the job looks again at the file it opened.
 
 A plain existing file outside the pools is still replaced (as virsh does), a FIFO with a
 reader gets the bytes, and a directory is refused.
@@ -28,7 +28,7 @@ import pytest
 from backends.controller import StorageController
 from backends.errors import UnsafePath
 from backends.model import VolumeDef
-from tests.conftest import make_dir_pool
+from tests.conftest import make_dir_pool, needs_root
 from tests.loopfs import can_use_loop_devices, loops_of, release_partitioned
 
 MiB = 1 << 20
@@ -97,6 +97,37 @@ def test_a_hard_link_to_a_stopped_pools_volume_is_refused(ctl, download, pools, 
     os.link(q / "w.img", tmp_path / "backup.img")
     with pytest.raises(UnsafePath, match=r"hard link to volume 'w.img' of pool 'q'"):
         download(str(tmp_path / "backup.img"))
+    assert victim.unchanged()
+
+
+@contextlib.contextmanager
+def bind_mounted(source: Path, at: Path) -> Iterator[Path]:
+    """`mount --bind source at` (a file on a file), unmounted at the end even on failure."""
+    at.parent.mkdir(parents=True, exist_ok=True)
+    at.touch()
+    subprocess.run(["mount", "--bind", str(source), str(at)], check=True, capture_output=True)
+    try:
+        yield at
+    finally:
+        subprocess.run(["umount", str(at)], check=True, capture_output=True)
+
+
+@needs_root
+@pytest.mark.parametrize("state", ["active", "stopped"])
+def test_a_bind_mount_of_another_pools_volume_is_refused(ctl, download, pools, tmp_path,
+                                                         state):
+    """Issue 13 review, finding 3: a volume bind-mounted elsewhere keeps one link, yet it is
+    the volume: `mount --bind q/w.img /tmp/x/export.img` must not let a download overwrite
+    it (without its lock)."""
+    _p, q = pools
+    if state == "stopped":
+        ctl.stop_pool("q")
+    victim = Fingerprint(q / "w.img")
+    with bind_mounted(q / "w.img", tmp_path / "x" / "export.img") as export:
+        assert os.stat(export).st_nlink == 1
+        with pytest.raises(UnsafePath, match=r"is volume 'w.img' of pool 'q', reached by "
+                                             r"another path \(a bind mount\)"):
+            download(str(export))
     assert victim.unchanged()
 
 

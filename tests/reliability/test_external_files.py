@@ -7,6 +7,11 @@ read the extent, a clone to raw would copy it into a new volume, and vol-resize 
 qemu open it read-write. Each is refused before qemu-img runs, the message names the file,
 and the canary (standing for /etc/shadow) is never opened (an inotify watch sees every open).
 Extents that are volumes of active pools, named by full path, still work.
+
+The checks are made again when a job starts (it may have waited in the queue for hours
+behind others, while the volume was rewritten or its name given to another file), and the
+driver hands qemu-img only the very file that was checked (same identity), whose header,
+read again from the fd qemu-img gets, still names nothing the check did not see.
 """
 
 from __future__ import annotations
@@ -14,14 +19,15 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from backends.controller import StorageController
-from backends.errors import UnsafePath
-from backends.model import BackingStore
+from backends.errors import UnsafePath, ValidationError
+from backends.model import BackingStore, VolumeDef, VolumeTarget
 from tests.reliability.test_format_trust import (  # noqa: F401 (fixture 'qemu_calls')
     CANARY_BYTES,
     QCOW2,
@@ -277,3 +283,210 @@ def test_qemu_img_takes_the_spec_with_backing_null_for_every_format(ctl, pool, t
     assert len(data) >= 4 * MiB and not data.strip(b"\0")
     if fmt in ("qcow2", "qed"):  # the formats whose qemu driver can resize
         assert ctl.resize_volume("p", "v", 8 * MiB).wait(60).capacity == 8 * MiB
+
+
+# == checked again when a queued job starts (issue 13 review, finding 1) ==================
+WORKERS = 4  # the controller's job workers (StorageController(max_jobs=4), the default)
+WAIT_CAP = 60.0  # seconds a condition may take to come true on a loaded machine
+
+
+def _open_writer(fifo: Path) -> int:
+    """A writer on the FIFO, once its reader (an upload) has it open."""
+    deadline = time.monotonic() + WAIT_CAP
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: the upload has not opened it yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class BusyWorkers:
+    """fill(): every job worker busy with an upload from a FIFO whose writer writes nothing,
+    until release(): a job asked for meanwhile waits in the queue (on a busy system: for
+    hours), and the volume it acts on can change before it starts."""
+
+    def __init__(self, ctl: StorageController, scratch: Path) -> None:
+        self.ctl, self.scratch = ctl, scratch
+        self.writers: list[int] = []
+        self.jobs: list = []
+
+    def fill(self) -> None:
+        for i in range(WORKERS):  # the sinks first: a create is a job too
+            create(self.ctl, f"sink{i}.raw", MiB)
+        for i in range(WORKERS):
+            fifo = self.scratch / f"fifo{i}"
+            os.mkfifo(fifo)
+            self.jobs.append(self.ctl.upload_volume("p", f"sink{i}.raw", str(fifo)))
+        for i in range(WORKERS):  # each upload has its FIFO open: it holds a worker
+            self.writers.append(_open_writer(self.scratch / f"fifo{i}"))
+
+    def release(self) -> None:
+        while self.writers:
+            os.close(self.writers.pop())  # end of file: the upload is done
+        for job in self.jobs:
+            job.wait(WAIT_CAP)
+
+
+@pytest.fixture
+def workers(ctl: StorageController, pool: Path, tmp_path: Path) -> Iterator[BusyWorkers]:
+    (tmp_path / "fifos").mkdir()
+    busy = BusyWorkers(ctl, tmp_path / "fifos")
+    try:
+        yield busy
+    finally:
+        busy.release()
+
+
+def _hostile_qcow2(scratch: Path, canary: Path, size: str = "1M") -> bytes:
+    """A qcow2 whose data file (data_file_raw) is `canary`: made before the canary is
+    written (qemu-img create truncates its data file)."""
+    image = scratch / "hostile-small.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                    f"data_file={canary},data_file_raw=on", str(image), size], check=True,
+                   capture_output=True)
+    return image.read_bytes()
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    """Rewrite the file in place (same inode: its record still applies)."""
+    with open(path, "r+b") as fh:
+        fh.write(data)
+        fh.truncate(len(data))
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Give the name to another file (its record does not apply to that one)."""
+    new = path.with_name(path.name + ".new")
+    new.write_bytes(data)
+    os.rename(new, path)
+
+
+# case -> (the volume made first, its format, the verb queued, what it must not leave,
+#          how the volume changes while the verb waits)
+QUEUED = {
+    "resize-rewritten": ("q.qcow2", "qcow2",
+                         lambda ctl: ctl.resize_volume("p", "q.qcow2", 2 * MiB), None, _overwrite),
+    "resize-replaced": ("r.raw", None,
+                        lambda ctl: ctl.resize_volume("p", "r.raw", 8 * MiB), None, _replace),
+    "clone-to-raw-rewritten": ("q.qcow2", "qcow2",
+                               lambda ctl: ctl.clone_volume("p", "q.qcow2", "copy.raw", xml=RAW),
+                               "copy.raw", _overwrite),
+    "clone-rewritten": ("q.qcow2", "qcow2",
+                        lambda ctl: ctl.clone_volume("p", "q.qcow2", "copy.qcow2"),
+                        "copy.qcow2", _overwrite),
+    "clone-replaced": ("r.raw", None,
+                       lambda ctl: ctl.clone_volume("p", "r.raw", "copy.qcow2", xml=QCOW2),
+                       "copy.qcow2", _replace),
+    "overlay-on-a-rewritten-base": (
+        "q.qcow2", "qcow2",
+        lambda ctl: ctl.create_volume_def("p", VolumeDef(
+            name="top.qcow2", capacity=MiB, target=VolumeTarget(format="qcow2"),
+            backing=BackingStore(path=str(ctl.volume_info("p", "q.qcow2").path),
+                                 format="qcow2"))),
+        "top.qcow2", _overwrite),
+}
+
+
+@pytest.mark.parametrize("case", list(QUEUED))
+def test_a_queued_job_checks_the_volume_again_when_it_starts(
+        ctl, pool, tmp_path, qemu_calls, workers, case):  # noqa: F811
+    """The checks made when the verb was asked passed; then, while the job waited behind
+    four others, the volume was rewritten (or its name given to another file) as a qcow2
+    whose data file is the canary. When the job starts it must look again and refuse:
+    qemu-img never gets the image, the canary is never opened (qemu 7.2 opens a qcow2's
+    data file even with "data-file": null in the spec), nothing is made, and the volume
+    keeps the bytes it was given."""
+    name, fmt, verb, made, change = QUEUED[case]
+    create(ctl, name, MiB, fmt)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    canary = tmp_path / "canary"
+    hostile = _hostile_qcow2(scratch, canary)
+    canary.write_bytes(CANARY_BYTES)
+    workers.fill()
+    calls_before = len(qemu_calls)
+    job = verb(ctl)
+    assert job.state == "queued"  # every worker is busy
+    change(pool / name, hostile)
+    watch = InotifyWatch(canary)
+    try:
+        workers.release()
+        with pytest.raises(UnsafePath, match=rf"external data file '{canary}'"):
+            job.wait(WAIT_CAP)
+        assert watch.events() == [], "something opened the canary"
+    finally:
+        watch.close()
+    assert canary.read_bytes() == CANARY_BYTES
+    assert (pool / name).read_bytes() == hostile
+    assert made is None or not (pool / made).exists()
+    assert qemu_calls[calls_before:] == []
+
+
+def test_a_queued_grow_is_not_turned_into_a_shrink(ctl, pool, workers):
+    """Asked as a grow (4 -> 8 MiB); the volume grew to 16 MiB while the job waited: run
+    as asked it would cut the end off, which needs --shrink."""
+    create(ctl, "g.raw", 4 * MiB)
+    workers.fill()
+    job = ctl.resize_volume("p", "g.raw", 8 * MiB)
+    assert job.state == "queued"
+    data = os.urandom(16 * MiB)
+    _overwrite(pool / "g.raw", data)
+    workers.release()
+    with pytest.raises(ValidationError, match="would discard the data at its end"):
+        job.wait(WAIT_CAP)
+    assert (pool / "g.raw").read_bytes() == data
+
+
+GROWN_QCOW2 = QCOW2.replace("<capacity>1</capacity>", f"<capacity>{2 * MiB}</capacity>")
+DRIVER_VERBS = {  # verb -> (the driver method it reaches, the request)
+    "resize": ("resize_volume", lambda ctl: ctl.resize_volume("p", "q.qcow2", 2 * MiB)),
+    "clone-to-raw": ("clone_volume",
+                     lambda ctl: ctl.clone_volume("p", "q.qcow2", "copy.raw", xml=RAW)),
+    "clone": ("clone_volume", lambda ctl: ctl.clone_volume("p", "q.qcow2", "copy.qcow2")),
+    # a byte copy, then qemu-img resize of the copy
+    "clone-grown": ("clone_volume",
+                    lambda ctl: ctl.clone_volume("p", "q.qcow2", "copy.qcow2", xml=GROWN_QCOW2)),
+}
+
+
+@pytest.mark.parametrize("change", ["rewritten", "replaced"])
+@pytest.mark.parametrize("verb", list(DRIVER_VERBS))
+def test_the_driver_hands_qemu_only_the_file_and_header_that_were_checked(
+        ctl, pool, tmp_path, qemu_calls, monkeypatch, verb, change):  # noqa: F811
+    """The last window: the volume changes after the controller's last check, just as the
+    driver starts (a hook runs the change there). The driver opens the volume, refuses a
+    file that is not the one checked (same inode, birth time), and reads the header again
+    from the very fd it would hand qemu-img (and from the copy it made): the canary is
+    never opened and nothing is made."""
+    from backends.drivers.dir import DirDriver
+
+    method, ask = DRIVER_VERBS[verb]
+    create(ctl, "q.qcow2", MiB, "qcow2")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    canary = tmp_path / "canary"
+    hostile = _hostile_qcow2(scratch, canary)
+    canary.write_bytes(CANARY_BYTES)
+    real = getattr(DirDriver, method)
+
+    def changed_first(self, *args, **kwargs):
+        (_overwrite if change == "rewritten" else _replace)(pool / "q.qcow2", hostile)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DirDriver, method, changed_first)
+    calls_before = len(qemu_calls)
+    watch = InotifyWatch(canary)
+    try:
+        expect = ("was replaced by another file" if change == "replaced"
+                  else rf"changed after poolkeeper checked it \(it now names an external "
+                       rf"data file '{canary}'\)")
+        with pytest.raises(UnsafePath, match=expect):
+            ask(ctl).wait(60)
+        assert watch.events() == [], "something opened the canary"
+    finally:
+        watch.close()
+    assert canary.read_bytes() == CANARY_BYTES
+    assert sorted(n for n in os.listdir(pool) if not n.startswith("sink")) == ["q.qcow2"]
+    assert qemu_calls[calls_before:] == []

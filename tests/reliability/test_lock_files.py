@@ -11,16 +11,20 @@ lock file at once: two exclusive holders must never be inside together.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
+from backends.controller import StorageController
 from backends.errors import Busy
 from backends.locks import acquire, remove_if_free
 from backends.model import VolumeDef, VolumeTarget
+from tests.loopfs import can_use_loop_devices, loops_of, release_partitioned
 
 MiB = 1 << 20
 CYCLES = 50
@@ -147,3 +151,35 @@ def test_removers_and_acquirers_racing_never_let_two_holders_in(tmp_path: Path):
         thread.join()
     assert overlaps == [], f"{len(overlaps)} times two or more exclusive holders at once"
     assert sum(taken) > 0 and sum(removed) > 0  # the race did run
+
+
+@pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
+def test_a_swept_half_made_partition_leaves_no_lock_file(ctl, tmp_path):
+    """Issue 13 review, finding 7: the sweep of a half-made partition (what a clone killed
+    mid-copy leaves on a gpt disk: a partition named poolkeeper-partial) takes the volume's
+    lock to remove it, and removes the lock file with the volume."""
+    image = tmp_path / "disk.img"
+    with open(image, "wb") as fh:
+        fh.truncate(64 * MiB)
+    try:
+        ctl.define_pool(f"<pool type='disk'><name>d</name><source><device path='{image}'/>"
+                        "<format type='gpt'/></source><target><path>/dev</path></target>"
+                        "</pool>")
+        ctl.build_pool("d").wait(120)
+        ctl.start_pool("d")
+        [disk] = loops_of(image)
+        subprocess.run(["parted", "-s", disk, "mkpart", "poolkeeper-partial", "ext2",
+                        "1MiB", "9MiB"], check=True, capture_output=True)
+        before = volume_lock_files(ctl)
+        # a new process: its first use of the pool sweeps what killed clones left
+        with StorageController(ctl.paths.config_dir, create_default=False,
+                               autostart=False) as fresh:
+            assert fresh.list_volumes("d") == []
+        assert subprocess.run(["parted", "-s", disk, "print"], capture_output=True,
+                              text=True).stdout.count("poolkeeper-partial") == 0
+        assert volume_lock_files(ctl) == before
+    finally:
+        with contextlib.suppress(Exception):
+            ctl.stop_pool("d")
+        for dev in loops_of(image):
+            release_partitioned(dev, image)

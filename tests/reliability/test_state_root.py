@@ -7,17 +7,25 @@ created through a planted link or inside a foreign directory. For a user without
 XDG_RUNTIME_DIR the per-user parent under the temp directory must be theirs and 0700:
 made so when missing, refused when another user made it first (tested as `nobody`, in a
 child process).
+
+Group write is refused too ("group-writable"), except by the user's own private group:
+with umask 002 (Debian's user private groups) ~/.config is 0775 and belongs to a group
+that is the user's alone, and a first run must work there (tested as a throwaway user
+made with useradd, and removed again). A group with another member, or that another
+account has as its primary group, is refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,11 +38,12 @@ SUBDIRS = ["", "storage", "storage/autostart", "storage/volumes", "run", "locks"
 KINDS = {
     "symlink": "is a symbolic link",
     "other-owner": "belongs to another user",
-    "group-writable": "writable by others",
+    "group-writable": "is group-writable",
     "world-writable": "writable by others",
 }
 NOBODY = 65534
 OTHER_USER = 1  # "daemon": neither us, nor root, nor nobody
+OTHER_GROUP = 1  # "daemon": not our own private group
 REPO = Path(__file__).resolve().parents[2]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 
@@ -56,6 +65,8 @@ def plant(root: Path, sub: str, kind: str, elsewhere: Path) -> Path:
         kind, mode))
     if kind == "other-owner":
         os.chown(planted, NOBODY if os.geteuid() == 0 else OTHER_USER, -1)
+    if kind == "group-writable" and os.geteuid() == 0:  # a group that is not ours alone
+        os.chown(planted, -1, OTHER_GROUP)
     return planted
 
 
@@ -198,3 +209,91 @@ def test_user_config_dir_owned_by_another_user_is_refused(shared_tmp):
     assert f"'{config / 'poolkeeper'}' belongs to another user (uid {OTHER_USER})" in \
         result["error"], result
     assert tree(config / "poolkeeper") == []
+
+
+# == umask 002: group write by the user's own private group ==============================
+AS_USER = """
+import json, os, sys
+from backends.controller import StorageController
+from backends.errors import PoolkeeperError
+uid, gid = int(sys.argv[1]), int(sys.argv[2])
+os.setgroups([gid])  # as a login gives it: its private group
+os.setgid(gid)
+os.setuid(uid)
+os.umask(0o002)
+try:
+    StorageController(create_default=False, autostart=False).close()
+except PoolkeeperError as exc:
+    print(json.dumps({"error": str(exc)}))
+    sys.exit(1)
+print(json.dumps({"ok": True}))
+"""
+
+
+def _account_tool(*argv: str) -> None:
+    subprocess.run(list(argv), check=True, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def accounts() -> Iterator[list[str]]:
+    """Throwaway accounts the test makes with useradd; each (and the group useradd made
+    for it) is deleted at the end, whatever happened."""
+    made: list[str] = []
+    try:
+        yield made
+    finally:
+        for name in reversed(made):
+            subprocess.run(["userdel", name], capture_output=True, timeout=120)
+            subprocess.run(["groupdel", name], capture_output=True, timeout=120)
+
+
+def new_name() -> str:
+    return f"pk{uuid.uuid4().hex[:10]}"
+
+
+@needs_root
+@pytest.mark.parametrize("group", ["private", "with-another-member",
+                                   "another-accounts-primary"])
+def test_a_0775_config_dir_of_a_user_private_group(shared_tmp, accounts, group):
+    """A user with umask 002 and a user private group: ~/.config is 0775, group theirs.
+    Accepted when the group is theirs alone; refused as "group-writable" (naming the
+    directory) when someone else is in the group."""
+    user = new_name()
+    _account_tool("useradd", "--user-group", "--no-create-home", "--shell", "/bin/false",
+                  "--home-dir", str(shared_tmp / user), user)
+    accounts.append(user)
+    me = pwd.getpwnam(user)
+    if group == "with-another-member":
+        other = new_name()
+        _account_tool("useradd", "--no-user-group", "--no-create-home", "--shell",
+                      "/bin/false", "--groups", user, other)
+        accounts.append(other)
+    elif group == "another-accounts-primary":
+        other = new_name()
+        _account_tool("useradd", "--no-user-group", "--no-create-home", "--shell",
+                      "/bin/false", "--gid", str(me.pw_gid), other)
+        accounts.append(other)
+    home = shared_tmp / user
+    config = home / ".config"
+    config.mkdir(parents=True)
+    for path in (home, config):
+        os.chown(path, me.pw_uid, me.pw_gid)
+    os.chmod(home, 0o755)
+    os.chmod(config, 0o775)  # what mkdir gives with umask 002
+
+    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+               "TMPDIR": str(shared_tmp / "tmp"), "PYTHONPATH": str(REPO), "LC_ALL": "C"}
+    done = subprocess.run([sys.executable, "-c", AS_USER, str(me.pw_uid), str(me.pw_gid)],
+                          env=environ, cwd=home, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip(), done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if group == "private":
+        assert done.returncode == 0, result
+        storage = config / "poolkeeper" / "storage"
+        assert storage.is_dir() and os.lstat(storage).st_uid == me.pw_uid
+        return
+    assert done.returncode == 1, result
+    message = result["error"]
+    assert f"'{config}'" in message and "is group-writable (mode 0775)" in message, message
+    assert "writable by others" not in message, message
+    assert tree(config) == []  # nothing made in the shared directory

@@ -62,9 +62,44 @@ def test_without_birth_times_the_generation_is_used(tmp_path: Path,
     ({"ino": 5, "btime": 10, "gen": None}, (5, 11, None), False),  # recreated: new birth
     ({"ino": 5, "btime": None, "gen": 7}, (5, None, 8), False),  # new generation
     ({"ino": 5, "btime": 10, "gen": None}, (6, 10, None), False),
-    ({"ino": 5, "btime": 10, "gen": None}, (5, None, None), False),  # cannot tell: not ours
     ({"ino": 5, "btime": None, "gen": None}, (5, None, None), True),  # inode alone (NFS)
     ({"format": "raw", "ino": 5}, (5, 99, 3), True),  # written before birth times were kept
+    # A field only one side has is not compared (the inode always is):
+    ({"ino": 5, "btime": None, "gen": 7}, (5, 10, None), True),  # kernel now gives btime
+    ({"ino": 5, "btime": None, "gen": 7}, (6, 10, None), False),
+    ({"ino": 5, "btime": 10, "gen": None}, (5, None, 7), True),  # btime no longer given
+    ({"ino": 5, "btime": 10, "gen": None}, (5, None, None), True),
+    ({"ino": 5, "btime": None, "gen": 7}, (5, 10, 7), True),
+    ({"ino": 5, "btime": None, "gen": 7}, (5, 10, 8), False),  # both have gen: it decides
+    ({"ino": 5, "btime": 10, "gen": 7}, (5, 11, 7), False),  # both have btime: it decides
 ])
 def test_same_file(record: dict, now: fileid.FileId, same: bool) -> None:
     assert fileid.same_file(record, now) is same
+
+
+def test_a_record_made_without_birth_time_matches_its_file_once_there_is_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel upgrade case on a real file: recorded where statx gave no birth time
+    (inode + generation), looked at again where it gives one (inode + birth time)."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    with monkeypatch.context() as m:
+        m.setattr(fileid, "_statx", None)
+        record = fileid.record_fields(fileid.of_path(str(path)))
+    now = fileid.of_path(str(path))
+    assert record["btime"] is None and fileid.same_file(record, now)
+
+
+@pytest.mark.parametrize(("record", "now", "identified"), [
+    ({"ino": 5, "btime": 10, "gen": None}, (5, 10, None), True),
+    ({"ino": 5, "btime": None, "gen": 7}, (5, None, 7), True),
+    ({"ino": 5, "btime": None, "gen": 7}, (5, 10, None), False),  # the inode alone
+    ({"ino": 5, "btime": None, "gen": None}, (5, None, None), False),
+    ({"ino": 5}, (5, 10, None), False),
+    ({"ino": 5, "btime": 10, "gen": None}, (5, 11, None), False),
+])
+def test_identifies_needs_more_than_the_inode(record: dict, now: fileid.FileId,
+                                              identified: bool) -> None:
+    """What a set-aside record must give to be taken over by another pool's listing: the
+    same inode number on another filesystem is another file."""
+    assert fileid.identifies(record, now) is identified

@@ -27,6 +27,7 @@ from ..textual_fixes import DismissOnce
 from .fields import Field, InlineMessage, Kind, TypedConfirm
 
 ResultT = TypeVar("ResultT")
+_MAX_PASSES = 3  # refresh_form: evaluations per change (a hook may ask for one more)
 
 
 @dataclass
@@ -113,6 +114,8 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
         self.tried = False  # a submit was attempted: show every error from now on
         self.last_evaluation: Evaluation[ResultT] = Evaluation()
         self._ready = False  # set once mounted: evaluations before that see no widgets
+        self._refreshing = False  # refresh_form is running: a nested call asks for a pass
+        self._refresh_again = False
         # Bound per instance so that the footer names the action ("^s Create").
         self._bindings.bind("ctrl+s", "submit", self.submit_label, key_display="^s",
                             priority=True)
@@ -184,8 +187,29 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
 
     # -- live evaluation ---------------------------------------------------------------
     def refresh_form(self) -> Evaluation[ResultT]:
-        if not self._ready:
+        """Evaluate and show the result. An after_refresh hook that changes what is shown
+        (a TypedConfirm appears) calls this again: that asks for one more pass, run here
+        after the hook returns, never inside it. Before, the hook recursed directly, and on
+        a dialog being closed (keys still queued for it) a hidden widget's display reads
+        False whatever it is set to, so it recursed until RecursionError killed the app.
+        A dismissed dialog is not evaluated again."""
+        if not self._ready or self._dismissed:
             return self.last_evaluation
+        if self._refreshing:
+            self._refresh_again = True
+            return self.last_evaluation
+        self._refreshing = True
+        try:
+            for _ in range(_MAX_PASSES):  # a hook that keeps changing its mind is cut short
+                self._refresh_again = False
+                ev = self._refresh_once()
+                if not self._refresh_again:
+                    break
+        finally:
+            self._refreshing = False
+        return ev
+
+    def _refresh_once(self) -> Evaluation[ResultT]:
         ev = self.evaluate()
         self.last_evaluation = ev
         for fld in self.query(Field):

@@ -4,6 +4,15 @@ The UI thread never does I/O: every controller call runs in a thread worker and 
 back through call_from_thread; controller events arrive as messages (tui.bridge).
 Names, paths and messages are drawn escaped (tui.shown); notifications are plain text
 (markup=False: a name may hold '[b]') and PoolkeeperApp.notify escapes them.
+
+Screens a worker opens (the XML, the build, delete and secret dialogs, a refused edit) go
+through `_prepare`/`_open`: keys go on while the worker looks, so one such screen is
+prepared at a time (the same key meanwhile is ignored), and it opens only over this
+screen. Before, `x x x` typed faster than the XML loads stacked one view per key, and a few
+dozen stacked modal screens overflowed Python's stack when drawn (each draws the one
+beneath it: RecursionError, the app died). A result that comes back once the user has
+opened something else is not put over it, where keys meant for that screen would land in
+it (a delete dialog least of all); a notice says so.
 """
 
 from __future__ import annotations
@@ -22,7 +31,6 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
-from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, Tree
@@ -110,6 +118,7 @@ class MainScreen(Screen[None]):
         self.refreshed_at: float | None = None
         self._disconnect: Callable[[], None] | None = None
         self.in_use: dict[str, str] = {}  # volume -> "process (pid N)" of the selected pool
+        self._preparing: str | None = None  # what a worker is preparing a screen for
 
     # == layout ========================================================================
     def compose(self) -> ComposeResult:
@@ -454,19 +463,6 @@ class MainScreen(Screen[None]):
         else:
             self.app.notify(done, markup=False)
 
-    def push_from_worker(self, screen: Screen[Any],
-                         callback: Callable[[Any], None] | None = None) -> None:
-        """Open a screen that a worker's result asks for (on the UI thread, through
-        call_from_thread). Keys go on while the worker runs: a command palette opened
-        meanwhile is closed first, so a palette is never left under another screen (a
-        second ctrl+p there opened a second palette with the same id: DuplicateIds)."""
-        while isinstance(self.app.screen, CommandPalette):
-            top = self.app.screen
-            top.dismiss(None)
-            if self.app.screen is top:  # could not close it: do not open the screen
-                return
-        self.app.push_screen(screen, callback)
-
     def _job_started(self, job: Job) -> None:
         self.query_one("#jobs", JobsPanel).update_job(job)
         self._update_status()
@@ -497,19 +493,19 @@ class MainScreen(Screen[None]):
 
     def action_build_pool(self) -> None:
         name = self.selected
-        if name is None:
-            return
-
-        self._prepare_build(name)
+        if name is not None and self._prepare("build"):
+            self._prepare_build(name)
 
     @work(thread=True, group="verbs")
     def _prepare_build(self, name: str) -> None:
         """Probe what is on the device first (I/O), so the dialog can name it."""
+        warning: str | None = None
         try:
             warning = self.ctl.build_warning(name)
         except PoolkeeperError as exc:
             warning = f"could not tell what is on the device: {exc}"
-        self.app.call_from_thread(self._open_build_dialog, name, warning)
+        finally:
+            self.app.call_from_thread(self._open_build_dialog, name, warning)
 
     def _open_build_dialog(self, name: str, warning: str | None) -> None:
         def done(choice: Any) -> None:
@@ -517,9 +513,10 @@ class MainScreen(Screen[None]):
                 self.run_verb(f"build pool {name}", f"building pool {name}",
                               self.ctl.build_pool, name, choice.overwrite)
 
-        if name in self.pools:  # (not undefined while the device was probed)
-            self.push_from_worker(dialogs.BuildPoolDialog(self.pools[name], warning,
-                                                          ascii=self.ascii), done)
+        self._open("build", f"the build dialog of pool {name}",
+                   None if name not in self.pools else  # (undefined while it was probed)
+                   lambda: dialogs.BuildPoolDialog(self.pools[name], warning,
+                                                   ascii=self.ascii), done)
 
     def action_toggle_autostart(self) -> None:
         name = self.selected
@@ -532,9 +529,8 @@ class MainScreen(Screen[None]):
 
     def action_delete_pool(self) -> None:
         name = self.selected
-        if name is None:
-            return
-        self._prepare_delete(name, self.pools[name].type.startswith("iscsi"))
+        if name is not None and self._prepare("delete"):
+            self._prepare_delete(name, self.pools[name].type.startswith("iscsi"))
 
     @work(thread=True, group="verbs")
     def _prepare_delete(self, name: str, undefine_only: bool) -> None:
@@ -545,14 +541,15 @@ class MainScreen(Screen[None]):
         held: list[str] | None = None
         error: str | None = None
         busy: str | None = None
-        if not undefine_only:
-            try:
+        try:
+            if not undefine_only:
                 held = self.ctl.stored_volumes(name)
-            except Busy as exc:  # InUse too
-                busy = str(exc)
-            except (PoolkeeperError, OSError) as exc:
-                error = str(exc)
-        self.app.call_from_thread(self._open_delete_dialog, name, held, error, busy)
+        except Busy as exc:  # InUse too
+            busy = str(exc)
+        except (PoolkeeperError, OSError) as exc:
+            error = str(exc)
+        finally:
+            self.app.call_from_thread(self._open_delete_dialog, name, held, error, busy)
 
     def _open_delete_dialog(self, name: str, held: list[str] | None, error: str | None,
                             busy: str | None) -> None:
@@ -566,10 +563,11 @@ class MainScreen(Screen[None]):
                 self.run_verb(f"undefine pool {name}", f"pool {name} undefined",
                               self.ctl.undefine_pool, name)
 
-        if name not in self.pools:
-            return  # gone while the storage was looked into
-        self.push_from_worker(dialogs.DeletePoolDialog(
-            self.pools[name], held=held, held_error=error, busy=busy, ascii=self.ascii), done)
+        self._open("delete", f"the delete dialog of pool {name}",
+                   None if name not in self.pools else  # (undefined while it was looked into)
+                   lambda: dialogs.DeletePoolDialog(self.pools[name], held=held,
+                                                    held_error=error, busy=busy,
+                                                    ascii=self.ascii), done)
 
     def _delete_pool(self, name: str, force: bool, expected: tuple[str, ...] | None) -> None:
         self.ctl.delete_pool(name, force=force, expected=expected)
@@ -760,16 +758,18 @@ class MainScreen(Screen[None]):
                                   + "; ".join(errors))
 
     def action_set_secret(self) -> None:
-        if self.view is not None and self.view.secret_usage:
+        if self.view is not None and self.view.secret_usage and self._prepare("secret"):
             self._open_secret(self.view.secret_usage)
 
     @work(thread=True, group="verbs")
     def _open_secret(self, usage: str) -> None:
+        exists = False
         try:
             exists = self.ctl.has_secret(usage)
         except PoolkeeperError:
-            exists = False
-        self.app.call_from_thread(self._push_secret, usage, exists)
+            pass
+        finally:
+            self.app.call_from_thread(self._push_secret, usage, exists)
 
     def _push_secret(self, usage: str, exists: bool) -> None:
         def done(result: Any) -> None:
@@ -778,8 +778,8 @@ class MainScreen(Screen[None]):
                               self.ctl.set_secret, result.usage,
                               result.value)
 
-        self.push_from_worker(dialogs.SecretDialog(usage, exists=exists, ascii=self.ascii),
-                              done)
+        self._open("secret", f"the secret dialog of {usage}",
+                   lambda: dialogs.SecretDialog(usage, exists=exists, ascii=self.ascii), done)
 
     def action_copy_path(self) -> None:
         volume = self._need_volume()
@@ -805,44 +805,79 @@ class MainScreen(Screen[None]):
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.key_rows()))
 
+    # == screens a worker opens (module docstring) =======================================
+    def _prepare(self, kind: str) -> bool:
+        """A key asks for a screen a worker prepares: False (ignore the key) while one is
+        being prepared already."""
+        if self._preparing is not None:
+            return False
+        self._preparing = kind
+        return True
+
+    def _open(self, kind: str | None, what: str, make: Callable[[], Screen[Any]] | None,
+              callback: Callable[[Any], None] | None = None) -> None:
+        """UI thread, when the worker that `_prepare(kind)` started is done (`make` None:
+        it has nothing to show, it said why). `kind` None: a screen no key asked for."""
+        if kind is not None and self._preparing == kind:
+            self._preparing = None
+        if make is None:
+            return
+        if self.app.screen is not self:
+            self.app.notify(f"{what} was not opened: another screen was opened meanwhile; "
+                            "close it and ask again", severity="warning", markup=False)
+            return
+        self.app.push_screen(make(), callback)
+
     # == XML ===========================================================================
     def action_show_xml(self) -> None:
         if self.selected is None:
             return
         volume = self.table.cursor_volume if self.table.has_focus else None
-        self._load_xml(self.selected, volume.name if volume else None)
+        if self._prepare("xml"):
+            self._load_xml(self.selected, volume.name if volume else None)
 
     @work(thread=True, group="xml")
     def _load_xml(self, pool: str, volume: str | None) -> None:
+        title = f"pool {pool}" if volume is None else f"volume {volume}"
+        xml: str | None = None
         try:
-            if volume is None:
-                title, xml = f"pool {pool}", self.ctl.pool_xml(pool)
-            else:
-                title, xml = f"volume {volume}", self.ctl.volume_xml(pool, volume)
+            xml = self.ctl.pool_xml(pool) if volume is None else self.ctl.volume_xml(pool,
+                                                                                   volume)
         except PoolkeeperError as exc:
             self.app.notify(str(exc), severity="error", markup=False)
-            return
-        self.app.call_from_thread(self.push_from_worker, XmlScreen(title, xml, ascii=self.ascii))
+        finally:
+            self.app.call_from_thread(self._show_xml, title, xml)
+
+    def _show_xml(self, title: str, xml: str | None) -> None:
+        self._open("xml", f"the XML of {title}",
+                   None if xml is None else lambda: XmlScreen(title, xml, ascii=self.ascii))
 
     def action_edit_xml(self) -> None:
-        if self.selected is not None:
+        if self.selected is not None and self._prepare("edit"):
             self._fetch_for_edit(self.selected)
 
     @work(thread=True, group="xml")
     def _fetch_for_edit(self, pool: str) -> None:
+        xml = path = None
         try:
             xml = self.ctl.pool_xml(pool, inactive=True)
+            path = self._write_for_edit(pool, xml)
         except PoolkeeperError as exc:
             self.app.notify(str(exc), severity="error", markup=False)
-            return
-        self._write_for_edit(pool, xml)
+        finally:
+            self.app.call_from_thread(self._run_editor, pool, path, xml or "")
 
     @work(thread=True, group="xml")
     def _edit_again(self, pool: str, text: str) -> None:
-        self._write_for_edit(pool, text)
+        path = None
+        try:
+            path = self._write_for_edit(pool, text)
+        finally:
+            self.app.call_from_thread(self._run_editor, pool, path, text)
 
-    def _write_for_edit(self, pool: str, text: str) -> None:
-        """Worker side: the text goes to a private temp file the editor opens."""
+    def _write_for_edit(self, pool: str, text: str) -> str | None:
+        """Worker side: the text goes to a private temp file the editor opens (its path;
+        None when it could not be written, said in a notice)."""
         try:
             fd, path = tempfile.mkstemp(suffix=".xml", prefix=f"{pool}-")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -850,12 +885,17 @@ class MainScreen(Screen[None]):
         except OSError as exc:
             self.app.notify(f"cannot write a temp file: {exc.strerror}", severity="error",
                             markup=False)
-            return
-        self.app.call_from_thread(self._run_editor, pool, path, text)
+            return None
+        return path
 
-    def _run_editor(self, pool: str, path: str, before: str) -> None:
+    def _run_editor(self, pool: str, path: str | None, before: str) -> None:
         """Hand the terminal to $EDITOR (App.suspend: the UI is stopped anyway), then
-        validate in a worker; on an error offer to edit again with the text kept."""
+        validate in a worker; on an error offer to edit again with the text kept. `path`
+        None: the text could not be fetched or written (a notice said why)."""
+        if self._preparing == "edit":
+            self._preparing = None
+        if path is None:
+            return
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
         discard = True
         try:
@@ -904,7 +944,7 @@ class MainScreen(Screen[None]):
             if retry:
                 self._edit_again(pool, edited)
 
-        self.push_from_worker(dialogs.ErrorDialog("the edited XML was refused", message,
-                                                  retry_label="Re-edit", ascii=self.ascii),
-                              done)
+        self._open(None, f"the refused XML of pool {pool}",
+                   lambda: dialogs.ErrorDialog("the edited XML was refused", message,
+                                               retry_label="Re-edit", ascii=self.ascii), done)
 
