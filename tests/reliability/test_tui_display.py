@@ -171,3 +171,27 @@ async def test_no_color_toggles_show_on_and_off_apart(root: Path, ascii: bool,
             assert checked != unchecked, (checked, unchecked)
             if ascii:
                 assert (on, off, checked, unchecked) == ("(*)", "( )", "[X]", "[ ]")
+
+
+@pytest.mark.parametrize("ascii", [False, True], ids=["unicode", "ascii"])
+async def test_no_color_device_picker_shows_marked_and_unmarked_apart(
+        ascii: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The define dialog's device picker (a SelectionList) drew an X in every box, marked
+    or not, in ASCII mode too ([X]); colour alone told them apart."""
+    from tests.tui.test_dialogs import FakeDevices, no_discover, opened, pick_devices, set_type
+    from tui.dialogs import DefinePoolDialog
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    async with opened(DefinePoolDialog(no_discover, devices=FakeDevices(), ascii=ascii),
+                      size=(120, 40)) as (app, pilot):
+        assert app.no_color
+        await set_type(pilot, "logical")
+        picker = await pick_devices(pilot, app)
+        await pilot.press("space")  # marks /dev/sdb
+        await pilot.pause()
+        assert picker.selected == ["/dev/sdb"]
+        text = screen_text(app)
+        marked, unmarked = mark(text, "/dev/sdb  8.00 GiB"), mark(text, "/dev/sdc  16.00 GiB")
+        assert marked != unmarked, (marked, unmarked)
+        if ascii:
+            assert (marked, unmarked) == ("[X]", "[ ]")
