@@ -13,15 +13,16 @@ import os
 import stat
 import threading
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 
 from lxml import etree
 
 from . import blockprobe, fileid, fileops, openers, pathsafety, probe, runner, targets, xmlio
 from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
-from .drivers.dir import require_local_backing
+from .drivers.dir import DirDriver, require_local_backing
 from .errors import (
     AlreadyExists,
     Busy,
@@ -53,6 +54,7 @@ from .model import (
     VolumeTarget,
 )
 from .names import check_name
+from .pool_contents import directory_entries, refuse_changed, refuse_held
 from .progress import shielded
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
@@ -311,19 +313,28 @@ class StorageController:
         self._drop_cache(name)
         self.bus.publish(PoolChanged(name, "stopped"))
 
-    def delete_pool(self, name: str, force: bool = False) -> None:
+    def delete_pool(self, name: str, force: bool = False,
+                    expected: Sequence[str] | None = None) -> None:
         """Destroy the pool's underlying storage (dir: remove the empty directory). Storage
         that still holds volumes (fs: files on its filesystem, disk: partitions, logical:
         LVs) is refused unless `force`; dir and netfs pools remove only an empty directory,
-        forced or not."""
+        forced or not. `expected`: the volumes the caller showed before asking (the TUI
+        lists stored_volumes): under the exclusive lock the storage must still hold
+        exactly those, or nothing is erased and the error says what changed, so a volume
+        made after the list was shown is never erased unseen (pool_contents)."""
         pdef = self.pool_def(name)
         self._require_inactive(name, "delete")
         with self.locks.pool(name, exclusive=True, what="deleting"), \
                 _os_errors(f"delete pool '{name}'"):
             driver = self._driver(pdef)
             self._remove_partials(driver)  # a killed create's file must not keep it non-empty
-            if not force:
-                self._refuse_unless_empty(driver)
+            look = getattr(driver, "stored_volumes", None)  # the pool types that erase
+            if look is not None and (expected is not None or not force):
+                held = look()
+                if expected is not None:
+                    refuse_changed(name, held, expected)
+                if not force:
+                    refuse_held(name, held)
             driver.delete()
         self.bus.publish(PoolChanged(name, "deleted"))
 
@@ -337,30 +348,22 @@ class StorageController:
                                         allowed=[self.paths.images_dir])
 
     def stored_volumes(self, name: str) -> list[str] | None:
-        """The volumes an inactive pool's storage still holds, which pool-delete would
-        erase (see delete_pool); None for pool types whose delete erases no volumes."""
+        """What an inactive pool's storage still holds, for pool-delete to name first:
+        fs, disk and logical pools: the volumes it would erase (see delete_pool); dir and
+        netfs pools: the entries of the directory, which make it refuse, forced or not
+        (it removes only an empty directory); None for pool types whose delete touches
+        no storage (iscsi). Looking changes nothing."""
         pdef = self.pool_def(name)
         self._require_inactive(name, "look inside")
         driver = self._driver(pdef)
         look = getattr(driver, "stored_volumes", None)
+        if look is None and isinstance(driver, DirDriver):  # dir, netfs: refuse-only
+            look = partial(directory_entries, driver)
         if look is None:
             return None
         with self.locks.pool(name, exclusive=True, what="looking inside"), \
                 _os_errors(f"look inside pool '{name}'"):
             return look()
-
-    @staticmethod
-    def _refuse_unless_empty(driver: PoolDriver) -> None:
-        look = getattr(driver, "stored_volumes", None)
-        names = look() if look is not None else []
-        if names:
-            count = len(names)
-            shown = ", ".join(names[:5]) + (f" and {count - 5} more" if count > 5 else "")
-            raise StateError(
-                f"pool '{driver.name}' still holds {count} volume{'s' if count != 1 else ''} "
-                f"({shown}); delete {'them' if count != 1 else 'it'} first, or erase "
-                f"{'them' if count != 1 else 'it'} with the pool's storage: "
-                f"pool-delete {driver.name} --force")
 
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         self.pool_def(name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .errors import InvalidName
-from .textsafe import describe, escape, first_unsafe
+from .textsafe import describe, first_unsafe
 
 MAX_NAME_BYTES = 255
 # Files being written (volumes being built, state files being saved) carry this prefix
@@ -19,22 +19,22 @@ def check_name(name: str, what: str = "name") -> str:
     terminal: control characters (C0 such as NUL, newline, tab, ESC; DEL; C1 such as the
     8-bit CSI 0x9b), bidi controls and other invisible format characters (U+202E, U+200B,
     ...) and line/paragraph separators. Such a name could drive the terminal, display in a
-    misleading order or look like another name. Messages show the name escaped
-    (textsafe.escape), so that they are safe wherever they are printed.
+    misleading order or look like another name. Messages hold the name as it was given
+    and name the offending character (textsafe.describe); whatever prints them escapes
+    them once (textsafe's rule).
     """
     if not isinstance(name, str) or name == "":
         raise InvalidName(f"{what} must not be empty", element="name")
-    shown = escape(name)
     if name in (".", ".."):
         raise InvalidName(f"{what} '{name}' is not allowed", element="name")
     if "/" in name:
-        raise InvalidName(f"{what} '{shown}' must not contain '/'", element="name")
+        raise InvalidName(f"{what} '{name}' must not contain '/'", element="name")
     if name.startswith(PARTIAL_PREFIX):
-        raise InvalidName(f"{what} '{shown}' begins with '{PARTIAL_PREFIX}', which poolkeeper "
+        raise InvalidName(f"{what} '{name}' begins with '{PARTIAL_PREFIX}', which poolkeeper "
                           "reserves for files being written; choose another name", element="name")
     bad = first_unsafe(name)
     if bad is not None:
-        raise InvalidName(f"{what} '{shown}' contains {describe(bad)}; names must not hold it",
+        raise InvalidName(f"{what} '{name}' contains {describe(bad)}; names must not hold it",
                           element="name")
     encoded = name.encode("utf-8")
     if len(encoded) > MAX_NAME_BYTES:

@@ -24,6 +24,15 @@ Everything else (accented letters, CJK, emoji) is shown as it is.
 The categories are Python's Unicode database, read per character: no list to keep up to
 date. Names refuse the same characters (backends.names), and a scan lists an existing file
 whose name holds one with an error saying to rename it (drivers/dir.py).
+
+The rule: messages (errors, warnings, a volume's error, a job's description) carry names
+as they are, never escaped where they are composed; every string is escaped exactly once,
+where it is written to the terminal (tui/cli.py `printable`, tui/shown.py `shown`),
+backslashes included, so a message can never show a name in two ways. A message names an
+offending character by code point and Unicode name (`describe`: "U+202E RIGHT-TO-LEFT
+OVERRIDE"), not by an escape. A message is one line: a newline in it is escaped like any
+control character; the only line breaks on a terminal are between lines the front end
+composed itself (a failed tool's last lines of stderr, each escaped on its own).
 """
 
 from __future__ import annotations
@@ -54,22 +63,31 @@ def first_unsafe(text: str) -> str | None:
 
 
 def describe(ch: str) -> str:
-    """'the control character \\x1b', 'the invisible format character \\u202e
-    (RIGHT-TO-LEFT OVERRIDE)', ...: for messages, with the character escaped."""
+    """'the control character U+001B', 'the invisible format character U+202E
+    (RIGHT-TO-LEFT OVERRIDE)', 'the byte 0x9B, which is not UTF-8': for messages. The
+    character is named, never put in (nor escaped: the message is escaped once where it
+    is printed, and an escape would then show doubled)."""
     code = ord(ch)
-    shown = escape_char(ch)
     if code in _SURROGATE_BYTES:
-        return f"the byte {shown}, which is not UTF-8"
+        return f"the byte 0x{code - 0xDC00:02X}, which is not UTF-8"
     category = unicodedata.category(ch)
     name = unicodedata.name(ch, "")
-    named = f" ({name})" if name else ""
+    point = f"U+{code:04X}" + (f" ({name})" if name else "")
     if category == "Cc":
-        return f"the control character {shown}"
+        return f"the control character {point}"
     if category == "Cs":
-        return f"the lone surrogate {shown}, which is not text"
+        return f"the lone surrogate {point}, which is not text"
     if category in ("Zl", "Zp"):
-        return f"the line break character {shown}{named}"
-    return f"the invisible format character {shown}{named}"
+        return f"the line break character {point}"
+    if category == "Cf":
+        return f"the invisible format character {point}"
+    return f"the character {point}"
+
+
+def quoted(value: object) -> str:
+    """A value for a message: text as it is, in quotes (escaped once where printed);
+    anything else (a wrong type) as Python shows it."""
+    return f"'{value}'" if isinstance(value, str) else repr(value)
 
 
 def escape_char(ch: str) -> str:
@@ -103,23 +121,17 @@ def _encodable(ch: str, encoding: str) -> bool:
     return True
 
 
-def escape(text: str, encoding: str | None = None, *, keep_backslashes: bool = False) -> str:
+def escape(text: str, encoding: str | None = None) -> str:
     """`text` made safe and unambiguous for a terminal, and encodable in `encoding` (None:
-    any Unicode terminal).
-
-    keep_backslashes: for a message poolkeeper composed (an error, a warning), whose names
-    were escaped where they were put in (names.py and scans use this function, xmlio
-    repr()): its backslashes already start escapes and are left alone, so a name is not
-    shown escaped twice; everything unsafe is still escaped."""
-    unsafe = _ASCII_CONTROL_RE if keep_backslashes else _ASCII_UNSAFE_RE
+    any Unicode terminal). Applied once, to the whole string, where it is written."""
     if text.isascii():
-        if not unsafe.search(text):
+        if not _ASCII_UNSAFE_RE.search(text):
             return text  # the common case: one C-level scan
-        return unsafe.sub(lambda m: escape_char(m.group()), text)
+        return _ASCII_UNSAFE_RE.sub(lambda m: escape_char(m.group()), text)
     check = None if _is_utf(encoding) else encoding
     out = []
     for ch in text:
-        if (ch == "\\" and not keep_backslashes) or is_unsafe(ch) or (
+        if ch == "\\" or is_unsafe(ch) or (
                 check is not None and not ch.isascii() and not _encodable(ch, check)):
             out.append(escape_char(ch))
         else:
@@ -142,7 +154,7 @@ def escape_xml(xml: str, encoding: str | None = None) -> str:
         if ch in _XML_WHITESPACE or (code >= 0x20 and ch.isascii() and code != 0x7F):
             out.append(ch)
         elif code < 0x20 or 0xD800 <= code <= 0xDFFF:
-            raise ValueError(f"XML cannot carry {escape_char(ch)}")
+            raise ValueError(f"XML cannot carry {describe(ch)}")
         elif is_unsafe(ch) or (check is not None and not _encodable(ch, check)):
             out.append(f"&#x{code:x};")
         else:

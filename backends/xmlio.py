@@ -52,6 +52,7 @@ from .model import (
     VolumeDef,
     VolumeTarget,
 )
+from .textsafe import describe
 
 __all__ = [
     "MAX_XML_BYTES",
@@ -317,8 +318,8 @@ def _prepare_input(text: str | bytes) -> bytes:
     except UnicodeEncodeError as exc:
         line = decoded.count("\n", 0, exc.start) + 1
         raise XMLError(
-            f"line {line}: the text holds a character that is not valid Unicode "
-            f"({decoded[exc.start]!r}); save the file as UTF-8"
+            f"line {line}: the text is not valid Unicode: it holds "
+            f"{describe(decoded[exc.start])}; save the file as UTF-8"
         ) from None
     _check_size(len(data))
     return data
@@ -1043,7 +1044,7 @@ def _check_pool_type(ptype: str, where: _Where) -> None:
 
 def _check_pool_type_arg(pool_type: str | None) -> None:
     if pool_type is not None and pool_type not in POOL_TYPES:
-        raise ValueError(f"unknown pool type {pool_type!r}")
+        raise ValueError(f"unknown pool type '{pool_type}'")
 
 
 def _validate_pool(pool: PoolDef, where: _Where) -> None:
@@ -1100,7 +1101,7 @@ def _check_name(name: str, what: str, where: _Where, key: str) -> None:
     bad = _bad_char(name)  # C1 controls and non-characters, which names.py lets through
     if bad:
         raise InvalidName(
-            f"{what} {name!r} contains the control character {bad!r}",
+            f"{what} '{name}' contains {describe(bad)}",
             element="name",
             line=where.at(key),
         )
@@ -1560,7 +1561,7 @@ def _check_text(value: str, what: str, element: str, where: _Where, key: str) ->
         raise _err(f"{what} must be text, not {type(value).__name__}", element, where, key)
     bad = _bad_char(value)
     if bad:
-        raise _err(f"{what} {value!r} contains the control character {bad!r}", element, where, key)
+        raise _err(f"{what} '{value}' contains {describe(bad)}", element, where, key)
 
 
 def _bad_char(value: str) -> str | None:
@@ -1862,7 +1863,7 @@ def _check_xml_chars(value: str, tag: str) -> None:
     bad = _NOT_XML_RE.search(value)
     if bad:
         raise ValidationError(
-            f"the value {value!r} holds the character {bad.group(0)!r}, which XML cannot carry",
+            f"the value '{value}' holds {describe(bad.group(0))}, which XML cannot carry",
             element=tag,
         )
 

@@ -5,7 +5,8 @@ Leaving: q (or the palette's Quit) exits with status 0. A terminal that goes awa
 or a hang-up on stdin without a signal: tui.hangup) and SIGTERM cancel the running jobs at
 once and exit with status 1; the controller then waits for the jobs, which remove what they
 half made, as the CLI's do on Ctrl-C (a second SIGHUP meanwhile is ignored). An unhandled
-error exits with status 1 after Textual prints its traceback (run_app returns the status).
+error exits with status 1 after Textual prints its traceback, or a plain one when Textual
+cannot draw it (run_app returns the status).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
@@ -36,7 +39,7 @@ from backends.controller import StorageController
 
 from .hangup import HangupWatch
 from .screens.main import MainScreen
-from .shown import shown_message
+from .shown import shown, shown_lines
 from .textual_fixes import Palette
 
 
@@ -110,6 +113,20 @@ class PoolkeeperApp(App[None]):
         self.crashed = True  # Textual 8.2.8 leaves return_code unset when it panics
         super().panic(*renderables)
 
+    def _fatal_error(self) -> None:
+        """After an unhandled error: Textual's, which renders a Rich traceback with the
+        locals, then closes the app. That rendering can fail itself (a Rich Style half
+        made by a ColorParseError raised AttributeError from its repr), and then Textual
+        never closed: the app stayed up, ignoring every key. Then the traceback is kept
+        as plain text (escaped: it may quote names) and the app closes, status 1."""
+        self.crashed = True
+        try:
+            super()._fatal_error()
+        except Exception:
+            lines = traceback.format_exc().splitlines()  # the error, then this one
+            self._exit_renderables.append(Text(shown_lines(lines, self.ascii)))
+            self._close_messages_no_wait()
+
     def _start_widget(self, parent: Widget, widget: Widget) -> None:
         # Textual starts every scrollbar through here (and nothing else, as of 8.2.8): in
         # ASCII mode each one, in any screen or dialog, gets the block-free renderer.
@@ -118,13 +135,17 @@ class PoolkeeperApp(App[None]):
         super()._start_widget(parent, widget)
 
     def get_key_display(self, binding: Binding) -> str:
-        shown = super().get_key_display(binding)
+        display = super().get_key_display(binding)
         # ASCII mode: "up", "enter" rather than the arrow and return glyphs
-        return binding.key if self.ascii and not shown.isascii() else shown
+        return binding.key if self.ascii and not display.isascii() else display
 
     def action_command_palette(self) -> None:
-        # Palette: Textual's, with the fixes for Enter pressed twice (tui.textual_fixes)
-        if self.use_command_palette and not CommandPalette.is_open(self):
+        # Palette: Textual's, with the fixes for Enter pressed twice (tui.textual_fixes).
+        # One at a time, anywhere in the stack: a second one under the same id would
+        # crash (DuplicateIds); a worker's screen opens only over the main screen
+        # (MainScreen._open), never over a palette.
+        if self.use_command_palette and not any(
+                isinstance(screen, CommandPalette) for screen in self.screen_stack):
             # ASCII mode: Textual's placeholder ends in an ellipsis character
             ascii_text = {"placeholder": "Search for commands..."} if self.ascii else {}
             self.push_screen(Palette(id="--command-palette", **ascii_text))
@@ -136,15 +157,23 @@ class PoolkeeperApp(App[None]):
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
-        """Every notification is plain text, escaped (tui.shown): poolkeeper's own pass
-        markup=False (a name may hold '[b]'); Textual's few markup notices lose their
-        styles. Thread-safe, as App.notify is."""
+        """Every notification is plain text, escaped once here (tui.shown), a newline
+        included: callers pass raw text. poolkeeper's own pass markup=False (a name may
+        hold '[b]'); Textual's few markup notices lose their styles. Thread-safe, as
+        App.notify is."""
         if markup:
             try:
                 message = Content.from_markup(message).plain
             except Exception:  # not valid markup after all: show it as it is
                 pass
-        super().notify(shown_message(message, self.ascii), title=shown_message(title, self.ascii),
+        self.notify_lines([message], title=title, severity=severity, timeout=timeout)
+
+    def notify_lines(self, lines: Sequence[str], *, title: str = "",
+                     severity: SeverityLevel = "information",
+                     timeout: float | None = None) -> None:
+        """A notification of several lines (raw text), each escaped on its own: the line
+        breaks are the ones between `lines`, never one inside a name."""
+        super().notify(shown_lines(lines, self.ascii), title=shown(title, self.ascii),
                        severity=severity, timeout=timeout, markup=False)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -156,7 +185,7 @@ class PoolkeeperApp(App[None]):
                           if isinstance(b, Binding) and b.key == key)
             help_text = f"key: {key}" + (f" (unavailable: {reason})" if reason else "")
             # the palette reads help as markup: a volume name in a reason may hold '[b]'
-            help_text = markup_escape(shown_message(help_text, self.ascii))
+            help_text = markup_escape(shown(help_text, self.ascii))
             yield SystemCommand(description, help_text, partial(self._palette, screen, action))
 
     def _palette(self, screen: MainScreen, action: str) -> None:

@@ -3,11 +3,12 @@
 Errors go to stderr as `error: ...` with exit status 1; every listing takes --json;
 long jobs draw a progress bar when stderr is a terminal.
 
-Every string bound for the terminal goes through backends.textsafe: names, paths and other
-data with `printable` (control, bidi and invisible characters, undecodable bytes and the
-backslash escaped, in what stdout can encode), messages with `printable_message` (the same,
-but the backslashes of names the engine already escaped are kept), XML with `printable_xml`
-(character references, so it stays valid XML). JSON is ASCII (json's \\u escapes).
+Every string bound for the terminal goes through backends.textsafe, exactly once, where it
+is written: names, paths, errors, warnings and job descriptions with `printable` (control,
+bidi and invisible characters, undecodable bytes and the backslash escaped, in what the
+stream can encode; engine messages hold names as they are, so a message is escaped like a
+name), XML with `printable_xml` (character references, so it stays valid XML). JSON is
+ASCII (json's \\u escapes).
 """
 
 from __future__ import annotations
@@ -69,14 +70,9 @@ def _encoding(stream: TextIO | None) -> str | None:
 
 
 def printable(text: str, stream: TextIO | None = None) -> str:
-    """A name, path or other data from disk, safe and unambiguous on the terminal and
-    encodable by `stream` (stdout by default): textsafe.escape."""
+    """A name, path, message or other text, safe and unambiguous on the terminal and
+    encodable by `stream` (stdout by default): textsafe.escape, once."""
     return textsafe.escape(text, _encoding(stream))
-
-
-def printable_message(text: str, stream: TextIO | None = None) -> str:
-    """An error or warning poolkeeper composed: names in it are escaped already."""
-    return textsafe.escape(text, _encoding(stream), keep_backslashes=True)
 
 
 def printable_xml(xml: str, stream: TextIO | None = None) -> str:
@@ -145,7 +141,7 @@ def wait_job(job: Job, err: TextIO) -> Any:
                 frac = job.fraction or 0.0
                 bar = "#" * int(frac * 30)
                 eta = f" ETA {job.eta:.0f}s" if job.eta is not None else ""
-                err.write(f"\r{printable_message(job.description, err)}: [{bar:<30}] "
+                err.write(f"\r{printable(job.description, err)}: [{bar:<30}] "
                           f"{frac * 100:5.1f}% "
                           f"{human(int(job.rate))}/s{eta}   ")
                 err.flush()
@@ -157,7 +153,7 @@ def wait_job(job: Job, err: TextIO) -> Any:
         err.write("\r" + " " * 100 + "\r")
     result = job.wait()
     for warning in job.warnings:
-        err.write(f"warning: {printable_message(warning, err)}\n")
+        err.write(f"warning: {printable(warning, err)}\n")
     return result
 
 
@@ -210,7 +206,7 @@ def cmd_pool_info(ctl: StorageController, args: argparse.Namespace, out: TextIO)
     for key, value in lines:
         out.write(f"{key:<15} {printable(value, out)}\n")
     if p.state == "inaccessible" and p.detail:  # why, and what to do (virsh says nothing)
-        out.write(f"{'Problem:':<15} {printable_message(p.detail, out)}\n")
+        out.write(f"{'Problem:':<15} {printable(p.detail, out)}\n")
     return 0
 
 
@@ -342,7 +338,7 @@ def _simple(verb: Callable[[StorageController, str], object], message: str) -> H
 
 def cmd_pool_delete(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     ctl.delete_pool(args.pool, force=args.force)
-    out.write(f"Pool {args.pool} deleted\n")
+    out.write(f"Pool {printable(args.pool, out)} deleted\n")
     return 0
 
 
@@ -379,7 +375,7 @@ def cmd_vol_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
     for v in vols:
         if v.error:
             sys.stderr.write(f"warning: {printable(v.name, sys.stderr)}: "
-                             f"{printable_message(v.error, sys.stderr)}\n")
+                             f"{printable(v.error, sys.stderr)}\n")
     return 0
 
 
@@ -401,7 +397,7 @@ def cmd_vol_info(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
     for key, value in lines:
         out.write(f"{key:<15} {printable(value, out)}\n")
     if v.error:
-        out.write(f"{'Error:':<15} {printable_message(v.error, out)}\n")
+        out.write(f"{'Error:':<15} {printable(v.error, out)}\n")
     return 0
 
 
@@ -449,7 +445,7 @@ def cmd_vol_clone(ctl: StorageController, args: argparse.Namespace, out: TextIO)
     method = wait_job(ctl.clone_volume(pool, name, args.newname, target_pool=args.newpool),
                       sys.stderr)
     out.write(f"Vol {printable(args.newname, out)} cloned from {printable(name, out)} "
-              f"({printable_message(str(method), out)})\n")
+              f"({printable(str(method), out)})\n")
     return 0
 
 
@@ -722,28 +718,28 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
-        sys.stderr.write(f"error: {printable_message(str(exc), sys.stderr)}\n")
+        sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")
         return 1
     if not args.command:
         return run_tui(args)
     try:
         ctl = StorageController(args.root)
     except (PoolkeeperError, OSError) as exc:
-        sys.stderr.write(f"error: {printable_message(str(exc), sys.stderr)}\n")
+        sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")
         return 1
     previous = _cancel_on_hangup()
     try:
         for problem in ctl.startup_errors:
-            sys.stderr.write(f"warning: {printable_message(problem, sys.stderr)}\n")
+            sys.stderr.write(f"warning: {printable(problem, sys.stderr)}\n")
         return args.func(ctl, args, out)
     except PoolkeeperError as exc:
-        sys.stderr.write(f"error: {printable_message(str(exc), sys.stderr)}\n")
+        sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")
         return 1
     except OSError as exc:
         name = exc.filename
         name = os.fsdecode(name) if isinstance(name, str | bytes) else str(name)
         where = f" ({printable(name, sys.stderr)})" if exc.filename else ""
-        sys.stderr.write(f"error: {printable_message(str(exc.strerror or exc), sys.stderr)}"
+        sys.stderr.write(f"error: {printable(str(exc.strerror or exc), sys.stderr)}"
                          f"{where}\n")
         return 1
     except KeyboardInterrupt:

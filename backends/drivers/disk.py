@@ -90,6 +90,7 @@ from ..model import (
     VolumeInfo,
 )
 from ..progress import NULL_CONTEXT, JobContext, shielded
+from ..textsafe import describe
 from ..units import human
 from .base import PoolDriver
 from .disk_partial import (
@@ -517,8 +518,8 @@ def _check_device_path(value: object) -> str:
         raise ValidationError("a disk pool needs <device path='/dev/...'/>", "device")
     bad = _CONTROL.search(value)
     if bad:
-        raise ValidationError(f"device path {value!r} contains the control character "
-                              f"{bad.group(0)!r}", "device")
+        raise ValidationError(f"device path '{value}' contains {describe(bad.group(0))}",
+                              "device")
     if not value.startswith("/") or value == "/" or ".." in value.split("/") or "," in value:
         raise ValidationError(f"device path '{value}' must be an absolute path without '..' "
                               "or ','", "device")

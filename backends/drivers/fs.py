@@ -51,6 +51,7 @@ from ..model import (
 )
 from ..names import PARTIAL_PREFIX
 from ..progress import NULL_CONTEXT, JobContext
+from ..textsafe import describe, quoted
 from .dir import DirDriver
 
 # == mount options =====================================================================
@@ -122,10 +123,10 @@ _OPTION_CHARS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_=.:+/@-]*")
 def check_mount_option(opt: object) -> str:
     """Return `opt` if it is on the allow-list, else raise ValidationError saying why."""
     if not isinstance(opt, str) or not opt:
-        raise ValidationError(f"mount option {opt!r} must be a non-empty word", "fs:option")
+        raise ValidationError(f"mount option {quoted(opt)} must be a non-empty word", "fs:option")
     if "," in opt or len(opt) > 255 or not _OPTION_CHARS.fullmatch(opt):
         raise ValidationError(
-            f"mount option {opt!r} is not valid: one option per <fs:option>, letters, digits "
+            f"mount option {quoted(opt)} is not valid: one option per <fs:option>, letters, digits "
             "and _ = . : + / @ - only (no commas, spaces or control characters)", "fs:option")
     key, sep, value = opt.partition("=")
     if key in _WHY_REFUSED:
@@ -170,7 +171,7 @@ def check_host(name: object) -> str:
         if name.isascii() and _DNS.fullmatch(name):
             return name
     raise ValidationError(
-        f"host name {name!r} is not valid: use a DNS name (letters, digits, '.' and '-', not "
+        f"host name {quoted(name)} is not valid: use a DNS name (letters, digits, '.' and '-', not "
         "starting with '-') or an IP address", "host")
 
 
@@ -179,8 +180,7 @@ def _check_path(value: object, what: str, element: str, *, relative_ok: bool = F
         raise ValidationError(f"{what} must not be empty", element)
     bad = _CONTROL.search(value)
     if bad:
-        raise ValidationError(f"{what} {value!r} contains the control character "
-                              f"{bad.group(0)!r}", element)
+        raise ValidationError(f"{what} '{value}' contains {describe(bad.group(0))}", element)
     if "," in value:
         raise ValidationError(f"{what} '{value}' must not contain a comma", element)
     if value.startswith("-") or ".." in value.split("/"):
@@ -631,7 +631,7 @@ class FsDriver(MountedDirDriver):
         if len(kinds) != 1 or len(found.signatures) != 1:
             raise self._cannot_tell(f"{source} holds {found.describe()}")
         if not re.fullmatch(r"[a-z0-9_+]{1,32}", kinds[0].type):
-            raise self._cannot_tell(f"blkid names its filesystem {kinds[0].type!r}")
+            raise self._cannot_tell(f"blkid names its filesystem '{kinds[0].type}'")
         return kinds[0].type
 
     def _look_inside(self, device: str, source: str, fstype: str) -> list[str]:
@@ -710,7 +710,7 @@ class NetfsDriver(MountedDirDriver):
         _check_path(src.dir, "source directory", "dir", relative_ok=fmt in ("cifs", "glusterfs"))
         if src.protocol_ver is not None:
             if fmt not in ("auto", "nfs") or not _VERSION.fullmatch(src.protocol_ver):
-                raise ValidationError(f"protocol version {src.protocol_ver!r} applies to NFS "
+                raise ValidationError(f"protocol version {quoted(src.protocol_ver)} applies to NFS "
                                       "only and must look like 3, 4 or 4.1", "protocol")
             if any(o.startswith(("nfsvers=", "vers=")) for o in pool.mount_opts):
                 raise ValidationError("the NFS version is given twice (<protocol ver> and a "

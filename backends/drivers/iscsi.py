@@ -52,6 +52,7 @@ from ..errors import (
 from ..model import PoolDef, PoolSizes, PoolSource, SourceDevice, SourceHost, VolumeInfo
 from ..progress import JobContext
 from ..secrets import SecretStore
+from ..textsafe import quoted
 from .base import PoolDriver
 from .fs import check_host
 
@@ -110,7 +111,7 @@ class IscsiAuthError(IscsiError):
 def check_iscsi_name(value: object, what: str) -> str:
     if not isinstance(value, str) or not _ISCSI_NAME_RE.fullmatch(value):
         raise ValidationError(
-            f"{what} {value!r} is not usable: an iSCSI name has letters, digits and . : _ - "
+            f"{what} {quoted(value)} is not usable: an iSCSI name has letters, digits and . : _ - "
             "only, starts with a letter or digit and is at most 223 characters (e.g. "
             "iqn.2013-06.com.example:target0)", "device" if "target" in what else "iqn")
     return value

@@ -63,6 +63,7 @@ from ..model import (
 )
 from ..names import check_name
 from ..progress import JobContext, shielded
+from ..textsafe import describe, quoted
 from ..units import human
 from .base import PoolDriver
 
@@ -144,7 +145,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def check_vg_name(name: object) -> str:
     if not isinstance(name, str) or name in (".", "..") or not _VG_NAME.fullmatch(name):
         raise ValidationError(
-            f"volume group name {name!r} is not valid: use letters, digits and + _ . - (not "
+            f"volume group name {quoted(name)} is not valid: use letters, digits and + _ . - (not "
             "starting with '-', at most 127 characters)", "name")
     return name
 
@@ -169,12 +170,12 @@ def check_lv_name(name: object) -> str:
 
 def _check_device_path(value: object) -> str:
     if not isinstance(value, str) or not value.startswith("/") or value == "/":
-        raise ValidationError(f"device path {value!r} must be an absolute path such as "
+        raise ValidationError(f"device path {quoted(value)} must be an absolute path such as "
                               "/dev/sdb", "device")
     bad = _CONTROL.search(value)
     if bad:
-        raise ValidationError(f"device path {value!r} contains the control character "
-                              f"{bad.group(0)!r}", "device")
+        raise ValidationError(f"device path '{value}' contains {describe(bad.group(0))}",
+                              "device")
     if ".." in value.split("/") or "," in value or " " in value:
         raise ValidationError(f"device path '{value}' must not contain '..', ',' or spaces",
                               "device")

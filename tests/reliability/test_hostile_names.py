@@ -237,7 +237,11 @@ def test_controller_refuses_bad_names_before_touching_anything(
                 result.wait(30)
         assert isinstance(exc.value, expected), (verb, exc.value)
         message = str(exc.value)
-        assert message and not any(c in message for c in "\n\t\x00\x01\x1b"), (verb, message)
+        # The message holds the name as given and names the character by code point; it
+        # is escaped once where it is printed (the CLI test below sees none raw).
+        assert message, verb
+        if any(c in name for c in "\n\t\x00\x01\x1b") and expected is InvalidName:
+            assert "the control character U+00" in message, (verb, message)
         bad = offending(calls, name, scene.root, scene.state)
         assert not bad, f"{verb}: filesystem calls before the refusal: {bad}"
     assert ctl.jobs.running() == []

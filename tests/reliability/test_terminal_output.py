@@ -17,19 +17,22 @@ and told apart.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import unicodedata
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from backends import runner, textsafe
 from backends.controller import StorageController
-from backends.errors import InvalidName
+from backends.errors import InvalidName, PoolkeeperError
 from backends.model import BackingStore, VolumeDef, VolumeTarget
 from backends.names import check_name
 from tests.conftest import make_dir_pool
@@ -89,8 +92,12 @@ def test_names_refuse_what_the_terminal_would_show_escaped(ch: str) -> None:
     code = ord(ch)
     shown = (f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code < 0xDD00 else
              f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}")
-    assert f"x{shown}y.img" in message and "names must not hold it" in message
-    assert unsafe_in(message) == []  # the message itself is safe to print
+    # The message holds the name as it was given, and names the character by code point
+    # (never an escape, which would show doubled): it is escaped once, where printed.
+    assert f"'{name}'" in message and "names must not hold it" in message
+    point = f"0x{code - 0xDC00:02X}" if 0xDC80 <= code < 0xDD00 else f"U+{code:04X}"
+    assert point in message and "\\" not in message
+    assert f"x{shown}y.img" in textsafe.escape(message)
 
 
 # == the CLI, as a real process ========================================================
@@ -276,3 +283,162 @@ async def test_tui_draws_names_paths_and_messages_escaped(planted, ascii: bool) 
             await pilot.press("escape")
             await settle(app, pilot)
             assert app.screen is app.main_screen
+
+
+# == one rule: messages are escaped once, like names ===================================
+# Engine messages hold names as they are; the CLI and the TUI escape every message once,
+# backslashes included. Before, messages were printed keeping their backslashes (on the
+# assumption that names in them were escaped already), so a name typed with a backslash
+# (`lit\x1b`, valid) printed exactly like one holding a real ESC.
+LIT = "lit\\x1b"  # typed with a backslash: a valid name
+LIT_SHOWN = "lit\\\\x1b"  # how a terminal must show it
+LIT_AS_ESC = "lit\\x1b"  # ... and how a real ESC shows: never for LIT
+
+
+def lit_apart(text: str, count: int | None = None) -> None:
+    """LIT is shown with its backslash escaped wherever it appears, never like an ESC."""
+    assert LIT_SHOWN in text, text
+    assert LIT_AS_ESC not in text.replace(LIT_SHOWN, ""), text
+    if count is not None:
+        assert text.count(LIT_SHOWN) >= count, text
+
+
+@pytest.fixture
+def backslashed(tmp_path: Path) -> tuple[Path, Path]:
+    """(state root, pool dir): volumes named with a literal backslash (a qcow2 and a raw
+    one), and two dangling links, to `lit\x1b` (backslash) and to `esc<ESC>`."""
+    state = tmp_path / "state"
+    state.mkdir()
+    images = tmp_path / "images"
+    with StorageController(state, create_default=False) as ctl:
+        make_dir_pool(ctl, "p", images)
+        for name, fmt in ((f"{LIT}.qcow2", "qcow2"), (f"{LIT}.img", "raw")):
+            ctl.create_volume_def("p", VolumeDef(name=name, capacity=MiB,
+                                                 target=VolumeTarget(format=fmt))).wait(60)
+        ctl.store.mark_initialized()
+    os.symlink(LIT, images / "dl1.img")
+    os.symlink("esc\x1bname", images / "dl2.img")
+    return state, images
+
+
+@pytest.mark.parametrize("env_name", list(ENVS))
+def test_cli_errors_and_warnings_show_a_backslash_name_unlike_a_control_character(
+        backslashed, env_name: str) -> None:
+    state, _images = backslashed
+    ascii_only = env_name == "ascii-strict"
+    # errors: a name typed with a backslash, and one holding a real ESC
+    r = cli(state, env_name, "vol-info", "--pool", "p", "nonexist\\x1b")
+    typed = assert_safe(r.stderr, ascii_only)
+    assert r.returncode == 1 and "'nonexist\\\\x1b'" in typed, typed
+    r = cli(state, env_name, "vol-info", "--pool", "p", "nonexist\x1b")
+    real = assert_safe(r.stderr, ascii_only)
+    assert r.returncode == 1 and "'nonexist\\x1b'" in real and "U+001B" in real, real
+    assert "'nonexist\\x1b'" not in typed
+    # warnings: a listed volume's error, and a job's warning
+    r = cli(state, env_name, "vol-list", "p")
+    err = assert_safe(r.stderr, ascii_only)
+    assert f"warning: dl1.img: dangling symlink to '{LIT_SHOWN}'" in err, err
+    assert "warning: dl2.img: dangling symlink to 'esc\\x1bname'" in err, err
+    r = cli(state, env_name, "vol-wipe", "--pool", "p", f"{LIT}.qcow2")
+    assert r.returncode == 0, r.stderr
+    err = assert_safe(r.stderr, ascii_only)
+    assert f"warning: '{LIT_SHOWN}.qcow2' was qcow2; after the wipe it is raw" in err, err
+    lit_apart(assert_safe(r.stdout, ascii_only))
+
+
+def test_cli_progress_line_shows_the_job_description_escaped_once() -> None:
+    """wait_job draws the job's description on a terminal (the progress line)."""
+    from backends.events import EventBus
+    from backends.jobs import JobManager
+    from tui.cli import wait_job
+
+    class Tty(io.StringIO):
+        encoding = "utf-8"
+        drawn = threading.Event()
+
+        def isatty(self) -> bool:
+            return True
+
+        def write(self, text: str) -> int:
+            if "[" in text:
+                self.drawn.set()
+            return super().write(text)
+
+    err = Tty()
+    jobs = JobManager(EventBus())
+    job = jobs.create("upload", f"upload {LIT} to {LIT}.img")
+
+    def work(job) -> None:
+        job.update(1, 2)
+        assert err.drawn.wait(30)  # finish once the line was drawn
+
+    wait_job(jobs.start(job, work), err)
+    lit_apart(err.getvalue(), count=2)
+
+
+async def test_tui_messages_show_a_backslash_name_unlike_a_control_character(
+        backslashed) -> None:
+    """Notifications (a verb's error, a job's end, its warning), the volume table's error
+    cells, the jobs panel (description and error) and the log panel (argv and the
+    tool's last stderr line)."""
+    state, images = backslashed
+    with StorageController(state) as ctl:
+        app = PoolkeeperApp(ctl, monitor_interval=None)
+        async with app.run_test(size=(200, 60), notifications=True) as pilot:
+            await settle(app, pilot)
+            text = screen_text(app)  # the table's error cells
+            assert f"dangling symlink to '{LIT_SHOWN}'" in text, text
+            assert "dangling symlink to 'esc\\x1bname'" in text, text
+            screen = app.main_screen
+            screen.run_verb(f"delete gone{LIT}", "deleted", ctl.delete_volume, "p",
+                            f"gone{LIT}")
+            ctl.wipe_volume("p", f"{LIT}.qcow2").wait(60)  # done, with a warning
+            failed = ctl.upload_volume("p", f"{LIT}.img", str(images.parent / f"gone{LIT}"))
+            with pytest.raises(PoolkeeperError):
+                failed.wait(60)
+            runner.run(["sh", "-c", 'echo "cannot use $1" >&2; exit 3', "sh", LIT],
+                       check=False)
+            await settle(app, pilot)
+            notes = [n.message for n in app._notifications]
+            error = next(n for n in notes if n.startswith("could not delete"))
+            assert error.count(LIT_SHOWN) == 2, error  # the action and the engine's message
+            lit_apart(error)
+            done = next(n for n in notes if n.startswith("done: wipe"))
+            lit_apart(done)
+            warning = next(n for n in notes if "after the wipe it is raw" in n)
+            lit_apart(warning)
+            upload = next(n for n in notes if "upload" in n and "failed" in n
+                          or "cannot upload" in n)
+            lit_apart(upload, count=3)  # description, and the path in the error
+            await pilot.press("j", "l")
+            await settle(app, pilot)
+            text = screen_text(app)
+            assert f"wipe {LIT_SHOWN}.qcow2" in text, text  # jobs panel: descriptions
+            assert f"upload gone{LIT_SHOWN} to {LIT_SHOWN}.img" in text, text
+            assert f"gone{LIT_SHOWN}': No such file" in text, text  # ... and the error
+            assert f"cannot use {LIT_SHOWN}" in text, text  # the log panel
+            lit_apart(text)
+
+
+@pytest.mark.parametrize("env_name", list(ENVS))
+def test_cli_pool_verbs_print_the_pool_name_escaped(tmp_path: Path, env_name: str) -> None:
+    """Every line the pool verbs print names the pool escaped: pool-delete printed it as
+    it was (an accent crashed an ASCII stdout with UnicodeEncodeError, exit 1 after the
+    pool was deleted)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    ascii_only = env_name == "ascii-strict"
+    name = f"caf\u00e9-{LIT}"
+    shown = ("caf\\u00e9-" if ascii_only else "caf\u00e9-") + LIT_SHOWN
+    target = tmp_path / "pool"
+    said = []
+    for verb in (["pool-define-as", name, "dir", "--target", str(target)],
+                 ["pool-build", name], ["pool-start", name], ["pool-autostart", name],
+                 ["pool-destroy", name], ["pool-delete", name], ["pool-undefine", name]):
+        r = cli(state, env_name, *verb)
+        assert r.returncode == 0, (verb, r.stderr)
+        out = assert_safe(r.stdout, ascii_only)
+        assert f"Pool {shown} " in out, (verb, out)
+        said.append(out)
+    assert not target.exists()
+    assert "deleted" in said[5], said

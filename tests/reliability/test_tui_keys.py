@@ -28,12 +28,14 @@ import contextlib
 import os
 import random
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from textual import events
+from textual.command import CommandPalette
 from textual.widgets import Input, Select
 from textual.worker import WorkerCancelled, WorkerFailed
 
@@ -190,6 +192,52 @@ async def test_a_key_behind_the_escape_that_closes_the_palette_starts_no_search(
         send(app, ["escape", "k", "ctrl+p", "d"])
         await settle(app, pilot)
         assert_alive(app, "escape k ctrl+p d")
+
+
+@pytest.mark.parametrize("key, looks", [("x", "pool_xml"), ("X", "stored_volumes")])
+async def test_a_screen_a_worker_opens_never_buries_the_palette(
+        controller: StorageController, key: str, looks: str) -> None:
+    """x (the XML view) and X (the delete dialog) open their screen from a worker, once it
+    has read what it shows. ctrl+p typed meanwhile opened the palette, the worker's screen
+    went on top of it, and a second ctrl+p opened a second palette under the same id:
+    DuplicateIds, the app crashed. A worker's screen opens only over the main screen (it
+    says it was not opened), and ctrl+p looks for a palette in the whole stack."""
+    if key == "X":
+        controller.stop_pool("default")  # delete is for inactive pools
+    looked, go_on = threading.Event(), threading.Event()
+    real = getattr(controller, looks)
+
+    def slow(*args: object, **kwargs: object) -> object:
+        looked.set()
+        assert go_on.wait(30)
+        return real(*args, **kwargs)
+
+    setattr(controller, looks, slow)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(app, pilot)
+        app.main_screen.query_one("#pools").focus()
+        await pilot.press(key)
+        assert await asyncio.to_thread(looked.wait, 30)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, CommandPalette)
+        go_on.set()  # the worker is done now
+        await settle(app, pilot)
+        await pilot.press("ctrl+p")
+        await settle(app, pilot)
+        assert_alive(app, f"{key}, ctrl+p, its screen, ctrl+p")
+        palettes = [s for s in app.screen_stack if isinstance(s, CommandPalette)]
+        assert len(palettes) == 1 and app.screen is palettes[0], app.screen_stack
+        notes = [n.message for n in app._notifications]
+        assert any("was not opened" in n for n in notes), notes
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.screen is app.main_screen
+        await pilot.press(key)  # asked again, it opens
+        await settle(app, pilot)
+        assert app.screen is not app.main_screen and not isinstance(app.screen,
+                                                                    CommandPalette)
 
 
 async def test_down_pressed_fast_in_the_pool_tree_settles_on_one_pool(

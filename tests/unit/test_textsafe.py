@@ -3,6 +3,7 @@ The behaviour through the CLI and the TUI: tests/reliability/test_terminal_outpu
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 
@@ -56,12 +57,31 @@ def test_escape_shows_each_kind_unambiguously(raw: str, shown: str) -> None:
     assert unescape(shown) == raw
 
 
-def test_ascii_and_message_modes() -> None:
+def test_ascii_mode() -> None:
     assert textsafe.escape("caf\u00e9", "ascii") == "caf\\u00e9"
     assert textsafe.escape("caf\u00e9", "latin-1") == "caf\u00e9"
-    # a message whose names were escaped where they were put in keeps its backslashes
-    assert textsafe.escape("name 'a\\x1b' \u202e", keep_backslashes=True) == \
-        "name 'a\\x1b' \\u202e"
+
+
+def test_messages_are_escaped_like_names() -> None:
+    """One rule (issue 13 item 22): a message holds names as they are and is escaped
+    once, backslashes included, so a typed backslash never reads as an escape."""
+    assert textsafe.escape("no volume named 'a\\x1b'") == "no volume named 'a\\\\x1b'"
+    assert textsafe.escape("no volume named 'a\x1b'") == "no volume named 'a\\x1b'"
+    assert list(inspect.signature(textsafe.escape).parameters) == ["text", "encoding"]
+
+
+@pytest.mark.parametrize("ch, said", [
+    ("\x1b", "the control character U+001B"),
+    ("\u009b", "the control character U+009B"),
+    ("\u202e", "the invisible format character U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ("\u2028", "the line break character U+2028 (LINE SEPARATOR)"),
+    ("\udc9b", "the byte 0x9B, which is not UTF-8"),
+    ("\ud800", "the lone surrogate U+D800, which is not text"),
+    ("\ufffe", "the character U+FFFE"),
+])
+def test_describe_names_the_character_without_putting_it_in(ch: str, said: str) -> None:
+    assert textsafe.describe(ch) == said
+    assert textsafe.escape(said) == said  # nothing in it to escape, no backslash
 
 
 @settings(settings.get_profile(FUZZ_PROFILE))

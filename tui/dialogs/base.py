@@ -137,6 +137,16 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
     def compose_body(self) -> ComposeResult:
         yield from ()
 
+    def set_submit_label(self, label: str) -> None:
+        """Rename the primary action: its button and its footer key ("^s Destroy")."""
+        submit = self.query_one("#submit", Button)
+        if str(submit.label) == label:
+            return
+        submit.label = label
+        self._bindings.key_to_bindings["ctrl+s"] = [
+            Binding("ctrl+s", "submit", label, key_display="^s", priority=True)]
+        self.refresh_bindings()
+
     def on_mount(self) -> None:
         box = self.query_one("#dialog")
         # plain text (names may hold '['), escaped: the heading names a pool or volume

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.widgets import Button, Static
 
-from ..shown import shown_message
+from ..shown import shown
 from .base import Dialog, Evaluation
 
 
@@ -20,7 +20,7 @@ class ConfirmDialog(Dialog[bool | None]):
         super().__init__(ascii=ascii)
 
     def compose_body(self) -> ComposeResult:
-        yield Static(shown_message(self.message, self.ascii), markup=False, id="message")
+        yield Static(shown(self.message, self.ascii), markup=False, id="message")
 
     def evaluate(self) -> Evaluation[bool | None]:
         return Evaluation(result=True)
@@ -45,7 +45,7 @@ class ErrorDialog(Dialog[bool | None]):
         super().__init__(ascii=ascii)
 
     def compose_body(self) -> ComposeResult:
-        yield Static(shown_message(self.message, self.ascii), markup=False, id="message")
+        yield Static(shown(self.message, self.ascii), markup=False, id="message")
 
     def setup(self) -> None:
         cancel = self.query_one("#cancel", Button)

@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, OptionList, Select, SelectionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 from textual.widgets.selection_list import Selection
 from textual.worker import Worker, WorkerState
 
@@ -37,7 +37,7 @@ from backends.model import (
 from backends.names import check_name
 from backends.units import human
 
-from ..shown import shown, shown_message, shown_xml
+from ..shown import shown, shown_xml
 from .base import Dialog, Evaluation
 from .fields import Field, bare_message, field, text_input
 from .sources import describe_source, parse_sources
@@ -121,7 +121,10 @@ def device_line(path: str, size: int, what: str) -> Content:
 
 
 class DevicePicker(SelectionList[str]):
-    """A SelectionList whose check boxes stay ASCII in ASCII mode."""
+    """A SelectionList whose check boxes stay ASCII in ASCII mode, and whose mark shows
+    its state in the glyph without colour: Textual draws an X on and off and tells them
+    apart by colour only; in ASCII mode and under NO_COLOR an unmarked box is blank
+    ([X] / [ ])."""
 
     _ASCII = {"\u2590": "[", "\u258c": "]"}
 
@@ -131,10 +134,23 @@ class DevicePicker(SelectionList[str]):
 
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)
-        if not self.ascii:
+        if not (self.ascii or self.app.no_color):
             return strip
-        return Strip([Segment(self._ASCII.get(seg.text, seg.text), seg.style, seg.control)
-                      for seg in strip], strip.cell_length)
+        segments = list(strip)
+        if len(segments) > 3 and not self._marked(y):  # [left, X, right, " ", prompt...]
+            inner = segments[1]
+            segments[1] = Segment(" " * len(inner.text), inner.style, inner.control)
+        if self.ascii:
+            segments = [Segment(self._ASCII.get(seg.text, seg.text), seg.style, seg.control)
+                        for seg in segments]
+        return Strip(segments, strip.cell_length)
+
+    def _marked(self, y: int) -> bool:
+        try:
+            option = self.get_option_at_index(self.scroll_offset.y + y)
+        except OptionDoesNotExist:
+            return True  # not an option's line: left as it is
+        return option.value in self._selected
 
 
 class DefinePoolDialog(Dialog[PoolDef | None]):
@@ -369,13 +385,13 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             preview.update(shown_xml(xmlio.format_pool(ev.result).rstrip("\n"), self.ascii))
             preview.remove_class("error")
         else:
-            preview.update(shown_message(self.preview_error or "", self.ascii))
+            preview.update(shown(self.preview_error or "", self.ascii))
             preview.add_class("error")
 
     # -- discovery -----------------------------------------------------------------------
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#discover-status", Static)
-        status.update(shown_message(text, self.ascii) or DISCOVER_HINT.get(self.pool_type, ""))
+        status.update(shown(text, self.ascii) or DISCOVER_HINT.get(self.pool_type, ""))
         status.set_class(error, "error")
         status.set_class(not text, "hint")
 
@@ -427,7 +443,8 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
         if not self.found:
             self._status("no sources found")
             return
-        found.add_options([Option(Content(describe_source(s))) for s in self.found])
+        found.add_options([Option(Content(shown(describe_source(s), self.ascii)))
+                           for s in self.found])
         found.display = True
         n = len(self.found)
         self._status(f"found {n} source{'s' if n > 1 else ''}: choose one")
@@ -471,7 +488,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     # -- device picker -------------------------------------------------------------------
     def _pick_status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#pick-status", Static)
-        status.update(shown_message(text, self.ascii))
+        status.update(shown(text, self.ascii))
         status.set_class(error, "error")
 
     def _close_picker(self) -> None:

@@ -12,13 +12,14 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
+from textual.style import Style
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from backends.errors import InvalidSize, PoolkeeperError
 from backends.units import parse_size
 
-from ..shown import shown, shown_message
+from ..shown import shown
 
 Kind = Literal["error", "warning", "note"]
 
@@ -66,7 +67,7 @@ class InlineMessage(Static):
         if text == self.message_text and kind == self.kind:
             return
         self.message_text, self.kind = text, kind if text else None
-        self.update(shown_message(text, self.app.has_class("-ascii")))
+        self.update(shown(text, self.app.has_class("-ascii")))
         self.set_class(bool(text), "-shown")
         for k in ("error", "warning", "note"):
             self.set_class(k == self.kind, k)
@@ -114,6 +115,23 @@ def text_input(id: str, value: str = "", placeholder: str = "", **kw: object) ->
     return Input(value, placeholder=placeholder, id=id, compact=True, **kw)  # type: ignore[arg-type]
 
 
+def marked_button(toggle: Checkbox | RadioButton, ascii: bool, on: str, off: str
+                  ) -> Content | None:
+    """The mark of a toggle whose state shows in the glyph itself, not only in colour.
+    ASCII mode: `on` or `off` ("[X]"/"[ ]", "(*)"/"( )"). NO_COLOR: Textual draws the same
+    glyph on and off (a radio's dot, a checkbox's X) in a colour that is gone; off, the
+    glyph is left blank. None: Textual's own mark (colour is there to tell them apart)."""
+    if ascii:
+        return Content(on if toggle.value else off)
+    if toggle.value or not toggle.app.no_color:
+        return None
+    button_style = toggle.get_visual_style("toggle--button")
+    side_style = Style(foreground=button_style.background,
+                       background=toggle.background_colors[1])
+    return Content.assemble((toggle.BUTTON_LEFT, side_style), (" ", button_style),
+                            (toggle.BUTTON_RIGHT, side_style))
+
+
 class Check(Checkbox):
     """A checkbox whose mark shows its state in the glyph itself (NO_COLOR, ASCII)."""
 
@@ -124,13 +142,11 @@ class Check(Checkbox):
 
     @property
     def _button(self) -> Content:
-        if not self.ascii:
-            return super()._button
-        return Content("[X]" if self.value else "[ ]")
+        return marked_button(self, self.ascii, "[X]", "[ ]") or super()._button
 
 
 class Radio(RadioButton):
-    """A radio button, ASCII-safe like Check."""
+    """A radio button whose mark shows its state in the glyph itself, like Check."""
 
     def __init__(self, label: str, value: bool = False, *, ascii: bool = False,
                  id: str | None = None) -> None:
@@ -139,9 +155,7 @@ class Radio(RadioButton):
 
     @property
     def _button(self) -> Content:
-        if not self.ascii:
-            return super()._button
-        return Content("(*)" if self.value else "( )")
+        return marked_button(self, self.ascii, "(*)", "( )") or super()._button
 
 
 def radio_set(options: Iterable[tuple[str, str]], selected: str, *, id: str,
@@ -190,10 +204,10 @@ class TypedConfirm(Vertical):
         super().__init__(id=id)
         self.expected = expected
         self.shown_name = shown(expected)
-        self.prompt = prompt or f"type '{self.shown_name}' to confirm"
+        self.prompt = prompt or f"type '{expected}' to confirm"  # raw: escaped when drawn
 
     def compose(self) -> ComposeResult:
-        yield Label(shown_message(self.prompt, self.app.has_class("-ascii")),
+        yield Label(shown(self.prompt, self.app.has_class("-ascii")),
                     classes="prompt", markup=False)
         yield Input(compact=True, classes="typed")
         yield InlineMessage(classes="field-message")
@@ -213,4 +227,4 @@ class TypedConfirm(Vertical):
         self.post_message(self.Changed(self, self.confirmed))
 
     def refuse(self) -> None:
-        self.query_one(InlineMessage).show(f"type '{self.shown_name}' exactly to confirm")
+        self.query_one(InlineMessage).show(f"type '{self.expected}' exactly to confirm")

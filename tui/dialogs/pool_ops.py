@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.widgets import RadioSet, Static
+from textual.widgets import RadioButton, RadioSet, Static
 
 from backends.model import PoolStatus
 
-from ..shown import shown, shown_message
+from ..shown import shown
 from .base import Dialog, Evaluation
 from .fields import TypedConfirm, radio_set, radio_value
 from .results import BuildChoice, DeletePoolChoice
@@ -38,9 +38,20 @@ DELETE_DOES = {
 _HELD_SHOWN = 8  # volume names listed in the delete dialog; the rest are counted
 
 
-def _what(template: str, pool: PoolStatus) -> str:
-    return template.format(target=shown(pool.target) if pool.target else "(no target)",
-                           source=shown(pool.source) if pool.source else "the source")
+# Pool types whose delete only removes an empty directory: what they hold makes it refuse.
+REFUSE_ONLY = ("dir", "netfs")
+
+
+def _what(template: str, pool: PoolStatus, ascii: bool) -> str:
+    return template.format(
+        target=shown(pool.target, ascii) if pool.target else "(no target)",
+        source=shown(pool.source, ascii) if pool.source else "the source")
+
+
+def _names(names: list[str], ascii: bool) -> str:
+    count = len(names)
+    text = ", ".join(shown(name, ascii) for name in names[:_HELD_SHOWN])
+    return text + (f" and {count - _HELD_SHOWN} more" if count > _HELD_SHOWN else "")
 
 
 class BuildPoolDialog(Dialog[BuildChoice | None]):
@@ -55,7 +66,7 @@ class BuildPoolDialog(Dialog[BuildChoice | None]):
 
     def compose_body(self) -> ComposeResult:
         p = self.pool
-        does = _what(BUILD_DOES.get(p.type, "prepares its storage"), p)
+        does = _what(BUILD_DOES.get(p.type, "prepares its storage"), p, self.ascii)
         yield Static(f"Building this {p.type} pool {does}.", markup=False, classes="intro")
         if self.signature:
             yield Static(f"WARNING: the source holds {shown(self.signature, self.ascii)}. Only "
@@ -86,58 +97,101 @@ class BuildPoolDialog(Dialog[BuildChoice | None]):
 
 
 class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
-    """Undefine, or destroy the storage and undefine. `held` is what the storage still
-    holds (controller.stored_volumes: None when its delete erases no volumes), or
-    `held_error` why that could not be told: destroying it then passes --force, which
-    the typed pool name confirms."""
+    """Undefine, or destroy the storage and undefine. What the look inside found first
+    (MainScreen._prepare_delete: controller.stored_volumes) decides what destroying does:
+
+      * `held` (fs, disk, logical): the volumes destroying erases. They are named; with
+        any, destroying passes --force, which the typed pool name confirms, and the list
+        goes back as `expected`, so a volume made meanwhile is never erased unseen;
+      * `held` (dir, netfs): the entries of the directory, which make destroying refuse
+        (it only removes an empty directory): with any, destroy is unavailable;
+      * `held_error`: the storage could not be looked into (a journal that needs a
+        replay, something blkid cannot read): destroying forces, erasing whatever is
+        there, after the dialog said so;
+      * `busy`: the pool or its device is busy (a Busy error: another job or process
+        holds it). Busy is never a reason to force: destroy is unavailable until a new
+        look (close, press X again) finds it free.
+    """
 
     submit_label = "Undefine"
     submit_variant = "error"
 
     def __init__(self, pool: PoolStatus, *, held: list[str] | None = None,
-                 held_error: str | None = None, ascii: bool = False) -> None:
+                 held_error: str | None = None, busy: str | None = None,
+                 ascii: bool = False) -> None:
         self.pool = pool
         self.held = held
         self.held_error = held_error
+        self.busy = busy
         self.heading = f"Delete pool '{pool.name}'"
         super().__init__(ascii=ascii)
 
     @property
-    def needs_force(self) -> bool:
-        return bool(self.held) or self.held_error is not None
-
-    def _holds_text(self) -> str | None:
-        if self.held_error is not None:
-            return (f"Could not tell what its storage holds: "
-                    f"{shown_message(self.held_error, self.ascii)}. Destroying it erases "
-                    "whatever is there.")
-        if self.held is None:
-            return None
-        if not self.held:
-            return "Its storage holds no volumes."
-        count = len(self.held)
-        names = ", ".join(shown(name, self.ascii) for name in self.held[:_HELD_SHOWN])
-        if count > _HELD_SHOWN:
-            names += f" and {count - _HELD_SHOWN} more"
-        return (f"Its storage still holds {count} volume{'s' if count != 1 else ''}: "
-                f"{names}. Destroying it erases {'them' if count != 1 else 'it'}.")
+    def refuse_only(self) -> bool:
+        return self.pool.type in REFUSE_ONLY
 
     @property
     def can_destroy(self) -> bool:
         return not self.pool.type.startswith("iscsi")
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why destroying is not possible now (None: it is)."""
+        if not self.can_destroy:
+            return "iSCSI storage is managed on the server"
+        if self.busy is not None:
+            return "the pool is busy"
+        if self.refuse_only and self.held:
+            return "the directory is not empty"
+        return None
+
+    @property
+    def needs_force(self) -> bool:
+        if self.busy is not None or self.refuse_only:
+            return False
+        return bool(self.held) or self.held_error is not None
+
+    def _holds_text(self) -> str | None:
+        a = self.ascii
+        if self.busy is not None:
+            return (f"Could not look inside: {shown(self.busy, a)}. Destroying the storage "
+                    "is not possible while the pool is busy: close this and press X again "
+                    "in a moment.")
+        if self.held_error is not None:
+            return (f"Could not tell what its storage holds: {shown(self.held_error, a)}. "
+                    "Destroying it erases whatever is there.")
+        if self.held is None:
+            return None
+        count = len(self.held)
+        if self.refuse_only:
+            if not count:
+                return "The directory is empty."
+            return (f"The directory is not empty ({count} entr{'ies' if count != 1 else 'y'}: "
+                    f"{_names(self.held, a)}). Destroying the storage removes only an empty "
+                    "directory, so it is refused: delete the volumes first.")
+        if not count:
+            return "Its storage holds no volumes."
+        return (f"Its storage still holds {count} volume{'s' if count != 1 else ''}: "
+                f"{_names(self.held, a)}. Destroying it erases {'them' if count != 1 else 'it'}.")
+
     def compose_body(self) -> ComposeResult:
         p = self.pool
         options = [("undefine", "undefine only (keep the data)")]
         if self.can_destroy:
-            options.append(("destroy", "destroy the storage and undefine"))
+            why = self.unavailable
+            options.append(("destroy", "destroy the storage and undefine"
+                            + (f" (unavailable: {why})" if why else "")))
         yield radio_set(options, "undefine", id="mode", ascii=self.ascii)
         yield Static("", markup=False, id="explain")
         holds = self._holds_text() if self.can_destroy else None
         if holds is not None:
-            yield Static(holds, markup=False, id="holds",
-                         classes="warning-text" if self.needs_force else "")
+            warn = self.needs_force or self.unavailable is not None
+            yield Static(holds, markup=False, id="holds", classes="warning-text" if warn else "")
         yield TypedConfirm(p.name, id="confirm")
+
+    def setup(self) -> None:
+        if self.can_destroy and self.unavailable is not None:
+            self.query_one("#opt-destroy", RadioButton).disabled = True
 
     def _destroy(self) -> bool:
         return radio_value(self.query_one("#mode", RadioSet)) == "destroy"
@@ -147,7 +201,7 @@ class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
         destroy = self._destroy()
         explain = self.query_one("#explain", Static)
         if destroy:
-            does = _what(DELETE_DOES.get(p.type, "destroys its storage"), p)
+            does = _what(DELETE_DOES.get(p.type, "destroys its storage"), p, self.ascii)
             explain.update(f"Destroying the storage of this {p.type} pool {does}. Then the "
                            "definition is removed. This cannot be undone.")
         else:
@@ -155,14 +209,19 @@ class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
                            f"storage ({shown(p.target or p.source or p.type, self.ascii)}) and "
                            "volumes stay as they are.")
         explain.set_class(destroy, "warning-text")
-        submit = self.query_one("#submit")
-        submit.label = "Destroy" if destroy else "Undefine"  # type: ignore[attr-defined]
+        self.set_submit_label("Destroy" if destroy else "Undefine")
         confirm = self.query_one("#confirm", TypedConfirm)
         if confirm.display != destroy:
             confirm.display = destroy
             self.refresh_form()
 
     def evaluate(self) -> Evaluation[DeletePoolChoice | None]:
-        destroy = self._destroy()
+        if not self._destroy():
+            return Evaluation(result=DeletePoolChoice(False))
+        why = self.unavailable
+        if why is not None:  # the option is disabled; never reached by keys or the mouse
+            return Evaluation(form=(f"destroying the storage is not possible: {why}", "error"))
+        expected = None if self.refuse_only or self.held is None else tuple(self.held)
         # reached only with the name typed (a shown TypedConfirm gates the submit)
-        return Evaluation(result=DeletePoolChoice(destroy, force=destroy and self.needs_force))
+        return Evaluation(result=DeletePoolChoice(True, force=self.needs_force,
+                                                  expected=expected))

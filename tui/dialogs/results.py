@@ -17,10 +17,13 @@ class BuildChoice:
 class DeletePoolChoice:
     """True: destroy the storage (pool-delete) and then undefine; False: undefine only.
     `force`: the storage still holds volumes (or could not be looked into), the dialog
-    said so and the pool's name was typed: pool-delete --force."""
+    said so and the pool's name was typed: pool-delete --force. `expected`: the volumes
+    the dialog listed (None: it listed none to check against): the delete refuses if
+    the storage holds anything else by then (controller.delete_pool)."""
 
     destroy_storage: bool
     force: bool = False
+    expected: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,6 @@ from lxml import etree
 from backends.errors import XMLError
 from backends.model import PoolSource, SourceAuth, SourceDevice, SourceHost
 
-from ..shown import shown
-
 MAX_SOURCES_BYTES = 1024 * 1024
 
 
@@ -60,12 +58,8 @@ def _source(el: etree._Element) -> PoolSource:
 
 
 def describe_source(src: PoolSource) -> str:
-    """One line for a list: 'nas:/export (nfs)', 'vg0 on /dev/sdb1, /dev/sdc1', ...;
-    escaped (tui.shown): what a server reports is not trusted."""
-    return shown(_describe(src))
-
-
-def _describe(src: PoolSource) -> str:
+    """One line for a list: 'nas:/export (nfs)', 'vg0 on /dev/sdb1, /dev/sdc1', ...; as
+    the server reported it (not trusted): escape it where it is drawn (tui.shown)."""
     parts: list[str] = []
     host = src.hosts[0] if src.hosts else None
     where = ""

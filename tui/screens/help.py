@@ -10,7 +10,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
-from ..shown import shown_message
+from ..shown import shown
 from ..textual_fixes import DismissOnce
 
 
@@ -38,7 +38,7 @@ class HelpScreen(DismissOnce, ModalScreen[None]):
         table.add_column("now", ratio=1)
         for key, description, reason in self.rows:
             table.add_row(self._key_display(key), description,
-                          Text(shown_message(reason, self.app.has_class("-ascii")), style="dim")
+                          Text(shown(reason, self.app.has_class("-ascii")), style="dim")
                           if reason else Text("available"))
         with Vertical() as box:
             box.border_title = "poolkeeper keys"

@@ -37,7 +37,7 @@ from textual.widgets import Footer, Input, Static, Tree
 
 from backends import xmlio
 from backends.controller import StorageController
-from backends.errors import PoolkeeperError, ToolFailed
+from backends.errors import Busy, PoolkeeperError, ToolFailed
 from backends.jobs import Job
 from backends.model import (
     WIPE_ALGORITHMS,
@@ -53,7 +53,7 @@ from backends.units import human
 
 from .. import dialogs
 from ..bridge import CommandEvent, JobEvent, PoolEvent, VolumeEvent, connect
-from ..shown import shown, shown_message
+from ..shown import shown
 from ..widgets.extent_bar import ExtentBar, free_rows
 from ..widgets.jobs_panel import JobsPanel
 from ..widgets.log_panel import LogPanel
@@ -241,7 +241,7 @@ class MainScreen(Screen[None]):
     def _pool_failed(self, name: str, message: str) -> None:
         if name == self.selected:
             self.query_one("#pool-header", Static).update(
-                Text(shown_message(message, self.ascii), style="red"))
+                Text(shown(message, self.ascii), style="red"))
             self.table.empty_text = message
             self.table.set_volumes([])
             self.table.set_free_extents([])  # (free-extent rows belong to a layout)
@@ -298,7 +298,7 @@ class MainScreen(Screen[None]):
             text.append("inactive: press s to start it\n" if p.state == "inactive"
                         else f"{p.state}: the storage is not reachable\n")
         if p.detail:  # why the pool is inaccessible: a message
-            text.append(f"{shown_message(p.detail, self.ascii)}\n")
+            text.append(f"{shown(p.detail, self.ascii)}\n")
         if p.source:
             text.append(f"source {shown(p.source, self.ascii)}  ")
         if p.target:
@@ -344,7 +344,7 @@ class MainScreen(Screen[None]):
         self.query_one("#log", LogPanel).add_command(event.command)
 
     def _job_finished(self, job: Job) -> None:
-        description = shown(job.description)  # names its volume
+        description = job.description  # names its volume (notify escapes it)
         if job.state == "done":
             # a clone says how it copied, and whether it renamed or flattened a backing file
             how = f" ({job.result})" if job.kind == "clone" and isinstance(job.result, str) \
@@ -357,11 +357,11 @@ class MainScreen(Screen[None]):
         else:
             error = str(job.error)
             # errors usually say what failed already ("cannot create v in p: ...")
-            message = error if job.description in error else f"{description} failed: {error}"
+            lines = [error if job.description in error else f"{description} failed: {error}"]
             if isinstance(job.error, ToolFailed) and job.error.stderr.strip():
                 tail = job.error.stderr.strip().splitlines()[-5:]  # the tool's own words
-                message += "\n" + "\n".join(shown(line[:200]) for line in tail)
-            self.notify(message, severity="error", timeout=15, markup=False)
+                lines += [line[:200] for line in tail]
+            self.app.notify_lines(lines, severity="error", timeout=15)
 
     # == selection =====================================================================
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
@@ -424,7 +424,7 @@ class MainScreen(Screen[None]):
         if action == "clone_volume" and not features.can_create_volumes:
             return f"{status.type} pools cannot create volumes"
         if volume.error and action != "copy_path":
-            return f"'{shown(volume.name)}': {volume.error}"
+            return f"'{volume.name}': {volume.error}"
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -442,21 +442,26 @@ class MainScreen(Screen[None]):
 
     # == running verbs =================================================================
     @work(thread=True, group="verbs")
-    def run_verb(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Run a controller verb off the UI thread; jobs report through events."""
+    def run_verb(self, action: str, done: str, fn: Callable[..., Any], *args: Any,
+                 **kwargs: Any) -> None:
+        """Run a controller verb off the UI thread. `action` says what it does ("remove
+        pool p"): a failure is notified as "could not <action>: <why>". `done` is said
+        only once the verb succeeded ("pool p removed"); a verb that starts a job says
+        nothing (the jobs panel shows it, and the job's end is notified)."""
         try:
             result = fn(*args, **kwargs)
         except PoolkeeperError as exc:
-            self.app.notify(f"{what}: {exc}", severity="error", timeout=10, markup=False)
+            self.app.notify(f"could not {action}: {exc}", severity="error", timeout=10,
+                            markup=False)
             return
         except OSError as exc:
-            self.app.notify(f"{what}: {exc.strerror or exc}", severity="error", timeout=10,
-                            markup=False)
+            self.app.notify(f"could not {action}: {exc.strerror or exc}", severity="error",
+                            timeout=10, markup=False)
             return
         if isinstance(result, Job):
             self.app.call_from_thread(self._job_started, result)
         else:
-            self.app.notify(what, markup=False)
+            self.app.notify(done, markup=False)
 
     def _job_started(self, job: Job) -> None:
         self.query_one("#jobs", JobsPanel).update_job(job)
@@ -469,7 +474,8 @@ class MainScreen(Screen[None]):
 
         def done(pdef: Any) -> None:
             if pdef is not None:
-                self.run_verb(f"pool {pdef.name} defined", self.ctl.define_pool_def, pdef)
+                self.run_verb(f"define pool {pdef.name}", f"pool {pdef.name} defined",
+                              self.ctl.define_pool_def, pdef)
 
         self.app.push_screen(dialogs.DefinePoolDialog(
             discover, devices=self.ctl.block_devices, ascii=self.ascii), done)
@@ -479,9 +485,11 @@ class MainScreen(Screen[None]):
         if name is None:
             return
         if self.pools[name].active:
-            self.run_verb(f"pool {name} stopped", self.ctl.stop_pool, name)
+            self.run_verb(f"stop pool {name}", f"pool {name} stopped", self.ctl.stop_pool,
+                          name)
         else:
-            self.run_verb(f"pool {name} started", self.ctl.start_pool, name)
+            self.run_verb(f"start pool {name}", f"pool {name} started", self.ctl.start_pool,
+                          name)
 
     def action_build_pool(self) -> None:
         name = self.selected
@@ -502,9 +510,11 @@ class MainScreen(Screen[None]):
     def _open_build_dialog(self, name: str, warning: str | None) -> None:
         def done(choice: Any) -> None:
             if choice is not None:
-                self.run_verb(f"building {name}", self.ctl.build_pool, name, choice.overwrite)
+                self.run_verb(f"build pool {name}", f"building pool {name}",
+                              self.ctl.build_pool, name, choice.overwrite)
 
         self._open("build", f"the build dialog of pool {name}",
+                   None if name not in self.pools else  # (undefined while it was probed)
                    lambda: dialogs.BuildPoolDialog(self.pools[name], warning,
                                                    ascii=self.ascii), done)
 
@@ -512,7 +522,9 @@ class MainScreen(Screen[None]):
         name = self.selected
         if name is not None:
             enabled = not self.pools[name].autostart
-            self.run_verb(f"autostart {'on' if enabled else 'off'} for {name}",
+            state = "on" if enabled else "off"
+            self.run_verb(f"turn autostart {state} for pool {name}",
+                          f"autostart {state} for pool {name}",
                           self.ctl.set_autostart, name, enabled)
 
     def action_delete_pool(self) -> None:
@@ -523,33 +535,47 @@ class MainScreen(Screen[None]):
     @work(thread=True, group="verbs")
     def _prepare_delete(self, name: str, undefine_only: bool) -> None:
         """Look at what the storage still holds first (I/O: a read-only mount, a table,
-        LVM metadata), so the dialog can name it before anything is destroyed."""
+        LVM metadata, a directory), so the dialog can name it before anything is
+        destroyed. Busy (a lock held, a device in use) is told apart by its type: it is
+        never a reason to force, unlike storage that cannot be looked into."""
         held: list[str] | None = None
         error: str | None = None
+        busy: str | None = None
         try:
             if not undefine_only:
                 held = self.ctl.stored_volumes(name)
+        except Busy as exc:  # InUse too
+            busy = str(exc)
         except (PoolkeeperError, OSError) as exc:
             error = str(exc)
         finally:
-            self.app.call_from_thread(self._open_delete_dialog, name, held, error)
+            self.app.call_from_thread(self._open_delete_dialog, name, held, error, busy)
 
-    def _open_delete_dialog(self, name: str, held: list[str] | None,
-                            error: str | None) -> None:
+    def _open_delete_dialog(self, name: str, held: list[str] | None, error: str | None,
+                            busy: str | None) -> None:
         def done(choice: Any) -> None:
             if choice is None:
                 return
-            self.run_verb(f"pool {name} removed", self._delete_pool, name,
-                          choice.destroy_storage, choice.force)
+            if choice.destroy_storage:
+                self.run_verb(f"remove pool {name}", f"pool {name} removed", self._delete_pool,
+                              name, choice.force, choice.expected)
+            else:
+                self.run_verb(f"undefine pool {name}", f"pool {name} undefined",
+                              self.ctl.undefine_pool, name)
 
         self._open("delete", f"the delete dialog of pool {name}",
+                   None if name not in self.pools else  # (undefined while it was looked into)
                    lambda: dialogs.DeletePoolDialog(self.pools[name], held=held,
-                                                    held_error=error, ascii=self.ascii), done)
+                                                    held_error=error, busy=busy,
+                                                    ascii=self.ascii), done)
 
-    def _delete_pool(self, name: str, destroy_storage: bool, force: bool = False) -> None:
-        if destroy_storage:
-            self.ctl.delete_pool(name, force=force)
-        self.ctl.undefine_pool(name)
+    def _delete_pool(self, name: str, force: bool, expected: tuple[str, ...] | None) -> None:
+        self.ctl.delete_pool(name, force=force, expected=expected)
+        try:
+            self.ctl.undefine_pool(name)
+        except PoolkeeperError as exc:
+            raise PoolkeeperError(f"its storage was destroyed, but the definition stays: "
+                                  f"{exc}") from None
 
     def action_refresh(self) -> None:
         self.load_pools()
@@ -574,7 +600,8 @@ class MainScreen(Screen[None]):
             if place is not None:
                 device, start, end = place
                 vdef = replace(vdef, source_devices=[(device, [Extent(start, end)])])
-            self.run_verb(f"creating {vdef.name}", self.ctl.create_volume_def, name, vdef)
+            self.run_verb(f"create {vdef.name}", f"creating {vdef.name}",
+                          self.ctl.create_volume_def, name, vdef)
 
         dialog = dialogs.CreateVolumeDialog(
             view.status, view.features.creatable_formats,
@@ -631,7 +658,8 @@ class MainScreen(Screen[None]):
                 xml = xmlio.format_volume(VolumeDef(
                     name=req.new_name, capacity=volume.capacity,
                     target=VolumeTarget(format=req.format)))
-            self.run_verb(f"cloning {volume.name}", self.ctl.clone_volume, name, volume.name,
+            self.run_verb(f"clone {volume.name}", f"cloning {volume.name}",
+                          self.ctl.clone_volume, name, volume.name,
                           req.new_name, target_pool=req.target_pool, xml=xml)
 
         existing = {v.name for v in self.ctl.cached_volumes(name)}
@@ -645,9 +673,9 @@ class MainScreen(Screen[None]):
 
         def done(req: Any) -> None:
             if req is not None:
-                self.run_verb(f"resizing {volume.name}", self.ctl.resize_volume, name,
-                              volume.name, req.capacity, shrink=req.shrink,
-                              allocate=req.allocate)
+                self.run_verb(f"resize {volume.name}", f"resizing {volume.name}",
+                              self.ctl.resize_volume, name, volume.name, req.capacity,
+                              shrink=req.shrink, allocate=req.allocate)
 
         self.app.push_screen(dialogs.ResizeVolumeDialog(
             volume, view.status.available or 0, ascii=self.ascii), done)
@@ -659,8 +687,8 @@ class MainScreen(Screen[None]):
 
         def done(req: Any) -> None:
             if req is not None:
-                self.run_verb(f"wiping {volume.name}", self.ctl.wipe_volume, name, volume.name,
-                              req.algorithm)
+                self.run_verb(f"wipe {volume.name}", f"wiping {volume.name}",
+                              self.ctl.wipe_volume, name, volume.name, req.algorithm)
 
         features = self.view.features if self.view is not None else None
         algorithms = features.wipe_algorithms if features is not None else WIPE_ALGORITHMS
@@ -681,12 +709,13 @@ class MainScreen(Screen[None]):
             if req is None:
                 return
             if upload:
-                self.run_verb(f"uploading to {volume.name}", self.ctl.upload_volume, name,
-                              volume.name, req.path, offset=req.offset, length=req.length)
+                self.run_verb(f"upload to {volume.name}", f"uploading to {volume.name}",
+                              self.ctl.upload_volume, name, volume.name, req.path,
+                              offset=req.offset, length=req.length)
             else:
-                self.run_verb(f"downloading {volume.name}", self.ctl.download_volume, name,
-                              volume.name, req.path, offset=req.offset, length=req.length,
-                              sparse=req.sparse)
+                self.run_verb(f"download {volume.name}", f"downloading {volume.name}",
+                              self.ctl.download_volume, name, volume.name, req.path,
+                              offset=req.offset, length=req.length, sparse=req.sparse)
 
         dialog = dialogs.UploadDialog if upload else dialogs.DownloadDialog
         self.app.push_screen(dialog(volume, ascii=self.ascii), done)
@@ -708,7 +737,8 @@ class MainScreen(Screen[None]):
         def done(req: Any) -> None:
             if req is not None and req.names:
                 self.table.clear_marks()
-                self.run_verb(f"deleted {len(req.names)} volume(s)", self._delete_volumes,
+                count = f"{len(req.names)} volume{'s' if len(req.names) != 1 else ''}"
+                self.run_verb(f"delete {count}", f"deleted {count}", self._delete_volumes,
                               name, req.names)
 
         self.app.push_screen(dialogs.DeleteVolumesDialog(volumes, in_use, ascii=self.ascii),
@@ -722,7 +752,10 @@ class MainScreen(Screen[None]):
             except PoolkeeperError as exc:
                 errors.append(str(exc))
         if errors:
-            raise PoolkeeperError("; ".join(errors))
+            deleted = len(names) - len(errors)
+            # run_verb says "could not delete N volumes: "; say which part did happen
+            raise PoolkeeperError((f"{deleted} of them deleted; " if deleted else "")
+                                  + "; ".join(errors))
 
     def action_set_secret(self) -> None:
         if self.view is not None and self.view.secret_usage and self._prepare("secret"):
@@ -741,7 +774,8 @@ class MainScreen(Screen[None]):
     def _push_secret(self, usage: str, exists: bool) -> None:
         def done(result: Any) -> None:
             if result is not None:  # the value goes straight to the controller, unlogged
-                self.run_verb(f"secret {usage} saved", self.ctl.set_secret, result.usage,
+                self.run_verb(f"save secret {usage}", f"secret {usage} saved",
+                              self.ctl.set_secret, result.usage,
                               result.value)
 
         self._open("secret", f"the secret dialog of {usage}",
@@ -751,7 +785,7 @@ class MainScreen(Screen[None]):
         volume = self._need_volume()
         if volume is not None:
             self.app.copy_to_clipboard(volume.path)  # OSC 52: works over SSH
-            self.notify(f"copied {shown(volume.path)}", markup=False)
+            self.notify(f"copied {volume.path}", markup=False)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -872,7 +906,7 @@ class MainScreen(Screen[None]):
             self.notify("this terminal cannot hand over to an editor", severity="error",
                         markup=False)
         except OSError as exc:
-            self.notify(f"cannot run the editor '{shown(editor)}': {exc.strerror}",
+            self.notify(f"cannot run the editor '{editor}': {exc.strerror}",
                         severity="error", markup=False)
         self._read_edited(pool, path, before, discard=discard)
 
@@ -903,7 +937,7 @@ class MainScreen(Screen[None]):
         except PoolkeeperError as exc:
             self.app.call_from_thread(self._xml_rejected, pool, edited, str(exc))
             return
-        self.app.notify(f"pool {shown(pool)} redefined", markup=False)
+        self.app.notify(f"pool {pool} redefined", markup=False)
 
     def _xml_rejected(self, pool: str, edited: str, message: str) -> None:
         def done(retry: bool | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.color import Color, ColorParseError
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
@@ -41,13 +42,22 @@ class XmlScreen(DismissOnce, ModalScreen[None]):
             # Text: a name is never read as markup; escaped: nor drives the terminal
             box.border_title = Text(shown(self.title_text, self.ascii))
             with VerticalScroll():
-                # The dialog's own background, so the text does not sit on stripes of the
-                # terminal's default colour.
-                background = self.app.theme_variables.get("surface", "default")
                 yield Static(Syntax(self.shown_xml, "xml", theme="ansi_dark", word_wrap=False,
-                                    background_color=background), id="xml")
+                                    background_color=self._background()), id="xml")
             yield Button("Close", id="close")
         yield Footer()
+
+    def _background(self) -> str:
+        """The dialog's own background, so the text does not sit on stripes of the
+        terminal's default colour: the theme's surface, as a colour Rich can parse. The
+        ANSI themes' surface is Textual's 'transparent', which Rich cannot (the XML view
+        crashed): then the terminal's default."""
+        background = self.app.theme_variables.get("surface", "default")
+        try:
+            Color.parse(background)
+        except ColorParseError:
+            return "default"
+        return background
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None)

@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 from backends.jobs import Job
 from backends.units import human
 
-from ..shown import shown, shown_message
+from ..shown import shown
 from .usage import bar_cells, usage_bar
 
 KEEP_FINISHED = 20
@@ -94,7 +94,7 @@ def job_label(job: Job, *, ascii: bool = False, width: int | None = None) -> Tex
             text.append("\n" + " " * STATE_WIDTH)
             text.append_text(progress)
     if job.finished and job.error is not None and job.state != "cancelled":
-        message = shown_message(str(job.error), ascii)
+        message = shown(str(job.error), ascii)
         room = width - len(text.plain) - 2
         if one_line and len(message) <= room:
             text.append(f"  {message}", style="red")
@@ -154,4 +154,4 @@ class JobsPanel(OptionList):
         job = self.jobs.get(int(option.id.removeprefix("job-")))
         if job is not None and not job.finished:
             job.cancel()
-            self.notify(f"cancelling: {shown(job.description)}", markup=False)
+            self.notify(f"cancelling: {job.description}", markup=False)  # escaped by notify

@@ -61,7 +61,7 @@ from textual.strip import Strip
 from backends.model import VolumeInfo
 from backends.units import human
 
-from ..shown import shown, shown_message
+from ..shown import shown
 
 SortKey = Callable[[VolumeInfo], Any]
 
@@ -866,7 +866,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
              message: bool = False) -> str:
         """Pad or truncate `text` to exactly `width` cells (keep_end: cut the start).
         message: poolkeeper's own words (an error), whose names are escaped already."""
-        text = shown_message(text, self._ascii) if message else self._clean(text)
+        text = shown(text, self._ascii) if message else self._clean(text)
         ellipsis = "~" if self._ascii else "\u2026"
         if text.isascii():
             n = len(text)
@@ -904,7 +904,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         else:
             text = self.empty_text
         # a message (a pool's error, say): its names are escaped already
-        return Strip([Segment(" " + shown_message(text, self._ascii), styles.base + styles.dim)])
+        return Strip([Segment(" " + shown(text, self._ascii), styles.base + styles.dim)])
 
     def _free_line(self, f: _Free, is_cursor: bool, styles: _Styles) -> Strip:
         """A free-extent row, all dim: name, format, size in the capacity column and
