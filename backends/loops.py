@@ -40,7 +40,7 @@ import psutil
 
 from . import blockprobe, pathsafety, runner
 from .errors import Busy, PoolkeeperError, StateError, ToolFailed
-from .store import atomic_write, remove_abandoned
+from .store import atomic_write, json_records
 
 CLAIMS_DIR = "loops"  # under the runtime dir
 PEEK_DIR = "peek"  # under the runtime dir: private mount points of read-only looks inside
@@ -256,23 +256,7 @@ class LoopClaims:
             atomic_write(path, json.dumps(claim, sort_keys=True).encode(), 0o600)
 
     def _claims(self) -> list[tuple[Path, dict]]:
-        if self.dir is None or not self.dir.is_dir():
-            return []
-        with contextlib.suppress(OSError):
-            dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                remove_abandoned(dfd)  # temp files of a writer killed mid-save
-            finally:
-                os.close(dfd)
-        found = []
-        for path in sorted(self.dir.glob("*.json")):
-            try:
-                claim = json.loads(path.read_bytes())
-            except (OSError, ValueError):
-                continue
-            if isinstance(claim, dict):
-                found.append((path, claim))
-        return found
+        return json_records(self.dir)
 
 
 def _unlink(path: Path) -> None:

@@ -150,6 +150,29 @@ def remove_abandoned(dir_fd: int) -> list[str]:
     return removed
 
 
+def json_records(directory: Path | None) -> list[tuple[Path, dict]]:
+    """The *.json records of a directory written by atomic_write (loop claims, fill
+    records), by name, after removing the temp files of writers killed mid-save; a file
+    that does not read as a JSON object is skipped (its owner judges it)."""
+    if directory is None or not directory.is_dir():
+        return []
+    with contextlib.suppress(OSError):
+        dfd = _open_dir(directory)
+        try:
+            remove_abandoned(dfd)
+        finally:
+            os.close(dfd)
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            found.append((path, data))
+    return found
+
+
 def _open_dir(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import pathsafety
-from ..store import atomic_write, remove_abandoned
+from ..store import atomic_write, json_records
 
 PARTIAL_NAME = "poolkeeper-partial"  # gpt partition name while a clone fills it
 COMPLETE_NAME = "primary"  # what parted names every other gpt partition poolkeeper makes
@@ -134,21 +134,12 @@ class FillRecords:
     def of_disk(self, disk: dict) -> list[FillRecord]:
         """The records of this pool's disk (see same_disk); every other one is left as
         it is, for its own pool to judge."""
-        if self.dir is None or not self.dir.is_dir():
-            return []
-        with contextlib.suppress(OSError):
-            dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                remove_abandoned(dfd)  # temp files of a writer killed mid-save
-            finally:
-                os.close(dfd)
         found = []
-        for path in sorted(self.dir.glob("*.json")):
+        for path, data in json_records(self.dir):
             try:
-                data = json.loads(path.read_bytes())
                 record = FillRecord(path, data["disk"], int(data["start"]), int(data["end"]),
                                     int(data["number"]))
-            except (OSError, ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):
                 continue
             if isinstance(record.disk, dict) and same_disk(record.disk, disk):
                 found.append(record)
