@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 
 from backends.controller import StorageController
 from backends.model import PoolDef, PoolTarget
+from tests.loopfs import loops_of, release_partitioned
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 
@@ -46,6 +48,28 @@ def make_dir_pool(ctl: StorageController, name: str, path: Path) -> Path:
     ctl.build_pool(name).wait()
     ctl.start_pool(name)
     return path
+
+
+@contextlib.contextmanager
+def gpt_disk_pool(ctl: StorageController, image: Path, name: str = "d",
+                  size: int = 64 << 20) -> Iterator[str]:
+    """A started disk pool `name` (gpt) on a new image file attached to a loop device; yields
+    the disk's device. Stopped and its loop devices released after, even on failure."""
+    with open(image, "wb") as fh:
+        fh.truncate(size)
+    try:
+        ctl.define_pool(f"<pool type='disk'><name>{name}</name><source><device path='{image}'/>"
+                        "<format type='gpt'/></source><target><path>/dev</path></target>"
+                        "</pool>")
+        ctl.build_pool(name).wait(120)
+        ctl.start_pool(name)
+        [disk] = loops_of(image)
+        yield disk
+    finally:
+        with contextlib.suppress(Exception):
+            ctl.stop_pool(name)
+        for dev in loops_of(image):
+            release_partitioned(dev, image)
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ import pytest
 from backends.controller import StorageController
 from backends.errors import UnsafePath
 from backends.model import VolumeDef
-from tests.conftest import make_dir_pool, needs_root
-from tests.loopfs import can_use_loop_devices, loops_of, release_partitioned
+from tests.conftest import gpt_disk_pool, make_dir_pool, needs_root
+from tests.loopfs import can_use_loop_devices, release_partitioned
 
 MiB = 1 << 20
 needs_loops = pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
@@ -238,15 +238,7 @@ def test_a_loop_device_on_a_volume_is_refused(download, pools, loops):
 def test_partitions_and_the_disk_of_a_disk_pool_are_refused(ctl, download, pools, tmp_path,
                                                              loops):
     image = tmp_path / "disk.img"
-    with open(image, "wb") as fh:
-        fh.truncate(64 * MiB)
-    try:
-        ctl.define_pool(f"<pool type='disk'><name>d</name><source><device path='{image}'/>"
-                        "<format type='gpt'/></source><target><path>/dev</path></target>"
-                        "</pool>")
-        ctl.build_pool("d").wait(120)
-        ctl.start_pool("d")
-        [disk] = loops_of(image)
+    with gpt_disk_pool(ctl, image) as disk:
         part = f"{os.path.basename(disk)}p1"
         ctl.create_volume_def("d", VolumeDef(name=part, capacity=8 * MiB)).wait(120)
         with open(f"/dev/{part}", "r+b") as fh:
@@ -266,11 +258,6 @@ def test_partitions_and_the_disk_of_a_disk_pool_are_refused(ctl, download, pools
         assert victim.unchanged()
         # the pool's target /dev only holds nodes: other devices there are not its volumes
         assert download("/dev/null") == MiB
-    finally:
-        with contextlib.suppress(Exception):
-            ctl.stop_pool("d")
-        for dev in loops_of(image):
-            release_partitioned(dev, image)
 
 
 @needs_loops

@@ -27,7 +27,8 @@ import pytest
 from backends.controller import StorageController
 from backends.errors import InUse
 from backends.model import VolumeDef, VolumeTarget
-from tests.loopfs import can_use_loop_devices, loops_of, release_partitioned
+from tests.conftest import gpt_disk_pool
+from tests.loopfs import can_use_loop_devices, release_partitioned
 from tests.reliability.test_external_files import workers  # noqa: F401 (a fixture)
 
 MiB = 1 << 20
@@ -126,25 +127,10 @@ def test_the_cli_names_the_process(pool, volume, holder, state_root):
 def partition(ctl: StorageController, tmp_path: Path) -> Iterator[str]:
     if not can_use_loop_devices():
         pytest.skip("needs root and loop devices")
-    image = tmp_path / "disk.img"
-    with open(image, "wb") as fh:
-        fh.truncate(64 * MiB)
-    try:
-        ctl.define_pool(f"<pool type='disk'><name>d</name><source><device path='{image}'/>"
-                        "<format type='gpt'/></source><target><path>/dev</path></target>"
-                        "</pool>")
-        ctl.build_pool("d").wait(120)
-        ctl.start_pool("d")
-        [disk] = loops_of(image)
+    with gpt_disk_pool(ctl, tmp_path / "disk.img") as disk:
         name = f"{os.path.basename(disk)}p1"
         ctl.create_volume_def("d", VolumeDef(name=name, capacity=8 * MiB)).wait(120)
         yield name
-    finally:
-        try:
-            ctl.stop_pool("d")
-        finally:
-            for dev in loops_of(image):
-                release_partitioned(dev, image)
 
 
 @needs_loops

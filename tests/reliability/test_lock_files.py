@@ -11,7 +11,6 @@ lock file at once: two exclusive holders must never be inside together.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import subprocess
@@ -24,7 +23,8 @@ from backends.controller import StorageController
 from backends.errors import Busy
 from backends.locks import acquire, remove_if_free
 from backends.model import VolumeDef, VolumeTarget
-from tests.loopfs import can_use_loop_devices, loops_of, release_partitioned
+from tests.conftest import gpt_disk_pool
+from tests.loopfs import can_use_loop_devices
 
 MiB = 1 << 20
 CYCLES = 50
@@ -158,16 +158,7 @@ def test_a_swept_half_made_partition_leaves_no_lock_file(ctl, tmp_path):
     """Issue 13 review, finding 7: the sweep of a half-made partition (what a clone killed
     mid-copy leaves on a gpt disk: a partition named poolkeeper-partial) takes the volume's
     lock to remove it, and removes the lock file with the volume."""
-    image = tmp_path / "disk.img"
-    with open(image, "wb") as fh:
-        fh.truncate(64 * MiB)
-    try:
-        ctl.define_pool(f"<pool type='disk'><name>d</name><source><device path='{image}'/>"
-                        "<format type='gpt'/></source><target><path>/dev</path></target>"
-                        "</pool>")
-        ctl.build_pool("d").wait(120)
-        ctl.start_pool("d")
-        [disk] = loops_of(image)
+    with gpt_disk_pool(ctl, tmp_path / "disk.img") as disk:
         subprocess.run(["parted", "-s", disk, "mkpart", "poolkeeper-partial", "ext2",
                         "1MiB", "9MiB"], check=True, capture_output=True)
         before = volume_lock_files(ctl)
@@ -178,8 +169,3 @@ def test_a_swept_half_made_partition_leaves_no_lock_file(ctl, tmp_path):
         assert subprocess.run(["parted", "-s", disk, "print"], capture_output=True,
                               text=True).stdout.count("poolkeeper-partial") == 0
         assert volume_lock_files(ctl) == before
-    finally:
-        with contextlib.suppress(Exception):
-            ctl.stop_pool("d")
-        for dev in loops_of(image):
-            release_partitioned(dev, image)
