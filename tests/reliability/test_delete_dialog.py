@@ -17,20 +17,19 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 from textual.widgets import RadioButton, Static
 
 from backends.controller import StorageController
 from backends.errors import StateError
 from backends.model import PoolDef, PoolSource, PoolTarget, SourceDevice, VolumeDef
 from tests.loopfs import can_use_loop_devices, loops_of, release_partitioned
+from tests.screentext import screen_text
 from tui.app import PoolkeeperApp
 from tui.dialogs import DeletePoolDialog
 
@@ -40,16 +39,6 @@ MiB = 1 << 20
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def screen_text(app: PoolkeeperApp) -> str:
-    """Everything on the terminal (modal screens over their background), as characters."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True,
-                      force_terminal=True, color_system=None, legacy_windows=False)
-    console.print(app.screen._compositor.render_update(
-        full=True, screen_stack=app._background_screens))
-    return console.export_text()
 
 
 async def settle(app: PoolkeeperApp, pilot, rounds: int = 4) -> None:

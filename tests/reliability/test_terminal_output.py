@@ -36,6 +36,7 @@ from backends.errors import InvalidName, PoolkeeperError
 from backends.model import BackingStore, VolumeDef, VolumeTarget
 from backends.names import check_name
 from tests.conftest import make_dir_pool
+from tests.screentext import screen_text
 from tui.app import PoolkeeperApp
 from tui.dialogs.fields import TypedConfirm
 
@@ -220,18 +221,6 @@ def test_json_is_ascii_and_gives_back_the_exact_bytes(planted) -> None:
 
 
 # == the TUI ===========================================================================
-def screen_text(app: PoolkeeperApp) -> str:
-    """Everything on the terminal (modal screens over their background), as characters."""
-    import io
-
-    from rich.console import Console
-
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True,
-                      force_terminal=True, color_system=None, legacy_windows=False)
-    console.print(app.screen._compositor.render_update(
-        full=True, screen_stack=app._background_screens))
-    return console.export_text()
 
 
 async def settle(app: PoolkeeperApp, pilot) -> None:

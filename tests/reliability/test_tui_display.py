@@ -11,28 +11,17 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from textual.widgets import Button, Input
 
 from backends.controller import StorageController
 from tests.conftest import make_dir_pool
+from tests.screentext import screen_text
 from tui.app import PoolkeeperApp
 from tui.dialogs import CreateVolumeDialog, DeletePoolDialog
 from tui.dialogs.fields import Check, Radio
-
-
-def screen_text(app: PoolkeeperApp) -> str:
-    """Everything on the terminal (modal screens over their background), as characters."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True,
-                      force_terminal=True, color_system=None, legacy_windows=False)
-    console.print(app.screen._compositor.render_update(
-        full=True, screen_stack=app._background_screens))
-    return console.export_text()
 
 
 async def settle(app: PoolkeeperApp, pilot, rounds: int = 4) -> None:

@@ -4,7 +4,6 @@ per-type pool forms, live XML preview, discovery and path completion; plus snaps
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
@@ -33,6 +31,7 @@ from backends.model import (
     VolumeInfo,
     VolumeTarget,
 )
+from tests.screentext import screen_text
 from tui.dialogs import (
     BuildChoice,
     BuildPoolDialog,
@@ -84,16 +83,6 @@ async def opened(dialog: Screen[Any], size: tuple[int, int] = (80, 24)
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         yield app, pilot
-
-
-def screen_text(app: App[Any]) -> str:
-    """The screen as plain text, as a person would read it."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True,
-                      force_terminal=True, color_system=None, legacy_windows=False)
-    console.print(app.screen._compositor.render_update(
-        full=True, screen_stack=app._background_screens))
-    return console.export_text()
 
 
 def flat(app: App[Any]) -> str:

@@ -9,19 +9,17 @@ Update the baselines after a deliberate change of the layout with
 
 from __future__ import annotations
 
-import io
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
-from rich.console import Console
-from textual.app import App
 from textual.pilot import Pilot
 
 import tui.screens.main as main_screen
 from backends.errors import PoolkeeperError
 from backends.events import CommandRun, JobFinished, JobProgress
+from tests.screentext import screen_text
 from tui.app import PoolkeeperApp
 
 from .stub_controller import GiB, StubController, command
@@ -117,16 +115,6 @@ def test_snapshot(snap_compare, name: str, size: tuple[int, int]) -> None:
 
 
 # ---------------------------------------------------------------------------- screen text
-
-
-def screen_text(app: App) -> str:
-    """Everything on the terminal (modal screens over their background), as characters."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True,
-                      force_terminal=True, color_system=None, legacy_windows=False)
-    console.print(app.screen._compositor.render_update(
-        full=True, screen_stack=app._background_screens))
-    return console.export_text()
 
 
 def not_ascii(text: str) -> list[tuple[int, str]]:
