@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from backends.controller import StorageController
 
 FUZZ_PROFILE = "poolkeeper-fuzz"
 MODE = os.environ.get("POOLKEEPER_FUZZ", "short")
@@ -88,3 +92,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for nodeid, rounds, examples, seconds in _summary:
         terminalreporter.write_line(
             f"FUZZ {nodeid}: {examples} examples in {rounds} rounds, {seconds:.0f} s")
+
+
+@pytest.fixture
+def controller(state_root: Path) -> Iterator[StorageController]:
+    """A controller on the test's state root, with its running "default" dir pool."""
+    ctl = StorageController(state_root)
+    try:
+        yield ctl
+    finally:
+        ctl.close()

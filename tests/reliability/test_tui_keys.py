@@ -100,15 +100,6 @@ def assert_alive(app: PoolkeeperApp, what: str) -> None:
     assert len(stack) >= 2 and stack[1] is app.main_screen, (what, stack)
 
 
-@pytest.fixture
-def controller(state_root: Path) -> Iterator[StorageController]:
-    ctl = StorageController(state_root)  # a running "default" dir pool
-    try:
-        yield ctl
-    finally:
-        ctl.close()
-
-
 # == the causes, one by one ============================================================
 @pytest.mark.parametrize("presses", [2, 3, 5])
 async def test_enter_pressed_fast_in_the_palette_runs_the_command_once(

@@ -20,8 +20,7 @@ as on a busy host.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,15 +35,6 @@ from tui.screens.help import HelpScreen
 from tui.screens.xml_view import XmlScreen
 
 HOLD_CAP = 30.0  # seconds a held worker waits at most (a cap, not a measure)
-
-
-@pytest.fixture
-def controller(state_root: Path) -> Iterator[StorageController]:
-    ctl = StorageController(state_root)  # a running "default" dir pool
-    try:
-        yield ctl
-    finally:
-        ctl.close()
 
 
 def hold(monkeypatch: pytest.MonkeyPatch, ctl: StorageController, method: str
@@ -70,13 +60,20 @@ OPENERS = {
 }
 
 
+def held_app(ctl: StorageController, monkeypatch: pytest.MonkeyPatch, opener: str
+             ) -> tuple[PoolkeeperApp, threading.Event, str, type]:
+    """The app on a stopped 'default' pool, with the opener's worker held: the app, the
+    gate that lets the worker go on, the key, the screen it opens."""
+    key, method, screen_type = OPENERS[opener]
+    ctl.stop_pool("default")
+    gate = hold(monkeypatch, ctl, method)
+    return PoolkeeperApp(ctl, monitor_interval=None), gate, key, screen_type
+
+
 @pytest.mark.parametrize("opener", list(OPENERS))
 async def test_a_key_typed_again_while_its_screen_is_prepared_opens_one(
         controller: StorageController, monkeypatch: pytest.MonkeyPatch, opener: str) -> None:
-    key, method, screen_type = OPENERS[opener]
-    controller.stop_pool("default")
-    gate = hold(monkeypatch, controller, method)
-    app = PoolkeeperApp(controller, monitor_interval=None)
+    app, gate, key, screen_type = held_app(controller, monkeypatch, opener)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
         send(app, [key] * 12)
@@ -98,10 +95,7 @@ async def test_a_key_typed_again_while_its_screen_is_prepared_opens_one(
 @pytest.mark.parametrize("opener", list(OPENERS))
 async def test_a_screen_prepared_while_another_was_opened_is_not_put_over_it(
         controller: StorageController, monkeypatch: pytest.MonkeyPatch, opener: str) -> None:
-    key, method, screen_type = OPENERS[opener]
-    controller.stop_pool("default")
-    gate = hold(monkeypatch, controller, method)
-    app = PoolkeeperApp(controller, monitor_interval=None)
+    app, gate, key, screen_type = held_app(controller, monkeypatch, opener)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
         send(app, [key, "f1"])  # the user goes on to the help while it is prepared
