@@ -40,20 +40,12 @@ import psutil
 
 from . import blockprobe, pathsafety, runner
 from .errors import Busy, PoolkeeperError, StateError, ToolFailed
-from .store import atomic_write, json_records
+from .store import atomic_write, boot_id, json_records
 
 CLAIMS_DIR = "loops"  # under the runtime dir
 PEEK_DIR = "peek"  # under the runtime dir: private mount points of read-only looks inside
 _ATTACH_TRIES = 8  # `losetup --find` and the attach are two steps: another may take the node
 _START_SLACK = 0.05  # seconds: psutil's create_time of one process is stable to the tick
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            return fh.read().strip()
-    except OSError:
-        return "unknown-boot"
 
 
 def _start_time(pid: int) -> float | None:
@@ -102,7 +94,7 @@ class LoopClaims:
         st = os.stat(image)
         claim: dict = {"image": image, "st_dev": st.st_dev, "st_ino": st.st_ino, "pool": pool,
                        "pid": os.getpid(), "started": _start_time(os.getpid()),
-                       "boot": _boot_id(), "device": None, "diskseq": None}
+                       "boot": boot_id(), "device": None, "diskseq": None}
         path = self._new_claim_path()
         device = ident = None
         try:
@@ -184,7 +176,7 @@ class LoopClaims:
             st = os.stat(image)
         except OSError:
             return []
-        boot = _boot_id()
+        boot = boot_id()
         released = []
         for path, claim in self._claims():
             if claim.get("boot") != boot:

@@ -413,7 +413,7 @@ class Store:
     def claim_autostart_round(self) -> bool:
         """True the first time it is called in this boot of the machine for this root."""
         marker = self.run_dir / ".autostarted"
-        boot = _boot_id()
+        boot = boot_id()
         try:
             if marker.read_text() == boot:
                 return False
@@ -436,7 +436,8 @@ def _private_dir(path: Path) -> None:
     ensure_state_dir(path, "the runtime directory", 0o700)
 
 
-def _boot_id() -> str:
+def boot_id() -> str:
+    """This boot of the kernel: records made before a reboot are of another boot."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as fh:
             return fh.read().strip()
