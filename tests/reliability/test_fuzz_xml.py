@@ -19,7 +19,7 @@ from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from backends import xmlio
+from backends import textsafe, xmlio
 from backends.errors import PoolkeeperError
 from backends.model import (
     DISK_POOL_FORMATS,
@@ -62,8 +62,11 @@ _XML_SPECIALS = st.sampled_from(["&", "<", ">", "'", '"', "]]>", "&amp;", "&#38;
 _LEGAL = st.characters(exclude_categories=("Cs", "Cc"), exclude_characters="\ufffe\uffff\x85")
 _CHAR = st.one_of(_LEGAL, _XML_SPECIALS)
 free_text = st.lists(_CHAR, min_size=1, max_size=12).map("".join)
+# names: also none of what a name refuses (textsafe.first_unsafe: format, bidi and line
+# separator characters as well)
 names = st.lists(st.one_of(_CHAR.filter(lambda c: "/" not in c)), min_size=1, max_size=12).map(
-    "".join).filter(lambda s: s not in (".", "..") and len(s.encode()) <= 255)
+    "".join).filter(lambda s: s not in (".", "..") and len(s.encode()) <= 255
+                    and textsafe.first_unsafe(s) is None)
 segment = st.lists(_CHAR.filter(lambda c: "/" not in c and not c.isspace() and ":" not in c),
                    min_size=1, max_size=8).map("".join)
 abs_path = st.lists(segment, min_size=1, max_size=4).map(lambda p: "/" + "/".join(p))
