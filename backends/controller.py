@@ -20,9 +20,10 @@ from functools import partial
 from lxml import etree
 
 from . import blockprobe, fileid, fileops, openers, pathsafety, probe, runner, targets, xmlio
+from .checks import require_local_backing
 from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
-from .drivers.dir import DirDriver, require_local_backing
+from .drivers.dir import DirDriver
 from .errors import (
     AlreadyExists,
     Busy,

@@ -24,6 +24,7 @@ import os
 import stat
 from pathlib import Path
 
+from .checks import control_char
 from .errors import NotFound, UnsafePath, ValidationError
 from .pathsafety import ensure_state_dir, refuse_unfit_dir
 from .store import atomic_write
@@ -43,7 +44,7 @@ def _check_usage(usage: object) -> str:
     if len(usage.encode("utf-8")) > MAX_USAGE_BYTES:
         raise ValidationError(f"a secret usage name is at most {MAX_USAGE_BYTES} bytes",
                               "secret")
-    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in usage):
+    if control_char(usage):
         raise ValidationError("a secret usage name must not contain control characters",
                               "secret")
     return usage

@@ -17,7 +17,6 @@ Writing produces libvirt's own layout (element order, 2-space indent, single quo
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from . import names, units
+from . import checks, names, units
 from .errors import InvalidName, InvalidSize, ValidationError, XMLError
 from .model import (
     DISK_VOLUME_FORMATS,
@@ -82,20 +81,15 @@ MAX_UID = 2**32 - 2  # (uid_t)-1 means "unset"; write -1 (or leave it out) for t
 MAX_IQN_BYTES = 223  # RFC 3720 limit for iSCSI names
 
 _UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
-_DNS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _IQN_RE = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[A-Za-z0-9.-]+(:.+)?")
 _GENERIC_NAME_RE = re.compile(r"[A-Za-z0-9_+-]+")  # libvirt's genericName (e.g. "demo-target")
-_VG_NAME_RE = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*")
 _MOUNT_OPT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_=.:+/@-]*")
 _PROTOCOL_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 _COMPAT_RE = re.compile(r"[0-9]+\.[0-9]+")
 _TIMESTAMP_RE = re.compile(r"[0-9]+(\.[0-9]{0,9})?")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _OCTAL_RE = re.compile(r"[0-7]+")
-# C0 controls, DEL and C1 controls: never wanted in names, paths or labels (they reach
-# terminals, argv and file names).
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# What XML 1.0 cannot carry at all (besides the C0 controls above).
+# What XML 1.0 cannot carry at all (besides the C0 controls: checks.control_char).
 _NOT_XML_RE = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _DECL_RE = re.compile(r"\A<\?xml\s[^<>]*?\?>")
 _ENCODING_RE = re.compile(r"""encoding\s*=\s*["']([^"']*)["']""")
@@ -1271,27 +1265,11 @@ def _check_source_values(pool: PoolDef, where: _Where) -> None:
 
 def _check_host(host: SourceHost, where: _Where, key: str) -> None:
     name = host.name
-    if not _is_host_name(name):
-        raise _err(
-            f"host name '{name}' is not valid: use a DNS name (letters, digits, '.' and '-', "
-            "not starting with '-') or an IP address",
-            "host",
-            where,
-            key,
-        )
+    if not checks.is_host_name(name):
+        raise _err(f"host name '{name}' is not valid: {checks.HOST_NAME_RULE}", "host", where,
+                   key)
     if host.port is not None and not 1 <= host.port <= 65535:
         raise _err(f"port {host.port} is out of range (1-65535)", "host", where, key)
-
-
-def _is_host_name(name: str) -> bool:
-    if not isinstance(name, str) or not name or "%" in name:
-        return False
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        pass
-    return len(name) <= 253 and bool(_DNS_RE.fullmatch(name)) and name.isascii()
 
 
 def _check_device(ptype: str, dev: SourceDevice, where: _Where, i: int) -> None:
@@ -1371,11 +1349,10 @@ def _check_source_dir(value: str, fmt: str | None, where: _Where) -> str:
 
 def _check_vg_name(value: str, where: _Where) -> None:
     """The volume group name goes to vgcreate and into /dev/VG: LVM's own rules."""
-    if value in (".", "..") or len(value) > 127 or not _VG_NAME_RE.fullmatch(value):
+    if not checks.is_vg_name(value):
         raise _err(
-            f"volume group name '{value}' is not valid: use letters, digits and + _ . - "
-            "(not starting with '-', at most 127 characters); set <source><name> if the "
-            "pool name does not qualify",
+            f"volume group name '{value}' is not valid: {checks.VG_NAME_RULE}; set "
+            "<source><name> if the pool name does not qualify",
             "name",
             where,
             "source.name",
@@ -1565,8 +1542,8 @@ def _check_text(value: str, what: str, element: str, where: _Where, key: str) ->
 
 
 def _bad_char(value: str) -> str | None:
-    bad = _CONTROL_RE.search(value) or _NOT_XML_RE.search(value)
-    return bad.group(0) if bad else None
+    bad = _NOT_XML_RE.search(value)
+    return checks.control_char(value) or (bad.group(0) if bad else None)
 
 
 # --------------------------------------------------------------------------- volume checks
@@ -1731,10 +1708,9 @@ def _check_backing(backing: BackingStore, where: _Where) -> None:
     path = backing.path
     if not isinstance(path, str) or not path:
         raise _err("the backing store path must not be empty", "path", where, "backing.path")
-    if _is_remote_backing(path):
+    if checks.is_remote_backing(path):
         raise _err(
-            f"backing store '{path}' is not a local file; poolkeeper only accepts backing "
-            "files inside its pools",
+            f"backing store '{path}' {checks.REMOTE_BACKING}",
             "backingStore",
             where,
             "backing.path",
@@ -1750,15 +1726,6 @@ def _check_backing(backing: BackingStore, where: _Where) -> None:
         )
     _check_permissions(backing.permissions, where, "backing")
     _check_timestamps(backing.timestamps, where, "backing")
-
-
-def _is_remote_backing(path: str) -> bool:
-    """json:, URLs and protocol:host forms (a ':' before the first '/') are not files."""
-    if path.startswith("json:") or "://" in path:
-        return True
-    colon = path.find(":")
-    slash = path.find("/")
-    return colon >= 0 and (slash < 0 or colon < slash)
 
 
 # --------------------------------------------------------------------------- RelaxNG

@@ -16,12 +16,13 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 
 from backends import runner, xmlio
+from backends.checks import is_remote_backing, require_host_name
 from backends.drivers import disk as diskdrv
 from backends.drivers import driver_class
 from backends.drivers import fs as fsdrv
 from backends.drivers import iscsi as iscsidrv
 from backends.drivers import logical as lvmdrv
-from backends.drivers.dir import DirDriver, is_remote_backing
+from backends.drivers.dir import DirDriver
 from backends.errors import PoolkeeperError
 from backends.model import (
     CREATABLE_FILE_FORMATS,
@@ -179,7 +180,7 @@ def check_netfs_mount(pool: PoolDef, through_xmlio: bool) -> str:
         return refused(exc)
     source, _target = _check_mount_argv(argv, pool.target.path)
     host = pool.source.hosts[0].name
-    assert fsdrv.check_host(host) == host, argv
+    assert require_host_name(host) == host, argv
     assert source.startswith(("//", host, f"[{host}]")), argv
     return "ok"
 
@@ -305,7 +306,7 @@ def check_host_arg(text: str) -> str:
         host, port = iscsidrv.parse_host_arg(text)
     except PoolkeeperError as exc:
         return refused(exc)
-    assert fsdrv.check_host(host) == host and not host.startswith("-"), host
+    assert require_host_name(host) == host and not host.startswith("-"), host
     assert port is None or 0 < port < 65536, port
     portal = iscsidrv.portal_of(host, port or 3260)
     assert not portal.startswith("-") and " " not in portal, portal

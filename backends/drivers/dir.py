@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from .. import fileid, fileops, probe, runner
+from ..checks import is_remote_backing, require_local_backing
 from ..errors import (
     Cancelled,
     PoolkeeperError,
@@ -80,14 +81,6 @@ def _beside(image: str, name: str) -> str:
     if name.startswith("/") or is_remote_backing(name):
         return name
     return os.path.join(os.path.dirname(image), name)
-
-
-def is_remote_backing(path: str) -> bool:
-    """json:{...}, nbd://, iscsi://host/... : not a local file."""
-    if path.startswith("json:") or "://" in path:
-        return True
-    colon, slash = path.find(":"), path.find("/")
-    return colon != -1 and (slash == -1 or colon < slash)
 
 
 class DirDriver(PoolDriver):
@@ -830,10 +823,4 @@ def _file_node(path: str, fd: int | None = None) -> dict:
     return {"driver": "host_device" if stat.S_ISBLK(st.st_mode) else "file", "filename": path}
 
 
-def require_local_backing(path: str) -> None:
-    if is_remote_backing(path):
-        raise UnsafePath(
-            f"backing store '{path}' is not a local file; poolkeeper only accepts backing "
-            "files inside its pools"
-        )
 

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import blockprobe, fileops, runner
+from ..checks import require_path
 from ..errors import (
     InsufficientSpace,
     InUse,
@@ -90,7 +91,6 @@ from ..model import (
     VolumeInfo,
 )
 from ..progress import NULL_CONTEXT, JobContext, shielded
-from ..textsafe import describe
 from ..units import human
 from .base import PoolDriver
 from .disk_partial import (
@@ -145,7 +145,6 @@ _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 # takes no PART-TYPE word there and needs a FS-TYPE
 _NO_PART_TYPE = ("sun", "bsd")
 _CYLINDER_LABELS = ("sun", "pc98")  # parted insists on cylinder alignment there
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TARGET = re.compile(r"/dev(/disk/by-[A-Za-z0-9_.-]+)?")
 _NUMBER = re.compile(r"[1-9][0-9]{0,3}")
 _EBR_LIMIT = 256  # logical partitions followed at most (a looping chain stops here)
@@ -516,14 +515,7 @@ def sync_nodes(disk: str, table: DiskTable) -> list[str]:
 def _check_device_path(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError("a disk pool needs <device path='/dev/...'/>", "device")
-    bad = _CONTROL.search(value)
-    if bad:
-        raise ValidationError(f"device path '{value}' contains {describe(bad.group(0))}",
-                              "device")
-    if not value.startswith("/") or value == "/" or ".." in value.split("/") or "," in value:
-        raise ValidationError(f"device path '{value}' must be an absolute path without '..' "
-                              "or ','", "device")
-    return value
+    return require_path(value, "device path", "device")
 
 
 @dataclass

@@ -22,7 +22,6 @@ delete, and the safety around them:
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import re
 import stat
@@ -31,6 +30,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from .. import blockprobe, runner
+from ..checks import require_host_name, require_path
 from ..errors import (
     InUse,
     PoolkeeperError,
@@ -51,7 +51,7 @@ from ..model import (
 )
 from ..names import PARTIAL_PREFIX
 from ..progress import NULL_CONTEXT, JobContext
-from ..textsafe import describe, quoted
+from ..textsafe import quoted
 from .dir import DirDriver
 
 # == mount options =====================================================================
@@ -157,40 +157,6 @@ def mount_options(per_type: list[str], user: list[str]) -> str:
     return ",".join([*opts, *SAFE_DEFAULTS])
 
 
-# == value checks (again here, whatever xmlio did) =====================================
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_DNS = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
-
-
-def check_host(name: object) -> str:
-    """A host name or IP address that cannot be read as an option or carry anything else."""
-    if isinstance(name, str) and "%" not in name:
-        with contextlib.suppress(ValueError):
-            ipaddress.ip_address(name)
-            return name
-        if name.isascii() and _DNS.fullmatch(name):
-            return name
-    raise ValidationError(
-        f"host name {quoted(name)} is not valid: use a DNS name (letters, digits, '.' and '-', not "
-        "starting with '-') or an IP address", "host")
-
-
-def _check_path(value: object, what: str, element: str, *, relative_ok: bool = False) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError(f"{what} must not be empty", element)
-    bad = _CONTROL.search(value)
-    if bad:
-        raise ValidationError(f"{what} '{value}' contains {describe(bad.group(0))}", element)
-    if "," in value:
-        raise ValidationError(f"{what} '{value}' must not contain a comma", element)
-    if value.startswith("-") or ".." in value.split("/"):
-        raise ValidationError(f"{what} '{value}' must not start with '-' or contain '..'",
-                              element)
-    if not relative_ok and (not value.startswith("/") or value == "/"):
-        raise ValidationError(f"{what} '{value}' must be an absolute path", element)
-    return value
-
-
 # == the mounted-dir base ==============================================================
 class MountedDirDriver(DirDriver):
     """A dir pool whose directory is a mount point. Subclasses say what is mounted."""
@@ -201,7 +167,7 @@ class MountedDirDriver(DirDriver):
     @classmethod
     def validate(cls, pool: PoolDef) -> None:
         """Every value that reaches an argv, checked without touching the system."""
-        _check_path(pool.target.path, "target path", "path")
+        require_path(pool.target.path, "target path", "path")
         fmt = pool.source.format or "auto"
         if fmt not in cls.pool_formats:
             raise ValidationError(f"'{fmt}' is not a format of {cls.type} pools; use one of: "
@@ -380,7 +346,7 @@ class FsDriver(MountedDirDriver):
         super().validate(pool)
         if len(pool.source.devices) != 1:
             raise ValidationError("an fs pool needs exactly one <device path='...'/>", "source")
-        _check_path(pool.source.devices[0].path, "device path", "device")
+        require_path(pool.source.devices[0].path, "device path", "device")
 
     # -- the source ----------------------------------------------------------------------
     @property
@@ -670,7 +636,7 @@ class FsDriver(MountedDirDriver):
             raise ValidationError("fs pool sources are local block devices: give a device, "
                                   "not a host", "host")
         if device is not None:
-            device = _check_path(device, "device path", "device")
+            device = require_path(device, "device path", "device")
         rows = blockprobe.lsblk("NAME,PATH,TYPE,FSTYPE,SIZE,MOUNTPOINT,LABEL", device)
         blockprobe.fill_from_blkid(rows, "fstype", "TYPE")
         sources = []
@@ -700,14 +666,14 @@ class NetfsDriver(MountedDirDriver):
         src = pool.source
         if len(src.hosts) != 1:
             raise ValidationError("a netfs pool needs exactly one <host name='...'/>", "source")
-        check_host(src.hosts[0].name)
+        require_host_name(src.hosts[0].name)
         port = src.hosts[0].port
         if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
             raise ValidationError(f"port {port!r} is out of range (1-65535)", "host")
         fmt = src.format or "auto"
         if port is not None and fmt == "glusterfs":
             raise ValidationError("a port is not supported for glusterfs sources", "host")
-        _check_path(src.dir, "source directory", "dir", relative_ok=fmt in ("cifs", "glusterfs"))
+        require_path(src.dir, "source directory", "dir", relative_ok=fmt in ("cifs", "glusterfs"))
         if src.protocol_ver is not None:
             if fmt not in ("auto", "nfs") or not _VERSION.fullmatch(src.protocol_ver):
                 raise ValidationError(f"protocol version {quoted(src.protocol_ver)} applies to NFS "
@@ -765,7 +731,7 @@ class NetfsDriver(MountedDirDriver):
     def find_sources(cls, host: str | None = None, device: str | None = None) -> list[PoolSource]:
         if not host:
             raise ValidationError("netfs source discovery needs a host (--host NAME)", "host")
-        host = check_host(host)
+        host = require_host_name(host)
         done = runner.run(["showmount", "--no-headers", "-e", host], timeout=60)
         sources = []
         for line in done.stdout.splitlines():

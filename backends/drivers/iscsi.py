@@ -39,6 +39,7 @@ import time
 from typing import ClassVar
 
 from .. import fileops, runner
+from ..checks import control_char, require_host_name
 from ..errors import (
     Cancelled,
     PoolkeeperError,
@@ -54,7 +55,6 @@ from ..progress import JobContext
 from ..secrets import SecretStore
 from ..textsafe import quoted
 from .base import PoolDriver
-from .fs import check_host
 
 BY_PATH_DIR = "/dev/disk/by-path"  # where udev links the LUNs of a kernel session
 LUN_WAIT_TIMEOUT = 15.0  # seconds to wait for the LUN links after a login
@@ -152,7 +152,7 @@ def parse_host_arg(text: str | None) -> tuple[str, int | None]:
         if not str(port).isdigit() or not 0 < int(port) < 65536:
             raise ValidationError(f"port '{port}' is not a TCP port number", "host")
         port = int(port)
-    return check_host(host), port
+    return require_host_name(host), port
 
 
 def _qemu_opt(value: object) -> str:
@@ -186,7 +186,7 @@ class _IscsiDriver(PoolDriver):
         if len(src.hosts) != 1:
             raise ValidationError(f"an {cls.type} pool needs exactly one <host name='...'/>: "
                                   "the iSCSI portal", "host")
-        check_host(src.hosts[0].name)
+        require_host_name(src.hosts[0].name)
         port = src.hosts[0].port
         if port is not None and not 0 < port < 65536:
             raise ValidationError(f"port {port} is not a TCP port number", "host")
@@ -201,8 +201,7 @@ class _IscsiDriver(PoolDriver):
             if auth.type != "chap":
                 raise ValidationError(f"authentication type '{auth.type}' is not supported "
                                       "for iSCSI; use type='chap'", "auth")
-            if not auth.username or any(ord(c) < 0x20 or ord(c) == 0x7F
-                                        for c in auth.username):
+            if not auth.username or control_char(auth.username):
                 raise ValidationError("the CHAP user name must be non-empty plain text",
                                       "auth")
             if not (auth.secret.usage or auth.secret.uuid):
@@ -211,7 +210,7 @@ class _IscsiDriver(PoolDriver):
     # -- the definition, checked again before it reaches an argv ---------------------------
     @property
     def host(self) -> str:
-        return check_host(self.pool.source.hosts[0].name)
+        return require_host_name(self.pool.source.hosts[0].name)
 
     @property
     def port(self) -> int:

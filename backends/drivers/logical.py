@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import blockprobe, fileops, runner
+from ..checks import require_path, require_vg_name
 from ..errors import (
     AlreadyExists,
     Cancelled,
@@ -63,7 +64,6 @@ from ..model import (
 )
 from ..names import check_name
 from ..progress import JobContext, shielded
-from ..textsafe import describe, quoted
 from ..units import human
 from .base import PoolDriver
 
@@ -131,7 +131,6 @@ def lvm_failure(done: runner.Completed) -> PoolkeeperError:
 
 
 # == names =============================================================================
-_VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
 _LV_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
 # lvm(8) "VALID NAMES": prefixes and parts reserved for LVM's own sub-volumes.
 _LV_RESERVED_PREFIXES = ("snapshot", "pvmove")
@@ -139,15 +138,6 @@ _LV_RESERVED_PARTS = (
     "_cdata", "_cmeta", "_corig", "_cpool", "_cvol", "_imeta", "_iorig", "_mimage", "_mlog",
     "_pmspare", "_rimage", "_rmeta", "_tdata", "_tmeta", "_vdata", "_vorigin", "_wcorig",
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def check_vg_name(name: object) -> str:
-    if not isinstance(name, str) or name in (".", "..") or not _VG_NAME.fullmatch(name):
-        raise ValidationError(
-            f"volume group name {quoted(name)} is not valid: use letters, digits and + _ . - (not "
-            "starting with '-', at most 127 characters)", "name")
-    return name
 
 
 def check_lv_name(name: object) -> str:
@@ -169,17 +159,10 @@ def check_lv_name(name: object) -> str:
 
 
 def _check_device_path(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or value == "/":
-        raise ValidationError(f"device path {quoted(value)} must be an absolute path such as "
-                              "/dev/sdb", "device")
-    bad = _CONTROL.search(value)
-    if bad:
-        raise ValidationError(f"device path '{value}' contains {describe(bad.group(0))}",
-                              "device")
-    if ".." in value.split("/") or "," in value or " " in value:
-        raise ValidationError(f"device path '{value}' must not contain '..', ',' or spaces",
-                              "device")
-    return value
+    path = require_path(value, "device path", "device")
+    if " " in path:  # LVM's filters and reports are lists split on spaces
+        raise ValidationError(f"device path '{path}' must not contain spaces", "device")
+    return path
 
 
 def _real(path: str) -> str:
@@ -564,7 +547,7 @@ class LogicalDriver(PoolDriver):
 
     @classmethod
     def validate(cls, pool: PoolDef) -> None:
-        vg = check_vg_name(pool.source.name or pool.name)
+        vg = require_vg_name(pool.source.name or pool.name)
         if pool.target.path is not None and os.path.normpath(pool.target.path) != f"/dev/{vg}":
             raise ValidationError(f"a logical pool's target path is always /dev/{vg}, not "
                                   f"'{pool.target.path}'", "path")
@@ -584,7 +567,7 @@ class LogicalDriver(PoolDriver):
 
     @property
     def vg(self) -> str:
-        return check_vg_name(self.pool.source.name or self.pool.name)
+        return require_vg_name(self.pool.source.name or self.pool.name)
 
     @property
     def devices(self) -> list[str]:

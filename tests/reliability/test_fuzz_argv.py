@@ -2,8 +2,8 @@
 
 The builders, found by reading the drivers:
   fs/netfs   check_mount_option, mount_options, FsDriver._mount_argv, NetfsDriver.mount_argv
-  logical    check_vg_name / check_lv_name, LogicalDriver.validate / .vg / .devices (pvcreate,
-             vgcreate), LogicalDriver.create_argv (lvcreate)
+  logical    checks.require_vg_name / check_lv_name, LogicalDriver.validate / .vg /
+             .devices (pvcreate, vgcreate), LogicalDriver.create_argv (lvcreate)
   disk       DiskDriver._plan (parted mkpart's start/end/number/type: the argv is built from
              it inline in _create, which needs a real disk), partition_name/number,
              parse_parted (reads parted -m output, where a GPT partition name is guest data)
