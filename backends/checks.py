@@ -10,7 +10,8 @@ that have no place in the XML to name.
   * host names: a DNS name or an IP address, which mount, showmount and iscsiadm cannot
     read as an option;
   * volume group names: LVM's rules (they become /dev/VG and vgcreate's argument);
-  * device paths: absolute, no '..' (it would leave /dev), no comma (mount and LVM read lists);
+  * paths that reach argv: absolute, no '..' (it would leave /dev), no comma (mount and LVM
+    read lists); a logical pool's devices no spaces either;
   * backing stores: local files only (qemu-img opens json:, nbd:// and host:path itself).
 """
 
@@ -93,6 +94,23 @@ def require_path(value: object, what: str, element: str, *, relative_ok: bool = 
     problem = path_problem(value, what, relative_ok=relative_ok)
     if problem:
         raise ValidationError(problem, element)
+    assert isinstance(value, str)
+    return value
+
+
+def device_path_problem(value: object, *, lvm: bool = False) -> str | None:
+    """A pool's source device (disk, fs, logical): path_problem's rule, and for LVM no
+    spaces either (LVM's filters and reports are lists split on spaces)."""
+    problem = path_problem(value, "device path")
+    if problem is None and lvm and " " in str(value):
+        problem = f"device path '{value}' must not contain spaces for LVM"
+    return problem
+
+
+def require_device_path(value: object, *, lvm: bool = False) -> str:
+    problem = device_path_problem(value, lvm=lvm)
+    if problem:
+        raise ValidationError(problem, "device")
     assert isinstance(value, str)
     return value
 

@@ -1277,7 +1277,9 @@ def _check_device(ptype: str, dev: SourceDevice, where: _Where, i: int) -> None:
     if ptype in ("iscsi", "iscsi-direct"):
         _check_iqn(dev.path, "device", where, key, "target IQN", strict=ptype == "iscsi-direct")
     else:
-        _check_abs_path(dev.path, "device", where, key, "device path")
+        problem = checks.device_path_problem(dev.path, lvm=ptype == "logical")
+        if problem:
+            raise _err(problem, "device", where, key)
     if dev.part_separator is not None and ptype != "disk":
         raise _err("part_separator= applies only to disk pools; remove it", "device", where, key)
     if dev.free_extents and ptype not in ("disk", "logical"):

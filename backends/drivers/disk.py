@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import blockprobe, fileops, runner
-from ..checks import require_path
+from ..checks import require_device_path
 from ..errors import (
     InsufficientSpace,
     InUse,
@@ -515,7 +515,7 @@ def sync_nodes(disk: str, table: DiskTable) -> list[str]:
 def _check_device_path(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError("a disk pool needs <device path='/dev/...'/>", "device")
-    return require_path(value, "device path", "device")
+    return require_device_path(value)
 
 
 @dataclass

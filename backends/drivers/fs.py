@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from .. import blockprobe, runner
-from ..checks import require_host_name, require_path
+from ..checks import require_device_path, require_host_name, require_path
 from ..errors import (
     InUse,
     PoolkeeperError,
@@ -346,7 +346,7 @@ class FsDriver(MountedDirDriver):
         super().validate(pool)
         if len(pool.source.devices) != 1:
             raise ValidationError("an fs pool needs exactly one <device path='...'/>", "source")
-        require_path(pool.source.devices[0].path, "device path", "device")
+        require_device_path(pool.source.devices[0].path)
 
     # -- the source ----------------------------------------------------------------------
     @property
@@ -636,7 +636,7 @@ class FsDriver(MountedDirDriver):
             raise ValidationError("fs pool sources are local block devices: give a device, "
                                   "not a host", "host")
         if device is not None:
-            device = require_path(device, "device path", "device")
+            device = require_device_path(device)
         rows = blockprobe.lsblk("NAME,PATH,TYPE,FSTYPE,SIZE,MOUNTPOINT,LABEL", device)
         blockprobe.fill_from_blkid(rows, "fstype", "TYPE")
         sources = []

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import blockprobe, fileops, runner
-from ..checks import require_path, require_vg_name
+from ..checks import require_device_path, require_vg_name
 from ..errors import (
     AlreadyExists,
     Cancelled,
@@ -159,10 +159,7 @@ def check_lv_name(name: object) -> str:
 
 
 def _check_device_path(value: object) -> str:
-    path = require_path(value, "device path", "device")
-    if " " in path:  # LVM's filters and reports are lists split on spaces
-        raise ValidationError(f"device path '{path}' must not contain spaces", "device")
-    return path
+    return require_device_path(value, lvm=True)
 
 
 def _real(path: str) -> str:

@@ -19,7 +19,7 @@ from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from backends import textsafe, xmlio
+from backends import checks, textsafe, xmlio
 from backends.errors import PoolkeeperError
 from backends.model import (
     DISK_POOL_FORMATS,
@@ -70,6 +70,7 @@ names = st.lists(st.one_of(_CHAR.filter(lambda c: "/" not in c)), min_size=1, ma
 segment = st.lists(_CHAR.filter(lambda c: "/" not in c and not c.isspace() and ":" not in c),
                    min_size=1, max_size=8).map("".join)
 abs_path = st.lists(segment, min_size=1, max_size=4).map(lambda p: "/" + "/".join(p))
+device_path = abs_path.filter(lambda p: checks.device_path_problem(p, lvm=True) is None)
 sizes = st.none() | st.sampled_from([0, 1, MAX]) | st.integers(0, MAX)
 uuids = st.uuids().map(str) | st.uuids().map(lambda u: u.hex.upper())
 ids = st.none() | st.integers(0, 2**32 - 2)
@@ -121,7 +122,7 @@ def pool_defs(draw: st.DrawFn, ptype: str | None = None) -> PoolDef:
     if ptype != "iscsi-direct":
         src.vendor, src.product = draw(st.none() | free_text), draw(st.none() | free_text)
     if ptype == "fs":
-        src.devices = [SourceDevice(path=draw(abs_path))]
+        src.devices = [SourceDevice(path=draw(device_path))]
         src.format = draw(st.none() | st.sampled_from(FS_POOL_FORMATS))
     elif ptype == "netfs":
         src.hosts = [SourceHost(draw(hosts), draw(ports))]
@@ -135,12 +136,12 @@ def pool_defs(draw: st.DrawFn, ptype: str | None = None) -> PoolDef:
     elif ptype == "logical":
         pool.name = draw(vg_names)
         src.name = draw(st.just(pool.name) | vg_names)
-        src.devices = [SourceDevice(path=p) for p in draw(st.lists(abs_path, max_size=3))]
+        src.devices = [SourceDevice(path=p) for p in draw(st.lists(device_path, max_size=3))]
         src.format = draw(st.none() | st.sampled_from(LOGICAL_POOL_FORMATS))
         target.path = f"/dev/{src.name}"
     elif ptype == "disk":
         src.devices = [SourceDevice(
-            path=draw(abs_path), part_separator=draw(st.none() | st.booleans()),
+            path=draw(device_path), part_separator=draw(st.none() | st.booleans()),
             free_extents=[FreeExtent(a, b) for a, b in draw(st.lists(extents, max_size=3))])]
         src.format = draw(st.none() | st.sampled_from(DISK_POOL_FORMATS))
     elif ptype in ("iscsi", "iscsi-direct"):

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from backends import xmlio
+from backends import checks, xmlio
 from backends.errors import (
     InvalidName,
     InvalidSize,
@@ -490,6 +490,8 @@ segment = st.text(
     max_size=12,
 )
 abs_path = st.lists(segment, min_size=1, max_size=4).map(lambda p: "/" + "/".join(p))
+# a pool's source device reaches argv: no comma or '..' (and for LVM no space): checks.py
+device_path = abs_path.filter(lambda p: checks.device_path_problem(p, lvm=True) is None)
 dns_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 hosts_st = st.one_of(
     st.lists(dns_label, min_size=1, max_size=3).map(".".join),
@@ -541,7 +543,7 @@ def pool_defs(draw: st.DrawFn, ptype: str | None = None) -> PoolDef:
         src.vendor = draw(st.none() | free_text)
         src.product = draw(st.none() | free_text)
     if ptype == "fs":
-        src.devices = [SourceDevice(path=draw(abs_path))]
+        src.devices = [SourceDevice(path=draw(device_path))]
         src.format = draw(st.none() | st.sampled_from(FS_POOL_FORMATS))
     elif ptype == "netfs":
         src.hosts = [SourceHost(draw(hosts_st), draw(ports))]
@@ -554,7 +556,7 @@ def pool_defs(draw: st.DrawFn, ptype: str | None = None) -> PoolDef:
     elif ptype == "logical":
         pool.name = draw(vg_names)
         src.name = draw(st.just(pool.name) | vg_names)
-        src.devices = [SourceDevice(path=p) for p in draw(st.lists(abs_path, max_size=3))]
+        src.devices = [SourceDevice(path=p) for p in draw(st.lists(device_path, max_size=3))]
         src.format = draw(st.none() | st.sampled_from(LOGICAL_POOL_FORMATS))
         target.path = f"/dev/{src.name}"
     elif ptype == "disk":
@@ -563,7 +565,7 @@ def pool_defs(draw: st.DrawFn, ptype: str | None = None) -> PoolDef:
         )
         src.devices = [
             SourceDevice(
-                path=draw(abs_path),
+                path=draw(device_path),
                 part_separator=draw(st.none() | st.booleans()),
                 free_extents=[FreeExtent(min(a, b), max(a, b)) for a, b in extents],
             )
