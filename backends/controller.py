@@ -36,7 +36,6 @@ from .errors import (
     Unsupported,
     ValidationError,
     VolumeNotFound,
-    os_failure,
 )
 from .events import CommandRun, EventBus, PoolChanged, Subscriber, VolumesChanged
 from .jobs import Job, JobManager
@@ -55,6 +54,7 @@ from .model import (
     VolumeTarget,
 )
 from .names import check_name
+from .oserror import os_failure
 from .pool_contents import directory_entries, refuse_changed, refuse_held
 from .progress import shielded
 from .runner import COMMAND_LOG

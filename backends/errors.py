@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-
 
 class PoolkeeperError(Exception):
     """Base of every error poolkeeper reports to a person."""
@@ -114,18 +112,3 @@ class ToolFailed(PoolkeeperError):
         self.argv = argv
         self.returncode = returncode
         self.stderr = stderr
-
-
-def os_failure(exc: OSError, doing: str) -> PoolkeeperError:
-    """An OSError of the storage as our error: what could not be done, why, what to check."""
-    from .names import PARTIAL_PREFIX  # here: names imports this module
-
-    reason = exc.strerror or str(exc)
-    shown = exc.filename is not None and PARTIAL_PREFIX not in str(exc.filename)
-    where = f" ({exc.filename})" if shown else ""  # a hidden build name tells the user nothing
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return InsufficientSpace(f"cannot {doing}: {reason}{where}; free some space first")
-    if exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
-        return StateError(f"cannot {doing}: {reason}{where}; check the permissions, the "
-                          "attributes (chattr +i) and whether the filesystem is read-only")
-    return StateError(f"cannot {doing}: {reason}{where}")

@@ -40,10 +40,10 @@ from .errors import (
     Unsupported,
     ValidationError,
     VolumeNotFound,
-    os_failure,
 )
 from .model import WIPE_ALGORITHMS
 from .names import PARTIAL_PREFIX
+from .oserror import os_failure
 from .progress import NULL_CONTEXT, JobContext, current
 from .store import create_locked_temp, remove_if_abandoned
 

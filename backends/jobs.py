@@ -14,9 +14,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .errors import Cancelled, PoolkeeperError, os_failure
+from .errors import Cancelled, PoolkeeperError
 from .events import EventBus, JobFinished, JobProgress
 from .locks import HeldLock
+from .oserror import os_failure
 from .progress import JobContext, running
 
 _ids = itertools.count(1)
@@ -75,6 +76,11 @@ class Job(JobContext):
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until the job has ended (done, failed or cancelled), at most `timeout`
+        seconds; True if it has. Unlike wait(), it never raises the job's error."""
+        return self._finished.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until done; return the result or raise the job's error."""

@@ -28,8 +28,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidName, StateError, os_failure
+from .errors import InvalidName, StateError
 from .names import MAX_NAME_BYTES, PARTIAL_PREFIX, check_name
+from .oserror import os_failure
 from .pathsafety import ensure_own_private_dir, ensure_state_dir, refuse_unfit_dir
 
 # A pool's name becomes the file names NAME.xml and NAME.json, which must fit in 255 bytes.

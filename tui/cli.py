@@ -145,10 +145,10 @@ def wait_job(job: Job, err: TextIO) -> Any:
                           f"{frac * 100:5.1f}% "
                           f"{human(int(job.rate))}/s{eta}   ")
                 err.flush()
-            job._finished.wait(0.2)
+            job.join(0.2)
     except KeyboardInterrupt:
         job.cancel()
-        job._finished.wait()
+        job.join()
     if show and job.total:
         err.write("\r" + " " * 100 + "\r")
     result = job.wait()
@@ -749,7 +749,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         for job in running:
             job.cancel()
         for job in running:
-            job._finished.wait()
+            job.join()
         sys.stderr.write("error: cancelled\n" if running else "error: interrupted\n")
         return 1 if running else 130
     finally:

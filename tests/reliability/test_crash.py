@@ -371,7 +371,7 @@ def test_a_failing_lock_on_a_new_temp_file_leaves_nothing(tmp_path: Path, monkey
 
 
 def test_error_messages_never_show_a_hidden_build_name():
-    from backends.errors import os_failure
+    from backends.oserror import os_failure
 
     hidden = OSError(28, "No space left on device", f"/pool/{PARTIAL_PREFIX}0123.img")
     assert PARTIAL_PREFIX not in str(os_failure(hidden, "create 'v'"))

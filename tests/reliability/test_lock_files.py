@@ -59,14 +59,14 @@ def test_creates_that_fail_or_are_cancelled_leave_no_lock_file(ctl, pool):
     # qemu-img refuses a qcow2 this large: the job fails after it took the volume's lock
     job = ctl.create_volume_def("p", VolumeDef(name="huge.qcow2", capacity=(1 << 63) - 1,
                                                target=VolumeTarget(format="qcow2")))
-    job._finished.wait(60)
+    job.join(60)
     assert job.state == "failed", job.state
     assert volume_lock_files(ctl) == []
     job = ctl.create_volume_def("p", VolumeDef(name="big.img", capacity=256 * MiB,
                                                allocation=256 * MiB,
                                                target=VolumeTarget(format="raw")))
     job.cancel()  # mostly lands before the job starts; either way its lock file goes
-    job._finished.wait(60)
+    job.join(60)
     assert job.state in ("cancelled", "done"), job.state
     assert volume_lock_files(ctl) == []
     create(ctl, "p", "made.img")  # and one that made its volume: no file either

@@ -121,7 +121,7 @@ async def test_jobs_panel_shows_a_running_job_and_cancels_it(controller, state_r
         panel.highlighted = 0
         await pilot.press("c")
         # The cancel ends the wait for the next chunk: the writer stays open and silent.
-        job._finished.wait(10)
+        job.join(10)
         os.close(writer[0])
         await settle(app, pilot)
         assert job.state == "cancelled"
