@@ -31,7 +31,7 @@ from textual.content import Content
 from textual.markup import escape as markup_escape
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.scrollbar import ScrollBar, ScrollBarRender
+from textual.scrollbar import ScrollBar
 from textual.theme import ThemeProvider
 from textual.widget import Widget
 
@@ -41,14 +41,7 @@ from .hangup import HangupWatch
 from .screens.main import MainScreen
 from .shown import shown, shown_lines
 from .textual_fixes import Palette
-
-
-class AsciiScrollBarRender(ScrollBarRender):
-    """Whole-cell thumbs drawn as reverse-video blanks: Textual's smooth thumb ends are
-    block glyphs that a TERM=linux console cannot draw."""
-
-    VERTICAL_BARS = [" "] * 8
-    HORIZONTAL_BARS = [" "] * 8
+from .widgets.scrollbars import AsciiScrollBarRender
 
 
 class PoolkeeperApp(App[None]):

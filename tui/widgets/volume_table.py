@@ -62,6 +62,7 @@ from backends.model import VolumeInfo
 from backends.units import human
 
 from ..shown import shown
+from .scrollbars import AsciiScrollBarRender
 
 SortKey = Callable[[VolumeInfo], Any]
 
@@ -113,13 +114,6 @@ class _Free(NamedTuple):
     start: int
     end: int
     text: str
-
-
-class _AsciiScrollBarRender(ScrollBarRender):
-    """Whole-cell thumbs only: the default's smooth ends are block-drawing glyphs."""
-
-    VERTICAL_BARS: ClassVar[list[str]] = [" "] * 8
-    HORIZONTAL_BARS: ClassVar[list[str]] = [" "] * 8
 
 
 class _Styles(NamedTuple):
@@ -984,7 +978,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._set_scrollbar_renderers()
 
     def _set_scrollbar_renderers(self) -> None:
-        renderer = _AsciiScrollBarRender if self._ascii else ScrollBarRender
+        renderer = AsciiScrollBarRender if self._ascii else ScrollBarRender
         for scrollbar in (self.vertical_scrollbar, self.horizontal_scrollbar):
             scrollbar.renderer = renderer  # type: ignore[misc]  # per instance, on purpose
             scrollbar.refresh()
