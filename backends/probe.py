@@ -20,7 +20,8 @@ image any of whose files is not a volume), so they follow qemu (block/*.c), not 
   * The other formats qemu-img reads here (vpc, vdi, parallels/ploop, bochs, cloop, dmg, and
     raw with or without LUKS) open no other file; qemu 7.2 has no cow driver.
 
-Layouts follow reference/libvirt-storage-facts.md §5.2-5.3, with these deliberate choices:
+Layouts follow the header offsets libvirt's storage file probing uses (and each format's own
+specification), with these deliberate choices:
   * Formats with a magic at offset 0 are recognised from the first read; ISO9660 ("CD001" at
     32769) and the dmg "koly" trailer are looked for only when nothing at offset 0 matched,
     which keeps every file at one read unless it is raw (libvirt tries iso first).

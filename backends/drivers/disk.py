@@ -5,7 +5,7 @@ sector size) and `partx -g -r -o NR,TYPE DEV` (the type byte or GUID of each par
 which parted's machine output does not show), and on dos labels the EBR chain is read
 directly, so that the sectors holding EBRs are never reported as free.
 
-Decisions (see also the issue this implements):
+Decisions:
   * Free extents are the exact gaps of the label's usable area, end exclusive: gpt (and the
     labels parted alone understands) between parted's first and last usable byte; dos at
     top level from sector 1 (the MBR is sector 0) to the end of the disk, and inside the

@@ -1,4 +1,4 @@
-"""Issue 13 items 13-15: block pools under kill -9 and under a second state root.
+"""Block pools under kill -9 and under a second state root.
 
   * a clone into a disk pool killed mid-copy (a real CLI process, kill -9 until it lands
     in the copy) leaves a partition that is not listed, and the next use removes it, on

@@ -1,4 +1,4 @@
-"""Issue 8, cases 9 and 10: busy marks while jobs run, in this process and from another one.
+"""Busy marks while jobs run, in this process and from another one.
 
 Jobs are held open by a gate at their first progress report (every file job reports once
 before it moves a byte), never by a sleep: while the gate is shut the jobs are provably

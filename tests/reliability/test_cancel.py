@@ -1,4 +1,4 @@
-"""Issue 13 item 17: every tool a job runs and every wait on a pipe can be cancelled.
+"""Every tool a job runs and every wait on a pipe can be cancelled.
 
 A scrub wipe (`gutmann`: 35 passes, hours on a big disk), a download into a FIFO nobody
 reads (or whose reader stopped), an upload from a FIFO nobody writes (or whose writer went

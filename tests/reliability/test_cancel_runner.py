@@ -1,4 +1,4 @@
-"""Issue 13 item 17, the mechanism: a cancel reaches every tool a job runs.
+"""A cancel reaches every tool a job runs.
 
 A job is its worker thread's current context (progress.running); runner.run watches it and
 kills the tool's whole process group when it is cancelled, raising Cancelled, so no driver

@@ -1,4 +1,4 @@
-"""Issue 8 case 13: kill -9 at random moments loses nothing and tears nothing.
+"""A kill -9 at random moments loses nothing and tears nothing.
 
 Writers are forked from this (already imported) test process and SIGKILLed after a random
 0-5 ms, at least 1,000 times and on until every outcome was seen (a loaded machine makes the

@@ -1,4 +1,4 @@
-"""Issue 13 item 12, the TUI's side: the delete-pool dialog never erases what it did not show.
+"""The delete-pool dialog never erases what it did not show.
 
   * Busy is not "cannot tell": a pool whose lock another job or process holds while the
     dialog looks inside is shown as busy, and destroying is unavailable (it offered to

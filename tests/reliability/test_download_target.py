@@ -1,4 +1,4 @@
-"""Issue 13 item 4: `vol-download` never writes through a link or into a pool.
+"""`vol-download` never writes through a link or into a pool.
 
 The destination is a name in a directory others may write (/tmp). A symlink planted there
 (to a volume of another pool, to a root-only file like /etc/shadow, dangling) is refused,
@@ -116,7 +116,7 @@ def bind_mounted(source: Path, at: Path) -> Iterator[Path]:
 @pytest.mark.parametrize("state", ["active", "stopped"])
 def test_a_bind_mount_of_another_pools_volume_is_refused(ctl, download, pools, tmp_path,
                                                          state):
-    """Issue 13 review, finding 3: a volume bind-mounted elsewhere keeps one link, yet it is
+    """A volume bind-mounted elsewhere keeps one link, yet it is
     the volume: `mount --bind q/w.img /tmp/x/export.img` must not let a download overwrite
     it (without its lock)."""
     _p, q = pools

@@ -1,4 +1,4 @@
-"""Issue 8, case 8: two pools never share a device, a target directory or an NFS export.
+"""Two pools never share a device, a target directory or an NFS export.
 
 The second define is refused with a message naming the first pool, however the shared
 thing is spelled: a trailing slash, `//`, `/./`, `..`, a symlink, another device node of the

@@ -1,4 +1,4 @@
-"""Issue 13 item 1: every file qemu would open for an image must be a volume of an active pool.
+"""Every file qemu would open for an image must be a volume of an active pool.
 
 A vmdk descriptor names other files as its extents, and qemu opens them: a text descriptor
 planted in a pool, one uploaded into a vmdk volume, or the one a KDMV header with capacity 0
@@ -285,7 +285,7 @@ def test_qemu_img_takes_the_spec_with_backing_null_for_every_format(ctl, pool, t
         assert ctl.resize_volume("p", "v", 8 * MiB).wait(60).capacity == 8 * MiB
 
 
-# == checked again when a queued job starts (issue 13 review, finding 1) ==================
+# == checked again when a queued job starts ==================
 WORKERS = 4  # the controller's job workers (StorageController(max_jobs=4), the default)
 WAIT_CAP = 60.0  # seconds a condition may take to come true on a loaded machine
 

@@ -1,4 +1,4 @@
-"""Issue 8 case 12: a failure injected inside every controller verb.
+"""A failure injected inside every controller verb.
 
 Faults are real where this machine allows it: a permission error is `chattr +i` on a
 directory or file (we are root, so modes do not stop us), a tool exiting 1 is a fake

@@ -1,4 +1,4 @@
-"""Issue 13 items 2 and 3: the format record of a volume belongs to that very file.
+"""The format record of a volume belongs to that very file.
 
 Item 2: pool-undefine used to drop the records, so after undefine + define of the same
 directory a raw disk whose guest wrote a vmdk or qcow2 header was trusted as that format.
@@ -183,7 +183,7 @@ def test_the_same_file_keeps_its_record_through_guest_writes(ctl, pool):
 
 def test_a_record_made_without_birth_times_still_holds_once_the_kernel_gives_them(
         ctl, pool, tmp_path, monkeypatch):
-    """Issue 13 review, finding 5: a record made where statx gave no birth time (an older
+    """A record made where statx gave no birth time (an older
     kernel or filesystem: inode + generation) must still match its file once statx gives
     one; if it did not, every raw disk would become "not created here" after the upgrade
     and the header its guest wrote would be believed (and followed to the canary)."""
@@ -213,7 +213,7 @@ def test_a_record_made_without_birth_times_still_holds_once_the_kernel_gives_the
 
 
 def test_a_create_right_after_a_delete_keeps_its_record(ctl, pool, monkeypatch):
-    """Issue 13 review, finding 6: a delete forgets the volume's record before it lets go of
+    """A delete forgets the volume's record before it lets go of
     the volume's lock. A create of the same name can only start once the lock is free; the
     test makes one (to completion) at that very moment, through a hook on the delete's
     release of the lock: the new volume's record must survive the rest of the delete."""
@@ -258,7 +258,7 @@ def _killing_after(limit: int, counter: list[int], real):
 
 
 def test_an_undefine_killed_after_any_step_loses_no_record(tmp_path, monkeypatch):
-    """Issue 13 review, finding 4a: pool-undefine writes and removes files in steps (the
+    """`pool-undefine` writes and removes files in steps (the
     set-aside copy of the records, the autostart link, the definition, the records file).
     Killed after each step in turn (each file write or removal of the store), the records
     are never lost: the pool is still defined with them, or a pool defined again on the
@@ -313,7 +313,7 @@ def _bind_mounted_dir(source: Path, at: Path) -> Iterator[Path]:
 @pytest.mark.parametrize("how", ["moved", "bind-mounted"])
 def test_records_follow_their_files_to_a_moved_or_bind_mounted_directory(
         ctl, pool, tmp_path, how):
-    """Issue 13 review, finding 4b: after pool-undefine, the directory is moved (`mv
+    """After pool-undefine, the directory is moved (`mv
     /pools/a /pools/b`) or bind-mounted elsewhere, and a pool is defined there: no path
     matches the undefined pool's, but its records name these very files (inode and birth
     time), so the first listing takes them over, once; the guest's header stays ignored."""

@@ -1,4 +1,4 @@
-"""Issue 8 case 5: a format read from a header is never trusted, and no file outside the pools
+"""A format read from a header is never trusted, and no file outside the pools
 is ever opened because an image names it.
 
 A guest owns the bytes of its raw disk, so it can write a qcow2 header there that names a

@@ -1,4 +1,4 @@
-"""Issue 8, case 1: hostile volume names are refused before any filesystem call.
+"""Hostile volume names are refused before any filesystem call.
 
 Every volume verb, through the controller and through the CLI, gets names that would leave
 the pool (`../../etc/x`, `a/b`, `..`, `/abs`), name the pool itself (`.`), carry control

@@ -1,4 +1,4 @@
-"""Issue 8, case 3: sizes that are too large, negative, past u64 or inconsistent.
+"""Sizes that are too large, negative, past u64 or inconsistent.
 
 `99999999999999999999 EiB`, `-1`, u64 max (18446744073709551615 bytes) and u64 max + 1, an
 allocation larger than the capacity, and a resize delta that overflows: each is a clean

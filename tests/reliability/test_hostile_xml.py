@@ -1,4 +1,4 @@
-"""Issue 8, case 2: hostile pool and volume XML, end to end.
+"""Hostile pool and volume XML, end to end.
 
 tests/unit/test_xmlio.py checks the parser itself; here the same attacks come in the ways a
 person sends them: StorageController.define_pool / create_volume, and the CLI's pool-define
@@ -37,8 +37,8 @@ from tests.unit.test_xmlio import _fifo_has_reader
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
-HUGE = 23 * 1000 * 1000  # the issue's "23 MB document"
-DEADLINE = 1.0  # CPU seconds: the issue's bound for each refusal
+HUGE = 23 * 1000 * 1000  # a 23 MB document: far past any real definition
+DEADLINE = 1.0  # CPU seconds: the bound for each refusal
 PASSWD_MARK = "root:x:0:0"  # what /etc/passwd would leak into a message
 
 POOL = "<pool type='dir'><name>{name}</name><target><path>/srv/pk-x</path></target>{extra}" \

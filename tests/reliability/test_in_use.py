@@ -1,4 +1,4 @@
-"""Issue 13 item 11: resize, upload and wipe refuse a volume another process is using.
+"""Resize, upload and wipe refuse a volume another process is using.
 
 A running guest holds its disk open read-write. Growing a volume under it (qemu-img resize
 of an image in use corrupts it), cutting off its end, overwriting it or wiping it are all
@@ -152,7 +152,7 @@ def test_a_partition_open_for_writing_is_not_resized_wiped_or_uploaded_to(
     assert ctl.resize_volume("d", partition, 16 * MiB).wait(60).capacity == 16 * MiB
 
 
-# == a file volume attached to a loop device (issue 13 review, finding 2) ================
+# == a file volume attached to a loop device ================
 @contextlib.contextmanager
 def attached(image: Path, *, read_only: bool = False) -> Iterator[str]:
     """`losetup -f --show [-r] image`; detached at the end (only if still on our image)."""
@@ -222,7 +222,7 @@ def test_a_read_only_loop_device_stops_all_but_a_grow(ctl, pool, volume, tmp_pat
         assert ctl.resize_volume("p", "v", 8 * MiB).wait(60).capacity == 8 * MiB
 
 
-# == checked again when a queued job starts (issue 13 review, finding 1) ===================
+# == checked again when a queued job starts ===================
 @pytest.mark.parametrize("verb", ["grow", "shrink", "wipe", "upload"])
 def test_a_queued_job_refuses_a_volume_opened_while_it_waited(
         ctl, pool, volume, holder, workers, tmp_path, verb):  # noqa: F811

@@ -1,4 +1,4 @@
-"""Issue 8 case 6: a listed volume replaced behind poolkeeper's back by a symlink to a file
+"""A listed volume replaced behind poolkeeper's back by a symlink to a file
 outside the pool, a symlink to an outside directory, a dangling symlink, a FIFO or a unix
 socket.
 

@@ -1,4 +1,4 @@
-"""Issue 13 item 21: lock files go when what they guard is gone, without racing a holder.
+"""Lock files go when what they guard is gone, without racing a holder.
 
 A volume's lock file is removed when the volume is deleted, a create's (and a clone's) when
 its job ends, whether it made the volume or failed, the lock files of a pool's volumes when
@@ -155,7 +155,7 @@ def test_removers_and_acquirers_racing_never_let_two_holders_in(tmp_path: Path):
 
 @pytest.mark.skipif(not can_use_loop_devices(), reason="needs root and loop devices")
 def test_a_swept_half_made_partition_leaves_no_lock_file(ctl, tmp_path):
-    """Issue 13 review, finding 7: the sweep of a half-made partition (what a clone killed
+    """The sweep of a half-made partition (what a clone killed
     mid-copy leaves on a gpt disk: a partition named poolkeeper-partial) takes the volume's
     lock to remove it, and removes the lock file with the volume."""
     with gpt_disk_pool(ctl, tmp_path / "disk.img") as disk:

@@ -1,4 +1,4 @@
-"""Issue 13 items 8 and 9: an overlay and its base stay together.
+"""An overlay and its base stay together.
 
 Item 8: a base could be deleted while an overlay in a stopped pool used it (only active pools
 were looked at, and only by the path string). Now every defined pool whose volumes can be read

@@ -1,4 +1,4 @@
-"""Issue 13 item 12: pool-delete never erases storage that still holds volumes, unless forced.
+"""`pool-delete` never erases storage that still holds volumes, unless forced.
 
 A dir pool refuses a non-empty directory; the pool types whose delete erases the storage
 must refuse the same way: an fs pool whose filesystem holds files (other than lost+found

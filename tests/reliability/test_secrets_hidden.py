@@ -1,4 +1,4 @@
-"""Issue 8, case 16: a CHAP secret never shows, against a real tgtd target with CHAP.
+"""A CHAP secret never shows, against a real tgtd target with CHAP.
 
 While an iscsi-direct pool is started, listed, uploaded to, downloaded from and wiped (and
 while the same verbs fail because the stored secret is wrong), a watcher thread reads the

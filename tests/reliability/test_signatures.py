@@ -1,4 +1,4 @@
-"""Issue 8, case 7: pool-build never writes over a signature without --overwrite, and with it
+"""Pool-build never writes over a signature without --overwrite, and with it
 works under the whole disk's lock.
 
 Real devices: loop devices from the private LVM world of tests/lvmenv.py (so a logical pool

@@ -1,4 +1,4 @@
-"""Issue 13 item 6: the state root is checked before anything is created in or under it.
+"""The state root is checked before anything is created in or under it.
 
 A state directory (the root, `storage`, `storage/autostart`, `storage/volumes`, `run`,
 `locks`, `secrets`) that is a symlink, belongs to another user, or is writable by group

@@ -1,7 +1,7 @@
-"""Issue 8, case 11: many readers at once never deadlock, fail or leak.
+"""Many readers at once never deadlock, fail or leak.
 
 100 threads each repeat list pools + volume info + refresh (with the live monitor polling
-too) for POOLKEEPER_STRESS_SECONDS seconds (default 20, as the issue asks). Every thread
+too) for POOLKEEPER_STRESS_SECONDS seconds (default 20). Every thread
 must end within a timeout after the stop (else the stacks of the stuck threads are shown),
 no call may raise or return a wrong answer, and the open fds (/proc/self/fd), the lock
 files and the RSS (psutil) must be where they were after a warm-up. Then 10,000 listings
@@ -54,7 +54,7 @@ def volumes(ctl: StorageController, pool: Path) -> dict[str, int]:
 
 
 def one_round(ctl: StorageController, volume: str, expected: dict[str, int]) -> None:
-    """The three readers of the issue, each checked for the right answer."""
+    """The three readers (pool list, volume info, refresh), each checked for the right answer."""
     pools = ctl.list_pools()
     assert [(p.name, p.state) for p in pools] == [("p", "running")], pools
     info = ctl.volume_info("p", volume)

@@ -1,4 +1,4 @@
-"""Issue 13 item 7: system directories and the state root are never a pool's target.
+"""System directories and the state root are never a pool's target.
 
 Refused as the target of any pool, with all below them: /etc, /boot, /usr, /bin, /sbin,
 /lib* (programs, libraries, configuration: a dir pool on /etc/cron.d plus vol-upload is a

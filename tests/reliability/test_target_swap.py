@@ -1,4 +1,4 @@
-"""Issue 13 item 5: a pool's target swapped behind poolkeeper's back is never followed.
+"""A pool's target swapped behind poolkeeper's back is never followed.
 
 A user who owns a pool target's parent can swap the target (or the parent itself) for a
 symlink to a directory of their choosing, or for another directory, while the pool is

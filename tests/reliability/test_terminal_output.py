@@ -1,4 +1,4 @@
-"""Issue 13, item 22: every string bound for a terminal goes through one escaping rule
+"""Every string bound for a terminal goes through one escaping rule
 (backends/textsafe.py), in the CLI and in the TUI, and names refuse what it escapes.
 
 Before: the CLI escaped C0/C1 only and no backslash, so a file named `a\\x1b` (typed

@@ -1,4 +1,5 @@
-"""Issue 8, cases 1 (names that begin with '-') and 4 (mount options, hosts, iSCSI names).
+"""Names that begin with '-', mount options, hosts and iSCSI names never reach a tool as
+options.
 
 A volume name that begins with '-' (`-rf`, `--help`, `-o`) is a legal file name, so in a dir
 pool it must work, and in every pool it must reach no tool as an option. The argv of every

@@ -1,4 +1,4 @@
-"""Issue 8 case 14: a tool that prints 100 MB or hangs cannot take poolkeeper down.
+"""A tool that prints 100 MB or hangs cannot take poolkeeper down.
 
 The tools are fake scripts put first on PATH (runner resolves every tool through PATH).
 What is checked: the output kept is capped at runner.MAX_OUTPUT and memory stays bounded

@@ -1,4 +1,4 @@
-"""Issue 8 case 15: upload and download ranges that make no sense, and transfers of a volume
+"""Upload and download ranges that make no sense, and transfers of a volume
 that is still being built.
 
 Each is refused with one of poolkeeper's own errors and a message, before a byte of the

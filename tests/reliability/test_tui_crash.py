@@ -1,4 +1,4 @@
-"""Issue 13, item 20: a TUI that crashes exits with a non-zero status (Textual's
+"""A TUI that crashes exits with a non-zero status (Textual's
 return_code) and prints the traceback, as Textual does. Before, run_app returned 0.
 
 A real process in a real terminal (tmux, tests/termdriver.py): `poolkeeper --root STATE`

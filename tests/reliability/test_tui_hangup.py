@@ -1,4 +1,4 @@
-"""Issue 13, item 19: a TUI whose terminal goes away exits, cancelling its jobs cleanly.
+"""A TUI whose terminal goes away exits, cancelling its jobs cleanly.
 
 The TUI runs in a real terminal (tmux, tests/termdriver.py) with a download running into a
 FIFO that this test reads slowly, so the job is certainly still running when the terminal

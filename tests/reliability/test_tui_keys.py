@@ -1,4 +1,4 @@
-"""Issue 13, item 18: keys typed faster than the TUI handles them never close or crash it.
+"""Keys typed faster than the TUI handles them never close or crash it.
 
 The causes (Textual 8.2.8, worked around in tui/textual_fixes.py):
   * Screen.dismiss pops the top screen whichever it is. Enter twice in the command palette
@@ -364,7 +364,7 @@ def test_key_storm_in_a_real_terminal(storm_root: Path, tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not have_tmux(), reason="needs tmux (make test installs it)")
 def test_enter_three_times_in_the_palette_in_a_real_terminal(tmp_path: Path) -> None:
-    """The issue's case as a user meets it: the three Enters arrive in one write."""
+    """Enter three times in the palette as a user meets it: the Enters arrive in one write."""
     state = tmp_path / "state"
     state.mkdir()
     with StorageController(state, create_default=False) as ctl:

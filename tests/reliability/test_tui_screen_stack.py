@@ -1,4 +1,4 @@
-"""Issue 13 follow-up: two ways the key storm in a real terminal (test_tui_keys.py) killed
+"""Two ways the key storm in a real terminal (test_tui_keys.py) killed
 the app with RecursionError.
 
 1. Screens a worker opens (the XML view, the build, delete and secret dialogs, a refused

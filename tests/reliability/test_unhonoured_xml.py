@@ -1,4 +1,4 @@
-"""Issue 13 item 16: what a volume definition asks for is done or refused, never dropped.
+"""What a volume definition asks for is done or refused, never dropped.
 
 `<encryption>` used to be parsed and ignored: a plaintext image was made and the command
 said it worked. Every element poolkeeper parses but does not act on is now refused with a

@@ -1,4 +1,4 @@
-"""Issue 13 item 10: a kill -9 at any moment of a zero wipe of a sparse raw volume leaves
+"""A kill -9 at any moment of a zero wipe of a sparse raw volume leaves
 its size as it was.
 
 The wipe used to truncate the file to 0 and back to its size: a kill in between left a

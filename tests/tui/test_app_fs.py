@@ -73,7 +73,7 @@ async def test_header_shows_the_mount_and_stop_names_the_holder(state_root, tmp_
 
 
 async def test_delete_dialog_lists_what_the_filesystem_holds_and_forces(state_root, tmp_path):
-    """Issue 13 item 12 in the TUI: the dialog names the volumes still on the inactive
+    """The delete dialog names the volumes still on the inactive
     pool's filesystem, and destroying it (name typed) passes --force."""
     from backends.model import VolumeDef
     from tui.dialogs import DeletePoolDialog

@@ -575,7 +575,7 @@ def test_wipe_zero_full_file_keeps_allocation(tmp_path: Path, opened, monkeypatc
 
 def test_wipe_zero_sparse_file_punches_holes_and_never_changes_its_size(
         tmp_path: Path, opened, monkeypatch) -> None:
-    """Issue 13 item 10: the size is the same after every step (a kill between two steps
+    """The size is the same after every step (a kill between two steps
     must not leave a 0-byte volume), the content reads as zeros and the file stays sparse."""
     size = 256 * MiB + 4096
     write_blocks(tmp_path / "v", size, scattered(256 * MiB, 4) | {256 * MiB: b"t" * 4096})

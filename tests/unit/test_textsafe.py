@@ -1,4 +1,4 @@
-"""backends/textsafe.py: the one escaping rule for terminal text (issue 13, item 22).
+"""backends/textsafe.py: the one escaping rule for terminal text.
 The behaviour through the CLI and the TUI: tests/reliability/test_terminal_output.py."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def test_ascii_mode() -> None:
 
 
 def test_messages_are_escaped_like_names() -> None:
-    """One rule (issue 13 item 22): a message holds names as they are and is escaped
+    """One rule: a message holds names as they are and is escaped
     once, backslashes included, so a typed backslash never reads as an escape."""
     assert textsafe.escape("no volume named 'a\\x1b'") == "no volume named 'a\\\\x1b'"
     assert textsafe.escape("no volume named 'a\x1b'") == "no volume named 'a\\x1b'"

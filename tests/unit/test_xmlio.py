@@ -5,7 +5,7 @@ Sample documents live in tests/data/xml/:
                 libvirt's test driver (test:///default) for every pool type, and a real
                 libvirtd for dir volumes with timestamps, fs/netfs mount options and a disk
                 pool on a loop device with free extents (see virsh/README.md);
-  reference/    the pool examples of shared/reference/libvirt-storage-management.txt;
+  reference/    the pool examples of libvirt's storage management documentation;
   handwritten/  inputs written by hand (see handwritten/README.md).
 
 Where libvirt's own RelaxNG schemas are installed (/usr/share/libvirt/schemas, Debian
