@@ -971,6 +971,38 @@ def _read_source(fd: int, size: int, stream: bool, ctx: JobContext) -> bytes:
             continue
 
 
+def upload_amount(src_path: str, length: int | None) -> int | None:
+    """How many bytes an upload of src_path (at most `length`) will write, when that is known
+    before reading: a regular file or a block device; None for a pipe or socket (upload_fd
+    stops it at the volume's end)."""
+    try:
+        st = os.stat(src_path)
+        if stat.S_ISBLK(st.st_mode):
+            fd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                size: int | None = os.lseek(fd, 0, os.SEEK_END)
+            finally:
+                os.close(fd)
+        else:
+            size = st.st_size if stat.S_ISREG(st.st_mode) else None
+    except OSError as exc:
+        raise PoolkeeperError(f"cannot read '{src_path}': {exc.strerror}") from None
+    if size is None:
+        return None
+    return size if length is None else min(length, size)
+
+
+def refuse_upload_past_end(name: str, amount: int | None, offset: int, size: int,
+                           hint: str) -> None:
+    """Before anything is written: `amount` bytes (None: not known yet) at `offset` must fit
+    in the volume `name` of `size` bytes; `hint` says what to do when they do not (each pool
+    type's own: resize the volume, grow the partition, the LUN's size is set on the target)."""
+    amount = amount or 0
+    if offset + amount > size or offset > size:
+        raise ValidationError(f"{amount} bytes at offset {offset} do not fit in '{name}' "
+                              f"({size} bytes); {hint}")
+
+
 def _refuse_past_end(offset: int, amount: int, end: int) -> None:
     if offset + amount > end:
         raise InsufficientSpace(

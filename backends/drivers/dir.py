@@ -690,7 +690,8 @@ class DirDriver(PoolDriver):
         try:
             size = os.lseek(fd, 0, os.SEEK_END)  # as it is now, not as it was listed
             if fixed_size:
-                _refuse_past_end(vol.name, src_path, offset, length, size)
+                fileops.refuse_upload_past_end(vol.name, fileops.upload_amount(src_path, length),
+                                               offset, size, "resize the volume first")
             written = fileops.upload_fd(fd, src_path, offset=offset, length=length,
                                         limit=size if fixed_size else None, ctx=ctx)
             if whole_image and stat.S_ISREG(os.fstat(fd).st_mode):
@@ -723,23 +724,6 @@ def _qcow2_options(target: VolumeTarget) -> list[str]:
     if target.nocow:
         opts.append("nocow=on")
     return opts
-
-
-def _refuse_past_end(name: str, src_path: str, offset: int, length: int | None,
-                     size: int) -> None:
-    """Before writing: does what src_path holds (at most `length` bytes) fit at `offset`?
-    A pipe's size is unknown here; upload_fd stops it at the end."""
-    try:
-        st = os.stat(src_path)
-    except OSError as exc:
-        raise PoolkeeperError(f"cannot read '{src_path}': {exc.strerror}") from None
-    known = st.st_size if stat.S_ISREG(st.st_mode) else 0
-    amount = known if length is None else min(length, known)
-    if offset + amount > size or offset > size:
-        raise ValidationError(
-            f"{amount} bytes at offset {offset} do not fit in '{name}' ({size} bytes); "
-            "resize the volume first"
-        )
 
 
 def _open_checked(dir_fd: int, vol: VolumeInfo, flags: int) -> int:

@@ -102,6 +102,7 @@ from .disk_partial import (
     disk_identity,
     image_backing,
 )
+from .fddata import FdDataVerbs
 
 MiB = 1 << 20
 ALIGN = MiB  # partition starts are aligned to this
@@ -526,8 +527,9 @@ class _Plan:
     part_type: str  # primary, logical, extended
 
 
-class DiskDriver(PoolDriver):
+class DiskDriver(FdDataVerbs, PoolDriver):
     type = "disk"
+    fit_hint = "grow the partition first (vol-resize)"
     volume_formats: ClassVar[tuple[str, ...]] = DISK_VOLUME_FORMATS
     creatable_formats: ClassVar[tuple[str, ...]] = DISK_VOLUME_FORMATS
     default_volume_format: ClassVar[str | None] = "linux"
@@ -1293,7 +1295,7 @@ class DiskDriver(PoolDriver):
             raise
         return fd
 
-    def _open_for_write(self, vol: VolumeInfo) -> int:
+    def open_volume_write(self, vol: VolumeInfo) -> int:
         disk = self._disk()
         number = self._number(disk, vol.name)
         self._refuse_used(kernel_partitions(disk).get(number), f"write to {vol.name}")
@@ -1301,42 +1303,6 @@ class DiskDriver(PoolDriver):
 
     def open_volume_read(self, vol: VolumeInfo) -> int:
         return self._open(vol.name, os.O_RDONLY)
-
-    def wipe_volume(self, vol: VolumeInfo, algorithm: str, ctx: JobContext) -> None:
-        fd = self._open_for_write(vol)
-        try:
-            fileops.wipe_fd(fd, algorithm, ctx=ctx or NULL_CONTEXT)
-        finally:
-            os.close(fd)
-
-    def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
-                      ctx: JobContext) -> int:
-        try:
-            src_size = os.stat(src_path).st_size
-        except OSError as exc:
-            raise PoolkeeperError(f"cannot read '{src_path}': {exc.strerror}") from None
-        fd = self._open_for_write(vol)
-        try:
-            size = os.lseek(fd, 0, os.SEEK_END)
-            if stat.S_ISREG(os.stat(src_path).st_mode):
-                amount = src_size if length is None else min(length, src_size)
-                if offset + amount > size:
-                    raise ValidationError(
-                        f"{amount} bytes at offset {offset} do not fit in the partition "
-                        f"{vol.name} ({size} bytes); grow it first (vol-resize)")
-            return fileops.upload_fd(fd, src_path, offset=offset, length=length,
-                                     ctx=ctx or NULL_CONTEXT)
-        finally:
-            os.close(fd)
-
-    def download_volume(self, vol: VolumeInfo, dst_path: str, offset: int, length: int | None,
-                        sparse: bool, ctx: JobContext) -> int:
-        fd = self.open_volume_read(vol)
-        try:
-            return fileops.download_fd(fd, dst_path, offset=offset, length=length, sparse=sparse,
-                                       ctx=ctx or NULL_CONTEXT)
-        finally:
-            os.close(fd)
 
 
 def _wipe_signatures(device: str, kind: str) -> None:

@@ -55,6 +55,7 @@ from ..progress import JobContext
 from ..secrets import SecretStore
 from ..textsafe import quoted
 from .base import PoolDriver
+from .fddata import FdDataVerbs
 
 BY_PATH_DIR = "/dev/disk/by-path"  # where udev links the LUNs of a kernel session
 LUN_WAIT_TIMEOUT = 15.0  # seconds to wait for the LUN links after a login
@@ -169,6 +170,9 @@ def _tail(text: str) -> str:
 
 
 # == the common part ===================================================================
+LUN_FIT_HINT = "a LUN's size is set on the target"
+
+
 class _IscsiDriver(PoolDriver):
     """What both pool types share: the portal, the target, the initiator, CHAP."""
 
@@ -273,34 +277,26 @@ class _IscsiDriver(PoolDriver):
     def _scan_lun(self, lun: int) -> VolumeInfo | None:
         return next((v for v in self.refresh()[1] if v.name == volume_name(lun)), None)
 
+    fit_hint = LUN_FIT_HINT
+
     def _fit(self, vol: VolumeInfo, src_path: str, offset: int,
              length: int | None) -> tuple[os.stat_result, int]:
         """(stat of the source, bytes to upload); refuses what would not fit the LUN."""
         if offset < 0 or (length is not None and length < 0):
             raise ValidationError("offset and length must not be negative")
+        amount = fileops.upload_amount(src_path, length)
+        fileops.refuse_upload_past_end(vol.name, amount, offset, vol.capacity, self.fit_hint)
         try:
             st = os.stat(src_path)
-            if stat.S_ISBLK(st.st_mode):
-                fd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    size = os.lseek(fd, 0, os.SEEK_END)
-                finally:
-                    os.close(fd)
-            else:
-                size = st.st_size
         except OSError as exc:
             raise PoolkeeperError(f"cannot read '{src_path}': {exc.strerror}") from None
-        amount = size if length is None else min(length, size)
-        if offset + amount > vol.capacity:
-            raise ValidationError(
-                f"{amount} bytes at offset {offset} do not fit in '{vol.name}' "
-                f"({vol.capacity} bytes); a LUN's size is set on the target")
-        return st, amount
+        return st, amount or 0
 
 
 # == iscsi: the kernel initiator =======================================================
-class IscsiDriver(_IscsiDriver):
+class IscsiDriver(FdDataVerbs, _IscsiDriver):
     type: ClassVar[str] = "iscsi"
+    fit_hint = LUN_FIT_HINT  # FdDataVerbs' own default would come first in the MRO
 
     # -- iscsiadm --------------------------------------------------------------------------
     def _iscsiadm(self, args: list[str], *, secrets: list[str] | None = None,
@@ -547,30 +543,8 @@ class IscsiDriver(_IscsiDriver):
     def open_volume_read(self, vol: VolumeInfo) -> int:
         return self._open_lun(vol, os.O_RDONLY)
 
-    def wipe_volume(self, vol: VolumeInfo, algorithm: str, ctx: JobContext) -> None:
-        fd = self._open_lun(vol, os.O_RDWR)
-        try:
-            fileops.wipe_fd(fd, algorithm, ctx=ctx)
-        finally:
-            os.close(fd)
-
-    def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
-                      ctx: JobContext) -> int:
-        self._fit(vol, src_path, offset, length)
-        fd = self._open_lun(vol, os.O_RDWR)
-        try:
-            return fileops.upload_fd(fd, src_path, offset=offset, length=length, ctx=ctx)
-        finally:
-            os.close(fd)
-
-    def download_volume(self, vol: VolumeInfo, dst_path: str, offset: int, length: int | None,
-                        sparse: bool, ctx: JobContext) -> int:
-        fd = self._open_lun(vol, os.O_RDONLY)
-        try:
-            return fileops.download_fd(fd, dst_path, offset=offset, length=length,
-                                       sparse=sparse, ctx=ctx)
-        finally:
-            os.close(fd)
+    def open_volume_write(self, vol: VolumeInfo) -> int:
+        return self._open_lun(vol, os.O_RDWR)
 
     # -- discovery -------------------------------------------------------------------------
     @classmethod

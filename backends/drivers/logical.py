@@ -29,7 +29,7 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -66,6 +66,7 @@ from ..names import check_name
 from ..progress import JobContext, shielded
 from ..units import human
 from .base import PoolDriver
+from .fddata import FdDataVerbs
 
 # == the LVM environment ===============================================================
 # Extra environment for every LVM call (e.g. {"LVM_SYSTEM_DIR": "/srv/test-lvm"}). Set by
@@ -526,7 +527,7 @@ def _round_up(size: int, extent: int) -> int:
 
 
 # == the driver ========================================================================
-class LogicalDriver(PoolDriver):
+class LogicalDriver(FdDataVerbs, PoolDriver):
     type = "logical"
     volume_formats: ClassVar[tuple[str, ...]] = ()
     creatable_formats: ClassVar[tuple[str, ...]] = ()
@@ -1057,28 +1058,10 @@ class LogicalDriver(PoolDriver):
         if lv.is_thick_snapshot:
             raise Unsupported(f"'{lv.name}' is a snapshot: wiping it would fill its "
                               "copy-on-write space and invalidate it; delete it instead")
-        fd = self._open_lv(lv.name, lv.uuid, os.O_RDWR)
-        try:
-            fileops.wipe_fd(fd, algorithm, ctx=ctx)
-        finally:
-            os.close(fd)
+        super().wipe_volume(replace(vol, name=lv.name, key=lv.uuid), algorithm, ctx)
 
-    def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
-                      ctx: JobContext) -> int:
-        fd = self._open_lv(vol.name, vol.key, os.O_WRONLY)
-        try:
-            return fileops.upload_fd(fd, src_path, offset=offset, length=length, ctx=ctx)
-        finally:
-            os.close(fd)
-
-    def download_volume(self, vol: VolumeInfo, dst_path: str, offset: int, length: int | None,
-                        sparse: bool, ctx: JobContext) -> int:
-        fd = self.open_volume_read(vol)
-        try:
-            return fileops.download_fd(fd, dst_path, offset=offset, length=length,
-                                       sparse=sparse, ctx=ctx)
-        finally:
-            os.close(fd)
+    def open_volume_write(self, vol: VolumeInfo) -> int:
+        return self._open_lv(vol.name, vol.key, os.O_RDWR)
 
     def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
                      ctx: JobContext) -> str:
