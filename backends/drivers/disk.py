@@ -75,7 +75,6 @@ from ..errors import (
     ValidationError,
     VolumeNotFound,
 )
-from ..loops import LoopClaims
 from ..model import (
     DISK_POOL_FORMATS,
     DISK_VOLUME_FORMATS,
@@ -103,6 +102,7 @@ from .disk_partial import (
     image_backing,
 )
 from .fddata import FdDataVerbs
+from .loopsource import LoopImageSource
 
 MiB = 1 << 20
 ALIGN = MiB  # partition starts are aligned to this
@@ -527,7 +527,7 @@ class _Plan:
     part_type: str  # primary, logical, extended
 
 
-class DiskDriver(FdDataVerbs, PoolDriver):
+class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
     type = "disk"
     fit_hint = "grow the partition first (vol-resize)"
     volume_formats: ClassVar[tuple[str, ...]] = DISK_VOLUME_FORMATS
@@ -578,18 +578,10 @@ class DiskDriver(FdDataVerbs, PoolDriver):
                                       "whole disk", "device")
         return kind
 
-    def _loop(self) -> blockprobe.LoopIdentity | None:
-        """The loop device this pool attached its image to, if it is still that one."""
-        rec = self.extras.get("loop")
-        if not isinstance(rec, dict) or not isinstance(rec.get("device"), str):
-            return None
-        ident = blockprobe.loop_identity(rec["device"])
-        return ident if ident is not None and ident.matches(rec) else None
-
     def _disk(self) -> str:
         """The whole-disk node the table is on (/dev/sdb, /dev/loop3 for an image)."""
         if self._source_kind() == "image":
-            loop = self._loop()
+            loop = self._recorded_loop()
             if loop is None:
                 raise StateError(f"the image {self.source_path} of pool '{self.name}' is not "
                                  f"attached any more; stop and start the pool")
@@ -651,17 +643,6 @@ class DiskDriver(FdDataVerbs, PoolDriver):
                 if kind == "block":
                     sync_nodes(device, read_table(device))  # drop the old partitions' nodes
 
-    @property
-    def _loops(self) -> LoopClaims:
-        return LoopClaims(self.runtime_dir)
-
-    def _release_and_refuse_attached(self, image: str, why: str) -> None:
-        """Release what a killed poolkeeper of this root left attached (see loops.py); any
-        other loop device of the image is refused, never detached."""
-        self._loops.release_stale(image)
-        for ident in blockprobe.loops_backed_by(image):
-            raise InUse(f"{image} is " + why.format(device=ident.device))
-
     def _refuse_in_use(self, device: str, verb: str) -> None:
         users = blockprobe.device_users(device)
         if users:
@@ -671,15 +652,7 @@ class DiskDriver(FdDataVerbs, PoolDriver):
     def start(self) -> None:
         self.validate(self.pool)
         kind = self._source_kind()
-        attached = None
-        if kind == "image":
-            image = os.path.realpath(self.source_path)
-            with blockprobe.image_lock(image):  # check and attach as one step for every root
-                self._release_and_refuse_attached(
-                    image, "already attached as {device} (losetup -l shows it); detach it "
-                    "first or use {device} as the source device")
-                attached = self._loops.attach(image, self.name)
-            self.extras["loop"] = attached.record()
+        attached = self._attach_image_for_start() if kind == "image" else None
         try:
             disk = self._disk()
             table = read_table(disk)
@@ -713,7 +686,7 @@ class DiskDriver(FdDataVerbs, PoolDriver):
         self.extras.pop("loop", None)
 
     def stop(self) -> None:
-        loop = self._loop()
+        loop = self._recorded_loop()
         if loop is not None:
             users = blockprobe.device_users(loop.device)
             if users:

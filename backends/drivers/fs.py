@@ -39,7 +39,6 @@ from ..errors import (
     Unsupported,
     ValidationError,
 )
-from ..loops import LoopClaims
 from ..model import (
     FS_POOL_FORMATS,
     NETFS_POOL_FORMATS,
@@ -53,6 +52,7 @@ from ..names import PARTIAL_PREFIX
 from ..progress import NULL_CONTEXT, JobContext
 from ..textsafe import quoted
 from .dir import DirDriver
+from .loopsource import LoopImageSource
 
 # == mount options =====================================================================
 SAFE_DEFAULTS = ("nodev", "nosuid", "noexec")  # always appended, always last
@@ -335,7 +335,7 @@ _NOT_FILESYSTEMS = ("swap", "LVM2_member", "LVM1_member", "zfs_member", "crypto_
                     "BitLocker", "ceph", "bcache", "drbd", "VMFS_volume_member")
 
 
-class FsDriver(MountedDirDriver):
+class FsDriver(LoopImageSource, MountedDirDriver):
     """A block device (or an image file on a loop device) with a filesystem, mounted."""
 
     type = "fs"
@@ -397,10 +397,8 @@ class FsDriver(MountedDirDriver):
     def _current_loop(self) -> blockprobe.LoopIdentity | None:
         """The loop device behind an image pool: the recorded one if it is still ours, else
         (state lost) a loop of our image that is mounted at our target."""
-        rec = self._loop_record()
-        if rec is not None:
-            ident = blockprobe.loop_identity(rec["device"])
-            return ident if ident is not None and ident.matches(rec) else None
+        if self._loop_record() is not None:
+            return self._recorded_loop()
         mount = blockprobe.mount_at(self.target)
         if mount is None or not os.path.isfile(self.source_path):
             return None
@@ -419,7 +417,7 @@ class FsDriver(MountedDirDriver):
                 if ident is not None:
                     self.extras["loop"] = ident.record()
             return  # already mounted at the target: started
-        attached = self._attach_for_start() if kind == "image" else None
+        attached = self._attach_image_for_start() if kind == "image" else None
         device = attached.device if attached else self.source_path
         try:
             self._refuse_mounted_elsewhere(device)
@@ -453,27 +451,6 @@ class FsDriver(MountedDirDriver):
         if blank:
             raise StateError(f"{self.source_path} holds no filesystem; build the pool first "
                              f"(pool-build {self.name})") from exc
-
-    @property
-    def _loops(self) -> LoopClaims:
-        return LoopClaims(self.runtime_dir)
-
-    def _attach_for_start(self) -> blockprobe.LoopIdentity:
-        image = os.path.realpath(self.source_path)
-        with blockprobe.image_lock(image):  # check and attach as one step for every root
-            self._release_and_refuse_attached(image, "already attached as {device} (losetup "
-                                              "-l shows it); detach it first or use {device} "
-                                              "as the source device")
-            ident = self._loops.attach(image, self.name)
-        self.extras["loop"] = ident.record()
-        return ident
-
-    def _release_and_refuse_attached(self, image: str, why: str) -> None:
-        """Release what a killed poolkeeper of this root left attached (see loops.py); any
-        other loop device of the image is refused, never detached."""
-        self._loops.release_stale(image)
-        for ident in blockprobe.loops_backed_by(image):
-            raise InUse(f"{image} is " + why.format(device=ident.device))
 
     def _undo_attach(self, attached: blockprobe.LoopIdentity | None) -> None:
         if attached is not None:
