@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from .listeners import Listeners
 
 if TYPE_CHECKING:
     from .jobs import Job
@@ -50,24 +51,14 @@ Subscriber = Callable[[Event], None]
 
 @dataclass
 class EventBus:
-    _subscribers: list[Subscriber] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _subscribers: Listeners[Event] = field(default_factory=Listeners)
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        with self._lock:
-            self._subscribers.append(fn)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if fn in self._subscribers:
-                    self._subscribers.remove(fn)
-
-        return unsubscribe
+        """Returns the function that unsubscribes `fn`."""
+        return self._subscribers.add(fn)
 
     def publish(self, event: Event) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for fn in subscribers:
+        for fn in self._subscribers.now():
             try:
                 fn(event)
             except Exception:  # a broken subscriber must not break the verb that published

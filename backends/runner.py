@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .errors import Cancelled, ToolFailed, ToolMissing, ValidationError
+from .listeners import Listeners
 from .progress import NULL_CONTEXT, JobContext, current
 
 # Which Debian package provides each tool we drive.
@@ -159,26 +160,16 @@ class CommandLog:
     """Recent tool calls (masked), and listeners told of each one."""
 
     def __init__(self, keep: int = 500) -> None:
-        self.entries: deque[Completed] = deque(maxlen=keep)
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
+        self.entries: deque[Completed] = deque(maxlen=keep)  # appends are thread-safe
+        self._listeners: Listeners[Completed] = Listeners()
 
     def add_listener(self, fn: Listener) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(fn)
-
-        def remove() -> None:
-            with self._lock:
-                if fn in self._listeners:
-                    self._listeners.remove(fn)
-
-        return remove
+        """Returns the function that removes `fn`."""
+        return self._listeners.add(fn)
 
     def record(self, entry: Completed) -> None:
-        with self._lock:
-            self.entries.append(entry)
-            listeners = list(self._listeners)
-        for fn in listeners:
+        self.entries.append(entry)
+        for fn in self._listeners.now():
             fn(entry)
 
 
