@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from backends import runner, xmlio
 from backends.checks import is_remote_backing, require_host_name
 from backends.drivers import disk as diskdrv
-from backends.drivers import driver_class
+from backends.drivers import driver_class, lvm_report
 from backends.drivers import fs as fsdrv
 from backends.drivers import iscsi as iscsidrv
 from backends.drivers import logical as lvmdrv
@@ -202,7 +202,7 @@ def check_logical_build(pool: PoolDef, through_xmlio: bool) -> str:
     return "ok"
 
 
-def check_lvcreate(vol: VolumeDef, state: lvmdrv.VGState, lvs: list[lvmdrv.LVState],
+def check_lvcreate(vol: VolumeDef, state: lvm_report.VGState, lvs: list[lvm_report.LVState],
                    validate_first: bool) -> str:
     driver = lvmdrv.LogicalDriver(PoolDef(type="logical", name=state.name,
                                           source=PoolSource(name=state.name)))

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 with atheris.instrument_imports(include=["backends"]):
     from backends import runner
     from backends.drivers import disk as diskdrv
-    from backends.drivers import logical as lvmdrv
+    from backends.drivers import lvm_report
     from backends.model import (
         AuthSecret,
         BackingStore,
@@ -135,15 +135,15 @@ def fuzzed_volume(fdp: atheris.FuzzedDataProvider) -> VolumeDef:
     return vol
 
 
-def vg(fdp: atheris.FuzzedDataProvider) -> tuple[lvmdrv.VGState, list[lvmdrv.LVState]]:
-    state = lvmdrv.VGState(name="vg", uuid="u", attr="wz--n-", size=0, free=0,
+def vg(fdp: atheris.FuzzedDataProvider) -> tuple[lvm_report.VGState, list[lvm_report.LVState]]:
+    state = lvm_report.VGState(name="vg", uuid="u", attr="wz--n-", size=0, free=0,
                            extent_size=512 << fdp.ConsumeIntInRange(0, 20), extent_count=0,
                            free_count=0, seqno=1, lv_count=0, missing_count=0)
     lvs = []
     for name, attr, segtype in (("thin", "twi-aotz--", "thin-pool"), ("base", "-wi-a-----",
                                                                         "linear")):
         if fdp.ConsumeBool():
-            lvs.append(lvmdrv.LVState(name, "u-" + name, f"/dev/vg/{name}", attr, 1 << 30, "",
+            lvs.append(lvm_report.LVState(name, "u-" + name, f"/dev/vg/{name}", attr, 1 << 30, "",
                                       0, "", segtype, None, "", ("public",), False))
     return state, lvs
 

@@ -25,7 +25,7 @@ from lxml import etree
 
 from backends import runner, xmlio
 from backends.controller import StorageController
-from backends.drivers import driver_class
+from backends.drivers import driver_class, lvm_report
 from backends.drivers import logical as lvmdrv
 from backends.drivers.logical import LogicalDriver
 from backends.errors import (
@@ -489,10 +489,10 @@ def test_thin_allocation_comes_from_the_data_percent():
            "segtype": "thin", "data_percent": "25.00", "lv_parent": "", "lv_role": "public",
            "seg_start_pe": "0", "seg_size_pe": "256", "seg_pe_ranges": "", "devices": ""}
     std = dict(row, lv_size=1073741824, data_percent=25.0, seg_start_pe=0, seg_size_pe=256)
-    vg = lvmdrv.VGState("vg", "V", "wz--n-", 0, 0, EXT, 0, 0, 1, 1, 0)
+    vg = lvm_report.VGState("vg", "V", "wz--n-", 0, 0, EXT, 0, 0, 1, 1, 0)
     for variant in (row, std):
         text = json.dumps({"report": [{"lv": [variant]}]})
-        (vol,) = lvmdrv.volumes_of(vg, lvmdrv.parse_lvs(text))
+        (vol,) = lvm_report.volumes_of(vg, lvm_report.parse_lvs(text))
         assert (vol.capacity, vol.allocation) == (GiB, GiB // 4)
         assert vol.attributes == "Vwi-aotz-- thin pool=tp"
 
@@ -846,7 +846,7 @@ def test_a_clone_killed_mid_copy_leaves_no_volume_and_is_swept(ctl, state_root, 
 
     lvs = {r["lv_name"]: r["lv_tags"] for r in lvm.report("lvs", "-o", "lv_name,lv_tags", vg,
                                                           kind="lv")}
-    assert lvs.get("copy") == lvmdrv.PARTIAL_TAG  # made, tagged, never finished
+    assert lvs.get("copy") == lvm_report.PARTIAL_TAG  # made, tagged, never finished
     assert {v.name for v in ctl.list_volumes(vg)} == {"src"}  # not a volume
     with pytest.raises(PoolkeeperError):
         ctl.volume_info(vg, "copy")
@@ -880,7 +880,7 @@ def test_a_stale_partial_lv_under_the_name_gives_way_to_a_new_clone(ctl, lvm, mo
     create(ctl, vg, "src", 4 * MiB)
     fake.node(vg, "src").write_bytes(b"s" * (4 * MiB))
     ctl.list_volumes(vg)  # first use: the sweep is behind us
-    lvm.run("lvcreate", "--yes", "-n", "copy", "-L", "4m", "--addtag", lvmdrv.PARTIAL_TAG, vg)
+    lvm.run("lvcreate", "--yes", "-n", "copy", "-L", "4m", "--addtag", lvm_report.PARTIAL_TAG, vg)
     with pytest.raises(AlreadyExists, match="half-made"):
         create(ctl, vg, "copy", 4 * MiB)
     assert ctl.clone_volume(vg, "src", "copy").wait(60) == "copy"

@@ -29,7 +29,7 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from backends.drivers import disk as diskdrv
-from backends.drivers import logical as lvmdrv
+from backends.drivers import lvm_report
 from backends.model import (
     CREATABLE_FILE_FORMATS,
     DISK_VOLUME_FORMATS,
@@ -115,10 +115,10 @@ def test_logical_build_argv_values(pool: PoolDef, through_xmlio: bool) -> None:
 
 
 @st.composite
-def vg_states(draw: st.DrawFn) -> tuple[lvmdrv.VGState, list[lvmdrv.LVState]]:
+def vg_states(draw: st.DrawFn) -> tuple[lvm_report.VGState, list[lvm_report.LVState]]:
     name = draw(st.from_regex(r"[A-Za-z0-9+_][A-Za-z0-9+_.-]{0,20}", fullmatch=True))
     extent = 512 << draw(st.integers(0, 20))
-    state = lvmdrv.VGState(name=name, uuid="u", attr="wz--n-", size=0, free=0,
+    state = lvm_report.VGState(name=name, uuid="u", attr="wz--n-", size=0, free=0,
                            extent_size=extent, extent_count=0, free_count=0, seqno=1,
                            lv_count=0, missing_count=0)
     kinds = {"thick": ("-wi-a-----", "linear"), "thin-pool": ("twi-aotz--", "thin-pool"),
@@ -129,7 +129,7 @@ def vg_states(draw: st.DrawFn) -> tuple[lvmdrv.VGState, list[lvmdrv.LVState]]:
                 lambda n: not n.startswith(("snapshot", "pvmove"))),
             st.sampled_from(sorted(kinds)), max_size=4)).items():
         attr, segtype = kinds[kind]
-        lvs.append(lvmdrv.LVState(
+        lvs.append(lvm_report.LVState(
             name=lv_name, uuid=f"uuid-{lv_name}", path=f"/dev/{name}/{lv_name}", attr=attr,
             size=draw(st.integers(1, 2**40)), origin="", origin_size=0, pool_lv="",
             segtype=segtype, data_percent=None, parent="", roles=("public",), hidden=False))
@@ -137,7 +137,7 @@ def vg_states(draw: st.DrawFn) -> tuple[lvmdrv.VGState, list[lvmdrv.LVState]]:
 
 
 @st.composite
-def lv_requests(draw: st.DrawFn, state: lvmdrv.VGState, lvs: list[lvmdrv.LVState]
+def lv_requests(draw: st.DrawFn, state: lvm_report.VGState, lvs: list[lvm_report.LVState]
                 ) -> VolumeDef:
     vol = VolumeDef(name=draw(st.from_regex(r"[A-Za-z0-9+_.-]{1,20}", fullmatch=True)
                               | hostile_str),
@@ -150,7 +150,7 @@ def lv_requests(draw: st.DrawFn, state: lvmdrv.VGState, lvs: list[lvmdrv.LVState
     return vol
 
 
-LVCase = tuple[lvmdrv.VGState, list[lvmdrv.LVState], VolumeDef, bool]
+LVCase = tuple[lvm_report.VGState, list[lvm_report.LVState], VolumeDef, bool]
 
 
 @st.composite
@@ -160,8 +160,8 @@ def lvcreate_cases(draw: st.DrawFn) -> LVCase:
 
 
 def _snapshot_case(capacity: int, allocation: int) -> LVCase:
-    state = lvmdrv.VGState("vg", "u", "wz--n-", 0, 0, 4 << 20, 0, 0, 1, 0, 0)
-    base = lvmdrv.LVState("base", "u-base", "/dev/vg/base", "-wi-a-----", 1 << 30, "", 0, "",
+    state = lvm_report.VGState("vg", "u", "wz--n-", 0, 0, 4 << 20, 0, 0, 1, 0, 0)
+    base = lvm_report.LVState("base", "u-base", "/dev/vg/base", "-wi-a-----", 1 << 30, "", 0, "",
                           "linear", None, "", ("public",), False)
     vol = VolumeDef(name="s", capacity=capacity, allocation=allocation,
                     backing=BackingStore(path="/dev/vg/base"))
