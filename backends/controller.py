@@ -19,7 +19,17 @@ from functools import partial
 
 from lxml import etree
 
-from . import blockprobe, fileid, fileops, openers, pathsafety, probe, runner, targets, xmlio
+from . import (
+    blockprobe,
+    fileid,
+    fileops,
+    imageprobe,
+    openers,
+    pathsafety,
+    runner,
+    targets,
+    xmlio,
+)
 from .checks import require_local_backing
 from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
@@ -753,7 +763,7 @@ class StorageController:
         try:
             fd = self._active_driver(pool).open_volume_read(extent)
             try:
-                nested = probe.carries_descriptor(os.pread(fd, 64, 0))
+                nested = imageprobe.carries_descriptor(os.pread(fd, 64, 0))
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib import load_note, run_quiet, sparse_copy, work_dir  # noqa: E402
 
-from backends.probe import probe_fd  # noqa: E402
+from backends.imageprobe import probe_fd  # noqa: E402
 
 TARGET = 100.0  # poolkeeper at least 100x faster per file
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY  # as the dir driver opens volumes

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends.probe import probe_fd  # noqa: E402
+from backends.imageprobe import probe_fd  # noqa: E402
 
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY  # as the dir driver opens volumes
 

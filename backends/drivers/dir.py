@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import replace
 
-from .. import fileid, fileops, probe, runner
+from .. import fileid, fileops, imageprobe, runner
 from ..checks import is_remote_backing, require_local_backing
 from ..errors import (
     Cancelled,
@@ -389,7 +389,7 @@ class DirDriver(PoolDriver):
         else:
             return None  # a symlink to a FIFO, socket or character device
         info.physical = size
-        result = probe.probe_fd(fd, size)
+        result = imageprobe.probe_fd(fd, size)
         info.format = info.probed_format = result.format
         info.capacity = result.capacity if result.capacity else size
         info.cluster_size = result.cluster_size
@@ -541,7 +541,7 @@ class DirDriver(PoolDriver):
         name is looked up beside the image, and the copy lives in this pool's directory.)"""
         if src.backing is None:
             return False
-        written = probe.probe_fd(src_fd, os.fstat(src_fd).st_size).backing
+        written = imageprobe.probe_fd(src_fd, os.fstat(src_fd).st_size).backing
         return bool(written) and _beside(self.volume_path(new_name), written) != src.backing.path
 
     @staticmethod
@@ -757,7 +757,7 @@ def _refuse_unchecked_header(vol: VolumeInfo, fd: int) -> None:
         return  # raw and the rest: their qemu drivers open no other file
     st = os.fstat(fd)
     size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
-    found = probe.probe_fd(fd, size)
+    found = imageprobe.probe_fd(fd, size)
     if found.format != vol.format:
         now = f"its header now reads as {found.format}"
     elif found.data_file is not None or "data_file" in (found.features or []):

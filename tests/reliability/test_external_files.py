@@ -247,7 +247,7 @@ def test_the_probe_names_every_file_qemu_opens(tmp_path, case):
     """qemu-img convert reads each hostile image while every candidate file is watched:
     each one qemu opened must be among what the probe reports, and qemu must have opened at
     least one (else the case shows nothing)."""
-    from backends.probe import probe_fd
+    from backends.imageprobe import probe_fd
 
     fmt, make = PROBE_CASES[case]
     files = [tmp_path / f"target{i}" for i in range(2)]

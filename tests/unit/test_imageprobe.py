@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends import probe
-from backends.probe import FORMATS, HEADER_BYTES, ProbeResult, probe_bytes, probe_fd
+from backends import imageprobe
+from backends.imageprobe import FORMATS, HEADER_BYTES, ProbeResult, probe_bytes, probe_fd
 
 QEMU_IMG = shutil.which("qemu-img")
 needs_qemu = pytest.mark.skipif(
@@ -842,8 +842,8 @@ def test_random_bytes_never_raise(prefix: bytes, body: bytes, fill: bytes, extra
     size = len(data) + extra
     read_at, calls = file_reader(data, size)
     # The internal function has no safety net: a missed bound shows here as an exception.
-    check_result(probe._probe(data[:HEADER_BYTES], size, read_at))
-    check_result(probe._probe(data[:HEADER_BYTES], size, None))
+    check_result(imageprobe._probe(data[:HEADER_BYTES], size, read_at))
+    check_result(imageprobe._probe(data[:HEADER_BYTES], size, None))
     check_result(probe_bytes(data, len(data)))
 
 
@@ -861,6 +861,6 @@ def test_random_qcow2_headers(version: int, fields: list[int], tail: bytes) -> N
         struct.pack_into(fmt, head, off, value & (0xFFFFFFFF if fmt == ">I" else 2**64 - 1))
     data = bytes(head) + tail
     read_at, _ = file_reader(data)
-    res = probe._probe(data, len(data), read_at)
+    res = imageprobe._probe(data, len(data), read_at)
     check_result(res)
     assert res.format == "qcow2"
