@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -32,7 +33,7 @@ from . import (
 )
 from .checks import require_local_backing
 from .drivers import available_drivers, driver_class
-from .drivers.base import PoolDriver
+from .drivers.base import PoolDriver, SpaceToken
 from .drivers.dir import DirDriver
 from .errors import (
     AlreadyExists,
@@ -73,6 +74,9 @@ from .units import MAX_SIZE, human
 
 MONITOR_INTERVAL = 3.0
 _GONE = object()  # monitor token of a pool whose storage cannot be read
+# A change of free space alone (poll) rescans the volumes at most this often: their
+# allocations follow it, and a full scan of a big pool costs ~30 us of CPU per volume.
+SPACE_RESCAN_INTERVAL = 30.0
 
 
 class StorageController:
@@ -93,6 +97,8 @@ class StorageController:
         self._cache: dict[str, dict[str, VolumeInfo]] = {}
         self._cache_lock = threading.Lock()
         self._tokens: dict[str, object] = {}
+        self._scanned_at: dict[str, float] = {}  # monotonic time of each pool's last scan
+        self._space_changed: set[str] = set()  # free space changed since the last scan
         self._swept: set[str] = set()  # pools whose leftover partial files this process removed
         # pool -> the set-aside record sets this process already matched its volumes against
         self._adoption_tried: dict[str, set[str]] = {}
@@ -1452,17 +1458,34 @@ class StorageController:
                         self._tokens[name] = _GONE
                         self.bus.publish(PoolChanged(name, "inaccessible"))
                     continue
-                if self._tokens.get(name) == token:
-                    continue
+                seen = self._tokens.get(name)
                 first = name not in self._tokens
+                due = time.monotonic() - self._scanned_at.get(name, 0.0) >= SPACE_RESCAN_INTERVAL
+                if seen == token and not (due and name in self._space_changed):
+                    continue
+                if seen != token and _space_only(seen, token) and not due:
+                    # Free space alone changed: the header's sizes follow at once, the
+                    # volumes' allocations with the next scan that is due.
+                    self._tokens[name] = token
+                    self._space_changed.add(name)
+                    self.bus.publish(PoolChanged(name, "sizes"))
+                    continue
                 with self.locks.pool(name, exclusive=False, what="monitoring", wait=0):
                     _sizes, volumes = driver.refresh()
                 self._set_cache(name, self._apply_records(name, volumes))
                 self._tokens[name] = token  # only now: a busy round is retried next time
+                self._scanned_at[name] = time.monotonic()
+                self._space_changed.discard(name)
                 if not first:
                     self.bus.publish(PoolChanged(name, "sizes"))
             except (PoolkeeperError, OSError):
                 continue  # busy or vanished: try again next round
+
+
+def _space_only(seen: object, token: object) -> bool:
+    """Did only the free space change between two monitor tokens (SpaceToken)?"""
+    return isinstance(seen, SpaceToken) and isinstance(token, SpaceToken) and \
+        seen.listing == token.listing
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ persists in the run state. Drivers never take locks or publish events; the contr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from ..errors import Unsupported
 from ..model import (
@@ -22,6 +22,15 @@ from ..model import (
     VolumeInfo,
 )
 from ..progress import JobContext
+
+
+class SpaceToken(NamedTuple):
+    """A change token in two parts: `listing` changes when volumes were added, removed or
+    renamed; `space` when only the free space of the storage changed, which any process
+    writing anywhere on the same filesystem does, several times a second."""
+
+    listing: object
+    space: object
 
 
 class PoolDriver:
@@ -78,7 +87,9 @@ class PoolDriver:
         raise NotImplementedError
 
     def change_token(self) -> object:
-        """Cheap value that changes when the volume list or sizes may have changed."""
+        """Cheap value that changes when the volume list or sizes may have changed (a
+        SpaceToken when a change of free space alone is told apart: see
+        StorageController.poll)."""
         return self.sizes()
 
     def volume_path(self, name: str) -> str:

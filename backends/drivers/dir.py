@@ -44,7 +44,7 @@ from ..model import (
 from ..names import PARTIAL_PREFIX, check_name
 from ..progress import JobContext, shielded
 from ..textsafe import describe, first_unsafe
-from .base import PoolDriver
+from .base import PoolDriver, SpaceToken
 
 DEFAULT_POOL_MODE = 0o711
 DEFAULT_VOLUME_MODE = 0o600
@@ -294,7 +294,7 @@ class DirDriver(PoolDriver):
         with self.dir_fd() as fd:
             st = os.fstat(fd)
             vfs = os.fstatvfs(fd)
-        return (st.st_mtime_ns, st.st_ino, vfs.f_bfree, vfs.f_blocks)
+        return SpaceToken((st.st_mtime_ns, st.st_ino), (vfs.f_bfree, vfs.f_blocks))
 
     def volume_path(self, name: str) -> str:
         return os.path.join(self.target, check_name(name, "volume name"))

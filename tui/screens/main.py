@@ -119,6 +119,7 @@ class MainScreen(Screen[None]):
         self._disconnect: Callable[[], None] | None = None
         self.in_use: dict[str, str] = {}  # volume -> "process (pid N)" of the selected pool
         self._preparing: str | None = None  # what a worker is preparing a screen for
+        self._binding_state: tuple[bool | None, ...] | None = None  # footer keys shown
 
     # == layout ========================================================================
     def compose(self) -> ComposeResult:
@@ -167,7 +168,7 @@ class MainScreen(Screen[None]):
                 "no pools: press n to define one")
             self.table.empty_text = "no pools: press n to define one"
             self.table.set_volumes([])
-            self.refresh_bindings()
+            self._refresh_bindings_if_changed()
             return
         if self.selected not in self.pools:
             first = "default" if "default" in self.pools else sorted(self.pools)[0]
@@ -271,7 +272,7 @@ class MainScreen(Screen[None]):
         self.table.set_free_extents([(d, s, e) for d, s, e, _ in free_rows(view.layout or [])])
         self.tree.update_pools(list(self.pools.values()))
         self._update_status()
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed()
 
     def _header_text(self, view: PoolView) -> Text:
         """Short lines that fit the right pane at 80x24; each fact labelled in words."""
@@ -375,7 +376,7 @@ class MainScreen(Screen[None]):
             self.select_pool(name)
 
     def on_volume_table_selection_changed(self, event: VolumeTable.SelectionChanged) -> None:
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -426,6 +427,16 @@ class MainScreen(Screen[None]):
         if volume.error and action != "copy_path":
             return f"'{volume.name}': {volume.error}"
         return None
+
+    def _refresh_bindings_if_changed(self) -> None:
+        """Refresh the footer only when a key became available or unavailable: a refresh
+        rebuilds the footer and restyles the screen, which was most of an idle TUI's CPU
+        while the monitor reported free-space changes every few seconds."""
+        state = tuple(self.check_action(b.action, ()) for b in self.BINDINGS
+                      if isinstance(b, Binding))
+        if state != self._binding_state:
+            self._binding_state = state
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in {b.action for b in self.BINDINGS if isinstance(b, Binding)}:

@@ -61,9 +61,11 @@ class PoolTree(Tree[str]):
         if wanted != self._shown:
             self._rebuild(pools)
             return
+        before = {p.name: p for p in self._pools}
         self._pools = pools
         for pool in pools:
-            self._pool_nodes[pool.name].set_label(self._label(pool))
+            if before.get(pool.name) != pool:  # an unchanged label is not set again: each
+                self._pool_nodes[pool.name].set_label(self._label(pool))  # set redraws
 
     def _label(self, pool: PoolStatus) -> Text:
         # A pool line is its guide (guide_depth cells) then the label; keep 2 cells spare
