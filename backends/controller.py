@@ -1508,11 +1508,6 @@ def open_paths(paths: Iterable[str]) -> dict[str, list[str]]:
             for path, found in openers.file_openers(paths).items()}
 
 
-def processes_using(path: str) -> list[str]:
-    """'name (pid N)' of every other process that has `path` open (psutil)."""
-    return open_paths([path]).get(path, [])
-
-
 def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
     features = info.features
     return VolumeDef(

@@ -48,9 +48,6 @@ _AT_EMPTY_PATH = 0x1000
 _STATX_INO = 0x100
 _STATX_BTIME = 0x800
 _STATX_SIZE = 256  # struct statx
-_STX_MASK = struct.Struct("<I")  # @0
-_STX_INO = struct.Struct("<Q")  # @32
-_STX_BTIME = struct.Struct("<qI")  # @80: tv_sec, tv_nsec
 # FS_IOC_GETVERSION = _IOR('v', 1, long); the kernel writes an int at the start
 _FS_IOC_GETVERSION = (2 << 30) | (ctypes.sizeof(ctypes.c_long) << 16) | (ord("v") << 8) | 1
 

@@ -45,6 +45,7 @@ from ..names import PARTIAL_PREFIX, check_name
 from ..progress import JobContext, shielded
 from ..textsafe import describe, first_unsafe
 from .base import PoolDriver, SpaceToken
+from .fddata import FdDataVerbs
 
 DEFAULT_POOL_MODE = 0o711
 DEFAULT_VOLUME_MODE = 0o600
@@ -83,7 +84,8 @@ def _beside(image: str, name: str) -> str:
     return os.path.join(os.path.dirname(image), name)
 
 
-class DirDriver(PoolDriver):
+class DirDriver(FdDataVerbs, PoolDriver):
+    # FdDataVerbs: download through the volume's fd; wipe and upload are dir's own (below)
     type = "dir"
     volume_formats = FILE_VOLUME_FORMATS
     creatable_formats = CREATABLE_FILE_FORMATS
@@ -691,7 +693,7 @@ class DirDriver(PoolDriver):
             size = os.lseek(fd, 0, os.SEEK_END)  # as it is now, not as it was listed
             if fixed_size:
                 fileops.refuse_upload_past_end(vol.name, fileops.upload_amount(src_path, length),
-                                               offset, size, "resize the volume first")
+                                               offset, size, self.fit_hint)
             written = fileops.upload_fd(fd, src_path, offset=offset, length=length,
                                         limit=size if fixed_size else None, ctx=ctx)
             if whole_image and stat.S_ISREG(os.fstat(fd).st_mode):
@@ -700,14 +702,6 @@ class DirDriver(PoolDriver):
         finally:
             os.close(fd)
 
-    def download_volume(self, vol: VolumeInfo, dst_path: str, offset: int, length: int | None,
-                        sparse: bool, ctx: JobContext) -> int:
-        fd = self.open_volume_read(vol)
-        try:
-            return fileops.download_fd(fd, dst_path, offset=offset, length=length, sparse=sparse,
-                                       ctx=ctx)
-        finally:
-            os.close(fd)
 
 
 def _qcow2_options(target: VolumeTarget) -> list[str]:

@@ -825,12 +825,16 @@ class MainScreen(Screen[None]):
         self._preparing = kind
         return True
 
+    def _done_preparing(self, kind: str | None) -> None:
+        """The worker `_prepare(kind)` started is done (kind None: no key asked for it)."""
+        if kind is not None and self._preparing == kind:
+            self._preparing = None
+
     def _open(self, kind: str | None, what: str, make: Callable[[], Screen[Any]] | None,
               callback: Callable[[Any], None] | None = None) -> None:
         """UI thread, when the worker that `_prepare(kind)` started is done (`make` None:
         it has nothing to show, it said why). `kind` None: a screen no key asked for."""
-        if kind is not None and self._preparing == kind:
-            self._preparing = None
+        self._done_preparing(kind)
         if make is None:
             return
         if self.app.screen is not self:
@@ -876,7 +880,7 @@ class MainScreen(Screen[None]):
         except PoolkeeperError as exc:
             self.app.notify(str(exc), severity="error", markup=False)
         finally:
-            self.app.call_from_thread(self._run_editor, pool, path, xml or "")
+            self.app.call_from_thread(self._run_editor, pool, path, xml or "", "edit")
 
     @work(thread=True, group="xml")
     def _edit_again(self, pool: str, text: str) -> None:
@@ -884,7 +888,7 @@ class MainScreen(Screen[None]):
         try:
             path = self._write_for_edit(pool, text)
         finally:
-            self.app.call_from_thread(self._run_editor, pool, path, text)
+            self.app.call_from_thread(self._run_editor, pool, path, text, None)
 
     def _write_for_edit(self, pool: str, text: str) -> str | None:
         """Worker side: the text goes to a private temp file the editor opens (its path;
@@ -899,12 +903,12 @@ class MainScreen(Screen[None]):
             return None
         return path
 
-    def _run_editor(self, pool: str, path: str | None, before: str) -> None:
+    def _run_editor(self, pool: str, path: str | None, before: str,
+                    kind: str | None) -> None:
         """Hand the terminal to $EDITOR (App.suspend: the UI is stopped anyway), then
         validate in a worker; on an error offer to edit again with the text kept. `path`
         None: the text could not be fetched or written (a notice said why)."""
-        if self._preparing == "edit":
-            self._preparing = None
+        self._done_preparing(kind)  # "edit": the e key's own fetch; None: Re-edit
         if path is None:
             return
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"

@@ -141,11 +141,6 @@ def _signature(layouts: Iterable[DeviceLayout]) -> tuple[object, ...]:
     )
 
 
-def _clean(text: str, ascii: bool) -> str:
-    """One terminal line's worth of safe text (and plain ASCII in ASCII mode): tui.shown."""
-    return shown(text, ascii)
-
-
 def _device(layout: DeviceLayout) -> _Device:
     items: list[tuple[int, int, str | None, bool]] = [
         (s, e, name, True) for s, e, name in layout.used
@@ -537,7 +532,7 @@ class ExtentBar(Widget, can_focus=True):
         key = (self._gen, width)
         if self._geometry is not None and self._geometry[0] == key:
             return self._geometry[1]
-        names = [cell_len(_clean(dev.name, self._ascii)) for dev in self._devices]
+        names = [cell_len(shown(dev.name, self._ascii)) for dev in self._devices]
         name_width = min(max(names, default=0), _NAME_CAP, max(width // 5, 3))
         bar_width = max(width - name_width - 2, 1)  # prefix space and closing edge
         spans = []
@@ -657,7 +652,7 @@ class ExtentBar(Widget, can_focus=True):
             return ""
         if seg.kind == _GAP or seg.volume is None:
             return ""
-        name = _clean(seg.volume, ascii)
+        name = shown(seg.volume, ascii)
         if cell_len(name) <= room:
             return name
         if room >= 3:  # cut, with an ellipsis, when at least two characters survive
@@ -696,7 +691,7 @@ class ExtentBar(Widget, can_focus=True):
     def _prefix(self, d: int, geometry: _Geometry, styles: _Styles) -> tuple[str, Style]:
         if d < 0:
             return (" " * (geometry.name_width + 1), styles.base)
-        name = _clean(self._devices[d].name, self._ascii)
+        name = shown(self._devices[d].name, self._ascii)
         if cell_len(name) > geometry.name_width:
             ellipsis = _ASCII.ellipsis if self._ascii else _UNICODE.ellipsis
             name = set_cell_size(name, max(geometry.name_width - 1, 0)) + ellipsis
@@ -742,8 +737,8 @@ class ExtentBar(Widget, can_focus=True):
             return Strip([])
         device, start, end, volume = sel
         d = self._sel[0] if self._sel is not None else 0
-        name = _clean(self._devices[d].name, self._ascii)
-        what = _clean(volume, self._ascii) if volume is not None else "free"
+        name = shown(self._devices[d].name, self._ascii)
+        what = shown(volume, self._ascii) if volume is not None else "free"
         parts = [
             (f" {name}: ", styles.info),
             (what, styles.info_name),

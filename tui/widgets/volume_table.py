@@ -636,7 +636,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             ("path", v.path),
         ):
             counter = hist[column]
-            width = _cell_width(self._clean(text))
+            width = _cell_width(shown(text, self._ascii))
             counter[width] += delta
             if counter[width] <= 0:
                 del counter[width]
@@ -647,7 +647,8 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         if column == "pct":
             return _PCT_WIDTH
         if column == "in_use":
-            data = max((_cell_width(self._clean(u)) for u in self._in_use.values()), default=0)
+            data = max((_cell_width(shown(u, self._ascii)) for u in self._in_use.values()),
+                       default=0)
         else:
             data = max(self._hist[column], default=0)
         data = max(data, self._free_widths.get(column, 0))
@@ -851,16 +852,10 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             scroll_x, scroll_x + width, styles.cursor if is_cursor else styles.base
         )
 
-    def _clean(self, text: str) -> str:
-        """Make a cell safe and unambiguous for one terminal line (and plain ASCII in
-        ASCII mode): tui.shown, as the CLI's tables."""
-        return shown(text, self._ascii)
-
-    def _fit(self, text: str, width: int, align: str = "left", keep_end: bool = False,
-             message: bool = False) -> str:
-        """Pad or truncate `text` to exactly `width` cells (keep_end: cut the start).
-        message: poolkeeper's own words (an error), whose names are escaped already."""
-        text = shown(text, self._ascii) if message else self._clean(text)
+    def _fit(self, text: str, width: int, align: str = "left", keep_end: bool = False) -> str:
+        """`text` made safe and unambiguous for one terminal line (tui.shown, as the CLI's
+        tables), padded or truncated to exactly `width` cells (keep_end: cut the start)."""
+        text = shown(text, self._ascii)
         ellipsis = "~" if self._ascii else "\u2026"
         if text.isascii():
             n = len(text)
@@ -941,7 +936,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             parts += [
                 (fit("!", w[1]), error),
                 (_SEP, base),
-                (fit(f"error: {v.error}", span, message=True), error),
+                (fit(f"error: {v.error}", span), error),
                 (_SEP, base),
             ]
         else:
