@@ -3,14 +3,17 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-# Debian packages of the tools the backends drive (and the tests run for real).
-APT_PACKAGES := qemu-utils qemu-block-extra parted lvm2 e2fsprogs xfsprogs btrfs-progs \
-	dosfstools util-linux fdisk mount tgt libiscsi-bin open-iscsi nfs-common nfs-ganesha \
-	nfs-ganesha-vfs rpcbind scrub libvirt-clients python3-venv tmux
+# Debian packages of the tools every pool type shares (images, loop devices, wipes) and
+# the test harness uses (sfdisk, virsh, tmux for the real-terminal tests). Each pool
+# type's own packages, and its tests' servers, come from its driver:
+# `python -m backends.drivers --packages --tests`.
+BASE_APT_PACKAGES := qemu-utils qemu-block-extra util-linux fdisk mount scrub \
+	libvirt-clients tmux
 
 .PHONY: run test bench lint system-deps venv clean screenshots fuzz
 
 $(STAMP): pyproject.toml
+	@scripts/install-system-deps python3-venv
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -18,8 +21,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-system-deps:
-	@scripts/install-system-deps $(APT_PACKAGES)
+system-deps: $(STAMP)
+	@types=$$($(PY) -m backends.drivers --packages --tests) && \
+		scripts/install-system-deps $(BASE_APT_PACKAGES) $$types
 
 run: $(STAMP)
 	$(VENV)/bin/poolkeeper

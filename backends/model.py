@@ -6,6 +6,7 @@ formatting writes back only what was there (plus runtime values when asked).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # The pool types poolkeeper drives (libvirt names).
@@ -217,17 +218,94 @@ class DeviceLayout:
 
 
 @dataclass(frozen=True)
+class SourceRule:
+    """Which <source> parts a pool type uses, and how many (checked when XML is read).
+    `hosts`/`devices` are (at least, at most; None: any number); `initiator` is
+    (allowed, required); `needs` words what is missing, by part, for the error."""
+
+    hosts: tuple[int, int | None] = (0, 0)
+    devices: tuple[int, int | None] = (0, 0)
+    dir: bool = False
+    name: bool = False
+    initiator: tuple[bool, bool] = (False, False)
+    auth: bool = False
+    protocol: bool = False
+    vendor: bool = True
+    # how <device path=...> reads: "path" (a device node), "lvm-path" (no spaces, for
+    # LVM's argv), "iqn" (a target IQN), "iqn-strict" (the IQN libiscsi accepts)
+    device_kind: str = "path"
+    part_separator: bool = False  # <device part_separator=...> (partition naming)
+    needs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def needs_host(self) -> bool:
+        return self.hosts[0] > 0
+
+    @property
+    def many_devices(self) -> bool:
+        return self.devices[1] is None
+
+
+@dataclass(frozen=True)
 class PoolFeatures:
-    """What a pool type can do (the TUI greys out the rest, with the reason)."""
+    """Everything a pool type is and can do, as its driver declares it: the XML checks,
+    the controller and the TUI read this instead of naming pool types (the TUI greys out
+    what a type cannot do, with the reason, and shapes its forms and words from it)."""
 
     type: str
-    can_build: bool
-    can_create_volumes: bool
-    can_delete_volumes: bool
-    can_resize_volumes: bool
-    creatable_formats: tuple[str, ...]
-    default_volume_format: str | None
+    can_build: bool = False
+    can_create_volumes: bool = False
+    can_delete_volumes: bool = False
+    can_resize_volumes: bool = False
+    creatable_formats: tuple[str, ...] = ()
+    default_volume_format: str | None = None
     wipe_algorithms: tuple[str, ...] = WIPE_ALGORITHMS  # what its volumes can be wiped with
+    # -- what the type is --
+    article: str = "a"  # "an fs pool"
+    pool_formats: tuple[str, ...] = ()  # <source><format type=...>
+    volume_formats: tuple[str, ...] = ()  # () : its volumes have no format of their own
+    source: SourceRule = field(default_factory=SourceRule)
+    volumes_are_files: bool = False  # the files of a target directory (dir, fs, netfs)
+    volume_urls: bool = False  # its volume paths are iscsi:// URLs, not local paths
+    volume_permissions: bool = True  # <permissions> of a volume can be set
+    supports_cow: bool = False  # <features><cow state=.../> (the target's copy-on-write)
+    has_target: bool = True  # a local <target><path> (LUNs reached over the network: no)
+    volumes_fully_allocated: bool = False  # never sparse (partitions)
+    backing_is_snapshot: bool = False  # an overlay is a block snapshot of its base (LVM)
+    has_layout: bool = False  # extents drawn to scale (the extent bar, <freeExtent>)
+    can_delete_storage: bool = False  # pool-delete destroys something
+    delete_needs_empty: bool = False  # pool-delete only removes an empty directory
+    target_automatic: bool = False  # the target path follows from the source (/dev/VG)
+    target_hint: str = "the directory that holds its volumes"  # what <target><path> is
+    # -- words and the define form --
+    build_does: str = "has nothing to build"  # "{target}"/"{source}" are filled in
+    delete_does: str = "destroys its storage"
+    form_fields: tuple[str, ...] = ("name", "target")  # define-form control ids, in order
+    target_placeholder: str = ""
+    default_target: str = ""
+    discover_hint: str | None = None  # None: sources cannot be discovered
+    # -- what it needs installed --
+    tools: Mapping[str, str] = field(default_factory=dict)  # tool -> Debian package
+    optional_tools: Mapping[str, str] = field(default_factory=dict)  # for some choices only
+    test_packages: tuple[str, ...] = ()  # Debian packages its tests also need (servers)
+
+    @property
+    def a_pool(self) -> str:
+        """'a dir pool', 'an fs pool'."""
+        return f"{self.article} {self.type} pool"
+
+    @property
+    def discoverable(self) -> bool:
+        return self.discover_hint is not None
+
+    @property
+    def volumes_have_format(self) -> bool:
+        return bool(self.volume_formats)
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """The Debian packages of the tools it always needs."""
+        return tuple(sorted(set(self.tools.values())))
 
 
 @dataclass
@@ -253,10 +331,16 @@ class PoolStatus:
     target: str | None = None
     source: str | None = None  # one-line summary for display
     detail: str | None = None  # runtime state in words, e.g. "/dev/loop3 (ext4) mounted"
+    features: PoolFeatures | None = None  # what its type can do; None: type unknown here
 
     @property
     def active(self) -> bool:
         return self.state == "running"
+
+    @property
+    def type_features(self) -> PoolFeatures:
+        """What its type can do (a type this host does not know: nothing)."""
+        return self.features or PoolFeatures(type=self.type)
 
 
 @dataclass(slots=True)

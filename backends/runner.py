@@ -41,14 +41,15 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import Cancelled, ToolFailed, ToolMissing, ValidationError
 from .listeners import Listeners
 from .progress import NULL_CONTEXT, JobContext, current
 
-# Which Debian package provides each tool we drive.
+# Which Debian package provides each tool we drive: the tools every pool type shares are
+# listed here; each driver declares its own (PoolDriver.tools), added when it is loaded.
 TOOL_PACKAGES: dict[str, str] = {
     "qemu-img": "qemu-utils",
     "qemu-io": "qemu-utils",
@@ -174,6 +175,11 @@ class CommandLog:
 
 
 COMMAND_LOG = CommandLog()
+
+
+def declare_tool_packages(packages: Mapping[str, str]) -> None:
+    """Add a driver's tools (tool -> Debian package) to those a ToolMissing can name."""
+    TOOL_PACKAGES.update(packages)
 
 
 def tool_path(tool: str) -> str:

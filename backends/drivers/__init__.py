@@ -1,22 +1,36 @@
-"""Pool drivers by libvirt pool type, imported when first needed."""
+"""The one registry of pool types: each libvirt pool type and the driver class that is
+its home, imported when first needed. Everything that lists or describes pool types
+(the XML checks and schema, the define form, capabilities, the packages `make test`
+installs) reads it from here; adding a type is one line below plus its driver (see
+docs/adding-a-pool-type.md)."""
 
 from __future__ import annotations
 
 from importlib import import_module
 
 from ..errors import Unsupported
-from .base import PoolDriver
+from ..model import PoolFeatures
+from .base import Claim, PoolDriver, source_conflict
 
-# type -> (module in this package, class name)
+__all__ = ["Claim", "PoolDriver", "available_drivers", "driver_class", "features",
+           "pool_types", "source_conflict"]
+
+# type -> (module, relative to this package unless absolute; class name), in the order
+# lists and the define form show the types
 _DRIVERS: dict[str, tuple[str, str]] = {
-    "dir": ("dir", "DirDriver"),
-    "fs": ("fs", "FsDriver"),
-    "netfs": ("fs", "NetfsDriver"),
-    "logical": ("logical", "LogicalDriver"),
-    "disk": ("disk", "DiskDriver"),
-    "iscsi": ("iscsi", "IscsiDriver"),
-    "iscsi-direct": ("iscsi", "IscsiDirectDriver"),
+    "dir": (".dir", "DirDriver"),
+    "fs": (".fs", "FsDriver"),
+    "netfs": (".fs", "NetfsDriver"),
+    "logical": (".logical", "LogicalDriver"),
+    "disk": (".disk", "DiskDriver"),
+    "iscsi": (".iscsi", "IscsiDriver"),
+    "iscsi-direct": (".iscsi", "IscsiDirectDriver"),
 }
+
+
+def pool_types() -> tuple[str, ...]:
+    """Every pool type poolkeeper knows (libvirt's names), in display order."""
+    return tuple(_DRIVERS)
 
 
 def _load(pool_type: str) -> type[PoolDriver] | None:
@@ -24,7 +38,7 @@ def _load(pool_type: str) -> type[PoolDriver] | None:
     if entry is None:
         return None
     module_name, class_name = entry
-    qualified = f"{__name__}.{module_name}"
+    qualified = module_name if not module_name.startswith(".") else __name__ + module_name
     try:
         module = import_module(qualified)
     except ModuleNotFoundError as exc:
@@ -52,3 +66,8 @@ def available_drivers() -> dict[str, type[PoolDriver]]:
         if cls is not None:
             found[pool_type] = cls
     return found
+
+
+def features(pool_type: str) -> PoolFeatures:
+    """What a pool type is and can do (raises Unsupported for an unknown type)."""
+    return driver_class(pool_type).features()

@@ -4,20 +4,32 @@ check / build / start / refresh / stop / delete for the pool, and the volume ver
 A driver is made for one pool definition and is otherwise stateless: what must survive
 a restart (a loop device attached at start, ...) goes in `extras`, which the controller
 persists in the run state. Drivers never take locks or publish events; the controller does.
+
+The driver class is also the one home of its pool type's facts: which <source> parts it
+takes, its formats, what build and delete do in words, its define-form fields, the tools
+it runs and their Debian packages. They are class attributes here (with defaults) and
+reach everyone else as one PoolFeatures value (`features()`); the XML checks, the
+controller and the TUI read that instead of naming pool types. Every hook the controller
+calls is declared below with a default, so a driver overrides only what its type does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
+from .. import blockprobe, runner
 from ..errors import Unsupported
 from ..model import (
     WIPE_ALGORITHMS,
     DeviceLayout,
     PoolDef,
+    PoolFeatures,
     PoolSizes,
     PoolSource,
+    SourceRule,
     VolumeDef,
     VolumeInfo,
 )
@@ -33,9 +45,36 @@ class SpaceToken(NamedTuple):
     space: object
 
 
+class Claim(NamedTuple):
+    """Something a pool definition takes for itself, that no other pool may take too
+    (libvirt's duplicate-source rule): pools whose claims share a (kind, key) conflict."""
+
+    kind: str  # "directory", "device", "iscsi target", "export", "volume group"
+    key: object  # compared between pools: a device number, an inode, a normalised name
+    words: str  # how the refusal names it: "source device '/dev/sdb'"
+
+
+def device_claims(pool: PoolDef) -> list[Claim]:
+    """Each source device, by every name it has (/dev/disk/by-id/X and /dev/sdb are the
+    same disk; so are two nodes of one device)."""
+    return [Claim("device", key, f"source device '{dev.path}'")
+            for dev in pool.source.devices for key in blockprobe.device_keys(dev.path)]
+
+
+def source_conflict(a: PoolDef, b: PoolDef) -> str | None:
+    """What two pool definitions both claim (named as `b` names it), or None."""
+    from . import driver_class  # the registry imports this module
+
+    taken = {(c.kind, c.key) for c in driver_class(a.type).source_claims(a)}
+    for claim in driver_class(b.type).source_claims(b):
+        if (claim.kind, claim.key) in taken:
+            return claim.words
+    return None
+
+
 class PoolDriver:
     type: ClassVar[str] = ""
-    volume_formats: ClassVar[tuple[str, ...]] = ()
+    volume_formats: ClassVar[tuple[str, ...]] = ()  # (): volumes have no format of their own
     creatable_formats: ClassVar[tuple[str, ...]] = ()
     default_volume_format: ClassVar[str | None] = None
     can_create_volumes: ClassVar[bool] = False  # False: pre-allocated volumes only (iSCSI)
@@ -43,6 +82,65 @@ class PoolDriver:
     can_resize_volumes: ClassVar[bool] = False
     can_build: ClassVar[bool] = False
     wipe_algorithms: ClassVar[tuple[str, ...]] = WIPE_ALGORITHMS
+    # -- the type's facts (read through features(); see PoolFeatures for each) --------
+    article: ClassVar[str] = "a"
+    pool_formats: ClassVar[tuple[str, ...]] = ()
+    source_rule: ClassVar[SourceRule] = SourceRule()
+    volumes_are_files: ClassVar[bool] = False
+    volume_urls: ClassVar[bool] = False
+    volume_permissions: ClassVar[bool] = True
+    volumes_fully_allocated: ClassVar[bool] = False
+    backing_is_snapshot: ClassVar[bool] = False
+    supports_cow: ClassVar[bool] = False
+    has_target: ClassVar[bool] = True
+    delete_needs_empty: ClassVar[bool] = False
+    target_automatic: ClassVar[bool] = False
+    target_hint: ClassVar[str] = "the directory that holds its volumes"
+    build_does: ClassVar[str] = "has nothing to build"
+    delete_does: ClassVar[str] = "destroys its storage"
+    form_fields: ClassVar[tuple[str, ...]] = ("name", "target")
+    target_placeholder: ClassVar[str] = ""
+    default_target: ClassVar[str] = ""
+    discover_hint: ClassVar[str | None] = None
+    tools: ClassVar[Mapping[str, str]] = {}
+    optional_tools: ClassVar[Mapping[str, str]] = {}
+    test_packages: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # A ToolMissing then names the package to install (the runner knows only the
+        # tools every type shares).
+        runner.declare_tool_packages({**cls.tools, **cls.optional_tools})
+
+    @classmethod
+    @cache
+    def features(cls) -> PoolFeatures:
+        """The type's facts as one value; what it can do follows from the verbs it
+        overrides where that is what decides it (layout, delete)."""
+        return PoolFeatures(
+            type=cls.type, can_build=cls.can_build, can_create_volumes=cls.can_create_volumes,
+            can_delete_volumes=cls.can_delete_volumes,
+            can_resize_volumes=cls.can_resize_volumes,
+            creatable_formats=tuple(cls.creatable_formats),
+            default_volume_format=cls.default_volume_format,
+            wipe_algorithms=tuple(cls.wipe_algorithms),
+            article=cls.article, pool_formats=tuple(cls.pool_formats),
+            volume_formats=tuple(cls.volume_formats), source=cls.source_rule,
+            volumes_are_files=cls.volumes_are_files, volume_urls=cls.volume_urls,
+            volume_permissions=cls.volume_permissions,
+            volumes_fully_allocated=cls.volumes_fully_allocated,
+            backing_is_snapshot=cls.backing_is_snapshot, supports_cow=cls.supports_cow,
+            has_target=cls.has_target,
+            has_layout=cls.layout is not PoolDriver.layout,
+            can_delete_storage=cls.delete is not PoolDriver.delete,
+            delete_needs_empty=cls.delete_needs_empty,
+            target_automatic=cls.target_automatic, target_hint=cls.target_hint,
+            build_does=cls.build_does, delete_does=cls.delete_does,
+            form_fields=tuple(cls.form_fields), target_placeholder=cls.target_placeholder,
+            default_target=cls.default_target, discover_hint=cls.discover_hint,
+            tools=dict(cls.tools), optional_tools=dict(cls.optional_tools),
+            test_packages=tuple(cls.test_packages),
+        )
 
     def __init__(self, pool: PoolDef, extras: dict | None = None, *,
                  config_dir: Path | None = None, runtime_dir: Path | None = None) -> None:
@@ -61,6 +159,17 @@ class PoolDriver:
     def validate(cls, pool: PoolDef) -> None:
         """Type-specific checks of a definition, without touching the system (called at
         define time, so a bad definition is refused before it is stored)."""
+
+    @classmethod
+    def implied_target(cls, pool: PoolDef) -> str | None:
+        """The target path the source decides (a volume group's /dev/VG); None: the
+        definition names it."""
+        return None
+
+    @classmethod
+    def source_claims(cls, pool: PoolDef) -> list[Claim]:
+        """What the definition takes that no other pool may (see source_conflict)."""
+        return []
 
     # -- pool --------------------------------------------------------------------------
     def check(self) -> bool:
@@ -95,6 +204,11 @@ class PoolDriver:
     def volume_path(self, name: str) -> str:
         raise NotImplementedError
 
+    def refresh_volume(self, name: str) -> VolumeInfo | None:
+        """One volume as a refresh would find it (None: there is none); drivers that can
+        look at one volume alone override this."""
+        return next((v for v in self.refresh()[1] if v.name == name), None)
+
     def describe(self) -> str | None:
         """The pool's runtime state in words for the header (cheap; None: nothing to say)."""
         return None
@@ -106,6 +220,32 @@ class PoolDriver:
     def existing_content(self) -> list[str]:
         """What a build would destroy ("an ext4 filesystem (label 'x')"), for the warning."""
         return []
+
+    def stored_volumes(self) -> list[str] | None:
+        """What the inactive pool's storage holds that pool-delete would erase, read
+        without changing anything; None: its delete erases no volume (nothing at all, or
+        only an empty directory: see delete_needs_empty)."""
+        return None
+
+    def refuse_linked_target(self) -> None:
+        """Before a build or start touches the target: refuse a link there."""
+
+    def remember_target(self) -> None:
+        """After a start: record which directory the target is (kept in extras)."""
+
+    # -- what a killed process left --------------------------------------------------
+    def remove_partials(self) -> list[str]:
+        """Remove the hidden files of creates and clones killed mid-way (those whose
+        build is not locked live); the names removed."""
+        return []
+
+    def partial_volumes(self) -> list[str]:
+        """Volumes left half-made under their final name (block pools), which the
+        controller removes once it holds their lock."""
+        return []
+
+    def remove_partial(self, name: str) -> None:
+        raise Unsupported(f"a '{self.type}' pool leaves no half-made volumes")
 
     @classmethod
     def find_sources(cls, host: str | None = None, device: str | None = None) -> list[PoolSource]:

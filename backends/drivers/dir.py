@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import replace
 
-from .. import fileid, fileops, imageprobe, runner
+from .. import blockprobe, fileid, fileops, imageprobe, runner
 from ..checks import is_remote_backing, require_local_backing
 from ..errors import (
     Cancelled,
@@ -36,6 +36,7 @@ from ..model import (
     FILE_VOLUME_FORMATS,
     BackingStore,
     Permissions,
+    PoolDef,
     PoolSizes,
     VolumeDef,
     VolumeInfo,
@@ -44,7 +45,7 @@ from ..model import (
 from ..names import PARTIAL_PREFIX, check_name
 from ..progress import JobContext, shielded
 from ..textsafe import describe, first_unsafe
-from .base import PoolDriver, SpaceToken
+from .base import Claim, PoolDriver, SpaceToken
 from .fddata import FdDataVerbs
 
 DEFAULT_POOL_MODE = 0o711
@@ -94,6 +95,23 @@ class DirDriver(FdDataVerbs, PoolDriver):
     can_delete_volumes = True
     can_resize_volumes = True
     can_build = True
+    volumes_are_files = True
+    supports_cow = True
+    delete_needs_empty = True
+    target_hint = "the directory that holds the volumes"
+    build_does = "creates the target directory {target}"
+    delete_does = "removes the directory {target}, which must be empty"
+    target_placeholder = "/var/lib/libvirt/images"
+
+    @classmethod
+    def source_claims(cls, pool: PoolDef) -> list[Claim]:
+        """The target directory, however it is spelled (a symlink, "//", "/./", ".." or a
+        trailing slash)."""
+        path = pool.target.path
+        if not path:
+            return []
+        return [Claim("directory", key, f"target path '{path}'")
+                for key in blockprobe.directory_keys(path)]
 
     @property
     def target(self) -> str:
@@ -317,7 +335,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
                     volumes.append(info)
         return self.sizes(), volumes
 
-    def scan_volume(self, name: str) -> VolumeInfo | None:
+    def refresh_volume(self, name: str) -> VolumeInfo | None:
         """Re-read one volume (None if it is gone or not a volume)."""
         with self.dir_fd() as dfd:
             return self._scan(dfd, name, _UNKNOWN, self.target.rstrip("/") + "/")

@@ -86,12 +86,13 @@ from ..model import (
     PoolSizes,
     PoolSource,
     SourceDevice,
+    SourceRule,
     VolumeDef,
     VolumeInfo,
 )
 from ..progress import NULL_CONTEXT, JobContext, shielded
 from ..units import human
-from .base import PoolDriver
+from .base import Claim, PoolDriver, device_claims
 from .disk_partial import (
     COMPLETE_NAME,
     PARTIAL_NAME,
@@ -537,6 +538,25 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
     can_create_volumes = True
     can_delete_volumes = True
     can_resize_volumes = True
+    pool_formats = DISK_POOL_FORMATS
+    source_rule = SourceRule(
+        devices=(1, 1),
+        part_separator=True,
+        needs={"device": "exactly one <device path='/dev/...'/>: the disk to partition"},
+    )
+    volumes_fully_allocated = True  # a partition is never sparse
+    target_hint = "the directory of the partition device nodes, usually /dev"
+    build_does = "writes a new partition table on {source} (parted mklabel)"
+    delete_does = "wipes the partition table of {source}: every partition on it is lost"
+    form_fields = ("name", "target", "device", "format")
+    target_placeholder = "/dev"
+    default_target = "/dev"
+    discover_hint = "look for local disks"
+    tools = {"parted": "parted"}
+
+    @classmethod
+    def source_claims(cls, pool: PoolDef) -> list[Claim]:
+        return device_claims(pool)
 
     # -- definition --------------------------------------------------------------------------
     @classmethod
@@ -744,7 +764,7 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
         return self._sizes(table), [self._info(disk, table, p, kernel)
                                     for p in table.partitions if p.number not in marked]
 
-    def scan_volume(self, name: str) -> VolumeInfo | None:
+    def refresh_volume(self, name: str) -> VolumeInfo | None:
         disk = self._disk()
         number = partition_number(disk, name, self.part_separator)
         if number is None:

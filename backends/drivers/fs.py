@@ -47,10 +47,12 @@ from ..model import (
     PoolSource,
     SourceDevice,
     SourceHost,
+    SourceRule,
 )
 from ..names import PARTIAL_PREFIX
 from ..progress import NULL_CONTEXT, JobContext
 from ..textsafe import quoted
+from .base import Claim, device_claims
 from .dir import DirDriver
 from .loopsource import LoopImageSource
 
@@ -339,7 +341,28 @@ class FsDriver(LoopImageSource, MountedDirDriver):
     """A block device (or an image file on a loop device) with a filesystem, mounted."""
 
     type = "fs"
+    article = "an"
     pool_formats = FS_POOL_FORMATS
+    source_rule = SourceRule(
+        devices=(1, 1),
+        needs={"device": "exactly one <device path='/dev/...'/>: the block device to mount"},
+    )
+    delete_needs_empty = False
+    target_hint = "the mount point"
+    build_does = "makes a filesystem on the source device {source} (mkfs)"
+    delete_does = "wipes the filesystem signature on {source}: every file on it is lost"
+    form_fields = ("name", "target", "device", "format")
+    target_placeholder = "/mnt/pool (the mount point)"
+    discover_hint = "look for filesystems on local devices"
+    tools = {"mkfs": "util-linux", "mkfs.ext2": "e2fsprogs", "mkfs.ext3": "e2fsprogs",
+             "mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs", "mkfs.btrfs": "btrfs-progs",
+             "mkfs.vfat": "dosfstools", "mount": "mount", "umount": "mount"}
+    optional_tools = {"mkfs.udf": "udftools", "mkfs.hfsplus": "hfsprogs",
+                      "mkfs.gfs2": "gfs2-utils"}
+
+    @classmethod
+    def source_claims(cls, pool: PoolDef) -> list[Claim]:
+        return super().source_claims(pool) + device_claims(pool)
 
     @classmethod
     def validate(cls, pool: PoolDef) -> None:
@@ -636,6 +659,33 @@ class NetfsDriver(MountedDirDriver):
 
     type = "netfs"
     pool_formats = NETFS_POOL_FORMATS
+    source_rule = SourceRule(
+        hosts=(1, 1),
+        dir=True,
+        protocol=True,
+        needs={
+            "host": "exactly one <host name='...'/>: the file server",
+            "dir": "<dir path='/...'/>: the exported directory",
+        },
+    )
+    supports_cow = False
+    target_hint = "the mount point"
+    build_does = "creates the mount point {target}"
+    delete_does = "removes the mount point directory {target} (the export is not touched)"
+    form_fields = ("name", "target", "host", "port", "srcdir", "format")
+    target_placeholder = "/mnt/nfs (the mount point)"
+    discover_hint = "list the exports of the host"
+    tools = {"showmount": "nfs-common", "mount.nfs": "nfs-common", "mount": "mount",
+             "umount": "mount"}
+    test_packages = ("nfs-ganesha", "nfs-ganesha-vfs", "rpcbind")
+
+    @classmethod
+    def source_claims(cls, pool: PoolDef) -> list[Claim]:
+        src = pool.source
+        exports = [] if not src.dir else [
+            Claim("export", blockprobe.export_key(host.name, src.dir),
+                  f"export {host.name}:{src.dir}") for host in src.hosts]
+        return super().source_claims(pool) + exports
 
     @classmethod
     def validate(cls, pool: PoolDef) -> None:

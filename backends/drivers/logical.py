@@ -55,13 +55,14 @@ from ..model import (
     PoolSizes,
     PoolSource,
     SourceDevice,
+    SourceRule,
     VolumeDef,
     VolumeInfo,
 )
 from ..names import check_name
 from ..progress import JobContext, shielded
 from ..units import human
-from .base import PoolDriver
+from .base import Claim, PoolDriver, device_claims
 from .fddata import FdDataVerbs
 from .lvm_report import (
     LVS_FIELDS,
@@ -191,6 +192,29 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
     can_delete_volumes = True
     can_resize_volumes = True
     can_build = True
+    pool_formats = LOGICAL_POOL_FORMATS
+    source_rule = SourceRule(devices=(0, None), name=True, device_kind="lvm-path")
+    volume_permissions = False  # udev owns an LV's device node
+    backing_is_snapshot = True
+    target_automatic = True
+    build_does = "creates the volume group on {source} (pvcreate + vgcreate)"
+    delete_does = ("removes the volume group and the LVM labels of {source}: every logical "
+                   "volume in it is lost")
+    form_fields = ("name", "target", "vg", "device", "format")
+    target_placeholder = "/dev/VG (automatic)"
+    discover_hint = "look for LVM volume groups"
+    tools = {tool: "lvm2" for tool in (
+        "lvm", "pvcreate", "pvremove", "pvs", "vgcreate", "vgremove", "vgchange", "vgs",
+        "lvs", "lvcreate", "lvremove", "lvresize")}
+
+    @classmethod
+    def implied_target(cls, pool: PoolDef) -> str | None:
+        return f"/dev/{pool.source.name}"  # the volume group's device directory
+
+    @classmethod
+    def source_claims(cls, pool: PoolDef) -> list[Claim]:
+        group = pool.source.name or pool.name
+        return device_claims(pool) + [Claim("volume group", group, f"volume group '{group}'")]
 
     # -- definition ----------------------------------------------------------------------
     def __init__(self, pool: PoolDef, extras: dict | None = None, *,

@@ -17,11 +17,14 @@ import pytest
 from textual.widgets import Button, Input
 
 from backends.controller import StorageController
+from backends.drivers import features, pool_types
 from tests.conftest import make_dir_pool
 from tests.screentext import screen_text
 from tui.app import PoolkeeperApp
 from tui.dialogs import CreateVolumeDialog, DeletePoolDialog
 from tui.dialogs.fields import Check, Radio
+
+TYPES = {t: features(t) for t in pool_types()}
 
 
 async def settle(app: PoolkeeperApp, pilot, rounds: int = 4) -> None:
@@ -171,7 +174,8 @@ async def test_no_color_device_picker_shows_marked_and_unmarked_apart(
     from tui.dialogs import DefinePoolDialog
 
     monkeypatch.setenv("NO_COLOR", "1")
-    async with opened(DefinePoolDialog(no_discover, devices=FakeDevices(), ascii=ascii),
+    async with opened(DefinePoolDialog(no_discover, types=TYPES, devices=FakeDevices(),
+                                       ascii=ascii),
                       size=(120, 40)) as (app, pilot):
         assert app.no_color
         await set_type(pilot, "logical")

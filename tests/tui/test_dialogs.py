@@ -16,6 +16,7 @@ from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import Button, Input, OptionList, Select, SelectionList, Static
 
+from backends.drivers import features, pool_types
 from backends.errors import PoolkeeperError, ToolMissing
 from backends.model import (
     AuthSecret,
@@ -53,9 +54,10 @@ from tui.dialogs import (
     WipeRequest,
     WipeVolumeDialog,
 )
-from tui.dialogs.define_pool import TYPE_FIELDS
 from tui.dialogs.sources import parse_sources
 from tui.dialogs.volume_ops import clone_name
+
+TYPES = {t: features(t) for t in pool_types()}
 
 GiB = 1 << 30
 FILE_FORMATS = ["raw", "qcow2", "qcow", "qed", "vmdk", "vpc", "vdi"]
@@ -138,7 +140,8 @@ def pool(name: str = "images", type: str = "dir", available: int | None = int(3.
          state: str = "running") -> PoolStatus:
     return PoolStatus(name=name, type=type, uuid="0" * 32, state=state, autostart=True,
                       persistent=True, capacity=100 * GiB, allocation=90 * GiB,
-                      available=available, target=f"/srv/{name}", source="/dev/sdb")
+                      available=available, target=f"/srv/{name}", source="/dev/sdb",
+                      features=TYPES[type])
 
 
 def vol(name: str = "disk.qcow2", fmt: str = "qcow2", capacity: int = 20 * GiB,
@@ -369,17 +372,17 @@ async def test_create_volume_in_disk_pool_has_no_allocation() -> None:
 # ------------------------------------------------------------------------------- define pool
 
 
-@pytest.mark.parametrize("pool_type", list(TYPE_FIELDS))
+@pytest.mark.parametrize("pool_type", list(TYPES))
 async def test_define_pool_shows_only_the_fields_of_the_type(pool_type: str) -> None:
-    async with opened(DefinePoolDialog(no_discover), size=(120, 40)) as (app, pilot):
+    async with opened(DefinePoolDialog(no_discover, types=TYPES), size=(120, 40)) as (app, pilot):
         await set_type(pilot, pool_type)
-        assert shown_inputs(app) == set(TYPE_FIELDS[pool_type]) - {"format"}
-        assert shown(app.screen.query_one("#format")) == ("format" in TYPE_FIELDS[pool_type])
+        assert shown_inputs(app) == set(TYPES[pool_type].form_fields) - {"format"}
+        assert shown(app.screen.query_one("#format")) == ("format" in TYPES[pool_type].form_fields)
         assert shown(app.screen.query_one("#discover")) == (pool_type != "dir")
 
 
 async def test_define_pool_live_preview_follows_typing() -> None:
-    async with opened(DefinePoolDialog(no_discover)) as (app, pilot):
+    async with opened(DefinePoolDialog(no_discover, types=TYPES)) as (app, pilot):
         preview = app.screen.query_one("#preview", Static)
         assert preview.has_class("error")
         assert "Name: the pool name is required" in str(preview.render())
@@ -399,7 +402,7 @@ async def test_define_pool_live_preview_follows_typing() -> None:
 
 
 async def test_define_dir_pool_result() -> None:
-    async with opened(DefinePoolDialog(no_discover)) as (app, pilot):
+    async with opened(DefinePoolDialog(no_discover, types=TYPES)) as (app, pilot):
         await type_in(pilot, "#name", "pool1")
         await type_in(pilot, "#target", "/srv//pool1")
         await pilot.press("enter")
@@ -408,7 +411,7 @@ async def test_define_dir_pool_result() -> None:
 
 
 async def test_define_pool_refuses_submit_while_invalid() -> None:
-    async with opened(DefinePoolDialog(no_discover)) as (app, pilot):
+    async with opened(DefinePoolDialog(no_discover, types=TYPES)) as (app, pilot):
         await set_type(pilot, "netfs")
         await type_in(pilot, "#name", "nfs1")
         await pilot.press("ctrl+s")
@@ -421,7 +424,7 @@ async def test_define_pool_refuses_submit_while_invalid() -> None:
 
 async def test_define_netfs_pool_with_discovery() -> None:
     fake = FakeDiscover(NFS_SOURCES)
-    async with opened(DefinePoolDialog(fake), size=(120, 40)) as (app, pilot):
+    async with opened(DefinePoolDialog(fake, types=TYPES), size=(120, 40)) as (app, pilot):
         await set_type(pilot, "netfs")
         await type_in(pilot, "#name", "nfs1")
         await type_in(pilot, "#target", "/mnt/nfs1")
@@ -452,7 +455,7 @@ async def test_define_netfs_pool_with_discovery() -> None:
 
 async def test_define_pool_discovery_error_is_shown_inline() -> None:
     fake = FakeDiscover(ToolMissing("showmount", "nfs-common"))
-    async with opened(DefinePoolDialog(fake), size=(120, 40)) as (app, pilot):
+    async with opened(DefinePoolDialog(fake, types=TYPES), size=(120, 40)) as (app, pilot):
         await set_type(pilot, "netfs")
         await type_in(pilot, "#host", "nas.example")
         await pilot.click("#discover")
@@ -472,7 +475,7 @@ async def test_define_pool_discovery_shows_progress_while_running() -> None:
         gate.wait(5)
         return "<sources/>"
 
-    async with opened(DefinePoolDialog(slow), size=(120, 40)) as (app, pilot):
+    async with opened(DefinePoolDialog(slow, types=TYPES), size=(120, 40)) as (app, pilot):
         await set_type(pilot, "logical")
         await pilot.click("#discover")
         await pilot.pause()
@@ -486,7 +489,7 @@ async def test_define_pool_discovery_shows_progress_while_running() -> None:
 
 async def test_define_logical_pool_from_discovery() -> None:
     fake = FakeDiscover(LOGICAL_SOURCES)
-    async with opened(DefinePoolDialog(fake), size=(120, 40)) as (app, pilot):
+    async with opened(DefinePoolDialog(fake, types=TYPES), size=(120, 40)) as (app, pilot):
         await set_type(pilot, "logical")
         await pilot.click("#discover")
         await settle(pilot, app)
@@ -505,7 +508,7 @@ async def test_define_logical_pool_from_discovery() -> None:
 
 async def test_define_iscsi_pool_with_chap() -> None:
     fake = FakeDiscover(ISCSI_SOURCES)
-    async with opened(DefinePoolDialog(fake), size=(120, 40)) as (app, pilot):
+    async with opened(DefinePoolDialog(fake, types=TYPES), size=(120, 40)) as (app, pilot):
         await set_type(pilot, "iscsi")
         assert app.screen.query_one("#target", Input).value == "/dev/disk/by-path"
         await type_in(pilot, "#name", "san")
@@ -531,7 +534,7 @@ async def test_define_iscsi_pool_with_chap() -> None:
 
 
 async def test_define_iscsi_direct_needs_initiator() -> None:
-    async with opened(DefinePoolDialog(no_discover), size=(120, 40)) as (app, pilot):
+    async with opened(DefinePoolDialog(no_discover, types=TYPES), size=(120, 40)) as (app, pilot):
         await set_type(pilot, "iscsi-direct")
         await type_in(pilot, "#name", "direct")
         await type_in(pilot, "#host", "192.0.2.10")
@@ -549,7 +552,7 @@ async def test_define_iscsi_direct_needs_initiator() -> None:
 
 
 async def test_define_fs_pool_takes_one_device_and_a_format() -> None:
-    async with opened(DefinePoolDialog(no_discover), size=(120, 40)) as (app, pilot):
+    async with opened(DefinePoolDialog(no_discover, types=TYPES), size=(120, 40)) as (app, pilot):
         await set_type(pilot, "fs")
         await type_in(pilot, "#name", "fs1")
         await type_in(pilot, "#target", "/mnt/fs1")
@@ -566,11 +569,11 @@ async def test_define_fs_pool_takes_one_device_and_a_format() -> None:
 
 
 async def test_define_pool_cancel() -> None:
-    async with opened(DefinePoolDialog(no_discover)) as (app, pilot):
+    async with opened(DefinePoolDialog(no_discover, types=TYPES)) as (app, pilot):
         await type_in(pilot, "#name", "half")
         await pilot.press("escape")
         assert app.results == [None]
-    async with opened(DefinePoolDialog(no_discover)) as (app, pilot):
+    async with opened(DefinePoolDialog(no_discover, types=TYPES)) as (app, pilot):
         await pilot.click("#cancel")
         assert app.results == [None]
 
@@ -604,20 +607,20 @@ async def pick_devices(pilot: Pilot[None], app: App[Any]) -> SelectionList[str]:
     return picker
 
 
-@pytest.mark.parametrize("pool_type", list(TYPE_FIELDS))
+@pytest.mark.parametrize("pool_type", list(TYPES))
 async def test_define_pool_device_picker_only_for_device_pools(pool_type: str) -> None:
-    async with opened(DefinePoolDialog(no_discover, devices=FakeDevices()),
+    async with opened(DefinePoolDialog(no_discover, types=TYPES, devices=FakeDevices()),
                       size=(120, 40)) as (app, pilot):
         await set_type(pilot, pool_type)
         assert shown(app.screen.query_one("#pick")) == (pool_type in ("fs", "logical", "disk"))
-    async with opened(DefinePoolDialog(no_discover), size=(120, 40)) as (app, pilot):
+    async with opened(DefinePoolDialog(no_discover, types=TYPES), size=(120, 40)) as (app, pilot):
         await set_type(pilot, pool_type)
         assert not shown(app.screen.query_one("#pick"))  # no devices callable: no picker
 
 
 async def test_define_logical_pool_picks_several_devices() -> None:
     fake = FakeDevices()
-    async with opened(DefinePoolDialog(no_discover, devices=fake),
+    async with opened(DefinePoolDialog(no_discover, types=TYPES, devices=fake),
                       size=(120, 40)) as (app, pilot):
         await set_type(pilot, "logical")
         await type_in(pilot, "#name", "vg1")
@@ -643,7 +646,7 @@ async def test_define_logical_pool_picks_several_devices() -> None:
 
 
 async def test_define_fs_pool_picks_one_device() -> None:
-    async with opened(DefinePoolDialog(no_discover, devices=FakeDevices()),
+    async with opened(DefinePoolDialog(no_discover, types=TYPES, devices=FakeDevices()),
                       size=(120, 40)) as (app, pilot):
         await set_type(pilot, "fs")
         picker = await pick_devices(pilot, app)
@@ -663,7 +666,7 @@ async def test_define_fs_pool_picks_one_device() -> None:
 
 async def test_define_pool_device_listing_error_is_shown_inline() -> None:
     fake = FakeDevices(PoolkeeperError("lsblk failed: no /sys"))
-    async with opened(DefinePoolDialog(no_discover, devices=fake),
+    async with opened(DefinePoolDialog(no_discover, types=TYPES, devices=fake),
                       size=(120, 40)) as (app, pilot):
         await set_type(pilot, "disk")
         await pilot.click("#pick")
@@ -676,7 +679,7 @@ async def test_define_pool_device_listing_error_is_shown_inline() -> None:
 
 
 async def test_define_pool_device_picker_in_ascii_mode() -> None:
-    async with opened(DefinePoolDialog(no_discover, devices=FakeDevices(), ascii=True),
+    async with opened(DefinePoolDialog(no_discover, types=TYPES, devices=FakeDevices(), ascii=True),
                       size=(120, 40)) as (app, pilot):
         await set_type(pilot, "logical")
         await pick_devices(pilot, app)
@@ -1025,8 +1028,8 @@ def all_dialogs(ascii: bool) -> list[Screen[Any]]:
     return [
         ConfirmDialog("Stop", "Stop pool 'images'?", ascii=ascii),
         ErrorDialog("Error", "it failed", retry_label="Retry", ascii=ascii),
-        DefinePoolDialog(no_discover, ascii=ascii),
-        DefinePoolDialog(no_discover, pool_type="iscsi", ascii=ascii),
+        DefinePoolDialog(no_discover, types=TYPES, ascii=ascii),
+        DefinePoolDialog(no_discover, types=TYPES, pool_type="iscsi", ascii=ascii),
         BuildPoolDialog(pool(type="fs"), "an ext4 filesystem", ascii=ascii),
         DeletePoolDialog(pool(), ascii=ascii),
         DeletePoolDialog(pool(type="fs"), held=["a.img"], ascii=ascii),
@@ -1121,8 +1124,8 @@ async def _choose_destroy(pilot: Pilot[None]) -> None:
 
 
 SNAPSHOTS: dict[str, tuple[Callable[[], Screen[Any]], Callable[[Pilot[None]], Any]]] = {
-    "define_dir": (lambda: DefinePoolDialog(no_discover), _fill_dir),
-    "define_netfs": (lambda: DefinePoolDialog(no_discover), _fill_netfs),
+    "define_dir": (lambda: DefinePoolDialog(no_discover, types=TYPES), _fill_dir),
+    "define_netfs": (lambda: DefinePoolDialog(no_discover, types=TYPES), _fill_netfs),
     "create_volume": (create_dialog, _fill_create),
     "wipe_volume": (lambda: WipeVolumeDialog(vol()), _fill_wipe),
     "delete_pool_held": (lambda: DeletePoolDialog(pool("data", "fs"), held=[

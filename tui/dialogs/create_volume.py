@@ -11,7 +11,14 @@ from textual.widgets import Input, Select, Static
 
 from backends import xmlio
 from backends.errors import InvalidName, ValidationError
-from backends.model import BackingStore, PoolStatus, VolumeDef, VolumeInfo, VolumeTarget
+from backends.model import (
+    BackingStore,
+    PoolFeatures,
+    PoolStatus,
+    VolumeDef,
+    VolumeInfo,
+    VolumeTarget,
+)
 from backends.names import check_name
 from backends.units import human
 
@@ -23,10 +30,10 @@ from .fields import Check, Invalid, bare_message, field, parse_size_text, text_i
 BACKING_FORMATS = ("qcow2", "qcow", "qed", "vmdk")
 
 
-def allocation_applies(pool_type: str, fmt: str | None) -> bool:
+def allocation_applies(features: PoolFeatures, fmt: str | None) -> bool:
     """Raw files and logical volumes can be sparse or allocated; image formats are created
-    sparse, and a partition is always fully allocated."""
-    return pool_type != "disk" and fmt in (None, "raw")
+    sparse, and some volumes (a partition) are always fully allocated."""
+    return not features.volumes_fully_allocated and fmt in (None, "raw")
 
 
 class CreateVolumeDialog(Dialog[VolumeDef | None]):
@@ -98,7 +105,7 @@ class CreateVolumeDialog(Dialog[VolumeDef | None]):
         fmt = self._format()
         self.query_one("#field-backing").display = fmt in BACKING_FORMATS and bool(
             self.candidates)
-        allocatable = allocation_applies(self.pool.type, fmt)
+        allocatable = allocation_applies(self.pool.type_features, fmt)
         sparse = self.query_one("#sparse", Check).value
         self.query_one("#field-sparse").display = allocatable
         self.query_one("#field-allocation").display = allocatable and not sparse
@@ -133,7 +140,7 @@ class CreateVolumeDialog(Dialog[VolumeDef | None]):
             except Invalid as exc:
                 ev.error("capacity", str(exc))
 
-        allocatable = allocation_applies(pool.type, fmt)
+        allocatable = allocation_applies(pool.type_features, fmt)
         allocation: int | None = None
         alloc_field = "capacity"  # where a 'not enough space' message goes
         if allocatable and self.query_one("#sparse", Check).value:
@@ -175,7 +182,7 @@ class CreateVolumeDialog(Dialog[VolumeDef | None]):
         if allocatable:
             needed = allocation or 0
         else:
-            needed = capacity if self.pool.type == "disk" else 0
+            needed = capacity if self.pool.type_features.volumes_fully_allocated else 0
         if needed > available:
             fix = "make it sparse or smaller" if allocatable else "make it smaller"
             ev.error(alloc_field,

@@ -1,11 +1,13 @@
 """pool-define-as as a form: one set of fields per pool type, a live XML preview, source
-discovery (find-storage-pool-sources) and a device picker, both run in thread workers."""
+discovery (find-storage-pool-sources) and a device picker, both run in thread workers.
+Which fields, hints and checks a type gets comes from its PoolFeatures (its driver):
+nothing here names a pool type."""
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -24,10 +26,9 @@ from textual.worker import Worker, WorkerState
 from backends import xmlio
 from backends.errors import InvalidName, PoolkeeperError, ValidationError
 from backends.model import (
-    POOL_FORMATS,
-    POOL_TYPES,
     AuthSecret,
     PoolDef,
+    PoolFeatures,
     PoolSource,
     PoolTarget,
     SourceAuth,
@@ -46,42 +47,8 @@ Discover = Callable[[str, str | None], str]
 # (path, size in bytes, what is on it in words): StorageController.block_devices
 Devices = Callable[[], list[tuple[str, int, str]]]
 
-# Which fields each pool type shows (control ids), in screen order.
-TYPE_FIELDS: dict[str, tuple[str, ...]] = {
-    "dir": ("name", "target"),
-    "fs": ("name", "target", "device", "format"),
-    "netfs": ("name", "target", "host", "port", "srcdir", "format"),
-    "logical": ("name", "target", "vg", "device", "format"),
-    "disk": ("name", "target", "device", "format"),
-    "iscsi": ("name", "target", "host", "port", "target_iqn", "initiator", "chap_user",
-              "chap_secret"),
-    "iscsi-direct": ("name", "host", "port", "target_iqn", "initiator", "chap_user",
-                     "chap_secret"),
-}
-DISCOVERABLE = ("fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct")
-NEEDS_HOST = ("netfs", "iscsi", "iscsi-direct")
-DISCOVER_HINT = {
-    "fs": "look for filesystems on local devices",
-    "netfs": "list the exports of the host",
-    "logical": "look for LVM volume groups",
-    "disk": "look for local disks",
-    "iscsi": "list the targets of the host (portal)",
-    "iscsi-direct": "list the targets of the host (portal)",
-}
-# Pool types whose device field the picker fills; only logical takes several devices.
-PICKABLE = ("fs", "logical", "disk")
 # How block_devices words a device someone uses (blockprobe.device_users).
 _IN_USE = re.compile(r"(?:^|; )(?:mounted at|held by|open by|claimed by) ")
-# Target paths worth proposing when the type changes (replaced only if untouched).
-DEFAULT_TARGET = {"disk": "/dev", "iscsi": "/dev/disk/by-path"}
-TARGET_PLACEHOLDER = {
-    "dir": "/var/lib/libvirt/images",
-    "fs": "/mnt/pool (the mount point)",
-    "netfs": "/mnt/nfs (the mount point)",
-    "logical": "/dev/VG (automatic)",
-    "disk": "/dev",
-    "iscsi": "/dev/disk/by-path",
-}
 REQUIRED: dict[str, str] = {
     "name": "the pool name is required",
     "target": "the target path is required",
@@ -101,6 +68,11 @@ _ELEMENT_FIELD = {
     "host": "host", "dir": "srcdir", "path": "target", "target": "target", "iqn": "initiator",
     "auth": "chap_user", "secret": "chap_secret", "format": "format", "pool": "type",
 }
+
+
+def _pickable(features: PoolFeatures) -> bool:
+    """The picker fills the device field: local block devices, not IQNs."""
+    return "device" in features.form_fields
 
 
 def split_devices(text: str) -> list[str]:
@@ -183,14 +155,16 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     DefinePoolDialog #device-list { height: auto; max-height: 8; }
     """
 
-    def __init__(self, discover: Discover, *, pool_type: str = "dir",
-                 devices: Devices | None = None, ascii: bool = False) -> None:
+    def __init__(self, discover: Discover, *, types: Mapping[str, PoolFeatures],
+                 pool_type: str | None = None, devices: Devices | None = None,
+                 ascii: bool = False) -> None:
         self.discover = discover
         self.devices = devices
-        self.initial_type = pool_type if pool_type in POOL_TYPES else "dir"
+        self.types = dict(types)  # in the order the Type list shows them
+        self.initial_type = pool_type if pool_type in self.types else next(iter(self.types))
         self.found: list[PoolSource] = []
         self.preview_error: str | None = None
-        self._target_default = DEFAULT_TARGET.get(self.initial_type, "")
+        self._target_default = self.types[self.initial_type].default_target
         super().__init__(ascii=ascii)
 
     # -- layout --------------------------------------------------------------------------
@@ -198,11 +172,11 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
         t = self.initial_type
         with Horizontal(id="columns"):
             with Vertical(id="form"):
-                yield field("Type", Select.from_values(POOL_TYPES, value=t, allow_blank=False,
+                yield field("Type", Select.from_values(self.types, value=t, allow_blank=False,
                                                        id="type", compact=True))
                 yield field("Name", text_input("name"))
-                yield field("Target path", text_input("target", self._target_default,
-                                                      TARGET_PLACEHOLDER.get(t, "")))
+                yield field("Target path", text_input(
+                    "target", self._target_default, self.types[t].target_placeholder))
                 yield field("Host", text_input("host", placeholder="server name or address"))
                 yield field("Port", text_input("port", placeholder="default"))
                 yield field("Source dir", text_input("srcdir", placeholder="/export/images"))
@@ -230,9 +204,8 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             yield Static("", id="pick-status", markup=False)
         yield DevicePicker(id="device-list", compact=True, ascii=self.ascii)
 
-    @staticmethod
-    def _format_options(pool_type: str) -> list[tuple[str, str]]:
-        return [(f, f) for f in POOL_FORMATS.get(pool_type, ())]
+    def _format_options(self, pool_type: str) -> list[tuple[str, str]]:
+        return [(f, f) for f in self.types[pool_type].pool_formats]
 
     def setup(self) -> None:
         self.query_one("#found").display = False
@@ -244,25 +217,28 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     @property
     def pool_type(self) -> str:
         value = self.query_one("#type", Select).value
-        return value if isinstance(value, str) else "dir"
+        return value if isinstance(value, str) else self.initial_type
+
+    @property
+    def features(self) -> PoolFeatures:
+        return self.types[self.pool_type]
 
     def _value(self, control_id: str) -> str:
         return self.query_one(f"#{control_id}", Input).value.strip()
 
     def _show_fields(self, pool_type: str) -> None:
-        wanted = set(TYPE_FIELDS[pool_type]) | {"type"}
+        features = self.types[pool_type]
+        wanted = set(features.form_fields) | {"type"}
         for fld in self.query("#form Field").results(Field):
             fld.display = fld.id.removeprefix("field-") in wanted  # type: ignore[union-attr]
-        label = "Devices" if pool_type == "logical" else "Device"
-        self.query_one("#field-device .label", Label).update(label)
+        many = features.source.many_devices
+        self.query_one("#field-device .label", Label).update("Devices" if many else "Device")
         self.query_one("#device", Input).placeholder = (
-            "/dev/sdb, /dev/sdc" if pool_type == "logical" else "/dev/sdb")
-        self.query_one("#target", Input).placeholder = TARGET_PLACEHOLDER.get(pool_type, "")
-        self.query_one("#discover-row").display = pool_type in DISCOVERABLE
-        self.query_one("#pick-row").display = (
-            self.devices is not None and pool_type in PICKABLE)
-        self.query_one("#pick", Button).label = (
-            "Pick devices" if pool_type == "logical" else "Pick a device")
+            "/dev/sdb, /dev/sdc" if many else "/dev/sdb")
+        self.query_one("#target", Input).placeholder = features.target_placeholder
+        self.query_one("#discover-row").display = features.discoverable
+        self.query_one("#pick-row").display = self.devices is not None and _pickable(features)
+        self.query_one("#pick", Button).label = "Pick devices" if many else "Pick a device"
 
     def on_form_change(self, widget: Widget) -> None:
         if widget.id == "type":
@@ -277,7 +253,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             fmt.set_options(self._format_options(pool_type))
         target = self.query_one("#target", Input)
         if target.value in ("", self._target_default):
-            self._target_default = DEFAULT_TARGET.get(pool_type, "")
+            self._target_default = self.types[pool_type].default_target
             with self.prevent(Input.Changed):
                 target.value = self._target_default
         self.found = []
@@ -291,14 +267,14 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     def evaluate(self) -> Evaluation[PoolDef | None]:
         ev: Evaluation[PoolDef | None] = Evaluation()
         ptype = self.pool_type
-        shown = TYPE_FIELDS[ptype]
+        shown = self.features.form_fields
         pdef = self._build(ptype, shown, ev)
         if ev.ok:
             checked = copy.deepcopy(pdef)
             try:
                 xmlio.validate_pool(checked)
             except ValidationError as exc:
-                ev.error(self._field_of(exc, ptype), bare_message(exc))
+                ev.error(self._field_of(exc, shown), bare_message(exc))
                 self.preview_error = str(exc)
             else:
                 ev.result = checked
@@ -312,14 +288,15 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
 
     def _build(self, ptype: str, shown: tuple[str, ...],
                ev: Evaluation[PoolDef | None]) -> PoolDef:
+        features = self.types[ptype]
         v = {cid: self._value(cid) for cid in shown if cid != "format"}
         for cid, text in REQUIRED.items():
             if cid in shown and not v.get(cid):
-                if cid == "name" and ptype == "logical" and v.get("vg"):
+                if cid == "name" and features.source.name and v.get("vg"):
                     continue  # libvirt: the pool name defaults to the volume group's
-                if cid == "target" and ptype == "logical":
-                    continue  # always /dev/VG
-                if cid == "initiator" and ptype != "iscsi-direct":
+                if cid == "target" and features.target_automatic:
+                    continue  # it follows from the source (/dev/VG)
+                if cid == "initiator" and not features.source.initiator[1]:
                     continue  # iscsiadm has the host's own
                 ev.error(cid, text)
         if v.get("name"):
@@ -338,9 +315,8 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             src.hosts = [SourceHost(v["host"], port)]
         if "device" in shown:
             devices = split_devices(v["device"])
-            if len(devices) > 1 and ptype != "logical":
-                ev.error("device", f"{'an' if ptype == 'fs' else 'a'} {ptype} pool takes "
-                                   "one device")
+            if len(devices) > 1 and not features.source.many_devices:
+                ev.error("device", f"{features.a_pool} takes one device")
             src.devices = [SourceDevice(d) for d in devices]
         if "target_iqn" in shown and v["target_iqn"]:
             src.devices = [SourceDevice(v["target_iqn"])]
@@ -364,19 +340,20 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
         return PoolDef(type=ptype, name=v.get("name", ""), source=src, target=target)
 
     @staticmethod
-    def _field_of(exc: ValidationError, ptype: str) -> str:
+    def _field_of(exc: ValidationError, shown: tuple[str, ...]) -> str:
         element = exc.element or ""
         text = str(exc)
+        source_device = "target_iqn" if "target_iqn" in shown else "device"
         if element == "name":
             return "vg" if "volume group" in text or "<source><name>" in text else "name"
         if element == "device":
-            return "target_iqn" if ptype.startswith("iscsi") else "device"
+            return source_device
         if element == "source":
             for marker, cid in (("<host", "host"), ("<dir", "srcdir"),
                                 ("<initiator", "initiator")):
                 if marker in text:
                     return cid
-            return "target_iqn" if ptype.startswith("iscsi") else "device"
+            return source_device
         return _ELEMENT_FIELD.get(element, "name")
 
     def after_refresh(self, ev: Evaluation[PoolDef | None]) -> None:
@@ -391,7 +368,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     # -- discovery -----------------------------------------------------------------------
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#discover-status", Static)
-        status.update(shown(text, self.ascii) or DISCOVER_HINT.get(self.pool_type, ""))
+        status.update(shown(text, self.ascii) or self.features.discover_hint or "")
         status.set_class(error, "error")
         status.set_class(not text, "hint")
 
@@ -401,7 +378,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             event.stop()
         ptype = self.pool_type
         host: str | None = None
-        if ptype in NEEDS_HOST:
+        if self.features.source.needs_host:
             host = self._value("host") or None
             if host is None:
                 self.touched.add("host")
@@ -464,7 +441,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             values["host"] = src.hosts[0].name
             values["port"] = str(src.hosts[0].port) if src.hosts[0].port else ""
         if src.devices:
-            key = "target_iqn" if ptype.startswith("iscsi") else "device"
+            key = "target_iqn" if "target_iqn" in self.features.form_fields else "device"
             values[key] = ", ".join(d.path for d in src.devices)
         if src.dir is not None:
             values["srcdir"] = src.dir
@@ -477,7 +454,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
         for cid, value in values.items():
             self.query_one(f"#{cid}", Input).value = value
         fmt = self.query_one("#format", Select)
-        if src.format and src.format in POOL_FORMATS.get(ptype, ()):
+        if src.format and src.format in self.types[ptype].pool_formats:
             fmt.value = src.format
         self.query_one("#found").display = False
         self._status(f"using {describe_source(src)}")
@@ -512,8 +489,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
 
     def _devices_listed(self, worker: Worker[Any], state: WorkerState) -> None:
         self.query_one("#pick", Button).disabled = False
-        ptype = self.pool_type
-        if ptype not in PICKABLE:
+        if not _pickable(self.features):
             self._pick_status("")  # the type changed meanwhile
             return
         if state == WorkerState.ERROR:
@@ -533,7 +509,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
                       disabled=device_in_use(what))
             for path, size, what in rows])
         picker.display = True
-        self._pick_status("space marks the devices" if ptype == "logical"
+        self._pick_status("space marks the devices" if self.features.source.many_devices
                           else "space chooses one")
         picker.highlighted = next(
             (i for i, (_p, _s, what) in enumerate(rows) if not device_in_use(what)), None)
@@ -545,7 +521,7 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
         picker = self.query_one("#device-list", DevicePicker)
         value = event.selection.value
         listed = [picker.get_option_at_index(i).value for i in range(picker.option_count)]
-        if self.pool_type == "logical":
+        if self.features.source.many_devices:
             # Keep what was typed by hand that the picker does not list.
             kept = [d for d in split_devices(self._value("device")) if d not in listed]
             paths = kept + [p for p in listed if p in picker.selected]

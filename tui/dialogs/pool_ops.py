@@ -1,4 +1,5 @@
-"""pool-build and pool-delete/undefine: the two pool verbs that can destroy data."""
+"""pool-build and pool-delete/undefine: the two pool verbs that can destroy data. What
+each does to a pool's storage, in words, is its driver's (PoolFeatures)."""
 
 from __future__ import annotations
 
@@ -12,34 +13,7 @@ from .base import Dialog, Evaluation
 from .fields import TypedConfirm, radio_set, radio_value
 from .results import BuildChoice, DeletePoolChoice
 
-# What building does, per pool type.
-BUILD_DOES = {
-    "dir": "creates the target directory {target}",
-    "fs": "makes a filesystem on the source device {source} (mkfs)",
-    "netfs": "creates the mount point {target}",
-    "logical": "creates the volume group on {source} (pvcreate + vgcreate)",
-    "disk": "writes a new partition table on {source} (parted mklabel)",
-    "iscsi": "has nothing to build (the target is managed on the server)",
-    "iscsi-direct": "has nothing to build (the target is managed on the server)",
-}
-# What destroying the storage (pool-delete) does, per pool type.
-DELETE_DOES = {
-    "dir": "removes the directory {target}, which must be empty",
-    "fs": "wipes the filesystem signature on {source}: every file on it is lost",
-    "netfs": "removes the mount point directory {target} (the export is not touched)",
-    "logical": "removes the volume group and the LVM labels of {source}: every logical "
-               "volume in it is lost",
-    "disk": "wipes the partition table of {source}: every partition on it is lost",
-    "iscsi": "is not possible: iSCSI storage is managed on the server",
-    "iscsi-direct": "is not possible: iSCSI storage is managed on the server",
-}
-
-
 _HELD_SHOWN = 8  # volume names listed in the delete dialog; the rest are counted
-
-
-# Pool types whose delete only removes an empty directory: what they hold makes it refuse.
-REFUSE_ONLY = ("dir", "netfs")
 
 
 def _what(template: str, pool: PoolStatus, ascii: bool) -> str:
@@ -66,7 +40,7 @@ class BuildPoolDialog(Dialog[BuildChoice | None]):
 
     def compose_body(self) -> ComposeResult:
         p = self.pool
-        does = _what(BUILD_DOES.get(p.type, "prepares its storage"), p, self.ascii)
+        does = _what(p.type_features.build_does, p, self.ascii)
         yield Static(f"Building this {p.type} pool {does}.", markup=False, classes="intro")
         if self.signature:
             yield Static(f"WARNING: the source holds {shown(self.signature, self.ascii)}. Only "
@@ -128,17 +102,17 @@ class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
 
     @property
     def refuse_only(self) -> bool:
-        return self.pool.type in REFUSE_ONLY
+        return self.pool.type_features.delete_needs_empty
 
     @property
     def can_destroy(self) -> bool:
-        return not self.pool.type.startswith("iscsi")
+        return self.pool.type_features.can_delete_storage
 
     @property
     def unavailable(self) -> str | None:
         """Why destroying is not possible now (None: it is)."""
-        if not self.can_destroy:
-            return "iSCSI storage is managed on the server"
+        if not self.can_destroy:  # its words say why: "is not possible: <why>"
+            return self.pool.type_features.delete_does.removeprefix("is not possible: ")
         if self.busy is not None:
             return "the pool is busy"
         if self.refuse_only and self.held:
@@ -201,7 +175,7 @@ class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
         destroy = self._destroy()
         explain = self.query_one("#explain", Static)
         if destroy:
-            does = _what(DELETE_DOES.get(p.type, "destroys its storage"), p, self.ascii)
+            does = _what(p.type_features.delete_does, p, self.ascii)
             explain.update(f"Destroying the storage of this {p.type} pool {does}. Then the "
                            "definition is removed. This cannot be undone.")
         else:

@@ -14,7 +14,6 @@ from backends.errors import InvalidName
 from backends.model import WIPE_ALGORITHMS, PoolStatus, VolumeInfo
 from backends.names import check_name
 from backends.units import human
-from backends.xmlio import FILE_POOLS
 
 from ..shown import shown
 from .base import Dialog, Evaluation
@@ -83,7 +82,7 @@ class CloneVolumeDialog(Dialog[CloneRequest | None]):
     def after_refresh(self, ev: Evaluation[CloneRequest | None]) -> None:
         target = self._target()
         self.query_one("#field-format").display = (
-            target is not None and target.type in FILE_POOLS)
+            target is not None and target.type_features.volumes_are_files)
 
     def evaluate(self) -> Evaluation[CloneRequest | None]:
         ev: Evaluation[CloneRequest | None] = Evaluation()
@@ -106,7 +105,7 @@ class CloneVolumeDialog(Dialog[CloneRequest | None]):
             else:
                 ev.note("pool", f"{human(target.available)} available")
         fmt = self.volume.format
-        if target.type in FILE_POOLS:
+        if target.type_features.volumes_are_files:
             value = self.query_one("#format", Select).value
             fmt = value if isinstance(value, str) else fmt
         if ev.ok:
