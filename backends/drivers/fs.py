@@ -356,7 +356,7 @@ class FsDriver(LoopImageSource, MountedDirDriver):
     discover_hint = "look for filesystems on local devices"
     tools = {"mkfs": "util-linux", "mkfs.ext2": "e2fsprogs", "mkfs.ext3": "e2fsprogs",
              "mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs", "mkfs.btrfs": "btrfs-progs",
-             "mkfs.vfat": "dosfstools", "mount": "mount", "umount": "mount"}
+             "mkfs.vfat": "dosfstools"}
     optional_tools = {"mkfs.udf": "udftools", "mkfs.hfsplus": "hfsprogs",
                       "mkfs.gfs2": "gfs2-utils"}
 
@@ -675,8 +675,7 @@ class NetfsDriver(MountedDirDriver):
     form_fields = ("name", "target", "host", "port", "srcdir", "format")
     target_placeholder = "/mnt/nfs (the mount point)"
     discover_hint = "list the exports of the host"
-    tools = {"showmount": "nfs-common", "mount.nfs": "nfs-common", "mount": "mount",
-             "umount": "mount"}
+    tools = {"showmount": "nfs-common", "mount.nfs": "nfs-common"}
     test_packages = ("nfs-ganesha", "nfs-ganesha-vfs", "rpcbind")
 
     @classmethod
