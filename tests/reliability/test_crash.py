@@ -384,7 +384,7 @@ def test_without_hard_links_publishing_renames_without_replacing(tmp_path: Path,
     def no_links(*args, **kwargs):
         raise OSError(1, "Operation not permitted")
 
-    monkeypatch.setattr(fileops.os, "link", no_links)
+    monkeypatch.setattr(os, "link", no_links)
     dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fileops.create_raw(dfd, "v", MiB, 0)

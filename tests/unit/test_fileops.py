@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from backends import errors, fileops
+from backends import errors, fileops, runner
+from backends.fileops import clone, sizing, wipe
 from backends.progress import JobContext
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for the loopfs helper
@@ -190,7 +191,7 @@ def fcntl_fd_flags(fd: int) -> int:
 def test_open_volume_without_proc(tmp_path: Path, dir_fd: int, monkeypatch) -> None:
     (tmp_path / "v").write_bytes(b"abc")
     (tmp_path / "l").symlink_to("v")
-    monkeypatch.setattr(fileops.os.path, "isdir", lambda p: p != "/proc/self/fd")
+    monkeypatch.setattr(os.path, "isdir", lambda p: p != "/proc/self/fd")
     fd = fileops.open_volume(dir_fd, "v", os.O_RDWR)
     try:
         assert os.read(fd, 10) == b"abc" and not fcntl_flags(fd) & os.O_NONBLOCK
@@ -331,13 +332,13 @@ def test_create_raw_ext2_falls_back_to_zero_writes(
     assert info.value.errno == errno.EOPNOTSUPP
 
     ran: list[tuple[int, int]] = []
-    real = fileops._zero_fill
+    real = sizing._zero_fill
 
     def spy(fd: int, start: int, end: int, progress, origin: int) -> None:
         ran.append((start, end))
         real(fd, start, end, progress, origin)
 
-    monkeypatch.setattr(fileops, "_zero_fill", spy)
+    monkeypatch.setattr(sizing, "_zero_fill", spy)
     fileops.create_raw(d, "full", 20 * MiB, 20 * MiB)
     assert ran == [(0, 20 * MiB)]
     st = os.stat(fs.mount / "full")
@@ -446,12 +447,12 @@ def test_clone_ext4_sparse_copy_keeps_holes(loopfs: Callable[[str, int], LoopFS]
 def test_read_ahead_window_keeps_every_segment_in_order(monkeypatch) -> None:
     """With a window smaller than the data, segments are still passed on once each, in order,
     each only after the kernel was asked for the ones behind it."""
-    monkeypatch.setattr(fileops, "READAHEAD", 10)
+    monkeypatch.setattr(clone, "READAHEAD", 10)
     hinted: list[tuple[int, int]] = []
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, advice: hinted.append((off, n)))
     segments = [(i * 100, i * 100 + 4) for i in range(300)]
     out = []
-    for seg in fileops._read_ahead(-1, iter(segments)):
+    for seg in clone._read_ahead(-1, iter(segments)):
         out.append(seg)
         assert len(hinted) >= len(out)  # never handed out before it was hinted
     assert out == segments and hinted == [(b, 4) for b, _ in segments]
@@ -460,7 +461,7 @@ def test_read_ahead_window_keeps_every_segment_in_order(monkeypatch) -> None:
 @root_test
 def test_clone_ext4_sparse_copy_of_many_pieces_past_the_window(
         loopfs: Callable[[str, int], LoopFS], opened, monkeypatch) -> None:
-    monkeypatch.setattr(fileops, "READAHEAD", 256 * 1024)
+    monkeypatch.setattr(clone, "READAHEAD", 256 * 1024)
     fs = loopfs("ext4", 128)
     write_blocks(fs.mount / "src", 256 * MiB, scattered(256 * MiB, 300, 64 * 1024))
     assert _clone_and_check(fs.mount, fs.mount, opened) == "sparse-copy"
@@ -527,8 +528,8 @@ def test_clone_fd_stream_fallback_when_copy_file_range_refused(
     def refuse(*_a, **_k):
         raise OSError(errno.EXDEV, "cross-device")
 
-    monkeypatch.setattr(fileops.os, "copy_file_range", refuse)
-    monkeypatch.setattr(fileops, "_try_reflink", lambda *_a: False)
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    monkeypatch.setattr(clone, "_try_reflink", lambda *_a: False)
     src = opened(tmp_path / "src", os.O_RDONLY)
     dst = opened(tmp_path / "dst", os.O_RDWR | os.O_CREAT)
     assert fileops.clone_fd(src, dst, 32 * MiB) == "copy"
@@ -562,8 +563,8 @@ def test_wipe_zero_full_file_keeps_allocation(tmp_path: Path, opened, monkeypatc
     size = 24 * MiB + 1000  # an unaligned tail goes through the buffered path
     _random_file(tmp_path / "v", size)
     direct: list[int | None] = []
-    real = fileops._open_direct
-    monkeypatch.setattr(fileops, "_open_direct", lambda fd: direct.append(real(fd)) or direct[-1])
+    real = wipe._open_direct
+    monkeypatch.setattr(wipe, "_open_direct", lambda fd: direct.append(real(fd)) or direct[-1])
     ctx = Recorder()
     fileops.wipe_fd(opened(tmp_path / "v"), "zero", ctx=ctx)
     assert direct and direct[0] is not None  # O_DIRECT was used on this filesystem
@@ -579,7 +580,7 @@ def test_wipe_zero_sparse_file_punches_holes_and_never_changes_its_size(
     must not leave a 0-byte volume), the content reads as zeros and the file stays sparse."""
     size = 256 * MiB + 4096
     write_blocks(tmp_path / "v", size, scattered(256 * MiB, 4) | {256 * MiB: b"t" * 4096})
-    monkeypatch.setattr(fileops, "_overwrite", lambda *a: pytest.fail("wrote zeros"))
+    monkeypatch.setattr(wipe, "_overwrite", lambda *a: pytest.fail("wrote zeros"))
     monkeypatch.setattr(os, "ftruncate", lambda *a: pytest.fail("changed the size"))
     sizes: list[int] = []
     real = fileops.fallocate
@@ -588,7 +589,7 @@ def test_wipe_zero_sparse_file_punches_holes_and_never_changes_its_size(
         real(fd, mode, offset, length)
         sizes.append(os.fstat(fd).st_size)
 
-    monkeypatch.setattr(fileops, "fallocate", watched)
+    monkeypatch.setattr(wipe, "fallocate", watched)
     ctx = Recorder()
     fileops.wipe_fd(opened(tmp_path / "v"), "zero", ctx=ctx)
     assert sizes and set(sizes) == {size}
@@ -609,7 +610,7 @@ def test_wipe_zero_sparse_without_punch_writes_zeros_over_the_data_only(
     def refuse(*_a) -> None:
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
-    monkeypatch.setattr(fileops, "fallocate", refuse)
+    monkeypatch.setattr(wipe, "fallocate", refuse)
     monkeypatch.setattr(os, "ftruncate", lambda *a: pytest.fail("changed the size"))
     fileops.wipe_fd(opened(tmp_path / "v"), "zero")
     assert os.stat(tmp_path / "v").st_size == 256 * MiB
@@ -672,7 +673,7 @@ def test_wipe_trim_unsupported(tmp_path: Path, opened, monkeypatch) -> None:
     def refuse(*_a) -> None:
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
-    monkeypatch.setattr(fileops, "fallocate", refuse)  # as on a filesystem without punch
+    monkeypatch.setattr(wipe, "fallocate", refuse)  # as on a filesystem without punch
     _random_file(tmp_path / "v", MiB)
     with pytest.raises(errors.Unsupported, match="cannot punch holes.*'zero'"):
         fileops.wipe_fd(opened(tmp_path / "v"), "trim")
@@ -690,7 +691,7 @@ def test_wipe_block_device_zero_and_trim(tmp_path: Path, opened) -> None:
 
 
 def test_wipe_scrub_overwrites_the_opened_file(tmp_path: Path, opened) -> None:
-    if not fileops.runner.have_tool("scrub"):
+    if not runner.have_tool("scrub"):
         pytest.fail("scrub is not installed (apt-get install scrub)")
     (tmp_path / "vol").write_bytes(bytes(MiB))
     fd = opened(tmp_path / "vol")
