@@ -267,6 +267,7 @@ class PoolFeatures:
     source: SourceRule = field(default_factory=SourceRule)
     volumes_are_files: bool = False  # the files of a target directory (dir, fs, netfs)
     volume_urls: bool = False  # its volume paths are iscsi:// URLs, not local paths
+    volumes_are_devices: bool = False  # device nodes, so its target may be under /dev
     volume_permissions: bool = True  # <permissions> of a volume can be set
     supports_cow: bool = False  # <features><cow state=.../> (the target's copy-on-write)
     has_target: bool = True  # a local <target><path> (LUNs reached over the network: no)

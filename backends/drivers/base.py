@@ -88,6 +88,7 @@ class PoolDriver:
     source_rule: ClassVar[SourceRule] = SourceRule()
     volumes_are_files: ClassVar[bool] = False
     volume_urls: ClassVar[bool] = False
+    volumes_are_devices: ClassVar[bool] = False
     volume_permissions: ClassVar[bool] = True
     volumes_fully_allocated: ClassVar[bool] = False
     backing_is_snapshot: ClassVar[bool] = False
@@ -127,6 +128,7 @@ class PoolDriver:
             article=cls.article, pool_formats=tuple(cls.pool_formats),
             volume_formats=tuple(cls.volume_formats), source=cls.source_rule,
             volumes_are_files=cls.volumes_are_files, volume_urls=cls.volume_urls,
+            volumes_are_devices=cls.volumes_are_devices,
             volume_permissions=cls.volume_permissions,
             volumes_fully_allocated=cls.volumes_fully_allocated,
             backing_is_snapshot=cls.backing_is_snapshot, supports_cow=cls.supports_cow,

@@ -545,6 +545,7 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
         needs={"device": "exactly one <device path='/dev/...'/>: the disk to partition"},
     )
     volumes_fully_allocated = True  # a partition is never sparse
+    volumes_are_devices = True
     target_hint = "the directory of the partition device nodes, usually /dev"
     build_does = "writes a new partition table on {source} (parted mklabel)"
     delete_does = "wipes the partition table of {source}: every partition on it is lost"

@@ -195,6 +195,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
     pool_formats = LOGICAL_POOL_FORMATS
     source_rule = SourceRule(devices=(0, None), name=True, device_kind="lvm-path")
     volume_permissions = False  # udev owns an LV's device node
+    volumes_are_devices = True
     backing_is_snapshot = True
     target_automatic = True
     build_does = "creates the volume group on {source} (pvcreate + vgcreate)"
