@@ -25,9 +25,9 @@ from pathlib import Path
 
 from lxml import etree
 
-from . import checks, names, units
-from .errors import InvalidName, InvalidSize, ValidationError, XMLError
-from .model import (
+from .. import checks, names, units
+from ..errors import InvalidName, InvalidSize, ValidationError, XMLError
+from ..model import (
     DISK_VOLUME_FORMATS,
     FILE_VOLUME_FORMATS,
     POOL_FORMATS,
@@ -51,7 +51,7 @@ from .model import (
     VolumeDef,
     VolumeTarget,
 )
-from .textsafe import describe
+from ..textsafe import describe
 
 __all__ = [
     "MAX_XML_BYTES",
@@ -69,7 +69,7 @@ MAX_XML_BYTES = 1024 * 1024  # input size cap, checked before parsing
 
 FS_NS = "http://libvirt.org/schemas/storagepool/fs/1.0"
 XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 VOLUME_FEATURES = ("lazy_refcounts", "extended_l2", "data_file")
 ENCRYPTION_FORMATS = ("default", "qcow", "luks", "luks2")
