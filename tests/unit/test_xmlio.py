@@ -61,6 +61,7 @@ from backends.model import (
     VolumeDef,
     VolumeTarget,
 )
+from backends.xmlio import reading
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "xml"
 VIRSH = DATA / "virsh"
@@ -992,18 +993,18 @@ def test_the_parser_itself_opens_nothing_even_without_the_doctype_scan(
             f'<!DOCTYPE pool [<!ENTITY e SYSTEM "{fifo}">]><pool>&e;</pool>',
         ):
             finished, exc = _run_with_timeout(
-                lambda d=doc: etree.fromstring(d.encode(), xmlio._make_parser())
+                lambda d=doc: etree.fromstring(d.encode(), reading._make_parser())
             )
             assert finished, f"the parser blocked on the FIFO: {doc}"
             assert exc is None
             assert not _fifo_has_reader(fifo)
     finally:
         _release_fifo(fifo)
-    root = etree.fromstring(xxe(canary).encode(), xmlio._make_parser())
+    root = etree.fromstring(xxe(canary).encode(), reading._make_parser())
     assert "CANARY" not in etree.tostring(root, encoding="unicode")
     start = time.thread_time()  # CPU time: not inflated by load
     try:
-        root = etree.fromstring(BILLION_LAUGHS.encode(), xmlio._make_parser())
+        root = etree.fromstring(BILLION_LAUGHS.encode(), reading._make_parser())
         assert len(etree.tostring(root)) < 10_000
     except etree.XMLSyntaxError:
         pass  # libxml2 may also refuse outright; either way nothing expanded
@@ -1043,7 +1044,7 @@ def test_huge_document_is_refused_fast_before_parsing(
     def no_parse(data: bytes) -> None:
         raise AssertionError("the parser was called")
 
-    monkeypatch.setattr(xmlio, "_parse_bytes", no_parse)
+    monkeypatch.setattr(reading, "_parse_bytes", no_parse)
     filler = "<!--" + "x" * (23 * 1024 * 1024) + "-->"
     doc = filler + DIR_POOL
     data = doc.encode() if as_bytes else doc
