@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from .. import checks, names, units
+from .. import checks, units
 from ..errors import InvalidName, InvalidSize, ValidationError
 from ..model import (
     DISK_VOLUME_FORMATS,
@@ -54,6 +54,21 @@ from ..model import (
 from ..textsafe import describe
 from .reading import MAX_XML_BYTES, _make_parser, _read_document
 from .structure import _POOL, _VOLUME, FS_NS, VOLUME_FEATURES, _walk
+from .values import (
+    _NOT_XML_RE,
+    MAX_UID,
+    _a,
+    _bad_char,
+    _check_abs_path,
+    _check_extent,
+    _check_name,
+    _check_permissions,
+    _check_secret_ref,
+    _check_size_value,
+    _check_text,
+    _check_uuid,
+)
+from .where import _err, _relocate, _Where
 
 __all__ = [
     "MAX_XML_BYTES",
@@ -75,10 +90,8 @@ ENCRYPTION_FORMATS = ("default", "qcow", "luks", "luks2")
 FORMATLESS_VOLUME_POOLS = ("logical", "iscsi", "iscsi-direct")
 FILE_POOLS = ("dir", "fs", "netfs")
 
-MAX_UID = 2**32 - 2  # (uid_t)-1 means "unset"; write -1 (or leave it out) for that
 MAX_IQN_BYTES = 223  # RFC 3720 limit for iSCSI names
 
-_UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _IQN_RE = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[A-Za-z0-9.-]+(:.+)?")
 _GENERIC_NAME_RE = re.compile(r"[A-Za-z0-9_+-]+")  # libvirt's genericName (e.g. "demo-target")
 _MOUNT_OPT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_=.:+/@-]*")
@@ -87,8 +100,6 @@ _COMPAT_RE = re.compile(r"[0-9]+\.[0-9]+")
 _TIMESTAMP_RE = re.compile(r"[0-9]+(\.[0-9]{0,9})?")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _OCTAL_RE = re.compile(r"[0-7]+")
-# What XML 1.0 cannot carry at all (besides the C0 controls: checks.control_char).
-_NOT_XML_RE = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 # --------------------------------------------------------------------------- public API
@@ -268,41 +279,6 @@ def check_allocation_fits(vol: VolumeDef) -> None:
 
 
 # --------------------------------------------------------------------------- XML -> model
-
-
-class _Where:
-    """Line numbers of parsed elements, so semantic errors can point into the file."""
-
-    def __init__(self) -> None:
-        self.lines: dict[str, int] = {}
-
-    def note(self, key: str, el: etree._Element | None) -> None:
-        if el is not None and el.sourceline:
-            self.lines[key] = el.sourceline
-
-    def at(self, key: str) -> int | None:
-        return self.lines.get(key)
-
-    def alias(self, key: str, other: str) -> None:
-        """A defaulted value is reported at the line of the element it came from."""
-        line = self.lines.get(other)
-        if line and key not in self.lines:
-            self.lines[key] = line
-
-
-def _err(message: str, element: str, where: _Where, key: str) -> ValidationError:
-    return ValidationError(message, element=element, line=where.at(key))
-
-
-def _relocate(exc: ValidationError, element: str, line: int | None) -> ValidationError:
-    """Same error class and text, with the element and line we know."""
-    raw = exc.message
-    if exc.element:
-        prefix = f"<{exc.element}>"
-        if exc.line:
-            prefix += f" (line {exc.line})"
-        raw = raw.removeprefix(prefix + ": ")
-    return type(exc)(raw, element=element, line=line)
 
 
 def _pool_from_xml(root: etree._Element, where: _Where) -> PoolDef:
@@ -660,42 +636,6 @@ def _check_pool_name(pool: PoolDef, where: _Where) -> None:
     _check_name(pool.name, "pool name", where, "name")
 
 
-def _check_name(name: str, what: str, where: _Where, key: str) -> None:
-    try:
-        names.check_name(name, what)
-    except InvalidName as exc:
-        raise _relocate(exc, "name", where.at(key)) from None
-    bad = _bad_char(name)  # C1 controls and non-characters, which names.py lets through
-    if bad:
-        raise InvalidName(
-            f"{what} '{name}' contains {describe(bad)}",
-            element="name",
-            line=where.at(key),
-        )
-
-
-def _check_uuid(value: str, element: str, where: _Where, key: str) -> None:
-    if not _UUID_RE.fullmatch(value):
-        raise _err(
-            f"'{value}' is not a UUID (expected 32 hex digits, e.g. "
-            "4dea22b3-1d52-d8f3-2516-782e98ab3fa0)",
-            element,
-            where,
-            key,
-        )
-
-
-def _check_size_value(value: int | None, tag: str, where: _Where) -> None:
-    if value is None:
-        return
-    if not isinstance(value, int) or value < 0 or value > units.MAX_SIZE:
-        raise InvalidSize(
-            f"{tag} {value!r} is out of range (0 to {units.MAX_SIZE} bytes)",
-            element=tag,
-            line=where.at(tag),
-        )
-
-
 class _SourceRule:
     """Which <source> parts a pool type uses, and how many."""
 
@@ -765,11 +705,6 @@ _SOURCE_RULES: dict[str, _SourceRule] = {
         },
     ),
 }
-
-
-def _a(ptype: str) -> str:
-    """'a dir pool', 'an fs pool', 'an iscsi pool'."""
-    return f"an {ptype}" if ptype in ("fs", "iscsi", "iscsi-direct") else f"a {ptype}"
 
 
 def _check_pool_source(pool: PoolDef, where: _Where) -> None:
@@ -861,14 +796,6 @@ def _check_device(ptype: str, dev: SourceDevice, where: _Where, i: int) -> None:
         _check_extent(ext.start, ext.end, "freeExtent", where, f"{key}.extent.{j}")
 
 
-def _check_extent(start: int, end: int, element: str, where: _Where, key: str) -> None:
-    for value in (start, end):
-        if not isinstance(value, int) or not 0 <= value <= units.MAX_SIZE:
-            raise _err(f"offset {value!r} is out of range", element, where, key)
-    if start > end:
-        raise _err(f"start={start} is after end={end}", element, where, key)
-
-
 def _check_iqn(value: str, element: str, where: _Where, key: str, what: str, strict: bool) -> None:
     """An iSCSI name reaches iscsiadm/libiscsi argv: keep it to plain, bounded text."""
     example = "e.g. iqn.2013-06.com.example:target0"
@@ -897,14 +824,6 @@ def _check_iqn(value: str, element: str, where: _Where, key: str, what: str, str
     if not strict and _GENERIC_NAME_RE.fullmatch(value):
         return
     raise _err(f"{what} '{value}' is not an iSCSI qualified name ({example})", element, where, key)
-
-
-def _check_abs_path(value: str, element: str, where: _Where, key: str, what: str) -> None:
-    if not isinstance(value, str) or not value.startswith("/") or value == "/":
-        raise _err(
-            f"{what} '{value}' must be an absolute path such as /dev/sdb", element, where, key
-        )
-    _check_text(value, what, element, where, key)
 
 
 def _check_source_dir(value: str, fmt: str | None, where: _Where) -> str:
@@ -963,22 +882,6 @@ def _check_auth(auth: SourceAuth, where: _Where) -> None:
         raise _err("username= must not be empty", "auth", where, "auth")
     _check_text(auth.username, "CHAP user name", "auth", where, "auth")
     _check_secret_ref(auth.secret.uuid, auth.secret.usage, where, "secret")
-
-
-def _check_secret_ref(uuid: str | None, usage: str | None, where: _Where, key: str) -> None:
-    if (uuid is None) == (usage is None):
-        raise _err(
-            "give exactly one of uuid='...' or usage='...' to name the secret",
-            "secret",
-            where,
-            key,
-        )
-    if uuid is not None:
-        _check_uuid(uuid, "secret", where, key)
-    if usage is not None:
-        if not usage:
-            raise _err("usage= must not be empty", "secret", where, key)
-        _check_text(usage, "secret usage", "secret", where, key)
 
 
 def _check_protocol(src: PoolSource, where: _Where) -> None:
@@ -1055,31 +958,6 @@ def _sanitize_path(path: str) -> str:
     return cleaned
 
 
-def _check_permissions(perms: Permissions | None, where: _Where, prefix: str) -> None:
-    if perms is None:
-        return
-    mode = perms.mode
-    if mode is not None and (not isinstance(mode, int) or not 0 <= mode <= 0o777):
-        shown = f"0{mode:o}" if isinstance(mode, int) and mode >= 0 else repr(mode)
-        raise _err(
-            f"mode {shown} is out of range: use permission bits 0000-0777",
-            "mode",
-            where,
-            f"{prefix}.mode",
-        )
-    for tag in ("owner", "group"):
-        value = getattr(perms, tag)
-        if value is not None and (not isinstance(value, int) or not 0 <= value <= MAX_UID):
-            raise _err(
-                f"{tag} {value} is out of range (0-{MAX_UID}, or -1 for none)",
-                tag,
-                where,
-                f"{prefix}.{tag}",
-            )
-    if perms.label is not None:
-        _check_text(perms.label, "security label", "label", where, f"{prefix}.label")
-
-
 def _check_mount_opts(pool: PoolDef, where: _Where) -> None:
     if not pool.mount_opts:
         return
@@ -1105,20 +983,6 @@ def _check_mount_opts(pool: PoolDef, where: _Where) -> None:
                 where,
                 key,
             )
-
-
-def _check_text(value: str, what: str, element: str, where: _Where, key: str) -> None:
-    """Free text that ends up in files, argv or a terminal: no control characters."""
-    if not isinstance(value, str):
-        raise _err(f"{what} must be text, not {type(value).__name__}", element, where, key)
-    bad = _bad_char(value)
-    if bad:
-        raise _err(f"{what} '{value}' contains {describe(bad)}", element, where, key)
-
-
-def _bad_char(value: str) -> str | None:
-    bad = _NOT_XML_RE.search(value)
-    return checks.control_char(value) or (bad.group(0) if bad else None)
 
 
 # --------------------------------------------------------------------------- volume checks
