@@ -18,10 +18,7 @@ Writing produces libvirt's own layout (element order, 2-space indent, single quo
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping
-from functools import cache
-from pathlib import Path
 
 from lxml import etree
 
@@ -51,7 +48,8 @@ from ..model import (
     VolumeDef,
     VolumeTarget,
 )
-from .reading import MAX_XML_BYTES, _make_parser, _read_document
+from .reading import MAX_XML_BYTES, _read_document
+from .relaxng import _rng_validate
 from .structure import _POOL, _VOLUME, FS_NS, VOLUME_FEATURES, _walk
 from .values import (
     MAX_UID,
@@ -81,8 +79,6 @@ __all__ = [
     "validate_volume",
 ]
 
-
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 ENCRYPTION_FORMATS = ("default", "qcow", "luks", "luks2")
 # Pool types whose volumes have no format of their own (libvirt ignores <format> there).
@@ -1092,60 +1088,3 @@ def _check_backing(backing: BackingStore, where: _Where) -> None:
         )
     _check_permissions(backing.permissions, where, "backing")
     _check_timestamps(backing.timestamps, where, "backing")
-
-
-# --------------------------------------------------------------------------- RelaxNG
-
-
-_RNG_LOCK = threading.Lock()  # lxml validators keep per-object state
-
-
-@cache
-def _schema(kind: str) -> etree.RelaxNG:
-    path = SCHEMA_DIR / f"{kind}.rng"
-    return etree.RelaxNG(etree.parse(str(path), _make_parser()))
-
-
-def _rng_validate(kind: str, root: etree._Element) -> None:
-    """Last line of defence: the document must match our own RelaxNG schema."""
-    schema = _schema(kind)
-    with _RNG_LOCK:
-        ok = schema.validate(root.getroottree())
-        entries = list(schema.error_log)
-    if ok:
-        return
-    if not entries:
-        raise ValidationError(f"does not match poolkeeper's {kind} schema", element=kind)
-    # libxml2 puts the most telling message first but often without a line; a later
-    # entry usually carries the line and the element's path.
-    first = entries[0]
-    located = next((e for e in entries if e.line), first)
-    raise ValidationError(
-        f"does not match poolkeeper's {kind} schema: {_rng_reason(first)} "
-        f"(schema message: {first.message.strip()})",
-        element=_rng_element(located, kind),
-        line=located.line or None,
-    )
-
-
-def _rng_element(entry: etree._LogEntry, default: str) -> str:
-    path = getattr(entry, "path", None) or ""
-    last = path.rstrip("/").rsplit("/", 1)[-1] if path else ""
-    last = re.sub(r"\[\d+\]$", "", last)
-    if last.startswith("*") or not last:
-        m = re.search(r"[Ee]lement (\S+)", entry.message)
-        return m.group(1).rstrip(":,") if m else default
-    return last
-
-
-def _rng_reason(entry: etree._LogEntry) -> str:
-    kind = entry.type_name
-    if "INTEREXTRA" in kind:
-        return "this element is repeated, misplaced or holds an invalid value"
-    if "EXTRA" in kind or "NOTALLOWED" in kind or "INTERSEQ" in kind:
-        return "an element is not allowed here or appears too often"
-    if "DATA" in kind or "VALUE" in kind or "INVALIDATTR" in kind:
-        return "a value is not valid"
-    if "NOELEM" in kind or "NOATTR" in kind or "ELEMMISSING" in kind:
-        return "something required is missing"
-    return "the structure is not valid"

@@ -61,7 +61,7 @@ from backends.model import (
     VolumeDef,
     VolumeTarget,
 )
-from backends.xmlio import reading
+from backends.xmlio import reading, relaxng
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "xml"
 VIRSH = DATA / "virsh"
@@ -141,7 +141,7 @@ def assert_libvirt_valid(rng: etree.RelaxNG, text: str) -> None:
 
 
 def assert_own_schema_valid(kind: str, text: str) -> None:
-    schema = xmlio._schema(kind)
+    schema = relaxng._schema(kind)
     doc = etree.fromstring(text.encode()).getroottree()
     assert schema.validate(doc), f"{schema.error_log}\n{text}"
 
@@ -1265,7 +1265,7 @@ def test_parse_runs_the_relaxng_schema(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_relaxng_errors_are_translated() -> None:
     root = etree.fromstring(b"<pool type='dir'>\n<name>x</name>\n<bogus/>\n</pool>")
     with pytest.raises(ValidationError) as exc:
-        xmlio._rng_validate("pool", root)
+        relaxng._rng_validate("pool", root)
     assert (exc.value.element, exc.value.line) == ("bogus", 3)
     assert "does not match poolkeeper's pool schema" in errmsg(exc)
     assert_clean_message(errmsg(exc))
@@ -1280,13 +1280,13 @@ def test_own_schemas_reject_what_they_should() -> None:
         "</source></pool>",
     ]
     for doc in bad_pools:
-        assert not xmlio._schema("pool").validate(etree.fromstring(doc).getroottree()), doc
+        assert not relaxng._schema("pool").validate(etree.fromstring(doc).getroottree()), doc
     bad_vols = [
         "<volume><capacity>1</capacity></volume>",
         "<volume><name>v</name><target><timestamps><atime>x</atime></timestamps></target></volume>",
     ]
     for doc in bad_vols:
-        assert not xmlio._schema("volume").validate(etree.fromstring(doc).getroottree()), doc
+        assert not relaxng._schema("volume").validate(etree.fromstring(doc).getroottree()), doc
 
 
 def test_parsing_is_thread_safe() -> None:
