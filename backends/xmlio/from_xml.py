@@ -1,8 +1,9 @@
-"""A checked lxml tree -> the dataclasses of `model`, noting each element's line.
+"""A parsed lxml tree -> the dataclasses of `model`, noting each element's line.
 
-Runs the structural walk first, then reads each value with the checks only the text
-can have: sizes with their units, whole numbers, octal modes, numeric owner and group
-ids (-1 meaning unset, as libvirt writes it), yes/no flags. The semantic checks
+The pool type is checked and the structural walk (`structure`) run first; then each value
+is read with the checks only its text can have: sizes with their units, whole numbers,
+octal modes, numeric owner and group ids (-1 meaning unset, as libvirt writes it), yes/no
+flags. The semantic checks
 (pool_checks, volume_checks) come after, on the dataclasses, and find the lines in the
 `_Where` filled here.
 """

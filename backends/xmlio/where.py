@@ -2,7 +2,8 @@
 
 The XML -> model step notes each element's line under a key ("name", "device.0",
 "target.path", ...); the checks raise `_err(message, element, where, key)` and the user
-reads `<element> (line N): message`, also for definitions built in code (no lines then).
+reads `<element> (line N): message` (just `<element>: message` for a definition built
+in code, which has no lines).
 """
 
 from __future__ import annotations
