@@ -1,4 +1,4 @@
-"""atheris harness: the pool and volume XML reader (backends/xmlio.py).
+"""atheris harness: the pool and volume XML reader (backends/xmlio/).
 
 Every input is parsed as a pool and as a volume (for a pool type picked from its length),
 as bytes and, where it decodes, as str. Allowed outcomes: a definition that formats and

@@ -1,4 +1,4 @@
-"""Fuzzing of the pool and volume XML reader and writer (backends/xmlio.py).
+"""Fuzzing of the pool and volume XML reader and writer (backends/xmlio/).
 
 * Round trip: definitions generated for every pool type (with text full of XML specials,
   astral characters and quotes) are formatted, parsed back and must be equal, and format

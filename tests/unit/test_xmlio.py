@@ -61,6 +61,7 @@ from backends.model import (
     VolumeDef,
     VolumeTarget,
 )
+from backends.xmlio import reading, relaxng
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "xml"
 VIRSH = DATA / "virsh"
@@ -140,7 +141,7 @@ def assert_libvirt_valid(rng: etree.RelaxNG, text: str) -> None:
 
 
 def assert_own_schema_valid(kind: str, text: str) -> None:
-    schema = xmlio._schema(kind)
+    schema = relaxng._schema(kind)
     doc = etree.fromstring(text.encode()).getroottree()
     assert schema.validate(doc), f"{schema.error_log}\n{text}"
 
@@ -992,18 +993,18 @@ def test_the_parser_itself_opens_nothing_even_without_the_doctype_scan(
             f'<!DOCTYPE pool [<!ENTITY e SYSTEM "{fifo}">]><pool>&e;</pool>',
         ):
             finished, exc = _run_with_timeout(
-                lambda d=doc: etree.fromstring(d.encode(), xmlio._make_parser())
+                lambda d=doc: etree.fromstring(d.encode(), reading._make_parser())
             )
             assert finished, f"the parser blocked on the FIFO: {doc}"
             assert exc is None
             assert not _fifo_has_reader(fifo)
     finally:
         _release_fifo(fifo)
-    root = etree.fromstring(xxe(canary).encode(), xmlio._make_parser())
+    root = etree.fromstring(xxe(canary).encode(), reading._make_parser())
     assert "CANARY" not in etree.tostring(root, encoding="unicode")
     start = time.thread_time()  # CPU time: not inflated by load
     try:
-        root = etree.fromstring(BILLION_LAUGHS.encode(), xmlio._make_parser())
+        root = etree.fromstring(BILLION_LAUGHS.encode(), reading._make_parser())
         assert len(etree.tostring(root)) < 10_000
     except etree.XMLSyntaxError:
         pass  # libxml2 may also refuse outright; either way nothing expanded
@@ -1043,7 +1044,7 @@ def test_huge_document_is_refused_fast_before_parsing(
     def no_parse(data: bytes) -> None:
         raise AssertionError("the parser was called")
 
-    monkeypatch.setattr(xmlio, "_parse_bytes", no_parse)
+    monkeypatch.setattr(reading, "_parse_bytes", no_parse)
     filler = "<!--" + "x" * (23 * 1024 * 1024) + "-->"
     doc = filler + DIR_POOL
     data = doc.encode() if as_bytes else doc
@@ -1264,7 +1265,7 @@ def test_parse_runs_the_relaxng_schema(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_relaxng_errors_are_translated() -> None:
     root = etree.fromstring(b"<pool type='dir'>\n<name>x</name>\n<bogus/>\n</pool>")
     with pytest.raises(ValidationError) as exc:
-        xmlio._rng_validate("pool", root)
+        relaxng._rng_validate("pool", root)
     assert (exc.value.element, exc.value.line) == ("bogus", 3)
     assert "does not match poolkeeper's pool schema" in errmsg(exc)
     assert_clean_message(errmsg(exc))
@@ -1279,13 +1280,13 @@ def test_own_schemas_reject_what_they_should() -> None:
         "</source></pool>",
     ]
     for doc in bad_pools:
-        assert not xmlio._schema("pool").validate(etree.fromstring(doc).getroottree()), doc
+        assert not relaxng._schema("pool").validate(etree.fromstring(doc).getroottree()), doc
     bad_vols = [
         "<volume><capacity>1</capacity></volume>",
         "<volume><name>v</name><target><timestamps><atime>x</atime></timestamps></target></volume>",
     ]
     for doc in bad_vols:
-        assert not xmlio._schema("volume").validate(etree.fromstring(doc).getroottree()), doc
+        assert not relaxng._schema("volume").validate(etree.fromstring(doc).getroottree()), doc
 
 
 def test_parsing_is_thread_safe() -> None:

@@ -1,0 +1,300 @@
+"""Semantic checks of a volume definition, for the type of pool it is in.
+
+Decides what a volume may ask for: its name, type and sizes; the formats each pool type
+takes (a <format> is dropped where libvirt ignores it: FORMATLESS_VOLUME_POOLS); its
+path, permissions, timestamps, encryption, qcow2 options and backing store; and, for a
+volume about to be made, what poolkeeper would not honour (`refuse_unhonoured`) and an
+allocation larger than the capacity (`check_allocation_fits`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .. import checks
+from ..errors import InvalidSize, ValidationError
+from ..model import (
+    DISK_VOLUME_FORMATS,
+    FILE_VOLUME_FORMATS,
+    POOL_TYPES,
+    VOLUME_FORMATS,
+    VOLUME_TYPES,
+    BackingStore,
+    Encryption,
+    Timestamps,
+    VolumeDef,
+    VolumeTarget,
+)
+from .structure import VOLUME_FEATURES
+from .values import (
+    _a,
+    _check_abs_path,
+    _check_extent,
+    _check_name,
+    _check_permissions,
+    _check_secret_ref,
+    _check_size_value,
+    _check_text,
+)
+from .where import _err, _Where
+
+ENCRYPTION_FORMATS = ("default", "qcow", "luks", "luks2")
+# Pool types whose volumes have no format of their own (libvirt ignores <format> there).
+FORMATLESS_VOLUME_POOLS = ("logical", "iscsi", "iscsi-direct")
+FILE_POOLS = ("dir", "fs", "netfs")
+
+_COMPAT_RE = re.compile(r"[0-9]+\.[0-9]+")
+_TIMESTAMP_RE = re.compile(r"[0-9]+(\.[0-9]{0,9})?")
+
+
+def validate_volume(vol: VolumeDef, pool_type: str | None = None) -> None:
+    """Semantic checks for a volume in a pool of `pool_type` (None: not known yet).
+
+    For logical and iSCSI pools a <format> is dropped, as libvirt ignores it there.
+    """
+    _check_pool_type_arg(pool_type)
+    _validate_volume(vol, pool_type, _Where())
+
+
+def refuse_unhonoured(vol: VolumeDef, pool_type: str, *, clone: bool = False) -> None:
+    """For a volume about to be made (`clone`: as a copy) in a pool of `pool_type`, with its
+    format settled: refuse what the XML asks for that poolkeeper would not do, rather than
+    make something else and say nothing.
+
+    Not refused, as libvirt ignores them on input too: <key>, <physical>, the volume type,
+    <target><path>, <timestamps>, the <permissions> and <timestamps> of a <backingStore>,
+    the <source> of a file volume, a permissions <label> (never applied on create), the
+    <allocation> of an image format (qemu-img makes it sparse) and the <permissions> of a
+    partition (libvirt's disk pools do not apply them either)."""
+    target = vol.target
+    fmt = target.format
+    if target.encryption is not None:
+        raise ValidationError(
+            "poolkeeper cannot create encrypted volumes yet; remove <encryption> (the volume "
+            "would be written in plain text), or encrypt inside the guest", element="encryption")
+    if fmt != "qcow2":
+        what = f"{fmt} volumes" if fmt else f"the volumes of {pool_type} pools"
+        for element, value in (("compat", target.compat), ("clusterSize", target.cluster_size),
+                               ("features", target.features)):
+            if value is not None:
+                raise ValidationError(f"<{element}> applies to qcow2 volumes only; poolkeeper "
+                                      f"cannot honour it for {what}: remove it",
+                                      element=element)
+    if clone and vol.backing is not None:
+        raise ValidationError(
+            "a clone gets its source's backing file (or none); remove <backingStore>, or "
+            "create an overlay with vol-create-as --backing-vol", element="backingStore")
+    if "data_file" in (target.features or []):
+        raise ValidationError(
+            "poolkeeper does not make qcow2 images with an external data file; remove "
+            "<data_file/> from <features>", element="features")
+    if target.nocow and (clone or pool_type not in FILE_POOLS or fmt not in ("raw", "qcow2")):
+        made = "a clone" if clone else (f"{fmt} volumes" if fmt and pool_type in FILE_POOLS
+                                        else f"the volumes of {pool_type} pools")
+        raise ValidationError(
+            f"poolkeeper sets no-copy-on-write only on new raw and qcow2 files, not on {made}; "
+            "remove <nocow/>", element="nocow")
+    perms = target.permissions
+    if pool_type == "logical" and perms is not None and (
+            perms.mode is not None or perms.owner is not None or perms.group is not None):
+        raise ValidationError(
+            "poolkeeper does not set the permissions of a logical volume (udev owns its device "
+            "node); remove <permissions>", element="permissions")
+
+
+def check_allocation_fits(vol: VolumeDef) -> None:
+    """For a volume about to be made: the allocation asked for is at most its capacity.
+
+    Not part of validate_volume: an existing volume can show more allocation than capacity
+    (metadata, block rounding), so a dumpxml of it is a valid description."""
+    if vol.allocation is not None and vol.capacity and vol.allocation > vol.capacity:
+        raise InvalidSize(
+            f"the allocation ({vol.allocation} bytes) is larger than the capacity "
+            f"({vol.capacity} bytes); give an allocation up to the capacity, or leave it out "
+            "for a fully allocated volume",
+            element="allocation",
+        )
+
+
+def _check_pool_type_arg(pool_type: str | None) -> None:
+    if pool_type is not None and pool_type not in POOL_TYPES:
+        raise ValueError(f"unknown pool type '{pool_type}'")
+
+
+def _validate_volume(vol: VolumeDef, pool_type: str | None, where: _Where, *,
+                     size_from_source: bool = False) -> None:
+    _check_name(vol.name, "volume name", where, "name")
+    if vol.type is not None and vol.type not in VOLUME_TYPES:
+        raise _err(
+            f"volume type '{vol.type}' is not valid; use one of: " + ", ".join(VOLUME_TYPES),
+            "volume",
+            where,
+            "volume",
+        )
+    if vol.key is not None:
+        _check_text(vol.key, "volume key", "key", where, "key")
+    for i, (path, extents) in enumerate(vol.source_devices):
+        _check_abs_path(path, "device", where, f"device.{i}", "device path")
+        for j, ext in enumerate(extents):
+            _check_extent(ext.start, ext.end, "extent", where, f"device.{i}.extent.{j}")
+    _check_volume_sizes(vol, where, size_from_source=size_from_source)
+    _check_volume_target(vol.target, pool_type, where)
+    if vol.backing is not None:
+        _check_backing(vol.backing, where)
+
+
+def _check_volume_sizes(vol: VolumeDef, where: _Where, *,
+                        size_from_source: bool = False) -> None:
+    for tag in ("capacity", "allocation", "physical"):
+        _check_size_value(getattr(vol, tag), tag, where)
+    if vol.backing is not None or vol.target.format == "dir":
+        return  # a backing file (or a directory) supplies the size
+    if vol.capacity is None and size_from_source:
+        return  # a clone: the source's capacity
+    if vol.capacity is None:
+        raise InvalidSize(
+            "missing <capacity>: give the volume size, e.g. <capacity unit='GiB'>10</capacity>",
+            element="volume",
+            line=where.at("volume"),
+        )
+    if vol.capacity == 0:
+        raise InvalidSize(
+            "capacity must be greater than 0", element="capacity", line=where.at("capacity")
+        )
+
+
+def _check_volume_target(target: VolumeTarget, pool_type: str | None, where: _Where) -> None:
+    if target.path is not None:
+        _check_volume_path(target.path, pool_type, where)
+    _check_volume_format(target, pool_type, where)
+    _check_permissions(target.permissions, where, "target")
+    _check_timestamps(target.timestamps, where, "target")
+    if target.encryption is not None:
+        _check_encryption(target.encryption, where)
+    if target.compat is not None and not _COMPAT_RE.fullmatch(target.compat):
+        raise _err(
+            f"compat '{target.compat}' must look like 1.1 or 0.10", "compat", where, "compat"
+        )
+    if target.cluster_size is not None:
+        _check_size_value(target.cluster_size, "clusterSize", where)
+        if target.cluster_size == 0:
+            raise _err("clusterSize must be greater than 0", "clusterSize", where, "clusterSize")
+    if target.features is not None:
+        _check_features(target.features, where)
+
+
+def _check_volume_path(path: str, pool_type: str | None, where: _Where) -> None:
+    if pool_type in (None, "iscsi-direct") and path.startswith("iscsi://"):
+        _check_text(path, "volume path", "path", where, "target.path")
+        return
+    _check_abs_path(path, "path", where, "target.path", "volume path")
+
+
+def _check_volume_format(target: VolumeTarget, pool_type: str | None, where: _Where) -> None:
+    if pool_type in FORMATLESS_VOLUME_POOLS:
+        target.format = None  # libvirt ignores and never prints it for these pools
+        return
+    fmt = target.format
+    if fmt is None:
+        return
+    if pool_type is None:
+        allowed: tuple[str, ...] = FILE_VOLUME_FORMATS + DISK_VOLUME_FORMATS
+    else:
+        allowed = VOLUME_FORMATS[pool_type]
+    if fmt == "none" and pool_type in FILE_POOLS:
+        raise _err(
+            f"volume format 'none' is not valid in {_a(pool_type)} pool; use raw for a plain file",
+            "format",
+            where,
+            "target.format",
+        )
+    if fmt not in allowed:
+        where_txt = f"{_a(pool_type)} pool" if pool_type else "a volume"
+        raise _err(
+            f"'{fmt}' is not a valid format for {where_txt}; use one of: " + ", ".join(allowed),
+            "format",
+            where,
+            "target.format",
+        )
+
+
+def _check_timestamps(stamps: Timestamps | None, where: _Where, prefix: str) -> None:
+    if stamps is None:
+        return
+    for tag in ("atime", "mtime", "ctime", "btime"):
+        value = getattr(stamps, tag)
+        if value is not None and not _TIMESTAMP_RE.fullmatch(value):
+            raise _err(
+                f"timestamp '{value}' must be seconds, optionally with up to 9 decimals "
+                "(e.g. 1700000000.123456789)",
+                tag,
+                where,
+                f"{prefix}.{tag}",
+            )
+
+
+def _check_encryption(enc: Encryption, where: _Where) -> None:
+    if enc.format not in ENCRYPTION_FORMATS:
+        raise _err(
+            f"encryption format '{enc.format}' is not supported; use one of: "
+            + ", ".join(ENCRYPTION_FORMATS),
+            "encryption",
+            where,
+            "encryption",
+        )
+    if len(enc.secrets) > 1:
+        raise _err(
+            "only one <secret> is allowed inside <encryption>",
+            "secret",
+            where,
+            "encryption.secret.1",
+        )
+    for i, sec in enumerate(enc.secrets):
+        key = f"encryption.secret.{i}"
+        if sec.type != "passphrase":
+            raise _err(
+                f"secret type '{sec.type}' is not supported; use type='passphrase'",
+                "secret",
+                where,
+                key,
+            )
+        _check_secret_ref(sec.uuid, sec.usage, where, key)
+
+
+def _check_features(features: list[str], where: _Where) -> None:
+    seen: set[str] = set()
+    for feat in features:
+        if feat not in VOLUME_FEATURES:
+            raise _err(
+                f"unknown feature '{feat}'; use: " + ", ".join(VOLUME_FEATURES),
+                "features",
+                where,
+                "features",
+            )
+        if feat in seen:
+            raise _err(f"feature '{feat}' is listed twice", "features", where, "features")
+        seen.add(feat)
+
+
+def _check_backing(backing: BackingStore, where: _Where) -> None:
+    path = backing.path
+    if not isinstance(path, str) or not path:
+        raise _err("the backing store path must not be empty", "path", where, "backing.path")
+    if checks.is_remote_backing(path):
+        raise _err(
+            f"backing store '{path}' {checks.REMOTE_BACKING}",
+            "backingStore",
+            where,
+            "backing.path",
+        )
+    _check_abs_path(path, "path", where, "backing.path", "backing store path")
+    if backing.format is not None and backing.format not in FILE_VOLUME_FORMATS:
+        raise _err(
+            f"'{backing.format}' is not a valid backing file format; use one of: "
+            + ", ".join(FILE_VOLUME_FORMATS),
+            "format",
+            where,
+            "backing.format",
+        )
+    _check_permissions(backing.permissions, where, "backing")
+    _check_timestamps(backing.timestamps, where, "backing")
