@@ -32,7 +32,7 @@ from .iscsi_common import (
     IscsiAuthError,
     IscsiError,
     _IscsiDriver,
-    check_iscsi_name,
+    discovery_portal,
     error_tail,
     lun_of,
     parse_host_arg,
@@ -42,9 +42,8 @@ from .iscsi_common import (
 )
 
 # This driver's names, and the shared ones callers know from here (iscsi_common.py).
-__all__ = ["DEFAULT_PORT", "IscsiAuthError", "IscsiDriver", "IscsiError", "check_iscsi_name",
-           "iscsiadm", "lun_of", "parse_host_arg", "parse_sendtargets", "portal_of",
-           "volume_name"]
+__all__ = ["DEFAULT_PORT", "IscsiAuthError", "IscsiDriver", "IscsiError", "iscsiadm", "lun_of",
+           "parse_host_arg", "parse_sendtargets", "portal_of", "volume_name"]
 
 BY_PATH_DIR = "/dev/disk/by-path"  # where udev links the LUNs of a kernel session
 LUN_WAIT_TIMEOUT = 15.0  # seconds to wait for the LUN links after a login
@@ -326,8 +325,7 @@ class IscsiDriver(FdDataVerbs, _IscsiDriver):
     @classmethod
     def find_sources(cls, host: str | None = None, device: str | None = None
                      ) -> list[PoolSource]:
-        name, port = parse_host_arg(host)
-        portal = portal_of(name, port or DEFAULT_PORT)
+        name, port, portal = discovery_portal(host)
         out = iscsiadm(["--mode", "discovery", "--type", "sendtargets", "--portal", portal,
                         "--op", "nonpersistent"],
                        what=f"discovering the targets of {portal}").stdout

@@ -92,6 +92,12 @@ def parse_host_arg(text: str | None) -> tuple[str, int | None]:
     return require_host_name(host), port
 
 
+def discovery_portal(text: str | None) -> tuple[str, int | None, str]:
+    """find-storage-pool-sources --host: (host, port or None, the portal to ask)."""
+    host, port = parse_host_arg(text)
+    return host, port, portal_of(host, port or DEFAULT_PORT)
+
+
 def error_tail(text: str) -> str:
     """The last line of a tool's output, without qemu-img's echo of the option string."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

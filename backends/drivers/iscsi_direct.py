@@ -35,15 +35,13 @@ from ..errors import (
 from ..model import PoolDef, PoolSizes, PoolSource, VolumeInfo
 from ..progress import JobContext
 from .iscsi_common import (
-    DEFAULT_PORT,
     IscsiAuthError,
     IscsiError,
     _IscsiDriver,
     check_iscsi_name,
+    discovery_portal,
     error_tail,
     lun_of,
-    parse_host_arg,
-    portal_of,
     target_sources,
     volume_name,
 )
@@ -523,9 +521,8 @@ class IscsiDirectDriver(_IscsiDriver):
                      ) -> list[PoolSource]:
         """The targets a portal offers (libiscsi discovery, as DISCOVERY_INITIATOR unless
         `device` names an initiator IQN to ask as)."""
-        name, port = parse_host_arg(host)
+        name, port, portal = discovery_portal(host)
         initiator = check_iscsi_name(device, "initiator IQN") if device else DISCOVERY_INITIATOR
-        portal = portal_of(name, port or DEFAULT_PORT)
         result = runner.run(["iscsi-ls", "-i", initiator, f"iscsi://{portal}"], check=False,
                             env={"LIBISCSI_CHAP_USERNAME": "", "LIBISCSI_CHAP_PASSWORD": ""},
                             timeout=TOOL_TIMEOUT)
