@@ -3,7 +3,8 @@
 The table is read with `parted -s -m DEV unit B print free` (geometry, label, flags, the
 sector size) and `partx -g -r -o NR,TYPE DEV` (the type byte or GUID of each partition,
 which parted's machine output does not show), and on dos labels the EBR chain is read
-directly, so that the sectors holding EBRs are never reported as free.
+directly, so that the sectors holding EBRs are never reported as free. MKPART_ARGS is
+the way back: what parted's mkpart is given to write each volume format.
 
 Decisions:
   * Free extents are the exact gaps of the label's usable area, end exclusive: gpt (and the
