@@ -21,6 +21,7 @@ from backends.drivers import disk as diskdrv
 from backends.drivers import driver_class, lvm_report
 from backends.drivers import fs as fsdrv
 from backends.drivers import iscsi as iscsidrv
+from backends.drivers import iscsi_direct as directdrv
 from backends.drivers import logical as lvmdrv
 from backends.drivers.dir import DirDriver
 from backends.errors import PoolkeeperError
@@ -320,7 +321,7 @@ def check_iscsi_direct(pool: PoolDef, through_xmlio: bool, lun: int, offset: int
         validate_pool(pool, through_xmlio)
     except PoolkeeperError as exc:
         return refused(exc)
-    driver = iscsidrv.IscsiDirectDriver(pool)
+    driver = directdrv.IscsiDirectDriver(pool)
     url = driver._lun_url(lun)
     assert url == f"iscsi://{driver.portal}/{driver.target}/{lun}"
     assert not re.search(r"[\s?#@%]", url), url

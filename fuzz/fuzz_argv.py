@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 with atheris.instrument_imports(include=["backends"]):
     from backends import runner
     from backends.drivers import disk as diskdrv
-    from backends.drivers import lvm_report
+    from backends.drivers import lvm_report, parted_table
     from backends.model import (
         AuthSecret,
         BackingStore,
@@ -160,7 +160,7 @@ def disk_table(fdp: atheris.FuzzedDataProvider) -> diskdrv.DiskTable:
     table = diskdrv.DiskTable("/dev/loop9", size, sector, label, [
         diskdrv.Partition(n, s, e, "primary", "", "", (), None)
         for n, (s, e) in enumerate(spans, start=1)])
-    table.gaps = diskdrv._gaps(sector if label == "msdos" else 34 * sector, size, spans)
+    table.gaps = parted_table._gaps(sector if label == "msdos" else 34 * sector, size, spans)
     return table
 
 

@@ -7,16 +7,13 @@ from __future__ import annotations
 import inspect
 import re
 import string
-from pathlib import Path
 
-from lxml import etree
-
-from backends.drivers import PoolDriver
+from backends.drivers import PoolDriver, pool_types
 from backends.model import PoolDef
+from backends.xmlio import relaxng
 from tui.dialogs.define_pool import LABELS
 
 RNG = "{http://relaxng.org/ns/structure/1.0}"
-SCHEMA = Path(__file__).resolve().parent.parent / "backends" / "schemas" / "pool.rng"
 
 # Verbs without a useful default: every driver implements them.
 REQUIRED_VERBS = ("check", "start", "stop", "refresh", "sizes", "volume_path")
@@ -52,9 +49,9 @@ def _signature_problems(cls: type[PoolDriver]) -> list[str]:
     return problems
 
 
-def schema_pool_types(schema: Path = SCHEMA) -> set[str]:
-    """The values the pool schema allows for <pool type=...>, as written in the file."""
-    tree = etree.parse(str(schema))
+def schema_pool_types() -> set[str]:
+    """The values the pool schema, as loaded, allows for <pool type=...>."""
+    tree = relaxng.schema_tree("pool", pool_types())
     pool = tree.find(f".//{RNG}element[@name='pool']")
     assert pool is not None
     attr = pool.find(f"{RNG}attribute[@name='type']")

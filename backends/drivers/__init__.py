@@ -24,7 +24,7 @@ _DRIVERS: dict[str, tuple[str, str]] = {
     "logical": (".logical", "LogicalDriver"),
     "disk": (".disk", "DiskDriver"),
     "iscsi": (".iscsi", "IscsiDriver"),
-    "iscsi-direct": (".iscsi", "IscsiDirectDriver"),
+    "iscsi-direct": (".iscsi_direct", "IscsiDirectDriver"),
 }
 
 

@@ -93,6 +93,7 @@ class PoolDriver:
     volumes_fully_allocated: ClassVar[bool] = False
     backing_is_snapshot: ClassVar[bool] = False
     supports_cow: ClassVar[bool] = False
+    mount_options: ClassVar[bool] = False
     has_target: ClassVar[bool] = True
     delete_needs_empty: ClassVar[bool] = False
     target_automatic: ClassVar[bool] = False
@@ -132,6 +133,7 @@ class PoolDriver:
             volume_permissions=cls.volume_permissions,
             volumes_fully_allocated=cls.volumes_fully_allocated,
             backing_is_snapshot=cls.backing_is_snapshot, supports_cow=cls.supports_cow,
+            mount_options=cls.mount_options,
             has_target=cls.has_target,
             has_layout=cls.layout is not PoolDriver.layout,
             can_delete_storage=cls.delete is not PoolDriver.delete,

@@ -6,6 +6,8 @@ The directory itself is opened O_NOFOLLOW|O_DIRECTORY, and its (device, inode) m
 one recorded when the pool started (after the mount, for fs and netfs): a target, or a
 directory above it, swapped for a link or another directory makes the pool inaccessible
 until it is stopped and started again; sizes come from that descriptor too (fstatvfs).
+A volume written, copied or handed to qemu-img is the very file the controller checked
+(checked_image.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
-import json
 import os
 import re
 import stat
@@ -46,6 +47,7 @@ from ..names import PARTIAL_PREFIX, check_name
 from ..progress import JobContext, shielded
 from ..textsafe import describe, first_unsafe
 from .base import Claim, PoolDriver, SpaceToken
+from .checked_image import image_spec, open_checked, refuse_unchecked_header
 from .fddata import FdDataVerbs
 
 DEFAULT_POOL_MODE = 0o711
@@ -524,9 +526,9 @@ class DirDriver(FdDataVerbs, PoolDriver):
                 self._building(dfd, name, vol) as part:
             # the file the controller checked (identity, header), copied and handed to
             # qemu-img from this fd only
-            src_fd = _open_checked(sfd, src, os.O_RDONLY)
+            src_fd = open_checked(sfd, src, os.O_RDONLY)
             try:
-                _refuse_unchecked_header(src, src_fd)
+                refuse_unchecked_header(src, src_fd)
                 relink = self._backing_to_relink(src, src_fd, name)
                 flatten = relink and fmt not in _REBASE_FORMATS
                 note = ""
@@ -659,7 +661,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
     def _open_rw(self, vol: VolumeInfo) -> int:
         """The volume opened for writing: the very file the controller checked."""
         with self.dir_fd() as dfd:
-            return _open_checked(dfd, vol, os.O_RDWR)
+            return open_checked(dfd, vol, os.O_RDWR)
 
     def wipe_volume(self, vol: VolumeInfo, algorithm: str, ctx: JobContext) -> None:
         if vol.symlink is not None:
@@ -736,87 +738,3 @@ def _qcow2_options(target: VolumeTarget) -> list[str]:
     if target.nocow:
         opts.append("nocow=on")
     return opts
-
-
-def _open_checked(dir_fd: int, vol: VolumeInfo, flags: int) -> int:
-    """Open the volume `vol` names (never through a link) and make sure it is the file the
-    controller checked (same identity: inode, birth time, generation): its name may have
-    been given to another file since, e.g. while the job waited in the queue."""
-    fd = fileops.open_volume(dir_fd, check_name(vol.name, "volume name"), flags)
-    try:
-        if vol.file_id is not None and fileid.of_fd(fd) != vol.file_id:
-            raise UnsafePath(f"'{vol.name}' was replaced by another file after poolkeeper "
-                             "checked it; nothing was done to it: look at it and try again")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-# Formats whose qemu driver opens files a header names beyond its backing file (which the
-# spec names itself): a qcow2 data file, vmdk extents. qcow and qed have a backing name only,
-# but are looked at too: a header rewritten as another format is refused for all four.
-_HEADER_FILE_FORMATS = ("qcow", "qcow2", "qed", "vmdk")
-
-
-def _refuse_unchecked_header(vol: VolumeInfo, fd: int) -> None:
-    """The header qemu will read from `fd`, read again from that very fd, must still be what
-    the controller checked: the format `vol` is opened as, no data file, and the vmdk extents
-    the check saw. A file rewritten since the check (a job can wait in the queue for hours
-    behind others; "data-file": null in the spec does not stop qemu opening the one a qcow2
-    header names) is refused before qemu-img runs."""
-    if vol.format not in _HEADER_FILE_FORMATS:
-        return  # raw and the rest: their qemu drivers open no other file
-    st = os.fstat(fd)
-    size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
-    found = imageprobe.probe_fd(fd, size)
-    if found.format != vol.format:
-        now = f"its header now reads as {found.format}"
-    elif found.data_file is not None or "data_file" in (found.features or []):
-        now = "it now names an external data file" + (
-            f" '{found.data_file}'" if found.data_file else "")
-    elif found.extents != [written for written, _path in vol.extent_files]:
-        now = "it now names other vmdk extents"
-    else:
-        return
-    raise UnsafePath(f"'{vol.name}' changed after poolkeeper checked it ({now}); it was not "
-                     "handed to qemu-img: look at it and try again")
-
-
-def image_spec(vol: VolumeInfo, fd: int) -> str:
-    """A qemu image spec for the volume open as `fd`, passed as /dev/fd/N: a link swapped in
-    for the name after the open cannot redirect qemu, and a FIFO cannot block it. The format
-    is the one the controller trusts (the json driver is qemu's -f). Every backing file is
-    named here with its checked format, down to a "backing": null below the last one, so qemu
-    never follows a name from a header (a relative one would be looked up under /dev/fd,
-    and a guest-written one anywhere); the controller's chain check must have run, and the
-    header is read again from `fd` to see that it names nothing that check did not see."""
-    _refuse_unchecked_header(vol, fd)
-    spec: dict = {"driver": vol.format, "file": _file_node(f"/dev/fd/{fd}", fd=fd),
-                  "backing": _backing_spec(vol)}
-    return "json:" + json.dumps(spec)
-
-
-def _backing_spec(vol: VolumeInfo) -> dict | None:
-    if vol.backing is None:
-        return None
-    if vol.backing_chain is None:
-        raise UnsafePath(f"the backing chain of '{vol.name}' was not checked; poolkeeper does "
-                         "not hand qemu-img an image whose chain it has not checked")
-    node: dict | None = None
-    for store in reversed(vol.backing_chain):
-        if not store.format:
-            raise UnsafePath(f"'{vol.name}' does not state the format of its backing file "
-                             f"'{store.path}'")
-        node = {"driver": store.format, "file": _file_node(store.path), "backing": node}
-    return node
-
-
-def _file_node(path: str, fd: int | None = None) -> dict:
-    """qemu's protocol node for a file or block device (qemu's 'file' driver refuses a
-    block device: an LV or partition needs host_device)."""
-    st = os.fstat(fd) if fd is not None else os.stat(path)
-    return {"driver": "host_device" if stat.S_ISBLK(st.st_mode) else "file", "filename": path}
-
-
-

@@ -29,11 +29,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import pathsafety
+from .. import blockprobe, pathsafety
 from ..store import atomic_write, json_records
+from .parted_table import Partition
 
 PARTIAL_NAME = "poolkeeper-partial"  # gpt partition name while a clone fills it
 COMPLETE_NAME = "primary"  # what parted names every other gpt partition poolkeeper makes
@@ -70,6 +72,16 @@ def block_backing(device: str) -> dict:
                 if os.stat(os.path.join(BY_ID_DIR, entry)).st_rdev == rdev:
                     names.append(entry)
     return {"kind": "block", "rdev": rdev, "by_id": names}
+
+
+def source_backing(disk: str, *, image: bool) -> dict:
+    """What backs `disk`: for an image source, the file the loop device it is attached to
+    has (or the image itself, not attached); else the whole-disk block device."""
+    if image:
+        loop = blockprobe.loop_identity(disk)  # attached: the file the kernel has
+        return image_backing(disk) if loop is None else {
+            "kind": "image", "st_dev": loop.st_dev, "st_ino": loop.st_ino}
+    return block_backing(disk)
 
 
 def _same_backing(recorded: object, now: dict) -> bool:
@@ -150,3 +162,20 @@ class FillRecords:
         if path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+
+def match_records(partitions: Sequence[Partition], records: list[FillRecord]
+                  ) -> tuple[dict[int, FillRecord | None], list[FillRecord]]:
+    """The partitions the records of a disk mark (number -> record), and the records whose
+    partition is not in the table (a clone killed before parted made it, or one still
+    about to)."""
+    marked: dict[int, FillRecord | None] = {}
+    orphans = []
+    for record in records:
+        part = next((p for p in partitions
+                     if (p.start, p.end) == (record.start, record.end)), None)
+        if part is None:
+            orphans.append(record)
+        else:
+            marked[part.number] = record
+    return marked, orphans

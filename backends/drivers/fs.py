@@ -164,6 +164,7 @@ class MountedDirDriver(DirDriver):
     """A dir pool whose directory is a mount point. Subclasses say what is mounted."""
 
     pool_formats: ClassVar[tuple[str, ...]] = ()
+    mount_options = True
 
     # -- what subclasses provide ---------------------------------------------------------
     @classmethod

@@ -21,6 +21,7 @@ import pytest
 
 from backends import runner
 from backends.drivers import iscsi as iscsidrv
+from backends.drivers import iscsi_direct as directdrv
 from backends.errors import (
     PoolkeeperError,
     ToolFailed,
@@ -355,8 +356,8 @@ def test_target_going_away_mid_refresh_is_a_clear_error(ctl, tgt, monkeypatch):
 def test_target_going_away_mid_transfer_ends_the_job(ctl, tmp_path, monkeypatch, how):
     """qemu's iSCSI driver would reconnect forever: the driver checks the target when the
     meter stands still, and stops the transfer with a clear error."""
-    monkeypatch.setattr(iscsidrv, "STALL_CHECK", 0.5)
-    monkeypatch.setattr(iscsidrv, "STALL_PROBE_TIMEOUT", 2.0)
+    monkeypatch.setattr(directdrv, "STALL_CHECK", 0.5)
+    monkeypatch.setattr(directdrv, "STALL_PROBE_TIMEOUT", 2.0)
     with running_tgtd(tmp_path / "big", sizes=(128 * MiB,)) as t:
         ctl.define_pool(direct_xml(t))
         ctl.start_pool("lun")
@@ -421,11 +422,11 @@ def test_find_sources_lists_the_target(ctl, tgt, cli):
     assert f"<host name=\"127.0.0.1\" port=\"{tgt.port}\"/>" in xml
     assert f"<device path=\"{tgt.iqn}\"/>" in xml
     assert f"<iqn name=\"{INITIATOR}\"/>" in xml
-    sources = iscsidrv.IscsiDirectDriver.find_sources(host=f"127.0.0.1:{tgt.port}",
-                                                      device=INITIATOR)
+    sources = directdrv.IscsiDirectDriver.find_sources(host=f"127.0.0.1:{tgt.port}",
+                                                       device=INITIATOR)
     assert [s.devices[0].path for s in sources] == [tgt.iqn]
     # another initiator is not in the target's ACL: tgtd does not even name it
-    assert iscsidrv.IscsiDirectDriver.find_sources(host=f"127.0.0.1:{tgt.port}") == []
+    assert directdrv.IscsiDirectDriver.find_sources(host=f"127.0.0.1:{tgt.port}") == []
     r = cli("find-storage-pool-sources", "iscsi-direct", "--host", f"127.0.0.1:{tgt.port}",
             "--device", INITIATOR)
     assert r.code == 0 and tgt.iqn in r.out, r
@@ -469,10 +470,10 @@ def test_designators_and_volume_names():
            "Designator Type:(1) T10_VENDORT_ID\nDesignator:[IET     00010001]\n"
            "DEVICE DESIGNATOR #2\nCode Set:(3) UTF-8\nPIV:0\nAssociation:(2) TARGET_DEVICE\n"
            "Designator Type:(8) SCSI_NAME_STRING\nDesignator:[iqn.x:target]\n")
-    assert iscsidrv.pick_designator(out) == "IET_00010001"  # the LU's, not the target's
+    assert directdrv.pick_designator(out) == "IET_00010001"  # the LU's, not the target's
     lun_name = out.replace("Association:(2) TARGET_DEVICE", "Association:(0) LOGICAL_UNIT")
-    assert iscsidrv.pick_designator(lun_name) == "iqn.x:target"
-    assert iscsidrv.pick_designator("nothing") is None
+    assert directdrv.pick_designator(lun_name) == "iqn.x:target"
+    assert directdrv.pick_designator("nothing") is None
     assert iscsidrv.lun_of("unit:0:0:12") == 12
     for bad in ("unit:0:0:", "unit:0:0:-1", "unit:0:0:1/../2", "lun1", "unit:0:0:1 "):
         with pytest.raises(PoolkeeperError):

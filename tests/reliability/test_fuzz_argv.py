@@ -29,7 +29,7 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from backends.drivers import disk as diskdrv
-from backends.drivers import lvm_report
+from backends.drivers import lvm_report, parted_table
 from backends.model import (
     CREATABLE_FILE_FORMATS,
     DISK_VOLUME_FORMATS,
@@ -195,7 +195,7 @@ def disk_tables(draw: st.DrawFn) -> diskdrv.DiskTable:
     table = diskdrv.DiskTable(device="/dev/loop9", size=size, sector=sector,
                               parted_label=label, partitions=parts)
     first = sector if label == "msdos" else 34 * sector
-    table.gaps = diskdrv._gaps(first, size, spans)
+    table.gaps = parted_table._gaps(first, size, spans)
     return table
 
 

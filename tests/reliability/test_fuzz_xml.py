@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from backends import checks, textsafe, xmlio
+from backends.drivers import features
 from backends.errors import PoolkeeperError
 from backends.model import (
     DISK_POOL_FORMATS,
@@ -175,7 +176,7 @@ def volume_defs(draw: st.DrawFn) -> tuple[VolumeDef, str | None]:
     vol.allocation, vol.physical = draw(sizes), draw(sizes)
     if vol.allocation is not None and vol.capacity:
         vol.allocation = min(vol.allocation, vol.capacity)  # validate_volume refuses more
-    if pool_type in xmlio.FORMATLESS_VOLUME_POOLS:
+    if not features(pool_type).volume_formats:
         fmt = None
     elif pool_type == "disk":
         fmt = draw(st.none() | st.sampled_from(DISK_VOLUME_FORMATS))

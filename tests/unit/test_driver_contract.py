@@ -4,9 +4,11 @@ the registry against the schema and the define form."""
 from __future__ import annotations
 
 import pytest
+from lxml import etree
 
 from backends.drivers import driver_class, features, pool_types
 from backends.errors import Unsupported
+from backends.xmlio import relaxng
 from tests.driver_contract import contract_problems, schema_pool_types
 
 
@@ -19,6 +21,11 @@ def test_driver_keeps_the_contract(pool_type: str) -> None:
 
 def test_schema_allows_exactly_the_registered_types() -> None:
     assert schema_pool_types() == set(pool_types())
+    schema = relaxng._schema("pool")
+    for pool_type, ok in (("dir", True), ("rbd", False)):
+        doc = etree.fromstring(f"<pool type='{pool_type}'><name>p</name>"
+                               "<target><path>/srv/p</path></target></pool>")
+        assert schema.validate(doc.getroottree()) == ok, pool_type
 
 
 def test_a_driver_that_forgets_something_fails_the_contract() -> None:
