@@ -270,6 +270,7 @@ class PoolFeatures:
     volumes_are_devices: bool = False  # device nodes, so its target may be under /dev
     volume_permissions: bool = True  # <permissions> of a volume can be set
     supports_cow: bool = False  # <features><cow state=.../> (the target's copy-on-write)
+    mount_options: bool = False  # <fs:mount_opts> (what it mounts)
     has_target: bool = True  # a local <target><path> (LUNs reached over the network: no)
     volumes_fully_allocated: bool = False  # never sparse (partitions)
     backing_is_snapshot: bool = False  # an overlay is a block snapshot of its base (LVM)

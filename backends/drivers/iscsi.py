@@ -24,11 +24,12 @@ from typing import ClassVar
 
 from .. import runner
 from ..errors import PoolkeeperError, StateError, UnsafePath, VolumeNotFound
-from ..model import PoolSizes, PoolSource, VolumeInfo
+from ..model import PoolSizes, PoolSource, SourceRule, VolumeInfo
 from .fddata import FdDataVerbs
 from .iscsi_common import (
     DEFAULT_PORT,
     LUN_FIT_HINT,
+    SOURCE_NEEDS,
     IscsiAuthError,
     IscsiError,
     _IscsiDriver,
@@ -71,6 +72,15 @@ _ISCSIADM_MEANING = {
 # == iscsi: the kernel initiator =======================================================
 class IscsiDriver(FdDataVerbs, _IscsiDriver):
     type: ClassVar[str] = "iscsi"
+    source_rule = SourceRule(hosts=(1, 1), devices=(1, 1), initiator=(True, False), auth=True,
+                             device_kind="iqn", needs=SOURCE_NEEDS)
+    volumes_are_devices = True
+    target_hint = "where the LUN device links appear, e.g. /dev/disk/by-path"
+    form_fields = ("name", "target", "host", "port", "target_iqn", "initiator", "chap_user",
+                   "chap_secret")
+    target_placeholder = "/dev/disk/by-path"
+    default_target = "/dev/disk/by-path"
+    tools = {"iscsiadm": "open-iscsi"}
     fit_hint = LUN_FIT_HINT  # FdDataVerbs' own default would come first in the MRO
 
     # -- iscsiadm --------------------------------------------------------------------------

@@ -22,10 +22,17 @@ from typing import ClassVar
 from .. import fileops
 from ..checks import control_char, require_host_name
 from ..errors import PoolkeeperError, StateError, ValidationError, VolumeNotFound
-from ..model import PoolDef, PoolSizes, PoolSource, SourceDevice, SourceHost, VolumeInfo
+from ..model import (
+    PoolDef,
+    PoolSizes,
+    PoolSource,
+    SourceDevice,
+    SourceHost,
+    VolumeInfo,
+)
 from ..secrets import SecretStore
 from ..textsafe import quoted
-from .base import PoolDriver
+from .base import Claim, PoolDriver
 
 DEFAULT_PORT = 3260
 VOLUME_PREFIX = "unit:0:0:"
@@ -106,6 +113,13 @@ def error_tail(text: str) -> str:
     return re.sub(r"^qemu-img: Could not open '[^']*': ", "", lines[-1])
 
 
+# What both types' <source> must name, in the words of the error.
+SOURCE_NEEDS = {
+    "host": "exactly one <host name='...'/>: the iSCSI portal",
+    "device": "exactly one <device path='iqn....'/>: the target IQN",
+}
+
+
 # == the common part ===================================================================
 LUN_FIT_HINT = "a LUN's size is set on the target"
 
@@ -120,6 +134,19 @@ class _IscsiDriver(PoolDriver):
     can_create_volumes: ClassVar[bool] = False
     can_delete_volumes: ClassVar[bool] = False
     can_resize_volumes: ClassVar[bool] = False
+    article = "an"
+    build_does = "has nothing to build (the target is managed on the server)"
+    delete_does = "is not possible: iSCSI storage is managed on the server"
+    discover_hint = "list the targets of the host (portal)"
+    test_packages = ("tgt",)  # the target server the tests start
+
+    @classmethod
+    def source_claims(cls, pool: PoolDef) -> list[Claim]:
+        """A target at a portal (an IQN is a name, not a path: the same IQN on another
+        portal is another target)."""
+        return [Claim("iscsi target", (dev.path, host.name, host.port or DEFAULT_PORT),
+                      f"target '{dev.path}' at {host.name}:{host.port or DEFAULT_PORT}")
+                for dev in pool.source.devices for host in pool.source.hosts]
 
     @classmethod
     def validate(cls, pool: PoolDef) -> None:
@@ -204,7 +231,7 @@ class _IscsiDriver(PoolDriver):
         total = sum(v.capacity for v in volumes)
         return PoolSizes(capacity=total, allocation=total, available=0)
 
-    def scan_volume(self, name: str) -> VolumeInfo | None:
+    def refresh_volume(self, name: str) -> VolumeInfo | None:
         try:
             lun = lun_of(name)
         except VolumeNotFound:

@@ -32,9 +32,10 @@ from ..errors import (
     Unsupported,
     ValidationError,
 )
-from ..model import PoolDef, PoolSizes, PoolSource, VolumeInfo
+from ..model import PoolDef, PoolSizes, PoolSource, SourceRule, VolumeInfo
 from ..progress import JobContext
 from .iscsi_common import (
+    SOURCE_NEEDS,
     IscsiAuthError,
     IscsiError,
     _IscsiDriver,
@@ -71,6 +72,17 @@ def _qemu_opt(value: object) -> str:
 class IscsiDirectDriver(_IscsiDriver):
     type: ClassVar[str] = "iscsi-direct"
     wipe_algorithms: ClassVar[tuple[str, ...]] = ("zero",)  # libiscsi writes zeroes only
+    source_rule = SourceRule(
+        hosts=(1, 1), devices=(1, 1), initiator=(True, True), auth=True, vendor=False,
+        device_kind="iqn-strict",
+        needs={**SOURCE_NEEDS,
+               "initiator": "<initiator><iqn name='iqn....'/></initiator>: the initiator name"})
+    volume_urls = True  # iscsi://portal/iqn/lun
+    has_target = False  # LUNs are reached over the network
+    form_fields = ("name", "host", "port", "target_iqn", "initiator", "chap_user",
+                   "chap_secret")
+    tools = {"iscsi-ls": "libiscsi-bin", "iscsi-inq": "libiscsi-bin",
+             "iscsi-readcapacity16": "libiscsi-bin"}
 
     @classmethod
     def validate(cls, pool: PoolDef) -> None:

@@ -32,8 +32,6 @@ from .structure import FS_NS as FS_NS
 from .structure import VOLUME_FEATURES as VOLUME_FEATURES
 from .values import MAX_UID as MAX_UID
 from .volume_checks import ENCRYPTION_FORMATS as ENCRYPTION_FORMATS
-from .volume_checks import FILE_POOLS as FILE_POOLS
-from .volume_checks import FORMATLESS_VOLUME_POOLS as FORMATLESS_VOLUME_POOLS
 from .volume_checks import (
     _check_pool_type_arg,
     _validate_volume,

@@ -1,22 +1,21 @@
 """Semantic checks of a pool definition, per pool type; also fills libvirt's defaults.
 
-Decides what each pool type's <source> uses and needs (`_SOURCE_RULES`), what its
-values may be (hosts, device paths or target IQNs, source directory, volume group name,
-format, CHAP auth, NFS protocol version, mount options), and its target: the path each
-type needs (`_TARGET_HINT`), normalised as libvirt does, and none for iscsi-direct.
-A logical pool's name, volume group and /dev/VG target default to each other.
+What each type's <source> uses and needs, its formats, whether it has a local target and
+what that is, come from the type's driver (PoolFeatures: `source` is its SourceRule);
+this module checks the values against them (hosts, device paths or target IQNs, source
+directory, volume group name, format, CHAP auth, NFS protocol version, mount options)
+and normalises the target path as libvirt does. Where the source names the volume
+group, the pool name and the group default to each other, and so does the target.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 
 from .. import checks
+from ..drivers import driver_class, features, pool_types
 from ..errors import InvalidName, ValidationError
 from ..model import (
-    POOL_FORMATS,
-    POOL_TYPES,
     PoolDef,
     PoolSource,
     SourceAuth,
@@ -55,9 +54,10 @@ def validate_pool(pool: PoolDef) -> None:
 
 
 def _check_pool_type(ptype: str, where: _Where) -> None:
-    if ptype not in POOL_TYPES:
+    if ptype not in pool_types():
         raise _err(
-            f"pool type '{ptype}' is not supported; poolkeeper manages: " + ", ".join(POOL_TYPES),
+            f"pool type '{ptype}' is not supported; poolkeeper manages: "
+            + ", ".join(pool_types()),
             "pool",
             where,
             "pool",
@@ -71,9 +71,10 @@ def _validate_pool(pool: PoolDef, where: _Where) -> None:
         _check_uuid(pool.uuid, "uuid", where, "uuid")
     for tag in ("capacity", "allocation", "available"):
         _check_size_value(getattr(pool, tag), tag, where)
-    if pool.cow is not None and pool.type not in ("dir", "fs"):
+    if pool.cow is not None and not features(pool.type).supports_cow:
+        cow_types = " and ".join(t for t in pool_types() if features(t).supports_cow)
         raise _err(
-            f"copy-on-write control applies only to dir and fs pools, not {pool.type}; "
+            f"copy-on-write control applies only to {cow_types} pools, not {pool.type}; "
             "remove <features>",
             "cow",
             where,
@@ -86,14 +87,14 @@ def _validate_pool(pool: PoolDef, where: _Where) -> None:
 
 def _check_pool_name(pool: PoolDef, where: _Where) -> None:
     src = pool.source
-    if pool.type == "logical":
+    if features(pool.type).source.name:
         # libvirt: the pool name and the volume group name default to each other.
         if not pool.name and src.name:
             pool.name = src.name
             where.alias("name", "source.name")
         if not pool.name:
             raise _err(
-                "a logical pool needs <name> or <source><name> (the volume group)",
+                f"{_a(pool.type)} pool needs <name> or <source><name> (the volume group)",
                 "name",
                 where,
                 "pool",
@@ -110,79 +111,8 @@ def _check_pool_name(pool: PoolDef, where: _Where) -> None:
     _check_name(pool.name, "pool name", where, "name")
 
 
-class _SourceRule:
-    """Which <source> parts a pool type uses, and how many."""
-
-    def __init__(
-        self,
-        hosts: tuple[int, int | None] = (0, 0),
-        devices: tuple[int, int | None] = (0, 0),
-        dir: bool = False,
-        name: bool = False,
-        initiator: tuple[bool, bool] = (False, False),  # (allowed, required)
-        auth: bool = False,
-        protocol: bool = False,
-        vendor: bool = True,
-        needs: Mapping[str, str] | None = None,
-    ) -> None:
-        self.hosts = hosts
-        self.devices = devices
-        self.dir = dir
-        self.name = name
-        self.initiator = initiator
-        self.auth = auth
-        self.protocol = protocol
-        self.vendor = vendor
-        self.needs = dict(needs or {})
-
-
-_SOURCE_RULES: dict[str, _SourceRule] = {
-    "dir": _SourceRule(),
-    "fs": _SourceRule(
-        devices=(1, 1),
-        needs={"device": "exactly one <device path='/dev/...'/>: the block device to mount"},
-    ),
-    "netfs": _SourceRule(
-        hosts=(1, 1),
-        dir=True,
-        protocol=True,
-        needs={
-            "host": "exactly one <host name='...'/>: the file server",
-            "dir": "<dir path='/...'/>: the exported directory",
-        },
-    ),
-    "logical": _SourceRule(devices=(0, None), name=True),
-    "disk": _SourceRule(
-        devices=(1, 1),
-        needs={"device": "exactly one <device path='/dev/...'/>: the disk to partition"},
-    ),
-    "iscsi": _SourceRule(
-        hosts=(1, 1),
-        devices=(1, 1),
-        initiator=(True, False),
-        auth=True,
-        needs={
-            "host": "exactly one <host name='...'/>: the iSCSI portal",
-            "device": "exactly one <device path='iqn....'/>: the target IQN",
-        },
-    ),
-    "iscsi-direct": _SourceRule(
-        hosts=(1, 1),
-        devices=(1, 1),
-        initiator=(True, True),
-        auth=True,
-        vendor=False,
-        needs={
-            "host": "exactly one <host name='...'/>: the iSCSI portal",
-            "device": "exactly one <device path='iqn....'/>: the target IQN",
-            "initiator": "<initiator><iqn name='iqn....'/></initiator>: the initiator name",
-        },
-    ),
-}
-
-
 def _check_pool_source(pool: PoolDef, where: _Where) -> None:
-    rule = _SOURCE_RULES[pool.type]
+    rule = features(pool.type).source
     src = pool.source
     ptype = pool.type
 
@@ -256,15 +186,17 @@ def _check_host(host: SourceHost, where: _Where, key: str) -> None:
 
 def _check_device(ptype: str, dev: SourceDevice, where: _Where, i: int) -> None:
     key = f"device.{i}"
-    if ptype in ("iscsi", "iscsi-direct"):
-        _check_iqn(dev.path, "device", where, key, "target IQN", strict=ptype == "iscsi-direct")
+    have = features(ptype)
+    kind = have.source.device_kind
+    if kind.startswith("iqn"):
+        _check_iqn(dev.path, "device", where, key, "target IQN", strict=kind == "iqn-strict")
     else:
-        problem = checks.device_path_problem(dev.path, lvm=ptype == "logical")
+        problem = checks.device_path_problem(dev.path, lvm=kind == "lvm-path")
         if problem:
             raise _err(problem, "device", where, key)
-    if dev.part_separator is not None and ptype != "disk":
+    if dev.part_separator is not None and not have.source.part_separator:
         raise _err("part_separator= applies only to disk pools; remove it", "device", where, key)
-    if dev.free_extents and ptype not in ("disk", "logical"):
+    if dev.free_extents and not have.has_layout:
         raise _err("<freeExtent> is reported only for disk pools; remove it", "device", where, key)
     for j, ext in enumerate(dev.free_extents):
         _check_extent(ext.start, ext.end, "freeExtent", where, f"{key}.extent.{j}")
@@ -331,7 +263,7 @@ def _check_pool_format(pool: PoolDef, where: _Where) -> None:
     fmt = pool.source.format
     if fmt is None:
         return
-    allowed = POOL_FORMATS.get(pool.type)
+    allowed = features(pool.type).pool_formats
     if not allowed:
         raise _err(f"{pool.type} pools do not use <format>; remove it", "format", where, "format")
     if fmt not in allowed:
@@ -378,23 +310,24 @@ def _check_protocol(src: PoolSource, where: _Where) -> None:
 def _check_pool_target(pool: PoolDef, where: _Where) -> None:
     target = pool.target
     perms = target.permissions
-    if pool.type == "iscsi-direct":
+    have = features(pool.type)
+    if not have.has_target:
         if target.path is not None or (perms is not None and not perms.is_empty()):
             raise _err(
-                "iscsi-direct pools have no local target (LUNs are reached over the "
+                f"{pool.type} pools have no local target (LUNs are reached over the "
                 "network); remove <target>",
                 "target",
                 where,
                 "target",
             )
         return
-    if pool.type == "logical":
-        expected = f"/dev/{pool.source.name}"
+    expected = driver_class(pool.type).implied_target(pool)
+    if expected is not None:
         if target.path is None:
             target.path = expected
         elif _sanitize_path(target.path) != expected:
             raise _err(
-                f"a logical pool's target path is always {expected} (the volume group's "
+                f"{_a(pool.type)} pool's target path is always {expected} (the volume group's "
                 f"device directory), not '{target.path}'; fix or remove <path>",
                 "path",
                 where,
@@ -403,7 +336,7 @@ def _check_pool_target(pool: PoolDef, where: _Where) -> None:
     if target.path is None:
         raise _err(
             f"{_a(pool.type)} pool needs <target><path>/...</path></target>: "
-            + _TARGET_HINT.get(pool.type, "the directory that holds its volumes"),
+            + have.target_hint,
             "target",
             where,
             "target" if where.at("target") else "pool",
@@ -413,15 +346,6 @@ def _check_pool_target(pool: PoolDef, where: _Where) -> None:
     if target.path == "/":
         raise _err("the target path must not be /", "path", where, "target.path")
     _check_permissions(perms, where, "target")
-
-
-_TARGET_HINT = {
-    "dir": "the directory that holds the volumes",
-    "fs": "the mount point",
-    "netfs": "the mount point",
-    "disk": "the directory of the partition device nodes, usually /dev",
-    "iscsi": "where the LUN device links appear, e.g. /dev/disk/by-path",
-}
 
 
 def _sanitize_path(path: str) -> str:
@@ -435,9 +359,10 @@ def _sanitize_path(path: str) -> str:
 def _check_mount_opts(pool: PoolDef, where: _Where) -> None:
     if not pool.mount_opts:
         return
-    if pool.type not in ("fs", "netfs"):
+    if not features(pool.type).mount_options:
+        mounted = " and ".join(t for t in pool_types() if features(t).mount_options)
         raise _err(
-            f"mount options apply only to fs and netfs pools, not {pool.type}",
+            f"mount options apply only to {mounted} pools, not {pool.type}",
             "fs:mount_opts",
             where,
             "mount_opts",

@@ -1,9 +1,11 @@
 """RelaxNG validation against poolkeeper's own schemas (backends/schemas/*.rng).
 
 The last line of defence after the structural walk and the value checks: a document that
-got this far must also match the schema. Decides where the schemas are found and how
-libxml2's messages are told to the user (a reason in words, the element and its line,
-the schema's own message in brackets).
+got this far must also match the schema. Decides where the schemas are found, that the
+pool types the schema allows are the registered ones (filled in at load, so a new type
+needs no schema line unless it brings new XML), and how libxml2's messages are told to
+the user (a reason in words, the element and its line, the schema's own message in
+brackets).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from ..drivers import pool_types
 from ..errors import ValidationError
 from .reading import _make_parser
 
@@ -23,10 +26,27 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 _RNG_LOCK = threading.Lock()  # lxml validators keep per-object state
 
 
-@cache
+RNG_NS = "http://relaxng.org/ns/structure/1.0"
+
+
+def schema_tree(kind: str, types: tuple[str, ...]) -> etree._ElementTree:
+    """The schema document, its list of pool types filled in with `types`."""
+    tree = etree.parse(str(SCHEMA_DIR / f"{kind}.rng"), _make_parser())
+    for choice in tree.iter(f"{{{RNG_NS}}}choice"):
+        if choice.get("id") == "pool-types":
+            del choice.attrib["id"]
+            for pool_type in types:
+                etree.SubElement(choice, f"{{{RNG_NS}}}value").text = pool_type
+    return tree
+
+
 def _schema(kind: str) -> etree.RelaxNG:
-    path = SCHEMA_DIR / f"{kind}.rng"
-    return etree.RelaxNG(etree.parse(str(path), _make_parser()))
+    return _compiled(kind, pool_types())
+
+
+@cache
+def _compiled(kind: str, types: tuple[str, ...]) -> etree.RelaxNG:
+    return etree.RelaxNG(schema_tree(kind, types))
 
 
 def _rng_validate(kind: str, root: etree._Element) -> None:

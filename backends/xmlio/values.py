@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from .. import checks, names, units
+from ..drivers import features
 from ..errors import InvalidName, InvalidSize
 from ..model import Permissions
 from ..textsafe import describe
@@ -61,8 +62,8 @@ def _check_size_value(value: int | None, tag: str, where: _Where) -> None:
 
 
 def _a(ptype: str) -> str:
-    """'a dir pool', 'an fs pool', 'an iscsi pool'."""
-    return f"an {ptype}" if ptype in ("fs", "iscsi", "iscsi-direct") else f"a {ptype}"
+    """'a dir', 'an fs', 'an iscsi' (before "pool"): the article is the type's."""
+    return f"{features(ptype).article} {ptype}"
 
 
 def _check_extent(start: int, end: int, element: str, where: _Where, key: str) -> None:

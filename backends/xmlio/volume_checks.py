@@ -1,7 +1,8 @@
 """Semantic checks of a volume definition, for the type of pool it is in.
 
 Decides what a volume may ask for: its name, type and sizes; the formats each pool type
-takes (a <format> is dropped where libvirt ignores it: FORMATLESS_VOLUME_POOLS); its
+takes (its driver's volume_formats; a <format> is dropped where there are none, as
+libvirt ignores it there); its
 path, permissions, timestamps, encryption, qcow2 options and backing store; and, for a
 volume about to be made, what poolkeeper would not honour (`refuse_unhonoured`) and an
 allocation larger than the capacity (`check_allocation_fits`).
@@ -12,12 +13,10 @@ from __future__ import annotations
 import re
 
 from .. import checks
+from ..drivers import features, pool_types
 from ..errors import InvalidSize, ValidationError
 from ..model import (
-    DISK_VOLUME_FORMATS,
     FILE_VOLUME_FORMATS,
-    POOL_TYPES,
-    VOLUME_FORMATS,
     VOLUME_TYPES,
     BackingStore,
     Encryption,
@@ -39,9 +38,6 @@ from .values import (
 from .where import _err, _Where
 
 ENCRYPTION_FORMATS = ("default", "qcow", "luks", "luks2")
-# Pool types whose volumes have no format of their own (libvirt ignores <format> there).
-FORMATLESS_VOLUME_POOLS = ("logical", "iscsi", "iscsi-direct")
-FILE_POOLS = ("dir", "fs", "netfs")
 
 _COMPAT_RE = re.compile(r"[0-9]+\.[0-9]+")
 _TIMESTAMP_RE = re.compile(r"[0-9]+(\.[0-9]{0,9})?")
@@ -88,18 +84,20 @@ def refuse_unhonoured(vol: VolumeDef, pool_type: str, *, clone: bool = False) ->
         raise ValidationError(
             "poolkeeper does not make qcow2 images with an external data file; remove "
             "<data_file/> from <features>", element="features")
-    if target.nocow and (clone or pool_type not in FILE_POOLS or fmt not in ("raw", "qcow2")):
-        made = "a clone" if clone else (f"{fmt} volumes" if fmt and pool_type in FILE_POOLS
+    have = features(pool_type)
+    files = have.volumes_are_files
+    if target.nocow and (clone or not files or fmt not in ("raw", "qcow2")):
+        made = "a clone" if clone else (f"{fmt} volumes" if fmt and files
                                         else f"the volumes of {pool_type} pools")
         raise ValidationError(
             f"poolkeeper sets no-copy-on-write only on new raw and qcow2 files, not on {made}; "
             "remove <nocow/>", element="nocow")
     perms = target.permissions
-    if pool_type == "logical" and perms is not None and (
+    if not have.volume_permissions and perms is not None and (
             perms.mode is not None or perms.owner is not None or perms.group is not None):
         raise ValidationError(
-            "poolkeeper does not set the permissions of a logical volume (udev owns its device "
-            "node); remove <permissions>", element="permissions")
+            f"poolkeeper does not set the permissions of the volumes of {pool_type} pools "
+            "(udev owns their device nodes); remove <permissions>", element="permissions")
 
 
 def check_allocation_fits(vol: VolumeDef) -> None:
@@ -117,7 +115,7 @@ def check_allocation_fits(vol: VolumeDef) -> None:
 
 
 def _check_pool_type_arg(pool_type: str | None) -> None:
-    if pool_type is not None and pool_type not in POOL_TYPES:
+    if pool_type is not None and pool_type not in pool_types():
         raise ValueError(f"unknown pool type '{pool_type}'")
 
 
@@ -184,24 +182,26 @@ def _check_volume_target(target: VolumeTarget, pool_type: str | None, where: _Wh
 
 
 def _check_volume_path(path: str, pool_type: str | None, where: _Where) -> None:
-    if pool_type in (None, "iscsi-direct") and path.startswith("iscsi://"):
+    urls = pool_type is None or features(pool_type).volume_urls
+    if urls and path.startswith("iscsi://"):
         _check_text(path, "volume path", "path", where, "target.path")
         return
     _check_abs_path(path, "path", where, "target.path", "volume path")
 
 
 def _check_volume_format(target: VolumeTarget, pool_type: str | None, where: _Where) -> None:
-    if pool_type in FORMATLESS_VOLUME_POOLS:
+    if pool_type is not None and not features(pool_type).volume_formats:
         target.format = None  # libvirt ignores and never prints it for these pools
         return
     fmt = target.format
     if fmt is None:
         return
-    if pool_type is None:
-        allowed: tuple[str, ...] = FILE_VOLUME_FORMATS + DISK_VOLUME_FORMATS
+    if pool_type is None:  # any type's
+        allowed = tuple(dict.fromkeys(
+            f for t in pool_types() for f in features(t).volume_formats))
     else:
-        allowed = VOLUME_FORMATS[pool_type]
-    if fmt == "none" and pool_type in FILE_POOLS:
+        allowed = features(pool_type).volume_formats
+    if fmt == "none" and pool_type is not None and features(pool_type).volumes_are_files:
         raise _err(
             f"volume format 'none' is not valid in {_a(pool_type)} pool; use raw for a plain file",
             "format",

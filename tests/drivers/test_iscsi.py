@@ -700,8 +700,8 @@ def test_luns_are_read_from_the_by_path_links(by_path):
     assert (sizes.capacity, sizes.allocation, sizes.available) == (6 * MiB, 6 * MiB, 0)
     assert driver.volume_path("unit:0:0:2") == vols[1].path
     assert driver.check()
-    assert driver.scan_volume("unit:0:0:3") is None
-    assert driver.scan_volume("unit:0:0:10").capacity == 2 * MiB
+    assert driver.refresh_volume("unit:0:0:3") is None
+    assert driver.refresh_volume("unit:0:0:10").capacity == 2 * MiB
 
 
 def test_kernel_luns_take_data_like_block_devices(ctl, fake, by_path, tmp_path):
