@@ -22,11 +22,11 @@ from lxml import etree
 
 from . import (
     blockprobe,
-    fileid,
     fileops,
     imageprobe,
     openers,
     pathsafety,
+    pool_claims,
     runner,
     targets,
     xmlio,
@@ -49,6 +49,7 @@ from .errors import (
     VolumeNotFound,
 )
 from .events import CommandRun, EventBus, PoolChanged, Subscriber, VolumesChanged
+from .format_records import FormatRecords
 from .jobs import Job, JobManager
 from .locks import HeldLock, LockManager
 from .model import (
@@ -100,8 +101,9 @@ class StorageController:
         self._scanned_at: dict[str, float] = {}  # monotonic time of each pool's last scan
         self._space_changed: set[str] = set()  # free space changed since the last scan
         self._swept: set[str] = set()  # pools whose leftover partial files this process removed
-        # pool -> the set-aside record sets this process already matched its volumes against
-        self._adoption_tried: dict[str, set[str]] = {}
+        self._records = FormatRecords(
+            self.store, self.locks,
+            lambda pool, name: self._driver(self.pool_def(pool)).volume_path(name))
         self._monitor: threading.Thread | None = None
         self._monitor_stop = threading.Event()
         self._unhook_log = COMMAND_LOG.add_listener(lambda c: self.bus.publish(CommandRun(c)))
@@ -198,7 +200,7 @@ class StorageController:
                 continue
             if pdef.uuid and other.uuid and pdef.uuid.lower() == other.uuid.lower():
                 raise AlreadyExists(f"pool '{other_name}' already has UUID {pdef.uuid}")
-            conflict = _source_conflict(pdef, other)
+            conflict = pool_claims.source_conflict(pdef, other)
             if conflict:
                 raise AlreadyExists(
                     f"storage source conflict with pool '{other_name}': both use {conflict}"
@@ -210,7 +212,8 @@ class StorageController:
                     f"pool '{pdef.name}' already exists with UUID {current.uuid}; "
                     "undefine it first or use another name"
                 )
-            if self.store.is_active(pdef.name) and _identity(current) != _identity(pdef):
+            if self.store.is_active(pdef.name) and \
+                    pool_claims.identity(current) != pool_claims.identity(pdef):
                 raise StateError(
                     f"pool '{pdef.name}' is active; stop it before changing its type, source "
                     f"or target (pool-destroy {pdef.name})"
@@ -222,33 +225,8 @@ class StorageController:
                          source=replace(pdef.source, devices=[
                              replace(d, free_extents=[]) for d in pdef.source.devices]))
         self.store.write_definition(pdef.name, xmlio.format_pool(stored))
-        self._adoption_tried.pop(pdef.name, None)  # new storage: every set is worth a look
-        self._adopt_records(pdef)
-
-    def _adopt_records(self, pdef: PoolDef) -> None:
-        """Take over the format records an undefined pool on the same storage left (however
-        its path was spelled): a redefined pool must not believe the headers guests wrote
-        into the raw disks poolkeeper made there. Each record still applies only to the file
-        it was made for. Newer records win; the pool's own (if redefined) win over all."""
-        adopted: dict[str, dict] = {}
-        taken = []
-        for key, definition, records in self.store.undefined_volume_records():
-            try:
-                old = xmlio.parse_pool(definition)
-            except PoolkeeperError:
-                continue
-            if _source_conflict(pdef, old) is None:
-                continue  # other storage
-            adopted.update(records)
-            taken.append(key)
-        if not taken:
-            return
-        with self._records(pdef.name) as records:
-            merged = {**adopted, **records}
-            records.clear()
-            records.update(merged)
-        for key in taken:
-            self.store.drop_undefined_volume_records(key)
+        self._records.retry_adoption(pdef.name)  # new storage: every set is worth a look
+        self._records.adopt_undefined(pdef)
 
     def undefine_pool(self, name: str) -> None:
         check_pool_name(name)
@@ -259,7 +237,7 @@ class StorageController:
                 self.locks.store():
             self._require_inactive(name, "undefine")
             self.store.remove_definition(name)
-            self._adoption_tried.pop(name, None)
+            self._records.retry_adoption(name)
             self.locks.forget_pool(name)  # its lock files, where nobody holds them
             held.release(remove=True)
         self._drop_cache(name)
@@ -308,7 +286,7 @@ class StorageController:
                 raise
             self.store.write_extras(name, driver.extras)
             self.store.write_run_state(name, xmlio.format_pool(self._live_def(pdef, sizes)))
-            self._set_cache(name, self._apply_records(name, volumes))
+            self._set_cache(name, self._records.apply(name, volumes))
         self.bus.publish(PoolChanged(name, "started"))
         return self.pool_info(name)
 
@@ -392,7 +370,7 @@ class StorageController:
         with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0), \
                 _os_errors(f"refresh pool '{name}'"):
             _sizes, volumes = driver.refresh()
-        volumes = self._apply_records(name, volumes)
+        volumes = self._records.apply(name, volumes)
         self._set_cache(name, volumes)
         return volumes
 
@@ -412,7 +390,7 @@ class StorageController:
         status = PoolStatus(
             name=name, type=pdef.type, uuid=pdef.uuid or "", state="inactive",
             autostart=self.store.autostart(name), persistent=True,
-            target=pdef.target.path, source=_source_summary(pdef),
+            target=pdef.target.path, source=pool_claims.source_summary(pdef),
         )
         if self.store.is_active(name):
             driver = self._driver(pdef)
@@ -570,7 +548,7 @@ class StorageController:
         if info is None:
             self.locks.check_volume_writer(pool, name)  # being created: say so
             raise VolumeNotFound(f"no volume named '{name}' in pool '{pool}'")
-        return self._apply_records(pool, [info])[0]
+        return self._records.apply(pool, [info])[0]
 
     def cached_volumes(self, pool: str, names: Iterable[str] | None = None
                        ) -> list[VolumeInfo]:
@@ -648,7 +626,7 @@ class StorageController:
             driver.create_volume(made, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if driver.volume_formats:  # pools without formats have nothing to record
-                    self._record(pool, name, fmt, job)
+                    self._records.record(pool, name, fmt, job)
                 return self._after_change(pool, name, added=True)
 
         return self.jobs.start(job, work)
@@ -867,7 +845,7 @@ class StorageController:
             method = dst_driver.clone_volume(now, src_driver, vdef, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if dst_driver.volume_formats:
-                    self._record(dst_pool, vdef.name, vdef.target.format or now.format, job)
+                    self._records.record(dst_pool, vdef.name, vdef.target.format or now.format, job)
                 self._after_change(dst_pool, vdef.name, added=True)
             return method
 
@@ -888,7 +866,7 @@ class StorageController:
             driver.delete_volume(info)
             # The record goes while the lock is held: a create of the same name, which
             # can start once it is released, records its new volume after this.
-            self._forget_record(pool, name)
+            self._records.forget(pool, name)
             held.release(remove=True)  # the volume is gone: so is its lock file
         with self._cache_lock:
             self._cache.get(pool, {}).pop(name, None)
@@ -914,7 +892,7 @@ class StorageController:
             with shielded():  # done: a cancel from here on changes nothing
                 if driver.type in xmlio.FILE_POOLS and now.format not in ("raw", "dir"):
                     # The bytes are no longer an image of that format.
-                    self._record(pool, name, "raw", job)
+                    self._records.record(pool, name, "raw", job)
                     job.warnings.append(f"'{name}' was {now.format}; after the wipe it is raw")
                 self._after_change(pool, name)
 
@@ -1217,7 +1195,7 @@ class StorageController:
             driver = self._driver(pdef)
             if not driver.check():
                 return []
-            return self._apply_records(pool, driver.refresh()[1])
+            return self._records.apply(pool, driver.refresh()[1])
         except (PoolkeeperError, OSError):
             return []
 
@@ -1238,91 +1216,6 @@ class StorageController:
                             f"undefine that pool first (pool-undefine {other})")
 
     # == records, cache, events ========================================================
-    @contextlib.contextmanager
-    def _records(self, pool: str) -> Iterator[dict[str, dict]]:
-        held = self.locks.records(pool)
-        try:
-            records = self.store.volume_records(pool)
-            yield records
-            self.store.write_volume_records(pool, records)
-        finally:
-            held.release()
-
-    def _record(self, pool: str, name: str, fmt: str, job: Job | None = None) -> None:
-        """Remember the format of a volume we made. The storage work is done by now, so a
-        failure here is a warning, never a failed job."""
-        try:
-            driver = self._driver(self.pool_def(pool))
-            identity = fileid.of_path(driver.volume_path(name))
-            with self._records(pool) as records:
-                records[name] = {"format": fmt, **fileid.record_fields(identity)}
-        except (PoolkeeperError, OSError) as exc:
-            if job is not None:
-                job.warnings.append(f"could not record the format of '{name}': {exc}")
-
-    def _forget_record(self, pool: str, name: str) -> None:
-        if name in self.store.volume_records(pool):
-            with contextlib.suppress(PoolkeeperError, OSError), self._records(pool) as records:
-                records.pop(name, None)
-
-    def _apply_records(self, pool: str, volumes: list[VolumeInfo]) -> list[VolumeInfo]:
-        """The format an action uses is the one recorded when poolkeeper created the volume,
-        not what the header claims now (a guest can write any header into a raw disk). A
-        record applies only to the very file it was made for (fileid: inode, birth time,
-        generation); any other file under that name was not created here."""
-        records = self.store.volume_records(pool)
-        unrecorded = _apply_to(records, volumes)
-        if unrecorded:  # files no record is for: an undefined pool's records may be
-            adopted = self._adopt_by_identity(pool, unrecorded, records)
-            if adopted is not records:
-                _apply_to(adopted, list(unrecorded.values()))
-        return volumes
-
-    def _adopt_by_identity(self, pool: str, unrecorded: dict[str, VolumeInfo],
-                           records: dict[str, dict]) -> dict[str, dict]:
-        """Take over the set-aside records of an undefined pool that were made for files
-        this pool lists (same name, same file identity): its directory was moved, renamed
-        or bind-mounted elsewhere before it was defined again, which the path-based
-        adoption at define time cannot see. Each set is read once per pool and process
-        (the monitor lists pools every few seconds); a listing whose files all have their
-        records looks at none. Returns the pool's records, with what was adopted."""
-        tried = self._adoption_tried.setdefault(pool, set())
-        try:
-            keys = [key for key in self.store.set_aside_keys() if key not in tried]
-        except OSError:
-            return records
-        for key in keys:
-            tried.add(key)
-            kept = self.store.set_aside_records(key)
-            if kept and _matches_any(kept, unrecorded):
-                try:
-                    records = self._take_set_aside(pool, key, unrecorded)
-                except (PoolkeeperError, OSError):
-                    tried.discard(key)  # busy: the next listing tries again
-        return records
-
-    def _take_set_aside(self, pool: str, key: str,
-                        listed: dict[str, VolumeInfo]) -> dict[str, dict]:
-        """Move the set-aside set `key` into the pool's records (once: another process may
-        have taken it meanwhile). The pool's own record of a name wins unless it is not the
-        listed file's and the adopted one is. Written before the set is dropped: a kill in
-        between leaves a copy, which is harmless."""
-        with self.locks.store():
-            kept = self.store.set_aside_records(key)
-            with self._records(pool) as records:
-                for name, rec in (kept or {}).items():
-                    if not isinstance(rec, dict):
-                        continue
-                    own = records.get(name)
-                    vol = listed.get(name)
-                    if own is None or (vol is not None and not _made_here(own, vol)
-                                       and _made_here(rec, vol)):
-                        records[name] = rec
-                taken = dict(records)
-            if kept is not None:
-                self.store.drop_undefined_volume_records(key)
-        return taken
-
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
         info = self.volume_info(pool, name)
         with self._cache_lock:
@@ -1472,7 +1365,7 @@ class StorageController:
                     continue
                 with self.locks.pool(name, exclusive=False, what="monitoring", wait=0):
                     _sizes, volumes = driver.refresh()
-                self._set_cache(name, self._apply_records(name, volumes))
+                self._set_cache(name, self._records.apply(name, volumes))
                 self._tokens[name] = token  # only now: a busy round is retried next time
                 self._scanned_at[name] = time.monotonic()
                 self._space_changed.discard(name)
@@ -1531,45 +1424,6 @@ def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
     )
 
 
-def _made_here(record: dict, vol: VolumeInfo) -> bool:
-    """Is `vol` the file the format record was made for? (Drivers that report no file
-    identity, such as disk pools, are matched on the inode of the node, as before.)"""
-    if vol.file_id is not None:
-        return fileid.same_file(record, vol.file_id)
-    return bool(vol.signature) and record.get("ino") == vol.signature[0]
-
-
-def _apply_to(records: dict[str, dict], volumes: list[VolumeInfo]) -> dict[str, VolumeInfo]:
-    """Give each volume the format of its record, if it has one made for its very file;
-    returns name -> volume for the files no record is for (those that could have been made
-    here: files, not links or directories)."""
-    unrecorded = {}
-    for vol in volumes:
-        rec = records.get(vol.name)
-        if rec and _made_here(rec, vol):
-            vol.format = rec.get("format", vol.format)
-            vol.format_recorded = True
-            if vol.format == "raw":
-                vol.capacity = vol.physical
-                vol.backing = vol.data_file = None
-                vol.extent_files = []
-        elif (vol.file_id is not None and vol.type != "dir" and vol.symlink is None
-              and not vol.error):
-            unrecorded[vol.name] = vol
-    return unrecorded
-
-
-def _matches_any(records: dict, listed: dict[str, VolumeInfo]) -> bool:
-    """Does any of `records` name a listed file and identify it (inode and birth time or
-    generation: a set from another filesystem could match on the inode number alone)?"""
-    for name, rec in records.items():
-        vol = listed.get(name)
-        if (vol is not None and vol.file_id is not None and isinstance(rec, dict)
-                and fileid.identifies(rec, vol.file_id)):
-            return True
-    return False
-
-
 def _file_key(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -1622,59 +1476,3 @@ def _refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str
             f"bytes asks for a preallocated one (at least the source's capacity, "
             f"{src.capacity} bytes); give a smaller allocation or leave it out "
             "(vol-resize --allocate preallocates afterwards)", element="allocation")
-
-
-def _source_summary(pdef: PoolDef) -> str:
-    src = pdef.source
-    parts = []
-    if src.hosts:
-        parts.append(",".join(h.name + (f":{h.port}" if h.port else "") for h in src.hosts))
-    if src.dir:
-        parts.append(src.dir)
-    if src.devices:
-        parts.append(",".join(d.path for d in src.devices))
-    if src.name:
-        parts.append(src.name)
-    return " ".join(parts)
-
-
-def _source_conflict(a: PoolDef, b: PoolDef) -> str | None:
-    """What two pool definitions both claim, or None (libvirt's duplicate-source rule)."""
-    if a.type in xmlio.FILE_POOLS and b.type in xmlio.FILE_POOLS:
-        pa, pb = a.target.path, b.target.path
-        # the same directory by a symlink, "//", "/./", ".." or a trailing slash
-        if pa and pb and blockprobe.directory_keys(pa) & blockprobe.directory_keys(pb):
-            return f"target path '{pb}'"
-    iscsi_types = ("iscsi", "iscsi-direct")
-    if a.type in iscsi_types and b.type in iscsi_types:
-        # An IQN is a name, not a path; the same IQN on another portal is another target.
-        portals_a = {(h.name, h.port or 3260) for h in a.source.hosts}
-        portals_b = {(h.name, h.port or 3260) for h in b.source.hosts}
-        shared = {d.path for d in a.source.devices} & {d.path for d in b.source.devices}
-        if shared and portals_a & portals_b:
-            host, port = sorted(portals_a & portals_b)[0]
-            return f"target '{sorted(shared)[0]}' at {host}:{port}"
-    # /dev/disk/by-id/X and /dev/sdb are the same disk, so are two nodes of one device
-    device_types = ("fs", "logical", "disk")
-    if a.type in device_types and b.type in device_types:
-        keys_a = set().union(*(blockprobe.device_keys(d.path) for d in a.source.devices))
-        for dev in b.source.devices:
-            if blockprobe.device_keys(dev.path) & keys_a:
-                return f"source device '{dev.path}'"
-    if a.type == "netfs" and b.type == "netfs" and a.source.dir and b.source.dir:
-        exports_a = {blockprobe.export_key(h.name, a.source.dir) for h in a.source.hosts}
-        for host in b.source.hosts:
-            if blockprobe.export_key(host.name, b.source.dir) in exports_a:
-                return f"export {host.name}:{b.source.dir}"
-    if (a.type == "logical" and b.type == "logical"
-            and (a.source.name or a.name) == (b.source.name or b.name)):
-            return f"volume group '{a.source.name or a.name}'"
-    return None
-
-
-def _identity(pdef: PoolDef) -> tuple:
-    """What an active pool's definition may not change under it (runtime values such as
-    free extents do not count)."""
-    src = pdef.source
-    return (pdef.type, pdef.target.path, tuple((h.name, h.port) for h in src.hosts),
-            tuple(d.path for d in src.devices), src.dir, src.name, src.format)
