@@ -11,8 +11,6 @@ import contextlib
 import json
 import os
 import stat
-import threading
-import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -33,7 +31,7 @@ from . import (
 )
 from .checks import require_local_backing
 from .drivers import available_drivers, driver_class
-from .drivers.base import PoolDriver, SpaceToken
+from .drivers.base import PoolDriver
 from .drivers.dir import DirDriver
 from .errors import (
     AlreadyExists,
@@ -48,7 +46,7 @@ from .errors import (
     ValidationError,
     VolumeNotFound,
 )
-from .events import CommandRun, EventBus, PoolChanged, Subscriber, VolumesChanged
+from .events import CommandRun, EventBus, PoolChanged, Subscriber
 from .format_records import FormatRecords
 from .jobs import Job, JobManager
 from .locks import HeldLock, LockManager
@@ -65,6 +63,7 @@ from .model import (
     VolumeInfo,
     VolumeTarget,
 )
+from .monitor import MONITOR_INTERVAL, PoolMonitor, VolumeCache
 from .names import check_name
 from .oserror import os_failure
 from .pool_contents import directory_entries, refuse_changed, refuse_held
@@ -72,12 +71,6 @@ from .progress import shielded
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
 from .units import MAX_SIZE, human
-
-MONITOR_INTERVAL = 3.0
-_GONE = object()  # monitor token of a pool whose storage cannot be read
-# A change of free space alone (poll) rescans the volumes at most this often: their
-# allocations follow it, and a full scan of a big pool costs ~30 us of CPU per volume.
-SPACE_RESCAN_INTERVAL = 30.0
 
 
 class StorageController:
@@ -95,17 +88,14 @@ class StorageController:
         self.bus = EventBus()
         self.jobs = JobManager(self.bus, max_jobs)
         self.startup_errors: list[str] = []
-        self._cache: dict[str, dict[str, VolumeInfo]] = {}
-        self._cache_lock = threading.Lock()
-        self._tokens: dict[str, object] = {}
-        self._scanned_at: dict[str, float] = {}  # monotonic time of each pool's last scan
-        self._space_changed: set[str] = set()  # free space changed since the last scan
         self._swept: set[str] = set()  # pools whose leftover partial files this process removed
         self._records = FormatRecords(
             self.store, self.locks,
             lambda pool, name: self._driver(self.pool_def(pool)).volume_path(name))
-        self._monitor: threading.Thread | None = None
-        self._monitor_stop = threading.Event()
+        self._cache = VolumeCache(self.bus)
+        self._monitor = PoolMonitor(self.store, self.locks, self.bus, self._cache,
+                                    self._records,
+                                    lambda name: self._driver(self.pool_def(name)))
         self._unhook_log = COMMAND_LOG.add_listener(lambda c: self.bus.publish(CommandRun(c)))
         if create_default:
             self._ensure_default_pool()
@@ -240,7 +230,7 @@ class StorageController:
             self._records.retry_adoption(name)
             self.locks.forget_pool(name)  # its lock files, where nobody holds them
             held.release(remove=True)
-        self._drop_cache(name)
+        self._monitor.forget(name)
         self.bus.publish(PoolChanged(name, "undefined"))
 
     def build_pool(self, name: str, overwrite: bool | None = None) -> Job:
@@ -286,7 +276,7 @@ class StorageController:
                 raise
             self.store.write_extras(name, driver.extras)
             self.store.write_run_state(name, xmlio.format_pool(self._live_def(pdef, sizes)))
-            self._set_cache(name, self._records.apply(name, volumes))
+            self._cache.replace(name, self._records.apply(name, volumes))
         self.bus.publish(PoolChanged(name, "started"))
         return self.pool_info(name)
 
@@ -305,7 +295,7 @@ class StorageController:
             self.store.clear_run_state(name)
             self.store.write_extras(name, {})
             self.locks.sweep_volume_locks()  # of volumes deleted or never made, if free
-        self._drop_cache(name)
+        self._monitor.forget(name)
         self.bus.publish(PoolChanged(name, "stopped"))
 
     def delete_pool(self, name: str, force: bool = False,
@@ -371,7 +361,7 @@ class StorageController:
                 _os_errors(f"refresh pool '{name}'"):
             _sizes, volumes = driver.refresh()
         volumes = self._records.apply(name, volumes)
-        self._set_cache(name, volumes)
+        self._cache.replace(name, volumes)
         return volumes
 
     def list_pools(self) -> list[PoolStatus]:
@@ -553,11 +543,7 @@ class StorageController:
     def cached_volumes(self, pool: str, names: Iterable[str] | None = None
                        ) -> list[VolumeInfo]:
         """Volumes as of the last refresh (memory only: safe on a UI thread)."""
-        with self._cache_lock:
-            cache = self._cache.get(pool, {})
-            if names is None:
-                return list(cache.values())
-            return [cache[n] for n in names if n in cache]
+        return self._cache.volumes(pool, names)
 
     def volume_users(self, pool: str) -> dict[str, str]:
         """name -> 'process (pid N), ...' for the pool's volumes that processes hold open."""
@@ -868,9 +854,7 @@ class StorageController:
             # can start once it is released, records its new volume after this.
             self._records.forget(pool, name)
             held.release(remove=True)  # the volume is gone: so is its lock file
-        with self._cache_lock:
-            self._cache.get(pool, {}).pop(name, None)
-        self.bus.publish(VolumesChanged(pool, removed=(name,)))
+        self._cache.remove(pool, name)
 
     def wipe_volume(self, pool: str, name: str, algorithm: str = "zero") -> Job:
         if algorithm not in WIPE_ALGORITHMS:
@@ -1182,8 +1166,7 @@ class StorageController:
         """The volumes of a pool, to see which files they name: an active pool's as last
         seen (or listed now), a stopped file pool's read from its directory if it can be."""
         if self.store.is_active(pool):
-            with self._cache_lock:
-                cached = list(self._cache.get(pool, {}).values())
+            cached = self._cache.volumes(pool)
             if not cached:  # a fresh process knows no pool yet: look
                 with contextlib.suppress(PoolkeeperError, OSError):
                     cached = self.refresh_pool(pool)
@@ -1215,38 +1198,11 @@ class StorageController:
                 raise InUse(f"'{info.name}' is the target directory of pool '{other}'; "
                             f"undefine that pool first (pool-undefine {other})")
 
-    # == records, cache, events ========================================================
+    # == cache, job locks ===============================================================
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
         info = self.volume_info(pool, name)
-        with self._cache_lock:
-            self._cache.setdefault(pool, {})[name] = info
-        if added:
-            self.bus.publish(VolumesChanged(pool, added=(name,)))
-        else:
-            self.bus.publish(VolumesChanged(pool, changed=(name,)))
+        self._cache.put(pool, name, info, added)
         return info
-
-    def _set_cache(self, pool: str, volumes: list[VolumeInfo]) -> None:
-        new = {v.name: v for v in volumes}
-        with self._cache_lock:
-            old = self._cache.get(pool)
-            self._cache[pool] = new
-        if old is None:
-            return
-        added = tuple(n for n in new if n not in old)
-        removed = tuple(n for n in old if n not in new)
-        changed = tuple(
-            n for n, v in new.items()
-            if n in old and (old[n].signature != v.signature or old[n].format != v.format
-                             or old[n].error != v.error)
-        )
-        if added or removed or changed:
-            self.bus.publish(VolumesChanged(pool, added, removed, changed))
-
-    def _drop_cache(self, pool: str) -> None:
-        with self._cache_lock:
-            self._cache.pop(pool, None)
-        self._tokens.pop(pool, None)
 
     def _hold(self, job: Job, take: Callable[[], HeldLock]) -> None:
         """Take a lock for the job's lifetime; on refusal release what it already holds."""
@@ -1316,69 +1272,14 @@ class StorageController:
 
     # == live monitor ==================================================================
     def start_monitor(self, interval: float = MONITOR_INTERVAL) -> None:
-        if self._monitor is not None:
-            return
-        self._monitor_stop.clear()
-
-        def loop() -> None:
-            while not self._monitor_stop.wait(interval):
-                self.poll()
-
-        self._monitor = threading.Thread(target=loop, name="pk-monitor", daemon=True)
-        self._monitor.start()
+        self._monitor.start(interval)
 
     def stop_monitor(self) -> None:
-        if self._monitor is not None:
-            self._monitor_stop.set()
-            self._monitor.join(timeout=10)
-            self._monitor = None
+        self._monitor.stop()
 
     def poll(self) -> None:
         """One monitor round: cheap token per active pool, rescan only what changed."""
-        for name in self.store.definition_names():
-            try:
-                if not self.store.is_active(name):
-                    if name in self._tokens:
-                        self._drop_cache(name)
-                        self.bus.publish(PoolChanged(name, "stopped"))
-                    continue
-                driver = self._driver(self.pool_def(name))
-                try:
-                    token = driver.change_token()
-                except (PoolkeeperError, OSError):
-                    # The storage went away (directory removed, unmounted): say so once.
-                    if self._tokens.get(name) is not _GONE:
-                        self._tokens[name] = _GONE
-                        self.bus.publish(PoolChanged(name, "inaccessible"))
-                    continue
-                seen = self._tokens.get(name)
-                first = name not in self._tokens
-                due = time.monotonic() - self._scanned_at.get(name, 0.0) >= SPACE_RESCAN_INTERVAL
-                if seen == token and not (due and name in self._space_changed):
-                    continue
-                if seen != token and _space_only(seen, token) and not due:
-                    # Free space alone changed: the header's sizes follow at once, the
-                    # volumes' allocations with the next scan that is due.
-                    self._tokens[name] = token
-                    self._space_changed.add(name)
-                    self.bus.publish(PoolChanged(name, "sizes"))
-                    continue
-                with self.locks.pool(name, exclusive=False, what="monitoring", wait=0):
-                    _sizes, volumes = driver.refresh()
-                self._set_cache(name, self._records.apply(name, volumes))
-                self._tokens[name] = token  # only now: a busy round is retried next time
-                self._scanned_at[name] = time.monotonic()
-                self._space_changed.discard(name)
-                if not first:
-                    self.bus.publish(PoolChanged(name, "sizes"))
-            except (PoolkeeperError, OSError):
-                continue  # busy or vanished: try again next round
-
-
-def _space_only(seen: object, token: object) -> bool:
-    """Did only the free space change between two monitor tokens (SpaceToken)?"""
-    return isinstance(seen, SpaceToken) and isinstance(token, SpaceToken) and \
-        seen.listing == token.listing
+        self._monitor.poll()
 
 
 @contextlib.contextmanager
