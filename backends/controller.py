@@ -21,7 +21,6 @@ from lxml import etree
 from . import (
     blockprobe,
     fileops,
-    imageprobe,
     openers,
     pathsafety,
     pool_claims,
@@ -29,7 +28,7 @@ from . import (
     targets,
     xmlio,
 )
-from .checks import require_local_backing
+from .backing_chain import BackingChains
 from .drivers import available_drivers, driver_class
 from .drivers.base import PoolDriver
 from .drivers.dir import DirDriver
@@ -52,7 +51,6 @@ from .jobs import Job, JobManager
 from .locks import HeldLock, LockManager
 from .model import (
     WIPE_ALGORITHMS,
-    BackingStore,
     DeviceLayout,
     PoolDef,
     PoolFeatures,
@@ -93,6 +91,7 @@ class StorageController:
             self.store, self.locks,
             lambda pool, name: self._driver(self.pool_def(pool)).volume_path(name))
         self._cache = VolumeCache(self.bus)
+        self._chains = BackingChains(self, self._active_driver)
         self._monitor = PoolMonitor(self.store, self.locks, self.bus, self._cache,
                                     self._records,
                                     lambda name: self._driver(self.pool_def(name)))
@@ -588,7 +587,7 @@ class StorageController:
         xmlio.refuse_unhonoured(vdef, driver.type)
         requested_backing = vdef.backing
         if vdef.backing is not None:
-            vdef = replace(vdef, backing=self._resolve_backing(
+            vdef = replace(vdef, backing=self._chains.resolve_backing(
                 vdef.backing, block_snapshot=driver.type == "logical", for_name=name))
             if not vdef.capacity:
                 base_pool, base_name = self.find_volume(vdef.backing.path)
@@ -607,7 +606,7 @@ class StorageController:
         def work(job: Job) -> VolumeInfo:
             made = vdef
             if requested_backing is not None:  # again: the base may have changed meanwhile
-                made = replace(vdef, backing=self._resolve_backing(
+                made = replace(vdef, backing=self._chains.resolve_backing(
                     requested_backing, block_snapshot=driver.type == "logical", for_name=name))
             driver.create_volume(made, job)
             with shielded():  # made: a cancel from here on changes nothing
@@ -638,144 +637,6 @@ class StorageController:
             ]
         return []
 
-    def _resolve_backing(self, backing: BackingStore, block_snapshot: bool = False,
-                         for_name: str = "the new volume") -> BackingStore:
-        """The backing file must be a volume of an active pool, its format given or recorded
-        by us (never read from a header), and every file qemu would open for it, opened
-        with that format, must stay inside the pools."""
-        require_local_backing(backing.path)
-        try:
-            pool, name = self.find_volume(backing.path)
-        except VolumeNotFound:
-            raise VolumeNotFound(
-                f"the backing file '{backing.path}' is not a volume of an active pool; a backing "
-                "file must be a volume poolkeeper manages (start its pool, or define a pool on "
-                "its directory)") from None
-        info = self.volume_info(pool, name)
-        if block_snapshot:  # an LVM snapshot copies blocks; the driver checks the origin
-            return BackingStore(path=info.path, format=None)
-        if backing.format is None and not info.format_recorded:
-            raise ValidationError(
-                f"give the format of the backing volume '{name}' (--backing-vol-format): "
-                "poolkeeper did not create it and never trusts a format read from its header",
-                element="backingStore",
-            )
-        if backing.format and info.format_recorded and backing.format != info.format:
-            raise ValidationError(
-                f"'{name}' was created as {info.format}, not {backing.format}",
-                element="backingStore",
-            )
-        resolved = BackingStore(path=info.path, format=backing.format or info.format)
-        # the chain of the overlay-to-be: the base as qemu will open it, with that format
-        self._check_chain(VolumeInfo(name=for_name, key="", path="", backing=resolved))
-        return resolved
-
-    def _check_chain(self, info: VolumeInfo) -> None:
-        """Every file qemu would open for this image is a volume of an active pool, opened
-        with the format poolkeeper knows it by: no link, no header of another format than
-        the one recorded (but raw), no external data file, vmdk extents named by full path,
-        each backing file a volume whose format the image states. The checked chain is kept
-        in info.backing_chain: image_spec names each of its files itself."""
-        chain: list[BackingStore] = []
-        image = info
-        while True:
-            self._check_image_files(image)
-            if image.backing is None:
-                break
-            if len(chain) >= 16:
-                raise ValidationError(f"the backing chain of '{info.name}' is too deep (or a loop)")
-            image, fmt = self._backing_volume(image)
-            chain.append(BackingStore(path=image.path, format=fmt))
-        info.backing_chain = chain
-
-    def _check_image_files(self, image: VolumeInfo) -> None:
-        """The files of one image of a chain, but its backing file (see _check_chain)."""
-        if image.symlink is not None:
-            raise UnsafePath(f"'{image.name}' is a symlink to '{image.symlink}'; poolkeeper "
-                             "does not read images through links")
-        if image.format == "raw":
-            return  # read as plain bytes: qemu opens nothing else, whatever the header says
-        if image.format_recorded and image.probed_format not in (None, image.format):
-            raise UnsafePath(
-                f"'{image.name}' was created as {image.format}, but its header now reads as "
-                f"{image.probed_format}; poolkeeper will not hand it to qemu-img as "
-                f"{image.format} (wipe it, or upload a {image.format} image into it)")
-        if image.data_file is not None or (
-                image.format == "qcow2" and "data_file" in (image.features or [])):
-            named = f" '{image.data_file}'" if image.data_file else ""
-            raise UnsafePath(
-                f"'{image.name}' keeps its data in the external data file{named}; "
-                "poolkeeper does not use qcow2 images with a data file"
-            )
-        for written, path in image.extent_files:
-            self._check_extent(image, written, path)
-
-    def _check_extent(self, image: VolumeInfo, written: str, path: str) -> None:
-        """A vmdk extent qemu opens: a volume of an active pool named by its full path (qemu
-        gets the image as /dev/fd/N, under which a relative name would find another file),
-        not a link, and not itself carrying a descriptor (whose extents qemu opens too)."""
-        if not written.startswith("/"):
-            raise UnsafePath(
-                f"'{image.name}' names its vmdk extent '{written}' relative to itself; "
-                "poolkeeper hands images to qemu-img by file descriptor, where that name would "
-                "find another file, so it uses only vmdk descriptors whose extents are named "
-                "by full path")
-        try:
-            pool, name = self.find_volume(path)
-        except VolumeNotFound:
-            raise UnsafePath(
-                f"'{image.name}' names the vmdk extent '{path}', which is not a volume of an "
-                "active pool; poolkeeper will not use it") from None
-        extent = self.volume_info(pool, name)
-        if extent.symlink is not None:
-            raise UnsafePath(f"the vmdk extent '{path}' of '{image.name}' is a symlink; "
-                             "poolkeeper does not read images through links")
-        try:
-            fd = self._active_driver(pool).open_volume_read(extent)
-            try:
-                nested = imageprobe.carries_descriptor(os.pread(fd, 64, 0))
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise UnsafePath(f"the vmdk extent '{path}' of '{image.name}' cannot be read "
-                             f"({exc.strerror}); poolkeeper will not use it") from None
-        if nested:
-            raise UnsafePath(
-                f"the vmdk extent '{path}' of '{image.name}' carries a vmdk descriptor of its "
-                "own, whose files qemu would open too; poolkeeper will not use it")
-
-    def _backing_volume(self, image: VolumeInfo) -> tuple[VolumeInfo, str | None]:
-        """The backing file of `image` as qemu will open it, and the format it is opened as."""
-        assert image.backing is not None
-        require_local_backing(image.backing.path)
-        try:
-            pool, name = self.find_volume(image.backing.path)
-        except VolumeNotFound:
-            raise UnsafePath(
-                f"'{image.name}' names the backing file '{image.backing.path}', which is not a "
-                "volume of an active pool; poolkeeper will not use it"
-            ) from None
-        base = self.volume_info(pool, name)
-        declared = image.backing.format
-        if image.type == "block":  # an LVM snapshot's origin: no image format in between
-            return base, None
-        if declared is None:
-            raise UnsafePath(
-                f"'{image.name}' does not state the format of its backing file '{name}', so "
-                "qemu would guess it from that file's header; poolkeeper will not use it "
-                "(qemu-img rebase -u -F FORMAT fixes that)"
-            )
-        if declared == "raw":  # read as plain bytes: any header in it means nothing
-            return replace(base, format="raw", backing=None, data_file=None,
-                           extent_files=[]), declared
-        if declared != base.format:
-            known = "created it as" if base.format_recorded else "reads it as"
-            raise UnsafePath(
-                f"'{image.name}' says its backing file '{name}' is {declared}, but poolkeeper "
-                f"{known} {base.format}; it will not let qemu open it as {declared}"
-            )
-        return base, declared
-
     def clone_volume(self, pool: str, source: str, new_name: str, *,
                      target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
         if new_name:  # refused before the source is even looked at
@@ -803,7 +664,7 @@ class StorageController:
         _refuse_unhonoured_in_clone(src, vdef, dst_driver.type)
         if os.path.lexists(dst_driver.volume_path(vdef.name)):
             raise AlreadyExists(f"volume '{vdef.name}' already exists in pool '{dst_pool}'")
-        self._check_chain(src)
+        self._chains.check_chain(src)
         available = dst_driver.sizes().available
         if src.allocation > available:
             raise InsufficientSpace(
@@ -823,7 +684,7 @@ class StorageController:
             now = self.volume_info(pool, source)
             if now.error:
                 raise StateError(f"volume '{source}' cannot be read: {now.error}")
-            self._check_chain(now)
+            self._chains.check_chain(now)
             _refuse_unhonoured_in_clone(now, vdef, dst_driver.type)
             # one a failed clean-up left under this name: its lock is ours now, so it is stale
             if vdef.name in getattr(dst_driver, "partial_volumes", list)():
@@ -889,7 +750,7 @@ class StorageController:
             raise Unsupported(f"volumes of a '{driver.type}' pool cannot be resized")
         info = self.volume_info(pool, name)
         if info.format != "raw":  # qemu-img resize opens the backing chain and data file
-            self._check_chain(info)
+            self._chains.check_chain(info)
         if delta:
             new = info.capacity - min(capacity, info.capacity) if shrink else \
                 info.capacity + capacity
@@ -925,7 +786,7 @@ class StorageController:
         def work(job: Job) -> VolumeInfo:
             now = self._recheck_volume(pool, name, writers_only=not shrink)
             if now.format != "raw":  # as above: qemu-img resize opens its files
-                self._check_chain(now)
+                self._chains.check_chain(now)
             _refuse_unasked_shrink(now, new, shrink)
             driver.resize_volume(now, new, allocate=allocate, shrink=shrink, ctx=job)
             with shielded():  # done: a cancel from here on changes nothing
@@ -986,7 +847,7 @@ class StorageController:
         it: a job can wait in the queue for hours behind others, and meanwhile the file can
         be rewritten or replaced, or a process can open it (the checks made when the verb
         was asked only refuse early). No other process may use it (writers_only: write
-        it). The caller runs _check_chain again where the volume goes to qemu-img, and the
+        it). The caller runs check_chain again where the volume goes to qemu-img, and the
         driver acts on the very file this found (dir._open_checked, dir.image_spec: they
         look again at the fd they hand on)."""
         info = self.volume_info(pool, name)
