@@ -20,7 +20,6 @@ from lxml import etree
 from . import (
     blockprobe,
     fileops,
-    openers,
     pathsafety,
     pool_claims,
     runner,
@@ -35,7 +34,6 @@ from .errors import (
     AlreadyExists,
     Busy,
     InsufficientSpace,
-    InUse,
     PoolkeeperError,
     PoolNotFound,
     StateError,
@@ -67,6 +65,7 @@ from .progress import shielded
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
 from .units import MAX_SIZE, human
+from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
 
 class StorageController:
@@ -91,6 +90,7 @@ class StorageController:
         self._cache = VolumeCache(self.bus)
         self._chains = BackingChains(self, self._active_driver)
         self._download_targets = DownloadTargets(self)
+        self._users = VolumeUsers(self, self._records, self._driver)
         self._monitor = PoolMonitor(self.store, self.locks, self.bus, self._cache,
                                     self._records,
                                     lambda name: self._driver(self.pool_def(name)))
@@ -679,7 +679,7 @@ class StorageController:
         self._hold_new_volume(job, dst_pool, vdef.name)
 
         def work(job: Job) -> str:
-            # again, as it is now: the job may have waited in the queue (see _recheck_volume)
+            # again, as it is now: the job may have waited in the queue (see recheck_volume)
             now = self.volume_info(pool, source)
             if now.error:
                 raise StateError(f"volume '{source}' cannot be read: {now.error}")
@@ -706,9 +706,9 @@ class StorageController:
                 self.locks.volume(pool, name, exclusive=True, what="being deleted") as held, \
                 _os_errors(f"delete volume '{name}'"):
             if info.symlink is None:
-                self._refuse_in_use(info)
-                self._refuse_backing_of_others(pool, info)
-                self._refuse_target_of_others(pool, info)
+                refuse_in_use(info)
+                self._users.refuse_backing_of_others(pool, info)
+                self._users.refuse_target_of_others(pool, info)
             driver.delete_volume(info)
             # The record goes while the lock is held: a create of the same name, which
             # can start once it is released, records its new volume after this.
@@ -728,10 +728,10 @@ class StorageController:
         self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="wiping"))
         self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
                                                   what="being wiped"))
-        self._check_or_release(job, lambda: self._refuse_in_use(info))
+        self._check_or_release(job, lambda: refuse_in_use(info))
 
         def work(job: Job) -> None:
-            now = self._recheck_volume(pool, name)
+            now = self._users.recheck_volume(pool, name)
             driver.wipe_volume(now, algorithm, job)
             with shielded():  # done: a cancel from here on changes nothing
                 if driver.type in xmlio.FILE_POOLS and now.format not in ("raw", "dir"):
@@ -780,10 +780,10 @@ class StorageController:
                                                   what="being resized"))
         # A guest writing the volume sees its disk change size under it (qemu-img resize of
         # an image in use corrupts it); cutting off the end is refused to any other user.
-        self._check_or_release(job, lambda: self._refuse_in_use(info, writers_only=not shrink))
+        self._check_or_release(job, lambda: refuse_in_use(info, writers_only=not shrink))
 
         def work(job: Job) -> VolumeInfo:
-            now = self._recheck_volume(pool, name, writers_only=not shrink)
+            now = self._users.recheck_volume(pool, name, writers_only=not shrink)
             if now.format != "raw":  # as above: qemu-img resize opens its files
                 self._chains.check_chain(now)
             _refuse_unasked_shrink(now, new, shrink)
@@ -802,10 +802,10 @@ class StorageController:
         self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="uploading"))
         self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
                                                   what="being uploaded to"))
-        self._check_or_release(job, lambda: self._refuse_in_use(info))
+        self._check_or_release(job, lambda: refuse_in_use(info))
 
         def work(job: Job) -> int:
-            now = self._recheck_volume(pool, name)
+            now = self._users.recheck_volume(pool, name)
             written = driver.upload_volume(now, src_path, offset, length, job)
             with shielded():  # done: a cancel from here on changes nothing
                 self._after_change(pool, name)
@@ -838,79 +838,6 @@ class StorageController:
         if job is None:
             raise PoolkeeperError(f"no job {job_id}")
         job.cancel()
-
-    # == safety checks =================================================================
-    def _recheck_volume(self, pool: str, name: str, *,
-                        writers_only: bool = False) -> VolumeInfo:
-        """The volume a job writes, as it is now, checked again as the job starts to act on
-        it: a job can wait in the queue for hours behind others, and meanwhile the file can
-        be rewritten or replaced, or a process can open it (the checks made when the verb
-        was asked only refuse early). No other process may use it (writers_only: write
-        it). The caller runs check_chain again where the volume goes to qemu-img, and the
-        driver acts on the very file this found (dir._open_checked, dir.image_spec: they
-        look again at the fd they hand on)."""
-        info = self.volume_info(pool, name)
-        self._refuse_in_use(info, writers_only=writers_only)
-        return info
-
-    def _refuse_in_use(self, info: VolumeInfo, *, writers_only: bool = False) -> None:
-        """Refuse a volume another process has open (writers_only: open for writing, or
-        for a block device also mounted or held by the kernel), naming who."""
-        block = info.type == "block" and info.path.startswith("/dev/")
-        reasons = openers.users(info.path, block=block, writers_only=writers_only)
-        if reasons:
-            raise InUse(f"volume '{info.name}' is {'; '.join(reasons)}; stop that first")
-
-    def _refuse_backing_of_others(self, pool: str, info: VolumeInfo) -> None:
-        """A volume another image names (as backing file, data file or vmdk extent) cannot be
-        deleted: in any defined pool whose volumes can be read, stopped ones too, and by
-        file identity (a symlinked spelling of a directory is the same file)."""
-        key = _file_key(info.path)
-        for other_pool in self.store.definition_names():
-            for vol in self._volumes_naming_files(other_pool):
-                what = _names_file(vol, info.path, key)
-                if what:
-                    state = "" if self.store.is_active(other_pool) else " (a stopped pool)"
-                    raise InUse(
-                        f"volume '{info.name}' is {what} of '{vol.name}' in pool "
-                        f"'{other_pool}'{state}; delete that overlay first"
-                    )
-
-    def _volumes_naming_files(self, pool: str) -> list[VolumeInfo]:
-        """The volumes of a pool, to see which files they name: an active pool's as last
-        seen (or listed now), a stopped file pool's read from its directory if it can be."""
-        if self.store.is_active(pool):
-            cached = self._cache.volumes(pool)
-            if not cached:  # a fresh process knows no pool yet: look
-                with contextlib.suppress(PoolkeeperError, OSError):
-                    cached = self.refresh_pool(pool)
-            return cached
-        try:
-            pdef = self.pool_def(pool)
-            if pdef.type not in xmlio.FILE_POOLS:
-                return []  # an LV or partition names no file of a file pool
-            driver = self._driver(pdef)
-            if not driver.check():
-                return []
-            return self._records.apply(pool, driver.refresh()[1])
-        except (PoolkeeperError, OSError):
-            return []
-
-    def _refuse_target_of_others(self, pool: str, info: VolumeInfo) -> None:
-        """A directory volume that is the target of another pool (nested inside this one)
-        is not this pool's to remove."""
-        if info.type != "dir":
-            return
-        keys = blockprobe.directory_keys(info.path)
-        for other in self.store.definition_names():
-            try:
-                odef = self.pool_def(other)
-            except PoolkeeperError:
-                continue
-            if other != pool and odef.target.path and keys & blockprobe.directory_keys(
-                    odef.target.path):
-                raise InUse(f"'{info.name}' is the target directory of pool '{other}'; "
-                            f"undefine that pool first (pool-undefine {other})")
 
     # == cache, job locks ===============================================================
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
@@ -1006,16 +933,6 @@ def _os_errors(doing: str) -> Iterator[None]:
         raise os_failure(exc, doing) from exc
 
 
-def open_paths(paths: Iterable[str]) -> dict[str, list[str]]:
-    """Which of `paths` other processes have open: path -> ['name (pid N)', ...].
-
-    Files are matched by device and inode, so a hard link or a bind mount of the volume
-    counts too. Our own process is left out: its opens belong to jobs, which hold busy
-    marks (see openers)."""
-    return {path: [str(o) for o in found]
-            for path, found in openers.file_openers(paths).items()}
-
-
 def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
     features = info.features
     return VolumeDef(
@@ -1037,25 +954,6 @@ def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
         source_devices=list(info.extents),
         backing=info.backing,
     )
-
-
-def _file_key(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _names_file(vol: VolumeInfo, path: str, key: tuple[int, int] | None) -> str | None:
-    """What `vol` uses the file `path` (device and inode `key`) as, or None."""
-    named = [("the backing store", vol.backing.path if vol.backing else None),
-             ("the external data file", vol.data_file),
-             *(("a vmdk extent", resolved) for _written, resolved in vol.extent_files)]
-    for what, other in named:
-        if other is not None and (other == path or (key is not None and _file_key(other) == key)):
-            return what
-    return None
 
 
 def _refuse_unasked_shrink(info: VolumeInfo, new: int, shrink: bool) -> None:
