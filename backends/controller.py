@@ -8,26 +8,22 @@ whether a verb may run, records what it did, and tells subscribers.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 
-from lxml import etree
-
 from . import (
-    blockprobe,
     fileops,
     pathsafety,
     pool_claims,
-    runner,
+    reports,
     xmlio,
 )
 from .backing_chain import BackingChains
 from .download_targets import DownloadTargets
-from .drivers import available_drivers, driver_class
+from .drivers import driver_class
 from .drivers.base import PoolDriver
 from .drivers.dir import DirDriver
 from .errors import (
@@ -50,7 +46,6 @@ from .model import (
     DeviceLayout,
     PoolDef,
     PoolFeatures,
-    PoolSizes,
     PoolStatus,
     PoolTarget,
     VolumeDef,
@@ -62,6 +57,7 @@ from .names import check_name
 from .oserror import os_failure
 from .pool_contents import directory_entries, refuse_changed, refuse_held
 from .progress import shielded
+from .reports import volume_def_from_info
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
 from .units import MAX_SIZE, human
@@ -273,7 +269,7 @@ class StorageController:
                     driver.stop()
                 raise
             self.store.write_extras(name, driver.extras)
-            self.store.write_run_state(name, xmlio.format_pool(self._live_def(pdef, sizes)))
+            self.store.write_run_state(name, xmlio.format_pool(reports.live_def(pdef, sizes)))
             self._cache.replace(name, self._records.apply(name, volumes))
         self.bus.publish(PoolChanged(name, "started"))
         return self.pool_info(name)
@@ -375,27 +371,9 @@ class StorageController:
 
     def pool_info(self, name: str) -> PoolStatus:
         pdef = self.pool_def(name)
-        status = PoolStatus(
-            name=name, type=pdef.type, uuid=pdef.uuid or "", state="inactive",
-            autostart=self.store.autostart(name), persistent=True,
-            target=pdef.target.path, source=pool_claims.source_summary(pdef),
-        )
-        if self.store.is_active(name):
-            driver = self._driver(pdef)
-            try:
-                if driver.check():
-                    sizes = driver.sizes()
-                    status.state = "running"
-                    status.detail = driver.describe()
-                    status.capacity, status.allocation, status.available = (
-                        sizes.capacity, sizes.allocation, sizes.available
-                    )
-                else:
-                    status.state = "inaccessible"
-            except (PoolkeeperError, OSError) as exc:
-                status.state = "inaccessible"
-                status.detail = str(exc)
-        return status
+        autostart = self.store.autostart(name)
+        driver = self._driver(pdef) if self.store.is_active(name) else None
+        return reports.pool_status(name, pdef, autostart, driver)
 
     def pool_layout(self, name: str) -> list[DeviceLayout]:
         """Partitions/segments and free extents of each device, for the extent bar."""
@@ -406,21 +384,7 @@ class StorageController:
     def block_devices(self) -> list[tuple[str, int, str]]:
         """Every disk, partition and loop device: (path, size, what is on it in words),
         for pickers that build pools from devices ("empty" when nothing was found)."""
-        out = runner.run(["lsblk", "-J", "-b", "-p", "-o", "PATH,TYPE,SIZE"], timeout=60)
-        rows: list[tuple[str, int, str]] = []
-
-        def walk(devices: list[dict]) -> None:
-            for dev in devices:
-                if dev.get("type") in ("disk", "part", "loop") and int(dev.get("size") or 0):
-                    path = dev["path"]
-                    users = blockprobe.device_users(path)
-                    found = blockprobe.signatures(path)
-                    rows.append((path, int(dev["size"]),
-                                 "; ".join(users + found) if users or found else "empty"))
-                walk(dev.get("children") or [])
-
-        walk(json.loads(out.stdout or "{}").get("blockdevices", []))
-        return rows
+        return reports.block_devices()
 
     def build_warning(self, name: str) -> str | None:
         """What building the pool would destroy, in words (None: nothing found)."""
@@ -432,39 +396,12 @@ class StorageController:
         if inactive or not self.store.is_active(name):
             return xmlio.format_pool(pdef)
         driver = self._driver(pdef)
-        return xmlio.format_pool(self._live_def(pdef, driver.sizes(), driver))
-
-    def _live_def(self, pdef: PoolDef, sizes: PoolSizes,
-                  driver: PoolDriver | None = None) -> PoolDef:
-        live = replace(pdef, capacity=sizes.capacity, allocation=sizes.allocation,
-                       available=sizes.available)
-        if driver is not None and pdef.type in ("disk", "logical"):
-            # <freeExtent> elements, as libvirt reports them for these pool types
-            with contextlib.suppress(PoolkeeperError, OSError):
-                free = {os.path.realpath(d.path): d.free for d in driver.layout()}
-                live.source = replace(pdef.source, devices=[
-                    replace(dev, free_extents=list(free.get(os.path.realpath(dev.path), [])))
-                    for dev in pdef.source.devices])
-        path = pdef.target.path
-        if pdef.type in xmlio.FILE_POOLS and path and os.path.isdir(path):
-            from .model import Permissions
-
-            st = os.stat(path)
-            live.target = PoolTarget(path=path, permissions=Permissions(
-                st.st_mode & 0o777, st.st_uid, st.st_gid,
-                pdef.target.permissions.label if pdef.target.permissions else None))
-        return live
+        return xmlio.format_pool(reports.live_def(pdef, driver.sizes(), driver))
 
     def find_pool_sources(self, pool_type: str, host: str | None = None,
                           device: str | None = None) -> str:
         sources = driver_class(pool_type).find_sources(host=host, device=device)
-        root = etree.Element("sources")
-        for source in sources:
-            doc = etree.fromstring(xmlio.format_pool(
-                PoolDef(type=pool_type, name="x", source=source,
-                        target=PoolTarget(path="/x"))).encode())
-            root.append(doc.find("source"))
-        return etree.tostring(root, pretty_print=True, encoding="unicode")
+        return reports.sources_xml(pool_type, sources)
 
     # == secrets (iSCSI CHAP) ============================================================
     def set_secret(self, usage: str, value: str | bytes) -> None:
@@ -485,29 +422,7 @@ class StorageController:
         return SecretStore(self.paths.config_dir).has(usage)
 
     def capabilities(self) -> str:
-        from .model import POOL_FORMATS, POOL_TYPES
-
-        root = etree.Element("storagepoolCapabilities")
-        drivers = available_drivers()
-        for pool_type in POOL_TYPES:
-            cls = drivers.get(pool_type)
-            el = etree.SubElement(root, "pool", type=pool_type,
-                                  supported="yes" if cls else "no")
-            if not cls:
-                continue
-            if pool_type in POOL_FORMATS:
-                opts = etree.SubElement(el, "poolOptions")
-                enum = etree.SubElement(opts, "enum", name="sourceFormatType")
-                for fmt in POOL_FORMATS[pool_type]:
-                    etree.SubElement(enum, "value").text = fmt
-            if cls.volume_formats:
-                opts = etree.SubElement(el, "volOptions")
-                if cls.default_volume_format:
-                    etree.SubElement(opts, "defaultFormat", type=cls.default_volume_format)
-                enum = etree.SubElement(opts, "enum", name="targetFormatType")
-                for fmt in cls.creatable_formats:
-                    etree.SubElement(enum, "value").text = fmt
-        return etree.tostring(root, pretty_print=True, encoding="unicode")
+        return reports.capabilities_xml()
 
     def pool_features(self, pool_type: str) -> PoolFeatures:
         cls = driver_class(pool_type)
@@ -931,29 +846,6 @@ def _os_errors(doing: str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise os_failure(exc, doing) from exc
-
-
-def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
-    features = info.features
-    return VolumeDef(
-        name=info.name,
-        type=info.type,
-        key=info.key,
-        capacity=info.capacity,
-        allocation=info.allocation,
-        physical=info.physical or None,
-        target=VolumeTarget(
-            path=info.path,
-            format=info.format,
-            permissions=info.permissions,
-            timestamps=info.stamped(),
-            compat=info.compat if info.format == "qcow2" else None,
-            cluster_size=info.cluster_size if info.format == "qcow2" else None,
-            features=features if info.format == "qcow2" else None,
-        ),
-        source_devices=list(info.extents),
-        backing=info.backing,
-    )
 
 
 def _refuse_unasked_shrink(info: VolumeInfo, new: int, shrink: bool) -> None:
