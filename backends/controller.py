@@ -19,6 +19,7 @@ from . import (
     pathsafety,
     pool_claims,
     reports,
+    volume_requests,
     xmlio,
 )
 from .backing_chain import BackingChains
@@ -29,7 +30,6 @@ from .drivers.dir import DirDriver
 from .errors import (
     AlreadyExists,
     Busy,
-    InsufficientSpace,
     PoolkeeperError,
     PoolNotFound,
     StateError,
@@ -50,7 +50,6 @@ from .model import (
     PoolTarget,
     VolumeDef,
     VolumeInfo,
-    VolumeTarget,
 )
 from .monitor import MONITOR_INTERVAL, PoolMonitor, VolumeCache
 from .names import check_name
@@ -60,7 +59,7 @@ from .progress import shielded
 from .reports import volume_def_from_info
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
-from .units import MAX_SIZE, human
+from .units import human
 from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
 
@@ -511,7 +510,7 @@ class StorageController:
         xmlio.check_allocation_fits(vdef)
         if os.path.lexists(driver.volume_path(name)):
             raise AlreadyExists(f"volume '{name}' already exists in pool '{pool}'")
-        warnings = self._space_check(driver, vdef, fmt)
+        warnings = volume_requests.space_check(driver, vdef, fmt)
         job = self.jobs.create("create", f"create {name} in {pool}", pool, name)
         job.warnings.extend(warnings)
         self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="creating a volume"))
@@ -530,27 +529,6 @@ class StorageController:
 
         return self.jobs.start(job, work)
 
-    def _space_check(self, driver: PoolDriver, vdef: VolumeDef, fmt: str) -> list[str]:
-        if driver.type == "disk":
-            return []  # a partition is never sparse; the driver checks it fits an extent
-        sizes = driver.sizes()
-        capacity = vdef.capacity or 0
-        allocation = capacity if vdef.allocation is None else min(vdef.allocation, capacity)
-        if fmt != "raw":
-            allocation = 0  # image formats are created sparse
-        if allocation > sizes.available:
-            raise InsufficientSpace(
-                f"volume '{vdef.name}' needs {human(allocation)} allocated but pool "
-                f"'{driver.name}' has {human(sizes.available)} available; make it smaller or "
-                "sparse (a smaller --allocation)"
-            )
-        if capacity > sizes.available:
-            return [
-                f"volume '{vdef.name}' is sparse and overcommits pool '{driver.name}': capacity "
-                f"{human(capacity)} > available {human(sizes.available)}"
-            ]
-        return []
-
     def clone_volume(self, pool: str, source: str, new_name: str, *,
                      target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
         if new_name:  # refused before the source is even looked at
@@ -561,30 +539,11 @@ class StorageController:
         src = self.volume_info(pool, source)
         if src.error:
             raise StateError(f"volume '{source}' cannot be read: {src.error}")
-        # the source's format where the target pool has it (a partition's type does not
-        # carry over into a file pool: its bytes are raw there)
-        fmt = (src.format if src.format in dst_driver.volume_formats
-               else dst_driver.default_volume_format)
-        if xml is not None:
-            vdef = xmlio.parse_volume(xml, dst_driver.type, size_from_source=True)
-            if vdef.target.format is None:
-                vdef = replace(vdef, target=replace(vdef.target, format=fmt))
-        else:
-            vdef = VolumeDef(name=new_name, target=VolumeTarget(format=fmt))
-        vdef = replace(vdef, name=check_name(new_name or vdef.name, "volume name"))
-        xmlio.validate_volume(replace(vdef, capacity=vdef.capacity or src.capacity),
-                              dst_driver.type)
-        xmlio.refuse_unhonoured(vdef, dst_driver.type, clone=True)
-        _refuse_unhonoured_in_clone(src, vdef, dst_driver.type)
+        vdef = volume_requests.clone_def(src, dst_driver, new_name, xml)
         if os.path.lexists(dst_driver.volume_path(vdef.name)):
             raise AlreadyExists(f"volume '{vdef.name}' already exists in pool '{dst_pool}'")
         self._chains.check_chain(src)
-        available = dst_driver.sizes().available
-        if src.allocation > available:
-            raise InsufficientSpace(
-                f"cloning '{source}' needs up to {human(src.allocation)} but pool '{dst_pool}' "
-                f"has {human(available)} available"
-            )
+        volume_requests.clone_space_check(src, source, dst_driver, dst_pool)
         job = self.jobs.create("clone", f"clone {source} to {vdef.name}", dst_pool, vdef.name)
         self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
         if dst_pool != pool:
@@ -599,7 +558,7 @@ class StorageController:
             if now.error:
                 raise StateError(f"volume '{source}' cannot be read: {now.error}")
             self._chains.check_chain(now)
-            _refuse_unhonoured_in_clone(now, vdef, dst_driver.type)
+            volume_requests.refuse_unhonoured_in_clone(now, vdef, dst_driver.type)
             # one a failed clean-up left under this name: its lock is ours now, so it is stale
             if vdef.name in getattr(dst_driver, "partial_volumes", list)():
                 dst_driver.remove_partial(vdef.name)
@@ -665,31 +624,11 @@ class StorageController:
         info = self.volume_info(pool, name)
         if info.format != "raw":  # qemu-img resize opens the backing chain and data file
             self._chains.check_chain(info)
-        if delta:
-            new = info.capacity - min(capacity, info.capacity) if shrink else \
-                info.capacity + capacity
-        else:
-            new = capacity
-        if new <= 0:
-            raise ValidationError(f"volume '{name}' cannot be resized to 0 bytes")
-        if new > MAX_SIZE:  # a delta can overflow what any tool or syscall takes
-            raise ValidationError(f"resizing '{name}' to {new} bytes is too large; the limit "
-                                  f"is {MAX_SIZE} bytes", element="capacity")
-        _refuse_unasked_shrink(info, new, shrink)
+        new = volume_requests.new_capacity(info, name, capacity, delta, shrink)
         sizes = driver.sizes()
         job = self.jobs.create("resize", f"resize {name} to {human(new)}", pool, name)
-        if allocate:
-            needed = max(0, new - info.allocation)
-            if needed > sizes.available:
-                raise InsufficientSpace(
-                    f"allocating {human(needed)} more for '{name}' needs more than the "
-                    f"{human(sizes.available)} available in pool '{pool}'"
-                )
-        elif new - info.capacity > sizes.available:
-            job.warnings.append(
-                f"'{name}' now overcommits pool '{pool}': {human(new)} > "
-                f"{human(sizes.available)} available"
-            )
+        job.warnings.extend(
+            volume_requests.resize_space_check(info, name, pool, new, sizes, allocate))
         self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="resizing"))
         self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
                                                   what="being resized"))
@@ -701,7 +640,7 @@ class StorageController:
             now = self._users.recheck_volume(pool, name, writers_only=not shrink)
             if now.format != "raw":  # as above: qemu-img resize opens its files
                 self._chains.check_chain(now)
-            _refuse_unasked_shrink(now, new, shrink)
+            volume_requests.refuse_unasked_shrink(now, new, shrink)
             driver.resize_volume(now, new, allocate=allocate, shrink=shrink, ctx=job)
             with shielded():  # done: a cancel from here on changes nothing
                 return self._after_change(pool, name)
@@ -848,36 +787,3 @@ def _os_errors(doing: str) -> Iterator[None]:
         raise os_failure(exc, doing) from exc
 
 
-def _refuse_unasked_shrink(info: VolumeInfo, new: int, shrink: bool) -> None:
-    if new < info.capacity and not shrink:
-        raise ValidationError(
-            f"resizing '{info.name}' from {human(info.capacity)} to {human(new)} would discard "
-            "the data at its end; pass --shrink if that is what you want"
-        )
-
-
-def _refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str) -> None:
-    """What a clone's XML asks for that the copy would not give: a byte copy keeps the
-    source's qcow2 header as it is (compat, cluster size, features), and a raw copy is
-    sparse (libvirt preallocates one whose allocation is at least the source's capacity)."""
-    target = vdef.target
-    fmt = target.format or src.format
-    if pool_type in xmlio.FILE_POOLS and fmt == "qcow2" and src.format == "qcow2":
-        have = {"compat": src.compat or "0.10", "clusterSize": src.cluster_size,
-                "features": sorted(src.features or [])}
-        want = {"compat": target.compat, "clusterSize": target.cluster_size,
-                "features": None if target.features is None else sorted(target.features)}
-        for element, value in want.items():
-            if value is not None and value != have[element]:
-                raise ValidationError(
-                    f"a clone of '{src.name}' copies its qcow2 header as it is, so its "
-                    f"<{element}> stays {have[element]!r}, not {value!r}; remove "
-                    f"<{element}> (or clone to another format and convert back)",
-                    element=element)
-    if (fmt == "raw" and pool_type in xmlio.FILE_POOLS and vdef.allocation is not None
-            and vdef.allocation >= src.capacity):
-        raise ValidationError(
-            f"poolkeeper clones into a sparse file; an <allocation> of {vdef.allocation} "
-            f"bytes asks for a preallocated one (at least the source's capacity, "
-            f"{src.capacity} bytes); give a smaller allocation or leave it out "
-            "(vol-resize --allocate preallocates afterwards)", element="allocation")
