@@ -29,7 +29,6 @@ from .drivers.base import PoolDriver
 from .drivers.dir import DirDriver
 from .errors import (
     AlreadyExists,
-    Busy,
     PoolkeeperError,
     PoolNotFound,
     StateError,
@@ -39,8 +38,9 @@ from .errors import (
 )
 from .events import CommandRun, EventBus, PoolChanged, Subscriber
 from .format_records import FormatRecords
+from .job_locks import check_or_release, hold, hold_new_volume
 from .jobs import Job, JobManager
-from .locks import HeldLock, LockManager
+from .locks import LockManager
 from .model import (
     WIPE_ALGORITHMS,
     DeviceLayout,
@@ -54,6 +54,7 @@ from .model import (
 from .monitor import MONITOR_INTERVAL, PoolMonitor, VolumeCache
 from .names import check_name
 from .oserror import os_failure
+from .partials import PartialSweeper
 from .pool_contents import directory_entries, refuse_changed, refuse_held
 from .progress import shielded
 from .reports import volume_def_from_info
@@ -78,7 +79,7 @@ class StorageController:
         self.bus = EventBus()
         self.jobs = JobManager(self.bus, max_jobs)
         self.startup_errors: list[str] = []
-        self._swept: set[str] = set()  # pools whose leftover partial files this process removed
+        self._partials = PartialSweeper(self.locks)
         self._records = FormatRecords(
             self.store, self.locks,
             lambda pool, name: self._driver(self.pool_def(pool)).volume_path(name))
@@ -127,27 +128,8 @@ class StorageController:
         if not self.store.is_active(name):
             raise StateError(f"pool '{name}' is not active; start it first (pool-start {name})")
         driver = self._driver(pdef)
-        if name not in self._swept:
-            self._remove_partials(driver)
+        self._partials.sweep_once(name, driver)
         return driver
-
-    def _remove_partials(self, driver: PoolDriver) -> None:
-        """Remove what creates/clones killed mid-way left (a live build's file is locked and
-        stays): when a pool starts, is deleted, or is first used by this process."""
-        remove = getattr(driver, "remove_partials", None)
-        if remove is not None:
-            with contextlib.suppress(PoolkeeperError, OSError):
-                remove()
-        # block pools name a half-filled volume by its final name: a live clone holds its
-        # volume lock, so one whose lock is free was left by a killed process
-        with contextlib.suppress(PoolkeeperError, OSError):
-            for name in getattr(driver, "partial_volumes", list)():
-                with contextlib.suppress(Busy), self.locks.volume(
-                        driver.name, name, exclusive=True,
-                        what="removing a half-made volume") as held:
-                    held.remove_on_release = True  # the volume goes: its lock file too
-                    driver.remove_partial(name)
-        self._swept.add(driver.name)
 
     def _require_inactive(self, name: str, verb: str) -> None:
         if self.store.is_active(name):
@@ -237,7 +219,7 @@ class StorageController:
         if refuse_link is not None:
             refuse_link()  # before an fs pool's mkfs, not after it
         job = self.jobs.create("build", f"build pool {name}", name)
-        self._hold(job, lambda: self.locks.pool(name, exclusive=True, what="building"))
+        hold(job, lambda: self.locks.pool(name, exclusive=True, what="building"))
 
         def work(job: Job) -> None:
             driver.build(overwrite, job)
@@ -261,7 +243,7 @@ class StorageController:
                 remember = getattr(driver, "remember_target", None)
                 if remember is not None:
                     remember()  # after the mount: the directory every later verb must find
-                self._remove_partials(driver)
+                self._partials.sweep(driver)
                 sizes, volumes = driver.refresh()
             except BaseException:
                 with contextlib.suppress(PoolkeeperError, OSError):
@@ -305,7 +287,7 @@ class StorageController:
         with self.locks.pool(name, exclusive=True, what="deleting"), \
                 _os_errors(f"delete pool '{name}'"):
             driver = self._driver(pdef)
-            self._remove_partials(driver)  # a killed create's file must not keep it non-empty
+            self._partials.sweep(driver)  # a killed create's file must not keep it non-empty
             look = getattr(driver, "stored_volumes", None)  # the pool types that erase
             if look is not None and (expected is not None or not force):
                 held = look()
@@ -513,8 +495,8 @@ class StorageController:
         warnings = volume_requests.space_check(driver, vdef, fmt)
         job = self.jobs.create("create", f"create {name} in {pool}", pool, name)
         job.warnings.extend(warnings)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="creating a volume"))
-        self._hold_new_volume(job, pool, name)
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="creating a volume"))
+        hold_new_volume(job, self.locks, pool, name)
 
         def work(job: Job) -> VolumeInfo:
             made = vdef
@@ -545,12 +527,12 @@ class StorageController:
         self._chains.check_chain(src)
         volume_requests.clone_space_check(src, source, dst_driver, dst_pool)
         job = self.jobs.create("clone", f"clone {source} to {vdef.name}", dst_pool, vdef.name)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
         if dst_pool != pool:
-            self._hold(job, lambda: self.locks.pool(dst_pool, exclusive=False, what="cloning"))
-        self._hold(job, lambda: self.locks.volume(pool, source, exclusive=False,
+            hold(job, lambda: self.locks.pool(dst_pool, exclusive=False, what="cloning"))
+        hold(job, lambda: self.locks.volume(pool, source, exclusive=False,
                                                   what="being cloned"))
-        self._hold_new_volume(job, dst_pool, vdef.name)
+        hold_new_volume(job, self.locks, dst_pool, vdef.name)
 
         def work(job: Job) -> str:
             # again, as it is now: the job may have waited in the queue (see recheck_volume)
@@ -599,10 +581,10 @@ class StorageController:
         driver = self._active_driver(pool)
         info = self.volume_info(pool, name)
         job = self.jobs.create("wipe", f"wipe {name} ({algorithm})", pool, name)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="wiping"))
-        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="wiping"))
+        hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
                                                   what="being wiped"))
-        self._check_or_release(job, lambda: refuse_in_use(info))
+        check_or_release(job, lambda: refuse_in_use(info))
 
         def work(job: Job) -> None:
             now = self._users.recheck_volume(pool, name)
@@ -629,12 +611,12 @@ class StorageController:
         job = self.jobs.create("resize", f"resize {name} to {human(new)}", pool, name)
         job.warnings.extend(
             volume_requests.resize_space_check(info, name, pool, new, sizes, allocate))
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="resizing"))
-        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="resizing"))
+        hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
                                                   what="being resized"))
         # A guest writing the volume sees its disk change size under it (qemu-img resize of
         # an image in use corrupts it); cutting off the end is refused to any other user.
-        self._check_or_release(job, lambda: refuse_in_use(info, writers_only=not shrink))
+        check_or_release(job, lambda: refuse_in_use(info, writers_only=not shrink))
 
         def work(job: Job) -> VolumeInfo:
             now = self._users.recheck_volume(pool, name, writers_only=not shrink)
@@ -653,10 +635,10 @@ class StorageController:
         info = self.volume_info(pool, name)
         job = self.jobs.create("upload", f"upload {os.path.basename(src_path)} to {name}",
                                pool, name)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="uploading"))
-        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="uploading"))
+        hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
                                                   what="being uploaded to"))
-        self._check_or_release(job, lambda: refuse_in_use(info))
+        check_or_release(job, lambda: refuse_in_use(info))
 
         def work(job: Job) -> int:
             now = self._users.recheck_volume(pool, name)
@@ -673,8 +655,8 @@ class StorageController:
         info = self.volume_info(pool, name)
         self._download_targets.refuse_volume_as_target(dst_path, info)
         job = self.jobs.create("download", f"download {name}", pool, name)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="downloading"))
-        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=False,
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="downloading"))
+        hold(job, lambda: self.locks.volume(pool, name, exclusive=False,
                                                   what="being downloaded"))
 
         def refuse(st: os.stat_result, path: str) -> None:
@@ -693,36 +675,11 @@ class StorageController:
             raise PoolkeeperError(f"no job {job_id}")
         job.cancel()
 
-    # == cache, job locks ===============================================================
+    # == cache =========================================================================
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
         info = self.volume_info(pool, name)
         self._cache.put(pool, name, info, added)
         return info
-
-    def _hold(self, job: Job, take: Callable[[], HeldLock]) -> None:
-        """Take a lock for the job's lifetime; on refusal release what it already holds."""
-        self._check_or_release(job, lambda: job.hold(take()))
-
-    def _hold_new_volume(self, job: Job, pool: str, name: str) -> None:
-        """The lock of a volume the job creates, for its lifetime; its file goes with the
-        job (a failed or cancelled create leaves no lock file; removing a free one is always
-        safe, see locks.py)."""
-
-        def take() -> HeldLock:
-            held = self.locks.volume(pool, name, exclusive=True, what="being created")
-            held.remove_on_release = True
-            return held
-
-        self._hold(job, take)
-
-    @staticmethod
-    def _check_or_release(job: Job, check: Callable[[], object]) -> None:
-        """Run a pre-start check; if it refuses, the job never starts: drop its locks."""
-        try:
-            check()
-        except BaseException:
-            job.release_locks()
-            raise
 
     # == start-up ======================================================================
     def _ensure_default_pool(self) -> None:
