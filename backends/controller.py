@@ -140,6 +140,17 @@ class StorageController:
     def pool_names(self) -> list[str]:
         return self.store.definition_names()
 
+    def _other_defs(self, name: str) -> Iterator[tuple[str, PoolDef]]:
+        """The definitions of the pools but `name` (those that can be read)."""
+        for other_name in self.store.definition_names():
+            if other_name == name:
+                continue
+            try:
+                other = self.pool_def(other_name)
+            except PoolkeeperError:
+                continue
+            yield other_name, other
+
     # == pool verbs ====================================================================
     def define_pool(self, xml: str | bytes) -> PoolStatus:
         return self.define_pool_def(xmlio.parse_pool(xml))
@@ -156,34 +167,10 @@ class StorageController:
 
     def _define_locked(self, pdef: PoolDef) -> None:
         existing_xml = self.store.read_definition(pdef.name)
-        for other_name in self.store.definition_names():
-            if other_name == pdef.name:
-                continue
-            try:
-                other = self.pool_def(other_name)
-            except PoolkeeperError:
-                continue
-            if pdef.uuid and other.uuid and pdef.uuid.lower() == other.uuid.lower():
-                raise AlreadyExists(f"pool '{other_name}' already has UUID {pdef.uuid}")
-            conflict = pool_claims.source_conflict(pdef, other)
-            if conflict:
-                raise AlreadyExists(
-                    f"storage source conflict with pool '{other_name}': both use {conflict}"
-                )
+        pool_claims.refuse_claimed(pdef, self._other_defs(pdef.name))
         if existing_xml is not None:
-            current = xmlio.parse_pool(existing_xml)
-            if pdef.uuid and current.uuid and pdef.uuid.lower() != current.uuid.lower():
-                raise AlreadyExists(
-                    f"pool '{pdef.name}' already exists with UUID {current.uuid}; "
-                    "undefine it first or use another name"
-                )
-            if self.store.is_active(pdef.name) and \
-                    pool_claims.identity(current) != pool_claims.identity(pdef):
-                raise StateError(
-                    f"pool '{pdef.name}' is active; stop it before changing its type, source "
-                    f"or target (pool-destroy {pdef.name})"
-                )
-            pdef = replace(pdef, uuid=current.uuid)
+            pdef = pool_claims.redefined(pdef, xmlio.parse_pool(existing_xml),
+                                         lambda: self.store.is_active(pdef.name))
         if not pdef.uuid:
             pdef = replace(pdef, uuid=str(uuidlib.uuid4()))
         stored = replace(pdef, capacity=None, allocation=None, available=None,

@@ -1,16 +1,50 @@
-"""What storage a pool definition claims, compared between definitions.
+"""What a pool definition claims (a UUID, storage), and whether a definition may claim it.
 
-Two defined pools may not claim the same storage (libvirt's duplicate-source rule): the
-same target directory however it is spelled, the same iSCSI target at the same portal,
-the same device by any of its nodes, the same NFS export, the same volume group. The same
-rule finds the pool an undefined pool's format records belong to (format_records). An
-active pool's definition may not change what it claims (`identity`).
+Two defined pools may not claim the same UUID, nor the same storage (libvirt's
+duplicate-source rule): the same target directory however it is spelled, the same iSCSI
+target at the same portal, the same device by any of its nodes, the same NFS export, the
+same volume group. The same rule finds the pool an undefined pool's format records belong
+to (format_records). A pool defined again keeps its UUID, and an active pool's definition
+may not change what it claims (`identity`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
 from . import blockprobe, xmlio
+from .errors import AlreadyExists, StateError
 from .model import PoolDef
+
+
+def refuse_claimed(pdef: PoolDef, others: Iterable[tuple[str, PoolDef]]) -> None:
+    """Refuse a definition whose UUID or storage one of the `others` (name, definition)
+    already claims."""
+    for other_name, other in others:
+        if pdef.uuid and other.uuid and pdef.uuid.lower() == other.uuid.lower():
+            raise AlreadyExists(f"pool '{other_name}' already has UUID {pdef.uuid}")
+        conflict = source_conflict(pdef, other)
+        if conflict:
+            raise AlreadyExists(
+                f"storage source conflict with pool '{other_name}': both use {conflict}"
+            )
+
+
+def redefined(pdef: PoolDef, current: PoolDef, is_active: Callable[[], bool]) -> PoolDef:
+    """`pdef` as it replaces the pool's `current` definition: with the pool's UUID, and
+    refused if it changes what the pool claims while it is active."""
+    if pdef.uuid and current.uuid and pdef.uuid.lower() != current.uuid.lower():
+        raise AlreadyExists(
+            f"pool '{pdef.name}' already exists with UUID {current.uuid}; "
+            "undefine it first or use another name"
+        )
+    if is_active() and identity(current) != identity(pdef):
+        raise StateError(
+            f"pool '{pdef.name}' is active; stop it before changing its type, source "
+            f"or target (pool-destroy {pdef.name})"
+        )
+    return replace(pdef, uuid=current.uuid)
 
 
 def source_summary(pdef: PoolDef) -> str:
