@@ -3,6 +3,13 @@
 It owns locking (flock, so it holds across processes), jobs (a bounded thread pool),
 events and the live monitor. Drivers do the storage work; the controller decides
 whether a verb may run, records what it did, and tells subscribers.
+
+The rules it applies each live in a module of their own: what a definition may claim
+(pool_claims), the format each volume was created with (format_records), the volume cache
+and the monitor (monitor), what qemu opens for an image (backing_chain), who else uses a
+volume (volume_users), what a download may not write to (download_targets), whether a
+request gets what it asks (volume_requests), leftovers of killed jobs (partials), and what
+the read-only verbs report (reports).
 """
 
 from __future__ import annotations
@@ -518,7 +525,7 @@ class StorageController:
         if dst_pool != pool:
             hold(job, lambda: self.locks.pool(dst_pool, exclusive=False, what="cloning"))
         hold(job, lambda: self.locks.volume(pool, source, exclusive=False,
-                                                  what="being cloned"))
+                                            what="being cloned"))
         hold_new_volume(job, self.locks, dst_pool, vdef.name)
 
         def work(job: Job) -> str:
@@ -570,7 +577,7 @@ class StorageController:
         job = self.jobs.create("wipe", f"wipe {name} ({algorithm})", pool, name)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="wiping"))
         hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
-                                                  what="being wiped"))
+                                            what="being wiped"))
         check_or_release(job, lambda: refuse_in_use(info))
 
         def work(job: Job) -> None:
@@ -600,7 +607,7 @@ class StorageController:
             volume_requests.resize_space_check(info, name, pool, new, sizes, allocate))
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="resizing"))
         hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
-                                                  what="being resized"))
+                                            what="being resized"))
         # A guest writing the volume sees its disk change size under it (qemu-img resize of
         # an image in use corrupts it); cutting off the end is refused to any other user.
         check_or_release(job, lambda: refuse_in_use(info, writers_only=not shrink))
@@ -624,7 +631,7 @@ class StorageController:
                                pool, name)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="uploading"))
         hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
-                                                  what="being uploaded to"))
+                                            what="being uploaded to"))
         check_or_release(job, lambda: refuse_in_use(info))
 
         def work(job: Job) -> int:
@@ -644,7 +651,7 @@ class StorageController:
         job = self.jobs.create("download", f"download {name}", pool, name)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="downloading"))
         hold(job, lambda: self.locks.volume(pool, name, exclusive=False,
-                                                  what="being downloaded"))
+                                            what="being downloaded"))
 
         def refuse(st: os.stat_result, path: str) -> None:
             self._download_targets.refuse_pool_object(st, path, info)
@@ -662,7 +669,7 @@ class StorageController:
             raise PoolkeeperError(f"no job {job_id}")
         job.cancel()
 
-    # == cache =========================================================================
+    # == after a change ================================================================
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
         info = self.volume_info(pool, name)
         self._cache.put(pool, name, info, added)
