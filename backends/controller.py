@@ -3,80 +3,72 @@
 It owns locking (flock, so it holds across processes), jobs (a bounded thread pool),
 events and the live monitor. Drivers do the storage work; the controller decides
 whether a verb may run, records what it did, and tells subscribers.
+
+The rules it applies each live in a module of their own: what a definition may claim
+(pool_claims), the format each volume was created with (format_records), the volume cache
+and the monitor (monitor), what qemu opens for an image (backing_chain), who else uses a
+volume (volume_users), what a download may not write to (download_targets), whether a
+request gets what it asks (volume_requests), leftovers of killed jobs (partials), and what
+the read-only verbs report (reports).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import stat
-import threading
-import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 
-from lxml import etree
-
 from . import (
-    blockprobe,
-    fileid,
     fileops,
-    imageprobe,
-    openers,
     pathsafety,
-    runner,
-    targets,
+    pool_claims,
+    reports,
+    volume_requests,
     xmlio,
 )
-from .checks import require_local_backing
-from .drivers import available_drivers, driver_class
-from .drivers.base import PoolDriver, SpaceToken
+from .backing_chain import BackingChains
+from .download_targets import DownloadTargets
+from .drivers import driver_class
+from .drivers.base import PoolDriver
 from .drivers.dir import DirDriver
 from .errors import (
     AlreadyExists,
-    Busy,
-    InsufficientSpace,
-    InUse,
     PoolkeeperError,
     PoolNotFound,
     StateError,
-    UnsafePath,
     Unsupported,
     ValidationError,
     VolumeNotFound,
 )
-from .events import CommandRun, EventBus, PoolChanged, Subscriber, VolumesChanged
+from .events import CommandRun, EventBus, PoolChanged, Subscriber
+from .format_records import FormatRecords
+from .job_locks import check_or_release, hold, hold_new_volume
 from .jobs import Job, JobManager
-from .locks import HeldLock, LockManager
+from .locks import LockManager
 from .model import (
     WIPE_ALGORITHMS,
-    BackingStore,
     DeviceLayout,
     PoolDef,
     PoolFeatures,
-    PoolSizes,
     PoolStatus,
     PoolTarget,
     VolumeDef,
     VolumeInfo,
-    VolumeTarget,
 )
+from .monitor import MONITOR_INTERVAL, PoolMonitor, VolumeCache
 from .names import check_name
 from .oserror import os_failure
+from .partials import PartialSweeper
 from .pool_contents import directory_entries, refuse_changed, refuse_held
 from .progress import shielded
+from .reports import volume_def_from_info
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
-from .units import MAX_SIZE, human
-
-MONITOR_INTERVAL = 3.0
-_GONE = object()  # monitor token of a pool whose storage cannot be read
-# A change of free space alone (poll) rescans the volumes at most this often: their
-# allocations follow it, and a full scan of a big pool costs ~30 us of CPU per volume.
-SPACE_RESCAN_INTERVAL = 30.0
+from .units import human
+from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
 
 class StorageController:
@@ -94,16 +86,17 @@ class StorageController:
         self.bus = EventBus()
         self.jobs = JobManager(self.bus, max_jobs)
         self.startup_errors: list[str] = []
-        self._cache: dict[str, dict[str, VolumeInfo]] = {}
-        self._cache_lock = threading.Lock()
-        self._tokens: dict[str, object] = {}
-        self._scanned_at: dict[str, float] = {}  # monotonic time of each pool's last scan
-        self._space_changed: set[str] = set()  # free space changed since the last scan
-        self._swept: set[str] = set()  # pools whose leftover partial files this process removed
-        # pool -> the set-aside record sets this process already matched its volumes against
-        self._adoption_tried: dict[str, set[str]] = {}
-        self._monitor: threading.Thread | None = None
-        self._monitor_stop = threading.Event()
+        self._partials = PartialSweeper(self.locks)
+        self._records = FormatRecords(
+            self.store, self.locks,
+            lambda pool, name: self._driver(self.pool_def(pool)).volume_path(name))
+        self._cache = VolumeCache(self.bus)
+        self._chains = BackingChains(self, self._active_driver)
+        self._download_targets = DownloadTargets(self)
+        self._users = VolumeUsers(self, self._records, self._driver)
+        self._monitor = PoolMonitor(self.store, self.locks, self.bus, self._cache,
+                                    self._records,
+                                    lambda name: self._driver(self.pool_def(name)))
         self._unhook_log = COMMAND_LOG.add_listener(lambda c: self.bus.publish(CommandRun(c)))
         if create_default:
             self._ensure_default_pool()
@@ -142,27 +135,8 @@ class StorageController:
         if not self.store.is_active(name):
             raise StateError(f"pool '{name}' is not active; start it first (pool-start {name})")
         driver = self._driver(pdef)
-        if name not in self._swept:
-            self._remove_partials(driver)
+        self._partials.sweep_once(name, driver)
         return driver
-
-    def _remove_partials(self, driver: PoolDriver) -> None:
-        """Remove what creates/clones killed mid-way left (a live build's file is locked and
-        stays): when a pool starts, is deleted, or is first used by this process."""
-        remove = getattr(driver, "remove_partials", None)
-        if remove is not None:
-            with contextlib.suppress(PoolkeeperError, OSError):
-                remove()
-        # block pools name a half-filled volume by its final name: a live clone holds its
-        # volume lock, so one whose lock is free was left by a killed process
-        with contextlib.suppress(PoolkeeperError, OSError):
-            for name in getattr(driver, "partial_volumes", list)():
-                with contextlib.suppress(Busy), self.locks.volume(
-                        driver.name, name, exclusive=True,
-                        what="removing a half-made volume") as held:
-                    held.remove_on_release = True  # the volume goes: its lock file too
-                    driver.remove_partial(name)
-        self._swept.add(driver.name)
 
     def _require_inactive(self, name: str, verb: str) -> None:
         if self.store.is_active(name):
@@ -172,6 +146,17 @@ class StorageController:
 
     def pool_names(self) -> list[str]:
         return self.store.definition_names()
+
+    def _other_defs(self, name: str) -> Iterator[tuple[str, PoolDef]]:
+        """The definitions of the pools but `name` (those that can be read)."""
+        for other_name in self.store.definition_names():
+            if other_name == name:
+                continue
+            try:
+                other = self.pool_def(other_name)
+            except PoolkeeperError:
+                continue
+            yield other_name, other
 
     # == pool verbs ====================================================================
     def define_pool(self, xml: str | bytes) -> PoolStatus:
@@ -189,66 +174,18 @@ class StorageController:
 
     def _define_locked(self, pdef: PoolDef) -> None:
         existing_xml = self.store.read_definition(pdef.name)
-        for other_name in self.store.definition_names():
-            if other_name == pdef.name:
-                continue
-            try:
-                other = self.pool_def(other_name)
-            except PoolkeeperError:
-                continue
-            if pdef.uuid and other.uuid and pdef.uuid.lower() == other.uuid.lower():
-                raise AlreadyExists(f"pool '{other_name}' already has UUID {pdef.uuid}")
-            conflict = _source_conflict(pdef, other)
-            if conflict:
-                raise AlreadyExists(
-                    f"storage source conflict with pool '{other_name}': both use {conflict}"
-                )
+        pool_claims.refuse_claimed(pdef, self._other_defs(pdef.name))
         if existing_xml is not None:
-            current = xmlio.parse_pool(existing_xml)
-            if pdef.uuid and current.uuid and pdef.uuid.lower() != current.uuid.lower():
-                raise AlreadyExists(
-                    f"pool '{pdef.name}' already exists with UUID {current.uuid}; "
-                    "undefine it first or use another name"
-                )
-            if self.store.is_active(pdef.name) and _identity(current) != _identity(pdef):
-                raise StateError(
-                    f"pool '{pdef.name}' is active; stop it before changing its type, source "
-                    f"or target (pool-destroy {pdef.name})"
-                )
-            pdef = replace(pdef, uuid=current.uuid)
+            pdef = pool_claims.redefined(pdef, xmlio.parse_pool(existing_xml),
+                                         lambda: self.store.is_active(pdef.name))
         if not pdef.uuid:
             pdef = replace(pdef, uuid=str(uuidlib.uuid4()))
         stored = replace(pdef, capacity=None, allocation=None, available=None,
                          source=replace(pdef.source, devices=[
                              replace(d, free_extents=[]) for d in pdef.source.devices]))
         self.store.write_definition(pdef.name, xmlio.format_pool(stored))
-        self._adoption_tried.pop(pdef.name, None)  # new storage: every set is worth a look
-        self._adopt_records(pdef)
-
-    def _adopt_records(self, pdef: PoolDef) -> None:
-        """Take over the format records an undefined pool on the same storage left (however
-        its path was spelled): a redefined pool must not believe the headers guests wrote
-        into the raw disks poolkeeper made there. Each record still applies only to the file
-        it was made for. Newer records win; the pool's own (if redefined) win over all."""
-        adopted: dict[str, dict] = {}
-        taken = []
-        for key, definition, records in self.store.undefined_volume_records():
-            try:
-                old = xmlio.parse_pool(definition)
-            except PoolkeeperError:
-                continue
-            if _source_conflict(pdef, old) is None:
-                continue  # other storage
-            adopted.update(records)
-            taken.append(key)
-        if not taken:
-            return
-        with self._records(pdef.name) as records:
-            merged = {**adopted, **records}
-            records.clear()
-            records.update(merged)
-        for key in taken:
-            self.store.drop_undefined_volume_records(key)
+        self._records.retry_adoption(pdef.name)  # new storage: every set is worth a look
+        self._records.adopt_undefined(pdef)
 
     def undefine_pool(self, name: str) -> None:
         check_pool_name(name)
@@ -259,10 +196,10 @@ class StorageController:
                 self.locks.store():
             self._require_inactive(name, "undefine")
             self.store.remove_definition(name)
-            self._adoption_tried.pop(name, None)
+            self._records.retry_adoption(name)
             self.locks.forget_pool(name)  # its lock files, where nobody holds them
             held.release(remove=True)
-        self._drop_cache(name)
+        self._monitor.forget(name)
         self.bus.publish(PoolChanged(name, "undefined"))
 
     def build_pool(self, name: str, overwrite: bool | None = None) -> Job:
@@ -276,7 +213,7 @@ class StorageController:
         if refuse_link is not None:
             refuse_link()  # before an fs pool's mkfs, not after it
         job = self.jobs.create("build", f"build pool {name}", name)
-        self._hold(job, lambda: self.locks.pool(name, exclusive=True, what="building"))
+        hold(job, lambda: self.locks.pool(name, exclusive=True, what="building"))
 
         def work(job: Job) -> None:
             driver.build(overwrite, job)
@@ -300,15 +237,15 @@ class StorageController:
                 remember = getattr(driver, "remember_target", None)
                 if remember is not None:
                     remember()  # after the mount: the directory every later verb must find
-                self._remove_partials(driver)
+                self._partials.sweep(driver)
                 sizes, volumes = driver.refresh()
             except BaseException:
                 with contextlib.suppress(PoolkeeperError, OSError):
                     driver.stop()
                 raise
             self.store.write_extras(name, driver.extras)
-            self.store.write_run_state(name, xmlio.format_pool(self._live_def(pdef, sizes)))
-            self._set_cache(name, self._apply_records(name, volumes))
+            self.store.write_run_state(name, xmlio.format_pool(reports.live_def(pdef, sizes)))
+            self._cache.replace(name, self._records.apply(name, volumes))
         self.bus.publish(PoolChanged(name, "started"))
         return self.pool_info(name)
 
@@ -327,7 +264,7 @@ class StorageController:
             self.store.clear_run_state(name)
             self.store.write_extras(name, {})
             self.locks.sweep_volume_locks()  # of volumes deleted or never made, if free
-        self._drop_cache(name)
+        self._monitor.forget(name)
         self.bus.publish(PoolChanged(name, "stopped"))
 
     def delete_pool(self, name: str, force: bool = False,
@@ -344,7 +281,7 @@ class StorageController:
         with self.locks.pool(name, exclusive=True, what="deleting"), \
                 _os_errors(f"delete pool '{name}'"):
             driver = self._driver(pdef)
-            self._remove_partials(driver)  # a killed create's file must not keep it non-empty
+            self._partials.sweep(driver)  # a killed create's file must not keep it non-empty
             look = getattr(driver, "stored_volumes", None)  # the pool types that erase
             if look is not None and (expected is not None or not force):
                 held = look()
@@ -392,8 +329,8 @@ class StorageController:
         with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0), \
                 _os_errors(f"refresh pool '{name}'"):
             _sizes, volumes = driver.refresh()
-        volumes = self._apply_records(name, volumes)
-        self._set_cache(name, volumes)
+        volumes = self._records.apply(name, volumes)
+        self._cache.replace(name, volumes)
         return volumes
 
     def list_pools(self) -> list[PoolStatus]:
@@ -409,27 +346,9 @@ class StorageController:
 
     def pool_info(self, name: str) -> PoolStatus:
         pdef = self.pool_def(name)
-        status = PoolStatus(
-            name=name, type=pdef.type, uuid=pdef.uuid or "", state="inactive",
-            autostart=self.store.autostart(name), persistent=True,
-            target=pdef.target.path, source=_source_summary(pdef),
-        )
-        if self.store.is_active(name):
-            driver = self._driver(pdef)
-            try:
-                if driver.check():
-                    sizes = driver.sizes()
-                    status.state = "running"
-                    status.detail = driver.describe()
-                    status.capacity, status.allocation, status.available = (
-                        sizes.capacity, sizes.allocation, sizes.available
-                    )
-                else:
-                    status.state = "inaccessible"
-            except (PoolkeeperError, OSError) as exc:
-                status.state = "inaccessible"
-                status.detail = str(exc)
-        return status
+        autostart = self.store.autostart(name)
+        driver = self._driver(pdef) if self.store.is_active(name) else None
+        return reports.pool_status(name, pdef, autostart, driver)
 
     def pool_layout(self, name: str) -> list[DeviceLayout]:
         """Partitions/segments and free extents of each device, for the extent bar."""
@@ -440,21 +359,7 @@ class StorageController:
     def block_devices(self) -> list[tuple[str, int, str]]:
         """Every disk, partition and loop device: (path, size, what is on it in words),
         for pickers that build pools from devices ("empty" when nothing was found)."""
-        out = runner.run(["lsblk", "-J", "-b", "-p", "-o", "PATH,TYPE,SIZE"], timeout=60)
-        rows: list[tuple[str, int, str]] = []
-
-        def walk(devices: list[dict]) -> None:
-            for dev in devices:
-                if dev.get("type") in ("disk", "part", "loop") and int(dev.get("size") or 0):
-                    path = dev["path"]
-                    users = blockprobe.device_users(path)
-                    found = blockprobe.signatures(path)
-                    rows.append((path, int(dev["size"]),
-                                 "; ".join(users + found) if users or found else "empty"))
-                walk(dev.get("children") or [])
-
-        walk(json.loads(out.stdout or "{}").get("blockdevices", []))
-        return rows
+        return reports.block_devices()
 
     def build_warning(self, name: str) -> str | None:
         """What building the pool would destroy, in words (None: nothing found)."""
@@ -466,39 +371,12 @@ class StorageController:
         if inactive or not self.store.is_active(name):
             return xmlio.format_pool(pdef)
         driver = self._driver(pdef)
-        return xmlio.format_pool(self._live_def(pdef, driver.sizes(), driver))
-
-    def _live_def(self, pdef: PoolDef, sizes: PoolSizes,
-                  driver: PoolDriver | None = None) -> PoolDef:
-        live = replace(pdef, capacity=sizes.capacity, allocation=sizes.allocation,
-                       available=sizes.available)
-        if driver is not None and pdef.type in ("disk", "logical"):
-            # <freeExtent> elements, as libvirt reports them for these pool types
-            with contextlib.suppress(PoolkeeperError, OSError):
-                free = {os.path.realpath(d.path): d.free for d in driver.layout()}
-                live.source = replace(pdef.source, devices=[
-                    replace(dev, free_extents=list(free.get(os.path.realpath(dev.path), [])))
-                    for dev in pdef.source.devices])
-        path = pdef.target.path
-        if pdef.type in xmlio.FILE_POOLS and path and os.path.isdir(path):
-            from .model import Permissions
-
-            st = os.stat(path)
-            live.target = PoolTarget(path=path, permissions=Permissions(
-                st.st_mode & 0o777, st.st_uid, st.st_gid,
-                pdef.target.permissions.label if pdef.target.permissions else None))
-        return live
+        return xmlio.format_pool(reports.live_def(pdef, driver.sizes(), driver))
 
     def find_pool_sources(self, pool_type: str, host: str | None = None,
                           device: str | None = None) -> str:
         sources = driver_class(pool_type).find_sources(host=host, device=device)
-        root = etree.Element("sources")
-        for source in sources:
-            doc = etree.fromstring(xmlio.format_pool(
-                PoolDef(type=pool_type, name="x", source=source,
-                        target=PoolTarget(path="/x"))).encode())
-            root.append(doc.find("source"))
-        return etree.tostring(root, pretty_print=True, encoding="unicode")
+        return reports.sources_xml(pool_type, sources)
 
     # == secrets (iSCSI CHAP) ============================================================
     def set_secret(self, usage: str, value: str | bytes) -> None:
@@ -519,29 +397,7 @@ class StorageController:
         return SecretStore(self.paths.config_dir).has(usage)
 
     def capabilities(self) -> str:
-        from .model import POOL_FORMATS, POOL_TYPES
-
-        root = etree.Element("storagepoolCapabilities")
-        drivers = available_drivers()
-        for pool_type in POOL_TYPES:
-            cls = drivers.get(pool_type)
-            el = etree.SubElement(root, "pool", type=pool_type,
-                                  supported="yes" if cls else "no")
-            if not cls:
-                continue
-            if pool_type in POOL_FORMATS:
-                opts = etree.SubElement(el, "poolOptions")
-                enum = etree.SubElement(opts, "enum", name="sourceFormatType")
-                for fmt in POOL_FORMATS[pool_type]:
-                    etree.SubElement(enum, "value").text = fmt
-            if cls.volume_formats:
-                opts = etree.SubElement(el, "volOptions")
-                if cls.default_volume_format:
-                    etree.SubElement(opts, "defaultFormat", type=cls.default_volume_format)
-                enum = etree.SubElement(opts, "enum", name="targetFormatType")
-                for fmt in cls.creatable_formats:
-                    etree.SubElement(enum, "value").text = fmt
-        return etree.tostring(root, pretty_print=True, encoding="unicode")
+        return reports.capabilities_xml()
 
     def pool_features(self, pool_type: str) -> PoolFeatures:
         cls = driver_class(pool_type)
@@ -570,16 +426,12 @@ class StorageController:
         if info is None:
             self.locks.check_volume_writer(pool, name)  # being created: say so
             raise VolumeNotFound(f"no volume named '{name}' in pool '{pool}'")
-        return self._apply_records(pool, [info])[0]
+        return self._records.apply(pool, [info])[0]
 
     def cached_volumes(self, pool: str, names: Iterable[str] | None = None
                        ) -> list[VolumeInfo]:
         """Volumes as of the last refresh (memory only: safe on a UI thread)."""
-        with self._cache_lock:
-            cache = self._cache.get(pool, {})
-            if names is None:
-                return list(cache.values())
-            return [cache[n] for n in names if n in cache]
+        return self._cache.volumes(pool, names)
 
     def volume_users(self, pool: str) -> dict[str, str]:
         """name -> 'process (pid N), ...' for the pool's volumes that processes hold open."""
@@ -624,7 +476,7 @@ class StorageController:
         xmlio.refuse_unhonoured(vdef, driver.type)
         requested_backing = vdef.backing
         if vdef.backing is not None:
-            vdef = replace(vdef, backing=self._resolve_backing(
+            vdef = replace(vdef, backing=self._chains.resolve_backing(
                 vdef.backing, block_snapshot=driver.type == "logical", for_name=name))
             if not vdef.capacity:
                 base_pool, base_name = self.find_volume(vdef.backing.path)
@@ -634,183 +486,24 @@ class StorageController:
         xmlio.check_allocation_fits(vdef)
         if os.path.lexists(driver.volume_path(name)):
             raise AlreadyExists(f"volume '{name}' already exists in pool '{pool}'")
-        warnings = self._space_check(driver, vdef, fmt)
+        warnings = volume_requests.space_check(driver, vdef, fmt)
         job = self.jobs.create("create", f"create {name} in {pool}", pool, name)
         job.warnings.extend(warnings)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="creating a volume"))
-        self._hold_new_volume(job, pool, name)
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="creating a volume"))
+        hold_new_volume(job, self.locks, pool, name)
 
         def work(job: Job) -> VolumeInfo:
             made = vdef
             if requested_backing is not None:  # again: the base may have changed meanwhile
-                made = replace(vdef, backing=self._resolve_backing(
+                made = replace(vdef, backing=self._chains.resolve_backing(
                     requested_backing, block_snapshot=driver.type == "logical", for_name=name))
             driver.create_volume(made, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if driver.volume_formats:  # pools without formats have nothing to record
-                    self._record(pool, name, fmt, job)
+                    self._records.record(pool, name, fmt, job)
                 return self._after_change(pool, name, added=True)
 
         return self.jobs.start(job, work)
-
-    def _space_check(self, driver: PoolDriver, vdef: VolumeDef, fmt: str) -> list[str]:
-        if driver.type == "disk":
-            return []  # a partition is never sparse; the driver checks it fits an extent
-        sizes = driver.sizes()
-        capacity = vdef.capacity or 0
-        allocation = capacity if vdef.allocation is None else min(vdef.allocation, capacity)
-        if fmt != "raw":
-            allocation = 0  # image formats are created sparse
-        if allocation > sizes.available:
-            raise InsufficientSpace(
-                f"volume '{vdef.name}' needs {human(allocation)} allocated but pool "
-                f"'{driver.name}' has {human(sizes.available)} available; make it smaller or "
-                "sparse (a smaller --allocation)"
-            )
-        if capacity > sizes.available:
-            return [
-                f"volume '{vdef.name}' is sparse and overcommits pool '{driver.name}': capacity "
-                f"{human(capacity)} > available {human(sizes.available)}"
-            ]
-        return []
-
-    def _resolve_backing(self, backing: BackingStore, block_snapshot: bool = False,
-                         for_name: str = "the new volume") -> BackingStore:
-        """The backing file must be a volume of an active pool, its format given or recorded
-        by us (never read from a header), and every file qemu would open for it, opened
-        with that format, must stay inside the pools."""
-        require_local_backing(backing.path)
-        try:
-            pool, name = self.find_volume(backing.path)
-        except VolumeNotFound:
-            raise VolumeNotFound(
-                f"the backing file '{backing.path}' is not a volume of an active pool; a backing "
-                "file must be a volume poolkeeper manages (start its pool, or define a pool on "
-                "its directory)") from None
-        info = self.volume_info(pool, name)
-        if block_snapshot:  # an LVM snapshot copies blocks; the driver checks the origin
-            return BackingStore(path=info.path, format=None)
-        if backing.format is None and not info.format_recorded:
-            raise ValidationError(
-                f"give the format of the backing volume '{name}' (--backing-vol-format): "
-                "poolkeeper did not create it and never trusts a format read from its header",
-                element="backingStore",
-            )
-        if backing.format and info.format_recorded and backing.format != info.format:
-            raise ValidationError(
-                f"'{name}' was created as {info.format}, not {backing.format}",
-                element="backingStore",
-            )
-        resolved = BackingStore(path=info.path, format=backing.format or info.format)
-        # the chain of the overlay-to-be: the base as qemu will open it, with that format
-        self._check_chain(VolumeInfo(name=for_name, key="", path="", backing=resolved))
-        return resolved
-
-    def _check_chain(self, info: VolumeInfo) -> None:
-        """Every file qemu would open for this image is a volume of an active pool, opened
-        with the format poolkeeper knows it by: no link, no header of another format than
-        the one recorded (but raw), no external data file, vmdk extents named by full path,
-        each backing file a volume whose format the image states. The checked chain is kept
-        in info.backing_chain: image_spec names each of its files itself."""
-        chain: list[BackingStore] = []
-        image = info
-        while True:
-            self._check_image_files(image)
-            if image.backing is None:
-                break
-            if len(chain) >= 16:
-                raise ValidationError(f"the backing chain of '{info.name}' is too deep (or a loop)")
-            image, fmt = self._backing_volume(image)
-            chain.append(BackingStore(path=image.path, format=fmt))
-        info.backing_chain = chain
-
-    def _check_image_files(self, image: VolumeInfo) -> None:
-        """The files of one image of a chain, but its backing file (see _check_chain)."""
-        if image.symlink is not None:
-            raise UnsafePath(f"'{image.name}' is a symlink to '{image.symlink}'; poolkeeper "
-                             "does not read images through links")
-        if image.format == "raw":
-            return  # read as plain bytes: qemu opens nothing else, whatever the header says
-        if image.format_recorded and image.probed_format not in (None, image.format):
-            raise UnsafePath(
-                f"'{image.name}' was created as {image.format}, but its header now reads as "
-                f"{image.probed_format}; poolkeeper will not hand it to qemu-img as "
-                f"{image.format} (wipe it, or upload a {image.format} image into it)")
-        if image.data_file is not None or (
-                image.format == "qcow2" and "data_file" in (image.features or [])):
-            named = f" '{image.data_file}'" if image.data_file else ""
-            raise UnsafePath(
-                f"'{image.name}' keeps its data in the external data file{named}; "
-                "poolkeeper does not use qcow2 images with a data file"
-            )
-        for written, path in image.extent_files:
-            self._check_extent(image, written, path)
-
-    def _check_extent(self, image: VolumeInfo, written: str, path: str) -> None:
-        """A vmdk extent qemu opens: a volume of an active pool named by its full path (qemu
-        gets the image as /dev/fd/N, under which a relative name would find another file),
-        not a link, and not itself carrying a descriptor (whose extents qemu opens too)."""
-        if not written.startswith("/"):
-            raise UnsafePath(
-                f"'{image.name}' names its vmdk extent '{written}' relative to itself; "
-                "poolkeeper hands images to qemu-img by file descriptor, where that name would "
-                "find another file, so it uses only vmdk descriptors whose extents are named "
-                "by full path")
-        try:
-            pool, name = self.find_volume(path)
-        except VolumeNotFound:
-            raise UnsafePath(
-                f"'{image.name}' names the vmdk extent '{path}', which is not a volume of an "
-                "active pool; poolkeeper will not use it") from None
-        extent = self.volume_info(pool, name)
-        if extent.symlink is not None:
-            raise UnsafePath(f"the vmdk extent '{path}' of '{image.name}' is a symlink; "
-                             "poolkeeper does not read images through links")
-        try:
-            fd = self._active_driver(pool).open_volume_read(extent)
-            try:
-                nested = imageprobe.carries_descriptor(os.pread(fd, 64, 0))
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise UnsafePath(f"the vmdk extent '{path}' of '{image.name}' cannot be read "
-                             f"({exc.strerror}); poolkeeper will not use it") from None
-        if nested:
-            raise UnsafePath(
-                f"the vmdk extent '{path}' of '{image.name}' carries a vmdk descriptor of its "
-                "own, whose files qemu would open too; poolkeeper will not use it")
-
-    def _backing_volume(self, image: VolumeInfo) -> tuple[VolumeInfo, str | None]:
-        """The backing file of `image` as qemu will open it, and the format it is opened as."""
-        assert image.backing is not None
-        require_local_backing(image.backing.path)
-        try:
-            pool, name = self.find_volume(image.backing.path)
-        except VolumeNotFound:
-            raise UnsafePath(
-                f"'{image.name}' names the backing file '{image.backing.path}', which is not a "
-                "volume of an active pool; poolkeeper will not use it"
-            ) from None
-        base = self.volume_info(pool, name)
-        declared = image.backing.format
-        if image.type == "block":  # an LVM snapshot's origin: no image format in between
-            return base, None
-        if declared is None:
-            raise UnsafePath(
-                f"'{image.name}' does not state the format of its backing file '{name}', so "
-                "qemu would guess it from that file's header; poolkeeper will not use it "
-                "(qemu-img rebase -u -F FORMAT fixes that)"
-            )
-        if declared == "raw":  # read as plain bytes: any header in it means nothing
-            return replace(base, format="raw", backing=None, data_file=None,
-                           extent_files=[]), declared
-        if declared != base.format:
-            known = "created it as" if base.format_recorded else "reads it as"
-            raise UnsafePath(
-                f"'{image.name}' says its backing file '{name}' is {declared}, but poolkeeper "
-                f"{known} {base.format}; it will not let qemu open it as {declared}"
-            )
-        return base, declared
 
     def clone_volume(self, pool: str, source: str, new_name: str, *,
                      target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
@@ -822,52 +515,33 @@ class StorageController:
         src = self.volume_info(pool, source)
         if src.error:
             raise StateError(f"volume '{source}' cannot be read: {src.error}")
-        # the source's format where the target pool has it (a partition's type does not
-        # carry over into a file pool: its bytes are raw there)
-        fmt = (src.format if src.format in dst_driver.volume_formats
-               else dst_driver.default_volume_format)
-        if xml is not None:
-            vdef = xmlio.parse_volume(xml, dst_driver.type, size_from_source=True)
-            if vdef.target.format is None:
-                vdef = replace(vdef, target=replace(vdef.target, format=fmt))
-        else:
-            vdef = VolumeDef(name=new_name, target=VolumeTarget(format=fmt))
-        vdef = replace(vdef, name=check_name(new_name or vdef.name, "volume name"))
-        xmlio.validate_volume(replace(vdef, capacity=vdef.capacity or src.capacity),
-                              dst_driver.type)
-        xmlio.refuse_unhonoured(vdef, dst_driver.type, clone=True)
-        _refuse_unhonoured_in_clone(src, vdef, dst_driver.type)
+        vdef = volume_requests.clone_def(src, dst_driver, new_name, xml)
         if os.path.lexists(dst_driver.volume_path(vdef.name)):
             raise AlreadyExists(f"volume '{vdef.name}' already exists in pool '{dst_pool}'")
-        self._check_chain(src)
-        available = dst_driver.sizes().available
-        if src.allocation > available:
-            raise InsufficientSpace(
-                f"cloning '{source}' needs up to {human(src.allocation)} but pool '{dst_pool}' "
-                f"has {human(available)} available"
-            )
+        self._chains.check_chain(src)
+        volume_requests.clone_space_check(src, source, dst_driver, dst_pool)
         job = self.jobs.create("clone", f"clone {source} to {vdef.name}", dst_pool, vdef.name)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
         if dst_pool != pool:
-            self._hold(job, lambda: self.locks.pool(dst_pool, exclusive=False, what="cloning"))
-        self._hold(job, lambda: self.locks.volume(pool, source, exclusive=False,
-                                                  what="being cloned"))
-        self._hold_new_volume(job, dst_pool, vdef.name)
+            hold(job, lambda: self.locks.pool(dst_pool, exclusive=False, what="cloning"))
+        hold(job, lambda: self.locks.volume(pool, source, exclusive=False,
+                                            what="being cloned"))
+        hold_new_volume(job, self.locks, dst_pool, vdef.name)
 
         def work(job: Job) -> str:
-            # again, as it is now: the job may have waited in the queue (see _recheck_volume)
+            # again, as it is now: the job may have waited in the queue (see recheck_volume)
             now = self.volume_info(pool, source)
             if now.error:
                 raise StateError(f"volume '{source}' cannot be read: {now.error}")
-            self._check_chain(now)
-            _refuse_unhonoured_in_clone(now, vdef, dst_driver.type)
+            self._chains.check_chain(now)
+            volume_requests.refuse_unhonoured_in_clone(now, vdef, dst_driver.type)
             # one a failed clean-up left under this name: its lock is ours now, so it is stale
             if vdef.name in getattr(dst_driver, "partial_volumes", list)():
                 dst_driver.remove_partial(vdef.name)
             method = dst_driver.clone_volume(now, src_driver, vdef, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if dst_driver.volume_formats:
-                    self._record(dst_pool, vdef.name, vdef.target.format or now.format, job)
+                    self._records.record(dst_pool, vdef.name, vdef.target.format or now.format, job)
                 self._after_change(dst_pool, vdef.name, added=True)
             return method
 
@@ -882,17 +556,15 @@ class StorageController:
                 self.locks.volume(pool, name, exclusive=True, what="being deleted") as held, \
                 _os_errors(f"delete volume '{name}'"):
             if info.symlink is None:
-                self._refuse_in_use(info)
-                self._refuse_backing_of_others(pool, info)
-                self._refuse_target_of_others(pool, info)
+                refuse_in_use(info)
+                self._users.refuse_backing_of_others(pool, info)
+                self._users.refuse_target_of_others(pool, info)
             driver.delete_volume(info)
             # The record goes while the lock is held: a create of the same name, which
             # can start once it is released, records its new volume after this.
-            self._forget_record(pool, name)
+            self._records.forget(pool, name)
             held.release(remove=True)  # the volume is gone: so is its lock file
-        with self._cache_lock:
-            self._cache.get(pool, {}).pop(name, None)
-        self.bus.publish(VolumesChanged(pool, removed=(name,)))
+        self._cache.remove(pool, name)
 
     def wipe_volume(self, pool: str, name: str, algorithm: str = "zero") -> Job:
         if algorithm not in WIPE_ALGORITHMS:
@@ -903,18 +575,18 @@ class StorageController:
         driver = self._active_driver(pool)
         info = self.volume_info(pool, name)
         job = self.jobs.create("wipe", f"wipe {name} ({algorithm})", pool, name)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="wiping"))
-        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
-                                                  what="being wiped"))
-        self._check_or_release(job, lambda: self._refuse_in_use(info))
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="wiping"))
+        hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+                                            what="being wiped"))
+        check_or_release(job, lambda: refuse_in_use(info))
 
         def work(job: Job) -> None:
-            now = self._recheck_volume(pool, name)
+            now = self._users.recheck_volume(pool, name)
             driver.wipe_volume(now, algorithm, job)
             with shielded():  # done: a cancel from here on changes nothing
                 if driver.type in xmlio.FILE_POOLS and now.format not in ("raw", "dir"):
                     # The bytes are no longer an image of that format.
-                    self._record(pool, name, "raw", job)
+                    self._records.record(pool, name, "raw", job)
                     job.warnings.append(f"'{name}' was {now.format}; after the wipe it is raw")
                 self._after_change(pool, name)
 
@@ -927,44 +599,24 @@ class StorageController:
             raise Unsupported(f"volumes of a '{driver.type}' pool cannot be resized")
         info = self.volume_info(pool, name)
         if info.format != "raw":  # qemu-img resize opens the backing chain and data file
-            self._check_chain(info)
-        if delta:
-            new = info.capacity - min(capacity, info.capacity) if shrink else \
-                info.capacity + capacity
-        else:
-            new = capacity
-        if new <= 0:
-            raise ValidationError(f"volume '{name}' cannot be resized to 0 bytes")
-        if new > MAX_SIZE:  # a delta can overflow what any tool or syscall takes
-            raise ValidationError(f"resizing '{name}' to {new} bytes is too large; the limit "
-                                  f"is {MAX_SIZE} bytes", element="capacity")
-        _refuse_unasked_shrink(info, new, shrink)
+            self._chains.check_chain(info)
+        new = volume_requests.new_capacity(info, name, capacity, delta, shrink)
         sizes = driver.sizes()
         job = self.jobs.create("resize", f"resize {name} to {human(new)}", pool, name)
-        if allocate:
-            needed = max(0, new - info.allocation)
-            if needed > sizes.available:
-                raise InsufficientSpace(
-                    f"allocating {human(needed)} more for '{name}' needs more than the "
-                    f"{human(sizes.available)} available in pool '{pool}'"
-                )
-        elif new - info.capacity > sizes.available:
-            job.warnings.append(
-                f"'{name}' now overcommits pool '{pool}': {human(new)} > "
-                f"{human(sizes.available)} available"
-            )
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="resizing"))
-        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
-                                                  what="being resized"))
+        job.warnings.extend(
+            volume_requests.resize_space_check(info, name, pool, new, sizes, allocate))
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="resizing"))
+        hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+                                            what="being resized"))
         # A guest writing the volume sees its disk change size under it (qemu-img resize of
         # an image in use corrupts it); cutting off the end is refused to any other user.
-        self._check_or_release(job, lambda: self._refuse_in_use(info, writers_only=not shrink))
+        check_or_release(job, lambda: refuse_in_use(info, writers_only=not shrink))
 
         def work(job: Job) -> VolumeInfo:
-            now = self._recheck_volume(pool, name, writers_only=not shrink)
+            now = self._users.recheck_volume(pool, name, writers_only=not shrink)
             if now.format != "raw":  # as above: qemu-img resize opens its files
-                self._check_chain(now)
-            _refuse_unasked_shrink(now, new, shrink)
+                self._chains.check_chain(now)
+            volume_requests.refuse_unasked_shrink(now, new, shrink)
             driver.resize_volume(now, new, allocate=allocate, shrink=shrink, ctx=job)
             with shielded():  # done: a cancel from here on changes nothing
                 return self._after_change(pool, name)
@@ -977,13 +629,13 @@ class StorageController:
         info = self.volume_info(pool, name)
         job = self.jobs.create("upload", f"upload {os.path.basename(src_path)} to {name}",
                                pool, name)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="uploading"))
-        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
-                                                  what="being uploaded to"))
-        self._check_or_release(job, lambda: self._refuse_in_use(info))
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="uploading"))
+        hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
+                                            what="being uploaded to"))
+        check_or_release(job, lambda: refuse_in_use(info))
 
         def work(job: Job) -> int:
-            now = self._recheck_volume(pool, name)
+            now = self._users.recheck_volume(pool, name)
             written = driver.upload_volume(now, src_path, offset, length, job)
             with shielded():  # done: a cancel from here on changes nothing
                 self._after_change(pool, name)
@@ -995,14 +647,14 @@ class StorageController:
                         length: int | None = None, sparse: bool = False) -> Job:
         driver = self._active_driver(pool)
         info = self.volume_info(pool, name)
-        self._refuse_volume_as_target(dst_path, info)
+        self._download_targets.refuse_volume_as_target(dst_path, info)
         job = self.jobs.create("download", f"download {name}", pool, name)
-        self._hold(job, lambda: self.locks.pool(pool, exclusive=False, what="downloading"))
-        self._hold(job, lambda: self.locks.volume(pool, name, exclusive=False,
-                                                  what="being downloaded"))
+        hold(job, lambda: self.locks.pool(pool, exclusive=False, what="downloading"))
+        hold(job, lambda: self.locks.volume(pool, name, exclusive=False,
+                                            what="being downloaded"))
 
         def refuse(st: os.stat_result, path: str) -> None:
-            self._refuse_pool_object(st, path, info)
+            self._download_targets.refuse_pool_object(st, path, info)
 
         def work(job: Job) -> int:
             # Looked at again on the file the download opened, before it is written.
@@ -1017,368 +669,11 @@ class StorageController:
             raise PoolkeeperError(f"no job {job_id}")
         job.cancel()
 
-    # == safety checks =================================================================
-    def _recheck_volume(self, pool: str, name: str, *,
-                        writers_only: bool = False) -> VolumeInfo:
-        """The volume a job writes, as it is now, checked again as the job starts to act on
-        it: a job can wait in the queue for hours behind others, and meanwhile the file can
-        be rewritten or replaced, or a process can open it (the checks made when the verb
-        was asked only refuse early). No other process may use it (writers_only: write
-        it). The caller runs _check_chain again where the volume goes to qemu-img, and the
-        driver acts on the very file this found (dir._open_checked, dir.image_spec: they
-        look again at the fd they hand on)."""
-        info = self.volume_info(pool, name)
-        self._refuse_in_use(info, writers_only=writers_only)
-        return info
-
-    def _refuse_in_use(self, info: VolumeInfo, *, writers_only: bool = False) -> None:
-        """Refuse a volume another process has open (writers_only: open for writing, or
-        for a block device also mounted or held by the kernel), naming who."""
-        block = info.type == "block" and info.path.startswith("/dev/")
-        reasons = openers.users(info.path, block=block, writers_only=writers_only)
-        if reasons:
-            raise InUse(f"volume '{info.name}' is {'; '.join(reasons)}; stop that first")
-
-    def _refuse_volume_as_target(self, dst_path: str, source: VolumeInfo) -> None:
-        """A download never writes into a pool: not onto its own source, not into another
-        volume behind that volume's busy mark (through a hard link, a partition, an LV,
-        a loop device on a volume), and never through a symlink (which could aim it at any
-        file root can write). This looks by name before the job; the job looks again at
-        the file it opened (fileops.checking_download_targets)."""
-        try:
-            st = os.lstat(dst_path)
-        except FileNotFoundError:
-            self._refuse_pool_object(None, dst_path, source)
-            return
-        except OSError:
-            return  # the open says what is wrong with the path
-        if stat.S_ISLNK(st.st_mode):
-            raise fileops.link_refusal(dst_path)
-        self._refuse_pool_object(st, dst_path, source)
-
-    def _refuse_pool_object(self, st: os.stat_result | None, path: str,
-                            source: VolumeInfo) -> None:
-        """Refuse `path` (stat `st`, None if it does not exist yet) as a download target if
-        it is a pool's volume, directory entry or device."""
-        role = self._pool_dir_role(path)
-        if role is None and st is not None:
-            role = self._pool_role(st, source)
-        if role:
-            raise UnsafePath(f"'{path}' is {role}; a download never writes into a pool: "
-                             "download to a file outside the pools (to copy a volume into "
-                             "a pool, use vol-clone)")
-
-    def _pool_role(self, st: os.stat_result, source: VolumeInfo) -> str | None:
-        """What the existing file or device `st` is in a pool, by identity (None: nothing)."""
-        with contextlib.suppress(OSError):
-            if targets.same_file(st, os.stat(source.path)):
-                return f"the volume '{source.name}' itself"
-        if stat.S_ISREG(st.st_mode):
-            return self._pool_file_role(st)
-        if stat.S_ISBLK(st.st_mode):
-            return self._pool_device_role(st.st_rdev)
-        return None
-
-    def _pool_targets(self) -> Iterator[tuple[str, str, os.stat_result]]:
-        """(pool, target path, its stat) of every defined pool whose volumes are the files in
-        its target directory (dir, fs, netfs), if that directory can be read. The targets of
-        the others (/dev, /dev/VG) only hold nodes: their volumes are matched as devices."""
-        for pool in self.store.definition_names():
-            try:
-                pdef = self.pool_def(pool)
-                if pdef.type in xmlio.FILE_POOLS and pdef.target.path:
-                    yield pool, pdef.target.path, os.stat(pdef.target.path)
-            except (PoolkeeperError, OSError):
-                continue
-
-    def _pool_dir_role(self, path: str) -> str | None:
-        """Is `path` a name in a pool's target directory (however the directory is spelled:
-        compared by device and inode)?"""
-        try:
-            parent = os.stat(os.path.dirname(os.path.abspath(path)))
-        except OSError:
-            return None
-        for pool, _target, tst in self._pool_targets():
-            if targets.same_file(parent, tst):
-                return f"inside pool '{pool}'"
-        return None
-
-    def _pool_file_role(self, st: os.stat_result) -> str | None:
-        """Is the regular file `st` a volume of a pool by another path (a hard link, or a
-        bind mount of the volume, which leaves its link count at 1), or the image file a
-        pool is built on? Every file pool's directory on the same filesystem is scanned
-        for the inode (readdir's d_ino: no stat but of a name that matches)."""
-        for pool in self.store.definition_names():
-            with contextlib.suppress(PoolkeeperError):
-                for dev in self.pool_def(pool).source.devices:
-                    with contextlib.suppress(OSError):
-                        if targets.same_file(st, os.stat(dev.path)):
-                            return f"the image file of pool '{pool}'"
-        for pool, target, tst in self._pool_targets():
-            if tst.st_dev == st.st_dev:
-                names = targets.hard_link_names(target, st)
-                if names and st.st_nlink >= 2:
-                    return f"a hard link to volume '{names[0]}' of pool '{pool}'"
-                if names:
-                    return (f"volume '{names[0]}' of pool '{pool}', reached by another path "
-                            "(a bind mount)")
-        return None
-
-    def _pool_device_role(self, rdev: int) -> str | None:
-        """Is the block device `rdev` a pool's volume or device, part of one (a partition of a
-        pool's disk, an LV on its PVs), a disk holding one, or a loop device on a pool's
-        file?"""
-        owned = self._pool_devices()
-        family = targets.block_family(rdev)
-        for number, _name in family:
-            if number in owned:
-                return (owned[number] if number == rdev
-                        else f"{family[0][1]}, which is on {owned[number]}")
-        for number, _name in targets.partitions_of(rdev):
-            if number in owned:
-                return f"{family[0][1]}, which holds {owned[number]}"
-        for number, name in family:
-            backing = targets.loop_backing(number)
-            if backing is None:
-                continue
-            role = self._pool_dir_role(backing[0]) or self._pool_file_role(backing[1])
-            if role:
-                return f"{name}, a loop device on '{backing[0]}', which is {role}"
-        return None
-
-    def _pool_devices(self) -> dict[int, str]:
-        """Device number -> what it is, for every block device a pool is built on or has as
-        a volume (volumes as the last refresh saw them, refreshed if none was made)."""
-        owned: dict[int, str] = {}
-        for pool in self.store.definition_names():
-            try:
-                pdef = self.pool_def(pool)
-            except PoolkeeperError:
-                continue
-            for dev in pdef.source.devices:
-                for node in self._source_nodes(dev.path):
-                    with contextlib.suppress(OSError):
-                        st = os.stat(node)
-                        if stat.S_ISBLK(st.st_mode):
-                            owned.setdefault(st.st_rdev, f"{node}, a device of pool '{pool}'")
-            for vol in self._block_volumes(pool):
-                with contextlib.suppress(OSError):
-                    st = os.stat(vol.path)
-                    if stat.S_ISBLK(st.st_mode):
-                        owned[st.st_rdev] = f"volume '{vol.name}' of pool '{pool}'"
-        return owned
-
-    @staticmethod
-    def _source_nodes(path: str) -> list[str]:
-        """A pool's source device, or the loop devices attached to its image file."""
-        with contextlib.suppress(OSError):
-            if stat.S_ISREG(os.stat(path).st_mode):
-                return [ident.device for ident in blockprobe.loops_backed_by(path)]
-        return [path]
-
-    def _block_volumes(self, pool: str) -> list[VolumeInfo]:
-        if not self.store.is_active(pool) or self.pool_def(pool).type in xmlio.FILE_POOLS:
-            return []
-        vols = self.cached_volumes(pool)
-        if not vols:  # a fresh process knows no pool yet: look
-            with contextlib.suppress(PoolkeeperError, OSError):
-                vols = self.refresh_pool(pool)
-        return [v for v in vols if v.type == "block"]
-
-    def _refuse_backing_of_others(self, pool: str, info: VolumeInfo) -> None:
-        """A volume another image names (as backing file, data file or vmdk extent) cannot be
-        deleted: in any defined pool whose volumes can be read, stopped ones too, and by
-        file identity (a symlinked spelling of a directory is the same file)."""
-        key = _file_key(info.path)
-        for other_pool in self.store.definition_names():
-            for vol in self._volumes_naming_files(other_pool):
-                what = _names_file(vol, info.path, key)
-                if what:
-                    state = "" if self.store.is_active(other_pool) else " (a stopped pool)"
-                    raise InUse(
-                        f"volume '{info.name}' is {what} of '{vol.name}' in pool "
-                        f"'{other_pool}'{state}; delete that overlay first"
-                    )
-
-    def _volumes_naming_files(self, pool: str) -> list[VolumeInfo]:
-        """The volumes of a pool, to see which files they name: an active pool's as last
-        seen (or listed now), a stopped file pool's read from its directory if it can be."""
-        if self.store.is_active(pool):
-            with self._cache_lock:
-                cached = list(self._cache.get(pool, {}).values())
-            if not cached:  # a fresh process knows no pool yet: look
-                with contextlib.suppress(PoolkeeperError, OSError):
-                    cached = self.refresh_pool(pool)
-            return cached
-        try:
-            pdef = self.pool_def(pool)
-            if pdef.type not in xmlio.FILE_POOLS:
-                return []  # an LV or partition names no file of a file pool
-            driver = self._driver(pdef)
-            if not driver.check():
-                return []
-            return self._apply_records(pool, driver.refresh()[1])
-        except (PoolkeeperError, OSError):
-            return []
-
-    def _refuse_target_of_others(self, pool: str, info: VolumeInfo) -> None:
-        """A directory volume that is the target of another pool (nested inside this one)
-        is not this pool's to remove."""
-        if info.type != "dir":
-            return
-        keys = blockprobe.directory_keys(info.path)
-        for other in self.store.definition_names():
-            try:
-                odef = self.pool_def(other)
-            except PoolkeeperError:
-                continue
-            if other != pool and odef.target.path and keys & blockprobe.directory_keys(
-                    odef.target.path):
-                raise InUse(f"'{info.name}' is the target directory of pool '{other}'; "
-                            f"undefine that pool first (pool-undefine {other})")
-
-    # == records, cache, events ========================================================
-    @contextlib.contextmanager
-    def _records(self, pool: str) -> Iterator[dict[str, dict]]:
-        held = self.locks.records(pool)
-        try:
-            records = self.store.volume_records(pool)
-            yield records
-            self.store.write_volume_records(pool, records)
-        finally:
-            held.release()
-
-    def _record(self, pool: str, name: str, fmt: str, job: Job | None = None) -> None:
-        """Remember the format of a volume we made. The storage work is done by now, so a
-        failure here is a warning, never a failed job."""
-        try:
-            driver = self._driver(self.pool_def(pool))
-            identity = fileid.of_path(driver.volume_path(name))
-            with self._records(pool) as records:
-                records[name] = {"format": fmt, **fileid.record_fields(identity)}
-        except (PoolkeeperError, OSError) as exc:
-            if job is not None:
-                job.warnings.append(f"could not record the format of '{name}': {exc}")
-
-    def _forget_record(self, pool: str, name: str) -> None:
-        if name in self.store.volume_records(pool):
-            with contextlib.suppress(PoolkeeperError, OSError), self._records(pool) as records:
-                records.pop(name, None)
-
-    def _apply_records(self, pool: str, volumes: list[VolumeInfo]) -> list[VolumeInfo]:
-        """The format an action uses is the one recorded when poolkeeper created the volume,
-        not what the header claims now (a guest can write any header into a raw disk). A
-        record applies only to the very file it was made for (fileid: inode, birth time,
-        generation); any other file under that name was not created here."""
-        records = self.store.volume_records(pool)
-        unrecorded = _apply_to(records, volumes)
-        if unrecorded:  # files no record is for: an undefined pool's records may be
-            adopted = self._adopt_by_identity(pool, unrecorded, records)
-            if adopted is not records:
-                _apply_to(adopted, list(unrecorded.values()))
-        return volumes
-
-    def _adopt_by_identity(self, pool: str, unrecorded: dict[str, VolumeInfo],
-                           records: dict[str, dict]) -> dict[str, dict]:
-        """Take over the set-aside records of an undefined pool that were made for files
-        this pool lists (same name, same file identity): its directory was moved, renamed
-        or bind-mounted elsewhere before it was defined again, which the path-based
-        adoption at define time cannot see. Each set is read once per pool and process
-        (the monitor lists pools every few seconds); a listing whose files all have their
-        records looks at none. Returns the pool's records, with what was adopted."""
-        tried = self._adoption_tried.setdefault(pool, set())
-        try:
-            keys = [key for key in self.store.set_aside_keys() if key not in tried]
-        except OSError:
-            return records
-        for key in keys:
-            tried.add(key)
-            kept = self.store.set_aside_records(key)
-            if kept and _matches_any(kept, unrecorded):
-                try:
-                    records = self._take_set_aside(pool, key, unrecorded)
-                except (PoolkeeperError, OSError):
-                    tried.discard(key)  # busy: the next listing tries again
-        return records
-
-    def _take_set_aside(self, pool: str, key: str,
-                        listed: dict[str, VolumeInfo]) -> dict[str, dict]:
-        """Move the set-aside set `key` into the pool's records (once: another process may
-        have taken it meanwhile). The pool's own record of a name wins unless it is not the
-        listed file's and the adopted one is. Written before the set is dropped: a kill in
-        between leaves a copy, which is harmless."""
-        with self.locks.store():
-            kept = self.store.set_aside_records(key)
-            with self._records(pool) as records:
-                for name, rec in (kept or {}).items():
-                    if not isinstance(rec, dict):
-                        continue
-                    own = records.get(name)
-                    vol = listed.get(name)
-                    if own is None or (vol is not None and not _made_here(own, vol)
-                                       and _made_here(rec, vol)):
-                        records[name] = rec
-                taken = dict(records)
-            if kept is not None:
-                self.store.drop_undefined_volume_records(key)
-        return taken
-
+    # == after a change ================================================================
     def _after_change(self, pool: str, name: str, added: bool = False) -> VolumeInfo:
         info = self.volume_info(pool, name)
-        with self._cache_lock:
-            self._cache.setdefault(pool, {})[name] = info
-        if added:
-            self.bus.publish(VolumesChanged(pool, added=(name,)))
-        else:
-            self.bus.publish(VolumesChanged(pool, changed=(name,)))
+        self._cache.put(pool, name, info, added)
         return info
-
-    def _set_cache(self, pool: str, volumes: list[VolumeInfo]) -> None:
-        new = {v.name: v for v in volumes}
-        with self._cache_lock:
-            old = self._cache.get(pool)
-            self._cache[pool] = new
-        if old is None:
-            return
-        added = tuple(n for n in new if n not in old)
-        removed = tuple(n for n in old if n not in new)
-        changed = tuple(
-            n for n, v in new.items()
-            if n in old and (old[n].signature != v.signature or old[n].format != v.format
-                             or old[n].error != v.error)
-        )
-        if added or removed or changed:
-            self.bus.publish(VolumesChanged(pool, added, removed, changed))
-
-    def _drop_cache(self, pool: str) -> None:
-        with self._cache_lock:
-            self._cache.pop(pool, None)
-        self._tokens.pop(pool, None)
-
-    def _hold(self, job: Job, take: Callable[[], HeldLock]) -> None:
-        """Take a lock for the job's lifetime; on refusal release what it already holds."""
-        self._check_or_release(job, lambda: job.hold(take()))
-
-    def _hold_new_volume(self, job: Job, pool: str, name: str) -> None:
-        """The lock of a volume the job creates, for its lifetime; its file goes with the
-        job (a failed or cancelled create leaves no lock file; removing a free one is always
-        safe, see locks.py)."""
-
-        def take() -> HeldLock:
-            held = self.locks.volume(pool, name, exclusive=True, what="being created")
-            held.remove_on_release = True
-            return held
-
-        self._hold(job, take)
-
-    @staticmethod
-    def _check_or_release(job: Job, check: Callable[[], object]) -> None:
-        """Run a pre-start check; if it refuses, the job never starts: drop its locks."""
-        try:
-            check()
-        except BaseException:
-            job.release_locks()
-            raise
 
     # == start-up ======================================================================
     def _ensure_default_pool(self) -> None:
@@ -1423,69 +718,14 @@ class StorageController:
 
     # == live monitor ==================================================================
     def start_monitor(self, interval: float = MONITOR_INTERVAL) -> None:
-        if self._monitor is not None:
-            return
-        self._monitor_stop.clear()
-
-        def loop() -> None:
-            while not self._monitor_stop.wait(interval):
-                self.poll()
-
-        self._monitor = threading.Thread(target=loop, name="pk-monitor", daemon=True)
-        self._monitor.start()
+        self._monitor.start(interval)
 
     def stop_monitor(self) -> None:
-        if self._monitor is not None:
-            self._monitor_stop.set()
-            self._monitor.join(timeout=10)
-            self._monitor = None
+        self._monitor.stop()
 
     def poll(self) -> None:
         """One monitor round: cheap token per active pool, rescan only what changed."""
-        for name in self.store.definition_names():
-            try:
-                if not self.store.is_active(name):
-                    if name in self._tokens:
-                        self._drop_cache(name)
-                        self.bus.publish(PoolChanged(name, "stopped"))
-                    continue
-                driver = self._driver(self.pool_def(name))
-                try:
-                    token = driver.change_token()
-                except (PoolkeeperError, OSError):
-                    # The storage went away (directory removed, unmounted): say so once.
-                    if self._tokens.get(name) is not _GONE:
-                        self._tokens[name] = _GONE
-                        self.bus.publish(PoolChanged(name, "inaccessible"))
-                    continue
-                seen = self._tokens.get(name)
-                first = name not in self._tokens
-                due = time.monotonic() - self._scanned_at.get(name, 0.0) >= SPACE_RESCAN_INTERVAL
-                if seen == token and not (due and name in self._space_changed):
-                    continue
-                if seen != token and _space_only(seen, token) and not due:
-                    # Free space alone changed: the header's sizes follow at once, the
-                    # volumes' allocations with the next scan that is due.
-                    self._tokens[name] = token
-                    self._space_changed.add(name)
-                    self.bus.publish(PoolChanged(name, "sizes"))
-                    continue
-                with self.locks.pool(name, exclusive=False, what="monitoring", wait=0):
-                    _sizes, volumes = driver.refresh()
-                self._set_cache(name, self._apply_records(name, volumes))
-                self._tokens[name] = token  # only now: a busy round is retried next time
-                self._scanned_at[name] = time.monotonic()
-                self._space_changed.discard(name)
-                if not first:
-                    self.bus.publish(PoolChanged(name, "sizes"))
-            except (PoolkeeperError, OSError):
-                continue  # busy or vanished: try again next round
-
-
-def _space_only(seen: object, token: object) -> bool:
-    """Did only the free space change between two monitor tokens (SpaceToken)?"""
-    return isinstance(seen, SpaceToken) and isinstance(token, SpaceToken) and \
-        seen.listing == token.listing
+        self._monitor.poll()
 
 
 @contextlib.contextmanager
@@ -1498,183 +738,3 @@ def _os_errors(doing: str) -> Iterator[None]:
         raise os_failure(exc, doing) from exc
 
 
-def open_paths(paths: Iterable[str]) -> dict[str, list[str]]:
-    """Which of `paths` other processes have open: path -> ['name (pid N)', ...].
-
-    Files are matched by device and inode, so a hard link or a bind mount of the volume
-    counts too. Our own process is left out: its opens belong to jobs, which hold busy
-    marks (see openers)."""
-    return {path: [str(o) for o in found]
-            for path, found in openers.file_openers(paths).items()}
-
-
-def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
-    features = info.features
-    return VolumeDef(
-        name=info.name,
-        type=info.type,
-        key=info.key,
-        capacity=info.capacity,
-        allocation=info.allocation,
-        physical=info.physical or None,
-        target=VolumeTarget(
-            path=info.path,
-            format=info.format,
-            permissions=info.permissions,
-            timestamps=info.stamped(),
-            compat=info.compat if info.format == "qcow2" else None,
-            cluster_size=info.cluster_size if info.format == "qcow2" else None,
-            features=features if info.format == "qcow2" else None,
-        ),
-        source_devices=list(info.extents),
-        backing=info.backing,
-    )
-
-
-def _made_here(record: dict, vol: VolumeInfo) -> bool:
-    """Is `vol` the file the format record was made for? (Drivers that report no file
-    identity, such as disk pools, are matched on the inode of the node, as before.)"""
-    if vol.file_id is not None:
-        return fileid.same_file(record, vol.file_id)
-    return bool(vol.signature) and record.get("ino") == vol.signature[0]
-
-
-def _apply_to(records: dict[str, dict], volumes: list[VolumeInfo]) -> dict[str, VolumeInfo]:
-    """Give each volume the format of its record, if it has one made for its very file;
-    returns name -> volume for the files no record is for (those that could have been made
-    here: files, not links or directories)."""
-    unrecorded = {}
-    for vol in volumes:
-        rec = records.get(vol.name)
-        if rec and _made_here(rec, vol):
-            vol.format = rec.get("format", vol.format)
-            vol.format_recorded = True
-            if vol.format == "raw":
-                vol.capacity = vol.physical
-                vol.backing = vol.data_file = None
-                vol.extent_files = []
-        elif (vol.file_id is not None and vol.type != "dir" and vol.symlink is None
-              and not vol.error):
-            unrecorded[vol.name] = vol
-    return unrecorded
-
-
-def _matches_any(records: dict, listed: dict[str, VolumeInfo]) -> bool:
-    """Does any of `records` name a listed file and identify it (inode and birth time or
-    generation: a set from another filesystem could match on the inode number alone)?"""
-    for name, rec in records.items():
-        vol = listed.get(name)
-        if (vol is not None and vol.file_id is not None and isinstance(rec, dict)
-                and fileid.identifies(rec, vol.file_id)):
-            return True
-    return False
-
-
-def _file_key(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _names_file(vol: VolumeInfo, path: str, key: tuple[int, int] | None) -> str | None:
-    """What `vol` uses the file `path` (device and inode `key`) as, or None."""
-    named = [("the backing store", vol.backing.path if vol.backing else None),
-             ("the external data file", vol.data_file),
-             *(("a vmdk extent", resolved) for _written, resolved in vol.extent_files)]
-    for what, other in named:
-        if other is not None and (other == path or (key is not None and _file_key(other) == key)):
-            return what
-    return None
-
-
-def _refuse_unasked_shrink(info: VolumeInfo, new: int, shrink: bool) -> None:
-    if new < info.capacity and not shrink:
-        raise ValidationError(
-            f"resizing '{info.name}' from {human(info.capacity)} to {human(new)} would discard "
-            "the data at its end; pass --shrink if that is what you want"
-        )
-
-
-def _refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str) -> None:
-    """What a clone's XML asks for that the copy would not give: a byte copy keeps the
-    source's qcow2 header as it is (compat, cluster size, features), and a raw copy is
-    sparse (libvirt preallocates one whose allocation is at least the source's capacity)."""
-    target = vdef.target
-    fmt = target.format or src.format
-    if pool_type in xmlio.FILE_POOLS and fmt == "qcow2" and src.format == "qcow2":
-        have = {"compat": src.compat or "0.10", "clusterSize": src.cluster_size,
-                "features": sorted(src.features or [])}
-        want = {"compat": target.compat, "clusterSize": target.cluster_size,
-                "features": None if target.features is None else sorted(target.features)}
-        for element, value in want.items():
-            if value is not None and value != have[element]:
-                raise ValidationError(
-                    f"a clone of '{src.name}' copies its qcow2 header as it is, so its "
-                    f"<{element}> stays {have[element]!r}, not {value!r}; remove "
-                    f"<{element}> (or clone to another format and convert back)",
-                    element=element)
-    if (fmt == "raw" and pool_type in xmlio.FILE_POOLS and vdef.allocation is not None
-            and vdef.allocation >= src.capacity):
-        raise ValidationError(
-            f"poolkeeper clones into a sparse file; an <allocation> of {vdef.allocation} "
-            f"bytes asks for a preallocated one (at least the source's capacity, "
-            f"{src.capacity} bytes); give a smaller allocation or leave it out "
-            "(vol-resize --allocate preallocates afterwards)", element="allocation")
-
-
-def _source_summary(pdef: PoolDef) -> str:
-    src = pdef.source
-    parts = []
-    if src.hosts:
-        parts.append(",".join(h.name + (f":{h.port}" if h.port else "") for h in src.hosts))
-    if src.dir:
-        parts.append(src.dir)
-    if src.devices:
-        parts.append(",".join(d.path for d in src.devices))
-    if src.name:
-        parts.append(src.name)
-    return " ".join(parts)
-
-
-def _source_conflict(a: PoolDef, b: PoolDef) -> str | None:
-    """What two pool definitions both claim, or None (libvirt's duplicate-source rule)."""
-    if a.type in xmlio.FILE_POOLS and b.type in xmlio.FILE_POOLS:
-        pa, pb = a.target.path, b.target.path
-        # the same directory by a symlink, "//", "/./", ".." or a trailing slash
-        if pa and pb and blockprobe.directory_keys(pa) & blockprobe.directory_keys(pb):
-            return f"target path '{pb}'"
-    iscsi_types = ("iscsi", "iscsi-direct")
-    if a.type in iscsi_types and b.type in iscsi_types:
-        # An IQN is a name, not a path; the same IQN on another portal is another target.
-        portals_a = {(h.name, h.port or 3260) for h in a.source.hosts}
-        portals_b = {(h.name, h.port or 3260) for h in b.source.hosts}
-        shared = {d.path for d in a.source.devices} & {d.path for d in b.source.devices}
-        if shared and portals_a & portals_b:
-            host, port = sorted(portals_a & portals_b)[0]
-            return f"target '{sorted(shared)[0]}' at {host}:{port}"
-    # /dev/disk/by-id/X and /dev/sdb are the same disk, so are two nodes of one device
-    device_types = ("fs", "logical", "disk")
-    if a.type in device_types and b.type in device_types:
-        keys_a = set().union(*(blockprobe.device_keys(d.path) for d in a.source.devices))
-        for dev in b.source.devices:
-            if blockprobe.device_keys(dev.path) & keys_a:
-                return f"source device '{dev.path}'"
-    if a.type == "netfs" and b.type == "netfs" and a.source.dir and b.source.dir:
-        exports_a = {blockprobe.export_key(h.name, a.source.dir) for h in a.source.hosts}
-        for host in b.source.hosts:
-            if blockprobe.export_key(host.name, b.source.dir) in exports_a:
-                return f"export {host.name}:{b.source.dir}"
-    if (a.type == "logical" and b.type == "logical"
-            and (a.source.name or a.name) == (b.source.name or b.name)):
-            return f"volume group '{a.source.name or a.name}'"
-    return None
-
-
-def _identity(pdef: PoolDef) -> tuple:
-    """What an active pool's definition may not change under it (runtime values such as
-    free extents do not count)."""
-    src = pdef.source
-    return (pdef.type, pdef.target.path, tuple((h.name, h.port) for h in src.hosts),
-            tuple(d.path for d in src.devices), src.dir, src.name, src.format)

@@ -1,12 +1,12 @@
 """What a file or block device is built from, to tell whether it belongs to a pool.
 
-A download must never write into a pool (see StorageController._refuse_pool_object): not
-through a hard link to a volume or a bind mount of one, not into a partition or LV, not
-into a loop device whose image is a volume. These helpers look without opening anything
-and without statting a whole pool: a pool directory on the file's filesystem is scanned by
-the inode numbers readdir gives (whatever the file's link count: a bind-mounted volume has
-one link), only a name with the file's inode is statted, and devices are compared by
-number through /sys/dev/block.
+A download must never write into a pool (see download_targets): not through a hard link
+to a volume or a bind mount of one, not into a partition or LV, not into a loop device
+whose image is a volume. These helpers look without opening anything and without statting
+a whole pool: a pool directory on the file's filesystem is scanned by the inode numbers
+readdir gives (whatever the file's link count: a bind-mounted volume has one link), only a
+name with the file's inode is statted, and devices are compared by number through
+/sys/dev/block.
 """
 
 from __future__ import annotations

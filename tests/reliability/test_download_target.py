@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from backends.controller import StorageController
+from backends.download_targets import DownloadTargets
 from backends.errors import UnsafePath
 from backends.model import VolumeDef
 from tests.conftest import gpt_disk_pool, make_dir_pool, needs_root
@@ -70,7 +71,7 @@ def download(request, ctl: StorageController, monkeypatch) -> Callable[[str], ob
     """download(dst) of p/v.img; "after-swap" skips the controller's look by name, so only
     the open and the job's own check stand between the download and the destination."""
     if request.param == "after-swap":
-        monkeypatch.setattr(StorageController, "_refuse_volume_as_target",
+        monkeypatch.setattr(DownloadTargets, "refuse_volume_as_target",
                             lambda self, dst, source: None)
 
     def run(dst: str) -> object:

@@ -19,7 +19,6 @@ from dataclasses import replace
 from typing import Any
 
 from backends import xmlio
-from backends.controller import volume_def_from_info
 from backends.errors import PoolkeeperError, PoolNotFound, VolumeNotFound
 from backends.events import Event, EventBus
 from backends.jobs import Job
@@ -36,6 +35,7 @@ from backends.model import (
     SourceDevice,
     VolumeInfo,
 )
+from backends.reports import volume_def_from_info
 from backends.runner import Completed
 
 MiB = 1 << 20

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import controller as controller_mod
+from backends import monitor as monitor_mod
 from backends.controller import StorageController
 from backends.drivers.dir import DirDriver
 from backends.events import PoolChanged, VolumesChanged
@@ -41,12 +41,12 @@ def test_free_space_alone_updates_sizes_without_a_rescan(
         assert any(isinstance(e, PoolChanged) and e.reason == "sizes" for e in events)
         ctl.poll()
         assert scans == ["default"]
-        monkeypatch.setattr(controller_mod, "SPACE_RESCAN_INTERVAL", 0.0)
+        monkeypatch.setattr(monitor_mod, "SPACE_RESCAN_INTERVAL", 0.0)
         ctl.poll()  # ...until a scan is due, even with nothing new since
         assert scans == ["default", "default"]
         ctl.poll()
         assert scans == ["default", "default"]  # and only once
-        monkeypatch.setattr(controller_mod, "SPACE_RESCAN_INTERVAL", 3600.0)
+        monkeypatch.setattr(monitor_mod, "SPACE_RESCAN_INTERVAL", 3600.0)
         (images / "new.img").write_bytes(b"")
         ctl.poll()  # a new volume: listed at once
         assert scans == ["default", "default", "default"]

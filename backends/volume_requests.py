@@ -1,0 +1,151 @@
+"""Whether a create, clone or resize gets what it asks for.
+
+The space it needs in the pool (refused when the allocation does not fit, a warning when
+the capacity overcommits), the size a resize asks for (never 0, never beyond what the
+tools take, never smaller unasked), and what a clone's XML asks for that a byte copy would
+not give (the source's qcow2 header is copied as it is; a raw copy is sparse).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from . import xmlio
+from .drivers.base import PoolDriver
+from .errors import InsufficientSpace, ValidationError
+from .model import PoolSizes, VolumeDef, VolumeInfo, VolumeTarget
+from .names import check_name
+from .units import MAX_SIZE, human
+
+
+def space_check(driver: PoolDriver, vdef: VolumeDef, fmt: str) -> list[str]:
+    """Refuse a new volume whose allocation the pool has no room for; warn of one whose
+    capacity overcommits it."""
+    if driver.type == "disk":
+        return []  # a partition is never sparse; the driver checks it fits an extent
+    sizes = driver.sizes()
+    capacity = vdef.capacity or 0
+    allocation = capacity if vdef.allocation is None else min(vdef.allocation, capacity)
+    if fmt != "raw":
+        allocation = 0  # image formats are created sparse
+    if allocation > sizes.available:
+        raise InsufficientSpace(
+            f"volume '{vdef.name}' needs {human(allocation)} allocated but pool "
+            f"'{driver.name}' has {human(sizes.available)} available; make it smaller or "
+            "sparse (a smaller --allocation)"
+        )
+    if capacity > sizes.available:
+        return [
+            f"volume '{vdef.name}' is sparse and overcommits pool '{driver.name}': capacity "
+            f"{human(capacity)} > available {human(sizes.available)}"
+        ]
+    return []
+
+
+def clone_def(src: VolumeInfo, dst_driver: PoolDriver, new_name: str,
+              xml: str | bytes | None) -> VolumeDef:
+    """The definition of a clone of `src` into the pool of `dst_driver`: named `new_name`
+    (or as its XML says), in the source's format where that pool has it, refused if it
+    asks for what a copy would not give."""
+    # the source's format where the target pool has it (a partition's type does not
+    # carry over into a file pool: its bytes are raw there)
+    fmt = (src.format if src.format in dst_driver.volume_formats
+           else dst_driver.default_volume_format)
+    if xml is not None:
+        vdef = xmlio.parse_volume(xml, dst_driver.type, size_from_source=True)
+        if vdef.target.format is None:
+            vdef = replace(vdef, target=replace(vdef.target, format=fmt))
+    else:
+        vdef = VolumeDef(name=new_name, target=VolumeTarget(format=fmt))
+    vdef = replace(vdef, name=check_name(new_name or vdef.name, "volume name"))
+    xmlio.validate_volume(replace(vdef, capacity=vdef.capacity or src.capacity),
+                          dst_driver.type)
+    xmlio.refuse_unhonoured(vdef, dst_driver.type, clone=True)
+    refuse_unhonoured_in_clone(src, vdef, dst_driver.type)
+    return vdef
+
+
+def clone_space_check(src: VolumeInfo, source: str, dst_driver: PoolDriver,
+                      dst_pool: str) -> None:
+    """Refuse a clone of the volume `source` (read as `src`) that the pool `dst_pool`
+    has no room for."""
+    available = dst_driver.sizes().available
+    if src.allocation > available:
+        raise InsufficientSpace(
+            f"cloning '{source}' needs up to {human(src.allocation)} but pool '{dst_pool}' "
+            f"has {human(available)} available"
+        )
+
+
+def refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str) -> None:
+    """What a clone's XML asks for that the copy would not give: a byte copy keeps the
+    source's qcow2 header as it is (compat, cluster size, features), and a raw copy is
+    sparse (libvirt preallocates one whose allocation is at least the source's capacity)."""
+    target = vdef.target
+    fmt = target.format or src.format
+    if pool_type in xmlio.FILE_POOLS and fmt == "qcow2" and src.format == "qcow2":
+        have = {"compat": src.compat or "0.10", "clusterSize": src.cluster_size,
+                "features": sorted(src.features or [])}
+        want = {"compat": target.compat, "clusterSize": target.cluster_size,
+                "features": None if target.features is None else sorted(target.features)}
+        for element, value in want.items():
+            if value is not None and value != have[element]:
+                raise ValidationError(
+                    f"a clone of '{src.name}' copies its qcow2 header as it is, so its "
+                    f"<{element}> stays {have[element]!r}, not {value!r}; remove "
+                    f"<{element}> (or clone to another format and convert back)",
+                    element=element)
+    if (fmt == "raw" and pool_type in xmlio.FILE_POOLS and vdef.allocation is not None
+            and vdef.allocation >= src.capacity):
+        raise ValidationError(
+            f"poolkeeper clones into a sparse file; an <allocation> of {vdef.allocation} "
+            f"bytes asks for a preallocated one (at least the source's capacity, "
+            f"{src.capacity} bytes); give a smaller allocation or leave it out "
+            "(vol-resize --allocate preallocates afterwards)", element="allocation")
+
+
+def new_capacity(info: VolumeInfo, name: str, capacity: int, delta: bool,
+                 shrink: bool) -> int:
+    """The capacity a resize of the volume `name` (read as `info`) asks for: `capacity`,
+    or that much more or, to `shrink`, less than now; refused if it is 0, too large, or
+    smaller than now unasked."""
+    if delta:
+        new = info.capacity - min(capacity, info.capacity) if shrink else \
+            info.capacity + capacity
+    else:
+        new = capacity
+    if new <= 0:
+        raise ValidationError(f"volume '{name}' cannot be resized to 0 bytes")
+    if new > MAX_SIZE:  # a delta can overflow what any tool or syscall takes
+        raise ValidationError(f"resizing '{name}' to {new} bytes is too large; the limit "
+                              f"is {MAX_SIZE} bytes", element="capacity")
+    refuse_unasked_shrink(info, new, shrink)
+    return new
+
+
+def refuse_unasked_shrink(info: VolumeInfo, new: int, shrink: bool) -> None:
+    """Refuse a resize to `new` bytes that cuts off the volume's end unless `shrink`."""
+    if new < info.capacity and not shrink:
+        raise ValidationError(
+            f"resizing '{info.name}' from {human(info.capacity)} to {human(new)} would discard "
+            "the data at its end; pass --shrink if that is what you want"
+        )
+
+
+def resize_space_check(info: VolumeInfo, name: str, pool: str, new: int, sizes: PoolSizes,
+                       allocate: bool) -> list[str]:
+    """Refuse a resize of the volume `name` to `new` bytes that allocates more than the
+    pool has; warn of one that overcommits it."""
+    if allocate:
+        needed = max(0, new - info.allocation)
+        if needed > sizes.available:
+            raise InsufficientSpace(
+                f"allocating {human(needed)} more for '{name}' needs more than the "
+                f"{human(sizes.available)} available in pool '{pool}'"
+            )
+    elif new - info.capacity > sizes.available:
+        return [
+            f"'{name}' now overcommits pool '{pool}': {human(new)} > "
+            f"{human(sizes.available)} available"
+        ]
+    return []
