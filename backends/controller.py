@@ -19,7 +19,6 @@ import os
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from functools import partial
 
 from . import (
     fileops,
@@ -31,9 +30,8 @@ from . import (
 )
 from .backing_chain import BackingChains
 from .download_targets import DownloadTargets
-from .drivers import driver_class
+from .drivers import driver_class, features, pool_types
 from .drivers.base import PoolDriver
-from .drivers.dir import DirDriver
 from .errors import (
     AlreadyExists,
     PoolkeeperError,
@@ -209,9 +207,7 @@ class StorageController:
         driver = self._driver(pdef)
         if not driver.can_build:
             raise Unsupported(f"a '{pdef.type}' pool has nothing to build")
-        refuse_link = getattr(driver, "refuse_linked_target", None)
-        if refuse_link is not None:
-            refuse_link()  # before an fs pool's mkfs, not after it
+        driver.refuse_linked_target()  # before an fs pool's mkfs, not after it
         job = self.jobs.create("build", f"build pool {name}", name)
         hold(job, lambda: self.locks.pool(name, exclusive=True, what="building"))
 
@@ -229,14 +225,10 @@ class StorageController:
                 raise StateError(f"pool '{name}' is already active")
             driver = self._driver(pdef)
             self._refuse_unsafe_target(pdef)  # again: a link on the way may have changed
-            refuse_link = getattr(driver, "refuse_linked_target", None)
-            if refuse_link is not None:
-                refuse_link()  # before anything is mounted on it
+            driver.refuse_linked_target()  # before anything is mounted on it
             driver.start()
             try:
-                remember = getattr(driver, "remember_target", None)
-                if remember is not None:
-                    remember()  # after the mount: the directory every later verb must find
+                driver.remember_target()  # after the mount: what every later verb must find
                 self._partials.sweep(driver)
                 sizes, volumes = driver.refresh()
             except BaseException:
@@ -282,9 +274,8 @@ class StorageController:
                 _os_errors(f"delete pool '{name}'"):
             driver = self._driver(pdef)
             self._partials.sweep(driver)  # a killed create's file must not keep it non-empty
-            look = getattr(driver, "stored_volumes", None)  # the pool types that erase
-            if look is not None and (expected is not None or not force):
-                held = look()
+            held = driver.stored_volumes() if expected is not None or not force else None
+            if held is not None:  # the pool types whose delete erases volumes
                 if expected is not None:
                     refuse_changed(name, held, expected)
                 if not force:
@@ -298,8 +289,9 @@ class StorageController:
         state = [self.paths.config_dir, self.paths.runtime_dir]
         if self.paths.private_parent is not None:
             state.append(self.paths.private_parent)
-        pathsafety.refuse_unsafe_target(pdef.type, pdef.target.path, state,
-                                        allowed=[self.paths.images_dir])
+        pathsafety.refuse_unsafe_target(
+            pdef.target.path, state, allowed=[self.paths.images_dir],
+            device_nodes=features(pdef.type).volumes_are_devices)
 
     def stored_volumes(self, name: str) -> list[str] | None:
         """What an inactive pool's storage still holds, for pool-delete to name first:
@@ -310,14 +302,14 @@ class StorageController:
         pdef = self.pool_def(name)
         self._require_inactive(name, "look inside")
         driver = self._driver(pdef)
-        look = getattr(driver, "stored_volumes", None)
-        if look is None and isinstance(driver, DirDriver):  # dir, netfs: refuse-only
-            look = partial(directory_entries, driver)
-        if look is None:
+        if not driver.features().can_delete_storage:
             return None
         with self.locks.pool(name, exclusive=True, what="looking inside"), \
                 _os_errors(f"look inside pool '{name}'"):
-            return look()
+            held = driver.stored_volumes()
+            if held is None and driver.features().delete_needs_empty:
+                held = directory_entries(driver)  # what makes its delete refuse
+            return held
 
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         self.pool_def(name)
@@ -400,15 +392,12 @@ class StorageController:
         return reports.capabilities_xml()
 
     def pool_features(self, pool_type: str) -> PoolFeatures:
-        cls = driver_class(pool_type)
-        return PoolFeatures(
-            type=pool_type, can_build=cls.can_build, can_create_volumes=cls.can_create_volumes,
-            can_delete_volumes=cls.can_delete_volumes,
-            can_resize_volumes=cls.can_resize_volumes,
-            creatable_formats=tuple(cls.creatable_formats),
-            default_volume_format=cls.default_volume_format,
-            wipe_algorithms=tuple(cls.wipe_algorithms),
-        )
+        """What a pool type is and can do, as its driver declares it."""
+        return features(pool_type)
+
+    def pool_types(self) -> dict[str, PoolFeatures]:
+        """Every pool type this host can define, in display order (the define form)."""
+        return {t: features(t) for t in pool_types()}
 
     # == volume lookup =================================================================
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
@@ -418,11 +407,7 @@ class StorageController:
     def volume_info(self, pool: str, name: str) -> VolumeInfo:
         check_name(name, "volume name")
         driver = self._active_driver(pool)
-        scan = getattr(driver, "scan_volume", None)
-        if scan is not None:
-            info = scan(name)
-        else:
-            info = next((v for v in driver.refresh()[1] if v.name == name), None)
+        info = driver.refresh_volume(name)
         if info is None:
             self.locks.check_volume_writer(pool, name)  # being created: say so
             raise VolumeNotFound(f"no volume named '{name}' in pool '{pool}'")
@@ -442,7 +427,7 @@ class StorageController:
 
     def volume_xml(self, pool: str, name: str) -> str:
         vdef = volume_def_from_info(self.volume_info(pool, name))
-        if self.pool_def(pool).type in xmlio.FORMATLESS_VOLUME_POOLS:
+        if not features(self.pool_def(pool).type).volume_formats:
             vdef.target.format = None  # as libvirt: these pools have no volume formats
         return xmlio.format_volume(vdef)
 
@@ -477,7 +462,7 @@ class StorageController:
         requested_backing = vdef.backing
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._chains.resolve_backing(
-                vdef.backing, block_snapshot=driver.type == "logical", for_name=name))
+                vdef.backing, block_snapshot=driver.backing_is_snapshot, for_name=name))
             if not vdef.capacity:
                 base_pool, base_name = self.find_volume(vdef.backing.path)
                 vdef.capacity = self.volume_info(base_pool, base_name).capacity
@@ -496,7 +481,7 @@ class StorageController:
             made = vdef
             if requested_backing is not None:  # again: the base may have changed meanwhile
                 made = replace(vdef, backing=self._chains.resolve_backing(
-                    requested_backing, block_snapshot=driver.type == "logical", for_name=name))
+                    requested_backing, block_snapshot=driver.backing_is_snapshot, for_name=name))
             driver.create_volume(made, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if driver.volume_formats:  # pools without formats have nothing to record
@@ -536,7 +521,7 @@ class StorageController:
             self._chains.check_chain(now)
             volume_requests.refuse_unhonoured_in_clone(now, vdef, dst_driver.type)
             # one a failed clean-up left under this name: its lock is ours now, so it is stale
-            if vdef.name in getattr(dst_driver, "partial_volumes", list)():
+            if vdef.name in dst_driver.partial_volumes():
                 dst_driver.remove_partial(vdef.name)
             method = dst_driver.clone_volume(now, src_driver, vdef, job)
             with shielded():  # made: a cancel from here on changes nothing
@@ -584,7 +569,7 @@ class StorageController:
             now = self._users.recheck_volume(pool, name)
             driver.wipe_volume(now, algorithm, job)
             with shielded():  # done: a cancel from here on changes nothing
-                if driver.type in xmlio.FILE_POOLS and now.format not in ("raw", "dir"):
+                if driver.volumes_are_files and now.format not in ("raw", "dir"):
                     # The bytes are no longer an image of that format.
                     self._records.record(pool, name, "raw", job)
                     job.warnings.append(f"'{name}' was {now.format}; after the wipe it is raw")

@@ -16,7 +16,8 @@ import os
 import stat
 from collections.abc import Iterator
 
-from . import blockprobe, fileops, targets, xmlio
+from . import blockprobe, fileops, targets
+from .drivers import features
 from .errors import PoolkeeperError, UnsafePath
 from .lookup import PoolLookup
 from .model import VolumeInfo
@@ -75,7 +76,7 @@ class DownloadTargets:
         for pool in self._pools.store.definition_names():
             try:
                 pdef = self._pools.pool_def(pool)
-                if pdef.type in xmlio.FILE_POOLS and pdef.target.path:
+                if features(pdef.type).volumes_are_files and pdef.target.path:
                     yield pool, pdef.target.path, os.stat(pdef.target.path)
             except (PoolkeeperError, OSError):
                 continue
@@ -167,7 +168,8 @@ class DownloadTargets:
 
     def _block_volumes(self, pool: str) -> list[VolumeInfo]:
         pools = self._pools
-        if not pools.store.is_active(pool) or pools.pool_def(pool).type in xmlio.FILE_POOLS:
+        if (not pools.store.is_active(pool)
+                or features(pools.pool_def(pool).type).volumes_are_files):
             return []
         vols = pools.cached_volumes(pool)
         if not vols:  # a fresh process knows no pool yet: look

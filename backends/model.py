@@ -9,9 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-# The pool types poolkeeper drives (libvirt names).
-POOL_TYPES = ("dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct")
-
 # Volume formats of file-based pools (libvirt's virStorageFileFormat, minus "none").
 FILE_VOLUME_FORMATS = (
     "raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat", "vhd",
@@ -30,19 +27,6 @@ LOGICAL_POOL_FORMATS = ("unknown", "lvm2")
 DISK_VOLUME_FORMATS = (
     "none", "linux", "fat16", "fat32", "linux-swap", "linux-lvm", "linux-raid", "extended",
 )
-
-POOL_FORMATS: dict[str, tuple[str, ...]] = {
-    "fs": FS_POOL_FORMATS,
-    "netfs": NETFS_POOL_FORMATS,
-    "disk": DISK_POOL_FORMATS,
-    "logical": LOGICAL_POOL_FORMATS,
-}
-VOLUME_FORMATS: dict[str, tuple[str, ...]] = {
-    "dir": FILE_VOLUME_FORMATS,
-    "fs": FILE_VOLUME_FORMATS,
-    "netfs": FILE_VOLUME_FORMATS,
-    "disk": DISK_VOLUME_FORMATS,
-}
 
 VOLUME_TYPES = ("file", "block", "dir", "network", "netdir", "ploop")
 POOL_STATES = ("inactive", "building", "running", "degraded", "inaccessible")

@@ -31,14 +31,12 @@ class PartialSweeper:
     def sweep(self, driver: PoolDriver) -> None:
         """Remove what creates/clones killed mid-way left (a live build's file is locked and
         stays): when a pool starts, is deleted, or is first used by this process."""
-        remove = getattr(driver, "remove_partials", None)
-        if remove is not None:
-            with contextlib.suppress(PoolkeeperError, OSError):
-                remove()
+        with contextlib.suppress(PoolkeeperError, OSError):
+            driver.remove_partials()
         # block pools name a half-filled volume by its final name: a live clone holds its
         # volume lock, so one whose lock is free was left by a killed process
         with contextlib.suppress(PoolkeeperError, OSError):
-            for name in getattr(driver, "partial_volumes", list)():
+            for name in driver.partial_volumes():
                 with contextlib.suppress(Busy), self.locks.volume(
                         driver.name, name, exclusive=True,
                         what="removing a half-made volume") as held:

@@ -178,8 +178,6 @@ SYSTEM_TREES = ("/etc", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/li
 # Directories whose subdirectories are ordinary places for pools, but which themselves
 # hold other things a pool's verbs would reach (every entry is listed as a volume).
 SYSTEM_DIRS = ("/", "/var", "/var/lib", "/run", "/home", "/root", "/tmp", "/var/tmp")
-# Pools whose volumes are device nodes live under /dev (libvirt: /dev, /dev/VG, by-path).
-DEVICE_POOLS = ("disk", "logical", "iscsi")
 
 
 def _lexical(path: str) -> str:
@@ -245,19 +243,20 @@ def _existing_chain(path: str) -> list[str]:
         current = os.path.dirname(current)
 
 
-def refuse_unsafe_target(pool_type: str, path: str | None,
-                         state_dirs: Iterable[Path] = (),
-                         allowed: Iterable[Path] = ()) -> None:
+def refuse_unsafe_target(path: str | None, state_dirs: Iterable[Path] = (),
+                         allowed: Iterable[Path] = (), *, device_nodes: bool = False) -> None:
     """ValidationError if `path` is a system directory or inside the state root, however it
     is spelled. `state_dirs`: the state root's directories (refused with all below them);
-    `allowed`: directories under them that pools may use (the default pool's)."""
+    `allowed`: directories under them that pools may use (the default pool's);
+    `device_nodes`: the pool's volumes are device nodes, which live under /dev (libvirt:
+    /dev, /dev/VG, /dev/disk/by-path), so /dev is allowed."""
     if not path:
         return
     table = _mount_table()
     names = spellings(path, table)
     chain_ids = {ident for p in _existing_chain(path) if (ident := _identity(p))}
     target_id = _identity(path)
-    trees = [t for t in SYSTEM_TREES if not (t == "/dev" and pool_type in DEVICE_POOLS)]
+    trees = [t for t in SYSTEM_TREES if not (t == "/dev" and device_nodes)]
     for top in trees:
         if any(_under(name, top) for name in names) or _identity(top) in chain_ids:
             raise ValidationError(

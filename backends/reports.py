@@ -16,12 +16,10 @@ from dataclasses import replace
 from lxml import etree
 
 from . import blockprobe, pool_claims, runner, xmlio
-from .drivers import available_drivers
+from .drivers import available_drivers, features, pool_types
 from .drivers.base import PoolDriver
 from .errors import PoolkeeperError
 from .model import (
-    POOL_FORMATS,
-    POOL_TYPES,
     Permissions,
     PoolDef,
     PoolSizes,
@@ -41,6 +39,7 @@ def pool_status(name: str, pdef: PoolDef, autostart: bool,
         name=name, type=pdef.type, uuid=pdef.uuid or "", state="inactive",
         autostart=autostart, persistent=True,
         target=pdef.target.path, source=pool_claims.source_summary(pdef),
+        features=features(pdef.type),
     )
     if driver is not None:
         try:
@@ -64,15 +63,16 @@ def live_def(pdef: PoolDef, sizes: PoolSizes, driver: PoolDriver | None = None) 
     (given its driver) and its target directory's permissions, as libvirt reports them."""
     live = replace(pdef, capacity=sizes.capacity, allocation=sizes.allocation,
                    available=sizes.available)
-    if driver is not None and pdef.type in ("disk", "logical"):
-        # <freeExtent> elements, as libvirt reports them for these pool types
+    have = features(pdef.type)
+    if driver is not None and have.has_layout:
+        # <freeExtent> elements, as libvirt reports them for pools drawn to scale
         with contextlib.suppress(PoolkeeperError, OSError):
             free = {os.path.realpath(d.path): d.free for d in driver.layout()}
             live.source = replace(pdef.source, devices=[
                 replace(dev, free_extents=list(free.get(os.path.realpath(dev.path), [])))
                 for dev in pdef.source.devices])
     path = pdef.target.path
-    if pdef.type in xmlio.FILE_POOLS and path and os.path.isdir(path):
+    if have.volumes_are_files and path and os.path.isdir(path):
         st = os.stat(path)
         live.target = PoolTarget(path=path, permissions=Permissions(
             st.st_mode & 0o777, st.st_uid, st.st_gid,
@@ -119,16 +119,16 @@ def capabilities_xml() -> str:
     """The <storagepoolCapabilities> document: each pool type, and what its pools take."""
     root = etree.Element("storagepoolCapabilities")
     drivers = available_drivers()
-    for pool_type in POOL_TYPES:
+    for pool_type in pool_types():
         cls = drivers.get(pool_type)
         el = etree.SubElement(root, "pool", type=pool_type,
                               supported="yes" if cls else "no")
         if not cls:
             continue
-        if pool_type in POOL_FORMATS:
+        if cls.pool_formats:
             opts = etree.SubElement(el, "poolOptions")
             enum = etree.SubElement(opts, "enum", name="sourceFormatType")
-            for fmt in POOL_FORMATS[pool_type]:
+            for fmt in cls.pool_formats:
                 etree.SubElement(enum, "value").text = fmt
         if cls.volume_formats:
             opts = etree.SubElement(el, "volOptions")

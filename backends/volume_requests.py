@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import xmlio
+from .drivers import features
 from .drivers.base import PoolDriver
 from .errors import InsufficientSpace, ValidationError
 from .model import PoolSizes, VolumeDef, VolumeInfo, VolumeTarget
@@ -21,8 +22,8 @@ from .units import MAX_SIZE, human
 def space_check(driver: PoolDriver, vdef: VolumeDef, fmt: str) -> list[str]:
     """Refuse a new volume whose allocation the pool has no room for; warn of one whose
     capacity overcommits it."""
-    if driver.type == "disk":
-        return []  # a partition is never sparse; the driver checks it fits an extent
+    if driver.volumes_fully_allocated:
+        return []  # never sparse (a partition): the driver checks it fits an extent
     sizes = driver.sizes()
     capacity = vdef.capacity or 0
     allocation = capacity if vdef.allocation is None else min(vdef.allocation, capacity)
@@ -81,9 +82,10 @@ def refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str)
     """What a clone's XML asks for that the copy would not give: a byte copy keeps the
     source's qcow2 header as it is (compat, cluster size, features), and a raw copy is
     sparse (libvirt preallocates one whose allocation is at least the source's capacity)."""
+    files = features(pool_type).volumes_are_files
     target = vdef.target
     fmt = target.format or src.format
-    if pool_type in xmlio.FILE_POOLS and fmt == "qcow2" and src.format == "qcow2":
+    if files and fmt == "qcow2" and src.format == "qcow2":
         have = {"compat": src.compat or "0.10", "clusterSize": src.cluster_size,
                 "features": sorted(src.features or [])}
         want = {"compat": target.compat, "clusterSize": target.cluster_size,
@@ -95,7 +97,7 @@ def refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str)
                     f"<{element}> stays {have[element]!r}, not {value!r}; remove "
                     f"<{element}> (or clone to another format and convert back)",
                     element=element)
-    if (fmt == "raw" and pool_type in xmlio.FILE_POOLS and vdef.allocation is not None
+    if (fmt == "raw" and files and vdef.allocation is not None
             and vdef.allocation >= src.capacity):
         raise ValidationError(
             f"poolkeeper clones into a sparse file; an <allocation> of {vdef.allocation} "

@@ -14,7 +14,8 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable
 
-from . import blockprobe, openers, xmlio
+from . import blockprobe, openers
+from .drivers import features
 from .drivers.base import PoolDriver
 from .errors import InUse, PoolkeeperError
 from .format_records import FormatRecords
@@ -70,7 +71,7 @@ class VolumeUsers:
             return cached
         try:
             pdef = self._pools.pool_def(pool)
-            if pdef.type not in xmlio.FILE_POOLS:
+            if not features(pdef.type).volumes_are_files:
                 return []  # an LV or partition names no file of a file pool
             driver = self._driver(pdef)
             if not driver.check():

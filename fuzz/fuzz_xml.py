@@ -21,10 +21,10 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports(include=["backends"]):
-    from backends.model import POOL_TYPES
+    from backends.drivers import pool_types
     from fuzz.checks import check_parse
 
-TYPES = (None, *POOL_TYPES)
+TYPES = (None, *pool_types())
 
 
 def test_one_input(data: bytes) -> None:

@@ -15,9 +15,9 @@ import re
 from lxml import etree
 
 from .. import units
+from ..drivers import pool_types
 from ..errors import InvalidSize, ValidationError
 from ..model import (
-    POOL_TYPES,
     AuthSecret,
     BackingStore,
     Encryption,
@@ -49,7 +49,7 @@ def _pool_from_xml(root: etree._Element, where: _Where) -> PoolDef:
     ptype = root.get("type")
     if ptype is None:
         raise ValidationError(
-            "the type= attribute is required: one of " + ", ".join(POOL_TYPES),
+            "the type= attribute is required: one of " + ", ".join(pool_types()),
             element="pool",
             line=root.sourceline,
         )

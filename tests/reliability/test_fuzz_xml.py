@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from backends import checks, textsafe, xmlio
-from backends.drivers import features
+from backends.drivers import features, pool_types
 from backends.errors import PoolkeeperError
 from backends.model import (
     DISK_POOL_FORMATS,
@@ -29,7 +29,6 @@ from backends.model import (
     FS_POOL_FORMATS,
     LOGICAL_POOL_FORMATS,
     NETFS_POOL_FORMATS,
-    POOL_TYPES,
     VOLUME_TYPES,
     AuthSecret,
     BackingStore,
@@ -49,6 +48,8 @@ from backends.model import (
     VolumeTarget,
 )
 from fuzz.checks import check_parse
+
+POOL_TYPES = pool_types()
 
 pytestmark = pytest.mark.fuzz
 FUZZ = settings.get_profile("poolkeeper-fuzz")  # registered by conftest.py
@@ -176,7 +177,7 @@ def volume_defs(draw: st.DrawFn) -> tuple[VolumeDef, str | None]:
     vol.allocation, vol.physical = draw(sizes), draw(sizes)
     if vol.allocation is not None and vol.capacity:
         vol.allocation = min(vol.allocation, vol.capacity)  # validate_volume refuses more
-    if not features(pool_type).volume_formats:
+    if pool_type is not None and not features(pool_type).volume_formats:
         fmt = None
     elif pool_type == "disk":
         fmt = draw(st.none() | st.sampled_from(DISK_VOLUME_FORMATS))

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from backends import checks, xmlio
+from backends.drivers import pool_types
 from backends.errors import (
     InvalidName,
     InvalidSize,
@@ -42,7 +43,6 @@ from backends.model import (
     FS_POOL_FORMATS,
     LOGICAL_POOL_FORMATS,
     NETFS_POOL_FORMATS,
-    POOL_TYPES,
     VOLUME_TYPES,
     AuthSecret,
     BackingStore,
@@ -62,6 +62,8 @@ from backends.model import (
     VolumeTarget,
 )
 from backends.xmlio import reading, relaxng
+
+POOL_TYPES = pool_types()
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "xml"
 VIRSH = DATA / "virsh"
