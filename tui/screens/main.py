@@ -36,7 +36,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, Tree
 
 from backends import xmlio
-from backends.controller import StorageController
+from backends.api import Controller
 from backends.errors import Busy, PoolkeeperError, ToolFailed
 from backends.jobs import Job
 from backends.model import (
@@ -108,7 +108,7 @@ class MainScreen(Screen[None]):
         Binding("l", "toggle_log", "Log"),
     ]
 
-    def __init__(self, controller: StorageController, *, ascii: bool = False) -> None:
+    def __init__(self, controller: Controller, *, ascii: bool = False) -> None:
         super().__init__()
         self.ctl = controller
         self.ascii = ascii
