@@ -29,7 +29,7 @@ run: $(STAMP)
 	$(VENV)/bin/poolkeeper
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check backends tui tests bench fuzz
+	$(VENV)/bin/ruff check backends cli tui tests bench fuzz
 
 test: system-deps $(STAMP) lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider

@@ -57,7 +57,7 @@ TUI_SIZE = (160, 50)
 def poolkeeper_cmd() -> list[str]:
     """The console script `make` installs next to this Python, else the module."""
     script = Path(sys.executable).parent / "poolkeeper"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tui"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
 
 
 def make_root(root: Path, images: Path) -> None:

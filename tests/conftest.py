@@ -89,7 +89,7 @@ class CliResult:
 @pytest.fixture
 def cli(state_root: Path, capsys: pytest.CaptureFixture[str]):
     """Run `poolkeeper --root STATE ARGS...` in-process."""
-    from tui.cli import main
+    from cli.main import main
 
     def run(*args: str) -> CliResult:
         out = io.StringIO()

@@ -1,4 +1,5 @@
-"""`poolkeeper` with a verb runs the CLI; with none it opens the TUI."""
+"""`python -m tui`: the same as the `poolkeeper` command (cli.main), which runs a CLI verb
+when given one and opens the TUI when given none."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import main as cli_main
+    from cli.main import main as cli_main
 
     return cli_main(sys.argv[1:] if argv is None else argv)
 

@@ -35,6 +35,7 @@ from textual.scrollbar import ScrollBar
 from textual.theme import ThemeProvider
 from textual.widget import Widget
 
+from backends.api import Controller
 from backends.controller import StorageController
 
 from .hangup import HangupWatch
@@ -50,7 +51,7 @@ class PoolkeeperApp(App[None]):
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [Binding("q", "quit", "Quit")]
 
-    def __init__(self, controller: StorageController, *, ascii: bool = False,
+    def __init__(self, controller: Controller, *, ascii: bool = False,
                  monitor_interval: float | None = 3.0) -> None:
         super().__init__()
         self.ctl = controller
@@ -202,7 +203,7 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
 
         state = make_demo_root()
         sandbox, root = state.parent, str(state)
-    controller = StorageController(root)
+    controller: Controller = StorageController(root)
     app = PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii)
     try:
         app.run(mouse=mouse)

@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from backends.api import Controller
 from backends.controller import StorageController
 from backends.model import BackingStore, PoolDef, PoolTarget, VolumeDef, VolumeTarget
 from backends.runner import have_tool
@@ -23,7 +24,7 @@ def _iso(path: Path) -> None:
         fh.write(b"\x01CD001\x01")
 
 
-def populate(ctl: StorageController, base: Path) -> None:
+def populate(ctl: Controller, base: Path) -> None:
     def pool(name: str, autostart: bool = True, start: bool = True) -> None:
         ctl.define_pool_def(PoolDef(type="dir", name=name,
                                     target=PoolTarget(path=str(base / name))))

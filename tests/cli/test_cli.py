@@ -168,9 +168,18 @@ def test_backends_never_import_textual():
                 assert not name.startswith(("textual", "tui")), f"{path} imports {name}"
 
 
+def test_the_cli_loads_no_textual():
+    """The CLI (cli/) imports the TUI only when it is given no verb, to open it."""
+    probe = ("import sys, cli.main, cli.output, cli.verbs; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'textual', 'tui'}))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
+                       check=True)
+    assert r.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("verb", ["pool-list", "vol-list", "pool-info", "vol-info"])
 def test_every_listing_takes_json(verb):
-    from tui.cli import build_parser
+    from cli.main import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -181,7 +190,7 @@ def test_secret_set_reads_stdin_and_never_echoes(state_root, monkeypatch, capsys
     import io
     import stat as stat_mod
 
-    from tui.cli import main
+    from cli.main import main
 
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"s3cr3t-Value\n")))
     out = io.StringIO()

@@ -227,7 +227,7 @@ def test_kill9_mid_clone_into_a_disk_pool_leaves_no_listed_partition(
 DIES_MID_CLONE = """
 import os, signal, sys
 from backends import fileops
-from tui.cli import main
+from cli.main import main
 
 def die(*args, **kwargs):
     # the partition is made and recorded as being filled: die before a byte is copied
@@ -476,7 +476,7 @@ def counting_wrapper(bin_dir: Path, tool: str, log: Path, when: str = "") -> Non
 BARRIER = """
 import os, sys, time
 from backends import runner
-from tui.cli import main
+from cli.main import main
 ready, go, tool = sys.argv[1:4]
 real = runner.tool_path
 waited = []

@@ -339,7 +339,7 @@ def test_cli_progress_line_shows_the_job_description_escaped_once() -> None:
     """wait_job draws the job's description on a terminal (the progress line)."""
     from backends.events import EventBus
     from backends.jobs import JobManager
-    from tui.cli import wait_job
+    from cli.output import wait_job
 
     class Tty(io.StringIO):
         encoding = "utf-8"

@@ -2,7 +2,7 @@
 return_code) and prints the traceback, as Textual does. Before, run_app returned 0.
 
 A real process in a real terminal (tmux, tests/termdriver.py): `poolkeeper --root STATE`
-through tui.cli.main, with one method made to raise, as a bug would:
+through cli.main.main, with one method made to raise, as a bug would:
   * handler: the r key's action (a message handler on the UI thread);
   * worker: the pool's features, read by the main screen's volume-loading thread worker.
 The same with a traceback Rich cannot draw: Textual's _fatal_error raised in turn (as it
@@ -36,7 +36,7 @@ def broken(self, *args, **kwargs):
     raise RuntimeError("a bug planted by the test")
 
 {cls}.{method} = broken
-from tui.cli import main
+from cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 BUGS = {

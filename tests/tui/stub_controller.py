@@ -1,6 +1,7 @@
 """A StorageController stand-in with fixed data, for deterministic TUI snapshots.
 
-It implements exactly the controller methods the TUI calls (grep tui/ for `self.ctl.`):
+It implements exactly the controller members the TUI calls, backends.api.Controller (a unit
+test, tests/unit/test_controller_api.py, holds their signatures to the protocol's):
 the read side returns the same pools, volumes, sizes and XML every time; the verbs record
 the call and return a job that never runs. Tests publish controller events (JobProgress,
 JobFinished, CommandRun, ...) with `publish`, which goes through the same bridge the real
@@ -14,14 +15,14 @@ Pools (3 pools of 2 types):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from backends import xmlio
 from backends.errors import PoolkeeperError, PoolNotFound, VolumeNotFound
 from backends.events import Event, EventBus
-from backends.jobs import Job
+from backends.jobs import Job, JobManager
 from backends.model import (
     BackingStore,
     DeviceLayout,
@@ -33,6 +34,7 @@ from backends.model import (
     PoolStatus,
     PoolTarget,
     SourceDevice,
+    VolumeDef,
     VolumeInfo,
 )
 from backends.reports import volume_def_from_info
@@ -154,6 +156,7 @@ class StubController:
 
     def __init__(self) -> None:
         self.bus = EventBus()
+        self.jobs = JobManager(self.bus)  # stays empty: the stub's jobs never run
         self.pools = {p.name: replace(p) for p in POOLS}
         self.volumes = {name: list(vols) for name, vols in VOLUMES.items()}
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
@@ -258,6 +261,9 @@ class StubController:
     def has_secret(self, usage: str) -> bool:
         return False
 
+    def set_secret(self, usage: str, value: str | bytes) -> None:
+        self._record("set_secret", usage)  # (never the value)
+
     def pool_layout(self, name: str) -> list[DeviceLayout]:
         """vg0's two PVs, to scale (the other pools have no extents)."""
         self._status(name)
@@ -270,6 +276,9 @@ class StubController:
             DeviceLayout("/dev/loop9", 10 * gib, used=[(4 << 20, 2 * gib, "lv-swap")],
                          free=[FreeExtent(2 * gib, 10 * gib)]),
         ]
+
+    def block_devices(self) -> list[tuple[str, int, str]]:
+        return [("/dev/sdb", 500 * GiB, "LVM2_member (vg0)")]
 
     def build_warning(self, name: str) -> str | None:
         self._status(name)
@@ -288,8 +297,9 @@ class StubController:
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         self._record("set_autostart", name, enabled)
 
-    def delete_pool(self, name: str, force: bool = False) -> None:
-        self._record("delete_pool", name, force=force)
+    def delete_pool(self, name: str, force: bool = False,
+                    expected: Sequence[str] | None = None) -> None:
+        self._record("delete_pool", name, force=force, expected=expected)
 
     def stored_volumes(self, name: str) -> list[str] | None:
         self._status(name)
@@ -298,11 +308,13 @@ class StubController:
     def undefine_pool(self, name: str) -> None:
         self._record("undefine_pool", name)
 
-    def create_volume_def(self, pool: str, vdef: Any) -> Job:
+    def create_volume_def(self, pool: str, vdef: VolumeDef) -> Job:
         return self._recorded_job("create_volume_def", pool, vdef.name)
 
-    def clone_volume(self, pool: str, source: str, new_name: str, **kwargs: Any) -> Job:
-        return self._recorded_job("clone_volume", pool, source, new_name, **kwargs)
+    def clone_volume(self, pool: str, source: str, new_name: str, *,
+                     target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
+        return self._recorded_job("clone_volume", pool, source, new_name,
+                                  target_pool=target_pool, xml=xml)
 
     def delete_volume(self, pool: str, name: str) -> None:
         self._record("delete_volume", pool, name)
@@ -310,11 +322,17 @@ class StubController:
     def wipe_volume(self, pool: str, name: str, algorithm: str = "zero") -> Job:
         return self._recorded_job("wipe_volume", pool, name, algorithm)
 
-    def resize_volume(self, pool: str, name: str, capacity: int, **kwargs: Any) -> Job:
-        return self._recorded_job("resize_volume", pool, name, capacity, **kwargs)
+    def resize_volume(self, pool: str, name: str, capacity: int, *, delta: bool = False,
+                      shrink: bool = False, allocate: bool = False) -> Job:
+        return self._recorded_job("resize_volume", pool, name, capacity, delta=delta,
+                                  shrink=shrink, allocate=allocate)
 
-    def upload_volume(self, pool: str, name: str, src_path: str, **kwargs: Any) -> Job:
-        return self._recorded_job("upload_volume", pool, name, src_path, **kwargs)
+    def upload_volume(self, pool: str, name: str, src_path: str, *, offset: int = 0,
+                      length: int | None = None) -> Job:
+        return self._recorded_job("upload_volume", pool, name, src_path, offset=offset,
+                                  length=length)
 
-    def download_volume(self, pool: str, name: str, dst_path: str, **kwargs: Any) -> Job:
-        return self._recorded_job("download_volume", pool, name, dst_path, **kwargs)
+    def download_volume(self, pool: str, name: str, dst_path: str, *, offset: int = 0,
+                        length: int | None = None, sparse: bool = False) -> Job:
+        return self._recorded_job("download_volume", pool, name, dst_path, offset=offset,
+                                  length=length, sparse=sparse)

@@ -35,7 +35,7 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_app(*, ascii: bool = False) -> tuple[PoolkeeperApp, StubController]:
     ctl = StubController()
-    return PoolkeeperApp(ctl, ascii=ascii, monitor_interval=None), ctl  # type: ignore[arg-type]
+    return PoolkeeperApp(ctl, ascii=ascii, monitor_interval=None), ctl
 
 
 async def settle(pilot: Pilot[None], rounds: int = 4) -> None:

@@ -441,12 +441,12 @@ def test_snapshot_twenty_volumes(snap_compare):
 
 def test_format_cell_shows_lv_attributes():
     from backends.model import VolumeInfo
-    from tui.widgets.volume_table import _format_cell
+    from tui.widgets.volume_rows import format_cell
 
     thin = VolumeInfo(name="lv", key="k", path="/dev/vg/lv", format="raw",
                       attributes="Vwi-a-tz--")
-    assert _format_cell(thin) == "raw Vwi-a-tz--"
-    assert _format_cell(VolumeInfo(name="f", key="k", path="/p", format="qcow2")) == "qcow2"
+    assert format_cell(thin) == "raw Vwi-a-tz--"
+    assert format_cell(VolumeInfo(name="f", key="k", path="/p", format="qcow2")) == "qcow2"
 
 
 # ---------------------------------------------------------------- free-extent rows

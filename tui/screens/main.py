@@ -13,45 +13,34 @@ dozen stacked modal screens overflowed Python's stack when drawn (each draws the
 beneath it: RecursionError, the app died). A result that comes back once the user has
 opened something else is not put over it, where keys meant for that screen would land in
 it (a delete dialog least of all); a notice says so.
+
+The keys' actions live beside it, one mixin per subject: pool_actions, volume_actions and
+xml_actions; MainScreenBase is what they stand on (state, layout, loading, availability,
+run_verb and the screens a worker opens).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shlex
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult, SuspendNotSupported
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, Tree
 
-from backends import xmlio
-from backends.controller import StorageController
-from backends.errors import Busy, PoolkeeperError, ToolFailed
+from backends.api import Controller
+from backends.errors import PoolkeeperError, ToolFailed
 from backends.jobs import Job
-from backends.model import (
-    WIPE_ALGORITHMS,
-    DeviceLayout,
-    Extent,
-    PoolFeatures,
-    PoolStatus,
-    VolumeDef,
-    VolumeInfo,
-    VolumeTarget,
-)
+from backends.model import DeviceLayout, PoolFeatures, PoolStatus, VolumeInfo
 from backends.units import human
 
-from .. import dialogs
 from ..bridge import CommandEvent, JobEvent, PoolEvent, VolumeEvent, connect
 from ..shown import shown
 from ..widgets.extent_bar import ExtentBar, free_rows
@@ -61,9 +50,10 @@ from ..widgets.pool_tree import PoolTree
 from ..widgets.usage import level, usage_bar
 from ..widgets.volume_table import VolumeTable
 from .help import HelpScreen
-from .xml_view import XmlScreen
+from .pool_actions import PoolActions
+from .volume_actions import VolumeActions
+from .xml_actions import XmlActions
 
-ALIGN = 1 << 20  # where a partition may start
 EXTENT_POOL_TYPES = ("disk", "logical")  # pools drawn to scale on the extent bar
 POOL_ACTIONS = {"build_pool", "start_stop", "toggle_autostart", "delete_pool", "refresh",
                 "edit_xml"}
@@ -83,32 +73,13 @@ class PoolView:
     secret_usage: str | None = None  # the CHAP secret the pool names (iSCSI)
 
 
-class MainScreen(Screen[None]):
-    BINDINGS = [
-        Binding("f1", "help", "Help"),  # first: the one key the footer shows at any width
-        Binding("n", "define_pool", "New pool"),
-        Binding("s", "start_stop", "Start/Stop"),
-        Binding("b", "build_pool", "Build", show=False),
-        Binding("a", "toggle_autostart", "Autostart", show=False),
-        Binding("X", "delete_pool", "Delete pool", show=False),
-        Binding("r", "refresh", "Refresh"),
-        Binding("c", "create_volume", "Create"),
-        Binding("k", "clone_volume", "Clone", show=False),
-        Binding("z", "resize_volume", "Resize", show=False),
-        Binding("w", "wipe_volume", "Wipe", show=False),
-        Binding("u", "upload", "Upload", show=False),
-        Binding("d", "download", "Download", show=False),
-        Binding("delete", "delete_volumes", "Delete", show=False),
-        Binding("x", "show_xml", "XML"),
-        Binding("e", "edit_xml", "Edit XML", show=False),
-        Binding("y", "copy_path", "Copy path", show=False),
-        Binding("S", "set_secret", "CHAP secret", show=False),
-        Binding("slash", "filter", "Filter"),
-        Binding("j", "toggle_jobs", "Jobs"),
-        Binding("l", "toggle_log", "Log"),
-    ]
 
-    def __init__(self, controller: StorageController, *, ascii: bool = False) -> None:
+class MainScreenBase(Screen[None]):
+    """What the main screen's actions stand on: its state and layout, loading in workers,
+    controller events, availability (disabled_reason), run_verb and the screens a worker
+    opens. MainScreen adds the keys and their actions."""
+
+    def __init__(self, controller: Controller, *, ascii: bool = False) -> None:
         super().__init__()
         self.ctl = controller
         self.ascii = ascii
@@ -478,325 +449,11 @@ class MainScreen(Screen[None]):
         self.query_one("#jobs", JobsPanel).update_job(job)
         self._update_status()
 
-    # == pool actions ==================================================================
-    def action_define_pool(self) -> None:
-        def discover(pool_type: str, host: str | None) -> str:
-            return self.ctl.find_pool_sources(pool_type, host=host)
-
-        def done(pdef: Any) -> None:
-            if pdef is not None:
-                self.run_verb(f"define pool {pdef.name}", f"pool {pdef.name} defined",
-                              self.ctl.define_pool_def, pdef)
-
-        self.app.push_screen(dialogs.DefinePoolDialog(
-            discover, devices=self.ctl.block_devices, ascii=self.ascii), done)
-
-    def action_start_stop(self) -> None:
-        name = self.selected
-        if name is None:
-            return
-        if self.pools[name].active:
-            self.run_verb(f"stop pool {name}", f"pool {name} stopped", self.ctl.stop_pool,
-                          name)
-        else:
-            self.run_verb(f"start pool {name}", f"pool {name} started", self.ctl.start_pool,
-                          name)
-
-    def action_build_pool(self) -> None:
-        name = self.selected
-        if name is not None and self._prepare("build"):
-            self._prepare_build(name)
-
-    @work(thread=True, group="verbs")
-    def _prepare_build(self, name: str) -> None:
-        """Probe what is on the device first (I/O), so the dialog can name it."""
-        warning: str | None = None
-        try:
-            warning = self.ctl.build_warning(name)
-        except PoolkeeperError as exc:
-            warning = f"could not tell what is on the device: {exc}"
-        finally:
-            self.app.call_from_thread(self._open_build_dialog, name, warning)
-
-    def _open_build_dialog(self, name: str, warning: str | None) -> None:
-        def done(choice: Any) -> None:
-            if choice is not None:
-                self.run_verb(f"build pool {name}", f"building pool {name}",
-                              self.ctl.build_pool, name, choice.overwrite)
-
-        self._open("build", f"the build dialog of pool {name}",
-                   None if name not in self.pools else  # (undefined while it was probed)
-                   lambda: dialogs.BuildPoolDialog(self.pools[name], warning,
-                                                   ascii=self.ascii), done)
-
-    def action_toggle_autostart(self) -> None:
-        name = self.selected
-        if name is not None:
-            enabled = not self.pools[name].autostart
-            state = "on" if enabled else "off"
-            self.run_verb(f"turn autostart {state} for pool {name}",
-                          f"autostart {state} for pool {name}",
-                          self.ctl.set_autostart, name, enabled)
-
-    def action_delete_pool(self) -> None:
-        name = self.selected
-        if name is not None and self._prepare("delete"):
-            self._prepare_delete(name, self.pools[name].type.startswith("iscsi"))
-
-    @work(thread=True, group="verbs")
-    def _prepare_delete(self, name: str, undefine_only: bool) -> None:
-        """Look at what the storage still holds first (I/O: a read-only mount, a table,
-        LVM metadata, a directory), so the dialog can name it before anything is
-        destroyed. Busy (a lock held, a device in use) is told apart by its type: it is
-        never a reason to force, unlike storage that cannot be looked into."""
-        held: list[str] | None = None
-        error: str | None = None
-        busy: str | None = None
-        try:
-            if not undefine_only:
-                held = self.ctl.stored_volumes(name)
-        except Busy as exc:  # InUse too
-            busy = str(exc)
-        except (PoolkeeperError, OSError) as exc:
-            error = str(exc)
-        finally:
-            self.app.call_from_thread(self._open_delete_dialog, name, held, error, busy)
-
-    def _open_delete_dialog(self, name: str, held: list[str] | None, error: str | None,
-                            busy: str | None) -> None:
-        def done(choice: Any) -> None:
-            if choice is None:
-                return
-            if choice.destroy_storage:
-                self.run_verb(f"remove pool {name}", f"pool {name} removed", self._delete_pool,
-                              name, choice.force, choice.expected)
-            else:
-                self.run_verb(f"undefine pool {name}", f"pool {name} undefined",
-                              self.ctl.undefine_pool, name)
-
-        self._open("delete", f"the delete dialog of pool {name}",
-                   None if name not in self.pools else  # (undefined while it was looked into)
-                   lambda: dialogs.DeletePoolDialog(self.pools[name], held=held,
-                                                    held_error=error, busy=busy,
-                                                    ascii=self.ascii), done)
-
-    def _delete_pool(self, name: str, force: bool, expected: tuple[str, ...] | None) -> None:
-        self.ctl.delete_pool(name, force=force, expected=expected)
-        try:
-            self.ctl.undefine_pool(name)
-        except PoolkeeperError as exc:
-            raise PoolkeeperError(f"its storage was destroyed, but the definition stays: "
-                                  f"{exc}") from None
-
+    # == the view's own keys: refresh, filter, panels, help ============================
     def action_refresh(self) -> None:
         self.load_pools()
         if self.selected:
             self.load_volumes(self.selected)
-
-    # == volume actions ================================================================
-    def _need_volume(self) -> VolumeInfo | None:
-        return self.table.cursor_volume
-
-    def action_create_volume(self, place: tuple[str, int, int] | None = None) -> None:
-        """`place`: (device, start, end) of a free extent chosen on the extent bar: the
-        dialog opens with its size, and the volume is put at its start."""
-        name, view = self.selected, self.view
-        if name is None or view is None or view.features is None:
-            return
-        volumes = self.table.all_volumes()
-
-        def done(vdef: Any) -> None:
-            if vdef is None:
-                return
-            if place is not None:
-                device, start, end = place
-                vdef = replace(vdef, source_devices=[(device, [Extent(start, end)])])
-            self.run_verb(f"create {vdef.name}", f"creating {vdef.name}",
-                          self.ctl.create_volume_def, name, vdef)
-
-        dialog = dialogs.CreateVolumeDialog(
-            view.status, view.features.creatable_formats,
-            view.features.default_volume_format or "raw",
-            [v for v in volumes if v.error is None and v.type == "file"],
-            existing={v.name for v in volumes}, ascii=self.ascii)
-        self.app.push_screen(dialog, done)
-        if place is not None:
-            size = place[2] - place[1]
-
-            def prefill() -> None:
-                with contextlib.suppress(Exception):  # the dialog may have closed already
-                    dialog.query_one("#capacity", Input).value = f"{size // (1 << 20)}M"
-
-            dialog.call_after_refresh(prefill)
-
-    # == extent bar ====================================================================
-    def on_extent_bar_segment_selected(self, event: ExtentBar.SegmentSelected) -> None:
-        if event.user and event.volume:
-            self.table.select(event.volume)
-
-    def on_extent_bar_free_segment_chosen(self, event: ExtentBar.FreeSegmentChosen) -> None:
-        self._create_in_free(event.device, event.start, event.end)
-
-    def on_volume_table_free_row_activated(self, event: VolumeTable.FreeRowActivated) -> None:
-        self._create_in_free(event.device, event.start, event.end)
-
-    def _create_in_free(self, device: str, free_start: int, end: int) -> None:
-        """Open the create dialog for the free extent [free_start, end) of `device`."""
-        if self.disabled_reason("create_volume") is None:
-            # Partitions start on a 1 MiB boundary: the first one at or after the extent's
-            # start (a GPT disk's first free byte is 17408).
-            start = -(-free_start // ALIGN) * ALIGN
-            if start >= end:
-                self.notify("that free extent is smaller than 1 MiB", severity="warning",
-                            markup=False)
-                return
-            self.action_create_volume((device, start, end))
-        else:
-            self.notify(self.disabled_reason("create_volume") or "", severity="warning",
-                        markup=False)
-
-    def action_clone_volume(self) -> None:
-        name, volume = self.selected, self._need_volume()
-        if name is None or volume is None:
-            return
-        active = [p for p in self.pools.values() if p.active]
-
-        def done(req: Any) -> None:
-            if req is None:
-                return
-            xml = None
-            if req.format != volume.format:
-                xml = xmlio.format_volume(VolumeDef(
-                    name=req.new_name, capacity=volume.capacity,
-                    target=VolumeTarget(format=req.format)))
-            self.run_verb(f"clone {volume.name}", f"cloning {volume.name}",
-                          self.ctl.clone_volume, name, volume.name,
-                          req.new_name, target_pool=req.target_pool, xml=xml)
-
-        existing = {v.name for v in self.ctl.cached_volumes(name)}
-        self.app.push_screen(dialogs.CloneVolumeDialog(volume, active, name, existing,
-                                                       ascii=self.ascii), done)
-
-    def action_resize_volume(self) -> None:
-        name, volume, view = self.selected, self._need_volume(), self.view
-        if name is None or volume is None or view is None:
-            return
-
-        def done(req: Any) -> None:
-            if req is not None:
-                self.run_verb(f"resize {volume.name}", f"resizing {volume.name}",
-                              self.ctl.resize_volume, name, volume.name, req.capacity,
-                              shrink=req.shrink, allocate=req.allocate)
-
-        self.app.push_screen(dialogs.ResizeVolumeDialog(
-            volume, view.status.available or 0, ascii=self.ascii), done)
-
-    def action_wipe_volume(self) -> None:
-        name, volume = self.selected, self._need_volume()
-        if name is None or volume is None:
-            return
-
-        def done(req: Any) -> None:
-            if req is not None:
-                self.run_verb(f"wipe {volume.name}", f"wiping {volume.name}",
-                              self.ctl.wipe_volume, name, volume.name, req.algorithm)
-
-        features = self.view.features if self.view is not None else None
-        algorithms = features.wipe_algorithms if features is not None else WIPE_ALGORITHMS
-        self.app.push_screen(dialogs.WipeVolumeDialog(volume, algorithms, ascii=self.ascii), done)
-
-    def action_upload(self) -> None:
-        self._transfer(upload=True)
-
-    def action_download(self) -> None:
-        self._transfer(upload=False)
-
-    def _transfer(self, upload: bool) -> None:
-        name, volume = self.selected, self._need_volume()
-        if name is None or volume is None:
-            return
-
-        def done(req: Any) -> None:
-            if req is None:
-                return
-            if upload:
-                self.run_verb(f"upload to {volume.name}", f"uploading to {volume.name}",
-                              self.ctl.upload_volume, name, volume.name, req.path,
-                              offset=req.offset, length=req.length)
-            else:
-                self.run_verb(f"download {volume.name}", f"downloading {volume.name}",
-                              self.ctl.download_volume, name, volume.name, req.path,
-                              offset=req.offset, length=req.length, sparse=req.sparse)
-
-        dialog = dialogs.UploadDialog if upload else dialogs.DownloadDialog
-        self.app.push_screen(dialog(volume, ascii=self.ascii), done)
-
-    def action_delete_volumes(self) -> None:
-        name = self.selected
-        if name is None:
-            return
-        marked = self.table.marked
-        if marked:
-            volumes = self.ctl.cached_volumes(name, sorted(marked))
-        else:
-            volume = self._need_volume()
-            volumes = [volume] if volume else []
-        if not volumes:
-            return
-        in_use = dict(self.in_use)
-
-        def done(req: Any) -> None:
-            if req is not None and req.names:
-                self.table.clear_marks()
-                count = f"{len(req.names)} volume{'s' if len(req.names) != 1 else ''}"
-                self.run_verb(f"delete {count}", f"deleted {count}", self._delete_volumes,
-                              name, req.names)
-
-        self.app.push_screen(dialogs.DeleteVolumesDialog(volumes, in_use, ascii=self.ascii),
-                             done)
-
-    def _delete_volumes(self, pool: str, names: list[str]) -> None:
-        errors = []
-        for volume in names:
-            try:
-                self.ctl.delete_volume(pool, volume)
-            except PoolkeeperError as exc:
-                errors.append(str(exc))
-        if errors:
-            deleted = len(names) - len(errors)
-            # run_verb says "could not delete N volumes: "; say which part did happen
-            raise PoolkeeperError((f"{deleted} of them deleted; " if deleted else "")
-                                  + "; ".join(errors))
-
-    def action_set_secret(self) -> None:
-        if self.view is not None and self.view.secret_usage and self._prepare("secret"):
-            self._open_secret(self.view.secret_usage)
-
-    @work(thread=True, group="verbs")
-    def _open_secret(self, usage: str) -> None:
-        exists = False
-        try:
-            exists = self.ctl.has_secret(usage)
-        except PoolkeeperError:
-            pass
-        finally:
-            self.app.call_from_thread(self._push_secret, usage, exists)
-
-    def _push_secret(self, usage: str, exists: bool) -> None:
-        def done(result: Any) -> None:
-            if result is not None:  # the value goes straight to the controller, unlogged
-                self.run_verb(f"save secret {usage}", f"secret {usage} saved",
-                              self.ctl.set_secret, result.usage,
-                              result.value)
-
-        self._open("secret", f"the secret dialog of {usage}",
-                   lambda: dialogs.SecretDialog(usage, exists=exists, ascii=self.ascii), done)
-
-    def action_copy_path(self) -> None:
-        volume = self._need_volume()
-        if volume is not None:
-            self.app.copy_to_clipboard(volume.path)  # OSC 52: works over SSH
-            self.notify(f"copied {volume.path}", markup=False)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -843,123 +500,30 @@ class MainScreen(Screen[None]):
             return
         self.app.push_screen(make(), callback)
 
-    # == XML ===========================================================================
-    def action_show_xml(self) -> None:
-        if self.selected is None:
-            return
-        volume = self.table.cursor_volume if self.table.has_focus else None
-        if self._prepare("xml"):
-            self._load_xml(self.selected, volume.name if volume else None)
 
-    @work(thread=True, group="xml")
-    def _load_xml(self, pool: str, volume: str | None) -> None:
-        title = f"pool {pool}" if volume is None else f"volume {volume}"
-        xml: str | None = None
-        try:
-            xml = self.ctl.pool_xml(pool) if volume is None else self.ctl.volume_xml(pool,
-                                                                                   volume)
-        except PoolkeeperError as exc:
-            self.app.notify(str(exc), severity="error", markup=False)
-        finally:
-            self.app.call_from_thread(self._show_xml, title, xml)
+class MainScreen(PoolActions, VolumeActions, XmlActions, MainScreenBase):
+    """The main screen (module docstring): the keys, and their actions from the mixins."""
 
-    def _show_xml(self, title: str, xml: str | None) -> None:
-        self._open("xml", f"the XML of {title}",
-                   None if xml is None else lambda: XmlScreen(title, xml, ascii=self.ascii))
-
-    def action_edit_xml(self) -> None:
-        if self.selected is not None and self._prepare("edit"):
-            self._fetch_for_edit(self.selected)
-
-    @work(thread=True, group="xml")
-    def _fetch_for_edit(self, pool: str) -> None:
-        xml = path = None
-        try:
-            xml = self.ctl.pool_xml(pool, inactive=True)
-            path = self._write_for_edit(pool, xml)
-        except PoolkeeperError as exc:
-            self.app.notify(str(exc), severity="error", markup=False)
-        finally:
-            self.app.call_from_thread(self._run_editor, pool, path, xml or "", "edit")
-
-    @work(thread=True, group="xml")
-    def _edit_again(self, pool: str, text: str) -> None:
-        path = None
-        try:
-            path = self._write_for_edit(pool, text)
-        finally:
-            self.app.call_from_thread(self._run_editor, pool, path, text, None)
-
-    def _write_for_edit(self, pool: str, text: str) -> str | None:
-        """Worker side: the text goes to a private temp file the editor opens (its path;
-        None when it could not be written, said in a notice)."""
-        try:
-            fd, path = tempfile.mkstemp(suffix=".xml", prefix=f"{pool}-")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            self.app.notify(f"cannot write a temp file: {exc.strerror}", severity="error",
-                            markup=False)
-            return None
-        return path
-
-    def _run_editor(self, pool: str, path: str | None, before: str,
-                    kind: str | None) -> None:
-        """Hand the terminal to $EDITOR (App.suspend: the UI is stopped anyway), then
-        validate in a worker; on an error offer to edit again with the text kept. `path`
-        None: the text could not be fetched or written (a notice said why)."""
-        self._done_preparing(kind)  # "edit": the e key's own fetch; None: Re-edit
-        if path is None:
-            return
-        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        discard = True
-        try:
-            with self.app.suspend():
-                subprocess.run([*shlex.split(editor), path], check=False)
-            discard = False
-        except SuspendNotSupported:
-            self.notify("this terminal cannot hand over to an editor", severity="error",
-                        markup=False)
-        except OSError as exc:
-            self.notify(f"cannot run the editor '{editor}': {exc.strerror}",
-                        severity="error", markup=False)
-        self._read_edited(pool, path, before, discard=discard)
-
-    @work(thread=True, group="xml")
-    def _read_edited(self, pool: str, path: str, before: str, *, discard: bool) -> None:
-        try:
-            if discard:
-                return
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    edited = fh.read()
-            except (OSError, UnicodeDecodeError) as exc:
-                self.app.notify(f"cannot read the edited file: {exc}", severity="error",
-                                markup=False)
-                return
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        if edited == before:
-            self.app.notify("no change", markup=False)
-            return
-        self._save_xml(pool, edited)
-
-    def _save_xml(self, pool: str, edited: str) -> None:
-        """Worker side: define the edited XML."""
-        try:
-            self.ctl.define_pool(edited)
-        except PoolkeeperError as exc:
-            self.app.call_from_thread(self._xml_rejected, pool, edited, str(exc))
-            return
-        self.app.notify(f"pool {pool} redefined", markup=False)
-
-    def _xml_rejected(self, pool: str, edited: str, message: str) -> None:
-        def done(retry: bool | None) -> None:
-            if retry:
-                self._edit_again(pool, edited)
-
-        self._open(None, f"the refused XML of pool {pool}",
-                   lambda: dialogs.ErrorDialog("the edited XML was refused", message,
-                                               retry_label="Re-edit", ascii=self.ascii), done)
-
+    BINDINGS = [
+        Binding("f1", "help", "Help"),  # first: the one key the footer shows at any width
+        Binding("n", "define_pool", "New pool"),
+        Binding("s", "start_stop", "Start/Stop"),
+        Binding("b", "build_pool", "Build", show=False),
+        Binding("a", "toggle_autostart", "Autostart", show=False),
+        Binding("X", "delete_pool", "Delete pool", show=False),
+        Binding("r", "refresh", "Refresh"),
+        Binding("c", "create_volume", "Create"),
+        Binding("k", "clone_volume", "Clone", show=False),
+        Binding("z", "resize_volume", "Resize", show=False),
+        Binding("w", "wipe_volume", "Wipe", show=False),
+        Binding("u", "upload", "Upload", show=False),
+        Binding("d", "download", "Download", show=False),
+        Binding("delete", "delete_volumes", "Delete", show=False),
+        Binding("x", "show_xml", "XML"),
+        Binding("e", "edit_xml", "Edit XML", show=False),
+        Binding("y", "copy_path", "Copy path", show=False),
+        Binding("S", "set_secret", "CHAP secret", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("j", "toggle_jobs", "Jobs"),
+        Binding("l", "toggle_log", "Log"),
+    ]

@@ -1,0 +1,85 @@
+"""How the CLI writes to the terminal: escaped text, tables, JSON and a job's progress.
+
+Every string bound for the terminal goes through backends.textsafe, exactly once, where it
+is written: names, paths, errors, warnings and job descriptions with `printable` (control,
+bidi and invisible characters, undecodable bytes and the backslash escaped, in what the
+stream can encode; engine messages hold names as they are, so a message is escaped like a
+name), XML with `printable_xml` (character references, so it stays valid XML). JSON is
+ASCII (json's \\u escapes).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from backends import textsafe
+from backends.errors import PoolkeeperError
+from backends.jobs import Job
+from backends.units import human
+
+
+def _encoding(stream: TextIO | None) -> str | None:
+    return getattr(sys.stdout if stream is None else stream, "encoding", None)
+
+
+def printable(text: str, stream: TextIO | None = None) -> str:
+    """A name, path, message or other text, safe and unambiguous on the terminal and
+    encodable by `stream` (stdout by default): textsafe.escape, once."""
+    return textsafe.escape(text, _encoding(stream))
+
+
+def printable_xml(xml: str, stream: TextIO | None = None) -> str:
+    """XML with the characters printable would escape as character references (&#x9b;)."""
+    try:
+        return textsafe.escape_xml(xml, _encoding(stream))
+    except ValueError as exc:  # xmlio never writes these; never print them raw
+        raise PoolkeeperError(f"cannot show the XML: {exc}") from None
+
+
+def table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    rows = [[printable(cell, out) for cell in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    out.write(" " + line + "\n")
+    out.write("-" * (sum(widths) + 2 * len(widths) + 1) + "\n")
+    for row in rows:
+        out.write(" " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                  + "\n")
+    out.write("\n")
+
+
+def dump_json(out: TextIO, data: Any) -> None:
+    json.dump(data, out, indent=2)
+    out.write("\n")
+
+
+def wait_job(job: Job, err: TextIO) -> Any:
+    """Wait for a job, drawing progress on a terminal; Ctrl-C cancels it."""
+    show = err.isatty()
+    try:
+        while not job.finished:
+            if show and job.total:
+                frac = job.fraction or 0.0
+                bar = "#" * int(frac * 30)
+                eta = f" ETA {job.eta:.0f}s" if job.eta is not None else ""
+                err.write(f"\r{printable(job.description, err)}: [{bar:<30}] "
+                          f"{frac * 100:5.1f}% "
+                          f"{human(int(job.rate))}/s{eta}   ")
+                err.flush()
+            job.join(0.2)
+    except KeyboardInterrupt:
+        job.cancel()
+        job.join()
+    if show and job.total:
+        err.write("\r" + " " * 100 + "\r")
+    result = job.wait()
+    for warning in job.warnings:
+        err.write(f"warning: {printable(warning, err)}\n")
+    return result
+

@@ -1,0 +1,159 @@
+"""The main screen's pool keys: define, start/stop, build, autostart, delete, and the CHAP
+secret a pool names.
+
+Build and delete first look at the storage in a worker (what building would destroy, what
+the storage still holds), so the dialog can name it before anything is destroyed; like the
+secret dialog, they open through MainScreenBase._open (tui.screens.main).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+
+from backends.errors import Busy, PoolkeeperError
+
+from .. import dialogs
+
+if TYPE_CHECKING:
+    from .main import MainScreenBase as _Screen
+else:
+    _Screen = object  # mixed into MainScreen, which is a MainScreenBase
+
+
+class PoolActions(_Screen):
+    """Mixin for MainScreen: the actions of the pool keys."""
+
+    def action_define_pool(self) -> None:
+        def discover(pool_type: str, host: str | None) -> str:
+            return self.ctl.find_pool_sources(pool_type, host=host)
+
+        def done(pdef: Any) -> None:
+            if pdef is not None:
+                self.run_verb(f"define pool {pdef.name}", f"pool {pdef.name} defined",
+                              self.ctl.define_pool_def, pdef)
+
+        self.app.push_screen(dialogs.DefinePoolDialog(
+            discover, devices=self.ctl.block_devices, ascii=self.ascii), done)
+
+    def action_start_stop(self) -> None:
+        name = self.selected
+        if name is None:
+            return
+        if self.pools[name].active:
+            self.run_verb(f"stop pool {name}", f"pool {name} stopped", self.ctl.stop_pool,
+                          name)
+        else:
+            self.run_verb(f"start pool {name}", f"pool {name} started", self.ctl.start_pool,
+                          name)
+
+    def action_build_pool(self) -> None:
+        name = self.selected
+        if name is not None and self._prepare("build"):
+            self._prepare_build(name)
+
+    @work(thread=True, group="verbs")
+    def _prepare_build(self, name: str) -> None:
+        """Probe what is on the device first (I/O), so the dialog can name it."""
+        warning: str | None = None
+        try:
+            warning = self.ctl.build_warning(name)
+        except PoolkeeperError as exc:
+            warning = f"could not tell what is on the device: {exc}"
+        finally:
+            self.app.call_from_thread(self._open_build_dialog, name, warning)
+
+    def _open_build_dialog(self, name: str, warning: str | None) -> None:
+        def done(choice: Any) -> None:
+            if choice is not None:
+                self.run_verb(f"build pool {name}", f"building pool {name}",
+                              self.ctl.build_pool, name, choice.overwrite)
+
+        self._open("build", f"the build dialog of pool {name}",
+                   None if name not in self.pools else  # (undefined while it was probed)
+                   lambda: dialogs.BuildPoolDialog(self.pools[name], warning,
+                                                   ascii=self.ascii), done)
+
+    def action_toggle_autostart(self) -> None:
+        name = self.selected
+        if name is not None:
+            enabled = not self.pools[name].autostart
+            state = "on" if enabled else "off"
+            self.run_verb(f"turn autostart {state} for pool {name}",
+                          f"autostart {state} for pool {name}",
+                          self.ctl.set_autostart, name, enabled)
+
+    def action_delete_pool(self) -> None:
+        name = self.selected
+        if name is not None and self._prepare("delete"):
+            self._prepare_delete(name, self.pools[name].type.startswith("iscsi"))
+
+    @work(thread=True, group="verbs")
+    def _prepare_delete(self, name: str, undefine_only: bool) -> None:
+        """Look at what the storage still holds first (I/O: a read-only mount, a table,
+        LVM metadata, a directory), so the dialog can name it before anything is
+        destroyed. Busy (a lock held, a device in use) is told apart by its type: it is
+        never a reason to force, unlike storage that cannot be looked into."""
+        held: list[str] | None = None
+        error: str | None = None
+        busy: str | None = None
+        try:
+            if not undefine_only:
+                held = self.ctl.stored_volumes(name)
+        except Busy as exc:  # InUse too
+            busy = str(exc)
+        except (PoolkeeperError, OSError) as exc:
+            error = str(exc)
+        finally:
+            self.app.call_from_thread(self._open_delete_dialog, name, held, error, busy)
+
+    def _open_delete_dialog(self, name: str, held: list[str] | None, error: str | None,
+                            busy: str | None) -> None:
+        def done(choice: Any) -> None:
+            if choice is None:
+                return
+            if choice.destroy_storage:
+                self.run_verb(f"remove pool {name}", f"pool {name} removed", self._delete_pool,
+                              name, choice.force, choice.expected)
+            else:
+                self.run_verb(f"undefine pool {name}", f"pool {name} undefined",
+                              self.ctl.undefine_pool, name)
+
+        self._open("delete", f"the delete dialog of pool {name}",
+                   None if name not in self.pools else  # (undefined while it was looked into)
+                   lambda: dialogs.DeletePoolDialog(self.pools[name], held=held,
+                                                    held_error=error, busy=busy,
+                                                    ascii=self.ascii), done)
+
+    def _delete_pool(self, name: str, force: bool, expected: tuple[str, ...] | None) -> None:
+        self.ctl.delete_pool(name, force=force, expected=expected)
+        try:
+            self.ctl.undefine_pool(name)
+        except PoolkeeperError as exc:
+            raise PoolkeeperError(f"its storage was destroyed, but the definition stays: "
+                                  f"{exc}") from None
+
+    def action_set_secret(self) -> None:
+        if self.view is not None and self.view.secret_usage and self._prepare("secret"):
+            self._open_secret(self.view.secret_usage)
+
+    @work(thread=True, group="verbs")
+    def _open_secret(self, usage: str) -> None:
+        exists = False
+        try:
+            exists = self.ctl.has_secret(usage)
+        except PoolkeeperError:
+            pass
+        finally:
+            self.app.call_from_thread(self._push_secret, usage, exists)
+
+    def _push_secret(self, usage: str, exists: bool) -> None:
+        def done(result: Any) -> None:
+            if result is not None:  # the value goes straight to the controller, unlogged
+                self.run_verb(f"save secret {usage}", f"secret {usage} saved",
+                              self.ctl.set_secret, result.usage,
+                              result.value)
+
+        self._open("secret", f"the secret dialog of {usage}",
+                   lambda: dialogs.SecretDialog(usage, exists=exists, ascii=self.ascii), done)

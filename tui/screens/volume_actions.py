@@ -1,0 +1,211 @@
+"""The main screen's volume keys: create (also in a free extent chosen on the extent bar or
+in the table), clone, resize, wipe, upload, download, delete (the marked volumes, or the one
+under the cursor) and copy path. Each opens its dialog; the verb runs in a worker (run_verb).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from textual.widgets import Input
+
+from backends import xmlio
+from backends.errors import PoolkeeperError
+from backends.model import WIPE_ALGORITHMS, Extent, VolumeDef, VolumeInfo, VolumeTarget
+
+from .. import dialogs
+from ..widgets.extent_bar import ExtentBar
+from ..widgets.volume_table import VolumeTable
+
+if TYPE_CHECKING:
+    from .main import MainScreenBase as _Screen
+else:
+    _Screen = object  # mixed into MainScreen, which is a MainScreenBase
+
+ALIGN = 1 << 20  # where a partition may start
+
+
+class VolumeActions(_Screen):
+    """Mixin for MainScreen: the actions of the volume keys."""
+
+    def _need_volume(self) -> VolumeInfo | None:
+        return self.table.cursor_volume
+
+    def action_create_volume(self, place: tuple[str, int, int] | None = None) -> None:
+        """`place`: (device, start, end) of a free extent chosen on the extent bar: the
+        dialog opens with its size, and the volume is put at its start."""
+        name, view = self.selected, self.view
+        if name is None or view is None or view.features is None:
+            return
+        volumes = self.table.all_volumes()
+
+        def done(vdef: Any) -> None:
+            if vdef is None:
+                return
+            if place is not None:
+                device, start, end = place
+                vdef = replace(vdef, source_devices=[(device, [Extent(start, end)])])
+            self.run_verb(f"create {vdef.name}", f"creating {vdef.name}",
+                          self.ctl.create_volume_def, name, vdef)
+
+        dialog = dialogs.CreateVolumeDialog(
+            view.status, view.features.creatable_formats,
+            view.features.default_volume_format or "raw",
+            [v for v in volumes if v.error is None and v.type == "file"],
+            existing={v.name for v in volumes}, ascii=self.ascii)
+        self.app.push_screen(dialog, done)
+        if place is not None:
+            size = place[2] - place[1]
+
+            def prefill() -> None:
+                with contextlib.suppress(Exception):  # the dialog may have closed already
+                    dialog.query_one("#capacity", Input).value = f"{size // (1 << 20)}M"
+
+            dialog.call_after_refresh(prefill)
+
+    # -- free extents chosen on the extent bar or in the table ------------------------
+    def on_extent_bar_segment_selected(self, event: ExtentBar.SegmentSelected) -> None:
+        if event.user and event.volume:
+            self.table.select(event.volume)
+
+    def on_extent_bar_free_segment_chosen(self, event: ExtentBar.FreeSegmentChosen) -> None:
+        self._create_in_free(event.device, event.start, event.end)
+
+    def on_volume_table_free_row_activated(self, event: VolumeTable.FreeRowActivated) -> None:
+        self._create_in_free(event.device, event.start, event.end)
+
+    def _create_in_free(self, device: str, free_start: int, end: int) -> None:
+        """Open the create dialog for the free extent [free_start, end) of `device`."""
+        if self.disabled_reason("create_volume") is None:
+            # Partitions start on a 1 MiB boundary: the first one at or after the extent's
+            # start (a GPT disk's first free byte is 17408).
+            start = -(-free_start // ALIGN) * ALIGN
+            if start >= end:
+                self.notify("that free extent is smaller than 1 MiB", severity="warning",
+                            markup=False)
+                return
+            self.action_create_volume((device, start, end))
+        else:
+            self.notify(self.disabled_reason("create_volume") or "", severity="warning",
+                        markup=False)
+
+    def action_clone_volume(self) -> None:
+        name, volume = self.selected, self._need_volume()
+        if name is None or volume is None:
+            return
+        active = [p for p in self.pools.values() if p.active]
+
+        def done(req: Any) -> None:
+            if req is None:
+                return
+            xml = None
+            if req.format != volume.format:
+                xml = xmlio.format_volume(VolumeDef(
+                    name=req.new_name, capacity=volume.capacity,
+                    target=VolumeTarget(format=req.format)))
+            self.run_verb(f"clone {volume.name}", f"cloning {volume.name}",
+                          self.ctl.clone_volume, name, volume.name,
+                          req.new_name, target_pool=req.target_pool, xml=xml)
+
+        existing = {v.name for v in self.ctl.cached_volumes(name)}
+        self.app.push_screen(dialogs.CloneVolumeDialog(volume, active, name, existing,
+                                                       ascii=self.ascii), done)
+
+    def action_resize_volume(self) -> None:
+        name, volume, view = self.selected, self._need_volume(), self.view
+        if name is None or volume is None or view is None:
+            return
+
+        def done(req: Any) -> None:
+            if req is not None:
+                self.run_verb(f"resize {volume.name}", f"resizing {volume.name}",
+                              self.ctl.resize_volume, name, volume.name, req.capacity,
+                              shrink=req.shrink, allocate=req.allocate)
+
+        self.app.push_screen(dialogs.ResizeVolumeDialog(
+            volume, view.status.available or 0, ascii=self.ascii), done)
+
+    def action_wipe_volume(self) -> None:
+        name, volume = self.selected, self._need_volume()
+        if name is None or volume is None:
+            return
+
+        def done(req: Any) -> None:
+            if req is not None:
+                self.run_verb(f"wipe {volume.name}", f"wiping {volume.name}",
+                              self.ctl.wipe_volume, name, volume.name, req.algorithm)
+
+        features = self.view.features if self.view is not None else None
+        algorithms = features.wipe_algorithms if features is not None else WIPE_ALGORITHMS
+        self.app.push_screen(dialogs.WipeVolumeDialog(volume, algorithms, ascii=self.ascii), done)
+
+    def action_upload(self) -> None:
+        self._transfer(upload=True)
+
+    def action_download(self) -> None:
+        self._transfer(upload=False)
+
+    def _transfer(self, upload: bool) -> None:
+        name, volume = self.selected, self._need_volume()
+        if name is None or volume is None:
+            return
+
+        def done(req: Any) -> None:
+            if req is None:
+                return
+            if upload:
+                self.run_verb(f"upload to {volume.name}", f"uploading to {volume.name}",
+                              self.ctl.upload_volume, name, volume.name, req.path,
+                              offset=req.offset, length=req.length)
+            else:
+                self.run_verb(f"download {volume.name}", f"downloading {volume.name}",
+                              self.ctl.download_volume, name, volume.name, req.path,
+                              offset=req.offset, length=req.length, sparse=req.sparse)
+
+        dialog = dialogs.UploadDialog if upload else dialogs.DownloadDialog
+        self.app.push_screen(dialog(volume, ascii=self.ascii), done)
+
+    def action_delete_volumes(self) -> None:
+        name = self.selected
+        if name is None:
+            return
+        marked = self.table.marked
+        if marked:
+            volumes = self.ctl.cached_volumes(name, sorted(marked))
+        else:
+            volume = self._need_volume()
+            volumes = [volume] if volume else []
+        if not volumes:
+            return
+        in_use = dict(self.in_use)
+
+        def done(req: Any) -> None:
+            if req is not None and req.names:
+                self.table.clear_marks()
+                count = f"{len(req.names)} volume{'s' if len(req.names) != 1 else ''}"
+                self.run_verb(f"delete {count}", f"deleted {count}", self._delete_volumes,
+                              name, req.names)
+
+        self.app.push_screen(dialogs.DeleteVolumesDialog(volumes, in_use, ascii=self.ascii),
+                             done)
+
+    def _delete_volumes(self, pool: str, names: list[str]) -> None:
+        errors = []
+        for volume in names:
+            try:
+                self.ctl.delete_volume(pool, volume)
+            except PoolkeeperError as exc:
+                errors.append(str(exc))
+        if errors:
+            deleted = len(names) - len(errors)
+            # run_verb says "could not delete N volumes: "; say which part did happen
+            raise PoolkeeperError((f"{deleted} of them deleted; " if deleted else "")
+                                  + "; ".join(errors))
+
+    def action_copy_path(self) -> None:
+        volume = self._need_volume()
+        if volume is not None:
+            self.app.copy_to_clipboard(volume.path)  # OSC 52: works over SSH
+            self.notify(f"copied {volume.path}", markup=False)
