@@ -57,6 +57,10 @@ class Controller(Protocol):
 
     def pool_features(self, pool_type: str) -> PoolFeatures: ...
 
+    def pool_types(self) -> dict[str, PoolFeatures]:
+        """Every pool type this host can define, in display order (the define form)."""
+        ...
+
     def pool_layout(self, name: str) -> list[DeviceLayout]:
         """Partitions/segments and free extents of each device, for the extent bar."""
         ...

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from backends import xmlio
+from backends.drivers import features, pool_types
 from backends.errors import PoolkeeperError, PoolNotFound, VolumeNotFound
 from backends.events import Event, EventBus
 from backends.jobs import Job, JobManager
@@ -45,16 +46,9 @@ GiB = 1 << 30
 IMAGES = "/var/lib/poolkeeper/images"
 BACKUPS = "/srv/backups"
 
-FEATURES = {
-    "dir": PoolFeatures(type="dir", can_build=True, can_create_volumes=True,
-                        can_delete_volumes=True, can_resize_volumes=True,
-                        creatable_formats=("raw", "qcow2", "qcow", "qed", "vmdk", "vpc",
-                                           "vdi"),
-                        default_volume_format="raw"),
-    "logical": PoolFeatures(type="logical", can_build=True, can_create_volumes=True,
-                            can_delete_volumes=True, can_resize_volumes=True,
-                            creatable_formats=(), default_volume_format=None),
-}
+# What each pool type is and can do: the drivers' own declarations (the stub stands in
+# for a host's controller, not for the pool types).
+FEATURES = {pool_type: features(pool_type) for pool_type in pool_types()}
 
 DEFINITIONS = {
     "default": PoolDef(type="dir", name="default",
@@ -72,14 +66,15 @@ DEFINITIONS = {
 POOLS = [
     PoolStatus(name="default", type="dir", uuid=DEFINITIONS["default"].uuid or "",
                state="running", autostart=True, persistent=True, capacity=100 * GiB,
-               allocation=85 * GiB, available=15 * GiB, target=IMAGES, source=""),
+               allocation=85 * GiB, available=15 * GiB, target=IMAGES, source="",
+               features=FEATURES["dir"]),
     PoolStatus(name="backups", type="dir", uuid=DEFINITIONS["backups"].uuid or "",
                state="inactive", autostart=False, persistent=True, target=BACKUPS,
-               source=""),
+               source="", features=FEATURES["dir"]),
     PoolStatus(name="vg0", type="logical", uuid=DEFINITIONS["vg0"].uuid or "",
                state="running", autostart=True, persistent=True, capacity=500 * GiB,
                allocation=150 * GiB, available=350 * GiB, target="/dev/vg0",
-               source="/dev/sdb vg0"),
+               source="/dev/sdb vg0", features=FEATURES["logical"]),
 ]
 
 
@@ -197,6 +192,9 @@ class StubController:
     def pool_info(self, name: str) -> PoolStatus:
         return replace(self._status(name))
 
+    def pool_types(self) -> dict[str, PoolFeatures]:
+        return dict(FEATURES)
+
     def pool_features(self, pool_type: str) -> PoolFeatures:
         try:
             return FEATURES[pool_type]
@@ -252,7 +250,8 @@ class StubController:
     def define_pool_def(self, pdef: PoolDef) -> PoolStatus:
         self._record("define_pool_def", pdef)
         return PoolStatus(name=pdef.name, type=pdef.type, uuid="", state="inactive",
-                          autostart=False, persistent=True, target=pdef.target.path)
+                          autostart=False, persistent=True, target=pdef.target.path,
+                          features=FEATURES[pdef.type])
 
     def pool_def(self, name: str) -> PoolDef:
         self._status(name)

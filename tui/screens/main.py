@@ -54,7 +54,6 @@ from .pool_actions import PoolActions
 from .volume_actions import VolumeActions
 from .xml_actions import XmlActions
 
-EXTENT_POOL_TYPES = ("disk", "logical")  # pools drawn to scale on the extent bar
 POOL_ACTIONS = {"build_pool", "start_stop", "toggle_autostart", "delete_pool", "refresh",
                 "edit_xml"}
 VOLUME_ACTIONS = {"clone_volume", "resize_volume", "wipe_volume", "upload", "download",
@@ -91,6 +90,9 @@ class MainScreenBase(Screen[None]):
         self.in_use: dict[str, str] = {}  # volume -> "process (pid N)" of the selected pool
         self._preparing: str | None = None  # what a worker is preparing a screen for
         self._binding_state: tuple[bool | None, ...] | None = None  # footer keys shown
+        # What each pool type is (the define form), read once in a worker: it loads the
+        # drivers, which is not the UI thread's work.
+        self.pool_types: dict[str, PoolFeatures] | None = None
 
     # == layout ========================================================================
     def compose(self) -> ComposeResult:
@@ -128,6 +130,9 @@ class MainScreenBase(Screen[None]):
     # == loading (workers) =============================================================
     @work(thread=True, exclusive=True, group="pools")
     def load_pools(self) -> None:
+        if self.pool_types is None:
+            types = self.ctl.pool_types()
+            self.app.call_from_thread(setattr, self, "pool_types", types)
         self.app.call_from_thread(self._show_pools, self.ctl.list_pools())
 
     def _show_pools(self, pools: list[PoolStatus]) -> None:
@@ -175,7 +180,7 @@ class MainScreenBase(Screen[None]):
         except PoolkeeperError:
             features = None
         layout = None
-        if status.active and status.type in EXTENT_POOL_TYPES:
+        if status.active and features is not None and features.has_layout:
             try:
                 layout = self.ctl.pool_layout(status.name)
             except PoolkeeperError:

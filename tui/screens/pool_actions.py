@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 
 from backends.errors import Busy, PoolkeeperError
+from backends.model import PoolFeatures
 
 from .. import dialogs
 
@@ -26,6 +27,20 @@ class PoolActions(_Screen):
     """Mixin for MainScreen: the actions of the pool keys."""
 
     def action_define_pool(self) -> None:
+        if self.pool_types is not None:  # read when the pools were first listed
+            self._open_define_dialog(None, self.pool_types)
+        elif self._prepare("define"):
+            self._prepare_define()
+
+    @work(thread=True, group="verbs")
+    def _prepare_define(self) -> None:
+        types: dict[str, PoolFeatures] = {}
+        try:
+            types = self.ctl.pool_types()
+        finally:
+            self.app.call_from_thread(self._open_define_dialog, "define", types)
+
+    def _open_define_dialog(self, kind: str | None, types: dict[str, PoolFeatures]) -> None:
         def discover(pool_type: str, host: str | None) -> str:
             return self.ctl.find_pool_sources(pool_type, host=host)
 
@@ -34,8 +49,10 @@ class PoolActions(_Screen):
                 self.run_verb(f"define pool {pdef.name}", f"pool {pdef.name} defined",
                               self.ctl.define_pool_def, pdef)
 
-        self.app.push_screen(dialogs.DefinePoolDialog(
-            discover, devices=self.ctl.block_devices, ascii=self.ascii), done)
+        self._open(kind, "the define dialog",
+                   None if not types else lambda: dialogs.DefinePoolDialog(
+                       discover, types=types, devices=self.ctl.block_devices,
+                       ascii=self.ascii), done)
 
     def action_start_stop(self) -> None:
         name = self.selected
@@ -87,7 +104,7 @@ class PoolActions(_Screen):
     def action_delete_pool(self) -> None:
         name = self.selected
         if name is not None and self._prepare("delete"):
-            self._prepare_delete(name, self.pools[name].type.startswith("iscsi"))
+            self._prepare_delete(name, not self.pools[name].type_features.can_delete_storage)
 
     @work(thread=True, group="verbs")
     def _prepare_delete(self, name: str, undefine_only: bool) -> None:
