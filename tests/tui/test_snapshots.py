@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from textual.pilot import Pilot
 
-import tui.screens.main as main_screen
+import tui.screens.main_base as main_screen
 from backends.errors import PoolkeeperError
 from backends.events import CommandRun, JobFinished, JobProgress
 from tests.screentext import screen_text

@@ -3,7 +3,7 @@ secret a pool names.
 
 Build and delete first look at the storage in a worker (what building would destroy, what
 the storage still holds), so the dialog can name it before anything is destroyed; like the
-secret dialog, they open through MainScreenBase._open (tui.screens.main).
+secret dialog, they open through MainScreenBase._open (tui.screens.main_base).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from backends.model import PoolFeatures
 from .. import dialogs
 
 if TYPE_CHECKING:
-    from .main import MainScreenBase as _Screen
+    from .main_base import MainScreenBase as _Screen
 else:
     _Screen = object  # mixed into MainScreen, which is a MainScreenBase
 

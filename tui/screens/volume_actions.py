@@ -20,7 +20,7 @@ from ..widgets.extent_bar import ExtentBar
 from ..widgets.volume_table import VolumeTable
 
 if TYPE_CHECKING:
-    from .main import MainScreenBase as _Screen
+    from .main_base import MainScreenBase as _Screen
 else:
     _Screen = object  # mixed into MainScreen, which is a MainScreenBase
 

@@ -22,7 +22,7 @@ from .. import dialogs
 from .xml_view import XmlScreen
 
 if TYPE_CHECKING:
-    from .main import MainScreenBase as _Screen
+    from .main_base import MainScreenBase as _Screen
 else:
     _Screen = object  # mixed into MainScreen, which is a MainScreenBase
 

@@ -1,0 +1,499 @@
+"""What the main screen stands on (MainScreenBase): its state and layout, loading in
+workers, controller events, availability (disabled_reason), run_verb and the screens a
+worker opens. tui.screens.main puts the keys and their actions (the mixins) on top.
+
+The UI thread never does I/O: every controller call runs in a thread worker and comes
+back through call_from_thread; controller events arrive as messages (tui.bridge).
+Names, paths and messages are drawn escaped (tui.shown); notifications are plain text
+(markup=False: a name may hold '[b]') and PoolkeeperApp.notify escapes them.
+
+Screens a worker opens (the XML, the build, delete and secret dialogs, a refused edit) go
+through `_prepare`/`_open`: keys go on while the worker looks, so one such screen is
+prepared at a time (the same key meanwhile is ignored), and it opens only over this
+screen. Before, `x x x` typed faster than the XML loads stacked one view per key, and a few
+dozen stacked modal screens overflowed Python's stack when drawn (each draws the one
+beneath it: RecursionError, the app died). A result that comes back once the user has
+opened something else is not put over it, where keys meant for that screen would land in
+it (a delete dialog least of all); a notice says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static, Tree
+
+from backends.api import Controller
+from backends.errors import PoolkeeperError, ToolFailed
+from backends.jobs import Job
+from backends.model import DeviceLayout, PoolFeatures, PoolStatus, VolumeInfo
+from backends.units import human
+
+from ..bridge import CommandEvent, JobEvent, PoolEvent, VolumeEvent, connect
+from ..shown import shown
+from ..widgets.extent_bar import ExtentBar, free_rows
+from ..widgets.jobs_panel import JobsPanel
+from ..widgets.log_panel import LogPanel
+from ..widgets.pool_tree import PoolTree
+from ..widgets.usage import level, usage_bar
+from ..widgets.volume_table import VolumeTable
+from .help import HelpScreen
+
+POOL_ACTIONS = {"build_pool", "start_stop", "toggle_autostart", "delete_pool", "refresh",
+                "edit_xml"}
+
+
+@dataclass
+class PoolView:
+    """What the header shows for the selected pool (computed in a worker)."""
+
+    status: PoolStatus
+    features: PoolFeatures | None
+    committed: int  # sum of the volumes' capacities
+    count: int
+    layout: list[DeviceLayout] | None = None  # disk and logical pools: the extent bar
+    secret_usage: str | None = None  # the CHAP secret the pool names (iSCSI)
+
+
+
+class MainScreenBase(Screen[None]):
+    """What the main screen's actions stand on: its state and layout, loading in workers,
+    controller events, availability (disabled_reason), run_verb and the screens a worker
+    opens. MainScreen adds the keys and their actions."""
+
+    def __init__(self, controller: Controller, *, ascii: bool = False) -> None:
+        super().__init__()
+        self.ctl = controller
+        self.ascii = ascii
+        self.pools: dict[str, PoolStatus] = {}
+        self.selected: str | None = None
+        self.view: PoolView | None = None
+        self.refreshed_at: float | None = None
+        self._disconnect: Callable[[], None] | None = None
+        self.in_use: dict[str, str] = {}  # volume -> "process (pid N)" of the selected pool
+        self._preparing: str | None = None  # what a worker is preparing a screen for
+        self._binding_state: tuple[bool | None, ...] | None = None  # footer keys shown
+        # What each pool type is (the define form), read once in a worker: it loads the
+        # drivers, which is not the UI thread's work.
+        self.pool_types: dict[str, PoolFeatures] | None = None
+
+    # == layout ========================================================================
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="body"):
+            yield PoolTree(ascii=self.ascii, id="pools")
+            with Vertical(id="right"):
+                yield Static("", id="pool-header")
+                yield ExtentBar(ascii=self.ascii, id="extents")
+                yield Input(placeholder="filter volumes by name", id="filter")
+                yield VolumeTable(id="volumes", ascii=self.ascii)
+                yield Static("", id="status")
+                yield JobsPanel(ascii=self.ascii, id="jobs")
+                yield LogPanel(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._disconnect = connect(self, self.ctl.subscribe)
+        for widget_id in ("#filter", "#jobs", "#log", "#extents"):
+            self.query_one(widget_id).display = False
+        self.set_interval(5, self._update_status)
+        self.load_pools()
+
+    def on_unmount(self) -> None:
+        if self._disconnect:
+            self._disconnect()
+
+    @property
+    def table(self) -> VolumeTable:
+        return self.query_one("#volumes", VolumeTable)
+
+    @property
+    def tree(self) -> PoolTree:
+        return self.query_one("#pools", PoolTree)
+
+    # == loading (workers) =============================================================
+    @work(thread=True, exclusive=True, group="pools")
+    def load_pools(self) -> None:
+        if self.pool_types is None:
+            types = self.ctl.pool_types()
+            self.app.call_from_thread(setattr, self, "pool_types", types)
+        self.app.call_from_thread(self._show_pools, self.ctl.list_pools())
+
+    def _show_pools(self, pools: list[PoolStatus]) -> None:
+        self.pools = {p.name: p for p in pools}
+        self.tree.update_pools(pools)
+        if not pools:
+            self.selected = self.view = None
+            self.query_one("#pool-header", Static).update(
+                "no pools: press n to define one")
+            self.table.empty_text = "no pools: press n to define one"
+            self.table.set_volumes([])
+            self._refresh_bindings_if_changed()
+            return
+        if self.selected not in self.pools:
+            first = "default" if "default" in self.pools else sorted(self.pools)[0]
+            self.select_pool(first)
+        else:
+            self.load_header(self.selected)
+
+    def select_pool(self, name: str) -> None:
+        if name != self.selected:
+            self.selected = name
+            self.in_use = {}
+            self.table.clear_marks()
+            self.tree.select_pool(name)
+        self.load_volumes(name)
+
+    @work(thread=True, exclusive=True, group="volumes")
+    def load_volumes(self, name: str) -> None:
+        try:
+            status = self.ctl.pool_info(name)
+            volumes = self.ctl.list_volumes(name) if status.active else []
+        except PoolkeeperError as exc:
+            self.app.call_from_thread(self._pool_failed, name, str(exc))
+            return
+        view = self._make_view(status, volumes)
+        self.app.call_from_thread(self._show_volumes, name, view, volumes)
+        if status.active:
+            self._load_users(name)
+
+    def _make_view(self, status: PoolStatus, volumes: list[VolumeInfo]) -> PoolView:
+        """Worker side: everything the header and the extent bar show (I/O allowed)."""
+        try:
+            features = self.ctl.pool_features(status.type)
+        except PoolkeeperError:
+            features = None
+        layout = None
+        if status.active and features is not None and features.has_layout:
+            try:
+                layout = self.ctl.pool_layout(status.name)
+            except PoolkeeperError:
+                layout = []
+        usage = None
+        with contextlib.suppress(PoolkeeperError):
+            auth = self.ctl.pool_def(status.name).source.auth
+            usage = auth.secret.usage if auth is not None else None
+        return PoolView(status, features, sum(v.capacity for v in volumes), len(volumes),
+                        layout, usage)
+
+    def _load_users(self, name: str) -> None:
+        try:
+            users = self.ctl.volume_users(name)
+        except PoolkeeperError:
+            return
+        self.app.call_from_thread(self._show_users, name, users)
+
+    def _show_users(self, name: str, users: dict[str, str]) -> None:
+        if name == self.selected:
+            self.in_use = users
+            self.table.set_in_use(users)
+
+    @work(thread=True, exclusive=True, group="header")
+    def load_header(self, name: str) -> None:
+        try:
+            status = self.ctl.pool_info(name)
+        except PoolkeeperError as exc:
+            self.app.call_from_thread(self._pool_failed, name, str(exc))
+            return
+        volumes = self.ctl.cached_volumes(name) if status.active else []
+        view = self._make_view(status, volumes)
+        self.app.call_from_thread(self._show_header, name, view)
+
+    def _pool_failed(self, name: str, message: str) -> None:
+        if name == self.selected:
+            self.query_one("#pool-header", Static).update(
+                Text(shown(message, self.ascii), style="red"))
+            self.table.empty_text = message
+            self.table.set_volumes([])
+            self.table.set_free_extents([])  # (free-extent rows belong to a layout)
+
+    def _show_volumes(self, name: str, view: PoolView, volumes: list[VolumeInfo]) -> None:
+        if name != self.selected:
+            return
+        if not view.status.active:
+            self.table.empty_text = f"pool {view.status.state}: press s to start it"
+        else:
+            self.table.empty_text = "no volumes: press c to create one"
+        self.table.set_volumes(volumes)
+        self.refreshed_at = time.monotonic()
+        self._show_header(name, view)
+
+    def _show_header(self, name: str, view: PoolView) -> None:
+        if name != self.selected:
+            return
+        self.view = view
+        self.pools[name] = view.status
+        self.query_one("#pool-header", Static).update(self._header_text(view))
+        bar = self.query_one("#extents", ExtentBar)
+        bar.display = view.layout is not None
+        if view.layout is not None:
+            bar.set_layout(view.layout)
+        # free-extent rows in the volume table (cfdisk-like); none without a layout
+        self.table.set_free_extents([(d, s, e) for d, s, e, _ in free_rows(view.layout or [])])
+        self.tree.update_pools(list(self.pools.values()))
+        self._update_status()
+        self._refresh_bindings_if_changed()
+
+    def _header_text(self, view: PoolView) -> Text:
+        """Short lines that fit the right pane at 80x24; each fact labelled in words."""
+        p = view.status
+        text = Text()
+        text.append(shown(p.name, self.ascii), style="bold")
+        text.append(f" ({p.type}) ")
+        text.append(p.state, style="bold" if p.active else "dim")
+        text.append(f"  autostart {'yes' if p.autostart else 'no'}")
+        text.append("\n" if p.persistent else "  transient\n")
+        if p.active and p.capacity:
+            text.append_text(usage_bar(p.allocation, p.capacity, 10, ascii=self.ascii))
+            state = level((p.allocation or 0) / p.capacity)
+            if state != "ok":
+                text.append(f" {state}", style="bold red" if state == "critical" else "yellow")
+            text.append(f"  available {human(p.available)}\n"
+                        f"allocation {human(p.allocation)} of capacity {human(p.capacity)}\n")
+            text.append(f"{view.count} volume{'' if view.count == 1 else 's'}, "
+                        f"{human(view.committed)} provisioned")
+            if view.committed > p.capacity:
+                text.append("  OVERCOMMITTED", style="bold yellow")
+            text.append("\n")
+        else:
+            text.append("inactive: press s to start it\n" if p.state == "inactive"
+                        else f"{p.state}: the storage is not reachable\n")
+        if p.detail:  # why the pool is inaccessible: a message
+            text.append(f"{shown(p.detail, self.ascii)}\n")
+        if p.source:
+            text.append(f"source {shown(p.source, self.ascii)}  ")
+        if p.target:
+            text.append(f"target {shown(p.target, self.ascii)}")
+        return text
+
+    def _update_status(self) -> None:
+        parts = []
+        if self.refreshed_at is not None:
+            parts.append(f"refreshed {time.monotonic() - self.refreshed_at:.0f} s ago")
+        running = self.query_one("#jobs", JobsPanel).running
+        if running:
+            parts.append(f"{len(running)} job(s) running: j shows them")
+        self.query_one("#status", Static).update("  ".join(parts))
+
+    # == controller events (messages from tui.bridge) ==================================
+    def on_pool_event(self, event: PoolEvent) -> None:
+        if event.reason == "sizes" and event.pool != self.selected:
+            self.load_pools()
+            return
+        if event.pool == self.selected and event.reason in ("started", "stopped", "deleted"):
+            self.load_volumes(event.pool)
+        self.load_pools()
+
+    def on_volume_event(self, event: VolumeEvent) -> None:
+        if event.pool != self.selected:
+            return
+        # Memory only: the controller's cache already holds the new infos.
+        added = self.ctl.cached_volumes(event.pool, event.added)
+        changed = self.ctl.cached_volumes(event.pool, event.changed)
+        self.table.apply_diff(added, list(event.removed), changed)
+        self.refreshed_at = time.monotonic()
+        self.load_header(event.pool)
+
+    def on_job_event(self, event: JobEvent) -> None:
+        jobs = self.query_one("#jobs", JobsPanel)
+        jobs.update_job(event.job)
+        if event.finished:
+            self._job_finished(event.job)
+        self._update_status()
+
+    def on_command_event(self, event: CommandEvent) -> None:
+        self.query_one("#log", LogPanel).add_command(event.command)
+
+    def _job_finished(self, job: Job) -> None:
+        description = job.description  # names its volume (notify escapes it)
+        if job.state == "done":
+            # a clone says how it copied, and whether it renamed or flattened a backing file
+            how = f" ({job.result})" if job.kind == "clone" and isinstance(job.result, str) \
+                else ""
+            self.notify(f"done: {description}{how}", markup=False)
+            for warning in job.warnings:
+                self.notify(warning, severity="warning", markup=False)
+        elif job.state == "cancelled":
+            self.notify(f"cancelled: {description}", severity="warning", markup=False)
+        else:
+            error = str(job.error)
+            # errors usually say what failed already ("cannot create v in p: ...")
+            lines = [error if job.description in error else f"{description} failed: {error}"]
+            if isinstance(job.error, ToolFailed) and job.error.stderr.strip():
+                tail = job.error.stderr.strip().splitlines()[-5:]  # the tool's own words
+                lines += [line[:200] for line in tail]
+            self.app.notify_lines(lines, severity="error", timeout=15)
+
+    # == selection =====================================================================
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        if event.node is not self.tree.cursor_node:
+            # Stale: the cursor moved on before this was handled (Down pressed twice
+            # quickly). Selecting its pool would move the cursor back and queue another
+            # highlight, and two of them would flip between two pools forever.
+            return
+        name = event.node.data
+        if name and name in self.pools and name != self.selected:
+            self.select_pool(name)
+
+    def on_volume_table_selection_changed(self, event: VolumeTable.SelectionChanged) -> None:
+        self._refresh_bindings_if_changed()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.table.focus()
+
+    # == availability ==================================================================
+    def disabled_reason(self, action: str) -> str | None:
+        """Why `action` cannot run now (None: it can)."""
+        if action in ("define_pool", "toggle_jobs", "toggle_log", "help", "filter"):
+            return None
+        if self.selected is None or self.view is None:
+            return "no pool selected"
+        status, features = self.view.status, self.view.features
+        if features is None:
+            return f"'{status.type}' pools are not available in this version"
+        if action == "build_pool":
+            if not features.can_build:
+                return f"{status.type} pools have nothing to build"
+            if status.active:
+                return "stop the pool before building it"
+        if action == "set_secret":
+            return None if self.view.secret_usage else (
+                "the pool names no CHAP secret (<auth><secret usage=.../></auth>)")
+        if action in ("delete_pool", "edit_xml") and status.active:
+            return "stop the pool first (s)"
+        if action in POOL_ACTIONS or action == "show_xml":
+            return None
+        if not status.active:
+            return "the pool is not active: press s to start it"
+        if action == "create_volume":
+            return None if features.can_create_volumes else (
+                f"{status.type} pools cannot create volumes")
+        volume = self.table.cursor_volume
+        if action == "delete_volumes":
+            if not features.can_delete_volumes:
+                return f"{status.type} pools cannot delete volumes"
+            return None if (volume or self.table.marked) else "no volume selected"
+        if volume is None:
+            return "no volume selected"
+        if action == "resize_volume" and not features.can_resize_volumes:
+            return f"{status.type} pools cannot resize volumes"
+        if action == "clone_volume" and not features.can_create_volumes:
+            return f"{status.type} pools cannot create volumes"
+        if volume.error and action != "copy_path":
+            return f"'{volume.name}': {volume.error}"
+        return None
+
+    def _refresh_bindings_if_changed(self) -> None:
+        """Refresh the footer only when a key became available or unavailable: a refresh
+        rebuilds the footer and restyles the screen, which was most of an idle TUI's CPU
+        while the monitor reported free-space changes every few seconds."""
+        state = tuple(self.check_action(b.action, ()) for b in self.BINDINGS
+                      if isinstance(b, Binding))
+        if state != self._binding_state:
+            self._binding_state = state
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in {b.action for b in self.BINDINGS if isinstance(b, Binding)}:
+            return None if self.disabled_reason(action) else True
+        return True
+
+    def key_rows(self) -> list[tuple[str, str, str | None]]:
+        rows = []
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding):
+                rows.append((binding.key, binding.description,
+                             self.disabled_reason(binding.action)))
+        return rows
+
+    # == running verbs =================================================================
+    @work(thread=True, group="verbs")
+    def run_verb(self, action: str, done: str, fn: Callable[..., Any], *args: Any,
+                 **kwargs: Any) -> None:
+        """Run a controller verb off the UI thread. `action` says what it does ("remove
+        pool p"): a failure is notified as "could not <action>: <why>". `done` is said
+        only once the verb succeeded ("pool p removed"); a verb that starts a job says
+        nothing (the jobs panel shows it, and the job's end is notified)."""
+        try:
+            result = fn(*args, **kwargs)
+        except PoolkeeperError as exc:
+            self.app.notify(f"could not {action}: {exc}", severity="error", timeout=10,
+                            markup=False)
+            return
+        except OSError as exc:
+            self.app.notify(f"could not {action}: {exc.strerror or exc}", severity="error",
+                            timeout=10, markup=False)
+            return
+        if isinstance(result, Job):
+            self.app.call_from_thread(self._job_started, result)
+        else:
+            self.app.notify(done, markup=False)
+
+    def _job_started(self, job: Job) -> None:
+        self.query_one("#jobs", JobsPanel).update_job(job)
+        self._update_status()
+
+    # == the view's own keys: refresh, filter, panels, help ============================
+    def action_refresh(self) -> None:
+        self.load_pools()
+        if self.selected:
+            self.load_volumes(self.selected)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_toggle_jobs(self) -> None:
+        panel = self.query_one("#jobs", JobsPanel)
+        panel.display = not panel.display
+        if panel.display:
+            panel.focus()
+
+    def action_toggle_log(self) -> None:
+        panel = self.query_one("#log", LogPanel)
+        panel.display = not panel.display
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(self.key_rows()))
+
+    # == screens a worker opens (module docstring) =======================================
+    def _prepare(self, kind: str) -> bool:
+        """A key asks for a screen a worker prepares: False (ignore the key) while one is
+        being prepared already."""
+        if self._preparing is not None:
+            return False
+        self._preparing = kind
+        return True
+
+    def _done_preparing(self, kind: str | None) -> None:
+        """The worker `_prepare(kind)` started is done (kind None: no key asked for it)."""
+        if kind is not None and self._preparing == kind:
+            self._preparing = None
+
+    def _open(self, kind: str | None, what: str, make: Callable[[], Screen[Any]] | None,
+              callback: Callable[[Any], None] | None = None) -> None:
+        """UI thread, when the worker that `_prepare(kind)` started is done (`make` None:
+        it has nothing to show, it said why). `kind` None: a screen no key asked for."""
+        self._done_preparing(kind)
+        if make is None:
+            return
+        if self.app.screen is not self:
+            self.app.notify(f"{what} was not opened: another screen was opened meanwhile; "
+                            "close it and ask again", severity="warning", markup=False)
+            return
+        self.app.push_screen(make(), callback)
