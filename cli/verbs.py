@@ -12,23 +12,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from backends import xmlio
+from backends import model, xmlio
 from backends.controller import StorageController
 from backends.errors import PoolkeeperError, XMLError
-from backends.model import (
-    AuthSecret,
-    BackingStore,
-    PoolDef,
-    PoolSource,
-    PoolStatus,
-    PoolTarget,
-    SourceAuth,
-    SourceDevice,
-    SourceHost,
-    VolumeDef,
-    VolumeInfo,
-    VolumeTarget,
-)
 from backends.units import human, parse_size
 
 from .output import dump_json, printable, printable_xml, table, wait_job
@@ -44,7 +30,7 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def pool_json(p: PoolStatus) -> dict[str, Any]:
+def pool_json(p: model.PoolStatus) -> dict[str, Any]:
     return {
         "name": p.name, "type": p.type, "uuid": p.uuid, "state": p.state,
         "autostart": p.autostart, "persistent": p.persistent, "capacity": p.capacity,
@@ -53,7 +39,7 @@ def pool_json(p: PoolStatus) -> dict[str, Any]:
     }
 
 
-def volume_json(v: VolumeInfo) -> dict[str, Any]:
+def volume_json(v: model.VolumeInfo) -> dict[str, Any]:
     return {
         "name": v.name, "path": v.path, "key": v.key, "type": v.type, "format": v.format,
         "capacity": v.capacity, "allocation": v.allocation, "physical": v.physical,
@@ -180,16 +166,16 @@ def cmd_secret_undefine(ctl: StorageController, args: argparse.Namespace, out: T
     return 0
 
 
-def pool_def_from_args(args: argparse.Namespace) -> PoolDef:
+def pool_def_from_args(args: argparse.Namespace) -> model.PoolDef:
     auth = None
     if args.auth_type or args.auth_username or args.secret_usage:
         if not (args.auth_username and args.secret_usage):
             raise UsageError("CHAP needs --auth-username and --secret-usage")
-        auth = SourceAuth(type=args.auth_type or "chap", username=args.auth_username,
-                          secret=AuthSecret(usage=args.secret_usage))
-    source = PoolSource(
-        hosts=[SourceHost(args.source_host, args.source_port)] if args.source_host else [],
-        devices=[SourceDevice(d) for d in args.source_dev or []],
+        auth = model.SourceAuth(type=args.auth_type or "chap", username=args.auth_username,
+                          secret=model.AuthSecret(usage=args.secret_usage))
+    source = model.PoolSource(
+        hosts=[model.SourceHost(args.source_host, args.source_port)] if args.source_host else [],
+        devices=[model.SourceDevice(d) for d in args.source_dev or []],
         dir=args.source_path,
         name=args.source_name,
         format=args.source_format,
@@ -197,8 +183,8 @@ def pool_def_from_args(args: argparse.Namespace) -> PoolDef:
         auth=auth,
         protocol_ver=args.source_protocol_ver,
     )
-    return PoolDef(type=args.type, name=args.name, source=source,
-                   target=PoolTarget(path=args.target))
+    return model.PoolDef(type=args.type, name=args.name, source=source,
+                   target=model.PoolTarget(path=args.target))
 
 
 def cmd_pool_define_as(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
@@ -340,9 +326,9 @@ def cmd_vol_create_as(ctl: StorageController, args: argparse.Namespace, out: Tex
         path = args.backing_vol
         if not path.startswith("/"):
             path = ctl.volume_info(args.pool, path).path
-        backing = BackingStore(path=path, format=args.backing_vol_format)
-    vdef = VolumeDef(name=args.name, capacity=capacity, allocation=allocation,
-                     target=VolumeTarget(format=args.format), backing=backing)
+        backing = model.BackingStore(path=path, format=args.backing_vol_format)
+    vdef = model.VolumeDef(name=args.name, capacity=capacity, allocation=allocation,
+                     target=model.VolumeTarget(format=args.format), backing=backing)
     if args.print_xml:
         from backends import xmlio
 

@@ -14,27 +14,9 @@ import re
 
 from lxml import etree
 
-from .. import units
+from .. import model, units
 from ..drivers import pool_types
 from ..errors import InvalidSize, ValidationError
-from ..model import (
-    AuthSecret,
-    BackingStore,
-    Encryption,
-    EncryptionSecret,
-    Extent,
-    FreeExtent,
-    Permissions,
-    PoolDef,
-    PoolSource,
-    PoolTarget,
-    SourceAuth,
-    SourceDevice,
-    SourceHost,
-    Timestamps,
-    VolumeDef,
-    VolumeTarget,
-)
 from .pool_checks import _check_pool_type
 from .structure import _POOL, _VOLUME, FS_NS, _walk
 from .values import MAX_UID
@@ -44,7 +26,7 @@ _DIGITS_RE = re.compile(r"[0-9]+")
 _OCTAL_RE = re.compile(r"[0-7]+")
 
 
-def _pool_from_xml(root: etree._Element, where: _Where) -> PoolDef:
+def _pool_from_xml(root: etree._Element, where: _Where) -> model.PoolDef:
     where.note("pool", root)
     ptype = root.get("type")
     if ptype is None:
@@ -55,7 +37,7 @@ def _pool_from_xml(root: etree._Element, where: _Where) -> PoolDef:
         )
     _check_pool_type(ptype, where)
     _walk(root, _POOL)
-    pool = PoolDef(type=ptype, name="")
+    pool = model.PoolDef(type=ptype, name="")
     name_el = root.find("name")
     if name_el is not None:
         where.note("name", name_el)
@@ -87,14 +69,14 @@ def _pool_from_xml(root: etree._Element, where: _Where) -> PoolDef:
     return pool
 
 
-def _pool_source_from_xml(el: etree._Element, where: _Where) -> PoolSource:
+def _pool_source_from_xml(el: etree._Element, where: _Where) -> model.PoolSource:
     where.note("source", el)
-    src = PoolSource()
+    src = model.PoolSource()
     for i, host in enumerate(el.findall("host")):
         where.note(f"host.{i}", host)
         port = host.get("port")
         src.hosts.append(
-            SourceHost(
+            model.SourceHost(
                 name=host.get("name", ""),
                 port=None if port is None else _int_attr(host, "port", port),
             )
@@ -102,14 +84,14 @@ def _pool_source_from_xml(el: etree._Element, where: _Where) -> PoolSource:
     for i, dev in enumerate(el.findall("device")):
         where.note(f"device.{i}", dev)
         sep = dev.get("part_separator")
-        device = SourceDevice(
+        device = model.SourceDevice(
             path=dev.get("path", ""),
             part_separator=None if sep is None else _yes_no_attr(dev, "part_separator"),
         )
         for j, ext in enumerate(dev.findall("freeExtent")):
             where.note(f"device.{i}.extent.{j}", ext)
             device.free_extents.append(
-                FreeExtent(start=_int_attr(ext, "start"), end=_int_attr(ext, "end"))
+                model.FreeExtent(start=_int_attr(ext, "start"), end=_int_attr(ext, "end"))
             )
         src.devices.append(device)
     src.dir = _noted_attr(el.find("dir"), "path", where, "dir")
@@ -124,10 +106,10 @@ def _pool_source_from_xml(el: etree._Element, where: _Where) -> PoolSource:
         where.note("auth", auth)
         secret = auth.find("secret")
         where.note("secret", secret)
-        src.auth = SourceAuth(
+        src.auth = model.SourceAuth(
             type=auth.get("type", ""),
             username=auth.get("username", ""),
-            secret=AuthSecret(usage=secret.get("usage"), uuid=secret.get("uuid")),
+            secret=model.AuthSecret(usage=secret.get("usage"), uuid=secret.get("uuid")),
         )
     src.protocol_ver = _noted_attr(el.find("protocol"), "ver", where, "protocol")
     src.vendor = _noted_attr(el.find("vendor"), "name", where, "vendor")
@@ -135,8 +117,8 @@ def _pool_source_from_xml(el: etree._Element, where: _Where) -> PoolSource:
     return src
 
 
-def _pool_target_from_xml(el: etree._Element, where: _Where) -> PoolTarget:
-    target = PoolTarget()
+def _pool_target_from_xml(el: etree._Element, where: _Where) -> model.PoolTarget:
+    target = model.PoolTarget()
     path = el.find("path")
     if path is not None:
         where.note("target.path", path)
@@ -152,7 +134,7 @@ def _noted_attr(el: etree._Element | None, attr: str, where: _Where, key: str) -
     return el.get(attr, "")
 
 
-def _volume_from_xml(root: etree._Element, where: _Where) -> VolumeDef:
+def _volume_from_xml(root: etree._Element, where: _Where) -> model.VolumeDef:
     where.note("volume", root)
     _walk(root, _VOLUME)
     name_el = root.find("name")
@@ -161,7 +143,7 @@ def _volume_from_xml(root: etree._Element, where: _Where) -> VolumeDef:
             "missing <name>: every volume needs a name", element="volume", line=root.sourceline
         )
     where.note("name", name_el)
-    vol = VolumeDef(name=name_el.text or "", type=root.get("type"))
+    vol = model.VolumeDef(name=name_el.text or "", type=root.get("type"))
     key = root.find("key")
     if key is not None:
         where.note("key", key)
@@ -171,7 +153,7 @@ def _volume_from_xml(root: etree._Element, where: _Where) -> VolumeDef:
         extents = []
         for j, ext in enumerate(dev.findall("extent")):
             where.note(f"device.{i}.extent.{j}", ext)
-            extents.append(Extent(start=_int_attr(ext, "start"), end=_int_attr(ext, "end")))
+            extents.append(model.Extent(start=_int_attr(ext, "start"), end=_int_attr(ext, "end")))
         vol.source_devices.append((dev.get("path", ""), extents))
     for tag in ("capacity", "allocation", "physical"):
         el = root.find(tag)
@@ -187,8 +169,8 @@ def _volume_from_xml(root: etree._Element, where: _Where) -> VolumeDef:
     return vol
 
 
-def _volume_target_from_xml(el: etree._Element, where: _Where) -> VolumeTarget:
-    target = VolumeTarget()
+def _volume_target_from_xml(el: etree._Element, where: _Where) -> model.VolumeTarget:
+    target = model.VolumeTarget()
     path = el.find("path")
     if path is not None:
         where.note("target.path", path)
@@ -199,11 +181,11 @@ def _volume_target_from_xml(el: etree._Element, where: _Where) -> VolumeTarget:
     enc = el.find("encryption")
     if enc is not None:
         where.note("encryption", enc)
-        target.encryption = Encryption(format=enc.get("format", ""))
+        target.encryption = model.Encryption(format=enc.get("format", ""))
         for i, sec in enumerate(enc.findall("secret")):
             where.note(f"encryption.secret.{i}", sec)
             target.encryption.secrets.append(
-                EncryptionSecret(
+                model.EncryptionSecret(
                     type=sec.get("type", "passphrase"), uuid=sec.get("uuid"), usage=sec.get("usage")
                 )
             )
@@ -222,11 +204,11 @@ def _volume_target_from_xml(el: etree._Element, where: _Where) -> VolumeTarget:
     return target
 
 
-def _backing_from_xml(el: etree._Element, where: _Where) -> BackingStore:
+def _backing_from_xml(el: etree._Element, where: _Where) -> model.BackingStore:
     where.note("backingStore", el)
     path = el.find("path")
     where.note("backing.path", path)
-    return BackingStore(
+    return model.BackingStore(
         path=path.text or "",
         format=_noted_attr(el.find("format"), "type", where, "backing.format"),
         permissions=_permissions_from_xml(el.find("permissions"), where, "backing"),
@@ -236,10 +218,10 @@ def _backing_from_xml(el: etree._Element, where: _Where) -> BackingStore:
 
 def _permissions_from_xml(
     el: etree._Element | None, where: _Where, prefix: str
-) -> Permissions | None:
+) -> model.Permissions | None:
     if el is None:
         return None
-    perms = Permissions()
+    perms = model.Permissions()
     mode = el.find("mode")
     if mode is not None:
         where.note(f"{prefix}.mode", mode)
@@ -265,10 +247,10 @@ def _permissions_from_xml(
 
 def _timestamps_from_xml(
     el: etree._Element | None, where: _Where, prefix: str
-) -> Timestamps | None:
+) -> model.Timestamps | None:
     if el is None:
         return None
-    stamps = Timestamps()
+    stamps = model.Timestamps()
     for tag in ("atime", "mtime", "ctime", "btime"):
         child = el.find(tag)
         if child is not None:
