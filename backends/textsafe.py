@@ -27,7 +27,7 @@ whose name holds one with an error saying to rename it (drivers/dir.py).
 
 The rule: messages (errors, warnings, a volume's error, a job's description) carry names
 as they are, never escaped where they are composed; every string is escaped exactly once,
-where it is written to the terminal (tui/cli.py `printable`, tui/shown.py `shown`),
+where it is written to the terminal (cli/output.py `printable`, tui/shown.py `shown`),
 backslashes included, so a message can never show a name in two ways. A message names an
 offending character by code point and Unicode name (`describe`: "U+202E RIGHT-TO-LEFT
 OVERRIDE"), not by an escape. A message is one line: a newline in it is escaped like any

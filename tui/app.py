@@ -137,7 +137,7 @@ class PoolkeeperApp(App[None]):
         # Palette: Textual's, with the fixes for Enter pressed twice (tui.textual_fixes).
         # One at a time, anywhere in the stack: a second one under the same id would
         # crash (DuplicateIds); a worker's screen opens only over the main screen
-        # (MainScreen._open), never over a palette.
+        # (MainScreenBase._open), never over a palette.
         if self.use_command_palette and not any(
                 isinstance(screen, CommandPalette) for screen in self.screen_stack):
             # ASCII mode: Textual's placeholder ends in an ellipsis character

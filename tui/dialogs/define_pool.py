@@ -44,7 +44,7 @@ from .fields import Field, bare_message, field, text_input
 from .sources import describe_source, parse_sources
 
 Discover = Callable[[str, str | None], str]
-# (path, size in bytes, what is on it in words): StorageController.block_devices
+# (path, size in bytes, what is on it in words): Controller.block_devices
 Devices = Callable[[], list[tuple[str, int, str]]]
 
 # How block_devices words a device someone uses (blockprobe.device_users).

@@ -72,13 +72,15 @@ class BuildPoolDialog(Dialog[BuildChoice | None]):
 
 class DeletePoolDialog(Dialog[DeletePoolChoice | None]):
     """Undefine, or destroy the storage and undefine. What the look inside found first
-    (MainScreen._prepare_delete: controller.stored_volumes) decides what destroying does:
+    (PoolActions._prepare_delete: controller.stored_volumes) decides what destroying does:
 
-      * `held` (fs, disk, logical): the volumes destroying erases. They are named; with
-        any, destroying passes --force, which the typed pool name confirms, and the list
-        goes back as `expected`, so a volume made meanwhile is never erased unseen;
-      * `held` (dir, netfs): the entries of the directory, which make destroying refuse
-        (it only removes an empty directory): with any, destroy is unavailable;
+      * `held` (a type whose delete erases volumes: fs, disk, logical): the volumes
+        destroying erases. They are named; with any, destroying passes --force, which the
+        typed pool name confirms, and the list goes back as `expected`, so a volume made
+        meanwhile is never erased unseen;
+      * `held` (a type whose delete only removes an empty directory, delete_needs_empty:
+        dir, netfs): the entries of the directory, which make destroying refuse: with any,
+        destroy is unavailable;
       * `held_error`: the storage could not be looked into (a journal that needs a
         replay, something blkid cannot read): destroying forces, erasing whatever is
         there, after the dialog said so;
