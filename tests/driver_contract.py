@@ -8,6 +8,7 @@ import inspect
 import re
 import string
 
+from backends import runner
 from backends.drivers import PoolDriver, pool_types
 from backends.model import PoolDef
 from backends.xmlio import relaxng
@@ -108,4 +109,6 @@ def contract_problems(cls: type[PoolDriver]) -> list[str]:
     for tool, package in {**f.tools, **f.optional_tools}.items():
         if not (re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", package) and tool):
             problems.append(f"tool {tool!r} has no valid Debian package ({package!r})")
+        if runner.TOOL_PACKAGES.get(tool) != package:  # what a ToolMissing names
+            problems.append(f"the runner does not know {tool!r} comes with {package!r}")
     return problems

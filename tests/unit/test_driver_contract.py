@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from backends import runner
 from backends.drivers import driver_class, features, pool_types
-from backends.errors import Unsupported
+from backends.errors import ToolMissing, Unsupported
 from backends.xmlio import relaxng
 from tests.driver_contract import contract_problems, schema_pool_types
 
@@ -44,3 +45,12 @@ def test_a_driver_that_forgets_something_fails_the_contract() -> None:
 def test_unknown_type_is_refused_with_the_list() -> None:
     with pytest.raises(Unsupported, match="available: dir, disk, fs"):
         features("rbd")
+
+
+
+def test_a_missing_tool_names_the_package_its_driver_declares(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    driver_class("disk")  # loading a driver tells the runner its tools' packages
+    monkeypatch.setattr(runner.shutil, "which", lambda tool, path=None: None)
+    with pytest.raises(ToolMissing, match="apt-get install parted"):
+        runner.tool_path("parted")
