@@ -5,7 +5,7 @@
   * --ascii (and TERM=linux): the dialogs' one-row inputs and buttons got a full ASCII
     border that took their only row, so what was typed, the placeholders and the button
     labels were invisible (and the dialogs' footer was boxed away).
-  * NO_COLOR: a radio button or a checkbox showed the same glyph on and off (Textual tells
+  * a radio button or a checkbox showed the same glyph on and off (Textual tells
     them apart by colour only); now the glyph differs, in Unicode and in ASCII mode.
 """
 
@@ -126,21 +126,25 @@ async def test_ascii_dialog_inputs_and_buttons_are_visible(root: Path) -> None:
             assert text.isascii()
 
 
-# == NO_COLOR: on and off differ in the glyph =============================================
+# == on and off differ in the glyph, with colour, without it, in ASCII ======================
 def mark(text: str, label: str) -> str:
     """The toggle's mark drawn before `label`."""
     line = next(ln for ln in text.splitlines() if label in ln)
     return line[:line.index(label)].rstrip()[-3:]
 
 
+@pytest.mark.parametrize("no_color", [True, False], ids=["no-color", "color"])
 @pytest.mark.parametrize("ascii", [False, True], ids=["unicode", "ascii"])
-async def test_no_color_toggles_show_on_and_off_apart(root: Path, ascii: bool,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NO_COLOR", "1")
+async def test_toggles_show_on_and_off_apart(root: Path, ascii: bool, no_color: bool,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
     with StorageController(root) as ctl:
         app = PoolkeeperApp(ctl, ascii=ascii, monitor_interval=None)
         async with app.run_test(size=(100, 30)) as pilot:
-            assert app.no_color
+            assert app.no_color == no_color
             # radio buttons: the delete dialog (undefine chosen, destroy not)
             dialog = await open_screen(app, pilot, "b", "X", DeletePoolDialog)
             radios = list(dialog.query(Radio))
@@ -165,19 +169,23 @@ async def test_no_color_toggles_show_on_and_off_apart(root: Path, ascii: bool,
                 assert (on, off, checked, unchecked) == ("(*)", "( )", "[X]", "[ ]")
 
 
+@pytest.mark.parametrize("no_color", [True, False], ids=["no-color", "color"])
 @pytest.mark.parametrize("ascii", [False, True], ids=["unicode", "ascii"])
-async def test_no_color_device_picker_shows_marked_and_unmarked_apart(
-        ascii: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_device_picker_shows_marked_and_unmarked_apart(
+        ascii: bool, no_color: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The define dialog's device picker (a SelectionList) drew an X in every box, marked
     or not, in ASCII mode too ([X]); colour alone told them apart."""
     from tests.tui.test_dialogs import FakeDevices, no_discover, opened, pick_devices, set_type
     from tui.dialogs import DefinePoolDialog
 
-    monkeypatch.setenv("NO_COLOR", "1")
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
     async with opened(DefinePoolDialog(no_discover, types=TYPES, devices=FakeDevices(),
                                        ascii=ascii),
                       size=(120, 40)) as (app, pilot):
-        assert app.no_color
+        assert app.no_color == no_color
         await set_type(pilot, "logical")
         picker = await pick_devices(pilot, app)
         await pilot.press("space")  # marks /dev/sdb

@@ -94,9 +94,8 @@ def device_line(path: str, size: int, what: str) -> Content:
 
 class DevicePicker(SelectionList[str]):
     """A SelectionList whose check boxes stay ASCII in ASCII mode, and whose mark shows
-    its state in the glyph without colour: Textual draws an X on and off and tells them
-    apart by colour only; in ASCII mode and under NO_COLOR an unmarked box is blank
-    ([X] / [ ])."""
+    its state in the glyph, not only in colour: Textual draws an X on and off and tells
+    them apart by colour only; here an unmarked box is blank ([X] / [ ])."""
 
     _ASCII = {"\u2590": "[", "\u258c": "]"}
 
@@ -106,8 +105,6 @@ class DevicePicker(SelectionList[str]):
 
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)
-        if not (self.ascii or self.app.no_color):
-            return strip
         segments = list(strip)
         if len(segments) > 3 and not self._marked(y):  # [left, X, right, " ", prompt...]
             inner = segments[1]

@@ -118,12 +118,13 @@ def text_input(id: str, value: str = "", placeholder: str = "", **kw: object) ->
 def marked_button(toggle: Checkbox | RadioButton, ascii: bool, on: str, off: str
                   ) -> Content | None:
     """The mark of a toggle whose state shows in the glyph itself, not only in colour.
-    ASCII mode: `on` or `off` ("[X]"/"[ ]", "(*)"/"( )"). NO_COLOR: Textual draws the same
-    glyph on and off (a radio's dot, a checkbox's X) in a colour that is gone; off, the
-    glyph is left blank. None: Textual's own mark (colour is there to tell them apart)."""
+    ASCII mode: `on` or `off` ("[X]"/"[ ]", "(*)"/"( )"). Otherwise Textual draws the same
+    glyph on and off (a radio's dot, a checkbox's X), told apart by colour only, which is
+    gone under NO_COLOR and faint on many terminals: off, the glyph is left blank. None:
+    Textual's own mark (on)."""
     if ascii:
         return Content(on if toggle.value else off)
-    if toggle.value or not toggle.app.no_color:
+    if toggle.value:
         return None
     button_style = toggle.get_visual_style("toggle--button")
     side_style = Style(foreground=button_style.background,
