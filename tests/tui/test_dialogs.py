@@ -1145,3 +1145,14 @@ def test_snapshot(snap_compare: Any, name: str, size: tuple[int, int]) -> None:
         await pilot.pause()
 
     assert snap_compare(snapshot_app(make()), terminal_size=size, run_before=run_before)
+
+
+async def test_define_pool_starts_on_the_name_and_keys_go_there() -> None:
+    """The define form opened on the Type list, so the first keys typed went nowhere."""
+    async with opened(DefinePoolDialog(no_discover, types=TYPES), size=(120, 40)) as (app,
+                                                                                      pilot):
+        assert app.screen.focused is app.screen.query_one("#name")
+        await pilot.press("v", "m", "s")
+        assert app.screen.query_one("#name", Input).value == "vms"
+        await pilot.press("shift+tab")
+        assert app.screen.focused is app.screen.query_one("#type")

@@ -204,6 +204,11 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
     def _format_options(self, pool_type: str) -> list[tuple[str, str]]:
         return [(f, f) for f in self.types[pool_type].pool_formats]
 
+    def focus_first(self) -> None:
+        """The name: the first field one types into (the type is chosen from a list, and
+        shift+tab reaches it)."""
+        self.query_one("#name", Input).focus()
+
     def setup(self) -> None:
         self.query_one("#found").display = False
         self.query_one("#device-list").display = False
