@@ -2,6 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.test-stamp
 
 # Debian packages of the tools every pool type shares (images, loop devices, wipes) and
 # the test harness uses (sfdisk, virsh, tmux for the real-terminal tests). Each pool
@@ -16,8 +17,13 @@ $(STAMP): pyproject.toml
 	@scripts/install-system-deps python3-venv
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
+
+# The test tools (pytest, ruff, ...) only for what runs them: `make run` does without.
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 venv: $(STAMP)
 
@@ -28,10 +34,10 @@ system-deps: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/poolkeeper
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check backends cli tui tests bench fuzz
 
-test: system-deps $(STAMP) lint
+test: system-deps $(TEST_STAMP) lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 # The benchmarks' peers: libvirt itself (a private libvirtd) through its Python binding,
