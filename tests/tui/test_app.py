@@ -230,3 +230,82 @@ async def test_a_pool_directory_removed_while_shown_is_reported(controller, stat
                 break
         assert "inaccessible" in header(app)
         assert "not reachable" in header(app)
+
+
+async def test_escape_clears_and_closes_the_filter(controller):
+    """Escape in the filter neither cleared nor closed it."""
+    for name in ("alpha.img", "beta.img"):
+        controller.create_volume_def("default", VolumeDef(name=name, capacity=MiB,
+                                                          allocation=0)).wait(30)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("slash", *"alpha")
+        await settle(app, pilot)
+        table = app.screen.query_one("#volumes", VolumeTable)
+        assert table.visible_names() == ["alpha.img"]
+        await pilot.press("escape")
+        await settle(app, pilot)
+        box = app.screen.query_one("#filter", Input)
+        assert (box.value, box.display) == ("", False)
+        assert table.visible_names() == ["alpha.img", "beta.img"]
+        assert app.screen.focused is table
+        await pilot.press("j")  # a key after escape reaches the table's screen, not the box
+        await settle(app, pilot)
+        assert box.value == ""
+        assert app.screen.query_one("#jobs", JobsPanel).display
+
+
+async def test_the_filter_belongs_to_its_pool(controller, state_root, tmp_path):
+    """A filter typed in one pool carried over to the others (and hid their volumes)."""
+    controller.create_volume_def("default", VolumeDef(name="alpha.img", capacity=MiB,
+                                                      allocation=0)).wait(30)
+    other = tmp_path / "other"
+    other.mkdir()
+    controller.define_pool(f"<pool type='dir'><name>other</name><target><path>{other}"
+                           "</path></target></pool>")
+    controller.start_pool("other")
+    controller.create_volume_def("other", VolumeDef(name="zeta.img", capacity=MiB,
+                                                    allocation=0)).wait(30)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        await pilot.press("slash", *"alp")
+        await settle(app, pilot)
+        table = screen.query_one("#volumes", VolumeTable)
+        box = screen.query_one("#filter", Input)
+        assert table.visible_names() == ["alpha.img"]
+        screen.select_pool("other")
+        await settle(app, pilot)
+        assert table.visible_names() == ["zeta.img"]
+        assert (box.value, box.display) == ("", False)
+        screen.select_pool("default")
+        await settle(app, pilot)
+        assert (box.value, box.display) == ("alp", True)
+        assert table.visible_names() == ["alpha.img"]
+
+
+async def test_closing_the_jobs_panel_gives_focus_back(controller):
+    """After the jobs panel closed, focus landed in the filter and the next key was typed
+    into it."""
+    controller.create_volume_def("default", VolumeDef(name="alpha.img", capacity=MiB,
+                                                      allocation=0)).wait(30)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        table = app.screen.query_one("#volumes", VolumeTable)
+        await pilot.press("slash", "a", "enter")  # a filter stays open; the table has focus
+        await settle(app, pilot)
+        assert app.screen.focused is table
+        await pilot.press("j")
+        await settle(app, pilot)
+        assert isinstance(app.screen.focused, JobsPanel)
+        await pilot.press("j")
+        await settle(app, pilot)
+        assert app.screen.focused is table
+        await pilot.press("l")  # the log panel key, not text in a box
+        await settle(app, pilot)
+        assert app.screen.query_one("#filter", Input).value == "a"
+        assert app.screen.query_one("#log", LogPanel).display

@@ -31,6 +31,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Input, Static, Tree
 
 from backends.api import Controller
@@ -66,6 +67,17 @@ class PoolView:
 
 
 
+class FilterInput(Input):
+    """The volume filter: escape clears and closes it (MainScreenBase.close_filter)."""
+
+    BINDINGS = [Binding("escape", "close_filter", "Close filter", show=False)]
+
+    def action_close_filter(self) -> None:
+        screen = self.screen
+        if isinstance(screen, MainScreenBase):
+            screen.close_filter()
+
+
 class MainScreenBase(Screen[None]):
     """What the main screen's actions stand on: its state and layout, loading in workers,
     controller events, availability (disabled_reason), run_verb and the screens a worker
@@ -86,6 +98,8 @@ class MainScreenBase(Screen[None]):
         # What each pool type is (the define form), read once in a worker: it loads the
         # drivers, which is not the UI thread's work.
         self.pool_types: dict[str, PoolFeatures] | None = None
+        self._filters: dict[str, str] = {}  # pool -> its filter: one pool's is not another's
+        self._focus_before_panel: Widget | None = None  # where focus goes back to
 
     # == layout ========================================================================
     def compose(self) -> ComposeResult:
@@ -94,7 +108,7 @@ class MainScreenBase(Screen[None]):
             with Vertical(id="right"):
                 yield Static("", id="pool-header")
                 yield ExtentBar(ascii=self.ascii, id="extents")
-                yield Input(placeholder="filter volumes by name", id="filter")
+                yield FilterInput(placeholder="filter volumes by name", id="filter")
                 yield VolumeTable(id="volumes", ascii=self.ascii)
                 yield Static("", id="status")
                 yield JobsPanel(ascii=self.ascii, id="jobs")
@@ -151,7 +165,17 @@ class MainScreenBase(Screen[None]):
             self.in_use = {}
             self.table.clear_marks()
             self.tree.select_pool(name)
+            self._show_filter_of(name)
         self.load_volumes(name)
+
+    def _show_filter_of(self, pool: str) -> None:
+        """The filter box shows the pool's own filter (none: closed)."""
+        text = self._filters.get(pool, "")
+        box = self.query_one("#filter", FilterInput)
+        with box.prevent(Input.Changed):
+            box.value = text
+        box.display = bool(text)
+        self.table.set_filter(text)
 
     @work(thread=True, exclusive=True, group="volumes")
     def load_volumes(self, name: str) -> None:
@@ -349,7 +373,16 @@ class MainScreenBase(Screen[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
+        if self.selected is not None:
+            self._filters[self.selected] = event.value
         self.table.set_filter(event.value)
+
+    def close_filter(self) -> None:
+        """Escape in the filter: cleared and closed, the table has the keys again."""
+        box = self.query_one("#filter", FilterInput)
+        box.value = ""  # Input.Changed clears the table's filter and the pool's
+        box.display = False
+        self.table.focus()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
@@ -462,7 +495,15 @@ class MainScreenBase(Screen[None]):
         panel = self.query_one("#jobs", JobsPanel)
         panel.display = not panel.display
         if panel.display:
+            self._focus_before_panel = self.focused
             panel.focus()
+        else:  # focus goes back where it was, not to the next focusable (the filter)
+            back = self._focus_before_panel
+            self._focus_before_panel = None
+            if back is not None and back.is_attached and back.display and back.focusable:
+                back.focus()
+            else:
+                self.table.focus()
 
     def action_toggle_log(self) -> None:
         panel = self.query_one("#log", LogPanel)
