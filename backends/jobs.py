@@ -60,9 +60,14 @@ class Job(JobContext):
         return min(1.0, self.done / self.total) if self.total else None
 
     @property
+    def elapsed(self) -> float:
+        """Seconds since it was made, until it finished."""
+        return (self.finished_at or time.monotonic()) - self.started
+
+    @property
     def rate(self) -> float:
         """Bytes per second so far."""
-        elapsed = (self.finished_at or time.monotonic()) - self.started
+        elapsed = self.elapsed
         return self.done / elapsed if elapsed > 0 else 0.0
 
     @property

@@ -496,6 +496,9 @@ class MainScreenBase(Screen[None]):
         panel.display = not panel.display
         if panel.display:
             self._focus_before_panel = self.focused
+            if panel.option_count:  # on the first row: running jobs come first
+                panel.highlighted = 0
+            panel.scroll_home(animate=False)
             panel.focus()
         else:  # focus goes back where it was, not to the next focusable (the filter)
             back = self._focus_before_panel

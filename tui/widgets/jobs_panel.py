@@ -1,17 +1,21 @@
 """The jobs panel: every long job with a progress bar, rate, ETA and its state as a word.
 
 Rows are updated in place from JobEvent messages (the controller throttles progress to
-ten events a second per job); `c` cancels the highlighted job.
+ten events a second per job); `c` cancels the highlighted job. Running jobs come first
+(oldest first), then the finished ones, newest first: the panel opens on what is going
+on, not on the oldest of the last twenty finished. A job done in under a second shows no
+rate (a few bytes over a few microseconds read as TiB/s).
 """
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import OptionList
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from backends.jobs import Job
 from backends.units import human
@@ -20,6 +24,7 @@ from ..shown import shown
 from .usage import bar_cells, usage_bar
 
 KEEP_FINISHED = 20
+RATE_AFTER = 1.0  # seconds a job runs before its rate means something
 STATE_WIDTH = 10  # "cancelled" and a space
 BAR_WIDTH = 16
 RATE_WIDTH = 16  # "  1023.99 MiB/s"
@@ -53,8 +58,8 @@ def _progress(job: Job, width: int, ascii: bool) -> Text:
     text = Text(no_wrap=True)
     if job.state == "failed" or not job.total:
         return text
-    rate = f"  {human(int(job.rate))}/s" if job.done and job.state in ("running", "done") \
-        else ""
+    rate = f"  {human(int(job.rate))}/s" if (
+        job.done and job.state in ("running", "done") and job.elapsed >= RATE_AFTER) else ""
     eta = f"  ETA {eta_text(job.eta)}" if job.eta is not None and not job.finished else ""
     fixed = bar_cells(1, ascii=ascii) - 1  # brackets and "  42%"
     # Narrow: the rate goes first, then the ETA; the bar never gets under 4 cells.
@@ -124,24 +129,34 @@ class JobsPanel(OptionList):
             self.replace_option_prompt(f"job-{job.id}", self._label(job))
 
     def update_job(self, job: Job) -> None:
-        key = f"job-{job.id}"
-        label = self._label(job)
-        if job.id in self.jobs:
-            self.replace_option_prompt(key, label)
-        else:
-            self.jobs[job.id] = job
-            self.add_option(Option(label, id=key))
-            self._forget_old()
+        self.jobs[job.id] = job
+        self._forget_old()
+        order = self._ordered()
+        shown_ids = [self.get_option_at_index(i).id for i in range(self.option_count)]
+        if shown_ids == [f"job-{j.id}" for j in order]:
+            self.replace_option_prompt(f"job-{job.id}", self._label(job))
+            return
+        # a job came or went, or finished: the rows are put in order again, the highlight
+        # stays on the job it was on
+        highlighted = self.highlighted_option
+        self.clear_options()
+        self.add_options(Option(self._label(j), id=f"job-{j.id}") for j in order)
+        if highlighted is not None and highlighted.id is not None:
+            with contextlib.suppress(OptionDoesNotExist):
+                self.highlighted = self.get_option_index(highlighted.id)
+
+    def _ordered(self) -> list[Job]:
+        """Running (and queued) jobs first, oldest first; then finished ones, the last to
+        finish first."""
+        running = sorted((j for j in self.jobs.values() if not j.finished), key=lambda j: j.id)
+        finished = sorted((j for j in self.jobs.values() if j.finished),
+                          key=lambda j: (-(j.finished_at or 0.0), -j.id))
+        return running + finished
 
     def _forget_old(self) -> None:
-        finished = [j for j in self.jobs.values() if j.finished]
-        if len(finished) <= KEEP_FINISHED:
-            return
-        for job in finished[: len(finished) - KEEP_FINISHED]:
+        finished = sorted((j for j in self.jobs.values() if j.finished), key=lambda j: j.id)
+        for job in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self.jobs[job.id]
-        self.clear_options()
-        self.add_options(Option(self._label(j), id=f"job-{j.id}")
-                         for j in self.jobs.values())
 
     @property
     def running(self) -> list[Job]:
