@@ -20,6 +20,7 @@ import re
 import stat
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import ClassVar
 
 from .. import blockprobe, fileid, fileops, imageprobe, runner
 from ..checks import is_remote_backing, require_local_backing
@@ -104,6 +105,8 @@ class DirDriver(FdDataVerbs, PoolDriver):
     build_does = "creates the target directory {target}"
     delete_does = "removes the directory {target}, which must be empty"
     target_placeholder = "/var/lib/libvirt/images"
+    # Directories at the top of the target that are not volumes (a filesystem's own).
+    not_volumes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def source_claims(cls, pool: PoolDef) -> list[Claim]:
@@ -343,6 +346,10 @@ class DirDriver(FdDataVerbs, PoolDriver):
             return self._scan(dfd, name, _UNKNOWN, self.target.rstrip("/") + "/")
 
     def _scan(self, dfd: int, name: str, kind: int, prefix: str) -> VolumeInfo | None:
+        if name in self.not_volumes:
+            with contextlib.suppress(OSError):
+                if stat.S_ISDIR(os.lstat(name, dir_fd=dfd).st_mode):
+                    return None  # the filesystem's own directory (lost+found)
         path = prefix + name
         info = VolumeInfo(name=name, key=path, path=path)
         if kind == _UNKNOWN:

@@ -349,6 +349,7 @@ class FsDriver(LoopImageSource, MountedDirDriver):
         needs={"device": "exactly one <device path='/dev/...'/>: the block device to mount"},
     )
     delete_needs_empty = False
+    not_volumes = _NOT_VOLUMES
     target_hint = "the mount point"
     build_does = "makes a filesystem on the source device {source} (mkfs)"
     delete_does = "wipes the filesystem signature on {source}: every file on it is lost"
