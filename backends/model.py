@@ -324,6 +324,11 @@ class PoolStatus:
         return self.state == "running"
 
     @property
+    def started(self) -> bool:
+        """Started, usable or not (inaccessible, degraded): pool-destroy stops it."""
+        return self.state in ("running", "degraded", "inaccessible")
+
+    @property
     def type_features(self) -> PoolFeatures:
         """What its type can do (a type this host does not know: nothing)."""
         return self.features or PoolFeatures(type=self.type)

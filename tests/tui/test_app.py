@@ -213,7 +213,7 @@ async def test_help_lists_keys_with_reasons(controller):
         await settle(app, pilot)
         assert type(app.screen).__name__ == "HelpScreen"
         rows = {key: reason for key, _, reason in app.screen.rows}
-        assert rows["b"] == "stop the pool before building it"
+        assert rows["b"] == "stop the pool before building it (s)"
         assert rows["n"] is None
 
 
@@ -309,3 +309,28 @@ async def test_closing_the_jobs_panel_gives_focus_back(controller):
         await settle(app, pilot)
         assert app.screen.query_one("#filter", Input).value == "a"
         assert app.screen.query_one("#log", LogPanel).display
+
+
+async def test_an_inaccessible_pool_can_be_stopped_with_s(controller, tmp_path):
+    """Its directory removed, a pool is inaccessible: `s` said "already active" and b/X said
+    "stop it first", a dead end. `s` stops it; b and X say why they wait for that."""
+    target = tmp_path / "gone"
+    target.mkdir()
+    controller.define_pool(f"<pool type='dir'><name>gone</name><target><path>{target}"
+                           "</path></target></pool>")
+    controller.start_pool("gone")
+    target.rmdir()
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        screen.select_pool("gone")
+        await settle(app, pilot)
+        assert screen.pools["gone"].state == "inaccessible"
+        assert screen.disabled_reason("build_pool") == "stop the pool before building it (s)"
+        assert screen.disabled_reason("delete_pool") == "stop the pool first (s)"
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert controller.pool_info("gone").state == "inactive"
+        assert screen.pools["gone"].state == "inactive"

@@ -401,12 +401,12 @@ class MainScreenBase(Screen[None]):
         if action == "build_pool":
             if not features.can_build:
                 return f"{status.type} pools have nothing to build"
-            if status.active:
-                return "stop the pool before building it"
+            if status.started:
+                return "stop the pool before building it (s)"
         if action == "set_secret":
             return None if self.view.secret_usage else (
                 "the pool names no CHAP secret (<auth><secret usage=.../></auth>)")
-        if action in ("delete_pool", "edit_xml") and status.active:
+        if action in ("delete_pool", "edit_xml") and status.started:
             return "stop the pool first (s)"
         if action in POOL_ACTIONS or action == "show_xml":
             return None

@@ -58,7 +58,7 @@ class PoolActions(_Screen):
         name = self.selected
         if name is None:
             return
-        if self.pools[name].active:
+        if self.pools[name].started:  # an inaccessible pool too: s stops it
             self.run_verb(f"stop pool {name}", f"pool {name} stopped", self.ctl.stop_pool,
                           name)
         else:
