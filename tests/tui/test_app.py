@@ -334,3 +334,25 @@ async def test_an_inaccessible_pool_can_be_stopped_with_s(controller, tmp_path):
         await settle(app, pilot)
         assert controller.pool_info("gone").state == "inactive"
         assert screen.pools["gone"].state == "inactive"
+
+
+async def test_q_quit_is_in_the_footer_at_80_columns_and_home_scrolls_back(controller):
+    """At 80 columns the footer had no room for `q Quit`, and Home moved the cursor to the
+    first row but left the table scrolled to the right."""
+    from tests.screentext import screen_text
+
+    controller.create_volume_def("default", VolumeDef(name="a" * 60 + ".img", capacity=MiB,
+                                                      allocation=0)).wait(30)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        footer = screen_text(app).splitlines()[-1]
+        assert "f1 Help" in footer and "q Quit" in footer, footer
+        table = app.screen.query_one("#volumes", VolumeTable)
+        table.focus()
+        await pilot.press("right", "right", "right", "right")
+        await settle(app, pilot)
+        assert table.scroll_offset.x > 0
+        await pilot.press("home")
+        await settle(app, pilot)
+        assert table.scroll_offset.x == 0

@@ -21,7 +21,8 @@ class MainScreen(PoolActions, VolumeActions, XmlActions, MainScreenBase):
     """The main screen (module docstring): the keys, and their actions from the mixins."""
 
     BINDINGS = [
-        Binding("f1", "help", "Help"),  # first: the one key the footer shows at any width
+        Binding("f1", "help", "Help"),  # first: the two keys the footer shows at any width
+        Binding("q", "app.quit", "Quit"),
         Binding("n", "define_pool", "New pool"),
         Binding("s", "start_stop", "Start/Stop"),
         Binding("b", "build_pool", "Build", show=False),

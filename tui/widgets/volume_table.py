@@ -560,7 +560,9 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._move_cursor(index + direction * page)
 
     def action_first(self) -> None:
+        """The first row, and the first column again (back from a scroll to the right)."""
         self._move_cursor(0)
+        self.scroll_to(x=0, animate=False)
 
     def action_last(self) -> None:
         self._move_cursor(self._row_total() - 1)
