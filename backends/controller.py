@@ -15,16 +15,19 @@ the read-only verbs report (reports).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from typing import ParamSpec, TypeVar
 
 from . import (
     fileops,
     pathsafety,
     pool_claims,
     reports,
+    runner,
     volume_requests,
     xmlio,
 )
@@ -68,6 +71,20 @@ from .store import Store, check_pool_name, resolve_paths
 from .units import human
 from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+def _routine_read(method: Callable[P, R]) -> Callable[P, R]:
+    """A read a view repeats on its own (listing, sizes, layout, who has what open): the
+    tools it runs are routine reads in the command log (runner.routine), shown apart from
+    what the user's actions ran."""
+
+    @functools.wraps(method)
+    def read(*args: P.args, **kwargs: P.kwargs) -> R:
+        with runner.routine():
+            return method(*args, **kwargs)
+
+    return read
 
 class StorageController:
     def __init__(
@@ -316,6 +333,7 @@ class StorageController:
         self.store.set_autostart(name, enabled)
         self.bus.publish(PoolChanged(name, "autostart"))
 
+    @_routine_read
     def refresh_pool(self, name: str) -> list[VolumeInfo]:
         driver = self._active_driver(name)
         with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0), \
@@ -325,6 +343,7 @@ class StorageController:
         self._cache.replace(name, volumes)
         return volumes
 
+    @_routine_read
     def list_pools(self) -> list[PoolStatus]:
         result = []
         for name in self.store.definition_names():
@@ -336,12 +355,14 @@ class StorageController:
                                          source=f"bad definition: {exc}"))
         return result
 
+    @_routine_read
     def pool_info(self, name: str) -> PoolStatus:
         pdef = self.pool_def(name)
         autostart = self.store.autostart(name)
         driver = self._driver(pdef) if self.store.is_active(name) else None
         return reports.pool_status(name, pdef, autostart, driver)
 
+    @_routine_read
     def pool_layout(self, name: str) -> list[DeviceLayout]:
         """Partitions/segments and free extents of each device, for the extent bar."""
         driver = self._active_driver(name)
@@ -418,6 +439,7 @@ class StorageController:
         """Volumes as of the last refresh (memory only: safe on a UI thread)."""
         return self._cache.volumes(pool, names)
 
+    @_routine_read
     def volume_users(self, pool: str) -> dict[str, str]:
         """name -> 'process (pid N), ...' for the pool's volumes that processes hold open."""
         driver = self._active_driver(pool)

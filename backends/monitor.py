@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from . import runner
 from .drivers.base import PoolDriver, SpaceToken
 from .errors import PoolkeeperError
 from .events import EventBus, PoolChanged, VolumesChanged
@@ -126,7 +127,12 @@ class PoolMonitor:
         self._tokens.pop(pool, None)
 
     def poll(self) -> None:
-        """One monitor round: cheap token per active pool, rescan only what changed."""
+        """One monitor round: cheap token per active pool, rescan only what changed (its
+        tools are routine reads: see runner.routine)."""
+        with runner.routine():
+            self._poll()
+
+    def _poll(self) -> None:
         for name in self.store.definition_names():
             try:
                 if not self.store.is_active(name):

@@ -124,9 +124,27 @@ class Completed:
     stdout: str
     stderr: str
     duration: float
+    routine: bool = False  # a read no one asked for (the monitor, a view's refresh)
 
 
 Listener = Callable[[Completed], None]
+_ROUTINE = threading.local()
+
+
+@contextlib.contextmanager
+def routine() -> Iterator[None]:
+    """The tools this thread runs meanwhile are routine reads (the live monitor, a view
+    refreshing itself), which the log shows apart from what the user's actions ran."""
+    before = getattr(_ROUTINE, "on", False)
+    _ROUTINE.on = True
+    try:
+        yield
+    finally:
+        _ROUTINE.on = before
+
+
+def is_routine() -> bool:
+    return getattr(_ROUTINE, "on", False)
 
 
 class CommandLog:
@@ -379,6 +397,7 @@ def run(
             stdout=out,
             stderr=mask(err, secrets),
             duration=time.monotonic() - started,
+            routine=is_routine(),
         )
         (log or COMMAND_LOG).record(result)
     if outcome == "cancelled":
@@ -487,7 +506,7 @@ def run_with_progress(
         _close_pipes(proc)
     text = mask(_decode(err), secrets)
     result = Completed(args, [mask(a, secrets) for a in args], rc, "", text,
-                       time.monotonic() - started)
+                       time.monotonic() - started, routine=is_routine())
     (log or COMMAND_LOG).record(result)
     if cancelled is not None and cancelled():
         raise Cancelled(f"cancelled ({args[0]} was stopped)")

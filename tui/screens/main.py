@@ -43,4 +43,5 @@ class MainScreen(PoolActions, VolumeActions, XmlActions, MainScreenBase):
         Binding("slash", "filter", "Filter"),
         Binding("j", "toggle_jobs", "Jobs"),
         Binding("l", "toggle_log", "Log"),
+        Binding("L", "toggle_routine_log", "Log: routine reads", show=False),
     ]

@@ -391,7 +391,8 @@ class MainScreenBase(Screen[None]):
     # == availability ==================================================================
     def disabled_reason(self, action: str) -> str | None:
         """Why `action` cannot run now (None: it can)."""
-        if action in ("define_pool", "toggle_jobs", "toggle_log", "help", "filter"):
+        if action in ("define_pool", "toggle_jobs", "toggle_log", "toggle_routine_log", "help",
+                      "filter"):
             return None
         if self.selected is None or self.view is None:
             return "no pool selected"
@@ -511,6 +512,14 @@ class MainScreenBase(Screen[None]):
     def action_toggle_log(self) -> None:
         panel = self.query_one("#log", LogPanel)
         panel.display = not panel.display
+
+    def action_toggle_routine_log(self) -> None:
+        """The log shows the monitor's and the views' routine reads too, or not."""
+        panel = self.query_one("#log", LogPanel)
+        panel.set_show_routine(not panel.show_routine)
+        panel.display = True
+        self.app.notify("the log shows routine reads too (L hides them)" if panel.show_routine
+                        else "the log shows what actions ran (L shows routine reads too)")
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.key_rows()))
