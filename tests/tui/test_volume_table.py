@@ -287,14 +287,15 @@ async def test_marks_with_space():
     app = TableApp()
     async with app.run_test(size=(160, 20)) as pilot:
         table = await loaded(pilot, sample())
-        await pilot.press("down", "space")
+        await pilot.press("down", "space")  # marks cache.vmdk and moves down (to db.img)
         assert table.marked == {"cache.vmdk"}
-        await pilot.press("down", "down", "space")
+        assert table.cursor_volume is not None and table.cursor_volume.name == "db.img"
+        await pilot.press("down", "space")
         assert table.marked == {"cache.vmdk", "swap.img"}
         lines = screen_lines(app)
         assert lines[2].startswith("\u25cf cache.vmdk") and lines[4].startswith("\u25cf swap.img")
         assert lines[1].startswith("  base.qcow2")
-        await pilot.press("space")
+        await pilot.press("up", "space")
         assert table.marked == {"cache.vmdk"}
         table.apply_diff([], ["cache.vmdk"], [])  # a removed volume loses its mark
         assert table.marked == set()

@@ -14,7 +14,7 @@ sit on one (`_cursor_free`, with `_cursor_name` None): it is never marked and
 Keys (focused table):
     up / down / pageup / pagedown / home / end   move the cursor
     left / right                                 scroll horizontally
-    space                                        mark / unmark the cursor row
+    space                                        mark / unmark the cursor row, then down
     enter                                        activate the cursor row (posts Activated,
                                                  or FreeRowActivated on a free row)
     o                                            sort by the next column
@@ -568,13 +568,16 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._move_cursor(self._row_total() - 1)
 
     def action_toggle_mark(self) -> None:
-        name = self._cursor_name
-        if name is None:
-            return
-        self._data.toggle_mark(name)
+        """Mark or unmark the cursor's volume and move down, so space space space marks a
+        run of volumes (as in mc); a free row is never marked."""
         index = self._cursor_index()
-        if index is not None:
-            self._refresh_index(index)
+        name = self._cursor_name
+        if name is not None:
+            self._data.toggle_mark(name)
+            if index is not None:
+                self._refresh_index(index)
+        if index is not None and index + 1 < self._row_total():
+            self._move_cursor(index + 1)
 
     def action_activate(self) -> None:
         v = self.cursor_volume
