@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 from textual.app import App, ComposeResult
+from textual.binding import Binding
 from textual.pilot import Pilot
 
 from backends.model import BackingStore, VolumeInfo
@@ -554,3 +555,33 @@ async def test_free_rows_only_and_several_devices():
         await pilot.click(VolumeTable, offset=(3, 2), times=2)
         await pilot.pause()
         assert app.free_activated == [("/dev/sda", MiB, 2 * MiB)]
+
+
+class NewPoolApp(TableApp):
+    """The table inside something whose own `n` defines a pool (as the main screen's)."""
+
+    BINDINGS = [Binding("n", "define_pool", "New pool")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.defined = 0
+
+    def action_define_pool(self) -> None:
+        self.defined += 1
+
+
+async def test_n_on_a_free_row_creates_there_and_elsewhere_defines_a_pool():
+    """`n` on a free row opened "define a storage pool" (the README: create a volume in
+    that free extent, as on the extent bar)."""
+    app = NewPoolApp()
+    async with app.run_test(size=(160, 12)) as pilot:
+        table = await loaded(pilot, [vol("a.img")])
+        table.set_free_extents(FREE)
+        await pilot.pause()
+        await pilot.press("n")  # on a.img: the app's n
+        await pilot.pause()
+        assert (app.defined, app.free_activated) == (1, [])
+        await pilot.press("down", "n")  # on the first free row
+        await pilot.pause()
+        assert app.defined == 1
+        assert app.free_activated == [("/dev/sda", 17408, MiB)]

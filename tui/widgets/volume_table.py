@@ -64,6 +64,9 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         Binding("right", "scroll_right", "Scroll right", show=False),
         Binding("space", "toggle_mark", "Mark"),
         Binding("enter", "activate", "Open", show=False),
+        # On a free row, n creates a volume there (as on the extent bar); on a volume
+        # row check_action passes it on to the screen's n (define a pool).
+        Binding("n", "new_in_free", "New volume here"),
         Binding("o", "cycle_sort", "Sort"),
         Binding("O,shift+o", "reverse_sort", "Reverse", key_display="O"),
     ]
@@ -578,6 +581,15 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
                 self._refresh_index(index)
         if index is not None and index + 1 < self._row_total():
             self._move_cursor(index + 1)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "new_in_free":
+            return self._cursor_free is not None and self._cursor_index() is not None
+        return super().check_action(action, parameters)
+
+    def action_new_in_free(self) -> None:
+        if self._cursor_free is not None and self._cursor_index() is not None:
+            self.post_message(self.FreeRowActivated(self, *self._cursor_free))
 
     def action_activate(self) -> None:
         v = self.cursor_volume
