@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def planned(target: str) -> str:
     """What `make` would run for `target` on a fresh clone (-B: as if nothing was made)."""
-    return subprocess.run(["make", "-n", "-B", target, "VENV=/nonexistent/venv"], cwd=ROOT,
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    return subprocess.run(["make", "--no-print-directory", "-n", "-B", target,
+                           "VENV=/nonexistent/venv"], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True).stdout
 
 
