@@ -1156,3 +1156,18 @@ async def test_define_pool_starts_on_the_name_and_keys_go_there() -> None:
         assert app.screen.query_one("#name", Input).value == "vms"
         await pilot.press("shift+tab")
         assert app.screen.focused is app.screen.query_one("#type")
+
+
+async def test_create_volume_says_what_the_sparse_choice_allocates() -> None:
+    """A volume meant to be sparse was written as 10 GiB: the choice now says, next to it,
+    how much it allocates, and changes as it is ticked."""
+    async with opened(create_dialog(), size=(100, 30)) as (app, pilot):
+        await type_in(pilot, "#name", "v.img")
+        await type_in(pilot, "#capacity", "2G")
+        assert seen(app, "allocates 2.00 GiB now")
+        app.screen.query_one("#sparse").focus()
+        await pilot.press("space")
+        assert seen(app, "allocates nothing now") and not seen(app, "allocates 2.00 GiB")
+        await pilot.press("space")
+        await type_in(pilot, "#allocation", "512M")
+        assert seen(app, "allocates 512.00 MiB now")

@@ -156,6 +156,9 @@ class CreateVolumeDialog(Dialog[VolumeDef | None]):
                                        f"({human(capacity)})")
         elif allocatable:
             allocation = capacity  # libvirt's default: fully allocated
+        if allocatable and allocation is not None:  # what the choice does, in bytes
+            ev.note("sparse", "allocates nothing now" if allocation == 0
+                    else f"allocates {human(allocation)} now")
         self._space(ev, capacity, allocation, allocatable, alloc_field)
 
         if not ev.ok or (capacity is None and backing is None):
