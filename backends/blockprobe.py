@@ -701,3 +701,23 @@ def refuse_unless_overwrite(found: Probe, overwrite: bool | None, shown: str) ->
         raise StateError(
             f"cannot tell whether {shown} holds data ({found.problem}); poolkeeper treats "
             "that as in use: pass --overwrite only if you are sure nothing on it is needed")
+
+
+# == device-mapper ========================================================================
+# Where the kernel shows device-mapper's control device (tests point these elsewhere).
+DM_MISC = "/sys/class/misc/device-mapper"
+DM_CONTROL = "/dev/mapper/control"
+
+
+def device_mapper_available() -> bool:
+    """Is device-mapper in the running kernel? Its misc device is registered (sysfs), or
+    opening /dev/mapper/control succeeds, which loads dm_mod where it is a module; ENODEV
+    (this machine) or no node at all means no."""
+    if os.path.exists(DM_MISC):
+        return True
+    try:
+        fd = os.open(DM_CONTROL, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True

@@ -298,7 +298,8 @@ class PoolFeatures:
 class PoolSizes:
     capacity: int
     allocation: int
-    available: int
+    available: int  # free space in all (a disk pool: the sum of its free extents)
+    largest_free: int | None = None  # a disk pool: its largest free extent (one partition)
 
 
 @dataclass
@@ -317,6 +318,8 @@ class PoolStatus:
     target: str | None = None
     source: str | None = None  # one-line summary for display
     detail: str | None = None  # runtime state in words, e.g. "/dev/loop3 (ext4) mounted"
+    volume_limit: str | None = None  # why its volumes cannot be made or written here
+    largest_free: int | None = None  # the largest free extent (disk pools; see PoolSizes)
     features: PoolFeatures | None = None  # what its type can do; None: type unknown here
 
     @property

@@ -47,9 +47,11 @@ def pool_status(name: str, pdef: PoolDef, autostart: bool,
                 sizes = driver.sizes()
                 status.state = "running"
                 status.detail = driver.describe()
+                status.volume_limit = driver.volume_limits()
                 status.capacity, status.allocation, status.available = (
                     sizes.capacity, sizes.allocation, sizes.available
                 )
+                status.largest_free = sizes.largest_free
             else:
                 status.state = "inaccessible"
         except (PoolkeeperError, OSError) as exc:

@@ -34,8 +34,9 @@ def pool_json(p: model.PoolStatus) -> dict[str, Any]:
     return {
         "name": p.name, "type": p.type, "uuid": p.uuid, "state": p.state,
         "autostart": p.autostart, "persistent": p.persistent, "capacity": p.capacity,
-        "allocation": p.allocation, "available": p.available, "target": p.target,
-        "source": p.source, "detail": p.detail,
+        "allocation": p.allocation, "available": p.available,
+        "largest_free_extent": p.largest_free, "target": p.target,
+        "source": p.source, "detail": p.detail, "volume_limit": p.volume_limit,
     }
 
 
@@ -101,10 +102,14 @@ def cmd_pool_info(ctl: StorageController, args: argparse.Namespace, out: TextIO)
         lines += [("Capacity:", _size(p.capacity, args.bytes)),
                   ("Allocation:", _size(p.allocation, args.bytes)),
                   ("Available:", _size(p.available, args.bytes))]
+        if p.largest_free is not None:  # a disk pool: the largest partition it can take now
+            lines.append(("Largest extent:", _size(p.largest_free, args.bytes)))
     for key, value in lines:
         out.write(f"{key:<15} {printable(value, out)}\n")
     if p.state == "inaccessible" and p.detail:  # why, and what to do (virsh says nothing)
         out.write(f"{'Problem:':<15} {printable(p.detail, out)}\n")
+    if p.active and p.volume_limit:  # what does not work on this host (virsh says nothing)
+        out.write(f"{'Limit:':<15} {printable(p.volume_limit, out)}\n")
     return 0
 
 

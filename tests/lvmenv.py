@@ -56,7 +56,7 @@ devices {{
     global_filter = [ {accept}"r|.*|" ]
 }}
 global {{
-    activation = 0
+    activation = {activation}
     use_lvmlockd = 0
     use_lvmpolld = 0
     notify_dbus = 0
@@ -87,6 +87,9 @@ class LvmEnv:
         for sub in ("etc", "lock", "backup", "archive"):
             (base / sub).mkdir(parents=True, exist_ok=True)
         self.devices: list[str] = []
+        # 0: metadata only. 1: LVM activates LVs as on a real host, which without
+        # device-mapper makes lvcreate, lvresize and vgchange -aly fail (item 17's host).
+        self.activation = 0
         self.write_conf()
 
     @property
@@ -96,10 +99,14 @@ class LvmEnv:
 
     def write_conf(self) -> None:
         accept = "".join(f'"a|^{re.escape(d)}$|", ' for d in self.devices)
-        text = LVM_CONF.format(base=self.base, accept=accept)
+        text = LVM_CONF.format(base=self.base, accept=accept, activation=self.activation)
         tmp = self.system_dir / "lvm.conf.tmp"
         tmp.write_text(text)
         os.replace(tmp, self.system_dir / "lvm.conf")
+
+    def set_activation(self, on: bool) -> None:
+        self.activation = int(on)
+        self.write_conf()
 
     def allow(self, device: str) -> None:
         if device not in self.devices:

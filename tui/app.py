@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -52,8 +51,9 @@ class PoolkeeperApp(App[None]):
     BINDINGS = [Binding("q", "quit", "Quit")]
 
     def __init__(self, controller: Controller, *, ascii: bool = False,
-                 monitor_interval: float | None = 3.0) -> None:
+                 monitor_interval: float | None = 3.0, notice: str | None = None) -> None:
         super().__init__()
+        self.notice = notice  # said once the screen is up (the demo: why no disk pools)
         self.ctl = controller
         self.ascii = ascii
         self.monitor_interval = monitor_interval
@@ -66,6 +66,8 @@ class PoolkeeperApp(App[None]):
     def on_mount(self) -> None:
         self.set_class(self.ascii, "-ascii")
         self.push_screen(self.main_screen)
+        if self.notice:
+            self.notify(self.notice, timeout=20, markup=False)
         if self.monitor_interval:
             self.ctl.start_monitor(self.monitor_interval)
         if not self.is_headless:
@@ -197,21 +199,25 @@ def wants_ascii() -> bool:
 
 def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
             demo: bool = False) -> int:
-    sandbox = None
+    sandbox = note = None
     if demo:
-        from .demo import make_demo_root
+        from .demo import make_demo
 
-        state = make_demo_root()
-        sandbox, root = state.parent, str(state)
+        sandbox, state, note = make_demo()
+        root = str(state)
     controller: Controller = StorageController(root)
-    app = PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii)
+    app = PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii,
+                        notice=note)
     try:
         app.run(mouse=mouse)
     finally:
         with _hangup_ignored():
-            controller.close()  # cancels what still runs and waits for it to clean up
-        if sandbox is not None:  # the demo is a sandbox: leave nothing behind
-            shutil.rmtree(sandbox, ignore_errors=True)
+            if sandbox is not None:  # the demo is a sandbox: leave nothing behind
+                from .demo import close_demo
+
+                close_demo(controller, sandbox)  # also stops its pools: loop devices, mounts
+            else:
+                controller.close()  # cancels what still runs and waits for it to clean up
     if app.gone is not None:
         _say(f"error: {app.gone}: poolkeeper stopped"
              + (f"; {app.cancelled_jobs} running job(s) cancelled" if app.cancelled_jobs else "")

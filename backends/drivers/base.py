@@ -217,6 +217,12 @@ class PoolDriver:
         """The pool's runtime state in words for the header (cheap; None: nothing to say)."""
         return None
 
+    def volume_limits(self) -> str | None:
+        """Why this running pool's volumes cannot be created, resized, wiped, cloned,
+        uploaded or downloaded on this host (None: they can), e.g. a kernel without
+        device-mapper under a logical pool. The TUI greys those keys with it."""
+        return None
+
     def layout(self) -> list[DeviceLayout]:
         """Devices with used and free extents (disk and logical pools); [] otherwise."""
         return []

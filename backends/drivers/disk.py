@@ -434,7 +434,7 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
     def _sizes(table: DiskTable) -> PoolSizes:
         return PoolSizes(capacity=table.size,
                          allocation=sum(p.size for p in table.data_partitions),
-                         available=table.available)
+                         available=table.available, largest_free=table.largest_free)
 
     def change_token(self) -> object:
         disk = self._disk()
@@ -460,7 +460,7 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
             path=self.source_path, size=table.size,
             used=[(p.start, p.end, partition_name(disk, p.number, self.part_separator))
                   for p in table.data_partitions],
-            free=[FreeExtent(g.start, g.end) for g in table.gaps])]
+            free=[FreeExtent(g.start, g.end) for g in table.free_extents()])]
 
     def volume_path(self, name: str) -> str:
         node = f"/dev/{name}"

@@ -37,12 +37,10 @@ from ..checks import require_device_path, require_vg_name
 from ..errors import (
     AlreadyExists,
     Cancelled,
-    InsufficientSpace,
     InUse,
     InvalidName,
     PoolkeeperError,
     StateError,
-    ToolFailed,
     UnsafePath,
     Unsupported,
     ValidationError,
@@ -65,12 +63,15 @@ from ..units import human
 from .base import Claim, PoolDriver, device_claims
 from .fddata import FdDataVerbs
 from .lvm_report import (
+    DM_MISSING,
     LVS_FIELDS,
     PARTIAL_TAG,
     PVSEG_FIELDS,
     VGS_FIELDS,
     LVState,
     VGState,
+    activation_enabled,
+    lvm_failure,
     parse_layout,
     parse_lvs,
     parse_vgs,
@@ -113,34 +114,6 @@ def _lvm(argv: list[str], *, check: bool = True,
     if check and done.returncode != 0:
         raise lvm_failure(done)
     return done
-
-
-def _useful_lines(stderr: str) -> list[str]:
-    """LVM's stderr without its warnings (activation disabled, not zeroed, ...)."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    return [ln for ln in lines if not ln.startswith("WARNING:")] or lines
-
-
-def lvm_failure(done: runner.Completed) -> PoolkeeperError:
-    """The error a failed LVM call means, with LVM's own first real error line in it."""
-    lines = _useful_lines(done.stderr)
-    first = lines[0] if lines else "no error output"
-    low = " ".join(lines).lower()
-    tool = done.shown[0]
-    if done.returncode is None:
-        return ToolFailed(done.shown, None, done.stderr)
-    if "insufficient free space" in low or "insufficient suitable" in low:
-        return InsufficientSpace(f"{tool}: {first}")
-    if "already exists" in low:
-        return AlreadyExists(f"{tool}: {first}")
-    if " in use" in low or "is open" in low or "device or resource busy" in low:
-        return InUse(f"{tool}: {first}")
-    if "pvs are missing" in low or "missing pv" in low:
-        return StateError(f"{tool}: {first} (a physical volume of the group is missing)")
-    exc = ToolFailed(done.shown, done.returncode, done.stderr)
-    exc.message = f"'{tool}' failed (exit {done.returncode}): {first}"
-    exc.args = (exc.message,)
-    return exc
 
 
 # == names =============================================================================
@@ -222,6 +195,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
                  config_dir: Path | None = None, runtime_dir: Path | None = None) -> None:
         super().__init__(pool, extras, config_dir=config_dir, runtime_dir=runtime_dir)
         self._status: tuple[float, VGState | None] | None = None
+        self._activates: bool | None = None  # LVM's global/activation, read once
 
     @classmethod
     def validate(cls, pool: PoolDef) -> None:
@@ -351,6 +325,23 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
     def sizes(self) -> PoolSizes:
         return self._require_status_vg().sizes
 
+    def volume_limits(self) -> str | None:
+        """Without device-mapper, LVM changes metadata only where its configuration turns
+        activation off (a test lvm.conf); otherwise lvcreate, lvresize and activation fail
+        (lvresize after changing the metadata), so they are refused before they run."""
+        if blockprobe.device_mapper_available():
+            return None
+        if self._activates is None:
+            done = _lvm(["lvm", "config", "--typeconfig", "full", "global/activation"],
+                        check=False)
+            self._activates = activation_enabled(done.stdout)
+        return DM_MISSING if self._activates else None
+
+    def _need_dm(self) -> None:
+        limit = self.volume_limits()
+        if limit:
+            raise Unsupported(limit)
+
     def change_token(self) -> object:
         state = self._require_vg()
         return (state.seqno, state.size, state.free, state.missing_count, len(state.pvs))
@@ -379,7 +370,9 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
                     f"{', '.join(pv.name for pv in state.pvs)}, none of which is a device of "
                     f"pool '{self.name}' ({', '.join(self.devices)}); fix <source><device> or "
                     "<source><name>")
-        self._change(["vgchange", "-aly", "--", state.name])
+        self._activates = None  # read afresh: lvm.conf may have changed since
+        if self.volume_limits() is None:  # else nothing can be activated: metadata only
+            self._change(["vgchange", "-aly", "--", state.name])
 
     def stop(self) -> None:
         if self._vg_state(missing_ok=True) is None:
@@ -610,6 +603,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
     def create_volume(self, vol: VolumeDef, ctx: JobContext, *, partial: bool = False) -> None:
         """lvcreate; `partial`: tagged as being filled (see PARTIAL_TAG)."""
         name = check_lv_name(vol.name)
+        self._need_dm()
         state = self._require_vg()
         self._require_complete(state)
         lvs = self._lvs()
@@ -657,6 +651,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
 
     def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
                       ctx: JobContext) -> None:
+        self._need_dm()
         lv, _lvs = self._current(vol)
         state = self._require_vg()
         if lv.is_thick_snapshot:
@@ -685,6 +680,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         /dev or /dev/mapper), opened there with fileops.open_volume (never through a link),
         and accepted only if it is a block device whose device-mapper UUID is the LV's."""
         name = check_lv_name(name)
+        self._need_dm()
         link = os.path.join(DEV_DIR, self.vg, name)
         try:
             node = os.path.realpath(link, strict=True)
@@ -734,6 +730,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         return self._open_lv(vol.name, vol.key, os.O_RDONLY)
 
     def wipe_volume(self, vol: VolumeInfo, algorithm: str, ctx: JobContext) -> None:
+        self._need_dm()
         lv, _lvs = self._current(vol)
         if lv.is_thick_snapshot:
             raise Unsupported(f"'{lv.name}' is a snapshot: wiping it would fill its "
@@ -748,6 +745,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         """A new LV (thick, or thin where a sparse one is asked for and a thin pool exists)
         filled with a streamed copy of `src`; removed again on failure or cancel."""
         name = check_lv_name(vol.name)
+        self._need_dm()
         if src.format != "raw":
             raise Unsupported(f"'{src.name}' is a {src.format} image; only raw volumes can be "
                               "cloned into a logical pool (convert it to raw first)")

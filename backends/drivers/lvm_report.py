@@ -1,6 +1,7 @@
 """What `vgs` and `lvs` report, read: their JSON reports (`--reportformat json --units b
 --nosuffix`) as VG, PV, LV and segment states, an LV's extents on its PVs, and the pool's
-volumes and device layout (the extent bar) made from them. Parsing only: nothing here runs
+volumes and device layout (the extent bar) made from them; what a failed call's stderr
+means, and whether LVM's configuration activates anything. Parsing only: nothing here runs
 a tool (logical.py does).
 """
 
@@ -10,8 +11,16 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..errors import StateError
+from ..errors import (
+    AlreadyExists,
+    InsufficientSpace,
+    InUse,
+    PoolkeeperError,
+    StateError,
+    ToolFailed,
+)
 from ..model import BackingStore, DeviceLayout, Extent, FreeExtent, PoolSizes, VolumeInfo
+from ..runner import Completed
 from ..units import human
 
 
@@ -368,3 +377,47 @@ def size_words(size: int) -> str:
 
 def round_up(size: int, extent: int) -> int:
     return -(-size // extent) * extent if extent > 0 else size
+
+
+# == what LVM says besides its reports ====================================================
+def _useful_lines(stderr: str) -> list[str]:
+    """LVM's stderr without its warnings (activation disabled, not zeroed, ...)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return [ln for ln in lines if not ln.startswith("WARNING:")] or lines
+
+
+def lvm_failure(done: Completed) -> PoolkeeperError:
+    """The error a failed LVM call means, with LVM's own first real error line in it."""
+    lines = _useful_lines(done.stderr)
+    first = lines[0] if lines else "no error output"
+    low = " ".join(lines).lower()
+    tool = done.shown[0]
+    if done.returncode is None:
+        return ToolFailed(done.shown, None, done.stderr)
+    if "insufficient free space" in low or "insufficient suitable" in low:
+        return InsufficientSpace(f"{tool}: {first}")
+    if "already exists" in low:
+        return AlreadyExists(f"{tool}: {first}")
+    if " in use" in low or "is open" in low or "device or resource busy" in low:
+        return InUse(f"{tool}: {first}")
+    if "pvs are missing" in low or "missing pv" in low:
+        return StateError(f"{tool}: {first} (a physical volume of the group is missing)")
+    exc = ToolFailed(done.shown, done.returncode, done.stderr)
+    exc.message = f"'{tool}' failed (exit {done.returncode}): {first}"
+    exc.args = (exc.message,)
+    return exc
+
+
+# Said wherever a logical pool cannot reach its LVs' bytes: the header, the greyed keys,
+# and the refusal of every verb that needs device-mapper (LVM's own words are
+# "striped: Required device-mapper target(s) not detected in your kernel").
+DM_MISSING = (
+    "device-mapper is not available in this kernel (modprobe dm_mod): logical volumes "
+    "cannot be created, resized, wiped, cloned, uploaded, downloaded or activated; the "
+    "volume group, listing its volumes and deleting inactive ones work")
+
+
+def activation_enabled(config_text: str) -> bool:
+    """From `lvm config --typeconfig full global/activation`: does LVM activate LVs (and so
+    need device-mapper)? 0 means metadata only, as a test lvm.conf sets it."""
+    return config_text.strip().replace(" ", "") != "activation=0"

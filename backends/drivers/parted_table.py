@@ -16,8 +16,16 @@ Decisions:
   * A new partition starts on a 1 MiB boundary (a logical one leaves at least one sector
     before it for its EBR), is the requested size rounded up to whole sectors, and lies in
     ONE free extent: first fit, or at an explicit start (which must be 1 MiB aligned).
-    `available` is the largest partition that could be made now; a request larger than
-    that is refused before parted runs, naming the largest extent.
+  * One rule says what a free extent is, for the extent list (pool XML, the extent bar,
+    the table's free rows), their count, and the sums: a gap where a new partition can go
+    now (a dos slot is free for it) that holds at least 1 MiB from its first 1 MiB
+    boundary, counted from that boundary. So a gpt disk's 1007 KiB before the first
+    boundary (17408 to 1 MiB), the sector after an EBR, and crumbs under 1 MiB are not
+    free space: parted aligns new partitions to 1 MiB too, and no partition poolkeeper
+    would make fits there. `available` is the SUM of the free extents, as libvirt's (which
+    sums every gap libparted reports, crumbs included, so it can be up to ~1 MiB per gap
+    more); `largest` is the biggest one, the largest partition that can be made now. A
+    request larger than that is refused before parted runs, naming the largest extent.
   * dos labels: at most four primary partitions; logical partitions go in an extended
     partition that must be created explicitly (format 'extended'), as in libvirt: a
     partition that silently claims the rest of the disk would be a surprise. With an
@@ -192,27 +200,37 @@ class DiskTable:
                 out.append(gap)
         return out
 
+    def usable_gaps(self, fmt: str = "linux") -> list[Gap]:
+        """The gaps that count as free extents for a partition of `fmt` (the rule above)."""
+        if self.label in CYLINDER_LABELS:
+            return []  # poolkeeper makes no partition there
+        return [g for g in self.candidate_gaps(fmt) if self.usable_size(g) >= ALIGN]
+
+    def free_extents(self) -> list[Gap]:
+        """The free extents, each from its first usable byte (see the decisions above)."""
+        return [Gap(self.usable(g)[0], g.end, g.logical) for g in self.usable_gaps()]
+
     def largest(self, fmt: str = "linux") -> Gap | None:
-        gaps = [g for g in self.candidate_gaps(fmt) if self.usable_size(g) > 0]
-        return max(gaps, key=self.usable_size, default=None)
+        return max(self.usable_gaps(fmt), key=self.usable_size, default=None)
 
     @property
     def available(self) -> int:
-        """The largest partition that could be made now (none where poolkeeper makes none)."""
-        largest = self.largest()
-        available = self.usable_size(largest) if largest else 0
-        return 0 if self.label in CYLINDER_LABELS else available
+        """The sum of the free extents (libvirt's meaning of a disk pool's available)."""
+        return sum(g.size for g in self.free_extents())
+
+    @property
+    def largest_free(self) -> int:
+        """The largest partition that could be made now."""
+        return max((g.size for g in self.free_extents()), default=0)
 
     def summary(self) -> str:
         """The label, its partitions and its free space, in words."""
-        usable = [g for g in self.candidate_gaps("linux") if self.usable_size(g) > 0]
+        free = self.free_extents()
         count = len(self.data_partitions)
         text = f"{self.label} label, {count} partition{'s' if count != 1 else ''}, "
-        if usable:
-            total = sum(g.size for g in usable)
-            largest = max(self.usable_size(g) for g in usable)
-            text += (f"{human(total)} free in {len(usable)} extent"
-                     f"{'s' if len(usable) != 1 else ''}, largest {human(largest)}")
+        if free:
+            text += (f"{human(self.available)} free in {len(free)} extent"
+                     f"{'s' if len(free) != 1 else ''}, largest {human(self.largest_free)}")
         else:
             text += "no free space"
         if self.label in CYLINDER_LABELS:
@@ -440,14 +458,16 @@ def plan_partition(disk: str, table: DiskTable, fmt: str, capacity: int, start: 
                          f"({partition_name(disk, ext.number, part_separator)}); a "
                          "dos label holds only one")
     size = -(-capacity // table.sector) * table.sector
-    gaps = table.candidate_gaps(fmt)
+    if not table.candidate_gaps(fmt) and dos and table.extended is None and \
+            not any(g.logical for g in table.gaps):
+        raise StateError(
+            f"the dos label on {disk} has 4 primary partitions and no extended one; "
+            "delete one and create an extended partition (format 'extended') to hold "
+            "logical partitions, or use a gpt label")
+    gaps = table.usable_gaps(fmt)
     if not gaps:
-        if dos and not any(g.logical for g in table.gaps) and table.extended is None:
-            raise StateError(
-                f"the dos label on {disk} has 4 primary partitions and no extended one; "
-                "delete one and create an extended partition (format 'extended') to hold "
-                "logical partitions, or use a gpt label")
-        raise InsufficientSpace(f"{disk} has no free extent for a new partition")
+        raise InsufficientSpace(f"{disk} has no free extent for a new partition (none of at "
+                                "least 1 MiB from a 1 MiB boundary)")
     if start is not None:
         gap = _gap_at(disk, table, gaps, start, size)
     else:

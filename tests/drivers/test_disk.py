@@ -107,24 +107,36 @@ def holes(start: int, end: int, used: list[tuple[int, int]]) -> list[tuple[int, 
     return out
 
 
+def usable(gaps: list[tuple[int, int]], skip: int = 0) -> list[tuple[int, int]]:
+    """The rule for a free extent (parted_table.py): from the gap's first 1 MiB boundary
+    (after `skip` bytes: a logical partition's EBR sector), at least 1 MiB."""
+    out = []
+    for start, end in gaps:
+        first = -(-max(start + skip, MiB) // MiB) * MiB
+        if end - first >= MiB:
+            out.append((first, end))
+    return out
+
+
 def expected_free(dev: str) -> list[tuple[int, int]]:
-    """The free extents the pool must report, from sfdisk --json: gpt between firstlba and
-    lastlba; dos from sector 1 to the end and, inside the extended partition, around the
-    logical partitions and their EBR sectors."""
+    """The free extents the pool must report, from sfdisk --json: the gaps (gpt between
+    firstlba and lastlba; dos from sector 1 to the end while a primary slot is free and,
+    inside the extended partition, around the logical partitions and their EBR sectors),
+    by the rule of `usable`."""
     table = sfdisk(dev)
     ss = table["sectorsize"]
     parts = sf_partitions(dev)
     if table["label"] == "gpt":
-        return holes(table["firstlba"] * ss, (table["lastlba"] + 1) * ss,
-                     [(p["start"], p["end"]) for p in parts.values()])
+        return usable(holes(table["firstlba"] * ss, (table["lastlba"] + 1) * ss,
+                            [(p["start"], p["end"]) for p in parts.values()]))
     assert table["label"] == "dos"
     top = [(p["start"], p["end"]) for n, p in parts.items() if n <= 4]
-    free = holes(ss, size_of(dev), top)
+    free = usable(holes(ss, size_of(dev), top)) if len(top) < 4 else []
     ext = next((p for n, p in parts.items() if n <= 4 and p["type"] in EXTENDED_TYPES), None)
     if ext is not None:
         used = [(p["start"], p["end"]) for n, p in parts.items() if n > 4]
         used += [(e, e + ss) for e in ebr_offsets(dev, ext["start"], ss)]
-        free += holes(ext["start"], ext["end"], used)
+        free += usable(holes(ext["start"], ext["end"], used), ss)
     return sorted(free)
 
 
@@ -371,9 +383,9 @@ def test_gpt_pool_lifecycle(ctl, make_loop):
     ctl.start_pool("d")
     info = ctl.pool_info("d")
     free = check_free(ctl, dev)
-    assert free == [(34 * 512, GiB - 33 * 512)]
+    assert free == [(MiB, GiB - 33 * 512)]  # from the first 1 MiB boundary, not 17408
     assert info.capacity == GiB and info.allocation == 0
-    assert info.available == GiB - 33 * 512 - MiB  # from the first 1 MiB boundary
+    assert info.available == info.largest_free == GiB - 33 * 512 - MiB
     assert info.detail.startswith("gpt label, 0 partitions, ")
 
     formats = ["none", "linux", "fat16", "fat32", "linux-swap", "linux-lvm", "linux-raid"]
@@ -402,9 +414,9 @@ def test_gpt_pool_lifecycle(ctl, make_loop):
     create(ctl, pn(dev, 8), available)
     assert ctl.pool_info("d").available == 0
     free = check_free(ctl, dev)
-    assert free == [(34 * 512, MiB)]  # only the gpt's unaligned head is left
+    assert free == []  # the gpt's unaligned head (17408 to 1 MiB) is no free extent
     assert "no free space" in ctl.pool_info("d").detail
-    with pytest.raises(InsufficientSpace, match=r"the largest free extent is 17408-1048576"):
+    with pytest.raises(InsufficientSpace, match=r"has no free extent for a new partition"):
         create(ctl, pn(dev, 9), MiB)
 
     # Delete in the middle: the hole is exactly the partition; neighbours merge with it.
@@ -477,7 +489,8 @@ def test_pool_xml_round_trip_with_free_extents(ctl, make_loop):
     create(ctl, pn(dev, 1), 100 * MiB)
     create(ctl, pn(dev, 2), 100 * MiB, start=500 * MiB)
     xml = ctl.pool_xml("d")
-    assert "<freeExtent start='17408' end='1048576'/>" in xml
+    assert f"<freeExtent start='{101 * MiB}' end='{500 * MiB}'/>" in xml
+    assert "17408" not in xml  # the gpt's unaligned head is no free extent
     pdef = xmlio.parse_pool(xml)
     [device] = pdef.source.devices
     assert device.path == dev and pdef.source.format == "gpt"
@@ -504,7 +517,9 @@ def test_4k_sector_disk(ctl, make_loop):
     parts = sf_partitions(dev)
     assert parts[1]["start"] == MiB and parts[1]["end"] == 11 * MiB + 4096
     assert parts[2]["start"] == 12 * MiB
-    assert check_free(ctl, dev)[0] == (6 * 4096, MiB)  # gpt with 4 KiB sectors: firstlba 6
+    # gpt with 4 KiB sectors: firstlba 6; neither that head nor the 1 MiB - 4 KiB between
+    # the two partitions holds 1 MiB from a 1 MiB boundary
+    assert check_free(ctl, dev)[0][0] == 32 * MiB
     check_nodes(ctl, dev)
     assert volumes(ctl)[pn(dev, 1)].capacity == 10 * MiB + 4096
 
@@ -515,7 +530,7 @@ def test_dos_primaries_extended_and_logicals(ctl, make_loop):
     dev = make_loop(1024)
     new_pool(ctl, dev, "dos")
     assert sfdisk(dev)["label"] == "dos"
-    assert check_free(ctl, dev) == [(512, GiB)]
+    assert check_free(ctl, dev) == [(MiB, GiB)]
 
     for i, fmt in enumerate(["linux", "fat16", "fat32", "linux-swap"], start=1):
         create(ctl, pn(dev, i), 100 * MiB, fmt)
@@ -538,7 +553,8 @@ def test_dos_primaries_extended_and_logicals(ctl, make_loop):
     create(ctl, pn(dev, 4), 600 * MiB, "extended")
     assert sf_partitions(dev)[4]["type"] in EXTENDED_TYPES
     free = check_free(ctl, dev)
-    assert free[-1] == (901 * MiB, GiB)  # outside the extended partition, no slot left
+    # outside the extended partition there is no slot left: no free extent there
+    assert all(start < 901 * MiB for start, _ in free)
     with pytest.raises(StateError, match="already has an extended partition"):
         create(ctl, pn(dev, 5), 10 * MiB, "extended")
     assert volumes(ctl)[pn(dev, 4)].format == "extended"
@@ -556,7 +572,7 @@ def test_dos_primaries_extended_and_logicals(ctl, make_loop):
         assert parts[n]["start"] % MiB == 0
     assert len(ebr_offsets(dev, ext["start"], 512)) == 3
     check_nodes(ctl, dev)
-    largest = ctl.pool_info("d").available
+    largest = ctl.pool_info("d").largest_free
     assert largest == ext["end"] - parts[7]["end"] - MiB  # the next EBR needs its sector
     with pytest.raises(InsufficientSpace, match="the largest free extent is"):
         create(ctl, pn(dev, 8), largest + MiB)

@@ -52,6 +52,9 @@ from .help import HelpScreen
 
 POOL_ACTIONS = {"build_pool", "start_stop", "toggle_autostart", "delete_pool", "refresh",
                 "edit_xml"}
+# What a pool's volume_limit (e.g. no device-mapper under a logical pool) rules out.
+NEEDS_VOLUME_IO = {"create_volume", "clone_volume", "resize_volume", "wipe_volume", "upload",
+                   "download"}
 
 
 @dataclass
@@ -281,8 +284,10 @@ class MainScreenBase(Screen[None]):
             state = level((p.allocation or 0) / p.capacity)
             if state != "ok":
                 text.append(f" {state}", style="bold red" if state == "critical" else "yellow")
-            text.append(f"  available {human(p.available)}\n"
-                        f"allocation {human(p.allocation)} of capacity {human(p.capacity)}\n")
+            text.append(f"  available {human(p.available)}")
+            if p.largest_free is not None:  # a disk pool: one partition fits in one extent
+                text.append(f" (largest free extent {human(p.largest_free)})")
+            text.append(f"\nallocation {human(p.allocation)} of capacity {human(p.capacity)}\n")
             text.append(f"{view.count} volume{'' if view.count == 1 else 's'}, "
                         f"{human(view.committed)} provisioned")
             if view.committed > p.capacity:
@@ -293,6 +298,8 @@ class MainScreenBase(Screen[None]):
                         else f"{p.state}: the storage is not reachable\n")
         if p.detail:  # why the pool is inaccessible: a message
             text.append(f"{shown(p.detail, self.ascii)}\n")
+        if p.active and p.volume_limit:  # what this host cannot do with its volumes
+            text.append(f"{shown(p.volume_limit, self.ascii)}\n", style="yellow")
         if p.source:
             text.append(f"source {shown(p.source, self.ascii)}  ")
         if p.target:
@@ -413,6 +420,8 @@ class MainScreenBase(Screen[None]):
             return None
         if not status.active:
             return "the pool is not active: press s to start it"
+        if status.volume_limit and action in NEEDS_VOLUME_IO:
+            return status.volume_limit
         if action == "create_volume":
             return None if features.can_create_volumes else (
                 f"{status.type} pools cannot create volumes")
