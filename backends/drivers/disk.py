@@ -450,7 +450,7 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
             return None
         text = table.summary()
         if self._source_kind() == "image":
-            text += f" ({self.source_path} attached as {table.device})"
+            text += f" (image attached as {table.device})"  # the source line names it
         return text
 
     def layout(self) -> list[DeviceLayout]:

@@ -225,14 +225,10 @@ class DiskTable:
 
     def summary(self) -> str:
         """The label, its partitions and its free space, in words."""
-        free = self.free_extents()
+        free = len(self.free_extents())
         count = len(self.data_partitions)
         text = f"{self.label} label, {count} partition{'s' if count != 1 else ''}, "
-        if free:
-            text += (f"{human(self.available)} free in {len(free)} extent"
-                     f"{'s' if len(free) != 1 else ''}, largest {human(self.largest_free)}")
-        else:
-            text += "no free space"
+        text += f"{free} free extent{'s' if free != 1 else ''}" if free else "no free space"
         if self.label in CYLINDER_LABELS:
             text += " (poolkeeper does not create partitions on this label)"
         return text

@@ -15,7 +15,6 @@ import json
 import pytest
 
 from backends import xmlio
-from backends.units import human
 
 from . import test_disk
 from .test_disk import (
@@ -43,8 +42,7 @@ def test_available_is_the_sum_and_the_largest_extent_is_beside_it(ctl, make_loop
     info = ctl.pool_info("d")
     assert info.available == sum(e - s for s, e in extents)  # libvirt's meaning: the sum
     assert info.largest_free == 499 * MiB
-    assert info.detail.startswith(f"gpt label, 2 partitions, {human(info.available)} free "
-                                  f"in 2 extents, largest {human(499 * MiB)}")
+    assert info.detail.startswith("gpt label, 2 partitions, 2 free extents")
 
     # the same extents, and nothing else, in the pool XML and the layout (bar, free rows)
     [layout] = ctl.pool_layout("d")
@@ -67,7 +65,7 @@ def test_available_is_the_sum_and_the_largest_extent_is_beside_it(ctl, make_loop
     create(ctl, pn(dev, 3), 499 * MiB)  # exactly fills the first extent
     info = ctl.pool_info("d")
     assert info.available == info.largest_free == end - 900 * MiB
-    assert "in 1 extent," in info.detail
+    assert "1 free extent" in info.detail
 
 
 @needs_loops
@@ -80,4 +78,4 @@ def test_a_gap_under_a_mib_is_no_free_extent(ctl, make_loop):
     assert free == [(32 * MiB, 256 * MiB - 33 * 512)] == expected_free(dev)
     info = ctl.pool_info("d")
     assert info.available == info.largest_free == free[0][1] - free[0][0]
-    assert "in 1 extent," in info.detail
+    assert "1 free extent" in info.detail

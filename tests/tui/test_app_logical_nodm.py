@@ -40,7 +40,7 @@ async def test_greyed_keys_and_header_say_device_mapper_is_missing(state_root, l
             screen = app.screen
             assert isinstance(screen, MainScreen)
             text = " ".join(header(app).split())
-            assert DM_WORDS in text, text
+            assert f"{DM_WORDS}: keys c k z w u d unavailable (f1 says why)" in text, text
             table = screen.query_one("#volumes", VolumeTable)
             assert table.visible_names() == ["lv1"]  # the listing works
             table.focus()

@@ -284,10 +284,10 @@ class MainScreenBase(Screen[None]):
             state = level((p.allocation or 0) / p.capacity)
             if state != "ok":
                 text.append(f" {state}", style="bold red" if state == "critical" else "yellow")
-            text.append(f"  available {human(p.available)}")
+            text.append(f"  available {human(p.available)}\n")
             if p.largest_free is not None:  # a disk pool: one partition fits in one extent
-                text.append(f" (largest free extent {human(p.largest_free)})")
-            text.append(f"\nallocation {human(p.allocation)} of capacity {human(p.capacity)}\n")
+                text.append(f"largest free extent {human(p.largest_free)}\n")
+            text.append(f"allocation {human(p.allocation)} of capacity {human(p.capacity)}\n")
             text.append(f"{view.count} volume{'' if view.count == 1 else 's'}, "
                         f"{human(view.committed)} provisioned")
             if view.committed > p.capacity:
@@ -298,8 +298,12 @@ class MainScreenBase(Screen[None]):
                         else f"{p.state}: the storage is not reachable\n")
         if p.detail:  # why the pool is inaccessible: a message
             text.append(f"{shown(p.detail, self.ascii)}\n")
-        if p.active and p.volume_limit:  # what this host cannot do with its volumes
-            text.append(f"{shown(p.volume_limit, self.ascii)}\n", style="yellow")
+        if p.active and p.volume_limit:  # what this host cannot do; F1 has all of it
+            cause = p.volume_limit.split(": ", 1)[0]
+            keys = " ".join(b.key for b in self.BINDINGS
+                            if isinstance(b, Binding) and b.action in NEEDS_VOLUME_IO)
+            text.append(f"{shown(cause, self.ascii)}: keys {keys} unavailable (f1 says why)\n",
+                        style="yellow")
         if p.source:
             text.append(f"source {shown(p.source, self.ascii)}  ")
         if p.target:
