@@ -94,6 +94,8 @@ SYS_DEV_BLOCK = "/sys/dev/block"
 
 LVM_TIMEOUT = 300.0
 STATUS_TTL = 1.0  # seconds one `vgs` answers check()/sizes()/describe() of one driver
+ACTIVATION_TTL = 30.0  # seconds LVM's global/activation is taken as read (per config dir)
+_ACTIVATES: dict[str, tuple[float, bool]] = {}
 MiB = 1 << 20
 _ZERO_CHUNK = bytes(MiB)
 
@@ -195,7 +197,6 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
                  config_dir: Path | None = None, runtime_dir: Path | None = None) -> None:
         super().__init__(pool, extras, config_dir=config_dir, runtime_dir=runtime_dir)
         self._status: tuple[float, VGState | None] | None = None
-        self._activates: bool | None = None  # LVM's global/activation, read once
 
     @classmethod
     def validate(cls, pool: PoolDef) -> None:
@@ -331,11 +332,12 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         (lvresize after changing the metadata), so they are refused before they run."""
         if blockprobe.device_mapper_available():
             return None
-        if self._activates is None:
+        key, now = lvm_env().get("LVM_SYSTEM_DIR", ""), time.monotonic()
+        if key not in _ACTIVATES or now - _ACTIVATES[key][0] > ACTIVATION_TTL:
             done = _lvm(["lvm", "config", "--typeconfig", "full", "global/activation"],
                         check=False)
-            self._activates = activation_enabled(done.stdout)
-        return DM_MISSING if self._activates else None
+            _ACTIVATES[key] = (now, activation_enabled(done.stdout))
+        return DM_MISSING if _ACTIVATES[key][1] else None
 
     def _need_dm(self) -> None:
         limit = self.volume_limits()
@@ -370,7 +372,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
                     f"{', '.join(pv.name for pv in state.pvs)}, none of which is a device of "
                     f"pool '{self.name}' ({', '.join(self.devices)}); fix <source><device> or "
                     "<source><name>")
-        self._activates = None  # read afresh: lvm.conf may have changed since
+        _ACTIVATES.clear()  # read afresh: lvm.conf may have changed since
         if self.volume_limits() is None:  # else nothing can be activated: metadata only
             self._change(["vgchange", "-aly", "--", state.name])
 
