@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -210,6 +211,9 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
     finally:
         with _hangup_ignored():
             controller.close()  # cancels what still runs and waits for it to clean up
+        # The process ends next: the final collection would walk every object of a big
+        # pool's listing (2 s at 100,000 volumes); q must exit within a second.
+        gc.freeze()
         if sandbox is not None:  # the demo is a sandbox: leave nothing behind
             shutil.rmtree(sandbox, ignore_errors=True)
     if app.gone is not None:
