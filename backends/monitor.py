@@ -30,6 +30,7 @@ reported inaccessible once (PoolChanged "inaccessible").
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import threading
@@ -54,6 +55,8 @@ SLICE = 256  # volumes read per shared hold of the pool lock (~10 ms)
 EVENT_SETTLE = 0.1  # a burst of events is gathered this long before it is read
 RETRY = 1.0  # after a scan was dropped (busy pool, a verb waiting, a restart)
 STOP_WAIT = 1.0  # stop() waits this long for the thread (a scan stops within a slice)
+
+log = logging.getLogger(__name__)
 
 
 class VolumeCache:
@@ -227,19 +230,23 @@ class PoolMonitor:
             if self._stop.wait(self.interval):  # the app's own first listing goes first
                 return
             while not self._stop.is_set():
-                with contextlib.suppress(Exception):  # never die: the next round retries
+                try:
                     self._round(force=False)
+                    with self._round_lock:
+                        timeout = self._sleep_for()
+                        watcher = self._watcher
+                except Exception:  # a bug: say so, never die (the next round retries)
+                    log.exception("live monitor round failed")
+                    timeout, watcher = self.interval, None
                 if self._stop.is_set():
                     break
-                fds = [wake[0]]
-                if self._watcher is not None:
-                    fds.append(self._watcher.fileno())
+                fds = [wake[0]] + ([watcher.fileno()] if watcher is not None else [])
                 try:
-                    ready, _, _ = select.select(fds, [], [], self._sleep_for())
+                    ready, _, _ = select.select(fds, [], [], timeout)
                 except (OSError, ValueError):
                     ready = []
                     self._stop.wait(self.interval)
-                if self._watcher is not None and self._watcher.fileno() in ready:
+                if len(fds) > 1 and fds[1] in ready:
                     self._stop.wait(EVENT_SETTLE)  # gather the rest of a burst
         finally:
             for fd in wake:
@@ -253,7 +260,7 @@ class PoolMonitor:
         for p in self._pools.values():
             if p.gone or p.mode == "polled" or p.remote:
                 due = min(due, p.poll_due)
-            if p.mode == "watched" and not p.gone:
+            if p.mode == "watched" and not p.gone and not p.remote:
                 due = min(due, p.sizes_due)
             if p.full:
                 due = min(due, p.retry_due)
@@ -374,6 +381,9 @@ class PoolMonitor:
             p.retry_due = time.monotonic() + RETRY
         except (PoolkeeperError, OSError):
             self._lost(p, now)
+        except Exception:  # a bug: the other pools are still tended
+            log.exception("live monitor: pool '%s'", p.name)
+            p.retry_due = p.poll_due = p.sizes_due = now + self.interval
         for name in [n for n, t in p.read_at.items() if now - t >= MODIFY_INTERVAL]:
             del p.read_at[name]
 
@@ -422,14 +432,15 @@ class PoolMonitor:
             token = driver.change_token()
             changed = p.token is not None and token != p.token
             if changed and _space_only(p.token, token):
-                self.bus.publish(PoolChanged(p.name, "sizes"))
+                self.bus.publish(PoolChanged(p.name, "sizes"))  # cheap: no rescan, no reset
+                changed = False
             elif changed:
                 p.full = True
             p.token = token
             p.step = self.interval if changed else min(max(p.step, self.interval) * 2,
                                                        POLL_MAX)
             p.poll_due = now + p.step
-        if p.mode == "watched" and (force or now >= p.sizes_due):
+        if p.mode == "watched" and not p.remote and (force or now >= p.sizes_due):
             sizes = driver.sizes()  # of the directory checked: a swapped target raises
             if p.sizes is not None and sizes != p.sizes:
                 self.bus.publish(PoolChanged(p.name, "sizes"))

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,21 @@ def test_a_stopped_pool_loses_its_watch(ctl: StorageController, pool: Path) -> N
     (pool / "after.img").write_bytes(b"")
     ctl.poll()
     assert ctl.cached_volumes("p") == []
+
+
+def test_an_unmounted_target_is_reported_inaccessible(
+        ctl: StorageController, loopfs) -> None:  # noqa: F811
+    fs = loopfs("ext4", 16)
+    make_dir_pool(ctl, "p", fs.mount)
+    ctl.poll()
+    mon = ctl._monitor
+    assert mon._pools["p"].mode == "watched"
+    events: list[object] = []
+    ctl.subscribe(events.append)
+    # The watch pins nothing: the filesystem can be unmounted under the monitor.
+    subprocess.run(["umount", str(fs.mount)], check=True, capture_output=True)
+    ctl.poll()
+    assert PoolChanged("p", "inaccessible") in events
+    assert mon._by_wd == {}
+    ctl.poll()
+    assert events.count(PoolChanged("p", "inaccessible")) == 1  # said once
