@@ -187,6 +187,7 @@ class PoolMonitor:
         self._watcher: watch.Watcher | None = None
         self._no_inotify = False
         self._forgotten: set[str] = set()  # by forget(), applied at the next round
+        self._inactive: set[str] = set()  # defined pools last seen inactive
         self._forgotten_lock = threading.Lock()
         self._round_lock = threading.Lock()  # one round (so one scan) at a time
         self._stop = threading.Event()
@@ -296,11 +297,13 @@ class PoolMonitor:
             forgotten, self._forgotten = self._forgotten, set()
         for name in forgotten:
             self._drop(name)
+            self._inactive.add(name)
         now = time.monotonic()
         defined = self.store.definition_names()
         for name in set(self._pools) - set(defined):  # undefined by another process
             self._drop(name)
             self._cache.drop(name)
+        self._inactive &= set(defined)
         for name in defined:
             generation = self._generation(name)
             p = self._pools.get(name)
@@ -311,8 +314,17 @@ class PoolMonitor:
                 if generation is None:  # stopped (by another process)
                     self._cache.drop(name)
                     self.bus.publish(PoolChanged(name, "stopped"))
-            if generation is not None:
-                self._pools[name] = _Pool(name, generation, poll_due=now, sizes_due=now)
+            if generation is None:
+                self._inactive.add(name)
+                continue
+            self._pools[name] = _Pool(name, generation, poll_due=now, sizes_due=now)
+            if name in self._inactive and not self._cache.listed(name):
+                # Started by another process (a start of ours lists it first): say so,
+                # so that a view of it lists it; that listing goes first (the watch is
+                # set up at once, the monitor's own full read an interval later).
+                self._pools[name].retry_due = now + self.interval
+                self.bus.publish(PoolChanged(name, "started"))
+            self._inactive.discard(name)
 
     def _generation(self, pool: str) -> object:
         """The identity of the pool's run state (None: not active)."""

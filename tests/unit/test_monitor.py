@@ -198,3 +198,32 @@ def test_an_unmounted_target_is_reported_inaccessible(
     assert mon._by_wd == {}
     ctl.poll()
     assert events.count(PoolChanged("p", "inaccessible")) == 1  # said once
+
+
+def test_a_pool_stopped_and_started_by_another_process_is_announced(
+        ctl: StorageController, pool: Path, state_root: Path) -> None:
+    ctl.poll()
+    events: list[object] = []
+    ctl.subscribe(events.append)
+    with StorageController(state_root, create_default=False, autostart=False) as other:
+        other.stop_pool("p")
+        ctl.poll()
+        assert events == [PoolChanged("p", "stopped")]
+        other.start_pool("p")
+    ctl.poll()
+    assert events == [PoolChanged("p", "stopped"), PoolChanged("p", "started")]
+    assert len(ctl.cached_volumes("p")) == 0  # listed (an empty pool), watched again
+    (pool / "x.img").write_bytes(b"")
+    ctl.poll()
+    assert events[-1] == VolumesChanged("p", added=("x.img",))
+
+
+def test_a_start_of_our_own_is_not_announced_twice(ctl: StorageController, pool: Path) -> None:
+    ctl.poll()
+    ctl.stop_pool("p")
+    ctl.poll()
+    events: list[object] = []
+    ctl.subscribe(events.append)
+    ctl.start_pool("p")
+    ctl.poll()
+    assert [e for e in events if isinstance(e, PoolChanged)] == [PoolChanged("p", "started")]
