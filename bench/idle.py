@@ -123,11 +123,12 @@ def measure(code: Path, work: Path, state: Path, first: str, minutes: float,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 minute, 20,000 volumes")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 minute after a 10 s warm-up, 20,000 volumes")
     parser.add_argument("--minutes", type=float)
     parser.add_argument("--volumes", type=int)
-    parser.add_argument("--warmup", type=float, default=30.0,
-                        help="seconds after the rows show before sampling (default 30)")
+    parser.add_argument("--warmup", type=float,
+                        help="seconds after the rows show before sampling (30; --quick 10)")
     parser.add_argument("--peer", metavar="REF",
                         help="also run poolkeeper as of this git ref (the monitor as it was)")
     parser.add_argument("--dir", help="where to build the pool (default: a temp dir)")
@@ -136,6 +137,7 @@ def main() -> int:
         print("idle: not measured: tmux is missing (make test installs it)")
         return 0
     minutes = args.minutes or (1.0 if args.quick else 10.0)
+    warmup = args.warmup if args.warmup is not None else (10.0 if args.quick else 30.0)
     volumes = args.volumes or (20_000 if args.quick else 100_000)
     with work_dir(args.dir) as work:
         state, images = work / "state", work / "images"
@@ -150,9 +152,9 @@ def main() -> int:
             stack.enter_context(writer(work / "elsewhere.log"))
             results = {}
             for label, code in runs:
-                print(f"  {label}: {minutes:g} min after a {args.warmup:g} s warm-up ...",
+                print(f"  {label}: {minutes:g} min after a {warmup:g} s warm-up ...",
                       flush=True)
-                results[label] = measure(code, work, state, first, minutes, args.warmup)
+                results[label] = measure(code, work, state, first, minutes, warmup)
     print(f"idle TUI ({TUI_SIZE[0]}x{TUI_SIZE[1]}, tmux) on a running {volumes:,}-volume dir "
           f"pool, another process appending 4 KiB + fsync every 100 ms on the same "
           f"filesystem; {minutes:g} min sampled; {load_note()}")
