@@ -5,6 +5,11 @@ exclude each other exactly as two processes do, and the kernel drops a lock when
 its holder dies (a stale lock never blocks). Refusals are immediate Busy errors;
 only the short store lock waits.
 
+An exclusive pool request that has to wait says so while it waits (a shared flock on the
+pool's ".want" file): the live monitor, which reads a pool in short slices under a shared
+hold, checks that before each slice and steps aside, so a verb never fails "busy" because
+the monitor happened to be scanning (LockManager.writer_waiting).
+
 Lock files are removed when what they guard is gone and nobody holds them (a deleted
 volume's by the delete; a volume's being created when its create or clone job ends, made
 or not; every free volume lock file when a pool is stopped or undefined; a pool's own when
@@ -106,17 +111,19 @@ def _names(path: Path, fd: int) -> bool:
 
 
 def acquire(path: Path, *, exclusive: bool, what: str, busy_message: str,
-            wait: float = 0.0, readers: str = "", advice: str = "") -> HeldLock:
+            wait: float = 0.0, readers: str = "", advice: str = "",
+            announce: Path | None = None) -> HeldLock:
     """flock `path`; Busy(busy_message + holder + advice) if it is held incompatibly past
     `wait` s. Only exclusive holders record who they are; `readers` names the shared
-    holders when an exclusive request finds no record."""
+    holders when an exclusive request finds no record. `announce`: a file held shared
+    while this request waits (see writer_waiting)."""
     op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
     deadline = time.monotonic() + wait
     for _ in range(_MAX_REOPENS):
         # O_NOFOLLOW: a link planted in the lock directory must not make us write elsewhere.
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            _flock_until(fd, op, deadline)
+            _flock_until(fd, op, deadline, announce)
         except Busy:
             holder = _describe_holder(fd) or (readers if exclusive else "")
             os.close(fd)
@@ -138,18 +145,40 @@ def acquire(path: Path, *, exclusive: bool, what: str, busy_message: str,
     return HeldLock(fd, exclusive, path)
 
 
-def _flock_until(fd: int, op: int, deadline: float) -> None:
-    """flock with LOCK_NB, retried until `deadline`; Busy (bare) when it passes."""
-    while True:
-        try:
-            fcntl.flock(fd, op)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-            if time.monotonic() >= deadline:
-                raise Busy("") from None
+def _flock_until(fd: int, op: int, deadline: float, announce: Path | None = None) -> None:
+    """flock with LOCK_NB, retried until `deadline`; Busy (bare) when it passes. While it
+    waits, `announce` is held shared (a waiting writer, for writer_waiting)."""
+    marker: int | None = None
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, op)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise Busy("") from None
+            if announce is not None and marker is None:
+                marker = _announce(announce)
             time.sleep(0.02)
+    finally:
+        if marker is not None:
+            os.close(marker)
+
+
+def _announce(path: Path) -> int | None:
+    """A shared flock on `path` (None if it cannot be had this time: the next try does)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # a monitor is looking at it this very moment
+        os.close(fd)
+        return None
+    return fd
 
 
 def remove_if_free(path: Path) -> bool:
@@ -198,7 +227,23 @@ class LockManager:
         else:
             msg = f"pool '{pool}' is busy: it is being changed"
         return acquire(self._pool_path(pool), exclusive=exclusive, what=what,
-                       busy_message=msg, wait=wait)
+                       busy_message=msg, wait=wait,
+                       announce=self._want_path(pool) if exclusive and wait > 0 else None)
+
+    def writer_waiting(self, pool: str) -> bool:
+        """Is an exclusive request waiting for the pool (see the module docstring)? The
+        monitor asks before each slice of a scan and lets it in. Creates no file."""
+        try:
+            fd = os.open(self._want_path(pool), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return False  # nobody ever waited
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def records(self, pool: str) -> HeldLock:
         """Serialises updates of a pool's volume records (a short critical section)."""
@@ -252,9 +297,13 @@ class LockManager:
         go; its pool lock file goes with the holder's release(remove=True)."""
         self.sweep_volume_locks()
         remove_if_free(self.dir / f"records-{_key(pool)}.lock")
+        remove_if_free(self._want_path(pool))
 
     def _pool_path(self, pool: str) -> Path:
         return self.dir / f"pool-{_key(pool)}.lock"
+
+    def _want_path(self, pool: str) -> Path:
+        return self.dir / f"pool-{_key(pool)}.want"
 
     @staticmethod
     def _volume_busy(pool: str, volume: str) -> str:

@@ -2,33 +2,61 @@
 
 The cache holds each active pool's volumes as last listed, in memory only, so a UI thread
 reads it without I/O (StorageController.cached_volumes); whatever changes in it is
-published as VolumesChanged. The monitor asks each active pool's driver, every few seconds,
-for a cheap change token and rescans only the pools whose token changed. A change of free
-space alone (SpaceToken: any writer on the same filesystem makes one) updates the pool's
-sizes at once; its volumes, whose allocations follow it, are rescanned at most every
-SPACE_RESCAN_INTERVAL seconds.
+published as VolumesChanged.
+
+The monitor is change-driven (one thread, or a round at a time through poll()):
+  * a pool whose volumes are files (the driver's features say so) gets an inotify watch on
+    its directory (backends/watch.py); an event names the entry that changed, and only
+    that entry is read again (the driver's refresh_volumes). Writes to a volume (modify,
+    close_write, attrib) re-read it at most every MODIFY_INTERVAL seconds; entries made,
+    removed or renamed at once. A lost event (IN_Q_OVERFLOW) rescans the pool in full; a
+    watch that cannot be added makes the pool a polled one.
+  * its capacity figures (statvfs) are read every `interval` seconds, apart from the
+    volumes: free space that changed (any writer on the filesystem) publishes
+    PoolChanged "sizes", never a rescan.
+  * a pool with no notification (block devices, iSCSI; a file pool without a watch) is
+    polled: its driver's cheap change token every `interval` seconds, doubling up to
+    POLL_MAX while nothing changes, back to `interval` on a change, which rescans it in
+    full. A watched pool on a network filesystem (NFS, CIFS: inotify sees only this host's
+    changes) is polled that way too.
+  * one scan at a time (one round at a time), and no pool lock held for long: a scan reads
+    SLICE volumes per shared hold of the pool lock, and before each slice it steps aside
+    for an exclusive verb that waits (LockManager.writer_waiting) or for stop(); a scan
+    raced by a stop or start (the run state changed) is dropped, and tried again later.
+A pool whose storage cannot be read (its directory removed, its filesystem unmounted) is
+reported inaccessible once (PoolChanged "inaccessible").
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import select
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
-from . import runner
+from . import runner, watch
 from .drivers.base import PoolDriver, SpaceToken
-from .errors import PoolkeeperError
+from .drivers.dir import DirDriver
+from .errors import Busy, PoolkeeperError
 from .events import EventBus, PoolChanged, VolumesChanged
 from .format_records import FormatRecords
 from .locks import LockManager
 from .model import VolumeInfo
 from .store import Store
 
-MONITOR_INTERVAL = 3.0
-_GONE = object()  # monitor token of a pool whose storage cannot be read
-# A change of free space alone (poll) rescans the volumes at most this often: their
-# allocations follow it, and a full scan of a big pool costs ~30 us of CPU per volume.
-SPACE_RESCAN_INTERVAL = 30.0
+MONITOR_INTERVAL = 3.0  # sizes, new pools, and the first step of a poll (seconds)
+POLL_MAX = 30.0  # a polled pool in which nothing changes is asked at most this rarely
+MODIFY_INTERVAL = 2.0  # a volume being written is read again at most this often
+SLICE = 256  # volumes read per shared hold of the pool lock (~10 ms)
+EVENT_SETTLE = 0.1  # a burst of events is gathered this long before it is read
+RETRY = 1.0  # after a scan was dropped (busy pool, a verb waiting, a restart)
+STOP_WAIT = 1.0  # stop() waits this long for the thread (a scan stops within a slice)
+
+log = logging.getLogger(__name__)
 
 
 class VolumeCache:
@@ -47,6 +75,10 @@ class VolumeCache:
                 return list(cache.values())
             return [cache[n] for n in names if n in cache]
 
+    def listed(self, pool: str) -> bool:
+        with self._cache_lock:
+            return pool in self._cache
+
     def replace(self, pool: str, volumes: list[VolumeInfo]) -> None:
         """A new listing of the pool (its first is published as nothing changed)."""
         new = {v.name: v for v in volumes}
@@ -57,13 +89,34 @@ class VolumeCache:
             return
         added = tuple(n for n in new if n not in old)
         removed = tuple(n for n in old if n not in new)
-        changed = tuple(
-            n for n, v in new.items()
-            if n in old and (old[n].signature != v.signature or old[n].format != v.format
-                             or old[n].error != v.error)
-        )
+        changed = tuple(n for n, v in new.items() if n in old and _differs(old[n], v))
         if added or removed or changed:
             self.bus.publish(VolumesChanged(pool, added, removed, changed))
+
+    def update(self, pool: str, found: dict[str, VolumeInfo | None]) -> None:
+        """Some volumes read again (None: not there, or not a volume); one event for all.
+        A pool not listed yet is left alone (its first listing is on its way)."""
+        added: list[str] = []
+        removed: list[str] = []
+        changed: list[str] = []
+        with self._cache_lock:
+            cache = self._cache.get(pool)
+            if cache is None:
+                return
+            for name, info in found.items():
+                old = cache.get(name)
+                if info is None:
+                    if old is not None:
+                        del cache[name]
+                        removed.append(name)
+                    continue
+                cache[name] = info
+                if old is None:
+                    added.append(name)
+                elif _differs(old, info):
+                    changed.append(name)
+        if added or removed or changed:
+            self.bus.publish(VolumesChanged(pool, tuple(added), tuple(removed), tuple(changed)))
 
     def put(self, pool: str, name: str, info: VolumeInfo, added: bool = False) -> None:
         """One volume made or changed by a verb of ours."""
@@ -85,9 +138,40 @@ class VolumeCache:
             self._cache.pop(pool, None)
 
 
+def _differs(old: VolumeInfo, new: VolumeInfo) -> bool:
+    return (old.signature != new.signature or old.format != new.format
+            or old.error != new.error or old.permissions != new.permissions)
+
+
+class _Dropped(Exception):
+    """A scan stepped aside (stop, a verb waiting, the pool restarted): try again later."""
+
+
+@dataclass
+class _Pool:
+    """What the monitor knows of one active pool."""
+
+    name: str
+    generation: object  # its run state's identity: another start or a stop changes it
+    mode: str = "new"  # new (not set up yet), watched, polled
+    wd: int | None = None  # inotify watch
+    remote: bool = False  # watched, but others change it unseen (network filesystem)
+    full: bool = True  # a full scan is due (first sight, lost events, a changed token)
+    scanned: bool = False  # the first full scan is done (later ones say "sizes")
+    gone: bool = False  # reported inaccessible
+    token: object = None  # a polled pool's last change token
+    sizes: object = None  # a watched pool's last capacity figures
+    names: dict[str, float] = field(default_factory=dict)  # to read again -> when due
+    read_at: dict[str, float] = field(default_factory=dict)  # name -> last read (modify)
+    step: float = 0.0  # current poll interval (backoff)
+    poll_due: float = 0.0
+    sizes_due: float = 0.0
+    retry_due: float = 0.0  # no scan before this (after a dropped one)
+
+
 class PoolMonitor:
-    """Polls the active pools' change tokens (in a thread, or a round at a time) and
-    rescans into the cache the pools that changed."""
+    """Keeps the cache current for the active pools (see the module docstring): start()
+    runs it in a thread; poll() runs one round now (every check due or not)."""
 
     def __init__(self, store: Store, locks: LockManager, bus: EventBus, cache: VolumeCache,
                  records: FormatRecords, driver_for: Callable[[str], PoolDriver]) -> None:
@@ -97,83 +181,339 @@ class PoolMonitor:
         self._cache = cache
         self._records = records
         self._driver_for = driver_for  # pool name -> its driver
-        self._tokens: dict[str, object] = {}
-        self._scanned_at: dict[str, float] = {}  # monotonic time of each pool's last scan
-        self._space_changed: set[str] = set()  # free space changed since the last scan
-        self._monitor: threading.Thread | None = None
-        self._monitor_stop = threading.Event()
+        self.interval = MONITOR_INTERVAL
+        self._pools: dict[str, _Pool] = {}
+        self._by_wd: dict[int, str] = {}
+        self._watcher: watch.Watcher | None = None
+        self._no_inotify = False
+        self._forgotten: set[str] = set()  # by forget(), applied at the next round
+        self._inactive: set[str] = set()  # defined pools last seen inactive
+        self._forgotten_lock = threading.Lock()
+        self._round_lock = threading.Lock()  # one round (so one scan) at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake: tuple[int, int] | None = None
+        self.full_scans = 0  # counters, for tests and benches
+        self.volumes_read = 0
 
+    # == the thread ====================================================================
     def start(self, interval: float = MONITOR_INTERVAL) -> None:
-        if self._monitor is not None:
+        if self._thread is not None:
             return
-        self._monitor_stop.clear()
-
-        def loop() -> None:
-            while not self._monitor_stop.wait(interval):
-                self.poll()
-
-        self._monitor = threading.Thread(target=loop, name="pk-monitor", daemon=True)
-        self._monitor.start()
+        self.interval = interval
+        self._stop.clear()
+        self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, args=(self._wake,),
+                                        name="pk-monitor", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        if self._monitor is not None:
-            self._monitor_stop.set()
-            self._monitor.join(timeout=10)
-            self._monitor = None
+        """Stop the thread (a scan steps aside at its next slice) and drop the watches."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            if self._wake is not None:
+                with contextlib.suppress(OSError):
+                    os.write(self._wake[1], b"x")
+            thread.join(timeout=STOP_WAIT)
+            self._wake = None  # the thread closes the pipe on its way out
+            if thread.is_alive():
+                return  # inside a tool (a block pool's refresh): it is a daemon thread
+        with self._round_lock:
+            for pool in list(self._pools):
+                self._drop(pool)
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
+
+    def _run(self, wake: tuple[int, int]) -> None:
+        try:
+            if self._stop.wait(self.interval):  # the app's own first listing goes first
+                return
+            while not self._stop.is_set():
+                try:
+                    self._round(force=False)
+                    with self._round_lock:
+                        timeout = self._sleep_for()
+                        watcher = self._watcher
+                except Exception:  # a bug: say so, never die (the next round retries)
+                    log.exception("live monitor round failed")
+                    timeout, watcher = self.interval, None
+                if self._stop.is_set():
+                    break
+                fds = [wake[0]] + ([watcher.fileno()] if watcher is not None else [])
+                try:
+                    ready, _, _ = select.select(fds, [], [], timeout)
+                except (OSError, ValueError):
+                    ready = []
+                    self._stop.wait(self.interval)
+                if len(fds) > 1 and fds[1] in ready:
+                    self._stop.wait(EVENT_SETTLE)  # gather the rest of a burst
+        finally:
+            for fd in wake:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _sleep_for(self) -> float:
+        """Until the next check or read that is due (at most `interval`: new pools)."""
+        now = time.monotonic()
+        due = now + self.interval
+        for p in self._pools.values():
+            if p.gone or p.mode == "polled" or p.remote:
+                due = min(due, p.poll_due)
+            if p.mode == "watched" and not p.gone and not p.remote:
+                due = min(due, p.sizes_due)
+            if p.full:
+                due = min(due, p.retry_due)
+            elif p.names:
+                due = min(due, max(p.retry_due, min(p.names.values())))
+        return max(0.0, due - now)
+
+    # == rounds ========================================================================
+    def poll(self) -> None:
+        """One round now: every check and pending read, whatever is due (its tools are
+        routine reads: see runner.routine)."""
+        self._round(force=True)
 
     def forget(self, pool: str) -> None:
-        """The pool stopped or went: its listing and token go (the next start rescans)."""
+        """The pool stopped or went: its listing goes now, its watch at the next round (the
+        next start rescans)."""
         self._cache.drop(pool)
-        self._tokens.pop(pool, None)
+        with self._forgotten_lock:
+            self._forgotten.add(pool)
 
-    def poll(self) -> None:
-        """One monitor round: cheap token per active pool, rescan only what changed (its
-        tools are routine reads: see runner.routine)."""
-        with runner.routine():
-            self._poll()
+    def _round(self, force: bool) -> None:
+        with self._round_lock, runner.routine():
+            self._sync()
+            self._read_events()
+            for p in list(self._pools.values()):
+                if self._stop.is_set() and not force:
+                    return
+                self._tend(p, force)
 
-    def _poll(self) -> None:
-        for name in self.store.definition_names():
+    def _sync(self) -> None:
+        """Pools stopped, forgotten, restarted or started since the last round."""
+        with self._forgotten_lock:
+            forgotten, self._forgotten = self._forgotten, set()
+        for name in forgotten:
+            self._drop(name)
+            self._inactive.add(name)
+        now = time.monotonic()
+        defined = self.store.definition_names()
+        for name in set(self._pools) - set(defined):  # undefined by another process
+            self._drop(name)
+            self._cache.drop(name)
+        self._inactive &= set(defined)
+        for name in defined:
+            generation = self._generation(name)
+            p = self._pools.get(name)
+            if p is not None and p.generation == generation:
+                continue
+            if p is not None:
+                self._drop(name)
+                if generation is None:  # stopped (by another process)
+                    self._cache.drop(name)
+                    self.bus.publish(PoolChanged(name, "stopped"))
+            if generation is None:
+                self._inactive.add(name)
+                continue
+            self._pools[name] = _Pool(name, generation, poll_due=now, sizes_due=now)
+            if name in self._inactive and not self._cache.listed(name):
+                # Started by another process (a start of ours lists it first): say so,
+                # so that a view of it lists it; that listing goes first (the watch is
+                # set up at once, the monitor's own full read an interval later).
+                self._pools[name].retry_due = now + self.interval
+                self.bus.publish(PoolChanged(name, "started"))
+            self._inactive.discard(name)
+
+    def _generation(self, pool: str) -> object:
+        """The identity of the pool's run state (None: not active)."""
+        try:
+            st = os.stat(self.store.run_dir / f"{pool}.xml")
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def _drop(self, pool: str) -> None:
+        p = self._pools.pop(pool, None)
+        if p is not None:
+            self._unwatch(p)
+
+    def _unwatch(self, p: _Pool) -> None:
+        if p.wd is not None:
+            self._by_wd.pop(p.wd, None)
+            if self._watcher is not None:
+                self._watcher.remove(p.wd)
+            p.wd = None
+        p.mode = "new"
+
+    def _read_events(self) -> None:
+        if self._watcher is None:
+            return
+        now = time.monotonic()
+        for event in self._watcher.read():
+            if event.mask & watch.IN_Q_OVERFLOW:  # events were lost: read everything
+                for p in self._pools.values():
+                    p.full = p.full or p.mode == "watched"
+                continue
+            p = self._pools.get(self._by_wd.get(event.wd, ""))
+            if p is None or p.wd != event.wd:
+                continue
+            if event.mask & watch.SELF_EVENTS:
+                if event.mask & watch.IN_IGNORED:  # the kernel dropped the watch
+                    self._by_wd.pop(event.wd, None)
+                    p.wd, p.mode = None, "new"
+                p.sizes_due = p.poll_due = now  # still there? (inaccessible)
+                continue
+            if not event.name:
+                continue
+            due = now
+            if not event.mask & watch.LISTING_EVENTS:  # written: rate-limited per volume
+                due = max(now, p.read_at.get(event.name, -MODIFY_INTERVAL) + MODIFY_INTERVAL)
+            p.names[event.name] = min(p.names.get(event.name, due), due)
+
+    def _tend(self, p: _Pool, force: bool) -> None:
+        now = time.monotonic()
+        try:
+            driver = self._driver_for(p.name)
+            if p.gone:
+                if not (force or now >= p.poll_due):
+                    return
+                driver.change_token()  # raises while still inaccessible
+                p.gone, p.full = False, True
+            if p.mode == "new":
+                self._setup(p, driver)
+            self._check(p, driver, now, force)
+            if force or now >= p.retry_due:
+                if p.full:
+                    self._full_scan(p, driver)
+                elif p.names:
+                    self._read_names(p, driver, now, force)
+        except (_Dropped, Busy):
+            p.retry_due = time.monotonic() + RETRY
+        except (PoolkeeperError, OSError):
+            self._lost(p, now)
+        except Exception:  # a bug: the other pools are still tended
+            log.exception("live monitor: pool '%s'", p.name)
+            p.retry_due = p.poll_due = p.sizes_due = now + self.interval
+        for name in [n for n, t in p.read_at.items() if now - t >= MODIFY_INTERVAL]:
+            del p.read_at[name]
+
+    def _lost(self, p: _Pool, now: float) -> None:
+        """The pool's storage cannot be read (directory removed, unmounted): say so once."""
+        p.poll_due = now + self.interval
+        if p.gone:
+            return
+        p.gone = True
+        self._unwatch(p)
+        p.names.clear()
+        p.token = None
+        self.bus.publish(PoolChanged(p.name, "inaccessible"))
+
+    def _setup(self, p: _Pool, driver: PoolDriver) -> None:
+        """Watch a file pool's directory (then read it all: what changed before the watch
+        was not told); any other pool, or a watch that cannot be added, is polled."""
+        p.full = True
+        p.step = self.interval
+        watcher = self._watcher_or_none()
+        if watcher is None or not driver.features().volumes_are_files \
+                or not isinstance(driver, DirDriver):
+            p.mode = "polled"
+            return
+        with driver.dir_fd() as fd:
+            p.remote = watch.remote_fs(fd)
             try:
-                if not self.store.is_active(name):
-                    if name in self._tokens:
-                        self.forget(name)
-                        self.bus.publish(PoolChanged(name, "stopped"))
-                    continue
-                driver = self._driver_for(name)
-                try:
-                    token = driver.change_token()
-                except (PoolkeeperError, OSError):
-                    # The storage went away (directory removed, unmounted): say so once.
-                    if self._tokens.get(name) is not _GONE:
-                        self._tokens[name] = _GONE
-                        self.bus.publish(PoolChanged(name, "inaccessible"))
-                    continue
-                seen = self._tokens.get(name)
-                first = name not in self._tokens
-                due = time.monotonic() - self._scanned_at.get(name, 0.0) >= SPACE_RESCAN_INTERVAL
-                if seen == token and not (due and name in self._space_changed):
-                    continue
-                if seen != token and _space_only(seen, token) and not due:
-                    # Free space alone changed: the header's sizes follow at once, the
-                    # volumes' allocations with the next scan that is due.
-                    self._tokens[name] = token
-                    self._space_changed.add(name)
-                    self.bus.publish(PoolChanged(name, "sizes"))
-                    continue
-                with self.locks.pool(name, exclusive=False, what="monitoring", wait=0):
-                    _sizes, volumes = driver.refresh()
-                self._cache.replace(name, self._records.apply(name, volumes))
-                self._tokens[name] = token  # only now: a busy round is retried next time
-                self._scanned_at[name] = time.monotonic()
-                self._space_changed.discard(name)
-                if not first:
-                    self.bus.publish(PoolChanged(name, "sizes"))
-            except (PoolkeeperError, OSError):
-                continue  # busy or vanished: try again next round
+                p.wd = watcher.add(fd)
+            except OSError:  # no watch left (fs.inotify.max_user_watches): poll it
+                p.mode = "polled"
+                return
+        p.mode = "watched"
+        self._by_wd[p.wd] = p.name
+
+    def _watcher_or_none(self) -> watch.Watcher | None:
+        if self._watcher is None and not self._no_inotify:
+            try:
+                self._watcher = watch.Watcher()
+            except OSError:  # no inotify (fs.inotify.max_user_instances reached)
+                self._no_inotify = True
+        return self._watcher
+
+    def _check(self, p: _Pool, driver: PoolDriver, now: float, force: bool) -> None:
+        """The cheap checks that are due: a polled pool's token, a watched pool's sizes."""
+        if (p.mode == "polled" or p.remote) and (force or now >= p.poll_due):
+            token = driver.change_token()
+            changed = p.token is not None and token != p.token
+            if changed and _space_only(p.token, token):
+                self.bus.publish(PoolChanged(p.name, "sizes"))  # cheap: no rescan, no reset
+                changed = False
+            elif changed:
+                p.full = True
+            p.token = token
+            p.step = self.interval if changed else min(max(p.step, self.interval) * 2,
+                                                       POLL_MAX)
+            p.poll_due = now + p.step
+        if p.mode == "watched" and not p.remote and (force or now >= p.sizes_due):
+            sizes = driver.sizes()  # of the directory checked: a swapped target raises
+            if p.sizes is not None and sizes != p.sizes:
+                self.bus.publish(PoolChanged(p.name, "sizes"))
+            p.sizes = sizes
+            p.sizes_due = now + self.interval
+
+    # == scans =========================================================================
+    @contextlib.contextmanager
+    def _hold(self, p: _Pool) -> Iterator[None]:
+        """A shared hold of the pool for one slice of a scan, unless a verb waits for it
+        or the monitor stops; the pool must still be the run it was (no stop or start)."""
+        if self._stop.is_set() or self.locks.writer_waiting(p.name):
+            raise _Dropped
+        with self.locks.pool(p.name, exclusive=False, what="monitoring", wait=0):
+            if self._generation(p.name) != p.generation:
+                raise _Dropped
+            yield
+
+    def _full_scan(self, p: _Pool, driver: PoolDriver) -> None:
+        token = driver.change_token() if p.mode == "polled" or p.remote else None
+        had = self._cache.listed(p.name)
+        p.names.clear()  # read below, as they are now
+        names = driver.volume_names()
+        if names is None:  # listed by refresh() alone (block pools: quick)
+            with self._hold(p):
+                _sizes, volumes = driver.refresh()
+        else:
+            volumes = []
+            for start in range(0, len(names), SLICE):
+                with self._hold(p):
+                    found = driver.refresh_volumes(names[start:start + SLICE])
+                volumes += [v for v in found if v is not None]
+        self.full_scans += 1
+        self.volumes_read += len(volumes)
+        if self._generation(p.name) != p.generation:
+            raise _Dropped  # stopped or restarted after the last slice
+        self._cache.replace(p.name, self._records.apply(p.name, volumes))
+        p.full = False
+        if token is not None:
+            p.token = token
+        if had and p.scanned:
+            self.bus.publish(PoolChanged(p.name, "sizes"))
+        p.scanned = True
+
+    def _read_names(self, p: _Pool, driver: PoolDriver, now: float, force: bool) -> None:
+        due = [n for n, t in p.names.items() if force or t <= now]
+        for start in range(0, len(due), SLICE):
+            part = due[start:start + SLICE]
+            with self._hold(p):
+                found = driver.refresh_volumes(part)
+            for name in part:
+                del p.names[name]
+                p.read_at[name] = now
+            self.volumes_read += len(part)
+            present = self._records.apply(p.name, [v for v in found if v is not None])
+            infos: dict[str, VolumeInfo | None] = dict.fromkeys(part)
+            infos.update((v.name, v) for v in present)
+            self._cache.update(p.name, infos)
 
 
 def _space_only(seen: object, token: object) -> bool:
-    """Did only the free space change between two monitor tokens (SpaceToken)?"""
+    """Did only the free space change between two change tokens (SpaceToken)?"""
     return isinstance(seen, SpaceToken) and isinstance(token, SpaceToken) and \
         seen.listing == token.listing

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -218,6 +219,9 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
                 close_demo(controller, sandbox)  # also stops its pools: loop devices, mounts
             else:
                 controller.close()  # cancels what still runs and waits for it to clean up
+        # The process ends next: the final collection would walk every object of a big
+        # pool's listing (2 s at 100,000 volumes); q must exit within a second.
+        gc.freeze()
     if app.gone is not None:
         _say(f"error: {app.gone}: poolkeeper stopped"
              + (f"; {app.cancelled_jobs} running job(s) cancelled" if app.cancelled_jobs else "")

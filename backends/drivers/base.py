@@ -213,6 +213,16 @@ class PoolDriver:
         look at one volume alone override this."""
         return next((v for v in self.refresh()[1] if v.name == name), None)
 
+    def volume_names(self) -> list[str] | None:
+        """The names a refresh would look at, read cheaply (one directory listing), so the
+        live monitor can rescan a big pool in slices (refresh_volumes); None: this pool is
+        listed by refresh() alone."""
+        return None
+
+    def refresh_volumes(self, names: list[str]) -> list[VolumeInfo | None]:
+        """refresh_volume of each name, in order (a driver may share the work)."""
+        return [self.refresh_volume(name) for name in names]
+
     def describe(self) -> str | None:
         """The pool's runtime state in words for the header (cheap; None: nothing to say)."""
         return None

@@ -345,6 +345,19 @@ class DirDriver(FdDataVerbs, PoolDriver):
         with self.dir_fd() as dfd:
             return self._scan(dfd, name, _UNKNOWN, self.target.rstrip("/") + "/")
 
+    # -- the live monitor's slices (backends/monitor.py) --------------------------------
+    def volume_names(self) -> list[str] | None:
+        with self.dir_fd() as dfd:
+            return [n for n in os.listdir(dfd) if not n.startswith(PARTIAL_PREFIX)]
+
+    def refresh_volumes(self, names: list[str]) -> list[VolumeInfo | None]:
+        """refresh_volume of each name through one descriptor (closed on return: nothing
+        is held open between slices, so a stop can unmount)."""
+        prefix = self.target.rstrip("/") + "/"
+        with self.dir_fd() as dfd, _gc_paused():
+            return [None if not n or n.startswith(PARTIAL_PREFIX) or "/" in n
+                    else self._scan(dfd, n, _UNKNOWN, prefix) for n in names]
+
     def _scan(self, dfd: int, name: str, kind: int, prefix: str) -> VolumeInfo | None:
         if name in self.not_volumes:
             with contextlib.suppress(OSError):

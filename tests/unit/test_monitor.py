@@ -1,53 +1,229 @@
-"""The monitor (StorageController.poll): a change of free space alone, which any process
-writing on the same filesystem makes every few seconds, updates the pool's sizes without
-rescanning its volumes; their allocations are rescanned at most every
-SPACE_RESCAN_INTERVAL seconds; a new volume is listed at the next round."""
+"""The live monitor (StorageController.poll: one round now) is change-driven:
+  * a write elsewhere on the pool's filesystem (free space alone) says "sizes" and reads
+    no volume (the pool has its own loop-mounted filesystem: no other writer shares it);
+  * an entry made, written, renamed, chmod-ed or removed in the pool reads that entry
+    only, and publishes what changed;
+  * lost events (IN_Q_OVERFLOW) read the pool in full;
+  * a pool whose directory cannot be watched is polled, and its poll backs off while
+    nothing changes;
+  * a stopped pool's watch goes.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from backends import monitor as monitor_mod
+from backends import watch
 from backends.controller import StorageController
 from backends.drivers.dir import DirDriver
 from backends.events import PoolChanged, VolumesChanged
+from tests.conftest import make_dir_pool
+from tests.loopfs import loopfs  # noqa: F401  (the fixture)
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every volume name a driver reads (a full refresh counts as '*')."""
+    seen: list[str] = []
+    real_volumes, real_refresh = DirDriver.refresh_volumes, DirDriver.refresh
+
+    def counted(self: DirDriver, names: list[str]):  # type: ignore[no-untyped-def]
+        seen.extend(names)
+        return real_volumes(self, names)
+
+    def refreshed(self: DirDriver):  # type: ignore[no-untyped-def]
+        seen.append("*")
+        return real_refresh(self)
+
+    monkeypatch.setattr(DirDriver, "refresh_volumes", counted)
+    monkeypatch.setattr(DirDriver, "refresh", refreshed)
+    return seen
+
+
+def _volumes(events: list[object]) -> list[VolumesChanged]:
+    return [e for e in events if isinstance(e, VolumesChanged)]
 
 
 def test_free_space_alone_updates_sizes_without_a_rescan(
-        state_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    images = state_root / "images"
-    scans: list[str] = []
-    real_refresh = DirDriver.refresh
-
-    def counted(self: DirDriver):  # type: ignore[no-untyped-def]
-        scans.append(self.name)
-        return real_refresh(self)
-
-    monkeypatch.setattr(DirDriver, "refresh", counted)
+        ctl: StorageController, loopfs, reads: list[str]) -> None:  # noqa: F811
+    fs = loopfs("ext4", 64)
+    images = make_dir_pool(ctl, "p", fs.mount / "images")
+    for i in range(20):
+        (images / f"v{i}.img").write_bytes(b"")
+    ctl.poll()  # first sight: watch, then read it all
+    reads.clear()
     events: list[object] = []
-    with StorageController(state_root) as ctl:
-        ctl.bus.subscribe(events.append)
-        ctl.poll()  # the first round scans (so may starting the default pool)
-        assert scans[-1:] == ["default"]
-        scans[:] = ["default"]
-        outside = images.parent / "elsewhere.bin"  # same filesystem, not in the pool
-        outside.write_bytes(b"x" * (4 << 20))
-        os.sync()
+    ctl.subscribe(events.append)
+    outside = fs.mount / "elsewhere.bin"  # same filesystem, not in the pool
+    for _ in range(3):
+        with open(outside, "ab") as fh:
+            fh.write(b"x" * (1 << 20))
+            fh.flush()
+            os.fsync(fh.fileno())
         ctl.poll()
-        assert scans == ["default"]  # no rescan for free space alone...
-        assert any(isinstance(e, PoolChanged) and e.reason == "sizes" for e in events)
+    assert reads == []  # not one volume read...
+    assert ctl._monitor.full_scans == 1
+    assert PoolChanged("p", "sizes") in events  # ...but the header's sizes follow
+    assert _volumes(events) == []
+
+
+def test_an_event_reads_only_the_entry_it_names(
+        ctl: StorageController, pool: Path, reads: list[str]) -> None:
+    for i in range(50):
+        (pool / f"v{i}.img").write_bytes(b"")
+    ctl.poll()
+    reads.clear()
+    events: list[object] = []
+    ctl.subscribe(events.append)
+
+    (pool / "new.img").write_bytes(b"\0" * 4096)
+    ctl.poll()
+    assert reads == ["new.img"]
+    assert _volumes(events) == [VolumesChanged("p", added=("new.img",))]
+
+    reads.clear()
+    with open(pool / "v1.img", "ab") as fh:  # appended to: its allocation changes
+        fh.write(b"y" * 8192)
+    ctl.poll()
+    assert reads == ["v1.img"]
+    assert _volumes(events)[-1] == VolumesChanged("p", changed=("v1.img",))
+
+    reads.clear()
+    os.chmod(pool / "v2.img", 0o640)
+    ctl.poll()
+    assert reads == ["v2.img"]
+    assert ctl.cached_volumes("p", ["v2.img"])[0].permissions.mode == 0o640
+
+    reads.clear()
+    os.rename(pool / "v3.img", pool / "w3.img")
+    ctl.poll()
+    assert sorted(reads) == ["v3.img", "w3.img"]
+    assert _volumes(events)[-1] == VolumesChanged("p", added=("w3.img",), removed=("v3.img",))
+
+    reads.clear()
+    os.unlink(pool / "v4.img")
+    ctl.poll()
+    assert reads == ["v4.img"]
+    assert _volumes(events)[-1] == VolumesChanged("p", removed=("v4.img",))
+    assert ctl._monitor.full_scans == 1
+    assert len(ctl.cached_volumes("p")) == 50
+
+
+def test_writes_to_one_volume_are_read_at_most_every_modify_interval(
+        ctl: StorageController, pool: Path, reads: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (pool / "log.img").write_bytes(b"")
+    ctl.poll()
+    monkeypatch.setattr(monitor_mod, "MODIFY_INTERVAL", 3600.0)
+    reads.clear()
+    mon = ctl._monitor
+    with open(pool / "log.img", "ab") as fh:
+        for _ in range(5):
+            fh.write(b"z" * 4096)
+            fh.flush()
+            mon._round(force=False)  # as the thread runs it: limits apply
+    assert reads == ["log.img"]  # the first write is read at once, the others wait
+    assert "log.img" in mon._pools["p"].names  # ...and the last state is still to read
+    ctl.poll()  # (a round with every check due)
+    assert reads == ["log.img", "log.img"]
+    assert ctl.cached_volumes("p", ["log.img"])[0].allocation >= 5 * 4096
+
+
+def test_lost_events_read_the_pool_in_full(ctl: StorageController, pool: Path) -> None:
+    ctl.poll()
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 40_000:
+        pytest.skip(f"max_queued_events is {limit}: too many files to overflow it")
+    events: list[object] = []
+    ctl.subscribe(events.append)
+    for i in range(limit // 2 + 100):  # two events each (create, close_write)
+        (pool / f"f{i}.img").write_bytes(b"")
+    ctl.poll()
+    assert ctl._monitor.full_scans == 2
+    assert len(ctl.cached_volumes("p")) == limit // 2 + 100
+
+
+def test_a_pool_that_cannot_be_watched_is_polled_with_backoff(
+        ctl: StorageController, pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_watch(self: watch.Watcher, dir_fd: int, mask: int = 0) -> int:
+        raise OSError(28, "inotify_add_watch: No space left on device")
+
+    monkeypatch.setattr(watch.Watcher, "add", no_watch)
+    ctl.poll()
+    state = ctl._monitor._pools["p"]
+    assert state.mode == "polled"
+    steps = []
+    for _ in range(5):
         ctl.poll()
-        assert scans == ["default"]
-        monkeypatch.setattr(monitor_mod, "SPACE_RESCAN_INTERVAL", 0.0)
-        ctl.poll()  # ...until a scan is due, even with nothing new since
-        assert scans == ["default", "default"]
+        steps.append(state.step)
+    assert steps == sorted(steps) and steps[-1] == monitor_mod.POLL_MAX  # backs off
+    (pool / "late.img").write_bytes(b"")
+    events: list[object] = []
+    ctl.subscribe(events.append)
+    ctl.poll()
+    assert VolumesChanged("p", added=("late.img",)) in events  # a full rescan found it
+    assert state.step == ctl._monitor.interval  # and the poll is quick again
+
+
+def test_a_stopped_pool_loses_its_watch(ctl: StorageController, pool: Path) -> None:
+    ctl.poll()
+    mon = ctl._monitor
+    assert mon._pools["p"].mode == "watched"
+    ctl.stop_pool("p")
+    ctl.poll()
+    assert "p" not in mon._pools and mon._by_wd == {}
+    (pool / "after.img").write_bytes(b"")
+    ctl.poll()
+    assert ctl.cached_volumes("p") == []
+
+
+def test_an_unmounted_target_is_reported_inaccessible(
+        ctl: StorageController, loopfs) -> None:  # noqa: F811
+    fs = loopfs("ext4", 16)
+    make_dir_pool(ctl, "p", fs.mount)
+    ctl.poll()
+    mon = ctl._monitor
+    assert mon._pools["p"].mode == "watched"
+    events: list[object] = []
+    ctl.subscribe(events.append)
+    # The watch pins nothing: the filesystem can be unmounted under the monitor.
+    subprocess.run(["umount", str(fs.mount)], check=True, capture_output=True)
+    ctl.poll()
+    assert PoolChanged("p", "inaccessible") in events
+    assert mon._by_wd == {}
+    ctl.poll()
+    assert events.count(PoolChanged("p", "inaccessible")) == 1  # said once
+
+
+def test_a_pool_stopped_and_started_by_another_process_is_announced(
+        ctl: StorageController, pool: Path, state_root: Path) -> None:
+    ctl.poll()
+    events: list[object] = []
+    ctl.subscribe(events.append)
+    with StorageController(state_root, create_default=False, autostart=False) as other:
+        other.stop_pool("p")
         ctl.poll()
-        assert scans == ["default", "default"]  # and only once
-        monkeypatch.setattr(monitor_mod, "SPACE_RESCAN_INTERVAL", 3600.0)
-        (images / "new.img").write_bytes(b"")
-        ctl.poll()  # a new volume: listed at once
-        assert scans == ["default", "default", "default"]
-        assert any(isinstance(e, VolumesChanged) and "new.img" in e.added for e in events)
+        assert events == [PoolChanged("p", "stopped")]
+        other.start_pool("p")
+    ctl.poll()
+    assert events == [PoolChanged("p", "stopped"), PoolChanged("p", "started")]
+    assert len(ctl.cached_volumes("p")) == 0  # listed (an empty pool), watched again
+    (pool / "x.img").write_bytes(b"")
+    ctl.poll()
+    assert events[-1] == VolumesChanged("p", added=("x.img",))
+
+
+def test_a_start_of_our_own_is_not_announced_twice(ctl: StorageController, pool: Path) -> None:
+    ctl.poll()
+    ctl.stop_pool("p")
+    ctl.poll()
+    events: list[object] = []
+    ctl.subscribe(events.append)
+    ctl.start_pool("p")
+    ctl.poll()
+    assert [e for e in events if isinstance(e, PoolChanged)] == [PoolChanged("p", "started")]
