@@ -16,6 +16,7 @@ from backends.errors import Busy, PoolkeeperError
 from backends.model import PoolFeatures
 
 from .. import dialogs
+from ..bridge import Outcome
 
 if TYPE_CHECKING:
     from .main_base import MainScreenBase as _Screen
@@ -143,13 +144,16 @@ class PoolActions(_Screen):
                                                     held_error=error, busy=busy,
                                                     ascii=self.ascii), done)
 
-    def _delete_pool(self, name: str, force: bool, expected: tuple[str, ...] | None) -> None:
+    def _delete_pool(self, name: str, force: bool, expected: tuple[str, ...] | None
+                     ) -> Outcome | None:
+        """Destroy the storage, then undefine: a refused undefine is half of it done."""
         self.ctl.delete_pool(name, force=force, expected=expected)
         try:
             self.ctl.undefine_pool(name)
         except PoolkeeperError as exc:
-            raise PoolkeeperError(f"its storage was destroyed, but the definition stays: "
-                                  f"{exc}") from None
+            return Outcome(f"destroyed the storage of pool {name}, but could not undefine "
+                           f"it: {exc}", "warning")
+        return None
 
     def action_set_secret(self) -> None:
         if self.view is not None and self.view.secret_usage and self._prepare("secret"):

@@ -16,6 +16,7 @@ from backends.errors import PoolkeeperError
 from backends.model import WIPE_ALGORITHMS, Extent, VolumeDef, VolumeInfo, VolumeTarget
 
 from .. import dialogs
+from ..bridge import Outcome, batch_outcome
 from ..widgets.extent_bar import ExtentBar
 from ..widgets.volume_table import VolumeTable
 
@@ -191,18 +192,20 @@ class VolumeActions(_Screen):
         self.app.push_screen(dialogs.DeleteVolumesDialog(volumes, in_use, ascii=self.ascii),
                              done)
 
-    def _delete_volumes(self, pool: str, names: list[str]) -> None:
-        errors = []
+    def _delete_volumes(self, pool: str, names: list[str]) -> Outcome:
+        """Each volume in turn; the report names those deleted and those not, with why
+        (a volume another one is backed by is refused, the others still go)."""
+        deleted: list[str] = []
+        failed: list[tuple[str, str]] = []
         for volume in names:
             try:
                 self.ctl.delete_volume(pool, volume)
+                deleted.append(volume)
             except PoolkeeperError as exc:
-                errors.append(str(exc))
-        if errors:
-            deleted = len(names) - len(errors)
-            # run_verb says "could not delete N volumes: "; say which part did happen
-            raise PoolkeeperError((f"{deleted} of them deleted; " if deleted else "")
-                                  + "; ".join(errors))
+                failed.append((volume, str(exc)))
+            except OSError as exc:
+                failed.append((volume, exc.strerror or str(exc)))
+        return batch_outcome("delete", "deleted", "volume", deleted, failed)
 
     def action_copy_path(self) -> None:
         volume = self._need_volume()
