@@ -34,7 +34,7 @@ from . import (
 from .backing_chain import BackingChains
 from .download_targets import DownloadTargets
 from .drivers import driver_class, features, pool_types
-from .drivers.base import PoolDriver
+from .drivers.base import PoolDriver, refused
 from .errors import (
     AlreadyExists,
     PoolkeeperError,
@@ -177,11 +177,29 @@ class StorageController:
     def define_pool(self, xml: str | bytes) -> PoolStatus:
         return self.define_pool_def(xmlio.parse_pool(xml))
 
-    def define_pool_def(self, pdef: PoolDef) -> PoolStatus:
+    def check_pool_def(self, pdef: PoolDef, new: bool = True
+                       ) -> volume_requests.Refusal | None:
+        """What define_pool_def would refuse of `pdef` (the name, the type's rules, a
+        target or source another pool has), storing nothing; `new`: a pool of that name
+        is refused too (the define form makes pools, it does not redefine them)."""
+        try:
+            self._check_definition(pdef)
+            if new and self.store.read_definition(pdef.name) is not None:
+                raise refused(AlreadyExists(f"a pool named '{pdef.name}' already exists; "
+                                            "choose another name"), "name")
+            pool_claims.refuse_claimed(pdef, self._other_defs(pdef.name))
+        except PoolkeeperError as exc:
+            return volume_requests.refusal(exc)
+        return None
+
+    def _check_definition(self, pdef: PoolDef) -> None:
         xmlio.validate_pool(pdef)
         check_pool_name(pdef.name)
         driver_class(pdef.type).validate(pdef)  # the type, mount options, hosts, paths
         self._refuse_unsafe_target(pdef)
+
+    def define_pool_def(self, pdef: PoolDef) -> PoolStatus:
+        self._check_definition(pdef)
         with self.locks.store():
             self._define_locked(pdef)
         self.bus.publish(PoolChanged(pdef.name, "defined"))
@@ -472,7 +490,25 @@ class StorageController:
         pdef = self.pool_def(pool)
         return self.create_volume_def(pool, xmlio.parse_volume(xml, pdef.type))
 
-    def create_volume_def(self, pool: str, vdef: VolumeDef) -> Job:
+    def check_volume_def(self, pool: str, vdef: VolumeDef) -> volume_requests.Refusal | None:
+        """What create_volume_def would refuse of `vdef` before its job (the name rules of
+        the pool's type, a name taken, the room, what the storage needs), creating
+        nothing: a form runs it before it closes. None: it would be taken."""
+        try:
+            self._volume_request(pool, vdef)
+        except PoolkeeperError as exc:
+            return volume_requests.refusal(exc, allocation_asked=bool(vdef.allocation))
+        return None
+
+    def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
+        """The name the pool's storage requires for `vdef` (a disk pool's next partition,
+        loop0p3), for a form to fill in; None: any valid name will do."""
+        return self._active_driver(pool).next_volume_name(vdef)
+
+    def _volume_request(self, pool: str, vdef: VolumeDef
+                        ) -> tuple[PoolDriver, VolumeDef, str, list[str]]:
+        """create_volume_def's checks: the driver, the definition as it will be made (its
+        format and backing resolved), its format and the space warnings."""
         driver = self._active_driver(pool)
         if not driver.can_create_volumes:
             raise Unsupported(f"volumes of a '{driver.type}' pool cannot be created")
@@ -481,7 +517,6 @@ class StorageController:
         fmt = vdef.target.format or driver.default_volume_format or "raw"
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         xmlio.refuse_unhonoured(vdef, driver.type)
-        requested_backing = vdef.backing
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._chains.resolve_backing(
                 vdef.backing, block_snapshot=driver.backing_is_snapshot, for_name=name))
@@ -494,6 +529,13 @@ class StorageController:
         if os.path.lexists(driver.volume_path(name)):
             raise AlreadyExists(f"volume '{name}' already exists in pool '{pool}'")
         warnings = volume_requests.space_check(driver, vdef, fmt)
+        driver.check_new_volume(vdef)  # the type's own rules: a partition's name, thin pool
+        return driver, vdef, fmt, warnings
+
+    def create_volume_def(self, pool: str, vdef: VolumeDef) -> Job:
+        requested_backing = vdef.backing
+        driver, vdef, fmt, warnings = self._volume_request(pool, vdef)
+        name = vdef.name
         job = self.jobs.create("create", f"create {name} in {pool}", pool, name)
         job.warnings.extend(warnings)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="creating a volume"))

@@ -62,7 +62,7 @@ from ..model import (
 from ..names import check_name
 from ..progress import JobContext, shielded
 from ..units import human
-from .base import Claim, PoolDriver, device_claims
+from .base import Claim, PoolDriver, device_claims, refused
 from .fddata import FdDataVerbs
 from .lvm_report import (
     LVS_FIELDS,
@@ -571,12 +571,12 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         size = round_up(capacity, ext)
         if vol.allocation is not None and vol.allocation < capacity:
             pools = sorted(lv.name for lv in lvs if lv.is_thin_pool and not lv.hidden)
-            if not pools:
-                raise Unsupported(
+            if not pools:  # beside the allocation asked for, in the create dialog
+                raise refused(Unsupported(
                     f"volume group '{vg}' has no thin pool, so its logical volumes are fully "
                     f"allocated: leave out the allocation (or make it {capacity} bytes, the "
                     f"capacity), or create a thin pool for sparse volumes "
-                    f"(lvcreate --type thin-pool -L SIZE -n NAME {vg})")
+                    f"(lvcreate --type thin-pool -L SIZE -n NAME {vg})"), "allocation")
             return ["lvcreate", "--yes", "--name", name, "--thin", "-V", f"{size}b", "--",
                     f"{vg}/{pools[0]}"]
         return ["lvcreate", "--yes", "--name", name, "-L", f"{size}b", "--", vg]
@@ -607,21 +607,23 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         return ["lvcreate", "--yes", "-s", "-L", f"{round_up(cow, state.extent_size)}b",
                 "-n", name, "--", target]
 
-    def create_volume(self, vol: VolumeDef, ctx: JobContext, *, partial: bool = False) -> None:
-        """lvcreate; `partial`: tagged as being filled (see PARTIAL_TAG)."""
-        name = check_lv_name(vol.name)
-        state = self._require_vg()
+    def check_new_volume(self, vol: VolumeDef) -> list[str]:
+        """Refused as create_volume refuses it (a sparse LV needs a thin pool): its argv."""
+        name, state = check_lv_name(vol.name), self._require_vg()
         self._require_complete(state)
         lvs = self._lvs()
         existing = next((lv for lv in lvs if lv.name == name), None)
-        if existing is not None and PARTIAL_TAG in existing.tags:
-            raise AlreadyExists(f"the logical volume '{name}' in volume group '{state.name}' is "
-                                "what a clone left half-made and could not remove; remove it "
-                                f"with: lvremove {state.name}/{name}")
         if existing is not None:
-            raise AlreadyExists(f"a logical volume named '{name}' already exists in volume "
-                                f"group '{state.name}'")
-        argv = self.create_argv(vol, state, lvs)
+            raise AlreadyExists(
+                f"the logical volume '{name}' in volume group '{state.name}' is what a clone "
+                f"left half-made and could not remove; remove it with: lvremove "
+                f"{state.name}/{name}" if PARTIAL_TAG in existing.tags else
+                f"a logical volume named '{name}' already exists in volume group '{state.name}'")
+        return self.create_argv(vol, state, lvs)
+
+    def create_volume(self, vol: VolumeDef, ctx: JobContext, *, partial: bool = False) -> None:
+        """lvcreate; `partial`: tagged as being filled (see PARTIAL_TAG)."""
+        argv, name = self.check_new_volume(vol), vol.name
         if partial:
             end = argv.index("--")
             argv[end:end] = ["--addtag", PARTIAL_TAG]

@@ -40,6 +40,7 @@ from backends.model import (
 )
 from backends.reports import volume_def_from_info
 from backends.runner import Completed
+from backends.volume_requests import Refusal
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -252,6 +253,18 @@ class StubController:
         return PoolStatus(name=pdef.name, type=pdef.type, uuid="", state="inactive",
                           autostart=False, persistent=True, target=pdef.target.path,
                           features=FEATURES[pdef.type])
+
+    def check_pool_def(self, pdef: PoolDef, new: bool = True) -> Refusal | None:
+        """Nothing is refused but a name that a listed pool has (snapshots show forms)."""
+        if new and pdef.name in DEFINITIONS:
+            return Refusal("name", f"a pool named '{pdef.name}' already exists")
+        return None
+
+    def check_volume_def(self, pool: str, vdef: VolumeDef) -> Refusal | None:
+        return None
+
+    def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
+        return None
 
     def pool_def(self, name: str) -> PoolDef:
         self._status(name)
