@@ -47,6 +47,10 @@ class Controller(Protocol):
         """Stop the monitor, cancel the running jobs and wait for them to clean up."""
         ...
 
+    def startup_problems(self) -> list[str]:
+        """What failed as the controller started (an autostart), in words (memory only)."""
+        ...
+
     # == reading =======================================================================
     def list_pools(self) -> list[PoolStatus]: ...
 

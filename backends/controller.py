@@ -123,6 +123,9 @@ class StorageController:
         self.jobs.shutdown(cancel=True)
         self._unhook_log()
 
+    def startup_problems(self) -> list[str]:
+        return list(self.startup_errors)
+
     def __enter__(self) -> StorageController:
         return self
 

@@ -171,6 +171,9 @@ class StubController:
         return FrozenJob(kind, description, kwargs.pop("pool", "default"),
                          kwargs.pop("volume", None), self.bus, **kwargs)
 
+    def startup_problems(self) -> list[str]:
+        return []
+
     def start_monitor(self, interval: float = 3.0) -> None:
         self.monitoring = interval
 

@@ -115,3 +115,24 @@ async def test_a_start_that_fails_says_could_not(controller, tmp_path):
         assert text.startswith("could not start pool vms: ") and "does not exist" in text
         assert "started" not in text and severity == "error"
         assert controller.pool_info("vms").state == "inactive"
+
+
+async def test_an_autostart_that_failed_is_said_when_the_app_opens(state_root, tmp_path):
+    """The CLI warns of a pool that failed to autostart; the TUI said nothing at all."""
+    target = tmp_path / "vms"
+    target.mkdir()
+    with StorageController(state_root, autostart=False) as first:
+        first.define_pool(f"<pool type='dir'><name>vms</name><target><path>{target}"
+                          "</path></target></pool>")
+        first.set_autostart("vms", True)
+    target.rmdir()
+    ctl = StorageController(state_root)  # the first of this boot: it autostarts
+    try:
+        app = PoolkeeperApp(ctl, monitor_interval=None)
+        async with app.run_test(size=(120, 30), notifications=True) as pilot:
+            await settle(app, pilot)
+            [(text, severity)] = notices(app)
+            assert text.startswith("autostart of pool 'vms' failed: the directory ")
+            assert severity == "error"
+    finally:
+        ctl.close()

@@ -121,6 +121,8 @@ class MainScreenBase(Screen[None]):
             self.query_one(widget_id).display = False
         self.set_interval(5, self._update_status)
         self.load_pools()
+        for problem in self.ctl.startup_problems():  # an autostart that failed, say
+            self.notify(problem, severity="error", timeout=20, markup=False)
 
     def on_unmount(self) -> None:
         if self._disconnect:
