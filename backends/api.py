@@ -109,6 +109,12 @@ class Controller(Protocol):
         """What create_volume_def would refuse before its job starts."""
         ...
 
+    def check_clone(self, pool: str, source: str, new_name: str, *,
+                    target_pool: str | None = None, xml: str | bytes | None = None
+                    ) -> Refusal | None:
+        """What clone_volume would refuse before its job starts."""
+        ...
+
     def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
         """The name the storage requires for `vdef` (a partition's), or None."""
         ...

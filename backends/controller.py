@@ -182,18 +182,15 @@ class StorageController:
 
     def check_pool_def(self, pdef: PoolDef, new: bool = True
                        ) -> volume_requests.Refusal | None:
-        """What define_pool_def would refuse of `pdef` (the name, the type's rules, a
-        target or source another pool has), storing nothing; `new`: a pool of that name
-        is refused too (the define form makes pools, it does not redefine them)."""
-        try:
+        """What define_pool_def would refuse, storing nothing; `new`: a pool of that name
+        too (the define form makes pools, it does not redefine them)."""
+        def check() -> None:
             self._check_definition(pdef)
             if new and self.store.read_definition(pdef.name) is not None:
                 raise refused(AlreadyExists(f"a pool named '{pdef.name}' already exists; "
                                             "choose another name"), "name")
             pool_claims.refuse_claimed(pdef, self._other_defs(pdef.name))
-        except PoolkeeperError as exc:
-            return volume_requests.refusal(exc)
-        return None
+        return volume_requests.refusal_of_check(check)
 
     def _check_definition(self, pdef: PoolDef) -> None:
         xmlio.validate_pool(pdef)
@@ -494,18 +491,12 @@ class StorageController:
         return self.create_volume_def(pool, xmlio.parse_volume(xml, pdef.type))
 
     def check_volume_def(self, pool: str, vdef: VolumeDef) -> volume_requests.Refusal | None:
-        """What create_volume_def would refuse of `vdef` before its job (the name rules of
-        the pool's type, a name taken, the room, what the storage needs), creating
-        nothing: a form runs it before it closes. None: it would be taken."""
-        try:
-            self._volume_request(pool, vdef)
-        except PoolkeeperError as exc:
-            return volume_requests.refusal(exc, allocation_asked=bool(vdef.allocation))
-        return None
+        """What create_volume_def would refuse before its job; nothing is created."""
+        return volume_requests.refusal_of_check(lambda: self._volume_request(pool, vdef),
+                                                allocation_asked=bool(vdef.allocation))
 
     def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
-        """The name the pool's storage requires for `vdef` (a disk pool's next partition,
-        loop0p3), for a form to fill in; None: any valid name will do."""
+        """The name the storage requires (a disk pool's next partition), or None."""
         return self._active_driver(pool).next_volume_name(vdef)
 
     def _volume_request(self, pool: str, vdef: VolumeDef
@@ -557,13 +548,19 @@ class StorageController:
 
         return self.jobs.start(job, work)
 
-    def clone_volume(self, pool: str, source: str, new_name: str, *,
-                     target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
+    def check_clone(self, pool: str, source: str, new_name: str, *,
+                    target_pool: str | None = None, xml: str | bytes | None = None
+                    ) -> volume_requests.Refusal | None:
+        """What clone_volume would refuse before its job; nothing is copied."""
+        return volume_requests.refusal_of_check(
+            lambda: self._clone_request(pool, source, new_name, target_pool, xml))
+
+    def _clone_request(self, pool: str, source: str, new_name: str, target_pool: str | None,
+                       xml: str | bytes | None) -> tuple[PoolDriver, PoolDriver, VolumeDef]:
         if new_name:  # refused before the source is even looked at
             check_name(new_name, "volume name")
         dst_pool = target_pool or pool
-        src_driver = self._active_driver(pool)
-        dst_driver = self._active_driver(dst_pool)
+        src_driver, dst_driver = self._active_driver(pool), self._active_driver(dst_pool)
         src = self.volume_info(pool, source)
         if src.error:
             raise StateError(f"volume '{source}' cannot be read: {src.error}")
@@ -572,6 +569,15 @@ class StorageController:
             raise AlreadyExists(f"volume '{vdef.name}' already exists in pool '{dst_pool}'")
         self._chains.check_chain(src)
         volume_requests.clone_space_check(src, source, dst_driver, dst_pool)
+        dst_driver.check_new_volume(replace(vdef, capacity=max(vdef.capacity or 0,
+                                                               src.capacity)))
+        return src_driver, dst_driver, vdef
+
+    def clone_volume(self, pool: str, source: str, new_name: str, *,
+                     target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
+        dst_pool = target_pool or pool
+        src_driver, dst_driver, vdef = self._clone_request(pool, source, new_name,
+                                                           target_pool, xml)
         job = self.jobs.create("clone", f"clone {source} to {vdef.name}", dst_pool, vdef.name)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
         if dst_pool != pool:

@@ -8,6 +8,7 @@ not give (the source's qcow2 header is copied as it is; a raw copy is sparse).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -43,6 +44,19 @@ def refusal(exc: PoolkeeperError, allocation_asked: bool = False) -> Refusal:
     if isinstance(exc, ValidationError) and exc.element:  # without its "<element>: "
         message = message.split(": ", 1)[-1]
     return Refusal(element or "", message)
+
+
+def refusal_of_check(check: Callable[[], object], allocation_asked: bool = False
+                     ) -> Refusal | None:
+    """None when `check` passes, else the Refusal its error is (the controller's check_*
+    verbs: what a verb would refuse, asked before it is run)."""
+    try:
+        check()
+    except PoolkeeperError as exc:
+        return refusal(exc, allocation_asked)
+    except OSError as exc:
+        return Refusal("", f"cannot read the storage to check this: {exc.strerror or exc}")
+    return None
 
 
 def space_check(driver: PoolDriver, vdef: VolumeDef, fmt: str) -> list[str]:

@@ -266,6 +266,11 @@ class StubController:
     def check_volume_def(self, pool: str, vdef: VolumeDef) -> Refusal | None:
         return None
 
+    def check_clone(self, pool: str, source: str, new_name: str, *,
+                    target_pool: str | None = None, xml: str | bytes | None = None
+                    ) -> Refusal | None:
+        return None
+
     def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
         return None
 

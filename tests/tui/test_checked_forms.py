@@ -185,3 +185,42 @@ async def test_a_create_refused_after_the_check_reopens_the_dialog_with_the_inpu
             assert (state_root / "images" / "x.img").read_bytes() == b"someone else's"
     finally:
         ctl.close()
+
+
+async def test_a_clone_into_a_disk_pool_is_refused_beside_the_name(
+        state_root: Path, tmp_path: Path):
+    """A clone into a disk pool makes a partition, named as the kernel names it: another
+    name is refused beside the new name before the dialog closes (the job failed)."""
+    with loop_device(tmp_path, 64) as device:
+        ctl = StorageController(state_root)
+        try:
+            ctl.create_volume_def("default", VolumeDef(name="a.img", capacity=4 * MiB,
+                                                       allocation=0)).wait(30)
+            ctl.define_pool_def(PoolDef(type="disk", name="d", source=PoolSource(
+                devices=[SourceDevice(device)], format="gpt"), target=PoolTarget(path="/dev")))
+            ctl.build_pool("d").wait(60)
+            ctl.start_pool("d")
+            app = PoolkeeperApp(ctl, monitor_interval=None)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await settle(app, pilot)
+                table = app.screen.query_one("#volumes", VolumeTable)
+                table.focus()
+                table.select("a.img")
+                await pilot.press("k")
+                await settle(app, pilot)
+                dialog = app.screen
+                dialog.query_one("#pool", Select).value = "d"
+                await settle(app, pilot)
+                await pilot.press("ctrl+s")
+                first = f"{os.path.basename(device)}p1"
+                await wait_for(pilot, app, lambda: f"'{first}'" in message(dialog, "new_name"))
+                assert app.screen is dialog and ctl.list_volumes("d") == []
+                dialog.query_one("#new_name", Input).value = first
+                await settle(app, pilot)
+                await pilot.press("ctrl+s")
+                await wait_for(pilot, app, lambda: not ctl.jobs.running("d") and [
+                    v.name for v in ctl.list_volumes("d")] == [first])
+        finally:
+            if ctl.store.is_active("d"):
+                ctl.stop_pool("d")
+            ctl.close()

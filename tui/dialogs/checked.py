@@ -94,7 +94,10 @@ class CheckedForm(Generic[R]):
         self.typed = typed_values(self)
         if self.back_end_check is None:
             return result
-        refusal = await asyncio.to_thread(self.back_end_check, result)
+        try:
+            refusal = await asyncio.to_thread(self.back_end_check, result)
+        except Exception:  # the check could not run: the verb checks again, and says why
+            return result
         if refusal is None:
             return result
         self.refused = (result, refusal)

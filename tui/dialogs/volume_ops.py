@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 
 from textual.app import ComposeResult
 from textual.content import Content
@@ -14,9 +14,12 @@ from backends.errors import InvalidName
 from backends.model import WIPE_ALGORITHMS, PoolStatus, VolumeInfo
 from backends.names import check_name
 from backends.units import human
+from backends.volume_requests import Refusal
 
 from ..shown import shown
 from .base import Dialog, Evaluation
+from .checked import Check as BackEndCheck
+from .checked import CheckedForm
 from .fields import (
     Check,
     Invalid,
@@ -50,11 +53,16 @@ def clone_name(name: str) -> str:
     return f"{stem}-clone{ext}"
 
 
-class CloneVolumeDialog(Dialog[CloneRequest | None]):
+class CloneVolumeDialog(CheckedForm[CloneRequest], Dialog[CloneRequest | None]):
+    """`check`: the controller's check_clone, run before it closes (the target pool's
+    rules: a partition's name in a disk pool, the room)."""
+
     submit_label = "Clone"
 
     def __init__(self, volume: VolumeInfo, pools: Sequence[PoolStatus], current_pool: str,
-                 existing: Collection[str], *, ascii: bool = False) -> None:
+                 existing: Collection[str], *, ascii: bool = False,
+                 check: BackEndCheck | None = None) -> None:
+        self.init_checked(check, None, None)
         self.volume = volume
         self.current_pool = current_pool
         self.pools = {p.name: p for p in pools if p.active or p.name == current_pool}
@@ -110,7 +118,17 @@ class CloneVolumeDialog(Dialog[CloneRequest | None]):
             fmt = value if isinstance(value, str) else fmt
         if ev.ok:
             ev.result = CloneRequest(new_name=name, target_pool=target.name, format=fmt)
+            self.show_refusal(ev)
         return ev
+
+    def refusal_field(self, refusal: Refusal) -> str | None:
+        fields = {"name": "new_name", "capacity": "pool", "allocation": "pool"}
+        if self.query_one("#field-format").display:
+            fields["format"] = "format"
+        return fields.get(refusal.element)
+
+    def finish(self, result: CloneRequest) -> Awaitable[CloneRequest | None]:
+        return self.checked(result)
 
 
 _DELTA_RE = re.compile(r"^\s*([+-])\s*(.*)$")

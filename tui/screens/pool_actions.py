@@ -76,6 +76,10 @@ class PoolActions(_Screen):
             self.app.call_from_thread(self._define_refused, pdef, types, typed,
                                       refusal_of(exc), str(exc))
             return
+        except OSError as exc:
+            self.app.notify(f"could not define pool {pdef.name}: {exc.strerror or exc}",
+                            severity="error", timeout=15, markup=False)
+            return
         self.app.notify(f"pool {pdef.name} defined", markup=False)
 
     def _define_refused(self, pdef: PoolDef, types: dict[str, PoolFeatures],

@@ -96,6 +96,10 @@ class VolumeActions(_Screen):
             self.app.call_from_thread(self._reopen_create, pool, place, typed,
                                       (asked, refusal), str(exc))
             return
+        except OSError as exc:
+            self.app.notify(f"could not create {vdef.name}: {exc.strerror or exc}",
+                            severity="error", timeout=15, markup=False)
+            return
         self.app.call_from_thread(self._job_started, job)
 
     def _reopen_create(self, pool: str, place: tuple[str, int, int] | None,
@@ -139,21 +143,24 @@ class VolumeActions(_Screen):
             return
         active = [p for p in self.pools.values() if p.active]
 
+        def xml(req: dialogs.CloneRequest) -> str | None:  # another format asked for
+            return None if req.format == volume.format else xmlio.format_volume(VolumeDef(
+                name=req.new_name, capacity=volume.capacity,
+                target=VolumeTarget(format=req.format)))
+
+        def check(req: dialogs.CloneRequest) -> Refusal | None:  # in a thread: it reads
+            return self.ctl.check_clone(name, volume.name, req.new_name,
+                                        target_pool=req.target_pool, xml=xml(req))
+
         def done(req: Any) -> None:
-            if req is None:
-                return
-            xml = None
-            if req.format != volume.format:
-                xml = xmlio.format_volume(VolumeDef(
-                    name=req.new_name, capacity=volume.capacity,
-                    target=VolumeTarget(format=req.format)))
-            self.run_verb(f"clone {volume.name}", f"cloning {volume.name}",
-                          self.ctl.clone_volume, name, volume.name,
-                          req.new_name, target_pool=req.target_pool, xml=xml)
+            if req is not None:
+                self.run_verb(f"clone {volume.name}", f"cloning {volume.name}",
+                              self.ctl.clone_volume, name, volume.name,
+                              req.new_name, target_pool=req.target_pool, xml=xml(req))
 
         existing = {v.name for v in self.ctl.cached_volumes(name)}
         self.app.push_screen(dialogs.CloneVolumeDialog(volume, active, name, existing,
-                                                       ascii=self.ascii), done)
+                                                       ascii=self.ascii, check=check), done)
 
     def action_resize_volume(self) -> None:
         name, volume, view = self.selected, self._need_volume(), self.view
