@@ -189,8 +189,9 @@ async def test_a_create_refused_after_the_check_reopens_the_dialog_with_the_inpu
 
 async def test_a_clone_into_a_disk_pool_is_refused_beside_the_name(
         state_root: Path, tmp_path: Path):
-    """A clone into a disk pool makes a partition, named as the kernel names it: another
-    name is refused beside the new name before the dialog closes (the job failed)."""
+    """A clone into a disk pool makes a partition, named as the kernel names it: the name
+    is filled in when the pool is chosen, and another name is refused beside the new
+    name before the dialog closes (the dialog closed, and the job failed)."""
     with loop_device(tmp_path, 64) as device:
         ctl = StorageController(state_root)
         try:
@@ -210,9 +211,16 @@ async def test_a_clone_into_a_disk_pool_is_refused_beside_the_name(
                 await settle(app, pilot)
                 dialog = app.screen
                 dialog.query_one("#pool", Select).value = "d"
+                first = f"{os.path.basename(device)}p1"
+                name = dialog.query_one("#new_name", Input)
+                await wait_for(pilot, app, lambda: name.value == first)  # filled in
+                dialog.query_one("#pool", Select).value = "default"  # and back
+                await wait_for(pilot, app, lambda: name.value == "a-clone.img")
+                dialog.query_one("#pool", Select).value = "d"
+                await wait_for(pilot, app, lambda: name.value == first)
+                name.value = "a-clone.img"  # typed: refused beside it
                 await settle(app, pilot)
                 await pilot.press("ctrl+s")
-                first = f"{os.path.basename(device)}p1"
                 await wait_for(pilot, app, lambda: f"'{first}'" in message(dialog, "new_name"))
                 assert app.screen is dialog and ctl.list_volumes("d") == []
                 dialog.query_one("#new_name", Input).value = first

@@ -159,8 +159,12 @@ class VolumeActions(_Screen):
                               req.new_name, target_pool=req.target_pool, xml=xml(req))
 
         existing = {v.name for v in self.ctl.cached_volumes(name)}
+        def suggest(pool: str) -> str | None:  # in a thread: a disk pool reads its table
+            return self.ctl.volume_name_for(pool, VolumeDef(name="", capacity=volume.capacity))
+
         self.app.push_screen(dialogs.CloneVolumeDialog(volume, active, name, existing,
-                                                       ascii=self.ascii, check=check), done)
+                                                       ascii=self.ascii, check=check,
+                                                       suggest=suggest), done)
 
     def action_resize_volume(self) -> None:
         name, volume, view = self.selected, self._need_volume(), self.view
