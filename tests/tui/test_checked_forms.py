@@ -80,6 +80,7 @@ async def test_a_disk_pool_prefills_the_next_partition_and_refuses_another_name(
                 await settle(app, pilot)
                 assert "must be named" not in message(dialog, "name")
                 await pilot.press("ctrl+s")
+                await wait_for(pilot, app, lambda: app.screen is not dialog)  # checked, closed
                 table = app.screen.query_one("#volumes", VolumeTable)
                 await wait_for(pilot, app, lambda: f"{base}p3" in table.visible_names())
         finally:
