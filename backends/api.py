@@ -23,6 +23,7 @@ from typing import Protocol
 from .events import Subscriber
 from .jobs import Job, JobManager
 from .model import DeviceLayout, PoolDef, PoolFeatures, PoolStatus, VolumeDef, VolumeInfo
+from .volume_requests import Refusal
 
 
 class Controller(Protocol):
@@ -44,6 +45,10 @@ class Controller(Protocol):
 
     def close(self) -> None:
         """Stop the monitor, cancel the running jobs and wait for them to clean up."""
+        ...
+
+    def startup_problems(self) -> list[str]:
+        """What failed as the controller started (an autostart), in words (memory only)."""
         ...
 
     # == reading =======================================================================
@@ -93,6 +98,25 @@ class Controller(Protocol):
 
     def stored_volumes(self, name: str) -> list[str] | None:
         """What an inactive pool's storage still holds, for deleting it to name first."""
+        ...
+
+    # == checks before a form closes (what the verb would refuse, nothing changed) ======
+    def check_pool_def(self, pdef: PoolDef, new: bool = True) -> Refusal | None:
+        """What define_pool_def would refuse (`new`: a pool of that name too)."""
+        ...
+
+    def check_volume_def(self, pool: str, vdef: VolumeDef) -> Refusal | None:
+        """What create_volume_def would refuse before its job starts."""
+        ...
+
+    def check_clone(self, pool: str, source: str, new_name: str, *,
+                    target_pool: str | None = None, xml: str | bytes | None = None
+                    ) -> Refusal | None:
+        """What clone_volume would refuse before its job starts."""
+        ...
+
+    def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
+        """The name the storage requires for `vdef` (a partition's), or None."""
         ...
 
     # == pool verbs ====================================================================

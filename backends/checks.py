@@ -9,7 +9,8 @@ that have no place in the XML to name.
   * control characters (C0, DEL, C1): never in a name, path or text that reaches argv;
   * host names: a DNS name or an IP address, which mount, showmount and iscsiadm cannot
     read as an option;
-  * volume group names: LVM's rules (they become /dev/VG and vgcreate's argument);
+  * volume group and logical volume names: LVM's rules (they become /dev/VG/LV and
+    vgcreate's and lvcreate's arguments);
   * paths that reach argv: absolute, no '..' (it would leave /dev), no comma (mount and LVM
     read lists); a logical pool's devices no spaces either;
   * backing stores: local files only (qemu-img opens json:, nbd:// and host:path itself).
@@ -20,7 +21,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .errors import UnsafePath, ValidationError
+from .errors import InvalidName, UnsafePath, ValidationError
+from .names import check_name
 from .textsafe import describe, quoted
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -130,3 +132,30 @@ REMOTE_BACKING = "is not a local file; poolkeeper only accepts backing files ins
 def require_local_backing(path: str) -> None:
     if is_remote_backing(path):
         raise UnsafePath(f"backing store '{path}' {REMOTE_BACKING}")
+
+
+_LV_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
+# lvm(8) "VALID NAMES": prefixes and parts reserved for LVM's own sub-volumes.
+_LV_RESERVED_PREFIXES = ("snapshot", "pvmove")
+_LV_RESERVED_PARTS = (
+    "_cdata", "_cmeta", "_corig", "_cpool", "_cvol", "_imeta", "_iorig", "_mimage", "_mlog",
+    "_pmspare", "_rimage", "_rmeta", "_tdata", "_tmeta", "_vdata", "_vorigin", "_wcorig",
+)
+
+
+def check_lv_name(name: object) -> str:
+    """A logical volume name by LVM's rules (checked before LVM sees it)."""
+    check_name(name, "volume name")  # type: ignore[arg-type]
+    assert isinstance(name, str)
+    if not _LV_NAME.fullmatch(name):
+        raise InvalidName(
+            f"'{name}' cannot be a logical volume name: use letters, digits and + _ . - (not "
+            "starting with '-', at most 127 characters)", element="name")
+    if name.startswith(_LV_RESERVED_PREFIXES):
+        raise InvalidName(f"'{name}' cannot be a logical volume name: names starting with "
+                          "'snapshot' or 'pvmove' are reserved by LVM", element="name")
+    for part in _LV_RESERVED_PARTS:
+        if part in name:
+            raise InvalidName(f"'{name}' cannot be a logical volume name: '{part}' is "
+                              "reserved by LVM for its internal volumes", element="name")
+    return name

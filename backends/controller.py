@@ -34,7 +34,7 @@ from . import (
 from .backing_chain import BackingChains
 from .download_targets import DownloadTargets
 from .drivers import driver_class, features, pool_types
-from .drivers.base import PoolDriver
+from .drivers.base import PoolDriver, refused
 from .errors import (
     AlreadyExists,
     PoolkeeperError,
@@ -123,6 +123,9 @@ class StorageController:
         self.jobs.shutdown(cancel=True)
         self._unhook_log()
 
+    def startup_problems(self) -> list[str]:
+        return list(self.startup_errors)
+
     def __enter__(self) -> StorageController:
         return self
 
@@ -177,11 +180,26 @@ class StorageController:
     def define_pool(self, xml: str | bytes) -> PoolStatus:
         return self.define_pool_def(xmlio.parse_pool(xml))
 
-    def define_pool_def(self, pdef: PoolDef) -> PoolStatus:
+    def check_pool_def(self, pdef: PoolDef, new: bool = True
+                       ) -> volume_requests.Refusal | None:
+        """What define_pool_def would refuse, storing nothing; `new`: a pool of that name
+        too (the define form makes pools, it does not redefine them)."""
+        def check() -> None:
+            self._check_definition(pdef)
+            if new and self.store.read_definition(pdef.name) is not None:
+                raise refused(AlreadyExists(f"a pool named '{pdef.name}' already exists; "
+                                            "choose another name"), "name")
+            pool_claims.refuse_claimed(pdef, self._other_defs(pdef.name))
+        return volume_requests.refusal_of_check(check)
+
+    def _check_definition(self, pdef: PoolDef) -> None:
         xmlio.validate_pool(pdef)
         check_pool_name(pdef.name)
         driver_class(pdef.type).validate(pdef)  # the type, mount options, hosts, paths
         self._refuse_unsafe_target(pdef)
+
+    def define_pool_def(self, pdef: PoolDef) -> PoolStatus:
+        self._check_definition(pdef)
         with self.locks.store():
             self._define_locked(pdef)
         self.bus.publish(PoolChanged(pdef.name, "defined"))
@@ -472,7 +490,19 @@ class StorageController:
         pdef = self.pool_def(pool)
         return self.create_volume_def(pool, xmlio.parse_volume(xml, pdef.type))
 
-    def create_volume_def(self, pool: str, vdef: VolumeDef) -> Job:
+    def check_volume_def(self, pool: str, vdef: VolumeDef) -> volume_requests.Refusal | None:
+        """What create_volume_def would refuse before its job; nothing is created."""
+        return volume_requests.refusal_of_check(lambda: self._volume_request(pool, vdef),
+                                                allocation_asked=bool(vdef.allocation))
+
+    def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
+        """The name the storage requires (a disk pool's next partition), or None."""
+        return self._active_driver(pool).next_volume_name(vdef)
+
+    def _volume_request(self, pool: str, vdef: VolumeDef
+                        ) -> tuple[PoolDriver, VolumeDef, str, list[str]]:
+        """create_volume_def's checks: the driver, the definition as it will be made (its
+        format and backing resolved), its format and the space warnings."""
         driver = self._active_driver(pool)
         if not driver.can_create_volumes:
             raise Unsupported(f"volumes of a '{driver.type}' pool cannot be created")
@@ -481,7 +511,6 @@ class StorageController:
         fmt = vdef.target.format or driver.default_volume_format or "raw"
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         xmlio.refuse_unhonoured(vdef, driver.type)
-        requested_backing = vdef.backing
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._chains.resolve_backing(
                 vdef.backing, block_snapshot=driver.backing_is_snapshot, for_name=name))
@@ -494,6 +523,13 @@ class StorageController:
         if os.path.lexists(driver.volume_path(name)):
             raise AlreadyExists(f"volume '{name}' already exists in pool '{pool}'")
         warnings = volume_requests.space_check(driver, vdef, fmt)
+        driver.check_new_volume(vdef)  # the type's own rules: a partition's name, thin pool
+        return driver, vdef, fmt, warnings
+
+    def create_volume_def(self, pool: str, vdef: VolumeDef) -> Job:
+        requested_backing = vdef.backing
+        driver, vdef, fmt, warnings = self._volume_request(pool, vdef)
+        name = vdef.name
         job = self.jobs.create("create", f"create {name} in {pool}", pool, name)
         job.warnings.extend(warnings)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="creating a volume"))
@@ -512,13 +548,19 @@ class StorageController:
 
         return self.jobs.start(job, work)
 
-    def clone_volume(self, pool: str, source: str, new_name: str, *,
-                     target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
+    def check_clone(self, pool: str, source: str, new_name: str, *,
+                    target_pool: str | None = None, xml: str | bytes | None = None
+                    ) -> volume_requests.Refusal | None:
+        """What clone_volume would refuse before its job; nothing is copied."""
+        return volume_requests.refusal_of_check(
+            lambda: self._clone_request(pool, source, new_name, target_pool, xml))
+
+    def _clone_request(self, pool: str, source: str, new_name: str, target_pool: str | None,
+                       xml: str | bytes | None) -> tuple[PoolDriver, PoolDriver, VolumeDef]:
         if new_name:  # refused before the source is even looked at
             check_name(new_name, "volume name")
         dst_pool = target_pool or pool
-        src_driver = self._active_driver(pool)
-        dst_driver = self._active_driver(dst_pool)
+        src_driver, dst_driver = self._active_driver(pool), self._active_driver(dst_pool)
         src = self.volume_info(pool, source)
         if src.error:
             raise StateError(f"volume '{source}' cannot be read: {src.error}")
@@ -527,6 +569,15 @@ class StorageController:
             raise AlreadyExists(f"volume '{vdef.name}' already exists in pool '{dst_pool}'")
         self._chains.check_chain(src)
         volume_requests.clone_space_check(src, source, dst_driver, dst_pool)
+        dst_driver.check_new_volume(replace(vdef, capacity=max(vdef.capacity or 0,
+                                                               src.capacity)))
+        return src_driver, dst_driver, vdef
+
+    def clone_volume(self, pool: str, source: str, new_name: str, *,
+                     target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
+        dst_pool = target_pool or pool
+        src_driver, dst_driver, vdef = self._clone_request(pool, source, new_name,
+                                                           target_pool, xml)
         job = self.jobs.create("clone", f"clone {source} to {vdef.name}", dst_pool, vdef.name)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
         if dst_pool != pool:

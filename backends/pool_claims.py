@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from .drivers import source_conflict
+from .drivers import source_conflict as source_conflict  # format_records reads it here
+from .drivers.base import CLAIM_ELEMENTS, conflicting_claim, refused
 from .errors import AlreadyExists, StateError
 from .model import PoolDef
 
@@ -25,11 +26,11 @@ def refuse_claimed(pdef: PoolDef, others: Iterable[tuple[str, PoolDef]]) -> None
     for other_name, other in others:
         if pdef.uuid and other.uuid and pdef.uuid.lower() == other.uuid.lower():
             raise AlreadyExists(f"pool '{other_name}' already has UUID {pdef.uuid}")
-        conflict = source_conflict(pdef, other)
-        if conflict:
-            raise AlreadyExists(
-                f"storage source conflict with pool '{other_name}': both use {conflict}"
-            )
+        claim = conflicting_claim(pdef, other)
+        if claim is not None:
+            raise refused(AlreadyExists(
+                f"storage source conflict with pool '{other_name}': both use {claim.words}"
+            ), CLAIM_ELEMENTS.get(claim.kind, "source"))
 
 
 def redefined(pdef: PoolDef, current: PoolDef, is_active: Callable[[], bool]) -> PoolDef:

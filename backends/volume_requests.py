@@ -8,15 +8,55 @@ not give (the source's qcow2 header is copied as it is; a raw copy is sparse).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import NamedTuple
 
 from . import xmlio
 from .drivers import features
 from .drivers.base import PoolDriver
-from .errors import InsufficientSpace, ValidationError
+from .errors import AlreadyExists, InsufficientSpace, PoolkeeperError, ValidationError
 from .model import PoolSizes, VolumeDef, VolumeInfo, VolumeTarget
 from .names import check_name
 from .units import MAX_SIZE, human
+
+
+class Refusal(NamedTuple):
+    """Why a request would be refused, before it is made (Controller.check_volume_def,
+    check_pool_def): `element` names the part of it refused ("name", "capacity",
+    "allocation", "format", "path", "device", ...; "" for the request as a whole), so a
+    form shows `message` beside the field that holds it."""
+
+    element: str
+    message: str
+
+
+def refusal(exc: PoolkeeperError, allocation_asked: bool = False) -> Refusal:
+    """The Refusal an error of a check is: its element (ValidationError and drivers.base
+    `refused` name it), a name taken for an AlreadyExists without one, the capacity (or
+    the allocation asked for) for a lack of space."""
+    element = getattr(exc, "element", None)
+    if not element and isinstance(exc, AlreadyExists):
+        element = "name"
+    if not element and isinstance(exc, InsufficientSpace):
+        element = "allocation" if allocation_asked else "capacity"
+    message = str(exc)
+    if isinstance(exc, ValidationError) and exc.element:  # without its "<element>: "
+        message = message.split(": ", 1)[-1]
+    return Refusal(element or "", message)
+
+
+def refusal_of_check(check: Callable[[], object], allocation_asked: bool = False
+                     ) -> Refusal | None:
+    """None when `check` passes, else the Refusal its error is (the controller's check_*
+    verbs: what a verb would refuse, asked before it is run)."""
+    try:
+        check()
+    except PoolkeeperError as exc:
+        return refusal(exc, allocation_asked)
+    except OSError as exc:
+        return Refusal("", f"cannot read the storage to check this: {exc.strerror or exc}")
+    return None
 
 
 def space_check(driver: PoolDriver, vdef: VolumeDef, fmt: str) -> list[str]:

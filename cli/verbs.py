@@ -225,7 +225,13 @@ def cmd_pool_start(ctl: StorageController, args: argparse.Namespace, out: TextIO
     overwrite = _overwrite(args)
     if args.build:
         wait_job(ctl.build_pool(args.pool, overwrite), sys.stderr)
-    ctl.start_pool(args.pool)
+        try:
+            ctl.start_pool(args.pool)
+        except PoolkeeperError as exc:  # half done: say which half
+            raise PoolkeeperError(f"pool '{args.pool}' was built, but could not be started: "
+                                  f"{exc}") from None
+    else:
+        ctl.start_pool(args.pool)
     out.write(f"Pool {printable(args.pool, out)} started\n")
     return 0
 

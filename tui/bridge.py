@@ -1,4 +1,5 @@
-"""Controller events (published on worker threads) -> Textual messages on the app.
+"""Controller events (published on worker threads) -> Textual messages on the app, and
+what a verb run from a key reports (Outcome).
 
 App.post_message is thread-safe, so the bridge never touches widgets itself; the screen
 handles the messages on the UI thread.
@@ -6,7 +7,8 @@ handles the messages on the UI thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
 
 from textual.message import Message
 from textual.message_pump import MessagePump
@@ -21,6 +23,37 @@ from backends.events import (
 )
 from backends.jobs import Job
 from backends.runner import Completed
+
+
+class Outcome(NamedTuple):
+    """What a verb that did only part of its work reports instead of its success text
+    (MainScreenBase.run_verb): said with this severity, "warning" for a partial result."""
+
+    text: str
+    severity: Literal["information", "warning", "error"]
+
+
+def _listed(names: Sequence[str], most: int = 8) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def batch_outcome(verb: str, done_verb: str, noun: str, done: Sequence[str],
+                  failed: Sequence[tuple[str, str]]) -> Outcome:
+    """One report for a verb run on several items: which succeeded, which failed and why.
+    ("delete", "deleted", "volume", ["a.img"], [("base.qcow2", "it is the backing ...")])
+    -> "deleted 1 of 2 volumes: a.img; not deleted: base.qcow2 (it is the backing ...)"."""
+    total = len(done) + len(failed)
+    nouns = noun if total == 1 else f"{noun}s"
+    why = "; ".join(f"{name} ({reason})" for name, reason in failed)
+    if not failed:
+        return Outcome(f"{done_verb} {total} {nouns}: {_listed(done)}", "information")
+    if not done:
+        if total == 1:
+            return Outcome(f"could not {verb} {failed[0][0]}: {failed[0][1]}", "error")
+        return Outcome(f"could not {verb} {total} {nouns}: {why}", "error")
+    return Outcome(f"{done_verb} {len(done)} of {total} {nouns}: {_listed(done)}; "
+                   f"not {done_verb}: {why}", "warning")
 
 
 class PoolEvent(Message):

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, TypeVar
 
 from .. import blockprobe, runner
-from ..errors import Unsupported
+from ..errors import PoolkeeperError, Unsupported
 from ..model import (
     WIPE_ALGORITHMS,
     DeviceLayout,
@@ -61,15 +61,37 @@ def device_claims(pool: PoolDef) -> list[Claim]:
             for dev in pool.source.devices for key in blockprobe.device_keys(dev.path)]
 
 
-def source_conflict(a: PoolDef, b: PoolDef) -> str | None:
-    """What two pool definitions both claim (named as `b` names it), or None."""
+# The part of a definition each kind of claim comes from (a refusal names it: the define
+# dialog shows the error beside that field).
+CLAIM_ELEMENTS = {"directory": "path", "device": "device", "iscsi target": "device",
+                  "export": "dir", "volume group": "name"}
+
+
+def conflicting_claim(a: PoolDef, b: PoolDef) -> Claim | None:
+    """What two pool definitions both claim (as `b` claims it), or None."""
     from . import driver_class  # the registry imports this module
 
     taken = {(c.kind, c.key) for c in driver_class(a.type).source_claims(a)}
     for claim in driver_class(b.type).source_claims(b):
         if (claim.kind, claim.key) in taken:
-            return claim.words
+            return claim
     return None
+
+
+def source_conflict(a: PoolDef, b: PoolDef) -> str | None:
+    """What two pool definitions both claim (named as `b` names it), or None."""
+    claim = conflicting_claim(a, b)
+    return claim.words if claim is not None else None
+
+
+E = TypeVar("E", bound=PoolkeeperError)
+
+
+def refused(exc: E, element: str) -> E:
+    """`exc`, naming the part of the request it refuses, as ValidationError does (its
+    `element`): a dialog shows the message beside that field (volume_requests.refusal)."""
+    exc.element = element  # type: ignore[attr-defined]
+    return exc
 
 
 class PoolDriver:
@@ -272,6 +294,17 @@ class PoolDriver:
         raise Unsupported(f"pool type '{cls.type}' cannot discover sources")
 
     # -- volumes -----------------------------------------------------------------------
+    def check_new_volume(self, vol: VolumeDef) -> None:
+        """Refuse now what create_volume would refuse of `vol` for this type (its name,
+        where it goes, what the storage needs for it), reading the storage but changing
+        nothing: the controller runs it before a create's job starts, and the create
+        dialog (Controller.check_volume_def) before it closes. The job checks again."""
+
+    def next_volume_name(self, vol: VolumeDef) -> str | None:
+        """The name this storage requires for `vol` where it decides it (a partition is
+        named as the kernel names it); None: any valid name will do."""
+        return None
+
     def create_volume(self, vol: VolumeDef, ctx: JobContext) -> None:
         raise Unsupported(f"volumes cannot be created in a '{self.type}' pool")
 

@@ -543,29 +543,55 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
     def create_volume(self, vol: VolumeDef, ctx: JobContext) -> None:
         self._create(vol, ctx)
 
-    def _create(self, vol: VolumeDef, ctx: JobContext, *, partial: bool = False
-                ) -> tuple[str, Partition, Path | None]:
-        """Make the partition; `partial`: marked as being filled (see disk_partial.py),
-        returning the record of a non-gpt one."""
-        fmt = vol.target.format or self.default_volume_format or "linux"
+    def check_new_volume(self, vol: VolumeDef) -> None:
+        disk = self._disk()
+        self._checked_plan(vol, disk, self._table(disk))
+
+    def next_volume_name(self, vol: VolumeDef) -> str | None:
+        """The kernel's name of the partition a create of `vol` would make (loop0p3 after
+        p1 and p2); None where none fits."""
+        disk = self._disk()
+        try:
+            plan = self._plan(disk, self._table(disk), self._format(vol), vol.capacity or ALIGN,
+                              self._start(vol))
+        except PoolkeeperError:
+            return None
+        return partition_name(disk, plan.number, self.part_separator)
+
+    def _format(self, vol: VolumeDef) -> str:
+        return vol.target.format or self.default_volume_format or "linux"
+
+    @staticmethod
+    def _start(vol: VolumeDef) -> int | None:
+        return vol.source_devices[0][1][0].start if vol.source_devices and \
+            vol.source_devices[0][1] else None
+
+    def _checked_plan(self, vol: VolumeDef, disk: str, table: DiskTable) -> tuple[Plan, str]:
+        """Where the partition goes and its name, refused as the create would refuse it."""
+        fmt = self._format(vol)
         if fmt not in DISK_VOLUME_FORMATS:
             raise ValidationError(f"'{fmt}' is not a partition type; use one of: "
                                   + ", ".join(DISK_VOLUME_FORMATS), "format")
         if not vol.capacity or vol.capacity <= 0:
             raise ValidationError("a partition needs a capacity greater than 0", "capacity")
-        start = None
-        if vol.source_devices and vol.source_devices[0][1]:
-            start = vol.source_devices[0][1][0].start
+        plan = self._plan(disk, table, fmt, vol.capacity, self._start(vol))
+        expected = partition_name(disk, plan.number, self.part_separator)
+        if vol.name != expected:
+            raise ValidationError(
+                f"the new partition on {disk} will be number {plan.number}, so the volume "
+                f"must be named '{expected}' (partitions are named as the kernel names "
+                "them)", "name")
+        return plan, expected
+
+    def _create(self, vol: VolumeDef, ctx: JobContext, *, partial: bool = False
+                ) -> tuple[str, Partition, Path | None]:
+        """Make the partition; `partial`: marked as being filled (see disk_partial.py),
+        returning the record of a non-gpt one."""
+        fmt = self._format(vol)
         disk = self._disk()
         with blockprobe.disk_lock(disk):
             table = self._table(disk)
-            plan = self._plan(disk, table, fmt, vol.capacity, start)
-            expected = partition_name(disk, plan.number, self.part_separator)
-            if vol.name != expected:
-                raise ValidationError(
-                    f"the new partition on {disk} will be number {plan.number}, so the volume "
-                    f"must be named '{expected}' (partitions are named as the kernel names "
-                    "them)", "name")
+            plan, expected = self._checked_plan(vol, disk, table)
             (ctx or NULL_CONTEXT).check()
             fstype, flag = MKPART_ARGS[fmt]
             argv = ["parted", "-s", disk, "mkpart"]

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import blockprobe, fileops, runner
+from ..checks import check_lv_name as check_lv_name
 from ..checks import require_device_path, require_vg_name
 from ..errors import (
     AlreadyExists,
     Cancelled,
     InUse,
-    InvalidName,
     PoolkeeperError,
     StateError,
     UnsafePath,
@@ -60,7 +60,7 @@ from ..model import (
 from ..names import check_name
 from ..progress import JobContext, shielded
 from ..units import human
-from .base import Claim, PoolDriver, device_claims
+from .base import Claim, PoolDriver, device_claims, refused
 from .fddata import FdDataVerbs
 from .lvm_report import (
     DM_MISSING,
@@ -116,34 +116,6 @@ def _lvm(argv: list[str], *, check: bool = True,
     if check and done.returncode != 0:
         raise lvm_failure(done)
     return done
-
-
-# == names =============================================================================
-_LV_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
-# lvm(8) "VALID NAMES": prefixes and parts reserved for LVM's own sub-volumes.
-_LV_RESERVED_PREFIXES = ("snapshot", "pvmove")
-_LV_RESERVED_PARTS = (
-    "_cdata", "_cmeta", "_corig", "_cpool", "_cvol", "_imeta", "_iorig", "_mimage", "_mlog",
-    "_pmspare", "_rimage", "_rmeta", "_tdata", "_tmeta", "_vdata", "_vorigin", "_wcorig",
-)
-
-
-def check_lv_name(name: object) -> str:
-    """A logical volume name by LVM's rules (checked before LVM sees it)."""
-    check_name(name, "volume name")  # type: ignore[arg-type]
-    assert isinstance(name, str)
-    if not _LV_NAME.fullmatch(name):
-        raise InvalidName(
-            f"'{name}' cannot be a logical volume name: use letters, digits and + _ . - (not "
-            "starting with '-', at most 127 characters)", element="name")
-    if name.startswith(_LV_RESERVED_PREFIXES):
-        raise InvalidName(f"'{name}' cannot be a logical volume name: names starting with "
-                          "'snapshot' or 'pvmove' are reserved by LVM", element="name")
-    for part in _LV_RESERVED_PARTS:
-        if part in name:
-            raise InvalidName(f"'{name}' cannot be a logical volume name: '{part}' is "
-                              "reserved by LVM for its internal volumes", element="name")
-    return name
 
 
 def _check_device_path(value: object) -> str:
@@ -566,12 +538,12 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         size = round_up(capacity, ext)
         if vol.allocation is not None and vol.allocation < capacity:
             pools = sorted(lv.name for lv in lvs if lv.is_thin_pool and not lv.hidden)
-            if not pools:
-                raise Unsupported(
+            if not pools:  # beside the allocation asked for, in the create dialog
+                raise refused(Unsupported(
                     f"volume group '{vg}' has no thin pool, so its logical volumes are fully "
                     f"allocated: leave out the allocation (or make it {capacity} bytes, the "
                     f"capacity), or create a thin pool for sparse volumes "
-                    f"(lvcreate --type thin-pool -L SIZE -n NAME {vg})")
+                    f"(lvcreate --type thin-pool -L SIZE -n NAME {vg})"), "allocation")
             return ["lvcreate", "--yes", "--name", name, "--thin", "-V", f"{size}b", "--",
                     f"{vg}/{pools[0]}"]
         return ["lvcreate", "--yes", "--name", name, "-L", f"{size}b", "--", vg]
@@ -602,22 +574,25 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         return ["lvcreate", "--yes", "-s", "-L", f"{round_up(cow, state.extent_size)}b",
                 "-n", name, "--", target]
 
-    def create_volume(self, vol: VolumeDef, ctx: JobContext, *, partial: bool = False) -> None:
-        """lvcreate; `partial`: tagged as being filled (see PARTIAL_TAG)."""
+    def check_new_volume(self, vol: VolumeDef) -> list[str]:
+        """Refused as create_volume refuses it (a sparse LV needs a thin pool): its argv."""
         name = check_lv_name(vol.name)
         self._need_dm()
         state = self._require_vg()
         self._require_complete(state)
         lvs = self._lvs()
         existing = next((lv for lv in lvs if lv.name == name), None)
-        if existing is not None and PARTIAL_TAG in existing.tags:
-            raise AlreadyExists(f"the logical volume '{name}' in volume group '{state.name}' is "
-                                "what a clone left half-made and could not remove; remove it "
-                                f"with: lvremove {state.name}/{name}")
         if existing is not None:
-            raise AlreadyExists(f"a logical volume named '{name}' already exists in volume "
-                                f"group '{state.name}'")
-        argv = self.create_argv(vol, state, lvs)
+            raise AlreadyExists(
+                f"the logical volume '{name}' in volume group '{state.name}' is what a clone "
+                f"left half-made and could not remove; remove it with: lvremove "
+                f"{state.name}/{name}" if PARTIAL_TAG in existing.tags else
+                f"a logical volume named '{name}' already exists in volume group '{state.name}'")
+        return self.create_argv(vol, state, lvs)
+
+    def create_volume(self, vol: VolumeDef, ctx: JobContext, *, partial: bool = False) -> None:
+        """lvcreate; `partial`: tagged as being filled (see PARTIAL_TAG)."""
+        argv, name = self.check_new_volume(vol), vol.name
         if partial:
             end = argv.index("--")
             argv[end:end] = ["--addtag", PARTIAL_TAG]

@@ -201,3 +201,31 @@ def test_secret_set_reads_stdin_and_never_echoes(state_root, monkeypatch, capsys
     assert len(files) == 1 and files[0].read_text() == "s3cr3t-Value"
     assert stat_mod.S_IMODE(files[0].stat().st_mode) == 0o600
     assert stat_mod.S_IMODE((state_root / "secrets").stat().st_mode) == 0o700
+
+
+def test_a_failed_start_exits_1_and_says_error_never_started(cli, tmp_path):
+    """A dir pool whose directory was removed: no success text, an error, status 1."""
+    target = tmp_path / "vms"
+    assert cli("pool-define-as", "vms", "dir", "--target", str(target)).code == 0
+    r = cli("pool-start", "vms")
+    assert r.code == 1 and "started" not in r.out, r
+    assert r.err.startswith("error: the directory ") and "does not exist" in r.err, r
+
+
+def test_start_with_build_that_builds_but_does_not_start_says_both(cli, tmp_path,
+                                                                    monkeypatch):
+    """pool-start --build is two verbs: when the build is done and the start refused, the
+    error says the pool was built (it is: the directory exists), and the status is 1."""
+    from backends.controller import StorageController
+    from backends.errors import StateError
+
+    def refuse(self: StorageController, name: str) -> None:  # the start alone is refused
+        raise StateError(f"pool '{name}' is already active")
+
+    target = tmp_path / "vms"
+    assert cli("pool-define-as", "vms", "dir", "--target", str(target)).code == 0
+    monkeypatch.setattr(StorageController, "start_pool", refuse)
+    r = cli("pool-start", "vms", "--build")
+    assert r.code == 1 and "started" not in r.out and target.is_dir(), r
+    assert r.err == ("error: pool 'vms' was built, but could not be started: pool 'vms' is "
+                     "already active\n"), r

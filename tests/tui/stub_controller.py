@@ -40,6 +40,7 @@ from backends.model import (
 )
 from backends.reports import volume_def_from_info
 from backends.runner import Completed
+from backends.volume_requests import Refusal
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -170,6 +171,9 @@ class StubController:
         return FrozenJob(kind, description, kwargs.pop("pool", "default"),
                          kwargs.pop("volume", None), self.bus, **kwargs)
 
+    def startup_problems(self) -> list[str]:
+        return []
+
     def start_monitor(self, interval: float = 3.0) -> None:
         self.monitoring = interval
 
@@ -252,6 +256,23 @@ class StubController:
         return PoolStatus(name=pdef.name, type=pdef.type, uuid="", state="inactive",
                           autostart=False, persistent=True, target=pdef.target.path,
                           features=FEATURES[pdef.type])
+
+    def check_pool_def(self, pdef: PoolDef, new: bool = True) -> Refusal | None:
+        """Nothing is refused but a name that a listed pool has (snapshots show forms)."""
+        if new and pdef.name in DEFINITIONS:
+            return Refusal("name", f"a pool named '{pdef.name}' already exists")
+        return None
+
+    def check_volume_def(self, pool: str, vdef: VolumeDef) -> Refusal | None:
+        return None
+
+    def check_clone(self, pool: str, source: str, new_name: str, *,
+                    target_pool: str | None = None, xml: str | bytes | None = None
+                    ) -> Refusal | None:
+        return None
+
+    def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
+        return None
 
     def pool_def(self, name: str) -> PoolDef:
         self._status(name)

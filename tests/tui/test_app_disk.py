@@ -45,6 +45,7 @@ async def test_carve_a_disk_from_the_extent_bar(state_root: Path, tmp_path: Path
                 dialog.query_one("#name", Input).value = name
                 dialog.query_one("#capacity", Input).value = "64M"
                 await pilot.press("ctrl+s")
+                await settle(app, pilot)  # the back end checks it before the dialog closes
                 table = app.screen.query_one("#volumes", VolumeTable)
                 for _ in range(100):
                     await settle(app, pilot, 1)

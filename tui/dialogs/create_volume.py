@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
 from textual.app import ComposeResult
 from textual.content import Content
 from textual.widgets import Input, Select, Static
+from textual.worker import Worker, WorkerState
 
 from backends import xmlio
 from backends.errors import InvalidName, ValidationError
@@ -21,9 +22,12 @@ from backends.model import (
 )
 from backends.names import check_name
 from backends.units import human
+from backends.volume_requests import Refusal
 
 from ..shown import shown
 from .base import Dialog, Evaluation
+from .checked import Check as BackEndCheck
+from .checked import CheckedForm
 from .fields import Check, Invalid, bare_message, field, parse_size_text, text_input
 
 # Formats that can sit on a backing file (qemu-img create -b).
@@ -36,7 +40,12 @@ def allocation_applies(features: PoolFeatures, fmt: str | None) -> bool:
     return not features.volumes_fully_allocated and fmt in (None, "raw")
 
 
-class CreateVolumeDialog(Dialog[VolumeDef | None]):
+class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
+    """`check`: the controller's check_volume_def for this pool, run before it closes;
+    `suggest`: the name the storage requires (a partition's, Controller.volume_name_for),
+    filled in while the name is empty; `typed` and `refused`: a form opened again after
+    the create was refused (CheckedForm)."""
+
     heading = "Create volume"
     submit_label = "Create"
 
@@ -53,7 +62,13 @@ class CreateVolumeDialog(Dialog[VolumeDef | None]):
         *,
         existing: Collection[str] = (),
         ascii: bool = False,
+        check: BackEndCheck | None = None,
+        suggest: Callable[[], str | None] | None = None,
+        typed: Mapping[str, object] | None = None,
+        refused: tuple[VolumeDef, Refusal] | None = None,
     ) -> None:
+        self.init_checked(check, typed, refused)
+        self.suggest = suggest
         self.pool = pool
         self.formats = list(formats)
         self.default_format = default_format
@@ -84,6 +99,35 @@ class CreateVolumeDialog(Dialog[VolumeDef | None]):
                                         id="sparse"))
         yield field("", text_input("allocation", placeholder="all of it (= capacity)"),
                     classes="allocation")
+
+    def setup(self) -> None:
+        self.restore_typed()
+        if self.suggest is not None and not self._value("name"):
+            self.run_worker(self.suggest, thread=True, group="suggest", exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The name the storage requires, once read: filled in unless one was typed."""
+        if event.worker.group != "suggest" or event.state != WorkerState.SUCCESS:
+            return
+        name = self.query_one("#name", Input)
+        if event.worker.result and not name.value:
+            name.value = event.worker.result
+            name.cursor_position = len(name.value)
+
+    def refusal_field(self, refusal: Refusal) -> str | None:
+        """Where the back end's refusal of a part of the volume goes."""
+        element = refusal.element
+        fields = {"name": "name", "capacity": "capacity", "backingStore": "backing"}
+        if self.formats:
+            fields["format"] = "format"
+        if element == "allocation":
+            if not allocation_applies(self.pool.type_features, self._format()):
+                return "capacity"
+            return "sparse" if self.query_one("#sparse", Check).value else "allocation"
+        return fields.get(element)
+
+    def finish(self, result: VolumeDef) -> Awaitable[VolumeDef | None]:
+        return self.checked(result)
 
     # -- reading the form ----------------------------------------------------------------
     def _format(self) -> str | None:
@@ -175,6 +219,7 @@ class CreateVolumeDialog(Dialog[VolumeDef | None]):
             ev.form = (str(exc), "error")
             return ev
         ev.result = vdef
+        self.show_refusal(ev)
         return ev
 
     def _space(self, ev: Evaluation[VolumeDef | None], capacity: int | None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -37,9 +37,12 @@ from backends.model import (
 )
 from backends.names import check_name
 from backends.units import human
+from backends.volume_requests import Refusal
 
 from ..shown import shown, shown_xml
 from .base import Dialog, Evaluation
+from .checked import Check as BackEndCheck
+from .checked import CheckedForm
 from .fields import Field, bare_message, field, text_input
 from .sources import describe_source, parse_sources
 
@@ -122,7 +125,11 @@ class DevicePicker(SelectionList[str]):
         return option.value in self._selected
 
 
-class DefinePoolDialog(Dialog[PoolDef | None]):
+class DefinePoolDialog(CheckedForm[PoolDef], Dialog[PoolDef | None]):
+    """`check`: the controller's check_pool_def (the name, the type's rules, a target or
+    source another pool has), run before it closes; `typed`, `refused`: the form opened
+    again after the define was refused anyway (CheckedForm)."""
+
     heading = "Define a storage pool"
     submit_label = "Define"
 
@@ -154,7 +161,12 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
 
     def __init__(self, discover: Discover, *, types: Mapping[str, PoolFeatures],
                  pool_type: str | None = None, devices: Devices | None = None,
-                 ascii: bool = False) -> None:
+                 ascii: bool = False, check: BackEndCheck | None = None,
+                 typed: Mapping[str, object] | None = None,
+                 refused: tuple[PoolDef, Refusal] | None = None) -> None:
+        self.init_checked(check, typed, refused)
+        if typed and isinstance(typed.get("type"), str):
+            pool_type = str(typed["type"])  # its fields shown from the start
         self.discover = discover
         self.devices = devices
         self.types = dict(types)  # in the order the Type list shows them
@@ -214,6 +226,17 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
         self.query_one("#device-list").display = False
         self._show_fields(self.initial_type)
         self._status("")
+        with self.prevent(Select.Changed):
+            self.restore_typed()
+
+    def refusal_field(self, refusal: Refusal) -> str | None:
+        """The field that holds the part of the definition the back end refused."""
+        shown = self.features.form_fields
+        cid = self._field_of(ValidationError(refusal.message, refusal.element or None), shown)
+        return cid if cid in shown and refusal.element else None
+
+    def finish(self, result: PoolDef) -> Awaitable[PoolDef | None]:
+        return self.checked(result)
 
     # -- reading the form ----------------------------------------------------------------
     @property
@@ -281,6 +304,9 @@ class DefinePoolDialog(Dialog[PoolDef | None]):
             else:
                 ev.result = checked
                 self.preview_error = None
+                self.show_refusal(ev)
+                if ev.result is None and self.refused is not None:
+                    self.preview_error = self.refused[1].message
         else:
             first = next((cid for cid in shown if cid in ev.messages
                           and ev.messages[cid][1] == "error"), None)

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from functools import partial
 
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.widget import Widget
 from textual.widgets import Input, RadioSet, Select, Static
+from textual.worker import Worker, WorkerState
 
 from backends.errors import InvalidName
 from backends.model import WIPE_ALGORITHMS, PoolStatus, VolumeInfo
 from backends.names import check_name
 from backends.units import human
+from backends.volume_requests import Refusal
 
 from ..shown import shown
 from .base import Dialog, Evaluation
+from .checked import Check as BackEndCheck
+from .checked import CheckedForm
 from .fields import (
     Check,
     Invalid,
@@ -50,11 +56,21 @@ def clone_name(name: str) -> str:
     return f"{stem}-clone{ext}"
 
 
-class CloneVolumeDialog(Dialog[CloneRequest | None]):
+class CloneVolumeDialog(CheckedForm[CloneRequest], Dialog[CloneRequest | None]):
+    """`check`: the controller's check_clone, run before it closes (the target pool's
+    rules: a partition's name in a disk pool, the room); `suggest`: the name a target
+    pool requires (Controller.volume_name_for), put in the name while it is not one the
+    user typed."""
+
     submit_label = "Clone"
 
     def __init__(self, volume: VolumeInfo, pools: Sequence[PoolStatus], current_pool: str,
-                 existing: Collection[str], *, ascii: bool = False) -> None:
+                 existing: Collection[str], *, ascii: bool = False,
+                 check: BackEndCheck | None = None,
+                 suggest: Callable[[str], str | None] | None = None) -> None:
+        self.init_checked(check, None, None)
+        self.suggest = suggest
+        self.filled = {clone_name(volume.name)}  # names the form put there, not the user
         self.volume = volume
         self.current_pool = current_pool
         self.pools = {p.name: p for p in pools if p.active or p.name == current_pool}
@@ -110,7 +126,37 @@ class CloneVolumeDialog(Dialog[CloneRequest | None]):
             fmt = value if isinstance(value, str) else fmt
         if ev.ok:
             ev.result = CloneRequest(new_name=name, target_pool=target.name, format=fmt)
+            self.show_refusal(ev)
         return ev
+
+    def on_form_change(self, widget: Widget) -> None:
+        target = self._target()
+        if widget.id == "pool" and target is not None and self.suggest is not None:
+            self.run_worker(partial(self.suggest, target.name), thread=True, exclusive=True,
+                            group="suggest", name=target.name, exit_on_error=False)
+        self.refresh_form()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The name the chosen pool requires, once read, unless the user typed one."""
+        worker = event.worker
+        target = self._target()
+        if worker.group != "suggest" or event.state != WorkerState.SUCCESS or \
+                target is None or worker.name != target.name:
+            return
+        name = self.query_one("#new_name", Input)
+        if name.value in self.filled:
+            suggested = worker.result or clone_name(self.volume.name)
+            self.filled.add(suggested)
+            name.value = suggested
+
+    def refusal_field(self, refusal: Refusal) -> str | None:
+        fields = {"name": "new_name", "capacity": "pool", "allocation": "pool"}
+        if self.query_one("#field-format").display:
+            fields["format"] = "format"
+        return fields.get(refusal.element)
+
+    def finish(self, result: CloneRequest) -> Awaitable[CloneRequest | None]:
+        return self.checked(result)
 
 
 _DELTA_RE = re.compile(r"^\s*([+-])\s*(.*)$")

@@ -40,7 +40,7 @@ from backends.jobs import Job
 from backends.model import DeviceLayout, PoolFeatures, PoolStatus, VolumeInfo
 from backends.units import human
 
-from ..bridge import CommandEvent, JobEvent, PoolEvent, VolumeEvent, connect
+from ..bridge import CommandEvent, JobEvent, Outcome, PoolEvent, VolumeEvent, connect
 from ..shown import shown
 from ..widgets.extent_bar import ExtentBar, free_rows
 from ..widgets.jobs_panel import JobsPanel
@@ -124,6 +124,8 @@ class MainScreenBase(Screen[None]):
             self.query_one(widget_id).display = False
         self.set_interval(5, self._update_status)
         self.load_pools()
+        for problem in self.ctl.startup_problems():  # an autostart that failed, say
+            self.notify(problem, severity="error", timeout=20, markup=False)
 
     def on_unmount(self) -> None:
         if self._disconnect:
@@ -474,7 +476,8 @@ class MainScreenBase(Screen[None]):
         """Run a controller verb off the UI thread. `action` says what it does ("remove
         pool p"): a failure is notified as "could not <action>: <why>". `done` is said
         only once the verb succeeded ("pool p removed"); a verb that starts a job says
-        nothing (the jobs panel shows it, and the job's end is notified)."""
+        nothing (the jobs panel shows it, and the job's end is notified); one that did
+        only part of its work returns an Outcome, said instead of `done`."""
         try:
             result = fn(*args, **kwargs)
         except PoolkeeperError as exc:
@@ -487,6 +490,9 @@ class MainScreenBase(Screen[None]):
             return
         if isinstance(result, Job):
             self.app.call_from_thread(self._job_started, result)
+        elif isinstance(result, Outcome):  # part of it done: says which part
+            self.app.notify(result.text, severity=result.severity, markup=False,
+                            timeout=None if result.severity == "information" else 15)
         else:
             self.app.notify(done, markup=False)
 

@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 
 from backends.errors import Busy, PoolkeeperError
-from backends.model import PoolFeatures
+from backends.model import PoolDef, PoolFeatures
+from backends.volume_requests import Refusal
+from backends.volume_requests import refusal as refusal_of
 
 from .. import dialogs
+from ..bridge import Outcome
 
 if TYPE_CHECKING:
     from .main_base import MainScreenBase as _Screen
@@ -40,19 +43,52 @@ class PoolActions(_Screen):
         finally:
             self.app.call_from_thread(self._open_define_dialog, "define", types)
 
-    def _open_define_dialog(self, kind: str | None, types: dict[str, PoolFeatures]) -> None:
+    def _open_define_dialog(self, kind: str | None, types: dict[str, PoolFeatures],
+                            typed: dict[str, object] | None = None,
+                            refused: tuple[PoolDef, Refusal] | None = None) -> None:
+        """The back end checks the definition before the dialog closes (a name taken, a
+        target or source another pool has, the type's rules); `typed`, `refused`: opened
+        again with what was typed when the define was refused anyway (a race)."""
         def discover(pool_type: str, host: str | None) -> str:
             return self.ctl.find_pool_sources(pool_type, host=host)
 
         def done(pdef: Any) -> None:
-            if pdef is not None:
-                self.run_verb(f"define pool {pdef.name}", f"pool {pdef.name} defined",
-                              self.ctl.define_pool_def, pdef)
+            if pdef is not None and dialog is not None:
+                self._define(pdef, types, dialog.typed)
 
-        self._open(kind, "the define dialog",
-                   None if not types else lambda: dialogs.DefinePoolDialog(
-                       discover, types=types, devices=self.ctl.block_devices,
-                       ascii=self.ascii), done)
+        dialog: dialogs.DefinePoolDialog | None = None
+
+        def make() -> dialogs.DefinePoolDialog:
+            nonlocal dialog
+            dialog = dialogs.DefinePoolDialog(
+                discover, types=types, devices=self.ctl.block_devices, ascii=self.ascii,
+                check=self.ctl.check_pool_def, typed=typed, refused=refused)
+            return dialog
+
+        self._open(kind, "the define dialog", make if types else None, done)
+
+    @work(thread=True, group="verbs")
+    def _define(self, pdef: PoolDef, types: dict[str, PoolFeatures],
+                typed: dict[str, object]) -> None:
+        try:
+            self.ctl.define_pool_def(pdef)
+        except PoolkeeperError as exc:
+            self.app.call_from_thread(self._define_refused, pdef, types, typed,
+                                      refusal_of(exc), str(exc))
+            return
+        except OSError as exc:
+            self.app.notify(f"could not define pool {pdef.name}: {exc.strerror or exc}",
+                            severity="error", timeout=15, markup=False)
+            return
+        self.app.notify(f"pool {pdef.name} defined", markup=False)
+
+    def _define_refused(self, pdef: PoolDef, types: dict[str, PoolFeatures],
+                        typed: dict[str, object], refusal: Refusal, message: str) -> None:
+        if self.app.screen is not self:  # nowhere to show the form again
+            self.notify(f"could not define pool {pdef.name}: {message}", severity="error",
+                        timeout=15, markup=False)
+            return
+        self._open_define_dialog(None, types, typed, (pdef, refusal))
 
     def action_start_stop(self) -> None:
         name = self.selected
@@ -143,13 +179,16 @@ class PoolActions(_Screen):
                                                     held_error=error, busy=busy,
                                                     ascii=self.ascii), done)
 
-    def _delete_pool(self, name: str, force: bool, expected: tuple[str, ...] | None) -> None:
+    def _delete_pool(self, name: str, force: bool, expected: tuple[str, ...] | None
+                     ) -> Outcome | None:
+        """Destroy the storage, then undefine: a refused undefine is half of it done."""
         self.ctl.delete_pool(name, force=force, expected=expected)
         try:
             self.ctl.undefine_pool(name)
         except PoolkeeperError as exc:
-            raise PoolkeeperError(f"its storage was destroyed, but the definition stays: "
-                                  f"{exc}") from None
+            return Outcome(f"destroyed the storage of pool {name}, but could not undefine "
+                           f"it: {exc}", "warning")
+        return None
 
     def action_set_secret(self) -> None:
         if self.view is not None and self.view.secret_usage and self._prepare("secret"):

@@ -6,16 +6,21 @@ under the cursor) and copy path. Each opens its dialog; the verb runs in a worke
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from textual import work
 from textual.widgets import Input
 
 from backends import xmlio
 from backends.errors import PoolkeeperError
 from backends.model import WIPE_ALGORITHMS, Extent, VolumeDef, VolumeInfo, VolumeTarget
+from backends.volume_requests import Refusal
+from backends.volume_requests import refusal as refusal_of
 
 from .. import dialogs
+from ..bridge import Outcome, batch_outcome
 from ..widgets.extent_bar import ExtentBar
 from ..widgets.volume_table import VolumeTable
 
@@ -33,30 +38,44 @@ class VolumeActions(_Screen):
     def _need_volume(self) -> VolumeInfo | None:
         return self.table.cursor_volume
 
-    def action_create_volume(self, place: tuple[str, int, int] | None = None) -> None:
+    def action_create_volume(self, place: tuple[str, int, int] | None = None,
+                             typed: Mapping[str, object] | None = None,
+                             refused: tuple[VolumeDef, Refusal] | None = None) -> None:
         """`place`: (device, start, end) of a free extent chosen on the extent bar: the
-        dialog opens with its size, and the volume is put at its start."""
+        dialog opens with its size, and the volume is put at its start. The back end
+        checks the volume before the dialog closes (the pool type's rules: a partition's
+        name, a thin pool for a sparse LV, the room); `typed`, `refused`: the dialog opened
+        again with what was typed when the create was refused anyway (a race)."""
         name, view = self.selected, self.view
         if name is None or view is None or view.features is None:
             return
         volumes = self.table.all_volumes()
 
+        def placed(vdef: VolumeDef) -> VolumeDef:
+            if place is None:
+                return vdef
+            device, start, end = place
+            return replace(vdef, source_devices=[(device, [Extent(start, end)])])
+
+        def check(vdef: VolumeDef) -> Refusal | None:  # in a thread: it reads the storage
+            return self.ctl.check_volume_def(name, placed(vdef))
+
+        def suggest() -> str | None:  # in a thread, too
+            size = place[2] - place[1] if place is not None else None
+            return self.ctl.volume_name_for(name, placed(VolumeDef(name="", capacity=size)))
+
         def done(vdef: Any) -> None:
-            if vdef is None:
-                return
-            if place is not None:
-                device, start, end = place
-                vdef = replace(vdef, source_devices=[(device, [Extent(start, end)])])
-            self.run_verb(f"create {vdef.name}", f"creating {vdef.name}",
-                          self.ctl.create_volume_def, name, vdef)
+            if vdef is not None:
+                self._create_volume(name, vdef, placed(vdef), place, dialog.typed)
 
         dialog = dialogs.CreateVolumeDialog(
             view.status, view.features.creatable_formats,
             view.features.default_volume_format or "raw",
             [v for v in volumes if v.error is None and v.type == "file"],
-            existing={v.name for v in volumes}, ascii=self.ascii)
+            existing={v.name for v in volumes}, ascii=self.ascii, check=check,
+            suggest=suggest, typed=typed, refused=refused)
         self.app.push_screen(dialog, done)
-        if place is not None:
+        if place is not None and typed is None:
             size = place[2] - place[1]
 
             def prefill() -> None:
@@ -64,6 +83,33 @@ class VolumeActions(_Screen):
                     dialog.query_one("#capacity", Input).value = f"{size // (1 << 20)}M"
 
             dialog.call_after_refresh(prefill)
+
+    @work(thread=True, group="verbs")
+    def _create_volume(self, pool: str, asked: VolumeDef, vdef: VolumeDef,
+                       place: tuple[str, int, int] | None, typed: dict[str, object]) -> None:
+        """Start the create; refused (the storage changed since the dialog's check), the
+        dialog opens again with what was typed and why."""
+        try:
+            job = self.ctl.create_volume_def(pool, vdef)
+        except PoolkeeperError as exc:
+            refusal = refusal_of(exc, allocation_asked=bool(vdef.allocation))
+            self.app.call_from_thread(self._reopen_create, pool, place, typed,
+                                      (asked, refusal), str(exc))
+            return
+        except OSError as exc:
+            self.app.notify(f"could not create {vdef.name}: {exc.strerror or exc}",
+                            severity="error", timeout=15, markup=False)
+            return
+        self.app.call_from_thread(self._job_started, job)
+
+    def _reopen_create(self, pool: str, place: tuple[str, int, int] | None,
+                       typed: dict[str, object], refused: tuple[VolumeDef, Refusal],
+                       message: str) -> None:
+        if self.selected != pool or self.app.screen is not self:
+            self.notify(f"could not create {refused[0].name}: {message}", severity="error",
+                        timeout=15, markup=False)  # nowhere to show the form again
+            return
+        self.action_create_volume(place, typed=typed, refused=refused)
 
     # -- free extents chosen on the extent bar or in the table ------------------------
     def on_extent_bar_segment_selected(self, event: ExtentBar.SegmentSelected) -> None:
@@ -97,21 +143,28 @@ class VolumeActions(_Screen):
             return
         active = [p for p in self.pools.values() if p.active]
 
+        def xml(req: dialogs.CloneRequest) -> str | None:  # another format asked for
+            return None if req.format == volume.format else xmlio.format_volume(VolumeDef(
+                name=req.new_name, capacity=volume.capacity,
+                target=VolumeTarget(format=req.format)))
+
+        def check(req: dialogs.CloneRequest) -> Refusal | None:  # in a thread: it reads
+            return self.ctl.check_clone(name, volume.name, req.new_name,
+                                        target_pool=req.target_pool, xml=xml(req))
+
         def done(req: Any) -> None:
-            if req is None:
-                return
-            xml = None
-            if req.format != volume.format:
-                xml = xmlio.format_volume(VolumeDef(
-                    name=req.new_name, capacity=volume.capacity,
-                    target=VolumeTarget(format=req.format)))
-            self.run_verb(f"clone {volume.name}", f"cloning {volume.name}",
-                          self.ctl.clone_volume, name, volume.name,
-                          req.new_name, target_pool=req.target_pool, xml=xml)
+            if req is not None:
+                self.run_verb(f"clone {volume.name}", f"cloning {volume.name}",
+                              self.ctl.clone_volume, name, volume.name,
+                              req.new_name, target_pool=req.target_pool, xml=xml(req))
 
         existing = {v.name for v in self.ctl.cached_volumes(name)}
+        def suggest(pool: str) -> str | None:  # in a thread: a disk pool reads its table
+            return self.ctl.volume_name_for(pool, VolumeDef(name="", capacity=volume.capacity))
+
         self.app.push_screen(dialogs.CloneVolumeDialog(volume, active, name, existing,
-                                                       ascii=self.ascii), done)
+                                                       ascii=self.ascii, check=check,
+                                                       suggest=suggest), done)
 
     def action_resize_volume(self) -> None:
         name, volume, view = self.selected, self._need_volume(), self.view
@@ -191,18 +244,20 @@ class VolumeActions(_Screen):
         self.app.push_screen(dialogs.DeleteVolumesDialog(volumes, in_use, ascii=self.ascii),
                              done)
 
-    def _delete_volumes(self, pool: str, names: list[str]) -> None:
-        errors = []
+    def _delete_volumes(self, pool: str, names: list[str]) -> Outcome:
+        """Each volume in turn; the report names those deleted and those not, with why
+        (a volume another one is backed by is refused, the others still go)."""
+        deleted: list[str] = []
+        failed: list[tuple[str, str]] = []
         for volume in names:
             try:
                 self.ctl.delete_volume(pool, volume)
+                deleted.append(volume)
             except PoolkeeperError as exc:
-                errors.append(str(exc))
-        if errors:
-            deleted = len(names) - len(errors)
-            # run_verb says "could not delete N volumes: "; say which part did happen
-            raise PoolkeeperError((f"{deleted} of them deleted; " if deleted else "")
-                                  + "; ".join(errors))
+                failed.append((volume, str(exc)))
+            except OSError as exc:
+                failed.append((volume, exc.strerror or str(exc)))
+        return batch_outcome("delete", "deleted", "volume", deleted, failed)
 
     def action_copy_path(self) -> None:
         volume = self._need_volume()

@@ -45,7 +45,8 @@ class XmlActions(_Screen):
             xml = self.ctl.pool_xml(pool) if volume is None else self.ctl.volume_xml(pool,
                                                                                    volume)
         except PoolkeeperError as exc:
-            self.app.notify(str(exc), severity="error", markup=False)
+            self.app.notify(f"could not read the XML of {title}: {exc}", severity="error",
+                            markup=False)
         finally:
             self.app.call_from_thread(self._show_xml, title, xml)
 
@@ -64,7 +65,8 @@ class XmlActions(_Screen):
             xml = self.ctl.pool_xml(pool, inactive=True)
             path = self._write_for_edit(pool, xml)
         except PoolkeeperError as exc:
-            self.app.notify(str(exc), severity="error", markup=False)
+            self.app.notify(f"could not read the XML of pool {pool} to edit it: {exc}",
+                            severity="error", markup=False)
         finally:
             self.app.call_from_thread(self._run_editor, pool, path, xml or "", "edit")
 
