@@ -569,8 +569,7 @@ class StorageController:
             raise AlreadyExists(f"volume '{vdef.name}' already exists in pool '{dst_pool}'")
         self._chains.check_chain(src)
         volume_requests.clone_space_check(src, source, dst_driver, dst_pool)
-        dst_driver.check_new_volume(replace(vdef, capacity=max(vdef.capacity or 0,
-                                                               src.capacity)))
+        volume_requests.check_clone_target(dst_driver, vdef, src)
         return src_driver, dst_driver, vdef
 
     def clone_volume(self, pool: str, source: str, new_name: str, *,

@@ -118,6 +118,18 @@ def clone_space_check(src: VolumeInfo, source: str, dst_driver: PoolDriver,
         )
 
 
+def check_clone_target(dst_driver: PoolDriver, vdef: VolumeDef, src: VolumeInfo) -> None:
+    """The target type's own rules for a clone's new volume. A half-made volume a failed
+    clean-up left under the name is no refusal here: the clone, holding the name's lock,
+    removes it first."""
+    try:
+        dst_driver.check_new_volume(replace(vdef, capacity=max(vdef.capacity or 0,
+                                                              src.capacity)))
+    except AlreadyExists:
+        if vdef.name not in dst_driver.partial_volumes():
+            raise
+
+
 def refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str) -> None:
     """What a clone's XML asks for that the copy would not give: a byte copy keeps the
     source's qcow2 header as it is (compat, cluster size, features), and a raw copy is
