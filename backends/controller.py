@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -70,6 +71,9 @@ from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
 from .units import human
 from .volume_users import VolumeUsers, open_paths, refuse_in_use
+
+# A streamed listing publishes what it found at least this often (seconds)
+LISTING_SLICE = 1.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -247,16 +251,57 @@ class StorageController:
             try:
                 driver.remember_target()  # after the mount: what every later verb must find
                 self._partials.sweep(driver)
-                sizes, volumes = driver.refresh()
+                if driver.streams_listing:
+                    self._start_streamed(name, pdef, driver)
+                else:
+                    sizes, volumes = driver.refresh()
+                    self.store.write_extras(name, driver.extras)
+                    self.store.write_run_state(
+                        name, xmlio.format_pool(reports.live_def(pdef, sizes)))
+                    self._cache.replace(name, self._records.apply(name, volumes))
             except BaseException:
                 with contextlib.suppress(PoolkeeperError, OSError):
                     driver.stop()
                 raise
-            self.store.write_extras(name, driver.extras)
-            self.store.write_run_state(name, xmlio.format_pool(reports.live_def(pdef, sizes)))
-            self._cache.replace(name, self._records.apply(name, volumes))
         self.bus.publish(PoolChanged(name, "started"))
         return self.pool_info(name)
+
+    def _start_streamed(self, name: str, pdef: PoolDef, driver: PoolDriver) -> None:
+        """The pool is active before its volumes are all read (its sizes need no listing),
+        so a view shows the first volumes while the scan goes on; a failed scan leaves it
+        stopped as it was."""
+        self.store.write_extras(name, driver.extras)
+        self.store.write_run_state(name, xmlio.format_pool(reports.live_def(pdef, driver.sizes())))
+        try:
+            self._list_streamed(name, driver)
+        except BaseException:
+            self._cache.drop(name)
+            with contextlib.suppress(OSError):
+                self.store.clear_run_state(name)
+                self.store.write_extras(name, {})
+            self.bus.publish(PoolChanged(name, "stopped"))
+            raise
+
+    def _list_streamed(self, name: str, driver: PoolDriver) -> None:
+        """A first listing into the cache, published as it comes: the first batch at once,
+        then what came in since, at intervals that double up to LISTING_SLICE seconds
+        (each publication costs a view a merge of everything it shows)."""
+        self._cache.begin_listing(name)
+        try:
+            pending: list[VolumeInfo] = []
+            shown_at, wait = None, LISTING_SLICE / 8
+            for batch in driver.refresh_batches():
+                pending += batch
+                now = time.monotonic()
+                if shown_at is None or now - shown_at >= wait:
+                    self._cache.add_listed(name, self._records.apply(name, pending))
+                    pending = []
+                    if shown_at is not None:
+                        wait = min(wait * 2, LISTING_SLICE)
+                    shown_at = now
+            self._cache.add_listed(name, self._records.apply(name, pending))
+        finally:
+            self._cache.end_listing(name)
 
     def stop_pool(self, name: str) -> None:
         pdef = self.pool_def(name)
@@ -338,6 +383,10 @@ class StorageController:
         driver = self._active_driver(name)
         with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0), \
                 _os_errors(f"refresh pool '{name}'"):
+            if driver.streams_listing and not self._cache.has(name):
+                # listed for the first time in this process: shown as it comes
+                self._list_streamed(name, driver)
+                return self._cache.volumes(name)
             _sizes, volumes = driver.refresh()
         volumes = self._records.apply(name, volumes)
         self._cache.replace(name, volumes)

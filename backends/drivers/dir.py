@@ -18,6 +18,7 @@ import gc
 import os
 import re
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import ClassVar
@@ -58,6 +59,7 @@ _PERCENT_RE = re.compile(r"\(([\d.]+)/100%\)")
 _REBASE_FORMATS = ("qcow2", "qed")  # qemu can rewrite their backing name (not qcow, vmdk)
 # What the directory entry says a name is.
 _UNKNOWN, _REGULAR, _LINK, _SPECIAL = range(4)
+LISTING_BATCH = 512  # volumes per batch of a streamed listing (refresh_batches)
 
 
 @contextlib.contextmanager
@@ -326,19 +328,38 @@ class DirDriver(FdDataVerbs, PoolDriver):
 
     # -- refresh -----------------------------------------------------------------------
     def refresh(self) -> tuple[PoolSizes, list[VolumeInfo]]:
+        volumes = [v for batch in self.refresh_batches() for v in batch]
+        return self.sizes(), volumes
+
+    streams_listing = True
+
+    def refresh_batches(self, batch: int = LISTING_BATCH) -> Iterator[list[VolumeInfo]]:
+        """The volumes, `batch` at a time as the scan finds them (directory order), so a
+        caller can show the first while the rest are read (see StorageController's
+        streamed listing)."""
+        prefix = sys.intern(self.target.rstrip("/") + "/")
+        with self.dir_fd() as dfd, os.scandir(dfd) as entries:
+            # The entry type comes from the directory itself (d_type): no stat needed to
+            # tell a regular file from a link or a FIFO. Read as scanned: the first batch
+            # comes before the rest of a big directory is read.
+            listing: list[tuple[str, int]] = []
+            for e in entries:
+                if not e.name.startswith(PARTIAL_PREFIX):  # volumes being built
+                    listing.append((e.name, _entry_kind(e)))
+                if len(listing) >= batch:
+                    yield self._scan_batch(dfd, listing, prefix)
+                    listing = []
+            yield self._scan_batch(dfd, listing, prefix)
+
+    def _scan_batch(self, dfd: int, listing: list[tuple[str, int]], prefix: str
+                    ) -> list[VolumeInfo]:
         volumes: list[VolumeInfo] = []
-        prefix = self.target.rstrip("/") + "/"
-        with self.dir_fd() as dfd, _gc_paused():
-            with os.scandir(dfd) as entries:
-                # The entry type comes from the directory itself (d_type): no stat needed
-                # to tell a regular file from a link or a FIFO.
-                listing = [(e.name, _entry_kind(e)) for e in entries
-                           if not e.name.startswith(PARTIAL_PREFIX)]  # volumes being built
+        with _gc_paused():
             for name, kind in listing:
                 info = self._scan(dfd, name, kind, prefix)
                 if info is not None:
                     volumes.append(info)
-        return self.sizes(), volumes
+        return volumes
 
     def refresh_volume(self, name: str) -> VolumeInfo | None:
         """Re-read one volume (None if it is gone or not a volume)."""
