@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import gc
 import os
 import re
@@ -81,6 +82,13 @@ def _entry_kind(entry: os.DirEntry[str]) -> int:
     if entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False):
         return _REGULAR
     return _UNKNOWN  # block device, FIFO, ...: one lstat tells
+
+
+@functools.lru_cache(maxsize=256)
+def _permissions(mode: int, owner: int, group: int) -> Permissions:
+    """One Permissions per (mode, owner, group) a listing meets, shared by its volumes
+    (nothing changes one in place): 16 MB less for 100,000 files of a few owners."""
+    return Permissions(mode, owner, group)
 
 
 def _beside(image: str, name: str) -> str:
@@ -422,7 +430,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
     def _fill(self, info: VolumeInfo, fd: int) -> VolumeInfo | None:
         st = os.fstat(fd)
         mode = st.st_mode
-        info.permissions = Permissions(mode & 0o777, st.st_uid, st.st_gid)
+        info.permissions = _permissions(mode & 0o777, st.st_uid, st.st_gid)
         info.times_ns = (st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
         info.signature = (st.st_ino, st.st_size, st.st_blocks, st.st_mtime_ns)
         info.file_id = fileid.of_fd(fd, st)

@@ -188,8 +188,10 @@ class VolumeRows:
             self.by_name[v.name] = v
         self.by_name_order = sorted([*self.by_name_order, *sorted(volumes, key=_NAME_KEY)],
                                     key=_NAME_KEY)
-        new = sorted(volumes, key=self.key)
-        self.order = sorted([*self.order, *new], key=self.key)
+        if self._primary is None:  # sorted by name: the same order
+            self.order = list(self.by_name_order)
+        else:
+            self.order = sorted([*self.order, *sorted(volumes, key=self.key)], key=self.key)
         self.rows = self.order if not self.filter_text else self._filtered(self.order)
         for column, texts in (("name", [v.name for v in volumes]),
                               ("format", [format_cell(v) for v in volumes]),
