@@ -28,6 +28,7 @@ from . import (
     pool_claims,
     reports,
     runner,
+    startup,
     volume_requests,
     xmlio,
 )
@@ -55,7 +56,6 @@ from .model import (
     PoolDef,
     PoolFeatures,
     PoolStatus,
-    PoolTarget,
     VolumeDef,
     VolumeInfo,
 )
@@ -68,6 +68,7 @@ from .progress import shielded
 from .reports import volume_def_from_info
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
+from .streamed_listing import list_streamed
 from .units import human
 from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
@@ -114,9 +115,9 @@ class StorageController:
                                     lambda name: self._driver(self.pool_def(name)))
         self._unhook_log = COMMAND_LOG.add_listener(lambda c: self.bus.publish(CommandRun(c)))
         if create_default:
-            self._ensure_default_pool()
+            startup.ensure_default_pool(self)
         if autostart:
-            self._autostart()
+            startup.autostart(self)
 
     def close(self) -> None:
         self.stop_monitor()
@@ -265,16 +266,36 @@ class StorageController:
             try:
                 driver.remember_target()  # after the mount: what every later verb must find
                 self._partials.sweep(driver)
-                sizes, volumes = driver.refresh()
+                if driver.streams_listing:
+                    self._start_streamed(name, pdef, driver)
+                else:
+                    sizes, volumes = driver.refresh()
+                    self.store.write_extras(name, driver.extras)
+                    self.store.write_run_state(
+                        name, xmlio.format_pool(reports.live_def(pdef, sizes)))
+                    self._cache.replace(name, self._records.apply(name, volumes))
             except BaseException:
                 with contextlib.suppress(PoolkeeperError, OSError):
                     driver.stop()
                 raise
-            self.store.write_extras(name, driver.extras)
-            self.store.write_run_state(name, xmlio.format_pool(reports.live_def(pdef, sizes)))
-            self._cache.replace(name, self._records.apply(name, volumes))
         self.bus.publish(PoolChanged(name, "started"))
         return self.pool_info(name)
+
+    def _start_streamed(self, name: str, pdef: PoolDef, driver: PoolDriver) -> None:
+        """The pool is active before its volumes are all read (its sizes need no listing),
+        so a view shows the first volumes while the scan goes on; a failed scan leaves it
+        stopped as it was."""
+        self.store.write_extras(name, driver.extras)
+        self.store.write_run_state(name, xmlio.format_pool(reports.live_def(pdef, driver.sizes())))
+        try:
+            list_streamed(self._cache, self._records, name, driver)
+        except BaseException:
+            self._cache.drop(name)
+            with contextlib.suppress(OSError):
+                self.store.clear_run_state(name)
+                self.store.write_extras(name, {})
+            self.bus.publish(PoolChanged(name, "stopped"))
+            raise
 
     def stop_pool(self, name: str) -> None:
         pdef = self.pool_def(name)
@@ -356,6 +377,10 @@ class StorageController:
         driver = self._active_driver(name)
         with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0), \
                 _os_errors(f"refresh pool '{name}'"):
+            if driver.streams_listing and not self._cache.has(name):
+                # listed for the first time in this process: shown as it comes
+                list_streamed(self._cache, self._records, name, driver)
+                return self._cache.volumes(name)
             _sizes, volumes = driver.refresh()
         volumes = self._records.apply(name, volumes)
         self._cache.replace(name, volumes)
@@ -731,47 +756,6 @@ class StorageController:
         info = self.volume_info(pool, name)
         self._cache.put(pool, name, info, added)
         return info
-
-    # == start-up ======================================================================
-    def _ensure_default_pool(self) -> None:
-        if self.store.initialized():
-            return
-        created = False
-        with self.locks.store():
-            if self.store.initialized():
-                return
-            if not self.store.definition_names():
-                pdef = PoolDef(type="dir", name="default",
-                               target=PoolTarget(path=str(self.paths.images_dir)))
-                try:
-                    self._define_locked(pdef)
-                    created = True
-                except PoolkeeperError as exc:
-                    self.startup_errors.append(f"could not define the default pool: {exc}")
-            self.store.mark_initialized()
-        if created:
-            try:
-                self.build_pool("default").wait()
-                self.set_autostart("default", True)
-                self.start_pool("default")
-            except (PoolkeeperError, OSError) as exc:
-                self.startup_errors.append(f"could not build the default pool: {exc}")
-
-    def _autostart(self) -> None:
-        """Start the autostart pools once per boot (a pool the user stopped stays stopped
-        for the next command, as with libvirtd, which autostarts only when it starts)."""
-        if not self.store.claim_autostart_round():
-            return
-        for name in self.store.definition_names():
-            if not self.store.autostart(name) or self.store.is_active(name):
-                continue
-            try:
-                self.start_pool(name)
-            except PoolkeeperError as exc:
-                if not self.store.is_active(name):  # another process may have won the race
-                    self.startup_errors.append(f"autostart of pool '{name}' failed: {exc}")
-            except OSError as exc:
-                self.startup_errors.append(f"autostart of pool '{name}' failed: {exc}")
 
     # == live monitor ==================================================================
     def start_monitor(self, interval: float = MONITOR_INTERVAL) -> None:

@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PoolChanged:
     pool: str
-    reason: str  # defined, undefined, started, stopped, built, deleted, refreshed, autostart, sizes
+    # defined, undefined, started, stopped, built, deleted, refreshed, autostart, sizes;
+    # listing / listed: a first listing is coming in (its batches are VolumesChanged
+    # with added names) / is over
+    reason: str
 
 
 @dataclass(frozen=True)

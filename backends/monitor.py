@@ -66,6 +66,7 @@ class VolumeCache:
         self.bus = bus
         self._cache: dict[str, dict[str, VolumeInfo]] = {}
         self._cache_lock = threading.Lock()
+        self._listing: set[str] = set()  # pools whose first listing is coming in
 
     def volumes(self, pool: str, names: Iterable[str] | None = None) -> list[VolumeInfo]:
         """The pool's volumes (those of `names` that it has), as last listed."""
@@ -136,6 +137,41 @@ class VolumeCache:
     def drop(self, pool: str) -> None:
         with self._cache_lock:
             self._cache.pop(pool, None)
+            self._listing.discard(pool)
+
+    # -- a first listing, published as it comes (StorageController._list_streamed) ------
+    def begin_listing(self, pool: str) -> None:
+        """The pool's first listing starts: its volumes so far are none, and what the scan
+        finds is published batch by batch (add_listed) until end_listing."""
+        with self._cache_lock:
+            self._cache[pool] = {}
+            self._listing.add(pool)
+        self.bus.publish(PoolChanged(pool, "listing"))
+
+    def add_listed(self, pool: str, volumes: list[VolumeInfo]) -> None:
+        """A batch the listing found: in the cache, then published as added."""
+        if not volumes:
+            return
+        with self._cache_lock:
+            cache = self._cache.setdefault(pool, {})
+            for v in volumes:
+                cache[v.name] = v
+        self.bus.publish(VolumesChanged(pool, added=tuple(v.name for v in volumes)))
+
+    def end_listing(self, pool: str) -> None:
+        """The listing is over (done or failed): says so (PoolChanged 'listed')."""
+        with self._cache_lock:
+            self._listing.discard(pool)
+        self.bus.publish(PoolChanged(pool, "listed"))
+
+    def listing(self, pool: str) -> bool:
+        """Is the pool's first listing still coming in?"""
+        return pool in self._listing
+
+    def has(self, pool: str) -> bool:
+        """Has the pool been listed (or is it being listed) since it started?"""
+        with self._cache_lock:
+            return pool in self._cache
 
 
 def _differs(old: VolumeInfo, new: VolumeInfo) -> bool:

@@ -44,6 +44,8 @@ from .shown import shown, shown_lines
 from .textual_fixes import Palette
 from .widgets.scrollbars import AsciiScrollBarRender
 
+SWITCH_INTERVAL = 0.0005  # seconds: see PoolkeeperApp.on_mount
+
 
 class PoolkeeperApp(App[None]):
     TITLE = "poolkeeper"
@@ -65,6 +67,11 @@ class PoolkeeperApp(App[None]):
         self._hangup_watch: HangupWatch | None = None
 
     def on_mount(self) -> None:
+        # The UI thread shares the GIL with workers whose scans make a syscall per file
+        # (open, fstat, pread): after each, a worker waits for the GIL while the UI thread
+        # runs, up to the switch interval (5 ms by default). A short one lets a 100,000-
+        # volume listing go on at its own pace while the UI paints.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.set_class(self.ascii, "-ascii")
         self.push_screen(self.main_screen)
         if self.notice:

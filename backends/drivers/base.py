@@ -15,7 +15,7 @@ calls is declared below with a default, so a driver overrides only what its type
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import ClassVar, NamedTuple, TypeVar
@@ -216,6 +216,14 @@ class PoolDriver:
 
     def refresh(self) -> tuple[PoolSizes, list[VolumeInfo]]:
         raise NotImplementedError
+
+    # A type whose listing comes in batches (refresh_batches) as it scans: the controller
+    # shows the first while the rest are read, and takes the sizes from sizes().
+    streams_listing: ClassVar[bool] = False
+
+    def refresh_batches(self) -> Iterator[list[VolumeInfo]]:
+        """The volumes a few at a time, as refresh finds them (default: all at once)."""
+        yield self.refresh()[1]
 
     def sizes(self) -> PoolSizes:
         """Pool capacity/allocation/available only (cheap; the live monitor calls it)."""

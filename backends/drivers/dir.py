@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import gc
 import os
 import re
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import ClassVar
@@ -58,6 +60,7 @@ _PERCENT_RE = re.compile(r"\(([\d.]+)/100%\)")
 _REBASE_FORMATS = ("qcow2", "qed")  # qemu can rewrite their backing name (not qcow, vmdk)
 # What the directory entry says a name is.
 _UNKNOWN, _REGULAR, _LINK, _SPECIAL = range(4)
+LISTING_BATCH = 512  # volumes per batch of a streamed listing (refresh_batches)
 
 
 @contextlib.contextmanager
@@ -79,6 +82,13 @@ def _entry_kind(entry: os.DirEntry[str]) -> int:
     if entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False):
         return _REGULAR
     return _UNKNOWN  # block device, FIFO, ...: one lstat tells
+
+
+@functools.lru_cache(maxsize=256)
+def _permissions(mode: int, owner: int, group: int) -> Permissions:
+    """One Permissions per (mode, owner, group) a listing meets, shared by its volumes
+    (nothing changes one in place): 16 MB less for 100,000 files of a few owners."""
+    return Permissions(mode, owner, group)
 
 
 def _beside(image: str, name: str) -> str:
@@ -326,19 +336,38 @@ class DirDriver(FdDataVerbs, PoolDriver):
 
     # -- refresh -----------------------------------------------------------------------
     def refresh(self) -> tuple[PoolSizes, list[VolumeInfo]]:
+        volumes = [v for batch in self.refresh_batches() for v in batch]
+        return self.sizes(), volumes
+
+    streams_listing = True
+
+    def refresh_batches(self, batch: int = LISTING_BATCH) -> Iterator[list[VolumeInfo]]:
+        """The volumes, `batch` at a time as the scan finds them (directory order), so a
+        caller can show the first while the rest are read (see StorageController's
+        streamed listing)."""
+        prefix = sys.intern(self.target.rstrip("/") + "/")
+        with self.dir_fd() as dfd, os.scandir(dfd) as entries:
+            # The entry type comes from the directory itself (d_type): no stat needed to
+            # tell a regular file from a link or a FIFO. Read as scanned: the first batch
+            # comes before the rest of a big directory is read.
+            listing: list[tuple[str, int]] = []
+            for e in entries:
+                if not e.name.startswith(PARTIAL_PREFIX):  # volumes being built
+                    listing.append((e.name, _entry_kind(e)))
+                if len(listing) >= batch:
+                    yield self._scan_batch(dfd, listing, prefix)
+                    listing = []
+            yield self._scan_batch(dfd, listing, prefix)
+
+    def _scan_batch(self, dfd: int, listing: list[tuple[str, int]], prefix: str
+                    ) -> list[VolumeInfo]:
         volumes: list[VolumeInfo] = []
-        prefix = self.target.rstrip("/") + "/"
-        with self.dir_fd() as dfd, _gc_paused():
-            with os.scandir(dfd) as entries:
-                # The entry type comes from the directory itself (d_type): no stat needed
-                # to tell a regular file from a link or a FIFO.
-                listing = [(e.name, _entry_kind(e)) for e in entries
-                           if not e.name.startswith(PARTIAL_PREFIX)]  # volumes being built
+        with _gc_paused():
             for name, kind in listing:
                 info = self._scan(dfd, name, kind, prefix)
                 if info is not None:
                     volumes.append(info)
-        return self.sizes(), volumes
+        return volumes
 
     def refresh_volume(self, name: str) -> VolumeInfo | None:
         """Re-read one volume (None if it is gone or not a volume)."""
@@ -414,7 +443,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
     def _fill(self, info: VolumeInfo, fd: int) -> VolumeInfo | None:
         st = os.fstat(fd)
         mode = st.st_mode
-        info.permissions = Permissions(mode & 0o777, st.st_uid, st.st_gid)
+        info.permissions = _permissions(mode & 0o777, st.st_uid, st.st_gid)
         info.times_ns = (st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
         info.signature = (st.st_ino, st.st_size, st.st_blocks, st.st_mtime_ns)
         info.file_id = fileid.of_fd(fd, st)

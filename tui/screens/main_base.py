@@ -103,6 +103,10 @@ class MainScreenBase(Screen[None]):
         self.pool_types: dict[str, PoolFeatures] | None = None
         self._filters: dict[str, str] = {}  # pool -> its filter: one pool's is not another's
         self._focus_before_panel: Widget | None = None  # where focus goes back to
+        # Pools whose first listing is coming in (PoolChanged listing .. listed), and those
+        # whose rows came that way since they started (no second listing on 'started').
+        self._listing: set[str] = set()
+        self._streamed: set[str] = set()
 
     # == layout ========================================================================
     def compose(self) -> ComposeResult:
@@ -290,8 +294,11 @@ class MainScreenBase(Screen[None]):
             if p.largest_free is not None:  # a disk pool: one partition fits in one extent
                 text.append(f"largest free extent {human(p.largest_free)}\n")
             text.append(f"allocation {human(p.allocation)} of capacity {human(p.capacity)}\n")
-            text.append(f"{view.count} volume{'' if view.count == 1 else 's'}, "
-                        f"{human(view.committed)} provisioned")
+            if p.name in self._listing:
+                text.append(f"listing... {view.count:,} volumes so far")
+            else:
+                text.append(f"{view.count} volume{'' if view.count == 1 else 's'}, "
+                            f"{human(view.committed)} provisioned")
             if view.committed > p.capacity:
                 text.append("  OVERCOMMITTED", style="bold yellow")
             text.append("\n")
@@ -326,9 +333,46 @@ class MainScreenBase(Screen[None]):
         if event.reason == "sizes" and event.pool != self.selected:
             self.load_pools()
             return
+        if event.reason in ("listing", "listed"):
+            self._listing_event(event.pool, event.reason == "listing")
+            return
         if event.pool == self.selected and event.reason in ("started", "stopped", "deleted"):
-            self.load_volumes(event.pool)
+            if event.reason == "started" and event.pool in self._streamed:
+                self.load_header(event.pool)  # its rows came as it was listed
+            else:
+                self.load_volumes(event.pool)
+        if event.reason != "started":
+            self._streamed.discard(event.pool)
         self.load_pools()
+
+    def _listing_event(self, pool: str, begins: bool) -> None:
+        """A first listing starts (its batches come as VolumeEvents) or is over. The
+        header says it is listing until it is; the table shows the cache as it fills."""
+        if begins:
+            self._listing.add(pool)
+            self._streamed.add(pool)
+        else:
+            self._listing.discard(pool)
+        if pool != self.selected:
+            self.load_pools()
+            return
+        table = self.table
+        if begins:
+            table.empty_text = "listing volumes..."
+            table.set_volumes(self.ctl.cached_volumes(pool))  # memory only
+            self.load_pools()
+        else:
+            table.empty_text = "no volumes: press c to create one"
+            cached = self.ctl.cached_volumes(pool)
+            if len(cached) != table.total_count:  # a batch missed (a reload in between)
+                table.set_volumes(cached)
+            self.refreshed_at = time.monotonic()
+            self.load_header(pool)
+            self._load_users_later(pool)
+
+    @work(thread=True, exclusive=True, group="users")
+    def _load_users_later(self, name: str) -> None:
+        self._load_users(name)
 
     def on_volume_event(self, event: VolumeEvent) -> None:
         if event.pool != self.selected:

@@ -181,6 +181,24 @@ class VolumeRows:
                 structural = True
         return gone, touched, structural
 
+    def add_many(self, volumes: list[VolumeInfo]) -> None:
+        """New volumes (none of them here yet) in one merge, not an insort each: a
+        streamed listing adds thousands at a time (timsort merges the two sorted runs)."""
+        for v in volumes:
+            self.by_name[v.name] = v
+        self.by_name_order = sorted([*self.by_name_order, *sorted(volumes, key=_NAME_KEY)],
+                                    key=_NAME_KEY)
+        if self._primary is None:  # sorted by name: the same order
+            self.order = list(self.by_name_order)
+        else:
+            self.order = sorted([*self.order, *sorted(volumes, key=self.key)], key=self.key)
+        self.rows = self.order if not self.filter_text else self._filtered(self.order)
+        for column, texts in (("name", [v.name for v in volumes]),
+                              ("format", [format_cell(v) for v in volumes]),
+                              ("backing", [backing_cell(v) for v in volumes]),
+                              ("path", [v.path for v in volumes])):
+            self._hist[column].update(_width_histogram(texts, self.ascii))
+
     def set_in_use(self, in_use: dict[str, str]) -> set[str]:
         """Who holds each volume open (name -> e.g. "qemu (pid 12)"); the names whose
         entry changed. The order is not touched: `resort` when sorting by it."""

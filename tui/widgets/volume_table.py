@@ -47,6 +47,8 @@ from .scrollbars import AsciiScrollBarRender
 from .volume_lines import FreeRow, LineStyles, VolumeLines, free_rows, free_widths
 from .volume_rows import COLUMNS, VolumeRows
 
+BULK_ADD = 64  # added volumes from which apply_diff merges them in at once
+
 
 class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
     """A sortable, filterable table of volumes that renders only what is on screen."""
@@ -292,7 +294,16 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         """Apply an incremental refresh; only touched rows are re-rendered."""
         old_index = self._cursor_index()
         old_offset = self._cursor_screen_offset()
+        bulk = len(added) >= BULK_ADD
+        if bulk:  # a streamed listing's batch: one merge, not an insort per volume
+            known = self._data.by_name
+            changed = [*changed, *(v for v in added if v.name in known)]
+            self._data.add_many([v for v in added if v.name not in known])
+            added = []
+            if old_index == 0 and self._row_total():
+                self._set_cursor(0)  # on the first row, it stays there as rows come in
         gone, touched, structural = self._data.apply_diff(added, removed, changed)
+        structural = structural or bulk
         for name in gone:
             self._lines.forget(name)
         for v in [*changed, *added]:

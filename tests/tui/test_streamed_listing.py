@@ -1,0 +1,116 @@
+"""A big pool opens fast: `s` on a stopped dir pool shows the first rows while the scan
+goes on, and the header says it is listing until the scan is done (issue 15 item 3).
+The dir driver is made to pause after its first batch, so the test sees the middle."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from textual.widgets import Static
+
+from backends.controller import StorageController
+from backends.drivers.dir import DirDriver
+from backends.model import PoolDef, PoolTarget
+from tui.app import PoolkeeperApp
+from tui.widgets.volume_table import VolumeTable
+
+FILES = 300
+BATCH = 50
+
+
+def header(app: PoolkeeperApp) -> str:
+    return str(app.screen.query_one("#pool-header", Static).render())
+
+
+async def until(pilot, check, rounds: int = 400) -> None:
+    """Wait (a bounded number of rounds, no timing asserted) until `check()` holds."""
+    for _ in range(rounds):
+        if check():
+            return
+        await pilot.pause(0.05)
+    assert check()
+
+
+@pytest.fixture
+def paused_scan(monkeypatch):
+    """The dir driver's listing stops after its first batch until `go` is set."""
+    original = DirDriver.refresh_batches
+    go, paused = threading.Event(), threading.Event()
+
+    def refresh_batches(self, batch: int = BATCH):
+        for i, volumes in enumerate(original(self, batch=BATCH)):
+            yield volumes
+            if i == 0:
+                paused.set()
+                go.wait(60)
+
+    monkeypatch.setattr(DirDriver, "refresh_batches", refresh_batches, raising=False)
+    yield go, paused
+    go.set()
+
+
+async def test_rows_show_while_the_listing_goes_on(state_root: Path, tmp_path: Path,
+                                                   paused_scan) -> None:
+    go, paused = paused_scan
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(FILES - 1):
+        with open(images / f"vol-{i:04d}.img", "wb") as fh:
+            fh.truncate((i + 1) << 20)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2",
+                    str(images / "vol-9999.qcow2"), "1G"], check=True)
+    ctl = StorageController(state_root, create_default=False)
+    try:
+        ctl.define_pool_def(PoolDef(type="dir", name="big",
+                                    target=PoolTarget(path=str(images))))
+        app = PoolkeeperApp(ctl, monitor_interval=None)
+        async with app.run_test(size=(120, 30)) as pilot:
+            table = app.screen.query_one("#volumes", VolumeTable)
+            await until(pilot, lambda: "press s to start it" in header(app))
+            await pilot.press("s")
+            # the scan stops after its first batch: those rows are shown, and the
+            # header says the listing goes on
+            await until(pilot, lambda: paused.is_set() and table.total_count == BATCH
+                        and "listing..." in header(app))
+            assert f"listing... {BATCH} volumes so far" in header(app)
+            assert table.row(0).name == min(table.visible_names())
+            assert table.row(0).name.startswith("vol-")
+            assert ctl.pool_info("big").state == "running"
+            go.set()
+            await until(pilot, lambda: f"{FILES} volumes," in header(app))
+            assert "listing" not in header(app)
+            assert table.total_count == FILES
+            assert table.visible_names() == sorted(p.name for p in images.iterdir())
+            assert table.row(0).name == "vol-0000.img"  # the cursor stayed on top
+            qcow2 = next(v for v in table.all_volumes() if v.name == "vol-9999.qcow2")
+            assert (qcow2.format, qcow2.capacity) == ("qcow2", 1 << 30)
+            # the listing was read once, not again when the pool said it had started
+            assert len(ctl.cached_volumes("big")) == FILES
+    finally:
+        ctl.close()
+
+
+async def test_a_scan_that_fails_leaves_the_pool_stopped(state_root: Path, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.img").write_bytes(b"\0" * 4096)
+
+    def refresh_batches(self, batch: int = BATCH):
+        yield []
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(DirDriver, "refresh_batches", refresh_batches, raising=False)
+    ctl = StorageController(state_root, create_default=False)
+    try:
+        ctl.define_pool_def(PoolDef(type="dir", name="big",
+                                    target=PoolTarget(path=str(images))))
+        with pytest.raises(Exception, match="Input/output error"):
+            ctl.start_pool("big")
+        assert ctl.pool_info("big").state == "inactive"
+        assert ctl.cached_volumes("big") == []
+    finally:
+        ctl.close()
