@@ -226,4 +226,6 @@ def test_a_start_of_our_own_is_not_announced_twice(ctl: StorageController, pool:
     ctl.subscribe(events.append)
     ctl.start_pool("p")
     ctl.poll()
-    assert [e for e in events if isinstance(e, PoolChanged)] == [PoolChanged("p", "started")]
+    # the streamed first listing says listing/listed; "started" comes once, from the start
+    assert [e for e in events if isinstance(e, PoolChanged)] == [
+        PoolChanged("p", "listing"), PoolChanged("p", "listed"), PoolChanged("p", "started")]
