@@ -343,6 +343,11 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     # ------------------------------------------------------------------- layout
 
+    def on_resize(self) -> None:
+        # the columns are chosen by the width (VolumeLines): a new width, a new choice
+        if self._lines.set_width(self.scrollable_content_region.width) and self._relayout():
+            self.refresh()
+
     def _relayout(self) -> bool:
         """Recompute column widths and the virtual size; True if the widths changed."""
         changed = self._lines.relayout(self._data, self._free_widths)
@@ -569,6 +574,13 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     def action_last(self) -> None:
         self._move_cursor(self._row_total() - 1)
+
+    def action_scroll_left(self) -> None:
+        # a column at a time: Path was some sixty presses away a cell at a time
+        self.scroll_to(x=self._lines.column_x(self.scroll_offset.x, -1), animate=False)
+
+    def action_scroll_right(self) -> None:
+        self.scroll_to(x=self._lines.column_x(self.scroll_offset.x, +1), animate=False)
 
     def action_toggle_mark(self) -> None:
         """Mark or unmark the cursor's volume and move down, so space space space marks a
