@@ -597,7 +597,19 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "new_in_free":
             return self._cursor_free is not None and self._cursor_index() is not None
+        if action in ("toggle_mark", "activate") and self.disabled_reason(action):
+            return None  # the screen says why (tui.keys)
         return super().check_action(action, parameters)
+
+    def disabled_reason(self, action: str) -> str | None:
+        """Why a key of the table does nothing now (F1, and the notice when pressed)."""
+        free = self._cursor_free is not None and self._cursor_index() is not None
+        if action == "new_in_free" and not free:
+            return "only on a free row (disk and logical pools); elsewhere n defines a pool"
+        if action in ("toggle_mark", "activate") and self.cursor_volume is None and not (
+                action == "activate" and free):
+            return "a free row is never marked" if free else "no volume under the cursor"
+        return None
 
     def action_new_in_free(self) -> None:
         if self._cursor_free is not None and self._cursor_index() is not None:
