@@ -223,3 +223,18 @@ async def test_c_creates_in_the_jobs_panel_and_C_cancels_everywhere(
         await pilot.press("C")  # nothing runs now: it says so
         await settle(app, pilot)
         assert any("no job is running" in n.message for n in app._notifications)
+
+
+async def test_f1_in_ascii_mode_is_all_ascii(ctl: StorageController, tmp_path: Path):
+    make_dir_pool(ctl, "p", tmp_path / "p")
+    app = PoolkeeperApp(ctl, ascii=True, monitor_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f1")
+        await settle(app, pilot)
+        for key in ("home", "pagedown", "pagedown", "pagedown", "end"):
+            await pilot.press(key)
+            await settle(app, pilot)
+            text = screen_text(app)
+            assert text.isascii(), [c for c in text if not c.isascii()]
+        assert "Up" in {n for r in app.screen.table_rows for n in r[1].split(", ")}

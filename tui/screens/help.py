@@ -49,7 +49,8 @@ class HelpScreen(DismissOnce, ModalScreen[None]):
         table = Table(box=None, expand=True, show_header=True, header_style="bold",
                       pad_edge=False)
         table.add_column("key", max_width=16)  # a text field's editing keys wrap
-        table.add_column("action", no_wrap=True, max_width=26)
+        table.add_column("action", no_wrap=True, max_width=26,
+                         overflow="crop" if ascii else "ellipsis")  # "…" is not ASCII
         table.add_column("now", ratio=1)
         section = None
         rows = self._all_rows()
@@ -67,7 +68,7 @@ class HelpScreen(DismissOnce, ModalScreen[None]):
                           else Text("available"))
             if row.section == "in a dialog" and row.keys == ("escape",):
                 # bound per dialog, named after its button (Dialog.__init__)
-                table.add_row("^s", "Submit (the button: Create...)",
+                table.add_row("^s", "Submit (its button)",
                               Text("available"))
                 self.table_rows.append(("in a dialog", "^s", "Submit", None))
         with Vertical() as box:
