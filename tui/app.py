@@ -39,6 +39,8 @@ from backends.api import Controller
 from backends.controller import StorageController
 
 from .hangup import HangupWatch
+from .keys import KeyRow, row_reason, screen_keys
+from .keys import display as key_display
 from .screens.main import MainScreen
 from .shown import shown, shown_lines
 from .textual_fixes import Palette
@@ -139,9 +141,9 @@ class PoolkeeperApp(App[None]):
         super()._start_widget(parent, widget)
 
     def get_key_display(self, binding: Binding) -> str:
-        display = super().get_key_display(binding)
-        # ASCII mode: "up", "enter" rather than the arrow and return glyphs
-        return binding.key if self.ascii and not display.isascii() else display
+        # as printed on the keyboard, as F1 and the palette name it (tui.keys): "F1",
+        # "/", "Del", "^s"; arrows spelled in ASCII mode
+        return key_display(binding, self.ascii)
 
     def action_command_palette(self) -> None:
         # Palette: Textual's, with the fixes for Enter pressed twice (tui.textual_fixes).
@@ -181,24 +183,28 @@ class PoolkeeperApp(App[None]):
                        severity=severity, timeout=timeout, markup=False)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's commands, then every key of the screen beneath (tui.keys: the same
+        list as F1), each named by its key as printed on the keyboard."""
         yield from super().get_system_commands(screen)
-        if not isinstance(screen, MainScreen):
-            return
-        for key, description, reason in screen.key_rows():
-            action = next(b.action for b in screen.BINDINGS
-                          if isinstance(b, Binding) and b.key == key)
-            help_text = f"key: {key}" + (f" (unavailable: {reason})" if reason else "")
+        for row in screen_keys(screen):
+            reason = row_reason(row)
+            title = row.description if row.section == "anywhere" else (
+                f"{row.section}: {row.description}")
+            help_text = f"key: {row.names(self.ascii)}" + (
+                f" (unavailable: {reason})" if reason else "")
             # the palette reads help as markup: a volume name in a reason may hold '[b]'
             help_text = markup_escape(shown(help_text, self.ascii))
-            yield SystemCommand(description, help_text, partial(self._palette, screen, action))
+            yield SystemCommand(title, help_text, partial(self._palette, row))
 
-    def _palette(self, screen: MainScreen, action: str) -> None:
-        reason = screen.disabled_reason(action)
+    def _palette(self, row: KeyRow) -> None:
+        """A key chosen in the palette: what the key does, or a notice why not now."""
+        reason = row_reason(row)
         if reason:
             self.notify(reason, severity="warning", markup=False)
-            return
-        getattr(screen, f"action_{action}")()
-
+        elif not row.action:  # a text field's editing keys: the field gets the focus
+            row.node.focus()  # type: ignore[attr-defined]
+        else:
+            self.call_later(self.run_action, row.action, row.node)
 
 def wants_ascii() -> bool:
     """The Linux console (TERM=linux) cannot draw box characters reliably."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Static
+from textual.worker import WorkerCancelled
 
 from backends.controller import StorageController
 from backends.model import VolumeDef, VolumeTarget
@@ -23,7 +25,10 @@ MiB = 1 << 20
 
 async def settle(app: PoolkeeperApp, pilot, rounds: int = 6) -> None:
     for _ in range(rounds):
-        await app.workers.wait_for_complete()
+        # with a fast monitor an exclusive worker (load_pools) can be replaced by a newer
+        # one while waited for: that is how it is meant to work, not a failure
+        with contextlib.suppress(WorkerCancelled):
+            await app.workers.wait_for_complete()
         await pilot.pause(0.05)
 
 
@@ -119,7 +124,7 @@ async def test_jobs_panel_shows_a_running_job_and_cancels_it(controller, state_r
         assert controller.pool_info("default").state == "running"
         panel.focus()
         panel.highlighted = 0
-        await pilot.press("c")
+        await pilot.press("C")  # cancel is C wherever it appears (c is create)
         # The cancel ends the wait for the next chunk: the writer stays open and silent.
         job.join(10)
         os.close(writer[0])
@@ -212,7 +217,8 @@ async def test_help_lists_keys_with_reasons(controller):
         await pilot.press("f1")
         await settle(app, pilot)
         assert type(app.screen).__name__ == "HelpScreen"
-        rows = {key: reason for key, _, reason in app.screen.rows}
+        rows = {key: reason for section, key, _, reason in app.screen.table_rows
+                if section == "anywhere"}
         assert rows["b"] == "stop the pool before building it (s)"
         assert rows["n"] is None
 
@@ -347,7 +353,7 @@ async def test_q_quit_is_in_the_footer_at_80_columns_and_home_scrolls_back(contr
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         footer = screen_text(app).splitlines()[-1]
-        assert "f1 Help" in footer and "q Quit" in footer, footer
+        assert "F1 Help" in footer and "q Quit" in footer, footer
         table = app.screen.query_one("#volumes", VolumeTable)
         table.focus()
         await pilot.press("right", "right", "right", "right")

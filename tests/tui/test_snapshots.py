@@ -162,7 +162,7 @@ async def test_ascii_mode_draws_only_ascii(size: tuple[int, int]) -> None:
     assert "|-- " in main and "`-- " in main and "v dir" in main  # tree guides and icons
     assert "[########--]  85%" in main  # the header's usage bar
     assert "+- jobs --" in jobs and "[#" in jobs  # panel border, progress bar
-    assert "f1 Help" in main and "^p palette" in main  # the footer
+    assert "F1 Help" in main and "^p palette" in main  # the footer
     assert "<name>default</name>" in texts["xml"] and "stop the pool" in texts["help"]
     assert "Wipe" in texts["palette"] and "wipe failed" in texts["toast"]
 

@@ -3,12 +3,21 @@
 MainScreen is the keys: its bindings, and their actions from one mixin per subject
 (pool_actions, volume_actions, xml_actions), on MainScreenBase (tui.screens.main_base:
 state, layout, loading in workers, availability, run_verb, the screens a worker opens).
+
+A key that cannot act now says why (on_key, tui.keys.unavailable_reason): a greyed key
+used to do nothing at all. `C` cancels a job, here and in the jobs panel alike (`c` is
+create everywhere).
 """
 
 from __future__ import annotations
 
+from textual import events
 from textual.binding import Binding
 
+from ..keys import screen_keys, unavailable_reason
+from ..widgets.jobs_panel import JobsPanel
+from ..widgets.volume_table import VolumeTable
+from .help import HelpScreen
 from .main_base import MainScreenBase
 from .pool_actions import PoolActions
 from .volume_actions import VolumeActions
@@ -42,6 +51,56 @@ class MainScreen(PoolActions, VolumeActions, XmlActions, MainScreenBase):
         Binding("S", "set_secret", "CHAP secret", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("j", "toggle_jobs", "Jobs"),
+        Binding("C", "cancel_job", "Cancel job"),
         Binding("l", "toggle_log", "Log"),
         Binding("L", "toggle_routine_log", "Log: routine reads", show=False),
     ]
+
+    _OWN_ACTIONS = frozenset(b.action for b in BINDINGS)
+
+    def disabled_reason(self, action: str) -> str | None:
+        if action not in self._OWN_ACTIONS:
+            return None  # not one of these keys (Textual's, a widget's): not ours to say
+        if action == "cancel_job":
+            return None if self.query_one("#jobs", JobsPanel).running else "no job is running"
+        return super().disabled_reason(action)
+
+    def on_key(self, event: events.Key) -> None:
+        """A key that reached the screen with every binding of it unavailable: say why,
+        rather than nothing (the bindings would skip it silently)."""
+        reason = unavailable_reason(self, event.key)
+        if reason:
+            event.stop()
+            event.prevent_default()
+            self.app.notify(reason, severity="warning", markup=False)
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(screen_keys(self)))
+
+    def action_cancel_job(self) -> None:
+        """Cancel the job highlighted in the jobs panel; with the panel closed or another
+        widget focused or nothing highlighted, first show the panel on the first running job
+        (C again cancels it: nothing is cancelled unseen)."""
+        panel = self.query_one("#jobs", JobsPanel)
+        if not panel.running:
+            self.app.notify("no job is running", severity="warning", markup=False)
+            return
+        if panel.display and panel.has_focus and panel.highlighted is not None:
+            panel.action_cancel_job()
+            return
+        if not panel.display:
+            self.action_toggle_jobs()
+        else:
+            panel.focus()
+        panel.highlight_first_running()
+        self.app.notify("C again cancels the highlighted job", markup=False)
+
+    def on_volume_table_activated(self, event: VolumeTable.Activated) -> None:
+        """Enter on a volume: its details (the XML view: path, sizes, format, backing
+        store, permissions), as x shows them."""
+        if self.selected is not None and self._prepare("xml"):
+            self._load_xml(self.selected, event.volume.name)
+
+    def on_job_event(self) -> None:
+        # "C Cancel job" is greyed while no job runs (after the panel has the job)
+        self.call_later(self._refresh_bindings_if_changed)

@@ -464,7 +464,7 @@ class MainScreenBase(Screen[None]):
         if action == "set_secret":
             return None if self.view.secret_usage else (
                 "the pool names no CHAP secret (<auth><secret usage=.../></auth>)")
-        if action in ("delete_pool", "edit_xml") and status.started:
+        if action == "delete_pool" and status.started:  # (e edits a running one too)
             return "stop the pool first (s)"
         if action in POOL_ACTIONS or action == "show_xml":
             return None

@@ -2,6 +2,11 @@
 cursor, when the table has the focus); e edits the pool's in $VISUAL or $EDITOR: the terminal
 is handed over (App.suspend), the edited text is defined in a worker, and a refusal offers
 to edit again with the text kept.
+
+e works on a running pool too, as virsh pool-edit does: it edits the persistent definition.
+What the pool claims (type, source, target) changes only while it is stopped, said before
+anything is saved; the rest is saved, and the notice says which changes take effect after a
+restart or a rebuild (backends.pool_changes, running and new definitions compared).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import SuspendNotSupported
 
-from backends.errors import PoolkeeperError
+from backends import xmlio
+from backends.errors import PoolkeeperError, StateError
+from backends.pool_changes import claimed_changes, pending_changes
 
 from .. import dialogs
 from .xml_view import XmlScreen
@@ -134,13 +141,27 @@ class XmlActions(_Screen):
         self._save_xml(pool, edited)
 
     def _save_xml(self, pool: str, edited: str) -> None:
-        """Worker side: define the edited XML."""
+        """Worker side: define the edited XML (a running pool: module docstring)."""
+        running = new = None
         try:
+            new = xmlio.parse_pool(edited)
+            if self.ctl.pool_info(pool).active:
+                running = xmlio.parse_pool(self.ctl.pool_xml(pool))
+                claimed = claimed_changes(running, new)
+                if claimed:
+                    raise StateError(
+                        f"pool '{pool}' is running: {'; '.join(claimed)} can change only "
+                        f"while it is stopped. Stop it (s), then edit again (e); or undo "
+                        f"that change to save the rest now")
             self.ctl.define_pool(edited)
         except PoolkeeperError as exc:
             self.app.call_from_thread(self._xml_rejected, pool, edited, str(exc))
             return
-        self.app.notify(f"pool {pool} redefined", markup=False)
+        lines = [f"pool {pool} redefined"]
+        if running is not None and new is not None:
+            pending = pending_changes(running, new, builds_target=new.type == "dir")
+            lines += pending or ["the running pool needs no restart for it"]
+        self.app.notify_lines(lines, timeout=20 if len(lines) > 1 else None)
 
     def _xml_rejected(self, pool: str, edited: str, message: str) -> None:
         def done(retry: bool | None) -> None:

@@ -1,7 +1,8 @@
 """The jobs panel: every long job with a progress bar, rate, ETA and its state as a word.
 
 Rows are updated in place from JobEvent messages (the controller throttles progress to
-ten events a second per job); `c` cancels the highlighted job. Running jobs come first
+ten events a second per job); `C` cancels the highlighted job (the main screen's key, the
+same everywhere: `c` is create). Running jobs come first
 (oldest first), then the finished ones, newest first: the panel opens on what is going
 on, not on the oldest of the last twenty finished. A job done in under a second shows no
 rate (a few bytes over a few microseconds read as TiB/s).
@@ -13,7 +14,6 @@ import contextlib
 import textwrap
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
@@ -111,7 +111,6 @@ def job_label(job: Job, *, ascii: bool = False, width: int | None = None) -> Tex
 
 
 class JobsPanel(OptionList):
-    BINDINGS = [Binding("c", "cancel_job", "Cancel job")]
 
     def __init__(self, *, ascii: bool = False, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -162,11 +161,22 @@ class JobsPanel(OptionList):
     def running(self) -> list[Job]:
         return [j for j in self.jobs.values() if not j.finished]
 
+    def highlight_first_running(self) -> None:
+        """Running jobs come first: the first row is one when any runs."""
+        if self.option_count:
+            self.highlighted = 0
+
     def action_cancel_job(self) -> None:
+        """Cancel the highlighted job (the main screen's C); says what it did, or why not."""
         option = self.highlighted_option
-        if option is None or option.id is None:
-            return
-        job = self.jobs.get(int(option.id.removeprefix("job-")))
-        if job is not None and not job.finished:
+        job = None if option is None or option.id is None else self.jobs.get(
+            int(option.id.removeprefix("job-")))
+        if job is None:
+            self.notify("no job highlighted: up and down choose one", severity="warning",
+                        markup=False)
+        elif job.finished:
+            self.notify(f"{job.description}: {job.state} already, nothing to cancel",
+                        severity="warning", markup=False)  # escaped by notify
+        else:
             job.cancel()
-            self.notify(f"cancelling: {job.description}", markup=False)  # escaped by notify
+            self.notify(f"cancelling: {job.description}", markup=False)

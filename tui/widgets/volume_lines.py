@@ -1,11 +1,18 @@
 """VolumeLines: how a VolumeTable's lines look, and each one drawn once.
 
 The column widths follow the widest cell (VolumeRows keeps the histograms), capped per
-column; sizes have a fixed width. Cells are escaped (tui.shown) and padded or cut to their
-width with an ellipsis; columns are separated by plain spaces, so ASCII mode needs no box
-drawing. Every drawn line is cached, keyed by volume name + version + cursor/mark state +
-layout generation: a volume's version is bumped when its line must be drawn again, the
-generation when widths or styles change, so a refresh that changes one volume draws one line.
+column; sizes have a fixed width. Columns are chosen by the table's width (`relayout`,
+`choose_columns`): when they do not all fit, paths and backing stores are shortened in the
+middle, then the optional columns go (an empty one first, then Backing store, In use by,
+and Path last), and only then are titles and sizes abbreviated (Cap, Alloc, %; one
+decimal), so Name, Format, Capacity, Allocation and % are on screen at 80x24. A column that
+goes is not lost: it is drawn after the others (Path first), where horizontal scrolling
+reaches it (the table's left/right move a column at a time). Cells are escaped (tui.shown)
+and padded or cut to their width with an ellipsis; columns are separated by plain spaces,
+so ASCII mode needs no box drawing. Every drawn line is cached, keyed by volume name + version +
+cursor/mark state + layout generation: a volume's version is bumped when its line must be
+drawn again, the generation when widths or styles change, so a refresh that changes one
+volume draws one line.
 
 Free extents (cfdisk-like "(free)" rows) are drawn dim: name, format, size in the capacity
 column and start-end in the path column.
@@ -13,9 +20,11 @@ column and start-end in the path column.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import count
 from typing import Any, NamedTuple
 
+import humanize
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
@@ -31,10 +40,22 @@ from .volume_rows import COLUMNS, VolumeRows, backing_cell, cell_width
 SEP = "  "  # between columns: plain spaces, so ASCII mode needs no box drawing
 MARK_WIDTH = 2  # marker glyph + space
 _SIZE_WIDTH = 11  # widest human() output: "1023.99 KiB" / "1024.00 KiB"
+_COMPACT_SIZE_WIDTH = 10  # one decimal: "1023.9 KiB"
 _PCT_WIDTH = 4  # " 42%", "100%"
 
 # Widest cell shown per column (longer values are truncated with an ellipsis).
 _CAPS = {"name": 40, "format": 24, "backing": 40, "in_use": 30, "path": 80}
+# Narrowest a column is shortened to before columns go (its title fits too).
+_MINS = {"name": 8, "format": 4, "backing": 16, "in_use": 10, "path": 16}
+_SHRINK_ORDER = ("path", "backing", "in_use", "format", "name")  # who gives way first
+_DROP_ORDER = ("backing", "in_use", "path")  # optional columns, the first to go first
+# Abbreviated titles, when even the required columns do not fit with the full ones.
+_SHORT_TITLES = {"format": "Fmt", "capacity": "Cap", "allocation": "Alloc", "pct": "%",
+                 "backing": "Backing", "in_use": "In use"}
+_RIGHT = ("capacity", "allocation", "pct")
+_MIDDLE = ("backing", "path")  # cut in the middle: the start and the file name both tell
+_ERROR_SPAN = ("capacity", "allocation", "pct", "backing", "in_use")  # an error's text
+_TITLES = dict(COLUMNS)
 
 FREE_NAME = "(free)"  # name cell of a free-extent row
 FREE_FORMAT = "free"  # its format cell
@@ -73,6 +94,69 @@ def free_widths(free: list[FreeRow]) -> dict[str, int]:
     }
 
 
+class Layout(NamedTuple):
+    """Which columns, in which order, how wide; `shown` of them fit the table's width."""
+
+    order: tuple[str, ...]
+    widths: dict[str, int]
+    shown: int
+    compact: bool
+
+
+def _title(key: str, compact: bool) -> str:
+    return _SHORT_TITLES.get(key, _TITLES[key]) if compact else _TITLES[key]
+
+
+def choose_columns(natural: dict[str, int], width: int | None) -> Layout:
+    """The columns for a table `width` cells wide (None: any width), from each column's
+    `natural` width (its widest cell, capped; 0: every cell empty). The fewest columns go
+    first, then titles are abbreviated: more columns matter more than full titles."""
+    keys = [key for key, _ in COLUMNS]
+
+    def need(key: str, compact: bool) -> int:
+        title = cell_len(_title(key, compact)) + 2  # +2: the sort arrow
+        if key in ("capacity", "allocation"):
+            return max(_COMPACT_SIZE_WIDTH if compact else _SIZE_WIDTH, title)
+        return max(natural[key], title)
+
+    def fit(shown: list[str], compact: bool) -> dict[str, int] | None:
+        widths = {key: need(key, compact) for key in shown}
+        excess = MARK_WIDTH + sum(widths.values()) + len(SEP) * (len(shown) - 1) - width
+        for key in _SHRINK_ORDER:
+            if excess <= 0:
+                break
+            if key in widths:
+                floor = max(min(_MINS[key], widths[key]),
+                            cell_len(_title(key, compact)) + 2)
+                cut = min(excess, max(0, widths[key] - floor))
+                widths[key] -= cut
+                excess -= cut
+        return widths if excess <= 0 else None
+
+    def layout(shown: list[str], widths: dict[str, int], compact: bool) -> Layout:
+        # after the shown ones, the last to go first: Path is the nearest
+        dropped = [key for key in reversed(_DROP_ORDER) if key not in shown]
+        widths.update({key: need(key, compact) for key in dropped})
+        return Layout((*shown, *dropped), widths, len(shown), compact)
+
+    if width is None:
+        return layout(keys, {key: need(key, False) for key in keys}, False)
+    # an empty column goes before any other
+    drops = sorted(_DROP_ORDER, key=lambda key: (natural[key] > 0, _DROP_ORDER.index(key)))
+    for n in range(len(drops) + 1):
+        shown = [key for key in keys if key not in drops[:n]]
+        for compact in (False, True):
+            widths = fit(shown, compact)
+            if widths is not None:
+                return layout(shown, widths, compact)
+    # narrower still: the required columns at their narrowest, scrolled sideways
+    shown = [key for key in keys if key not in _DROP_ORDER]
+    widths = {key: max(min(_MINS.get(key, 0), need(key, True)),
+                       cell_len(_title(key, True)) + 2) if key in _MINS else need(key, True)
+              for key in shown}
+    return layout(shown, widths, True)
+
+
 class LineStyles(NamedTuple):
     """Styles resolved once per style change (not per line)."""
 
@@ -89,8 +173,9 @@ class VolumeLines:
 
     def __init__(self, ascii: bool = False) -> None:
         self.ascii = ascii
-        self.widths: list[int] = []
-        self.offsets: list[int] = []
+        self.width: int | None = None  # the table's: None until it has one
+        self.layout: Layout | None = None
+        self.offsets: dict[str, int] = {}
         self.total_width = 0
         self.layout_gen = 0
         # Per-name version, bumped when a volume's line must be re-rendered.
@@ -110,20 +195,40 @@ class VolumeLines:
         data = max(rows.content_width(column), free.get(column, 0))
         return min(data, _CAPS[column])
 
+    @property
+    def widths(self) -> dict[str, int]:
+        return self.layout.widths if self.layout else {}
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Column keys, left to right: those that fit the width, then those that do not."""
+        return self.layout.order if self.layout else ()
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        """The columns that fit the table's width (on screen without scrolling)."""
+        return self.layout.order[: self.layout.shown] if self.layout else ()
+
+    def set_width(self, width: int) -> bool:
+        """The table is `width` cells wide now; True if that is new (relayout then)."""
+        width_or_none = width if width > 0 else None
+        if width_or_none == self.width:
+            return False
+        self.width = width_or_none
+        return True
+
     def relayout(self, rows: VolumeRows, free: dict[str, int]) -> bool:
-        """Recompute column widths for `rows` and the free rows' `free` widths; True if
-        the widths changed (every line is drawn again then)."""
-        widths = [
-            max(self._data_width(rows, key, free), cell_len(title) + 2)  # +2: sort arrow
-            for key, title in COLUMNS
-        ]
-        changed = widths != self.widths
+        """Choose the columns and their widths for `rows`, the free rows' `free` widths and
+        the table's width; True if they changed (every line is drawn again then)."""
+        natural = {key: self._data_width(rows, key, free) for key, _ in COLUMNS}
+        layout = choose_columns(natural, self.width)
+        changed = layout != self.layout
         if changed:
-            self.widths = widths
-            offsets, x = [], MARK_WIDTH
-            for w in widths:
-                offsets.append(x)
-                x += w + len(SEP)
+            self.layout = layout
+            offsets, x = {}, MARK_WIDTH
+            for key in layout.order:
+                offsets[key] = x
+                x += layout.widths[key] + len(SEP)
             self.offsets = offsets
             self.total_width = x - len(SEP)
             self.invalidate()
@@ -131,10 +236,19 @@ class VolumeLines:
 
     def column_at(self, x: int) -> str | None:
         """The column key at content x, or None between/outside columns."""
-        for (key, _), start, width in zip(COLUMNS, self.offsets, self.widths, strict=True):
-            if start <= x < start + width + len(SEP):
+        for key in self.order:
+            start = self.offsets[key]
+            if start <= x < start + self.widths[key] + len(SEP):
                 return key
         return None
+
+    def column_x(self, x: int, direction: int) -> int:
+        """Where the next column starts right of content x (direction 1), or the one
+        before (-1): horizontal scrolling a column at a time. 0 is the first column."""
+        starts = [0] + [self.offsets[key] for key in self.order[1:]]
+        if direction > 0:
+            return next((s for s in starts if s > x), starts[-1])
+        return next((s for s in reversed(starts) if s < x), 0)
 
     # ------------------------------------------------------------------- cache
 
@@ -161,11 +275,17 @@ class VolumeLines:
 
     # ------------------------------------------------------------------- drawing
 
-    def fit(self, text: str, width: int, align: str = "left", keep_end: bool = False) -> str:
+    def fit(self, text: str, width: int, align: str = "left", keep_end: bool = False,
+            middle: bool = False) -> str:
         """`text` made safe and unambiguous for one terminal line (tui.shown, as the CLI's
-        tables), padded or truncated to exactly `width` cells (keep_end: cut the start)."""
+        tables), padded or truncated to exactly `width` cells (keep_end: cut the start;
+        middle: cut the middle, keeping a third at the start and the rest at the end)."""
         text = shown(text, self.ascii)
         ellipsis = "~" if self.ascii else "\u2026"
+        if middle and cell_width(text) > width >= 8:
+            head = (width - 1) // 3
+            start = set_cell_size(text, head) if not text.isascii() else text[:head]
+            return start + ellipsis + self.fit(text, width - head, keep_end=True)[1:]
         if text.isascii():
             n = len(text)
             if n > width:
@@ -186,12 +306,14 @@ class VolumeLines:
         if self._header_cache is not None and self._header_cache[0] == key:
             return self._header_cache[1]
         up, down = ("^", "v") if self.ascii else ("\u25b2", "\u25bc")
+        compact = self.layout.compact if self.layout else False
         cells = []
-        for (column, title), width in zip(COLUMNS, self.widths, strict=True):
+        for column in self.order:
+            title = _title(column, compact)
             if column == sort_column:
                 title = f"{title} {down if reverse else up}"
-            right = column in ("capacity", "allocation", "pct")
-            cells.append(self.fit(title, width, "right" if right else "left"))
+            cells.append(self.fit(title, self.widths[column],
+                                  "right" if column in _RIGHT else "left"))
         strip = Strip([Segment(" " * MARK_WIDTH + SEP.join(cells), styles.header)])
         self._header_cache = (key, strip)
         return strip
@@ -199,6 +321,21 @@ class VolumeLines:
     def empty(self, text: str, styles: LineStyles) -> Strip:
         # a message (a pool's error, say): its names are escaped already
         return Strip([Segment(" " + shown(text, self.ascii), styles.base + styles.dim)])
+
+    def size(self, size: int) -> str:
+        """A size as the capacity and allocation columns show it (one decimal when the
+        columns were narrowed)."""
+        if self.layout is not None and self.layout.compact:
+            return humanize.naturalsize(size, binary=True, format="%.1f")
+        return human(size)
+
+    def _cells(self, texts: dict[str, str]) -> Iterable[tuple[str, str]]:
+        """(column, cell text fitted to its width) in the layout's order; `texts` has the
+        text of each column ('' for the missing ones)."""
+        for column in self.order:
+            yield column, self.fit(texts.get(column, ""), self.widths[column],
+                                   "right" if column in _RIGHT else "left",
+                                   middle=column in _MIDDLE)
 
     def free_line(self, f: FreeRow, is_cursor: bool, styles: LineStyles) -> Strip:
         """A free-extent row, all dim: name, format, size in the capacity column and
@@ -208,15 +345,10 @@ class VolumeLines:
         if strip is None:
             self.strips_built += 1
             style = (styles.cursor if is_cursor else styles.base) + styles.dim
-            w, fit = self.widths, self.fit
-            cells = [
-                fit(FREE_NAME, w[0]),
-                fit(FREE_FORMAT, w[1]),
-                fit(human(f.end - f.start), w[2], "right"),
-                *(fit("", width) for width in w[3:7]),
-                fit(f.text, w[7], keep_end=True),
-            ]
-            strip = Strip([Segment(" " * MARK_WIDTH + SEP.join(cells), style)])
+            texts = {"name": FREE_NAME, "format": FREE_FORMAT,
+                     "capacity": self.size(f.end - f.start), "path": f.text}
+            line = SEP.join(cell for _, cell in self._cells(texts))
+            strip = Strip([Segment(" " * MARK_WIDTH + line, style)])
             self._line_cache[key] = strip
         return strip
 
@@ -238,40 +370,36 @@ class VolumeLines:
             base = base + styles.marked
         dim = base + styles.dim
         error = base + styles.error
-        w = self.widths
-        fit = self.fit
         mark = ("*" if self.ascii else "\u25cf") if marked else " "
-        parts: list[tuple[str, Style]] = [
-            (mark + " ", base),
-            (fit(v.name, w[0]), error if v.error else base),
-            (SEP, base),
-        ]
+        parts: list[tuple[str, Style]] = [(mark + " ", base)]
         if v.error:
-            # The error text takes the columns from capacity to in-use: visible, simple.
-            span = sum(w[2:7]) + 4 * len(SEP)
-            parts += [
-                (fit("!", w[1]), error),
-                (SEP, base),
-                (fit(f"error: {v.error}", span), error),
-                (SEP, base),
-            ]
+            texts = {"name": v.name, "format": "!", "path": v.path}
+            styled = {"name": error, "format": error, "path": dim}
         else:
             pct = f"{min(v.allocation * 100 / v.capacity, 999):3.0f}%" if v.capacity else "-"
-            parts += [
-                (fit(v.format, w[1]), base),
-                (SEP, base),
-                (fit(human(v.capacity), w[2], "right"), base),
-                (SEP, base),
-                (fit(human(v.allocation), w[3], "right"), base),
-                (SEP, base),
-                (fit(pct, w[4], "right"), base),
-                (SEP, base),
-                (fit(backing_cell(v), w[5], keep_end=True), dim),
-                (SEP, base),
-                (fit(in_use.get(v.name, ""), w[6]), base),
-                (SEP, base),
-            ]
-        parts.append((fit(v.path, w[7], keep_end=True), dim))
+            texts = {"name": v.name, "format": v.format, "capacity": self.size(v.capacity),
+                     "allocation": self.size(v.allocation), "pct": pct,
+                     "backing": backing_cell(v), "in_use": in_use.get(v.name, "")}
+            texts["path"] = v.path
+            styled = {"backing": dim, "path": dim}
+        order = self.order
+        span: list[str] = []  # an error's text: the run of its columns after the format
+        if v.error and "format" in order:
+            for column in order[order.index("format") + 1:]:
+                if column not in _ERROR_SPAN:
+                    break
+                span.append(column)
+        first = True
+        for column, cell in self._cells(texts):
+            if column in span:
+                if column == span[0]:
+                    width = sum(self.widths[c] for c in span) + len(SEP) * (len(span) - 1)
+                    parts += [(SEP, base), (self.fit(f"error: {v.error}", width), error)]
+                continue
+            if not first:
+                parts.append((SEP, base))
+            first = False
+            parts.append((cell, styled.get(column, base)))
         # Merge neighbours of the same style: fewer segments, cheaper crops.
         segments: list[Segment] = []
         text, style = parts[0]

@@ -354,6 +354,11 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     # ------------------------------------------------------------------- layout
 
+    def on_resize(self) -> None:
+        # the columns are chosen by the width (VolumeLines): a new width, a new choice
+        if self._lines.set_width(self.scrollable_content_region.width) and self._relayout():
+            self.refresh()
+
     def _relayout(self) -> bool:
         """Recompute column widths and the virtual size; True if the widths changed."""
         changed = self._lines.relayout(self._data, self._free_widths)
@@ -581,6 +586,13 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
     def action_last(self) -> None:
         self._move_cursor(self._row_total() - 1)
 
+    def action_scroll_left(self) -> None:
+        # a column at a time: Path was some sixty presses away a cell at a time
+        self.scroll_to(x=self._lines.column_x(self.scroll_offset.x, -1), animate=False)
+
+    def action_scroll_right(self) -> None:
+        self.scroll_to(x=self._lines.column_x(self.scroll_offset.x, +1), animate=False)
+
     def action_toggle_mark(self) -> None:
         """Mark or unmark the cursor's volume and move down, so space space space marks a
         run of volumes (as in mc); a free row is never marked."""
@@ -596,7 +608,19 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "new_in_free":
             return self._cursor_free is not None and self._cursor_index() is not None
+        if action in ("toggle_mark", "activate") and self.disabled_reason(action):
+            return None  # the screen says why (tui.keys)
         return super().check_action(action, parameters)
+
+    def disabled_reason(self, action: str) -> str | None:
+        """Why a key of the table does nothing now (F1, and the notice when pressed)."""
+        free = self._cursor_free is not None and self._cursor_index() is not None
+        if action == "new_in_free" and not free:
+            return "only on a free row (disk and logical pools); elsewhere n defines a pool"
+        if action in ("toggle_mark", "activate") and self.cursor_volume is None and not (
+                action == "activate" and free):
+            return "a free row is never marked" if free else "no volume under the cursor"
+        return None
 
     def action_new_in_free(self) -> None:
         if self._cursor_free is not None and self._cursor_index() is not None:
