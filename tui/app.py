@@ -24,7 +24,8 @@ from functools import partial
 
 from rich.console import RenderableType
 from rich.text import Text
-from textual.app import App, SystemCommand
+from textual import events
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.content import Content
@@ -38,14 +39,16 @@ from textual.widget import Widget
 from backends.api import Controller
 from backends.controller import StorageController
 
+from .dialogs.base import Dialog
 from .hangup import HangupWatch
+from .keyorder import KeyOrderApp
 from .screens.main import MainScreen
 from .shown import shown, shown_lines
 from .textual_fixes import Palette
 from .widgets.scrollbars import AsciiScrollBarRender
 
 
-class PoolkeeperApp(App[None]):
+class PoolkeeperApp(KeyOrderApp):
     TITLE = "poolkeeper"
     CSS_PATH = "poolkeeper.tcss"
     ENABLE_COMMAND_PALETTE = True
@@ -62,6 +65,7 @@ class PoolkeeperApp(App[None]):
         self.cancelled_jobs = 0
         self.crashed = False
         self._hangup_watch: HangupWatch | None = None
+        self._hold_stopped = False  # Escape while a dialog was prepared: keys go on
 
     def on_mount(self) -> None:
         self.set_class(self.ascii, "-ascii")
@@ -78,6 +82,38 @@ class PoolkeeperApp(App[None]):
         for sig in (signal.SIGHUP, signal.SIGTERM):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+    # == keys in order (tui.keyorder) ===================================================
+    def hold_keys(self) -> bool:
+        """Keys typed while the main screen prepares a dialog (X looks at the storage
+        first) wait for that dialog: before, they went to the main screen, where `s`
+        stopped the selected pool while the delete dialog was on its way."""
+        screen = self.main_screen
+        try:
+            on_top = self.screen is screen
+        except Exception:  # no screen: the app is closing
+            on_top = False
+        if not on_top or screen._preparing is None:
+            self._hold_stopped = False
+            return super().hold_keys()
+        return not self._hold_stopped
+
+    def stop_holding(self) -> None:
+        self._hold_stopped = True
+
+    def split_paste(self, paste: events.Paste) -> list[events.Key | events.Paste] | None:
+        """In a dialog, a tab in pasted text moves to the next field, as typing it does:
+        "v.img<Tab>1G" fills Name and Capacity. Elsewhere, and without a tab, a paste is
+        text for the focused field (an input keeps its first line, as Textual does)."""
+        if "\t" not in paste.text or not isinstance(self.screen, Dialog):
+            return None
+        parts: list[events.Key | events.Paste] = []
+        for i, piece in enumerate(paste.text.split("\t")):
+            if i:
+                parts.append(events.Key("tab", "\t"))
+            if piece:
+                parts.append(events.Paste(piece))
+        return parts
 
     # == leaving ========================================================================
     def _watch_terminal(self) -> None:

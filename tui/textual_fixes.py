@@ -21,6 +21,13 @@ and gone).
    or Select overlay squeezed to no rows at a small height, raised KeyError. Without lines
    there is no page, so the key moves one option. OptionList is patched (one method):
    the palette's CommandList and Select's overlay are Textual's own subclasses.
+4. The app hands a key to the focused widget as a message and reads the next key at
+   once: the next key went to the widget that had focus before Tab's focus change (which
+   runs when Tab has bubbled up to the app's bindings), so `a Tab b` typed together gave
+   Name=`ab`. tui.keyorder holds each key until the previous one is handled; to know
+   when a key's handling ends (a widget stopped it, or it reached the app), the message
+   pump calls the key's `_pk_done` once a node handled it without passing it on
+   (MessagePump._dispatch_message and Message._bubble_to are patched, one method each).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from textual import on
 from textual.await_complete import AwaitComplete
 from textual.command import CommandPalette
 from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.widgets import Button, Input, OptionList
 
@@ -46,6 +54,11 @@ class DismissOnce:
         if self._dismissed or not screen.is_active:
             return AwaitComplete.nothing()
         self._dismissed = True
+        # Keys typed at this screen after the key that closed it never reach the screen
+        # beneath (tui.keyorder): there `s` stops a pool.
+        drop = getattr(screen.app, "drop_keys_until_drawn", None)
+        if drop is not None:
+            drop()
         return super().dismiss(result)  # type: ignore[misc]
 
 
@@ -79,3 +92,32 @@ def _move_page(self: OptionList, direction: Any) -> None:
 
 
 OptionList._move_page = _move_page  # type: ignore[method-assign]
+
+
+_textual_dispatch = MessagePump._dispatch_message
+
+
+async def _dispatch_message(self: MessagePump, message: Message) -> None:
+    """Fix 4: tell whoever waits on this message (only keys tui.keyorder orders carry
+    `_pk_done`) that its handling is over: handled here and not passed on to a parent."""
+    done = getattr(message, "_pk_done", None)
+    if done is None:
+        await _textual_dispatch(self, message)
+        return
+    hops = getattr(message, "_pk_hops", 0)
+    try:
+        await _textual_dispatch(self, message)
+    finally:
+        if getattr(message, "_pk_hops", 0) == hops:
+            done(message)
+
+
+def _bubble_to(self: Message, widget: MessagePump) -> None:
+    """Textual's, counting the hops that reached a queue (a closing parent drops it)."""
+    self._no_default_action = False
+    if widget.post_message(self):
+        self._pk_hops = getattr(self, "_pk_hops", 0) + 1  # type: ignore[attr-defined]
+
+
+MessagePump._dispatch_message = _dispatch_message  # type: ignore[method-assign]
+Message._bubble_to = _bubble_to  # type: ignore[method-assign]

@@ -1,0 +1,230 @@
+"""Keys typed together are handled in order, each by the widget that has focus once the
+keys before it are done; keys typed at a closing dialog, or while a dialog is being
+prepared, never reach the main screen (issue 15, items 6 and 7: tui.keyorder).
+
+Keys are queued at once on the driver, as a terminal delivers a burst (no wait between
+them, unlike Pilot.press); the real terminal's version is in
+tests/reliability/test_tui_keys.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual import events
+from textual.widgets import Input
+
+from backends.controller import StorageController
+from tests.conftest import make_dir_pool
+from tests.reliability.test_tui_keys import send as send_burst
+from tests.reliability.test_tui_keys import settle
+from tui.app import PoolkeeperApp
+from tui.dialogs import CreateVolumeDialog, DeletePoolDialog
+
+
+@pytest.fixture
+def controller(state_root: Path, tmp_path: Path) -> Iterator[StorageController]:
+    """Running pool `default`, stopped pool `fs1` (an empty directory: destroyable)."""
+    ctl = StorageController(state_root, create_default=False)
+    try:
+        make_dir_pool(ctl, "default", tmp_path / "default")
+        make_dir_pool(ctl, "fs1", tmp_path / "fs1")
+        ctl.stop_pool("fs1")
+        ctl.store.mark_initialized()
+        yield ctl
+    finally:
+        ctl.close()
+
+
+def send(app: PoolkeeperApp, keys: list[str]) -> None:
+    app.keys_sent = getattr(app, "keys_sent", 0) + len(keys)
+    send_burst(app, keys)
+
+
+def send_paste(app: PoolkeeperApp, text: str) -> None:
+    app.keys_sent = getattr(app, "keys_sent", 0) + 1
+    paste = events.Paste(text)
+    paste.set_sender(app)
+    app._driver.send_message(paste)
+
+
+async def typed(app: PoolkeeperApp, pilot) -> None:
+    """Wait until every key sent was read and handled (tui.keyorder holds them), then
+    settle. (Before tui.keyorder: a fixed pause.)"""
+    if not hasattr(app, "keys_seen"):
+        await pilot.pause(1)
+        await settle(app, pilot)
+        return
+    for _ in range(600):
+        if (getattr(app, "keys_seen", 0) >= app.keys_sent and app._current is None
+                and not app._held):
+            break
+        await pilot.pause(0.05)
+    await settle(app, pilot)
+
+
+def field(app: PoolkeeperApp, control_id: str) -> str:
+    return app.screen.query_one(f"#{control_id}", Input).value
+
+
+async def open_create(app: PoolkeeperApp, pilot) -> None:
+    await settle(app, pilot)
+    await pilot.press("c")
+    await settle(app, pilot)
+    assert isinstance(app.screen, CreateVolumeDialog)
+
+
+# == item 7: each key to the field that has focus once the keys before it are done ======
+async def test_a_tab_typed_between_letters_moves_focus_before_the_next_letter(
+        controller: StorageController) -> None:
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await open_create(app, pilot)
+        send(app, ["a", "tab", "b"])
+        await typed(app, pilot)
+        assert (field(app, "name"), field(app, "capacity")) == ("a", "b")
+
+
+async def test_a_name_tab_and_size_typed_together_fill_two_fields(
+        controller: StorageController) -> None:
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await open_create(app, pilot)
+        send(app, [*"v.img", "tab", "1", "G"])
+        await typed(app, pilot)
+        assert (field(app, "name"), field(app, "capacity")) == ("v.img", "1G")
+
+
+async def test_enter_in_a_field_moves_on_before_the_next_key(
+        controller: StorageController) -> None:
+    """Enter moves to the next field by a message of its own (Input.Submitted): the keys
+    behind it wait for that too."""
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await open_create(app, pilot)
+        send(app, [*"w.img", "enter", "2", "M"])
+        await typed(app, pilot)
+        assert (field(app, "name"), field(app, "capacity")) == ("w.img", "2M")
+
+
+async def test_a_paste_with_a_tab_fills_the_fields_a_tab_would(
+        controller: StorageController) -> None:
+    """Decision: in a dialog, a tab in pasted text moves to the next field, as typing it
+    does; keys typed behind the paste come after it."""
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await open_create(app, pilot)
+        send_paste(app, "p.img\t3M")
+        send(app, ["tab", "tab"])
+        await typed(app, pilot)
+        assert (field(app, "name"), field(app, "capacity")) == ("p.img", "3M")
+        assert app.screen.focused is not None
+        assert app.screen.focused.id not in ("name", "capacity")  # the tabs came after
+
+
+async def test_a_paste_without_a_tab_is_text_for_the_focused_field(
+        controller: StorageController) -> None:
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await open_create(app, pilot)
+        send_paste(app, "q 1.img")
+        await typed(app, pilot)
+        assert (field(app, "name"), field(app, "capacity")) == ("q 1.img", "")
+
+
+# == item 6: keys never reach the screen beneath a dialog ===============================
+async def open_delete_fs1_destroy(app: PoolkeeperApp, pilot) -> DeletePoolDialog:
+    await settle(app, pilot)
+    app.main_screen.select_pool("fs1")
+    await settle(app, pilot)
+    await pilot.press("X")
+    await settle(app, pilot)
+    dialog = app.screen
+    assert isinstance(dialog, DeletePoolDialog) and dialog.pool.name == "fs1"
+    await pilot.press("down", "space", "tab", *"fs1")
+    await settle(app, pilot)
+    assert str(dialog.query_one("#submit").label) == "Destroy"
+    return dialog
+
+
+@pytest.mark.parametrize("confirm", ["enter", "ctrl+s"])
+async def test_a_key_typed_behind_the_confirming_key_never_reaches_the_main_screen(
+        controller: StorageController, tmp_path: Path, confirm: str) -> None:
+    """`s` typed right behind the key that confirms the delete: before, it stopped the
+    pool selected on the main screen (ctrl+s) or went into the typed name (enter: 'fs1s'
+    was then refused)."""
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await open_delete_fs1_destroy(app, pilot)
+        send(app, [confirm, "s"])
+        await typed(app, pilot)
+        await settle(app, pilot)
+        assert app.screen is app.main_screen
+        assert "fs1" not in [p.name for p in controller.list_pools()]
+        assert not (tmp_path / "fs1").exists()  # destroyed, as the dialog said
+        assert controller.pool_info("default").active  # `s` was dropped
+        assert app.dropped_keys >= 1
+
+
+async def test_keys_typed_while_the_delete_dialog_is_prepared_go_to_the_dialog(
+        controller: StorageController, tmp_path: Path) -> None:
+    """X looks at the storage first (a worker): keys typed meanwhile went to the main
+    screen (Down moved to another pool, `s` started or stopped it). They wait for the
+    dialog now."""
+    gate = threading.Event()
+    real = controller.stored_volumes
+
+    def slow_look(name: str) -> list[str]:
+        gate.wait(30)
+        return real(name)
+
+    controller.stored_volumes = slow_look  # type: ignore[method-assign]
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await settle(app, pilot)
+        app.main_screen.select_pool("fs1")
+        await settle(app, pilot)
+        send(app, ["X", "s", "down", "space", "tab", *"fs1"])
+        await pilot.pause(0.5)  # (before: `s` started fs1 by now)
+        assert app.main_screen.selected == "fs1"
+        assert not controller.pool_info("fs1").active  # `s` did not start it
+        gate.set()
+        await typed(app, pilot)
+        dialog = app.screen
+        assert isinstance(dialog, DeletePoolDialog)
+        assert str(dialog.query_one("#submit").label) == "Destroy"
+        assert dialog.query_one("#confirm").input.value == "fs1"
+        send(app, ["enter"])
+        await typed(app, pilot)
+        assert "fs1" not in [p.name for p in controller.list_pools()]
+        assert controller.pool_info("default").active
+
+
+async def test_escape_while_a_dialog_is_prepared_drops_the_keys_typed_for_it(
+        controller: StorageController) -> None:
+    gate = threading.Event()
+    real = controller.stored_volumes
+
+    def slow_look(name: str) -> list[str]:
+        gate.wait(30)
+        return real(name)
+
+    controller.stored_volumes = slow_look  # type: ignore[method-assign]
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await settle(app, pilot)
+        app.main_screen.select_pool("fs1")
+        await settle(app, pilot)
+        send(app, ["X", "s", "escape", "a"])
+        for _ in range(200):  # `a` toggles autostart in a worker thread
+            if controller.pool_info("fs1").autostart:
+                break
+            await pilot.pause(0.05)
+        assert controller.pool_info("fs1").autostart  # `a` went on: the wait is over
+        assert not controller.pool_info("fs1").active  # `s` was dropped
+        gate.set()
+        await typed(app, pilot)
+        assert isinstance(app.screen, DeletePoolDialog)  # it opens; Esc closes it
