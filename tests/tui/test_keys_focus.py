@@ -18,6 +18,7 @@ from textual import events
 from textual.widgets import Input
 
 from backends.controller import StorageController
+from backends.model import VolumeDef
 from tests.conftest import make_dir_pool
 from tests.reliability.test_tui_keys import send as send_burst
 from tests.reliability.test_tui_keys import settle
@@ -228,3 +229,49 @@ async def test_escape_while_a_dialog_is_prepared_drops_the_keys_typed_for_it(
         gate.set()
         await typed(app, pilot)
         assert isinstance(app.screen, DeletePoolDialog)  # it opens; Esc closes it
+
+
+# == item 6: a destructive confirmation acts on what it displayed =======================
+async def test_delete_pool_acts_on_the_pool_and_mode_it_displayed(
+        controller: StorageController, tmp_path: Path) -> None:
+    """The selection behind the dialog moves (a click, the monitor) before the confirm:
+    the pool the dialog named, in the mode it showed, is the one acted on."""
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        dialog = await open_delete_fs1_destroy(app, pilot)
+        app.main_screen.select_pool("default")  # behind the dialog
+        await settle(app, pilot)
+        assert dialog.query_one("#submit").label.plain == "Destroy"
+        send(app, ["enter"])
+        await typed(app, pilot)
+        assert [p.name for p in controller.list_pools()] == ["default"]
+        assert not (tmp_path / "fs1").exists()  # destroyed, not only undefined
+        assert controller.pool_info("default").active
+        assert (tmp_path / "default").is_dir()
+
+
+async def test_delete_volume_acts_on_the_volume_it_displayed(
+        controller: StorageController) -> None:
+    for name in ("a.img", "b.img"):
+        controller.create_volume_def("default", VolumeDef(name=name, capacity=1 << 20,
+                                                          allocation=None)).wait(60)
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await settle(app, pilot)
+        app.main_screen.table.focus()
+        await pilot.press("home")
+        await settle(app, pilot)
+        assert app.main_screen.table.cursor_volume.name == "a.img"
+        await pilot.press("delete")
+        await settle(app, pilot)
+        dialog = app.screen
+        await pilot.press(*"a.img")  # the typed name (focused first)
+        await settle(app, pilot)
+        app.main_screen.table.action_cursor_down()  # behind the dialog: onto b.img
+        await settle(app, pilot)
+        assert app.main_screen.table.cursor_volume.name == "b.img"
+        assert app.screen is dialog
+        send(app, ["enter"])
+        await typed(app, pilot)
+        await settle(app, pilot)
+        assert [v.name for v in controller.list_volumes("default")] == ["b.img"]

@@ -143,9 +143,27 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
         if str(submit.label) == label:
             return
         submit.label = label
-        self._bindings.key_to_bindings["ctrl+s"] = [
-            Binding("ctrl+s", "submit", label, key_display="^s", priority=True)]
-        self.refresh_bindings()
+        self.sync_footer()
+
+    def sync_footer(self) -> None:
+        """The footer names each key as the button that does the same is named: ^s as
+        the primary button, esc as the cancel button ("Discard"), or, with no cancel
+        button shown, as the one way out there is ("Close"). Call after relabelling or
+        hiding a button (tests/tui/test_dialog_footer.py checks every dialog)."""
+        submit = self.query_one("#submit", Button)
+        cancel = self.query_one("#cancel", Button)
+        escape = str(cancel.label) if cancel.display else str(submit.label)
+        wanted = {"ctrl+s": Binding("ctrl+s", "submit", str(submit.label), key_display="^s",
+                                    priority=True),
+                  "escape": Binding("escape", "cancel", escape, key_display="esc")}
+        changed = False
+        for key, binding in wanted.items():
+            now = self._bindings.key_to_bindings.get(key, [])
+            if [b.description for b in now] != [binding.description]:
+                self._bindings.key_to_bindings[key] = [binding]
+                changed = True
+        if changed:
+            self.refresh_bindings()
 
     def on_mount(self) -> None:
         box = self.query_one("#dialog")
@@ -158,6 +176,7 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
             for arrow in self.query("SelectCurrent .up-arrow").results(Static):
                 arrow.update("^")
         self.setup()
+        self.sync_footer()  # setup may have relabelled or hidden a button
         self._ready = True
         self.refresh_form()
         self.focus_first()
