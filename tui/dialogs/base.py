@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -95,6 +95,19 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
     Dialog Input.-textual-compact { background: $panel; }
     Dialog Input.-textual-compact:focus { background: $primary 25%; }
     Dialog Input.-textual-compact.-invalid { background: $error 25%; }
+    /* Focus and cursor seen without colour (NO_COLOR, --ascii, TERM=linux): reverse
+       video, with the colours given swapped so that colour terminals look as before.
+       The field that has the focus is also marked '>' (fields.FocusMark). */
+    Dialog Input > .input--cursor {
+        background: $input-cursor-foreground; color: $input-cursor-background;
+        text-style: reverse;
+    }
+    Dialog RadioSet:focus > RadioButton.-selected > .toggle--label,
+    Dialog OptionList:focus > .option-list--option-highlighted {
+        background: $foreground; color: $block-cursor-background;
+        text-style: bold reverse;
+    }
+    Dialog Button:focus { text-style: bold reverse; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -175,6 +188,10 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
                 arrow.update("v")
             for arrow in self.query("SelectCurrent .up-arrow").results(Static):
                 arrow.update("^")
+        for field_input in self.query(Input):
+            # A steady cursor: a blinking one is not there half the time (nor in a
+            # screenshot), and on the Linux console it is the only sign of the focus.
+            field_input.cursor_blink = False
         self.setup()
         self.sync_footer()  # setup may have relabelled or hidden a button
         self._ready = True
@@ -261,6 +278,24 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
             parent = node.parent
             node = parent if isinstance(parent, Widget) else None
         return True
+
+    # -- the focus marker (fields.FocusMark) ---------------------------------------------
+    @on(events.DescendantFocus)
+    @on(events.DescendantBlur)
+    def _mark_focus(self, event: events.Event) -> None:
+        holder: Widget | None = None
+        node = self.focused
+        while node is not None and node is not self:
+            if isinstance(node, (Field, TypedConfirm)):
+                holder = node
+                break
+            parent = node.parent
+            node = parent if isinstance(parent, Widget) else None
+        for marked in self.query(".-has-focus").results(Widget):
+            if marked is not holder:
+                marked.remove_class("-has-focus")
+        if holder is not None:
+            holder.add_class("-has-focus")
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
