@@ -65,7 +65,6 @@ class PoolkeeperApp(KeyOrderApp):
         self.cancelled_jobs = 0
         self.crashed = False
         self._hangup_watch: HangupWatch | None = None
-        self._hold_stopped = False  # Escape while a dialog was prepared: keys go on
 
     def on_mount(self) -> None:
         self.set_class(self.ascii, "-ascii")
@@ -84,23 +83,6 @@ class PoolkeeperApp(KeyOrderApp):
                 loop.remove_signal_handler(sig)
 
     # == keys in order (tui.keyorder) ===================================================
-    def hold_keys(self) -> bool:
-        """Keys typed while the main screen prepares a dialog (X looks at the storage
-        first) wait for that dialog: before, they went to the main screen, where `s`
-        stopped the selected pool while the delete dialog was on its way."""
-        screen = self.main_screen
-        try:
-            on_top = self.screen is screen
-        except Exception:  # no screen: the app is closing
-            on_top = False
-        if not on_top or screen._preparing is None:
-            self._hold_stopped = False
-            return super().hold_keys()
-        return not self._hold_stopped
-
-    def stop_holding(self) -> None:
-        self._hold_stopped = True
-
     def split_paste(self, paste: events.Paste) -> list[events.Key | events.Paste] | None:
         """In a dialog, a tab in pasted text moves to the next field, as typing it does:
         "v.img<Tab>1G" fills Name and Capacity. Elsewhere, and without a tab, a paste is

@@ -19,9 +19,8 @@ Two more rules keep keys off a screen they were not typed at:
   * a screen that closes (DismissOnce.dismiss calls drop_keys_until_drawn) drops the keys
     typed after the key that closed it, until the screen beneath has been drawn: a key
     typed at a closing dialog never reaches the main screen (where `s` stops a pool);
-  * while `hold_keys()` says so (the screen on top is not mounted yet; the main screen
-    prepares a dialog in a worker), keys wait and then go to that dialog. An Escape
-    among them drops the keys before it and stops the wait.
+  * while `hold_keys()` says so (the screen on top is not mounted yet: `c v.img` typed
+    together), keys wait and then go to that screen.
 """
 
 from __future__ import annotations
@@ -67,9 +66,6 @@ class KeyOrderApp(App[None]):
             return not self.screen.is_mounted
         except ScreenStackError:  # no screen: the app is starting or closing
             return False
-
-    def stop_holding(self) -> None:
-        """Escape while keys wait: the wait is over (hold_keys must say False now)."""
 
     def split_paste(self, paste: events.Paste) -> list[Typed] | None:
         """The keys and pastes a paste stands for, or None: it is text for the focus."""
@@ -183,7 +179,7 @@ class KeyOrderApp(App[None]):
     def _release_next(self) -> None:
         if self._current is not None or not self._held:
             return
-        if self.hold_keys() and not self._escaped():
+        if self.hold_keys():
             if self._poll_timer is None:
                 self._poll_timer = self.set_interval(_HOLD_POLL, self._poll)
             return
@@ -192,18 +188,6 @@ class KeyOrderApp(App[None]):
         if not self.post_message(event):  # the app is closing
             self._current = None
             self._held.clear()
-
-    def _escaped(self) -> bool:
-        """Escape among the held keys: the keys before it are dropped (typed for a
-        screen that is not there yet), and the wait is over."""
-        for index, event in enumerate(self._held):
-            if isinstance(event, events.Key) and event.key == "escape":
-                for _ in range(index):
-                    self._held.popleft()
-                self.dropped_keys += index
-                self.stop_holding()
-                return True
-        return False
 
     def _poll(self) -> None:
         if not self.hold_keys() or not self._held:

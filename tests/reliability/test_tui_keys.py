@@ -458,7 +458,9 @@ def test_s_typed_with_the_confirming_key_stops_no_pool_in_a_real_terminal(
         assert term.wait_for("autostart no"), term.screen()
         term.keys("Down")
         assert term.wait_for("fs1 (dir) inactive"), term.screen()
-        term.keys("X", "Down", "Space", "Tab", *"fs1")  # typed ahead of the dialog too
+        term.keys("X")
+        assert term.wait_for("Delete pool 'fs1'"), term.screen()
+        term.keys("Down", "Space", "Tab", *"fs1")
         assert term.wait_for("^s Destroy"), term.screen()
         term.keys("C-s", "s")
         assert term.wait_for("pool fs1 removed"), term.screen()

@@ -1,6 +1,6 @@
 """Keys typed together are handled in order, each by the widget that has focus once the
-keys before it are done; keys typed at a closing dialog, or while a dialog is being
-prepared, never reach the main screen (issue 15, items 6 and 7: tui.keyorder).
+keys before it are done; keys typed at a closing dialog never reach the main screen; a
+delete acts on what its dialog displayed (issue 15, items 6 and 7: tui.keyorder).
 
 Keys are queued at once on the driver, as a terminal delivers a burst (no wait between
 them, unlike Pilot.press); the real terminal's version is in
@@ -9,7 +9,6 @@ tests/reliability/test_tui_keys.py.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,67 +167,6 @@ async def test_a_key_typed_behind_the_confirming_key_never_reaches_the_main_scre
         assert not (tmp_path / "fs1").exists()  # destroyed, as the dialog said
         assert controller.pool_info("default").active  # `s` was dropped
         assert app.dropped_keys >= 1
-
-
-async def test_keys_typed_while_the_delete_dialog_is_prepared_go_to_the_dialog(
-        controller: StorageController, tmp_path: Path) -> None:
-    """X looks at the storage first (a worker): keys typed meanwhile went to the main
-    screen (Down moved to another pool, `s` started or stopped it). They wait for the
-    dialog now."""
-    gate = threading.Event()
-    real = controller.stored_volumes
-
-    def slow_look(name: str) -> list[str]:
-        gate.wait(30)
-        return real(name)
-
-    controller.stored_volumes = slow_look  # type: ignore[method-assign]
-    app = PoolkeeperApp(controller, monitor_interval=None)
-    async with app.run_test(size=(80, 30)) as pilot:
-        await settle(app, pilot)
-        app.main_screen.select_pool("fs1")
-        await settle(app, pilot)
-        send(app, ["X", "s", "down", "space", "tab", *"fs1"])
-        await pilot.pause(0.5)  # (before: `s` started fs1 by now)
-        assert app.main_screen.selected == "fs1"
-        assert not controller.pool_info("fs1").active  # `s` did not start it
-        gate.set()
-        await typed(app, pilot)
-        dialog = app.screen
-        assert isinstance(dialog, DeletePoolDialog)
-        assert str(dialog.query_one("#submit").label) == "Destroy"
-        assert dialog.query_one("#confirm").input.value == "fs1"
-        send(app, ["enter"])
-        await typed(app, pilot)
-        assert "fs1" not in [p.name for p in controller.list_pools()]
-        assert controller.pool_info("default").active
-
-
-async def test_escape_while_a_dialog_is_prepared_drops_the_keys_typed_for_it(
-        controller: StorageController) -> None:
-    gate = threading.Event()
-    real = controller.stored_volumes
-
-    def slow_look(name: str) -> list[str]:
-        gate.wait(30)
-        return real(name)
-
-    controller.stored_volumes = slow_look  # type: ignore[method-assign]
-    app = PoolkeeperApp(controller, monitor_interval=None)
-    async with app.run_test(size=(80, 30)) as pilot:
-        await settle(app, pilot)
-        app.main_screen.select_pool("fs1")
-        await settle(app, pilot)
-        send(app, ["X", "s", "escape", "a"])
-        for _ in range(200):  # `a` toggles autostart in a worker thread
-            if controller.pool_info("fs1").autostart:
-                break
-            await pilot.pause(0.05)
-        assert controller.pool_info("fs1").autostart  # `a` went on: the wait is over
-        assert not controller.pool_info("fs1").active  # `s` was dropped
-        gate.set()
-        await typed(app, pilot)
-        assert isinstance(app.screen, DeletePoolDialog)  # it opens; Esc closes it
 
 
 # == item 6: a destructive confirmation acts on what it displayed =======================
