@@ -41,10 +41,9 @@ from backends.controller import StorageController
 
 from .dialogs.base import Dialog
 from .hangup import HangupWatch
-from .keyorder import KeyOrderApp
 from .screens.main import MainScreen
 from .shown import shown, shown_lines
-from .textual_fixes import Palette
+from .textual_fixes import KeyOrderApp, Palette
 from .widgets.scrollbars import AsciiScrollBarRender
 
 
@@ -82,7 +81,7 @@ class PoolkeeperApp(KeyOrderApp):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
 
-    # == keys in order (tui.keyorder) ===================================================
+    # == keys in order (textual_fixes.KeyOrderApp) ====================================
     def split_paste(self, paste: events.Paste) -> list[events.Key | events.Paste] | None:
         """In a dialog, a tab in pasted text moves to the next field, as typing it does:
         "v.img<Tab>1G" fills Name and Capacity. Elsewhere, and without a tab, a paste is

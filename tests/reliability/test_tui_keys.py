@@ -460,8 +460,12 @@ def test_s_typed_with_the_confirming_key_stops_no_pool_in_a_real_terminal(
         assert term.wait_for("fs1 (dir) inactive"), term.screen()
         term.keys("X")
         assert term.wait_for("Delete pool 'fs1'"), term.screen()
-        term.keys("Down", "Space", "Tab", *"fs1")
+        term.keys("Down", "Space")
         assert term.wait_for("^s Destroy"), term.screen()
+        term.keys("Tab")
+        assert term.wait_for("> type 'fs1' to confirm"), term.screen()
+        term.type("fs1")
+        time.sleep(1)
         term.keys("C-s", "s")
         assert term.wait_for("pool fs1 removed"), term.screen()
         time.sleep(1.5)  # what `s` would have done is done by now

@@ -1,6 +1,6 @@
 """Keys typed together are handled in order, each by the widget that has focus once the
 keys before it are done; keys typed at a closing dialog never reach the main screen; a
-delete acts on what its dialog displayed (issue 15, items 6 and 7: tui.keyorder).
+delete acts on what its dialog displayed (issue 15, items 6 and 7: tui.textual_fixes.KeyOrderApp).
 
 Keys are queued at once on the driver, as a terminal delivers a burst (no wait between
 them, unlike Pilot.press); the real terminal's version is in
@@ -52,8 +52,8 @@ def send_paste(app: PoolkeeperApp, text: str) -> None:
 
 
 async def typed(app: PoolkeeperApp, pilot) -> None:
-    """Wait until every key sent was read and handled (tui.keyorder holds them), then
-    settle. (Before tui.keyorder: a fixed pause.)"""
+    """Wait until every key sent was read and handled (KeyOrderApp holds them), then
+    settle. (Before KeyOrderApp: a fixed pause.)"""
     if not hasattr(app, "keys_seen"):
         await pilot.pause(1)
         await settle(app, pilot)
