@@ -24,7 +24,8 @@ from functools import partial
 
 from rich.console import RenderableType
 from rich.text import Text
-from textual.app import App, SystemCommand
+from textual import events
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.content import Content
@@ -38,18 +39,19 @@ from textual.widget import Widget
 from backends.api import Controller
 from backends.controller import StorageController
 
+from .dialogs.base import Dialog
 from .hangup import HangupWatch
 from .keys import KeyRow, row_reason, screen_keys
 from .keys import display as key_display
 from .screens.main import MainScreen
 from .shown import shown, shown_lines
-from .textual_fixes import Palette
+from .textual_fixes import KeyOrderApp, Palette
 from .widgets.scrollbars import AsciiScrollBarRender
 
 SWITCH_INTERVAL = 0.0005  # seconds: see PoolkeeperApp.on_mount
 
 
-class PoolkeeperApp(App[None]):
+class PoolkeeperApp(KeyOrderApp):
     TITLE = "poolkeeper"
     CSS_PATH = "poolkeeper.tcss"
     ENABLE_COMMAND_PALETTE = True
@@ -90,6 +92,21 @@ class PoolkeeperApp(App[None]):
         for sig in (signal.SIGHUP, signal.SIGTERM):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+    # == keys in order (textual_fixes.KeyOrderApp) ====================================
+    def split_paste(self, paste: events.Paste) -> list[events.Key | events.Paste] | None:
+        """In a dialog, a tab in pasted text moves to the next field, as typing it does:
+        "v.img<Tab>1G" fills Name and Capacity. Elsewhere, and without a tab, a paste is
+        text for the focused field (an input keeps its first line, as Textual does)."""
+        if "\t" not in paste.text or not isinstance(self.screen, Dialog):
+            return None
+        parts: list[events.Key | events.Paste] = []
+        for i, piece in enumerate(paste.text.split("\t")):
+            if i:
+                parts.append(events.Key("tab", "\t"))
+            if piece:
+                parts.append(events.Paste(piece))
+        return parts
 
     # == leaving ========================================================================
     def _watch_terminal(self) -> None:

@@ -21,17 +21,56 @@ and gone).
    or Select overlay squeezed to no rows at a small height, raised KeyError. Without lines
    there is no page, so the key moves one option. OptionList is patched (one method):
    the palette's CommandList and Select's overlay are Textual's own subclasses.
+4. The app hands a key to the focused widget as a message and reads the next key at
+   once: the next key went to the widget that had focus before Tab's focus change (which
+   runs when Tab has bubbled up to the app's bindings), so `a Tab b` typed together gave
+   Name=`ab`. KeyOrderApp holds each key until the previous one is handled; to know
+   when a key's handling ends (a widget stopped it, or it reached the app), the message
+   pump calls the key's `_pk_done` once a node handled it without passing it on
+   (MessagePump._dispatch_message and Message._bubble_to are patched, one method each).
+   KeyOrderApp (below; PoolkeeperApp is one) is the rest of that fix.
+
+KeyOrderApp: keys in the order typed, each handled by the widget that has focus once
+the keys before it are done (issue 15, items 6 and 7).
+
+Textual (8.2.8) reads a key, hands it to the focused widget as a message and reads the
+next key at once. Tab moves focus only when it has bubbled up to the app's bindings, and
+Enter in a dialog's field moves on by a message of its own (Input.Submitted): keys typed
+together (`a Tab b`, `v.img Tab 1G`, or a laggy moment) went to the field that had focus
+before, so everything landed in Name. KeyOrderApp holds each key (and paste) until the
+one before it is handled, focus change and what it posted included:
+
+  * handled: a widget stopped it, or it reached the app's bindings (the message pump
+    reports it: fix 4), or a priority binding took it (ctrl+s);
+  * then settled: the app, the screen and the widgets around the focus (before and
+    after the key) have handled what they were sent meanwhile (a few rounds of
+    call_later, as Pilot waits for a screen);
+  * a key whose end is never seen (its widget closed under it) lets the next one go after
+    STUCK seconds, so that input never stops for good.
+
+Two more rules keep keys off a screen they were not typed at:
+  * a screen that closes (DismissOnce.dismiss calls drop_keys_until_drawn) drops the keys
+    typed after the key that closed it, until the screen beneath has been drawn: a key
+    typed at a closing dialog never reaches the main screen (where `s` stops a pool);
+  * while `hold_keys()` says so (the screen on top is not mounted yet: `c v.img` typed
+    together), keys wait and then go to that screen.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from typing import Any
 
-from textual import on
+from textual import events, on
+from textual.app import App, ScreenStackError
 from textual.await_complete import AwaitComplete
 from textual.command import CommandPalette
 from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.screen import Screen
+from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Button, Input, OptionList
 
 
@@ -46,6 +85,11 @@ class DismissOnce:
         if self._dismissed or not screen.is_active:
             return AwaitComplete.nothing()
         self._dismissed = True
+        # Keys typed at this screen after the key that closed it never reach the screen
+        # beneath (KeyOrderApp): there `s` stops a pool.
+        drop = getattr(screen.app, "drop_keys_until_drawn", None)
+        if drop is not None:
+            drop()
         return super().dismiss(result)  # type: ignore[misc]
 
 
@@ -79,3 +123,214 @@ def _move_page(self: OptionList, direction: Any) -> None:
 
 
 OptionList._move_page = _move_page  # type: ignore[method-assign]
+
+
+_textual_dispatch = MessagePump._dispatch_message
+
+
+async def _dispatch_message(self: MessagePump, message: Message) -> None:
+    """Fix 4: tell whoever waits on this message (only keys KeyOrderApp orders carry
+    `_pk_done`) that its handling is over: handled here and not passed on to a parent."""
+    # counted as it starts: KeyOrderApp._settle tells a quiet widget from a busy one
+    self._pk_dispatches = getattr(self, "_pk_dispatches", 0) + 1  # type: ignore[attr-defined]
+    done = getattr(message, "_pk_done", None)
+    if done is None:
+        await _textual_dispatch(self, message)
+        return
+    hops = getattr(message, "_pk_hops", 0)
+    try:
+        await _textual_dispatch(self, message)
+    finally:
+        if getattr(message, "_pk_hops", 0) == hops:
+            done(message)
+
+
+def _bubble_to(self: Message, widget: MessagePump) -> None:
+    """Textual's, counting the hops that reached a queue (a closing parent drops it)."""
+    self._no_default_action = False
+    if widget.post_message(self):
+        self._pk_hops = getattr(self, "_pk_hops", 0) + 1  # type: ignore[attr-defined]
+
+
+MessagePump._dispatch_message = _dispatch_message  # type: ignore[method-assign]
+Message._bubble_to = _bubble_to  # type: ignore[method-assign]
+
+
+# == KeyOrderApp (fix 4) =============================================================
+STUCK = 3.0  # s: a key whose handling never reports its end (see above)
+_ROUND_WAIT = 1.0  # s: a settle round waits at most this for a busy widget
+_SETTLE_ROUNDS = 8  # call_later rounds after a key: a message chain this deep settles
+_HOLD_POLL = 0.05  # s: how often held keys look whether the wait is over
+
+Typed = events.Key | events.Paste
+
+
+class KeyOrderApp(App[None]):
+    """An App that hands keys and pastes on one at a time (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held: deque[Typed] = deque()
+        self._current: Typed | None = None  # being handled, or about to be (re-posted)
+        self._stuck_timer: Timer | None = None
+        self._poll_timer: Timer | None = None
+        self._settling: asyncio.Task[None] | None = None
+        self._focus_before: Widget | None = None  # focus when the current key came
+        self._dropping = False  # a screen closed: drop keys until the one beneath is drawn
+        self.keys_seen = 0  # keys and pastes read from the terminal (tests read both)
+        self.dropped_keys = 0
+
+    # -- hooks -------------------------------------------------------------------------
+    def hold_keys(self) -> bool:
+        """True while keys should wait: the screen on top is not mounted yet (a key sent
+        to it now would find no focused widget); a subclass adds its own reasons."""
+        try:
+            return not self.screen.is_mounted
+        except ScreenStackError:  # no screen: the app is starting or closing
+            return False
+
+    def split_paste(self, paste: events.Paste) -> list[Typed] | None:
+        """The keys and pastes a paste stands for, or None: it is text for the focus."""
+        return None
+
+    def drop_keys_until_drawn(self) -> None:
+        """A screen is closing: keys typed from now on (and held ones, typed after the
+        key that closed it) are dropped until the screen beneath has been drawn."""
+        self.dropped_keys += len(self._held)
+        self._held.clear()
+        self._dropping = True
+        self.call_after_refresh(self._drawn)
+
+    def _drawn(self) -> None:
+        self._dropping = False
+
+    # -- the order ---------------------------------------------------------------------
+    async def on_event(self, event: events.Event) -> None:
+        if not isinstance(event, (events.Key, events.Paste)) or event.is_forwarded:
+            await super().on_event(event)
+            return
+        if event is self._current:  # its turn (re-posted by _release_next)
+            await self._handle(event)
+            return
+        self.keys_seen += 1
+        if self._current is None and not self._held and not self.hold_keys():
+            self._current = event
+            await self._handle(event)
+        else:
+            if self._dropping:  # typed at a closing screen: dropped when its turn comes,
+                event._pk_drop = True  # type: ignore[union-attr]  # even once it is drawn
+            self._held.append(event)
+            self._release_next()
+
+    async def _handle(self, event: Typed) -> None:
+        if self._dropping or getattr(event, "_pk_drop", False):
+            self.dropped_keys += 1
+            self._finish(event)
+            return
+        if isinstance(event, events.Paste):
+            parts = self.split_paste(event)
+            if parts:
+                self._held.extendleft(reversed(parts))
+                self._finish(event)
+                return
+        event._pk_done = self._handled  # type: ignore[union-attr]  # tui.textual_fixes
+        try:
+            self._focus_before = self.screen.focused
+        except Exception:
+            self._focus_before = None
+        self._stuck_timer = self.set_timer(STUCK, lambda: self._finish(event))
+        try:
+            await super().on_event(event)
+        except ScreenStackError:  # the app is closing: no screen to type at
+            self._finish(event)
+            return
+        if not event.is_forwarded:  # a priority binding took it, or nothing did
+            self._handled(event)
+
+    def _handled(self, event: Any) -> None:
+        if event is not self._current or self._settling is not None:
+            return
+        self._settling = asyncio.create_task(self._settle(event))
+
+    async def _settle(self, event: Typed) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            for _ in range(_SETTLE_ROUNDS):
+                # A round: each node runs a callback queued behind what it has. Quiet
+                # when no node handled anything but that callback meanwhile (a handler
+                # that was running, or a message that arrived, means one more round).
+                nodes = self._settle_nodes()
+                before = {id(node): _dispatches(node) for node in nodes}
+                waits, called = [], set()
+                for node in [self, *nodes]:
+                    done = loop.create_future()
+                    if node.call_later(_resolve, done):
+                        waits.append(done)
+                        called.add(id(node))
+                if waits:
+                    await asyncio.wait(waits, timeout=_ROUND_WAIT)
+                if all(node._message_queue.empty() and _dispatches(node) - before[id(node)]
+                       <= (1 if id(node) in called else 0) for node in nodes):
+                    break
+        except Exception:  # no screen (the app is closing): nothing to settle
+            pass
+        finally:
+            self._settling = None
+            self._finish(event)
+
+    def _settle_nodes(self) -> list[MessagePump]:
+        """Where a key's consequences run: the screen on top, the focused widget, its
+        children (a RadioSet's buttons) and ancestors (a message a widget posts bubbles
+        up from there), and the same of the widget that had focus before (its Blur).
+        Not every widget of the screen: that made a key cost tens of milliseconds on a
+        large form."""
+        screen = self.screen
+        nodes: dict[int, MessagePump] = {id(screen): screen}
+        for widget in (screen.focused, self._focus_before):
+            if widget is None:
+                continue
+            for child in widget.walk_children():  # a RadioSet's buttons, a Select's list
+                nodes.setdefault(id(child), child)
+            node: MessagePump | None = widget
+            while node is not None and node is not self:
+                nodes.setdefault(id(node), node)
+                node = node._parent
+        return list(nodes.values())
+
+    def _finish(self, event: Typed) -> None:
+        if event is not self._current:
+            return
+        if self._stuck_timer is not None:
+            self._stuck_timer.stop()
+            self._stuck_timer = None
+        self._current = None
+        self._release_next()
+
+    def _release_next(self) -> None:
+        if self._current is not None or not self._held:
+            return
+        if self.hold_keys():
+            if self._poll_timer is None:
+                self._poll_timer = self.set_interval(_HOLD_POLL, self._poll)
+            return
+        event = self._held.popleft()
+        self._current = event
+        if not self.post_message(event):  # the app is closing
+            self._current = None
+            self._held.clear()
+
+    def _poll(self) -> None:
+        if not self.hold_keys() or not self._held:
+            if self._poll_timer is not None:
+                self._poll_timer.stop()
+                self._poll_timer = None
+            self._release_next()
+
+
+def _dispatches(node: MessagePump) -> int:
+    return getattr(node, "_pk_dispatches", 0)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

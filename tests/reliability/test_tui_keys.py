@@ -387,3 +387,109 @@ def test_enter_three_times_in_the_palette_in_a_real_terminal(tmp_path: Path) -> 
         term.keys("q")
         assert term.wait_exit(60) == 0, term.screen(history=True)
         assert "Traceback" not in term.screen(history=True)
+
+
+# == keys typed together, in a real terminal (issue 15, items 6, 7, 9, 10) =============
+@pytest.fixture
+def two_pools(tmp_path: Path) -> Path:
+    """A state root with a running pool `default` and a stopped, empty pool `fs1`."""
+    state = tmp_path / "state"
+    state.mkdir()
+    with StorageController(state, create_default=False) as ctl:
+        make_dir_pool(ctl, "default", tmp_path / "default")
+        make_dir_pool(ctl, "fs1", tmp_path / "fs1")
+        ctl.stop_pool("fs1")
+        ctl.store.mark_initialized()
+    return state
+
+
+def field_line(screen: str, label: str) -> str:
+    """The text of the input on the line of `label` (between its two '|' in ASCII)."""
+    for line in screen.splitlines():
+        if f" {label} " in line:
+            return line.split(label, 1)[1].strip(" |\u2502")
+    return ""
+
+
+@pytest.mark.skipif(not have_tmux(), reason="needs tmux (make test installs it)")
+def test_a_name_tab_and_size_typed_together_in_a_real_terminal(two_pools: Path,
+                                                                tmp_path: Path) -> None:
+    """`c v.img Tab 1G` in one write: before, everything landed in Name ('v.img1G')."""
+    with Terminal(tmp_path, size=(80, 24)) as term:
+        term.start([sys.executable, "-m", "tui", "--root", str(two_pools), "--ascii"],
+                   env={"PYTHONPATH": str(REPO)}, cwd=REPO)
+        assert term.wait_for("autostart no"), term.screen()
+        term.keys("c", *"v.img", "Tab", "1", "G")
+        assert term.wait_for("allocates 1.00 GiB now"), term.screen()
+        screen = term.screen()
+        assert field_line(screen, "Name").split() == ["v.img"], screen
+        assert field_line(screen, "Capacity").split() == ["1G"], screen
+        term.keys("Escape")
+        time.sleep(1)
+        term.keys("q")
+        assert term.wait_exit(60) == 0, term.screen(history=True)
+
+
+@pytest.mark.skipif(not have_tmux(), reason="needs tmux (make test installs it)")
+def test_a_paste_of_name_tab_size_in_a_real_terminal(two_pools: Path, tmp_path: Path) -> None:
+    """A bracketed paste of "p.img<Tab>3M" into the create dialog fills Name and Capacity
+    (a tab in pasted text moves to the next field, as typing it does)."""
+    with Terminal(tmp_path, size=(80, 24)) as term:
+        term.start([sys.executable, "-m", "tui", "--root", str(two_pools), "--ascii"],
+                   env={"PYTHONPATH": str(REPO)}, cwd=REPO)
+        assert term.wait_for("autostart no"), term.screen()
+        term.keys("c")
+        assert term.wait_for("Create volume"), term.screen()
+        term.tmux("set-buffer", "p.img\t3M")
+        term.tmux("paste-buffer", "-p", "-t", term.session)  # -p: bracketed, as a terminal
+        assert term.wait_for("allocates 3.00 MiB now"), term.screen()
+        screen = term.screen()
+        assert field_line(screen, "Name").split() == ["p.img"], screen
+
+
+@pytest.mark.skipif(not have_tmux(), reason="needs tmux (make test installs it)")
+def test_s_typed_with_the_confirming_key_stops_no_pool_in_a_real_terminal(
+        two_pools: Path, tmp_path: Path) -> None:
+    """Destroy fs1's storage, and `s` arrives in the same write as the confirming ctrl+s:
+    before, the dialog closed and `s` stopped the pool selected beneath (`default`)."""
+    with Terminal(tmp_path, size=(80, 24)) as term:
+        term.start([sys.executable, "-m", "tui", "--root", str(two_pools)],
+                   env={"PYTHONPATH": str(REPO)}, cwd=REPO)
+        assert term.wait_for("autostart no"), term.screen()
+        term.keys("Down")
+        assert term.wait_for("fs1 (dir) inactive"), term.screen()
+        term.keys("X")
+        assert term.wait_for("Delete pool 'fs1'"), term.screen()
+        term.keys("Down", "Space")
+        assert term.wait_for("^s Destroy"), term.screen()
+        term.keys("Tab")
+        assert term.wait_for("> type 'fs1' to confirm"), term.screen()
+        term.type("fs1")
+        time.sleep(1)
+        term.keys("C-s", "s")
+        assert term.wait_for("pool fs1 removed"), term.screen()
+        time.sleep(1.5)  # what `s` would have done is done by now
+        screen = term.screen()
+        assert "default (dir) running" in screen, screen
+        assert not (tmp_path / "fs1").exists()  # destroyed, not only undefined
+        term.keys("q")
+        assert term.wait_exit(60) == 0, term.screen(history=True)
+
+
+@pytest.mark.skipif(not have_tmux(), reason="needs tmux (make test installs it)")
+@pytest.mark.parametrize("env,args", [({"NO_COLOR": "1"}, ["--ascii"]),
+                                      ({"TERM": "linux"}, [])], ids=["ascii-no-color", "linux"])
+def test_the_focused_field_is_marked_in_a_real_terminal(two_pools: Path, tmp_path: Path,
+                                                        env: dict[str, str],
+                                                        args: list[str]) -> None:
+    """No colour needed to see where typing goes: '>' before the focused field."""
+    with Terminal(tmp_path, size=(80, 24)) as term:
+        term.start([sys.executable, "-m", "tui", "--root", str(two_pools), *args],
+                   env={"PYTHONPATH": str(REPO), **env}, cwd=REPO)
+        assert term.wait_for("autostart no"), term.screen()
+        term.keys("c")
+        assert term.wait_for("> Name"), term.screen()
+        term.keys("a", "Tab")
+        assert term.wait_for("> Capacity"), term.screen()
+        assert "> Name" not in term.screen()
+        assert field_line(term.screen(), "Name").split() == ["a"], term.screen()

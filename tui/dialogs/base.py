@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -95,6 +95,19 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
     Dialog Input.-textual-compact { background: $panel; }
     Dialog Input.-textual-compact:focus { background: $primary 25%; }
     Dialog Input.-textual-compact.-invalid { background: $error 25%; }
+    /* Focus and cursor seen without colour (NO_COLOR, --ascii, TERM=linux): reverse
+       video, with the colours given swapped so that colour terminals look as before.
+       The field that has the focus is also marked '>' (fields.FocusMark). */
+    Dialog Input > .input--cursor {
+        background: $input-cursor-foreground; color: $input-cursor-background;
+        text-style: reverse;
+    }
+    Dialog RadioSet:focus > RadioButton.-selected > .toggle--label,
+    Dialog OptionList:focus > .option-list--option-highlighted {
+        background: $foreground; color: $block-cursor-background;
+        text-style: bold reverse;
+    }
+    Dialog Button:focus { text-style: bold reverse; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -143,9 +156,27 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
         if str(submit.label) == label:
             return
         submit.label = label
-        self._bindings.key_to_bindings["ctrl+s"] = [
-            Binding("ctrl+s", "submit", label, key_display="^s", priority=True)]
-        self.refresh_bindings()
+        self.sync_footer()
+
+    def sync_footer(self) -> None:
+        """The footer names each key as the button that does the same is named: ^s as
+        the primary button, esc as the cancel button ("Discard"), or, with no cancel
+        button shown, as the one way out there is ("Close"). Call after relabelling or
+        hiding a button (tests/tui/test_dialog_footer.py checks every dialog)."""
+        submit = self.query_one("#submit", Button)
+        cancel = self.query_one("#cancel", Button)
+        escape = str(cancel.label) if cancel.display else str(submit.label)
+        wanted = {"ctrl+s": Binding("ctrl+s", "submit", str(submit.label), key_display="^s",
+                                    priority=True),
+                  "escape": Binding("escape", "cancel", escape, key_display="esc")}
+        changed = False
+        for key, binding in wanted.items():
+            now = self._bindings.key_to_bindings.get(key, [])
+            if [b.description for b in now] != [binding.description]:
+                self._bindings.key_to_bindings[key] = [binding]
+                changed = True
+        if changed:
+            self.refresh_bindings()
 
     def on_mount(self) -> None:
         box = self.query_one("#dialog")
@@ -157,7 +188,12 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
                 arrow.update("v")
             for arrow in self.query("SelectCurrent .up-arrow").results(Static):
                 arrow.update("^")
+        for field_input in self.query(Input):
+            # A steady cursor: a blinking one is not there half the time (nor in a
+            # screenshot), and on the Linux console it is the only sign of the focus.
+            field_input.cursor_blink = False
         self.setup()
+        self.sync_footer()  # setup may have relabelled or hidden a button
         self._ready = True
         self.refresh_form()
         self.focus_first()
@@ -242,6 +278,24 @@ class Dialog(DismissOnce, ModalScreen[ResultT]):
             parent = node.parent
             node = parent if isinstance(parent, Widget) else None
         return True
+
+    # -- the focus marker (fields.FocusMark) ---------------------------------------------
+    @on(events.DescendantFocus)
+    @on(events.DescendantBlur)
+    def _mark_focus(self, event: events.Event) -> None:
+        holder: Widget | None = None
+        node = self.focused
+        while node is not None and node is not self:
+            if isinstance(node, (Field, TypedConfirm)):
+                holder = node
+                break
+            parent = node.parent
+            node = parent if isinstance(parent, Widget) else None
+        for marked in self.query(".-has-focus").results(Widget):
+            if marked is not holder:
+                marked.remove_class("-has-focus")
+        if holder is not None:
+            holder.add_class("-has-focus")
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:

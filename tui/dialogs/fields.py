@@ -73,15 +73,36 @@ class InlineMessage(Static):
             self.set_class(k == self.kind, k)
 
 
+MARK = ">"  # before the label of the field that has the focus (FocusMark)
+
+
+class FocusMark(Static):
+    """'>' in front of a field (or a typed confirmation) while focus is inside it: the
+    focused field is seen without colour (NO_COLOR, --ascii, the Linux console), where a
+    slightly different background is all Textual shows. Dialog gives the field that
+    holds the focus the class -has-focus (Textual 8.2.8's :focus-within did not follow
+    Tab from an Input to a Select)."""
+
+    SCOPED_CSS = False  # the rule below starts at the field, not at FocusMark
+    DEFAULT_CSS = """
+    FocusMark { width: 2; height: 1; visibility: hidden; text-style: bold; }
+    .-has-focus > .row > FocusMark { visibility: visible; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(MARK, markup=False, classes="mark")
+
+
 class Field(Vertical):
-    """A labelled control on one line, with its message line under it."""
+    """A labelled control on one line, with its message line under it; a '>' marks it
+    while it has the focus (FocusMark)."""
 
     DEFAULT_CSS = """
     Field { height: auto; }
     Field > .row { height: auto; }
     Field > .row > .label { width: 14; padding: 0 1 0 0; }
     Field > .row > Input, Field > .row > Select { width: 1fr; }
-    Field > InlineMessage { padding: 0 0 0 14; }
+    Field > InlineMessage { padding: 0 0 0 16; }
     """
 
     def __init__(
@@ -93,6 +114,7 @@ class Field(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
+            yield FocusMark()
             yield Label(self.label_text, classes="label", markup=False)
             yield from self.controls
         yield InlineMessage(classes="field-message")
@@ -186,7 +208,8 @@ class TypedConfirm(Vertical):
 
     DEFAULT_CSS = """
     TypedConfirm { height: auto; margin: 1 0 0 0; }
-    TypedConfirm > .prompt { color: $text-warning; }
+    TypedConfirm > .row { height: auto; }
+    TypedConfirm > .row > .prompt { color: $text-warning; }
     TypedConfirm > Input { width: 1fr; }
     """
 
@@ -208,8 +231,10 @@ class TypedConfirm(Vertical):
         self.prompt = prompt or f"type '{expected}' to confirm"  # raw: escaped when drawn
 
     def compose(self) -> ComposeResult:
-        yield Label(shown(self.prompt, self.app.has_class("-ascii")),
-                    classes="prompt", markup=False)
+        with Horizontal(classes="row"):
+            yield FocusMark()
+            yield Label(shown(self.prompt, self.app.has_class("-ascii")),
+                        classes="prompt", markup=False)
         yield Input(compact=True, classes="typed")
         yield InlineMessage(classes="field-message")
 
