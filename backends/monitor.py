@@ -59,6 +59,7 @@ EVENT_SETTLE = 0.1  # a burst of events is gathered this long before it is read
 RETRY = 1.0  # after a scan was dropped (busy pool, a verb waiting, a restart)
 STOP_WAIT = 1.0  # stop() waits this long for the thread (a scan stops within a slice)
 PREPARE_WAIT = 1.0  # prepare() waits this long for a round in progress
+LISTING_RECHECK = 0.5  # while our own listing of a pool runs, is it over? (seconds)
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +312,9 @@ class PoolMonitor:
         now = time.monotonic()
         due = now + self.interval
         for p in self._pools.values():
+            if p.listing:  # nothing due until our listing is over: is it?
+                due = min(due, now + LISTING_RECHECK)
+                continue
             if p.gone or p.mode == "polled" or p.remote:
                 due = min(due, p.poll_due)
             if p.mode == "watched" and not p.gone and not p.remote:
@@ -464,13 +468,13 @@ class PoolMonitor:
                 p.gone, p.full = False, True
             if p.mode == "new":
                 self._setup(p, driver)
-            self._check(p, driver, now, force)
             if p.listing:
                 if self._cache.listing(p.name):
                     return  # a read now could be overwritten by the listing's older one
                 p.listing = False
                 if not self._cache.complete(p.name):  # the listing failed: read it all
                     p.full = True
+            self._check(p, driver, now, force)
             if force or now >= p.retry_due:
                 if p.full:
                     self._full_scan(p, driver)

@@ -259,6 +259,7 @@ def test_what_changes_while_our_listing_runs_is_seen(
         (pool / f"v{i}.img").write_bytes(b"")
     ctl.stop_pool("p")  # and started again before the monitor's next round
     real = DirDriver.refresh_batches
+    waits: list[float] = []
 
     def racing(self: DirDriver, batch: int = 4):  # type: ignore[no-untyped-def]
         for i, found in enumerate(real(self, batch)):
@@ -268,6 +269,8 @@ def test_what_changes_while_our_listing_runs_is_seen(
                     fh.write(b"x" * 8192)
                 (pool / "late.img").write_bytes(b"")
                 os.unlink(pool / found[-1].name)
+                ctl._monitor._round(force=False)  # a round while it lists: nothing read
+                waits.append(ctl._monitor._sleep_for())  # and no busy loop meanwhile
 
     monkeypatch.setattr(DirDriver, "refresh_batches", racing)
     ctl.start_pool("p")
@@ -277,3 +280,4 @@ def test_what_changes_while_our_listing_runs_is_seen(
     assert len(names) == 10  # 10 + late - removed
     assert sum(v.allocation for v in names.values()) >= 8192
     assert ctl._monitor.full_scans == 0
+    assert len(waits) == 1 and waits[0] > 0

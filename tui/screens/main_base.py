@@ -341,7 +341,7 @@ class MainScreenBase(Screen[None]):
                 self.load_header(event.pool)  # its rows came as it was listed
             else:
                 self.load_volumes(event.pool)
-        if event.reason != "started":
+        if event.reason not in ("started", "sizes"):  # (sizes may come while it lists)
             self._streamed.discard(event.pool)
         self.load_pools()
 
