@@ -38,6 +38,7 @@ from ..errors import (
 from ..model import (
     CREATABLE_FILE_FORMATS,
     FILE_VOLUME_FORMATS,
+    NO_ITEMS,
     BackingStore,
     Permissions,
     PoolDef,
@@ -444,14 +445,18 @@ class DirDriver(FdDataVerbs, PoolDriver):
         st = os.fstat(fd)
         mode = st.st_mode
         info.permissions = _permissions(mode & 0o777, st.st_uid, st.st_gid)
-        info.times_ns = (st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
-        info.signature = (st.st_ino, st.st_size, st.st_blocks, st.st_mtime_ns)
-        info.file_id = fileid.of_fd(fd, st)
+        # Each st_ attribute read makes a new int: read once and share them between the
+        # tuples (a 100,000-volume listing keeps them all).
+        ino, mtime, ctime = st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+        info.times_ns = (st.st_atime_ns, mtime, mtime if ctime == mtime else ctime)
+        info.signature = (ino, st.st_size, st.st_blocks, mtime)
+        file_id = fileid.of_fd(fd, st)
+        info.file_id = (ino, *file_id[1:]) if file_id[0] == ino else file_id
         if stat.S_ISDIR(mode):
             info.type, info.format, info.probed_format = "dir", "dir", "dir"
             return info
         if stat.S_ISREG(mode):
-            size = st.st_size
+            size = info.signature[1]
             info.allocation = st.st_blocks * 512
         elif stat.S_ISBLK(mode):
             info.type = "block"
@@ -465,14 +470,15 @@ class DirDriver(FdDataVerbs, PoolDriver):
         info.capacity = result.capacity if result.capacity else size
         info.cluster_size = result.cluster_size
         info.compat = result.compat
-        info.features = result.features
+        info.features = result.features or (None if result.features is None else NO_ITEMS)
         info.encryption = result.encryption
         if result.backing:
             info.backing = BackingStore(path=_beside(info.path, result.backing),
                                         format=result.backing_format)
         if result.data_file:  # qemu reads and writes it as the image's data
             info.data_file = _beside(info.path, result.data_file)
-        info.extent_files = [(name, _beside(info.path, name)) for name in result.extents]
+        if result.extents:  # (else the shared empty list)
+            info.extent_files = [(name, _beside(info.path, name)) for name in result.extents]
         return info
 
     # -- volumes -----------------------------------------------------------------------
