@@ -39,7 +39,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
 from textual.binding import Binding, BindingType
@@ -51,6 +51,9 @@ from textual.scrollbar import ScrollBarRender
 from textual.strip import Strip
 
 from backends.model import VolumeInfo
+
+if TYPE_CHECKING:
+    from textual.app import App
 
 from .scrollbars import AsciiScrollBarRender
 from .volume_lines import FreeRow, LineStyles, VolumeLines, free_rows, free_widths
@@ -393,17 +396,17 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             return
         self._computing = True
         task, version = self._data.view_task(column, text), self._data.version
-        threading.Thread(target=self._compute, args=(task, version), daemon=True,
+        threading.Thread(target=self._compute, args=(self.app, task, version), daemon=True,
                          name="volume-table-view").start()
 
-    def _compute(self, task: Callable[[], View], version: int) -> None:
+    def _compute(self, app: App[Any], task: Callable[[], View], version: int) -> None:
         view = None
         try:
             view = task()
         except Exception:  # a bug: the old view stays
             log.exception("sorting or filtering the volumes failed")
         with contextlib.suppress(RuntimeError):  # the app is gone
-            self.app.call_from_thread(self._view_ready, view, version)
+            app.call_from_thread(self._view_ready, view, version)
 
     def _view_ready(self, view: View | None, version: int) -> None:
         self._computing = False
