@@ -358,6 +358,15 @@ def _no_items() -> list:  # type: ignore[type-arg]
     return NO_ITEMS
 
 
+_SIZES: dict[int, int] = {}  # sizes listed so far: images of one size share one int
+
+
+def shared_size(n: int) -> int:
+    """`n`, as the int object an earlier volume holds (a listing of images of a few sizes
+    need not keep a new int per volume and field; at most 65,536 are kept)."""
+    return _SIZES.setdefault(n, n) if len(_SIZES) < 65536 else _SIZES.get(n, n)
+
+
 @dataclass(slots=True)
 class VolumeInfo:
     """One volume as a refresh found it."""

@@ -46,6 +46,7 @@ from ..model import (
     VolumeDef,
     VolumeInfo,
     VolumeTarget,
+    shared_size,
 )
 from ..names import PARTIAL_PREFIX, check_name
 from ..progress import JobContext, shielded
@@ -445,11 +446,10 @@ class DirDriver(FdDataVerbs, PoolDriver):
         st = os.fstat(fd)
         mode = st.st_mode
         info.permissions = _permissions(mode & 0o777, st.st_uid, st.st_gid)
-        # Each st_ attribute read makes a new int: read once and share them between the
-        # tuples (a 100,000-volume listing keeps them all).
+        # each st_ attribute read is a new int: the tuples share them (100,000 volumes)
         ino, mtime, ctime = st.st_ino, st.st_mtime_ns, st.st_ctime_ns
         info.times_ns = (st.st_atime_ns, mtime, mtime if ctime == mtime else ctime)
-        info.signature = (ino, st.st_size, st.st_blocks, mtime)
+        info.signature = (ino, shared_size(st.st_size), st.st_blocks, mtime)
         file_id = fileid.of_fd(fd, st)
         info.file_id = (ino, *file_id[1:]) if file_id[0] == ino else file_id
         if stat.S_ISDIR(mode):
@@ -457,7 +457,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
             return info
         if stat.S_ISREG(mode):
             size = info.signature[1]
-            info.allocation = st.st_blocks * 512
+            info.allocation = shared_size(st.st_blocks * 512)
         elif stat.S_ISBLK(mode):
             info.type = "block"
             size = os.lseek(fd, 0, os.SEEK_END)
@@ -467,8 +467,8 @@ class DirDriver(FdDataVerbs, PoolDriver):
         info.physical = size
         result = imageprobe.probe_fd(fd, size)
         info.format = info.probed_format = result.format
-        info.capacity = result.capacity if result.capacity else size
-        info.cluster_size = result.cluster_size
+        info.capacity = shared_size(result.capacity) if result.capacity else size
+        info.cluster_size = result.cluster_size and shared_size(result.cluster_size)
         info.compat = result.compat
         info.features = result.features or (None if result.features is None else NO_ITEMS)
         info.encryption = result.encryption
@@ -477,8 +477,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
                                         format=result.backing_format)
         if result.data_file:  # qemu reads and writes it as the image's data
             info.data_file = _beside(info.path, result.data_file)
-        if result.extents:  # (else the shared empty list)
-            info.extent_files = [(name, _beside(info.path, name)) for name in result.extents]
+        info.extent_files = [(n, _beside(info.path, n)) for n in result.extents] or NO_ITEMS
         return info
 
     # -- volumes -----------------------------------------------------------------------

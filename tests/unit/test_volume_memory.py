@@ -42,3 +42,5 @@ def test_a_listing_shares_empty_lists_and_stat_numbers(
     assert raw.file_id is not None and raw.file_id[0] is raw.signature[0]  # one inode
     assert raw.signature[3] == raw.times_ns[1] and raw.physical == raw.signature[1] == 4096
     assert raw.stamped().mtime is not None
+    other = volumes["v1.img"]  # of the same size: the same int objects
+    assert other.capacity is raw.capacity and other.allocation is raw.allocation
