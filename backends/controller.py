@@ -288,7 +288,8 @@ class StorageController:
         self.store.write_extras(name, driver.extras)
         self.store.write_run_state(name, xmlio.format_pool(reports.live_def(pdef, driver.sizes())))
         try:
-            list_streamed(self._cache, self._records, name, driver)
+            list_streamed(self._cache, self._records, name, driver,
+                          self._monitor.prepare)
         except BaseException:
             self._cache.drop(name)
             with contextlib.suppress(OSError):
@@ -379,7 +380,8 @@ class StorageController:
                 _os_errors(f"refresh pool '{name}'"):
             if driver.streams_listing and not self._cache.has(name):
                 # listed for the first time in this process: shown as it comes
-                list_streamed(self._cache, self._records, name, driver)
+                list_streamed(self._cache, self._records, name, driver,
+                          self._monitor.prepare)
                 return self._cache.volumes(name)
             _sizes, volumes = driver.refresh()
         volumes = self._records.apply(name, volumes)

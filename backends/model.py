@@ -337,6 +337,36 @@ class PoolStatus:
         return self.features or PoolFeatures(type=self.type)
 
 
+class _NoItems(list):  # type: ignore[type-arg]
+    """The one empty list that volumes without extents share (a pool of 100,000 volumes
+    need not hold 200,000 empty lists): it equals [], and changing it in place raises
+    (assign a new list instead)."""
+
+    __slots__ = ()
+
+    def _frozen(self, *_args: object, **_kwargs: object) -> None:
+        raise TypeError("a VolumeInfo's shared empty list: assign a new list instead")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _frozen  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _frozen  # type: ignore[assignment]
+
+
+NO_ITEMS: list = _NoItems()  # type: ignore[type-arg]
+
+
+def _no_items() -> list:  # type: ignore[type-arg]
+    return NO_ITEMS
+
+
+_SIZES: dict[int, int] = {}  # sizes listed so far: images of one size share one int
+
+
+def shared_size(n: int) -> int:
+    """`n`, as the int object an earlier volume holds (a listing of images of a few sizes
+    need not keep a new int per volume and field; at most 65,536 are kept)."""
+    return _SIZES.setdefault(n, n) if len(_SIZES) < 65536 else _SIZES.get(n, n)
+
+
 @dataclass(slots=True)
 class VolumeInfo:
     """One volume as a refresh found it."""
@@ -354,7 +384,7 @@ class VolumeInfo:
     backing: BackingStore | None = None
     data_file: str | None = None  # qcow2 external data file named by the header (never opened)
     # vmdk extent files qemu would open: (name as written, path beside the image), never opened
-    extent_files: list[tuple[str, str]] = field(default_factory=list)
+    extent_files: list[tuple[str, str]] = field(default_factory=_no_items)
     # the backing chain below, each file with the format it is opened as, once the controller
     # has checked it (None: not checked); image_spec names every file of it itself
     backing_chain: list[BackingStore] | None = None
@@ -365,7 +395,7 @@ class VolumeInfo:
     permissions: Permissions | None = None
     timestamps: Timestamps | None = None
     symlink: str | None = None  # the link text when the entry is a symlink
-    extents: list[tuple[str, list[Extent]]] = field(default_factory=list)  # device -> used
+    extents: list[tuple[str, list[Extent]]] = field(default_factory=_no_items)  # device -> used
     attributes: str | None = None  # type-specific flags for display (LV attr, partition flags)
     error: str | None = None  # why the volume could not be read (listed, not dropped)
     # Change detection for live refresh: cheap stat signature.

@@ -23,6 +23,9 @@ The monitor is change-driven (one thread, or a round at a time through poll()):
     SLICE volumes per shared hold of the pool lock, and before each slice it steps aside
     for an exclusive verb that waits (LockManager.writer_waiting) or for stop(); a scan
     raced by a stop or start (the run state changed) is dropped, and tried again later.
+Our own first listing of a pool (backends/streamed_listing.py) calls prepare() before it
+reads a file: the watch (or a polled pool's token) is in place first, so that listing is
+the pool's first full read and the monitor opens no file again after it.
 A pool whose storage cannot be read (its directory removed, its filesystem unmounted) is
 reported inaccessible once (PoolChanged "inaccessible").
 """
@@ -55,6 +58,8 @@ SLICE = 256  # volumes read per shared hold of the pool lock (~10 ms)
 EVENT_SETTLE = 0.1  # a burst of events is gathered this long before it is read
 RETRY = 1.0  # after a scan was dropped (busy pool, a verb waiting, a restart)
 STOP_WAIT = 1.0  # stop() waits this long for the thread (a scan stops within a slice)
+PREPARE_WAIT = 1.0  # prepare() waits this long for a round in progress
+LISTING_RECHECK = 0.5  # while our own listing of a pool runs, is it over? (seconds)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,7 @@ class VolumeCache:
         self._cache: dict[str, dict[str, VolumeInfo]] = {}
         self._cache_lock = threading.Lock()
         self._listing: set[str] = set()  # pools whose first listing is coming in
+        self._incomplete: set[str] = set()  # pools whose first listing failed half-way
 
     def volumes(self, pool: str, names: Iterable[str] | None = None) -> list[VolumeInfo]:
         """The pool's volumes (those of `names` that it has), as last listed."""
@@ -138,6 +144,7 @@ class VolumeCache:
         with self._cache_lock:
             self._cache.pop(pool, None)
             self._listing.discard(pool)
+            self._incomplete.discard(pool)
 
     # -- a first listing, published as it comes (StorageController._list_streamed) ------
     def begin_listing(self, pool: str) -> None:
@@ -146,6 +153,7 @@ class VolumeCache:
         with self._cache_lock:
             self._cache[pool] = {}
             self._listing.add(pool)
+            self._incomplete.add(pool)
         self.bus.publish(PoolChanged(pool, "listing"))
 
     def add_listed(self, pool: str, volumes: list[VolumeInfo]) -> None:
@@ -158,15 +166,23 @@ class VolumeCache:
                 cache[v.name] = v
         self.bus.publish(VolumesChanged(pool, added=tuple(v.name for v in volumes)))
 
-    def end_listing(self, pool: str) -> None:
-        """The listing is over (done or failed): says so (PoolChanged 'listed')."""
+    def end_listing(self, pool: str, complete: bool = False) -> None:
+        """The listing is over (complete, or failed half-way): says so (PoolChanged
+        'listed')."""
         with self._cache_lock:
             self._listing.discard(pool)
+            if complete:
+                self._incomplete.discard(pool)
         self.bus.publish(PoolChanged(pool, "listed"))
 
     def listing(self, pool: str) -> bool:
         """Is the pool's first listing still coming in?"""
         return pool in self._listing
+
+    def complete(self, pool: str) -> bool:
+        """Is the pool listed in full (no first listing failed half-way)?"""
+        with self._cache_lock:
+            return pool in self._cache and pool not in self._incomplete
 
     def has(self, pool: str) -> bool:
         """Has the pool been listed (or is it being listed) since it started?"""
@@ -194,6 +210,7 @@ class _Pool:
     remote: bool = False  # watched, but others change it unseen (network filesystem)
     full: bool = True  # a full scan is due (first sight, lost events, a changed token)
     scanned: bool = False  # the first full scan is done (later ones say "sizes")
+    listing: bool = False  # our own first listing, begun after the watch, is the full scan
     gone: bool = False  # reported inaccessible
     token: object = None  # a polled pool's last change token
     sizes: object = None  # a watched pool's last capacity figures
@@ -295,6 +312,9 @@ class PoolMonitor:
         now = time.monotonic()
         due = now + self.interval
         for p in self._pools.values():
+            if p.listing:  # nothing due until our listing is over: is it?
+                due = min(due, now + LISTING_RECHECK)
+                continue
             if p.gone or p.mode == "polled" or p.remote:
                 due = min(due, p.poll_due)
             if p.mode == "watched" and not p.gone and not p.remote:
@@ -317,6 +337,35 @@ class PoolMonitor:
         self._cache.drop(pool)
         with self._forgotten_lock:
             self._forgotten.add(pool)
+
+    def prepare(self, pool: str) -> None:
+        """Our own first listing of the active pool has begun (VolumeCache.begin_listing)
+        and has read no file yet: watch it (or take a polled pool's token) now, so that
+        what changes during or after the listing is seen and the listing stands for the
+        first full scan (none is done: it would open every file again). Waits at most
+        PREPARE_WAIT for a round in progress; failing that, the pool is read in full later
+        as before."""
+        if self._stop.is_set() or not self._round_lock.acquire(timeout=PREPARE_WAIT):
+            return
+        try:
+            generation = self._generation(pool)
+            if generation is None:
+                return
+            self._drop(pool)
+            with self._forgotten_lock:  # a stop before this start is applied here
+                self._forgotten.discard(pool)
+            now = time.monotonic()
+            p = self._pools[pool] = _Pool(pool, generation, poll_due=now, sizes_due=now)
+            self._inactive.discard(pool)
+            driver = self._driver_for(pool)
+            self._setup(p, driver)
+            if p.mode == "polled" or p.remote:
+                p.token = driver.change_token()  # a change while listing changes it
+            p.full, p.scanned, p.listing = False, True, True
+        except (PoolkeeperError, OSError):
+            self._drop(pool)  # found at the next round, as a pool it never saw
+        finally:
+            self._round_lock.release()
 
     def _round(self, force: bool) -> None:
         with self._round_lock, runner.routine():
@@ -419,6 +468,12 @@ class PoolMonitor:
                 p.gone, p.full = False, True
             if p.mode == "new":
                 self._setup(p, driver)
+            if p.listing:
+                if self._cache.listing(p.name):
+                    return  # a read now could be overwritten by the listing's older one
+                p.listing = False
+                if not self._cache.complete(p.name):  # the listing failed: read it all
+                    p.full = True
             self._check(p, driver, now, force)
             if force or now >= p.retry_due:
                 if p.full:

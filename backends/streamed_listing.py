@@ -8,6 +8,7 @@ publication costs a view a merge of everything it shows.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from .drivers.base import PoolDriver
 from .format_records import FormatRecords
@@ -19,10 +20,15 @@ LISTING_SLICE = 1.0
 
 
 def list_streamed(cache: VolumeCache, records: FormatRecords, name: str,
-                  driver: PoolDriver) -> None:
-    """The pool's listing into the cache, published batch by batch as it is read."""
+                  driver: PoolDriver, before: Callable[[str], None] | None = None) -> None:
+    """The pool's listing into the cache, published batch by batch as it is read.
+    `before(name)` runs once the listing has begun, before the first file is read (the
+    monitor's watch: what changes from then on is seen, PoolMonitor.prepare)."""
     cache.begin_listing(name)
+    complete = False
     try:
+        if before is not None:
+            before(name)
         pending: list[VolumeInfo] = []
         shown_at, wait = None, LISTING_SLICE / 8
         for batch in driver.refresh_batches():
@@ -35,5 +41,6 @@ def list_streamed(cache: VolumeCache, records: FormatRecords, name: str,
                     wait = min(wait * 2, LISTING_SLICE)
                 shown_at = now
         cache.add_listed(name, records.apply(name, pending))
+        complete = True
     finally:
-        cache.end_listing(name)
+        cache.end_listing(name, complete)

@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from backends.controller import StorageController
 from backends.drivers.dir import DirDriver
+from backends.events import PoolChanged
 from backends.model import PoolDef, PoolTarget
 from tui.app import PoolkeeperApp
 from tui.widgets.volume_table import VolumeTable
@@ -112,5 +113,40 @@ async def test_a_scan_that_fails_leaves_the_pool_stopped(state_root: Path, tmp_p
             ctl.start_pool("big")
         assert ctl.pool_info("big").state == "inactive"
         assert ctl.cached_volumes("big") == []
+    finally:
+        ctl.close()
+
+
+async def test_a_sizes_event_while_listing_reads_the_pool_once(
+        state_root: Path, tmp_path: Path, paused_scan, monkeypatch) -> None:
+    go, paused = paused_scan
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(FILES):
+        (images / f"vol-{i:04d}.img").write_bytes(b"")
+    full_reads: list[str] = []
+    real_refresh = DirDriver.refresh
+
+    def counted(self):  # type: ignore[no-untyped-def]
+        full_reads.append(self.target)
+        return real_refresh(self)
+
+    monkeypatch.setattr(DirDriver, "refresh", counted)
+    ctl = StorageController(state_root, create_default=False)
+    try:
+        ctl.define_pool_def(PoolDef(type="dir", name="big",
+                                    target=PoolTarget(path=str(images))))
+        app = PoolkeeperApp(ctl, monitor_interval=None)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(pilot, lambda: "press s to start it" in header(app))
+            await pilot.press("s")
+            await until(pilot, lambda: paused.is_set() and "listing..." in header(app))
+            # free space changed on the filesystem meanwhile (any writer): the monitor says so
+            ctl.bus.publish(PoolChanged("big", "sizes"))
+            await pilot.pause(0.1)
+            go.set()
+            await until(pilot, lambda: f"{FILES} volumes," in header(app))
+            await pilot.pause(0.3)
+            assert full_reads == []  # the streamed listing only, no second full read
     finally:
         ctl.close()

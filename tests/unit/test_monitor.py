@@ -67,7 +67,7 @@ def test_free_space_alone_updates_sizes_without_a_rescan(
             os.fsync(fh.fileno())
         ctl.poll()
     assert reads == []  # not one volume read...
-    assert ctl._monitor.full_scans == 1
+    assert ctl._monitor.full_scans == 0  # (our own start's listing was the first read)
     assert PoolChanged("p", "sizes") in events  # ...but the header's sizes follow
     assert _volumes(events) == []
 
@@ -110,14 +110,16 @@ def test_an_event_reads_only_the_entry_it_names(
     ctl.poll()
     assert reads == ["v4.img"]
     assert _volumes(events)[-1] == VolumesChanged("p", removed=("v4.img",))
-    assert ctl._monitor.full_scans == 1
+    assert ctl._monitor.full_scans == 0
     assert len(ctl.cached_volumes("p")) == 50
 
 
 def test_writes_to_one_volume_are_read_at_most_every_modify_interval(
         ctl: StorageController, pool: Path, reads: list[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    (pool / "log.img").write_bytes(b"")
+    ctl.stop_pool("p")
+    (pool / "log.img").write_bytes(b"")  # there before the start: the listing reads it
+    ctl.start_pool("p")
     ctl.poll()
     monkeypatch.setattr(monitor_mod, "MODIFY_INTERVAL", 3600.0)
     reads.clear()
@@ -144,7 +146,7 @@ def test_lost_events_read_the_pool_in_full(ctl: StorageController, pool: Path) -
     for i in range(limit // 2 + 100):  # two events each (create, close_write)
         (pool / f"f{i}.img").write_bytes(b"")
     ctl.poll()
-    assert ctl._monitor.full_scans == 2
+    assert ctl._monitor.full_scans == 1
     assert len(ctl.cached_volumes("p")) == limit // 2 + 100
 
 
@@ -153,7 +155,9 @@ def test_a_pool_that_cannot_be_watched_is_polled_with_backoff(
     def no_watch(self: watch.Watcher, dir_fd: int, mask: int = 0) -> int:
         raise OSError(28, "inotify_add_watch: No space left on device")
 
+    ctl.stop_pool("p")
     monkeypatch.setattr(watch.Watcher, "add", no_watch)
+    ctl.start_pool("p")
     ctl.poll()
     state = ctl._monitor._pools["p"]
     assert state.mode == "polled"
@@ -229,3 +233,51 @@ def test_a_start_of_our_own_is_not_announced_twice(ctl: StorageController, pool:
     # the streamed first listing says listing/listed; "started" comes once, from the start
     assert [e for e in events if isinstance(e, PoolChanged)] == [
         PoolChanged("p", "listing"), PoolChanged("p", "listed"), PoolChanged("p", "started")]
+
+
+def test_our_own_listing_is_not_read_again(
+        ctl: StorageController, pool: Path, reads: list[str]) -> None:
+    for i in range(30):
+        (pool / f"v{i}.img").write_bytes(b"")
+    ctl.stop_pool("p")
+    ctl.poll()
+    ctl.start_pool("p")  # lists the 30 itself, the watch added before the first read
+    reads.clear()
+    for _ in range(3):
+        ctl.poll()
+    assert reads == []  # no file opened again after the listing
+    assert ctl._monitor.full_scans == 0
+    (pool / "new.img").write_bytes(b"")  # and the watch is there
+    ctl.poll()
+    assert reads == ["new.img"]
+    assert len(ctl.cached_volumes("p")) == 31
+
+
+def test_what_changes_while_our_listing_runs_is_seen(
+        ctl: StorageController, pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(10):
+        (pool / f"v{i}.img").write_bytes(b"")
+    ctl.stop_pool("p")  # and started again before the monitor's next round
+    real = DirDriver.refresh_batches
+    waits: list[float] = []
+
+    def racing(self: DirDriver, batch: int = 4):  # type: ignore[no-untyped-def]
+        for i, found in enumerate(real(self, batch)):
+            yield found
+            if i == 0:  # read already, then written to; one made, one removed
+                with open(pool / found[0].name, "ab") as fh:
+                    fh.write(b"x" * 8192)
+                (pool / "late.img").write_bytes(b"")
+                os.unlink(pool / found[-1].name)
+                ctl._monitor._round(force=False)  # a round while it lists: nothing read
+                waits.append(ctl._monitor._sleep_for())  # and no busy loop meanwhile
+
+    monkeypatch.setattr(DirDriver, "refresh_batches", racing)
+    ctl.start_pool("p")
+    ctl.poll()
+    names = {v.name: v for v in ctl.cached_volumes("p")}
+    assert "late.img" in names
+    assert len(names) == 10  # 10 + late - removed
+    assert sum(v.allocation for v in names.values()) >= 8192
+    assert ctl._monitor.full_scans == 0
+    assert len(waits) == 1 and waits[0] > 0

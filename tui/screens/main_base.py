@@ -341,7 +341,7 @@ class MainScreenBase(Screen[None]):
                 self.load_header(event.pool)  # its rows came as it was listed
             else:
                 self.load_volumes(event.pool)
-        if event.reason != "started":
+        if event.reason not in ("started", "sizes"):  # (sizes may come while it lists)
             self._streamed.discard(event.pool)
         self.load_pools()
 
@@ -432,7 +432,7 @@ class MainScreenBase(Screen[None]):
     def _filter_changed(self, event: Input.Changed) -> None:
         if self.selected is not None:
             self._filters[self.selected] = event.value
-        self.table.set_filter(event.value)
+        self.table.request_filter(event.value)  # a big table filters in a thread
 
     def close_filter(self) -> None:
         """Escape in the filter: cleared and closed, the table has the keys again."""

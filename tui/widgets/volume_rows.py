@@ -8,6 +8,9 @@ Data structures:
   holds them in name order too, so a new sort column is one stable sort on its value.
 - `rows`: the volumes that pass the filter, in the same order (the same list when there is
   no filter). Reversed sorting only flips the display index, the lists stay ascending.
+- A new sort column or a filter over many rows can be computed away from the UI thread:
+  `view_task` copies what it reads and returns the work; `install` puts its View in place
+  unless `version` (bumped by every change of the volumes) moved meanwhile.
 - Column widths come from per-column histograms of cell widths kept up to date on every
   add/remove, so the widest cell is known without scanning rows.
 """
@@ -19,7 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.cells import cell_len
 
@@ -72,6 +75,19 @@ def backing_cell(v: VolumeInfo) -> str:
     return v.backing.path if v.backing is not None else ""
 
 
+class View(NamedTuple):
+    """A computed order and filter (VolumeRows.view_task), to install."""
+
+    column: str
+    text: str
+    order: list[VolumeInfo] | None  # None: the sort column did not change
+    rows: list[VolumeInfo]
+
+
+def _filter(rows: list[VolumeInfo], text: str) -> list[VolumeInfo]:
+    return [v for v in rows if text in v.name.lower() or text in v.path.lower()]
+
+
 class VolumeRows:
     """A table's volumes (read the attributes; change them through the methods)."""
 
@@ -90,6 +106,7 @@ class VolumeRows:
         self._primary: SortKey | None = None
         # Histograms of cell widths for the variable-width columns.
         self._hist: dict[str, Counter[int]] = {k: Counter() for k in _MEASURED}
+        self.version = 0  # bumped by every change of the volumes (a View of older is stale)
 
     # ------------------------------------------------------------------- reading
 
@@ -128,6 +145,7 @@ class VolumeRows:
 
     def replace(self, volumes: Iterable[VolumeInfo]) -> None:
         """Every volume anew (first load, or another pool); marks of gone names go."""
+        self.version += 1
         volumes = list(volumes)
         by_name = {v.name: v for v in volumes}
         if len(by_name) != len(volumes):
@@ -152,6 +170,7 @@ class VolumeRows:
     ) -> tuple[list[str], list[str], bool]:
         """Apply an incremental refresh: (names removed, names changed in place, whether
         any row moved, appeared or disappeared)."""
+        self.version += 1
         structural = False
         gone: list[str] = []
         touched: list[str] = []
@@ -184,6 +203,7 @@ class VolumeRows:
     def add_many(self, volumes: list[VolumeInfo]) -> None:
         """New volumes (none of them here yet) in one merge, not an insort each: a
         streamed listing adds thousands at a time (timsort merges the two sorted runs)."""
+        self.version += 1
         for v in volumes:
             self.by_name[v.name] = v
         self.by_name_order = sorted([*self.by_name_order, *sorted(volumes, key=_NAME_KEY)],
@@ -207,6 +227,7 @@ class VolumeRows:
         changed = {n for n in old.keys() | in_use.keys() if old.get(n) != in_use.get(n)}
         if changed:
             self.in_use = in_use
+            self.version += 1  # (the order by who has them open)
         return changed
 
     def resort(self) -> None:
@@ -229,6 +250,33 @@ class VolumeRows:
             self._resort()
         self.reverse = reverse
         return True
+
+    def view_task(self, column: str, text: str) -> Callable[[], View]:
+        """Sorting by `column` (ascending; reversing is only a flag) under filter `text`, as
+        work that may run in another thread: it reads copies taken now. Its View goes in
+        with `install`, if `version` has not moved since."""
+        text = text.lower()
+        if column == self.sort_column:
+            narrowing = bool(self.filter_text) and self.filter_text in text
+            source = list(self.rows if narrowing else self.order)
+            return lambda: View(column, text, None, _filter(source, text) if text else source)
+        primary = self._make_primary(column)
+        by_name = list(self.by_name_order)
+
+        def sort() -> View:
+            order = by_name if primary is None else sorted(by_name, key=primary)
+            return View(column, text, order, _filter(order, text) if text else order)
+
+        return sort
+
+    def install(self, view: View) -> None:
+        """Put a View computed by view_task in place (the caller checks `version`)."""
+        if view.order is not None:
+            self.sort_column = view.column
+            self._set_sort_keys(view.column)
+            self.order = view.order
+        self.filter_text = view.text
+        self.rows = view.rows if view.text else self.order
 
     def set_filter(self, text: str) -> bool:
         """Keep only volumes whose name or path contains `text` (case-insensitive).
@@ -345,8 +393,7 @@ class VolumeRows:
         return not text or text in v.name.lower() or text in v.path.lower()
 
     def _filtered(self, rows: list[VolumeInfo]) -> list[VolumeInfo]:
-        text = self.filter_text
-        return [v for v in rows if text in v.name.lower() or text in v.path.lower()]
+        return _filter(rows, self.filter_text)
 
     # ------------------------------------------------------------------- widths
 

@@ -22,6 +22,12 @@ Keys (focused table):
 Mouse: click a header cell to sort by it (again to reverse); click a row to move the cursor;
 double-click a row to activate it.
 
+A user's sort (keys, clicks) and filter (request_sort, request_filter) on a table of
+ASYNC_ROWS volumes or more is computed in a thread: the old view stays on screen and keys
+keep working until the new one is ready; requests made meanwhile are folded into the next
+computation (typing a filter fast computes it once more, not once per key). sort_by and
+set_filter are the synchronous forms (programs, tests).
+
 Component classes (for the app's CSS, and so NO_COLOR works through Textual):
     volume-table--header, volume-table--cursor, volume-table--marked,
     volume-table--error, volume-table--dim
@@ -29,8 +35,11 @@ Component classes (for the app's CSS, and so NO_COLOR works through Textual):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, ClassVar
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
 from textual.binding import Binding, BindingType
@@ -43,11 +52,17 @@ from textual.strip import Strip
 
 from backends.model import VolumeInfo
 
+if TYPE_CHECKING:
+    from textual.app import App
+
 from .scrollbars import AsciiScrollBarRender
 from .volume_lines import FreeRow, LineStyles, VolumeLines, free_rows, free_widths
-from .volume_rows import COLUMNS, VolumeRows
+from .volume_rows import COLUMNS, View, VolumeRows
+
+log = logging.getLogger(__name__)
 
 BULK_ADD = 64  # added volumes from which apply_diff merges them in at once
+ASYNC_ROWS = 20_000  # from this many volumes a user's sort or filter runs in a thread
 
 
 class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
@@ -177,6 +192,8 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._cursor_free: tuple[str, int, int] | None = None  # (device, start, end)
         self._styles: LineStyles | None = None
         self._style_state: Any = None
+        self._wanted: tuple[str, bool, str] | None = None  # (column, reverse, filter) asked
+        self._computing = False  # a thread computes a View
         self._relayout()
 
     # ----------------------------------------------------------------- public API
@@ -334,8 +351,90 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         else:
             self._refresh_names(changed)
 
+    @property
+    def view_pending(self) -> bool:
+        """A requested sort or filter is being computed (the old view is shown)."""
+        return self._wanted is not None
+
+    def request_sort(self, key: str, reverse: bool | None = None) -> None:
+        """sort_by for a user's key or click: see the module docstring."""
+        if key not in dict(COLUMNS):
+            raise ValueError(f"unknown column {key!r}")
+        column, was_reverse, text = self._wanted or self._shown()
+        if reverse is None:
+            reverse = not was_reverse if key == column else False
+        self._wanted = (key, reverse, text)
+        self._update_view()
+
+    def request_filter(self, text: str) -> None:
+        """set_filter for what a user types: see the module docstring."""
+        column, reverse, _text = self._wanted or self._shown()
+        self._wanted = (column, reverse, text.lower())
+        self._update_view()
+
+    def _shown(self) -> tuple[str, bool, str]:
+        return self._data.sort_column, self._data.reverse, self._data.filter_text
+
+    def _cheap(self, column: str, text: str) -> bool:
+        """Can the view asked be shown at once (no pass over many rows)?"""
+        data = self._data
+        if len(data.order) < ASYNC_ROWS:
+            return True
+        if column != data.sort_column:
+            return False
+        return not text or text == data.filter_text or (
+            bool(data.filter_text) and data.filter_text in text and len(data.rows) < ASYNC_ROWS)
+
+    def _update_view(self) -> None:
+        """Show the view asked, at once when cheap, else from a thread (one at a time)."""
+        if self._wanted is None or self._computing:
+            return  # (a running computation calls this again when it ends)
+        column, reverse, text = self._wanted
+        if self._cheap(column, text):
+            self._wanted = None
+            self._show_view(column, reverse, text)
+            return
+        self._computing = True
+        task, version = self._data.view_task(column, text), self._data.version
+        threading.Thread(target=self._compute, args=(self.app, task, version), daemon=True,
+                         name="volume-table-view").start()
+
+    def _compute(self, app: App[Any], task: Callable[[], View], version: int) -> None:
+        view = None
+        try:
+            view = task()
+        except Exception:  # a bug: the old view stays
+            log.exception("sorting or filtering the volumes failed")
+        with contextlib.suppress(RuntimeError):  # the app is gone
+            app.call_from_thread(self._view_ready, view, version)
+
+    def _view_ready(self, view: View | None, version: int) -> None:
+        self._computing = False
+        if view is None:
+            self._wanted = None
+        wanted = self._wanted
+        if wanted is None:  # a synchronous call took over (or it failed)
+            return
+        column, reverse, text = wanted
+        if version == self._data.version and (view.column, view.text) == (column, text):
+            self._wanted = None
+            offset = self._cursor_screen_offset()
+            self._data.install(view)
+            self._data.reverse = reverse
+            self._lines.invalidate_header()
+            self._relayout()
+            self._fix_cursor(None, offset)
+            self.refresh()
+        else:
+            self._update_view()  # the volumes or the wish changed meanwhile: once more
+
+    def _show_view(self, column: str, reverse: bool, text: str) -> None:
+        self.sort_by(column, reverse)
+        self.set_filter(text)
+
     def sort_by(self, key: str, reverse: bool | None = None) -> None:
         """Sort by column `key`; reverse=None toggles when it is already the sort column."""
+        self._wanted = None  # what is asked now wins over a request being computed
         offset = self._cursor_screen_offset()
         if not self._data.sort_by(key, reverse):
             return
@@ -345,6 +444,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     def set_filter(self, text: str) -> None:
         """Show only volumes whose name or path contains `text` (case-insensitive)."""
+        self._wanted = None
         offset = self._cursor_screen_offset()
         if not self._data.set_filter(text):
             return
@@ -635,10 +735,12 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     def action_cycle_sort(self) -> None:
         keys = [key for key, _ in self.COLUMNS]
-        self.sort_by(keys[(keys.index(self._data.sort_column) + 1) % len(keys)], reverse=False)
+        column = (self._wanted or self._shown())[0]
+        self.request_sort(keys[(keys.index(column) + 1) % len(keys)], reverse=False)
 
     def action_reverse_sort(self) -> None:
-        self.sort_by(self._data.sort_column, reverse=not self._data.reverse)
+        column, reverse, _text = self._wanted or self._shown()
+        self.request_sort(column, reverse=not reverse)
 
     def column_at(self, x: int) -> str | None:
         """The column key under content x (scrolled), or None between/outside columns."""
@@ -652,7 +754,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         if offset.y == 0:
             column = self.column_at(offset.x)
             if column is not None:
-                self.sort_by(column)
+                self.request_sort(column)
             return
         index = self.scroll_offset.y + offset.y - 1
         if 0 <= index < self._row_total():
