@@ -15,7 +15,6 @@ The demo's paths are temporary directories, so they differ from run to run.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from textual.widgets import Input, Select  # noqa: E402
 from backends.controller import StorageController  # noqa: E402
 from backends.model import WIPE_ALGORITHMS, VolumeDef, VolumeTarget  # noqa: E402
 from tui.app import PoolkeeperApp  # noqa: E402
-from tui.demo import make_demo_root  # noqa: E402
+from tui.demo import close_demo, make_demo_root  # noqa: E402
 from tui.screens.main import MainScreen  # noqa: E402
 from tui.widgets.jobs_panel import JobsPanel  # noqa: E402
 
@@ -156,7 +155,7 @@ def main() -> int:
     try:
         asyncio.run(run(root))
     finally:
-        shutil.rmtree(root.parent, ignore_errors=True)  # the demo's temporary directory
+        close_demo(None, root.parent)  # its pools stopped: mounts and loop devices go too
     return 0
 
 
