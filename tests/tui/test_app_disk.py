@@ -21,14 +21,19 @@ from .test_app import settle
 MiB = 1 << 20
 
 
+def start_disk_pool(ctl: StorageController, device: str, name: str = "d") -> None:
+    """A gpt disk pool on `device`, defined, built (the label written) and started."""
+    ctl.define_pool_def(PoolDef(type="disk", name=name, source=PoolSource(
+        devices=[SourceDevice(device)], format="gpt"), target=PoolTarget(path="/dev")))
+    ctl.build_pool(name).wait(60)
+    ctl.start_pool(name)
+
+
 async def test_carve_a_disk_from_the_extent_bar(state_root: Path, tmp_path: Path):
     with loop_device(tmp_path, 256) as device:
         ctl = StorageController(state_root, create_default=False)
         try:
-            ctl.define_pool_def(PoolDef(type="disk", name="d", source=PoolSource(
-                devices=[SourceDevice(device)], format="gpt"), target=PoolTarget(path="/dev")))
-            ctl.build_pool("d").wait(60)
-            ctl.start_pool("d")
+            start_disk_pool(ctl, device)
             app = PoolkeeperApp(ctl, monitor_interval=None)
             async with app.run_test(size=(120, 40)) as pilot:
                 await settle(app, pilot)

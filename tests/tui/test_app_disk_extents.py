@@ -12,10 +12,6 @@ from pathlib import Path
 from backends.controller import StorageController
 from backends.model import (
     Extent,
-    PoolDef,
-    PoolSource,
-    PoolTarget,
-    SourceDevice,
     VolumeDef,
 )
 from backends.units import human
@@ -25,6 +21,7 @@ from tui.widgets.extent_bar import ExtentBar
 from tui.widgets.volume_table import VolumeTable
 
 from .test_app import header, settle
+from .test_app_disk import start_disk_pool
 
 MiB = 1 << 20
 
@@ -34,10 +31,7 @@ async def test_header_rows_and_bar_show_the_same_free_extents(state_root: Path,
     with loop_device(tmp_path, 256) as device:
         ctl = StorageController(state_root, create_default=False)
         try:
-            ctl.define_pool_def(PoolDef(type="disk", name="d", source=PoolSource(
-                devices=[SourceDevice(device)], format="gpt"), target=PoolTarget(path="/dev")))
-            ctl.build_pool("d").wait(60)
-            ctl.start_pool("d")
+            start_disk_pool(ctl, device)
             base = os.path.basename(device)
             for n, start, size in ((1, MiB, 10 * MiB + 512), (2, 12 * MiB, 20 * MiB),
                                    (3, 100 * MiB, 50 * MiB)):

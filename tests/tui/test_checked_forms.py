@@ -23,6 +23,7 @@ from tui.screens.main import MainScreen
 from tui.widgets.volume_table import VolumeTable
 
 from .test_app import settle
+from .test_app_disk import start_disk_pool
 from .test_flows import wait_for
 
 MiB = 1 << 20
@@ -54,10 +55,7 @@ async def test_a_disk_pool_prefills_the_next_partition_and_refuses_another_name(
     with loop_device(tmp_path, 128) as device:
         ctl = StorageController(state_root, create_default=False)
         try:
-            ctl.define_pool_def(PoolDef(type="disk", name="d", source=PoolSource(
-                devices=[SourceDevice(device)], format="gpt"), target=PoolTarget(path="/dev")))
-            ctl.build_pool("d").wait(60)
-            ctl.start_pool("d")
+            start_disk_pool(ctl, device)
             base = os.path.basename(device)
             for n in (1, 2):
                 ctl.create_volume_def("d", VolumeDef(name=f"{base}p{n}",
@@ -198,10 +196,7 @@ async def test_a_clone_into_a_disk_pool_is_refused_beside_the_name(
         try:
             ctl.create_volume_def("default", VolumeDef(name="a.img", capacity=4 * MiB,
                                                        allocation=0)).wait(30)
-            ctl.define_pool_def(PoolDef(type="disk", name="d", source=PoolSource(
-                devices=[SourceDevice(device)], format="gpt"), target=PoolTarget(path="/dev")))
-            ctl.build_pool("d").wait(60)
-            ctl.start_pool("d")
+            start_disk_pool(ctl, device)
             app = PoolkeeperApp(ctl, monitor_interval=None)
             async with app.run_test(size=(120, 40)) as pilot:
                 await settle(app, pilot)
