@@ -3,8 +3,8 @@
 The monitor here scans slow storage (each read of a volume slice sleeps: a scan lasts
 several seconds, longer than the 2 s an exclusive verb waits for the pool lock). A real
 `poolkeeper pool-destroy` process, started mid-scan against the same state root, must
-stop the pool: the monitor steps aside at its next slice (it sees the verb waiting) and
-drops its scan, which would describe a pool that is no longer running. Before: the
+stop the pool: the monitor steps aside at its next slice (it sees the verb waiting), and
+its next round forgets what it read of a pool that is no longer running. Before: the
 monitor held the pool's shared lock for its whole scan, and pool-destroy failed with
 "pool 'p' is busy".
 """
@@ -50,7 +50,8 @@ def test_pool_destroy_from_another_process_while_the_monitor_scans(
     monkeypatch.setattr(monitor_mod, "SLICE", 10)
     monkeypatch.setattr(DirDriver, "refresh_volumes", slow_volumes)
     monkeypatch.setattr(DirDriver, "refresh", slow_refresh)
-    monitor = threading.Thread(target=ctl.poll)  # the monitor's first round: a full scan
+    # the monitor's round: it reads the 400 volumes made after the pool's own listing
+    monitor = threading.Thread(target=ctl.poll)
     monitor.start()
     try:
         assert scanning.wait(CAP)
@@ -63,4 +64,5 @@ def test_pool_destroy_from_another_process_while_the_monitor_scans(
     finally:
         monitor.join(CAP)
     assert ctl.pool_info("p").state == "inactive"
-    assert ctl.cached_volumes("p") == []  # the raced scan was dropped, not stored
+    ctl.poll()  # the next round sees the stop: nothing of the raced reads stays
+    assert ctl.cached_volumes("p") == []

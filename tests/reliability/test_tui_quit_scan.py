@@ -1,8 +1,9 @@
-"""q quits at once, even while the live monitor reads a big pool.
+"""q quits at once, even while a big pool is being read.
 
 The TUI runs in a real terminal (tmux, tests/termdriver.py) on a dir pool of 60,000
-volumes. Its monitor's first round (3 s after the app opens) reads the whole pool; q is
-pressed while the process is busy with that, and the app must exit with status 0. The
+volumes. Its first listing streams in (the first rows on screen while the rest is read,
+in slices, like the monitor's scans); q is pressed while the process is busy with that,
+and the app must exit with status 0. The
 test asserts the exit within a generous cap, not a time: bench figures say how fast (the
 monitor's scan stops at its next slice of 256 volumes). Before: q waited for the scan,
 and a runaway monitor kept q waiting 13.5 s.
@@ -38,16 +39,16 @@ def test_q_exits_while_the_monitor_scans_a_big_pool(tmp_path: Path) -> None:
     with Terminal(tmp_path, size=(100, 30)) as term:
         term.start([sys.executable, "-m", "tui", "--root", str(state)],
                    env={"PYTHONPATH": str(REPO)})
-        assert term.wait_for("vol00000.img", timeout=EXIT_CAP), term.screen()
-        # The monitor's first round starts 3 s after the app opened: wait until the
-        # process is busy again after the listing shown (CPU time grows).
+        # the first rows (names may be cut to the column: the prefix is enough), the
+        # rest of the listing still coming in: the process is busy reading
+        assert term.wait_for("vol0", timeout=EXIT_CAP), term.screen()
         deadline = time.monotonic() + EXIT_CAP
         busy = False
         while not busy and time.monotonic() < deadline:
             before = term.cpu_seconds()
             time.sleep(0.3)
             busy = term.cpu_seconds() - before >= 0.15
-        assert busy, "the monitor never started reading the pool"
+        assert busy, "the pool was never being read"
         term.keys("q")
         status = term.wait_exit(EXIT_CAP)
         assert status == 0, f"exit status {status} (None: still running)\n{term.screen()}"
