@@ -116,3 +116,16 @@ async def test_right_reaches_path_a_column_at_a_time_and_home_comes_back(state_r
             assert table_lines(app)[0].split()[:2] == ["Name", "\u25b2"]
     finally:
         ctl.close()
+
+
+def test_a_cell_cut_in_the_middle_is_escaped_once() -> None:
+    """A path cut in the middle was escaped twice: ESC drawn as \\\\x1b, a backslash as four."""
+    from tui.shown import shown
+    from tui.widgets.volume_lines import VolumeLines
+
+    for ascii_mode in (False, True):
+        lines = VolumeLines(ascii=ascii_mode)
+        path = "/var/lib/libvirt/images/store/a\x1b\\b.qcow2"
+        cut = lines.fit(path, 24, middle=True)
+        assert cut.endswith(shown("a\x1b\\b.qcow2", ascii_mode)), cut
+        assert "\\\\\\\\" not in cut and "\\\\x1b" not in cut, cut

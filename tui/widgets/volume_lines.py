@@ -280,12 +280,15 @@ class VolumeLines:
         """`text` made safe and unambiguous for one terminal line (tui.shown, as the CLI's
         tables), padded or truncated to exactly `width` cells (keep_end: cut the start;
         middle: cut the middle, keeping a third at the start and the rest at the end)."""
-        text = shown(text, self.ascii)
+        return self._cut(shown(text, self.ascii), width, align, keep_end, middle)
+
+    def _cut(self, text: str, width: int, align: str, keep_end: bool, middle: bool) -> str:
+        """Already shown (escaped) `text` padded or cut to `width` cells (see fit)."""
         ellipsis = "~" if self.ascii else "\u2026"
         if middle and cell_width(text) > width >= 8:
             head = (width - 1) // 3
             start = set_cell_size(text, head) if not text.isascii() else text[:head]
-            return start + ellipsis + self.fit(text, width - head, keep_end=True)[1:]
+            return start + ellipsis + self._cut(text, width - head, "left", True, False)[1:]
         if text.isascii():
             n = len(text)
             if n > width:
