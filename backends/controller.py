@@ -378,10 +378,10 @@ class StorageController:
         driver = self._active_driver(name)
         with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0), \
                 _os_errors(f"refresh pool '{name}'"):
-            if driver.streams_listing and not self._cache.has(name):
-                # listed for the first time in this process: shown as it comes
-                list_streamed(self._cache, self._records, name, driver,
-                          self._monitor.prepare)
+            # listed for the first time in this process: shown as it comes
+            if driver.streams_listing and list_streamed(
+                    self._cache, self._records, name, driver, self._monitor.prepare,
+                    first=True):
                 return self._cache.volumes(name)
             _sizes, volumes = driver.refresh()
         volumes = self._records.apply(name, volumes)

@@ -83,6 +83,7 @@ class VolumeCache:
             return [cache[n] for n in names if n in cache]
 
     def listed(self, pool: str) -> bool:
+        """Has the pool been listed (or is it being listed) since it started?"""
         with self._cache_lock:
             return pool in self._cache
 
@@ -147,14 +148,19 @@ class VolumeCache:
             self._incomplete.discard(pool)
 
     # -- a first listing, published as it comes (StorageController._list_streamed) ------
-    def begin_listing(self, pool: str) -> None:
+    def begin_listing(self, pool: str, first: bool = False) -> bool:
         """The pool's first listing starts: its volumes so far are none, and what the scan
-        finds is published batch by batch (add_listed) until end_listing."""
+        finds is published batch by batch (add_listed) until end_listing. `first`: only if
+        the pool has no listing yet (checked and claimed at once, so of two callers one
+        lists); False when it has one."""
         with self._cache_lock:
+            if first and pool in self._cache:
+                return False
             self._cache[pool] = {}
             self._listing.add(pool)
             self._incomplete.add(pool)
         self.bus.publish(PoolChanged(pool, "listing"))
+        return True
 
     def add_listed(self, pool: str, volumes: list[VolumeInfo]) -> None:
         """A batch the listing found: in the cache, then published as added."""
@@ -183,11 +189,6 @@ class VolumeCache:
         """Is the pool listed in full (no first listing failed half-way)?"""
         with self._cache_lock:
             return pool in self._cache and pool not in self._incomplete
-
-    def has(self, pool: str) -> bool:
-        """Has the pool been listed (or is it being listed) since it started?"""
-        with self._cache_lock:
-            return pool in self._cache
 
 
 def _differs(old: VolumeInfo, new: VolumeInfo) -> bool:

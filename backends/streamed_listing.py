@@ -20,11 +20,14 @@ LISTING_SLICE = 1.0
 
 
 def list_streamed(cache: VolumeCache, records: FormatRecords, name: str,
-                  driver: PoolDriver, before: Callable[[str], None] | None = None) -> None:
+                  driver: PoolDriver, before: Callable[[str], None] | None = None, *,
+                  first: bool = False) -> bool:
     """The pool's listing into the cache, published batch by batch as it is read.
     `before(name)` runs once the listing has begun, before the first file is read (the
-    monitor's watch: what changes from then on is seen, PoolMonitor.prepare)."""
-    cache.begin_listing(name)
+    monitor's watch: what changes from then on is seen, PoolMonitor.prepare). `first`:
+    only if the pool has no listing yet; returns whether it listed."""
+    if not cache.begin_listing(name, first):
+        return False
     complete = False
     try:
         if before is not None:
@@ -44,3 +47,4 @@ def list_streamed(cache: VolumeCache, records: FormatRecords, name: str,
         complete = True
     finally:
         cache.end_listing(name, complete)
+    return True

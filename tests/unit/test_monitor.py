@@ -281,3 +281,18 @@ def test_what_changes_while_our_listing_runs_is_seen(
     assert sum(v.allocation for v in names.values()) >= 8192
     assert ctl._monitor.full_scans == 0
     assert len(waits) == 1 and waits[0] > 0
+
+
+def test_of_two_first_listings_one_lists_and_the_other_leaves_it_alone() -> None:
+    """Two callers that both saw no listing (the TUI's and another refresh) each emptied
+    the cache and began one: the second wiped the first one's batches. Checking and
+    claiming is one step now."""
+    from backends.events import EventBus
+    from backends.model import VolumeInfo
+
+    cache = monitor_mod.VolumeCache(EventBus())
+    assert cache.begin_listing("p", first=True)
+    cache.add_listed("p", [VolumeInfo(name="a.img", key="/p/a.img", path="/p/a.img")])
+    assert not cache.begin_listing("p", first=True)  # the second caller: already listing
+    assert [v.name for v in cache.volumes("p")] == ["a.img"]
+    assert cache.listing("p")
