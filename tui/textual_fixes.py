@@ -275,7 +275,8 @@ class KeyOrderApp(App[None]):
         except Exception:  # no screen (the app is closing): nothing to settle
             pass
         finally:
-            self._settling = None
+            if self._settling is asyncio.current_task():
+                self._settling = None
             self._finish(event)
 
     def _settle_nodes(self) -> list[MessagePump]:
@@ -300,6 +301,11 @@ class KeyOrderApp(App[None]):
     def _finish(self, event: Typed) -> None:
         if event is not self._current:
             return
+        if self._settling is not None and self._settling is not asyncio.current_task():
+            # released by the stuck timer: the next key must settle on its own, not wait
+            # behind this one's settling (it would be stuck too)
+            self._settling.cancel()
+            self._settling = None
         if self._stuck_timer is not None:
             self._stuck_timer.stop()
             self._stuck_timer = None
