@@ -152,6 +152,8 @@ class MainScreenBase(Screen[None]):
         self.app.call_from_thread(self._show_pools, self.ctl.list_pools())
 
     def _show_pools(self, pools: list[PoolStatus]) -> None:
+        if not self.query("#pools"):  # the app is closing: the widgets went meanwhile
+            return
         self.pools = {p.name: p for p in pools}
         self.tree.update_pools(pools)
         if not pools:
