@@ -36,8 +36,11 @@ WIPE_ALGORITHMS = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Permissions:
+    """Frozen: one instance is shared by every listed volume with the same mode and
+    owners (backends.drivers.dir._permissions)."""
+
     mode: int | None = None  # e.g. 0o711
     owner: int | None = None
     group: int | None = None

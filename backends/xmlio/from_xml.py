@@ -221,7 +221,7 @@ def _permissions_from_xml(
 ) -> model.Permissions | None:
     if el is None:
         return None
-    perms = model.Permissions()
+    values: dict[str, int | str | None] = {}
     mode = el.find("mode")
     if mode is not None:
         where.note(f"{prefix}.mode", mode)
@@ -232,16 +232,17 @@ def _permissions_from_xml(
                 element="mode",
                 line=mode.sourceline,
             )
-        perms.mode = int(value, 8)
+        values["mode"] = int(value, 8)
     for tag in ("owner", "group"):
         child = el.find(tag)
         if child is not None:
             where.note(f"{prefix}.{tag}", child)
-            setattr(perms, tag, _id_value(child))
+            values[tag] = _id_value(child)
     label = el.find("label")
     if label is not None:
         where.note(f"{prefix}.label", label)
-        perms.label = label.text or None
+        values["label"] = label.text or None
+    perms = model.Permissions(**values)  # type: ignore[arg-type]
     return None if perms.is_empty() else perms
 
 

@@ -90,6 +90,19 @@ def test_raw_sparse_and_fully_allocated(ctl, pool):
     assert vols["sparse.img"].format == "raw" and vols["sparse.img"].capacity == 64 * MiB
 
 
+def test_listed_volumes_share_permissions_that_cannot_be_changed_in_place(ctl, pool):
+    """A listing shares one Permissions per (mode, owner, group): were it mutable, changing
+    one volume's would change every volume's with the same owners."""
+    create(ctl, "a.img", MiB)
+    create(ctl, "b.img", MiB)
+    vols = {v.name: v for v in ctl.list_volumes("p")}
+    perms = vols["a.img"].permissions
+    assert perms is not None and perms == vols["b.img"].permissions
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
+        perms.mode = 0o777  # type: ignore[misc]
+    assert vols["b.img"].permissions.mode == 0o600
+
+
 @pytest.mark.parametrize("fmt", ["qcow2", "qcow", "qed", "vmdk", "vpc", "vdi"])
 def test_image_formats_via_qemu_img(ctl, pool, fmt):
     create(ctl, f"v.{fmt}", 100 * MiB, format=fmt)
