@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 
 from . import runner, watch
 from .drivers.base import PoolDriver, SpaceToken
-from .drivers.dir import DirDriver
 from .errors import Busy, PoolkeeperError
 from .events import EventBus, PoolChanged, VolumesChanged
 from .format_records import FormatRecords
@@ -246,7 +245,7 @@ class PoolMonitor:
         self._round_lock = threading.Lock()  # one round (so one scan) at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._wake: tuple[int, int] | None = None
+        self._wake: _Wake | None = None
         self.full_scans = 0  # counters, for tests and benches
         self.volumes_read = 0
 
@@ -255,9 +254,11 @@ class PoolMonitor:
         if self._thread is not None:
             return
         self.interval = interval
-        self._stop.clear()
-        self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._thread = threading.Thread(target=self._run, args=(self._wake,),
+        # A thread of its own stop event and wake pipe: a thread that outlived stop()'s
+        # wait (inside a tool) still stops once it returns, whatever start() does next.
+        self._stop = threading.Event()
+        self._wake = _Wake()
+        self._thread = threading.Thread(target=self._run, args=(self._wake, self._stop),
                                         name="pk-monitor", daemon=True)
         self._thread.start()
 
@@ -267,10 +268,9 @@ class PoolMonitor:
         if thread is not None:
             self._stop.set()
             if self._wake is not None:
-                with contextlib.suppress(OSError):
-                    os.write(self._wake[1], b"x")
+                self._wake.poke()
             thread.join(timeout=STOP_WAIT)
-            self._wake = None  # the thread closes the pipe on its way out
+            self._wake = None  # the thread closes it on its way out
             if thread.is_alive():
                 return  # inside a tool (a block pool's refresh): it is a daemon thread
         with self._round_lock:
@@ -280,11 +280,11 @@ class PoolMonitor:
                 self._watcher.close()
                 self._watcher = None
 
-    def _run(self, wake: tuple[int, int]) -> None:
+    def _run(self, wake: _Wake, stop: threading.Event) -> None:
         try:
-            if self._stop.wait(self.interval):  # the app's own first listing goes first
+            if stop.wait(self.interval):  # the app's own first listing goes first
                 return
-            while not self._stop.is_set():
+            while not stop.is_set():
                 try:
                     self._round(force=False)
                     with self._round_lock:
@@ -293,20 +293,18 @@ class PoolMonitor:
                 except Exception:  # a bug: say so, never die (the next round retries)
                     log.exception("live monitor round failed")
                     timeout, watcher = self.interval, None
-                if self._stop.is_set():
+                if stop.is_set():
                     break
-                fds = [wake[0]] + ([watcher.fileno()] if watcher is not None else [])
+                fds = [wake.read_fd] + ([watcher.fileno()] if watcher is not None else [])
                 try:
                     ready, _, _ = select.select(fds, [], [], timeout)
                 except (OSError, ValueError):
                     ready = []
-                    self._stop.wait(self.interval)
+                    stop.wait(self.interval)
                 if len(fds) > 1 and fds[1] in ready:
-                    self._stop.wait(EVENT_SETTLE)  # gather the rest of a burst
+                    stop.wait(EVENT_SETTLE)  # gather the rest of a burst
         finally:
-            for fd in wake:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            wake.close()
 
     def _sleep_for(self) -> float:
         """Until the next check or read that is due (at most `interval`: new pools)."""
@@ -414,11 +412,7 @@ class PoolMonitor:
 
     def _generation(self, pool: str) -> object:
         """The identity of the pool's run state (None: not active)."""
-        try:
-            st = os.stat(self.store.run_dir / f"{pool}.xml")
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns)
+        return self.store.run_identity(pool)
 
     def _drop(self, pool: str) -> None:
         p = self._pools.pop(pool, None)
@@ -508,11 +502,11 @@ class PoolMonitor:
         p.full = True
         p.step = self.interval
         watcher = self._watcher_or_none()
-        if watcher is None or not driver.features().volumes_are_files \
-                or not isinstance(driver, DirDriver):
+        watched = driver.watched_dir() if driver.features().volumes_are_files else None
+        if watcher is None or watched is None:
             p.mode = "polled"
             return
-        with driver.dir_fd() as fd:
+        with watched as fd:
             p.remote = watch.remote_fs(fd)
             try:
                 p.wd = watcher.add(fd)
@@ -603,6 +597,29 @@ class PoolMonitor:
             infos: dict[str, VolumeInfo | None] = dict.fromkeys(part)
             infos.update((v.name, v) for v in present)
             self._cache.update(p.name, infos)
+
+
+class _Wake:
+    """The pipe that wakes the monitor's thread from its select(). Written and closed
+    under one lock: a write after the close would reach whatever file took the number."""
+
+    def __init__(self) -> None:
+        self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def poke(self) -> None:
+        with self._lock:
+            if not self._closed:
+                with contextlib.suppress(OSError):  # full: it is awake already
+                    os.write(self._write_fd, b"x")
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                for fd in (self.read_fd, self._write_fd):
+                    os.close(fd)
 
 
 def _space_only(seen: object, token: object) -> bool:

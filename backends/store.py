@@ -338,6 +338,15 @@ class Store:
     def is_active(self, name: str) -> bool:
         return (self.run_dir / f"{check_pool_name(name)}.xml").exists()
 
+    def run_identity(self, name: str) -> tuple[int, int] | None:
+        """Which run of the pool this is (its run state's inode and mtime), None when it
+        is not active: a stop and a start in between give another."""
+        try:
+            st = os.stat(self.run_dir / f"{check_pool_name(name)}.xml")
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
     def read_run_state(self, name: str) -> str | None:
         try:
             return (self.run_dir / f"{check_pool_name(name)}.xml").read_text("utf-8")

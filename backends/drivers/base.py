@@ -15,6 +15,7 @@ calls is declared below with a default, so a driver overrides only what its type
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -228,6 +229,11 @@ class PoolDriver:
     def sizes(self) -> PoolSizes:
         """Pool capacity/allocation/available only (cheap; the live monitor calls it)."""
         raise NotImplementedError
+
+    def watched_dir(self) -> contextlib.AbstractContextManager[int] | None:
+        """An open descriptor of the directory whose entries are this pool's volumes,
+        for the live monitor to watch (inotify); None: the pool is polled."""
+        return None
 
     def change_token(self) -> object:
         """Cheap value that changes when the volume list or sizes may have changed (a

@@ -150,6 +150,9 @@ class DirDriver(FdDataVerbs, PoolDriver):
         finally:
             os.close(fd)
 
+    def watched_dir(self) -> contextlib.AbstractContextManager[int]:
+        return self.dir_fd()
+
     def _open_target(self) -> int:
         """The target opened O_NOFOLLOW|O_DIRECTORY (no identity check: see dir_fd)."""
         try:
