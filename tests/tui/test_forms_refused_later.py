@@ -14,7 +14,7 @@ from textual.widgets import Input, Select
 
 from backends import blockprobe, runner
 from backends.controller import StorageController
-from backends.model import PoolDef, PoolTarget, VolumeDef, VolumeTarget
+from backends.model import PoolDef, VolumeDef, VolumeTarget
 from tests.loopfs import loop_device
 from tui.app import PoolkeeperApp
 from tui.dialogs import (
@@ -90,7 +90,7 @@ async def test_a_clone_refused_at_its_start_reopens_the_dialog_with_the_input(
             await settle(app, pilot)
             assert again.query_one("#new_name", Input).value == "mine.img"
             assert again.query_one("#pool", Select).value == "default"
-            assert "already exists" in message(again, "new_name")
+            await wait_for(pilot, app, lambda: "already exists" in message(again, "new_name"))
             assert (state_root / "images" / "mine.img").read_bytes() == b"someone else's"
     finally:
         ctl.close()
@@ -195,7 +195,8 @@ async def test_a_resize_refused_at_its_start_reopens_the_dialog_with_the_input(
                 again = app.screen
                 await settle(app, pilot)
                 assert again.query_one("#size", Input).value == "+4M"
-                assert "can grow only into the free space" in message(again, "size")
+                await wait_for(pilot, app, lambda: "can grow only into the free space" in
+                               message(again, "size"))
                 assert ctl.volume_info("d", first).capacity == 8 * MiB
         finally:
             stop(ctl)
@@ -243,7 +244,7 @@ async def test_a_create_refused_in_its_job_reopens_the_dialog_with_the_input(
                 await settle(app, pilot)
                 assert again.query_one("#name", Input).value == f"{base}p1"
                 assert again.query_one("#capacity", Input).value == "8M"
-                assert f"'{base}p2'" in message(again, "name")
+                await wait_for(pilot, app, lambda: f"'{base}p2'" in message(again, "name"))
                 assert [j.state for j in ctl.jobs.list() if j.kind == "create"] == ["failed"]
         finally:
             stop(ctl)
@@ -291,7 +292,7 @@ async def test_a_create_refused_in_its_job_elsewhere_says_so_and_c_reopens_it(
                 assert again.query_one("#name", Input).value == f"{base}p1"
                 assert again.query_one("#capacity", Input).value == "8M"
                 # the refusal, or (once the table shows their partition) that name taken
-                assert f"'{base}p" in message(again, "name")
+                await wait_for(pilot, app, lambda: f"'{base}p" in message(again, "name"))
                 await pilot.press("escape")
                 await settle(app, pilot)
                 await pilot.press("c")  # once: the next c opens a fresh form
@@ -335,7 +336,48 @@ async def test_a_define_refused_by_the_verb_reopens_the_dialog_with_the_input(
             assert again.query_one("#type", Select).value == "dir"
             assert again.query_one("#name", Input).value == "web"
             assert again.query_one("#target", Input).value == mine
-            assert "pool 'theirs'" in message(again, "target")
+            await wait_for(pilot, app, lambda: "pool 'theirs'" in message(again, "target"))
             assert ctl.pool_names() == ["theirs"]
     finally:
         ctl.close()
+
+
+async def test_a_clone_refused_in_its_job_reopens_the_dialog_with_the_input(
+        state_root: Path, tmp_path: Path):
+    """A clone into a disk pool whose job finds the disk partitioned meanwhile: the clone
+    dialog opens again with the target pool and the name chosen, and why."""
+    with loop_device(tmp_path, 64) as device:
+        ctl = StorageController(state_root)
+        try:
+            ctl.create_volume_def("default", VolumeDef(name="a.img", capacity=4 * MiB,
+                                                       allocation=0)).wait(30)
+            start_disk_pool(ctl, device)
+            started = ctl.clone_volume
+
+            def start_then_partition(*args, **kwargs):
+                with blockprobe.disk_lock(device):
+                    job = started(*args, **kwargs)
+                    runner.run(["parted", "-s", device, "mkpart", "theirs", "1MiB", "5MiB"])
+                return job
+
+            ctl.clone_volume = start_then_partition  # type: ignore[method-assign]
+            first = f"{os.path.basename(device)}p1"
+            app = PoolkeeperApp(ctl, monitor_interval=None)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await settle(app, pilot)
+                dialog = await open_on(app, pilot, "default", "a.img", "k")
+                dialog.query_one("#pool", Select).value = "d"
+                name = dialog.query_one("#new_name", Input)
+                await wait_for(pilot, app, lambda: name.value == first)
+                await pilot.press("ctrl+s")
+                await wait_for(pilot, app, lambda: isinstance(app.screen, CloneVolumeDialog)
+                               and app.screen is not dialog)
+                again = app.screen
+                await settle(app, pilot)
+                assert again.query_one("#pool", Select).value == "d"
+                assert again.query_one("#new_name", Input).value == first
+                await wait_for(pilot, app,
+                               lambda: first[:-1] + "2'" in message(again, "new_name"))
+                assert [j.state for j in ctl.jobs.list() if j.kind == "clone"] == ["failed"]
+        finally:
+            stop(ctl)

@@ -113,9 +113,9 @@ class VolumeActions(_Screen):
         self._again[(form.verb, form.pool, form.source)] = \
             lambda: form.reopen(form.typed, refused)
         where = f" on '{form.source}'" if form.source else ""
-        self.notify(f"could not {form.verb} {form.volume}: {exc}; press {form.key}{where} in "
-                    f"pool '{form.pool}' to open the form again with what you typed",
-                    severity="error", timeout=20, markup=False)
+        self.notify(f"could not {form.verb} {form.volume}: {refused[1].message}; press "
+                    f"{form.key}{where} in pool '{form.pool}' to open the form again with "
+                    "what you typed", severity="error", timeout=20, markup=False)
 
     def _reopened(self, verb: str, pool: str, source: str | None) -> bool:
         """The form a refusal left to open again (see _form_refused), opened: True."""
