@@ -381,3 +381,41 @@ async def test_a_clone_refused_in_its_job_reopens_the_dialog_with_the_input(
                 assert [j.state for j in ctl.jobs.list() if j.kind == "clone"] == ["failed"]
         finally:
             stop(ctl)
+
+
+async def test_a_resize_refused_in_its_job_reopens_the_dialog_with_the_input(
+        state_root: Path, tmp_path: Path):
+    """The check and the start passed, then, while the job waited for the disk, another
+    program made a partition right after the one resized: the job refuses the growth,
+    and the resize dialog opens again with the size typed and why."""
+    with loop_device(tmp_path, 64) as device:
+        ctl = StorageController(state_root, create_default=False)
+        try:
+            start_disk_pool(ctl, device)
+            first = two_partitions(ctl, device, second=False)
+            started = ctl.resize_volume
+
+            def start_then_partition(*args, **kwargs):
+                with blockprobe.disk_lock(device):
+                    job = started(*args, **kwargs)
+                    runner.run(["parted", "-s", device, "mkpart", "theirs", "9MiB", "13MiB"])
+                return job
+
+            ctl.resize_volume = start_then_partition  # type: ignore[method-assign]
+            app = PoolkeeperApp(ctl, monitor_interval=None)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await settle(app, pilot)
+                dialog = await open_on(app, pilot, "d", first, "z")
+                dialog.query_one("#size", Input).value = "+4M"
+                await settle(app, pilot)
+                await pilot.press("ctrl+s")
+                await wait_for(pilot, app, lambda: isinstance(app.screen, ResizeVolumeDialog)
+                               and app.screen is not dialog)
+                again = app.screen
+                await wait_for(pilot, app, lambda: "can grow only into the free space" in
+                               message(again, "size"))
+                assert again.query_one("#size", Input).value == "+4M"
+                assert [j.state for j in ctl.jobs.list() if j.kind == "resize"] == ["failed"]
+                assert ctl.volume_info("d", first).capacity == 8 * MiB
+        finally:
+            stop(ctl)
