@@ -3,19 +3,28 @@ open again with what was typed and why when the verb refuses at its start (the s
 changed since the dialog's check) or in its job (another program partitioned the disk);
 the resize dialog is checked by the back end before it closes; a clone the target pool's
 driver would refuse in its job (a qcow2 image into a disk pool) is refused up front.
-On real dir pools and a real disk on a loop device."""
+On real dir pools, a real disk on a loop device and a real LVM volume group."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from textual.widgets import Input, Select
 
 from backends import blockprobe, runner
 from backends.controller import StorageController
-from backends.model import PoolDef, VolumeDef, VolumeTarget
+from backends.model import (
+    PoolDef,
+    PoolSource,
+    PoolTarget,
+    SourceDevice,
+    VolumeDef,
+    VolumeTarget,
+)
 from tests.loopfs import loop_device
+from tests.lvmenv import lvm_fixture  # noqa: F401 (fixture 'lvm')
 from tui.app import PoolkeeperApp
 from tui.dialogs import (
     CloneVolumeDialog,
@@ -419,3 +428,33 @@ async def test_a_resize_refused_in_its_job_reopens_the_dialog_with_the_input(
                 assert ctl.volume_info("d", first).capacity == 8 * MiB
         finally:
             stop(ctl)
+
+
+async def test_a_qcow2_clone_into_a_logical_pool_is_refused_before_the_dialog_closes(
+        lvm, state_root: Path):  # noqa: F811 (the fixture)
+    """An LV gets a volume's bytes as they are: the logical driver's clone refuses a qcow2
+    image, and now its clone_target says so to the dialog's check (the job failed)."""
+    vg = "pkt" + uuid.uuid4().hex[:8]
+    device = lvm.disk(64)
+    ctl = StorageController(state_root)
+    try:
+        ctl.create_volume_def("default", VolumeDef(
+            name="q.qcow2", capacity=4 * MiB, target=VolumeTarget(format="qcow2"))).wait(30)
+        ctl.define_pool_def(PoolDef(type="logical", name=vg, source=PoolSource(
+            name=vg, devices=[SourceDevice(device)], format="lvm2"),
+            target=PoolTarget(path=f"/dev/{vg}")))
+        ctl.build_pool(vg).wait(60)
+        ctl.start_pool(vg)
+        app = PoolkeeperApp(ctl, monitor_interval=None)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)
+            dialog = await open_on(app, pilot, "default", "q.qcow2", "k")
+            dialog.query_one("#pool", Select).value = vg
+            dialog.query_one("#new_name", Input).value = "copy"
+            await settle(app, pilot)
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, app, lambda: "convert it to raw" in form_error(dialog))
+            assert app.screen is dialog and ctl.list_volumes(vg) == []
+            assert not [j for j in ctl.jobs.list() if j.kind == "clone"]
+    finally:
+        stop(ctl, vg)
