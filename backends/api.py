@@ -115,6 +115,11 @@ class Controller(Protocol):
         """What clone_volume would refuse before its job starts."""
         ...
 
+    def check_resize(self, pool: str, name: str, capacity: int, *, delta: bool = False,
+                     shrink: bool = False, allocate: bool = False) -> Refusal | None:
+        """What resize_volume would refuse before its job starts, or at its start."""
+        ...
+
     def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
         """The name the storage requires for `vdef` (a partition's), or None."""
         ...

@@ -676,19 +676,28 @@ class StorageController:
 
         return self.jobs.start(job, work)
 
+    def check_resize(self, pool: str, name: str, capacity: int, *, delta: bool = False,
+                     shrink: bool = False, allocate: bool = False
+                     ) -> volume_requests.Refusal | None:
+        """What resize_volume would refuse before its job, or of its start (a user of the
+        volume); nothing is changed."""
+        def check() -> None:
+            info = self.volume_info(pool, name)
+            volume_requests.resize_request(
+                self._active_driver(pool), info, pool, capacity, delta=delta, shrink=shrink,
+                allocate=allocate, check_chain=self._chains.check_chain)
+            refuse_in_use(info, writers_only=not shrink)
+        return volume_requests.refusal_of_check(check, allocation_asked=allocate)
+
     def resize_volume(self, pool: str, name: str, capacity: int, *, delta: bool = False,
                       shrink: bool = False, allocate: bool = False) -> Job:
         driver = self._active_driver(pool)
-        if not driver.can_resize_volumes:
-            raise Unsupported(f"volumes of a '{driver.type}' pool cannot be resized")
         info = self.volume_info(pool, name)
-        if info.format != "raw":  # qemu-img resize opens the backing chain and data file
-            self._chains.check_chain(info)
-        new = volume_requests.new_capacity(info, name, capacity, delta, shrink)
-        sizes = driver.sizes()
+        new, warnings = volume_requests.resize_request(
+            driver, info, pool, capacity, delta=delta, shrink=shrink, allocate=allocate,
+            check_chain=self._chains.check_chain)
         job = self.jobs.create("resize", f"resize {name} to {human(new)}", pool, name)
-        job.warnings.extend(
-            volume_requests.resize_space_check(info, name, pool, new, sizes, allocate))
+        job.warnings.extend(warnings)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="resizing"))
         hold(job, lambda: self.locks.volume(pool, name, exclusive=True,
                                             what="being resized"))

@@ -15,7 +15,13 @@ from typing import NamedTuple
 from . import xmlio
 from .drivers import features
 from .drivers.base import PoolDriver
-from .errors import AlreadyExists, InsufficientSpace, PoolkeeperError, ValidationError
+from .errors import (
+    AlreadyExists,
+    InsufficientSpace,
+    PoolkeeperError,
+    Unsupported,
+    ValidationError,
+)
 from .model import PoolSizes, VolumeDef, VolumeInfo, VolumeTarget
 from .names import check_name
 from .units import MAX_SIZE, human
@@ -119,12 +125,12 @@ def clone_space_check(src: VolumeInfo, source: str, dst_driver: PoolDriver,
 
 
 def check_clone_target(dst_driver: PoolDriver, vdef: VolumeDef, src: VolumeInfo) -> None:
-    """The target type's own rules for a clone's new volume. A half-made volume a failed
+    """The target type's own rules for a clone's new volume, as its clone_volume makes it
+    (clone_target: a partition's type, an LV's allocation). A half-made volume a failed
     clean-up left under the name is no refusal here: the clone, holding the name's lock,
     removes it first."""
     try:
-        dst_driver.check_new_volume(replace(vdef, capacity=max(vdef.capacity or 0,
-                                                              src.capacity)))
+        dst_driver.check_new_volume(dst_driver.clone_target(src, vdef))
     except AlreadyExists:
         if vdef.name not in dst_driver.partial_volumes():
             raise
@@ -156,6 +162,22 @@ def refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str)
             f"bytes asks for a preallocated one (at least the source's capacity, "
             f"{src.capacity} bytes); give a smaller allocation or leave it out "
             "(vol-resize --allocate preallocates afterwards)", element="allocation")
+
+
+def resize_request(driver: PoolDriver, info: VolumeInfo, pool: str, capacity: int, *,
+                   delta: bool, shrink: bool, allocate: bool,
+                   check_chain: Callable[[VolumeInfo], None]) -> tuple[int, list[str]]:
+    """A resize's checks before its job (Controller.resize_volume, check_resize): the new
+    capacity and the space warnings, refused as the verb refuses it (the size asked for,
+    the room, the type's own rules from its driver)."""
+    if not driver.can_resize_volumes:
+        raise Unsupported(f"volumes of a '{driver.type}' pool cannot be resized")
+    if info.format != "raw":  # qemu-img resize opens the backing chain and data file
+        check_chain(info)
+    new = new_capacity(info, info.name, capacity, delta, shrink)
+    warnings = resize_space_check(info, info.name, pool, new, driver.sizes(), allocate)
+    driver.check_resize(info, new, allocate=allocate, shrink=shrink)
+    return new, warnings
 
 
 def new_capacity(info: VolumeInfo, name: str, capacity: int, delta: bool,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import ClassVar, NamedTuple, TypeVar
@@ -318,6 +319,18 @@ class PoolDriver:
         """The name this storage requires for `vol` where it decides it (a partition is
         named as the kernel names it); None: any valid name will do."""
         return None
+
+    def clone_target(self, src: VolumeInfo, vol: VolumeDef) -> VolumeDef:
+        """The volume a clone of `src` asked for as `vol` makes in this pool (at least the
+        source's size), refused as clone_volume refuses it: the controller asks
+        check_new_volume about this one, before the clone's job starts and in the dialog."""
+        return replace(vol, capacity=max(vol.capacity or 0, src.capacity))
+
+    def check_resize(self, vol: VolumeInfo, capacity: int, *, allocate: bool,
+                     shrink: bool) -> None:
+        """Refuse now what resize_volume would refuse of `vol` to `capacity` bytes for this
+        type, reading the storage but changing nothing (Controller.check_resize, and the
+        controller before a resize's job starts). The job checks again."""
 
     def create_volume(self, vol: VolumeDef, ctx: JobContext) -> None:
         raise Unsupported(f"volumes cannot be created in a '{self.type}' pool")

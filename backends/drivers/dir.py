@@ -729,14 +729,18 @@ class DirDriver(FdDataVerbs, PoolDriver):
         finally:
             os.close(fd)
 
-    def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
-                      ctx: JobContext) -> None:
+    def check_resize(self, vol: VolumeInfo, capacity: int, *, allocate: bool,
+                     shrink: bool) -> None:
         if vol.type == "dir":
             raise Unsupported(f"'{vol.name}' is a directory; it has no size to change")
         if vol.symlink is not None:
             raise UnsafePath(f"'{vol.name}' is a symlink; resize the file it points to instead")
         if vol.format != "raw" and allocate:
             raise Unsupported("--allocate is only supported for raw volumes")
+
+    def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
+                      ctx: JobContext) -> None:
+        self.check_resize(vol, capacity, allocate=allocate, shrink=shrink)
         fd = self._open_rw(vol)  # O_NOFOLLOW: the file checked is the file resized
         try:
             if vol.format != "raw":

@@ -37,7 +37,6 @@ from typing import ClassVar
 from .. import blockprobe, fileops, runner
 from ..checks import require_device_path
 from ..errors import (
-    InsufficientSpace,
     InUse,
     PoolkeeperError,
     StateError,
@@ -85,6 +84,7 @@ from .parted_table import (
     parse_parted,
     partition_name,
     partition_number,
+    plan_growth,
     plan_partition,
     read_table,
     volume_format,
@@ -649,17 +649,21 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
                              f"{plan.start}")
         return made
 
-    def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
-                     ctx: JobContext) -> str:
+    def clone_target(self, src: VolumeInfo, vol: VolumeDef) -> VolumeDef:
         fmt = vol.target.format if vol.target.format in DISK_VOLUME_FORMATS else None
         if fmt == "extended":
             raise ValidationError("an extended partition cannot be a copy of a volume", "format")
         if src.format not in ("raw", *DISK_VOLUME_FORMATS) or src.format == "extended":
             raise Unsupported(f"'{src.name}' is a {src.format} image; a partition gets its bytes "
                               "as they are, so convert it to raw first (qemu-img convert)")
-        capacity = max(vol.capacity or 0, src.capacity)
-        new = VolumeDef(name=vol.name, capacity=capacity, source_devices=vol.source_devices)
+        new = VolumeDef(name=vol.name, capacity=max(vol.capacity or 0, src.capacity),
+                        source_devices=vol.source_devices)
         new.target.format = fmt
+        return new
+
+    def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
+                     ctx: JobContext) -> str:
+        new = self.clone_target(src, vol)
         src_fd = src_driver.open_volume_read(src)
         try:
             # marked as being filled until the copy is complete: a kill -9 meanwhile leaves
@@ -724,30 +728,25 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
         runner.run(["parted", "-s", disk, "rm", str(part.number)], timeout=120)
         return sync_nodes(disk, read_table(disk))
 
+    def check_resize(self, vol: VolumeInfo, capacity: int, *, allocate: bool,
+                     shrink: bool) -> None:
+        self._resized(self._disk(), self._table(), vol.name, capacity)
+
+    def _resized(self, disk: str, table: DiskTable, volume: str, capacity: int
+                 ) -> tuple[Partition, str, int]:
+        """The partition `volume`, its name and its end grown to `capacity` (or refused)."""
+        part = self._partition(disk, table, volume)
+        name = partition_name(disk, part.number, self.part_separator)
+        self._refuse_metadata(part, name, "resize")
+        return part, name, plan_growth(table, part, name, capacity)
+
     def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
                       ctx: JobContext) -> None:
         disk = self._disk()
         with blockprobe.disk_lock(disk):
-            table = self._table(disk)
-            part = self._partition(disk, table, vol.name)
-            name = partition_name(disk, part.number, self.part_separator)
-            self._refuse_metadata(part, name, "resize")
-            if capacity < part.size:
-                raise Unsupported(
-                    f"poolkeeper does not shrink partitions: {name} is {human(part.size)} and "
-                    f"shrinking it to {human(capacity)} would cut off whatever lies at its end "
-                    "(shrink the filesystem inside first, then use parted yourself)")
-            new_end = part.start + -(-capacity // table.sector) * table.sector
+            part, name, new_end = self._resized(disk, self._table(disk), vol.name, capacity)
             if new_end == part.end:
                 return
-            logical = part.kind == "logical"
-            after = next((g for g in table.gaps if g.start == part.end and g.logical == logical),
-                         None)
-            room = after.end - part.end if after else 0
-            if new_end > part.end + room:
-                raise InsufficientSpace(
-                    f"{name} can grow only into the free space right after it: "
-                    f"{human(room)} ({room} bytes), so to at most {human(part.size + room)}")
             (ctx or NULL_CONTEXT).check()
             with shielded():  # begun, the table and the kernel's node change together
                 runner.run(["parted", "-s", disk, "resizepart", str(part.number),

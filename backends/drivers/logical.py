@@ -626,8 +626,13 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
                         "delete them first")
         self._change(["lvremove", "-f", "--", f"{self.vg}/{lv.name}"])
 
-    def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
-                      ctx: JobContext) -> None:
+    def check_resize(self, vol: VolumeInfo, capacity: int, *, allocate: bool,
+                     shrink: bool) -> None:
+        self._resized(vol, capacity, allocate, shrink)
+
+    def _resized(self, vol: VolumeInfo, capacity: int, allocate: bool, shrink: bool
+                 ) -> tuple[LVState, int]:
+        """The LV and its size in whole extents for `capacity`, or refused."""
         self._need_dm()
         lv, _lvs = self._current(vol)
         state = self._require_vg()
@@ -635,13 +640,18 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
             raise Unsupported(f"'{lv.name}' is a snapshot: its size is its origin's "
                               f"('{lv.origin}'); resize the origin instead")
         if allocate and lv.is_thin:
-            raise Unsupported(f"'{lv.name}' is a thin volume: it takes space as it is written "
-                              "and cannot be allocated in advance")
+            raise refused(Unsupported(f"'{lv.name}' is a thin volume: it takes space as it is "
+                                      "written and cannot be allocated in advance"), "allocation")
         new = round_up(capacity, state.extent_size)
         if new < lv.size and not shrink:
             raise ValidationError(
                 f"resizing '{lv.name}' from {human(lv.size)} to {human(new)} would discard the "
                 "data at its end; pass --shrink if that is what you want")
+        return lv, new
+
+    def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
+                      ctx: JobContext) -> None:
+        lv, new = self._resized(vol, capacity, allocate, shrink)
         if new == lv.size:
             return  # already that size (after rounding to whole extents)
         argv = ["lvresize"]
@@ -717,10 +727,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
     def open_volume_write(self, vol: VolumeInfo) -> int:
         return self._open_lv(vol.name, vol.key, os.O_RDWR)
 
-    def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
-                     ctx: JobContext) -> str:
-        """A new LV (thick, or thin where a sparse one is asked for and a thin pool exists)
-        filled with a streamed copy of `src`; removed again on failure or cancel."""
+    def clone_target(self, src: VolumeInfo, vol: VolumeDef) -> VolumeDef:
         name = check_lv_name(vol.name)
         self._need_dm()
         if src.format != "raw":
@@ -729,7 +736,14 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         capacity = max(vol.capacity or 0, src.capacity)
         allocation = vol.allocation if vol.allocation is not None and \
             vol.allocation < capacity else None
-        new = VolumeDef(name=name, capacity=capacity, allocation=allocation)
+        return VolumeDef(name=name, capacity=capacity, allocation=allocation)
+
+    def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,
+                     ctx: JobContext) -> str:
+        """A new LV (thick, or thin where a sparse one is asked for and a thin pool exists)
+        filled with a streamed copy of `src`; removed again on failure or cancel."""
+        new = self.clone_target(src, vol)
+        name = new.name
         src_fd = src_driver.open_volume_read(src)
         try:
             self.create_volume(new, ctx, partial=True)

@@ -505,3 +505,22 @@ def _gap_at(disk: str, table: DiskTable, gaps: list[Gap], start: int, size: int)
     free = ", ".join(f"{g.start}-{g.end}" for g in gaps if table.usable_size(g)) or "none"
     raise InsufficientSpace(f"start {start} is not in a usable free extent of {disk} "
                             f"(usable free extents: {free})")
+
+
+def plan_growth(table: DiskTable, part: Partition, name: str, capacity: int) -> int:
+    """The end of the partition `part` (named `name`) grown to `capacity` bytes: refused
+    for a shrink, and past the free space right after it."""
+    if capacity < part.size:
+        raise Unsupported(
+            f"poolkeeper does not shrink partitions: {name} is {human(part.size)} and "
+            f"shrinking it to {human(capacity)} would cut off whatever lies at its end "
+            "(shrink the filesystem inside first, then use parted yourself)")
+    new_end = part.start + -(-capacity // table.sector) * table.sector
+    logical = part.kind == "logical"
+    after = next((g for g in table.gaps if g.start == part.end and g.logical == logical), None)
+    room = after.end - part.end if after else 0
+    if new_end > part.end + room:
+        raise InsufficientSpace(
+            f"{name} can grow only into the free space right after it: "
+            f"{human(room)} ({room} bytes), so to at most {human(part.size + room)}")
+    return new_end

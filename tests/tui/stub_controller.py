@@ -271,6 +271,10 @@ class StubController:
                     ) -> Refusal | None:
         return None
 
+    def check_resize(self, pool: str, name: str, capacity: int, *, delta: bool = False,
+                     shrink: bool = False, allocate: bool = False) -> Refusal | None:
+        return None
+
     def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
         return None
 

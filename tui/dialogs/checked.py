@@ -1,8 +1,9 @@
 """A form whose submit is checked by the back end before it closes, and reopened with what
 was typed when the back end refuses it anyway.
 
-The check is the controller's (check_volume_def, check_pool_def): the same rules the verb
-applies, from the pool type's driver, run in a thread (they read the storage). A refusal is
+The check is the controller's (check_volume_def, check_clone, check_resize,
+check_pool_def): the same rules the verb applies, from the pool type's driver, run in a
+thread (they read the storage). A refusal is
 shown beside the field it names (Refusal.element, mapped by the form's `refusal_field`)
 and holds while the form asks for the same thing; the dialog stays open. What was typed is
 kept (`typed`, the values of the form's inputs, choices and check boxes by id), so a form

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from functools import partial
 
 from textual.app import ComposeResult
@@ -60,15 +60,18 @@ class CloneVolumeDialog(CheckedForm[CloneRequest], Dialog[CloneRequest | None]):
     """`check`: the controller's check_clone, run before it closes (the target pool's
     rules: a partition's name in a disk pool, the room); `suggest`: the name a target
     pool requires (Controller.volume_name_for), put in the name while it is not one the
-    user typed."""
+    user typed; `typed` and `refused`: a form opened again after the clone was refused
+    (CheckedForm)."""
 
     submit_label = "Clone"
 
     def __init__(self, volume: VolumeInfo, pools: Sequence[PoolStatus], current_pool: str,
                  existing: Collection[str], *, ascii: bool = False,
                  check: BackEndCheck | None = None,
-                 suggest: Callable[[str], str | None] | None = None) -> None:
-        self.init_checked(check, None, None)
+                 suggest: Callable[[str], str | None] | None = None,
+                 typed: Mapping[str, object] | None = None,
+                 refused: tuple[CloneRequest, Refusal] | None = None) -> None:
+        self.init_checked(check, typed, refused)
         self.suggest = suggest
         self.filled = {clone_name(volume.name)}  # names the form put there, not the user
         self.volume = volume
@@ -90,6 +93,11 @@ class CloneVolumeDialog(CheckedForm[CloneRequest], Dialog[CloneRequest | None]):
         formats = list(dict.fromkeys([v.format, "raw", "qcow2"]))
         yield field("Format", Select.from_values(formats, value=v.format, allow_blank=False,
                                                  id="format", compact=True))
+
+    def setup(self) -> None:
+        if self.typed:  # a name the user typed, not one to replace with the pool's
+            self.filled.discard(str(self.typed.get("new_name", "")))
+        self.restore_typed()
 
     def _target(self) -> PoolStatus | None:
         value = self.query_one("#pool", Select).value
@@ -162,10 +170,19 @@ class CloneVolumeDialog(CheckedForm[CloneRequest], Dialog[CloneRequest | None]):
 _DELTA_RE = re.compile(r"^\s*([+-])\s*(.*)$")
 
 
-class ResizeVolumeDialog(Dialog[ResizeRequest | None]):
+class ResizeVolumeDialog(CheckedForm[ResizeRequest], Dialog[ResizeRequest | None]):
+    """`check`: the controller's check_resize, run before it closes (the pool type's rules:
+    a partition grows only into the free space after it, an LV's snapshot or thin volume,
+    a user of the volume); `typed` and `refused`: a form opened again after the resize was
+    refused (CheckedForm). The shrink confirmation is never kept: it is typed again."""
+
     submit_label = "Resize"
 
-    def __init__(self, volume: VolumeInfo, available: int, *, ascii: bool = False) -> None:
+    def __init__(self, volume: VolumeInfo, available: int, *, ascii: bool = False,
+                 check: BackEndCheck | None = None,
+                 typed: Mapping[str, object] | None = None,
+                 refused: tuple[ResizeRequest, Refusal] | None = None) -> None:
+        self.init_checked(check, typed, refused)
         self.volume = volume
         self.available = available
         self.heading = f"Resize volume '{volume.name}'"
@@ -215,6 +232,15 @@ class ResizeVolumeDialog(Dialog[ResizeRequest | None]):
 
     def setup(self) -> None:
         self.query_one("#confirm").display = False
+        self.restore_typed()
+
+    def refusal_field(self, refusal: Refusal) -> str | None:
+        fields = {"capacity": "size", "allocation": "allocate" if
+                  self.query_one("#field-allocate").display else "size"}
+        return fields.get(refusal.element)
+
+    def finish(self, result: ResizeRequest) -> Awaitable[ResizeRequest | None]:
+        return self.checked(result)
 
     def evaluate(self) -> Evaluation[ResizeRequest | None]:
         ev: Evaluation[ResizeRequest | None] = Evaluation()
@@ -250,6 +276,7 @@ class ResizeVolumeDialog(Dialog[ResizeRequest | None]):
                                 "overcommitted")
         if ev.ok:
             ev.result = ResizeRequest(capacity=new, shrink=new < v.capacity, allocate=allocate)
+            self.show_refusal(ev)
         return ev
 
 

@@ -1,20 +1,27 @@
 """The main screen's volume keys: create (also in a free extent chosen on the extent bar or
 in the table), clone, resize, wipe, upload, download, delete (the marked volumes, or the one
 under the cursor) and copy path. Each opens its dialog; the verb runs in a worker (run_verb).
+
+The create, clone and resize forms are checked by the back end before they close; when the
+verb refuses what they asked anyway, at its start (the storage changed meanwhile) or in its
+job (a tool refused it), the form opens again with what was typed and why, if the user is
+still where it was asked (the main screen, that pool, no other screen). Otherwise a notice
+says what failed, and the form's key opens it again with the input (`_again`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from textual import work
 from textual.widgets import Input
 
 from backends import xmlio
 from backends.errors import PoolkeeperError
+from backends.jobs import Job
 from backends.model import WIPE_ALGORITHMS, Extent, VolumeDef, VolumeInfo, VolumeTarget
 from backends.volume_requests import Refusal
 from backends.volume_requests import refusal as refusal_of
@@ -30,10 +37,92 @@ else:
     _Screen = object  # mixed into MainScreen, which is a MainScreenBase
 
 ALIGN = 1 << 20  # where a partition may start
+Reopen = Callable[[dict[str, object], tuple[Any, Refusal]], None]  # (typed, refused)
+
+
+class Form(NamedTuple):
+    """A checked form whose verb was submitted: the job it starts (`verb`, `job_pool`,
+    `volume`: the job's kind, pool and volume), where it was asked (`pool`, `source`: the
+    volume it was opened on), what it asked (`asked`, `typed`) and how it opens again."""
+
+    verb: str
+    key: str  # the key that opens it
+    pool: str
+    source: str | None
+    job_pool: str
+    volume: str
+    asked: Any
+    typed: dict[str, object]
+    reopen: Reopen
+    allocation_asked: bool = False
 
 
 class VolumeActions(_Screen):
     """Mixin for MainScreen: the actions of the volume keys."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._submitted: list[Form] = []  # forms whose verb has not ended yet
+        self._again: dict[tuple[str, str, str | None], Callable[[], None]] = {}
+
+    # -- checked forms: submitted, refused, opened again ---------------------------------
+    def _submit(self, form: Form, start: Callable[[], Job]) -> None:
+        """Run the verb of `form` (`start` starts its job), minding its refusal."""
+        self._submitted.append(form)
+        self._start_form(form, start)
+
+    @work(thread=True, group="verbs")
+    def _start_form(self, form: Form, start: Callable[[], Job]) -> None:
+        try:
+            job = start()
+        except PoolkeeperError as exc:  # the storage changed since the dialog's check
+            self.app.call_from_thread(self._form_refused, form, exc)
+            return
+        except OSError as exc:
+            self.app.call_from_thread(self._forget_form, form)
+            self.app.notify(f"could not {form.verb} {form.volume}: {exc.strerror or exc}",
+                            severity="error", timeout=15, markup=False)
+            return
+        self.app.call_from_thread(self._job_started, job)
+
+    def _forget_form(self, form: Form) -> None:
+        with contextlib.suppress(ValueError):
+            self._submitted.remove(form)
+
+    def _job_finished(self, job: Job) -> None:
+        """A job a form started that failed opens the form again (_form_refused)."""
+        form = next((f for f in self._submitted if (f.verb, f.job_pool, f.volume) ==
+                     (job.kind, job.pool, job.volume)), None)
+        if form is None:
+            super()._job_finished(job)
+            return
+        self._forget_form(form)
+        if job.state == "failed" and isinstance(job.error, PoolkeeperError):
+            self._form_refused(form, job.error)
+        else:
+            super()._job_finished(job)
+
+    def _form_refused(self, form: Form, exc: PoolkeeperError) -> None:
+        """The form again, with what was typed and why, where the user still is; else a
+        notice, and the form's key opens it again with the input."""
+        self._forget_form(form)
+        refused = (form.asked, refusal_of(exc, allocation_asked=form.allocation_asked))
+        if self.selected == form.pool and self.app.screen is self:
+            form.reopen(form.typed, refused)
+            return
+        self._again[(form.verb, form.pool, form.source)] = \
+            lambda: form.reopen(form.typed, refused)
+        where = f" on '{form.source}'" if form.source else ""
+        self.notify(f"could not {form.verb} {form.volume}: {refused[1].message}; press "
+                    f"{form.key}{where} in pool '{form.pool}' to open the form again with "
+                    "what you typed", severity="error", timeout=20, markup=False)
+
+    def _reopened(self, verb: str, pool: str, source: str | None) -> bool:
+        """The form a refusal left to open again (see _form_refused), opened: True."""
+        again = self._again.pop((verb, pool, source), None)
+        if again is not None:
+            again()
+        return again is not None
 
     def _need_volume(self) -> VolumeInfo | None:
         return self.table.cursor_volume
@@ -48,6 +137,8 @@ class VolumeActions(_Screen):
         again with what was typed when the create was refused anyway (a race)."""
         name, view = self.selected, self.view
         if name is None or view is None or view.features is None:
+            return
+        if place is None and typed is None and self._reopened("create", name, None):
             return
         volumes = self.table.all_volumes()
 
@@ -65,8 +156,14 @@ class VolumeActions(_Screen):
             return self.ctl.volume_name_for(name, placed(VolumeDef(name="", capacity=size)))
 
         def done(vdef: Any) -> None:
-            if vdef is not None:
-                self._create_volume(name, vdef, placed(vdef), place, dialog.typed)
+            if vdef is None:
+                return
+            made = placed(vdef)
+            self._submit(Form(
+                "create", "c", name, None, name, made.name, vdef, dialog.typed,
+                lambda typed, refused: self.action_create_volume(place, typed, refused),
+                allocation_asked=bool(made.allocation)),
+                lambda: self.ctl.create_volume_def(name, made))
 
         dialog = dialogs.CreateVolumeDialog(
             view.status, view.features.creatable_formats,
@@ -83,33 +180,6 @@ class VolumeActions(_Screen):
                     dialog.query_one("#capacity", Input).value = f"{size // (1 << 20)}M"
 
             dialog.call_after_refresh(prefill)
-
-    @work(thread=True, group="verbs")
-    def _create_volume(self, pool: str, asked: VolumeDef, vdef: VolumeDef,
-                       place: tuple[str, int, int] | None, typed: dict[str, object]) -> None:
-        """Start the create; refused (the storage changed since the dialog's check), the
-        dialog opens again with what was typed and why."""
-        try:
-            job = self.ctl.create_volume_def(pool, vdef)
-        except PoolkeeperError as exc:
-            refusal = refusal_of(exc, allocation_asked=bool(vdef.allocation))
-            self.app.call_from_thread(self._reopen_create, pool, place, typed,
-                                      (asked, refusal), str(exc))
-            return
-        except OSError as exc:
-            self.app.notify(f"could not create {vdef.name}: {exc.strerror or exc}",
-                            severity="error", timeout=15, markup=False)
-            return
-        self.app.call_from_thread(self._job_started, job)
-
-    def _reopen_create(self, pool: str, place: tuple[str, int, int] | None,
-                       typed: dict[str, object], refused: tuple[VolumeDef, Refusal],
-                       message: str) -> None:
-        if self.selected != pool or self.app.screen is not self:
-            self.notify(f"could not create {refused[0].name}: {message}", severity="error",
-                        timeout=15, markup=False)  # nowhere to show the form again
-            return
-        self.action_create_volume(place, typed=typed, refused=refused)
 
     # -- free extents chosen on the extent bar or in the table ------------------------
     def on_extent_bar_segment_selected(self, event: ExtentBar.SegmentSelected) -> None:
@@ -139,8 +209,15 @@ class VolumeActions(_Screen):
 
     def action_clone_volume(self) -> None:
         name, volume = self.selected, self._need_volume()
-        if name is None or volume is None:
-            return
+        if name is not None and volume is not None and \
+                not self._reopened("clone", name, volume.name):
+            self._open_clone(name, volume)
+
+    def _open_clone(self, name: str, volume: VolumeInfo,
+                    typed: Mapping[str, object] | None = None,
+                    refused: tuple[dialogs.CloneRequest, Refusal] | None = None) -> None:
+        """The clone dialog for `volume` of pool `name`; `typed`, `refused`: opened again
+        with what was typed when the clone was refused anyway."""
         active = [p for p in self.pools.values() if p.active]
 
         def xml(req: dialogs.CloneRequest) -> str | None:  # another format asked for
@@ -153,32 +230,63 @@ class VolumeActions(_Screen):
                                         target_pool=req.target_pool, xml=xml(req))
 
         def done(req: Any) -> None:
-            if req is not None:
-                self.run_verb(f"clone {volume.name}", f"cloning {volume.name}",
-                              self.ctl.clone_volume, name, volume.name,
-                              req.new_name, target_pool=req.target_pool, xml=xml(req))
+            if req is None:
+                return
+            self._submit(Form(
+                "clone", "k", name, volume.name, req.target_pool, req.new_name, req,
+                dialog.typed, lambda typed, refused: self._open_clone(
+                    name, self._now(name, volume), typed, refused)),
+                lambda: self.ctl.clone_volume(name, volume.name, req.new_name,
+                                              target_pool=req.target_pool, xml=xml(req)))
 
         existing = {v.name for v in self.ctl.cached_volumes(name)}
         def suggest(pool: str) -> str | None:  # in a thread: a disk pool reads its table
             return self.ctl.volume_name_for(pool, VolumeDef(name="", capacity=volume.capacity))
 
-        self.app.push_screen(dialogs.CloneVolumeDialog(volume, active, name, existing,
-                                                       ascii=self.ascii, check=check,
-                                                       suggest=suggest), done)
+        dialog = dialogs.CloneVolumeDialog(volume, active, name, existing, ascii=self.ascii,
+                                           check=check, suggest=suggest, typed=typed,
+                                           refused=refused)
+        self.app.push_screen(dialog, done)
+
+    def _now(self, pool: str, volume: VolumeInfo) -> VolumeInfo:
+        """`volume` as the cache holds it now (its sizes may have changed)."""
+        now = self.ctl.cached_volumes(pool, [volume.name])
+        return now[0] if now else volume
 
     def action_resize_volume(self) -> None:
-        name, volume, view = self.selected, self._need_volume(), self.view
-        if name is None or volume is None or view is None:
+        name, volume = self.selected, self._need_volume()
+        if name is not None and volume is not None and \
+                not self._reopened("resize", name, volume.name):
+            self._open_resize(name, volume)
+
+    def _open_resize(self, name: str, volume: VolumeInfo,
+                     typed: Mapping[str, object] | None = None,
+                     refused: tuple[dialogs.ResizeRequest, Refusal] | None = None) -> None:
+        """The resize dialog for `volume` of pool `name`, checked by the back end before it
+        closes; `typed`, `refused`: opened again when the resize was refused anyway."""
+        view = self.view
+        if view is None:
             return
 
-        def done(req: Any) -> None:
-            if req is not None:
-                self.run_verb(f"resize {volume.name}", f"resizing {volume.name}",
-                              self.ctl.resize_volume, name, volume.name, req.capacity,
-                              shrink=req.shrink, allocate=req.allocate)
+        def check(req: dialogs.ResizeRequest) -> Refusal | None:  # in a thread: it reads
+            return self.ctl.check_resize(name, volume.name, req.capacity, shrink=req.shrink,
+                                         allocate=req.allocate)
 
-        self.app.push_screen(dialogs.ResizeVolumeDialog(
-            volume, view.status.available or 0, ascii=self.ascii), done)
+        def done(req: Any) -> None:
+            if req is None:
+                return
+            self._submit(Form(
+                "resize", "z", name, volume.name, name, volume.name, req, dialog.typed,
+                lambda typed, refused: self._open_resize(
+                    name, self._now(name, volume), typed, refused),
+                allocation_asked=req.allocate),
+                lambda: self.ctl.resize_volume(name, volume.name, req.capacity,
+                                               shrink=req.shrink, allocate=req.allocate))
+
+        dialog = dialogs.ResizeVolumeDialog(volume, view.status.available or 0,
+                                            ascii=self.ascii, check=check, typed=typed,
+                                            refused=refused)
+        self.app.push_screen(dialog, done)
 
     def action_wipe_volume(self) -> None:
         name, volume = self.selected, self._need_volume()
