@@ -192,7 +192,8 @@ async def test_a_screen_a_worker_opens_never_buries_the_palette(
     has read what it shows. ctrl+p typed meanwhile opened the palette, the worker's screen
     went on top of it, and a second ctrl+p opened a second palette under the same id:
     DuplicateIds, the app crashed. A worker's screen opens only over the main screen (it
-    says it was not opened), and ctrl+p looks for a palette in the whole stack."""
+    says it was not opened), and ctrl+p looks for a palette in the whole stack. (Keys
+    typed meanwhile now wait for the worker's screen; the palette is opened directly.)"""
     if key == "X":
         controller.stop_pool("default")  # delete is for inactive pools
     looked, go_on = threading.Event(), threading.Event()
@@ -210,7 +211,9 @@ async def test_a_screen_a_worker_opens_never_buries_the_palette(
         app.main_screen.query_one("#pools").focus()
         await pilot.press(key)
         assert await asyncio.to_thread(looked.wait, 30)
-        await pilot.press("ctrl+p")
+        # The palette opens meanwhile, not by a key: ctrl+p typed now waits for the
+        # screen being prepared (tests/tui/test_keys_prepared.py)
+        app.action_command_palette()
         await pilot.pause(0.1)
         assert isinstance(app.screen, CommandPalette)
         go_on.set()  # the worker is done now
