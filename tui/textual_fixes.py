@@ -64,8 +64,8 @@ Two more rules keep keys off a screen they were not typed at:
 Tab, shift+tab and Enter in a dialog's field move the focus in the order of the laid-out
 screen (Screen.focus_chain sorts by position): a field shown by the key before (Space on
 "destroy" shows the name to confirm) has no position until the next layout, so a Tab
-typed with it skipped the field and focused Cancel. A focus key waits for a pending
-layout first.
+typed with it skipped the field and focused Cancel. In a dialog (a modal screen) a focus
+key waits for a pending layout first.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ from textual.await_complete import AwaitComplete
 from textual.command import CommandPalette
 from textual.message import Message
 from textual.message_pump import MessagePump
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Input, OptionList
@@ -208,6 +208,7 @@ class KeyOrderApp(App[None]):
         self._waiting_under: Screen[Any] | None = None  # the screen on top meanwhile
         self._waiting_key: str | None = None  # the key that asked for it
         self._layout_waits = 0  # times the next focus key has waited for a layout
+        self._layout_timer: Timer | None = None  # it looks again when this fires
 
     # -- hooks -------------------------------------------------------------------------
     def hold_keys(self) -> bool:
@@ -221,11 +222,12 @@ class KeyOrderApp(App[None]):
         except ScreenStackError:  # no screen: the app is starting or closing
             return False
 
-    def hold_keys_for(self, wait: KeyWait) -> None:
-        """A screen is being prepared for the key being handled (a worker looks first):
-        keys typed from now on wait for it (end_hold). Called on the UI thread."""
+    def hold_keys_for(self, wait: KeyWait, under: Screen[Any] | None = None) -> None:
+        """A screen is being prepared over `under` (default: the one on top) for the key
+        being handled (a worker looks first): keys typed from now on wait for it
+        (end_hold). Called on the UI thread."""
         self._waiting = wait
-        self._waiting_under = self._top()
+        self._waiting_under = under or self._top()
         current = self._current
         self._waiting_key = current.key if isinstance(current, events.Key) else None
         while (self._held and isinstance(self._held[0], events.Key)  # already typed again
@@ -280,7 +282,9 @@ class KeyOrderApp(App[None]):
         """A screen came on top while keys waited for a prepared one (a click opened the
         palette, a worker's error dialog): they were typed for the prepared screen, so
         they are dropped; keys typed from now on go to the one on top."""
-        if self._waiting is not None and self._top() is not self._waiting_under:
+        top = self._top()
+        if (self._waiting is not None and top is not self._waiting_under
+                and not getattr(top, "_dismissed", False)):  # (not one closing: a palette)
             self._stop_waiting("covered")
 
     def _stop_waiting(self, why: str) -> None:
@@ -320,16 +324,23 @@ class KeyOrderApp(App[None]):
         return any(widget._layout_required for widget in screen.walk_children(Widget))
 
     def _waits_for_layout(self, event: Typed) -> bool:
-        """A focus key waits for a pending layout (looking again a few times: a layout
-        that never comes must not stop the keys)."""
-        if not (isinstance(event, events.Key) and event.key in FOCUS_KEYS):
-            return False
-        if self._layout_waits >= _LAYOUT_WAITS or not self._layout_pending():
+        """A focus key in a dialog waits for a pending layout (looking again a few times:
+        a layout that never comes must not stop the keys). Not on the main screen, whose
+        listings lay out often and whose fields do not come and go."""
+        if self._layout_timer is not None:  # the key before is waiting: keys stay in order
+            return True
+        if (not (isinstance(event, events.Key) and event.key in FOCUS_KEYS)
+                or self._layout_waits >= _LAYOUT_WAITS
+                or not isinstance(self._top(), ModalScreen) or not self._layout_pending()):
             self._layout_waits = 0
             return False
         self._layout_waits += 1
-        self.set_timer(_LAYOUT_POLL, self._release_next)
+        self._layout_timer = self.set_timer(_LAYOUT_POLL, self._layout_looked)
         return True
+
+    def _layout_looked(self) -> None:
+        self._layout_timer = None
+        self._release_next()
 
     # -- the order ---------------------------------------------------------------------
     async def on_event(self, event: events.Event) -> None:
@@ -351,8 +362,7 @@ class KeyOrderApp(App[None]):
             if self._dropping:  # typed at a closing screen: dropped when its turn comes,
                 event._pk_drop = True  # type: ignore[union-attr]  # even once it is drawn
             self._held.append(event)
-            if self._layout_waits == 0:  # (else a refresh releases it)
-                self._release_next()
+            self._release_next()
 
     async def _handle(self, event: Typed) -> None:
         if self._dropping or getattr(event, "_pk_drop", False):

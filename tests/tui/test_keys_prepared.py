@@ -103,7 +103,7 @@ async def test_the_name_typed_with_x_fills_the_delete_dialog_once_it_opens(
         assert app.main_screen.selected == "fs1"
         assert controller.pool_info("default").active
         assert not controller.pool_info("fs1").active
-        assert "preparing the delete dialog of pool fs1... (Esc cancels)" in status(app)
+        assert "preparing the delete dialog... (Esc cancels)" in status(app)
         gate.set()
         await typed(app, pilot)
         dialog = app.screen
@@ -254,3 +254,29 @@ async def test_space_and_tab_typed_together_reach_the_confirmation(
         assert app.screen.focused is confirm.input
         assert confirm.input.value == "fs1"
         assert not dialog.query_one("#submit").disabled  # the typed name opened it
+
+
+async def test_keys_typed_after_a_dialog_chosen_in_the_palette_go_to_it(
+        controller: StorageController, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The palette's "Delete pool" prepares the dialog as X does (the palette closes as
+    it starts, and must not count as a screen that came on top): keys typed meanwhile
+    wait for the dialog, as they do after X."""
+    looking, gate = gated(monkeypatch, controller, "stored_volumes")
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await on_fs1(app, pilot)
+        await pilot.press("ctrl+p")
+        await settle(app, pilot)
+        await pilot.press(*"Delete pool")
+        await settle(app, pilot)
+        send(app, ["enter"])  # (keys typed with it are dropped: the palette closes)
+        assert await asyncio.to_thread(looking.wait, GATE_CAP)
+        send(app, ["down", "space", "tab", *"fs1"])
+        await begun(looking, app, pilot)
+        assert app.screen is app.main_screen
+        assert not controller.pool_info("fs1").active
+        gate.set()
+        await typed(app, pilot)
+        dialog = app.screen
+        assert isinstance(dialog, DeletePoolDialog), (app.screen_stack, notices(app))
+        assert dialog.query_one("#confirm", TypedConfirm).input.value == "fs1"

@@ -327,7 +327,9 @@ class MainScreenBase(Screen[None]):
     def _update_status(self) -> None:
         parts = []
         if self._preparing is not None:  # keys wait for it: say so, and how to stop it
-            parts.append(f"preparing {self._preparing.what}... (Esc cancels)")
+            # (the short name: the whole line fits the right pane at 80 columns)
+            kind = self._preparing.kind
+            parts.append(f"preparing {_WHAT.get(kind, kind)}... (Esc cancels)")
         if self.refreshed_at is not None:
             parts.append(f"refreshed {time.monotonic() - self.refreshed_at:.0f} s ago")
         running = self.query_one("#jobs", JobsPanel).running
@@ -605,7 +607,7 @@ class MainScreenBase(Screen[None]):
         self._preparing = prep
         hold = getattr(self.app, "hold_keys_for", None)
         if hold is not None:
-            hold(prep)
+            hold(prep, self)
         self._update_status()
         return prep
 
@@ -674,8 +676,11 @@ class MainScreenBase(Screen[None]):
             self._done_preparing(prep, opened=opened)
 
 
-# What a screen being prepared is called when the key did not say (notices, status line).
-_WHAT = {"xml": "the XML view", "edit": "the editor", "define": "the define dialog"}
+# What a screen being prepared is called in the status line, and in notices when the key
+# did not say ("the delete dialog of pool p").
+_WHAT = {"xml": "the XML view", "edit": "the editor", "define": "the define dialog",
+         "delete": "the delete dialog", "build": "the build dialog",
+         "secret": "the secret dialog"}
 
 
 def _keys(count: int) -> str:
