@@ -279,9 +279,9 @@ class KeyOrderApp(App[None]):
             return None
 
     def _check_wait(self) -> None:
-        """A screen came on top while keys waited for a prepared one (a click opened the
-        palette, a worker's error dialog): they were typed for the prepared screen, so
-        they are dropped; keys typed from now on go to the one on top."""
+        """A screen came on top while keys waited for a prepared one (a worker's error
+        dialog: keys, footer clicks included, were waiting): they were typed for the
+        prepared one, so they are dropped; keys typed from now on go to the one on top."""
         top = self._top()
         if (self._waiting is not None and top is not self._waiting_under
                 and not getattr(top, "_dismissed", False)):  # (not one closing: a palette)

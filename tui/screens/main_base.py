@@ -13,11 +13,12 @@ Keys typed while the worker looks wait for the screen it prepares and go to it o
 open (`X` and the pool's name typed together fill the confirmation); if it does not open
 (an error, nothing to show) they are dropped and a notice counts them: before, they went
 to this screen, where `s` stops a pool (issue 15, item 6). The status line says what is
-being prepared; Escape cancels it (its result is then not shown). The key that asked,
-typed again at once, is ignored: `x x x` opens one XML view. (Before the wait, `x x x`
-stacked one view per key, and a few dozen stacked modal screens overflowed Python's stack
-when drawn: RecursionError, the app died.) A result that comes back once something else
-was opened (a click opened the palette) is not put over it; a notice says so.
+being prepared; Escape (or ctrl+c) cancels it, and its result is then not shown. The key
+that asked, typed again at once, is ignored: `x x x` opens one XML view. (Before the wait,
+`x x x` stacked one view per key, and a few dozen stacked modal screens overflowed
+Python's stack when drawn: RecursionError, the app died.) A screen that comes on top
+meanwhile (not by a key: a worker's, as a refused edit's) ends the wait: the keys held are
+dropped and the result is not put over it; a notice says so.
 """
 
 from __future__ import annotations
@@ -631,7 +632,7 @@ class MainScreenBase(Screen[None]):
 
     def _wait_over(self, prep: Preparing, dropped: int, why: str) -> None:
         """Keys stopped waiting for `prep` (KeyWait): Escape cancelled it, or another
-        screen came on top (a click opened the palette). Its result will not be shown:
+        screen came on top (a worker's). Its result will not be shown:
         keys typed after this go to the main screen, which it must not then cover."""
         if self._preparing is prep:
             self._preparing = None
