@@ -53,14 +53,26 @@ Two more rules keep keys off a screen they were not typed at:
     typed after the key that closed it, until the screen beneath has been drawn: a key
     typed at a closing dialog never reaches the main screen (where `s` stops a pool);
   * while `hold_keys()` says so (the screen on top is not mounted yet: `c v.img` typed
-    together), keys wait and then go to that screen.
+    together), keys wait and then go to that screen;
+  * while a screen is being prepared for a key (`hold_keys_for`: the main screen's worker
+    looks at the storage before the delete dialog opens), keys typed meanwhile wait for
+    it and go to it once it is open (`X` and the name to confirm, typed together); if it
+    does not open (`end_hold` without delivering, or another screen came on top) they are
+    dropped, never handed to the screen beneath; Escape or ctrl+c cancels the wait (and
+    drops them), and the key that asked, typed again at once, is ignored (`x x x`).
+
+Tab, shift+tab and Enter in a dialog's field move the focus in the order of the laid-out
+screen (Screen.focus_chain sorts by position): a field shown by the key before (Space on
+"destroy" shows the name to confirm) has no position until the next layout, so a Tab
+typed with it skipped the field and focused Cancel. In a dialog (a modal screen) a focus
+key waits for a pending layout first.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from textual import events, on
 from textual.app import App, ScreenStackError
@@ -68,7 +80,7 @@ from textual.await_complete import AwaitComplete
 from textual.command import CommandPalette
 from textual.message import Message
 from textual.message_pump import MessagePump
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Input, OptionList
@@ -161,6 +173,19 @@ STUCK = 3.0  # s: a key whose handling never reports its end (see above)
 _ROUND_WAIT = 1.0  # s: a settle round waits at most this for a busy widget
 _SETTLE_ROUNDS = 8  # call_later rounds after a key: a message chain this deep settles
 _HOLD_POLL = 0.05  # s: how often held keys look whether the wait is over
+_LAYOUT_WAITS = 12  # times a focus key looks again for a pending layout, at most
+_LAYOUT_POLL = 1 / 60  # s: between two looks (Textual lays out at up to 60 frames a second)
+CANCEL_KEYS = frozenset({"escape", "ctrl+c"})  # cancel a wait for a screen being prepared
+FOCUS_KEYS = frozenset({"tab", "shift+tab", "enter"})  # move by the laid-out order
+# (Enter in a dialog's field moves to the next one: Dialog._enter)
+
+
+class KeyWait(Protocol):
+    """What keys wait for (KeyOrderApp.hold_keys_for): a screen being prepared."""
+
+    def wait_over(self, dropped: int, why: str) -> None:
+        """The wait ended without the screen: `why` is "cancelled" (Escape, ctrl+c) or
+        "covered" (another screen came on top); `dropped` keys held for it were dropped."""
 
 Typed = events.Key | events.Paste
 
@@ -179,15 +204,51 @@ class KeyOrderApp(App[None]):
         self._dropping = False  # a screen closed: drop keys until the one beneath is drawn
         self.keys_seen = 0  # keys and pastes read from the terminal (tests read both)
         self.dropped_keys = 0
+        self._waiting: KeyWait | None = None  # a screen being prepared: keys wait for it
+        self._waiting_under: Screen[Any] | None = None  # the screen on top meanwhile
+        self._waiting_key: str | None = None  # the key that asked for it
+        self._layout_waits = 0  # times the next focus key has waited for a layout
+        self._layout_timer: Timer | None = None  # it looks again when this fires
 
     # -- hooks -------------------------------------------------------------------------
     def hold_keys(self) -> bool:
-        """True while keys should wait: the screen on top is not mounted yet (a key sent
-        to it now would find no focused widget); a subclass adds its own reasons."""
+        """True while keys should wait: a screen is being prepared for them
+        (hold_keys_for), or the screen on top is not mounted yet (a key sent to it now
+        would find no focused widget); a subclass may add its own reasons."""
+        if self._waiting is not None:
+            return True
         try:
             return not self.screen.is_mounted
         except ScreenStackError:  # no screen: the app is starting or closing
             return False
+
+    def hold_keys_for(self, wait: KeyWait, under: Screen[Any] | None = None) -> None:
+        """A screen is being prepared over `under` (default: the one on top) for the key
+        being handled (a worker looks first): keys typed from now on wait for it
+        (end_hold). Called on the UI thread."""
+        self._waiting = wait
+        self._waiting_under = under or self._top()
+        current = self._current
+        self._waiting_key = current.key if isinstance(current, events.Key) else None
+        while (self._held and isinstance(self._held[0], events.Key)  # already typed again
+               and self._held[0].key == self._waiting_key):
+            self._held.popleft()
+            self.dropped_keys += 1
+
+    def end_hold(self, wait: KeyWait, *, deliver: bool) -> int:
+        """The screen `wait` stood for is open (deliver: the keys held go to it in order,
+        once it is mounted; push it first) or will not be (they are dropped). Returns how
+        many were dropped (0 when that wait is over already)."""
+        if self._waiting is not wait:
+            return 0
+        self._waiting = self._waiting_under = self._waiting_key = None
+        if deliver:
+            self._release_next()
+            return 0
+        dropped = len(self._held)
+        self.dropped_keys += dropped
+        self._held.clear()
+        return dropped
 
     def split_paste(self, paste: events.Paste) -> list[Typed] | None:
         """The keys and pastes a paste stands for, or None: it is text for the focus."""
@@ -204,6 +265,83 @@ class KeyOrderApp(App[None]):
     def _drawn(self) -> None:
         self._dropping = False
 
+    # -- a screen being prepared (hold_keys_for) ---------------------------------------
+    def stop_waiting(self, wait: KeyWait, why: str) -> None:
+        """Keys stop waiting for `wait` (a screen came on top: "covered"); those held are
+        dropped and `wait.wait_over` is told."""
+        if self._waiting is wait:
+            self._stop_waiting(why)
+
+    def _top(self) -> Screen[Any] | None:
+        try:
+            return self.screen
+        except ScreenStackError:
+            return None
+
+    def _check_wait(self) -> None:
+        """A screen came on top while keys waited for a prepared one (a worker's error
+        dialog: keys, footer clicks included, were waiting): they were typed for the
+        prepared one, so they are dropped; keys typed from now on go to the one on top."""
+        top = self._top()
+        if (self._waiting is not None and top is not self._waiting_under
+                and not getattr(top, "_dismissed", False)):  # (not one closing: a palette)
+            self._stop_waiting("covered")
+
+    def _stop_waiting(self, why: str) -> None:
+        wait = self._waiting
+        if wait is None:
+            return
+        self._waiting = self._waiting_under = self._waiting_key = None
+        dropped = sum(1 for e in self._held
+                      if not (isinstance(e, events.Key) and e.key in CANCEL_KEYS))
+        self.dropped_keys += dropped
+        self._held.clear()
+        if why == "cancelled":  # as a dialog closed by Escape: keys typed with it, too
+            self.drop_keys_until_drawn()
+        wait.wait_over(dropped, why)
+
+    def _waited_for(self, event: Typed) -> bool:
+        """A key that arrives while keys wait for a screen being prepared: True when it
+        was taken here (a cancel key; the key that asked, typed again before anything
+        else: `x x x` opens one XML view)."""
+        if self._waiting is None or not isinstance(event, events.Key):
+            return False
+        if event.key in CANCEL_KEYS:
+            self._stop_waiting("cancelled")
+            return True
+        if event.key == self._waiting_key and not self._held:
+            self.dropped_keys += 1
+            return True
+        return False
+
+    def _layout_pending(self) -> bool:
+        """The screen on top has a layout to do (a widget was shown or hidden)."""
+        screen = self._top()
+        if screen is None:
+            return False
+        if screen._layout_required:
+            return True
+        return any(widget._layout_required for widget in screen.walk_children(Widget))
+
+    def _waits_for_layout(self, event: Typed) -> bool:
+        """A focus key in a dialog waits for a pending layout (looking again a few times:
+        a layout that never comes must not stop the keys). Not on the main screen, whose
+        listings lay out often and whose fields do not come and go."""
+        if self._layout_timer is not None:  # the key before is waiting: keys stay in order
+            return True
+        if (not (isinstance(event, events.Key) and event.key in FOCUS_KEYS)
+                or self._layout_waits >= _LAYOUT_WAITS
+                or not isinstance(self._top(), ModalScreen) or not self._layout_pending()):
+            self._layout_waits = 0
+            return False
+        self._layout_waits += 1
+        self._layout_timer = self.set_timer(_LAYOUT_POLL, self._layout_looked)
+        return True
+
+    def _layout_looked(self) -> None:
+        self._layout_timer = None
+        self._release_next()
+
     # -- the order ---------------------------------------------------------------------
     async def on_event(self, event: events.Event) -> None:
         if not isinstance(event, (events.Key, events.Paste)) or event.is_forwarded:
@@ -213,7 +351,11 @@ class KeyOrderApp(App[None]):
             await self._handle(event)
             return
         self.keys_seen += 1
-        if self._current is None and not self._held and not self.hold_keys():
+        self._check_wait()
+        if self._waited_for(event):
+            return
+        if (self._current is None and not self._held and not self.hold_keys()
+                and not self._waits_for_layout(event)):
             self._current = event
             await self._handle(event)
         else:
@@ -315,9 +457,16 @@ class KeyOrderApp(App[None]):
     def _release_next(self) -> None:
         if self._current is not None or not self._held:
             return
+        self._check_wait()
+        if self._waiting is not None and any(
+                isinstance(e, events.Key) and e.key in CANCEL_KEYS for e in self._held):
+            self._stop_waiting("cancelled")  # typed before the wait began, handled now
+            return
         if self.hold_keys():
             if self._poll_timer is None:
                 self._poll_timer = self.set_interval(_HOLD_POLL, self._poll)
+            return
+        if self._waits_for_layout(self._held[0]):
             return
         event = self._held.popleft()
         self._current = event

@@ -192,7 +192,8 @@ async def test_a_screen_a_worker_opens_never_buries_the_palette(
     has read what it shows. ctrl+p typed meanwhile opened the palette, the worker's screen
     went on top of it, and a second ctrl+p opened a second palette under the same id:
     DuplicateIds, the app crashed. A worker's screen opens only over the main screen (it
-    says it was not opened), and ctrl+p looks for a palette in the whole stack."""
+    says it was not opened), and ctrl+p looks for a palette in the whole stack. (Keys
+    typed meanwhile now wait for the worker's screen; the palette is opened directly.)"""
     if key == "X":
         controller.stop_pool("default")  # delete is for inactive pools
     looked, go_on = threading.Event(), threading.Event()
@@ -210,7 +211,9 @@ async def test_a_screen_a_worker_opens_never_buries_the_palette(
         app.main_screen.query_one("#pools").focus()
         await pilot.press(key)
         assert await asyncio.to_thread(looked.wait, 30)
-        await pilot.press("ctrl+p")
+        # The palette opens meanwhile, not by a key: ctrl+p typed now waits for the
+        # screen being prepared (tests/tui/test_keys_prepared.py)
+        app.action_command_palette()
         await pilot.pause(0.1)
         assert isinstance(app.screen, CommandPalette)
         go_on.set()  # the worker is done now
@@ -474,6 +477,68 @@ def test_s_typed_with_the_confirming_key_stops_no_pool_in_a_real_terminal(
         assert not (tmp_path / "fs1").exists()  # destroyed, not only undefined
         term.keys("q")
         assert term.wait_exit(60) == 0, term.screen(history=True)
+
+
+# The TUI, with the delete dialog's look at the storage held until a file exists: the
+# real app in a real terminal, on a slow host (a mount, a hung device) made on purpose.
+SLOW_LOOK = """\
+import os, sys, time
+from backends.controller import StorageController
+real = StorageController.stored_volumes
+def held(self, name):
+    while not os.path.exists(os.environ["PK_GATE"]):
+        time.sleep(0.05)
+    return real(self, name)
+StorageController.stored_volumes = held
+from tui.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not have_tmux(), reason="needs tmux (make test installs it)")
+def test_the_name_typed_with_x_while_the_delete_dialog_is_prepared_in_a_real_terminal(
+        two_pools: Path, tmp_path: Path) -> None:
+    """`X Down Space Tab fs1` in one write while the storage is looked into: before, Down
+    selected `default` and the `s` of the name stopped it. Now the keys wait, the status
+    line says so, and they fill the dialog once it opens."""
+    gate = tmp_path / "gate"
+    with Terminal(tmp_path, size=(80, 24)) as term:
+        term.start([sys.executable, "-c", SLOW_LOOK, "--root", str(two_pools)],
+                   env={"PYTHONPATH": str(REPO), "PK_GATE": str(gate)}, cwd=REPO)
+        assert term.wait_for("autostart no"), term.screen()
+        term.keys("Down")
+        assert term.wait_for("fs1 (dir) inactive"), term.screen()
+        term.keys("X", "Down", "Space", "Tab", *"fs1")
+        assert term.wait_for("preparing the delete dialog... (Esc cancels)"), term.screen()
+        time.sleep(1.5)  # what the keys would have done on the main screen is done by now
+        screen = term.screen()
+        assert "fs1 (dir) inactive" in screen and "Delete pool" not in screen, screen
+        gate.touch()
+        assert term.wait_for("^s Destroy"), term.screen()
+        assert term.wait_for("> type 'fs1' to confirm"), term.screen()
+        assert typed_confirmation(term) == "fs1", term.screen()
+        term.keys("C-s")
+        assert term.wait_for("pool fs1 removed"), term.screen()
+        screen = term.screen()
+        assert "default (dir) running" in screen, screen
+        assert not (tmp_path / "fs1").exists()  # destroyed, as the dialog said
+        term.keys("q")
+        assert term.wait_exit(60) == 0, term.screen(history=True)
+
+
+def typed_confirmation(term: Terminal, timeout: float = 10.0) -> str:
+    """The text in the field under "to confirm", once it stops changing."""
+    deadline, last, same = time.monotonic() + timeout, None, 0
+    while time.monotonic() < deadline:
+        lines = term.screen().splitlines()
+        text = next((lines[i + 1].strip(" |\u2502") for i, line in enumerate(lines[:-1])
+                     if "to confirm" in line), "")
+        same = same + 1 if text == last else 0
+        if text and same >= 5:
+            return text
+        last = text
+        time.sleep(0.1)
+    return last or ""
 
 
 @pytest.mark.skipif(not have_tmux(), reason="needs tmux (make test installs it)")

@@ -22,6 +22,7 @@ from ..bridge import Outcome
 
 if TYPE_CHECKING:
     from .main_base import MainScreenBase as _Screen
+    from .main_base import Preparing
 else:
     _Screen = object  # mixed into MainScreen, which is a MainScreenBase
 
@@ -32,18 +33,18 @@ class PoolActions(_Screen):
     def action_define_pool(self) -> None:
         if self.pool_types is not None:  # read when the pools were first listed
             self._open_define_dialog(None, self.pool_types)
-        elif self._prepare("define"):
-            self._prepare_define()
+        elif prep := self._prepare("define"):
+            self._prepare_define(prep)
 
     @work(thread=True, group="verbs")
-    def _prepare_define(self) -> None:
+    def _prepare_define(self, prep: Preparing) -> None:
         types: dict[str, PoolFeatures] = {}
         try:
             types = self.ctl.pool_types()
         finally:
-            self.app.call_from_thread(self._open_define_dialog, "define", types)
+            self.app.call_from_thread(self._open_define_dialog, prep, types)
 
-    def _open_define_dialog(self, kind: str | None, types: dict[str, PoolFeatures],
+    def _open_define_dialog(self, prep: Preparing | None, types: dict[str, PoolFeatures],
                             typed: dict[str, object] | None = None,
                             refused: tuple[PoolDef, Refusal] | None = None) -> None:
         """The back end checks the definition before the dialog closes (a name taken, a
@@ -65,7 +66,7 @@ class PoolActions(_Screen):
                 check=self.ctl.check_pool_def, typed=typed, refused=refused)
             return dialog
 
-        self._open(kind, "the define dialog", make if types else None, done)
+        self._open(prep, "the define dialog", make if types else None, done)
 
     @work(thread=True, group="verbs")
     def _define(self, pdef: PoolDef, types: dict[str, PoolFeatures],
@@ -103,11 +104,12 @@ class PoolActions(_Screen):
 
     def action_build_pool(self) -> None:
         name = self.selected
-        if name is not None and self._prepare("build"):
-            self._prepare_build(name)
+        if name is not None and (prep := self._prepare("build",
+                                                       f"the build dialog of pool {name}")):
+            self._prepare_build(prep, name)
 
     @work(thread=True, group="verbs")
-    def _prepare_build(self, name: str) -> None:
+    def _prepare_build(self, prep: Preparing, name: str) -> None:
         """Probe what is on the device first (I/O), so the dialog can name it."""
         warning: str | None = None
         try:
@@ -115,15 +117,15 @@ class PoolActions(_Screen):
         except PoolkeeperError as exc:
             warning = f"could not tell what is on the device: {exc}"
         finally:
-            self.app.call_from_thread(self._open_build_dialog, name, warning)
+            self.app.call_from_thread(self._open_build_dialog, prep, name, warning)
 
-    def _open_build_dialog(self, name: str, warning: str | None) -> None:
+    def _open_build_dialog(self, prep: Preparing, name: str, warning: str | None) -> None:
         def done(choice: Any) -> None:
             if choice is not None:
                 self.run_verb(f"build pool {name}", f"building pool {name}",
                               self.ctl.build_pool, name, choice.overwrite)
 
-        self._open("build", f"the build dialog of pool {name}",
+        self._open(prep, f"the build dialog of pool {name}",
                    None if name not in self.pools else  # (undefined while it was probed)
                    lambda: dialogs.BuildPoolDialog(self.pools[name], warning,
                                                    ascii=self.ascii), done)
@@ -139,11 +141,13 @@ class PoolActions(_Screen):
 
     def action_delete_pool(self) -> None:
         name = self.selected
-        if name is not None and self._prepare("delete"):
-            self._prepare_delete(name, not self.pools[name].type_features.can_delete_storage)
+        if name is not None and (prep := self._prepare("delete",
+                                                       f"the delete dialog of pool {name}")):
+            self._prepare_delete(prep, name,
+                                 not self.pools[name].type_features.can_delete_storage)
 
     @work(thread=True, group="verbs")
-    def _prepare_delete(self, name: str, undefine_only: bool) -> None:
+    def _prepare_delete(self, prep: Preparing, name: str, undefine_only: bool) -> None:
         """Look at what the storage still holds first (I/O: a read-only mount, a table,
         LVM metadata, a directory), so the dialog can name it before anything is
         destroyed. Busy (a lock held, a device in use) is told apart by its type: it is
@@ -159,10 +163,10 @@ class PoolActions(_Screen):
         except (PoolkeeperError, OSError) as exc:
             error = str(exc)
         finally:
-            self.app.call_from_thread(self._open_delete_dialog, name, held, error, busy)
+            self.app.call_from_thread(self._open_delete_dialog, prep, name, held, error, busy)
 
-    def _open_delete_dialog(self, name: str, held: list[str] | None, error: str | None,
-                            busy: str | None) -> None:
+    def _open_delete_dialog(self, prep: Preparing, name: str, held: list[str] | None,
+                            error: str | None, busy: str | None) -> None:
         def done(choice: Any) -> None:
             if choice is None:
                 return
@@ -173,7 +177,7 @@ class PoolActions(_Screen):
                 self.run_verb(f"undefine pool {name}", f"pool {name} undefined",
                               self.ctl.undefine_pool, name)
 
-        self._open("delete", f"the delete dialog of pool {name}",
+        self._open(prep, f"the delete dialog of pool {name}",
                    None if name not in self.pools else  # (undefined while it was looked into)
                    lambda: dialogs.DeletePoolDialog(self.pools[name], held=held,
                                                     held_error=error, busy=busy,
@@ -191,25 +195,26 @@ class PoolActions(_Screen):
         return None
 
     def action_set_secret(self) -> None:
-        if self.view is not None and self.view.secret_usage and self._prepare("secret"):
-            self._open_secret(self.view.secret_usage)
+        usage = self.view.secret_usage if self.view is not None else None
+        if usage and (prep := self._prepare("secret", f"the secret dialog of {usage}")):
+            self._open_secret(prep, usage)
 
     @work(thread=True, group="verbs")
-    def _open_secret(self, usage: str) -> None:
+    def _open_secret(self, prep: Preparing, usage: str) -> None:
         exists = False
         try:
             exists = self.ctl.has_secret(usage)
         except PoolkeeperError:
             pass
         finally:
-            self.app.call_from_thread(self._push_secret, usage, exists)
+            self.app.call_from_thread(self._push_secret, prep, usage, exists)
 
-    def _push_secret(self, usage: str, exists: bool) -> None:
+    def _push_secret(self, prep: Preparing, usage: str, exists: bool) -> None:
         def done(result: Any) -> None:
             if result is not None:  # the value goes straight to the controller, unlogged
                 self.run_verb(f"save secret {usage}", f"secret {usage} saved",
                               self.ctl.set_secret, result.usage,
                               result.value)
 
-        self._open("secret", f"the secret dialog of {usage}",
+        self._open(prep, f"the secret dialog of {usage}",
                    lambda: dialogs.SecretDialog(usage, exists=exists, ascii=self.ascii), done)

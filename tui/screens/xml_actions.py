@@ -30,6 +30,7 @@ from .xml_view import XmlScreen
 
 if TYPE_CHECKING:
     from .main_base import MainScreenBase as _Screen
+    from .main_base import Preparing
 else:
     _Screen = object  # mixed into MainScreen, which is a MainScreenBase
 
@@ -41,11 +42,16 @@ class XmlActions(_Screen):
         if self.selected is None:
             return
         volume = self.table.cursor_volume if self.table.has_focus else None
-        if self._prepare("xml"):
+        title = f"pool {self.selected}" if volume is None else f"volume {volume.name}"
+        if self._prepare("xml", f"the XML of {title}"):
             self._load_xml(self.selected, volume.name if volume else None)
 
-    @work(thread=True, group="xml")
     def _load_xml(self, pool: str, volume: str | None) -> None:
+        """Right after `_prepare("xml")` (Enter on a volume calls it too)."""
+        self._read_xml(self._preparing, pool, volume)
+
+    @work(thread=True, group="xml")
+    def _read_xml(self, prep: Preparing | None, pool: str, volume: str | None) -> None:
         title = f"pool {pool}" if volume is None else f"volume {volume}"
         xml: str | None = None
         try:
@@ -55,18 +61,19 @@ class XmlActions(_Screen):
             self.app.notify(f"could not read the XML of {title}: {exc}", severity="error",
                             markup=False)
         finally:
-            self.app.call_from_thread(self._show_xml, title, xml)
+            self.app.call_from_thread(self._show_xml, prep, title, xml)
 
-    def _show_xml(self, title: str, xml: str | None) -> None:
-        self._open("xml", f"the XML of {title}",
+    def _show_xml(self, prep: Preparing | None, title: str, xml: str | None) -> None:
+        self._open(prep, f"the XML of {title}",
                    None if xml is None else lambda: XmlScreen(title, xml, ascii=self.ascii))
 
     def action_edit_xml(self) -> None:
-        if self.selected is not None and self._prepare("edit"):
-            self._fetch_for_edit(self.selected)
+        pool = self.selected
+        if pool is not None and (prep := self._prepare("edit", f"the editor for pool {pool}")):
+            self._fetch_for_edit(prep, pool)
 
     @work(thread=True, group="xml")
-    def _fetch_for_edit(self, pool: str) -> None:
+    def _fetch_for_edit(self, prep: Preparing, pool: str) -> None:
         xml = path = None
         try:
             xml = self.ctl.pool_xml(pool, inactive=True)
@@ -75,7 +82,7 @@ class XmlActions(_Screen):
             self.app.notify(f"could not read the XML of pool {pool} to edit it: {exc}",
                             severity="error", markup=False)
         finally:
-            self.app.call_from_thread(self._run_editor, pool, path, xml or "", "edit")
+            self.app.call_from_thread(self._run_editor, pool, path, xml or "", prep)
 
     @work(thread=True, group="xml")
     def _edit_again(self, pool: str, text: str) -> None:
@@ -99,11 +106,17 @@ class XmlActions(_Screen):
         return path
 
     def _run_editor(self, pool: str, path: str | None, before: str,
-                    kind: str | None) -> None:
+                    prep: Preparing | None) -> None:
         """Hand the terminal to $EDITOR (App.suspend: the UI is stopped anyway), then
         validate in a worker; on an error offer to edit again with the text kept. `path`
-        None: the text could not be fetched or written (a notice said why)."""
-        self._done_preparing(kind)  # "edit": the e key's own fetch; None: Re-edit
+        None: the text could not be fetched or written (a notice said why). `prep`: the
+        e key's own fetch (keys typed meanwhile are dropped: the editor reads the
+        terminal itself); None: Re-edit."""
+        if not self._done_preparing(prep):  # cancelled (Escape)
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            return
         if path is None:
             return
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
