@@ -163,7 +163,7 @@ def action_reason(node: DOMNode, action: str) -> str | None:
     target, name, parameters = node.app._parse_action(action, node)
     explain = getattr(target, "disabled_reason", None)
     if callable(explain):
-        reason = explain(name)
+        reason = explain(name, *parameters)  # the extent bar's move(-1) and move(1) differ
         if reason:
             return str(reason)
     if not target.check_action(name, parameters):

@@ -209,3 +209,44 @@ async def test_every_key_of_the_four_panels_acts_or_says_why_at_either_end(
                     if not notices(app) and fingerprint(app) == before:
                         silent.append(f"{row.section} at the {where}: {key}")
     assert not silent, silent
+
+
+async def test_the_extent_bar_says_when_at_an_edge_and_n_on_a_volume_defines_a_pool(
+        ctl: StorageController, tmp_path: Path):
+    """A gpt disk pool on a loop device: a partition, then free space. Left on the first
+    segment, Right on the last, Up and Down with one device, Enter on a partition: each
+    says why; n on a partition is the screen's n (it did nothing there)."""
+    import os
+
+    from tests.conftest import gpt_disk_pool
+    from tui import dialogs
+    from tui.widgets.extent_bar import ExtentBar
+
+    with gpt_disk_pool(ctl, tmp_path / "disk.img") as disk:
+        part = f"{os.path.basename(disk)}p1"
+        ctl.create_volume_def("d", VolumeDef(name=part, capacity=8 * MiB)).wait(60)
+        app = PoolkeeperApp(ctl, monitor_interval=None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            app.main_screen.select_pool("d")
+            await settle(app, pilot)
+            bar = app.main_screen.query_one("#extents", ExtentBar)
+            bar.focus()
+            bar.action_first()
+            await settle(app, pilot)
+            assert bar.selected is not None and bar.selected[3] == part
+            name = os.path.basename(bar.selected[0])  # as the bar names it
+            assert await press(app, pilot, "left") == [f"first segment of {name} already"]
+            assert await press(app, pilot, "home") == [f"first segment of {name} already"]
+            assert await press(app, pilot, "up") == ["first device already"]
+            assert await press(app, pilot, "down") == ["last device already"]
+            assert await press(app, pilot, "enter") == [
+                f"only on a free segment: this one is {part}"]
+            await press(app, pilot, "n")
+            assert isinstance(app.screen, dialogs.DefinePoolDialog), app.screen
+            app.pop_screen()
+            await settle(app, pilot)
+            assert await press(app, pilot, "right") == []
+            assert bar.selected is not None and bar.selected[3] is None  # the free space
+            assert await press(app, pilot, "right") == [f"last segment of {name} already"]
+            assert await press(app, pilot, "end") == [f"last segment of {name} already"]

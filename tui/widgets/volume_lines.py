@@ -2,17 +2,17 @@
 
 The column widths follow the widest cell (VolumeRows keeps the histograms), capped per
 column; sizes have a fixed width. Columns are chosen by the table's width (`relayout`,
-`choose_columns`), a name being cut last ("drop or abbreviate before cutting"): when they
-do not all fit, paths and backing stores are shortened in the middle, then titles and sizes
-are abbreviated (Cap, Alloc, %; one decimal; then 2.0G for 2.0 GiB), then the optional
-columns go (an empty one first, then Backing store, In use by, and Path last), and only
-then are names cut: in the middle, keeping the extension and as much of the start as of
-the end (cut_name), so vol00001.qcow2 and vol00002.qcow2 stay apart. Name, Format,
-Capacity, Allocation and % are on screen at 80x24. A column that goes is not lost: it is
-drawn after the others (Path first), where horizontal scrolling reaches it (the table's
-left/right move a column at a time). Cells are escaped (tui.shown) and padded or cut to
-their width with an ellipsis; columns are separated by plain spaces, so ASCII mode needs
-no box drawing. Every drawn line is cached, keyed by volume name + version +
+`choose_columns`), names cut last ("drop or abbreviate before cutting"). When they do not
+all fit: an empty optional column goes (not drawn at all); paths and backing stores are
+shortened in the middle; titles and sizes are abbreviated (Cap, Alloc, %; one decimal;
+then 2.0G for 2.0 GiB); the optional columns go (Backing store, In use by, and Path
+last); and only then are names cut, in the middle, keeping the extension and as much of
+the start as of the end (cut_name), so vol00001.qcow2 and vol00002.qcow2 stay apart.
+Name, Format, Capacity, Allocation and % are on screen at 80x24. A column that goes is
+not lost: it is drawn after the others (Path first), where horizontal scrolling reaches
+it (the table's left/right move a column at a time). Cells are escaped (tui.shown) and
+padded or cut to their width with an ellipsis; columns are separated by plain spaces, so
+ASCII mode needs no box drawing. Every drawn line is cached, keyed by volume name + version +
 cursor/mark state + layout generation: a volume's version is bumped when its line must be
 drawn again, the generation when widths or styles change, so a refresh that changes one
 volume draws one line.
@@ -143,8 +143,10 @@ def choose_columns(natural: dict[str, int], width: int | None) -> Layout:
         return widths if excess <= 0 else None
 
     def layout(shown: list[str], widths: dict[str, int], level: int) -> Layout:
-        # after the shown ones, the last to go first: Path is the nearest
-        dropped = [key for key in reversed(_DROP_ORDER) if key not in shown]
+        # after the shown ones, the last to go first: Path is the nearest; an empty one
+        # is not drawn at all (its title alone, half in view at the right edge, said
+        # nothing, and Right scrolled to nothing)
+        dropped = [key for key in reversed(_DROP_ORDER) if key not in shown and natural[key]]
         widths.update({key: need(key, level) for key in dropped})
         return Layout((*shown, *dropped), widths, len(shown), level)
 
