@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 
 from textual.binding import Binding, BindingsMap
 from textual.keys import format_key
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input
 
 if TYPE_CHECKING:
     from textual.app import App
     from textual.dom import DOMNode
-    from textual.screen import Screen
 
 _NAMES = {"enter": "Enter", "tab": "Tab", "space": "Space", "home": "Home", "end": "End",
           "pageup": "PgUp", "pagedown": "PgDn", "delete": "Del", "escape": "Esc",
@@ -168,6 +168,9 @@ def action_reason(node: DOMNode, action: str) -> str | None:
             return str(reason)
     if not target.check_action(name, parameters):
         return "not available now"
+    if name == "copy_text" and isinstance(target, Screen) and \
+            target.get_selected_text() is None:  # Textual then said "Press q to quit"
+        return "nothing selected to copy (q quits)"
     if not callable(explain) and isinstance(target, Widget):
         return scroll_edge(target, name)
     return None

@@ -116,6 +116,10 @@ async def test_the_pool_list_and_the_jobs_panel_say_when_at_an_edge(
         assert await press(app, pilot, "enter") == ["q is shown already: Tab moves to its volumes"]
         assert await press(app, pilot, "right") == [
             "the pool list is all on screen: nothing to scroll sideways"]
+        # ^c (F1: "Copy selected text") with nothing selected: Textual said "Press q to
+        # quit the app", not why nothing was copied
+        assert await press(app, pilot, "ctrl+c") == [
+            "nothing selected to copy (q quits)"]
         # the jobs panel: empty, then three jobs (Up and Down wrap around, as Textual's)
         assert await press(app, pilot, "j") == []
         panel = app.main_screen.query_one("#jobs", JobsPanel)
