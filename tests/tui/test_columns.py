@@ -215,6 +215,10 @@ def test_choose_columns_cuts_a_name_only_when_nothing_else_gives() -> None:
             # empty: the first to go, and not drawn to the right either
             assert "in_use" not in layout.order or len(shown) == 8, layout
         assert choose_columns(natural, 114).widths["name"] == name
+    # a format is not cut while a more compact size makes room (linux-swap at 80x24)
+    natural = {"name": 7, "format": 10, "capacity": 11, "allocation": 11, "pct": 4,
+               "backing": 0, "in_use": 0, "path": 12}
+    assert choose_columns(natural, 50).widths["format"] == 10
 
 
 def test_cut_name_keeps_the_start_the_end_and_the_extension() -> None:

@@ -6,8 +6,9 @@ column; sizes have a fixed width. Columns are chosen by the table's width (`rela
 all fit: an empty optional column goes (not drawn at all); paths and backing stores are
 shortened in the middle; titles and sizes are abbreviated (Cap, Alloc, %; one decimal;
 then 2.0G for 2.0 GiB); the optional columns go (Backing store, In use by, and Path
-last); and only then are names cut, in the middle, keeping the extension and as much of
-the start as of the end (cut_name), so vol00001.qcow2 and vol00002.qcow2 stay apart.
+last); and only then are formats and names cut, a name in the middle, keeping the
+extension and as much of the start as of the end (cut_name), so vol00001.qcow2 and
+vol00002.qcow2 stay apart.
 Name, Format, Capacity, Allocation and % are on screen at 80x24. A column that goes is
 not lost: it is drawn after the others (Path first), where horizontal scrolling reaches
 it (the table's left/right move a column at a time). Cells are escaped (tui.shown) and
@@ -54,7 +55,8 @@ _CAPS = {"name": 255, "format": 24, "backing": 40, "in_use": 30, "path": 80}
 # Narrowest a column is shortened to (its title fits too): the optional columns before
 # they go, a name only when nothing else is left to give.
 _MINS = {"name": 8, "format": 4, "backing": 16, "in_use": 10, "path": 16}
-_SHRINK_ORDER = ("path", "backing", "in_use", "format")  # who gives way first (not name)
+# Who gives way first, in the middle; a format ("linux-swap") and a name are cut only last
+_SHRINK_ORDER = ("path", "backing", "in_use")
 _LEVELS = (0, 1, 2)  # compactness: full; short titles, one decimal; one-letter units too
 _DROP_ORDER = ("backing", "in_use", "path")  # optional columns, the first to go first
 # Abbreviated titles, when even the required columns do not fit with the full ones.
@@ -118,9 +120,9 @@ def _title(key: str, compact: int) -> str:
 def choose_columns(natural: dict[str, int], width: int | None) -> Layout:
     """The columns for a table `width` cells wide (None: any width), from each column's
     `natural` width (its widest cell, capped; 0: every cell empty). Names are cut last:
-    first the optional columns are shortened, then titles and sizes abbreviated (more
-    columns matter more than full titles), then the fewest optional columns go; only when
-    the required ones do not fit with whole names are the names cut."""
+    first an empty optional column goes, the others are shortened, then titles and sizes
+    abbreviated (more columns matter more than full titles), then the fewest optional
+    columns go; only when the required ones do not fit whole are formats and names cut."""
     keys = [key for key, _ in COLUMNS]
 
     def need(key: str, level: int) -> int:
@@ -162,10 +164,10 @@ def choose_columns(natural: dict[str, int], width: int | None) -> Layout:
             widths = fit(shown, level, _SHRINK_ORDER if n >= empty else ())
             if widths is not None:
                 return layout(shown, widths, level)
-    # the required columns do not fit with whole names: only now are names cut
+    # the required columns do not fit whole: only now are formats and names cut
     level = _LEVELS[-1]
     shown = [key for key in keys if key not in _DROP_ORDER]
-    widths = fit(shown, level, (*_SHRINK_ORDER, "name"))
+    widths = fit(shown, level, (*_SHRINK_ORDER, "format", "name"))
     if widths is None:  # narrower still: each at its narrowest, scrolled sideways
         widths = {key: max(min(_MINS[key], need(key, level)),
                            cell_len(_title(key, level)) + 2) if key in _MINS
