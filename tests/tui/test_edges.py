@@ -250,7 +250,9 @@ async def test_the_extent_bar_says_when_at_an_edge_and_n_on_a_volume_defines_a_p
             assert isinstance(app.screen, dialogs.DefinePoolDialog), app.screen
             app.pop_screen()
             await settle(app, pilot)
+            assert "New volume here" not in screen_text(app).splitlines()[-1]
             assert await press(app, pilot, "right") == []
             assert bar.selected is not None and bar.selected[3] is None  # the free space
+            assert "n New volume here" in screen_text(app).splitlines()[-1]  # the footer
             assert await press(app, pilot, "right") == [f"last segment of {name} already"]
             assert await press(app, pilot, "end") == [f"last segment of {name} already"]

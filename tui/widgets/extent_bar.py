@@ -450,6 +450,8 @@ class ExtentBar(Widget, can_focus=True):
         old = self.selected
         self._sel = sel
         self.refresh()  # the bar, marker and info lines move; the cached strips stay
+        if (old is None or old[3] is None) != (self.selected is None or self.selected[3] is None):
+            self.refresh_bindings()  # the footer's n: New volume here only on free space
         self._announce(old, user=user)
 
     def action_move(self, step: int) -> None:
