@@ -149,6 +149,16 @@ def choose_columns(natural: dict[str, int], width: int | None) -> Layout:
         # is not drawn at all (its title alone, half in view at the right edge, said
         # nothing, and Right scrolled to nothing)
         dropped = [key for key in reversed(_DROP_ORDER) if key not in shown and natural[key]]
+        if dropped and width is not None:
+            # the room left goes to the columns shown (a shortened one back towards its
+            # width, then the name), so a dropped column starts past the right edge, not
+            # as a sliver of its title: Right scrolls to it
+            slack = width - MARK_WIDTH - sum(widths.values()) - len(SEP) * (len(shown) - 1)
+            for key in (*_SHRINK_ORDER, "name"):
+                if slack > 0 and key in widths:
+                    grow = slack if key == "name" else min(slack, need(key, level) - widths[key])
+                    widths[key] += grow
+                    slack -= grow
         widths.update({key: need(key, level) for key in dropped})
         return Layout((*shown, *dropped), widths, len(shown), level)
 
