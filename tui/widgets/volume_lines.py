@@ -3,8 +3,8 @@
 The column widths follow the widest cell (VolumeRows keeps the histograms), capped per
 column; sizes have a fixed width. Columns are chosen by the table's width (`relayout`,
 `choose_columns`), names cut last ("drop or abbreviate before cutting"). When they do not
-all fit: an empty optional column goes (not drawn at all); paths and backing stores are
-shortened in the middle; titles and sizes are abbreviated (Cap, Alloc, %; one decimal;
+all fit: paths and backing stores are shortened in the middle; an empty optional column
+goes (not drawn at all); titles and sizes are abbreviated (Cap, Alloc, %; one decimal;
 then 2.0G for 2.0 GiB); the optional columns go (Backing store, In use by, and Path
 last); and only then are formats and names cut, a name in the middle, keeping the
 extension and as much of the start as of the end (cut_name), so vol00001.qcow2 and
@@ -120,7 +120,7 @@ def _title(key: str, compact: int) -> str:
 def choose_columns(natural: dict[str, int], width: int | None) -> Layout:
     """The columns for a table `width` cells wide (None: any width), from each column's
     `natural` width (its widest cell, capped; 0: every cell empty). Names are cut last:
-    first an empty optional column goes, the others are shortened, then titles and sizes
+    first the optional columns are shortened, an empty one goes, then titles and sizes
     abbreviated (more columns matter more than full titles), then the fewest optional
     columns go; only when the required ones do not fit whole are formats and names cut."""
     keys = [key for key, _ in COLUMNS]
@@ -164,14 +164,14 @@ def choose_columns(natural: dict[str, int], width: int | None) -> Layout:
 
     if width is None:
         return layout(keys, {key: need(key, 0) for key in keys}, 0)
-    # an empty column goes before any other, and before a column is shortened or a title
-    # abbreviated: it tells the least
+    # an empty column goes before any other, and before a title is abbreviated: it tells
+    # the least (kept while it fits: it says "none", and an error row's text spans it)
     drops = sorted(_DROP_ORDER, key=lambda key: (natural[key] > 0, _DROP_ORDER.index(key)))
     empty = sum(1 for key in _DROP_ORDER if not natural[key])
     for n in range(len(drops) + 1):
         shown = [key for key in keys if key not in drops[:n]]
         for level in _LEVELS if n >= empty else _LEVELS[:1]:
-            widths = fit(shown, level, _SHRINK_ORDER if n >= empty else ())
+            widths = fit(shown, level, _SHRINK_ORDER)
             if widths is not None:
                 return layout(shown, widths, level)
     # the required columns do not fit whole: only now are formats and names cut
