@@ -2,6 +2,12 @@
 the command palette runs them, the footer names them the same way (key_name), and a key
 that cannot act now says why (unavailable_reason) rather than doing nothing.
 
+A key that moves or scrolls says so at an edge too ("last volume (5 of 5)", "already at
+the top of the log"): each widget's disabled_reason knows its own cursor, scroll_edge any
+scrolling widget's offsets. The notice is said once while it is on screen (say_why): a key
+held down at an edge repeats, and twenty stacked notices would hide the screen; the bell
+was not chosen because many terminals mute it and it does not say why.
+
 Keys are named as printed on the keyboard: `/`, `Enter`, `Tab`, `Space`, `Home`, `F1`,
 `Del`, `Esc`, `PgUp`; ctrl+s is `^s`, as the footer has always shown it; arrows are drawn
 as arrows, or spelled (`Up`) in ASCII mode.
@@ -14,11 +20,13 @@ from typing import TYPE_CHECKING
 
 from textual.binding import Binding, BindingsMap
 from textual.keys import format_key
+from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Input
 
 if TYPE_CHECKING:
+    from textual.app import App
     from textual.dom import DOMNode
-    from textual.screen import Screen
 
 _NAMES = {"enter": "Enter", "tab": "Tab", "space": "Space", "home": "Home", "end": "End",
           "pageup": "PgUp", "pagedown": "PgDn", "delete": "Del", "escape": "Esc",
@@ -150,16 +158,62 @@ def row_reason(row: KeyRow) -> str | None:
 
 def action_reason(node: DOMNode, action: str) -> str | None:
     """Why `action` (as bound on `node`) cannot run now: its target's disabled_reason
-    when it has one, else whether its check_action lets it run."""
+    when it has one, else whether its check_action lets it run, and for a widget that
+    does not say for itself, whether a scroll key would scroll (scroll_edge)."""
     target, name, parameters = node.app._parse_action(action, node)
     explain = getattr(target, "disabled_reason", None)
     if callable(explain):
-        reason = explain(name)
+        reason = explain(name, *parameters)  # the extent bar's move(-1) and move(1) differ
         if reason:
             return str(reason)
     if not target.check_action(name, parameters):
         return "not available now"
+    if name == "copy_text" and isinstance(target, Screen) and \
+            target.get_selected_text() is None:  # Textual then said "Press q to quit"
+        return "nothing selected to copy (q quits)"
+    if not callable(explain) and isinstance(target, Widget):
+        return scroll_edge(target, name)
     return None
+
+
+# Textual's scroll actions: (axis, direction); home and end go to both ends of y then x.
+_SCROLLS = {"scroll_up": ("y", -1), "page_up": ("y", -1), "scroll_down": ("y", 1),
+            "page_down": ("y", 1), "scroll_left": ("x", -1), "page_left": ("x", -1),
+            "scroll_right": ("x", 1), "page_right": ("x", 1), "scroll_home": ("xy", -1),
+            "scroll_end": ("xy", 1)}
+
+
+def scroll_edge(widget: Widget, action: str) -> str | None:
+    """Why scroll `action` would not scroll `widget`: all of it is on screen that way, or
+    it is at that edge already (None: it scrolls, or `action` is not a scroll)."""
+    if action not in _SCROLLS:
+        return None
+    axis, direction = _SCROLLS[action]
+    where = section_of(widget)
+    vertical = widget.allow_vertical_scroll and widget.max_scroll_y > 0
+    sideways = widget.allow_horizontal_scroll and widget.max_scroll_x > 0
+    if not {"y": vertical, "x": sideways, "xy": vertical or sideways}[axis]:
+        return f"the {where} is all on screen: nothing to scroll" + (
+            " sideways" if axis == "x" else "")
+    top = not vertical or widget.scroll_y <= 0
+    left = not sideways or widget.scroll_x <= 0
+    end = not vertical or widget.scroll_y >= widget.max_scroll_y
+    right = not sideways or widget.scroll_x >= widget.max_scroll_x
+    at_start = {"y": top, "x": left, "xy": top and left}[axis]
+    at_end = {"y": end, "x": right, "xy": end and right}[axis]
+    if direction < 0 and at_start:
+        return f"already at the {'left edge' if axis == 'x' else 'top'} of the {where}"
+    if direction > 0 and at_end:
+        return f"already at the {'right edge' if axis == 'x' else 'end'} of the {where}"
+    return None
+
+
+def say_why(app: App[object], reason: str) -> None:
+    """A notice of why a key did nothing, unless the same one is on screen still: a key
+    held down repeats, and one notice says it (the module docstring)."""
+    if any(note.message == reason and not note.has_expired for note in app._notifications):
+        return
+    app.notify(reason, severity="warning", markup=False)
 
 
 def unavailable_reason(screen: Screen[object], key: str) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from textual import events
 from textual.binding import Binding
 
-from ..keys import screen_keys, unavailable_reason
+from ..keys import say_why, screen_keys, unavailable_reason
 from ..widgets.jobs_panel import JobsPanel
 from ..widgets.volume_table import VolumeTable
 from .help import HelpScreen
@@ -72,7 +72,7 @@ class MainScreen(PoolActions, VolumeActions, XmlActions, MainScreenBase):
         if reason:
             event.stop()
             event.prevent_default()
-            self.app.notify(reason, severity="warning", markup=False)
+            say_why(self.app, reason)  # once while on screen: a held key repeats
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(screen_keys(self)))

@@ -450,6 +450,8 @@ class ExtentBar(Widget, can_focus=True):
         old = self.selected
         self._sel = sel
         self.refresh()  # the bar, marker and info lines move; the cached strips stay
+        if (old is None or old[3] is None) != (self.selected is None or self.selected[3] is None):
+            self.refresh_bindings()  # the footer's n: New volume here only on free space
         self._announce(old, user=user)
 
     def action_move(self, step: int) -> None:
@@ -500,6 +502,30 @@ class ExtentBar(Widget, can_focus=True):
         x0 = sum(s.length for s in dev.segs[:j]) / dev.size
         x1 = x0 + dev.segs[j].length / dev.size
         return 0.0 if x0 <= mid < x1 else min(abs(mid - x0), abs(mid - x1))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # n on a used segment is the screen's n (define a pool), as on a volume row
+        if action == "choose_free" and (self.selected or (0, 0, 0, ""))[3] is not None:
+            return False
+        return super().check_action(action, parameters)
+
+    def disabled_reason(self, action: str, step: int = 0) -> str | None:
+        """Why a key of the bar does nothing now (tui.keys: the notice, and F1)."""
+        if self._sel is None:
+            return None if any(d.selectable for d in self._devices) else "nothing on the bar"
+        d, i = self._sel
+        order, sel = self._devices[d].selectable, self.selected
+        k, name = order.index(i), self._devices[d].name
+        if action == "choose_free" and sel is not None and sel[3] is not None:
+            return f"only on a free segment: this one is {sel[3]}"
+        if action in ("move", "first") and step <= 0 and k == 0:
+            return f"first segment of {name} already"
+        if action in ("move", "last") and step >= 0 and k == len(order) - 1:
+            return f"last segment of {name} already"
+        if action == "device" and not any(self._devices[t].selectable for t in (
+                range(d - 1, -1, -1) if step < 0 else range(d + 1, len(self._devices)))):
+            return f"{'first' if step < 0 else 'last'} device already"
+        return None
 
     def action_choose_free(self) -> None:
         sel = self.selected

@@ -5,7 +5,9 @@ ten events a second per job); `C` cancels the highlighted job (the main screen's
 same everywhere: `c` is create). Running jobs come first
 (oldest first), then the finished ones, newest first: the panel opens on what is going
 on, not on the oldest of the last twenty finished. A job done in under a second shows no
-rate (a few bytes over a few microseconds read as TiB/s).
+rate (a few bytes over a few microseconds read as TiB/s). Enter shows the highlighted job
+whole in a notice (its row cuts a long error); a key that would not move says why
+(disabled_reason, read by tui.keys).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from textual.widgets.option_list import Option, OptionDoesNotExist
 from backends.jobs import Job
 from backends.units import human
 
+from ..keys import scroll_edge
 from ..shown import shown
 from .usage import bar_cells, usage_bar
 
@@ -166,11 +169,46 @@ class JobsPanel(OptionList):
         if self.option_count:
             self.highlighted = 0
 
+    def _highlighted_job(self) -> Job | None:
+        option = self.highlighted_option
+        return None if option is None or option.id is None else self.jobs.get(
+            int(option.id.removeprefix("job-")))
+
+    def disabled_reason(self, action: str) -> str | None:
+        """Why a key of the panel would do nothing now (the notice, and F1). Up and Down
+        wrap around (Textual's OptionList); Home, End and the pages stop at the ends."""
+        count, index = self.option_count, self.highlighted
+        moves = ("cursor_up", "cursor_down", "first", "last", "page_up", "page_down")
+        if action in (*moves, "select") and not count:
+            return "no jobs yet: long work (create, clone, wipe, upload...) shows here"
+        if action not in moves or index is None:
+            return scroll_edge(self, action)
+        if count == 1:
+            return "one job only"
+        if action in ("first", "page_up") and index == 0:
+            return f"first job already (1 of {count})"
+        if action in ("last", "page_down") and index == count - 1:
+            return f"last job already ({count} of {count})"
+        return None
+
+    def action_select(self) -> None:
+        """Enter: the highlighted job whole (its row may cut a long error)."""
+        job = self._highlighted_job()
+        if job is None:
+            self.notify("no job highlighted: up and down choose one", severity="warning",
+                        markup=False)
+            return
+        lines = [f"{job.description}: {job.state}"]
+        if job.total and not job.finished:
+            lines.append(f"{human(job.done)} of {human(job.total)}")
+        if job.error is not None and job.state != "cancelled":
+            lines.append(str(job.error))
+        self.app.notify_lines(lines, title=f"job {job.id}",  # type: ignore[attr-defined]
+                              severity="error" if job.state == "failed" else "information")
+
     def action_cancel_job(self) -> None:
         """Cancel the highlighted job (the main screen's C); says what it did, or why not."""
-        option = self.highlighted_option
-        job = None if option is None or option.id is None else self.jobs.get(
-            int(option.id.removeprefix("job-")))
+        job = self._highlighted_job()
         if job is None:
             self.notify("no job highlighted: up and down choose one", severity="warning",
                         markup=False)

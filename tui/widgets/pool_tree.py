@@ -1,7 +1,9 @@
 """The pool tree: pools grouped by type, each with its state as a word and a usage bar.
 
 Labels are updated in place when sizes or states change; the tree is only rebuilt when
-pools appear or disappear, so the cursor never jumps under the user.
+pools appear or disappear, so the cursor never jumps under the user. A key that would not
+move the cursor or fold anything says why (disabled_reason, read by tui.keys): at the top,
+at the bottom, on a pool that has nothing to fold.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from textual.widgets.tree import TreeNode
 
 from backends.model import PoolStatus
 
+from ..keys import scroll_edge
 from ..shown import shown
 from .usage import bar_cells, usage_bar
 
@@ -106,3 +109,51 @@ class PoolTree(Tree[str]):
     @property
     def pool_names(self) -> list[str]:
         return list(self._pool_nodes)
+
+    def _target_line(self, action: str) -> int | None:
+        """The line the cursor would go to (as Textual's Tree moves it: a node that is
+        not there is line 0); None: `action` does not move the cursor."""
+        line, last, node = self.cursor_line, self.last_line, self.cursor_node
+        page = self.scrollable_content_region.height - 1
+        target: TreeNode[str] | None = None
+        if action in ("cursor_up", "cursor_down", "page_up", "page_down"):
+            if line < 0:
+                return 0 if action in ("cursor_down", "page_down") else last
+            step = page if action.startswith("page") else 1
+            return line + step * (1 if action.endswith("down") else -1)
+        if action in ("scroll_home", "scroll_end"):
+            return 0 if action == "scroll_home" else last
+        if node is None:
+            return None
+        if action == "cursor_parent":
+            target = node.parent
+        elif action == "cursor_parent_next_sibling":
+            target = node.parent.next_sibling if node.parent is not None else node
+        elif action == "cursor_previous_sibling":
+            target = node.previous_sibling or node.parent
+        elif action == "cursor_next_sibling":
+            target = node.next_sibling or (node.parent.next_sibling
+                                           if node.parent is not None else node)
+        else:
+            return None
+        return target.line if target is not None and target.line >= 0 else 0
+
+    def disabled_reason(self, action: str) -> str | None:
+        """Why a key of the pool list would do nothing now (the notice, and F1)."""
+        if not self._pool_nodes:
+            return "no pools: n defines one"
+        node = self.cursor_node
+        if action in ("toggle_node", "toggle_expand_all") and node is not None and (
+                not node.allow_expand and not (action == "toggle_expand_all" and any(
+                    sibling.allow_expand for sibling in node.siblings))):
+            return "a pool has nothing to fold: Space folds a pool type"
+        if action == "select_cursor" and node is not None and node.data is not None:
+            return f"{node.data} is shown already: Tab moves to its volumes"
+        target = self._target_line(action)
+        if target is None:
+            return scroll_edge(self, action)
+        target = max(0, min(target, self.last_line))
+        if target == self.cursor_line:
+            return ("already at the top of the pool list" if target == 0
+                    else "already at the bottom of the pool list")
+        return None

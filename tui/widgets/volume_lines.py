@@ -2,14 +2,18 @@
 
 The column widths follow the widest cell (VolumeRows keeps the histograms), capped per
 column; sizes have a fixed width. Columns are chosen by the table's width (`relayout`,
-`choose_columns`): when they do not all fit, paths and backing stores are shortened in the
-middle, then the optional columns go (an empty one first, then Backing store, In use by,
-and Path last), and only then are titles and sizes abbreviated (Cap, Alloc, %; one
-decimal), so Name, Format, Capacity, Allocation and % are on screen at 80x24. A column that
-goes is not lost: it is drawn after the others (Path first), where horizontal scrolling
-reaches it (the table's left/right move a column at a time). Cells are escaped (tui.shown)
-and padded or cut to their width with an ellipsis; columns are separated by plain spaces,
-so ASCII mode needs no box drawing. Every drawn line is cached, keyed by volume name + version +
+`choose_columns`), names cut last ("drop or abbreviate before cutting"). When they do not
+all fit: paths and backing stores are shortened in the middle; an empty optional column
+goes (not drawn at all); titles and sizes are abbreviated (Cap, Alloc, %; one decimal;
+then 2.0G for 2.0 GiB); the optional columns go (Backing store, In use by, and Path
+last); and only then are formats and names cut, a name in the middle, keeping the
+extension and as much of the start as of the end (cut_name), so vol00001.qcow2 and
+vol00002.qcow2 stay apart.
+Name, Format, Capacity, Allocation and % are on screen at 80x24. A column that goes is
+not lost: it is drawn after the others (Path first), where horizontal scrolling reaches
+it (the table's left/right move a column at a time). Cells are escaped (tui.shown) and
+padded or cut to their width with an ellipsis; columns are separated by plain spaces, so
+ASCII mode needs no box drawing. Every drawn line is cached, keyed by volume name + version +
 cursor/mark state + layout generation: a volume's version is bumped when its line must be
 drawn again, the generation when widths or styles change, so a refresh that changes one
 volume draws one line.
@@ -39,15 +43,21 @@ from .volume_rows import COLUMNS, VolumeRows, backing_cell, cell_width
 
 SEP = "  "  # between columns: plain spaces, so ASCII mode needs no box drawing
 MARK_WIDTH = 2  # marker glyph + space
-_SIZE_WIDTH = 11  # widest human() output: "1023.99 KiB" / "1024.00 KiB"
-_COMPACT_SIZE_WIDTH = 10  # one decimal: "1023.9 KiB"
+# Widest size per compactness level: human() "1023.99 KiB"; one decimal "1023.9 KiB";
+# one-letter units (as ls -h) "1023.9K".
+_SIZE_WIDTHS = (11, 10, 7)
+_SIZE_WIDTH = _SIZE_WIDTHS[0]
 _PCT_WIDTH = 4  # " 42%", "100%"
 
-# Widest cell shown per column (longer values are truncated with an ellipsis).
-_CAPS = {"name": 40, "format": 24, "backing": 40, "in_use": 30, "path": 80}
-# Narrowest a column is shortened to before columns go (its title fits too).
+# Widest cell shown per column (longer values are truncated with an ellipsis). A name is
+# not capped short: it is whole while the table's width allows (255: a file name's limit).
+_CAPS = {"name": 255, "format": 24, "backing": 40, "in_use": 30, "path": 80}
+# Narrowest a column is shortened to (its title fits too): the optional columns before
+# they go, a name only when nothing else is left to give.
 _MINS = {"name": 8, "format": 4, "backing": 16, "in_use": 10, "path": 16}
-_SHRINK_ORDER = ("path", "backing", "in_use", "format", "name")  # who gives way first
+# Who gives way first, in the middle; a format ("linux-swap") and a name are cut only last
+_SHRINK_ORDER = ("path", "backing", "in_use")
+_LEVELS = (0, 1, 2)  # compactness: full; short titles, one decimal; one-letter units too
 _DROP_ORDER = ("backing", "in_use", "path")  # optional columns, the first to go first
 # Abbreviated titles, when even the required columns do not fit with the full ones.
 _SHORT_TITLES = {"format": "Fmt", "capacity": "Cap", "allocation": "Alloc", "pct": "%",
@@ -100,61 +110,113 @@ class Layout(NamedTuple):
     order: tuple[str, ...]
     widths: dict[str, int]
     shown: int
-    compact: bool
+    compact: int  # a level of _LEVELS: 0 full titles and sizes
 
 
-def _title(key: str, compact: bool) -> str:
+def _title(key: str, compact: int) -> str:
     return _SHORT_TITLES.get(key, _TITLES[key]) if compact else _TITLES[key]
 
 
 def choose_columns(natural: dict[str, int], width: int | None) -> Layout:
     """The columns for a table `width` cells wide (None: any width), from each column's
-    `natural` width (its widest cell, capped; 0: every cell empty). The fewest columns go
-    first, then titles are abbreviated: more columns matter more than full titles."""
+    `natural` width (its widest cell, capped; 0: every cell empty). Names are cut last:
+    first the optional columns are shortened, an empty one goes, then titles and sizes
+    abbreviated (more columns matter more than full titles), then the fewest optional
+    columns go; only when the required ones do not fit whole are formats and names cut."""
     keys = [key for key, _ in COLUMNS]
 
-    def need(key: str, compact: bool) -> int:
-        title = cell_len(_title(key, compact)) + 2  # +2: the sort arrow
+    def need(key: str, level: int) -> int:
+        title = cell_len(_title(key, level)) + 2  # +2: the sort arrow
         if key in ("capacity", "allocation"):
-            return max(_COMPACT_SIZE_WIDTH if compact else _SIZE_WIDTH, title)
+            return max(_SIZE_WIDTHS[level], title)
         return max(natural[key], title)
 
-    def fit(shown: list[str], compact: bool) -> dict[str, int] | None:
-        widths = {key: need(key, compact) for key in shown}
+    def fit(shown: list[str], level: int, shrink: tuple[str, ...]) -> dict[str, int] | None:
+        widths = {key: need(key, level) for key in shown}
         excess = MARK_WIDTH + sum(widths.values()) + len(SEP) * (len(shown) - 1) - width
-        for key in _SHRINK_ORDER:
+        for key in shrink:
             if excess <= 0:
                 break
             if key in widths:
-                floor = max(min(_MINS[key], widths[key]),
-                            cell_len(_title(key, compact)) + 2)
+                floor = max(min(_MINS[key], widths[key]), cell_len(_title(key, level)) + 2)
                 cut = min(excess, max(0, widths[key] - floor))
                 widths[key] -= cut
                 excess -= cut
         return widths if excess <= 0 else None
 
-    def layout(shown: list[str], widths: dict[str, int], compact: bool) -> Layout:
-        # after the shown ones, the last to go first: Path is the nearest
-        dropped = [key for key in reversed(_DROP_ORDER) if key not in shown]
-        widths.update({key: need(key, compact) for key in dropped})
-        return Layout((*shown, *dropped), widths, len(shown), compact)
+    def layout(shown: list[str], widths: dict[str, int], level: int) -> Layout:
+        # after the shown ones, the last to go first: Path is the nearest; an empty one
+        # is not drawn at all (its title alone, half in view at the right edge, said
+        # nothing, and Right scrolled to nothing)
+        dropped = [key for key in reversed(_DROP_ORDER) if key not in shown and natural[key]]
+        if dropped and width is not None:
+            # the room left goes to the columns shown (a shortened one back towards its
+            # width, then the name), so a dropped column starts past the right edge, not
+            # as a sliver of its title: Right scrolls to it
+            slack = width - MARK_WIDTH - sum(widths.values()) - len(SEP) * (len(shown) - 1)
+            for key in (*_SHRINK_ORDER, "name"):
+                if slack > 0 and key in widths:
+                    grow = slack if key == "name" else min(slack, need(key, level) - widths[key])
+                    widths[key] += grow
+                    slack -= grow
+        widths.update({key: need(key, level) for key in dropped})
+        return Layout((*shown, *dropped), widths, len(shown), level)
 
     if width is None:
-        return layout(keys, {key: need(key, False) for key in keys}, False)
-    # an empty column goes before any other
+        return layout(keys, {key: need(key, 0) for key in keys}, 0)
+    # an empty column goes before any other, and before a title is abbreviated: it tells
+    # the least (kept while it fits: it says "none", and an error row's text spans it)
     drops = sorted(_DROP_ORDER, key=lambda key: (natural[key] > 0, _DROP_ORDER.index(key)))
+    empty = sum(1 for key in _DROP_ORDER if not natural[key])
     for n in range(len(drops) + 1):
         shown = [key for key in keys if key not in drops[:n]]
-        for compact in (False, True):
-            widths = fit(shown, compact)
+        for level in _LEVELS if n >= empty else _LEVELS[:1]:
+            widths = fit(shown, level, _SHRINK_ORDER)
             if widths is not None:
-                return layout(shown, widths, compact)
-    # narrower still: the required columns at their narrowest, scrolled sideways
+                return layout(shown, widths, level)
+    # the required columns do not fit whole: only now are formats and names cut
+    level = _LEVELS[-1]
     shown = [key for key in keys if key not in _DROP_ORDER]
-    widths = {key: max(min(_MINS.get(key, 0), need(key, True)),
-                       cell_len(_title(key, True)) + 2) if key in _MINS else need(key, True)
-              for key in shown}
-    return layout(shown, widths, True)
+    widths = fit(shown, level, (*_SHRINK_ORDER, "format", "name"))
+    if widths is None:  # narrower still: each at its narrowest, scrolled sideways
+        widths = {key: max(min(_MINS[key], need(key, level)),
+                           cell_len(_title(key, level)) + 2) if key in _MINS
+                  else need(key, level) for key in shown}
+    return layout(shown, widths, level)
+
+
+def _head(text: str, cells: int) -> str:
+    """The start of `text`, `cells` wide (a wide character cut in two: a space)."""
+    return text[:cells] if text.isascii() else set_cell_size(text, cells)
+
+
+def _tail(text: str, cells: int) -> str:
+    """The end of `text`, `cells` wide (a wide character cut in two: a space)."""
+    if text.isascii():
+        return text[len(text) - cells:] if cells > 0 else ""
+    end = ""
+    for char in reversed(text):
+        if cell_len(char + end) > cells:
+            break
+        end = char + end
+    return " " * (cells - cell_len(end)) + end
+
+
+def cut_name(text: str, width: int, ellipsis: str) -> str:
+    """A (shown) name cut to `width` cells in the middle, keeping its extension and as
+    much of its start as of its end (the end gets the odd cell). Volumes of a series
+    differ at the end (vol00001, web-2) or at the start (web01-frontend): both are kept,
+    and the extension says what the file is (the Finder's and mc's rule). Shorter names
+    are returned as they are."""
+    if cell_len(text) <= width:
+        return text
+    stem, dot, ext = text.rpartition(".")
+    ext = dot + ext
+    if not stem or not ext[1:].isalnum() or len(ext) > 7 or width - cell_len(ext) < 6:
+        stem, ext = text, ""  # no extension, or no room for one
+    room = width - cell_len(ext) - 1  # the stem's start and end, around the ellipsis
+    head = room // 2
+    return _head(stem, head) + ellipsis + _tail(stem, room - head) + ext
 
 
 class LineStyles(NamedTuple):
@@ -276,11 +338,15 @@ class VolumeLines:
     # ------------------------------------------------------------------- drawing
 
     def fit(self, text: str, width: int, align: str = "left", keep_end: bool = False,
-            middle: bool = False) -> str:
+            middle: bool = False, name: bool = False) -> str:
         """`text` made safe and unambiguous for one terminal line (tui.shown, as the CLI's
         tables), padded or truncated to exactly `width` cells (keep_end: cut the start;
-        middle: cut the middle, keeping a third at the start and the rest at the end)."""
-        return self._cut(shown(text, self.ascii), width, align, keep_end, middle)
+        middle: cut the middle, keeping a third at the start and the rest at the end;
+        name: cut as a name, see cut_name)."""
+        text = shown(text, self.ascii)
+        if name:
+            text = cut_name(text, width, "~" if self.ascii else "\u2026")
+        return self._cut(text, width, align, keep_end, middle)
 
     def _cut(self, text: str, width: int, align: str, keep_end: bool, middle: bool) -> str:
         """Already shown (escaped) `text` padded or cut to `width` cells (see fit)."""
@@ -309,7 +375,7 @@ class VolumeLines:
         if self._header_cache is not None and self._header_cache[0] == key:
             return self._header_cache[1]
         up, down = ("^", "v") if self.ascii else ("\u25b2", "\u25bc")
-        compact = self.layout.compact if self.layout else False
+        compact = self.layout.compact if self.layout else 0
         cells = []
         for column in self.order:
             title = _title(column, compact)
@@ -327,8 +393,11 @@ class VolumeLines:
 
     def size(self, size: int) -> str:
         """A size as the capacity and allocation columns show it (one decimal when the
-        columns were narrowed)."""
-        if self.layout is not None and self.layout.compact:
+        columns were narrowed, then one-letter units: 2.0G)."""
+        compact = self.layout.compact if self.layout is not None else 0
+        if compact == 2:
+            return humanize.naturalsize(size, gnu=True, format="%.1f")
+        if compact:
             return humanize.naturalsize(size, binary=True, format="%.1f")
         return human(size)
 
@@ -338,7 +407,7 @@ class VolumeLines:
         for column in self.order:
             yield column, self.fit(texts.get(column, ""), self.widths[column],
                                    "right" if column in _RIGHT else "left",
-                                   middle=column in _MIDDLE)
+                                   middle=column in _MIDDLE, name=column == "name")
 
     def free_line(self, f: FreeRow, is_cursor: bool, styles: LineStyles) -> Strip:
         """A free-extent row, all dim: name, format, size in the capacity column and

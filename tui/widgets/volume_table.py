@@ -720,6 +720,33 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         if action in ("toggle_mark", "activate") and self.cursor_volume is None and not (
                 action == "activate" and free):
             return "a free row is never marked" if free else "no volume under the cursor"
+        return self._edge_reason(action)
+
+    def _edge_reason(self, action: str) -> str | None:
+        """Why a cursor or scroll key would not move: at that edge already (it said
+        nothing: issue 15 item 15)."""
+        if action in ("scroll_left", "scroll_right"):
+            x = self.scroll_offset.x
+            if self.max_scroll_x <= 0:
+                return "every column is on screen"
+            if action == "scroll_left" and x <= 0:
+                return "the first column is on screen already"
+            if action == "scroll_right" and min(self.max_scroll_x,
+                                                self._lines.column_x(x, 1)) <= x:
+                return "the last column is on screen already"
+            return None
+        if action not in ("cursor_up", "cursor_down", "page_up", "page_down", "first",
+                          "last") or action == "first" and self.scroll_offset.x:
+            return None  # Home brings the first column back too
+        total, index = self._row_total(), self._cursor_index()
+        if not total:
+            return (f'no volume matches "{self._data.filter_text}"' if self._data.order
+                    else self.empty_text)
+        noun = "row" if self._free else "volume"
+        if index == 0 and action in ("cursor_up", "page_up", "first"):
+            return f"first {noun} already (1 of {total})"
+        if index == total - 1 and action in ("cursor_down", "page_down", "last"):
+            return f"last {noun} already ({total} of {total})"
         return None
 
     def action_new_in_free(self) -> None:
