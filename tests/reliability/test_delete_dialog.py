@@ -30,6 +30,7 @@ from backends.errors import StateError
 from backends.model import PoolDef, PoolSource, PoolTarget, SourceDevice, VolumeDef
 from tests.loopfs import can_use_loop_devices, loops_of, release_partitioned
 from tests.screentext import screen_text
+from tests.settle import settle
 from tui.app import PoolkeeperApp
 from tui.dialogs import DeletePoolDialog
 
@@ -39,12 +40,6 @@ MiB = 1 << 20
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-async def settle(app: PoolkeeperApp, pilot, rounds: int = 4) -> None:
-    for _ in range(rounds):
-        await app.workers.wait_for_complete()
-        await pilot.pause(0.05)
 
 
 async def open_dialog(app: PoolkeeperApp, pilot) -> DeletePoolDialog:

@@ -37,6 +37,7 @@ from backends.model import BackingStore, VolumeDef, VolumeTarget
 from backends.names import check_name
 from tests.conftest import make_dir_pool
 from tests.screentext import screen_text
+from tests.settle import settle
 from tui.app import PoolkeeperApp
 from tui.dialogs.fields import TypedConfirm
 
@@ -221,12 +222,6 @@ def test_json_is_ascii_and_gives_back_the_exact_bytes(planted) -> None:
 
 
 # == the TUI ===========================================================================
-
-
-async def settle(app: PoolkeeperApp, pilot) -> None:
-    for _ in range(4):
-        await app.workers.wait_for_complete()
-        await pilot.pause(0.05)
 
 
 @pytest.mark.parametrize("ascii", [False, True], ids=["unicode", "ascii"])

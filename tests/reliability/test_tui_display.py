@@ -20,17 +20,12 @@ from backends.controller import StorageController
 from backends.drivers import features, pool_types
 from tests.conftest import make_dir_pool
 from tests.screentext import screen_text
+from tests.settle import settle
 from tui.app import PoolkeeperApp
 from tui.dialogs import CreateVolumeDialog, DeletePoolDialog
 from tui.dialogs.fields import Check, Radio
 
 TYPES = {t: features(t) for t in pool_types()}
-
-
-async def settle(app: PoolkeeperApp, pilot, rounds: int = 4) -> None:
-    for _ in range(rounds):
-        await app.workers.wait_for_complete()
-        await pilot.pause(0.05)
 
 
 async def select(app: PoolkeeperApp, pilot, pool: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -10,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Static
-from textual.worker import WorkerCancelled
 
 from backends.controller import StorageController
 from backends.model import VolumeDef, VolumeTarget
+from tests.settle import settle as settle_pilot
 from tui.app import PoolkeeperApp
 from tui.screens.main import MainScreen
 from tui.widgets.jobs_panel import JobsPanel
@@ -23,13 +22,10 @@ from tui.widgets.volume_table import VolumeTable
 MiB = 1 << 20
 
 
+
 async def settle(app: PoolkeeperApp, pilot, rounds: int = 6) -> None:
-    for _ in range(rounds):
-        # with a fast monitor an exclusive worker (load_pools) can be replaced by a newer
-        # one while waited for: that is how it is meant to work, not a failure
-        with contextlib.suppress(WorkerCancelled):
-            await app.workers.wait_for_complete()
-        await pilot.pause(0.05)
+    await settle_pilot(app, pilot, rounds)
+
 
 
 def header(app: PoolkeeperApp) -> str:
