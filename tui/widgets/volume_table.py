@@ -213,6 +213,18 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         return len(self._data.order)
 
     @property
+    def pending_count(self) -> int:
+        """Volumes whose header is not read yet (VolumeInfo.pending)."""
+        return self._data.pending
+
+    def pending_in_view(self) -> list[str]:
+        """The pending volumes on screen, then those a page above and below."""
+        rows, top, page = self._data.rows, self.scroll_offset.y, self._page_height()
+        shown = [*range(top, top + page), *range(top - page, top),
+                 *range(top + page, top + 2 * page)]
+        return [v.name for i in shown if 0 <= i < len(rows) and (v := self.row(i)).pending]
+
+    @property
     def sort_column(self) -> str:
         return self._data.sort_column
 
@@ -321,6 +333,13 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
                 self._set_cursor(0)  # on the first row, it stays there as rows come in
         gone, touched, structural = self._data.apply_diff(added, removed, changed)
         structural = structural or bulk
+        if self._data.stale:  # headers read while sorted by what they give: sort again
+            if self.total_count < ASYNC_ROWS:
+                self._data.resort()
+                structural = True
+            else:  # off the UI thread; batches that come meanwhile fold into it
+                self._wanted = self._wanted or self._shown()
+                self._update_view()
         for name in gone:
             self._lines.forget(name)
         for v in [*changed, *added]:
@@ -328,6 +347,8 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         layout_changed = self._relayout()
         if structural or layout_changed:
             self._fix_cursor(old_index, old_offset)
+            self.refresh()
+        elif len(touched) > self._page_height():  # (headers read): repaint, do not seek each
             self.refresh()
         else:
             self._refresh_names(touched)
@@ -380,7 +401,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         data = self._data
         if len(data.order) < ASYNC_ROWS:
             return True
-        if column != data.sort_column:
+        if column != data.sort_column or data.stale:
             return False
         return not text or text == data.filter_text or (
             bool(data.filter_text) and data.filter_text in text and len(data.rows) < ASYNC_ROWS)
