@@ -56,6 +56,9 @@ POOL_ACTIONS = {"build_pool", "start_stop", "toggle_autostart", "delete_pool", "
 # What a pool's volume_limit (e.g. no device-mapper under a logical pool) rules out.
 NEEDS_VOLUME_IO = {"create_volume", "clone_volume", "resize_volume", "wipe_volume", "upload",
                    "download"}
+# keys whose dialogs show or use what a volume's header says (format, capacity, backing)
+NEEDS_HEADER = {"clone_volume", "resize_volume", "wipe_volume", "upload", "download",
+                "delete_volumes"}
 
 
 @dataclass
@@ -404,6 +407,7 @@ class MainScreenBase(Screen[None]):
             self.view = replace(view, count=self.table.total_count,
                                 pending=self.table.pending_count)
             self.query_one("#pool-header", Static).update(self._header_text(self.view))
+            self._refresh_bindings_if_changed()  # (a key waits for the cursor row's header)
         else:
             self.load_header(event.pool)
         if self.table.pending_count:
@@ -520,6 +524,8 @@ class MainScreenBase(Screen[None]):
             return None if (volume or self.table.marked) else "no volume selected"
         if volume is None:
             return "no volume selected"
+        if volume.pending and action in NEEDS_HEADER:  # nothing acts on a guess
+            return f"'{volume.name}': its header is being read; a moment"
         if action == "resize_volume" and not features.can_resize_volumes:
             return f"{status.type} pools cannot resize volumes"
         if action == "clone_volume" and not features.can_create_volumes:
