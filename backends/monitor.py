@@ -238,9 +238,16 @@ class VolumeCache:
                     removed.append(name)
                     continue
                 for field in _READ_FIELDS:
-                    setattr(old, field, getattr(new, field))
+                    value = getattr(new, field)
+                    if value != getattr(old, field):  # (equal: the listed one stays, and
+                        setattr(old, field, value)    # what was read goes at once)
+                ids = old.file_id
+                if ids and old.signature and ids[0] == old.signature[0]:
+                    old.file_id = (old.signature[0], *ids[1:])  # one inode int, as _fill has
                 old.pending = False
                 changed.append(name)
+            if not pending:  # a dict keeps the table it grew to: 5 MB for 100,000 names
+                self._pending[pool] = {}
         return changed, removed
 
     def listing(self, pool: str) -> bool:

@@ -342,8 +342,11 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
                 self._update_view()
         for name in gone:
             self._lines.forget(name)
-        for v in [*changed, *added]:
-            self._lines.touch(v.name)
+        if len(changed) + len(added) > self._page_height():  # (headers read): draw anew,
+            self._lines.invalidate()  # rather than keep a version for 100,000 names
+        else:
+            for v in [*changed, *added]:
+                self._lines.touch(v.name)
         layout_changed = self._relayout()
         if structural or layout_changed:
             self._fix_cursor(old_index, old_offset)
