@@ -171,3 +171,25 @@ def test_headers_read_while_sorted_by_format_sort_again() -> None:
     rows.install(view)
     assert not rows.stale
     same(rows, volumes)
+
+
+def test_a_view_computed_before_headers_were_read_still_goes_in() -> None:
+    """A sort computed away from the UI thread goes in though headers were read into
+    volumes meanwhile (the same volumes: `members` did not move), and the order is then
+    stale again; while headers come every second, a sort would otherwise never land."""
+    rng = random.Random(13)
+    volumes = [vol(i, rng, pending=True) for i in range(400)]
+    rows = VolumeRows()
+    rows.add_many(volumes)
+    task = rows.view_task("format", "")
+    version, members = rows.version, rows.members
+    for v in volumes[:100]:
+        read_into(v, "qcow2", GiB)
+    rows.apply_diff([], [], volumes[:100])
+    assert rows.version != version and rows.members == members
+    rows.install(task(), read_since=True)
+    assert rows.sort_column == "format" and rows.stale
+    rows.resort()
+    same(rows, volumes)
+    rows.add_many([vol(1000, rng)])  # a volume more: a View of before cannot go in
+    assert rows.members != members

@@ -138,6 +138,7 @@ class VolumeRows:
         # Histograms of cell widths for the variable-width columns.
         self._hist: dict[str, Counter[int]] = {k: Counter() for k in _MEASURED}
         self.version = 0  # bumped by every change of the volumes (a View of older is stale)
+        self.members = 0  # bumped by every change but headers read into pending volumes
         self.pending = 0  # volumes whose header is not read yet
         self.stale = False  # headers read into volumes since the order was sorted
 
@@ -179,6 +180,7 @@ class VolumeRows:
     def replace(self, volumes: Iterable[VolumeInfo]) -> None:
         """Every volume anew (first load, or another pool); marks of gone names go."""
         self.version += 1
+        self.members += 1
         volumes = list(volumes)
         by_name = {v.name: v for v in volumes}
         if len(by_name) != len(volumes):
@@ -210,6 +212,8 @@ class VolumeRows:
         if read:  # pending volumes whose headers were read into them
             self._completed(read)
             changed = [v for v in changed if self.by_name.get(v.name) is not v]
+        if added or removed or changed:
+            self.members += 1
         if len(added) + len(removed) + len(changed) >= BULK:
             gone, touched, moved = self._apply_bulk(added, removed, changed)
             return gone, [*touched, *(v.name for v in read)], moved
@@ -246,6 +250,7 @@ class VolumeRows:
         """New volumes (none of them here yet) in one merge, not an insort each: a
         streamed listing adds thousands at a time."""
         self.version += 1
+        self.members += 1
         self.by_name.update(zip(map(_NAME_KEY, volumes), volumes, strict=True))
         self._merge([], volumes)
         self._count_many(volumes, +1)
@@ -354,6 +359,7 @@ class VolumeRows:
         if changed:
             self.in_use = in_use
             self.version += 1  # (the order by who has them open)
+            self.members += 1
         return changed
 
     def resort(self) -> None:
@@ -395,13 +401,15 @@ class VolumeRows:
 
         return sort
 
-    def install(self, view: View) -> None:
-        """Put a View computed by view_task in place (the caller checks `version`)."""
+    def install(self, view: View, read_since: bool = False) -> None:
+        """Put a View computed by view_task in place (the caller checks `version`, or
+        `members`: `read_since`, headers were read into pending volumes since, and the
+        order is stale again if the sort column is one they give)."""
         if view.order is not None:
             self.sort_column = view.column
             self._set_sort_keys(view.column)
             self.order = view.order
-            self.stale = False
+            self.stale = read_since and view.column not in _FROM_NAMES
         self.filter_text = view.text
         self.rows = view.rows if view.text else self.order
 

@@ -419,11 +419,13 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             self._show_view(column, reverse, text)
             return
         self._computing = True
-        task, version = self._data.view_task(column, text), self._data.version
+        task, version = self._data.view_task(column, text), (self._data.version,
+                                                             self._data.members)
         threading.Thread(target=self._compute, args=(self.app, task, version), daemon=True,
                          name="volume-table-view").start()
 
-    def _compute(self, app: App[Any], task: Callable[[], View], version: int) -> None:
+    def _compute(self, app: App[Any], task: Callable[[], View],
+                 version: tuple[int, int]) -> None:
         view = None
         try:
             view = task()
@@ -432,7 +434,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         with contextlib.suppress(RuntimeError):  # the app is gone
             app.call_from_thread(self._view_ready, view, version)
 
-    def _view_ready(self, view: View | None, version: int) -> None:
+    def _view_ready(self, view: View | None, version: tuple[int, int]) -> None:
         self._computing = False
         if view is None:
             self._wanted = None
@@ -440,15 +442,21 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         if wanted is None:  # a synchronous call took over (or it failed)
             return
         column, reverse, text = wanted
-        if version == self._data.version and (view.column, view.text) == (column, text):
+        # the same volumes (headers read into some meanwhile: in, and sorted again after)
+        read_since = version[0] != self._data.version
+        if (not read_since or version[1] == self._data.members) and (
+                view.column, view.text) == (column, text):
             self._wanted = None
             offset = self._cursor_screen_offset()
-            self._data.install(view)
+            self._data.install(view, read_since)
             self._data.reverse = reverse
             self._lines.invalidate_header()
             self._relayout()
             self._fix_cursor(None, offset)
             self.refresh()
+            if self._data.stale:
+                self._wanted = self._shown()
+                self._update_view()
         else:
             self._update_view()  # the volumes or the wish changed meanwhile: once more
 
