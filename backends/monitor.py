@@ -230,7 +230,7 @@ class VolumeCache:
                 return changed, removed
             for old, new in found:
                 name = old.name
-                if cache.get(name) is not old:
+                if cache.get(name) is not old or not old.pending:  # (the first read wins)
                     continue
                 pending.pop(name, None)
                 if new is None:
