@@ -503,9 +503,9 @@ class StorageController:
     @_routine_read
     def volume_users(self, pool: str) -> dict[str, str]:
         """name -> 'process (pid N), ...' for the pool's volumes that processes hold open."""
-        driver = self._active_driver(pool)
-        by_path = {driver.volume_path(v.name): v.name for v in self.cached_volumes(pool)
-                   if v.symlink is None and v.error is None}
+        driver = self._active_driver(pool)  # (a file's path as listed: no 100,000 new ones)
+        by_path = {v.path if driver.volumes_are_files else driver.volume_path(v.name): v.name
+                   for v in self.cached_volumes(pool) if v.symlink is None and v.error is None}
         return {by_path[path]: ", ".join(users) for path, users in open_paths(by_path).items()}
 
     def volume_xml(self, pool: str, name: str) -> str:

@@ -236,6 +236,8 @@ async def test_all_rows_come_before_the_headers_and_say_so(state_root: Path, tmp
                 volumes[n].format, n))
             rows = table_rows(app)
             assert rows[0].split()[:2] == ["zz-00.qcow2", "qcow2"] and "1.00 GiB" in rows[0]
-            assert all(r.split()[1] in ("qcow2", "raw") for r in rows if r.strip())
+            cells = [r.split() for r in rows]
+            cells = [c for c in cells if len(c) > 1 and c[0] in volumes]  # (not a toast)
+            assert len(cells) > 20 and all(c[1] in ("qcow2", "raw") for c in cells)
     finally:
         ctl.close()
