@@ -165,6 +165,9 @@ class HeaderProber:
         published_at: float | None = None
         wait = PROBE_PUBLISH / 4
         try:
+            # one driver for the run (each slice checks it is the directory the pool
+            # started on: dir_fd); a stop drops the cache, and with it what is pending
+            driver = self._driver_for(pool)
             while not self._stop.is_set():
                 with self._guard:
                     first = self._first.pop(pool, ())
@@ -172,7 +175,7 @@ class HeaderProber:
                 if not batch:
                     break
                 try:
-                    found = self._read(pool, [v.name for v in batch])
+                    found = self._read(pool, driver, [v.name for v in batch])
                 except _StepAside:
                     with self._guard:  # still first, unless a newer wish came
                         self._first.setdefault(pool, list(first))
@@ -202,14 +205,15 @@ class HeaderProber:
             if again:
                 self.start(pool)
 
-    def _read(self, pool: str, names: list[str]) -> list[VolumeInfo | None]:
+    def _read(self, pool: str, driver: PoolDriver, names: list[str]
+              ) -> list[VolumeInfo | None]:
         """One slice under a shared hold of the pool, unless a verb waits for it (as the
         monitor's scans do: a verb never fails on our account)."""
         if self._locks.writer_waiting(pool):
             raise _StepAside
         try:
             with self._locks.pool(pool, exclusive=False, what="reading headers", wait=0):
-                return self._driver_for(pool).refresh_volumes(names)
+                return driver.refresh_volumes(names)
         except Busy:
             raise _StepAside from None
 
