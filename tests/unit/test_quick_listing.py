@@ -73,6 +73,16 @@ def quick(state_root: Path, images: Path) -> Iterator[StorageController]:
         ctl.close()
 
 
+def all_read(ctl: StorageController) -> None:
+    """Wait (bounded, nothing timed) until the header thread has read everything and
+    ended (its last batch is published as it ends)."""
+    for _ in range(1200):
+        if not any(t.name == "pk-headers" for t in threading.enumerate()):
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("the header thread did not end")
+
+
 def test_the_listing_leaves_headers_to_the_thread_and_says_so(
         quick: StorageController, held: HeldProber) -> None:
     events: list[VolumesChanged] = []
@@ -88,10 +98,7 @@ def test_the_listing_leaves_headers_to_the_thread_and_says_so(
     assert (base.format, base.capacity, base.backing) == ("", 0, None)
     assert base.physical > 0 and base.allocation > 0  # what the lstat says
     held.go.set()
-    for _ in range(600):
-        if not any(v.pending for v in quick.cached_volumes("p")):
-            break
-        threading.Event().wait(0.05)
+    all_read(quick)
     assert held.asked[0][:2] == ["raw-150.img", "overlay.qcow2"]  # asked for first
     read = {v.name: v for v in quick.cached_volumes("p")}
     assert not any(v.pending for v in read.values())
@@ -140,10 +147,7 @@ def test_a_header_read_loses_to_a_newer_read(
                               "raw-002.img": None})
     newer = quick.cached_volumes("p", ["raw-001.img"])[0]
     held.go.set()
-    for _ in range(600):
-        if not any(v.pending for v in quick.cached_volumes("p")):
-            break
-        threading.Event().wait(0.05)
+    all_read(quick)
     assert quick.cached_volumes("p", ["raw-001.img"]) == [newer]
     assert pending["raw-001.img"].pending  # the older info was left alone
     assert quick.cached_volumes("p", ["raw-002.img"]) == []
