@@ -76,7 +76,12 @@ class Controller(Protocol):
 
     def cached_volumes(self, pool: str, names: Iterable[str] | None = None
                        ) -> list[VolumeInfo]:
-        """Volumes as of the last refresh (memory only: safe on a UI thread)."""
+        """Volumes as of the last refresh (memory only: safe on a UI thread); some may be
+        pending (VolumeInfo.pending: their headers are being read)."""
+        ...
+
+    def probe_first(self, pool: str, names: Iterable[str]) -> None:
+        """Read these pending volumes' headers before the others (memory only)."""
         ...
 
     def volume_xml(self, pool: str, name: str) -> str: ...

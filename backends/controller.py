@@ -68,7 +68,7 @@ from .progress import shielded
 from .reports import volume_def_from_info
 from .runner import COMMAND_LOG
 from .store import Store, check_pool_name, resolve_paths
-from .streamed_listing import list_streamed
+from .streamed_listing import HeaderProber, list_streamed
 from .units import human
 from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
@@ -95,6 +95,7 @@ class StorageController:
         autostart: bool = True,
         create_default: bool = True,
         max_jobs: int = 4,
+        probe_later: bool = False,  # a first listing leaves headers to a thread (the TUI)
     ) -> None:
         self.paths = resolve_paths(root)
         self.store = Store(self.paths)
@@ -107,6 +108,8 @@ class StorageController:
             self.store, self.locks,
             lambda pool, name: self._driver(self.pool_def(pool)).volume_path(name))
         self._cache = VolumeCache(self.bus)
+        self._headers = not probe_later
+        self._prober = HeaderProber(self._cache, self._records, self.locks, self._active_driver)
         self._chains = BackingChains(self, self._active_driver)
         self._download_targets = DownloadTargets(self)
         self._users = VolumeUsers(self, self._records, self._driver)
@@ -120,6 +123,7 @@ class StorageController:
             startup.autostart(self)
 
     def close(self) -> None:
+        self._prober.stop()
         self.stop_monitor()
         self.jobs.shutdown(cancel=True)
         self._unhook_log()
@@ -278,6 +282,7 @@ class StorageController:
                 with contextlib.suppress(PoolkeeperError, OSError):
                     driver.stop()
                 raise
+        self._prober.start(name)  # the headers a quick listing left (needs the pool lock)
         self.bus.publish(PoolChanged(name, "started"))
         return self.pool_info(name)
 
@@ -289,7 +294,7 @@ class StorageController:
         self.store.write_run_state(name, xmlio.format_pool(reports.live_def(pdef, driver.sizes())))
         try:
             list_streamed(self._cache, self._records, name, driver,
-                          self._monitor.prepare)
+                          self._monitor.prepare, headers=self._headers)
         except BaseException:
             self._cache.drop(name)
             with contextlib.suppress(OSError):
@@ -381,7 +386,8 @@ class StorageController:
             # listed for the first time in this process: shown as it comes
             if driver.streams_listing and list_streamed(
                     self._cache, self._records, name, driver, self._monitor.prepare,
-                    first=True):
+                    first=True, headers=self._headers):
+                self._prober.start(name)
                 return self._cache.volumes(name)
             _sizes, volumes = driver.refresh()
         volumes = self._records.apply(name, volumes)
@@ -481,15 +487,25 @@ class StorageController:
 
     def cached_volumes(self, pool: str, names: Iterable[str] | None = None
                        ) -> list[VolumeInfo]:
-        """Volumes as of the last refresh (memory only: safe on a UI thread)."""
+        """Volumes as of the last refresh (memory only: safe on a UI thread); a quick
+        listing's may be pending (VolumeInfo.pending: their headers are being read)."""
         return self._cache.volumes(pool, names)
+
+    def probed_volumes(self, pool: str) -> list[VolumeInfo]:
+        """cached_volumes with every header read (what is pending is read now)."""
+        self._prober.finish(pool)
+        return self._cache.volumes(pool)
+
+    def probe_first(self, pool: str, names: Iterable[str]) -> None:
+        """Read these pending volumes' headers first (the rows on screen; memory only)."""
+        self._prober.prefer(pool, names)
 
     @_routine_read
     def volume_users(self, pool: str) -> dict[str, str]:
         """name -> 'process (pid N), ...' for the pool's volumes that processes hold open."""
-        driver = self._active_driver(pool)
-        by_path = {driver.volume_path(v.name): v.name for v in self.cached_volumes(pool)
-                   if v.symlink is None and v.error is None}
+        driver = self._active_driver(pool)  # (a file's path as listed: no 100,000 new ones)
+        by_path = {v.path if driver.volumes_are_files else driver.volume_path(v.name): v.name
+                   for v in self.cached_volumes(pool) if v.symlink is None and v.error is None}
         return {by_path[path]: ", ".join(users) for path, users in open_paths(by_path).items()}
 
     def volume_xml(self, pool: str, name: str) -> str:

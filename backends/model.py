@@ -407,6 +407,12 @@ class VolumeInfo:
     # (None when the driver does not report it; a part is None where the filesystem has none)
     file_id: tuple[int, int | None, int | None] | None = None
     times_ns: tuple[int, int, int] | None = None  # atime, mtime, ctime (timestamps on demand)
+    # True: listed from its directory entry alone, its header not read yet (a quick listing,
+    # backends/streamed_listing.py): format "", capacity 0 and no backing mean "unknown".
+    # Only the TUI's cache holds such an info; nothing acts on it. Its header is read INTO
+    # it (VolumeCache.probed), pending cleared last: the one change made in place to an
+    # info the cache has published.
+    pending: bool = False
 
     def stamped(self) -> Timestamps | None:
         """libvirt's <timestamps> ("SEC" or "SEC.NNNNNNNNN"; Linux has no btime: "0")."""

@@ -72,6 +72,8 @@ class VolumeCache:
         self._cache_lock = threading.Lock()
         self._listing: set[str] = set()  # pools whose first listing is coming in
         self._incomplete: set[str] = set()  # pools whose first listing failed half-way
+        # pool -> names whose info is pending (header unread), in listing order
+        self._pending: dict[str, dict[str, None]] = {}
 
     def volumes(self, pool: str, names: Iterable[str] | None = None) -> list[VolumeInfo]:
         """The pool's volumes (those of `names` that it has), as last listed."""
@@ -92,6 +94,7 @@ class VolumeCache:
         with self._cache_lock:
             old = self._cache.get(pool)
             self._cache[pool] = new
+            self._pending[pool] = {v.name: None for v in volumes if v.pending}
         if old is None:
             return
         added = tuple(n for n in new if n not in old)
@@ -110,8 +113,10 @@ class VolumeCache:
             cache = self._cache.get(pool)
             if cache is None:
                 return
+            pending = self._pending.get(pool, {})
             for name, info in found.items():
                 old = cache.get(name)
+                pending.pop(name, None)
                 if info is None:
                     if old is not None:
                         del cache[name]
@@ -129,6 +134,7 @@ class VolumeCache:
         """One volume made or changed by a verb of ours."""
         with self._cache_lock:
             self._cache.setdefault(pool, {})[name] = info
+            self._pending.get(pool, {}).pop(name, None)
         if added:
             self.bus.publish(VolumesChanged(pool, added=(name,)))
         else:
@@ -138,11 +144,13 @@ class VolumeCache:
         """One volume deleted by a verb of ours."""
         with self._cache_lock:
             self._cache.get(pool, {}).pop(name, None)
+            self._pending.get(pool, {}).pop(name, None)
         self.bus.publish(VolumesChanged(pool, removed=(name,)))
 
     def drop(self, pool: str) -> None:
         with self._cache_lock:
             self._cache.pop(pool, None)
+            self._pending.pop(pool, None)
             self._listing.discard(pool)
             self._incomplete.discard(pool)
 
@@ -156,6 +164,7 @@ class VolumeCache:
             if first and pool in self._cache:
                 return False
             self._cache[pool] = {}
+            self._pending[pool] = {}
             self._listing.add(pool)
             self._incomplete.add(pool)
         self.bus.publish(PoolChanged(pool, "listing"))
@@ -167,8 +176,11 @@ class VolumeCache:
             return
         with self._cache_lock:
             cache = self._cache.setdefault(pool, {})
+            pending = self._pending.setdefault(pool, {})
             for v in volumes:
                 cache[v.name] = v
+                if v.pending:
+                    pending[v.name] = None
         self.bus.publish(VolumesChanged(pool, added=tuple(v.name for v in volumes)))
 
     def end_listing(self, pool: str, complete: bool = False) -> None:
@@ -180,6 +192,63 @@ class VolumeCache:
                 self._incomplete.discard(pool)
         self.bus.publish(PoolChanged(pool, "listed"))
 
+    # -- headers a quick listing left unread (streamed_listing.HeaderProber) -------------
+    def pending(self, pool: str, first: Iterable[str] = (), limit: int = 1 << 62
+                ) -> list[VolumeInfo]:
+        """Up to `limit` of the pool's pending volumes (VolumeInfo.pending): those of
+        `first` that are, then the rest in listing order."""
+        with self._cache_lock:
+            pending = self._pending.get(pool)
+            if not pending:
+                return []
+            cache = self._cache[pool]
+            names = [n for n in dict.fromkeys(first) if n in pending][:limit]
+            if len(names) < limit:
+                chosen = set(names)
+                for n in pending:
+                    if n not in chosen:
+                        names.append(n)
+                        if len(names) >= limit:
+                            break
+            return [cache[n] for n in names]
+
+    def probed(self, pool: str, found: list[tuple[VolumeInfo, VolumeInfo | None]]
+               ) -> tuple[list[str], list[str]]:
+        """Pending volumes read again, as (the pending info, what was read: None if it is
+        gone or not a volume), where the cache still holds that pending info (a newer
+        read, a new listing or a drop wins). What was read goes INTO the pending info, its
+        `pending` cleared last: a view that holds it needs no new object in its sorted
+        lists, and a reader never sees a half-filled one as read. Publishes nothing:
+        returns the names (changed, removed) for the caller to publish, a batch at a time."""
+        changed: list[str] = []
+        removed: list[str] = []
+        with self._cache_lock:
+            cache = self._cache.get(pool)
+            pending = self._pending.get(pool)
+            if cache is None or pending is None:
+                return changed, removed
+            for old, new in found:
+                name = old.name
+                if cache.get(name) is not old or not old.pending:  # (the first read wins)
+                    continue
+                pending.pop(name, None)
+                if new is None:
+                    del cache[name]
+                    removed.append(name)
+                    continue
+                for field in _READ_FIELDS:
+                    value = getattr(new, field)
+                    if value != getattr(old, field):  # (equal: the listed one stays, and
+                        setattr(old, field, value)    # what was read goes at once)
+                ids = old.file_id
+                if ids and old.signature and ids[0] == old.signature[0]:
+                    old.file_id = (old.signature[0], *ids[1:])  # one inode int, as _fill has
+                old.pending = False
+                changed.append(name)
+            if not pending:  # a dict keeps the table it grew to: 5 MB for 100,000 names
+                self._pending[pool] = {}
+        return changed, removed
+
     def listing(self, pool: str) -> bool:
         """Is the pool's first listing still coming in?"""
         return pool in self._listing
@@ -190,9 +259,15 @@ class VolumeCache:
             return pool in self._cache and pool not in self._incomplete
 
 
+# What reading a pending volume's header fills in (VolumeCache.probed): all but its names.
+_READ_FIELDS = tuple(f for f in VolumeInfo.__slots__ if f not in ("name", "key", "path",
+                                                                 "pending"))
+
+
 def _differs(old: VolumeInfo, new: VolumeInfo) -> bool:
     return (old.signature != new.signature or old.format != new.format
-            or old.error != new.error or old.permissions != new.permissions)
+            or old.error != new.error or old.permissions != new.permissions
+            or old.pending != new.pending)
 
 
 class _Dropped(Exception):

@@ -64,7 +64,7 @@ class VolumeUsers:
         """The volumes of a pool, to see which files they name: an active pool's as last
         seen (or listed now), a stopped file pool's read from its directory if it can be."""
         if self._pools.store.is_active(pool):
-            cached = self._pools.cached_volumes(pool)
+            cached = self._pools.probed_volumes(pool)  # each header read: none pending
             if not cached:  # a fresh process knows no pool yet: look
                 with contextlib.suppress(PoolkeeperError, OSError):
                     cached = self._pools.refresh_pool(pool)

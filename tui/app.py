@@ -236,7 +236,7 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
 
         sandbox, state, note = make_demo()
         root = str(state)
-    controller: Controller = StorageController(root)
+    controller: Controller = StorageController(root, probe_later=True)  # headers after rows
     app = PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii,
                         notice=note)
     try:

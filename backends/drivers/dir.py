@@ -93,6 +93,16 @@ def _permissions(mode: int, owner: int, group: int) -> Permissions:
     return Permissions(mode, owner, group)
 
 
+def _stamp(info: VolumeInfo, st: os.stat_result) -> tuple[int, int]:
+    """Permissions, times, signature from `st` (each st_ attribute read is a new int: the
+    tuples share them, for 100,000 volumes); returns (size, allocation)."""
+    info.permissions = _permissions(st.st_mode & 0o777, st.st_uid, st.st_gid)
+    ino, mtime, ctime, size = st.st_ino, st.st_mtime_ns, st.st_ctime_ns, shared_size(st.st_size)
+    info.times_ns = (st.st_atime_ns, mtime, mtime if ctime == mtime else ctime)
+    info.signature = (ino, size, st.st_blocks, mtime)
+    return size, shared_size(st.st_blocks * 512)
+
+
 def _beside(image: str, name: str) -> str:
     """A file name from an image header, as qemu resolves it: relative to the image."""
     if name.startswith("/") or is_remote_backing(name):
@@ -159,10 +169,8 @@ class DirDriver(FdDataVerbs, PoolDriver):
             return os.open(self.target,
                            os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise StateError(
-                f"the directory '{self.target}' of pool '{self.name}' does not exist; "
-                f"build the pool (pool-build {self.name})"
-            ) from None
+            raise StateError(f"the directory '{self.target}' of pool '{self.name}' does not "
+                             f"exist; build the pool (pool-build {self.name})") from None
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
@@ -275,10 +283,8 @@ class DirDriver(FdDataVerbs, PoolDriver):
         except StateError:
             if os.path.lexists(self.target):
                 raise
-            raise StateError(
-                f"the directory '{self.target}' does not exist; build the pool first "
-                f"(pool-build {self.name})"
-            ) from None
+            raise StateError(f"the directory '{self.target}' does not exist; build the pool "
+                             f"first (pool-build {self.name})") from None
 
     def stop(self) -> None:
         self.extras.pop(self._IDENTITY_KEY, None)
@@ -341,15 +347,15 @@ class DirDriver(FdDataVerbs, PoolDriver):
 
     # -- refresh -----------------------------------------------------------------------
     def refresh(self) -> tuple[PoolSizes, list[VolumeInfo]]:
-        volumes = [v for batch in self.refresh_batches() for v in batch]
-        return self.sizes(), volumes
+        return self.sizes(), [v for batch in self.refresh_batches() for v in batch]
 
     streams_listing = True
 
-    def refresh_batches(self, batch: int = LISTING_BATCH) -> Iterator[list[VolumeInfo]]:
+    def refresh_batches(self, batch: int = LISTING_BATCH, *,
+                        headers: bool = True) -> Iterator[list[VolumeInfo]]:
         """The volumes, `batch` at a time as the scan finds them (directory order), so a
         caller can show the first while the rest are read (see StorageController's
-        streamed listing)."""
+        streamed listing). headers=False: regular files from one lstat, headers unread."""
         prefix = sys.intern(self.target.rstrip("/") + "/")
         with self.dir_fd() as dfd, os.scandir(dfd) as entries:
             # The entry type comes from the directory itself (d_type): no stat needed to
@@ -360,16 +366,16 @@ class DirDriver(FdDataVerbs, PoolDriver):
                 if not e.name.startswith(PARTIAL_PREFIX):  # volumes being built
                     listing.append((e.name, _entry_kind(e)))
                 if len(listing) >= batch:
-                    yield self._scan_batch(dfd, listing, prefix)
+                    yield self._scan_batch(dfd, listing, prefix, headers)
                     listing = []
-            yield self._scan_batch(dfd, listing, prefix)
+            yield self._scan_batch(dfd, listing, prefix, headers)
 
-    def _scan_batch(self, dfd: int, listing: list[tuple[str, int]], prefix: str
-                    ) -> list[VolumeInfo]:
+    def _scan_batch(self, dfd: int, listing: list[tuple[str, int]], prefix: str,
+                    headers: bool = True) -> list[VolumeInfo]:
         volumes: list[VolumeInfo] = []
         with _gc_paused():
             for name, kind in listing:
-                info = self._scan(dfd, name, kind, prefix)
+                info = self._scan(dfd, name, kind, prefix, headers)
                 if info is not None:
                     volumes.append(info)
         return volumes
@@ -392,7 +398,8 @@ class DirDriver(FdDataVerbs, PoolDriver):
             return [None if not n or n.startswith(PARTIAL_PREFIX) or "/" in n
                     else self._scan(dfd, n, _UNKNOWN, prefix) for n in names]
 
-    def _scan(self, dfd: int, name: str, kind: int, prefix: str) -> VolumeInfo | None:
+    def _scan(self, dfd: int, name: str, kind: int, prefix: str,
+              headers: bool = True) -> VolumeInfo | None:
         if name in self.not_volumes:
             with contextlib.suppress(OSError):
                 if stat.S_ISDIR(os.lstat(name, dir_fd=dfd).st_mode):
@@ -412,6 +419,13 @@ class DirDriver(FdDataVerbs, PoolDriver):
         if bad is not None:
             info.error = f"the file name holds {describe(bad)}; rename it to manage it"
             return info
+        if kind == _REGULAR and not headers:  # a quick listing: format, capacity unknown
+            with contextlib.suppress(FileNotFoundError):  # (gone: the open below says so)
+                st = os.lstat(name, dir_fd=dfd)
+                if stat.S_ISREG(st.st_mode):  # (a directory is opened, below)
+                    info.format, info.pending = "", True
+                    info.physical, info.allocation = _stamp(info, st)
+                    return info
         if kind == _LINK:
             with contextlib.suppress(OSError):
                 info.symlink = os.readlink(name, dir_fd=dfd)
@@ -447,27 +461,19 @@ class DirDriver(FdDataVerbs, PoolDriver):
 
     def _fill(self, info: VolumeInfo, fd: int) -> VolumeInfo | None:
         st = os.fstat(fd)
-        mode = st.st_mode
-        info.permissions = _permissions(mode & 0o777, st.st_uid, st.st_gid)
-        # each st_ attribute read is a new int: the tuples share them (100,000 volumes)
-        ino, mtime, ctime = st.st_ino, st.st_mtime_ns, st.st_ctime_ns
-        info.times_ns = (st.st_atime_ns, mtime, mtime if ctime == mtime else ctime)
-        info.signature = (ino, shared_size(st.st_size), st.st_blocks, mtime)
+        size, allocation = _stamp(info, st)
+        mode, ino = st.st_mode, info.signature[0]
         file_id = fileid.of_fd(fd, st)
         info.file_id = (ino, *file_id[1:]) if file_id[0] == ino else file_id
         if stat.S_ISDIR(mode):
             info.type, info.format, info.probed_format = "dir", "dir", "dir"
             return info
-        if stat.S_ISREG(mode):
-            size = info.signature[1]
-            info.allocation = shared_size(st.st_blocks * 512)
-        elif stat.S_ISBLK(mode):
+        if stat.S_ISBLK(mode):
             info.type = "block"
-            size = os.lseek(fd, 0, os.SEEK_END)
-            info.allocation = size
-        else:
+            size = allocation = os.lseek(fd, 0, os.SEEK_END)
+        elif not stat.S_ISREG(mode):
             return None  # a symlink to a FIFO, socket or character device
-        info.physical = size
+        info.physical, info.allocation = size, allocation
         result = imageprobe.probe_fd(fd, size)
         info.format = info.probed_format = result.format
         info.capacity = shared_size(result.capacity) if result.capacity else size
@@ -782,7 +788,6 @@ class DirDriver(FdDataVerbs, PoolDriver):
             return written
         finally:
             os.close(fd)
-
 
 
 def _qcow2_options(target: VolumeTarget) -> list[str]:

@@ -217,6 +217,9 @@ class StubController:
         by_name = {v.name: v for v in volumes}
         return [by_name[n] for n in names if n in by_name]
 
+    def probe_first(self, pool: str, names: Iterable[str]) -> None:
+        pass  # every stub volume is read whole
+
     def volume_users(self, pool: str) -> dict[str, str]:
         self._status(pool)
         return dict(USERS.get(pool, {}))

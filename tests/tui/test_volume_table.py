@@ -338,6 +338,21 @@ async def test_error_volume_is_visible():
         assert styles and styles[0] != table.rich_style  # name drawn in the error style
 
 
+@pytest.mark.parametrize("ascii", [False, True])
+async def test_a_pending_volume_says_its_header_is_unknown(ascii: bool):
+    """Listed before its header is read (VolumeInfo.pending): format, capacity, % and
+    backing store are unknown, and say so; what the lstat gave (allocation) is shown."""
+    unknown = "?" if ascii else "\u2026"
+    app = TableApp(ascii=ascii)
+    async with app.run_test(size=(160, 12)) as pilot:
+        pending = replace(vol("new.qcow2", 0, 3 * MiB, ""), pending=True)
+        await loaded(pilot, [vol("ok.img"), pending])
+        line = screen_lines(app)[1]
+        assert line.split()[:4] == ["new.qcow2", unknown, unknown, human(3 * MiB).split()[0]]
+        assert line.split()[5:7] == [unknown, unknown]  # % and backing store
+        assert screen_lines(app)[2].split()[:2] == ["ok.img", "raw"]
+
+
 async def test_ascii_mode_renders_only_ascii():
     app = TableApp(ascii=True)
     async with app.run_test(size=(80, 12)) as pilot:

@@ -168,7 +168,7 @@ class VolumeActions(_Screen):
         dialog = dialogs.CreateVolumeDialog(
             view.status, view.features.creatable_formats,
             view.features.default_volume_format or "raw",
-            [v for v in volumes if v.error is None and v.type == "file"],
+            [v for v in volumes if v.error is None and v.type == "file" and not v.pending],
             existing={v.name for v in volumes}, ascii=self.ascii, check=check,
             suggest=suggest, typed=typed, refused=refused)
         self.app.push_screen(dialog, done)
@@ -339,6 +339,13 @@ class VolumeActions(_Screen):
             volume = self._need_volume()
             volumes = [volume] if volume else []
         if not volumes:
+            return
+        unread = [v.name for v in volumes if v.pending]
+        if unread:  # the dialog names each one's format and size: never a guess
+            self.ctl.probe_first(name, unread)
+            more = f" and {len(unread) - 1} more" if len(unread) > 1 else ""
+            self.notify(f"the header of '{unread[0]}'{more} is being read; a moment",
+                        severity="warning", markup=False)
             return
         in_use = dict(self.in_use)
 

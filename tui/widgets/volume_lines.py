@@ -65,6 +65,7 @@ _SHORT_TITLES = {"format": "Fmt", "capacity": "Cap", "allocation": "Alloc", "pct
 _RIGHT = ("capacity", "allocation", "pct")
 _MIDDLE = ("backing", "path")  # cut in the middle: the start and the file name both tell
 _ERROR_SPAN = ("capacity", "allocation", "pct", "backing", "in_use")  # an error's text
+_UNREAD = ("format", "capacity", "pct", "backing")  # unknown until the header is read
 _TITLES = dict(COLUMNS)
 
 FREE_NAME = "(free)"  # name cell of a free-extent row
@@ -454,6 +455,8 @@ class VolumeLines:
                      "backing": backing_cell(v), "in_use": in_use.get(v.name, "")}
             texts["path"] = v.path
             styled = {"backing": dim, "path": dim}
+            if v.pending:  # its header is being read: said so, not guessed
+                texts.update(dict.fromkeys(_UNREAD, "?" if self.ascii else "\u2026"))
         order = self.order
         span: list[str] = []  # an error's text: the run of its columns after the format
         if v.error and "format" in order:

@@ -11,8 +11,16 @@ Data structures:
 - A new sort column or a filter over many rows can be computed away from the UI thread:
   `view_task` copies what it reads and returns the work; `install` puts its View in place
   unless `version` (bumped by every change of the volumes) moved meanwhile.
+- Many volumes added, changed or removed at once (a streamed listing's batch, the headers
+  of a quick listing read) are merged: the old ones filtered out and the new ones, sorted,
+  slotted in by bisection, O(k log n + n) with the copying done in C, never a sort of all.
 - Column widths come from per-column histograms of cell widths kept up to date on every
   add/remove, so the widest cell is known without scanning rows.
+- `pending` counts the volumes whose header is not read yet (VolumeInfo.pending). The back
+  end reads a header into the pending info itself: a changed volume that is the very
+  object held is such a one (`_completed`): its cells change in place, and when the sort
+  column is one the header gives, the order is `stale` until sorted again (`resort`, or
+  a View computed away from the UI thread).
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import bisect
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, not_
 from typing import Any, NamedTuple
 
 from rich.cells import cell_len
@@ -45,7 +54,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 """(key, title) of each column, left to right."""
 
 _NAME_KEY: SortKey = attrgetter("name")
+_PATH_KEY: SortKey = attrgetter("path")
+_PENDING_KEY: SortKey = attrgetter("pending")
 _MEASURED = ("name", "format", "backing", "path")  # columns with a width histogram
+_FROM_NAMES = ("name", "path", "in_use")  # sort columns a header read never changes
+BULK = 64  # volumes in one diff from which it is merged in one pass, not one at a time
 
 _ESCAPED_RE = re.compile(r"[\x00-\x1f\x7f\\]")  # ASCII that tui.shown escapes
 
@@ -88,6 +101,24 @@ def _filter(rows: list[VolumeInfo], text: str) -> list[VolumeInfo]:
     return [v for v in rows if text in v.name.lower() or text in v.path.lower()]
 
 
+def merged(rows: list[VolumeInfo], new: list[VolumeInfo], key: SortKey
+           ) -> list[VolumeInfo]:
+    """`rows` (ascending by `key`, keys unique) with `new` slotted in, as a new list: a
+    few new ones each where bisection puts it, the runs between copied by slicing; many
+    (more than a sixteenth) by one sort of both, which timsort does as a merge of runs."""
+    if len(new) * 16 > len(rows):
+        return sorted([*rows, *new], key=key)
+    out: list[VolumeInfo] = []
+    start = 0
+    for v in sorted(new, key=key):
+        i = bisect.bisect_left(rows, key(v), lo=start, key=key)
+        out += rows[start:i]
+        out.append(v)
+        start = i
+    out += rows[start:]
+    return out
+
+
 class VolumeRows:
     """A table's volumes (read the attributes; change them through the methods)."""
 
@@ -107,6 +138,9 @@ class VolumeRows:
         # Histograms of cell widths for the variable-width columns.
         self._hist: dict[str, Counter[int]] = {k: Counter() for k in _MEASURED}
         self.version = 0  # bumped by every change of the volumes (a View of older is stale)
+        self.members = 0  # bumped by every change but headers read into pending volumes
+        self.pending = 0  # volumes whose header is not read yet
+        self.stale = False  # headers read into volumes since the order was sorted
 
     # ------------------------------------------------------------------- reading
 
@@ -146,6 +180,7 @@ class VolumeRows:
     def replace(self, volumes: Iterable[VolumeInfo]) -> None:
         """Every volume anew (first load, or another pool); marks of gone names go."""
         self.version += 1
+        self.members += 1
         volumes = list(volumes)
         by_name = {v.name: v for v in volumes}
         if len(by_name) != len(volumes):
@@ -164,6 +199,8 @@ class VolumeRows:
             "path": _width_histogram([v.path for v in volumes], self.ascii),
         }
         self.marked &= by_name.keys()
+        self.pending = sum(map(_PENDING_KEY, volumes))
+        self.stale = False
 
     def apply_diff(
         self, added: list[VolumeInfo], removed: list[str], changed: list[VolumeInfo]
@@ -171,9 +208,18 @@ class VolumeRows:
         """Apply an incremental refresh: (names removed, names changed in place, whether
         any row moved, appeared or disappeared)."""
         self.version += 1
+        read = [v for v in changed if self.by_name.get(v.name) is v]
+        if read:  # pending volumes whose headers were read into them
+            self._completed(read)
+            changed = [v for v in changed if self.by_name.get(v.name) is not v]
+        if added or removed or changed:
+            self.members += 1
+        if len(added) + len(removed) + len(changed) >= BULK:
+            gone, touched, moved = self._apply_bulk(added, removed, changed)
+            return gone, [*touched, *(v.name for v in read)], moved
         structural = False
         gone: list[str] = []
-        touched: list[str] = []
+        touched: list[str] = [v.name for v in read]
         for name in removed:
             old = self.by_name.pop(name, None)
             if old is None:
@@ -202,22 +248,107 @@ class VolumeRows:
 
     def add_many(self, volumes: list[VolumeInfo]) -> None:
         """New volumes (none of them here yet) in one merge, not an insort each: a
-        streamed listing adds thousands at a time (timsort merges the two sorted runs)."""
+        streamed listing adds thousands at a time."""
         self.version += 1
-        for v in volumes:
-            self.by_name[v.name] = v
-        self.by_name_order = sorted([*self.by_name_order, *sorted(volumes, key=_NAME_KEY)],
-                                    key=_NAME_KEY)
-        if self._primary is None:  # sorted by name: the same order
-            self.order = list(self.by_name_order)
+        self.members += 1
+        self.by_name.update(zip(map(_NAME_KEY, volumes), volumes, strict=True))
+        self._merge([], volumes)
+        self._count_many(volumes, +1)
+
+    def _apply_bulk(self, added: list[VolumeInfo], removed: list[str],
+                    changed: list[VolumeInfo]) -> tuple[list[str], list[str], bool]:
+        """apply_diff of many volumes in one merge (see the module docstring)."""
+        by_name = self.by_name
+        gone_old = [v for v in (by_name.pop(n, None) for n in removed) if v is not None]
+        gone = [v.name for v in gone_old]
+        self.marked.difference_update(gone)
+        key, filtered = self.key, self.rows is not self.order
+        fresh: list[VolumeInfo] = []  # names not here before
+        replaced: list[VolumeInfo] = []  # the old infos of the changed ones
+        moved_old: list[VolumeInfo] = []  # ... of those the change moves in the order
+        moved_new: list[VolumeInfo] = []
+        incoming = list({v.name: v for v in [*changed, *added]}.values())
+        for v in incoming:
+            was = by_name.get(v.name)
+            by_name[v.name] = v
+            if was is None:
+                fresh.append(v)
+                continue
+            replaced.append(was)
+            if was is v or key(was) != key(v) or (
+                    filtered and self._matches(was) != self._matches(v)):
+                moved_old.append(was)
+                moved_new.append(v)
+        self._merge(gone_old, fresh, moved_old, moved_new, remap=bool(replaced))
+        self._count_many([*gone_old, *replaced], -1)
+        self._count_many(incoming, +1)
+        return gone, [v.name for v in replaced], bool(gone_old or fresh or moved_new)
+
+    def _merge(self, gone: list[VolumeInfo], fresh: list[VolumeInfo],
+               moved_old: list[VolumeInfo] | None = None,
+               moved_new: list[VolumeInfo] | None = None, remap: bool = False) -> None:
+        """The sorted lists without `gone` (these very objects), with `fresh` (new names)
+        slotted in; `moved_*`: changed volumes whose place in the order moved (taken out,
+        slotted in again); remap: the rest of the changed ones are swapped in where they
+        are, by name (by_name holds the new infos). Passes over all rows run in C."""
+        by_name = self.by_name
+
+        def fix(rows: list[VolumeInfo], out: list[VolumeInfo], into: list[VolumeInfo],
+                key: SortKey) -> list[VolumeInfo]:
+            if out:
+                ids = {id(v) for v in out}
+                rows = list(compress(rows, map(not_, map(ids.__contains__, map(id, rows)))))
+            if remap:
+                rows = list(map(by_name.__getitem__, map(_NAME_KEY, rows)))
+            return merged(rows, into, key)
+
+        filtered = self.rows is not self.order
+        moved_old, moved_new = moved_old or [], moved_new or []
+        self.by_name_order = fix(self.by_name_order, gone, fresh, _NAME_KEY)
+        if self._primary is None:  # sorted by name: the same order (a list of its own)
+            order = list(self.by_name_order)
         else:
-            self.order = sorted([*self.order, *sorted(volumes, key=self.key)], key=self.key)
-        self.rows = self.order if not self.filter_text else self._filtered(self.order)
-        for column, texts in (("name", [v.name for v in volumes]),
-                              ("format", [format_cell(v) for v in volumes]),
-                              ("backing", [backing_cell(v) for v in volumes]),
-                              ("path", [v.path for v in volumes])):
-            self._hist[column].update(_width_histogram(texts, self.ascii))
+            order = fix(self.order, [*gone, *moved_old], [*fresh, *moved_new], self.key)
+        if filtered:
+            self.rows = fix(self.rows, [*gone, *moved_old],
+                            [v for v in (*fresh, *moved_new) if self._matches(v)], self.key)
+        else:
+            self.rows = order
+        self.order = order
+
+    def _completed(self, volumes: list[VolumeInfo]) -> None:
+        """Pending volumes whose headers the back end read into them: their format and
+        backing cells were empty (width 0) and are not now."""
+        for column, cell in (("format", format_cell), ("backing", backing_cell)):
+            hist = self._hist[column]
+            hist[0] -= len(volumes)
+            if hist[0] <= 0:
+                del hist[0]
+            hist.update(_width_histogram([cell(v) for v in volumes], self.ascii))
+        self.pending = max(0, self.pending - len(volumes))
+        if self.sort_column not in _FROM_NAMES:
+            self.stale = True  # their keys changed under the sorted lists
+
+    def _count_many(self, volumes: list[VolumeInfo], sign: int) -> None:
+        """_count of many volumes at once (sign: +1 added, -1 taken away); a pending
+        volume's format and backing cells are empty (width 0)."""
+        pending = sum(map(_PENDING_KEY, volumes))
+        read = [v for v in volumes if not v.pending] if pending else volumes
+        for column, texts in (("name", list(map(_NAME_KEY, volumes))),
+                              ("format", [format_cell(v) for v in read]),
+                              ("backing", [backing_cell(v) for v in read]),
+                              ("path", list(map(_PATH_KEY, volumes)))):
+            counts = _width_histogram(texts, self.ascii)
+            if pending and column in ("format", "backing"):
+                counts[0] += pending
+            hist = self._hist[column]
+            if sign > 0:
+                hist.update(counts)
+                continue
+            hist.subtract(counts)
+            for width in [w for w, n in hist.items() if n <= 0]:
+                del hist[width]
+        self.pending += sign * pending
 
     def set_in_use(self, in_use: dict[str, str]) -> set[str]:
         """Who holds each volume open (name -> e.g. "qemu (pid 12)"); the names whose
@@ -228,6 +359,7 @@ class VolumeRows:
         if changed:
             self.in_use = in_use
             self.version += 1  # (the order by who has them open)
+            self.members += 1
         return changed
 
     def resort(self) -> None:
@@ -256,7 +388,7 @@ class VolumeRows:
         work that may run in another thread: it reads copies taken now. Its View goes in
         with `install`, if `version` has not moved since."""
         text = text.lower()
-        if column == self.sort_column:
+        if column == self.sort_column and not self.stale:
             narrowing = bool(self.filter_text) and self.filter_text in text
             source = list(self.rows if narrowing else self.order)
             return lambda: View(column, text, None, _filter(source, text) if text else source)
@@ -269,12 +401,15 @@ class VolumeRows:
 
         return sort
 
-    def install(self, view: View) -> None:
-        """Put a View computed by view_task in place (the caller checks `version`)."""
+    def install(self, view: View, read_since: bool = False) -> None:
+        """Put a View computed by view_task in place (the caller checks `version`, or
+        `members`: `read_since`, headers were read into pending volumes since, and the
+        order is stale again if the sort column is one they give)."""
         if view.order is not None:
             self.sort_column = view.column
             self._set_sort_keys(view.column)
             self.order = view.order
+            self.stale = read_since and view.column not in _FROM_NAMES
         self.filter_text = view.text
         self.rows = view.rows if view.text else self.order
 
@@ -344,6 +479,7 @@ class VolumeRows:
         return list(by_name) if primary is None else sorted(by_name, key=primary)
 
     def _resort(self) -> None:
+        self.stale = False
         self.order = self._sorted(self.by_name_order)
         if self.filter_text:
             rows = sorted(self.rows, key=_NAME_KEY)
@@ -410,3 +546,4 @@ class VolumeRows:
             counter[width] += delta
             if counter[width] <= 0:
                 del counter[width]
+        self.pending += delta * v.pending

@@ -213,6 +213,18 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         return len(self._data.order)
 
     @property
+    def pending_count(self) -> int:
+        """Volumes whose header is not read yet (VolumeInfo.pending)."""
+        return self._data.pending
+
+    def pending_in_view(self) -> list[str]:
+        """The pending volumes on screen, then those a page above and below."""
+        rows, top, page = self._data.rows, self.scroll_offset.y, self._page_height()
+        shown = [*range(top, top + page), *range(top - page, top),
+                 *range(top + page, top + 2 * page)]
+        return [v.name for i in shown if 0 <= i < len(rows) and (v := self.row(i)).pending]
+
+    @property
     def sort_column(self) -> str:
         return self._data.sort_column
 
@@ -321,13 +333,25 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
                 self._set_cursor(0)  # on the first row, it stays there as rows come in
         gone, touched, structural = self._data.apply_diff(added, removed, changed)
         structural = structural or bulk
+        if self._data.stale:  # headers read while sorted by what they give: sort again
+            if self.total_count < ASYNC_ROWS:
+                self._data.resort()
+                structural = True
+            else:  # off the UI thread; batches that come meanwhile fold into it
+                self._wanted = self._wanted or self._shown()
+                self._update_view()
         for name in gone:
             self._lines.forget(name)
-        for v in [*changed, *added]:
-            self._lines.touch(v.name)
+        if len(changed) + len(added) > self._page_height():  # (headers read): draw anew,
+            self._lines.invalidate()  # rather than keep a version for 100,000 names
+        else:
+            for v in [*changed, *added]:
+                self._lines.touch(v.name)
         layout_changed = self._relayout()
         if structural or layout_changed:
             self._fix_cursor(old_index, old_offset)
+            self.refresh()
+        elif len(touched) > self._page_height():  # (headers read): repaint, do not seek each
             self.refresh()
         else:
             self._refresh_names(touched)
@@ -380,7 +404,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         data = self._data
         if len(data.order) < ASYNC_ROWS:
             return True
-        if column != data.sort_column:
+        if column != data.sort_column or data.stale:
             return False
         return not text or text == data.filter_text or (
             bool(data.filter_text) and data.filter_text in text and len(data.rows) < ASYNC_ROWS)
@@ -395,11 +419,13 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             self._show_view(column, reverse, text)
             return
         self._computing = True
-        task, version = self._data.view_task(column, text), self._data.version
+        task, version = self._data.view_task(column, text), (self._data.version,
+                                                             self._data.members)
         threading.Thread(target=self._compute, args=(self.app, task, version), daemon=True,
                          name="volume-table-view").start()
 
-    def _compute(self, app: App[Any], task: Callable[[], View], version: int) -> None:
+    def _compute(self, app: App[Any], task: Callable[[], View],
+                 version: tuple[int, int]) -> None:
         view = None
         try:
             view = task()
@@ -408,7 +434,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         with contextlib.suppress(RuntimeError):  # the app is gone
             app.call_from_thread(self._view_ready, view, version)
 
-    def _view_ready(self, view: View | None, version: int) -> None:
+    def _view_ready(self, view: View | None, version: tuple[int, int]) -> None:
         self._computing = False
         if view is None:
             self._wanted = None
@@ -416,15 +442,21 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         if wanted is None:  # a synchronous call took over (or it failed)
             return
         column, reverse, text = wanted
-        if version == self._data.version and (view.column, view.text) == (column, text):
+        # the same volumes (headers read into some meanwhile: in, and sorted again after)
+        read_since = version[0] != self._data.version
+        if (not read_since or version[1] == self._data.members) and (
+                view.column, view.text) == (column, text):
             self._wanted = None
             offset = self._cursor_screen_offset()
-            self._data.install(view)
+            self._data.install(view, read_since)
             self._data.reverse = reverse
             self._lines.invalidate_header()
             self._relayout()
             self._fix_cursor(None, offset)
             self.refresh()
+            if self._data.stale:
+                self._wanted = self._shown()
+                self._update_view()
         else:
             self._update_view()  # the volumes or the wish changed meanwhile: once more
 
