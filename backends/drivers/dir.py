@@ -103,6 +103,27 @@ def _stamp(info: VolumeInfo, st: os.stat_result) -> tuple[int, int]:
     return size, shared_size(st.st_blocks * 512)
 
 
+def _quick(dfd: int, name: str, prefix: str) -> VolumeInfo | None:
+    """_scan's quick listing of a plain regular file with a safe name, in one call (most
+    of a 100,000-volume listing); None: anything else, for _scan to tell."""
+    if first_unsafe(name) is not None:
+        return None
+    try:
+        st = os.lstat(name, dir_fd=dfd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    path = prefix + name
+    mtime, ctime, size = st.st_mtime_ns, st.st_ctime_ns, shared_size(st.st_size)
+    return VolumeInfo(
+        name=name, key=path, path=path, format="", pending=True, physical=size,
+        allocation=shared_size(st.st_blocks * 512),
+        permissions=_permissions(st.st_mode & 0o777, st.st_uid, st.st_gid),
+        times_ns=(st.st_atime_ns, mtime, mtime if ctime == mtime else ctime),
+        signature=(st.st_ino, size, st.st_blocks, mtime))
+
+
 def _beside(image: str, name: str) -> str:
     """A file name from an image header, as qemu resolves it: relative to the image."""
     if name.startswith("/") or is_remote_backing(name):
@@ -373,9 +394,13 @@ class DirDriver(FdDataVerbs, PoolDriver):
     def _scan_batch(self, dfd: int, listing: list[tuple[str, int]], prefix: str,
                     headers: bool = True) -> list[VolumeInfo]:
         volumes: list[VolumeInfo] = []
+        quick = None if headers else _quick
         with _gc_paused():
             for name, kind in listing:
-                info = self._scan(dfd, name, kind, prefix, headers)
+                info = quick(dfd, name, prefix) if quick is not None and kind == _REGULAR \
+                    and name not in self.not_volumes else None
+                if info is None:
+                    info = self._scan(dfd, name, kind, prefix, headers)
                 if info is not None:
                     volumes.append(info)
         return volumes

@@ -161,3 +161,32 @@ def test_the_command_line_lists_every_header(state_root: Path, images: Path) -> 
         volumes = {v.name: v for v in ctl.cached_volumes("p")}
         assert not any(v.pending for v in volumes.values())
         assert volumes["base.qcow2"].format == "qcow2"
+
+
+def test_the_fast_path_lists_a_file_as_the_full_scan_would_without_its_header(
+        tmp_path: Path) -> None:
+    """_quick (most of a big listing) and _scan's quick branch give the same volume; what
+    _quick leaves (a link, a directory, an unsafe name, a FIFO) goes to _scan."""
+    import os
+
+    from backends.drivers import dir as dir_mod
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.img").write_bytes(b"x" * 5000)
+    os.symlink("a.img", images / "link.img")
+    (images / "sub").mkdir()
+    (images / "bad\x1bname.img").write_bytes(b"")
+    os.mkfifo(images / "fifo")
+    dfd = os.open(images, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        prefix = f"{images}/"
+        fast = dir_mod._quick(dfd, "a.img", prefix)
+        driver = DirDriver(PoolDef(name="p", type="dir", target=PoolTarget(path=str(images))))
+        slow = driver._scan(dfd, "a.img", dir_mod._UNKNOWN, prefix, headers=False)
+        assert fast is not None and fast == slow and fast.pending and fast.format == ""
+        assert fast.physical == 5000 and fast.path == f"{images}/a.img"
+        for name in ("link.img", "sub", "bad\x1bname.img", "fifo", "gone.img"):
+            assert dir_mod._quick(dfd, name, prefix) is None, name
+    finally:
+        os.close(dfd)
