@@ -39,7 +39,7 @@ WIPE_ALGORITHMS = (
 @dataclass(slots=True, frozen=True)
 class Permissions:
     """Frozen: one instance is shared by every listed volume with the same mode and
-    owners (backends.drivers.dir._permissions)."""
+    owners (backends.drivers.dir_listing.shared_permissions)."""
 
     mode: int | None = None  # e.g. 0o711
     owner: int | None = None

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
-import gc
 import os
 import re
 import stat
@@ -53,6 +51,16 @@ from ..progress import JobContext, shielded
 from ..textsafe import describe, first_unsafe
 from .base import Claim, PoolDriver, SpaceToken
 from .checked_image import image_spec, open_checked, refuse_unchecked_header
+from .dir_listing import (
+    LINK,
+    REGULAR,
+    SPECIAL,
+    UNKNOWN,
+    entry_kind,
+    gc_paused,
+    quick_file,
+    stamp,
+)
 from .fddata import FdDataVerbs
 
 DEFAULT_POOL_MODE = 0o711
@@ -60,68 +68,7 @@ DEFAULT_VOLUME_MODE = 0o600
 QEMU_IMG_TIMEOUT = 600.0  # seconds for qemu-img create/resize (convert has no limit: a job)
 _PERCENT_RE = re.compile(r"\(([\d.]+)/100%\)")
 _REBASE_FORMATS = ("qcow2", "qed")  # qemu can rewrite their backing name (not qcow, vmdk)
-# What the directory entry says a name is.
-_UNKNOWN, _REGULAR, _LINK, _SPECIAL = range(4)
 LISTING_BATCH = 512  # volumes per batch of a streamed listing (refresh_batches)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """A scan allocates thousands of objects that all live on: collecting in the middle of
-    it only costs time (about 10 % of a 10,000-volume refresh)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _entry_kind(entry: os.DirEntry[str]) -> int:
-    if entry.is_symlink():
-        return _LINK
-    if entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False):
-        return _REGULAR
-    return _UNKNOWN  # block device, FIFO, ...: one lstat tells
-
-
-@functools.lru_cache(maxsize=256)
-def _permissions(mode: int, owner: int, group: int) -> Permissions:
-    """One Permissions per (mode, owner, group) a listing meets, shared by its volumes
-    (nothing changes one in place): 16 MB less for 100,000 files of a few owners."""
-    return Permissions(mode, owner, group)
-
-
-def _stamp(info: VolumeInfo, st: os.stat_result) -> tuple[int, int]:
-    """Permissions, times, signature from `st` (each st_ attribute read is a new int: the
-    tuples share them, for 100,000 volumes); returns (size, allocation)."""
-    info.permissions = _permissions(st.st_mode & 0o777, st.st_uid, st.st_gid)
-    ino, mtime, ctime, size = st.st_ino, st.st_mtime_ns, st.st_ctime_ns, shared_size(st.st_size)
-    info.times_ns = (st.st_atime_ns, mtime, mtime if ctime == mtime else ctime)
-    info.signature = (ino, size, st.st_blocks, mtime)
-    return size, shared_size(st.st_blocks * 512)
-
-
-def _quick(dfd: int, name: str, prefix: str) -> VolumeInfo | None:
-    """_scan's quick listing of a plain regular file with a safe name, in one call (most
-    of a 100,000-volume listing); None: anything else, for _scan to tell."""
-    if first_unsafe(name) is not None:
-        return None
-    try:
-        st = os.lstat(name, dir_fd=dfd)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    path = prefix + name
-    mtime, ctime, size = st.st_mtime_ns, st.st_ctime_ns, shared_size(st.st_size)
-    return VolumeInfo(
-        name=name, key=path, path=path, format="", pending=True, physical=size,
-        allocation=shared_size(st.st_blocks * 512),
-        permissions=_permissions(st.st_mode & 0o777, st.st_uid, st.st_gid),
-        times_ns=(st.st_atime_ns, mtime, mtime if ctime == mtime else ctime),
-        signature=(st.st_ino, size, st.st_blocks, mtime))
 
 
 def _beside(image: str, name: str) -> str:
@@ -385,7 +332,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
             listing: list[tuple[str, int]] = []
             for e in entries:
                 if not e.name.startswith(PARTIAL_PREFIX):  # volumes being built
-                    listing.append((e.name, _entry_kind(e)))
+                    listing.append((e.name, entry_kind(e)))
                 if len(listing) >= batch:
                     yield self._scan_batch(dfd, listing, prefix, headers)
                     listing = []
@@ -394,10 +341,10 @@ class DirDriver(FdDataVerbs, PoolDriver):
     def _scan_batch(self, dfd: int, listing: list[tuple[str, int]], prefix: str,
                     headers: bool = True) -> list[VolumeInfo]:
         volumes: list[VolumeInfo] = []
-        quick = None if headers else _quick
-        with _gc_paused():
+        quick = None if headers else quick_file
+        with gc_paused():
             for name, kind in listing:
-                info = quick(dfd, name, prefix) if quick is not None and kind == _REGULAR \
+                info = quick(dfd, name, prefix) if quick is not None and kind == REGULAR \
                     and name not in self.not_volumes else None
                 if info is None:
                     info = self._scan(dfd, name, kind, prefix, headers)
@@ -408,7 +355,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
     def refresh_volume(self, name: str) -> VolumeInfo | None:
         """Re-read one volume (None if it is gone or not a volume)."""
         with self.dir_fd() as dfd:
-            return self._scan(dfd, name, _UNKNOWN, self.target.rstrip("/") + "/")
+            return self._scan(dfd, name, UNKNOWN, self.target.rstrip("/") + "/")
 
     # -- the live monitor's slices (backends/monitor.py) --------------------------------
     def volume_names(self) -> list[str] | None:
@@ -419,9 +366,9 @@ class DirDriver(FdDataVerbs, PoolDriver):
         """refresh_volume of each name through one descriptor (closed on return: nothing
         is held open between slices, so a stop can unmount)."""
         prefix = self.target.rstrip("/") + "/"
-        with self.dir_fd() as dfd, _gc_paused():
+        with self.dir_fd() as dfd, gc_paused():
             return [None if not n or n.startswith(PARTIAL_PREFIX) or "/" in n
-                    else self._scan(dfd, n, _UNKNOWN, prefix) for n in names]
+                    else self._scan(dfd, n, UNKNOWN, prefix) for n in names]
 
     def _scan(self, dfd: int, name: str, kind: int, prefix: str,
               headers: bool = True) -> VolumeInfo | None:
@@ -431,27 +378,27 @@ class DirDriver(FdDataVerbs, PoolDriver):
                     return None  # the filesystem's own directory (lost+found)
         path = prefix + name
         info = VolumeInfo(name=name, key=path, path=path)
-        if kind == _UNKNOWN:
+        if kind == UNKNOWN:
             try:
                 mode = os.lstat(name, dir_fd=dfd).st_mode
             except FileNotFoundError:
                 return None  # deleted behind our back while we listed
-            kind = _LINK if stat.S_ISLNK(mode) else _REGULAR if (
-                stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISBLK(mode)) else _SPECIAL
-        if kind == _SPECIAL:
+            kind = LINK if stat.S_ISLNK(mode) else REGULAR if (
+                stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISBLK(mode)) else SPECIAL
+        if kind == SPECIAL:
             return None  # FIFO, socket, character device: not a volume, never opened
         bad = first_unsafe(name)  # the characters check_name refuses in a new name
         if bad is not None:
             info.error = f"the file name holds {describe(bad)}; rename it to manage it"
             return info
-        if kind == _REGULAR and not headers:  # a quick listing: format, capacity unknown
+        if kind == REGULAR and not headers:  # a quick listing: format, capacity unknown
             with contextlib.suppress(FileNotFoundError):  # (gone: the open below says so)
                 st = os.lstat(name, dir_fd=dfd)
                 if stat.S_ISREG(st.st_mode):  # (a directory is opened, below)
                     info.format, info.pending = "", True
-                    info.physical, info.allocation = _stamp(info, st)
+                    info.physical, info.allocation = stamp(info, st)
                     return info
-        if kind == _LINK:
+        if kind == LINK:
             with contextlib.suppress(OSError):
                 info.symlink = os.readlink(name, dir_fd=dfd)
             try:
@@ -486,7 +433,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
 
     def _fill(self, info: VolumeInfo, fd: int) -> VolumeInfo | None:
         st = os.fstat(fd)
-        size, allocation = _stamp(info, st)
+        size, allocation = stamp(info, st)
         mode, ino = st.st_mode, info.signature[0]
         file_id = fileid.of_fd(fd, st)
         info.file_id = (ino, *file_id[1:]) if file_id[0] == ino else file_id

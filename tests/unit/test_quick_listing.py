@@ -169,7 +169,7 @@ def test_the_fast_path_lists_a_file_as_the_full_scan_would_without_its_header(
     _quick leaves (a link, a directory, an unsafe name, a FIFO) goes to _scan."""
     import os
 
-    from backends.drivers import dir as dir_mod
+    from backends.drivers import dir_listing
 
     images = tmp_path / "images"
     images.mkdir()
@@ -181,12 +181,12 @@ def test_the_fast_path_lists_a_file_as_the_full_scan_would_without_its_header(
     dfd = os.open(images, os.O_RDONLY | os.O_DIRECTORY)
     try:
         prefix = f"{images}/"
-        fast = dir_mod._quick(dfd, "a.img", prefix)
+        fast = dir_listing.quick_file(dfd, "a.img", prefix)
         driver = DirDriver(PoolDef(name="p", type="dir", target=PoolTarget(path=str(images))))
-        slow = driver._scan(dfd, "a.img", dir_mod._UNKNOWN, prefix, headers=False)
+        slow = driver._scan(dfd, "a.img", dir_listing.UNKNOWN, prefix, headers=False)
         assert fast is not None and fast == slow and fast.pending and fast.format == ""
         assert fast.physical == 5000 and fast.path == f"{images}/a.img"
         for name in ("link.img", "sub", "bad\x1bname.img", "fifo", "gone.img"):
-            assert dir_mod._quick(dfd, name, prefix) is None, name
+            assert dir_listing.quick_file(dfd, name, prefix) is None, name
     finally:
         os.close(dfd)
