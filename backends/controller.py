@@ -15,19 +15,16 @@ the read-only verbs report (reports).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import ParamSpec, TypeVar
 
 from . import (
     fileops,
     pathsafety,
     pool_claims,
     reports,
-    runner,
     startup,
     volume_requests,
     xmlio,
@@ -61,31 +58,17 @@ from .model import (
 )
 from .monitor import MONITOR_INTERVAL, PoolMonitor, VolumeCache
 from .names import check_name
-from .oserror import os_failure
+from .oserror import os_errors
 from .partials import PartialSweeper
 from .pool_contents import directory_entries, refuse_changed, refuse_held
 from .progress import shielded
 from .reports import volume_def_from_info
-from .runner import COMMAND_LOG
+from .runner import COMMAND_LOG, routine_read
 from .store import Store, check_pool_name, resolve_paths
 from .streamed_listing import HeaderProber, list_streamed
 from .units import human
 from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-def _routine_read(method: Callable[P, R]) -> Callable[P, R]:
-    """A read a view repeats on its own (listing, sizes, layout, who has what open): the
-    tools it runs are routine reads in the command log (runner.routine), shown apart from
-    what the user's actions ran."""
-
-    @functools.wraps(method)
-    def read(*args: P.args, **kwargs: P.kwargs) -> R:
-        with runner.routine():
-            return method(*args, **kwargs)
-
-    return read
 
 class StorageController:
     def __init__(
@@ -260,7 +243,7 @@ class StorageController:
     def start_pool(self, name: str) -> PoolStatus:
         pdef = self.pool_def(name)
         with self.locks.pool(name, exclusive=True, what="starting"), \
-                _os_errors(f"start pool '{name}'"):
+                os_errors(f"start pool '{name}'"):
             if self.store.is_active(name):
                 raise StateError(f"pool '{name}' is already active")
             driver = self._driver(pdef)
@@ -312,7 +295,7 @@ class StorageController:
                 f"pool '{name}' has jobs running; wait for them or cancel them first"
             )
         with self.locks.pool(name, exclusive=True, what="stopping"), \
-                _os_errors(f"stop pool '{name}'"):
+                os_errors(f"stop pool '{name}'"):
             driver = self._driver(pdef)
             driver.stop()
             self.store.clear_run_state(name)
@@ -333,7 +316,7 @@ class StorageController:
         pdef = self.pool_def(name)
         self._require_inactive(name, "delete")
         with self.locks.pool(name, exclusive=True, what="deleting"), \
-                _os_errors(f"delete pool '{name}'"):
+                os_errors(f"delete pool '{name}'"):
             driver = self._driver(pdef)
             self._partials.sweep(driver)  # a killed create's file must not keep it non-empty
             held = driver.stored_volumes() if expected is not None or not force else None
@@ -367,7 +350,7 @@ class StorageController:
         if not driver.features().can_delete_storage:
             return None
         with self.locks.pool(name, exclusive=True, what="looking inside"), \
-                _os_errors(f"look inside pool '{name}'"):
+                os_errors(f"look inside pool '{name}'"):
             held = driver.stored_volumes()
             if held is None and driver.features().delete_needs_empty:
                 held = directory_entries(driver)  # what makes its delete refuse
@@ -378,11 +361,11 @@ class StorageController:
         self.store.set_autostart(name, enabled)
         self.bus.publish(PoolChanged(name, "autostart"))
 
-    @_routine_read
+    @routine_read
     def refresh_pool(self, name: str) -> list[VolumeInfo]:
         driver = self._active_driver(name)
         with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0), \
-                _os_errors(f"refresh pool '{name}'"):
+                os_errors(f"refresh pool '{name}'"):
             # listed for the first time in this process: shown as it comes
             if driver.streams_listing and list_streamed(
                     self._cache, self._records, name, driver, self._monitor.prepare,
@@ -394,7 +377,7 @@ class StorageController:
         self._cache.replace(name, volumes)
         return volumes
 
-    @_routine_read
+    @routine_read
     def list_pools(self) -> list[PoolStatus]:
         result = []
         for name in self.store.definition_names():
@@ -406,14 +389,14 @@ class StorageController:
                                          source=f"bad definition: {exc}"))
         return result
 
-    @_routine_read
+    @routine_read
     def pool_info(self, name: str) -> PoolStatus:
         pdef = self.pool_def(name)
         autostart = self.store.autostart(name)
         driver = self._driver(pdef) if self.store.is_active(name) else None
         return reports.pool_status(name, pdef, autostart, driver)
 
-    @_routine_read
+    @routine_read
     def pool_layout(self, name: str) -> list[DeviceLayout]:
         """Partitions/segments and free extents of each device, for the extent bar."""
         driver = self._active_driver(name)
@@ -500,7 +483,7 @@ class StorageController:
         """Read these pending volumes' headers first (the rows on screen; memory only)."""
         self._prober.prefer(pool, names)
 
-    @_routine_read
+    @routine_read
     def volume_users(self, pool: str) -> dict[str, str]:
         """name -> 'process (pid N), ...' for the pool's volumes that processes hold open."""
         driver = self._active_driver(pool)  # (a file's path as listed: no 100,000 new ones)
@@ -654,7 +637,7 @@ class StorageController:
         info = self.volume_info(pool, name)
         with self.locks.pool(pool, exclusive=False, what="deleting a volume"), \
                 self.locks.volume(pool, name, exclusive=True, what="being deleted") as held, \
-                _os_errors(f"delete volume '{name}'"):
+                os_errors(f"delete volume '{name}'"):
             if info.symlink is None:
                 refuse_in_use(info)
                 self._users.refuse_backing_of_others(pool, info)
@@ -794,15 +777,3 @@ class StorageController:
     def poll(self) -> None:
         """One monitor round: cheap token per active pool, rescan only what changed."""
         self._monitor.poll()
-
-
-@contextlib.contextmanager
-def _os_errors(doing: str) -> Iterator[None]:
-    """An OSError of the storage (EPERM, EROFS, EIO, ...) reaches the user as our error
-    (jobs do the same in Job._run)."""
-    try:
-        yield
-    except OSError as exc:
-        raise os_failure(exc, doing) from exc
-
-

@@ -3,7 +3,9 @@ partial-file prefix from names.py, which itself raises errors.py's InvalidName).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Iterator
 
 from .errors import InsufficientSpace, PoolkeeperError, StateError
 from .names import PARTIAL_PREFIX
@@ -20,3 +22,13 @@ def os_failure(exc: OSError, doing: str) -> PoolkeeperError:
         return StateError(f"cannot {doing}: {reason}{where}; check the permissions, the "
                           "attributes (chattr +i) and whether the filesystem is read-only")
     return StateError(f"cannot {doing}: {reason}{where}")
+
+
+@contextlib.contextmanager
+def os_errors(doing: str) -> Iterator[None]:
+    """An OSError of the storage (EPERM, EROFS, EIO, ...) reaches the user as our error
+    (jobs do the same in Job._run)."""
+    try:
+        yield
+    except OSError as exc:
+        raise os_failure(exc, doing) from exc

@@ -31,6 +31,7 @@ read-only queries (nothing is lost by killing them).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import selectors
@@ -43,10 +44,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from .errors import Cancelled, ToolFailed, ToolMissing, ValidationError
 from .listeners import Listeners
 from .progress import NULL_CONTEXT, JobContext, current
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Which Debian package provides each tool we drive: the tools every pool type shares are
 # listed here; each driver declares its own (PoolDriver.tools), added when it is loaded.
@@ -141,6 +146,19 @@ def routine() -> Iterator[None]:
         yield
     finally:
         _ROUTINE.on = before
+
+
+def routine_read(method: Callable[P, R]) -> Callable[P, R]:
+    """A read a view repeats on its own (listing, sizes, layout, who has what open): the
+    tools it runs are routine reads in the command log (routine()), shown apart from what
+    the user's actions ran."""
+
+    @functools.wraps(method)
+    def read(*args: P.args, **kwargs: P.kwargs) -> R:
+        with routine():
+            return method(*args, **kwargs)
+
+    return read
 
 
 def is_routine() -> bool:
