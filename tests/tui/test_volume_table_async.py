@@ -11,14 +11,14 @@ import pytest
 from textual.pilot import Pilot
 
 from tests.tui.test_volume_table import TableApp, loaded, many, screen_lines, vol
-from tui.widgets import volume_table
+from tui.widgets import volume_views
 from tui.widgets.volume_rows import View, VolumeRows
 
 
 @pytest.fixture
 def gate(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[str]]:
     """Every view computation waits for the gate; `done` lists the ones that ran."""
-    monkeypatch.setattr(volume_table, "ASYNC_ROWS", 100, raising=False)
+    monkeypatch.setattr(volume_views, "ASYNC_ROWS", 100)
     event, done = threading.Event(), []
     real = getattr(VolumeRows, "view_task", None)  # (none before: fails on the asserts)
 

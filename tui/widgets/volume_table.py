@@ -22,11 +22,9 @@ Keys (focused table):
 Mouse: click a header cell to sort by it (again to reverse); click a row to move the cursor;
 double-click a row to activate it.
 
-A user's sort (keys, clicks) and filter (request_sort, request_filter) on a table of
-ASYNC_ROWS volumes or more is computed in a thread: the old view stays on screen and keys
-keep working until the new one is ready; requests made meanwhile are folded into the next
-computation (typing a filter fast computes it once more, not once per key). sort_by and
-set_filter are the synchronous forms (programs, tests).
+A user's sort (keys, clicks) and filter (request_sort, request_filter) on a big table is
+computed in a thread while the old view stays and keys keep working (ViewRequests,
+tui.widgets.volume_views). sort_by and set_filter are the synchronous forms (programs, tests).
 
 Component classes (for the app's CSS, and so NO_COLOR works through Textual):
     volume-table--header, volume-table--cursor, volume-table--marked,
@@ -35,11 +33,8 @@ Component classes (for the app's CSS, and so NO_COLOR works through Textual):
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from textual import events
 from textual.binding import Binding, BindingType
@@ -52,17 +47,12 @@ from textual.strip import Strip
 
 from backends.model import VolumeInfo
 
-if TYPE_CHECKING:
-    from textual.app import App
-
 from .scrollbars import AsciiScrollBarRender
 from .volume_lines import FreeRow, LineStyles, VolumeLines, free_rows, free_widths
 from .volume_rows import COLUMNS, View, VolumeRows
-
-log = logging.getLogger(__name__)
+from .volume_views import ViewRequests
 
 BULK_ADD = 64  # added volumes from which apply_diff merges them in at once
-ASYNC_ROWS = 20_000  # from this many volumes a user's sort or filter runs in a thread
 
 
 class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
@@ -192,8 +182,8 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._cursor_free: tuple[str, int, int] | None = None  # (device, start, end)
         self._styles: LineStyles | None = None
         self._style_state: Any = None
-        self._wanted: tuple[str, bool, str] | None = None  # (column, reverse, filter) asked
-        self._computing = False  # a thread computes a View
+        self._views = ViewRequests(self._data, lambda: self.app, self._show_view,
+                                   self._install_view)
         self._relayout()
 
     # ----------------------------------------------------------------- public API
@@ -334,12 +324,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         gone, touched, structural = self._data.apply_diff(added, removed, changed)
         structural = structural or bulk
         if self._data.stale:  # headers read while sorted by what they give: sort again
-            if self.total_count < ASYNC_ROWS:
-                self._data.resort()
-                structural = True
-            else:  # off the UI thread; batches that come meanwhile fold into it
-                self._wanted = self._wanted or self._shown()
-                self._update_view()
+            structural = self._views.sort_stale() or structural
         for name in gone:
             self._lines.forget(name)
         if len(changed) + len(added) > self._page_height():  # (headers read): draw anew,
@@ -378,95 +363,33 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
     @property
     def view_pending(self) -> bool:
         """A requested sort or filter is being computed (the old view is shown)."""
-        return self._wanted is not None
+        return self._views.pending
 
     def request_sort(self, key: str, reverse: bool | None = None) -> None:
-        """sort_by for a user's key or click: see the module docstring."""
-        if key not in dict(COLUMNS):
-            raise ValueError(f"unknown column {key!r}")
-        column, was_reverse, text = self._wanted or self._shown()
-        if reverse is None:
-            reverse = not was_reverse if key == column else False
-        self._wanted = (key, reverse, text)
-        self._update_view()
+        """sort_by for a user's key or click: see tui.widgets.volume_views."""
+        self._views.request_sort(key, reverse)
 
     def request_filter(self, text: str) -> None:
-        """set_filter for what a user types: see the module docstring."""
-        column, reverse, _text = self._wanted or self._shown()
-        self._wanted = (column, reverse, text.lower())
-        self._update_view()
-
-    def _shown(self) -> tuple[str, bool, str]:
-        return self._data.sort_column, self._data.reverse, self._data.filter_text
-
-    def _cheap(self, column: str, text: str) -> bool:
-        """Can the view asked be shown at once (no pass over many rows)?"""
-        data = self._data
-        if len(data.order) < ASYNC_ROWS:
-            return True
-        if column != data.sort_column or data.stale:
-            return False
-        return not text or text == data.filter_text or (
-            bool(data.filter_text) and data.filter_text in text and len(data.rows) < ASYNC_ROWS)
-
-    def _update_view(self) -> None:
-        """Show the view asked, at once when cheap, else from a thread (one at a time)."""
-        if self._wanted is None or self._computing:
-            return  # (a running computation calls this again when it ends)
-        column, reverse, text = self._wanted
-        if self._cheap(column, text):
-            self._wanted = None
-            self._show_view(column, reverse, text)
-            return
-        self._computing = True
-        task, version = self._data.view_task(column, text), (self._data.version,
-                                                             self._data.members)
-        threading.Thread(target=self._compute, args=(self.app, task, version), daemon=True,
-                         name="volume-table-view").start()
-
-    def _compute(self, app: App[Any], task: Callable[[], View],
-                 version: tuple[int, int]) -> None:
-        view = None
-        try:
-            view = task()
-        except Exception:  # a bug: the old view stays
-            log.exception("sorting or filtering the volumes failed")
-        with contextlib.suppress(RuntimeError):  # the app is gone
-            app.call_from_thread(self._view_ready, view, version)
-
-    def _view_ready(self, view: View | None, version: tuple[int, int]) -> None:
-        self._computing = False
-        if view is None:
-            self._wanted = None
-        wanted = self._wanted
-        if wanted is None:  # a synchronous call took over (or it failed)
-            return
-        column, reverse, text = wanted
-        # the same volumes (headers read into some meanwhile: in, and sorted again after)
-        read_since = version[0] != self._data.version
-        if (not read_since or version[1] == self._data.members) and (
-                view.column, view.text) == (column, text):
-            self._wanted = None
-            offset = self._cursor_screen_offset()
-            self._data.install(view, read_since)
-            self._data.reverse = reverse
-            self._lines.invalidate_header()
-            self._relayout()
-            self._fix_cursor(None, offset)
-            self.refresh()
-            if self._data.stale:
-                self._wanted = self._shown()
-                self._update_view()
-        else:
-            self._update_view()  # the volumes or the wish changed meanwhile: once more
+        """set_filter for what a user types: see tui.widgets.volume_views."""
+        self._views.request_filter(text)
 
     def _show_view(self, column: str, reverse: bool, text: str) -> None:
         self.sort_by(column, reverse)
         self.set_filter(text)
 
+    def _install_view(self, view: View, read_since: bool, reverse: bool) -> None:
+        """Show a view computed in a thread (ViewRequests), the cursor on its volume."""
+        offset = self._cursor_screen_offset()
+        self._data.install(view, read_since)
+        self._data.reverse = reverse
+        self._lines.invalidate_header()
+        self._relayout()
+        self._fix_cursor(None, offset)
+        self.refresh()
+
     def sort_by(self, key: str, reverse: bool | None = None) -> None:
         """Sort by column `key`; reverse=None toggles when it is already the sort column."""
-        self._wanted = None  # what is asked now wins over a request being computed
+        self._views.drop()  # what is asked now wins over a request being computed
         offset = self._cursor_screen_offset()
         if not self._data.sort_by(key, reverse):
             return
@@ -476,7 +399,7 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     def set_filter(self, text: str) -> None:
         """Show only volumes whose name or path contains `text` (case-insensitive)."""
-        self._wanted = None
+        self._views.drop()
         offset = self._cursor_screen_offset()
         if not self._data.set_filter(text):
             return
@@ -516,7 +439,6 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             return None
         pos = self._data.find(self._data.rows, v)
         return None if pos < 0 else self._data.display(pos)
-
 
     def _page_height(self) -> int:
         return max(1, self.scrollable_content_region.height - 1)  # minus the header
@@ -794,11 +716,11 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     def action_cycle_sort(self) -> None:
         keys = [key for key, _ in self.COLUMNS]
-        column = (self._wanted or self._shown())[0]
+        column = self._views.current()[0]
         self.request_sort(keys[(keys.index(column) + 1) % len(keys)], reverse=False)
 
     def action_reverse_sort(self) -> None:
-        column, reverse, _text = self._wanted or self._shown()
+        column, reverse, _text = self._views.current()
         self.request_sort(column, reverse=not reverse)
 
     def column_at(self, x: int) -> str | None:
