@@ -475,9 +475,15 @@ class StorageController:
         return self._cache.volumes(pool, names)
 
     def probed_volumes(self, pool: str) -> list[VolumeInfo]:
-        """cached_volumes with every header read (what is pending is read now)."""
+        """Every volume of the active pool with its header read, for a check to rely on:
+        the cache when it holds the whole pool (what is pending is read now), else the
+        pool read now (a first listing or scan still coming in is part of the pool)."""
         self._prober.finish(pool)
-        return self._cache.volumes(pool)
+        if self._cache.complete(pool) and not self._cache.listing(pool):
+            volumes = self._cache.volumes(pool)
+            if not any(v.pending for v in volumes):
+                return volumes
+        return self._records.apply(pool, self._active_driver(pool).refresh()[1])
 
     def probe_first(self, pool: str, names: Iterable[str]) -> None:
         """Read these pending volumes' headers first (the rows on screen; memory only)."""

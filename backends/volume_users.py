@@ -10,7 +10,6 @@ Pools: a directory volume that is another pool's target is not this pool's to re
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable
 
@@ -64,11 +63,10 @@ class VolumeUsers:
         """The volumes of a pool, to see which files they name: an active pool's as last
         seen (or listed now), a stopped file pool's read from its directory if it can be."""
         if self._pools.store.is_active(pool):
-            cached = self._pools.probed_volumes(pool)  # each header read: none pending
-            if not cached:  # a fresh process knows no pool yet: look
-                with contextlib.suppress(PoolkeeperError, OSError):
-                    cached = self._pools.refresh_pool(pool)
-            return cached
+            try:  # all of it, each header read (never a quick listing's guesses)
+                return self._pools.probed_volumes(pool)
+            except (PoolkeeperError, OSError):  # unreadable: it names nothing we can see
+                return []
         try:
             pdef = self._pools.pool_def(pool)
             if not features(pdef.type).volumes_are_files:

@@ -190,3 +190,27 @@ def test_the_fast_path_lists_a_file_as_the_full_scan_would_without_its_header(
             assert dir_listing.quick_file(dfd, name, prefix) is None, name
     finally:
         os.close(dfd)
+
+
+def test_a_base_in_another_pool_the_view_never_listed_is_not_deleted(
+        state_root: Path, tmp_path: Path) -> None:
+    """The backing check reads a pool the TUI has not listed (or whose first listing or
+    scan is still coming in) whole, each header read: before, it took a quick listing of
+    it, whose overlays name no backing file yet, and deleted the base."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(a / "base.img"), "1M"],
+                   check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(a / "base.img"),
+                    "-F", "raw", str(b / "ov.qcow2")], check=True)
+    with StorageController(state_root, create_default=False) as cli:  # another process
+        for name, path in (("a", a), ("b", b)):
+            cli.define_pool_def(PoolDef(type="dir", name=name,
+                                        target=PoolTarget(path=str(path))))
+            cli.start_pool(name)
+    with StorageController(state_root, create_default=False, probe_later=True) as tui:
+        assert tui.cached_volumes("b") == []  # never listed here
+        with pytest.raises(InUse, match="ov.qcow2"):
+            tui.delete_volume("a", "base.img")
+    assert (a / "base.img").exists()
