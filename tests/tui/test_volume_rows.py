@@ -130,6 +130,25 @@ def read_into(v: VolumeInfo, fmt: str, capacity: int, backing: str | None = None
     v.pending = False
 
 
+def test_a_volume_removed_after_its_header_was_read_in_place_is_no_longer_pending(
+        ) -> None:
+    """The back end clears `pending` in place before the view hears of the read; if the
+    volume's removal arrives first (deleted outside meanwhile), it must leave the count:
+    before, the count read the cleared flag and said "1 to go" for good."""
+    rng = random.Random(3)
+    volumes = [vol(i, rng, pending=True) for i in range(10)]
+    rows = VolumeRows()
+    rows.add_many(volumes)
+    assert rows.pending == 10
+    read_into(volumes[0], "qcow2", GiB)  # read, not yet published
+    rows.apply_diff([], [volumes[0].name], [])  # the removal comes first
+    assert rows.pending == 9
+    for v in volumes[1:]:
+        read_into(v, "raw", GiB)
+    rows.apply_diff([], [], list(volumes[1:]))
+    assert rows.pending == 0
+
+
 def test_headers_read_into_pending_volumes_change_their_cells_in_place() -> None:
     rng = random.Random(7)
     volumes = [vol(i, rng, pending=True) for i in range(500)]

@@ -139,7 +139,9 @@ class VolumeRows:
         self._hist: dict[str, Counter[int]] = {k: Counter() for k in _MEASURED}
         self.version = 0  # bumped by every change of the volumes (a View of older is stale)
         self.members = 0  # bumped by every change but headers read into pending volumes
-        self.pending = 0  # volumes whose header is not read yet
+        # names of the volumes whose header is not read yet: by name, not by each info's
+        # flag, which the back end clears in place before the view hears of it
+        self._pending_names: set[str] = set()
         self.stale = False  # headers read into volumes since the order was sorted
 
     # ------------------------------------------------------------------- reading
@@ -199,7 +201,7 @@ class VolumeRows:
             "path": _width_histogram([v.path for v in volumes], self.ascii),
         }
         self.marked &= by_name.keys()
-        self.pending = sum(map(_PENDING_KEY, volumes))
+        self._pending_names = {v.name for v in volumes if v.pending}
         self.stale = False
 
     def apply_diff(
@@ -316,6 +318,11 @@ class VolumeRows:
             self.rows = order
         self.order = order
 
+    @property
+    def pending(self) -> int:
+        """How many volumes' headers are not read yet."""
+        return len(self._pending_names)
+
     def _completed(self, volumes: list[VolumeInfo]) -> None:
         """Pending volumes whose headers the back end read into them: their format and
         backing cells were empty (width 0) and are not now."""
@@ -325,7 +332,7 @@ class VolumeRows:
             if hist[0] <= 0:
                 del hist[0]
             hist.update(_width_histogram([cell(v) for v in volumes], self.ascii))
-        self.pending = max(0, self.pending - len(volumes))
+        self._pending_names.difference_update(v.name for v in volumes)
         if self.sort_column not in _FROM_NAMES:
             self.stale = True  # their keys changed under the sorted lists
 
@@ -348,7 +355,10 @@ class VolumeRows:
             hist.subtract(counts)
             for width in [w for w, n in hist.items() if n <= 0]:
                 del hist[width]
-        self.pending += sign * pending
+        if sign > 0:
+            self._pending_names.update(v.name for v in volumes if v.pending)
+        else:
+            self._pending_names.difference_update(map(_NAME_KEY, volumes))
 
     def set_in_use(self, in_use: dict[str, str]) -> set[str]:
         """Who holds each volume open (name -> e.g. "qemu (pid 12)"); the names whose
@@ -546,4 +556,7 @@ class VolumeRows:
             counter[width] += delta
             if counter[width] <= 0:
                 del counter[width]
-        self.pending += delta * v.pending
+        if delta < 0:
+            self._pending_names.discard(v.name)
+        elif v.pending:
+            self._pending_names.add(v.name)
