@@ -59,7 +59,9 @@ Two more rules keep keys off a screen they were not typed at:
     it and go to it once it is open (`X` and the name to confirm, typed together); if it
     does not open (`end_hold` without delivering, or another screen came on top) they are
     dropped, never handed to the screen beneath; Escape or ctrl+c cancels the wait (and
-    drops them), and the key that asked, typed again at once, is ignored (`x x x`).
+    drops them), and the key that asked, typed again at once, is ignored where the screen
+    has no field to type in (`x x x` opens one XML view; a name typed behind `n` may begin
+    with an n).
 
 Tab, shift+tab and Enter in a dialog's field move the focus in the order of the laid-out
 screen (Screen.focus_chain sorts by position): a field shown by the key before (Space on
@@ -222,14 +224,18 @@ class KeyOrderApp(App[None]):
         except ScreenStackError:  # no screen: the app is starting or closing
             return False
 
-    def hold_keys_for(self, wait: KeyWait, under: Screen[Any] | None = None) -> None:
+    def hold_keys_for(self, wait: KeyWait, under: Screen[Any] | None = None, *,
+                      drop_repeats: bool = False) -> None:
         """A screen is being prepared over `under` (default: the one on top) for the key
         being handled (a worker looks first): keys typed from now on wait for it
-        (end_hold). Called on the UI thread."""
+        (end_hold). drop_repeats: that key typed again at once is ignored (`x x x` opens
+        one XML view) - only for a screen with no field to type in: a name typed behind
+        `n` may begin with an n. Called on the UI thread."""
         self._waiting = wait
         self._waiting_under = under or self._top()
         current = self._current
-        self._waiting_key = current.key if isinstance(current, events.Key) else None
+        self._waiting_key = current.key if drop_repeats and isinstance(current, events.Key) \
+            else None
         while (self._held and isinstance(self._held[0], events.Key)  # already typed again
                and self._held[0].key == self._waiting_key):
             self._held.popleft()

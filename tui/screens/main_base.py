@@ -649,8 +649,8 @@ class MainScreenBase(Screen[None]):
         prep = Preparing(kind, what or _WHAT.get(kind, f"the {kind} screen"), self)
         self._preparing = prep
         hold = getattr(self.app, "hold_keys_for", None)
-        if hold is not None:
-            hold(prep, self)
+        if hold is not None:  # the XML view has no field: `x x x` opens one view
+            hold(prep, self, drop_repeats=kind == "xml")
         self._update_status()
         return prep
 
