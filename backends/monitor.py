@@ -320,6 +320,7 @@ class PoolMonitor:
         self._round_lock = threading.Lock()  # one round (so one scan) at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._own = threading.local()  # the monitor thread's own stop event (_stopping)
         self._wake: _Wake | None = None
         self.full_scans = 0  # counters, for tests and benches
         self.volumes_read = 0
@@ -356,6 +357,7 @@ class PoolMonitor:
                 self._watcher = None
 
     def _run(self, wake: _Wake, stop: threading.Event) -> None:
+        self._own.stop = stop
         try:
             if stop.wait(self.interval):  # the app's own first listing goes first
                 return
@@ -380,6 +382,11 @@ class PoolMonitor:
                     stop.wait(EVENT_SETTLE)  # gather the rest of a burst
         finally:
             wake.close()
+
+    def _stopping(self) -> bool:
+        """Stop asked: of this monitor thread (one that outlived a stop() inside a tool
+        sees its own event, not the next thread's), or of the monitor (poll())."""
+        return getattr(self._own, "stop", self._stop).is_set()
 
     def _sleep_for(self) -> float:
         """Until the next check or read that is due (at most `interval`: new pools)."""
@@ -446,7 +453,7 @@ class PoolMonitor:
             self._sync()
             self._read_events()
             for p in list(self._pools.values()):
-                if self._stop.is_set() and not force:
+                if self._stopping() and not force:
                     return
                 self._tend(p, force)
 
@@ -625,7 +632,7 @@ class PoolMonitor:
     def _hold(self, p: _Pool) -> Iterator[None]:
         """A shared hold of the pool for one slice of a scan, unless a verb waits for it
         or the monitor stops; the pool must still be the run it was (no stop or start)."""
-        if self._stop.is_set() or self.locks.writer_waiting(p.name):
+        if self._stopping() or self.locks.writer_waiting(p.name):
             raise _Dropped
         with self.locks.pool(p.name, exclusive=False, what="monitoring", wait=0):
             if self._generation(p.name) != p.generation:
