@@ -249,9 +249,11 @@ class VolumeActions(_Screen):
         self.app.push_screen(dialog, done)
 
     def _now(self, pool: str, volume: VolumeInfo) -> VolumeInfo:
-        """`volume` as the cache holds it now (its sizes may have changed)."""
+        """`volume` as the cache holds it now (its sizes may have changed), unless the
+        pool was listed again meanwhile and its header is not read yet: a form never opens
+        on a guess (a resize by +2G of a capacity shown as 0)."""
         now = self.ctl.cached_volumes(pool, [volume.name])
-        return now[0] if now else volume
+        return now[0] if now and not now[0].pending else volume
 
     def action_resize_volume(self) -> None:
         name, volume = self.selected, self._need_volume()
