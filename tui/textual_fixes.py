@@ -13,6 +13,7 @@ and gone).
 2. CommandPalette also runs the chosen command again for each queued Enter (its handlers
    read state left by the first), and a key typed behind the Enter starts a new search
    whose worker then fills a list that is gone (NoMatches: the app crashed). Palette drops
+   the search of a palette whose list is gone (closed, or the app closing), and
    the choice and input messages once it is dismissed.
    PoolkeeperApp opens every palette as a Palette (the command palette, and the theme
    list that its "Theme" command opens).
@@ -76,10 +77,11 @@ import asyncio
 from collections import deque
 from typing import Any, Protocol
 
-from textual import events, on
+from textual import events, on, work
 from textual.app import App, ScreenStackError
 from textual.await_complete import AwaitComplete
-from textual.command import CommandPalette
+from textual.command import CommandList, CommandPalette
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.screen import ModalScreen, Screen
@@ -120,6 +122,17 @@ class Palette(DismissOnce, CommandPalette):
         if self._dismissed:
             event.prevent_default()
             event.stop()
+
+    @work(exclusive=True, group=CommandPalette._GATHER_COMMANDS_GROUP)
+    async def _gather_commands(self, search_value: str) -> None:
+        """Textual's search, which ends quietly when the list it fills is gone: a palette
+        closed or taken down (the app closing) while a search ran raised NoMatches in the
+        worker, and the app crashed (seen under load: escape k ctrl+p d)."""
+        try:
+            await CommandPalette._gather_commands.__wrapped__(self, search_value)  # type: ignore[attr-defined]
+        except NoMatches:
+            if self.is_attached and self.query(CommandList):
+                raise  # the list is there: a real error
 
 
 _textual_move_page = OptionList._move_page

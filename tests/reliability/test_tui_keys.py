@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 from textual import events
-from textual.command import CommandPalette
+from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, Select
 from textual.worker import WorkerCancelled, WorkerFailed
 
@@ -183,6 +183,24 @@ async def test_a_key_behind_the_escape_that_closes_the_palette_starts_no_search(
         send(app, ["escape", "k", "ctrl+p", "d"])
         await settle(app, pilot)
         assert_alive(app, "escape k ctrl+p d")
+
+
+async def test_a_palette_search_whose_list_is_gone_ends_quietly(
+        controller: StorageController) -> None:
+    """The flaky end of the test above, made certain: the palette's search worker finds
+    its list gone (the palette closing, or the app). Before: NoMatches in the worker, and
+    the app crashed."""
+    app = PoolkeeperApp(controller, monitor_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+p")
+        await settle(app, pilot)
+        palette = app.screen
+        assert isinstance(palette, CommandPalette)
+        await palette.query_one(CommandList).remove()
+        palette._gather_commands("d")
+        await settle(app, pilot)
+        assert_alive(app, "a search with its list gone")
 
 
 @pytest.mark.parametrize("key, looks", [("x", "pool_xml"), ("X", "stored_volumes")])
