@@ -250,6 +250,7 @@ class PoolFeatures:
     # -- what the type is --
     article: str = "a"  # "an fs pool"
     pool_formats: tuple[str, ...] = ()  # <source><format type=...>
+    default_pool_format: str | None = None  # filled in when absent, printed as libvirt does
     volume_formats: tuple[str, ...] = ()  # () : its volumes have no format of their own
     source: SourceRule = field(default_factory=SourceRule)
     volumes_are_files: bool = False  # the files of a target directory (dir, fs, netfs)

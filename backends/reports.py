@@ -97,13 +97,21 @@ def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
             format=info.format,
             permissions=info.permissions,
             timestamps=info.stamped(),
-            compat=info.compat if info.format == "qcow2" else None,
+            compat=_qcow2_compat(info),
             cluster_size=info.cluster_size if info.format == "qcow2" else None,
             features=features if info.format == "qcow2" else None,
         ),
         source_devices=list(info.extents),
         backing=info.backing,
     )
+
+
+def _qcow2_compat(info: VolumeInfo) -> str | None:
+    """A qcow2's <compat>. libvirt prints none for a version 2 header, whose dump then
+    re-creates a version 3 image; poolkeeper says 0.10 so that it round-trips."""
+    if info.format != "qcow2":
+        return None
+    return info.compat or ("0.10" if info.probed_format == "qcow2" else None)
 
 
 def sources_xml(pool_type: str, sources: list[PoolSource]) -> str:

@@ -109,6 +109,7 @@ class PoolDriver:
     # -- the type's facts (read through features(); see PoolFeatures for each) --------
     article: ClassVar[str] = "a"
     pool_formats: ClassVar[tuple[str, ...]] = ()
+    default_pool_format: ClassVar[str | None] = None
     source_rule: ClassVar[SourceRule] = SourceRule()
     volumes_are_files: ClassVar[bool] = False
     volume_urls: ClassVar[bool] = False
@@ -151,6 +152,7 @@ class PoolDriver:
             default_volume_format=cls.default_volume_format,
             wipe_algorithms=tuple(cls.wipe_algorithms),
             article=cls.article, pool_formats=tuple(cls.pool_formats),
+            default_pool_format=cls.default_pool_format,
             volume_formats=tuple(cls.volume_formats), source=cls.source_rule,
             volumes_are_files=cls.volumes_are_files, volume_urls=cls.volume_urls,
             volumes_are_devices=cls.volumes_are_devices,

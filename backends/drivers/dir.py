@@ -537,8 +537,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
         argv.append(path)
         if capacity < 0:  # "-5K" would be read as an option
             raise ValidationError(f"capacity {capacity} must not be negative", element="capacity")
-        if capacity:
-            argv.append(f"{-(-capacity // 1024)}K")  # whole KiB, rounded up; no float
+        argv.append(f"{-(-capacity // 1024)}K")  # whole KiB, rounded up; no float (0: empty)
         return argv
 
     def clone_volume(self, src: VolumeInfo, src_driver: PoolDriver, vol: VolumeDef,

@@ -123,6 +123,7 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
     can_delete_volumes = True
     can_resize_volumes = True
     pool_formats = DISK_POOL_FORMATS
+    default_pool_format = "unknown"  # built as dos, as libvirt
     source_rule = SourceRule(
         devices=(1, 1),
         part_separator=True,

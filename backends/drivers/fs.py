@@ -164,6 +164,7 @@ class MountedDirDriver(DirDriver):
     """A dir pool whose directory is a mount point. Subclasses say what is mounted."""
 
     pool_formats: ClassVar[tuple[str, ...]] = ()
+    default_pool_format = "auto"  # mount finds the type
     mount_options = True
 
     # -- what subclasses provide ---------------------------------------------------------

@@ -140,6 +140,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
     can_resize_volumes = True
     can_build = True
     pool_formats = LOGICAL_POOL_FORMATS
+    default_pool_format = "lvm2"
     source_rule = SourceRule(devices=(0, None), name=True, device_kind="lvm-path")
     volume_permissions = False  # udev owns an LV's device node
     volumes_are_devices = True

@@ -4,8 +4,9 @@ What each type's <source> uses and needs, its formats, whether it has a local ta
 what that is, come from the type's driver (PoolFeatures: `source` is its SourceRule);
 this module checks the values against them (hosts, device paths or target IQNs, source
 directory, volume group name, format, CHAP auth, NFS protocol version, mount options)
-and normalises the target path as libvirt does. Where the source names the volume
-group, the pool name and the group default to each other, and so does the target.
+and normalises the target path and fills the default format as libvirt does. Where the
+source names the volume group, the pool name and the group default to each other, and
+the target is /dev/VG whatever the input says.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def validate_pool(pool: PoolDef) -> None:
     """Semantic checks; also fills libvirt's defaults and normalises paths in place.
 
     Logical pools get their name from <source><name> (or the reverse) and target path
-    /dev/VG; target and source dir paths lose doubled and trailing slashes.
+    /dev/VG (whatever the input says, as libvirt); a pool type's default <format> (fs and
+    netfs auto, logical lvm2, disk unknown) is filled in when absent, as libvirt prints
+    it; target and source dir paths lose doubled and trailing slashes.
     """
     _validate_pool(pool, _Where())
 
@@ -262,6 +265,8 @@ def _check_vg_name(value: str, where: _Where) -> None:
 def _check_pool_format(pool: PoolDef, where: _Where) -> None:
     fmt = pool.source.format
     if fmt is None:
+        # libvirt's default, which it prints: a dump says what the pool will do
+        pool.source.format = features(pool.type).default_pool_format
         return
     allowed = features(pool.type).pool_formats
     if not allowed:
@@ -323,16 +328,9 @@ def _check_pool_target(pool: PoolDef, where: _Where) -> None:
         return
     expected = driver_class(pool.type).implied_target(pool)
     if expected is not None:
-        if target.path is None:
-            target.path = expected
-        elif _sanitize_path(target.path) != expected:
-            raise _err(
-                f"{_a(pool.type)} pool's target path is always {expected} (the volume group's "
-                f"device directory), not '{target.path}'; fix or remove <path>",
-                "path",
-                where,
-                "target.path",
-            )
+        # The source decides it (a volume group's /dev/VG): libvirt rewrites what the
+        # input says rather than refusing it, and so does poolkeeper.
+        target.path = expected
     if target.path is None:
         raise _err(
             f"{_a(pool.type)} pool needs <target><path>/...</path></target>: "

@@ -5,7 +5,7 @@ takes (its driver's volume_formats; a <format> is dropped where there are none, 
 libvirt ignores it there); its
 path, permissions, timestamps, encryption, qcow2 options and backing store; and, for a
 volume about to be made, what poolkeeper would not honour (`refuse_unhonoured`) and an
-allocation larger than the capacity (`check_allocation_fits`).
+allocation larger than the capacity (`check_allocation_fits`: lowered to it).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def refuse_unhonoured(vol: VolumeDef, pool_type: str, *, clone: bool = False) ->
     partition (libvirt's disk pools do not apply them either)."""
     target = vol.target
     fmt = target.format
+    _refuse_uncreatable(fmt, pool_type, clone)
     if target.encryption is not None:
         raise ValidationError(
             "poolkeeper cannot create encrypted volumes yet; remove <encryption> (the volume "
@@ -100,18 +101,33 @@ def refuse_unhonoured(vol: VolumeDef, pool_type: str, *, clone: bool = False) ->
             "(udev owns their device nodes); remove <permissions>", element="permissions")
 
 
-def check_allocation_fits(vol: VolumeDef) -> None:
-    """For a volume about to be made: the allocation asked for is at most its capacity.
+def _refuse_uncreatable(fmt: str | None, pool_type: str, clone: bool) -> None:
+    """A format poolkeeper lists but cannot make (an iso, a dmg): refused before any job,
+    saying how to get such a volume. A clone copies its source's format as it is."""
+    have = features(pool_type)
+    if clone or fmt is None or not have.creatable_formats or fmt in have.creatable_formats:
+        return
+    how = {"iso": "an ISO image is written by a tool such as xorriso; create a raw volume "
+                  "of its size and vol-upload the image into it",
+           "dir": "make the directory yourself (mkdir) and refresh the pool"}
+    raise ValidationError(
+        f"poolkeeper cannot create {fmt} volumes: "
+        + how.get(fmt, "it creates only " + ", ".join(have.creatable_formats)
+                  + "; create one of those, or vol-upload an existing image into a raw "
+                  "volume"),
+        element="format")
 
-    Not part of validate_volume: an existing volume can show more allocation than capacity
-    (metadata, block rounding), so a dumpxml of it is a valid description."""
-    if vol.allocation is not None and vol.capacity and vol.allocation > vol.capacity:
-        raise InvalidSize(
-            f"the allocation ({vol.allocation} bytes) is larger than the capacity "
-            f"({vol.capacity} bytes); give an allocation up to the capacity, or leave it out "
-            "for a fully allocated volume",
-            element="allocation",
-        )
+
+def check_allocation_fits(vol: VolumeDef) -> None:
+    """For a volume about to be made: an allocation above its capacity means fully
+    allocated, and is lowered to the capacity in place.
+
+    Allocation is a live value: an existing volume shows more than its capacity (a
+    1000-byte file takes a 4096-byte block, an image its metadata), so its vol-dumpxml
+    says so, and libvirt accepts that back. The volume is never made larger for it."""
+    if vol.allocation is not None and vol.capacity is not None \
+            and vol.allocation > vol.capacity:
+        vol.allocation = vol.capacity
 
 
 def _check_pool_type_arg(pool_type: str | None) -> None:
@@ -155,10 +171,8 @@ def _check_volume_sizes(vol: VolumeDef, where: _Where, *,
             element="volume",
             line=where.at("volume"),
         )
-    if vol.capacity == 0:
-        raise InvalidSize(
-            "capacity must be greater than 0", element="capacity", line=where.at("capacity")
-        )
+    # capacity 0 is valid, as in libvirt: an empty file lists and dumps that way; pool
+    # types whose volumes cannot be empty (partitions, LVs) refuse it when one is made
 
 
 def _check_volume_target(target: VolumeTarget, pool_type: str | None, where: _Where) -> None:

@@ -25,6 +25,8 @@ from ..textsafe import describe
 from .structure import FS_NS
 from .values import _NOT_XML_RE
 
+WRITTEN_FEATURES = ("lazy_refcounts", "extended_l2")  # the qcow2 features libvirt reads
+
 
 def format_pool(pool: PoolDef) -> str:
     """libvirt-style <pool> XML (2-space indent, single quotes, ends with a newline)."""
@@ -260,9 +262,12 @@ def _write_volume_target(w: _Writer, target: VolumeTarget) -> None:
     if target.cluster_size is not None:
         w.leaf("clusterSize", str(target.cluster_size), [("unit", "B")])
     if target.features is not None:
-        if target.features:
+        # libvirt's schema and parser (9.x) know no <data_file/>: an external data file
+        # cannot be said in volume XML, so it is left out rather than printed invalid
+        feats = [f for f in target.features if f in WRITTEN_FEATURES]
+        if feats:
             w.open("features")
-            for feat in target.features:
+            for feat in feats:
                 w.empty(feat)
             w.close("features")
         else:

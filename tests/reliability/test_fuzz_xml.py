@@ -175,8 +175,6 @@ def volume_defs(draw: st.DrawFn) -> tuple[VolumeDef, str | None]:
     else:
         vol.capacity = draw(st.integers(1, MAX))
     vol.allocation, vol.physical = draw(sizes), draw(sizes)
-    if vol.allocation is not None and vol.capacity:
-        vol.allocation = min(vol.allocation, vol.capacity)  # validate_volume refuses more
     if pool_type is not None and not features(pool_type).volume_formats:
         fmt = None
     elif pool_type == "disk":
@@ -221,6 +219,8 @@ def test_volume_format_parse_round_trip(case: tuple[VolumeDef, str | None]) -> N
     text = xmlio.format_volume(vol)
     note(text)
     again = xmlio.parse_volume(text, pool_type)
+    if vol.target.features:  # libvirt's XML has no <data_file/>: never written
+        vol.target.features = [f for f in vol.target.features if f != "data_file"]
     assert again == vol
     assert xmlio.format_volume(again) == text
 
