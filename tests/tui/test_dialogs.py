@@ -641,7 +641,7 @@ async def test_define_logical_pool_picks_several_devices() -> None:
         assert app.results == [PoolDef(
             type="logical", name="vg1",
             source=PoolSource(devices=[SourceDevice("/dev/sdb"), SourceDevice("/dev/sdc")],
-                              name="vg1"),
+                              name="vg1", format="lvm2"),  # libvirt's default, filled in
             target=PoolTarget(path="/dev/vg1"))]
 
 
