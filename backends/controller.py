@@ -549,8 +549,8 @@ class StorageController:
             if not vdef.capacity:
                 base_pool, base_name = self.find_volume(vdef.backing.path)
                 vdef.capacity = self.volume_info(base_pool, base_name).capacity
-        if vdef.capacity is None:  # 0 is an empty file, as in libvirt (drivers of
-            raise ValidationError("a volume needs a capacity", element="capacity")  # LVs refuse)
+        if vdef.capacity is None:  # 0 is valid: an empty file, as in libvirt
+            raise ValidationError("a volume needs a capacity", element="capacity")
         xmlio.check_allocation_fits(vdef)
         if os.path.lexists(driver.volume_path(name)):
             raise AlreadyExists(f"volume '{name}' already exists in pool '{pool}'")

@@ -574,7 +574,8 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
             raise ValidationError(f"'{fmt}' is not a partition type; use one of: "
                                   + ", ".join(DISK_VOLUME_FORMATS), "format")
         if not vol.capacity or vol.capacity <= 0:
-            raise ValidationError("a partition needs a capacity greater than 0", "capacity")
+            raise ValidationError("a partition cannot be empty: give a capacity greater "
+                                  "than 0", "capacity")
         plan = self._plan(disk, table, fmt, vol.capacity, self._start(vol))
         expected = partition_name(disk, plan.number, self.part_separator)
         if vol.name != expected:

@@ -535,7 +535,8 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
             return self._snapshot_argv(vol, name, state, lvs)
         capacity = vol.capacity or 0
         if capacity <= 0:
-            raise ValidationError("a volume needs a capacity greater than 0", "capacity")
+            raise ValidationError("a logical volume cannot be empty (LVM has no 0-byte LVs): "
+                                  "give a capacity greater than 0", "capacity")
         size = round_up(capacity, ext)
         if vol.allocation is not None and vol.allocation < capacity:
             pools = sorted(lv.name for lv in lvs if lv.is_thin_pool and not lv.hidden)

@@ -14,7 +14,7 @@ import pytest
 from lxml import etree
 
 from backends.controller import StorageController
-from backends.errors import InsufficientSpace
+from backends.errors import InsufficientSpace, ValidationError
 from backends.model import PoolDef, PoolSource, PoolTarget, SourceDevice, VolumeDef
 from tests.conftest import gpt_disk_pool
 from tests.lvmenv import Lvm, lvm_fixture  # noqa: F401 (fixture 'lvm')
@@ -79,3 +79,21 @@ def test_an_lvs_dump_is_valid_and_makes_an_lv_of_its_size(ctl: StorageController
     valid_for_libvirt(second, "storagevol", tmp_path)
     # the same but for where it lies on the PV
     assert comparable(second, extents=False) == comparable(first, extents=False)
+
+
+def test_empty_partitions_and_lvs_are_refused_saying_why(ctl: StorageController, lvm: Lvm,
+                                                         tmp_path):  # noqa: F811
+    """Capacity 0 is a valid volume (an empty file), but not one a disk or VG can hold."""
+    with gpt_disk_pool(ctl, tmp_path / "disk.img") as disk:
+        with pytest.raises(ValidationError, match="a partition cannot be empty"):
+            ctl.create_volume("d", f"<volume><name>{Path(disk).name}p1</name>"
+                                   "<capacity>0</capacity></volume>")
+        assert ctl.list_volumes("d") == []
+    vg = "pke" + tmp_path.name[-6:].replace("-", "").replace("_", "")
+    ctl.define_pool_def(PoolDef(type="logical", name=vg,
+                                source=PoolSource(name=vg, devices=[SourceDevice(lvm.disk(64))])))
+    ctl.build_pool(vg).wait()
+    ctl.start_pool(vg)
+    with pytest.raises(ValidationError, match="a logical volume cannot be empty"):
+        ctl.create_volume(vg, "<volume><name>lv0</name><capacity>0</capacity></volume>")
+    assert ctl.list_volumes(vg) == []
