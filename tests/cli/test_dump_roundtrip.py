@@ -262,3 +262,23 @@ def test_a_running_pools_dump_is_valid_and_defines_again(cli, images, tmp_path):
     inactive = cli("pool-dumpxml", "q").out
     valid_for_libvirt(inactive, "storagepool", tmp_path)
     assert f"<path>{tmp_path / 'q'}</path>" in inactive
+
+
+def test_print_xml_output_is_valid_for_libvirt(cli, images, tmp_path):
+    r = cli("vol-create-as", "p", "x.qcow2", "1G", "--format", "qcow2", "--allocation", "0",
+            "--backing-vol", "/srv/base.qcow2", "--backing-vol-format", "qcow2", "--print-xml")
+    assert r.code == 0 and "<backingStore>" in r.out, r
+    valid_for_libvirt(r.out, "storagevol", tmp_path)
+    for args in (("dir", "--target", "/srv/x"),
+                 ("fs", "--source-dev", "/dev/pk-x", "--target", "/srv/x"),
+                 ("netfs", "--source-host", "nfs.example", "--source-path", "/e",
+                  "--source-protocol-ver", "4", "--target", "/srv/x"),
+                 ("logical", "--source-name", "vgx", "--source-dev", "/dev/pk-y"),
+                 ("disk", "--source-dev", "/dev/pk-z", "--source-format", "gpt",
+                  "--target", "/dev"),
+                 ("iscsi", "--source-host", "10.0.0.1", "--source-dev",
+                  "iqn.2013-06.com.example:t", "--target", "/dev/disk/by-path")):
+        r = cli("pool-define-as", "x", *args, "--print-xml")
+        assert r.code == 0, r
+        valid_for_libvirt(r.out, "storagepool", tmp_path)
+        libvirt_takes(r.out, "storagepool", tmp_path)
