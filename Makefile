@@ -5,11 +5,12 @@ STAMP  := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 
 # Debian packages of the tools every pool type shares (images, loop devices, wipes) and
-# the test harness uses (sfdisk, virsh, tmux for the real-terminal tests). Each pool
+# the test harness uses (sfdisk, virsh, tmux for the real-terminal tests, libvirtd for
+# the byte-for-byte comparison with virsh on the same pool). Each pool
 # type's own packages, and its tests' servers, come from its driver:
 # `python -m backends.drivers --packages --tests`.
 BASE_APT_PACKAGES := qemu-utils qemu-block-extra util-linux fdisk mount scrub \
-	libvirt-clients tmux
+	libvirt-clients libvirt-daemon tmux
 
 .PHONY: run test bench lint system-deps venv clean screenshots fuzz
 
