@@ -32,7 +32,6 @@ __all__ = [
 
 MiB = 1 << 20
 GiB = 1 << 30
-NOBODY = 65534  # the session libvirtd runs as this uid/gid (Debian's nobody/nogroup)
 
 
 def _terminate(signum: int, frame: object) -> None:

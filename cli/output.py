@@ -10,14 +10,14 @@ ASCII (json's \\u escapes). The virsh-shaped listings are cli.virsh_text.
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backends import textsafe
 from backends.errors import PoolkeeperError
-from backends.jobs import Job
-from backends.units import human
+
+if TYPE_CHECKING:  # cli.quick lists pools with this module and no more of the engine
+    from backends.jobs import Job
 
 
 def _encoding(stream: TextIO | None) -> str | None:
@@ -42,6 +42,8 @@ def dump_json(out: TextIO, data: Any) -> None:
     """Valid JSON, one list item per line: json's C encoder does it (indent= would take
     the pure-Python one, 20x slower: 0.6 s for 10,000 volumes), and a line per pool or
     volume still reads and greps well. An object (pool-info, vol-info) is indented."""
+    import json  # here: cli.quick lists pools without it
+
     if isinstance(data, list):
         encode = json.JSONEncoder().encode
         out.write("[\n" + ",\n".join(map(encode, data)) + "\n]\n" if data else "[]\n")
@@ -52,6 +54,7 @@ def dump_json(out: TextIO, data: Any) -> None:
 
 def wait_job(job: Job, err: TextIO) -> Any:
     """Wait for a job, drawing progress on a terminal; Ctrl-C cancels it."""
+    from backends.units import human
     show = err.isatty()
     try:
         while not job.finished:
