@@ -28,11 +28,12 @@ Every string is escaped by cli.output.printable once, here, as it is written.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TextIO
-
-from backends import model
+from typing import TYPE_CHECKING, TextIO
 
 from .output import printable
+
+if TYPE_CHECKING:  # cli.quick hands pool_list its own rows, without the engine's model
+    from backends import model
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
