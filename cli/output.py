@@ -11,6 +11,7 @@ ASCII (json's \\u escapes). The virsh-shaped listings are cli.virsh_text.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from backends import textsafe
@@ -38,6 +39,20 @@ def printable_xml(xml: str, stream: TextIO | None = None) -> str:
         raise PoolkeeperError(f"cannot show the XML: {exc}") from None
 
 
+def _line_encoder() -> Callable[[Any], str]:
+    """json.dumps(item) for many items: one C encoder made once (json.dumps makes one per
+    call, which doubles the time of 10,000 volumes); json's own where the C one is not."""
+    import json
+    from json import encoder
+
+    if encoder.c_make_encoder is None:
+        return json.JSONEncoder().encode
+    make = encoder.c_make_encoder(None, json.JSONEncoder().default,
+                                  encoder.encode_basestring_ascii, None, ": ", ", ",
+                                  False, False, True)
+    return lambda item: "".join(make(item, 0))
+
+
 def dump_json(out: TextIO, data: Any) -> None:
     """Valid JSON, one list item per line: json's C encoder does it (indent= would take
     the pure-Python one, 20x slower: 0.6 s for 10,000 volumes), and a line per pool or
@@ -45,8 +60,7 @@ def dump_json(out: TextIO, data: Any) -> None:
     import json  # here: cli.quick lists pools without it
 
     if isinstance(data, list):
-        encode = json.JSONEncoder().encode
-        out.write("[\n" + ",\n".join(map(encode, data)) + "\n]\n" if data else "[]\n")
+        out.write("[\n" + ",\n".join(map(_line_encoder(), data)) + "\n]\n" if data else "[]\n")
     else:
         json.dump(data, out, indent=2)
         out.write("\n")

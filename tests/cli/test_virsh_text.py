@@ -11,6 +11,7 @@ on one real pool, where a private libvirtd can run.
 from __future__ import annotations
 
 import io
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -144,3 +145,19 @@ def test_the_goldens_hold_what_the_tests_rely_on() -> None:
     assert "Capacity:       107374182400\n" in golden("pool-info-bytes-vms.txt")
     assert "Capacity:       349 bytes\n" in golden("vol-info-bytes-tiny.txt")
     assert golden("pool-list-all.txt").splitlines()[3] == " stopped   inactive   no"
+
+
+@pytest.mark.parametrize("data", [[], [{"name": "caf\u00e9\u202e.img", "backing": None,
+                                        "sizes": [1, 2]}, {"name": "b"}], {"name": "p"}])
+def test_json_is_valid_ascii_one_item_a_line(data: object) -> None:
+    """--json: what json.loads reads back, ASCII, a list one item per line (the C
+    encoder: indent= would take the pure-Python one)."""
+    from cli.output import dump_json
+
+    out = io.StringIO()
+    dump_json(out, data)
+    text = out.getvalue()
+    assert json.loads(text) == data and text.isascii() and text.endswith("\n")
+    if isinstance(data, list) and data:
+        assert text.splitlines()[1:-1] == [json.dumps(item) + "," for item in data[:-1]] + \
+            [json.dumps(data[-1])]
