@@ -145,3 +145,22 @@ def test_the_command_loads_no_engine(root: Path) -> None:
                        text=True, cwd=REPO, timeout=60, check=False)
     assert r.stderr.strip() == "[] 0", r.stderr
     assert r.stdout == full(root, "pool-list")
+
+
+@pytest.mark.parametrize("args", [("vol-list", "a", "--details", "--json"),
+                                  ("vol-list", "a", "--details"), ("pool-info", "a"),
+                                  ("vol-info", "--pool", "a", "v.img"),
+                                  ("pool-list", "--json", "--all")], ids=" ".join)
+def test_the_other_listings_load_no_psutil_textual_or_schema(
+        root: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Through the whole CLI a listing still imports no psutil or Textual and compiles no
+    RelaxNG schema (stored definitions were checked against it when defined)."""
+    (tmp_path / "a" / "v.img").write_bytes(b"\0" * 4096)
+    probe = ("import io, sys; from cli.main import main;"
+             "code = main(sys.argv[1:], io.StringIO());"
+             "from backends.xmlio import relaxng;"
+             "print(code, sorted({m.split('.')[0] for m in sys.modules}"
+             " & {'psutil', 'textual', 'tui'}), relaxng._compiled.cache_info().currsize)")
+    r = subprocess.run([sys.executable, "-c", probe, "--root", str(root), *args],
+                       capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
+    assert r.stdout.strip() == "0 [] 0", (r.stdout, r.stderr)
