@@ -9,10 +9,10 @@ tests/cli/test_virsh_compat.py):
 - tables (vshTable): every cell is " " + text, each cell but the last padded to its
   column's widest plus two spaces, a header row, then sum(width + 3) dashes;
 - pool-list: `Name State Autostart` (State active/inactive), --details adds Persistent
-  and the sizes (`-` while the pool is not running); vol-list: `Name Path`, --details
-  `Name Path Type Capacity Allocation`; both sorted by name, ASCII case ignored;
+  and the sizes (`-` unless the pool is running or degraded); vol-list: `Name Path`,
+  --details `Name Path Type Capacity Allocation`; both sorted by name, ASCII case ignored;
 - pool-info: `%-15s %s` lines Name UUID State Persistent Autostart, the sizes while
-  running; vol-info: Name Type Capacity Allocation (Physical instead of Allocation with
+  running or degraded; vol-info: Name Type Capacity Allocation (Physical instead of Allocation with
   --physical);
 - the empty line virsh prints after every command (without -q).
 
@@ -107,9 +107,9 @@ def pool_list(out: TextIO, pools: Sequence[model.PoolStatus], details: bool) -> 
     if details:
         rows = []
         for p in pools:
-            running = p.state == "running"
+            sized = p.state in ("running", "degraded")  # as pool-info: virsh's rule
             rows.append([p.name, p.state, _yes(p.autostart), _yes(p.persistent),
-                         *(pretty_capacity(v) if running else "-"
+                         *(pretty_capacity(v) if sized else "-"
                            for v in (p.capacity, p.allocation, p.available))])
         table(out, ["Name", "State", "Autostart", "Persistent", "Capacity", "Allocation",
                     "Available"], rows)
