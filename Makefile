@@ -6,10 +6,11 @@ TEST_STAMP := $(VENV)/.test-stamp
 
 # Debian packages of the tools every pool type shares (images, loop devices, wipes) and
 # the test harness uses (sfdisk, virsh, xmllint for virt-xml-validate, tmux for the
-# real-terminal tests). Each pool type's own packages, and its tests' servers, come from
-# its driver: `python -m backends.drivers --packages --tests`.
+# real-terminal tests, libvirtd for the byte-for-byte comparison with virsh on the same
+# pool). Each pool type's own packages, and its tests' servers, come from its driver:
+# `python -m backends.drivers --packages --tests`.
 BASE_APT_PACKAGES := qemu-utils qemu-block-extra util-linux fdisk mount scrub \
-	libvirt-clients libxml2-utils tmux
+	libvirt-clients libvirt-daemon libxml2-utils tmux
 
 .PHONY: run test bench lint system-deps venv clean screenshots fuzz
 
@@ -59,6 +60,7 @@ bench: system-deps $(BENCH_STAMP)
 	$(PY) bench/clone.py $(BENCH_ARGS)
 	$(PY) bench/wipe.py $(BENCH_ARGS)
 	$(PY) bench/idle.py $(BENCH_ARGS)
+	$(PY) bench/cli.py $(BENCH_ARGS)
 
 # The long fuzz run (atheris and Hypothesis, fuzz/run.py): FUZZ_SECONDS in all, split
 # between the targets, then a summary. `make test` runs the short Hypothesis part.

@@ -27,8 +27,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from . import runner
 from .errors import Busy, StateError
 
@@ -489,6 +487,7 @@ def exclusively_claimed(device: str) -> bool:
 
 
 def _proc_name(pid: int) -> str:
+    import psutil  # imported when used: it costs a listing ~10 ms
     try:
         return psutil.Process(pid).name()
     except psutil.Error:
@@ -511,6 +510,7 @@ def _fd_targets(pid: int) -> Iterator[str]:
 def _holders(match: Callable[[os.stat_result], bool]) -> list[str]:
     """'name (pid N)' of every other process with an open fd whose target matches.
     psutil's open_files() lists regular files only, so the fds are read from /proc."""
+    import psutil  # imported when used: it costs a listing ~10 ms
     users = []
     me = os.getpid()
     for pid in psutil.pids():

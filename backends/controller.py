@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
@@ -129,7 +128,7 @@ class StorageController:
         xml = self.store.read_definition(name)
         if xml is None:
             raise PoolNotFound(f"no pool named '{name}'; `pool-list --all` shows the pools")
-        return xmlio.parse_pool(xml)
+        return xmlio.parse_pool(xml, schema=False)  # checked against it when defined
 
     def _driver(self, pdef: PoolDef) -> PoolDriver:
         return driver_class(pdef.type)(pdef, self.store.read_extras(pdef.name),
@@ -200,7 +199,9 @@ class StorageController:
             pdef = pool_claims.redefined(pdef, xmlio.parse_pool(existing_xml),
                                          lambda: self.store.is_active(pdef.name))
         if not pdef.uuid:
-            pdef = replace(pdef, uuid=str(uuidlib.uuid4()))
+            import uuid  # only here: it costs every command ~2 ms to import
+
+            pdef = replace(pdef, uuid=str(uuid.uuid4()))
         stored = replace(pdef, capacity=None, allocation=None, available=None,
                          source=replace(pdef.source, devices=[
                              replace(d, free_extents=[]) for d in pdef.source.devices]))

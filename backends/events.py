@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -12,9 +11,6 @@ from .listeners import Listeners
 if TYPE_CHECKING:
     from .jobs import Job
     from .runner import Completed
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class PoolChanged:
@@ -65,4 +61,6 @@ class EventBus:
             try:
                 fn(event)
             except Exception:  # a broken subscriber must not break the verb that published
-                log.exception("event subscriber failed")
+                import logging  # only then: it costs every command ~2 ms to import
+
+                logging.getLogger(__name__).exception("event subscriber failed")

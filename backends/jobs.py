@@ -11,14 +11,16 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Cancelled, PoolkeeperError
 from .events import EventBus, JobFinished, JobProgress
 from .locks import HeldLock
 from .oserror import os_failure
 from .progress import JobContext, running
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 _ids = itertools.count(1)
 PROGRESS_INTERVAL = 0.1  # seconds between JobProgress events of one job
@@ -136,7 +138,10 @@ class Job(JobContext):
 class JobManager:
     def __init__(self, bus: EventBus, max_workers: int = 4) -> None:
         self._bus = bus
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pk-job")
+        self._max_workers = max_workers
+        # made at the first job: a listing starts none, and concurrent.futures (with
+        # logging) costs a command ~3 ms to import
+        self._pool: ThreadPoolExecutor | None = None
         self._jobs: dict[int, Job] = {}
         self._lock = threading.Lock()
 
@@ -149,7 +154,13 @@ class JobManager:
     def start(self, job: Job, fn: Callable[[Job], Any]) -> Job:
         with self._lock:
             self._jobs[job.id] = job
-        self._pool.submit(job._run, fn)
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=self._max_workers,
+                                                thread_name_prefix="pk-job")
+            pool = self._pool
+        pool.submit(job._run, fn)
         return job
 
     def list(self) -> list[Job]:
@@ -171,4 +182,7 @@ class JobManager:
         if cancel:
             for job in self.list():
                 job.cancel()
-        self._pool.shutdown(wait=True)
+        with self._lock:
+            pool = self._pool
+        if pool is not None:
+            pool.shutdown(wait=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -201,6 +200,8 @@ def remove_if_free(path: Path) -> bool:
 
 
 def _key(*parts: str) -> str:
+    import hashlib  # here: loading OpenSSL costs every command ~4 ms
+
     return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 

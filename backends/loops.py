@@ -36,8 +36,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
-
 from . import blockprobe, pathsafety, runner
 from .errors import Busy, PoolkeeperError, StateError, ToolFailed
 from .store import atomic_write, boot_id, json_records
@@ -49,6 +47,7 @@ _START_SLACK = 0.05  # seconds: psutil's create_time of one process is stable to
 
 
 def _start_time(pid: int) -> float | None:
+    import psutil  # imported when used: it costs a listing ~10 ms
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -57,6 +56,7 @@ def _start_time(pid: int) -> float | None:
 
 def owner_alive(claim: dict) -> bool:
     """Is the process that wrote `claim` still running (not a later one with its pid)?"""
+    import psutil  # imported when used: it costs a listing ~10 ms
     pid, started = claim.get("pid"), claim.get("started")
     if not isinstance(pid, int):
         return False

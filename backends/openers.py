@@ -25,8 +25,6 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import psutil
-
 from . import blockprobe
 
 K = TypeVar("K", bound=Hashable)
@@ -59,6 +57,7 @@ def _writes(pid: int, fd: str) -> bool:
 
 
 def _name(pid: int) -> str:
+    import psutil  # imported when used: it costs a listing ~10 ms
     try:
         return psutil.Process(pid).name()
     except psutil.Error:
@@ -67,6 +66,7 @@ def _name(pid: int) -> str:
 
 def scan(match: Callable[[os.stat_result], K | None]) -> dict[K, list[Opener]]:
     """key -> the other processes with an fd on an object for which match(stat) gives key."""
+    import psutil  # imported when used: it costs a listing ~10 ms
     found: dict[K, list[Opener]] = {}
     me = os.getpid()
     for pid in psutil.pids():

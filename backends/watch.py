@@ -71,7 +71,10 @@ class Event(NamedTuple):
 
 class _Libc:
     def __init__(self) -> None:
-        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        try:  # glibc's soname first: find_library runs `ldconfig -p`, ~5 ms a command
+            lib = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         self.init1 = lib.inotify_init1
         self.init1.argtypes = [ctypes.c_int]
         self.init1.restype = ctypes.c_int

@@ -32,7 +32,6 @@ __all__ = [
 
 MiB = 1 << 20
 GiB = 1 << 30
-NOBODY = 65534  # the session libvirtd runs as this uid/gid (Debian's nobody/nogroup)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -176,53 +175,22 @@ class PrivateLibvirt:
 
 @contextlib.contextmanager
 def private_libvirtd(base: Path) -> Iterator[PrivateLibvirt]:
-    """libvirtd in session mode as user nobody, with HOME and the XDG dirs under `base`:
-    its config, pools, sockets and logs live there and nowhere else, so the host's libvirt
-    (if any) is never touched. The dir pool code it runs is the same as the system
-    daemon's. Stopped by its PID on exit; `-t` makes an orphan exit by itself."""
+    """libvirtd in session mode as user nobody, with HOME and the XDG dirs under `base`
+    (tests/libvirtd.py starts it): its config, pools, sockets and logs live there and
+    nowhere else, so the host's libvirt (if any) is never touched. The dir pool code it
+    runs is the same as the system daemon's. Stopped by its PID on exit."""
     import libvirt
 
-    home = base / "libvirt-home"
-    run = base / "libvirt-run"
-    for path in (home, run):
-        path.mkdir(mode=0o700)
-        os.chown(path, NOBODY, NOBODY)
-    env = {
-        "HOME": str(home), "XDG_RUNTIME_DIR": str(run), "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_CACHE_HOME": str(home / "cache"), "XDG_DATA_HOME": str(home / "data"),
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C",
-    }
-    socket = run / "libvirt" / "libvirt-sock"
-    log = open(base / "libvirtd.log", "wb")  # noqa: SIM115  closed below
-    proc = subprocess.Popen(
-        ["libvirtd", "--timeout", "600"], env=env, user=NOBODY, group=NOBODY,
-        extra_groups=[], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        start_new_session=True,
-    )
-    conn = None
-    try:
-        deadline = time.monotonic() + 30
-        while not socket.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"private libvirtd did not start; see {base}/libvirtd.log: "
-                                   + (base / "libvirtd.log").read_text()[-2000:])
-            time.sleep(0.05)
+    from tests.libvirtd import private_libvirtd as start
+
+    with start(base) as daemon:
         libvirt.registerErrorHandler(lambda *_: None, None)  # errors come as exceptions
-        uri = f"qemu:///session?socket={socket}"
-        conn = libvirt.open(uri)
-        yield PrivateLibvirt(uri, conn, proc.pid)
-    finally:
-        if conn is not None:
+        conn = libvirt.open(daemon.uri)
+        try:
+            yield PrivateLibvirt(daemon.uri, conn, daemon.pid)
+        finally:
             with contextlib.suppress(Exception):
                 conn.close()
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
 
 
 # ------------------------------------------------------------------ the machine

@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any, TextIO
 
 from backends.controller import StorageController
@@ -60,10 +59,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("poolkeeper")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """--version, the package's metadata read only when asked (importlib.metadata costs
+    every command ~10 ms to import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        sys.stdout.write(f"poolkeeper {_version()}\n")  # where argparse's own prints it
+        parser.exit()
 
 
 # == parser =============================================================================
@@ -73,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(libvirt XML). With no command, opens the TUI.")
     parser.add_argument("--root", help="state directory (default: /etc/poolkeeper and "
                                        "/run/poolkeeper for root; $POOLKEEPER_ROOT)")
-    parser.add_argument("--version", action="version", version=f"poolkeeper {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     tui = parser.add_argument_group("TUI (no command)")
     tui.add_argument("--no-mouse", action="store_true", help="ignore the mouse (thin links)")
     tui.add_argument("--ascii", action="store_true", default=None,

@@ -17,17 +17,14 @@ from backends.controller import StorageController
 from backends.errors import PoolkeeperError, XMLError
 from backends.units import human, parse_size
 
-from .output import dump_json, printable, printable_xml, table, wait_job
+from . import virsh_text
+from .output import dump_json, printable, printable_xml, wait_job
 
 Handler = Callable[[StorageController, argparse.Namespace, TextIO], int]
 
 
 class UsageError(PoolkeeperError):
     pass
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
 
 
 def pool_json(p: model.PoolStatus) -> dict[str, Any]:
@@ -50,12 +47,6 @@ def volume_json(v: model.VolumeInfo) -> dict[str, Any]:
     }
 
 
-def _size(value: int | None, as_bytes: bool) -> str:
-    if value is None:
-        return "-"
-    return f"{value} bytes" if as_bytes else human(value)
-
-
 # == volume references ==================================================================
 def resolve_volume(ctl: StorageController, args: argparse.Namespace) -> tuple[str, str]:
     if args.pool:
@@ -74,20 +65,13 @@ def cmd_pool_list(ctl: StorageController, args: argparse.Namespace, out: TextIO)
         wanted = set(args.type.split(","))
         pools = [p for p in pools if p.type in wanted]
     if args.inactive:
-        pools = [p for p in pools if not p.active]
+        pools = [p for p in pools if not p.started]  # virsh: inaccessible is active
     elif not args.all:
-        pools = [p for p in pools if p.active]
+        pools = [p for p in pools if p.started]
     if args.json:
         dump_json(out, [pool_json(p) for p in pools])
         return 0
-    if args.details:
-        rows = [[p.name, p.state, _yes(p.autostart), _yes(p.persistent), human(p.capacity),
-                 human(p.allocation), human(p.available)] for p in pools]
-        table(out, ["Name", "State", "Autostart", "Persistent", "Capacity", "Allocation",
-                    "Available"], rows)
-    else:
-        rows = [[p.name, "active" if p.active else p.state, _yes(p.autostart)] for p in pools]
-        table(out, ["Name", "State", "Autostart"], rows)
+    virsh_text.pool_list(out, pools, args.details)
     return 0
 
 
@@ -96,20 +80,7 @@ def cmd_pool_info(ctl: StorageController, args: argparse.Namespace, out: TextIO)
     if args.json:
         dump_json(out, pool_json(p))
         return 0
-    lines = [("Name:", p.name), ("UUID:", p.uuid), ("Type:", p.type), ("State:", p.state),
-             ("Persistent:", _yes(p.persistent)), ("Autostart:", _yes(p.autostart))]
-    if p.active:
-        lines += [("Capacity:", _size(p.capacity, args.bytes)),
-                  ("Allocation:", _size(p.allocation, args.bytes)),
-                  ("Available:", _size(p.available, args.bytes))]
-        if p.largest_free is not None:  # a disk pool: the largest partition it can take now
-            lines.append(("Largest extent:", _size(p.largest_free, args.bytes)))
-    for key, value in lines:
-        out.write(f"{key:<15} {printable(value, out)}\n")
-    if p.state == "inaccessible" and p.detail:  # why, and what to do (virsh says nothing)
-        out.write(f"{'Problem:':<15} {printable(p.detail, out)}\n")
-    if p.active and p.volume_limit:  # what does not work on this host (virsh says nothing)
-        out.write(f"{'Limit:':<15} {printable(p.volume_limit, out)}\n")
+    virsh_text.pool_info(out, p, args.bytes)
     return 0
 
 
@@ -272,16 +243,11 @@ def cmd_find_sources(ctl: StorageController, args: argparse.Namespace, out: Text
 
 # == volume verbs =======================================================================
 def cmd_vol_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    vols = sorted(ctl.list_volumes(args.pool), key=lambda v: v.name)
+    vols = sorted(ctl.list_volumes(args.pool), key=lambda v: virsh_text.name_order(v.name))
     if args.json:
         dump_json(out, [volume_json(v) for v in vols])
         return 0
-    if args.details:
-        rows = [[v.name, v.path, v.type, v.format, human(v.capacity), human(v.allocation)]
-                for v in vols]
-        table(out, ["Name", "Path", "Type", "Format", "Capacity", "Allocation"], rows)
-    else:
-        table(out, ["Name", "Path"], [[v.name, v.path] for v in vols])
+    virsh_text.vol_list(out, vols, args.details)
     for v in vols:
         if v.error:
             sys.stderr.write(f"warning: {printable(v.name, sys.stderr)}: "
@@ -295,19 +261,7 @@ def cmd_vol_info(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
     if args.json:
         dump_json(out, volume_json(v))
         return 0
-    lines = [("Name:", v.name), ("Type:", v.type), ("Format:", v.format),
-             ("Capacity:", _size(v.capacity, args.bytes)),
-             ("Allocation:", _size(v.allocation, args.bytes))]
-    if args.physical:
-        lines.append(("Physical:", _size(v.physical, args.bytes)))
-    if v.backing:
-        lines.append(("Backing:", f"{v.backing.path} ({v.backing.format or 'format unknown'})"))
-    if v.probed_format and v.probed_format != v.format:
-        lines.append(("Header says:", f"{v.probed_format} (ignored: created as {v.format})"))
-    for key, value in lines:
-        out.write(f"{key:<15} {printable(value, out)}\n")
-    if v.error:
-        out.write(f"{'Error:':<15} {printable(v.error, out)}\n")
+    virsh_text.vol_info(out, v, args.bytes, args.physical)
     return 0
 
 

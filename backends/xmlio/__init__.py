@@ -55,13 +55,16 @@ __all__ = [
 ]
 
 
-def parse_pool(text: str | bytes) -> PoolDef:
-    """Parse, check and return a pool definition; raise XMLError or ValidationError."""
+def parse_pool(text: str | bytes, *, schema: bool = True) -> PoolDef:
+    """Parse, check and return a pool definition; raise XMLError or ValidationError.
+    `schema=False`: without the RelaxNG check, for a definition poolkeeper stored after
+    checking it (compiling the schema costs a listing ~50 ms; every other check is made)."""
     root = _read_document(text, "pool")
     where = _Where()
     pool = _pool_from_xml(root, where)
     _validate_pool(pool, where)
-    _rng_validate("pool", root)
+    if schema:
+        _rng_validate("pool", root)
     return pool
 
 

@@ -122,8 +122,8 @@ def test_cli_pool_info_says_what_does_not_work(cli, lvm, no_dm):
         assert cli("pool-start", "vgx").code == 0
         text = cli("pool-info", "vgx")
         assert text.code == 0
-        lines = text.out.splitlines()
-        assert lines[-1].startswith("Limit:") and DM_WORDS in lines[-1]
+        lines = text.out.splitlines()  # after virsh's lines, before its closing empty line
+        assert lines[-1] == "" and lines[-2].startswith("Limit:") and DM_WORDS in lines[-2]
         assert json.loads(cli("pool-info", "vgx", "--json").out)["volume_limit"] == DM_MISSING
         made = cli("vol-create-as", "vgx", "lv1", "8M")
         assert made.code == 1 and DM_WORDS in made.err and "lvcreate" not in made.err

@@ -186,8 +186,10 @@ def test_delete_of_an_inactive_pool_never_follows_a_symlinked_target(ctl, pools,
 
 def test_cli_shows_the_pool_inaccessible_and_refuses(ctl, pools, tmp_path, cli):
     swap(pools, "parent-link", tmp_path / "attacker", ["a.img"])
-    listing = cli("pool-list", "--all")
+    listing = cli("pool-list", "--all", "--details")
     assert listing.code == 0 and "inaccessible" in listing.out, listing
+    listing = cli("pool-list")  # started, so active where virsh says only active/inactive
+    assert listing.code == 0 and listing.out.splitlines()[2].split() == ["p", "active", "no"]
     info = cli("pool-info", "p")  # says why, and what to do
     assert info.code == 0 and "inaccessible" in info.out, info
     assert any(line.startswith("Problem:") and CHANGED in line

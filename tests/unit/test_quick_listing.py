@@ -6,6 +6,7 @@ one all see the real formats and backing files (issue 15 item 3)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -126,7 +127,13 @@ def test_what_acts_or_reports_reads_the_headers_itself(
         capture_output=True, text=True, check=True, cwd=REPO,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}).stdout
     line = next(x for x in out.splitlines() if x.split()[:1] == ["base.qcow2"])
-    assert "qcow2" in line.split()[1:] and "1.00 GiB" in line
+    assert "1.00 GiB" in line  # the header's virtual size, not the file's 196 KiB
+    listed = subprocess.run(
+        [sys.executable, "-m", "cli", "--root", str(state_root), "vol-list", "p", "--json"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}).stdout
+    base = next(v for v in json.loads(listed) if v["name"] == "base.qcow2")
+    assert (base["format"], base["capacity"]) == ("qcow2", 1 << 30)
     # a base another volume is backed by is not deleted, its overlay's header unread
     with pytest.raises(InUse, match="overlay.qcow2"):
         quick.delete_volume("p", "base.qcow2")

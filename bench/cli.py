@@ -1,0 +1,159 @@
+"""The CLI in shell loops: fresh processes, each against its peer in the same run.
+
+- `pool-list`, process start to output: `poolkeeper --root R pool-list` (a root with the
+  default pool and a 10,000-volume dir pool, both running) against `virsh -c
+  test:///default pool-list` (libvirt's in-process test driver: virsh's own start-up and
+  output, no daemon). Target: <= 3x virsh. For scale, `pool-list --json`, which goes
+  through the whole CLI (cli.main), not cli.quick.
+- `vol-list bench --details --json` of the 10,000-volume pool: a fresh poolkeeper process
+  against the floor, a fresh process of the same Python that scandirs, stats and reads
+  512 bytes of every file (refresh.py's floor, plus the interpreter's start). Targets:
+  <= 0.3 s and <= 2x the floor (warm).
+- `pool-start bench` against libvirt's on the same directory (a private libvirtd, see
+  tests/libvirtd.py; `virsh -c URI pool-start bench`, which refreshes the pool as ours
+  does), each stopped again untimed between runs. Target: no slower (<= 1x). Needs root
+  and libvirt-daemon; skipped (said so) where they are missing.
+
+Warm: best of R runs. Python's bytecode is compiled first (as an installed package's is),
+so that no run pays for it. The last line is the pool-list ratio.
+
+    .venv/bin/python bench/cli.py [--quick] [--volumes N] [--runs R] [--dir PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchlib import ROOT, load_note, machine, run_quiet, work_dir  # noqa: E402
+from refresh import make_pool  # noqa: E402
+from start import make_root, poolkeeper_cmd  # noqa: E402
+
+from tests.libvirtd import libvirtd_missing, private_libvirtd  # noqa: E402
+
+FLOOR = """
+import os, sys
+total = 0
+with os.scandir(sys.argv[1]) as it:
+    for entry in it:
+        st = entry.stat()
+        fd = os.open(entry.path, os.O_RDONLY)
+        try:
+            total += len(os.read(fd, 512)) + st.st_size
+        finally:
+            os.close(fd)
+print(total)
+"""
+
+
+def timed_run(argv: list[str]) -> float:
+    """Wall time of one fresh process, its output read (as a shell loop would)."""
+    started = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, check=False)
+    took = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.decode()[-500:]}")
+    return took
+
+
+def best(runs: int, argv: list[str], between: Callable[[], None] | None = None) -> float:
+    times = []
+    for _ in range(runs):
+        times.append(timed_run(argv))
+        if between is not None:
+            between()
+    return min(times)
+
+
+def compile_bytecode() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    run_quiet([sys.executable, "-m", "compileall", "-q", "backends", "cli"], cwd=ROOT, env=env)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 volumes, 3 runs")
+    parser.add_argument("--volumes", type=int)
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--dir", help="where to build the pool (default: a temp dir)")
+    args = parser.parse_args()
+    volumes = args.volumes or (1_000 if args.quick else 10_000)
+    runs = args.runs or (3 if args.quick else 15)
+    compile_bytecode()
+    rows: list[tuple[str, float, str, float, float | None]] = []
+
+    with work_dir(args.dir) as work:
+        images = work / "images"
+        print(f"building {volumes} volumes in {images} ...", flush=True)
+        make_pool(images, volumes)
+        root = work / "state"
+        make_root(root, images)  # the pool 'bench', stopped; no default pool
+        pk = [*poolkeeper_cmd(), "--root", str(root)]
+        run_quiet([*pk, "pool-define-as", "default", "dir", "--target", str(work / "d")])
+        for verb in ("pool-build", "pool-start"):
+            run_quiet([*pk, verb, "default"])
+        run_quiet([*pk, "pool-start", "bench"])
+        listed = run_quiet([*pk, "pool-list"]).stdout
+        assert " bench " in listed and " default " in listed, listed
+
+        virsh_list = best(runs, ["virsh", "-c", "test:///default", "pool-list"])
+        ours_list = best(runs, [*pk, "pool-list"])
+        rows.append(("pool-list, process start to output", ours_list,
+                     "virsh -c test:///default pool-list", virsh_list, 3.0))
+        full_list = best(runs, [*pk, "pool-list", "--json"])
+        rows.append(("pool-list --json (the whole CLI, cli.main)", full_list,
+                     "virsh -c test:///default pool-list", virsh_list, None))
+
+        vol_runs = max(3, runs // 3)
+        floor = best(vol_runs, [sys.executable, "-c", FLOOR, str(images)])
+        ours_vols = best(vol_runs, [*pk, "vol-list", "bench", "--details", "--json"])
+        rows.append((f"vol-list --details --json, {volumes:,} volumes", ours_vols,
+                     "floor: python scandir+stat+read 512 B", floor, 2.0))
+        ours_text = best(vol_runs, [*pk, "vol-list", "bench", "--details"])
+        rows.append((f"vol-list --details, {volumes:,} volumes", ours_text,
+                     "floor: python scandir+stat+read 512 B", floor, None))
+
+        missing = libvirtd_missing()
+        if missing is None:
+            with private_libvirtd(work) as daemon:
+                virsh = ["virsh", "-q", "-c", daemon.uri]
+                xml = work / "bench-pool.xml"
+                xml.write_text(f"<pool type='dir'><name>bench</name>"
+                               f"<target><path>{images}</path></target></pool>\n")
+                run_quiet([*virsh, "pool-define", str(xml)])
+                run_quiet([*pk, "pool-destroy", "bench"])
+                start_runs = max(3, runs // 3)
+                theirs = best(start_runs, [*virsh, "pool-start", "bench"],
+                              lambda: run_quiet([*virsh, "pool-destroy", "bench"]))
+                ours = best(start_runs, [*pk, "pool-start", "bench"],
+                            lambda: run_quiet([*pk, "pool-destroy", "bench"]))
+                rows.append((f"pool-start, {volumes:,} volumes", ours,
+                             "virsh pool-start (private libvirtd)", theirs, 1.0))
+
+    print(f"machine: {machine()}")
+    print(f"best of {runs} warm runs (vol-list, pool-start: {max(3, runs // 3)}); "
+          f"{load_note()}")
+    for what, ours, peer, theirs, target in rows:
+        ratio = ours / theirs
+        verdict = "" if target is None else \
+            f"; target <= {target:.1f}x: {'ok' if ratio <= target else 'MISSED'}"
+        print(f"{what}: {ours * 1000:.1f} ms; {peer}: {theirs * 1000:.1f} ms; "
+              f"ratio {ratio:.2f}x{verdict}")
+    vols = next(r for r in rows if r[0].startswith("vol-list --details --json"))
+    if volumes == 10_000:
+        print(f"vol-list --details --json <= 0.300 s: {'ok' if vols[1] <= 0.3 else 'MISSED'}")
+    if missing is not None:
+        print(f"pool-start against libvirt: not measured: {missing}")
+    print(f"ratio poolkeeper/virsh pool-list: {ours_list / virsh_list:.2f}x  (target 3.00x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
