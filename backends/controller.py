@@ -300,9 +300,12 @@ class StorageController:
             driver.stop()
             self.store.clear_run_state(name)
             self.store.write_extras(name, {})
+            self.store.remove_transient_definition(name)  # a transient pool is gone now
             self.locks.sweep_volume_locks()  # of volumes deleted or never made, if free
         self._monitor.forget(name)
         self.bus.publish(PoolChanged(name, "stopped"))
+        if self.store.read_definition(name) is None:  # transient: gone with its run
+            self.bus.publish(PoolChanged(name, "undefined"))
 
     def delete_pool(self, name: str, force: bool = False,
                     expected: Sequence[str] | None = None) -> None:
@@ -394,7 +397,8 @@ class StorageController:
         pdef = self.pool_def(name)
         autostart = self.store.autostart(name)
         driver = self._driver(pdef) if self.store.is_active(name) else None
-        return reports.pool_status(name, pdef, autostart, driver)
+        return reports.pool_status(name, pdef, autostart, driver,
+                                   persistent=self.store.is_persistent(name))
 
     @routine_read
     def pool_layout(self, name: str) -> list[DeviceLayout]:
