@@ -48,8 +48,10 @@ def pool_name(ctl: PoolLookup, ref: str) -> str:
 def volume_by_key_or_path(ctl: PoolLookup, ref: str) -> tuple[str, str]:
     """(pool, volume) of the volume whose key or path is `ref`, in the active pools."""
     try:
-        return ctl.find_volume(ref)  # a path: no listing needed
-    except VolumeNotFound:
+        pool, name = ctl.find_volume(ref)  # a path: no listing needed
+        ctl.volume_info(pool, name)  # and a volume there
+        return pool, name
+    except (VolumeNotFound, InvalidName):
         pass
     real = os.path.realpath(ref) if ref.startswith("/") else None
     for pool in ctl.store.definition_names():
