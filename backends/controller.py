@@ -547,6 +547,7 @@ class StorageController:
         fmt = vdef.target.format or driver.default_volume_format or "raw"
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         xmlio.refuse_unhonoured(vdef, driver.type)
+        volume_requests.refuse_unhonoured_flags(vdef, driver)
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._chains.resolve_backing(
                 vdef.backing, block_snapshot=driver.backing_is_snapshot, for_name=name))
@@ -609,10 +610,13 @@ class StorageController:
         return src_driver, dst_driver, vdef
 
     def clone_volume(self, pool: str, source: str, new_name: str, *,
-                     target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
+                     target_pool: str | None = None, xml: str | bytes | None = None,
+                     reflink: bool = False, prealloc_metadata: bool = False) -> Job:
         dst_pool = target_pool or pool
         src_driver, dst_driver, vdef = self._clone_request(pool, source, new_name,
                                                            target_pool, xml)
+        vdef = volume_requests.with_flags(vdef, src_driver, dst_driver, reflink=reflink,
+                                          prealloc_metadata=prealloc_metadata)
         job = self.jobs.create("clone", f"clone {source} to {vdef.name}", dst_pool, vdef.name)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
         if dst_pool != pool:
@@ -726,7 +730,7 @@ class StorageController:
         return self.jobs.start(job, work)
 
     def upload_volume(self, pool: str, name: str, src_path: str, *, offset: int = 0,
-                      length: int | None = None) -> Job:
+                      length: int | None = None, sparse: bool = False) -> Job:
         driver = self._active_driver(pool)
         info = self.volume_info(pool, name)
         job = self.jobs.create("upload", f"upload {os.path.basename(src_path)} to {name}",
@@ -738,7 +742,7 @@ class StorageController:
 
         def work(job: Job) -> int:
             now = self._users.recheck_volume(pool, name)
-            written = driver.upload_volume(now, src_path, offset, length, job)
+            written = driver.upload_volume(now, src_path, offset, length, job, sparse=sparse)
             with shielded():  # done: a cancel from here on changes nothing
                 self._after_change(pool, name)
             return written

@@ -370,7 +370,9 @@ def cmd_vol_path(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
 
 
 def cmd_vol_create(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    info = wait_job(ctl.create_volume(args.pool, _read_input(args.file)), sys.stderr)
+    vdef = xmlio.parse_volume(_read_input(args.file), ctl.pool_def(args.pool).type)
+    vdef.prealloc_metadata = args.prealloc_metadata
+    info = wait_job(ctl.create_volume_def(args.pool, vdef), sys.stderr)
     out.write(f"Vol {printable(info.name, out)} created from {printable(args.file, out)}\n")
     return 0
 
@@ -385,7 +387,8 @@ def cmd_vol_create_as(ctl: StorageController, args: argparse.Namespace, out: Tex
             path = ctl.volume_info(args.pool, path).path
         backing = model.BackingStore(path=path, format=args.backing_vol_format)
     vdef = model.VolumeDef(name=args.name, capacity=capacity, allocation=allocation,
-                     target=model.VolumeTarget(format=args.format), backing=backing)
+                     target=model.VolumeTarget(format=args.format), backing=backing,
+                     prealloc_metadata=args.prealloc_metadata)
     if args.print_xml:
         from backends import xmlio
 
@@ -402,8 +405,9 @@ def cmd_vol_clone(ctl: StorageController, args: argparse.Namespace, out: TextIO)
         from .volume_verbs import print_clone_xml
 
         return print_clone_xml(ctl, pool, name, args.newname, out)
-    method = wait_job(ctl.clone_volume(pool, name, args.newname, target_pool=args.newpool),
-                      sys.stderr)
+    method = wait_job(ctl.clone_volume(pool, name, args.newname, target_pool=args.newpool,
+                                       reflink=args.reflink,
+                                       prealloc_metadata=args.prealloc_metadata), sys.stderr)
     out.write(f"Vol {printable(args.newname, out)} cloned from {printable(name, out)} "
               f"({printable(str(method), out)})\n")
     return 0
@@ -444,7 +448,7 @@ def cmd_vol_upload(ctl: StorageController, args: argparse.Namespace, out: TextIO
     length = parse_size(args.length, "length") if args.length else None
     written = wait_job(ctl.upload_volume(pool, name, args.file,
                                          offset=parse_size(args.offset or "0", "offset"),
-                                         length=length), sys.stderr)
+                                         length=length, sparse=args.sparse), sys.stderr)
     out.write(f"Uploaded {written} bytes to {printable(name, out)}\n")
     return 0
 

@@ -23,7 +23,8 @@ def cmd_vol_create_from(ctl: StorageController, args: argparse.Namespace, out: T
     xml = _read_input(args.file)
     src_pool, src = refs.volume(ctl, args.vol, args.inputpool, pool_option="--inputpool")
     name = xmlio.parse_volume(xml, ctl.pool_def(args.pool).type, size_from_source=True).name
-    wait_job(ctl.clone_volume(src_pool, src, "", target_pool=args.pool, xml=xml),
+    wait_job(ctl.clone_volume(src_pool, src, "", target_pool=args.pool, xml=xml,
+                              reflink=args.reflink, prealloc_metadata=args.prealloc_metadata),
              sys.stderr)
     out.write(f"Vol {printable(name, out)} created from input vol {printable(src, out)}\n")
     return 0

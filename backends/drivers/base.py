@@ -350,7 +350,7 @@ class PoolDriver:
         raise Unsupported(f"volumes of a '{self.type}' pool cannot be resized")
 
     def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
-                      ctx: JobContext) -> int:
+                      ctx: JobContext, sparse: bool = False) -> int:
         raise Unsupported(f"cannot upload to volumes of a '{self.type}' pool")
 
     def download_volume(self, vol: VolumeInfo, dst_path: str, offset: int, length: int | None,
