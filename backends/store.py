@@ -10,7 +10,7 @@ Layout (config and runtime dirs are the same directory when a root is given):
   CONFIG/storage/.initialized        the default pool was offered once
   RUNTIME/run/NAME.xml               live XML of an active pool (exists <=> active)
   RUNTIME/run/NAME.json              backend runtime extras (e.g. the loop device attached)
-  RUNTIME/run/transient/NAME.xml     the definition of a transient pool (pool-create): it
+  RUNTIME/transient/NAME.xml         the definition of a transient pool (pool-create): it
                                      exists only while the pool runs; no CONFIG file
   RUNTIME/locks/                     flock files (see locks.py)
 
@@ -242,7 +242,7 @@ class Store:
         self.autostart_dir = self.definitions_dir / "autostart"
         self.volumes_dir = self.definitions_dir / "volumes"
         self.run_dir = paths.runtime_dir / "run"
-        self.transient_dir = self.run_dir / "transient"
+        self.transient_dir = paths.runtime_dir / "transient"
         self.locks_dir = paths.runtime_dir / "locks"
         self._check_and_make_dirs()
         self.remove_abandoned_temps()
@@ -340,6 +340,7 @@ class Store:
         self._copy_aside_volume_records(name, definition)
         self.set_autostart(name, False)
         _remove(self._def_path(name))
+        _remove(self._transient_path(name))  # one whose run state was lost (pool-undefine)
         _remove(self.volumes_dir / f"{check_pool_name(name)}.json")
 
     # -- autostart ---------------------------------------------------------------------

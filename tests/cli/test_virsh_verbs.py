@@ -41,7 +41,7 @@ def test_pool_create_as_makes_a_transient_pool_gone_after_destroy(cli, state_roo
     r = cli("pool-info", "t")
     assert r.code == 1 and "no pool named 't'" in r.err, r
     assert (target / "v").exists()  # data is kept
-    assert not list((state_root / "run" / "transient").iterdir())
+    assert not list((state_root / "transient").iterdir())
 
 
 def test_pool_create_from_file_and_define_makes_it_persistent(cli, state_root, tmp_path):
@@ -63,7 +63,7 @@ def test_a_failed_pool_create_leaves_nothing(cli, state_root, tmp_path):
     r = cli("pool-create-as", "nope", "dir", "--target", str(tmp_path / "missing"))
     assert r.code == 1 and "does not exist" in r.err, r
     assert "nope" not in cli("pool-list", "--all").out
-    assert not list((state_root / "run" / "transient").iterdir())
+    assert not list((state_root / "transient").iterdir())
     r = cli("pool-create-as", "default", "dir", "--target", str(tmp_path / "x"))
     assert r.code == 1 and "already exists" in r.err, r
 
