@@ -6,11 +6,13 @@ that pool first, then as a key, then as a path; without a pool as a key, then a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
 from .errors import InvalidName, PoolkeeperError, VolumeNotFound
 from .lookup import PoolLookup
+from .names import check_name
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
                    r"[0-9a-fA-F]{12}")
@@ -46,14 +48,15 @@ def pool_name(ctl: PoolLookup, ref: str) -> str:
 
 
 def volume_by_key_or_path(ctl: PoolLookup, ref: str) -> tuple[str, str]:
-    """(pool, volume) of the volume whose key or path is `ref`, in the active pools."""
+    """(pool, volume) of the volume whose key or path is `ref`, in the active pools. A
+    path is compared as written (normalized), never looked up in the filesystem."""
     try:
         pool, name = ctl.find_volume(ref)  # a path: no listing needed
         ctl.volume_info(pool, name)  # and a volume there
         return pool, name
     except (VolumeNotFound, InvalidName):
         pass
-    real = os.path.realpath(ref) if ref.startswith("/") else None
+    path = os.path.normpath(ref) if ref.startswith("/") else None
     for pool in ctl.store.definition_names():
         if not ctl.store.is_active(pool):
             continue
@@ -62,22 +65,33 @@ def volume_by_key_or_path(ctl: PoolLookup, ref: str) -> tuple[str, str]:
         except PoolkeeperError:
             continue
         for v in volumes:
-            if v.key == ref or v.path == ref or (real and v.path == real):
+            if v.key == ref or (path and v.path == path):
                 return pool, v.name
     raise VolumeNotFound(f"no volume with key or path '{ref}' in any active pool")
 
 
 def volume(ctl: PoolLookup, ref: str, pool: str | None = None,
            pool_option: str = "--pool") -> tuple[str, str]:
-    """(pool, volume) of `ref`: a name in `pool`, else a key or a path (virsh's order)."""
+    """(pool, volume) of `ref`: a name in `pool`, else a key or a path (virsh's order).
+    With a pool, what is no valid volume name is only looked for as the path of one of
+    its volumes, else refused as a name: nothing outside the pool is touched for it."""
     if pool:
         pool = pool_name(ctl, pool)
-        if "/" not in ref:
-            try:
-                ctl.volume_info(pool, ref)
-                return pool, ref
-            except (VolumeNotFound, InvalidName):
-                pass
+        try:
+            check_name(ref, "volume name")
+        except InvalidName:
+            if ref.startswith("/"):
+                with contextlib.suppress(VolumeNotFound, InvalidName):
+                    found = ctl.find_volume(ref)
+                    if found[0] == pool:
+                        ctl.volume_info(*found)
+                        return found
+            raise
+        try:
+            ctl.volume_info(pool, ref)
+            return pool, ref
+        except VolumeNotFound:
+            pass
     try:
         return volume_by_key_or_path(ctl, ref)
     except VolumeNotFound:
