@@ -644,19 +644,20 @@ class StorageController:
 
         return self.jobs.start(job, work)
 
-    def delete_volume(self, pool: str, name: str) -> None:
+    def delete_volume(self, pool: str, name: str, delete_snapshots: bool = False) -> None:
         driver = self._active_driver(pool)
         if not driver.can_delete_volumes:
             raise Unsupported(f"volumes of a '{driver.type}' pool cannot be deleted")
+        volume_requests.refuse_delete_flags(driver, delete_snapshots)
         info = self.volume_info(pool, name)
         with self.locks.pool(pool, exclusive=False, what="deleting a volume"), \
                 self.locks.volume(pool, name, exclusive=True, what="being deleted") as held, \
                 os_errors(f"delete volume '{name}'"):
             if info.symlink is None:
                 refuse_in_use(info)
-                self._users.refuse_backing_of_others(pool, info)
+                self._users.refuse_backing_of_others(pool, info, spare_snapshots=delete_snapshots)
                 self._users.refuse_target_of_others(pool, info)
-            driver.delete_volume(info)
+            driver.delete_volume(info, delete_snapshots=delete_snapshots)
             # The record goes while the lock is held: a create of the same name, which
             # can start once it is released, records its new volume after this.
             self._records.forget(pool, name)

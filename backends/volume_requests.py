@@ -253,3 +253,10 @@ def with_flags(vdef: VolumeDef, src_driver: PoolDriver, dst_driver: PoolDriver, 
                               "also preallocate metadata: give one of them")
     refuse_unhonoured_flags(vdef, dst_driver)
     return vdef
+
+
+def refuse_delete_flags(driver: PoolDriver, delete_snapshots: bool) -> None:
+    """vol-delete --delete-snapshots, where the storage has snapshots to delete (LVM)."""
+    if delete_snapshots and not driver.deletes_snapshots:
+        raise Unsupported(f"--delete-snapshots: volumes of a '{driver.type}' pool have no "
+                          "snapshots of their own (LVM's are); leave it out")

@@ -415,7 +415,7 @@ def cmd_vol_clone(ctl: StorageController, args: argparse.Namespace, out: TextIO)
 
 def cmd_vol_delete(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = volume_of(ctl, args)
-    ctl.delete_volume(pool, name)
+    ctl.delete_volume(pool, name, delete_snapshots=args.delete_snapshots)
     out.write(f"Vol {printable(name, out)} deleted\n")
     return 0
 
