@@ -4,12 +4,15 @@ Every option is `--name VALUE` or `--name=VALUE` (booleans: `--name`), in any or
 that is not an option fills the next option, in the table's order, that takes a value, was
 not given yet and may be given without its name (virsh 9: `vol-info VOL POOL` is
 `vol-info --vol VOL --pool POOL`). `--` ends the options; `-10G` is a value, never an
-option. `--help` shows virsh's NAME / SYNOPSIS / OPTIONS page for the verb.
+option, and any other word that starts with '-' is refused before `--` (virsh would take
+`-rf` for a name; here it must follow `--`). `--help` shows virsh's NAME / SYNOPSIS /
+OPTIONS page for the verb.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -64,6 +67,9 @@ class Verb:
 
     def opt(self, name: str) -> Opt | None:
         return next((o for o in self.opts if o.name == name), None)
+
+
+_NEGATIVE = re.compile(r"-\d[\w.]*")  # -512K, -1.5G: a size, never an option
 
 
 def _hint(verb: Verb) -> str:
@@ -124,6 +130,11 @@ def parse(verb: Verb, argv: Sequence[str]) -> argparse.Namespace:
                 i += 1
             give(opt, value)
             continue
+        if not options_over and word.startswith("-") and word != "-" \
+                and not _NEGATIVE.fullmatch(word):
+            # virsh would take it for a value; a name like -rf is safer after `--`
+            raise UsageError(f"'{word}' looks like an option, but options start with '--'; "
+                             f"a value that starts with '-' goes after '--' {_hint(verb)}")
         slot = next((o for o in verb.opts if o.kind != "bool" and o.positional
                      and o.name not in seen), None)
         if slot is None:

@@ -204,13 +204,27 @@ def test_pool_event_lists_and_refuses_unknown_types(cli):
     assert r.code == 0 and r.out == "event loop timed out\nevents received: 0\n", r
 
 
+def _watching(pid: int) -> bool:
+    """Has the process an inotify instance open (its monitor watches the default pool, so
+    its first look at the state root is behind it)?"""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == "anon_inode:inotify" for fd in fds.iterdir())
+    except OSError:
+        return False
+
+
 def test_pool_event_prints_other_processes_changes_as_they_happen(cli, state_root, tmp_path):
+    assert cli("pool-list").code == 0  # the state root made, the default pool started
     watcher = subprocess.Popen(
         [sys.executable, "-m", "cli", "--root", str(state_root), "pool-event", "--loop",
-         "--timeout", "12"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "--timeout", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=REPO)
     try:
-        time.sleep(3)  # its first look at the state root
+        deadline = time.monotonic() + 30
+        while not _watching(watcher.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _watching(watcher.pid), watcher.communicate(timeout=30)
         target = tmp_path / "ev"
         assert cli("pool-define-as", "ev", "dir", "--target", str(target)).code == 0
         assert cli("pool-start", "ev", "--build").code == 0
