@@ -27,7 +27,9 @@ from .verbs import UsageError, _overwrite, _read_input, pool_def_from_args
 
 def cmd_pool_create(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     pdef = xmlio.parse_pool(_read_input(args.file))
-    status = transient.create_pool(ctl, pdef, build=args.build, overwrite=_overwrite(args))
+    overwrite = _overwrite(args)  # either one asks for a build, as in virsh
+    status = transient.create_pool(ctl, pdef, build=args.build or overwrite is not None,
+                                   overwrite=overwrite)
     out.write(f"Pool {printable(status.name, out)} created from "
               f"{printable(args.file, out)}\n")
     return 0
@@ -40,7 +42,8 @@ def cmd_pool_create_as(ctl: StorageController, args: argparse.Namespace, out: Te
         xmlio.validate_pool(pdef)
         out.write(printable_xml(xmlio.format_pool(pdef), out))
         return 0
-    status = transient.create_pool(ctl, pdef, build=args.build, overwrite=overwrite)
+    status = transient.create_pool(ctl, pdef, build=args.build or overwrite is not None,
+                                   overwrite=overwrite)
     out.write(f"Pool {printable(status.name, out)} created\n")
     return 0
 

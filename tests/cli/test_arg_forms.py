@@ -144,3 +144,21 @@ def test_help_group_listings_are_virshs():
     ours = group_listing([verbs[n] for n in ("pool-list", "pool-name")], "Storage Pool", "pool")
     assert ours.splitlines()[1] == "    pool-list                      list pools"
     assert virsh_help("pool").splitlines()[0] == ours.splitlines()[0]
+
+
+def test_help_verb_and_dash_h(cli):
+    page = cli("help", "pool-name").out
+    assert "    pool-name <pool>" in page and "[--pool] <string>  pool name or uuid" in page
+    assert cli("pool-name", "-h").out == page
+    assert cli("help", "volume").out.startswith(" Storage Volume (help keyword 'volume'):")
+    r = cli("help", "nothing")
+    assert r.code == 1 and "doesn't exist" in r.err, r
+
+
+def test_find_storage_pool_sources_reads_its_spec_file_in_place(cli, tmp_path):
+    spec = tmp_path / "spec.xml"
+    spec.write_text("<source><host name='pool.invalid'/></source>")
+    r = cli("find-storage-pool-sources", "netfs")
+    assert r.code == 1 and "needs a host" in r.err, r
+    r = cli("find-storage-pool-sources", "netfs", str(spec))  # --srcSpec in its place
+    assert r.code == 1 and "showmount" in r.err and "Unknown host" in r.err, r  # it asked
