@@ -657,7 +657,9 @@ class StorageController:
                 refuse_in_use(info)
                 self._users.refuse_backing_of_others(pool, info, spare_snapshots=delete_snapshots)
                 self._users.refuse_target_of_others(pool, info)
-            driver.delete_volume(info, delete_snapshots=delete_snapshots)
+            delete = (driver.delete_volume_with_snapshots if delete_snapshots
+                      else driver.delete_volume)
+            delete(info)
             # The record goes while the lock is held: a create of the same name, which
             # can start once it is released, records its new volume after this.
             self._records.forget(pool, name)

@@ -111,7 +111,7 @@ class PoolDriver:
     pool_formats: ClassVar[tuple[str, ...]] = ()
     source_rule: ClassVar[SourceRule] = SourceRule()
     volumes_are_files: ClassVar[bool] = False
-    deletes_snapshots: ClassVar[bool] = False  # delete_volume(delete_snapshots=True)
+    deletes_snapshots: ClassVar[bool] = False  # delete_volume_with_snapshots
     volume_urls: ClassVar[bool] = False
     volumes_are_devices: ClassVar[bool] = False
     volume_permissions: ClassVar[bool] = True
@@ -340,8 +340,12 @@ class PoolDriver:
                      ctx: JobContext) -> str:
         raise Unsupported(f"volumes cannot be cloned into a '{self.type}' pool")
 
-    def delete_volume(self, vol: VolumeInfo, delete_snapshots: bool = False) -> None:
+    def delete_volume(self, vol: VolumeInfo) -> None:
         raise Unsupported(f"volumes cannot be deleted from a '{self.type}' pool")
+
+    def delete_volume_with_snapshots(self, vol: VolumeInfo) -> None:
+        """vol-delete --delete-snapshots (where `deletes_snapshots`)."""
+        raise Unsupported(f"volumes of a '{self.type}' pool have no snapshots to delete")
 
     def wipe_volume(self, vol: VolumeInfo, algorithm: str, ctx: JobContext) -> None:
         raise Unsupported(f"volumes of a '{self.type}' pool cannot be wiped")

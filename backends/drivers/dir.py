@@ -682,7 +682,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
         runner.run(["qemu-img", "resize", image_spec(image, fd), str(size)],
                    pass_fds=(fd,), timeout=QEMU_IMG_TIMEOUT)
 
-    def delete_volume(self, vol: VolumeInfo, delete_snapshots: bool = False) -> None:
+    def delete_volume(self, vol: VolumeInfo) -> None:
         name = check_name(vol.name, "volume name")
         with self.dir_fd() as dfd:
             try:

@@ -695,7 +695,7 @@ class DiskDriver(FdDataVerbs, LoopImageSource, PoolDriver):
                 runner.run(["parted", "-s", disk, "rm", str(part.number)], timeout=120)
                 sync_nodes(disk, read_table(disk))
 
-    def delete_volume(self, vol: VolumeInfo, delete_snapshots: bool = False) -> None:
+    def delete_volume(self, vol: VolumeInfo) -> None:
         disk = self._disk()
         with blockprobe.disk_lock(disk):
             table = self._table(disk)

@@ -618,7 +618,14 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
         if lv is not None and PARTIAL_TAG in lv.tags:
             self._remove_made(name, lv.uuid)
 
-    def delete_volume(self, vol: VolumeInfo, delete_snapshots: bool = False) -> None:
+    def delete_volume(self, vol: VolumeInfo) -> None:
+        self._delete(vol, delete_snapshots=False)
+
+    def delete_volume_with_snapshots(self, vol: VolumeInfo) -> None:
+        self._delete(vol, delete_snapshots=True)
+
+    def _delete(self, vol: VolumeInfo, delete_snapshots: bool) -> None:
+        """lvremove; an origin of thick snapshots only with them (`delete_snapshots`)."""
         lv, lvs = self._current(vol)
         snapshots = sorted(o.name for o in lvs if o.origin == lv.name and o.is_thick_snapshot)
         if snapshots and not delete_snapshots:
