@@ -13,10 +13,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .events import Event, PoolChanged, VolumesChanged
+from .events import Event, PoolChanged, Subscriber, VolumesChanged
 from .store import Store
 
 LIFECYCLE = {"defined": "Defined", "undefined": "Undefined", "started": "Started",
@@ -36,10 +36,11 @@ class PoolEvents:
     """Subscribe to the controller's bus and watch the state root; `events()` yields the
     pool events in the order they were seen."""
 
-    def __init__(self, store: Store, subscribe: object) -> None:
+    def __init__(self, store: Store,
+                 subscribe: Callable[[Subscriber], Callable[[], None]]) -> None:
         self.store = store
         self._queue: queue.Queue[PoolEvent] = queue.Queue()
-        self._unsubscribe = subscribe(self._heard)  # type: ignore[operator]
+        self._unsubscribe = subscribe(self._heard)
         self._state = self._snapshot()
         self._lock = threading.Lock()
 
