@@ -301,9 +301,12 @@ class StorageController:
             driver.stop()
             self.store.clear_run_state(name)
             self.store.write_extras(name, {})
+            self.store.remove_transient_definition(name)  # a transient pool is gone now
             self.locks.sweep_volume_locks()  # of volumes deleted or never made, if free
         self._monitor.forget(name)
         self.bus.publish(PoolChanged(name, "stopped"))
+        if self.store.read_definition(name) is None:  # transient: gone with its run
+            self.bus.publish(PoolChanged(name, "undefined"))
 
     def delete_pool(self, name: str, force: bool = False,
                     expected: Sequence[str] | None = None) -> None:
@@ -395,7 +398,8 @@ class StorageController:
         pdef = self.pool_def(name)
         autostart = self.store.autostart(name)
         driver = self._driver(pdef) if self.store.is_active(name) else None
-        return reports.pool_status(name, pdef, autostart, driver)
+        return reports.pool_status(name, pdef, autostart, driver,
+                                   persistent=self.store.is_persistent(name))
 
     @routine_read
     def pool_layout(self, name: str) -> list[DeviceLayout]:
@@ -544,6 +548,7 @@ class StorageController:
         fmt = vdef.target.format or driver.default_volume_format or "raw"
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         xmlio.refuse_unhonoured(vdef, driver.type)
+        volume_requests.refuse_unhonoured_flags(vdef, driver)
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._chains.resolve_backing(
                 vdef.backing, block_snapshot=driver.backing_is_snapshot, for_name=name))
@@ -606,10 +611,13 @@ class StorageController:
         return src_driver, dst_driver, vdef
 
     def clone_volume(self, pool: str, source: str, new_name: str, *,
-                     target_pool: str | None = None, xml: str | bytes | None = None) -> Job:
+                     target_pool: str | None = None, xml: str | bytes | None = None,
+                     reflink: bool = False, prealloc_metadata: bool = False) -> Job:
         dst_pool = target_pool or pool
         src_driver, dst_driver, vdef = self._clone_request(pool, source, new_name,
                                                            target_pool, xml)
+        vdef = volume_requests.with_flags(vdef, src_driver, dst_driver, reflink=reflink,
+                                          prealloc_metadata=prealloc_metadata)
         job = self.jobs.create("clone", f"clone {source} to {vdef.name}", dst_pool, vdef.name)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
         if dst_pool != pool:
@@ -637,19 +645,22 @@ class StorageController:
 
         return self.jobs.start(job, work)
 
-    def delete_volume(self, pool: str, name: str) -> None:
+    def delete_volume(self, pool: str, name: str, delete_snapshots: bool = False) -> None:
         driver = self._active_driver(pool)
         if not driver.can_delete_volumes:
             raise Unsupported(f"volumes of a '{driver.type}' pool cannot be deleted")
+        volume_requests.refuse_delete_flags(driver, delete_snapshots)
         info = self.volume_info(pool, name)
         with self.locks.pool(pool, exclusive=False, what="deleting a volume"), \
                 self.locks.volume(pool, name, exclusive=True, what="being deleted") as held, \
                 os_errors(f"delete volume '{name}'"):
             if info.symlink is None:
                 refuse_in_use(info)
-                self._users.refuse_backing_of_others(pool, info)
+                self._users.refuse_backing_of_others(pool, info, spare_snapshots=delete_snapshots)
                 self._users.refuse_target_of_others(pool, info)
-            driver.delete_volume(info)
+            delete = (driver.delete_volume_with_snapshots if delete_snapshots
+                      else driver.delete_volume)
+            delete(info)
             # The record goes while the lock is held: a create of the same name, which
             # can start once it is released, records its new volume after this.
             self._records.forget(pool, name)
@@ -723,7 +734,7 @@ class StorageController:
         return self.jobs.start(job, work)
 
     def upload_volume(self, pool: str, name: str, src_path: str, *, offset: int = 0,
-                      length: int | None = None) -> Job:
+                      length: int | None = None, sparse: bool = False) -> Job:
         driver = self._active_driver(pool)
         info = self.volume_info(pool, name)
         job = self.jobs.create("upload", f"upload {os.path.basename(src_path)} to {name}",
@@ -735,7 +746,7 @@ class StorageController:
 
         def work(job: Job) -> int:
             now = self._users.recheck_volume(pool, name)
-            written = driver.upload_volume(now, src_path, offset, length, job)
+            written = driver.upload_volume(now, src_path, offset, length, job, sparse=sparse)
             with shielded():  # done: a cancel from here on changes nothing
                 self._after_change(pool, name)
             return written

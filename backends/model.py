@@ -191,6 +191,10 @@ class VolumeDef:
     source_devices: list[tuple[str, list[Extent]]] = field(default_factory=list)
     target: VolumeTarget = field(default_factory=VolumeTarget)
     backing: BackingStore | None = None
+    # how to make it, not part of the XML (virsh's create flags): qcow2 metadata
+    # preallocated (--prealloc-metadata); a clone by reflink or not at all (--reflink)
+    prealloc_metadata: bool = False
+    reflink: bool = False
 
 
 @dataclass

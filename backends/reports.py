@@ -33,11 +33,12 @@ from .model import (
 
 
 def pool_status(name: str, pdef: PoolDef, autostart: bool,
-                driver: PoolDriver | None) -> PoolStatus:
-    """What pool-info says of the pool `name` (`driver`: None when it is not active)."""
+                driver: PoolDriver | None, persistent: bool = True) -> PoolStatus:
+    """What pool-info says of the pool `name` (`driver`: None when it is not active;
+    `persistent`: False for a transient pool, made by pool-create)."""
     status = PoolStatus(
         name=name, type=pdef.type, uuid=pdef.uuid or "", state="inactive",
-        autostart=autostart, persistent=True,
+        autostart=autostart, persistent=persistent,
         target=pdef.target.path, source=pool_claims.source_summary(pdef),
         features=features(pdef.type),
     )

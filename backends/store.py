@@ -10,6 +10,8 @@ Layout (config and runtime dirs are the same directory when a root is given):
   CONFIG/storage/.initialized        the default pool was offered once
   RUNTIME/run/NAME.xml               live XML of an active pool (exists <=> active)
   RUNTIME/run/NAME.json              backend runtime extras (e.g. the loop device attached)
+  RUNTIME/transient/NAME.xml         the definition of a transient pool (pool-create): it
+                                     exists only while the pool runs; no CONFIG file
   RUNTIME/locks/                     flock files (see locks.py)
 
 Each of these directories is checked before anything is created in or under it (see
@@ -240,6 +242,7 @@ class Store:
         self.autostart_dir = self.definitions_dir / "autostart"
         self.volumes_dir = self.definitions_dir / "volumes"
         self.run_dir = paths.runtime_dir / "run"
+        self.transient_dir = paths.runtime_dir / "transient"
         self.locks_dir = paths.runtime_dir / "locks"
         self._check_and_make_dirs()
         self.remove_abandoned_temps()
@@ -256,7 +259,7 @@ class Store:
             _private_dir(paths.runtime_dir)
         for d in (self.definitions_dir, self.autostart_dir, self.volumes_dir):
             ensure_state_dir(d, "the state directory", 0o755)
-        for d in (self.run_dir, self.locks_dir):
+        for d in (self.run_dir, self.transient_dir, self.locks_dir):
             ensure_state_dir(d, "the runtime directory", 0o700)
         # secrets.SECRETS_DIR (it imports us); made by the first secret-set
         refuse_unfit_dir(paths.config_dir / "secrets", "the secrets directory", private=True)
@@ -266,7 +269,8 @@ class Store:
         is locked and stays. A read-only state root is no error: nothing to remove."""
         removed = []
         secrets_dir = self.paths.config_dir / "secrets"  # secrets.SECRETS_DIR (it imports us)
-        for d in (self.definitions_dir, self.volumes_dir, self.run_dir, secrets_dir):
+        for d in (self.definitions_dir, self.volumes_dir, self.run_dir, self.transient_dir,
+                  secrets_dir):
             with contextlib.suppress(OSError):
                 dfd = _open_dir(d)
                 try:
@@ -280,27 +284,52 @@ class Store:
         return self.definitions_dir / f"{check_pool_name(name)}.xml"
 
     def definition_names(self) -> list[str]:
-        """Names of the stored definitions (files whose name is not a valid pool name,
-        such as our temp files, are not definitions)."""
-        names = []
-        for entry in os.scandir(self.definitions_dir):
-            if not entry.name.endswith(".xml") or not entry.is_file():
-                continue
-            name = entry.name[: -len(".xml")]
-            try:
-                names.append(check_pool_name(name))
-            except InvalidName:
-                continue
+        """Names of the stored definitions, persistent and transient (files whose name is
+        not a valid pool name, such as our temp files, are not definitions)."""
+        names: set[str] = set()
+        for directory in (self.definitions_dir, self.transient_dir):
+            with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+                for entry in entries:
+                    if not entry.name.endswith(".xml") or not entry.is_file():
+                        continue
+                    with contextlib.suppress(InvalidName):
+                        names.add(check_pool_name(entry.name[: -len(".xml")]))
         return sorted(names, key=str.lower)
 
     def read_definition(self, name: str) -> str | None:
-        try:
-            return self._def_path(name).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
+        """The persistent definition, else the transient one (None: no such pool)."""
+        for path in (self._def_path(name), self._transient_path(name)):
+            try:
+                return path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue
+        return None
 
     def write_definition(self, name: str, xml: str) -> None:
+        """The persistent definition; a transient pool of that name becomes persistent
+        (as libvirt's pool-define of a running transient pool)."""
         atomic_write(self._def_path(name), xml.encode("utf-8"), mode=0o600)
+        _remove(self._transient_path(name))
+
+    # -- transient pools ---------------------------------------------------------------
+    def _transient_path(self, name: str) -> Path:
+        return self.transient_dir / f"{check_pool_name(name)}.xml"
+
+    def is_persistent(self, name: str) -> bool:
+        return self._def_path(name).exists()
+
+    def write_transient_definition(self, name: str, xml: str) -> None:
+        atomic_write(self._transient_path(name), xml.encode("utf-8"), mode=0o600)
+
+    def remove_transient_definition(self, name: str) -> None:
+        """A transient pool that stopped is gone: its definition, and its volume records
+        set aside as an undefined pool's are (see remove_definition)."""
+        path = self._transient_path(name)
+        if not path.exists() or self.is_persistent(name):
+            return
+        self._copy_aside_volume_records(name, path.read_text(encoding="utf-8"))
+        _remove(path)
+        _remove(self.volumes_dir / f"{check_pool_name(name)}.json")
 
     def remove_definition(self, name: str) -> None:
         """Undefine: the pool's records are copied aside first, then the definition goes,
@@ -311,6 +340,7 @@ class Store:
         self._copy_aside_volume_records(name, definition)
         self.set_autostart(name, False)
         _remove(self._def_path(name))
+        _remove(self._transient_path(name))  # one whose run state was lost (pool-undefine)
         _remove(self.volumes_dir / f"{check_pool_name(name)}.json")
 
     # -- autostart ---------------------------------------------------------------------
@@ -322,6 +352,9 @@ class Store:
         if not enabled:
             _remove(link)
             return
+        if not self.is_persistent(name):
+            raise StateError(f"pool '{name}' is transient (made by pool-create): it cannot "
+                             "autostart; define it first (pool-dumpxml, then pool-define)")
         if os.path.lexists(link):
             return
         tmp = self.autostart_dir / f".{name}.tmp"  # a leftover one is replaced here

@@ -225,3 +225,38 @@ def resize_space_check(info: VolumeInfo, name: str, pool: str, new: int, sizes: 
             f"{human(sizes.available)} available"
         ]
     return []
+
+
+def refuse_unhonoured_flags(vdef: VolumeDef, driver: PoolDriver) -> None:
+    """virsh's create flags where they cannot be honoured: metadata preallocation is for
+    qcow2 (`qemu-img -o preallocation=metadata`), a reflink for files on one filesystem."""
+    fmt = vdef.target.format or driver.default_volume_format or "raw"
+    if vdef.prealloc_metadata and fmt != "qcow2":
+        raise ValidationError(
+            f"--prealloc-metadata preallocates qcow2 metadata; a '{fmt}' volume has none "
+            "(give --format qcow2, or --allocation to preallocate a raw volume)",
+            element="format")
+
+
+def with_flags(vdef: VolumeDef, src_driver: PoolDriver, dst_driver: PoolDriver, *,
+               reflink: bool, prealloc_metadata: bool) -> VolumeDef:
+    """A clone's definition with virsh's flags, refused before the job where they cannot
+    be honoured: --reflink shares a file's extents (no device, no other filesystem: the
+    copy itself refuses then, rather than copy), and --prealloc-metadata is for qcow2."""
+    vdef = replace(vdef, reflink=reflink, prealloc_metadata=prealloc_metadata)
+    if reflink and not (src_driver.volumes_are_files and dst_driver.volumes_are_files):
+        raise Unsupported("--reflink shares the extents of a file in a file pool; a "
+                          f"'{src_driver.type}' volume into a '{dst_driver.type}' pool is "
+                          "copied: leave --reflink out to copy it")
+    if reflink and prealloc_metadata:
+        raise ValidationError("--reflink shares the source's extents as they are; it cannot "
+                              "also preallocate metadata: give one of them")
+    refuse_unhonoured_flags(vdef, dst_driver)
+    return vdef
+
+
+def refuse_delete_flags(driver: PoolDriver, delete_snapshots: bool) -> None:
+    """vol-delete --delete-snapshots, where the storage has snapshots to delete (LVM)."""
+    if delete_snapshots and not driver.deletes_snapshots:
+        raise Unsupported(f"--delete-snapshots: volumes of a '{driver.type}' pool have no "
+                          "snapshots of their own (LVM's are); leave it out")

@@ -44,14 +44,25 @@ class VolumeUsers:
         refuse_in_use(info, writers_only=writers_only)
         return info
 
-    def refuse_backing_of_others(self, pool: str, info: VolumeInfo) -> None:
+    def refuse_backing_of_others(self, pool: str, info: VolumeInfo,
+                                 spare_snapshots: bool = False) -> None:
         """A volume another image names (as backing file, data file or vmdk extent) cannot be
         deleted: in any defined pool whose volumes can be read, stopped ones too, and by
-        file identity (a symlinked spelling of a directory is the same file)."""
+        file identity (a symlinked spelling of a directory is the same file).
+        `spare_snapshots` (vol-delete --delete-snapshots): its LVM snapshots, which go with
+        it, are no refusal."""
         key = _file_key(info.path)
         for other_pool in self._pools.store.definition_names():
             for vol in self._volumes_naming_files(other_pool):
                 what = _names_file(vol, info.path, key)
+                snapshot = (other_pool == pool and what == "the backing store"
+                            and (vol.attributes or "").startswith("s"))  # LVM's, thick
+                if snapshot and spare_snapshots:
+                    continue  # deleted with it
+                if snapshot:
+                    raise InUse(f"volume '{info.name}' is the origin of snapshot '{vol.name}'; "
+                                "delete the snapshot first, or give --delete-snapshots to "
+                                "delete it with its snapshots")
                 if what:
                     state = "" if self._pools.store.is_active(other_pool) else " (a stopped pool)"
                     raise InUse(

@@ -1,2 +1,4 @@
-"""poolkeeper's virsh-shaped command line (`poolkeeper VERB ...`): cli.main parses and runs
-it, cli.verbs holds one handler per verb, cli.output writes to the terminal."""
+"""poolkeeper's virsh-shaped command line (`poolkeeper VERB ...`): cli.commands is the table
+of verbs and their options, cli.argspec parses them as virsh does, cli.main runs them,
+cli.verbs, cli.pool_verbs and cli.volume_verbs hold the handlers, cli.output writes to the
+terminal."""

@@ -12,12 +12,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from backends import model, xmlio
+from backends import model, refs, xmlio
 from backends.controller import StorageController
 from backends.errors import PoolkeeperError, XMLError
 from backends.units import human, parse_size
 
-from . import virsh_text
+from . import virsh_text, xpath
 from .output import dump_json, printable, printable_xml, wait_job
 
 Handler = Callable[[StorageController, argparse.Namespace, TextIO], int]
@@ -48,26 +48,39 @@ def volume_json(v: model.VolumeInfo) -> dict[str, Any]:
 
 
 # == volume references ==================================================================
-def resolve_volume(ctl: StorageController, args: argparse.Namespace) -> tuple[str, str]:
-    if args.pool:
-        return args.pool, args.vol
-    if args.vol.startswith("/"):
-        return ctl.find_volume(args.vol)
-    raise UsageError(
-        f"give the pool with --pool POOL, or the volume's full path (not '{args.vol}')"
-    )
+def volume_of(ctl: StorageController, args: argparse.Namespace) -> tuple[str, str]:
+    """(pool, name) of VOL: a name in --pool, else a key or a path (backends.refs)."""
+    return refs.volume(ctl, args.vol, args.pool)
 
 
 # == pool verbs =========================================================================
-def cmd_pool_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+def _filtered_pools(ctl: StorageController, args: argparse.Namespace
+                    ) -> list[model.PoolStatus]:
+    """virsh's filters: each given group narrows (active/inactive, persistent/transient,
+    autostart or not, types); both of a group, or neither, keeps all of it."""
     pools = ctl.list_pools()
     if args.type:
         wanted = set(args.type.split(","))
         pools = [p for p in pools if p.type in wanted]
-    if args.inactive:
+    if args.inactive and not args.all:
         pools = [p for p in pools if not p.started]  # virsh: inaccessible is active
     elif not args.all:
         pools = [p for p in pools if p.started]
+    if args.persistent != args.transient:
+        pools = [p for p in pools if p.persistent == args.persistent]
+    if args.autostart != args.no_autostart:
+        pools = [p for p in pools if p.autostart == args.autostart]
+    return pools
+
+
+def cmd_pool_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    pools = _filtered_pools(ctl, args)
+    if args.uuid or args.name:  # one pool a line, as virsh: UUID, then the name
+        for p in pools:
+            fields = ([p.uuid] if args.uuid else []) + ([f"{p.name:<20}"] if args.name else [])
+            out.write(printable(" ".join(fields), out) + "\n")
+        out.write("\n")
+        return 0
     if args.json:
         dump_json(out, [pool_json(p) for p in pools])
         return 0
@@ -84,8 +97,17 @@ def cmd_pool_info(ctl: StorageController, args: argparse.Namespace, out: TextIO)
     return 0
 
 
+def write_xml(out: TextIO, xml: str, args: argparse.Namespace) -> None:
+    """A dumpxml's document, or what its --xpath selects (cli.xpath)."""
+    if args.xpath:
+        xml = xpath.select(xml, args.xpath, wrap=args.wrap)
+    elif args.wrap:
+        raise UsageError("--wrap wraps what --xpath selects: give --xpath EXPR too")
+    out.write(printable_xml(xml, out))
+
+
 def cmd_pool_dumpxml(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    out.write(printable_xml(ctl.pool_xml(args.pool, inactive=args.inactive), out))
+    write_xml(out, ctl.pool_xml(args.pool, inactive=args.inactive), args)
     return 0
 
 
@@ -142,15 +164,38 @@ def cmd_secret_undefine(ctl: StorageController, args: argparse.Namespace, out: T
     return 0
 
 
+def _port(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UsageError(f"--source-port takes a port number (1-65535), not '{text}'")
+    return int(text)
+
+
+ADAPTER_OPTIONS = ("adapter-name", "adapter-wwnn", "adapter-wwpn", "adapter-parent",
+                   "adapter-parent-wwnn", "adapter-parent-wwpn", "adapter-parent-fabric-wwn")
+
+
 def pool_def_from_args(args: argparse.Namespace) -> model.PoolDef:
+    """pool-define-as / pool-create-as: the definition the arguments describe."""
+    for option in ADAPTER_OPTIONS:
+        if getattr(args, option.replace("-", "_"), None):
+            raise UsageError(f"--{option} describes a SCSI host adapter (scsi pools), which "
+                             "poolkeeper does not manage")
     auth = None
-    if args.auth_type or args.auth_username or args.secret_usage:
-        if not (args.auth_username and args.secret_usage):
-            raise UsageError("CHAP needs --auth-username and --secret-usage")
+    if args.auth_type or args.auth_username or args.secret_usage or args.secret_uuid:
+        if args.secret_usage and args.secret_uuid:
+            raise UsageError("--secret-usage and --secret-uuid name the same secret: give "
+                             "one of them")
+        if not (args.auth_username and (args.secret_usage or args.secret_uuid)):
+            raise UsageError("authentication needs --auth-username and --secret-usage (or "
+                             "--secret-uuid)")
         auth = model.SourceAuth(type=args.auth_type or "chap", username=args.auth_username,
-                          secret=model.AuthSecret(usage=args.secret_usage))
+                                secret=model.AuthSecret(usage=args.secret_usage,
+                                                        uuid=args.secret_uuid))
     source = model.PoolSource(
-        hosts=[model.SourceHost(args.source_host, args.source_port)] if args.source_host else [],
+        hosts=[model.SourceHost(args.source_host, _port(args.source_port))]
+        if args.source_host else [],
         devices=[model.SourceDevice(d) for d in args.source_dev or []],
         dir=args.source_path,
         name=args.source_name,
@@ -256,7 +301,7 @@ def cmd_vol_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
 
 
 def cmd_vol_info(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pool, name = resolve_volume(ctl, args)
+    pool, name = volume_of(ctl, args)
     v = ctl.volume_info(pool, name)
     if args.json:
         dump_json(out, volume_json(v))
@@ -266,19 +311,21 @@ def cmd_vol_info(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
 
 
 def cmd_vol_dumpxml(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pool, name = resolve_volume(ctl, args)
-    out.write(printable_xml(ctl.volume_xml(pool, name), out))
+    pool, name = volume_of(ctl, args)
+    write_xml(out, ctl.volume_xml(pool, name), args)
     return 0
 
 
 def cmd_vol_path(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pool, name = resolve_volume(ctl, args)
+    pool, name = volume_of(ctl, args)
     out.write(printable(ctl.volume_info(pool, name).path, out) + "\n")
     return 0
 
 
 def cmd_vol_create(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    info = wait_job(ctl.create_volume(args.pool, _read_input(args.file)), sys.stderr)
+    vdef = xmlio.parse_volume(_read_input(args.file), ctl.pool_def(args.pool).type)
+    vdef.prealloc_metadata = args.prealloc_metadata
+    info = wait_job(ctl.create_volume_def(args.pool, vdef), sys.stderr)
     out.write(f"Vol {printable(info.name, out)} created from {printable(args.file, out)}\n")
     return 0
 
@@ -293,7 +340,8 @@ def cmd_vol_create_as(ctl: StorageController, args: argparse.Namespace, out: Tex
             path = ctl.volume_info(args.pool, path).path
         backing = model.BackingStore(path=path, format=args.backing_vol_format)
     vdef = model.VolumeDef(name=args.name, capacity=capacity, allocation=allocation,
-                     target=model.VolumeTarget(format=args.format), backing=backing)
+                     target=model.VolumeTarget(format=args.format), backing=backing,
+                     prealloc_metadata=args.prealloc_metadata)
     if args.print_xml:
         from backends import xmlio
 
@@ -305,30 +353,35 @@ def cmd_vol_create_as(ctl: StorageController, args: argparse.Namespace, out: Tex
 
 
 def cmd_vol_clone(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pool, name = resolve_volume(ctl, args)
-    method = wait_job(ctl.clone_volume(pool, name, args.newname, target_pool=args.newpool),
-                      sys.stderr)
+    pool, name = volume_of(ctl, args)
+    if args.print_xml:
+        from .volume_verbs import print_clone_xml
+
+        return print_clone_xml(ctl, pool, name, args.newname, out)
+    method = wait_job(ctl.clone_volume(pool, name, args.newname, target_pool=args.newpool,
+                                       reflink=args.reflink,
+                                       prealloc_metadata=args.prealloc_metadata), sys.stderr)
     out.write(f"Vol {printable(args.newname, out)} cloned from {printable(name, out)} "
               f"({printable(str(method), out)})\n")
     return 0
 
 
 def cmd_vol_delete(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pool, name = resolve_volume(ctl, args)
-    ctl.delete_volume(pool, name)
+    pool, name = volume_of(ctl, args)
+    ctl.delete_volume(pool, name, delete_snapshots=args.delete_snapshots)
     out.write(f"Vol {printable(name, out)} deleted\n")
     return 0
 
 
 def cmd_vol_wipe(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pool, name = resolve_volume(ctl, args)
+    pool, name = volume_of(ctl, args)
     wait_job(ctl.wipe_volume(pool, name, args.algorithm), sys.stderr)
     out.write(f"Vol {printable(name, out)} wiped\n")
     return 0
 
 
 def cmd_vol_resize(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pool, name = resolve_volume(ctl, args)
+    pool, name = volume_of(ctl, args)
     text = args.capacity
     delta = args.delta
     if text.startswith("-"):
@@ -344,20 +397,20 @@ def cmd_vol_resize(ctl: StorageController, args: argparse.Namespace, out: TextIO
 
 
 def cmd_vol_upload(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pool, name = resolve_volume(ctl, args)
+    pool, name = volume_of(ctl, args)
     length = parse_size(args.length, "length") if args.length else None
     written = wait_job(ctl.upload_volume(pool, name, args.file,
-                                         offset=parse_size(args.offset, "offset"),
-                                         length=length), sys.stderr)
+                                         offset=parse_size(args.offset or "0", "offset"),
+                                         length=length, sparse=args.sparse), sys.stderr)
     out.write(f"Uploaded {written} bytes to {printable(name, out)}\n")
     return 0
 
 
 def cmd_vol_download(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pool, name = resolve_volume(ctl, args)
+    pool, name = volume_of(ctl, args)
     length = parse_size(args.length, "length") if args.length else None
     count = wait_job(ctl.download_volume(pool, name, args.file,
-                                         offset=parse_size(args.offset, "offset"),
+                                         offset=parse_size(args.offset or "0", "offset"),
                                          length=length, sparse=args.sparse), sys.stderr)
     out.write(f"Downloaded {count} bytes of {printable(name, out)} to "
               f"{printable(args.file, out)}\n")

@@ -112,6 +112,7 @@ class PoolDriver:
     default_pool_format: ClassVar[str | None] = None
     source_rule: ClassVar[SourceRule] = SourceRule()
     volumes_are_files: ClassVar[bool] = False
+    deletes_snapshots: ClassVar[bool] = False  # delete_volume_with_snapshots
     volume_urls: ClassVar[bool] = False
     volumes_are_devices: ClassVar[bool] = False
     volume_permissions: ClassVar[bool] = True
@@ -344,6 +345,10 @@ class PoolDriver:
     def delete_volume(self, vol: VolumeInfo) -> None:
         raise Unsupported(f"volumes cannot be deleted from a '{self.type}' pool")
 
+    def delete_volume_with_snapshots(self, vol: VolumeInfo) -> None:
+        """vol-delete --delete-snapshots (where `deletes_snapshots`)."""
+        raise Unsupported(f"volumes of a '{self.type}' pool have no snapshots to delete")
+
     def wipe_volume(self, vol: VolumeInfo, algorithm: str, ctx: JobContext) -> None:
         raise Unsupported(f"volumes of a '{self.type}' pool cannot be wiped")
 
@@ -352,7 +357,7 @@ class PoolDriver:
         raise Unsupported(f"volumes of a '{self.type}' pool cannot be resized")
 
     def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
-                      ctx: JobContext) -> int:
+                      ctx: JobContext, sparse: bool = False) -> int:
         raise Unsupported(f"cannot upload to volumes of a '{self.type}' pool")
 
     def download_volume(self, vol: VolumeInfo, dst_path: str, offset: int, length: int | None,

@@ -43,7 +43,6 @@ from ..model import (
     PoolSizes,
     VolumeDef,
     VolumeInfo,
-    VolumeTarget,
     shared_size,
 )
 from ..names import PARTIAL_PREFIX, check_name
@@ -531,7 +530,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
             # -u: qemu-img does not open the backing file at all (it would follow that
             # file's own header); the controller checked its chain, the size is given
             argv += ["-u", "-b", vol.backing.path, "-F", vol.backing.format]
-        opts = _qcow2_options(vol.target) if fmt == "qcow2" else []
+        opts = _qcow2_options(vol) if fmt == "qcow2" else []
         if opts:
             argv += ["-o", ",".join(opts)]
         argv.append(path)
@@ -566,9 +565,17 @@ class DirDriver(FdDataVerbs, PoolDriver):
                 relink = self._backing_to_relink(src, src_fd, name)
                 flatten = relink and fmt not in _REBASE_FORMATS
                 note = ""
-                if fmt == src.format and not src.extent_files and not flatten:
+                byte_copy = fmt == src.format and not src.extent_files and not flatten
+                if vol.reflink and not byte_copy:  # qemu-img convert writes a new image
+                    raise Unsupported(f"--reflink copies byte for byte; '{src.name}' needs a "
+                                      "conversion: leave --reflink out")
+                if vol.prealloc_metadata and src.backing is not None:  # convert flattens
+                    raise Unsupported(f"--prealloc-metadata writes a new image, and '{src.name}'"
+                                      " has a backing file the copy would lose")
+                if byte_copy and not vol.prealloc_metadata:
                     size = os.lseek(src_fd, 0, os.SEEK_END)
-                    method = fileops.clone_fd(src_fd, part.fd, size, sparse=True, ctx=ctx)
+                    method = fileops.clone_fd(src_fd, part.fd, size, sparse=True, ctx=ctx,
+                                              reflink_only=vol.reflink)
                     if fmt == "raw" and capacity > size:
                         os.ftruncate(part.fd, capacity)
                     copy = replace(src, format=fmt)
@@ -576,7 +583,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
                         note = self._relink_backing(copy, part.fd)
                 else:
                     self._qemu_img_convert(src, src_fd, fmt, part.fd, ctx,
-                                           _qcow2_options(vol.target) if fmt == "qcow2" else [])
+                                           _qcow2_options(vol) if fmt == "qcow2" else [])
                     method = "qemu-img convert"
                     # a new image of its own: no backing file, data file or extents
                     copy = replace(src, format=fmt, backing=None, backing_chain=[],
@@ -629,7 +636,8 @@ class DirDriver(FdDataVerbs, PoolDriver):
                 if fmt == "raw":
                     method = fileops.clone_fd(src_fd, part.fd, capacity, sparse=True, ctx=ctx)
                 else:
-                    self._qemu_img_convert(as_raw, src_fd, fmt, part.fd, ctx)
+                    self._qemu_img_convert(as_raw, src_fd, fmt, part.fd, ctx,
+                                           _qcow2_options(vol) if fmt == "qcow2" else [])
                     method = "qemu-img convert"
                     if capacity > src.capacity:
                         self._qemu_img_grow(replace(as_raw, format=fmt), part.fd, capacity)
@@ -739,7 +747,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
         runner.run(argv, pass_fds=(fd,), timeout=QEMU_IMG_TIMEOUT)
 
     def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
-                      ctx: JobContext) -> int:
+                      ctx: JobContext, sparse: bool = False) -> int:
         if vol.symlink is not None:
             raise UnsafePath(f"'{vol.name}' is a symlink; poolkeeper does not write through links")
         fileops.check_range(offset, length)
@@ -753,7 +761,8 @@ class DirDriver(FdDataVerbs, PoolDriver):
                 fileops.refuse_upload_past_end(vol.name, fileops.upload_amount(src_path, length),
                                                offset, size, self.fit_hint)
             written = fileops.upload_fd(fd, src_path, offset=offset, length=length,
-                                        limit=size if fixed_size else None, ctx=ctx)
+                                        limit=size if fixed_size else None, sparse=sparse,
+                                        ctx=ctx)
             if whole_image and stat.S_ISREG(os.fstat(fd).st_mode):
                 os.ftruncate(fd, written)  # the volume is now exactly the uploaded image
             return written
@@ -761,8 +770,10 @@ class DirDriver(FdDataVerbs, PoolDriver):
             os.close(fd)
 
 
-def _qcow2_options(target: VolumeTarget) -> list[str]:
-    """-o options for a new qcow2 image from the XML's target (compat defaults to 1.1)."""
+def _qcow2_options(vol: VolumeDef) -> list[str]:
+    """-o options for a new qcow2 image from the XML's target (compat defaults to 1.1) and
+    --prealloc-metadata."""
+    target = vol.target
     compat = target.compat or "1.1"
     if not re.fullmatch(r"[0-9]+\.[0-9]+", compat):  # a ',' would add -o options
         raise ValidationError(f"compat '{compat}' must look like 1.1 or 0.10", element="compat")
@@ -774,4 +785,6 @@ def _qcow2_options(target: VolumeTarget) -> list[str]:
             opts.append(f"{feature}=on")
     if target.nocow:
         opts.append("nocow=on")
+    if vol.prealloc_metadata:
+        opts.append("preallocation=metadata")
     return opts

@@ -38,7 +38,7 @@ class FdDataVerbs:
             os.close(fd)
 
     def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
-                      ctx: JobContext) -> int:
+                      ctx: JobContext, sparse: bool = False) -> int:
         fileops.check_range(offset, length)
         amount = fileops.upload_amount(src_path, length)
         fd = self.open_volume_write(vol)

@@ -443,7 +443,7 @@ class IscsiDirectDriver(_IscsiDriver):
         ctx.update(capacity, capacity)
 
     def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,
-                      ctx: JobContext) -> int:
+                      ctx: JobContext, sparse: bool = False) -> int:
         st, amount = self._fit(vol, src_path, offset, length)
         device = stat.S_ISBLK(st.st_mode)
         if not (device or stat.S_ISREG(st.st_mode)):

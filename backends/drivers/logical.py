@@ -145,6 +145,7 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
     volume_permissions = False  # udev owns an LV's device node
     volumes_are_devices = True
     backing_is_snapshot = True
+    deletes_snapshots = True
     target_automatic = True
     build_does = "creates the volume group on {source} (pvcreate + vgcreate)"
     delete_does = ("removes the volume group and the LVM labels of {source}: every logical "
@@ -620,13 +621,21 @@ class LogicalDriver(FdDataVerbs, PoolDriver):
             self._remove_made(name, lv.uuid)
 
     def delete_volume(self, vol: VolumeInfo) -> None:
+        self._delete(vol, delete_snapshots=False)
+
+    def delete_volume_with_snapshots(self, vol: VolumeInfo) -> None:
+        self._delete(vol, delete_snapshots=True)
+
+    def _delete(self, vol: VolumeInfo, delete_snapshots: bool) -> None:
+        """lvremove; an origin of thick snapshots only with them (`delete_snapshots`)."""
         lv, lvs = self._current(vol)
         snapshots = sorted(o.name for o in lvs if o.origin == lv.name and o.is_thick_snapshot)
-        if snapshots:
+        if snapshots and not delete_snapshots:
             raise InUse(f"logical volume '{lv.name}' is the origin of snapshot(s) "
                         f"{', '.join(snapshots)}; lvremove would delete them with it, so "
-                        "delete them first")
-        self._change(["lvremove", "-f", "--", f"{self.vg}/{lv.name}"])
+                        "delete them first (or give --delete-snapshots)")
+        self._change(["lvremove", "-f", "--", *(f"{self.vg}/{s}" for s in snapshots),
+                      f"{self.vg}/{lv.name}"])
 
     def check_resize(self, vol: VolumeInfo, capacity: int, *, allocate: bool,
                      shrink: bool) -> None:

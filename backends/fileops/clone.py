@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from ..errors import InsufficientSpace, StateError
+from ..errors import InsufficientSpace, StateError, Unsupported
 from ..progress import NULL_CONTEXT, JobContext
 from .building import building
 from .opening import open_volume
@@ -116,9 +116,12 @@ def clone_fd(
     *,
     sparse: bool = True,
     ctx: JobContext = NULL_CONTEXT,
+    reflink_only: bool = False,
 ) -> str:
     """Copy the first `length` bytes of src into dst, which the caller created empty (or
     truncated): what is skipped as a hole must already read as zeros there.
+    `reflink_only` (virsh --reflink): a reflink or nothing; Unsupported, dst untouched,
+    where the filesystem cannot share the extents.
 
     Returns the method: "reflink" (FICLONE, whole file, same filesystem), "sparse-copy"
     (copy_file_range over SEEK_DATA segments) or "copy" (read/write, skipping zero 4 KiB
@@ -139,6 +142,11 @@ def clone_fd(
     same_fs = src_st.st_dev == dst_st.st_dev
     if both_files and same_fs and todo == src_st.st_size and _try_reflink(src_fd, dst_fd):
         method = "reflink"
+    elif reflink_only:
+        where = ("they are on different filesystems" if not same_fs else
+                 "the filesystem cannot share extents" if both_files else "it is no file")
+        raise Unsupported(f"--reflink: the volume cannot be reflinked ({where}); nothing "
+                          "was copied. Leave --reflink out to copy it")
     # Size dst first: writes past EOF would get xfs speculative preallocation, which
     # stays allocated (filling holes) once a later write moves EOF beyond it.
     if dst_is_file and os.fstat(dst_fd).st_size < length:

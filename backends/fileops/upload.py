@@ -9,7 +9,8 @@ import stat
 
 from ..errors import InsufficientSpace, PoolkeeperError, ValidationError
 from ..progress import NULL_CONTEXT, JobContext
-from .primitives import CHUNK_SIZE, _check_kind, _Progress, _pwrite_all, _size_of
+from .primitives import CHUNK_SIZE, _check_kind, _Progress, _pwrite_all, _size_of, fallocate
+from .sparse import _is_zero
 from .streams import _wait_ready, check_range
 
 
@@ -87,17 +88,21 @@ def upload_fd(
     offset: int = 0,
     length: int | None = None,
     limit: int | None = None,
+    sparse: bool = False,
     ctx: JobContext = NULL_CONTEXT,
 ) -> int:
     """Stream src_path (a file or a pipe) into the volume at `offset`, at most `length`
     bytes. Like virsh vol-upload, a file volume is neither truncated nor limited to its
     size unless `limit` says where it ends; a block device ends at its size. Data that would
     run past the end is refused before anything is written when its size is known (a pipe
-    is stopped at the end). Returns bytes written."""
+    is stopped at the end). `sparse` (vol-upload --sparse): in a file volume, zeros of the
+    source become holes (punched, so old data there reads as zeros too). Returns bytes
+    written."""
     check_range(offset, length)
     dst_st = os.fstat(dst_fd)
     _check_kind("volume", dst_st)
     end = _size_of(dst_fd, dst_st) if stat.S_ISBLK(dst_st.st_mode) else limit
+    holes = sparse and stat.S_ISREG(dst_st.st_mode)
     src = _open_source(src_path)
     try:
         src_st = os.fstat(src)
@@ -118,11 +123,24 @@ def upload_fd(
                     f"the data does not fit in the volume ({end} bytes): {done} bytes were "
                     f"written from offset {offset} before it reached the end"
                 )
-            _pwrite_all(dst_fd, data, offset + done)
+            if not (holes and _is_zero(data) and _punch(dst_fd, offset + done, len(data))):
+                _pwrite_all(dst_fd, data, offset + done)
             done += len(data)
             progress.set(done)
+        if holes and os.fstat(dst_fd).st_size < offset + done:  # a hole at the end
+            os.ftruncate(dst_fd, offset + done)
         os.fsync(dst_fd)
         progress.finish()
         return done
     finally:
         os.close(src)
+
+
+def _punch(fd: int, offset: int, length: int) -> bool:
+    """Make [offset, offset+length) of a file a hole (it reads as zeros); False where the
+    filesystem cannot, for the caller to write the zeros instead."""
+    try:
+        fallocate(fd, 0x02 | 0x01, offset, length)  # FALLOC_FL_PUNCH_HOLE | KEEP_SIZE
+    except OSError:
+        return False
+    return True

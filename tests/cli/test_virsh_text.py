@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from backends import model
-from cli.main import build_parser
+from cli.main import parse_command
 from cli.virsh_text import pretty_capacity
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "virsh"
@@ -64,6 +64,10 @@ class Values:
     def __init__(self, stopped: str) -> None:
         self.pools = {"vms": _pool("vms", "running"), "stopped": _pool("stopped", stopped),
                       "Backup": _pool("Backup", "running")}  # unsorted, as stored
+        self.store = self  # pools are named by name here (backends.refs asks the store)
+
+    def read_definition(self, name: str) -> object | None:
+        return self.pools.get(name)
 
     def list_pools(self) -> list[model.PoolStatus]:
         return list(self.pools.values())
@@ -81,7 +85,8 @@ class Values:
 def run(*argv: str) -> str:
     """The handler's output; the pool `stopped` is stopped where virsh's was (the golden
     files made with `pool-destroy stopped` first, see make-golden.sh)."""
-    args = build_parser().parse_args(argv)
+    args = parse_command(argv[0], list(argv[1:]), io.StringIO())
+    assert args is not None
     running = argv in (("pool-list",), ("pool-list", "--details"))
     out = io.StringIO()
     assert args.func(Values("running" if running else "inactive"), args, out) == 0
