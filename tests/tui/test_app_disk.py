@@ -52,9 +52,10 @@ async def test_carve_a_disk_from_the_extent_bar(state_root: Path, tmp_path: Path
                 await pilot.press("ctrl+s")
                 await settle(app, pilot)  # the back end checks it before the dialog closes
                 table = app.screen.query_one("#volumes", VolumeTable)
+                # the table and the bar are fed by separate reads: wait for both
                 for _ in range(100):
                     await settle(app, pilot, 1)
-                    if name in table.visible_names():
+                    if name in table.visible_names() and bar.layouts[0].used:
                         break
                 notes = [str(n.message) for n in app._notifications]
                 assert name in table.visible_names(), notes
