@@ -120,8 +120,11 @@ def test_data_file_is_read_but_never_written():
 
 def test_qcow2_compat_defaults_to_1_1_as_qemu_img_and_libvirt_10_2():
     """A documented choice (README): libvirt 9 makes 0.10 here."""
-    assert _qcow2_options(VolumeTarget(format="qcow2"))[0] == "compat=1.1"
-    assert _qcow2_options(VolumeTarget(format="qcow2", compat="0.10"))[0] == "compat=0.10"
+    def options(target: VolumeTarget) -> list[str]:
+        return _qcow2_options(VolumeDef(name="v.qcow2", capacity=1, target=target))
+
+    assert options(VolumeTarget(format="qcow2"))[0] == "compat=1.1"
+    assert options(VolumeTarget(format="qcow2", compat="0.10"))[0] == "compat=0.10"
 
 
 # Rich definitions, each formatted and put through libvirt's own validator.
