@@ -26,6 +26,7 @@ from . import (
     pool_claims,
     reports,
     startup,
+    volume_encryption,
     volume_requests,
     xmlio,
 )
@@ -498,7 +499,9 @@ class StorageController:
         return {by_path[path]: ", ".join(users) for path, users in open_paths(by_path).items()}
 
     def volume_xml(self, pool: str, name: str) -> str:
-        vdef = volume_def_from_info(self.volume_info(pool, name))
+        info = self.volume_info(pool, name)
+        vdef = volume_def_from_info(info)
+        vdef.target.encryption = volume_encryption.described(self.paths.config_dir, info)
         if not features(self.pool_def(pool).type).volume_formats:
             vdef.target.format = None  # as libvirt: these pools have no volume formats
         return xmlio.format_volume(vdef)
@@ -543,6 +546,9 @@ class StorageController:
         fmt = vdef.target.format or driver.default_volume_format or "raw"
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         xmlio.refuse_unhonoured(vdef, driver.type)
+        if vdef.target.encryption is not None:  # its secret defined, with a value
+            volume_encryption.request_secret(
+                volume_encryption.store_for(self.paths.config_dir), vdef)
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._chains.resolve_backing(
                 vdef.backing, block_snapshot=driver.backing_is_snapshot, for_name=name))
