@@ -581,7 +581,8 @@ class StorageController:
             driver.create_volume(made, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if driver.volume_formats:  # pools without formats have nothing to record
-                    self._records.record(pool, name, fmt, job)
+                    self._records.record(pool, name, fmt, job, encryption=(
+                        vdef.target.encryption and vdef.target.encryption.format))
                 return self._after_change(pool, name, added=True)
 
         return self.jobs.start(job, work)
@@ -636,7 +637,8 @@ class StorageController:
             method = dst_driver.clone_volume(now, src_driver, vdef, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if dst_driver.volume_formats:
-                    self._records.record(dst_pool, vdef.name, vdef.target.format or now.format, job)
+                    self._records.record(dst_pool, vdef.name, vdef.target.format or now.format,
+                                         job, encryption=now.encryption)
                 self._after_change(dst_pool, vdef.name, added=True)
             return method
 
@@ -679,10 +681,12 @@ class StorageController:
             now = self._users.recheck_volume(pool, name)
             driver.wipe_volume(now, algorithm, job)
             with shielded():  # done: a cancel from here on changes nothing
-                if driver.volumes_are_files and now.format not in ("raw", "dir"):
+                if driver.volumes_are_files and (now.format not in ("raw", "dir")
+                                                 or now.encryption):
                     # The bytes are no longer an image of that format.
                     self._records.record(pool, name, "raw", job)
-                    job.warnings.append(f"'{name}' was {now.format}; after the wipe it is raw")
+                    was = now.format + (f", {now.encryption}-encrypted" if now.encryption else "")
+                    job.warnings.append(f"'{name}' was {was}; after the wipe it is raw")
                 self._after_change(pool, name)
 
         return self.jobs.start(job, work)

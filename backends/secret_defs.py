@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import uuid as uuidlib
 from dataclasses import dataclass
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -138,14 +139,14 @@ def parse_secret(text: str | bytes) -> SecretDef:
 
 
 def format_secret(sdef: SecretDef) -> str:
-    """libvirt's layout of a secret definition."""
-    root = etree.Element("secret", ephemeral="yes" if sdef.ephemeral else "no",
-                         private="yes" if sdef.private else "no")
-    etree.SubElement(root, "uuid").text = sdef.uuid
+    """libvirt's layout of a secret definition (2-space indent, single quotes)."""
+    yes_no = {True: "yes", False: "no"}
+    lines = [f"<secret ephemeral='{yes_no[sdef.ephemeral]}' private='{yes_no[sdef.private]}'>",
+             f"  <uuid>{sdef.uuid}</uuid>"]
     if sdef.description:
-        etree.SubElement(root, "description").text = sdef.description
-    if sdef.usage_type:
-        usage = etree.SubElement(root, "usage", type=sdef.usage_type)
-        etree.SubElement(usage, USAGE_ELEMENTS[sdef.usage_type]).text = sdef.usage_id
-    etree.indent(root, space="  ")
-    return etree.tostring(root, encoding="unicode") + "\n"
+        lines.append(f"  <description>{escape(sdef.description)}</description>")
+    if sdef.usage_type and sdef.usage_id is not None:
+        tag = USAGE_ELEMENTS[sdef.usage_type]
+        lines += [f"  <usage type='{sdef.usage_type}'>",
+                  f"    <{tag}>{escape(sdef.usage_id)}</{tag}>", "  </usage>"]
+    return "\n".join([*lines, "</secret>"]) + "\n"

@@ -297,9 +297,15 @@ class SecretStore:
     def _value_path(self, ref: str) -> tuple[Path, str]:
         """The value file for `ref` and the name to show in messages."""
         sdef = self.find(ref)
-        if sdef is not None:
-            return self._value_file(sdef.uuid), sdef.uuid
-        return self._file(ref), ref
+        if sdef is None:
+            return self._file(ref), ref
+        # a definition with no value yet: a value stored by usage name (or by the uuid
+        # itself, as a pool's <secret uuid=...> was) before it was defined still counts
+        own = self._value_file(sdef.uuid)
+        for name in (sdef.usage_id, ref):
+            if not os.path.lexists(own) and name and os.path.lexists(self._file(name)):
+                return self._file(name), name
+        return own, sdef.uuid
 
     def set(self, usage: str, value: str | bytes) -> None:
         data = _check_value(value)

@@ -1,0 +1,222 @@
+"""LUKS-encrypted volumes in dir pools, with real qemu-img/qemu-io images: made from a
+defined secret's value (never on a command line), found again by their headers, cloned
+(a byte copy: the same passphrase opens it), resized with the key; a missing or wrong
+secret is refused clearly and leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backends import runner
+from backends.errors import PoolkeeperError, Unsupported, ValidationError
+from backends.secrets import SecretStore
+from tests.reliability.test_secrets_hidden import ProcWatch
+
+MiB = 1 << 20
+PASSPHRASE = "c0rrect,horse=battery staple"  # a comma and '=': qemu option syntax
+WRONG = "n0t-the-passphrase-at-all"
+UUID = "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f"
+
+
+def secret_xml(volume_path: str | None, uuid: str = UUID, private: str = "yes") -> str:
+    usage = (f"<usage type='volume'><volume>{volume_path}</volume></usage>"
+             if volume_path else "")
+    return (f"<secret ephemeral='no' private='{private}'><uuid>{uuid}</uuid>"
+            f"<description>test</description>{usage}</secret>")
+
+
+def volume_xml(name: str, fmt: str, mib: int = 8, secret: str = UUID) -> str:
+    return (f"<volume><name>{name}</name><capacity unit='MiB'>{mib}</capacity><target>"
+            f"<format type='{fmt}'/><encryption format='luks'>"
+            f"<secret type='passphrase' uuid='{secret}'/></encryption></target></volume>")
+
+
+@pytest.fixture
+def store(ctl) -> SecretStore:
+    return SecretStore(ctl.paths.config_dir)
+
+
+@pytest.fixture
+def keyfile(tmp_path: Path) -> Path:
+    path = tmp_path / "key"
+    path.write_text(PASSPHRASE)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def command_log() -> Iterator[list[runner.Completed]]:
+    seen: list[runner.Completed] = []
+    remove = runner.COMMAND_LOG.add_listener(seen.append)
+    try:
+        yield seen
+    finally:
+        remove()
+
+
+def image_opts(path: Path, raw: bool) -> str:
+    if raw:
+        return f"driver=luks,key-secret=k,file.filename={path}"
+    return f"driver=qcow2,encrypt.key-secret=k,file.filename={path}"
+
+
+def qemu_io(path: Path, raw: bool, keyfile: Path, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["qemu-io", "--object", f"secret,id=k,file={keyfile}",
+                           "--image-opts", image_opts(path, raw), "-c", command],
+                          capture_output=True, text=True, timeout=60)
+
+
+def virtual_size(path: Path) -> int:
+    out = subprocess.run(["qemu-img", "info", "--output=json", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    info = json.loads(out)
+    assert info["encrypted"] is True
+    return info["virtual-size"]
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_encrypted_volume_is_made_listed_cloned_and_resized(ctl, pool, store, keyfile, fmt,
+                                                            command_log):
+    raw = fmt == "raw"
+    store.define(secret_xml(str(pool / "v")))
+    store.set_value(UUID, PASSPHRASE)
+    with ProcWatch((PASSPHRASE,)) as watch:
+        ctl.create_volume("p", volume_xml("v", fmt)).wait(120)
+        info = ctl.volume_info("p", "v")
+        assert (info.format, info.encryption, info.capacity) == (fmt, "luks", 8 * MiB)
+        assert virtual_size(pool / "v") == 8 * MiB
+        # the passphrase opens it; the bytes on disk are not the plain text
+        assert qemu_io(pool / "v", raw, keyfile, "write -P 0x5a 0 1M").returncode == 0
+        assert b"\x5a" * 4096 not in (pool / "v").read_bytes()
+        xml = ctl.volume_xml("p", "v")
+        assert (f"<encryption format='luks'>\n      <secret type='passphrase' uuid='{UUID}'/>"
+                "\n    </encryption>") in xml
+        # a clone is the same ciphertext: the same secret opens it, and dumpxml names it
+        assert ctl.clone_volume("p", "v", "c").wait(120) in ("sparse-copy", "reflink", "copy")
+        assert ctl.volume_info("p", "c").encryption == "luks"
+        assert f"uuid='{UUID}'" in ctl.volume_xml("p", "c")
+        check = qemu_io(pool / "c", raw, keyfile, "read -P 0x5a 0 1M")
+        assert check.returncode == 0 and "Pattern verification failed" not in check.stdout
+        # resize opens it with the key: the virtual size grows, the data stays
+        ctl.resize_volume("p", "c", 16 * MiB).wait(120)
+        assert virtual_size(pool / "c") == 16 * MiB
+        assert ctl.volume_info("p", "c").capacity == 16 * MiB
+        assert "Pattern verification failed" not in qemu_io(
+            pool / "c", raw, keyfile, "read -P 0x5a 0 1M").stdout
+    assert watch.rounds > 1 and not watch.leaks
+    assert watch.saw("qemu-img")
+    runs = [e for e in command_log if e.argv[0].endswith("qemu-img")]
+    assert {e.argv[1] for e in runs} >= {"create", "resize"}
+    secret_file = store.path(UUID)
+    for entry in runs:
+        assert not any(PASSPHRASE in a for a in entry.argv)
+        if entry.argv[1] in ("create", "resize"):
+            assert f"secret,id=sec0,file={secret_file}" in entry.argv
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(secret_file.parent.stat().st_mode) == 0o700
+    for name in os.listdir(secret_file.parent):
+        assert stat.S_IMODE((secret_file.parent / name).stat().st_mode) == 0o600, name
+
+
+def test_an_image_made_elsewhere_is_found_encrypted(ctl, pool, store, keyfile):
+    """No record, no secret: the header says LUKS; a secret whose usage names the path is
+    shown as libvirt shows it."""
+    subprocess.run(["qemu-img", "create", "-f", "luks", "--object",
+                    f"secret,id=k,file={keyfile}", "-o", "key-secret=k,iter-time=10",
+                    str(pool / "outside"), "4M"], check=True, capture_output=True)
+    ctl.refresh_pool("p")
+    info = ctl.volume_info("p", "outside")
+    assert (info.format, info.encryption, info.capacity) == ("raw", "luks", 4 * MiB)
+    assert "<encryption format='luks'/>" in ctl.volume_xml("p", "outside")
+    # resizing needs the key, and there is none yet: refused, the file untouched
+    before = (pool / "outside").read_bytes()
+    with pytest.raises(ValidationError, match="no secret is known for it"):
+        ctl.resize_volume("p", "outside", 8 * MiB).wait(60)
+    store.define(secret_xml(str(pool / "outside")))
+    assert f"uuid='{UUID}'" in ctl.volume_xml("p", "outside")
+    with pytest.raises(ValidationError, match="has no value"):
+        ctl.resize_volume("p", "outside", 8 * MiB).wait(60)
+    # a wrong passphrase: qemu's own refusal, the image as it was
+    store.set_value(UUID, WRONG)
+    with pytest.raises(PoolkeeperError, match="Invalid password") as exc:
+        ctl.resize_volume("p", "outside", 8 * MiB).wait(60)
+    assert WRONG not in str(exc.value)
+    assert (pool / "outside").read_bytes() == before
+    store.set_value(UUID, PASSPHRASE)
+    ctl.resize_volume("p", "outside", 8 * MiB).wait(60)
+    assert virtual_size(pool / "outside") == 8 * MiB
+
+
+def test_a_missing_secret_is_refused_before_anything_is_made(ctl, pool, store):
+    with pytest.raises(ValidationError, match=f"no secret '{UUID}' is defined"):
+        ctl.create_volume("p", volume_xml("v", "qcow2"))
+    store.define(secret_xml(None))
+    with pytest.raises(ValidationError, match="has no value yet.*secret-set-value"):
+        ctl.create_volume("p", volume_xml("v", "raw"))
+    for bad, message in (
+            ("<encryption format='luks2'><secret type='passphrase' uuid='" + UUID + "'/>"
+             "</encryption>", "format='luks' only"),
+            ("<encryption format='luks'/>", "needs its passphrase"),
+            ("<encryption format='luks'><cipher name='aes' size='256'/></encryption>",
+             "custom encryption parameters are not supported")):
+        with pytest.raises(PoolkeeperError, match=message):
+            ctl.create_volume("p", "<volume><name>v</name><capacity>1048576</capacity>"
+                              f"<target><format type='qcow2'/>{bad}</target></volume>")
+    with pytest.raises(ValidationError, match="raw or qcow2, not vmdk"):
+        ctl.create_volume("p", volume_xml("v", "vmdk"))
+    assert os.listdir(pool) == []
+
+
+def test_an_encrypted_clone_keeps_format_and_size(ctl, pool, store):
+    store.define(secret_xml(str(pool / "v")))
+    store.set_value(UUID, PASSPHRASE)
+    ctl.create_volume("p", volume_xml("v", "raw", mib=2)).wait(120)
+    with pytest.raises(Unsupported, match="stays raw, not qcow2"):
+        ctl.clone_volume("p", "v", "c", xml="<volume><name>c</name><target>"
+                         "<format type='qcow2'/></target></volume>")
+    with pytest.raises(Unsupported, match="resize the clone afterwards"):
+        ctl.clone_volume("p", "v", "c", xml="<volume><name>c</name>"
+                         "<capacity unit='MiB'>4</capacity></volume>")
+    with pytest.raises(Unsupported, match="only supported for unencrypted raw"):
+        ctl.resize_volume("p", "v", 4 * MiB, allocate=True)
+    assert sorted(os.listdir(pool)) == ["v"]
+
+
+def test_a_guests_luks_header_in_a_plain_raw_volume_is_not_believed(ctl, pool, keyfile):
+    """A plain raw volume made here whose guest formatted it with LUKS stays a plain raw
+    volume of its full size (its format record says so); resize works without any key."""
+    ctl.create_volume("p", "<volume><name>g</name><capacity unit='MiB'>8</capacity>"
+                      "<allocation>0</allocation><target><format type='raw'/></target>"
+                      "</volume>").wait(60)
+    elsewhere = pool.parent / "hdr"
+    subprocess.run(["qemu-img", "create", "-f", "luks", "--object",
+                    f"secret,id=k,file={keyfile}", "-o", "key-secret=k,iter-time=10",
+                    str(elsewhere), "1M"], check=True, capture_output=True)
+    header = elsewhere.read_bytes()[:4096]
+    with open(pool / "g", "r+b") as fh:  # what the guest wrote
+        fh.write(header)
+    ctl.refresh_pool("p")
+    info = ctl.volume_info("p", "g")
+    assert (info.format, info.encryption, info.capacity) == ("raw", None, 8 * MiB)
+    assert "<encryption" not in ctl.volume_xml("p", "g")
+    ctl.resize_volume("p", "g", 9 * MiB).wait(60)
+    assert (pool / "g").stat().st_size == 9 * MiB
+
+
+def test_wiping_an_encrypted_volume_leaves_plain_zeros(ctl, pool, store):
+    store.define(secret_xml(str(pool / "v")))
+    store.set_value(UUID, PASSPHRASE)
+    ctl.create_volume("p", volume_xml("v", "raw", mib=2)).wait(120)
+    job = ctl.wipe_volume("p", "v")
+    job.wait(60)
+    assert "'v' was raw, luks-encrypted; after the wipe it is raw" in job.warnings
+    assert (pool / "v").read_bytes().count(0) == (pool / "v").stat().st_size
+    info = ctl.volume_info("p", "v")
+    assert (info.encryption, info.capacity) == (None, (pool / "v").stat().st_size)
