@@ -65,13 +65,14 @@ from .pool_contents import directory_entries, refuse_changed, refuse_held
 from .progress import shielded
 from .reports import volume_def_from_info
 from .runner import COMMAND_LOG, routine_read
+from .secret_verbs import SecretVerbs
 from .store import Store, check_pool_name, resolve_paths
 from .streamed_listing import HeaderProber, list_streamed
 from .units import human
 from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
 
-class StorageController:
+class StorageController(SecretVerbs):  # secret-define and the rest: secret_verbs
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,

@@ -21,6 +21,7 @@ Which operation needs the key (checked with qemu-img 7.2):
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -159,6 +160,14 @@ def remember_created(config_dir: Path | None, vol: VolumeDef, path: str) -> None
     store = store_for(config_dir)
     sdef = request_secret(store, vol)
     store.remember_volume(path, None if sdef.usage_id == path else sdef.uuid)
+
+
+def forget(config_dir: Path | None, path: str) -> None:
+    """The volume at `path` is gone: so is the record of its secret (best effort: the
+    record only adds to what a secret's usage says)."""
+    if config_dir is not None:
+        with contextlib.suppress(PoolkeeperError, OSError):
+            SecretStore(config_dir).remember_volume(path, None)
 
 
 def described(config_dir: Path | None, info: VolumeInfo) -> Encryption | None:

@@ -697,6 +697,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
                     raise
             else:
                 os.unlink(name, dir_fd=dfd)  # a symlink goes as a link; its target stays
+                crypt.forget(self.config_dir, self.volume_path(name))
 
     def _open_rw(self, vol: VolumeInfo) -> int:
         """The volume opened for writing: the very file the controller checked."""

@@ -220,3 +220,20 @@ def test_wiping_an_encrypted_volume_leaves_plain_zeros(ctl, pool, store):
     assert (pool / "v").read_bytes().count(0) == (pool / "v").stat().st_size
     info = ctl.volume_info("p", "v")
     assert (info.encryption, info.capacity) == (None, (pool / "v").stat().st_size)
+
+
+def test_transfers_move_the_encrypted_bytes_and_a_deleted_clone_is_forgotten(
+        ctl, pool, store, tmp_path):
+    store.define(secret_xml(str(pool / "v")))
+    store.set_value(UUID, PASSPHRASE)
+    ctl.create_volume("p", volume_xml("v", "qcow2", mib=2)).wait(120)
+    ctl.download_volume("p", "v", str(tmp_path / "out")).wait(60)
+    assert (tmp_path / "out").read_bytes() == (pool / "v").read_bytes()  # the ciphertext
+    ctl.clone_volume("p", "v", "c").wait(120)
+    keys = json.loads((tmp_path / "state" / "secrets" / "volume-keys.json").read_text())
+    assert keys == {str(pool / "c"): UUID}  # v's own secret names its path: no record
+    ctl.delete_volume("p", "c")
+    assert json.loads((tmp_path / "state" / "secrets" / "volume-keys.json").read_text()) == {}
+    # an upload replaces the image as it is: its own (here: the same) LUKS header
+    ctl.upload_volume("p", "v", str(tmp_path / "out")).wait(60)
+    assert ctl.volume_info("p", "v").encryption == "luks"
