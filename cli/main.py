@@ -22,6 +22,7 @@ from backends.errors import PoolkeeperError
 from backends.model import WIPE_ALGORITHMS
 
 from .output import printable
+from .secret_verbs import add_secret_commands
 from .verbs import (
     Handler,
     UsageError,
@@ -171,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("secret-set", cmd_secret_set,
             "store a secret (iSCSI CHAP password); the value is read from stdin")
     p.add_argument("usage", metavar="USAGE", help="the name pools use: <secret usage='...'/>")
-    p = cmd("secret-undefine", cmd_secret_undefine, "delete a stored secret")
-    p.add_argument("usage", metavar="USAGE")
+    p = cmd("secret-undefine", cmd_secret_undefine, "delete a secret (by UUID or usage)")
+    p.add_argument("usage", metavar="SECRET")
+    add_secret_commands(cmd)  # secret-define, -set-value, -get-value, -list, -dumpxml
 
     p = cmd("vol-list", cmd_vol_list, "list a pool's volumes")
     pool_arg(p)
