@@ -47,6 +47,7 @@ def volume_json(v: model.VolumeInfo) -> dict[str, Any]:
         "backing": v.backing.path if v.backing else None,
         "backing_format": v.backing.format if v.backing else None,
         "probed_format": v.probed_format, "symlink": v.symlink, "error": v.error,
+        "encryption": v.encryption,
     }
 
 
@@ -277,8 +278,8 @@ def cmd_vol_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
         dump_json(out, [volume_json(v) for v in vols])
         return 0
     if args.details:
-        rows = [[v.name, v.path, v.type, v.format, human(v.capacity), human(v.allocation)]
-                for v in vols]
+        rows = [[v.name, v.path, v.type, v.format + (f" ({v.encryption})" if v.encryption else ""),
+                 human(v.capacity), human(v.allocation)] for v in vols]
         table(out, ["Name", "Path", "Type", "Format", "Capacity", "Allocation"], rows)
     else:
         table(out, ["Name", "Path"], [[v.name, v.path] for v in vols])

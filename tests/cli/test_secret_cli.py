@@ -63,6 +63,9 @@ def test_secret_verbs_end_to_end(cli, tmp_path, stdin, state_root):
     assert r.code == 0, r
     r = cli("vol-dumpxml", "v", "--pool", "p")
     assert f"<secret type='passphrase' uuid='{UUID}'/>" in r.out, r
+    r = cli("vol-list", "p", "--details")
+    assert " file  qcow2 (luks)  4.00 MiB" in r.out, r
+    assert '"encryption": "luks"' in cli("vol-list", "p", "--json").out
     r = cli("secret-undefine", UUID)
     assert r.code == 0 and cli("secret-list").out.count("\n") == 3  # header, rule, blank
     assert sorted(p.name for p in (state_root / "secrets").iterdir()) == []
