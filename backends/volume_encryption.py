@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from . import runner
 from .drivers.checked_image import image_spec
-from .errors import PoolkeeperError, StateError, Unsupported, ValidationError
+from .errors import PoolkeeperError, StateError, ToolFailed, Unsupported, ValidationError
 from .model import Encryption, EncryptionSecret, VolumeDef, VolumeInfo
 from .secret_defs import SecretDef
 from .secrets import SecretNotFound, SecretStore
@@ -80,6 +82,24 @@ def create_args(config_dir: Path | None, vol: VolumeDef, fmt: str
         return objects, "qcow2", ["encrypt.format=luks", f"encrypt.key-secret={SECRET_ID}"]
     opts = [f"key-secret={SECRET_ID}"] + (["nocow=on"] if vol.target.nocow else [])
     return objects, "luks", opts
+
+
+# qemu 7.2 times its PBKDF on the thread's CPU clock before it writes a key slot, and
+# gives up when a round measured 0 ms (a coarse clock): the same create run again works.
+_PBKDF_CLOCK = "Unable to get accurate CPU usage"
+CREATE_TRIES = 4
+
+
+def run_create(argv: list[str], pass_fds: tuple[int, ...], timeout: float) -> None:
+    """qemu-img create of an encrypted image, run again when qemu's PBKDF timing failed
+    (nothing else is retried; the target is the same fd, truncated by each run)."""
+    for attempt in range(CREATE_TRIES):
+        try:
+            runner.run(argv, pass_fds=pass_fds, timeout=timeout)
+            return
+        except ToolFailed as exc:
+            if attempt == CREATE_TRIES - 1 or _PBKDF_CLOCK not in exc.stderr:
+                raise
 
 
 def volume_secret(config_dir: Path | None, vol: VolumeInfo) -> SecretDef:
@@ -141,25 +161,45 @@ def check_clone(src: VolumeInfo, vol: VolumeDef, fmt: str, capacity: int) -> Non
                               f"cannot be {enc.format}", element="encryption")
 
 
-def remember_clone(config_dir: Path | None, src: VolumeInfo, new_path: str) -> None:
+def _recorded(ctx: object, path: str, record: Callable[[], None]) -> None:
+    """The volume is made by now: a record that cannot be written is a warning on the job
+    (the volume's secret is then found by its usage only), never a failed job."""
+    try:
+        record()
+    except (PoolkeeperError, OSError) as exc:
+        warnings = getattr(ctx, "warnings", None)
+        if isinstance(warnings, list):
+            warnings.append(f"could not record the secret of {path}: {exc}")
+
+
+def remember_clone(config_dir: Path | None, src: VolumeInfo, new_path: str,
+                   ctx: object = None) -> None:
     """The clone of an encrypted volume opens with its source's secret: record it for the
     clone's path (no secret's usage names that path)."""
     if src.encryption is None:
         return
-    store = store_for(config_dir)
-    sdef = store.volume_secret(src.path)
-    if sdef is not None and not (sdef.usage_type == "volume" and sdef.usage_id == new_path):
-        store.remember_volume(new_path, sdef.uuid)
+
+    def record() -> None:
+        store = store_for(config_dir)
+        sdef = store.volume_secret(src.path)
+        if sdef is not None and not (sdef.usage_type == "volume"
+                                     and sdef.usage_id == new_path):
+            store.remember_volume(new_path, sdef.uuid)
+    _recorded(ctx, new_path, record)
 
 
-def remember_created(config_dir: Path | None, vol: VolumeDef, path: str) -> None:
+def remember_created(config_dir: Path | None, vol: VolumeDef, path: str,
+                     ctx: object = None) -> None:
     """Record the secret a new encrypted volume was made with, unless its usage names the
     volume's path already."""
     if vol.target.encryption is None:
         return
-    store = store_for(config_dir)
-    sdef = request_secret(store, vol)
-    store.remember_volume(path, None if sdef.usage_id == path else sdef.uuid)
+
+    def record() -> None:
+        store = store_for(config_dir)
+        sdef = request_secret(store, vol)
+        store.remember_volume(path, None if sdef.usage_id == path else sdef.uuid)
+    _recorded(ctx, path, record)
 
 
 def forget(config_dir: Path | None, path: str) -> None:

@@ -511,10 +511,11 @@ class DirDriver(FdDataVerbs, PoolDriver):
             with self._building(dfd, name, vol) as part:
                 # the file we created, by its fd: a name swapped for a link cannot redirect it
                 argv = self._qemu_img_create_argv(vol, fmt, capacity, f"/dev/fd/{part.fd}")
-                runner.run(argv, pass_fds=(part.fd,), timeout=QEMU_IMG_TIMEOUT)
+                (crypt.run_create if vol.target.encryption else runner.run)(
+                    argv, pass_fds=(part.fd,), timeout=QEMU_IMG_TIMEOUT)
                 self._apply_permissions(part.fd, vol)
                 ctx.update(capacity, capacity)
-            crypt.remember_created(self.config_dir, vol, self.volume_path(name))
+            crypt.remember_created(self.config_dir, vol, self.volume_path(name), ctx)
 
     def _qemu_img_create_argv(self, vol: VolumeDef, fmt: str, capacity: int,
                               path: str) -> list[str]:
@@ -595,7 +596,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
                 self._qemu_img_grow(copy, part.fd, capacity)
             self._apply_permissions(part.fd, vol)
             ctx.update(src.capacity, src.capacity)
-        crypt.remember_clone(self.config_dir, src, self.volume_path(name))
+        crypt.remember_clone(self.config_dir, src, self.volume_path(name), ctx)
         return method + note
 
     def _backing_to_relink(self, src: VolumeInfo, src_fd: int, new_name: str) -> bool:
