@@ -9,6 +9,8 @@ import os
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backends.errors import AlreadyExists, ValidationError, XMLError
 from backends.secret_defs import SecretDef, format_secret, parse_secret
@@ -131,3 +133,22 @@ def test_usage_named_chap_values_keep_working(tmp_path) -> None:
     assert store.get("tgt-chap") == "new-pw" == store.get(UUID)
     assert not legacy.exists()
     assert store.delete("tgt-chap") and store.definitions() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["volume", "iscsi", "ceph", "tls", "vtpm"]),
+       st.text(min_size=1, max_size=60), st.text(max_size=60), st.booleans())
+def test_any_definition_written_reads_back_the_same_or_is_refused(
+        kind: str, usage: str, description: str, private: bool) -> None:
+    """Whatever text a usage or description holds (quotes, markup, controls, surrogates),
+    the written XML reads back as the same secret, or the text is refused with a message:
+    never another secret, never a crash."""
+    sdef = SecretDef(uuid=UUID, usage_type=kind, usage_id=usage, description=description or None,
+                     private=private)
+    try:
+        text = format_secret(sdef)
+        back = parse_secret(text)
+    except (XMLError, ValidationError):
+        return
+    assert back.uuid == UUID and back.usage_type == kind and back.private == private
+    assert back.usage_id == usage.strip() and (back.description or "") == description.strip()
