@@ -39,7 +39,7 @@ import stat
 from pathlib import Path
 
 from .checks import control_char
-from .errors import AlreadyExists, NotFound, UnsafePath, ValidationError
+from .errors import AlreadyExists, NotFound, UnsafePath, ValidationError, XMLError
 from .pathsafety import ensure_state_dir, refuse_unfit_dir
 from .secret_defs import SecretDef, canonical_uuid, format_secret, parse_secret
 from .store import atomic_write
@@ -181,7 +181,12 @@ class SecretStore:
         except SecretNotFound:
             raise SecretNotFound(f"no secret with uuid '{uid}' is defined; see "
                                  "`poolkeeper secret-list`") from None
-        sdef = parse_secret(data)
+        try:
+            sdef = parse_secret(data)
+        except (XMLError, ValidationError) as exc:
+            raise UnsafePath(f"the definition of secret {uid} ({self._def_file(uid)}) does not "
+                             f"read as a secret ({exc}); undefine it (poolkeeper "
+                             f"secret-undefine {uid}) and define it again") from None
         if sdef.uuid != uid:
             raise UnsafePath(f"the definition file of secret '{uid}' names another uuid; "
                              "undefine it and define it again")
@@ -215,11 +220,18 @@ class SecretStore:
         return sdef
 
     def undefine(self, uuid: str) -> SecretDef:
-        """Remove a defined secret and its value."""
-        sdef = self.definition(uuid)
+        """Remove a defined secret and its value (also one whose definition file no longer
+        reads as a secret: that is how it is cleared)."""
+        uid = canonical_uuid(uuid)
+        try:
+            sdef = self.definition(uid)
+        except UnsafePath:
+            if not os.path.lexists(self._def_file(uid)):
+                raise
+            sdef = SecretDef(uuid=uid)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._value_file(sdef.uuid))
-        os.unlink(self._def_file(sdef.uuid))
+            os.unlink(self._value_file(uid))
+        os.unlink(self._def_file(uid))
         return sdef
 
     def has_value(self, uuid: str) -> bool:

@@ -117,6 +117,11 @@ def test_a_tampered_definition_file_is_refused(tmp_path) -> None:
     path.write_text(VOLUME_SECRET.replace(UUID, "11111111-2222-3333-4444-555555555555"))
     with pytest.raises(Exception, match="names another uuid"):
         store.definition(UUID)
+    path.write_text("<secret><bogus/></secret>")
+    with pytest.raises(Exception, match=f"does not read as a secret .*secret-undefine {UUID}"):
+        store.definitions()
+    store.undefine(UUID)  # the way out it names
+    assert store.definitions() == []
 
 
 def test_usage_named_chap_values_keep_working(tmp_path) -> None:
