@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backends import xmlio
 from backends.errors import AlreadyExists, ValidationError, XMLError
+from backends.model import Encryption, EncryptionSecret, VolumeDef, VolumeTarget
 from backends.secret_defs import SecretDef, format_secret, parse_secret
 from backends.secrets import SecretNotFound, SecretStore
 
@@ -157,3 +159,21 @@ def test_any_definition_written_reads_back_the_same_or_is_refused(
         return
     assert back.uuid == UUID and back.usage_type == kind and back.private == private
     assert back.usage_id == usage.strip() and (back.description or "") == description.strip()
+
+
+@pytest.mark.parametrize(("pool_type", "fmt", "message"), [
+    ("logical", None, "encrypts image files only, not the volumes of logical pools"),
+    ("disk", "linux", "encrypts image files only, not the volumes of disk pools"),
+    ("dir", "vmdk", "raw or qcow2, not vmdk"),
+    ("fs", "qcow2", None),
+    ("netfs", "raw", None),
+])
+def test_which_pools_and_formats_take_encryption(pool_type: str, fmt: str | None,
+                                                 message: str | None) -> None:
+    vol = VolumeDef(name="v", capacity=1 << 20, target=VolumeTarget(
+        format=fmt, encryption=Encryption("luks", [EncryptionSecret(uuid=UUID)])))
+    if message is None:
+        xmlio.refuse_unhonoured(vol, pool_type)
+    else:
+        with pytest.raises(ValidationError, match=message):
+            xmlio.refuse_unhonoured(vol, pool_type)
