@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from .checks import control_char
@@ -207,6 +209,21 @@ class SecretStore:
         """Store a secret definition (new, or a change to one with the same uuid); refused
         if another secret has the same usage, or a private secret would become readable."""
         sdef = parse_secret(xml)
+        self._check_dir(create=True)
+        with self._locked():  # two defines of one usage at once: the second sees the first
+            self._define(sdef)
+        return sdef
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _define(self, sdef: SecretDef) -> None:
         for other in self.definitions():
             if (other.uuid != sdef.uuid and sdef.usage_type is not None
                     and (other.usage_type, other.usage_id) == (sdef.usage_type, sdef.usage_id)):
@@ -215,9 +232,7 @@ class SecretStore:
             if other.uuid == sdef.uuid and other.private and not sdef.private:
                 raise ValidationError(f"secret {sdef.uuid} is private; it cannot be made "
                                       "readable (private='no') by defining it again", "secret")
-        self._check_dir(create=True)
         atomic_write(self._def_file(sdef.uuid), format_secret(sdef).encode(), mode=0o600)
-        return sdef
 
     def undefine(self, uuid: str) -> SecretDef:
         """Remove a defined secret and its value (also one whose definition file no longer

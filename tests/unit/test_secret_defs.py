@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -177,3 +178,30 @@ def test_which_pools_and_formats_take_encryption(pool_type: str, fmt: str | None
     else:
         with pytest.raises(ValidationError, match=message):
             xmlio.refuse_unhonoured(vol, pool_type)
+
+
+def test_defines_of_one_usage_at_once_leave_one_secret(tmp_path) -> None:
+    """The usage check and the write are one step under a lock on the secrets directory:
+    of many defines of the same usage racing, exactly one is kept."""
+    store = SecretStore(tmp_path)
+    store.define("<secret/>")  # the directory exists: every thread starts at the lock
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def define(i: int) -> None:
+        start.wait()
+        try:
+            SecretStore(tmp_path).define(
+                f"<secret><uuid>{i:08d}-0000-0000-0000-000000000000</uuid><usage type='iscsi'>"
+                "<target>same</target></usage></secret>")
+            outcomes.append("defined")
+        except AlreadyExists:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=define, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["defined"] + ["refused"] * 7
+    assert [s.usage_id for s in store.definitions()].count("same") == 1
