@@ -292,17 +292,21 @@ class SecretStore:
             return None
 
     def remember_volume(self, path: str, uuid: str | None) -> None:
-        """Record (or with None forget) the secret the volume at `path` is encrypted with."""
-        keys = self._volume_keys()
-        if keys.get(path) == uuid:
-            return
-        if uuid is None:
-            keys.pop(path, None)
-        else:
-            keys[path] = canonical_uuid(uuid)
+        """Record (or with None forget) the secret the volume at `path` is encrypted with
+        (read, changed and written under the directory's lock: two clones at once)."""
+        if uuid is None and path not in self._volume_keys():
+            return  # nothing to forget (every delete asks): no lock, no directory made
         self._check_dir(create=True)
-        atomic_write(self.dir / VOLUME_KEYS, json.dumps(keys, sort_keys=True).encode(),
-                     mode=0o600)
+        with self._locked():
+            keys = self._volume_keys()
+            if keys.get(path) == uuid:
+                return
+            if uuid is None:
+                keys.pop(path, None)
+            else:
+                keys[path] = canonical_uuid(uuid)
+            atomic_write(self.dir / VOLUME_KEYS, json.dumps(keys, sort_keys=True).encode(),
+                         mode=0o600)
 
     def _volume_keys(self) -> dict[str, str]:
         try:

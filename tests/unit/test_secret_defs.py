@@ -205,3 +205,23 @@ def test_defines_of_one_usage_at_once_leave_one_secret(tmp_path) -> None:
         t.join()
     assert sorted(outcomes) == ["defined"] + ["refused"] * 7
     assert [s.usage_id for s in store.definitions()].count("same") == 1
+
+
+def test_records_of_many_volumes_at_once_are_all_kept(tmp_path) -> None:
+    store = SecretStore(tmp_path)
+    store.define(f"<secret><uuid>{UUID}</uuid></secret>")
+    start = threading.Barrier(8)
+
+    def remember(i: int) -> None:
+        start.wait()
+        SecretStore(tmp_path).remember_volume(f"/pool/clone{i}", UUID)
+
+    threads = [threading.Thread(target=remember, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(store.volume_secret(f"/pool/clone{i}").uuid == UUID for i in range(8))
+    store.remember_volume("/pool/clone3", None)
+    assert store.volume_secret("/pool/clone3") is None
+    assert store.volume_secret("/pool/clone4") is not None
