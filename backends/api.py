@@ -23,6 +23,7 @@ from typing import Protocol
 from .events import Subscriber
 from .jobs import Job, JobManager
 from .model import DeviceLayout, PoolDef, PoolFeatures, PoolStatus, VolumeDef, VolumeInfo
+from .secret_defs import SecretDef
 from .volume_requests import Refusal
 
 
@@ -174,4 +175,8 @@ class Controller(Protocol):
 
     def set_secret(self, usage: str, value: str | bytes) -> None:
         """Store the value of the secret a pool names (never logged)."""
+        ...
+
+    def list_secrets(self) -> list[tuple[SecretDef, bool]]:
+        """The defined secrets, each with whether it has a value (never the value)."""
         ...

@@ -25,6 +25,7 @@ from . import (
     pool_claims,
     reports,
     startup,
+    volume_encryption,
     volume_requests,
     xmlio,
 )
@@ -63,13 +64,14 @@ from .pool_contents import directory_entries, refuse_changed, refuse_held
 from .progress import shielded
 from .reports import volume_def_from_info
 from .runner import COMMAND_LOG, routine_read
+from .secret_verbs import SecretVerbs
 from .store import Store, check_pool_name, resolve_paths
 from .streamed_listing import HeaderProber, list_streamed
 from .units import human
 from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
 
-class StorageController:
+class StorageController(SecretVerbs):  # secret-define and the rest: secret_verbs
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,
@@ -503,7 +505,9 @@ class StorageController:
         return {by_path[path]: ", ".join(users) for path, users in open_paths(by_path).items()}
 
     def volume_xml(self, pool: str, name: str) -> str:
-        vdef = volume_def_from_info(self.volume_info(pool, name))
+        info = self.volume_info(pool, name)
+        vdef = volume_def_from_info(info)
+        vdef.target.encryption = volume_encryption.described(self.paths.config_dir, info)
         if not features(self.pool_def(pool).type).volume_formats:
             vdef.target.format = None  # as libvirt: these pools have no volume formats
         return xmlio.format_volume(vdef)
@@ -549,6 +553,9 @@ class StorageController:
         vdef = replace(vdef, target=replace(vdef.target, format=fmt))
         xmlio.refuse_unhonoured(vdef, driver.type)
         volume_requests.refuse_unhonoured_flags(vdef, driver)
+        if vdef.target.encryption is not None:  # its secret defined, with a value
+            volume_encryption.request_secret(
+                volume_encryption.store_for(self.paths.config_dir), vdef)
         if vdef.backing is not None:
             vdef = replace(vdef, backing=self._chains.resolve_backing(
                 vdef.backing, block_snapshot=driver.backing_is_snapshot, for_name=name))
@@ -581,7 +588,8 @@ class StorageController:
             driver.create_volume(made, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if driver.volume_formats:  # pools without formats have nothing to record
-                    self._records.record(pool, name, fmt, job)
+                    self._records.record(pool, name, fmt, job, encryption=(
+                        vdef.target.encryption and vdef.target.encryption.format))
                 return self._after_change(pool, name, added=True)
 
         return self.jobs.start(job, work)
@@ -639,7 +647,8 @@ class StorageController:
             method = dst_driver.clone_volume(now, src_driver, vdef, job)
             with shielded():  # made: a cancel from here on changes nothing
                 if dst_driver.volume_formats:
-                    self._records.record(dst_pool, vdef.name, vdef.target.format or now.format, job)
+                    self._records.record(dst_pool, vdef.name, vdef.target.format or now.format,
+                                         job, encryption=now.encryption)
                 self._after_change(dst_pool, vdef.name, added=True)
             return method
 
@@ -685,10 +694,12 @@ class StorageController:
             now = self._users.recheck_volume(pool, name)
             driver.wipe_volume(now, algorithm, job)
             with shielded():  # done: a cancel from here on changes nothing
-                if driver.volumes_are_files and now.format not in ("raw", "dir"):
+                if driver.volumes_are_files and (now.format not in ("raw", "dir")
+                                                 or now.encryption):
                     # The bytes are no longer an image of that format.
                     self._records.record(pool, name, "raw", job)
-                    job.warnings.append(f"'{name}' was {now.format}; after the wipe it is raw")
+                    was = now.format + (f", {now.encryption}-encrypted" if now.encryption else "")
+                    job.warnings.append(f"'{name}' was {was}; after the wipe it is raw")
                 self._after_change(pool, name)
 
         return self.jobs.start(job, work)

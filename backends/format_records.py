@@ -50,13 +50,16 @@ class FormatRecords:
         finally:
             held.release()
 
-    def record(self, pool: str, name: str, fmt: str, job: Job | None = None) -> None:
-        """Remember the format of a volume we made. The storage work is done by now, so a
+    def record(self, pool: str, name: str, fmt: str, job: Job | None = None, *,
+               encryption: str | None = None) -> None:
+        """Remember the format of a volume we made (and its encryption: only then is a
+        raw volume's LUKS header believed). The storage work is done by now, so a
         failure here is a warning, never a failed job."""
         try:
             identity = fileid.of_path(self._volume_path(pool, name))
+            extra = {"encryption": encryption} if encryption else {}
             with self.editing(pool) as records:
-                records[name] = {"format": fmt, **fileid.record_fields(identity)}
+                records[name] = {"format": fmt, **extra, **fileid.record_fields(identity)}
         except (PoolkeeperError, OSError) as exc:
             if job is not None:
                 job.warnings.append(f"could not record the format of '{name}': {exc}")
@@ -170,7 +173,9 @@ def _apply_to(records: dict[str, dict], volumes: list[VolumeInfo]) -> dict[str, 
             vol.format = rec.get("format", vol.format)
             vol.format_recorded = True
             if vol.format == "raw":
-                vol.capacity = vol.physical
+                if not (vol.encryption == "luks" and rec.get("encryption") == "luks"):
+                    # a LUKS header a guest wrote into a plain raw disk is the guest's
+                    vol.capacity, vol.encryption = vol.physical, None
                 vol.backing = vol.data_file = None
                 vol.extent_files = []
         elif (vol.file_id is not None and vol.type != "dir" and vol.symlink is None

@@ -20,6 +20,7 @@ from .drivers import available_drivers, features, pool_types
 from .drivers.base import PoolDriver
 from .errors import PoolkeeperError
 from .model import (
+    Encryption,
     Permissions,
     PoolDef,
     PoolSizes,
@@ -101,6 +102,7 @@ def volume_def_from_info(info: VolumeInfo) -> VolumeDef:
             compat=_qcow2_compat(info),
             cluster_size=info.cluster_size if info.format == "qcow2" else None,
             features=features if info.format == "qcow2" else None,
+            encryption=Encryption(format=info.encryption) if info.encryption else None,
         ),
         source_devices=list(info.extents),
         backing=info.backing,

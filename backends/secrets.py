@@ -13,25 +13,44 @@ No message raised here, and nothing logged, ever contains a value: only the usag
 A driver passes the value to tools through the environment or a file (the store's own
 file, see `path`), and where a tool needs it in argv, through runner.run(secrets=[value])
 so that the command log and errors show it masked.
+
+libvirt-shaped secrets (secret-define) live beside them:
+
+    CONFIG/secrets/def-<uuid>.xml    0600, the secret's definition (secret_defs)
+    CONFIG/secrets/val-<uuid>        0600, its value, under the same checks
+    CONFIG/secrets/volume-keys.json  0600, volume path -> the uuid of the secret it was
+                                     encrypted with, for volumes whose path no secret's
+                                     usage names (a clone keeps its source's secret)
+
+A name a pool or volume gives (`ref`) is looked up as a defined secret's uuid, then as a
+defined secret's usage (volume path, iSCSI target, name), and last as a usage-named value
+stored before secrets had definitions (the sha256 files above): those keep working, and
+setting the value of a definition whose usage names one replaces it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
+import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from .checks import control_char
-from .errors import NotFound, UnsafePath, ValidationError
+from .errors import AlreadyExists, NotFound, UnsafePath, ValidationError, XMLError
 from .pathsafety import ensure_state_dir, refuse_unfit_dir
+from .secret_defs import SecretDef, canonical_uuid, format_secret, parse_secret
 from .store import atomic_write
 
 SECRETS_DIR = "secrets"
 MAX_SECRET_BYTES = 1024
 MAX_USAGE_BYTES = 1024
+MAX_DEF_BYTES = 16384
+VOLUME_KEYS = "volume-keys.json"
 
 
 class SecretNotFound(NotFound):
@@ -81,6 +100,12 @@ class SecretStore:
     def _file(self, usage: str) -> Path:
         return self.dir / self.file_name(usage)
 
+    def _def_file(self, uuid: str) -> Path:
+        return self.dir / f"def-{uuid}.xml"
+
+    def _value_file(self, uuid: str) -> Path:
+        return self.dir / f"val-{uuid}"
+
     def _check_dir(self, create: bool) -> bool:
         """True if the directory exists and is safe; False if it does not exist (and
         `create` is False). Refuses a directory that is a link, not ours or open to others
@@ -92,11 +117,13 @@ class SecretStore:
         return refuse_unfit_dir(self.dir, "the secrets directory", private=True,
                                 error=UnsafePath)
 
-    def _open_checked(self, usage: str) -> int:
-        """An fd on the secret's file after every check, or SecretNotFound."""
+    def _open_checked(self, usage: str, path: Path | None = None,
+                      limit: int = MAX_SECRET_BYTES) -> int:
+        """An fd on the secret's file (`path`, else the usage-named one) after every
+        check, or SecretNotFound."""
         if not self._check_dir(create=False):
             raise SecretNotFound(self._missing(usage))
-        path = self._file(usage)
+        path = path or self._file(usage)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
@@ -118,7 +145,7 @@ class SecretStore:
                            f"{stat.S_IMODE(st.st_mode):04o}, not 0600)")
             elif st.st_nlink != 1:
                 problem = "has other hard links"
-            elif st.st_size > MAX_SECRET_BYTES:
+            elif st.st_size > limit:
                 problem = "is too large to be a secret"
             if problem:
                 raise UnsafePath(f"the file of secret '{usage}' ({path}) {problem}; poolkeeper "
@@ -128,14 +155,195 @@ class SecretStore:
             raise
         return fd
 
+    def _read(self, label: str, path: Path, limit: int = MAX_SECRET_BYTES) -> bytes:
+        fd = self._open_checked(label, path, limit)
+        try:
+            return os.read(fd, limit + 1)
+        finally:
+            os.close(fd)
+
     @staticmethod
     def _missing(usage: str) -> str:
         return (f"no value is stored for the secret '{usage}'; set it with "
                 f"`poolkeeper secret-set '{usage}'` (the value is read from stdin)")
 
-    # -- verbs ----------------------------------------------------------------------------
+    # -- definitions (secret-define) ------------------------------------------------------
+    def definitions(self) -> list[SecretDef]:
+        """Every defined secret, by uuid."""
+        if not self._check_dir(create=False):
+            return []
+        names = sorted(n for n in os.listdir(self.dir)
+                       if n.startswith("def-") and n.endswith(".xml"))
+        return [self.definition(n[4:-4]) for n in names]
+
+    def definition(self, uuid: str) -> SecretDef:
+        uid = canonical_uuid(uuid)
+        try:
+            data = self._read(uid, self._def_file(uid), MAX_DEF_BYTES)
+        except SecretNotFound:
+            raise SecretNotFound(f"no secret with uuid '{uid}' is defined; see "
+                                 "`poolkeeper secret-list`") from None
+        try:
+            sdef = parse_secret(data)
+        except (XMLError, ValidationError) as exc:
+            raise UnsafePath(f"the definition of secret {uid} ({self._def_file(uid)}) does not "
+                             f"read as a secret ({exc}); undefine it (poolkeeper "
+                             f"secret-undefine {uid}) and define it again") from None
+        if sdef.uuid != uid:
+            raise UnsafePath(f"the definition file of secret '{uid}' names another uuid; "
+                             "undefine it and define it again")
+        return sdef
+
+    def find(self, ref: str) -> SecretDef | None:
+        """The defined secret whose uuid or usage is `ref`, or None."""
+        with contextlib.suppress(ValidationError):
+            uid = canonical_uuid(ref)
+            if self._def_file(uid).exists() or self._def_file(uid).is_symlink():
+                return self.definition(uid)
+        for sdef in self.definitions():
+            if sdef.usage_id is not None and sdef.usage_id == ref:
+                return sdef
+        return None
+
+    def define(self, xml: str | bytes) -> SecretDef:
+        """Store a secret definition (new, or a change to one with the same uuid); refused
+        if another secret has the same usage, or a private secret would become readable."""
+        sdef = parse_secret(xml)
+        self._check_dir(create=True)
+        with self._locked():  # two defines of one usage at once: the second sees the first
+            self._define(sdef)
+        return sdef
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _define(self, sdef: SecretDef) -> None:
+        for other in self.definitions():
+            if (other.uuid != sdef.uuid and sdef.usage_type is not None
+                    and (other.usage_type, other.usage_id) == (sdef.usage_type, sdef.usage_id)):
+                raise AlreadyExists(f"secret {other.uuid} is already defined for use with "
+                                    f"{sdef.usage_text}; change that one or undefine it")
+            if other.uuid == sdef.uuid and other.private and not sdef.private:
+                raise ValidationError(f"secret {sdef.uuid} is private; it cannot be made "
+                                      "readable (private='no') by defining it again", "secret")
+        atomic_write(self._def_file(sdef.uuid), format_secret(sdef).encode(), mode=0o600)
+
+    def undefine(self, uuid: str) -> SecretDef:
+        """Remove a defined secret and its value (also one whose definition file no longer
+        reads as a secret: that is how it is cleared)."""
+        uid = canonical_uuid(uuid)
+        try:
+            sdef = self.definition(uid)
+        except UnsafePath:
+            if not os.path.lexists(self._def_file(uid)):
+                raise
+            sdef = SecretDef(uuid=uid)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._value_file(uid))
+        os.unlink(self._def_file(uid))
+        return sdef
+
+    def has_value(self, uuid: str) -> bool:
+        try:
+            os.close(self._open_checked(uuid, self._value_file(canonical_uuid(uuid))))
+        except SecretNotFound:
+            return False
+        return True
+
+    def set_value(self, uuid: str, value: str | bytes) -> SecretDef:
+        """Store the value of a defined secret; a usage-named value stored for the same
+        usage before (secret-set) goes, so there is one value."""
+        sdef = self.definition(uuid)
+        data = _check_value(value)
+        atomic_write(self._value_file(sdef.uuid), data, mode=0o600)
+        if sdef.usage_id is not None:
+            with contextlib.suppress(FileNotFoundError, ValidationError):
+                os.unlink(self._file(sdef.usage_id))
+        return sdef
+
+    def reveal_value(self, uuid: str) -> str:
+        """A defined secret's value, for `secret-get-value --reveal`; refused for a private
+        secret (as libvirt: its value is never given out)."""
+        sdef = self.definition(uuid)
+        if sdef.private:
+            raise ValidationError(f"secret {sdef.uuid} is private (private='yes'): its value "
+                                  "is never shown", "secret")
+        return self.get(sdef.uuid)
+
+    # -- the secret a volume was encrypted with -------------------------------------------
+    def volume_secret(self, path: str) -> SecretDef | None:
+        """The secret of the encrypted volume at `path`: the one whose usage names the path
+        (as libvirt), else the one it was made with (volume-keys.json), if still defined."""
+        for sdef in self.definitions():
+            if sdef.usage_type == "volume" and sdef.usage_id == path:
+                return sdef
+        uid = self._volume_keys().get(path)
+        if uid is None:
+            return None
+        try:
+            return self.definition(uid)
+        except SecretNotFound:
+            return None
+
+    def remember_volume(self, path: str, uuid: str | None) -> None:
+        """Record (or with None forget) the secret the volume at `path` is encrypted with
+        (read, changed and written under the directory's lock: two clones at once)."""
+        if uuid is None and path not in self._volume_keys():
+            return  # nothing to forget (every delete asks): no lock, no directory made
+        self._check_dir(create=True)
+        with self._locked():
+            keys = self._volume_keys()
+            if keys.get(path) == uuid:
+                return
+            if uuid is None:
+                keys.pop(path, None)
+            else:
+                keys[path] = canonical_uuid(uuid)
+            atomic_write(self.dir / VOLUME_KEYS, json.dumps(keys, sort_keys=True).encode(),
+                         mode=0o600)
+
+    def _volume_keys(self) -> dict[str, str]:
+        try:
+            data = self._read(VOLUME_KEYS, self.dir / VOLUME_KEYS, 16 << 20)
+        except SecretNotFound:
+            return {}
+        try:
+            keys = json.loads(data)
+        except ValueError:
+            keys = None
+        if not isinstance(keys, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+            raise UnsafePath(f"{self.dir / VOLUME_KEYS} is not poolkeeper's record of volume "
+                             "secrets; move it aside (the volumes' secrets are then found "
+                             "by their usage only)")
+        return keys
+
+    # -- values by the name a pool or volume gives (uuid or usage) ------------------------
+    def _value_path(self, ref: str) -> tuple[Path, str]:
+        """The value file for `ref` and the name to show in messages."""
+        sdef = self.find(ref)
+        if sdef is None:
+            return self._file(ref), ref
+        # a definition with no value yet: a value stored by usage name (or by the uuid
+        # itself, as a pool's <secret uuid=...> was) before it was defined still counts
+        own = self._value_file(sdef.uuid)
+        for name in (sdef.usage_id, ref):
+            if not os.path.lexists(own) and name and os.path.lexists(self._file(name)):
+                return self._file(name), name
+        return own, sdef.uuid
+
     def set(self, usage: str, value: str | bytes) -> None:
         data = _check_value(value)
+        sdef = self.find(_check_usage(usage))
+        if sdef is not None:
+            self.set_value(sdef.uuid, data)
+            return
         path = self._file(usage)
         self._check_dir(create=True)
         with contextlib.suppress(FileNotFoundError):
@@ -145,28 +353,26 @@ class SecretStore:
         atomic_write(path, data, mode=0o600)
 
     def get(self, usage: str) -> str:
-        fd = self._open_checked(usage)
-        try:
-            data = os.read(fd, MAX_SECRET_BYTES + 1)
-        finally:
-            os.close(fd)
+        path, label = self._value_path(_check_usage(usage))
+        data = self._read(label, path)
         if not data:
-            raise SecretNotFound(f"the secret '{usage}' is empty; set it again (secret-set)")
+            raise SecretNotFound(f"the secret '{label}' is empty; set it again (secret-set)")
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            raise ValidationError(f"the secret '{usage}' is not UTF-8 text; set it again",
+            raise ValidationError(f"the secret '{label}' is not UTF-8 text; set it again",
                                   "secret") from None
 
     def path(self, usage: str) -> Path:
         """The checked file holding the value, for a tool that reads a secret from a file
         (qemu's `--object secret,file=...`): the value never reaches argv."""
-        os.close(self._open_checked(usage))
-        return self._file(usage)
+        path, label = self._value_path(_check_usage(usage))
+        os.close(self._open_checked(label, path))
+        return path
 
     def has(self, usage: str) -> bool:
         try:
-            os.close(self._open_checked(usage))
+            self.path(usage)
         except SecretNotFound:
             return False
         return True
@@ -174,6 +380,10 @@ class SecretStore:
     def delete(self, usage: str) -> bool:
         if not self._check_dir(create=False):
             return False
+        sdef = self.find(_check_usage(usage))
+        if sdef is not None:
+            self.undefine(sdef.uuid)
+            return True
         try:
             os.unlink(self._file(usage))
         except FileNotFoundError:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple
 
-from . import xmlio
+from . import volume_encryption, xmlio
 from .drivers import features
 from .drivers.base import PoolDriver
 from .errors import (
@@ -143,6 +143,8 @@ def refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str)
     files = features(pool_type).volumes_are_files
     target = vdef.target
     fmt = target.format or src.format
+    if files:  # an encrypted source is copied byte for byte (same key); a plain one stays so
+        volume_encryption.check_clone(src, vdef, fmt, max(vdef.capacity or 0, src.capacity))
     if files and fmt == "qcow2" and src.format == "qcow2":
         have = {"compat": src.compat or "0.10", "clusterSize": src.cluster_size,
                 "features": sorted(src.features or [])}

@@ -10,6 +10,7 @@ from backends.controller import StorageController
 from backends.model import WIPE_ALGORITHMS
 
 from . import pool_verbs as pv
+from . import secret_verbs as sv
 from . import verbs as v
 from . import volume_verbs as vv
 from .argspec import Opt, Verb, data, flag, number, string
@@ -239,12 +240,42 @@ VOLUME_VERBS: tuple[Verb, ...] = (
          group="volume"),
 )
 
+_SECRET = data("secret", "secret UUID (or its usage: poolkeeper)")
+
 SECRET_VERBS: tuple[Verb, ...] = (
-    Verb("secret-set", "store a secret (iSCSI CHAP password); the value is read from stdin",
-         v.cmd_secret_set,
+    Verb("secret-define", "define or modify a secret from an XML file",
+         sv.cmd_secret_define,
+         (data("file", "file containing secret attributes in XML"),
+          flag("validate", "validate the XML against the schema")),
+         "Define or modify a secret.", group="secret"),
+    Verb("secret-dumpxml", "secret attributes in XML", sv.cmd_secret_dumpxml,
+         (_SECRET, *_XPATH), "Output attributes of a secret as an XML dump to stdout "
+         "(never its value).", group="secret"),
+    Verb("secret-get-value", "Output a secret value", sv.cmd_secret_get_value,
+         (_SECRET, flag("plain", "get value without converting to base64"),
+          flag("reveal", "yes, print the value on the screen (poolkeeper: refused without "
+                         "it, and always for a private secret)")),
+         "Output a secret value to stdout.", group="secret"),
+    Verb("secret-list", "list secrets", sv.cmd_secret_list,
+         (flag("ephemeral", "list ephemeral secrets"),
+          flag("no-ephemeral", "list non-ephemeral secrets"),
+          flag("private", "list private secrets"),
+          flag("no-private", "list non-private secrets"), _json()),
+         "Returns a list of secrets", group="secret"),
+    Verb("secret-set", "store a secret by its usage name (iSCSI CHAP password; "
+         "poolkeeper); the value is read from stdin", v.cmd_secret_set,
          (data("usage", "the name pools use: <secret usage='...'/>"),), group="secret"),
-    Verb("secret-undefine", "delete a stored secret", v.cmd_secret_undefine,
-         (data("usage", "the secret's usage name"),), group="secret"),
+    Verb("secret-set-value", "set a secret value", sv.cmd_secret_set_value,
+         (_SECRET, string("file", "read secret from file", positional=False),
+          flag("plain", "read the secret from file without converting from base64"),
+          flag("interactive", "read the secret from the terminal"),
+          string("base64", "base64-encoded secret value (refused: a value on the command "
+                           "line can be read by every user; give it on stdin or with --file)",
+                 positional=False)),
+         "Set a secret value (poolkeeper: read from stdin when neither --file nor "
+         "--interactive is given).", group="secret"),
+    Verb("secret-undefine", "undefine a secret", v.cmd_secret_undefine,
+         (data("usage", "secret UUID or usage"),), "Undefine a secret.", group="secret"),
 )
 
 GROUPS = (("Storage Pool", "pool", POOL_VERBS), ("Storage Volume", "volume", VOLUME_VERBS),

@@ -44,6 +44,7 @@ def volume_json(v: model.VolumeInfo) -> dict[str, Any]:
         "backing": v.backing.path if v.backing else None,
         "backing_format": v.backing.format if v.backing else None,
         "probed_format": v.probed_format, "symlink": v.symlink, "error": v.error,
+        "encryption": v.encryption,
     }
 
 

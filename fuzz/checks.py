@@ -33,6 +33,7 @@ from backends.model import (
     SourceDevice,
     VolumeDef,
 )
+from backends.secret_defs import format_secret, parse_secret
 
 SAFE_LAST = ["nodev", "nosuid", "noexec"]  # mount's last option wins: these must be last
 ISCSIADM_WITH_ARG = ("--mode", "--type", "--portal", "--targetname", "--interface", "--op",
@@ -397,12 +398,13 @@ def check_volume_path(name: str) -> str:
 
 # == XML ================================================================================
 def check_parse(data: str | bytes, pool_type: str | None = None) -> str:
-    """Parse as a pool and as a volume: a definition that survives format -> parse
-    unchanged, or our error."""
+    """Parse as a pool, as a volume and as a secret: a definition that survives format ->
+    parse unchanged, or our error."""
     outcomes = []
     readers: list[tuple[Callable, Callable]] = [
         (xmlio.parse_pool, xmlio.format_pool),
         (lambda d: xmlio.parse_volume(d, pool_type), xmlio.format_volume),
+        (parse_secret, format_secret),
     ]
     for parse, fmt in readers:
         try:

@@ -1,7 +1,8 @@
-"""atheris harness: the pool and volume XML reader (backends/xmlio/).
+"""atheris harness: the pool, volume and secret XML readers (backends/xmlio/,
+backends/secret_defs.py).
 
-Every input is parsed as a pool and as a volume (for a pool type picked from its length),
-as bytes and, where it decodes, as str. Allowed outcomes: a definition that formats and
+Every input is parsed as a pool, as a volume (for a pool type picked from its length) and as
+a secret, as bytes and, where it decodes, as str. Allowed outcomes: a definition that formats and
 parses back to itself, or one of our own errors (PoolkeeperError). Anything else -- any
 other exception, or an accepted document that does not read back -- is a crash, saved by
 libFuzzer under -artifact_prefix.

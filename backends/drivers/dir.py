@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from .. import blockprobe, fileid, fileops, imageprobe, runner
+from .. import volume_encryption as crypt
 from ..checks import is_remote_backing, require_local_backing
 from ..errors import (
     Cancelled,
@@ -498,7 +499,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
             raise ValidationError("a raw volume cannot have a backing store; use qcow2",
                                   element="backingStore")
         with self.dir_fd() as dfd:
-            if fmt == "raw":
+            if fmt == "raw" and vol.target.encryption is None:  # else qemu-img's luks
                 allocation = capacity if vol.allocation is None else min(vol.allocation, capacity)
                 perms = vol.target.permissions or Permissions()
                 fileops.create_raw(
@@ -509,13 +510,16 @@ class DirDriver(FdDataVerbs, PoolDriver):
             with self._building(dfd, name, vol) as part:
                 # the file we created, by its fd: a name swapped for a link cannot redirect it
                 argv = self._qemu_img_create_argv(vol, fmt, capacity, f"/dev/fd/{part.fd}")
-                runner.run(argv, pass_fds=(part.fd,), timeout=QEMU_IMG_TIMEOUT)
+                (crypt.run_create if vol.target.encryption else runner.run)(
+                    argv, pass_fds=(part.fd,), timeout=QEMU_IMG_TIMEOUT)
                 self._apply_permissions(part.fd, vol)
                 ctx.update(capacity, capacity)
+            crypt.remember_created(self.config_dir, vol, self.volume_path(name), ctx)
 
     def _qemu_img_create_argv(self, vol: VolumeDef, fmt: str, capacity: int,
                               path: str) -> list[str]:
-        argv = ["qemu-img", "create", "-f", fmt]
+        objects, qemu_fmt, crypt_opts = crypt.create_args(self.config_dir, vol, fmt)
+        argv = ["qemu-img", "create", *objects, "-f", qemu_fmt]
         if vol.backing is not None:
             if fmt not in ("qcow2", "qcow", "qed", "vmdk"):
                 raise ValidationError(f"'{fmt}' volumes cannot have a backing store",
@@ -530,7 +534,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
             # -u: qemu-img does not open the backing file at all (it would follow that
             # file's own header); the controller checked its chain, the size is given
             argv += ["-u", "-b", vol.backing.path, "-F", vol.backing.format]
-        opts = _qcow2_options(vol) if fmt == "qcow2" else []
+        opts = (_qcow2_options(vol) if fmt == "qcow2" else []) + crypt_opts
         if opts:
             argv += ["-o", ",".join(opts)]
         argv.append(path)
@@ -555,6 +559,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
             return self._clone_from_device(src, src_driver, vol, ctx)
         if fmt != src.format and fmt not in self.creatable_formats:
             raise Unsupported(f"cannot convert to '{fmt}'")
+        crypt.check_clone(src, vol, fmt, capacity)  # encrypted: a byte copy, same key
         with self.dir_fd() as dfd, src_driver.dir_fd() as sfd, \
                 self._building(dfd, name, vol) as part:
             # the file the controller checked (identity, header), copied and handed to
@@ -597,6 +602,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
                 self._qemu_img_grow(copy, part.fd, capacity)
             self._apply_permissions(part.fd, vol)
             ctx.update(src.capacity, src.capacity)
+        crypt.remember_clone(self.config_dir, src, self.volume_path(name), ctx)
         return method + note
 
     def _backing_to_relink(self, src: VolumeInfo, src_fd: int, new_name: str) -> bool:
@@ -699,6 +705,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
                     raise
             else:
                 os.unlink(name, dir_fd=dfd)  # a symlink goes as a link; its target stays
+                crypt.forget(self.config_dir, self.volume_path(name))
 
     def _open_rw(self, vol: VolumeInfo) -> int:
         """The volume opened for writing: the very file the controller checked."""
@@ -720,15 +727,15 @@ class DirDriver(FdDataVerbs, PoolDriver):
             raise Unsupported(f"'{vol.name}' is a directory; it has no size to change")
         if vol.symlink is not None:
             raise UnsafePath(f"'{vol.name}' is a symlink; resize the file it points to instead")
-        if vol.format != "raw" and allocate:
-            raise Unsupported("--allocate is only supported for raw volumes")
+        if (vol.format != "raw" or vol.encryption) and allocate:
+            raise Unsupported("--allocate is only supported for unencrypted raw volumes")
 
     def resize_volume(self, vol: VolumeInfo, capacity: int, *, allocate: bool, shrink: bool,
                       ctx: JobContext) -> None:
         self.check_resize(vol, capacity, allocate=allocate, shrink=shrink)
         fd = self._open_rw(vol)  # O_NOFOLLOW: the file checked is the file resized
         try:
-            if vol.format != "raw":
+            if vol.format != "raw" or vol.encryption:  # a LUKS raw one: qemu-img, the key
                 ctx.check()  # cancelled while queued: not started
                 # qemu-img resize is one step a cancel never cuts short (runner): once it
                 # has run the resize is made, so the job ends done, not "cancelled"
@@ -739,11 +746,11 @@ class DirDriver(FdDataVerbs, PoolDriver):
         finally:
             os.close(fd)
 
-    @staticmethod
-    def _resize_image_fd(vol: VolumeInfo, fd: int, capacity: int, shrink: bool) -> None:
-        """qemu-img resize of the image open as `fd` (see image_spec)."""
-        argv = ["qemu-img", "resize", *(["--shrink"] if shrink else []),
-                image_spec(vol, fd), str((capacity + 511) // 512 * 512)]
+    def _resize_image_fd(self, vol: VolumeInfo, fd: int, capacity: int, shrink: bool) -> None:
+        """qemu-img resize of the image open as `fd` (see image_spec), with its key."""
+        objects, spec = crypt.opened_image(self.config_dir, vol, fd)
+        argv = ["qemu-img", "resize", *objects, *(["--shrink"] if shrink else []),
+                spec, str((capacity + 511) // 512 * 512)]
         runner.run(argv, pass_fds=(fd,), timeout=QEMU_IMG_TIMEOUT)
 
     def upload_volume(self, vol: VolumeInfo, src_path: str, offset: int, length: int | None,

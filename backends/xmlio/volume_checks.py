@@ -24,6 +24,7 @@ from ..model import (
     VolumeDef,
     VolumeTarget,
 )
+from .encryption import refuse_unhonoured_encryption
 from .structure import VOLUME_FEATURES
 from .values import (
     _a,
@@ -65,10 +66,7 @@ def refuse_unhonoured(vol: VolumeDef, pool_type: str, *, clone: bool = False) ->
     target = vol.target
     fmt = target.format
     _refuse_uncreatable(fmt, pool_type, clone)
-    if target.encryption is not None:
-        raise ValidationError(
-            "poolkeeper cannot create encrypted volumes yet; remove <encryption> (the volume "
-            "would be written in plain text), or encrypt inside the guest", element="encryption")
+    refuse_unhonoured_encryption(vol, pool_type)
     if fmt != "qcow2":
         what = f"{fmt} volumes" if fmt else f"the volumes of {pool_type} pools"
         for element, value in (("compat", target.compat), ("clusterSize", target.cluster_size),

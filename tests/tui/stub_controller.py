@@ -40,6 +40,7 @@ from backends.model import (
 )
 from backends.reports import volume_def_from_info
 from backends.runner import Completed
+from backends.secret_defs import SecretDef
 from backends.volume_requests import Refusal
 
 MiB = 1 << 20
@@ -158,6 +159,7 @@ class StubController:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.monitoring: float | None = None
         self.held: dict[str, list[str] | None] = {}  # stored_volumes per pool (default [])
+        self.secrets: list[tuple[SecretDef, bool]] = []  # defined secrets, has a value
 
     # -- events ------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
@@ -290,6 +292,9 @@ class StubController:
 
     def set_secret(self, usage: str, value: str | bytes) -> None:
         self._record("set_secret", usage)  # (never the value)
+
+    def list_secrets(self) -> list[tuple[SecretDef, bool]]:
+        return list(self.secrets)
 
     def pool_layout(self, name: str) -> list[DeviceLayout]:
         """vg0's two PVs, to scale (the other pools have no extents)."""

@@ -1,4 +1,5 @@
-"""vol-create-as as a form: name, capacity, format, backing volume, allocation."""
+"""vol-create-as as a form: name, capacity, format, backing volume, allocation, and LUKS
+encryption with a stored secret (file pools, raw and qcow2)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from backends import xmlio
 from backends.errors import InvalidName, ValidationError
 from backends.model import (
     BackingStore,
+    Encryption,
+    EncryptionSecret,
     PoolFeatures,
     PoolStatus,
     VolumeDef,
@@ -32,6 +35,8 @@ from .fields import Check, Invalid, bare_message, field, parse_size_text, text_i
 
 # Formats that can sit on a backing file (qemu-img create -b).
 BACKING_FORMATS = ("qcow2", "qcow", "qed", "vmdk")
+ENCRYPTABLE_FORMATS = ("raw", "qcow2")  # LUKS: qemu's luks driver, qcow2 encrypt.format
+SecretChoices = Callable[[], Sequence[tuple[str, str]]]  # -> (uuid, label) with a value
 
 
 def allocation_applies(features: PoolFeatures, fmt: str | None) -> bool:
@@ -43,7 +48,8 @@ def allocation_applies(features: PoolFeatures, fmt: str | None) -> bool:
 class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
     """`check`: the controller's check_volume_def for this pool, run before it closes;
     `suggest`: the name the storage requires (a partition's, Controller.volume_name_for),
-    filled in while the name is empty; `typed` and `refused`: a form opened again after
+    filled in while the name is empty; `secrets`: the stored secrets with a value, read in
+    a thread, offered for LUKS encryption; `typed` and `refused`: a form opened again after
     the create was refused (CheckedForm)."""
 
     heading = "Create volume"
@@ -64,11 +70,14 @@ class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
         ascii: bool = False,
         check: BackEndCheck | None = None,
         suggest: Callable[[], str | None] | None = None,
+        secrets: SecretChoices | None = None,
         typed: Mapping[str, object] | None = None,
         refused: tuple[VolumeDef, Refusal] | None = None,
     ) -> None:
         self.init_checked(check, typed, refused)
         self.suggest = suggest
+        self.secrets = secrets if pool.type_features.volumes_are_files else None
+        self.secrets_loaded, self.secret_count = False, 0
         self.pool = pool
         self.formats = list(formats)
         self.default_format = default_format
@@ -95,6 +104,9 @@ class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
         options = [(Content(f"{shown(c.name, self.ascii)} ({c.format}, {human(c.capacity)})"), i)
                    for i, c in enumerate(self.candidates)]
         yield field("Backing", Select(options, prompt="(none)", id="backing", compact=True))
+        if self.secrets is not None:
+            yield field("Encryption", Select([], prompt="(none)", id="encryption",
+                                             compact=True))
         yield field("Allocation", Check("sparse: allocate nothing now", ascii=self.ascii,
                                         id="sparse"))
         yield field("", text_input("allocation", placeholder="all of it (= capacity)"),
@@ -104,9 +116,23 @@ class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
         self.restore_typed()
         if self.suggest is not None and not self._value("name"):
             self.run_worker(self.suggest, thread=True, group="suggest", exit_on_error=False)
+        if self.secrets is not None:
+            self.run_worker(self.secrets, thread=True, group="secrets", exit_on_error=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The name the storage requires, once read: filled in unless one was typed."""
+        """The name the storage requires, once read: filled in unless one was typed. The
+        secrets, once read: offered (the one chosen before a refusal chosen again)."""
+        if event.worker.group == "secrets" and event.state in (WorkerState.SUCCESS,
+                                                                WorkerState.ERROR):
+            choices = event.worker.result if event.state == WorkerState.SUCCESS else []
+            select = self.query_one("#encryption", Select)
+            select.set_options([(Content(f"LUKS, secret {shown(label, self.ascii)}"), uuid)
+                                for uuid, label in choices or []])
+            self.secrets_loaded, self.secret_count = True, len(choices or [])
+            if self.typed.get("encryption") in {uuid for uuid, _ in choices or []}:
+                select.value = self.typed["encryption"]
+            self.refresh_form()
+            return
         if event.worker.group != "suggest" or event.state != WorkerState.SUCCESS:
             return
         name = self.query_one("#name", Input)
@@ -118,10 +144,13 @@ class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
         """Where the back end's refusal of a part of the volume goes."""
         element = refusal.element
         fields = {"name": "name", "capacity": "capacity", "backingStore": "backing"}
+        if self._encryptable(self._format()):
+            fields["encryption"] = fields["secret"] = "encryption"
         if self.formats:
             fields["format"] = "format"
         if element == "allocation":
-            if not allocation_applies(self.pool.type_features, self._format()):
+            if not allocation_applies(self.pool.type_features, self._format()) or \
+                    self._secret() is not None:
                 return "capacity"
             return "sparse" if self.query_one("#sparse", Check).value else "allocation"
         return fields.get(element)
@@ -136,8 +165,18 @@ class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
         value = self.query_one("#format", Select).value
         return value if isinstance(value, str) else None
 
+    def _encryptable(self, fmt: str | None) -> bool:
+        return self.secrets is not None and fmt in ENCRYPTABLE_FORMATS
+
+    def _secret(self) -> str | None:
+        """The uuid of the secret chosen for LUKS encryption, or None (not encrypted)."""
+        if not self._encryptable(self._format()):
+            return None
+        value = self.query_one("#encryption", Select).value
+        return value if isinstance(value, str) else None
+
     def _backing(self) -> VolumeInfo | None:
-        if self._format() not in BACKING_FORMATS:
+        if self._format() not in BACKING_FORMATS or self._secret() is not None:
             return None
         value = self.query_one("#backing", Select).value
         return self.candidates[value] if isinstance(value, int) else None
@@ -147,9 +186,13 @@ class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
 
     def after_refresh(self, ev: Evaluation[VolumeDef | None]) -> None:
         fmt = self._format()
+        encrypted = self._secret() is not None
         self.query_one("#field-backing").display = fmt in BACKING_FORMATS and bool(
-            self.candidates)
-        allocatable = allocation_applies(self.pool.type_features, fmt)
+            self.candidates) and not encrypted
+        if self.secrets is not None:
+            self.query_one("#field-encryption").display = self._encryptable(fmt)
+        # qemu-img makes a LUKS image sparse: no allocation to choose
+        allocatable = allocation_applies(self.pool.type_features, fmt) and not encrypted
         sparse = self.query_one("#sparse", Check).value
         self.query_one("#field-sparse").display = allocatable
         self.query_one("#field-allocation").display = allocatable and not sparse
@@ -169,6 +212,12 @@ class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
         backing = self._backing()
         if backing is not None:
             ev.note("backing", f"{backing.path}")
+        secret = self._secret()
+        if secret is not None:
+            ev.note("encryption", "the passphrase is the secret's value, never typed here")
+        elif self._encryptable(fmt) and self.secrets_loaded and not self.secret_count:
+            ev.note("encryption", "no secret has a value: define one (secret-define, "
+                                  "secret-set-value) to encrypt")
         capacity: int | None = None
         cap_text = self._value("capacity").strip()
         if not cap_text:
@@ -184,7 +233,7 @@ class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
             except Invalid as exc:
                 ev.error("capacity", str(exc))
 
-        allocatable = allocation_applies(pool.type_features, fmt)
+        allocatable = allocation_applies(pool.type_features, fmt) and secret is None
         allocation: int | None = None
         alloc_field = "capacity"  # where a 'not enough space' message goes
         if allocatable and self.query_one("#sparse", Check).value:
@@ -210,7 +259,8 @@ class CreateVolumeDialog(CheckedForm[VolumeDef], Dialog[VolumeDef | None]):
         vdef = VolumeDef(
             name=name, capacity=capacity,
             allocation=allocation if allocatable else None,
-            target=VolumeTarget(format=fmt),
+            target=VolumeTarget(format=fmt, encryption=None if secret is None else Encryption(
+                "luks", [EncryptionSecret(uuid=secret)])),
             backing=BackingStore(path=backing.path, format=backing.format) if backing else None,
         )
         try:

@@ -155,6 +155,10 @@ class VolumeActions(_Screen):
             size = place[2] - place[1] if place is not None else None
             return self.ctl.volume_name_for(name, placed(VolumeDef(name="", capacity=size)))
 
+        def secrets() -> list[tuple[str, str]]:  # in a thread: the secrets with a value
+            return [(sdef.uuid, sdef.usage_text or sdef.uuid)
+                    for sdef, has_value in self.ctl.list_secrets() if has_value]
+
         def done(vdef: Any) -> None:
             if vdef is None:
                 return
@@ -170,7 +174,7 @@ class VolumeActions(_Screen):
             view.features.default_volume_format or "raw",
             [v for v in volumes if v.error is None and v.type == "file" and not v.pending],
             existing={v.name for v in volumes}, ascii=self.ascii, check=check,
-            suggest=suggest, typed=typed, refused=refused)
+            suggest=suggest, secrets=secrets, typed=typed, refused=refused)
         self.app.push_screen(dialog, done)
         if place is not None and typed is None:
             size = place[2] - place[1]

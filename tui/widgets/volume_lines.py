@@ -450,7 +450,8 @@ class VolumeLines:
             styled = {"name": error, "format": error, "path": dim}
         else:
             pct = f"{min(v.allocation * 100 / v.capacity, 999):3.0f}%" if v.capacity else "-"
-            texts = {"name": v.name, "format": v.format, "capacity": self.size(v.capacity),
+            fmt = f"{v.format}+{v.encryption}" if v.encryption else v.format  # qcow2+luks
+            texts = {"name": v.name, "format": fmt, "capacity": self.size(v.capacity),
                      "allocation": self.size(v.allocation), "pct": pct,
                      "backing": backing_cell(v), "in_use": in_use.get(v.name, "")}
             texts["path"] = v.path

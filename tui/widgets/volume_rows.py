@@ -81,7 +81,8 @@ def format_cell(v: VolumeInfo) -> str:
     'Vwi-a-tz--' for thin, 's' for snapshots; partition flags)."""
     if v.error:
         return "!"
-    return f"{v.format} {v.attributes}" if v.attributes else v.format
+    text = f"{v.format} {v.attributes}" if v.attributes else v.format
+    return f"{text}+{v.encryption}" if v.encryption else text  # e.g. qcow2+luks
 
 
 def backing_cell(v: VolumeInfo) -> str:

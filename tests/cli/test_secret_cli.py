@@ -1,0 +1,111 @@
+"""The virsh-shaped secret commands, in-process: define, list, set a value (stdin or
+--file, never argv), dump, reveal only when asked and never a private one, undefine; and
+an encrypted volume made from the command line with a defined secret."""
+
+from __future__ import annotations
+
+import base64
+import io
+import stat
+from pathlib import Path
+
+import pytest
+
+UUID = "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f"
+VALUE = "pa55,phrase=with spaces"
+
+
+@pytest.fixture
+def stdin(monkeypatch):
+    def feed(data: bytes) -> None:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    return feed
+
+
+def secret_file(tmp_path: Path, private: str, usage: str = "") -> Path:
+    path = tmp_path / "secret.xml"
+    path.write_text(f"<secret ephemeral='no' private='{private}'><uuid>{UUID}</uuid>"
+                    f"<description>disk key</description>{usage}</secret>")
+    return path
+
+
+def test_secret_verbs_end_to_end(cli, tmp_path, stdin, state_root):
+    usage = f"<usage type='volume'><volume>{tmp_path}/images/v</volume></usage>"
+    r = cli("secret-define", str(secret_file(tmp_path, "no", usage)))
+    assert (r.code, r.out) == (0, f"Secret {UUID} created\n"), r
+    r = cli("secret-list")
+    assert r.code == 0 and f" {UUID}   volume {tmp_path}/images/v  (no value)" in r.out, r
+    stdin(VALUE.encode() + b"\n")
+    r = cli("secret-set-value", UUID)
+    assert (r.code, r.out) == (0, "Secret value set\n"), r
+    assert (state_root / "secrets" / f"val-{UUID}").read_text() == VALUE
+    assert stat.S_IMODE((state_root / "secrets" / f"val-{UUID}").stat().st_mode) == 0o600
+    r = cli("secret-list", "--json")
+    assert '"has_value": true' in r.out and VALUE not in r.out
+    r = cli("secret-dumpxml", UUID)
+    assert r.code == 0 and r.out.startswith("<secret ephemeral='no' private='no'>\n")
+    assert f"<volume>{tmp_path}/images/v</volume>" in r.out and VALUE not in r.out
+    # the value is printed only when asked for explicitly
+    r = cli("secret-get-value", UUID)
+    assert r.code == 1 and "add --reveal" in r.err and VALUE not in r.out + r.err, r
+    r = cli("secret-get-value", UUID, "--reveal")
+    assert r.code == 0 and base64.b64decode(r.out.strip()).decode() == VALUE, r
+    assert cli("secret-get-value", f"{tmp_path}/images/v", "--reveal", "--plain").out == (
+        VALUE + "\n")
+    # an encrypted volume from the command line, shown with its secret
+    assert cli("pool-define-as", "p", "dir", "--target", str(tmp_path / "images")).code == 0
+    assert cli("pool-build", "p").code == 0 and cli("pool-start", "p").code == 0
+    vol = tmp_path / "v.xml"
+    vol.write_text("<volume><name>v</name><capacity unit='MiB'>4</capacity><target>"
+                   "<format type='qcow2'/><encryption format='luks'><secret type='passphrase' "
+                   f"uuid='{UUID}'/></encryption></target></volume>")
+    r = cli("vol-create", "p", str(vol))
+    assert r.code == 0, r
+    r = cli("vol-dumpxml", "v", "--pool", "p")
+    assert f"<secret type='passphrase' uuid='{UUID}'/>" in r.out, r
+    # vol-list --details has virsh's columns (no format); --json says it
+    assert '"encryption": "luks"' in cli("vol-list", "p", "--json").out
+    r = cli("secret-undefine", UUID)
+    assert r.code == 0 and cli("secret-list").out.count("\n") == 3  # header, rule, blank (virsh's table)
+    assert sorted(p.name for p in (state_root / "secrets").iterdir()) == []
+
+
+def test_a_private_secret_is_never_revealed(cli, tmp_path, stdin):
+    assert cli("secret-define", str(secret_file(tmp_path, "yes"))).code == 0
+    stdin(VALUE.encode())
+    assert cli("secret-set-value", UUID).code == 0
+    r = cli("secret-get-value", UUID, "--reveal")
+    assert r.code == 1 and "is private" in r.err and VALUE not in r.out + r.err, r
+
+
+def test_a_value_is_never_taken_from_argv(cli, tmp_path, state_root):
+    assert cli("secret-define", str(secret_file(tmp_path, "no"))).code == 0
+    for argv in ((UUID, base64.b64encode(VALUE.encode()).decode()),
+                 (UUID, "--base64", base64.b64encode(VALUE.encode()).decode())):
+        r = cli("secret-set-value", *argv)
+        assert r.code == 1 and VALUE not in r.out + r.err, r
+        assert "no value on the command line" in r.err or "unexpected data" in r.err, r
+    assert not (state_root / "secrets" / f"val-{UUID}").exists()
+    key = tmp_path / "key"
+    key.write_text(base64.b64encode(VALUE.encode()).decode() + "\n")
+    assert cli("secret-set-value", UUID, "--file", str(key)).code == 0  # base64, as virsh
+    assert (state_root / "secrets" / f"val-{UUID}").read_text() == VALUE
+    key.write_text("not base64!")
+    r = cli("secret-set-value", UUID, "--file", str(key))
+    assert r.code == 1 and "add --plain" in r.err
+    key.write_text("plain\n")
+    assert cli("secret-set-value", UUID, "--file", str(key), "--plain").code == 0
+    assert (state_root / "secrets" / f"val-{UUID}").read_text() == "plain"
+    r = cli("secret-set-value", "11111111-2222-3333-4444-555555555555", "--file", str(key))
+    assert r.code == 1 and "no secret '11111111-2222-3333-4444-555555555555'" in r.err
+
+
+def test_bad_secret_xml_is_refused_with_its_reason(cli, tmp_path):
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<secret ephemeral='yes'/>")
+    r = cli("secret-define", str(bad))
+    assert r.code == 1 and "ephemeral='no'" in r.err, r
+    bad.write_text("<!DOCTYPE s [<!ENTITY e SYSTEM '/etc/passwd'>]><secret>&e;</secret>")
+    r = cli("secret-define", str(bad))
+    assert r.code == 1 and "DOCTYPE" in r.err, r
+    assert cli("secret-list").out.count("\n") == 3
