@@ -432,24 +432,6 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
         sources = driver_class(pool_type).find_sources(host=host, device=device)
         return reports.sources_xml(pool_type, sources)
 
-    # == secrets (iSCSI CHAP) ============================================================
-    def set_secret(self, usage: str, value: str | bytes) -> None:
-        """Store the value of the secret a pool names with <secret usage='USAGE'/> (a 0600
-        file in a 0700 dir under the state root; the value is never logged)."""
-        from .secrets import SecretStore
-
-        SecretStore(self.paths.config_dir).set(usage, value)
-
-    def delete_secret(self, usage: str) -> bool:
-        from .secrets import SecretStore
-
-        return SecretStore(self.paths.config_dir).delete(usage)
-
-    def has_secret(self, usage: str) -> bool:
-        from .secrets import SecretStore
-
-        return SecretStore(self.paths.config_dir).has(usage)
-
     def capabilities(self) -> str:
         return reports.capabilities_xml()
 
