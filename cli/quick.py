@@ -68,16 +68,18 @@ def _args(argv: list[str]) -> tuple[str | None, set[str], str | None]:
     types = None
     rest = iter(argv[i + 1:])
     for arg in rest:
-        if arg in _FLAGS:
+        if arg in _FLAGS and arg not in flags:
             flags.add(arg)
-        elif arg == "--type":
+        elif arg == "--type" and types is None:
             types = next(rest, "-")
             if types.startswith("-"):
                 raise _Elsewhere
-        elif arg.startswith("--type="):
+        elif arg.startswith("--type=") and types is None:
             types = arg[len("--type="):]
-        else:
+        else:  # another option, or one given twice: cli.main says what virsh says
             raise _Elsewhere
+    if types == "" or {"--all", "--inactive"} <= flags:  # refused by cli.main, as virsh
+        raise _Elsewhere
     return root, flags, types
 
 
@@ -170,6 +172,9 @@ def _pools(config: str, runtime: str) -> list[_Pool]:
     locks = os.path.join(runtime, "locks")
     secrets = os.path.join(config, "secrets")
     if not all(map(_fit, (config, runtime, storage, autostart, volumes, run, locks))):
+        raise _Elsewhere
+    transient = os.path.join(runtime, "transient")  # pool-create's pools: cli.main lists them
+    if os.path.lexists(transient) and (not _fit(transient) or os.listdir(transient)):
         raise _Elsewhere
     if os.path.lexists(secrets) and not _fit(secrets, private=True):
         raise _Elsewhere

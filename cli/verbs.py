@@ -397,22 +397,30 @@ def cmd_vol_resize(ctl: StorageController, args: argparse.Namespace, out: TextIO
     return 0
 
 
+def _byte_count(value: int | None, option: str) -> int | None:
+    """--offset/--length: virsh's numbers arrive as int (cli.argspec); 0 for --length
+    means to the end, as in virsh."""
+    if value is not None and value < 0:
+        raise UsageError(f"--{option} takes a number of bytes (0 or more), not {value}")
+    return value
+
+
 def cmd_vol_upload(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = volume_of(ctl, args)
-    length = parse_size(args.length, "length") if args.length else None
     written = wait_job(ctl.upload_volume(pool, name, args.file,
-                                         offset=parse_size(args.offset or "0", "offset"),
-                                         length=length, sparse=args.sparse), sys.stderr)
+                                         offset=_byte_count(args.offset, "offset") or 0,
+                                         length=_byte_count(args.length, "length") or None,
+                                         sparse=args.sparse), sys.stderr)
     out.write(f"Uploaded {written} bytes to {printable(name, out)}\n")
     return 0
 
 
 def cmd_vol_download(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = volume_of(ctl, args)
-    length = parse_size(args.length, "length") if args.length else None
     count = wait_job(ctl.download_volume(pool, name, args.file,
-                                         offset=parse_size(args.offset or "0", "offset"),
-                                         length=length, sparse=args.sparse), sys.stderr)
+                                         offset=_byte_count(args.offset, "offset") or 0,
+                                         length=_byte_count(args.length, "length") or None,
+                                         sparse=args.sparse), sys.stderr)
     out.write(f"Downloaded {count} bytes of {printable(name, out)} to "
               f"{printable(args.file, out)}\n")
     return 0

@@ -73,10 +73,29 @@ def test_the_listing_is_of_the_pools(root: Path) -> None:
 @pytest.mark.parametrize("argv", [
     ("pool-list", "--json"), ("pool-list", "--name"), ("pool-list", "--det"),
     ("pool-info", "a"), ("vol-list", "a"), ("--version",), (), ("pool-list", "--type"),
-    ("--help",), ("pool-list", "-h"),
+    ("--help",), ("pool-list", "-h"), ("pool-list", "--all", "--inactive"),
+    ("pool-list", "--all", "--all"), ("pool-list", "--type="),
+    ("pool-list", "--type", "dir", "--type", "fs"),
 ], ids=" ".join)
 def test_what_it_does_not_know_goes_to_the_full_cli(root: Path, argv: tuple[str, ...]) -> None:
     assert fast(root, *argv) is None
+
+
+def test_a_transient_pool_goes_to_the_full_cli(root: Path, tmp_path: Path) -> None:
+    """pool-create's pools live under the runtime dir, where this module does not read."""
+    (tmp_path / "t").mkdir()
+    full(root, "pool-create-as", "t", "dir", "--target", str(tmp_path / "t"))
+    assert fast(root, "pool-list") is None
+    assert " t " in full(root, "pool-list")
+    full(root, "pool-destroy", "t")
+    assert fast(root, "pool-list") == full(root, "pool-list")
+
+
+def test_refusals_are_the_full_clis(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """virsh refuses these; so does cli.main (and cli.quick does not answer them)."""
+    for args in (("--all", "--inactive"), ("--all", "--all"), ("--type=",)):
+        assert main(["--root", str(root), "pool-list", *args], io.StringIO()) == 1
+        assert "error:" in capsys.readouterr().err
 
 
 def test_a_new_root_is_opened_by_the_full_cli(tmp_path: Path) -> None:
