@@ -74,6 +74,12 @@ def cmd_pool_edit(ctl: StorageController, args: argparse.Namespace, out: TextIO)
             out.write(f"Pool {printable(pool, out)} XML configuration not changed.\n")
             return 0
         try:
+            current = ctl.pool_xml(pool, inactive=True)
+            if current != before:  # another process defined it meanwhile: never save over
+                before = current
+                raise StateError(f"pool '{pool}' was changed by someone else while it was "
+                                 "being edited; saving would undo that change (see "
+                                 f"`pool-dumpxml --inactive {pool}`, then edit again)")
             notes = _save_edit(ctl, pool, text)
             break
         except PoolkeeperError as exc:

@@ -253,3 +253,23 @@ def test_find_storage_pool_sources_as(cli):
     assert r.code == 1 and "dir" in r.err, r
     r = cli("find-storage-pool-sources-as", "netfs", "--port", "2049")
     assert r.code == 1 and "--port" in r.err, r
+
+
+def test_pool_edit_never_saves_over_a_change_made_meanwhile(cli, vms, state_root, tmp_path,
+                                                            monkeypatch):
+    """Another process defines the pool while the editor is open: the edit is refused
+    (no terminal to offer it again) and the other change stays."""
+    theirs = tmp_path / "theirs.xml"
+    theirs.write_text(cli("pool-dumpxml", "vms", "--inactive").out.replace(
+        "</target>", "<permissions><mode>0700</mode></permissions></target>"))
+    script = tmp_path / "ed.sh"
+    script.write_text(
+        f"#!/bin/sh\ncd {REPO} && {sys.executable} -m cli --root {state_root} pool-define "
+        f"{theirs} >/dev/null || exit 1\n"
+        "sed -i 's|</target>|<permissions><mode>0755</mode></permissions></target>|' \"$1\"\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("VISUAL", str(script))
+    r = cli("pool-edit", "vms")
+    assert r.code == 1 and "changed by someone else" in r.err, r
+    stored = cli("pool-dumpxml", "vms", "--inactive").out
+    assert "<mode>0700</mode>" in stored and "0755" not in stored
