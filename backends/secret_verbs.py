@@ -38,6 +38,18 @@ class SecretVerbs:
     def set_secret_value(self, uuid: str, value: str | bytes) -> SecretDef:
         return self.secret_store.set_value(uuid, value)
 
+    # -- usage-named values (secret-set USAGE, the TUI's CHAP secret) ------------------------
+    def set_secret(self, usage: str, value: str | bytes) -> None:
+        """Store the value of the secret a pool names with <secret usage='USAGE'/> (a 0600
+        file in a 0700 dir under the state root; the value is never logged)."""
+        self.secret_store.set(usage, value)
+
+    def delete_secret(self, usage: str) -> bool:
+        return self.secret_store.delete(usage)
+
+    def has_secret(self, usage: str) -> bool:
+        return self.secret_store.has(usage)
+
     def secret_value(self, uuid: str) -> str:
         """The value of a secret that is not private (secret-get-value --reveal)."""
         return self.secret_store.reveal_value(uuid)
