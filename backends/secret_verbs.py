@@ -50,6 +50,11 @@ class SecretVerbs:
     def has_secret(self, usage: str) -> bool:
         return self.secret_store.has(usage)
 
+    def usage_named_secrets(self) -> list[str | None]:
+        """The usage names of the values stored by usage name, sorted; None for each
+        stored before poolkeeper recorded the name beside the value."""
+        return self.secret_store.usage_named()
+
     def secret_value(self, uuid: str) -> str:
         """The value of a secret that is not private (secret-get-value --reveal)."""
         return self.secret_store.reveal_value(uuid)
