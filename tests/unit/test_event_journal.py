@@ -80,3 +80,36 @@ def test_lines_that_are_not_events_are_skipped(tmp_path):
     EventJournal(tmp_path).append("refresh", "p")
     assert reader.read() == [("refresh", "p", "")]
     reader.close()
+
+
+def test_the_controller_journals_verbs_not_listings(ctl, pool, tmp_path):
+    """pool-refresh and a finished upload are refresh events (libvirt's); a view's
+    listing and a volume created are none; the monitor's sight of another process's
+    stop is not journalled again."""
+    from backends.model import VolumeDef
+
+    reader = JournalReader(ctl.store.run_dir)
+    ctl.list_volumes("p")
+    ctl.create_volume_def("p", VolumeDef(name="v", capacity=1 << 20)).wait()
+    assert reader.read() == []
+    ctl.refresh_pool("p")
+    assert reader.read() == [("refresh", "p", "")]
+    src = tmp_path / "src"
+    src.write_bytes(b"x" * 4096)
+    job = ctl.upload_volume("p", "v", str(src))
+    job.wait()
+    deadline = time.monotonic() + 10  # its event follows the job's end
+    seen: list[tuple[str, str, str]] = []
+    while not seen and time.monotonic() < deadline:
+        seen = reader.read()
+        time.sleep(0.02)
+    assert seen == [("refresh", "p", "")]
+    ctl.poll()
+    from backends.controller import StorageController
+
+    with StorageController(ctl.paths.config_dir, create_default=False,
+                           autostart=False) as other:
+        other.stop_pool("p")
+    ctl.poll()  # sees the stop: no second Stopped
+    assert reader.read() == [("lifecycle", "p", "Stopped")]
+    reader.close()
