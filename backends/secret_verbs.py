@@ -38,7 +38,11 @@ class SecretVerbs:
     def set_secret_value(self, uuid: str, value: str | bytes) -> SecretDef:
         return self.secret_store.set_value(uuid, value)
 
-    # -- usage-named values (secret-set USAGE, the TUI's CHAP secret) ------------------------
+    def secret_value(self, uuid: str) -> str:
+        """The value of a secret that is not private (secret-get-value --reveal)."""
+        return self.secret_store.reveal_value(uuid)
+
+    # usage-named secrets (iSCSI CHAP, `secret-set USAGE`), kept working beside these
     def set_secret(self, usage: str, value: str | bytes) -> None:
         """Store the value of the secret a pool names with <secret usage='USAGE'/> (a 0600
         file in a 0700 dir under the state root; the value is never logged)."""
@@ -54,7 +58,3 @@ class SecretVerbs:
         """The usage names of the values stored by usage name, sorted; None for each
         stored before poolkeeper recorded the name beside the value."""
         return self.secret_store.usage_named()
-
-    def secret_value(self, uuid: str) -> str:
-        """The value of a secret that is not private (secret-get-value --reveal)."""
-        return self.secret_store.reveal_value(uuid)

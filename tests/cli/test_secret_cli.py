@@ -68,8 +68,7 @@ def test_secret_verbs_end_to_end(cli, tmp_path, stdin, state_root):
     # vol-list --details has virsh's columns (no format); --json says it
     assert '"encryption": "luks"' in cli("vol-list", "p", "--json").out
     r = cli("secret-undefine", UUID)
-    # virsh's table with no rows: header, rule, blank
-    assert r.code == 0 and cli("secret-list").out.count("\n") == 3
+    assert r.code == 0 and cli("secret-list").out.count("\n") == 3  # header, rule, blank
     assert sorted(p.name for p in (state_root / "secrets").iterdir()) == []
 
 
