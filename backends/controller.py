@@ -42,6 +42,7 @@ from .errors import (
     ValidationError,
     VolumeNotFound,
 )
+from .event_journal import EventJournal
 from .events import CommandRun, EventBus, PoolChanged, Subscriber
 from .format_records import FormatRecords
 from .job_locks import check_or_release, hold, hold_new_volume
@@ -101,6 +102,7 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
                                     self._records,
                                     lambda name: self._driver(self.pool_def(name)))
         self._unhook_log = COMMAND_LOG.add_listener(lambda c: self.bus.publish(CommandRun(c)))
+        self.bus.subscribe(EventJournal(self.store.run_dir).record)  # for other processes
         if create_default:
             startup.ensure_default_pool(self)
         if autostart:
@@ -226,7 +228,8 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
         self._monitor.forget(name)
         self.bus.publish(PoolChanged(name, "undefined"))
 
-    def build_pool(self, name: str, overwrite: bool | None = None) -> Job:
+    def build_pool(self, name: str, overwrite: bool | None = None, *,
+                   journal: bool = True) -> Job:  # False: a start's (libvirt: no Created)
         pdef = self.pool_def(name)
         self._require_inactive(name, "build")
         self._refuse_unsafe_target(pdef)  # again: a link on the way may have changed
@@ -239,7 +242,7 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
 
         def work(job: Job) -> None:
             driver.build(overwrite, job)
-            self.bus.publish(PoolChanged(name, "built"))
+            self.bus.publish(PoolChanged(name, "built", journal=journal))
 
         return self.jobs.start(job, work)
 
@@ -286,7 +289,7 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
             with contextlib.suppress(OSError):
                 self.store.clear_run_state(name)
                 self.store.write_extras(name, {})
-            self.bus.publish(PoolChanged(name, "stopped"))
+            self.bus.publish(PoolChanged(name, "stopped", journal=False))  # never started
             raise
 
     def stop_pool(self, name: str) -> None:
@@ -308,7 +311,7 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
         self._monitor.forget(name)
         self.bus.publish(PoolChanged(name, "stopped"))
         if self.store.read_definition(name) is None:  # transient: gone with its run
-            self.bus.publish(PoolChanged(name, "undefined"))
+            self.bus.publish(PoolChanged(name, "undefined", journal=False))
 
     def delete_pool(self, name: str, force: bool = False,
                     expected: Sequence[str] | None = None) -> None:
@@ -367,20 +370,27 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
         self.store.set_autostart(name, enabled)
         self.bus.publish(PoolChanged(name, "autostart"))
 
-    @routine_read
     def refresh_pool(self, name: str) -> list[VolumeInfo]:
-        driver = self._active_driver(name)
-        with self.locks.pool(name, exclusive=False, what="refreshing", wait=2.0), \
-                os_errors(f"refresh pool '{name}'"):
+        """pool-refresh: a fresh listing, and pool-event's refresh event."""
+        volumes = self.list_volumes(name)
+        self.bus.publish(PoolChanged(name, "refreshed"))
+        return volumes
+
+    @routine_read
+    def list_volumes(self, pool: str) -> list[VolumeInfo]:
+        """A fresh listing (the pool refreshed, with no refresh event: a view's own)."""
+        driver = self._active_driver(pool)
+        with self.locks.pool(pool, exclusive=False, what="refreshing", wait=2.0), \
+                os_errors(f"refresh pool '{pool}'"):
             # listed for the first time in this process: shown as it comes
             if driver.streams_listing and list_streamed(
-                    self._cache, self._records, name, driver, self._monitor.prepare,
+                    self._cache, self._records, pool, driver, self._monitor.prepare,
                     first=True, headers=self._headers):
-                self._prober.start(name)
-                return self._cache.volumes(name)
-            _sizes, volumes = driver.refresh()
-        volumes = self._records.apply(name, volumes)
-        self._cache.replace(name, volumes)
+                self._prober.start(pool)
+                volumes = self._cache.volumes(pool)
+            else:
+                volumes = self._records.apply(pool, driver.refresh()[1])
+                self._cache.replace(pool, volumes)
         return volumes
 
     @routine_read
@@ -444,10 +454,6 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
         return {t: features(t) for t in pool_types()}
 
     # == volume lookup =================================================================
-    def list_volumes(self, pool: str) -> list[VolumeInfo]:
-        """A fresh listing (refreshes the pool)."""
-        return self.refresh_pool(pool)
-
     def volume_info(self, pool: str, name: str) -> VolumeInfo:
         check_name(name, "volume name")
         driver = self._active_driver(pool)

@@ -174,5 +174,5 @@ class DownloadTargets:
         vols = pools.cached_volumes(pool)
         if not vols:  # a fresh process knows no pool yet: look
             with contextlib.suppress(PoolkeeperError, OSError):
-                vols = pools.refresh_pool(pool)
+                vols = pools.list_volumes(pool)
         return [v for v in vols if v.type == "block"]

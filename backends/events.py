@@ -19,6 +19,9 @@ class PoolChanged:
     # listing / listed: a first listing is coming in (its batches are VolumesChanged
     # with added names) / is over
     reason: str
+    # False: no pool event of this process's making for pool-event (event_journal): the
+    # monitor saw another process's change, a transient pool ended, a failed start undone
+    journal: bool = True
 
 
 @dataclass(frozen=True)

@@ -479,7 +479,7 @@ class PoolMonitor:
                 self._drop(name)
                 if generation is None:  # stopped (by another process)
                     self._cache.drop(name)
-                    self.bus.publish(PoolChanged(name, "stopped"))
+                    self.bus.publish(PoolChanged(name, "stopped", journal=False))
             if generation is None:
                 self._inactive.add(name)
                 continue
@@ -489,7 +489,7 @@ class PoolMonitor:
                 # so that a view of it lists it; that listing goes first (the watch is
                 # set up at once, the monitor's own full read an interval later).
                 self._pools[name].retry_due = now + self.interval
-                self.bus.publish(PoolChanged(name, "started"))
+                self.bus.publish(PoolChanged(name, "started", journal=False))
             self._inactive.discard(name)
 
     def _generation(self, pool: str) -> object:

@@ -61,7 +61,7 @@ def volume_by_key_or_path(ctl: PoolLookup, ref: str) -> tuple[str, str]:
         if not ctl.store.is_active(pool):
             continue
         try:
-            volumes = ctl.refresh_pool(pool)
+            volumes = ctl.list_volumes(pool)
         except PoolkeeperError:
             continue
         for v in volumes:

@@ -32,6 +32,11 @@ class SecretVerbs:
         store = self.secret_store
         return [(sdef, store.has_value(sdef.uuid)) for sdef in store.definitions()]
 
+    def usage_named_secrets(self) -> list[str | None]:
+        """The usage names of the values stored by usage name (secret-set USAGE), sorted;
+        None for each stored before poolkeeper recorded the name beside the value."""
+        return self.secret_store.usage_named()
+
     def secret_xml(self, uuid: str) -> str:
         return format_secret(self.secret_store.definition(uuid))
 

@@ -2,6 +2,9 @@
 
     CONFIG/secrets/                  0700, owned by us
     CONFIG/secrets/<sha256 of usage> 0600, owned by us, the value's bytes and nothing else
+    CONFIG/secrets/<sha256>.usage    0600, the usage name itself, so that secret-list can
+                                     name the value (written before it; values stored
+                                     before this was kept have none: "name not recorded")
 
 A pool names its secret with <auth><secret usage='NAME'/> (or uuid='...'; the same store
 holds both kinds of name). The file name is a hash, so a usage name never becomes a path.
@@ -51,6 +54,8 @@ MAX_SECRET_BYTES = 1024
 MAX_USAGE_BYTES = 1024
 MAX_DEF_BYTES = 16384
 VOLUME_KEYS = "volume-keys.json"
+USAGE_SUFFIX = ".usage"
+_HASH_CHARS = frozenset("0123456789abcdef")
 
 
 class SecretNotFound(NotFound):
@@ -99,6 +104,9 @@ class SecretStore:
 
     def _file(self, usage: str) -> Path:
         return self.dir / self.file_name(usage)
+
+    def _name_file(self, usage: str) -> Path:
+        return self.dir / (self.file_name(usage) + USAGE_SUFFIX)
 
     def _def_file(self, uuid: str) -> Path:
         return self.dir / f"def-{uuid}.xml"
@@ -263,9 +271,53 @@ class SecretStore:
         data = _check_value(value)
         atomic_write(self._value_file(sdef.uuid), data, mode=0o600)
         if sdef.usage_id is not None:
-            with contextlib.suppress(FileNotFoundError, ValidationError):
-                os.unlink(self._file(sdef.usage_id))
+            self._forget_usage_named(sdef.usage_id)
         return sdef
+
+    def _forget_usage_named(self, usage: str) -> bool:
+        """Remove the value stored under the usage name, then its name file."""
+        try:
+            os.unlink(self._file(usage))
+        except (FileNotFoundError, ValidationError):
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError, ValidationError):
+                os.unlink(self._name_file(usage))
+        return True
+
+    def usage_named(self) -> list[str | None]:
+        """The usage names of the values stored by usage name (secret-set USAGE), sorted;
+        None for each stored before the name was recorded beside it (its file name is a
+        hash: the name cannot be had back)."""
+        if not self._check_dir(create=False):
+            return []
+        names: list[str] = []
+        unnamed = 0
+        for entry in sorted(os.listdir(self.dir)):
+            if len(entry) != 64 or not set(entry) <= _HASH_CHARS:
+                continue
+            if not stat.S_ISREG(os.lstat(self.dir / entry).st_mode):
+                continue
+            name = self._recorded_name(entry)
+            if name is None:
+                unnamed += 1
+            else:
+                names.append(name)
+        return [*sorted(names), *[None] * unnamed]
+
+    def _recorded_name(self, hashed: str) -> str | None:
+        """The usage name recorded for the value file `hashed`, if it is whole and ours
+        (its sha256 is the file's name)."""
+        path = self.dir / (hashed + USAGE_SUFFIX)
+        try:
+            data = self._read(path.name, path, MAX_USAGE_BYTES)
+        except (SecretNotFound, UnsafePath):
+            return None
+        try:
+            name = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return name if hashlib.sha256(data).hexdigest() == hashed else None
 
     def reveal_value(self, uuid: str) -> str:
         """A defined secret's value, for `secret-get-value --reveal`; refused for a private
@@ -350,6 +402,8 @@ class SecretStore:
             st = os.lstat(path)
             if not stat.S_ISREG(st.st_mode):
                 raise UnsafePath(f"'{path}' is not a regular file; remove it first")
+        # the name first: a value listed always has its name (a name alone is harmless)
+        atomic_write(self._name_file(usage), usage.encode("utf-8"), mode=0o600)
         atomic_write(path, data, mode=0o600)
 
     def get(self, usage: str) -> str:
@@ -384,8 +438,4 @@ class SecretStore:
         if sdef is not None:
             self.undefine(sdef.uuid)
             return True
-        try:
-            os.unlink(self._file(usage))
-        except FileNotFoundError:
-            return False
-        return True
+        return self._forget_usage_named(usage)

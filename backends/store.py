@@ -10,6 +10,8 @@ Layout (config and runtime dirs are the same directory when a root is given):
   CONFIG/storage/.initialized        the default pool was offered once
   RUNTIME/run/NAME.xml               live XML of an active pool (exists <=> active)
   RUNTIME/run/NAME.json              backend runtime extras (e.g. the loop device attached)
+  RUNTIME/run/.events[.1]            the pool events every process's verbs made, for
+                                     pool-event (event_journal)
   RUNTIME/transient/NAME.xml         the definition of a transient pool (pool-create): it
                                      exists only while the pool runs; no CONFIG file
   RUNTIME/locks/                     flock files (see locks.py)

@@ -36,11 +36,11 @@ def create_pool(ctl: StorageController, pdef: PoolDef, *, build: bool = False,
             replace(pdef, capacity=None, allocation=None, available=None)))
     try:
         if build:
-            ctl.build_pool(pdef.name, overwrite).wait()
+            ctl.build_pool(pdef.name, overwrite, journal=False).wait()  # Started only
         return ctl.start_pool(pdef.name)
     except BaseException:
         if not ctl.store.is_active(pdef.name):
             with contextlib.suppress(PoolkeeperError, OSError):
                 ctl.store.remove_transient_definition(pdef.name)
-            ctl.bus.publish(PoolChanged(pdef.name, "undefined"))
+            ctl.bus.publish(PoolChanged(pdef.name, "undefined", journal=False))
         raise

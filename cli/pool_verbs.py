@@ -182,7 +182,7 @@ def cmd_pool_event(ctl: StorageController, args: argparse.Namespace, out: TextIO
     if how:
         out.write(f"event loop {how}\n")
     out.write(f"events received: {count}\n")
-    return 0
+    return 0 if count else 1  # as virsh: waiting for nothing is a failure
 
 
 # == source discovery ===================================================================

@@ -80,18 +80,31 @@ def cmd_secret_get_value(ctl: StorageController, args: argparse.Namespace, out: 
     return 0
 
 
+UNNAMED = "(usage name not recorded)"
+
+
 def cmd_secret_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    secrets = [(s, has) for s, has in ctl.list_secrets()
-               if (args.private == args.no_private or s.private == args.private)
-               and not args.ephemeral]  # poolkeeper keeps no ephemeral secrets
+    """The defined secrets, then the CHAP values stored by usage name (secret-set USAGE):
+    those have no uuid and are never revealed, so they count as private."""
+    def shown(private: bool) -> bool:
+        return (args.private == args.no_private or private == args.private) \
+            and not args.ephemeral  # poolkeeper keeps no ephemeral secrets
+
+    secrets = [(s, has) for s, has in ctl.list_secrets() if shown(s.private)]
+    usage_named = ctl.usage_named_secrets() if shown(True) else []
     if args.json:
         dump_json(out, [{"uuid": s.uuid, "usage_type": s.usage_type, "usage": s.usage_id,
                          "description": s.description, "private": s.private,
-                         "has_value": has} for s, has in secrets])
+                         "has_value": has, "usage_named": False} for s, has in secrets]
+                  + [{"uuid": None, "usage_type": "iscsi", "usage": usage,
+                      "description": None, "private": True, "has_value": True,
+                      "usage_named": True} for usage in usage_named])
         return 0
     virsh_text.table(out, ["UUID", "Usage"],
                      [[s.uuid, s.usage_text + ("" if has else "  (no value)")]
-                      for s, has in secrets])
+                      for s, has in secrets]
+                     + [["-", f"iscsi {usage}" if usage is not None else f"iscsi {UNNAMED}"]
+                        for usage in usage_named])
     virsh_text.end(out)
     return 0
 

@@ -241,7 +241,7 @@ def cmd_pool_build(ctl: StorageController, args: argparse.Namespace, out: TextIO
 def cmd_pool_start(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     overwrite = _overwrite(args)
     if args.build:
-        wait_job(ctl.build_pool(args.pool, overwrite), sys.stderr)
+        wait_job(ctl.build_pool(args.pool, overwrite, journal=False), sys.stderr)
         try:
             ctl.start_pool(args.pool)
         except PoolkeeperError as exc:  # half done: say which half

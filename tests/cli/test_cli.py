@@ -193,9 +193,10 @@ def test_secret_set_reads_stdin_and_never_echoes(state_root, monkeypatch, capsys
     assert main(["--root", str(state_root), "secret-set", "pool-chap"], out=out) == 0
     captured = capsys.readouterr()
     assert "s3cr3t" not in out.getvalue() + captured.out + captured.err
-    files = list((state_root / "secrets").iterdir())
-    assert len(files) == 1 and files[0].read_text() == "s3cr3t-Value"
-    assert stat_mod.S_IMODE(files[0].stat().st_mode) == 0o600
+    files = sorted((state_root / "secrets").iterdir())  # the value, then its usage name
+    assert len(files) == 2 and files[0].read_text() == "s3cr3t-Value"
+    assert files[1].name == files[0].name + ".usage" and files[1].read_text() == "pool-chap"
+    assert {stat_mod.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
     assert stat_mod.S_IMODE((state_root / "secrets").stat().st_mode) == 0o700
 
 

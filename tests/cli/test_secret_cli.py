@@ -5,7 +5,9 @@ an encrypted volume made from the command line with a defined secret."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 import stat
 from pathlib import Path
 
@@ -109,3 +111,38 @@ def test_bad_secret_xml_is_refused_with_its_reason(cli, tmp_path):
     r = cli("secret-define", str(bad))
     assert r.code == 1 and "DOCTYPE" in r.err, r
     assert cli("secret-list").out.count("\n") == 3
+
+
+def test_secret_list_names_usage_named_values(cli, stdin, state_root):
+    """secret-set USAGE records the usage name beside the value (0600), so secret-list
+    shows it as `iscsi USAGE`; one stored before that (no name beside it) is listed as
+    not named; secret-undefine USAGE takes the value and its name."""
+    stdin(b"chap-pw\n")
+    assert cli("secret-set", "iqn.2026-12.test:tgt").code == 0
+    secrets = state_root / "secrets"
+    hashed = hashlib.sha256(b"iqn.2026-12.test:tgt").hexdigest()
+    assert (secrets / f"{hashed}.usage").read_text() == "iqn.2026-12.test:tgt"
+    assert stat.S_IMODE((secrets / f"{hashed}.usage").stat().st_mode) == 0o600
+    old = secrets / hashlib.sha256(b"before-names").hexdigest()  # as older versions left
+    old.write_text("old-pw")
+    old.chmod(0o600)
+    forged = secrets / hashlib.sha256(b"forged").hexdigest()  # a name that is not its own
+    forged.write_text("pw")
+    forged.chmod(0o600)
+    (secrets / f"{forged.name}.usage").write_text("someone-else")
+    (secrets / f"{forged.name}.usage").chmod(0o600)
+    r = cli("secret-list")
+    rows = [line.split(None, 1) for line in r.out.splitlines()[2:] if line.strip()]
+    assert rows == [["-", "iscsi iqn.2026-12.test:tgt"],
+                    ["-", "iscsi (usage name not recorded)"],
+                    ["-", "iscsi (usage name not recorded)"]], r
+    assert "pw" not in r.out.replace("(usage", "")
+    listed = json.loads(cli("secret-list", "--json").out)
+    assert [(e["uuid"], e["usage"], e["usage_named"], e["private"]) for e in listed] == [
+        (None, "iqn.2026-12.test:tgt", True, True), (None, None, True, True),
+        (None, None, True, True)]
+    assert cli("secret-list", "--no-private").out.count("\n") == 3  # never revealed: private
+    r = cli("secret-undefine", "iqn.2026-12.test:tgt")
+    assert r.code == 0, r
+    assert not (secrets / hashed).exists() and not (secrets / f"{hashed}.usage").exists()
+    assert "iqn.2026-12.test:tgt" not in cli("secret-list").out

@@ -193,6 +193,6 @@ async def test_chap_secret_from_the_tui(controller, state_root):
         assert "pa55" not in screen_text(app)
         await pilot.press("ctrl+s")
         await wait_for(pilot, app, lambda: controller.has_secret("pool-chap"))
-    files = list((state_root / "secrets").iterdir())
-    assert [f.read_text() for f in files] == ["pa55-word"]
+    files = sorted((state_root / "secrets").iterdir())  # the value, then its usage name
+    assert [f.read_text() for f in files] == ["pa55-word", "pool-chap"]
     assert stat_mod.S_IMODE(files[0].stat().st_mode) == 0o600
