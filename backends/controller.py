@@ -613,7 +613,8 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
         src_driver, dst_driver, vdef = self._clone_request(pool, source, new_name,
                                                            target_pool, xml)
         vdef = volume_requests.with_flags(vdef, src_driver, dst_driver, reflink=reflink,
-                                          prealloc_metadata=prealloc_metadata)
+                                          prealloc_metadata=prealloc_metadata,
+                                          src=self.volume_info(pool, source))
         job = self.jobs.create("clone", f"clone {source} to {vdef.name}", dst_pool, vdef.name)
         hold(job, lambda: self.locks.pool(pool, exclusive=False, what="cloning"))
         if dst_pool != pool:

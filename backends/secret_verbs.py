@@ -24,8 +24,8 @@ class SecretVerbs:
     def define_secret(self, xml: str | bytes) -> SecretDef:
         return self.secret_store.define(xml)
 
-    def undefine_secret(self, uuid: str) -> SecretDef:
-        return self.secret_store.undefine(uuid)
+    def undefine_secret(self, uuid: str, force: bool = False) -> SecretDef:
+        return self.secret_store.undefine(uuid, force)
 
     def list_secrets(self) -> list[tuple[SecretDef, bool]]:
         """Every defined secret, and whether it has a value."""
@@ -53,8 +53,10 @@ class SecretVerbs:
         file in a 0700 dir under the state root; the value is never logged)."""
         self.secret_store.set(usage, value)
 
-    def delete_secret(self, usage: str) -> bool:
-        return self.secret_store.delete(usage)
+    def delete_secret(self, usage: str, force: bool = False) -> bool:
+        """Undefine the secret (or forget the usage-named value); `force`: even while an
+        encrypted volume needs it."""
+        return self.secret_store.delete(usage, force)
 
     def has_secret(self, usage: str) -> bool:
         return self.secret_store.has(usage)

@@ -22,8 +22,8 @@ libvirt-shaped secrets (secret-define) live beside them:
     CONFIG/secrets/def-<uuid>.xml    0600, the secret's definition (secret_defs)
     CONFIG/secrets/val-<uuid>        0600, its value, under the same checks
     CONFIG/secrets/volume-keys.json  0600, volume path -> the uuid of the secret it was
-                                     encrypted with, for volumes whose path no secret's
-                                     usage names (a clone keeps its source's secret)
+                                     encrypted with (a clone keeps its source's secret);
+                                     read before any secret's volume usage
 
 A name a pool or volume gives (`ref`) is looked up as a defined secret's uuid, then as a
 defined secret's usage (volume path, iSCSI target, name), and last as a usage-named value
@@ -44,7 +44,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .checks import control_char
-from .errors import AlreadyExists, NotFound, UnsafePath, ValidationError, XMLError
+from .errors import (
+    AlreadyExists,
+    NotFound,
+    PoolkeeperError,
+    StateError,
+    UnsafePath,
+    ValidationError,
+    XMLError,
+)
+from .imageprobe import probe_fd
 from .pathsafety import ensure_state_dir, refuse_unfit_dir
 from .secret_defs import SecretDef, canonical_uuid, format_secret, parse_secret
 from .store import atomic_write
@@ -91,6 +100,36 @@ def _check_value(value: str | bytes) -> bytes:
     except UnicodeDecodeError:
         raise ValidationError("the secret value is not valid UTF-8 text", "secret") from None
     return data
+
+
+def _decoded(data: bytes, label: str) -> str:
+    if not data:
+        raise SecretNotFound(f"the secret '{label}' is empty; set it again (secret-set)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"the secret '{label}' is not UTF-8 text; set it again",
+                              "secret") from None
+
+
+def _encrypted_file(path: str) -> bool:
+    """Does an encrypted image (or one that cannot be read to tell) exist at `path`?"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return os.path.lexists(path)  # there but not readable: count it, never guess
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
+            return False
+        size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
+        return probe_fd(fd, size).encryption is not None
+    except (OSError, PoolkeeperError):
+        return True
+    finally:
+        os.close(fd)
 
 
 class SecretStore:
@@ -203,15 +242,19 @@ class SecretStore:
         return sdef
 
     def find(self, ref: str) -> SecretDef | None:
-        """The defined secret whose uuid or usage is `ref`, or None."""
+        """The defined secret whose uuid or usage is `ref`, or None. A usage text names one
+        secret whatever its type (define refuses a second); two defined before that rule
+        are refused here, never one picked."""
         with contextlib.suppress(ValidationError):
             uid = canonical_uuid(ref)
             if self._def_file(uid).exists() or self._def_file(uid).is_symlink():
                 return self.definition(uid)
-        for sdef in self.definitions():
-            if sdef.usage_id is not None and sdef.usage_id == ref:
-                return sdef
-        return None
+        found = [s for s in self.definitions() if s.usage_id is not None and s.usage_id == ref]
+        if len(found) > 1:
+            raise ValidationError(
+                f"secrets {', '.join(s.uuid for s in found)} all have the usage '{ref}'; "
+                "name the one you mean by its uuid, and undefine the others", "secret")
+        return found[0] if found else None
 
     def define(self, xml: str | bytes) -> SecretDef:
         """Store a secret definition (new, or a change to one with the same uuid); refused
@@ -233,29 +276,58 @@ class SecretStore:
 
     def _define(self, sdef: SecretDef) -> None:
         for other in self.definitions():
-            if (other.uuid != sdef.uuid and sdef.usage_type is not None
-                    and (other.usage_type, other.usage_id) == (sdef.usage_type, sdef.usage_id)):
+            # the usage text alone names a secret (find, secret-set, a pool's usage=):
+            # one of another type with the same text would take its place
+            if (other.uuid != sdef.uuid and sdef.usage_id is not None
+                    and other.usage_id == sdef.usage_id):
                 raise AlreadyExists(f"secret {other.uuid} is already defined for use with "
-                                    f"{sdef.usage_text}; change that one or undefine it")
+                                    f"{other.usage_text}; change that one or undefine it")
             if other.uuid == sdef.uuid and other.private and not sdef.private:
                 raise ValidationError(f"secret {sdef.uuid} is private; it cannot be made "
                                       "readable (private='no') by defining it again", "secret")
         atomic_write(self._def_file(sdef.uuid), format_secret(sdef).encode(), mode=0o600)
 
-    def undefine(self, uuid: str) -> SecretDef:
+    def undefine(self, uuid: str, force: bool = False) -> SecretDef:
         """Remove a defined secret and its value (also one whose definition file no longer
-        reads as a secret: that is how it is cleared)."""
+        reads as a secret: that is how it is cleared). Refused, unless `force`, while an
+        existing encrypted volume needs it: its value may be the passphrase's only copy.
+        Under the directory's lock, so a set_value at once cannot leave a value behind."""
         uid = canonical_uuid(uuid)
-        try:
-            sdef = self.definition(uid)
-        except UnsafePath:
-            if not os.path.lexists(self._def_file(uid)):
-                raise
-            sdef = SecretDef(uuid=uid)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._value_file(uid))
-        os.unlink(self._def_file(uid))
+        if not self._check_dir(create=False):
+            raise SecretNotFound(f"no secret with uuid '{uid}' is defined; see "
+                                 "`poolkeeper secret-list`")
+        with self._locked():
+            try:
+                sdef = self.definition(uid)
+            except UnsafePath:
+                if not os.path.lexists(self._def_file(uid)):
+                    raise
+                sdef = SecretDef(uuid=uid)
+            if not force:
+                self._refuse_in_use(sdef)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._value_file(uid))
+            os.unlink(self._def_file(uid))
         return sdef
+
+    def volumes_of(self, sdef: SecretDef) -> list[str]:
+        """The existing encrypted volumes that open with `sdef`: its volume usage's path,
+        and the paths recorded for it (made or cloned with it)."""
+        keys = self._volume_keys()
+        paths = [p for p, u in keys.items() if u == sdef.uuid]
+        if (sdef.usage_type == "volume" and sdef.usage_id is not None
+                and keys.get(sdef.usage_id, sdef.uuid) == sdef.uuid):  # else made with another
+            paths.insert(0, sdef.usage_id)
+        return [p for p in dict.fromkeys(paths) if _encrypted_file(p)]
+
+    def _refuse_in_use(self, sdef: SecretDef) -> None:
+        used = self.volumes_of(sdef)
+        if used:
+            raise StateError(
+                f"secret {sdef.uuid} opens the encrypted volume(s) {', '.join(used)}; "
+                "undefining it deletes the passphrase (a private secret's value cannot be "
+                "read back), and they could no longer be opened. Delete or re-key them first, "
+                "or add --force if you know the passphrase another way")
 
     def has_value(self, uuid: str) -> bool:
         try:
@@ -267,9 +339,12 @@ class SecretStore:
     def set_value(self, uuid: str, value: str | bytes) -> SecretDef:
         """Store the value of a defined secret; a usage-named value stored for the same
         usage before (secret-set) goes, so there is one value."""
-        sdef = self.definition(uuid)
         data = _check_value(value)
-        atomic_write(self._value_file(sdef.uuid), data, mode=0o600)
+        if not self._check_dir(create=False):
+            self.definition(uuid)  # no directory: no definition either (SecretNotFound)
+        with self._locked():  # an undefine at once: no value left behind without its secret
+            sdef = self.definition(uuid)
+            atomic_write(self._value_file(sdef.uuid), data, mode=0o600)
         if sdef.usage_id is not None:
             self._forget_usage_named(sdef.usage_id)
         return sdef
@@ -326,22 +401,28 @@ class SecretStore:
         if sdef.private:
             raise ValidationError(f"secret {sdef.uuid} is private (private='yes'): its value "
                                   "is never shown", "secret")
-        return self.get(sdef.uuid)
+        # its own value only: a usage-named file (a write-only CHAP password) is never shown
+        data = self._read(sdef.uuid, self._value_file(sdef.uuid))
+        return _decoded(data, sdef.uuid)
 
     # -- the secret a volume was encrypted with -------------------------------------------
     def volume_secret(self, path: str) -> SecretDef | None:
-        """The secret of the encrypted volume at `path`: the one whose usage names the path
-        (as libvirt), else the one it was made with (volume-keys.json), if still defined."""
+        """The secret of the encrypted volume at `path`: the one it was made or cloned with
+        (volume-keys.json: what poolkeeper wrote), if still defined; else the one whose
+        usage names the path (as libvirt). A secret defined later for the path, or left from
+        an older volume there, does not override the key the volume was made with."""
+        uid = self._volume_keys().get(path)
+        if uid is not None:
+            with contextlib.suppress(SecretNotFound):
+                return self.definition(uid)
+        return self.usage_secret(path)
+
+    def usage_secret(self, path: str) -> SecretDef | None:
+        """The secret whose volume usage names `path`, or None."""
         for sdef in self.definitions():
             if sdef.usage_type == "volume" and sdef.usage_id == path:
                 return sdef
-        uid = self._volume_keys().get(path)
-        if uid is None:
-            return None
-        try:
-            return self.definition(uid)
-        except SecretNotFound:
-            return None
+        return None
 
     def remember_volume(self, path: str, uuid: str | None) -> None:
         """Record (or with None forget) the secret the volume at `path` is encrypted with
@@ -377,17 +458,19 @@ class SecretStore:
         return keys
 
     # -- values by the name a pool or volume gives (uuid or usage) ------------------------
-    def _value_path(self, ref: str) -> tuple[Path, str]:
-        """The value file for `ref` and the name to show in messages."""
+    def _value_path(self, ref: str, legacy: bool) -> tuple[Path, str]:
+        """The value file for `ref` and the name to show in messages. With `legacy` (a
+        pool's CHAP login only), an iscsi secret defined with no value yet still finds a
+        value stored by its usage name (or by the uuid itself, as a pool's <secret
+        uuid=...> was) before it was defined; nothing else ever reads such a file."""
         sdef = self.find(ref)
         if sdef is None:
             return self._file(ref), ref
-        # a definition with no value yet: a value stored by usage name (or by the uuid
-        # itself, as a pool's <secret uuid=...> was) before it was defined still counts
         own = self._value_file(sdef.uuid)
-        for name in (sdef.usage_id, ref):
-            if not os.path.lexists(own) and name and os.path.lexists(self._file(name)):
-                return self._file(name), name
+        if legacy and sdef.usage_type == "iscsi" and not os.path.lexists(own):
+            for name in (sdef.usage_id, ref):
+                if name and os.path.lexists(self._file(name)):
+                    return self._file(name), name
         return own, sdef.uuid
 
     def set(self, usage: str, value: str | bytes) -> None:
@@ -407,35 +490,32 @@ class SecretStore:
         atomic_write(path, data, mode=0o600)
 
     def get(self, usage: str) -> str:
-        path, label = self._value_path(_check_usage(usage))
-        data = self._read(label, path)
-        if not data:
-            raise SecretNotFound(f"the secret '{label}' is empty; set it again (secret-set)")
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValidationError(f"the secret '{label}' is not UTF-8 text; set it again",
-                                  "secret") from None
+        """The value a pool's <auth> names (its CHAP password)."""
+        path, label = self._value_path(_check_usage(usage), legacy=True)
+        return _decoded(self._read(label, path), label)
 
-    def path(self, usage: str) -> Path:
+    def path(self, usage: str, legacy: bool = True) -> Path:
         """The checked file holding the value, for a tool that reads a secret from a file
-        (qemu's `--object secret,file=...`): the value never reaches argv."""
-        path, label = self._value_path(_check_usage(usage))
+        (qemu's `--object secret,file=...`): the value never reaches argv. `legacy`: as
+        _value_path (a pool's CHAP login; a volume's key passes False)."""
+        path, label = self._value_path(_check_usage(usage), legacy)
         os.close(self._open_checked(label, path))
         return path
 
     def has(self, usage: str) -> bool:
+        """Is there a value for what a pool's <auth> names? (its CHAP password)"""
         try:
-            self.path(usage)
+            path, label = self._value_path(_check_usage(usage), legacy=True)
+            os.close(self._open_checked(label, path))
         except SecretNotFound:
             return False
         return True
 
-    def delete(self, usage: str) -> bool:
+    def delete(self, usage: str, force: bool = False) -> bool:
         if not self._check_dir(create=False):
             return False
         sdef = self.find(_check_usage(usage))
         if sdef is not None:
-            self.undefine(sdef.uuid)
+            self.undefine(sdef.uuid, force)
             return True
         return self._forget_usage_named(usage)

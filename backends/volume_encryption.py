@@ -2,9 +2,9 @@
 
 The passphrase reaches qemu-img only as `--object secret,id=sec0,file=F`, F being the
 secret store's own 0600 value file (secrets.SecretStore.path): never argv, never a temp
-copy. A volume's secret is the one its XML names when it is made; afterwards the one whose
-usage names its path (as libvirt), else the one it was made or cloned with (the store's
-volume-keys record).
+copy. A volume's secret is the one its XML names when it is made; afterwards the one it was
+made or cloned with (the store's volume-keys record), else the one whose usage names its
+path (as libvirt). Another secret whose usage names the path is refused at create and clone.
 
 Which operation needs the key (checked with qemu-img 7.2):
 * create: `-f luks -o key-secret=sec0` (raw) or `-o encrypt.format=luks,encrypt.key-secret=
@@ -66,17 +66,32 @@ def request_secret(store: SecretStore, vol: VolumeDef) -> SecretDef:
 def secret_object(store: SecretStore, uuid: str) -> list[str]:
     """qemu's --object reading the value from the store's file (',' doubled: qemu's
     option syntax)."""
-    path = str(store.path(uuid)).replace(",", ",,")
+    path = str(store.path(uuid, legacy=False)).replace(",", ",,")
     return ["--object", f"secret,id={SECRET_ID},file={path}"]
 
 
-def create_args(config_dir: Path | None, vol: VolumeDef, fmt: str
+def refuse_other_usage(store: SecretStore, path: str, sdef: SecretDef, made: str) -> None:
+    """A secret whose volume usage names `path` but is not `sdef`, the key the new volume
+    gets: refused, so no secret ever claims to open a volume it does not."""
+    named = store.usage_secret(path)
+    if named is not None and named.uuid != sdef.uuid:
+        raise ValidationError(
+            f"secret {named.uuid} is defined for the volume {path}, but the volume would be "
+            f"{made} secret {sdef.uuid}; name {named.uuid} in <encryption>, or change or "
+            f"undefine {named.uuid} first (poolkeeper secret-undefine {named.uuid})",
+            element="secret")
+
+
+def create_args(config_dir: Path | None, vol: VolumeDef, fmt: str, path: str | None = None
                 ) -> tuple[list[str], str, list[str]]:
-    """(objects, qemu-img format, -o options) for creating `vol` as `fmt`."""
+    """(objects, qemu-img format, -o options) for creating `vol` as `fmt` (at `path`: a
+    secret naming that path must be the one asked for)."""
     if vol.target.encryption is None:
         return [], fmt, []
     store = store_for(config_dir)
     sdef = request_secret(store, vol)
+    if path is not None:
+        refuse_other_usage(store, path, sdef, "encrypted with")
     objects = secret_object(store, sdef.uuid)
     if fmt == "qcow2":
         return objects, "qcow2", ["encrypt.format=luks", f"encrypt.key-secret={SECRET_ID}"]
@@ -140,9 +155,11 @@ def opened_image(config_dir: Path | None, vol: VolumeInfo, fd: int) -> tuple[lis
     return objects, "json:" + json.dumps(spec)
 
 
-def check_clone(src: VolumeInfo, vol: VolumeDef, fmt: str, capacity: int) -> None:
+def check_clone(src: VolumeInfo, vol: VolumeDef, fmt: str, capacity: int,
+                config_dir: Path | None = None, new_path: str | None = None) -> None:
     """A clone of an encrypted volume is a byte copy (same key): refuse what it would not
-    give; and a plain volume is not encrypted by cloning it."""
+    give (another format or size, a conversion, another secret); and a plain volume is not
+    encrypted by cloning it. The secrets are checked when `config_dir` is given."""
     enc = vol.target.encryption
     if src.encryption is None:
         if enc is not None:
@@ -161,6 +178,42 @@ def check_clone(src: VolumeInfo, vol: VolumeDef, fmt: str, capacity: int) -> Non
     if enc is not None and enc.format != src.encryption:
         raise ValidationError(f"'{src.name}' is encrypted with {src.encryption}; a byte copy "
                               f"cannot be {enc.format}", element="encryption")
+    # qemu-img convert would need the key to read it, and writes a plain image unless told
+    # to encrypt again: an encrypted source is only ever copied byte for byte
+    if vol.prealloc_metadata:
+        raise Unsupported(f"'{src.name}' is encrypted: its clone is a byte copy of the "
+                          "encrypted image, and --prealloc-metadata would need a new image "
+                          "written by qemu-img convert; leave --prealloc-metadata out")
+    if src.extent_files:
+        raise Unsupported(f"'{src.name}' is encrypted and has extent files; poolkeeper does "
+                          "not clone such an image")
+    if config_dir is not None and src.encryption == "luks":
+        _check_clone_secret(store_for(config_dir), src, vol, new_path)
+
+
+def _check_clone_secret(store: SecretStore, src: VolumeInfo, vol: VolumeDef,
+                        new_path: str | None) -> None:
+    """The clone opens with its source's secret: a different one asked for in its XML,
+    or defined for its path, is refused (never silently replaced by the source's). The
+    source's secret is looked up only when there is something to compare it with."""
+    enc = vol.target.encryption
+    if enc is not None and enc.secrets:
+        have = store.volume_secret(src.path)
+        ref = enc.secrets[0].uuid or enc.secrets[0].usage or ""
+        want = store.find(ref)
+        if have is None or want is None or want.uuid != have.uuid:
+            key, keep = ((f"secret {have.uuid}", f" (or name {have.uuid})") if have else
+                         ("a secret poolkeeper does not know", ""))
+            raise ValidationError(
+                f"a clone of an encrypted volume keeps its key: '{src.name}' opens with {key}, "
+                f"not with the secret '{ref}'; leave the <secret> out{keep}. To change the "
+                "key, change the clone's passphrase afterwards with a LUKS tool, or create a "
+                "new encrypted volume and copy the data into it", element="secret")
+    named = store.usage_secret(new_path) if new_path is not None else None
+    if named is not None and new_path is not None:
+        have = store.volume_secret(src.path)
+        if have is not None:  # unknown: the clone's key cannot be told, as before
+            refuse_other_usage(store, new_path, have, "a clone keyed with")
 
 
 def _recorded(ctx: object, path: str, record: Callable[[], None]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import NamedTuple
 
 from . import volume_encryption, xmlio
@@ -108,7 +109,8 @@ def clone_def(src: VolumeInfo, dst_driver: PoolDriver, new_name: str,
     xmlio.validate_volume(replace(vdef, capacity=vdef.capacity or src.capacity),
                           dst_driver.type)
     xmlio.refuse_unhonoured(vdef, dst_driver.type, clone=True)
-    refuse_unhonoured_in_clone(src, vdef, dst_driver.type)
+    new_path = dst_driver.volume_path(vdef.name) if dst_driver.volumes_are_files else None
+    refuse_unhonoured_in_clone(src, vdef, dst_driver.type, dst_driver.config_dir, new_path)
     return vdef
 
 
@@ -136,15 +138,19 @@ def check_clone_target(dst_driver: PoolDriver, vdef: VolumeDef, src: VolumeInfo)
             raise
 
 
-def refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str) -> None:
+def refuse_unhonoured_in_clone(src: VolumeInfo, vdef: VolumeDef, pool_type: str,
+                               config_dir: Path | None = None,
+                               new_path: str | None = None) -> None:
     """What a clone's XML asks for that the copy would not give: a byte copy keeps the
     source's qcow2 header as it is (compat, cluster size, features), and a raw copy is
-    sparse (libvirt preallocates one whose allocation is at least the source's capacity)."""
+    sparse (libvirt preallocates one whose allocation is at least the source's capacity).
+    With `config_dir`, an encrypted source's secret too (the clone keeps it)."""
     files = features(pool_type).volumes_are_files
     target = vdef.target
     fmt = target.format or src.format
     if files:  # an encrypted source is copied byte for byte (same key); a plain one stays so
-        volume_encryption.check_clone(src, vdef, fmt, max(vdef.capacity or 0, src.capacity))
+        volume_encryption.check_clone(src, vdef, fmt, max(vdef.capacity or 0, src.capacity),
+                                      config_dir, new_path)
     if files and fmt == "qcow2" and src.format == "qcow2":
         have = {"compat": src.compat or "0.10", "clusterSize": src.cluster_size,
                 "features": sorted(src.features or [])}
@@ -241,10 +247,12 @@ def refuse_unhonoured_flags(vdef: VolumeDef, driver: PoolDriver) -> None:
 
 
 def with_flags(vdef: VolumeDef, src_driver: PoolDriver, dst_driver: PoolDriver, *,
-               reflink: bool, prealloc_metadata: bool) -> VolumeDef:
+               reflink: bool, prealloc_metadata: bool,
+               src: VolumeInfo | None = None) -> VolumeDef:
     """A clone's definition with virsh's flags, refused before the job where they cannot
     be honoured: --reflink shares a file's extents (no device, no other filesystem: the
-    copy itself refuses then, rather than copy), and --prealloc-metadata is for qcow2."""
+    copy itself refuses then, rather than copy), --prealloc-metadata is for qcow2, and
+    neither is for an encrypted `src` (a byte copy, never qemu-img convert)."""
     vdef = replace(vdef, reflink=reflink, prealloc_metadata=prealloc_metadata)
     if reflink and not (src_driver.volumes_are_files and dst_driver.volumes_are_files):
         raise Unsupported("--reflink shares the extents of a file in a file pool; a "
@@ -254,6 +262,8 @@ def with_flags(vdef: VolumeDef, src_driver: PoolDriver, dst_driver: PoolDriver, 
         raise ValidationError("--reflink shares the source's extents as they are; it cannot "
                               "also preallocate metadata: give one of them")
     refuse_unhonoured_flags(vdef, dst_driver)
+    if src is not None and prealloc_metadata:
+        refuse_unhonoured_in_clone(src, vdef, dst_driver.type)
     return vdef
 
 

@@ -275,7 +275,9 @@ SECRET_VERBS: tuple[Verb, ...] = (
          "Set a secret value (poolkeeper: read from stdin when neither --file nor "
          "--interactive is given).", group="secret"),
     Verb("secret-undefine", "undefine a secret", v.cmd_secret_undefine,
-         (data("usage", "secret UUID or usage"),), "Undefine a secret.", group="secret"),
+         (data("usage", "secret UUID or usage"),
+          flag("force", "undefine it even while encrypted volumes need it (poolkeeper)")),
+         "Undefine a secret.", group="secret"),
 )
 
 GROUPS = (("Storage Pool", "pool", POOL_VERBS), ("Storage Volume", "volume", VOLUME_VERBS),

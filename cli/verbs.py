@@ -142,24 +142,21 @@ def cmd_pool_define(ctl: StorageController, args: argparse.Namespace, out: TextI
 def cmd_secret_set(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     """The value comes from stdin (asked without echo on a terminal), never from argv,
     where every user could read it in /proc."""
+    value: str | bytes
     if sys.stdin.isatty():
         import getpass
 
         value = getpass.getpass(f"Value of secret '{printable(args.usage)}': ")
     else:
-        data = sys.stdin.buffer.read(64 * 1024)
-        value = data.decode("utf-8", errors="strict") if data else ""
-        if value.endswith("\r\n"):
-            value = value[:-2]
-        elif value.endswith("\n"):
-            value = value[:-1]
+        # bytes: the store checks them (UTF-8 included) as secret-set-value's are
+        value = sys.stdin.buffer.read(64 * 1024).removesuffix(b"\n").removesuffix(b"\r")
     ctl.set_secret(args.usage, value)
     out.write(f"Secret {printable(args.usage, out)} set\n")
     return 0
 
 
 def cmd_secret_undefine(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    if not ctl.delete_secret(args.usage):
+    if not ctl.delete_secret(args.usage, force=args.force):
         raise PoolkeeperError(f"no secret '{args.usage}' is stored")
     out.write(f"Secret {printable(args.usage, out)} deleted\n")
     return 0

@@ -518,7 +518,8 @@ class DirDriver(FdDataVerbs, PoolDriver):
 
     def _qemu_img_create_argv(self, vol: VolumeDef, fmt: str, capacity: int,
                               path: str) -> list[str]:
-        objects, qemu_fmt, crypt_opts = crypt.create_args(self.config_dir, vol, fmt)
+        objects, qemu_fmt, crypt_opts = crypt.create_args(
+            self.config_dir, vol, fmt, self.volume_path(vol.name))
         argv = ["qemu-img", "create", *objects, "-f", qemu_fmt]
         if vol.backing is not None:
             if fmt not in ("qcow2", "qcow", "qed", "vmdk"):
@@ -559,7 +560,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
             return self._clone_from_device(src, src_driver, vol, ctx)
         if fmt != src.format and fmt not in self.creatable_formats:
             raise Unsupported(f"cannot convert to '{fmt}'")
-        crypt.check_clone(src, vol, fmt, capacity)  # encrypted: a byte copy, same key
+        crypt.check_clone(src, vol, fmt, capacity, self.config_dir, self.volume_path(name))
         with self.dir_fd() as dfd, src_driver.dir_fd() as sfd, \
                 self._building(dfd, name, vol) as part:
             # the file the controller checked (identity, header), copied and handed to

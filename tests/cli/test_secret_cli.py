@@ -67,7 +67,11 @@ def test_secret_verbs_end_to_end(cli, tmp_path, stdin, state_root):
     assert f"<secret type='passphrase' uuid='{UUID}'/>" in r.out, r
     # vol-list --details has virsh's columns (no format); --json says it
     assert '"encryption": "luks"' in cli("vol-list", "p", "--json").out
+    # the volume needs the value (maybe its only copy): refused, naming it, unless --force
     r = cli("secret-undefine", UUID)
+    assert r.code == 1 and f"opens the encrypted volume(s) {tmp_path}/images/v;" in r.err, r
+    assert "add --force" in r.err and cli("secret-list").out.count(UUID) == 1
+    r = cli("secret-undefine", UUID, "--force")
     assert r.code == 0 and cli("secret-list").out.count("\n") == 3  # header, rule, blank
     assert sorted(p.name for p in (state_root / "secrets").iterdir()) == []
 
@@ -146,3 +150,33 @@ def test_secret_list_names_usage_named_values(cli, stdin, state_root):
     assert r.code == 0, r
     assert not (secrets / hashed).exists() and not (secrets / f"{hashed}.usage").exists()
     assert "iqn.2026-12.test:tgt" not in cli("secret-list").out
+
+
+def test_a_chap_value_cannot_be_read_through_a_secret_of_another_type(cli, tmp_path, stdin):
+    """secret-set's values are write-only: a secret of another type claiming the same usage
+    text is refused, so `secret-get-value --reveal` never prints one."""
+    stdin(b"CHAPPASS")
+    assert cli("secret-set", "chap-tgt").code == 0
+    iscsi = tmp_path / "iscsi.xml"
+    iscsi.write_text("<secret private='yes'><usage type='iscsi'><target>chap-tgt</target>"
+                     "</usage></secret>")
+    assert cli("secret-define", str(iscsi)).code == 0
+    ceph = tmp_path / "ceph.xml"
+    ceph.write_text(f"<secret private='no'><uuid>{UUID}</uuid><usage type='ceph'>"
+                    "<name>chap-tgt</name></usage></secret>")
+    r = cli("secret-define", str(ceph))
+    assert r.code == 1 and "is already defined for use with iscsi chap-tgt" in r.err, r
+    r = cli("secret-get-value", "--reveal", "--plain", UUID)
+    assert r.code == 1 and "CHAPPASS" not in r.out + r.err, r
+
+
+def test_secret_set_refuses_bytes_that_are_not_utf8_as_secret_set_value_does(
+        cli, tmp_path, stdin, state_root):
+    assert cli("secret-define", str(secret_file(tmp_path, "no"))).code == 0
+    for argv in (("secret-set", "tgt"), ("secret-set-value", UUID)):
+        stdin(b"pa\xffss\n")
+        r = cli(*argv)
+        assert (r.code, r.out) == (1, ""), r
+        assert r.err == "error: <secret>: the secret value is not valid UTF-8 text\n", r
+        assert "Traceback" not in r.err
+    assert sorted(p.name for p in (state_root / "secrets").iterdir()) == [f"def-{UUID}.xml"]

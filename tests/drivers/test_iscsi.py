@@ -753,8 +753,10 @@ def test_secret_store_files_are_private_and_atomic(tmp_path):
     ino = path.stat().st_ino
     store.set("one", WRONG)
     assert store.get("one") == WRONG and path.stat().st_ino != ino  # replaced, not rewritten
-    assert sorted(os.listdir(path.parent)) == [path.name]  # no temp files left
+    # no temp files left; the usage name beside the value, for secret-list
+    assert sorted(os.listdir(path.parent)) == [path.name, f"{path.name}.usage"]
     assert store.delete("one") and not store.delete("one")
+    assert os.listdir(path.parent) == []
     with pytest.raises(SecretNotFound, match="secret-set 'one'"):
         store.get("one")
 

@@ -10,7 +10,7 @@ import stat
 import threading
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from backends import xmlio
@@ -144,6 +144,7 @@ def test_usage_named_chap_values_keep_working(tmp_path) -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@example("iscsi", "0", "0\r0", False)  # a bare CR read back as a line break
 @given(st.sampled_from(["volume", "iscsi", "ceph", "tls", "vtpm"]),
        st.text(min_size=1, max_size=60), st.text(max_size=60), st.booleans())
 def test_any_definition_written_reads_back_the_same_or_is_refused(
