@@ -239,16 +239,19 @@ def cmd_pool_build(ctl: StorageController, args: argparse.Namespace, out: TextIO
 
 
 def cmd_pool_start(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    """quick: the volumes' headers would be read only to be thrown away as the process
+    ends (the directory is still listed: a pool whose target cannot be read stays stopped);
+    vol-list and every verb read them, and apply the format records, when they run."""
     overwrite = _overwrite(args)
     if args.build:
         wait_job(ctl.build_pool(args.pool, overwrite), sys.stderr)
         try:
-            ctl.start_pool(args.pool)
+            ctl.start_pool(args.pool, quick=True)
         except PoolkeeperError as exc:  # half done: say which half
             raise PoolkeeperError(f"pool '{args.pool}' was built, but could not be started: "
                                   f"{exc}") from None
     else:
-        ctl.start_pool(args.pool)
+        ctl.start_pool(args.pool, quick=True)
     out.write(f"Pool {printable(args.pool, out)} started\n")
     return 0
 
