@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import subprocess
@@ -255,3 +256,31 @@ def test_a_cli_start_reads_no_header_and_the_next_listing_does(cli, tmp_path):
     assert (vols["q.qcow2"]["format"], vols["q.qcow2"]["capacity"]) == ("qcow2", 1 << 30)
     assert (vols["made.img"]["format"], vols["made.img"]["probed_format"]) == ("raw", "qcow2")
     assert vols["made.img"]["capacity"] == MiB
+
+
+def test_vol_list_json_lines_are_what_json_makes_of_volume_json():
+    """vol-list --json writes each volume's line without building its dict: the text must
+    be json's own for every kind of field (non-ASCII and control characters, quotes, a
+    backing store, None and big numbers)."""
+    from backends.model import BackingStore, VolumeInfo
+    from cli.output import dump_json, dump_json_lines
+    from cli.verbs import volume_json, volume_json_line
+
+    vols = [
+        VolumeInfo(name="a.img", key="/p/a.img", path="/p/a.img"),
+        VolumeInfo(name='q"\\\u00e9\u202e\x1b\udc9b.qcow2', key="/p/q", path="/p/q",
+                   format="qcow2", probed_format="qcow2", capacity=1 << 62, allocation=0,
+                   physical=196_768, encryption="luks",
+                   backing=BackingStore(path="/p/base \u2603", format=None)),
+        VolumeInfo(name="l", key="/p/l", path="/p/l", type="dir", format="", capacity=-1,
+                   symlink="../\x7fx", error="dangling symlink to '../\x7fx'",
+                   backing=BackingStore(path="/p/b", format="raw")),
+    ]
+    for v in vols:
+        assert volume_json_line(v) == json.dumps(volume_json(v)), v
+    for items in (vols, []):
+        lines, dicts = io.StringIO(), io.StringIO()
+        dump_json_lines(lines, map(volume_json_line, items))
+        dump_json(dicts, [volume_json(v) for v in items])
+        assert lines.getvalue() == dicts.getvalue()
+        assert json.loads(lines.getvalue()) == [volume_json(v) for v in items]
