@@ -22,7 +22,7 @@ def main() -> int:
 
 def run() -> NoReturn:
     """main(), then exit. The interpreter's own exit frees every module and object the
-    engine made, one by one (~20 ms after a vol-list of 10,000 volumes: a shell loop pays
+    engine made, one by one (~30 ms after a vol-list of 10,000 volumes: a shell loop pays
     it on every call); with the output flushed and no thread but this one left, there is
     nothing else for it to do (the controller was closed, and nothing registers atexit
     work), so the process ends at once. A failed flush (a closed pipe) exits as Python
