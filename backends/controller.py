@@ -246,7 +246,9 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
 
         return self.jobs.start(job, work)
 
-    def start_pool(self, name: str) -> PoolStatus:
+    def start_pool(self, name: str, *, quick: bool = False) -> PoolStatus:
+        """quick (a CLI start: its process ends then): the directory is read, not listed;
+        the next listing reads the headers, and applies the format records then."""
         pdef = self.pool_def(name)
         with self.locks.pool(name, exclusive=True, what="starting"), \
                 os_errors(f"start pool '{name}'"):
@@ -260,7 +262,7 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
                 driver.remember_target()  # after the mount: what every later verb must find
                 self._partials.sweep(driver)
                 if driver.streams_listing:
-                    self._start_streamed(name, pdef, driver)
+                    self._start_streamed(name, pdef, driver, quick)
                 else:
                     sizes, volumes = driver.refresh()
                     self.store.write_extras(name, driver.extras)
@@ -275,15 +277,19 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
         self.bus.publish(PoolChanged(name, "started"))
         return self.pool_info(name)
 
-    def _start_streamed(self, name: str, pdef: PoolDef, driver: PoolDriver) -> None:
+    def _start_streamed(self, name: str, pdef: PoolDef, driver: PoolDriver,
+                        quick: bool) -> None:
         """The pool is active before its volumes are all read (its sizes need no listing),
         so a view shows the first volumes while the scan goes on; a failed scan leaves it
         stopped as it was."""
         self.store.write_extras(name, driver.extras)
         self.store.write_run_state(name, xmlio.format_pool(reports.live_def(pdef, driver.sizes())))
         try:
-            list_streamed(self._cache, self._records, name, driver,
-                          self._monitor.prepare, headers=self._headers)
+            if quick:  # readable, or it stays stopped
+                driver.volume_names()
+            else:
+                list_streamed(self._cache, self._records, name, driver,
+                              self._monitor.prepare, headers=self._headers)
         except BaseException:
             self._cache.drop(name)
             with contextlib.suppress(OSError):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 
-import humanize
-
 from .errors import InvalidSize
 
 MAX_SIZE = 2**63 - 1
@@ -66,5 +64,7 @@ def human(size: int | None) -> str:
     """Binary size for people, e.g. '1.5 GiB'."""
     if size is None:
         return "-"
+    import humanize  # here: a --json listing or a start shows no size (3 ms of imports)
+
     return humanize.naturalsize(size, binary=True, format="%.2f")
 

@@ -1,7 +1,5 @@
 """`python -m cli`: the same as the `poolkeeper` command."""
 
-import sys
+from .entry import run
 
-from .entry import main
-
-sys.exit(main())
+run()

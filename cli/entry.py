@@ -1,9 +1,12 @@
 """The `poolkeeper` command (and `python -m cli`): a `pool-list` that cli.quick can answer
-is answered without loading the engine; everything else goes to cli.main."""
+is answered without loading the engine; everything else goes to cli.main. `run` is the
+command itself: it leaves without the interpreter's teardown when that has nothing to do."""
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 
 def main() -> int:
@@ -15,3 +18,22 @@ def main() -> int:
     from .main import main as full
 
     return full()
+
+
+def run() -> NoReturn:
+    """main(), then exit. The interpreter's own exit frees every module and object the
+    engine made, one by one (~30 ms after a vol-list of 10,000 volumes: a shell loop pays
+    it on every call); with the output flushed and no thread but this one left, there is
+    nothing else for it to do (the controller was closed, and nothing registers atexit
+    work), so the process ends at once. A failed flush (a closed pipe) exits as Python
+    does."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    threading = sys.modules.get("threading")  # not imported: no thread was started
+    if threading is None or threading.active_count() == 1:
+        os._exit(code)
+    sys.exit(code)

@@ -11,7 +11,7 @@ ASCII (json's \\u escapes). The virsh-shaped listings are cli.virsh_text.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from backends import textsafe
@@ -64,6 +64,12 @@ def dump_json(out: TextIO, data: Any) -> None:
     else:
         json.dump(data, out, indent=2)
         out.write("\n")
+
+
+def dump_json_lines(out: TextIO, items: Iterable[str]) -> None:
+    """dump_json of a list whose items are already JSON text (one a line)."""
+    text = ",\n".join(items)
+    out.write(f"[\n{text}\n]\n" if text else "[]\n")
 
 
 def wait_job(job: Job, err: TextIO) -> Any:

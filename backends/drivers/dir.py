@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import ClassVar
 
-from .. import blockprobe, fileid, fileops, imageprobe, runner
+from .. import blockprobe, fileops, imageprobe, runner
 from .. import volume_encryption as crypt
-from ..checks import is_remote_backing, require_local_backing
+from ..checks import require_local_backing
 from ..errors import (
     Cancelled,
     PoolkeeperError,
@@ -37,14 +37,11 @@ from ..errors import (
 from ..model import (
     CREATABLE_FILE_FORMATS,
     FILE_VOLUME_FORMATS,
-    NO_ITEMS,
-    BackingStore,
     Permissions,
     PoolDef,
     PoolSizes,
     VolumeDef,
     VolumeInfo,
-    shared_size,
 )
 from ..names import PARTIAL_PREFIX, check_name
 from ..progress import JobContext, shielded
@@ -56,7 +53,9 @@ from .dir_listing import (
     REGULAR,
     SPECIAL,
     UNKNOWN,
+    beside,
     entry_kind,
+    fill,
     gc_paused,
     quick_file,
     stamp,
@@ -69,13 +68,6 @@ QEMU_IMG_TIMEOUT = 600.0  # seconds for qemu-img create/resize (convert has no l
 _PERCENT_RE = re.compile(r"\(([\d.]+)/100%\)")
 _REBASE_FORMATS = ("qcow2", "qed")  # qemu can rewrite their backing name (not qcow, vmdk)
 LISTING_BATCH = 512  # volumes per batch of a streamed listing (refresh_batches)
-
-
-def _beside(image: str, name: str) -> str:
-    """A file name from an image header, as qemu resolves it: relative to the image."""
-    if name.startswith("/") or is_remote_backing(name):
-        return name
-    return os.path.join(os.path.dirname(image), name)
 
 
 class DirDriver(FdDataVerbs, PoolDriver):
@@ -424,42 +416,12 @@ class DirDriver(FdDataVerbs, PoolDriver):
             info.error = f"cannot open: {exc.strerror}"
             return info
         try:
-            return self._fill(info, fd)
+            return fill(info, fd)
         except OSError as exc:
             info.error = f"cannot read: {exc.strerror}"
             return info
         finally:
             os.close(fd)
-
-    def _fill(self, info: VolumeInfo, fd: int) -> VolumeInfo | None:
-        st = os.fstat(fd)
-        size, allocation = stamp(info, st)
-        mode, ino = st.st_mode, info.signature[0]
-        file_id = fileid.of_fd(fd, st)
-        info.file_id = (ino, *file_id[1:]) if file_id[0] == ino else file_id
-        if stat.S_ISDIR(mode):
-            info.type, info.format, info.probed_format = "dir", "dir", "dir"
-            return info
-        if stat.S_ISBLK(mode):
-            info.type = "block"
-            size = allocation = os.lseek(fd, 0, os.SEEK_END)
-        elif not stat.S_ISREG(mode):
-            return None  # a symlink to a FIFO, socket or character device
-        info.physical, info.allocation = size, allocation
-        result = imageprobe.probe_fd(fd, size)
-        info.format = info.probed_format = result.format
-        info.capacity = shared_size(result.capacity) if result.capacity else size
-        info.cluster_size = result.cluster_size and shared_size(result.cluster_size)
-        info.compat = result.compat
-        info.features = result.features or (None if result.features is None else NO_ITEMS)
-        info.encryption = result.encryption
-        if result.backing:
-            info.backing = BackingStore(path=_beside(info.path, result.backing),
-                                        format=result.backing_format)
-        if result.data_file:  # qemu reads and writes it as the image's data
-            info.data_file = _beside(info.path, result.data_file)
-        info.extent_files = [(n, _beside(info.path, n)) for n in result.extents] or NO_ITEMS
-        return info
 
     # -- volumes -----------------------------------------------------------------------
     def open_volume_read(self, vol: VolumeInfo) -> int:
@@ -612,7 +574,7 @@ class DirDriver(FdDataVerbs, PoolDriver):
         if src.backing is None:
             return False
         written = imageprobe.probe_fd(src_fd, os.fstat(src_fd).st_size).backing
-        return bool(written) and _beside(self.volume_path(new_name), written) != src.backing.path
+        return bool(written) and beside(self.volume_path(new_name), written) != src.backing.path
 
     @staticmethod
     def _relink_backing(copy: VolumeInfo, fd: int) -> str:

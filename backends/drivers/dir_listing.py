@@ -1,6 +1,7 @@
 """How a dir pool's listing reads its directory entries (DirDriver.refresh_batches and
-_scan): the entry's kind from d_type, the parts of one lstat a volume keeps (shared where
-100,000 volumes hold the same values), and the quick listing's one-call fast path."""
+_scan): the entry's kind from d_type, the parts of one stat a volume keeps (shared where
+100,000 volumes hold the same values), what an open file's header says (fill), and the
+quick listing's one-call fast path."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import os
 import stat
 from collections.abc import Iterator
 
-from ..model import Permissions, VolumeInfo, shared_size
+from .. import fileid, imageprobe
+from ..checks import is_remote_backing
+from ..model import NO_ITEMS, BackingStore, Permissions, VolumeInfo, shared_size
 from ..textsafe import first_unsafe
 
 # What the directory entry says a name is.
@@ -49,11 +52,57 @@ def shared_permissions(mode: int, owner: int, group: int) -> Permissions:
 def stamp(info: VolumeInfo, st: os.stat_result) -> tuple[int, int]:
     """Permissions, times, signature from `st` (each st_ attribute read is a new int: the
     tuples share them, for 100,000 volumes); returns (size, allocation)."""
-    info.permissions = shared_permissions(st.st_mode & 0o777, st.st_uid, st.st_gid)
-    ino, mtime, ctime, size = st.st_ino, st.st_mtime_ns, st.st_ctime_ns, shared_size(st.st_size)
-    info.times_ns = (st.st_atime_ns, mtime, mtime if ctime == mtime else ctime)
-    info.signature = (ino, size, st.st_blocks, mtime)
-    return size, shared_size(st.st_blocks * 512)
+    return _stamp(info, st.st_mode, st.st_uid, st.st_gid, st.st_ino, st.st_size,
+                  st.st_blocks, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _stamp(info: VolumeInfo, mode: int, uid: int, gid: int, ino: int, size: int,
+           blocks: int, atime: int, mtime: int, ctime: int) -> tuple[int, int]:
+    info.permissions = shared_permissions(mode & 0o777, uid, gid)
+    size = shared_size(size)
+    info.times_ns = (atime, mtime, mtime if ctime == mtime else ctime)
+    info.signature = (ino, size, blocks, mtime)
+    return size, shared_size(blocks * 512)
+
+
+def beside(image: str, name: str) -> str:
+    """A file name from an image header, as qemu resolves it: relative to the image."""
+    if name.startswith("/") or is_remote_backing(name):
+        return name
+    return os.path.join(os.path.dirname(image), name)
+
+
+def fill(info: VolumeInfo, fd: int) -> VolumeInfo | None:
+    """`info` of the open file `fd`: its stat, identity and what its header says (the
+    header alone: nothing it names is opened); None: not a volume (a symlink to a FIFO,
+    socket or character device). OSError: it could not be read."""
+    (mode, *st), file_id = fileid.stat_fd(fd)
+    size, allocation = _stamp(info, mode, *st)
+    info.file_id = file_id
+    if stat.S_ISDIR(mode):
+        info.type, info.format, info.probed_format = "dir", "dir", "dir"
+        return info
+    if stat.S_ISBLK(mode):
+        info.type = "block"
+        size = allocation = os.lseek(fd, 0, os.SEEK_END)
+    elif not stat.S_ISREG(mode):
+        return None
+    info.physical, info.allocation = size, allocation
+    result = imageprobe.probe_fd(fd, size)
+    info.format = info.probed_format = result.format
+    info.capacity = shared_size(result.capacity) if result.capacity else size
+    info.cluster_size = result.cluster_size and shared_size(result.cluster_size)
+    info.compat = result.compat
+    info.features = result.features or (None if result.features is None else NO_ITEMS)
+    info.encryption = result.encryption
+    path = info.path
+    if result.backing:
+        info.backing = BackingStore(path=beside(path, result.backing),
+                                    format=result.backing_format)
+    if result.data_file:  # qemu reads and writes it as the image's data
+        info.data_file = beside(path, result.data_file)
+    info.extent_files = [(n, beside(path, n)) for n in result.extents] or NO_ITEMS
+    return info
 
 
 def quick_file(dfd: int, name: str, prefix: str) -> VolumeInfo | None:

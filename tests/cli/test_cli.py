@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import subprocess
@@ -216,7 +217,7 @@ def test_start_with_build_that_builds_but_does_not_start_says_both(cli, tmp_path
     from backends.controller import StorageController
     from backends.errors import StateError
 
-    def refuse(self: StorageController, name: str) -> None:  # the start alone is refused
+    def refuse(self: StorageController, name: str, **_: object) -> None:  # the start alone
         raise StateError(f"pool '{name}' is already active")
 
     target = tmp_path / "vms"
@@ -226,3 +227,61 @@ def test_start_with_build_that_builds_but_does_not_start_says_both(cli, tmp_path
     assert r.code == 1 and "started" not in r.out and target.is_dir(), r
     assert r.err == ("error: pool 'vms' was built, but could not be started: pool 'vms' is "
                      "already active\n"), r
+
+
+def test_a_cli_start_reads_no_header_and_the_next_listing_does(cli, tmp_path):
+    """pool-start's process ends once the pool runs: it reads the directory but opens no
+    volume (the headers would be thrown away); vol-list then reads each header, and a
+    planted qcow2 header in a raw disk poolkeeper made is still not believed."""
+    from tests.reliability.test_format_trust import InotifyWatch
+
+    images = tmp_path / "vms"
+    for argv in (("pool-define-as", "vms", "dir", "--target", str(images)),
+                 ("pool-build", "vms"), ("pool-start", "vms"),
+                 ("vol-create-as", "vms", "made.img", "1M"), ("pool-destroy", "vms")):
+        assert cli(*argv).code == 0, argv
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(images / "q.qcow2"), "1G"],
+                   check=True)
+    with open(images / "made.img", "r+b") as fh:  # what a guest may write
+        fh.write((images / "q.qcow2").read_bytes()[:512])
+    watches = [InotifyWatch(images / n) for n in ("made.img", "q.qcow2")]
+    try:
+        r = cli("pool-start", "vms")
+        assert r.code == 0 and r.out == "Pool vms started\n", r
+        assert [w.events() for w in watches] == [[], []], "pool-start opened a volume"
+        vols = {v["name"]: v for v in json.loads(cli("vol-list", "vms", "--json").out)}
+        assert all(w.events() for w in watches), "vol-list read no header"
+    finally:
+        for w in watches:
+            w.close()
+    assert (vols["q.qcow2"]["format"], vols["q.qcow2"]["capacity"]) == ("qcow2", 1 << 30)
+    assert (vols["made.img"]["format"], vols["made.img"]["probed_format"]) == ("raw", "qcow2")
+    assert vols["made.img"]["capacity"] == MiB
+
+
+def test_vol_list_json_lines_are_what_json_makes_of_volume_json():
+    """vol-list --json writes each volume's line without building its dict: the text must
+    be json's own for every kind of field (non-ASCII and control characters, quotes, a
+    backing store, None and big numbers)."""
+    from backends.model import BackingStore, VolumeInfo
+    from cli.output import dump_json, dump_json_lines
+    from cli.verbs import volume_json, volume_json_line
+
+    vols = [
+        VolumeInfo(name="a.img", key="/p/a.img", path="/p/a.img"),
+        VolumeInfo(name='q"\\\u00e9\u202e\x1b\udc9b.qcow2', key="/p/q", path="/p/q",
+                   format="qcow2", probed_format="qcow2", capacity=1 << 62, allocation=0,
+                   physical=196_768, encryption="luks",
+                   backing=BackingStore(path="/p/base \u2603", format=None)),
+        VolumeInfo(name="l", key="/p/l", path="/p/l", type="dir", format="", capacity=-1,
+                   symlink="../\x7fx", error="dangling symlink to '../\x7fx'",
+                   backing=BackingStore(path="/p/b", format="raw")),
+    ]
+    for v in vols:
+        assert volume_json_line(v) == json.dumps(volume_json(v)), v
+    for items in (vols, []):
+        lines, dicts = io.StringIO(), io.StringIO()
+        dump_json_lines(lines, map(volume_json_line, items))
+        dump_json(dicts, [volume_json(v) for v in items])
+        assert lines.getvalue() == dicts.getvalue()
+        assert json.loads(lines.getvalue()) == [volume_json(v) for v in items]

@@ -183,3 +183,23 @@ def test_the_other_listings_load_no_psutil_textual_or_schema(
     r = subprocess.run([sys.executable, "-c", probe, "--root", str(root), *args],
                        capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
     assert r.stdout.strip() == "0 [] 0", (r.stdout, r.stderr)
+
+
+def test_the_command_ends_without_teardown_and_loses_no_output(root: Path,
+                                                              tmp_path: Path) -> None:
+    """`python -m cli` (what the poolkeeper script runs) skips the interpreter's teardown:
+    every byte of a long listing still comes out, through a pipe, with the exit status;
+    an error still says so with status 1; a reader that stops early ends it as before."""
+    for i in range(3000):
+        (tmp_path / "a" / f"v{i:04d}.img").write_bytes(b"")
+    cmd = [sys.executable, "-m", "cli", "--root", str(root)]
+    for args in (("vol-list", "a", "--details", "--json"), ("pool-list", "--all")):
+        r = subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=REPO,
+                           timeout=60, check=False)
+        assert (r.returncode, r.stderr, r.stdout) == (0, "", full(root, *args)), args
+    r = subprocess.run([*cmd, "vol-list", "nosuch"], capture_output=True, text=True,
+                       cwd=REPO, timeout=60, check=False)
+    assert (r.returncode, r.stdout) == (1, "") and r.stderr.startswith("error: "), r
+    head = subprocess.run(f"{' '.join(cmd)} vol-list a --details | head -3", shell=True,
+                          capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
+    assert head.stdout.splitlines()[2].startswith(" v0000.img "), head

@@ -103,3 +103,25 @@ def test_identifies_needs_more_than_the_inode(record: dict, now: fileid.FileId,
     """What a set-aside record must give to be taken over by another pool's listing: the
     same inode number on another filesystem is another file."""
     assert fileid.identifies(record, now) is identified
+
+
+@pytest.mark.parametrize("statx", [True, False], ids=["statx", "fstat"])
+def test_stat_fd_says_what_fstat_and_of_fd_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              statx: bool) -> None:
+    """A listing's one statx per volume gives fstat's fields and of_fd's identity, for a
+    regular file, a directory and a device; without statx, fstat and of_fd themselves."""
+    if not statx:
+        monkeypatch.setattr(fileid, "_statx", None)
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 5000)
+    os.utime(path, ns=(1_234_567_891, 9_876_543_219))
+    for what in (path, tmp_path, Path("/dev/null")):
+        fd = os.open(what, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            assert what != path or (st.st_size, st.st_mtime_ns) == (5000, 9_876_543_219)
+            assert fileid.stat_fd(fd) == (
+                (st.st_mode, st.st_uid, st.st_gid, st.st_ino, st.st_size, st.st_blocks,
+                 st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns), fileid.of_fd(fd, st))
+        finally:
+            os.close(fd)

@@ -147,6 +147,7 @@ def test_usage_named_chap_values_keep_working(tmp_path) -> None:
 @example("iscsi", "0", "0\r0", False)  # a bare CR read back as a line break
 @given(st.sampled_from(["volume", "iscsi", "ceph", "tls", "vtpm"]),
        st.text(min_size=1, max_size=60), st.text(max_size=60), st.booleans())
+@example("iscsi", "0", "0\r0", False)  # a raw CR in the XML would read back as a newline
 def test_any_definition_written_reads_back_the_same_or_is_refused(
         kind: str, usage: str, description: str, private: bool) -> None:
     """Whatever text a usage or description holds (quotes, markup, controls, surrogates),
