@@ -31,7 +31,7 @@ from . import (
 )
 from .backing_chain import BackingChains
 from .download_targets import DownloadTargets
-from .drivers import driver_class, features, pool_types
+from .drivers import driver_class, features
 from .drivers.base import PoolDriver, refused
 from .errors import (
     AlreadyExists,
@@ -45,6 +45,7 @@ from .errors import (
 from .event_journal import EventJournal
 from .events import CommandRun, EventBus, PoolChanged, Subscriber
 from .format_records import FormatRecords
+from .host_queries import HostQueries
 from .job_locks import check_or_release, hold, hold_new_volume
 from .jobs import Job, JobManager
 from .locks import LockManager
@@ -52,7 +53,6 @@ from .model import (
     WIPE_ALGORITHMS,
     DeviceLayout,
     PoolDef,
-    PoolFeatures,
     PoolStatus,
     VolumeDef,
     VolumeInfo,
@@ -72,7 +72,7 @@ from .units import human
 from .volume_users import VolumeUsers, open_paths, refuse_in_use
 
 
-class StorageController(SecretVerbs):  # secret-define and the rest: secret_verbs
+class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,
@@ -426,11 +426,6 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
         with self.locks.pool(name, exclusive=False, what="reading the layout"):
             return driver.layout()
 
-    def block_devices(self) -> list[tuple[str, int, str]]:
-        """Every disk, partition and loop device: (path, size, what is on it in words),
-        for pickers that build pools from devices ("empty" when nothing was found)."""
-        return reports.block_devices()
-
     def build_warning(self, name: str) -> str | None:
         """What building the pool would destroy, in words (None: nothing found)."""
         found = self._driver(self.pool_def(name)).existing_content()
@@ -442,22 +437,6 @@ class StorageController(SecretVerbs):  # secret-define and the rest: secret_verb
             return xmlio.format_pool(pdef)
         driver = self._driver(pdef)
         return xmlio.format_pool(reports.live_def(pdef, driver.sizes(), driver))
-
-    def find_pool_sources(self, pool_type: str, host: str | None = None,
-                          device: str | None = None) -> str:
-        sources = driver_class(pool_type).find_sources(host=host, device=device)
-        return reports.sources_xml(pool_type, sources)
-
-    def capabilities(self) -> str:
-        return reports.capabilities_xml()
-
-    def pool_features(self, pool_type: str) -> PoolFeatures:
-        """What a pool type is and can do, as its driver declares it."""
-        return features(pool_type)
-
-    def pool_types(self) -> dict[str, PoolFeatures]:
-        """Every pool type this host can define, in display order (the define form)."""
-        return {t: features(t) for t in pool_types()}
 
     # == volume lookup =================================================================
     def volume_info(self, pool: str, name: str) -> VolumeInfo:

@@ -145,21 +145,15 @@ def parse_secret(text: str | bytes) -> SecretDef:
                      private=_yes_no(root, "private"), ephemeral=False)
 
 
-def _escape(text: str) -> str:
-    # a bare CR would read back as a line break (XML's end-of-line rule): written as a
-    # character reference it reads back as itself, and is refused as a control character
-    return escape(text, {"\r": "&#13;"})
-
-
 def format_secret(sdef: SecretDef) -> str:
     """libvirt's layout of a secret definition (2-space indent, single quotes)."""
     yes_no = {True: "yes", False: "no"}
     lines = [f"<secret ephemeral='{yes_no[sdef.ephemeral]}' private='{yes_no[sdef.private]}'>",
              f"  <uuid>{sdef.uuid}</uuid>"]
     if sdef.description:
-        lines.append(f"  <description>{_escape(sdef.description)}</description>")
+        lines.append(f"  <description>{escape(sdef.description)}</description>")
     if sdef.usage_type and sdef.usage_id is not None:
         tag = USAGE_ELEMENTS[sdef.usage_type]
         lines += [f"  <usage type='{sdef.usage_type}'>",
-                  f"    <{tag}>{_escape(sdef.usage_id)}</{tag}>", "  </usage>"]
+                  f"    <{tag}>{escape(sdef.usage_id)}</{tag}>", "  </usage>"]
     return "\n".join([*lines, "</secret>"]) + "\n"
