@@ -21,12 +21,13 @@ from backends.errors import PoolkeeperError, StateError
 from backends.pool_changes import claimed_changes, pending_changes
 from backends.pool_events import EVENT_TYPES, PoolEvents
 
+from .inputs import read_input
 from .output import printable, printable_xml
-from .verbs import UsageError, _overwrite, _read_input, pool_def_from_args
+from .verbs import UsageError, _overwrite, pool_def_from_args
 
 
 def cmd_pool_create(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    pdef = xmlio.parse_pool(_read_input(args.file))
+    pdef = xmlio.parse_pool(read_input(args.file))
     overwrite = _overwrite(args)  # either one asks for a build, as in virsh
     status = transient.create_pool(ctl, pdef, build=args.build or overwrite is not None,
                                    overwrite=overwrite)
@@ -202,7 +203,7 @@ def cmd_find_sources(ctl: StorageController, args: argparse.Namespace, out: Text
         from lxml import etree
 
         try:
-            spec = etree.fromstring(_read_input(args.srcSpec))
+            spec = etree.fromstring(read_input(args.srcSpec))
         except etree.XMLSyntaxError as exc:
             raise PoolkeeperError(f"'{args.srcSpec}' is not a <source> document: {exc}") \
                 from None

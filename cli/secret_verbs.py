@@ -21,8 +21,9 @@ from backends.errors import PoolkeeperError
 from backends.secrets import MAX_SECRET_BYTES
 
 from . import virsh_text
+from .inputs import read_input
 from .output import dump_json
-from .verbs import UsageError, _read_input, write_xml
+from .verbs import UsageError, write_xml
 
 
 def _uuid_of(ctl: StorageController, ref: str) -> str:
@@ -33,7 +34,7 @@ def _uuid_of(ctl: StorageController, ref: str) -> str:
 
 
 def cmd_secret_define(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    sdef = ctl.define_secret(_read_input(args.file))
+    sdef = ctl.define_secret(read_input(args.file))
     out.write(f"Secret {sdef.uuid} created\n")
     return 0
 

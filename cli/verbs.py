@@ -7,18 +7,18 @@ exit status; errors are raised (PoolkeeperError, UsageError) and cli.main report
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
-from backends import model, refs, xmlio
+from backends import model, xmlio
 from backends.controller import StorageController
-from backends.errors import PoolkeeperError, XMLError
+from backends.errors import PoolkeeperError
 from backends.units import human, parse_size
 
 from . import virsh_text, xpath
+from .inputs import read_input, volume_of
 from .output import dump_json, dump_json_lines, printable, printable_xml, wait_job
 
 Handler = Callable[[StorageController, argparse.Namespace, TextIO], int]
@@ -71,11 +71,6 @@ def _ji(n: int | None) -> str:
 
 
 # == volume references ==================================================================
-def volume_of(ctl: StorageController, args: argparse.Namespace) -> tuple[str, str]:
-    """(pool, name) of VOL: a name in --pool, else a key or a path (backends.refs)."""
-    return refs.volume(ctl, args.vol, args.pool)
-
-
 # == pool verbs =========================================================================
 def _filtered_pools(ctl: StorageController, args: argparse.Namespace
                     ) -> list[model.PoolStatus]:
@@ -134,29 +129,8 @@ def cmd_pool_dumpxml(ctl: StorageController, args: argparse.Namespace, out: Text
     return 0
 
 
-def _read_input(path: str) -> bytes:
-    """An XML file or stdin, read no further than one byte past the parser's cap."""
-    limit = xmlio.MAX_XML_BYTES
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(limit + 1)
-            size = None
-        else:
-            with open(path, "rb") as fh:
-                data = fh.read(limit + 1)
-                size = os.fstat(fh.fileno()).st_size
-    except OSError as exc:
-        raise PoolkeeperError(f"cannot read '{path}': {exc.strerror}") from None
-    if len(data) > limit:
-        what = "standard input" if path == "-" else f"'{path}'"
-        actual = f" ({human(size)})" if size else ""
-        raise XMLError(f"{what}{actual} is larger than the {limit >> 20} MiB poolkeeper accepts "
-                       "for a pool or volume definition; is it the right file?")
-    return data
-
-
 def cmd_pool_define(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    status = ctl.define_pool(_read_input(args.file))
+    status = ctl.define_pool(read_input(args.file))
     out.write(f"Pool {printable(status.name, out)} defined from {printable(args.file, out)}\n")
     return 0
 
@@ -346,7 +320,7 @@ def cmd_vol_path(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
 
 
 def cmd_vol_create(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    vdef = xmlio.parse_volume(_read_input(args.file), ctl.pool_def(args.pool).type)
+    vdef = xmlio.parse_volume(read_input(args.file), ctl.pool_def(args.pool).type)
     vdef.prealloc_metadata = args.prealloc_metadata
     info = wait_job(ctl.create_volume_def(args.pool, vdef), sys.stderr)
     out.write(f"Vol {printable(info.name, out)} created from {printable(args.file, out)}\n")

@@ -13,14 +13,14 @@ from lxml import etree
 from backends import refs, xmlio
 from backends.controller import StorageController
 
+from .inputs import read_input, volume_of
 from .output import printable, printable_xml, wait_job
-from .verbs import _read_input, volume_of
 
 
 def cmd_vol_create_from(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     """The clone path with a new definition: the XML names the volume and may set its
     format, capacity and allocation; the bytes are the input volume's."""
-    xml = _read_input(args.file)
+    xml = read_input(args.file)
     src_pool, src = refs.volume(ctl, args.vol, args.inputpool, pool_option="--inputpool")
     name = xmlio.parse_volume(xml, ctl.pool_def(args.pool).type, size_from_source=True).name
     wait_job(ctl.clone_volume(src_pool, src, "", target_pool=args.pool, xml=xml,
