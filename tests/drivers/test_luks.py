@@ -16,7 +16,6 @@ import pytest
 
 from backends import runner
 from backends.errors import PoolkeeperError, Unsupported, ValidationError
-from backends.secrets import SecretStore
 from tests.reliability.test_secrets_hidden import ProcWatch
 
 MiB = 1 << 20
@@ -36,19 +35,6 @@ def volume_xml(name: str, fmt: str, mib: int = 8, secret: str = UUID) -> str:
     return (f"<volume><name>{name}</name><capacity unit='MiB'>{mib}</capacity><target>"
             f"<format type='{fmt}'/><encryption format='luks'>"
             f"<secret type='passphrase' uuid='{secret}'/></encryption></target></volume>")
-
-
-@pytest.fixture
-def store(ctl) -> SecretStore:
-    return SecretStore(ctl.paths.config_dir)
-
-
-@pytest.fixture
-def keyfile(tmp_path: Path) -> Path:
-    path = tmp_path / "key"
-    path.write_text(PASSPHRASE)
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture

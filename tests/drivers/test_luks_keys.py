@@ -7,12 +7,10 @@ its path later; and a secret that volumes need is not undefined silently."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from backends.errors import StateError, Unsupported, ValidationError
-from backends.secrets import SecretStore
 from tests.drivers.test_luks import (
     PASSPHRASE,
     UUID,
@@ -32,19 +30,6 @@ def clone_xml(name: str, secret: str | None) -> str:
            "</encryption>" if secret else "")
     return (f"<volume><name>{name}</name><target><format type='qcow2'/>{enc}</target>"
             "</volume>")
-
-
-@pytest.fixture
-def store(ctl) -> SecretStore:
-    return SecretStore(ctl.paths.config_dir)
-
-
-@pytest.fixture
-def keyfile(tmp_path: Path) -> Path:
-    path = tmp_path / "key"
-    path.write_text(PASSPHRASE)
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture
