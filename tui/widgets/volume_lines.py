@@ -39,7 +39,7 @@ from backends.model import VolumeInfo
 from backends.units import human
 
 from ..shown import shown
-from .volume_rows import COLUMNS, VolumeRows, backing_cell, cell_width
+from .volume_rows import COLUMNS, VolumeRows, backing_cell, cell_width, format_text
 
 SEP = "  "  # between columns: plain spaces, so ASCII mode needs no box drawing
 MARK_WIDTH = 2  # marker glyph + space
@@ -450,8 +450,7 @@ class VolumeLines:
             styled = {"name": error, "format": error, "path": dim}
         else:
             pct = f"{min(v.allocation * 100 / v.capacity, 999):3.0f}%" if v.capacity else "-"
-            fmt = f"{v.format}+{v.encryption}" if v.encryption else v.format  # qcow2+luks
-            texts = {"name": v.name, "format": fmt, "capacity": self.size(v.capacity),
+            texts = {"name": v.name, "format": format_text(v), "capacity": self.size(v.capacity),
                      "allocation": self.size(v.allocation), "pct": pct,
                      "backing": backing_cell(v), "in_use": in_use.get(v.name, "")}
             texts["path"] = v.path

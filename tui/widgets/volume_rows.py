@@ -81,8 +81,12 @@ def format_cell(v: VolumeInfo) -> str:
     'Vwi-a-tz--' for thin, 's' for snapshots; partition flags)."""
     if v.error:
         return "!"
-    text = f"{v.format} {v.attributes}" if v.attributes else v.format
-    return f"{text}+{v.encryption}" if v.encryption else text  # e.g. qcow2+luks
+    return f"{format_text(v)} {v.attributes}" if v.attributes else format_text(v)
+
+
+def format_text(v: VolumeInfo) -> str:
+    """The format as the table names it: with its encryption (qcow2+luks)."""
+    return f"{v.format}+{v.encryption}" if v.encryption else v.format
 
 
 def backing_cell(v: VolumeInfo) -> str:
