@@ -203,8 +203,6 @@ def pool_def_from_args(args: argparse.Namespace) -> model.PoolDef:
 
 
 def cmd_pool_define_as(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    from backends import xmlio
-
     pdef = pool_def_from_args(args)
     if args.print_xml:
         xmlio.validate_pool(pdef)
@@ -277,12 +275,6 @@ def cmd_pool_capabilities(ctl: StorageController, args: argparse.Namespace, out:
     return 0
 
 
-def cmd_find_sources(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    out.write(printable_xml(ctl.find_pool_sources(args.type, host=args.host, device=args.device),
-                            out))
-    return 0
-
-
 # == volume verbs =======================================================================
 def cmd_vol_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     vols = sorted(ctl.list_volumes(args.pool), key=lambda v: virsh_text.name_order(v.name))
@@ -340,8 +332,6 @@ def cmd_vol_create_as(ctl: StorageController, args: argparse.Namespace, out: Tex
                      target=model.VolumeTarget(format=args.format), backing=backing,
                      prealloc_metadata=args.prealloc_metadata)
     if args.print_xml:
-        from backends import xmlio
-
         out.write(printable_xml(xmlio.format_volume(vdef), out))
         return 0
     wait_job(ctl.create_volume_def(args.pool, vdef), sys.stderr)

@@ -146,7 +146,7 @@ def pool_info(out: TextIO, p: model.PoolStatus, as_bytes: bool) -> None:
 
 # == volumes ============================================================================
 def vol_list(out: TextIO, vols: Sequence[model.VolumeInfo], details: bool) -> None:
-    vols = sorted(vols, key=lambda v: name_order(v.name))
+    """`vols` sorted by name_order already (cmd_vol_list sorts them once)."""
     if details:
         table(out, ["Name", "Path", "Type", "Capacity", "Allocation"],
               [[v.name, v.path, v.type, pretty_capacity(v.capacity),
