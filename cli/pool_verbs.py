@@ -145,15 +145,9 @@ def cmd_pool_event(ctl: StorageController, args: argparse.Namespace, out: TextIO
     if args.event and args.event not in EVENT_TYPES:
         raise UsageError(f"unknown event type '{args.event}'; choose one of: "
                          + ", ".join(EVENT_TYPES))
-    timeout = None
-    if args.timeout is not None:
-        try:
-            timeout = int(args.timeout)
-        except ValueError:
-            timeout = -1
-        if timeout < 1:
-            raise UsageError(f"--timeout takes a number of seconds (1 or more), not "
-                             f"'{args.timeout}'")
+    timeout = args.timeout  # a number option: cli.argspec made it an int
+    if timeout is not None and timeout < 1:
+        raise UsageError(f"--timeout takes a number of seconds (1 or more), not {timeout}")
     watcher = PoolEvents(ctl.store, ctl.subscribe)
     ctl.start_monitor(1.0)
     count, how = 0, "timed out"

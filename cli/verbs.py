@@ -214,8 +214,7 @@ def cmd_pool_define_as(ctl: StorageController, args: argparse.Namespace, out: Te
 
 
 def _overwrite(args: argparse.Namespace) -> bool | None:
-    if args.overwrite and args.no_overwrite:
-        raise UsageError("--overwrite and --no-overwrite are mutually exclusive")
+    """--overwrite / --no-overwrite (exclusive: cli.argspec refuses both)."""
     if args.overwrite:
         return True
     if args.no_overwrite:
