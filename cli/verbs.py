@@ -161,7 +161,7 @@ def cmd_secret_undefine(ctl: StorageController, args: argparse.Namespace, out: T
 def _port(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise UsageError(f"--source-port takes a port number (1-65535), not '{text}'")
     return int(text)
 

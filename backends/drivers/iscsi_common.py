@@ -87,13 +87,14 @@ def parse_host_arg(text: str | None) -> tuple[str, int | None]:
     if not text:
         raise ValidationError("give the iSCSI portal with --host HOST[:PORT]", "host")
     host, port = text, None
-    match = re.fullmatch(r"\[([^\]]+)\](?::(\d{1,5}))?", text)
+    match = re.fullmatch(r"\[([^\]]+)\](?::([0-9]{1,5}))?", text)
     if match:
         host, port = match.group(1), match.group(2)
     elif text.count(":") == 1:
         host, port = text.split(":")
     if port is not None:
-        if not str(port).isdigit() or not 0 < int(port) < 65536:
+        # ASCII digits only: "²" is a digit to isdigit (and int() refuses it), "٣" to int()
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValidationError(f"port '{port}' is not a TCP port number", "host")
         port = int(port)
     return require_host_name(host), port

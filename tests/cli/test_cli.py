@@ -285,3 +285,13 @@ def test_vol_list_json_lines_are_what_json_makes_of_volume_json():
         dump_json(dicts, [volume_json(v) for v in items])
         assert lines.getvalue() == dicts.getvalue()
         assert json.loads(lines.getvalue()) == [volume_json(v) for v in items]
+
+
+@pytest.mark.parametrize("port", ["٣٢٦٠", "²", "0", "65536", "x"])
+def test_a_source_port_is_ascii_digits_in_range(cli, port):
+    """int() reads Arabic-Indic digits and isdigit() passes "²": only 1-65535 in ASCII."""
+    r = cli("pool-define-as", "n", "netfs", "--source-host", "127.0.0.1",
+            "--source-path", "/x", "--source-port", port, "--target", "/tmp/never",
+            "--print-xml")
+    assert r.code == 1 and "--source-port takes a port number (1-65535)" in r.err, r
+    assert "Traceback" not in r.err

@@ -481,8 +481,9 @@ def test_designators_and_volume_names():
     assert iscsidrv.portal_of("::1", 3260) == "[::1]:3260"
     assert iscsidrv.parse_host_arg("[::1]:3261") == ("::1", 3261)
     assert iscsidrv.parse_host_arg("host.example") == ("host.example", None)
-    with pytest.raises(ValidationError):
-        iscsidrv.parse_host_arg("host:99999")
+    for bad in ("host:99999", ":²", "host:٣٢٦٠", "[::1]:٣٢٦٠", "host:", "host:0"):
+        with pytest.raises(ValidationError, match="port|host name"):  # not a ValueError
+            iscsidrv.parse_host_arg(bad)
 
 
 # == iscsi (kernel initiator): iscsiadm argv, by-path links ============================
