@@ -61,6 +61,7 @@ from .dir_listing import (
     stamp,
 )
 from .fddata import FdDataVerbs
+from .probe_cache import ProbeCache
 
 DEFAULT_POOL_MODE = 0o711
 DEFAULT_VOLUME_MODE = 0o600
@@ -318,6 +319,9 @@ class DirDriver(FdDataVerbs, PoolDriver):
         streamed listing). headers=False: regular files from one lstat, headers unread."""
         prefix = sys.intern(self.target.rstrip("/") + "/")
         with self.dir_fd() as dfd, os.scandir(dfd) as entries:
+            # What unchanged files' headers said last time (probe_cache.py): not reread.
+            cache = ProbeCache.open(self.runtime_dir, self.name, self.target, dfd) \
+                if headers else None
             # The entry type comes from the directory itself (d_type): no stat needed to
             # tell a regular file from a link or a FIFO. Read as scanned: the first batch
             # comes before the rest of a big directory is read.
@@ -326,23 +330,39 @@ class DirDriver(FdDataVerbs, PoolDriver):
                 if not e.name.startswith(PARTIAL_PREFIX):  # volumes being built
                     listing.append((e.name, entry_kind(e)))
                 if len(listing) >= batch:
-                    yield self._scan_batch(dfd, listing, prefix, headers)
+                    yield self._scan_batch(dfd, listing, prefix, headers, cache)
                     listing = []
-            yield self._scan_batch(dfd, listing, prefix, headers)
+            yield self._scan_batch(dfd, listing, prefix, headers, cache)
+            if cache is not None:  # only once every file was listed: names gone drop out
+                cache.save()
 
     def _scan_batch(self, dfd: int, listing: list[tuple[str, int]], prefix: str,
-                    headers: bool = True) -> list[VolumeInfo]:
+                    headers: bool = True, cache: ProbeCache | None = None
+                    ) -> list[VolumeInfo]:
         volumes: list[VolumeInfo] = []
         quick = None if headers else quick_file
         with gc_paused():
             for name, kind in listing:
                 info = quick(dfd, name, prefix) if quick is not None and kind == REGULAR \
                     and name not in self.not_volumes else None
+                if info is None and cache is not None and kind == REGULAR \
+                        and name not in self.not_volumes:
+                    info = self._recalled(dfd, name, prefix, cache)
                 if info is None:
                     info = self._scan(dfd, name, kind, prefix, headers)
+                    if cache is not None and info is not None:
+                        cache.learn(name, info)
                 if info is not None:
                     volumes.append(info)
         return volumes
+
+    @staticmethod
+    def _recalled(dfd: int, name: str, prefix: str, cache: ProbeCache) -> VolumeInfo | None:
+        if first_unsafe(name) is not None:
+            return None  # _scan says what is wrong with the name
+        path = prefix + name
+        info = VolumeInfo(name=name, key=path, path=path)
+        return info if cache.recall(dfd, name, info) else None
 
     def refresh_volume(self, name: str) -> VolumeInfo | None:
         """Re-read one volume (None if it is gone or not a volume)."""

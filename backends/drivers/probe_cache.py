@@ -1,0 +1,210 @@
+"""What the headers of a dir pool's files said, kept between processes: a listing (a
+`vol-list` in a shell loop, a pool started again) reads the header of a file only when
+the file changed since it was last read.
+
+A header is a function of the file's bytes, and every write to a file moves its ctime
+(the kernel stamps it; no call lets a user set it back: utime sets it to now). An entry
+is therefore kept under the file's name with its (inode, size, mtime, ctime), and is
+trusted only where that reasoning holds:
+  * on local filesystems (fstatfs: ext2/3/4, xfs, btrfs, tmpfs, f2fs, zfs). Over NFS,
+    CIFS or FUSE the attributes a stat returns may be a client's cached copy while an
+    open revalidates and reads fresh bytes: there every header is read, as before;
+  * for a regular file on the pool directory's own device (not a file mounted over it);
+  * when the file's ctime was at least RACY_NS older than the start of the listing that
+    read the header: timestamps move in clock ticks, so a write in the same tick as the
+    read would leave the key as it was (git's "racily clean" entries). Such a file is read
+    again at each listing until it is old enough.
+Only whole listings use it. vol-info, vol-dumpxml and every verb that acts on a volume
+read the header afresh from the file they opened (as libvirt's refreshVol rereads), and
+the checks of what qemu would open are made on those reads.
+
+The file, RUNTIME/probes/POOL: marshal of (VERSION, target, dir device, dir inode,
+{name: entry}), written whole (a temp file, then rename) when a listing found something
+changed. It is read only if it is a regular file owned by this user that nobody else can
+write (marshal is not meant for bytes from others); a missing, foreign, damaged or
+other-directory file counts as empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import marshal
+import os
+import stat
+import time
+from pathlib import Path
+
+from ..model import NO_ITEMS, BackingStore, VolumeInfo
+from .dir_listing import stamp
+
+VERSION = 1
+RACY_NS = 1_000_000_000
+MAX_BYTES = 256 << 20  # a cache past this is not read (millions of volumes)
+CACHE_DIR = "probes"
+
+# f_type of the filesystems whose ctime a local kernel keeps (linux/magic.h)
+LOCAL_FILESYSTEMS = frozenset({
+    0xEF53,  # ext2, ext3, ext4
+    0x58465342,  # xfs
+    0x9123683E,  # btrfs
+    0x01021994,  # tmpfs
+    0xF2F52010,  # f2fs
+    0x2FC12FC1,  # zfs
+})
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_STATFS_BYTES = 256  # struct statfs is 120 bytes on 64-bit Linux; f_type is its first word
+
+
+def filesystem_type(fd: int) -> int | None:
+    """f_type of the filesystem holding the open file `fd` (None: fstatfs failed)."""
+    buf = ctypes.create_string_buffer(_STATFS_BYTES)
+    if _libc.fstatfs(fd, buf) != 0:
+        return None
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+Entry = tuple  # (dev, ino, size, mtime, ctime, file_id, header fields...): see _entry
+
+
+class ProbeCache:
+    """One listing's view of a pool's cache: `recall` what a file's header said, `learn`
+    what a fresh read said, `save` once the listing is complete."""
+
+    def __init__(self, dir_fd: int, path: Path | None, target: str, entries: dict) -> None:
+        st = os.fstat(dir_fd)
+        self._dev, self._ino = st.st_dev, st.st_ino
+        self._path, self._target = path, target
+        self._old = entries
+        self._new: dict[str, Entry] = {}
+        self._changed = False
+        self._before = time.time_ns() - RACY_NS
+
+    @classmethod
+    def open(cls, runtime_dir: Path | None, pool: str, target: str,
+             dir_fd: int) -> ProbeCache | None:
+        """The cache of `pool` (its directory open as `dir_fd`); None where it cannot be
+        trusted (no runtime dir, a filesystem not known to be local)."""
+        if runtime_dir is None or filesystem_type(dir_fd) not in LOCAL_FILESYSTEMS:
+            return None
+        path = Path(runtime_dir) / CACHE_DIR / pool
+        cache = cls(dir_fd, path, target, {})
+        cache._old = cache._load()
+        return cache
+
+    def _load(self) -> dict:
+        assert self._path is not None
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return {}
+        try:
+            st = os.fstat(fd)
+            if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+                    or st.st_mode & 0o022 or st.st_size > MAX_BYTES):
+                return {}
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                data = marshal.loads(fh.read())
+        except (OSError, EOFError, ValueError, TypeError):
+            return {}
+        finally:
+            os.close(fd)
+        if (not isinstance(data, tuple) or len(data) != 5
+                or data[:4] != (VERSION, self._target, self._dev, self._ino)
+                or not isinstance(data[4], dict)):
+            return {}
+        return data[4]
+
+    def recall(self, dir_fd: int, name: str, info: VolumeInfo) -> bool:
+        """Fill `info` (name, key and path set) from the entry of `name` if the file is
+        still what it was when its header was read; False: read it."""
+        entry = self._old.get(name)
+        if entry is None:
+            return False
+        try:
+            st = os.lstat(name, dir_fd=dir_fd)
+        except OSError:
+            return False
+        try:
+            (dev, ino, size, mtime, ctime, file_id, fmt, capacity, cluster, compat,
+             features, encryption, backing, backing_format, data_file, extents) = entry
+        except (TypeError, ValueError):
+            return False
+        if (ino != st.st_ino or mtime != st.st_mtime_ns or ctime != st.st_ctime_ns
+                or size != st.st_size or dev != st.st_dev or not stat.S_ISREG(st.st_mode)):
+            return False
+        info.physical, info.allocation = stamp(info, st)
+        info.file_id = file_id
+        info.format = info.probed_format = fmt
+        info.capacity, info.cluster_size, info.compat = capacity, cluster, compat
+        info.features = None if features is None else list(features) or NO_ITEMS
+        info.encryption, info.data_file = encryption, data_file
+        if backing is not None:
+            info.backing = BackingStore(path=backing, format=backing_format)
+        info.extent_files = [tuple(e) for e in extents] or NO_ITEMS  # type: ignore[misc]
+        self._new[name] = entry
+        return True
+
+    def learn(self, name: str, info: VolumeInfo) -> None:
+        """Keep what a fresh read of `name` found, if it may be trusted next time."""
+        entry = _entry(info, self._dev, self._before)
+        if entry is None:
+            if name in self._old:
+                self._changed = True  # dropped: it changed, or its file is not plain now
+            return
+        self._new[name] = entry
+        if self._old.get(name) != entry:
+            self._changed = True
+
+    def save(self) -> None:
+        """Write the entries this listing recalled or learned, if any differ from the
+        file's (names gone are dropped with it). Best effort: a cache never fails a
+        listing."""
+        if self._path is None or not (self._changed or self._old.keys() - self._new.keys()):
+            return
+        with contextlib.suppress(OSError):
+            self._write(marshal.dumps(
+                (VERSION, self._target, self._dev, self._ino, self._new)))
+
+    def _write(self, data: bytes) -> None:
+        assert self._path is not None
+        parent = self._path.parent
+        with contextlib.suppress(FileExistsError):
+            parent.mkdir(mode=0o700)
+        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            st = os.fstat(dfd)
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                return  # not our own private directory: keep nothing there
+            temp = f".{self._path.name}.{os.getpid()}.tmp"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(temp, self._path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=dfd)
+                raise
+        finally:
+            os.close(dfd)
+
+
+def _entry(info: VolumeInfo, dev: int, before: int) -> Entry | None:
+    """The cache entry of a freshly read file, or None: not a plain file read whole, or
+    changed too recently to trust its ctime."""
+    times = info.times_ns
+    if (info.type != "file" or info.symlink is not None or info.error is not None
+            or info.pending or times is None or times[2] >= before or not info.signature
+            or info.format_recorded):
+        return None
+    ino, size, _blocks, mtime = info.signature
+    b = info.backing
+    return (dev, ino, size, mtime, times[2], info.file_id, info.probed_format,
+            info.capacity, info.cluster_size, info.compat,
+            None if info.features is None else tuple(info.features), info.encryption,
+            b.path if b else None, b.format if b else None, info.data_file,
+            tuple(info.extent_files))
+
