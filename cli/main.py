@@ -94,6 +94,11 @@ def _split(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
     return argv, None, []
 
 
+def opens_tui(argv: Sequence[str]) -> bool:
+    """No command among the arguments: main opens the TUI (unless --help or --version)."""
+    return _split(list(argv))[1] is None
+
+
 def parse_command(verb_name: str, words: list[str], out: TextIO) -> argparse.Namespace | None:
     """The verb's arguments (None: its --help was shown)."""
     verbs = all_verbs()
