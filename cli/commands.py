@@ -24,7 +24,8 @@ class _Handler:
         self.module, self.name = module, name
 
     def resolve(self) -> Handler:
-        return getattr(import_module(self.module, __package__), self.name)  # type: ignore[no-any-return]
+        module = import_module(self.module, __package__)
+        return getattr(module, self.name)  # type: ignore[no-any-return]
 
     def __call__(self, ctl: Any, args: argparse.Namespace, out: TextIO) -> int:
         return self.resolve()(ctl, args, out)
