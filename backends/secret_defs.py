@@ -41,6 +41,7 @@ _UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a
 
 @dataclass(frozen=True)
 class SecretDef:
+    """A secret's definition (libvirt <secret> XML); never its value."""
     uuid: str  # canonical: lower case with dashes
     usage_type: str | None = None  # None: no <usage>
     usage_id: str | None = None  # the path, target or name the usage names

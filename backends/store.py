@@ -43,6 +43,7 @@ _UNDEFINED_PREFIX = ".undefined-"  # no pool name starts with "." (check_pool_na
 
 @dataclass(frozen=True)
 class StorePaths:
+    """The state root's directories: configuration, runtime, default images."""
     config_dir: Path
     runtime_dir: Path
     images_dir: Path  # where the "default" dir pool lives
