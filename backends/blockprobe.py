@@ -59,6 +59,7 @@ _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 # == signatures ========================================================================
 @dataclass(frozen=True)
 class Signature:
+    """One signature blkid or wipefs found on a device."""
     type: str  # as blkid/wipefs name it: ext4, xfs, gpt, dos, LVM2_member, ...
     kind: str  # "filesystem", "partition table", "LVM2 physical volume", ...
     label: str | None = None
@@ -78,6 +79,7 @@ class Signature:
 
 @dataclass
 class Probe:
+    """What a device holds: its signatures, or why the probe could not tell."""
     device: str
     signatures: list[Signature]
     problem: str | None = None  # why the probe could not tell what is there
@@ -278,6 +280,7 @@ def fill_from_blkid(rows: list[dict], column: str, tag: str) -> None:
 # == mounts ============================================================================
 @dataclass(frozen=True)
 class Mount:
+    """One line of /proc/self/mountinfo."""
     id: int
     parent: int
     major: int
@@ -608,6 +611,7 @@ def _flocked(path: str, wait: float | None, busy: str) -> Iterator[None]:
 # == loop devices ======================================================================
 @dataclass(frozen=True)
 class LoopIdentity:
+    """A loop device and the file it was attached to."""
     device: str
     backing: str  # the image path the kernel recorded (" (deleted)" removed)
     st_dev: int  # of the backing file, as the kernel saw it at attach time

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PoolChanged:
+    """Something happened to a pool (the reason says what)."""
     pool: str
     # defined, undefined, started, stopped, built, deleted, refreshed, autostart, sizes;
     # listing / listed: a first listing is coming in (its batches are VolumesChanged
@@ -26,6 +27,7 @@ class PoolChanged:
 
 @dataclass(frozen=True)
 class VolumesChanged:
+    """Volumes of a pool were added, removed or changed."""
     pool: str
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
@@ -34,16 +36,19 @@ class VolumesChanged:
 
 @dataclass(frozen=True)
 class JobProgress:
+    """A job moved on."""
     job: Job
 
 
 @dataclass(frozen=True)
 class JobFinished:
+    """A job ended (done, failed or cancelled)."""
     job: Job
 
 
 @dataclass(frozen=True)
 class CommandRun:
+    """A tool was run."""
     command: Completed
 
 
@@ -53,6 +58,7 @@ Subscriber = Callable[[Event], None]
 
 @dataclass
 class EventBus:
+    """Delivers events to subscribers, in this process."""
     _subscribers: Listeners[Event] = field(default_factory=Listeners)
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:

@@ -65,6 +65,7 @@ ReadAt = Callable[[int, int], bytes]
 
 @dataclass(slots=True)
 class ProbeResult:
+    """What an image's header says: format, size, backing file, qcow2 details."""
     format: str
     capacity: int | None  # virtual size from the header; None => caller uses st_size
     backing: str | None = None  # exactly as in the header: not resolved, not opened

@@ -62,6 +62,7 @@ class Timestamps:
 
 @dataclass
 class FreeExtent:
+    """A free extent (start, end, in bytes) of a disk pool's device."""
     start: int
     end: int
 
@@ -76,6 +77,7 @@ class Extent:
 
 @dataclass
 class SourceDevice:
+    """A <device> of a pool's <source>, with its free extents (disk pools)."""
     path: str
     part_separator: bool | None = None
     free_extents: list[FreeExtent] = field(default_factory=list)
@@ -83,18 +85,21 @@ class SourceDevice:
 
 @dataclass
 class SourceHost:
+    """A <host> of a pool's <source>: a name or address, and its port."""
     name: str
     port: int | None = None
 
 
 @dataclass
 class AuthSecret:
+    """The <secret> an <auth> names, by usage or UUID."""
     usage: str | None = None
     uuid: str | None = None
 
 
 @dataclass
 class SourceAuth:
+    """A pool's <auth>: its type, user name and secret."""
     type: str  # "chap" (iscsi), "ceph"
     username: str
     secret: AuthSecret = field(default_factory=AuthSecret)
@@ -102,6 +107,7 @@ class SourceAuth:
 
 @dataclass
 class PoolSource:
+    """A pool's <source>: hosts, devices, directory, name and format."""
     hosts: list[SourceHost] = field(default_factory=list)
     devices: list[SourceDevice] = field(default_factory=list)
     dir: str | None = None
@@ -123,6 +129,7 @@ class PoolSource:
 
 @dataclass
 class PoolTarget:
+    """A pool's <target>: its path and permissions."""
     path: str | None = None
     permissions: Permissions | None = None
 
@@ -146,6 +153,7 @@ class PoolDef:
 
 @dataclass
 class BackingStore:
+    """A volume's <backingStore>: the image it is an overlay of."""
     path: str
     format: str | None = None
     permissions: Permissions | None = None
@@ -154,6 +162,7 @@ class BackingStore:
 
 @dataclass
 class EncryptionSecret:
+    """A <secret> of a volume's <encryption>, by UUID or usage."""
     type: str = "passphrase"
     uuid: str | None = None
     usage: str | None = None
@@ -161,12 +170,14 @@ class EncryptionSecret:
 
 @dataclass
 class Encryption:
+    """A volume's <encryption>: its format (luks) and secrets."""
     format: str
     secrets: list[EncryptionSecret] = field(default_factory=list)
 
 
 @dataclass
 class VolumeTarget:
+    """A volume's <target>: path, format, permissions, encryption, features."""
     path: str | None = None
     format: str | None = None
     permissions: Permissions | None = None
@@ -304,6 +315,7 @@ class PoolFeatures:
 
 @dataclass
 class PoolSizes:
+    """A pool's capacity, allocation and free space, in bytes."""
     capacity: int
     allocation: int
     available: int  # free space in all (a disk pool: the sum of its free extents)

@@ -32,6 +32,7 @@ K = TypeVar("K", bound=Hashable)
 
 @dataclass(frozen=True)
 class Opener:
+    """A process that has the object open, and whether for writing."""
     name: str
     pid: int
     writes: bool  # one of its fds on the object is open O_WRONLY or O_RDWR

@@ -123,6 +123,7 @@ STOP_GRACE = 5.0  # seconds a stopped progress tool has after SIGTERM before SIG
 
 @dataclass(frozen=True)
 class Completed:
+    """A tool run to its end: argv as run and as shown, status, output, duration."""
     argv: list[str]  # as run (secrets included); never log this, log `shown`
     shown: list[str]  # with secrets masked
     returncode: int | None

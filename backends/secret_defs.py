@@ -15,7 +15,6 @@ DOCTYPE, no entities, no XInclude), and anything unknown is refused, never dropp
 from __future__ import annotations
 
 import re
-import uuid as uuidlib
 from dataclasses import dataclass
 
 from lxml import etree
@@ -42,6 +41,7 @@ _UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a
 
 @dataclass(frozen=True)
 class SecretDef:
+    """A secret's definition (libvirt <secret> XML); never its value."""
     uuid: str  # canonical: lower case with dashes
     usage_type: str | None = None  # None: no <usage>
     usage_id: str | None = None  # the path, target or name the usage names
@@ -61,7 +61,9 @@ def canonical_uuid(text: str) -> str:
     if not _UUID_RE.fullmatch(value):
         raise ValidationError(f"'{text}' is not a UUID (32 hex digits, dashes optional, as "
                               "in 0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f)", "uuid")
-    return str(uuidlib.UUID(value))
+    import uuid  # here, as below: uuid (and platform) cost every command ~2 ms to import
+
+    return str(uuid.UUID(value))
 
 
 def _yes_no(root: etree._Element, name: str) -> bool:
@@ -134,8 +136,10 @@ def parse_secret(text: str | bytes) -> SecretDef:
         raise ValidationError("poolkeeper has no daemon to keep an ephemeral secret in "
                               "memory; define it with ephemeral='no' (its value is kept in a "
                               "0600 file under the state root)", "secret")
+    import uuid
+
     uid = (canonical_uuid(_text(found["uuid"], "a secret's <uuid>", 64))
-           if "uuid" in found else str(uuidlib.uuid4()))
+           if "uuid" in found else str(uuid.uuid4()))
     kind = usage = None
     if "usage" in found:
         kind, usage = _usage(found["usage"])

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import stat
@@ -132,6 +131,12 @@ def _encrypted_file(path: str) -> bool:
         os.close(fd)
 
 
+def _sha256(data: bytes) -> str:
+    import hashlib  # here: OpenSSL costs every command ~3 ms (volume_encryption imports us)
+
+    return hashlib.sha256(data).hexdigest()
+
+
 class SecretStore:
     def __init__(self, config_dir: str | os.PathLike[str]) -> None:
         self.dir = Path(config_dir) / SECRETS_DIR
@@ -139,7 +144,7 @@ class SecretStore:
     # -- paths ----------------------------------------------------------------------------
     @staticmethod
     def file_name(usage: str) -> str:
-        return hashlib.sha256(_check_usage(usage).encode("utf-8")).hexdigest()
+        return _sha256(_check_usage(usage).encode("utf-8"))
 
     def _file(self, usage: str) -> Path:
         return self.dir / self.file_name(usage)
@@ -392,7 +397,7 @@ class SecretStore:
             name = data.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        return name if hashlib.sha256(data).hexdigest() == hashed else None
+        return name if _sha256(data) == hashed else None
 
     def reveal_value(self, uuid: str) -> str:
         """A defined secret's value, for `secret-get-value --reveal`; refused for a private

@@ -27,7 +27,6 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ _UNDEFINED_PREFIX = ".undefined-"  # no pool name starts with "." (check_pool_na
 
 @dataclass(frozen=True)
 class StorePaths:
+    """The state root's directories: configuration, runtime, default images."""
     config_dir: Path
     runtime_dir: Path
     images_dir: Path  # where the "default" dir pool lives
@@ -65,12 +65,15 @@ def resolve_paths(root: str | os.PathLike[str] | None = None) -> StorePaths:
         )
     home = Path.home()
     config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "poolkeeper"
-    xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
-    fallback = Path(tempfile.gettempdir()) / f"poolkeeper-{os.getuid()}"
-    runtime_base = Path(xdg_runtime) if xdg_runtime else fallback
     data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local/share") / "poolkeeper"
-    return StorePaths(config, runtime_base / "poolkeeper", data / "images",
-                      private_parent=None if xdg_runtime else fallback)
+    xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg_runtime:
+        return StorePaths(config, Path(xdg_runtime) / "poolkeeper", data / "images")
+    import tempfile  # only here: with random, it costs every other command ~1.5 ms
+
+    fallback = Path(tempfile.gettempdir()) / f"poolkeeper-{os.getuid()}"
+    return StorePaths(config, fallback / "poolkeeper", data / "images",
+                      private_parent=fallback)
 
 
 def fsync_dir(path: Path) -> None:

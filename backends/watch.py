@@ -12,7 +12,6 @@ changes made through this host: such a pool is polled as well.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 from typing import NamedTuple
@@ -74,7 +73,9 @@ class _Libc:
         try:  # glibc's soname first: find_library runs `ldconfig -p`, ~5 ms a command
             lib = ctypes.CDLL("libc.so.6", use_errno=True)
         except OSError:
-            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            from ctypes.util import find_library  # only here: it imports tempfile (~1.5 ms)
+
+            lib = ctypes.CDLL(find_library("c") or "libc.so.6", use_errno=True)
         self.init1 = lib.inotify_init1
         self.init1.argtypes = [ctypes.c_int]
         self.init1.restype = ctypes.c_int

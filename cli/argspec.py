@@ -24,6 +24,7 @@ Handler = Callable[[Any, argparse.Namespace, TextIO], int]
 
 @dataclass(frozen=True)
 class Opt:
+    """One option of a verb, as virsh has it."""
     name: str  # as virsh spells it, without the dashes
     kind: str = "bool"  # bool, string or number
     help: str = ""
@@ -57,6 +58,7 @@ def flag(name: str, help_text: str) -> Opt:
 
 @dataclass(frozen=True)
 class Verb:
+    """A verb of the CLI: its name, summary, handler and options."""
     name: str
     summary: str
     handler: Handler

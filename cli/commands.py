@@ -6,14 +6,46 @@ which words given without an option name fill them (cli.argspec). Options poolke
 
 from __future__ import annotations
 
+import argparse
+from importlib import import_module
+from typing import Any, TextIO
+
 from backends.controller import StorageController
 from backends.model import WIPE_ALGORITHMS
 
-from . import pool_verbs as pv
-from . import secret_verbs as sv
 from . import verbs as v
-from . import volume_verbs as vv
-from .argspec import Opt, Verb, data, flag, number, string
+from .argspec import Handler, Opt, Verb, data, flag, number, string
+
+
+class _Handler:
+    """`module.name`, imported when its verb runs."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def resolve(self) -> Handler:
+        module = import_module(self.module, __package__)
+        return getattr(module, self.name)  # type: ignore[no-any-return]
+
+    def __call__(self, ctl: Any, args: argparse.Namespace, out: TextIO) -> int:
+        return self.resolve()(ctl, args, out)
+
+
+class _Later:
+    """A module of handlers imported only when one of its verbs runs: pool_verbs,
+    secret_verbs and volume_verbs (datetime, queue, base64, getpass, ...) cost every other
+    verb ~4 ms of imports. cli.verbs, which argspec imports anyway, is used directly."""
+
+    def __init__(self, module: str) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> _Handler:
+        return _Handler(self._module, name)
+
+
+pv = _Later(".pool_verbs")
+sv = _Later(".secret_verbs")
+vv = _Later(".volume_verbs")
 
 # options whose value names a pool (by name or UUID): main resolves them to its name
 POOL_REFS = ("pool", "inputpool", "newpool")

@@ -162,3 +162,17 @@ def test_find_storage_pool_sources_reads_its_spec_file_in_place(cli, tmp_path):
     assert r.code == 1 and "needs a host" in r.err, r
     r = cli("find-storage-pool-sources", "netfs", str(spec))  # --srcSpec in its place
     assert r.code == 1 and "showmount" in r.err and "Unknown host" in r.err, r  # it asked
+
+
+def test_every_verb_runs_a_handler_that_exists() -> None:
+    """The verbs whose module is imported only when they run (pool_verbs, secret_verbs,
+    volume_verbs) name a handler that is there: a misspelt one would fail only then."""
+    lazy = 0
+    for verb in all_verbs().values():
+        handler = verb.handler
+        resolve = getattr(handler, "resolve", None)
+        if resolve is not None:
+            lazy += 1
+            handler = resolve()
+        assert callable(handler) and handler.__name__.startswith(("cmd_", "handler")), verb.name
+    assert lazy == 17

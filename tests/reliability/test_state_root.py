@@ -112,6 +112,7 @@ def test_a_fit_root_is_made_private_where_it_must_be(tmp_path):
 # == as an unprivileged user (a child process running as nobody) ========================
 CHILD = """
 import json, os, sys
+import tempfile  # resolve_paths imports it only for this case (no XDG_RUNTIME_DIR)
 from backends.controller import StorageController
 from backends.errors import PoolkeeperError
 # Imported as root (the interpreter may live where nobody cannot read), then nobody:
@@ -214,6 +215,7 @@ def test_user_config_dir_owned_by_another_user_is_refused(shared_tmp):
 # == umask 002: group write by the user's own private group ==============================
 AS_USER = """
 import json, os, sys
+import tempfile  # as in CHILD
 from backends.controller import StorageController
 from backends.errors import PoolkeeperError
 uid, gid = int(sys.argv[1]), int(sys.argv[2])

@@ -1902,3 +1902,18 @@ def test_empty_permissions_and_timestamps_are_dropped_consistently() -> None:
     assert vol.target.permissions is None and vol.target.timestamps is None
     out = xmlio.format_volume(vol)
     assert xmlio.format_volume(xmlio.parse_volume(out)) == out
+
+
+def test_not_xml_characters_are_the_complement_of_xml_char() -> None:
+    """The characters refused as not XML are exactly those outside XML 1.0's Char
+    production (#x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]),
+    over every code point."""
+    from backends.xmlio.values import _NOT_XML_RE
+
+    def is_char(c: int) -> bool:
+        return (c in (0x9, 0xA, 0xD) or 0x20 <= c <= 0xD7FF or 0xE000 <= c <= 0xFFFD
+                or 0x10000 <= c <= 0x10FFFF)
+
+    everything = "".join(map(chr, range(0x110000)))
+    refused = {m.start() for m in _NOT_XML_RE.finditer(everything)}
+    assert refused == {c for c in range(0x110000) if not is_char(c)}
