@@ -358,8 +358,8 @@ class DirDriver(FdDataVerbs, PoolDriver):
 
     @staticmethod
     def _recalled(dfd: int, name: str, prefix: str, cache: ProbeCache) -> VolumeInfo | None:
-        if first_unsafe(name) is not None:
-            return None  # _scan says what is wrong with the name
+        if name not in cache:
+            return None  # (a name the cache holds was checked safe when it was read)
         path = prefix + name
         info = VolumeInfo(name=name, key=path, path=path)
         return info if cache.recall(dfd, name, info) else None

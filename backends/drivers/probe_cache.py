@@ -116,6 +116,9 @@ class ProbeCache:
             return {}
         return data[4]
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._old
+
     def recall(self, dir_fd: int, name: str, info: VolumeInfo) -> bool:
         """Fill `info` (name, key and path set) from the entry of `name` if the file is
         still what it was when its header was read; False: read it."""

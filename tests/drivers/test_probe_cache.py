@@ -208,3 +208,13 @@ def test_the_filesystems_here_are_recognised(tmp_path):
         assert probe_cache.filesystem_type(fd) in probe_cache.LOCAL_FILESYSTEMS
     finally:
         os.close(fd)
+
+
+def test_a_name_refused_for_its_characters_is_never_kept(pool, tmp_path, trusting):
+    runtime = tmp_path / "run"
+    (pool / "bad\x1bname").write_bytes(b"\0" * 512)
+    time.sleep(0.05)
+    for _ in range(2):
+        vol = listing(driver(pool, runtime))["bad\x1bname"]
+        assert vol.error is not None and "rename it" in vol.error
+    assert "bad\x1bname" not in cached_names(runtime)
