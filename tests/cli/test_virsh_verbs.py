@@ -217,6 +217,25 @@ def test_pool_event_needs_list_or_event_as_virsh(cli, args):
     assert r.err == "error: either --list or --event <type> is required\n", r
 
 
+@pytest.mark.parametrize("args", [
+    (), ("--loop",), ("--timeout", "1"), ("--pool", "default-pool"), ("--list",),
+    ("--list", "--event", "bogus", "--loop"), ("--event", "bogus"),
+    ("--event", "lifecycle", "--timeout", "1"), ("--event", "refresh", "--loop", "--timeout", "1"),
+], ids=lambda a: " ".join(a) or "none")
+def test_pool_event_says_what_virsh_says(cli, args):
+    """Status, stdout and error as virsh's test driver's (which has no other process to
+    hear from: nothing happens in the second it waits, as in ours)."""
+    theirs = subprocess.run(["virsh", "-q", "-c", "test:///default", "pool-event", *args],
+                            capture_output=True, text=True, timeout=60, check=False)
+    ours = cli("pool-event", *args)
+    assert (ours.code, ours.out) == (theirs.returncode, theirs.stdout), (ours, theirs)
+    if "bogus" in args and "--list" not in args:  # virsh's words, then the two there are
+        assert theirs.stderr == "error: unknown event type bogus\n", theirs
+        assert ours.err == "error: unknown event type bogus (choose lifecycle or refresh)\n"
+    else:
+        assert ours.err == theirs.stderr, (ours, theirs)
+
+
 def _inotify_instances(pid: int) -> int:
     fds = Path(f"/proc/{pid}/fd")
     try:
