@@ -139,12 +139,15 @@ def _save_edit(ctl: StorageController, pool: str, text: str) -> list[str]:
 
 # == pool-event =========================================================================
 def cmd_pool_event(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    # virsh's order: --list wins over every other option; then --event is required
     if args.list:
         out.write("".join(f"{kind}\n" for kind in EVENT_TYPES))
         return 0
-    if args.event and args.event not in EVENT_TYPES:
-        raise UsageError(f"unknown event type '{args.event}'; choose one of: "
-                         + ", ".join(EVENT_TYPES))
+    if not args.event:
+        raise UsageError("either --list or --event <type> is required")
+    if args.event not in EVENT_TYPES:
+        raise UsageError(f"unknown event type {args.event} (choose "
+                         + " or ".join(EVENT_TYPES) + ")")
     timeout = args.timeout  # a number option: cli.argspec made it an int
     if timeout is not None and timeout < 1:
         raise UsageError(f"--timeout takes a number of seconds (1 or more), not {timeout}")
@@ -155,7 +158,7 @@ def cmd_pool_event(ctl: StorageController, args: argparse.Namespace, out: TextIO
         for event in watcher.events(timeout):
             if args.pool and event.pool != args.pool:
                 continue
-            if args.event and event.kind != args.event:
+            if event.kind != args.event:
                 continue
             stamp = ""
             if args.timestamp:
