@@ -51,17 +51,53 @@ def _collect(watcher: PoolEvents, count: int, timeout: float) -> tuple[list[Pool
     return got, time.monotonic() - start
 
 
+STEPPED_WRITER = """
+import sys
+from pathlib import Path
+from backends.event_journal import EventJournal
+j = EventJournal(Path(sys.argv[1]), max_bytes=int(sys.argv[2]))
+for i in range(int(sys.argv[3])):
+    sys.stdin.readline()  # one line when the test has seen the one before
+    j.append("lifecycle", "p", str(i))
+"""
+
+
 def test_another_process_s_lines_wake_it_across_rotations(ctl: StorageController):
+    """Each line is heard before the next is written (the journal keeps one rotation: a
+    writer two rotations ahead of any reader loses lines by design), so every line must
+    come from a wake-up on the rotated, recreated journal."""
     watcher = PoolEvents(ctl.store, ctl.subscribe)
+    got: list[PoolEvent] = []
+    heard = threading.Condition()
+
+    def collect() -> None:
+        for event in watcher.events(30):
+            with heard:
+                got.append(event)
+                heard.notify_all()
+            if len(got) == 40:
+                return
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", STEPPED_WRITER, str(ctl.store.run_dir), "300", "40"],
+        cwd=REPO, stdin=subprocess.PIPE)  # 300 bytes: rotated about every 5 lines
+    assert writer.stdin is not None
+    reader = threading.Thread(target=collect)
     try:
         assert not watcher._watch.polled  # inotify on a local run directory
-        writer = _write_later(ctl.store.run_dir, 40, max_bytes=300)  # rotated ~every 5
-        got, took = _collect(watcher, 40, timeout=30)
-        writer.join()
+        reader.start()
+        for i in range(40):
+            writer.stdin.write(b"\n")
+            writer.stdin.flush()
+            with heard:
+                assert heard.wait_for(lambda i=i: len(got) > i, timeout=10), got
+        assert writer.wait(timeout=30) == 0
     finally:
+        writer.kill()
+        writer.wait()
         watcher.close()
+        reader.join(timeout=35)
     assert got == [PoolEvent("lifecycle", "p", str(i)) for i in range(40)]
-    assert took < 20  # woken by the writes, not by the 30 s timeout
 
 
 def test_a_monitor_refresh_wakes_it(ctl: StorageController):
