@@ -320,8 +320,9 @@ class DirDriver(FdDataVerbs, PoolDriver):
         prefix = sys.intern(self.target.rstrip("/") + "/")
         with self.dir_fd() as dfd, os.scandir(dfd) as entries:
             # What unchanged files' headers said last time (probe_cache.py): not reread.
-            cache = ProbeCache.open(self.runtime_dir, self.name, self.target, dfd) \
-                if headers else None
+            # A quick listing takes what it can from it (those rows come whole, not
+            # pending) and leaves it as it is: it knows nothing new.
+            cache = ProbeCache.open(self.runtime_dir, self.name, self.target, dfd)
             # The entry type comes from the directory itself (d_type): no stat needed to
             # tell a regular file from a link or a FIFO. Read as scanned: the first batch
             # comes before the rest of a big directory is read.
@@ -333,25 +334,25 @@ class DirDriver(FdDataVerbs, PoolDriver):
                     yield self._scan_batch(dfd, listing, prefix, headers, cache)
                     listing = []
             yield self._scan_batch(dfd, listing, prefix, headers, cache)
-            if cache is not None:  # only once every file was listed: names gone drop out
+            if cache is not None and headers:  # once every file was read: names gone go
                 cache.save()
 
     def _scan_batch(self, dfd: int, listing: list[tuple[str, int]], prefix: str,
                     headers: bool = True, cache: ProbeCache | None = None
                     ) -> list[VolumeInfo]:
         volumes: list[VolumeInfo] = []
-        quick = None if headers else quick_file
+        learning = cache if headers else None
         with gc_paused():
             for name, kind in listing:
-                info = quick(dfd, name, prefix) if quick is not None and kind == REGULAR \
-                    and name not in self.not_volumes else None
-                if info is None and cache is not None and kind == REGULAR \
-                        and name not in self.not_volumes:
-                    info = self._recalled(dfd, name, prefix, cache)
+                plain = kind == REGULAR and name not in self.not_volumes
+                info = self._recalled(dfd, name, prefix, cache) \
+                    if plain and cache is not None else None
+                if info is None and plain and not headers:
+                    info = quick_file(dfd, name, prefix)
                 if info is None:
                     info = self._scan(dfd, name, kind, prefix, headers)
-                    if cache is not None and info is not None:
-                        cache.learn(name, info)
+                    if learning is not None and info is not None:
+                        learning.learn(name, info)
                 if info is not None:
                     volumes.append(info)
         return volumes

@@ -218,3 +218,20 @@ def test_a_name_refused_for_its_characters_is_never_kept(pool, tmp_path, trustin
         vol = listing(driver(pool, runtime))["bad\x1bname"]
         assert vol.error is not None and "rename it" in vol.error
     assert "bad\x1bname" not in cached_names(runtime)
+
+
+def test_a_quick_listing_takes_whole_rows_from_it_and_leaves_it_as_it_was(
+        pool, tmp_path, trusting):
+    """The TUI's quick listing (headers=False): what the cache knows comes whole, the rest
+    pending for the header thread; it saves nothing (it read no header)."""
+    runtime = tmp_path / "run"
+    listing(driver(pool, runtime))
+    (pool / "new.qcow2").write_bytes(b"x")
+    time.sleep(0.05)
+    before = cache_file(runtime).read_bytes()
+    quick = {v.name: v for batch in driver(pool, runtime).refresh_batches(headers=False)
+             for v in batch}
+    child = quick["child.qcow2"]
+    assert not child.pending and child.format == "qcow2" and child.backing is not None
+    assert quick["new.qcow2"].pending and quick["new.qcow2"].format == ""
+    assert cache_file(runtime).read_bytes() == before
