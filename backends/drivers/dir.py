@@ -308,21 +308,25 @@ class DirDriver(FdDataVerbs, PoolDriver):
 
     # -- refresh -----------------------------------------------------------------------
     def refresh(self) -> tuple[PoolSizes, list[VolumeInfo]]:
-        return self.sizes(), [v for batch in self.refresh_batches() for v in batch]
+        """Every header read now: what the checks before a delete list (see probe_cache)."""
+        return self.sizes(), [v for batch in self.refresh_batches(cached=False)
+                              for v in batch]
 
     streams_listing = True
 
-    def refresh_batches(self, batch: int = LISTING_BATCH, *,
-                        headers: bool = True) -> Iterator[list[VolumeInfo]]:
+    def refresh_batches(self, batch: int = LISTING_BATCH, *, headers: bool = True,
+                        cached: bool = True) -> Iterator[list[VolumeInfo]]:
         """The volumes, `batch` at a time as the scan finds them (directory order), so a
         caller can show the first while the rest are read (see StorageController's
-        streamed listing). headers=False: regular files from one lstat, headers unread."""
+        streamed listing). headers=False: regular files from one lstat, headers unread.
+        cached=False: no header from the probe cache (nor kept in it)."""
         prefix = sys.intern(self.target.rstrip("/") + "/")
         with self.dir_fd() as dfd, os.scandir(dfd) as entries:
             # What unchanged files' headers said last time (probe_cache.py): not reread.
             # A quick listing takes what it can from it (those rows come whole, not
             # pending) and leaves it as it is: it knows nothing new.
-            cache = ProbeCache.open(self.runtime_dir, self.name, self.target, dfd)
+            cache = ProbeCache.open(self.runtime_dir, self.name, self.target, dfd) \
+                if cached else None
             # The entry type comes from the directory itself (d_type): no stat needed to
             # tell a regular file from a link or a FIFO. Read as scanned: the first batch
             # comes before the rest of a big directory is read.
@@ -359,11 +363,9 @@ class DirDriver(FdDataVerbs, PoolDriver):
 
     @staticmethod
     def _recalled(dfd: int, name: str, prefix: str, cache: ProbeCache) -> VolumeInfo | None:
-        if name not in cache:
-            return None  # (a name the cache holds was checked safe when it was read)
-        path = prefix + name
-        info = VolumeInfo(name=name, key=path, path=path)
-        return info if cache.recall(dfd, name, info) else None
+        if name not in cache or first_unsafe(name) is not None:
+            return None  # (_scan says what is wrong with the name)
+        return cache.recall(dfd, name, prefix + name)
 
     def refresh_volume(self, name: str) -> VolumeInfo | None:
         """Re-read one volume (None if it is gone or not a volume)."""

@@ -1,28 +1,39 @@
 """What the headers of a dir pool's files said, kept between processes: a listing (a
-`vol-list` in a shell loop, a pool started again) reads the header of a file only when
-the file changed since it was last read.
+`vol-list` in a shell loop, the TUI opening a big pool) reads the header of a file only
+when the file changed since it was last read.
 
-A header is a function of the file's bytes, and every write to a file moves its ctime
-(the kernel stamps it; no call lets a user set it back: utime sets it to now). An entry
-is therefore kept under the file's name with its (inode, size, mtime, ctime), and is
-trusted only where that reasoning holds:
-  * on local filesystems (fstatfs: ext2/3/4, xfs, btrfs, tmpfs, f2fs, zfs). Over NFS,
-    CIFS or FUSE the attributes a stat returns may be a client's cached copy while an
-    open revalidates and reads fresh bytes: there every header is read, as before;
-  * for a regular file on the pool directory's own device (not a file mounted over it);
-  * when the file's ctime was at least RACY_NS older than the start of the listing that
-    read the header: timestamps move in clock ticks, so a write in the same tick as the
-    read would leave the key as it was (git's "racily clean" entries). Such a file is read
-    again at each listing until it is old enough.
-Only whole listings use it. vol-info, vol-dumpxml and every verb that acts on a volume
-read the header afresh from the file they opened (as libvirt's refreshVol rereads), and
-the checks of what qemu would open are made on those reads.
+A header is a function of the file's bytes, and a write to a file moves its ctime (the
+kernel stamps it; no call lets a user set it back: utime sets it to now). An entry is
+kept under the file's name with its (device, inode, size, mtime, ctime), and trusted
+only where that reasoning holds:
+  * on local filesystems that stamp writes through a shared mapping too (fstatfs: ext2/3/
+    4, xfs, btrfs, f2fs, zfs). Over NFS, CIFS or FUSE a stat may return a client's cached
+    attributes while an open would read fresh bytes; tmpfs never stamps a write made
+    through a mapping: there every header is read, as before;
+  * for a regular file, on the pool directory's own device;
+  * when the file's ctime is older than the listing by more than the racy window. Writes
+    are stamped when they start, and a write through a shared mapping only when a clean
+    page is first dirtied: stores to a page already dirty change the bytes with no new
+    stamp until writeback has cleaned the page (then the next store is stamped again).
+    So an entry is made only for a file whose last stamp is older than twice the kernel's
+    writeback horizon (vm.dirty_expire_centisecs + vm.dirty_writeback_centisecs, 35 s by
+    default), and at least a minute: by then the page stamped last has been written back,
+    and any later change is stamped. Files changed more recently are read each time.
+Left to this reasoning: bytes changed under the filesystem (the block device written
+while unmounted), or a clock stepped back onto an earlier stamp.
 
-The file, RUNTIME/probes/POOL: marshal of (VERSION, target, dir device, dir inode,
-{name: entry}), written whole (a temp file, then rename) when a listing found something
-changed. It is read only if it is a regular file owned by this user that nobody else can
-write (marshal is not meant for bytes from others); a missing, foreign, damaged or
-other-directory file counts as empty.
+Only views' listings use it (StorageController.list_volumes, the TUI's): vol-info,
+vol-dumpxml, refresh() (what the delete checks list) and every verb that acts on a
+volume read the header afresh from the file they opened, and the checks of what qemu
+would open are made on those reads. A change of the code that makes the entries (the
+probe, the name checks, Python's Unicode tables) makes a new cache.
+
+The file, RUNTIME/probes/POOL: a marshal of (fingerprint, target, dir device, dir inode,
+{name: entry}) behind a CRC-32 of it, written whole (a temp file, then rename) when a
+listing found something changed. It is read only if it is a regular file owned by this
+user that nobody else can write (marshal is not meant for bytes from others), and only
+if its CRC holds (a damaged file is never handed to marshal); a missing, foreign,
+damaged or other-directory file counts as empty.
 """
 
 from __future__ import annotations
@@ -32,23 +43,31 @@ import ctypes
 import marshal
 import os
 import stat
+import struct
+import sys
 import time
+import unicodedata
+import zlib
 from pathlib import Path
 
+from .. import imageprobe, model, textsafe
 from ..model import NO_ITEMS, BackingStore, VolumeInfo
+from . import dir_listing
 from .dir_listing import stamp
 
-VERSION = 1
-RACY_NS = 1_000_000_000
+VERSION = 2
 MAX_BYTES = 256 << 20  # a cache past this is not read (millions of volumes)
 CACHE_DIR = "probes"
+MIN_RACY_NS = 60 * 1_000_000_000
+RACY_NS: int | None = None  # None: from the kernel's writeback settings (racy_ns)
+_FRAME = struct.Struct("<4sIQ")  # magic, CRC-32 and length of the marshal that follows
+_MAGIC = b"PKpc"
 
 # f_type of the filesystems whose ctime a local kernel keeps (linux/magic.h)
 LOCAL_FILESYSTEMS = frozenset({
     0xEF53,  # ext2, ext3, ext4
     0x58465342,  # xfs
     0x9123683E,  # btrfs
-    0x01021994,  # tmpfs
     0xF2F52010,  # f2fs
     0x2FC12FC1,  # zfs
 })
@@ -65,6 +84,31 @@ def filesystem_type(fd: int) -> int | None:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
+def racy_ns() -> int:
+    """How old a file's last stamp must be for its entry to be made (see the docstring)."""
+    if RACY_NS is not None:
+        return RACY_NS
+    horizon = 0
+    for knob in ("dirty_expire_centisecs", "dirty_writeback_centisecs"):
+        try:
+            with open(f"/proc/sys/vm/{knob}", "rb") as fh:
+                horizon += int(fh.read()) * 10_000_000
+        except (OSError, ValueError):
+            horizon += 30 * 1_000_000_000  # unknown: as if a long default
+    return max(MIN_RACY_NS, 2 * horizon)
+
+
+def fingerprint() -> tuple:
+    """What the entries depend on besides the files: the layout, Python and its Unicode
+    tables (first_unsafe), and the modules that read and shape a header (their size and
+    mtime change when poolkeeper is upgraded or edited)."""
+    sources = []
+    for module in (imageprobe, dir_listing, textsafe, model, sys.modules[__name__]):
+        st = os.stat(module.__file__ or "")
+        sources.append((st.st_size, st.st_mtime_ns))
+    return (VERSION, sys.version_info[:2], unicodedata.unidata_version, tuple(sources))
+
+
 Entry = tuple  # (dev, ino, size, mtime, ctime, file_id, header fields...): see _entry
 
 
@@ -79,7 +123,8 @@ class ProbeCache:
         self._old = entries
         self._new: dict[str, Entry] = {}
         self._changed = False
-        self._before = time.time_ns() - RACY_NS
+        self._before = time.time_ns() - racy_ns()
+        self._fingerprint = fingerprint()
 
     @classmethod
     def open(cls, runtime_dir: Path | None, pool: str, target: str,
@@ -105,13 +150,18 @@ class ProbeCache:
                     or st.st_mode & 0o022 or st.st_size > MAX_BYTES):
                 return {}
             with os.fdopen(os.dup(fd), "rb") as fh:
-                data = marshal.loads(fh.read())
-        except (OSError, EOFError, ValueError, TypeError):
+                raw = fh.read()
+            magic, crc, length = _FRAME.unpack_from(raw)
+            body = memoryview(raw)[_FRAME.size:]
+            if magic != _MAGIC or length != len(body) or zlib.crc32(body) != crc:
+                return {}
+            data = marshal.loads(body)
+        except Exception:  # noqa: BLE001 - whatever a damaged cache does, it is empty
             return {}
         finally:
             os.close(fd)
         if (not isinstance(data, tuple) or len(data) != 5
-                or data[:4] != (VERSION, self._target, self._dev, self._ino)
+                or data[:4] != (self._fingerprint, self._target, self._dev, self._ino)
                 or not isinstance(data[4], dict)):
             return {}
         return data[4]
@@ -119,35 +169,35 @@ class ProbeCache:
     def __contains__(self, name: str) -> bool:
         return name in self._old
 
-    def recall(self, dir_fd: int, name: str, info: VolumeInfo) -> bool:
-        """Fill `info` (name, key and path set) from the entry of `name` if the file is
-        still what it was when its header was read; False: read it."""
+    def recall(self, dir_fd: int, name: str, path: str) -> VolumeInfo | None:
+        """The volume `name` (at `path`) from its entry if the file is still what it was
+        when its header was read; None: read it."""
         entry = self._old.get(name)
         if entry is None:
-            return False
+            return None
         try:
             st = os.lstat(name, dir_fd=dir_fd)
         except OSError:
-            return False
+            return None
         try:
             (dev, ino, size, mtime, ctime, file_id, fmt, capacity, cluster, compat,
              features, encryption, backing, backing_format, data_file, extents) = entry
-        except (TypeError, ValueError):
-            return False
-        if (ino != st.st_ino or mtime != st.st_mtime_ns or ctime != st.st_ctime_ns
-                or size != st.st_size or dev != st.st_dev or not stat.S_ISREG(st.st_mode)):
-            return False
+            if (ino != st.st_ino or mtime != st.st_mtime_ns or ctime != st.st_ctime_ns
+                    or size != st.st_size or dev != st.st_dev
+                    or not stat.S_ISREG(st.st_mode)):
+                return None
+            info = VolumeInfo(
+                name=name, key=path, path=path, format=fmt, probed_format=fmt,
+                capacity=capacity, file_id=tuple(file_id), cluster_size=cluster,
+                compat=compat, encryption=encryption, data_file=data_file,
+                features=None if features is None else list(features) or NO_ITEMS,
+                backing=None if backing is None else BackingStore(backing, backing_format),
+                extent_files=[(n, p) for n, p in extents] or NO_ITEMS)
+        except (TypeError, ValueError):  # not what this code writes: read the file
+            return None
         info.physical, info.allocation = stamp(info, st)
-        info.file_id = file_id
-        info.format = info.probed_format = fmt
-        info.capacity, info.cluster_size, info.compat = capacity, cluster, compat
-        info.features = None if features is None else list(features) or NO_ITEMS
-        info.encryption, info.data_file = encryption, data_file
-        if backing is not None:
-            info.backing = BackingStore(path=backing, format=backing_format)
-        info.extent_files = [tuple(e) for e in extents] or NO_ITEMS  # type: ignore[misc]
         self._new[name] = entry
-        return True
+        return info
 
     def learn(self, name: str, info: VolumeInfo) -> None:
         """Keep what a fresh read of `name` found, if it may be trusted next time."""
@@ -167,8 +217,9 @@ class ProbeCache:
         if self._path is None or not (self._changed or self._old.keys() - self._new.keys()):
             return
         with contextlib.suppress(OSError):
-            self._write(marshal.dumps(
-                (VERSION, self._target, self._dev, self._ino, self._new)))
+            body = marshal.dumps(
+                (self._fingerprint, self._target, self._dev, self._ino, self._new))
+            self._write(_FRAME.pack(_MAGIC, zlib.crc32(body), len(body)) + body)
 
     def _write(self, data: bytes) -> None:
         assert self._path is not None

@@ -8,6 +8,7 @@ import marshal
 import os
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -56,18 +57,40 @@ def cache_file(runtime: Path, name: str = "p") -> Path:
     return runtime / probe_cache.CACHE_DIR / name
 
 
+def read_cache(runtime: Path, name: str = "p") -> tuple:
+    raw = cache_file(runtime, name).read_bytes()
+    magic, crc, length = probe_cache._FRAME.unpack_from(raw)
+    body = raw[probe_cache._FRAME.size:]
+    assert (magic, length, zlib.crc32(body)) == (probe_cache._MAGIC, len(body), crc)
+    return marshal.loads(body)
+
+
+def write_cache(runtime: Path, data: tuple, name: str = "p") -> None:
+    """What this code would write (a valid CRC): only the content is wrong."""
+    body = marshal.dumps(data)
+    cache_file(runtime, name).write_bytes(
+        probe_cache._FRAME.pack(probe_cache._MAGIC, zlib.crc32(body), len(body)) + body)
+
+
 def cached_names(runtime: Path, name: str = "p") -> set[str]:
-    return set(marshal.loads(cache_file(runtime, name).read_bytes())[4])
+    return set(read_cache(runtime, name)[4])
 
 
-def tamper(runtime: Path, name: str, fmt: str) -> None:
-    """Change what the cache says of `name`'s format (the file itself untouched)."""
-    path = cache_file(runtime)
-    version, target, dev, ino, entries = marshal.loads(path.read_bytes())
+def tamper(runtime: Path, name: str, fmt: str, **fields: object) -> None:
+    """Change what the cache says of `name`'s format (the file itself untouched), and any
+    of its key fields (dev, ino, size, mtime, ctime) or header fields by name."""
+    head, target, dev, ino, entries = read_cache(runtime)
     entry = list(entries[name])
     entry[6] = fmt
+    for field, value in fields.items():
+        entry[FIELDS.index(field)] = value
     entries[name] = tuple(entry)
-    path.write_bytes(marshal.dumps((version, target, dev, ino, entries)))
+    write_cache(runtime, (head, target, dev, ino, entries))
+
+
+FIELDS = ("dev", "ino", "size", "mtime", "ctime", "file_id", "format", "capacity",
+          "cluster", "compat", "features", "encryption", "backing", "backing_format",
+          "data_file", "extents")
 
 
 def test_a_second_listing_reads_the_same_from_the_cache(pool, tmp_path, trusting):
@@ -95,6 +118,7 @@ def test_a_rewritten_header_is_read_again_even_with_its_times_put_back(
     runtime = tmp_path / "run"
     child = pool / "child.qcow2"
     assert listing(driver(pool, runtime))["child.qcow2"].backing is not None
+    assert "child.qcow2" in cached_names(runtime)  # so the next answer could be stale
     before = os.stat(child)
     time.sleep(0.05)
     qemu_img("rebase", "-u", "-b", "", str(child))  # the header rewritten in place
@@ -130,7 +154,8 @@ def test_names_gone_drop_out_and_new_ones_come_in(pool, tmp_path, trusting):
     assert cached_names(runtime) == {"child.qcow2", "plain.raw", "new.raw"}
 
 
-@pytest.mark.parametrize("spoil", ["garbage", "group-writable", "other-owner", "symlink"])
+@pytest.mark.parametrize("spoil", ["garbage", "bad-crc", "truncated", "huge-claim",
+                                   "group-writable", "other-owner", "symlink"])
 def test_a_cache_file_that_is_not_trustworthy_is_not_read(pool, tmp_path, trusting, spoil):
     runtime = tmp_path / "run"
     listing(driver(pool, runtime))
@@ -138,6 +163,17 @@ def test_a_cache_file_that_is_not_trustworthy_is_not_read(pool, tmp_path, trusti
     tamper(runtime, "plain.raw", "vmdk")
     if spoil == "garbage":
         path.write_bytes(b"\x00not marshal" * 100)
+    elif spoil == "bad-crc":  # one bit flipped in the body
+        raw = bytearray(path.read_bytes())
+        raw[-40] ^= 1
+        path.write_bytes(bytes(raw))
+    elif spoil == "truncated":
+        path.write_bytes(path.read_bytes()[:-7])
+    elif spoil == "huge-claim":  # a length past the file's: never handed to marshal
+        raw = path.read_bytes()
+        magic, crc, length = probe_cache._FRAME.unpack_from(raw)
+        path.write_bytes(probe_cache._FRAME.pack(magic, crc, length << 20)
+                         + raw[probe_cache._FRAME.size:])
     elif spoil == "group-writable":
         path.chmod(0o620)
     elif spoil == "other-owner":
@@ -181,18 +217,21 @@ def test_without_a_runtime_dir_nothing_is_kept(pool, tmp_path, trusting):
 
 
 @needs_root
-def test_a_filesystem_not_known_to_be_local_reads_every_header(tmp_path, trusting):
-    """ramfs stands for NFS, CIFS, FUSE: a type outside the list, so no cache."""
+@pytest.mark.parametrize(("fstype", "magic"), [("ramfs", 0x858458F6), ("tmpfs", 0x01021994)])
+def test_a_filesystem_not_known_to_stamp_every_write_reads_every_header(
+        tmp_path, trusting, fstype, magic):
+    """ramfs stands for NFS, CIFS, FUSE (a type outside the list); tmpfs never stamps a
+    write made through a shared mapping: no cache on either."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", fstype, fstype, str(mnt)], check=True)
     try:
         qemu_img("create", "-q", "-f", "qcow2", str(mnt / "a.qcow2"), "1M")
         time.sleep(0.05)
         runtime = tmp_path / "run"
         fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            assert probe_cache.filesystem_type(fd) == 0x858458F6  # RAMFS_MAGIC
+            assert probe_cache.filesystem_type(fd) == magic
         finally:
             os.close(fd)
         for _ in range(2):
@@ -235,3 +274,86 @@ def test_a_quick_listing_takes_whole_rows_from_it_and_leaves_it_as_it_was(
     assert not child.pending and child.format == "qcow2" and child.backing is not None
     assert quick["new.qcow2"].pending and quick["new.qcow2"].format == ""
     assert cache_file(runtime).read_bytes() == before
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("ino", 1), ("size", 12345), ("mtime", 1), ("ctime", 1), ("dev", 1)])
+def test_an_entry_whose_key_differs_from_the_file_is_not_used(
+        pool, tmp_path, trusting, field, value):
+    runtime = tmp_path / "run"
+    listing(driver(pool, runtime))
+    tamper(runtime, "plain.raw", "vmdk", **{field: value})
+    assert listing(driver(pool, runtime))["plain.raw"].format == "raw"
+
+
+def test_an_entry_is_not_used_once_the_name_is_no_plain_file(pool, tmp_path, trusting):
+    runtime = tmp_path / "run"
+    listing(driver(pool, runtime))
+    tamper(runtime, "plain.raw", "vmdk")
+    (pool / "plain.raw").unlink()
+    os.mkdir(pool / "plain.raw")  # a directory: a "dir" volume, never from the cache
+    d = os.lstat(pool / "plain.raw")  # even with an entry keyed on it exactly
+    tamper(runtime, "plain.raw", "vmdk", dev=d.st_dev, ino=d.st_ino, size=d.st_size,
+           mtime=d.st_mtime_ns, ctime=d.st_ctime_ns)
+    assert listing(driver(pool, runtime))["plain.raw"].type == "dir"
+
+
+@pytest.mark.parametrize("part", ["fingerprint", "target", "dev", "ino"])
+def test_a_cache_made_for_another_code_or_directory_is_not_used(
+        pool, tmp_path, trusting, part):
+    runtime = tmp_path / "run"
+    listing(driver(pool, runtime))
+    tamper(runtime, "plain.raw", "vmdk")
+    data = list(read_cache(runtime))
+    data[("fingerprint", "target", "dev", "ino").index(part)] = (
+        "/elsewhere" if part == "target" else 1 if part in ("dev", "ino") else ("old",))
+    write_cache(runtime, tuple(data))
+    assert listing(driver(pool, runtime))["plain.raw"].format == "raw"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("features", 5), ("extents", 5), ("extents", ((1,),)), ("file_id", None)])
+def test_an_entry_of_the_wrong_shape_is_read_again_not_a_failure(
+        pool, tmp_path, trusting, field, value):
+    runtime = tmp_path / "run"
+    listing(driver(pool, runtime))
+    tamper(runtime, "plain.raw", "vmdk", **{field: value})
+    for _ in range(2):  # and the listing after (the bad entry replaced) is right too
+        assert listing(driver(pool, runtime))["plain.raw"].format == "raw"
+
+
+def test_a_refused_name_is_read_even_with_an_entry_for_it(pool, tmp_path, trusting):
+    """A name first_unsafe refuses (control characters) is never served from the cache,
+    whatever the cache holds for it."""
+    runtime = tmp_path / "run"
+    bad = "bad\x1bname"
+    (pool / bad).write_bytes(b"\0" * 512)
+    time.sleep(0.05)
+    listing(driver(pool, runtime))
+    head, target, dev, ino, entries = read_cache(runtime)
+    st = os.lstat(pool / bad)
+    entries[bad] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                    (st.st_ino, None, None), "raw", 512, None, None, None, None, None,
+                    None, None, ())
+    write_cache(runtime, (head, target, dev, ino, entries))
+    vol = listing(driver(pool, runtime))[bad]
+    assert vol.error is not None and "rename it" in vol.error
+
+
+def test_refresh_reads_every_header_afresh(pool, tmp_path, trusting):
+    """refresh() is what the checks before a delete list: never from the cache."""
+    runtime = tmp_path / "run"
+    listing(driver(pool, runtime))
+    tamper(runtime, "plain.raw", "vmdk")
+    _sizes, volumes = driver(pool, runtime).refresh()
+    assert {v.name: v.format for v in volumes}["plain.raw"] == "raw"
+    assert listing(driver(pool, runtime))["plain.raw"].format == "vmdk"  # views: cached
+
+
+def test_the_racy_window_covers_the_kernels_writeback(monkeypatch):
+    """A page dirtied through a mapping is stamped once, then changed unstamped until
+    writeback cleans it: entries wait twice that horizon, and at least a minute."""
+    monkeypatch.setattr(probe_cache, "RACY_NS", None)
+    horizon = sum(int(Path(f"/proc/sys/vm/{k}").read_text()) * 10_000_000
+                  for k in ("dirty_expire_centisecs", "dirty_writeback_centisecs"))
+    assert probe_cache.racy_ns() == max(60 * 10**9, 2 * horizon)
