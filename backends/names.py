@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .errors import InvalidName
 from .textsafe import describe, first_unsafe
 
@@ -9,6 +11,8 @@ MAX_NAME_BYTES = 255
 # Files being written (volumes being built, state files being saved) carry this prefix
 # until they are complete; a leftover one of a killed process is removed at the next start.
 PARTIAL_PREFIX = ".poolkeeper-partial-"
+# A UUID as libvirt's XML and secrets take it: 32 hex digits, bare or in the 8-4-4-4-12 form
+UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def check_name(name: str, what: str = "name") -> str:

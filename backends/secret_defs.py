@@ -14,29 +14,21 @@ DOCTYPE, no entities, no XInclude), and anything unknown is refused, never dropp
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from lxml import etree
 
 from .checks import control_char
 from .errors import ValidationError, XMLError
+from .names import UUID_RE
 from .xmlio.reading import _read_document
-
-
-def escape(text: str) -> str:
-    """&, < and > as entities, and a carriage return as a character reference (a parser
-    reads a raw one as a newline); xml.sax.saxutils.escape, which left it raw, pulled in
-    urllib and http on import: ~15 ms of every CLI command's start."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace(
-        "\r", "&#13;")
+from .xmlio.writing import escape_text
 
 # usage type -> the element naming what the secret is for
 USAGE_ELEMENTS = {"volume": "volume", "iscsi": "target", "ceph": "name", "tls": "name",
                   "vtpm": "name"}
 MAX_USAGE_BYTES = 1024
 MAX_DESCRIPTION_BYTES = 4096
-_UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -58,7 +50,7 @@ class SecretDef:
 def canonical_uuid(text: str) -> str:
     """A UUID in libvirt's printed form; ValidationError for anything else."""
     value = text.strip() if isinstance(text, str) else ""
-    if not _UUID_RE.fullmatch(value):
+    if not UUID_RE.fullmatch(value):
         raise ValidationError(f"'{text}' is not a UUID (32 hex digits, dashes optional, as "
                               "in 0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f)", "uuid")
     import uuid  # here, as below: uuid (and platform) cost every command ~2 ms to import
@@ -155,9 +147,9 @@ def format_secret(sdef: SecretDef) -> str:
     lines = [f"<secret ephemeral='{yes_no[sdef.ephemeral]}' private='{yes_no[sdef.private]}'>",
              f"  <uuid>{sdef.uuid}</uuid>"]
     if sdef.description:
-        lines.append(f"  <description>{escape(sdef.description)}</description>")
+        lines.append(f"  <description>{escape_text(sdef.description)}</description>")
     if sdef.usage_type and sdef.usage_id is not None:
         tag = USAGE_ELEMENTS[sdef.usage_type]
         lines += [f"  <usage type='{sdef.usage_type}'>",
-                  f"    <{tag}>{escape(sdef.usage_id)}</{tag}>", "  </usage>"]
+                  f"    <{tag}>{escape_text(sdef.usage_id)}</{tag}>", "  </usage>"]
     return "\n".join([*lines, "</secret>"]) + "\n"

@@ -20,7 +20,6 @@ from .where import _err, _relocate, _Where
 
 MAX_UID = 2**32 - 2  # (uid_t)-1 means "unset"; write -1 (or leave it out) for that
 
-_UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 # What XML 1.0 cannot carry at all (besides the C0 controls: checks.control_char): the
 # complement of its Char production, spelt as the few characters it leaves out (the negated
 # class of its ranges takes re ~3 ms to compile, which every command paid).
@@ -42,7 +41,7 @@ def _check_name(name: str, what: str, where: _Where, key: str) -> None:
 
 
 def _check_uuid(value: str, element: str, where: _Where, key: str) -> None:
-    if not _UUID_RE.fullmatch(value):
+    if not names.UUID_RE.fullmatch(value):
         raise _err(
             f"'{value}' is not a UUID (expected 32 hex digits, e.g. "
             "4dea22b3-1d52-d8f3-2516-782e98ab3fa0)",
