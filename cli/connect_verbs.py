@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from backends import model, xmlio
+from backends.drivers import pool_types
 from backends.errors import PoolkeeperError
 from backends.libvirt_controller import LibvirtController
 from backends.units import parse_size
@@ -100,7 +101,11 @@ def pool_define(lc: LibvirtController, args: argparse.Namespace, out: TextIO) ->
 
 def pool_define_as(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
     pdef = pool_def_from_args(args)
-    xmlio.validate_pool(pdef)
+    if pdef.type in pool_types():  # poolkeeper's checks and defaults, as without -c
+        xmlio.validate_pool(pdef)
+    elif not pdef.type or not pdef.name:
+        raise UsageError("pool-define-as needs a NAME and a TYPE")
+    # other types (rbd, zfs, scsi, ...): as given; the host's libvirt judges them
     xml = xmlio.format_pool(pdef)
     if args.print_xml:
         out.write(printable_xml(xml, out))

@@ -155,6 +155,9 @@ def test_dir_pool_lifecycle_over_the_connection(host: Host) -> None:
 
     # a pool still holding volumes is not deleted: libvirt refuses, nothing is lost
     host.pk("pool-destroy", "p")
+    for args in (("pool-list", "--all", "--details"), ("pool-list", "--inactive"),
+                 ("pool-info", "p"), ("pool-info", "--bytes", "p")):
+        same_as_virsh(host, *args)
     r = host.pk("pool-delete", "p", ok=False)
     assert r.returncode == 1 and "Directory not empty" in r.stderr
     assert (target / "a.img").exists()

@@ -147,6 +147,32 @@ def test_define_start_create_list_delete_in_process(held: None) -> None:
 
 
 @needs_binding
+def test_pool_list_filters_transient_and_types(held: None) -> None:
+    from backends.libvirt_controller import LibvirtController
+
+    lc = LibvirtController(URI)
+    try:  # a transient pool: only libvirt's API makes one over a connection so far
+        lc.connection.conn.storagePoolCreateXML(
+            "<pool type='dir'><name>tr</name><target><path>/tr</path></target></pool>", 0)
+        assert inproc("pool-list", "--transient", "--name") == (0, "tr                  \n\n")
+        assert inproc("pool-list", "--persistent", "--name") == (0, "default-pool        \n\n")
+        code, text = inproc("pool-list", "--details", "--transient")
+        assert text.splitlines()[2].split() == ["tr", "running", "no", "no", "100.00",
+                                                "GiB", "0.00", "B", "100.00", "GiB"]
+        # a type poolkeeper does not manage goes to libvirt as given
+        assert inproc("pool-define-as", "z", "zfs", "--source-name", "tank") == (
+            0, "Pool z defined\n")
+        assert inproc("pool-list", "--all", "--type", "zfs", "--name") == (
+            0, "z                   \n\n")
+        assert "<pool type='zfs'>" in inproc("pool-dumpxml", "z")[1]
+        assert inproc("pool-undefine", "z")[0] == 0
+        assert inproc("pool-destroy", "tr") == (0, "Pool tr destroyed\n")  # and gone
+        assert inproc("pool-list", "--all", "--name") == (0, "default-pool        \n\n")
+    finally:
+        lc.close()
+
+
+@needs_binding
 def test_libvirt_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert inproc("pool-info", "nope")[0] == 1
     assert capsys.readouterr().err == \
