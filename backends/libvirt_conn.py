@@ -5,9 +5,11 @@ daemon) would hang the caller forever. So every call runs on this connection's o
 thread, and the caller waits for it no longer than `timeout` seconds without progress (a
 long listing counts each answer it gets as progress). A call that misses its deadline
 marks the connection lost: later calls fail at once, saying so, and the stuck thread is
-left behind (a daemon thread; it cannot be interrupted). libvirt's keepalive, driven by
-its event loop on another daemon thread, also closes a remote connection whose peer went
-quiet, which fails the call that was waiting on it.
+left behind (a daemon thread; it cannot be interrupted). Long calls (building a pool, creating or
+deleting a volume) get a much longer deadline instead: libvirt's keepalive, driven by its
+event loop on another daemon thread, probes the daemon (which answers while it works) and
+closes a connection whose peer went quiet for about `timeout` seconds, which fails the
+call that was waiting on it.
 
 The binding is optional (`pip install -e '.[libvirt]'`): `load()` says how to install it.
 """
@@ -27,8 +29,9 @@ from .errors import PoolkeeperError, PoolNotFound, StateError, VolumeNotFound
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0  # seconds without an answer before a connection counts as lost
-KEEPALIVE_INTERVAL = 5  # seconds between keepalive probes of a quiet remote connection
-KEEPALIVE_COUNT = 3  # probes unanswered before libvirt closes it
+# A long call (a build, a volume written in full) may rightly take much longer than that:
+# it waits this many times `timeout`, while keepalive shows the peer is still there.
+LONG_CALL_FACTOR = 120
 INSTALL_HINT = ("libvirt connections need libvirt's Python binding (libvirt-python), which "
                 "is not installed: run `pip install -e '.[libvirt]'` in poolkeeper's "
                 "directory, or `make`, which also installs the Debian packages it builds "
@@ -107,10 +110,15 @@ def translate(libvirt: Any, exc: BaseException, what: str) -> PoolkeeperError:
 class Connection:
     """A libvirt connection to `uri` whose calls go through `call` (a deadline each)."""
 
-    def __init__(self, uri: str, timeout: float | None = None) -> None:
+    def __init__(self, uri: str, timeout: float | None = None,
+                 keepalive: tuple[int, int] | None = None) -> None:
         self.libvirt = load()
         self.uri = uri
         self.timeout = timeout_from_env() if timeout is None else timeout
+        # (interval, count): closed after about interval * (count + 1) s without an
+        # answer; by default that is `timeout`
+        interval = max(1, round(self.timeout / 6))
+        self.keepalive = keepalive or (interval, max(1, round(self.timeout / interval) - 1))
         self.lost: str | None = None
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
             queue.SimpleQueue())
@@ -125,7 +133,7 @@ class Connection:
         lv = self.libvirt
         conn = lv.open(self.uri)
         try:
-            conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+            conn.setKeepAlive(*self.keepalive)
         except lv.libvirtError as exc:
             # drivers that run in this process (test:///) have no peer to probe
             if exc.get_error_code() != lv.VIR_ERR_NO_SUPPORT:
@@ -150,9 +158,11 @@ class Connection:
         """Called by a long call between its RPCs: it is still getting answers."""
         self._progress = time.monotonic()
 
-    def call(self, fn: Callable[[], T], what: str) -> T:
+    def call(self, fn: Callable[[], T], what: str, long: bool = False) -> T:
         """fn() on the worker thread; its result, or its error as poolkeeper's (`what`:
-        what was being done). No answer for `timeout` seconds: ConnectionLost."""
+        what was being done). No answer for `timeout` seconds (LONG_CALL_FACTOR times
+        that for a `long` call; keepalive watches it meanwhile): ConnectionLost."""
+        limit = self.timeout * (LONG_CALL_FACTOR if long else 1)
         if self.lost:
             raise ConnectionLost(f"{what}: {self.lost}")
         future: Future[T] = Future()
@@ -163,15 +173,20 @@ class Connection:
                 result = future.result(timeout=0.2)
                 break
             except TimeoutError:
-                if time.monotonic() - self._progress > self.timeout:
+                if time.monotonic() - self._progress > limit:
                     self.lost = (f"the connection to '{self.uri}' is lost: no answer for "
-                                 f"{self.timeout:g} s (is the host up and libvirtd "
+                                 f"{limit:g} s (is the host up and libvirtd "
                                  "running? $POOLKEEPER_CONNECT_TIMEOUT sets the wait)")
                     future.cancel()
                     raise ConnectionLost(f"{what}: {self.lost}") from None
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
+                if self.conn is not None and not self.conn.isAlive():  # keepalive closed it
+                    why = str(exc.get_error_message() if isinstance(
+                        exc, self.libvirt.libvirtError) else exc)
+                    self.lost = f"the connection to '{self.uri}' was closed: {why}"
+                    raise ConnectionLost(f"{what}: {self.lost}") from None
                 raise translate(self.libvirt, exc, what) from None
         return result
 

@@ -83,16 +83,17 @@ def volume_from_xml(xml: str) -> model.VolumeInfo:
 class LibvirtController:
     """The storage verbs on the libvirt connection to `uri` (close() when done)."""
 
-    def __init__(self, uri: str, timeout: float | None = None) -> None:
-        self.connection = Connection(uri, timeout)
+    def __init__(self, uri: str, timeout: float | None = None,
+                 keepalive: tuple[int, int] | None = None) -> None:
+        self.connection = Connection(uri, timeout, keepalive)
         self.libvirt = self.connection.libvirt
         self.uri = uri
 
     def close(self) -> None:
         self.connection.close()
 
-    def _call(self, fn: Any, what: str) -> Any:
-        return self.connection.call(fn, what)
+    def _call(self, fn: Any, what: str, long: bool = False) -> Any:
+        return self.connection.call(fn, what, long)
 
     # == lookups (virsh's order) ========================================================
     def _pool(self, ref: str) -> Any:
@@ -205,13 +206,13 @@ class LibvirtController:
 
     def build_pool(self, ref: str, overwrite: bool | None = None) -> None:
         flags = self._overwrite_flags(overwrite, "BUILD")
-        self._call(lambda: self._pool(ref).build(flags), f"cannot build pool '{ref}'")
+        self._call(lambda: self._pool(ref).build(flags), f"cannot build pool '{ref}'", long=True)
 
     def start_pool(self, ref: str, build: bool = False, overwrite: bool | None = None) -> None:
         flags = self._overwrite_flags(overwrite, "CREATE_WITH_BUILD")
         if build and not flags:
             flags = self.libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
-        self._call(lambda: self._pool(ref).create(flags), f"cannot start pool '{ref}'")
+        self._call(lambda: self._pool(ref).create(flags), f"cannot start pool '{ref}'", long=True)
 
     def stop_pool(self, ref: str) -> None:
         self._call(lambda: self._pool(ref).destroy(), f"cannot stop pool '{ref}'")
@@ -220,10 +221,10 @@ class LibvirtController:
         self._call(lambda: self._pool(ref).undefine(), f"cannot undefine pool '{ref}'")
 
     def refresh_pool(self, ref: str) -> None:
-        self._call(lambda: self._pool(ref).refresh(0), f"cannot refresh pool '{ref}'")
+        self._call(lambda: self._pool(ref).refresh(0), f"cannot refresh pool '{ref}'", long=True)
 
     def delete_pool(self, ref: str) -> None:
-        self._call(lambda: self._pool(ref).delete(0), f"cannot delete pool '{ref}'")
+        self._call(lambda: self._pool(ref).delete(0), f"cannot delete pool '{ref}'", long=True)
 
     def set_autostart(self, ref: str, on: bool) -> None:
         self._call(lambda: self._pool(ref).setAutostart(int(on)),
@@ -268,9 +269,9 @@ class LibvirtController:
         flags = ((lv.VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA if prealloc_metadata else 0)
                  | (lv.VIR_STORAGE_VOL_CREATE_VALIDATE if validate else 0))
         return str(self._call(lambda: self._pool(pool).createXML(xml, flags).name(),
-                              f"cannot create the volume in pool '{pool}'"))
+                              f"cannot create the volume in pool '{pool}'", long=True))
 
     def delete_volume(self, pool: str, name: str, delete_snapshots: bool = False) -> None:
         flags = self.libvirt.VIR_STORAGE_VOL_DELETE_WITH_SNAPSHOTS if delete_snapshots else 0
         self._call(lambda: self._volume(name, pool).delete(flags),
-                   f"cannot delete volume '{name}'")
+                   f"cannot delete volume '{name}'", long=True)

@@ -210,9 +210,18 @@ def test_a_stopped_daemon_fails_the_command_on_its_deadline(tmp_path: Path) -> N
     base = Path(tempfile.mkdtemp(prefix="pk-connect-stop-"))
     try:
         with daemon_in(base) as host:
-            lc = LibvirtController(host.uri, timeout=2)
+            # keepalive at 60 s: only the deadline ends its wait
+            lc = LibvirtController(host.uri, timeout=2, keepalive=(60, 5))
+            other = LibvirtController(host.uri, timeout=2)
             os.kill(host.pid, signal.SIGSTOP)
             try:
+                # a long call (a build) waits past `timeout`, but keepalive closes the
+                # connection once the daemon misses its probes for about that long
+                began = time.monotonic()
+                with pytest.raises(ConnectionLost, match="keepalive"):
+                    other.build_pool("default")
+                assert time.monotonic() - began < 10
+                other.close()
                 began = time.monotonic()
                 with pytest.raises(ConnectionLost, match="no answer for 2 s"):
                     lc.list_pools()
