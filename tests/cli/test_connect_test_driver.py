@@ -240,3 +240,18 @@ def test_without_the_binding_c_says_what_to_install(tmp_path: Path) -> None:
     # and without -c, nothing changes: the native engine answers
     r = run("pool-list", "--all", "--name", root=tmp_path / "root", code=HIDDEN)
     assert (r.returncode, r.stdout) == (0, "default             \n\n"), r.stderr
+
+
+@pytest.mark.parametrize("argv", [["-c", URI, "pool-list"], [f"--connect={URI}", "pool-list"],
+                                  [f"-c{URI}", "pool-list", "--all"]])
+def test_the_quick_pool_list_leaves_connections_to_main(argv: list[str]) -> None:
+    from cli import quick
+
+    assert quick.pool_list(argv, io.StringIO()) is None
+
+
+def test_help_needs_no_connection() -> None:
+    r = run("-c", "qemu+unix:///session?socket=/nonexistent/sock", "vol-list", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("  NAME\n    vol-list")
+    r = run("--help")
+    assert "-c URI, --connect URI" in r.stdout
