@@ -9,21 +9,25 @@ TEST_STAMP := $(VENV)/.test-stamp
 # real-terminal tests, libvirtd for the byte-for-byte comparison with virsh on the same
 # pool). Each pool type's own packages, and its tests' servers, come from its driver:
 # `python -m backends.drivers --packages --tests`.
+# libvirt connections (`poolkeeper -c URI`): the extra `libvirt` (libvirt-python) is built
+# by pip against libvirt-dev; `make run` and `make test` both install it.
+LIBVIRT_APT_PACKAGES := libvirt-dev pkg-config gcc
+
 BASE_APT_PACKAGES := qemu-utils qemu-block-extra util-linux fdisk mount scrub \
 	libvirt-clients libvirt-daemon libxml2-utils tmux
 
 .PHONY: run test bench lint system-deps venv clean screenshots fuzz
 
 $(STAMP): pyproject.toml
-	@scripts/install-system-deps python3-venv
+	@scripts/install-system-deps python3-venv $(LIBVIRT_APT_PACKAGES)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[libvirt]'
 	touch $(STAMP)
 
 # The test tools (pytest, ruff, ...) only for what runs them: `make run` does without.
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,libvirt]'
 	touch $(TEST_STAMP)
 
 venv: $(STAMP)

@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                             + _commands_help())
     parser.add_argument("--root", help="state directory (default: /etc/poolkeeper and "
                                        "/run/poolkeeper for root; $POOLKEEPER_ROOT)")
+    parser.add_argument("-c", "--connect", metavar="URI",
+                        help="run the command on this libvirt connection (qemu:///system, "
+                             "qemu+ssh://root@HOST/system, test:///default; `default`: "
+                             "$LIBVIRT_DEFAULT_URI) instead of the native engine")
     parser.add_argument("--version", action=_VersionAction)
     tui = parser.add_argument_group("TUI (no command)")
     tui.add_argument("--no-mouse", action="store_true", help="ignore the mouse (thin links)")
@@ -80,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TAKES_VALUE = ("--root",)
+_TAKES_VALUE = ("--root", "-c", "--connect")
 
 
 def _split(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
@@ -166,6 +170,20 @@ def run_tui(args: argparse.Namespace) -> int:
     return run_app(args.root, mouse=not args.no_mouse, ascii=args.ascii, demo=args.demo)
 
 
+def _connected(uri: str, verb: str, args: argparse.Namespace, out: TextIO) -> int:
+    """The verb over a libvirt connection (cli.connect_verbs), never the native engine."""
+    try:
+        from .connect_verbs import run_connected
+
+        return run_connected(uri, verb, args, out)
+    except PoolkeeperError as exc:
+        sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
@@ -173,6 +191,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         top = build_parser().parse_args(options)
         if verb is None:
+            if top.connect is not None:
+                raise UsageError("the TUI does not open libvirt connections yet: give a "
+                                 "COMMAND with -c (see `poolkeeper --help`)")
             return run_tui(top)
         args = parse_command(verb, words, out)
     except UsageError as exc:
@@ -180,6 +201,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 1
     if args is None:  # help was shown
         return 0
+    if top.connect is not None:
+        return _connected(top.connect, verb, args, out)
     try:
         ctl = StorageController(top.root)
     except (PoolkeeperError, OSError) as exc:

@@ -20,13 +20,15 @@ def planned(target: str) -> str:
 
 def test_make_run_installs_no_test_extras() -> None:
     plan = planned("run")
-    assert "pip install --quiet -e ." in plan
-    assert "[test]" not in plan
+    assert "pip install --quiet -e '.[libvirt]'" in plan  # -c URI works after `make run`
+    assert "[test" not in plan
+    assert "libvirt-dev pkg-config gcc" in plan  # what pip builds libvirt-python with
     assert plan.rstrip().endswith("/nonexistent/venv/bin/poolkeeper")
 
 
 def test_make_test_installs_the_test_extras_and_the_drivers_packages() -> None:
     plan = planned("test")
-    assert "-e '.[test]'" in plan
+    assert "-e '.[test,libvirt]'" in plan
+    assert "libvirt-dev pkg-config gcc" in plan
     assert "-m backends.drivers --packages --tests" in plan
-    assert plan.index("[test]") < plan.index("pytest -q")
+    assert plan.index("[test,libvirt]") < plan.index("pytest -q")
