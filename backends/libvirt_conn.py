@@ -181,6 +181,8 @@ class Connection:
                     raise ConnectionLost(f"{what}: {self.lost}") from None
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
+                    # the worker is still in the call: close() must not queue behind it
+                    self.lost = "interrupted"
                     raise
                 if self.conn is not None and not self.conn.isAlive():  # keepalive closed it
                     why = str(exc.get_error_message() if isinstance(

@@ -15,7 +15,7 @@ from typing import Any
 
 from lxml import etree
 
-from . import model
+from . import libvirt_checks, model
 from .errors import PoolNotFound, VolumeNotFound
 from .libvirt_conn import Connection
 
@@ -270,6 +270,15 @@ class LibvirtController:
                  | (lv.VIR_STORAGE_VOL_CREATE_VALIDATE if validate else 0))
         return str(self._call(lambda: self._pool(pool).createXML(xml, flags).name(),
                               f"cannot create the volume in pool '{pool}'", long=True))
+
+    def refuse_volume_delete(self, pool: str, name: str) -> None:
+        """InUse: a running guest's disk, or an overlay's base (libvirt_checks)."""
+        self._call(lambda: libvirt_checks.refuse_volume_delete(
+            self.connection.conn, self.libvirt, pool, name,
+            self._volume(name, pool).path()), f"cannot check volume '{name}'", long=True)
+
+    def refuse_pool_delete(self, ref: str, force: bool) -> None:
+        libvirt_checks.refuse_pool_delete(ref, self.pool_info(ref).type, force)
 
     def delete_volume(self, pool: str, name: str, delete_snapshots: bool = False) -> None:
         flags = self.libvirt.VIR_STORAGE_VOL_DELETE_WITH_SNAPSHOTS if delete_snapshots else 0

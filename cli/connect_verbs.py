@@ -38,6 +38,9 @@ ConnectHandler = Callable[[LibvirtController, argparse.Namespace, TextIO], int]
 
 def resolve_uri(uri: str) -> str:
     """`-c default` is $LIBVIRT_DEFAULT_URI (given explicitly, never implied)."""
+    if not uri:  # never libvirt's guess: a script's -c "$URI" with URI unset
+        raise UsageError("-c needs a URI (qemu:///system, qemu+ssh://root@HOST/system, "
+                         "test:///default), or -c default for $LIBVIRT_DEFAULT_URI")
     if uri != "default":
         return uri
     chosen = os.environ.get("LIBVIRT_DEFAULT_URI", "")
@@ -137,9 +140,7 @@ def _simple(verb: Callable[[LibvirtController, str], None], message: str) -> Con
 
 
 def pool_delete(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    if args.force:
-        raise UsageError("--force (erase a pool that still holds volumes) is not available "
-                         "over a libvirt connection: delete its volumes first (vol-delete)")
+    lc.refuse_pool_delete(args.pool, args.force)
     lc.delete_pool(args.pool)
     out.write(f"Pool {printable(args.pool, out)} deleted\n")
     return 0
@@ -225,6 +226,7 @@ def vol_create_as(lc: LibvirtController, args: argparse.Namespace, out: TextIO) 
 
 def vol_delete(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = lc.volume_ref(args.vol, args.pool)
+    lc.refuse_volume_delete(pool, name)
     lc.delete_volume(pool, name, delete_snapshots=args.delete_snapshots)
     out.write(f"Vol {printable(name, out)} deleted\n")
     return 0
