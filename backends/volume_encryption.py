@@ -73,7 +73,10 @@ def secret_object(store: SecretStore, uuid: str) -> list[str]:
 def refuse_other_usage(store: SecretStore, path: str, sdef: SecretDef, made: str) -> None:
     """A secret whose volume usage names `path` but is not `sdef`, the key the new volume
     gets: refused, so no secret ever claims to open a volume it does not."""
-    named = store.usage_secret(path)
+    _refuse_named(store.usage_secret(path), path, sdef, made)
+
+
+def _refuse_named(named: SecretDef | None, path: str, sdef: SecretDef, made: str) -> None:
     if named is not None and named.uuid != sdef.uuid:
         raise ValidationError(
             f"secret {named.uuid} is defined for the volume {path}, but the volume would be "
@@ -195,11 +198,15 @@ def _check_clone_secret(store: SecretStore, src: VolumeInfo, vol: VolumeDef,
                         new_path: str | None) -> None:
     """The clone opens with its source's secret: a different one asked for in its XML,
     or defined for its path, is refused (never silently replaced by the source's). The
-    source's secret is looked up only when there is something to compare it with."""
+    source's secret is looked up (once) only when there is something to compare it with."""
     enc = vol.target.encryption
-    if enc is not None and enc.secrets:
-        have = store.volume_secret(src.path)
-        ref = enc.secrets[0].uuid or enc.secrets[0].usage or ""
+    asked = enc.secrets[0] if enc is not None and enc.secrets else None
+    named = store.usage_secret(new_path) if new_path is not None else None
+    if asked is None and named is None:
+        return
+    have = store.volume_secret(src.path)
+    if asked is not None:
+        ref = asked.uuid or asked.usage or ""
         want = store.find(ref)
         if have is None or want is None or want.uuid != have.uuid:
             key, keep = ((f"secret {have.uuid}", f" (or name {have.uuid})") if have else
@@ -209,11 +216,8 @@ def _check_clone_secret(store: SecretStore, src: VolumeInfo, vol: VolumeDef,
                 f"not with the secret '{ref}'; leave the <secret> out{keep}. To change the "
                 "key, change the clone's passphrase afterwards with a LUKS tool, or create a "
                 "new encrypted volume and copy the data into it", element="secret")
-    named = store.usage_secret(new_path) if new_path is not None else None
-    if named is not None and new_path is not None:
-        have = store.volume_secret(src.path)
-        if have is not None:  # unknown: the clone's key cannot be told, as before
-            refuse_other_usage(store, new_path, have, "a clone keyed with")
+    if new_path is not None and have is not None:  # unknown: the clone's key cannot be told
+        _refuse_named(named, new_path, have, "a clone keyed with")
 
 
 def _recorded(ctx: object, path: str, record: Callable[[], None]) -> None:
