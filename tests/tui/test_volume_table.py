@@ -252,6 +252,24 @@ async def test_apply_diff_keeps_cursor_on_same_volume():
         assert table.total_count == 4 and table.visible_names()[0] == "web.qcow2"
 
 
+async def test_a_listings_small_batch_above_the_first_row_keeps_the_cursor_on_top():
+    """A first listing's rows come in batches in directory order: a batch smaller than a
+    bulk merge, sorted before the row the cursor was put on, must not leave the view
+    starting at that row (the pool then seemed to begin at disk-00025)."""
+    app = TableApp()
+    async with app.run_test(size=(80, 16)) as pilot:
+        table = await loaded(pilot, [vol(f"disk-{i:05d}.img") for i in range(25, 60)])
+        assert table.cursor_row == 0 and table.cursor_volume.name == "disk-00025.img"
+        table.apply_diff([vol(f"disk-{i:05d}.img") for i in range(25)], [], [], listing=True)
+        await pilot.pause()
+        assert table.cursor_row == 0 and table.cursor_volume.name == "disk-00000.img"
+        assert "disk-00000.img" in screen_lines(app)[1]
+        # Outside a listing, a volume made above keeps the cursor on its own.
+        table.apply_diff([vol("a-new.img")], [], [])
+        await pilot.pause()
+        assert table.cursor_volume.name == "disk-00000.img"
+
+
 async def test_apply_diff_rerenders_only_the_changed_row():
     app = TableApp()
     async with app.run_test(size=(160, 20)) as pilot:

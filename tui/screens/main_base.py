@@ -405,7 +405,8 @@ class MainScreenBase(Screen[None]):
         # Memory only: the controller's cache already holds the new infos.
         added = self.ctl.cached_volumes(event.pool, event.added)
         changed = self.ctl.cached_volumes(event.pool, event.changed)
-        self.table.apply_diff(added, list(event.removed), changed)
+        self.table.apply_diff(added, list(event.removed), changed,
+                              listing=event.pool in self._listing)
         self.refreshed_at = time.monotonic()
         view = self.view
         if (event.pool in self._listing or self.table.pending_count) and view is not None \

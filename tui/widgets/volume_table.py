@@ -308,9 +308,11 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         self.refresh()
 
     def apply_diff(
-        self, added: list[VolumeInfo], removed: list[str], changed: list[VolumeInfo]
+        self, added: list[VolumeInfo], removed: list[str], changed: list[VolumeInfo], *,
+        listing: bool = False,
     ) -> None:
-        """Apply an incremental refresh; only touched rows are re-rendered."""
+        """Apply an incremental refresh; only touched rows are re-rendered. listing: the
+        rows are a first listing's, coming in (see below)."""
         old_index = self._cursor_index()
         old_offset = self._cursor_screen_offset()
         bulk = len(added) >= BULK_ADD
@@ -319,9 +321,13 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             changed = [*changed, *(v for v in added if v.name in known)]
             self._data.add_many([v for v in added if v.name not in known])
             added = []
-            if old_index == 0 and self._row_total():
-                self._set_cursor(0)  # on the first row, it stays there as rows come in
         gone, touched, structural = self._data.apply_diff(added, removed, changed)
+        if (bulk or listing) and old_index == 0 and self._row_total():
+            # On the first row, the cursor stays there as a listing's rows come in, small
+            # batches too (else rows sorted before the first one shown come in above it,
+            # the view follows it, and the pool seems to start there). A volume made later
+            # (live refresh) does not take the cursor from the one it is on.
+            self._set_cursor(0)
         structural = structural or bulk
         if self._data.stale:  # headers read while sorted by what they give: sort again
             structural = self._views.sort_stale() or structural
