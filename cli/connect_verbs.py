@@ -14,13 +14,13 @@ from typing import TextIO
 
 from backends import model, xmlio
 from backends.drivers import pool_types
-from backends.errors import PoolkeeperError
 from backends.libvirt_controller import LibvirtController
 from backends.units import parse_size
 
 from . import virsh_text
 from .commands import POOL_REFS
-from .inputs import read_input
+from .connect_volume_verbs import VOLUME_VERBS
+from .inputs import read_text
 from .output import dump_json, dump_json_lines, printable, printable_xml
 from .verbs import (
     UsageError,
@@ -45,13 +45,6 @@ def resolve_uri(uri: str) -> str:
         raise UsageError("-c default means $LIBVIRT_DEFAULT_URI, which is not set: set it, "
                          "or give a URI (-c qemu:///system, -c qemu+ssh://root@HOST/system)")
     return chosen
-
-
-def _decode(data: bytes, name: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PoolkeeperError(f"'{name}' is not UTF-8 text; is it an XML file?") from None
 
 
 # == pools ==============================================================================
@@ -94,7 +87,7 @@ def pool_uuid(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> i
 
 
 def pool_define(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    name = lc.define_pool_xml(_decode(read_input(args.file), args.file), args.validate)
+    name = lc.define_pool_xml(read_text(args.file), args.validate)
     out.write(f"Pool {printable(name, out)} defined from {printable(args.file, out)}\n")
     return 0
 
@@ -197,7 +190,7 @@ def vol_name(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> in
 
 
 def vol_create(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    xml = _decode(read_input(args.file), args.file)
+    xml = read_text(args.file)
     name = lc.create_volume_xml(args.pool, xml, args.prealloc_metadata, args.validate)
     out.write(f"Vol {printable(name, out)} created from {printable(args.file, out)}\n")
     return 0
@@ -241,6 +234,7 @@ CONNECT_VERBS: dict[str, ConnectHandler] = {
     "vol-list": vol_list, "vol-info": vol_info, "vol-dumpxml": vol_dumpxml,
     "vol-path": vol_path, "vol-key": vol_key, "vol-name": vol_name,
     "vol-create": vol_create, "vol-create-as": vol_create_as, "vol-delete": vol_delete,
+    **VOLUME_VERBS,
 }
 
 

@@ -202,7 +202,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args is None:  # help was shown
         return 0
     if top.connect is not None:
-        return _connected(top.connect, verb, args, out)
+        previous = _cancel_on_hangup()  # SIGTERM/SIGHUP abort a stream as Ctrl-C does
+        try:
+            return _connected(top.connect, verb, args, out)
+        finally:
+            _restore_signals(previous)
     try:
         ctl = StorageController(top.root)
     except (PoolkeeperError, OSError) as exc:
