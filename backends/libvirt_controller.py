@@ -197,6 +197,28 @@ class LibvirtController:
             lambda: self.connection.conn.storagePoolDefineXML(xml, flags).name(),
             "cannot define the pool"))
 
+    def create_pool_xml(self, xml: str, build: bool = False,
+                        overwrite: bool | None = None) -> str:
+        """Start a transient pool from `xml` (libvirt's createXML; built first when asked,
+        as pool-start --build); its name."""
+        flags = self._overwrite_flags(overwrite, "CREATE_WITH_BUILD")
+        if build and not flags:
+            flags = self.libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
+        return str(self._call(
+            lambda: self.connection.conn.storagePoolCreateXML(xml, flags).name(),
+            "cannot create the pool", long=True))
+
+    def capabilities(self) -> str:
+        """virConnectGetStoragePoolCapabilities: the pool types the host supports."""
+        return str(self._call(lambda: self.connection.conn.getStoragePoolCapabilities(0),
+                              "cannot get the storage pool capabilities"))
+
+    def find_pool_sources(self, pool_type: str, spec: str | None) -> str:
+        """virConnectFindStoragePoolSources: libvirt's <sources> document."""
+        return str(self._call(
+            lambda: self.connection.conn.findStoragePoolSources(pool_type, spec, 0),
+            f"cannot find {pool_type} pool sources", long=True))
+
     def _overwrite_flags(self, overwrite: bool | None, build: str) -> int:
         lv = self.libvirt
         if overwrite is None:

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from typing import TextIO
 
 from backends import model, xmlio
-from backends.drivers import pool_types
 from backends.libvirt_controller import LibvirtController
 from backends.units import parse_size
 
 from . import virsh_text
 from .commands import POOL_REFS
+from .connect_pool_verbs import POOL_VERBS, pool_as_xml
+from .connect_secret_verbs import SECRET_VERBS
 from .connect_volume_verbs import VOLUME_VERBS
 from .inputs import read_text
 from .output import dump_json, dump_json_lines, printable, printable_xml
@@ -26,7 +27,6 @@ from .verbs import (
     UsageError,
     _filtered_pools,
     _overwrite,
-    pool_def_from_args,
     pool_json,
     volume_json,
     volume_json_line,
@@ -93,13 +93,7 @@ def pool_define(lc: LibvirtController, args: argparse.Namespace, out: TextIO) ->
 
 
 def pool_define_as(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    pdef = pool_def_from_args(args)
-    if pdef.type in pool_types():  # poolkeeper's checks and defaults, as without -c
-        xmlio.validate_pool(pdef)
-    elif not pdef.type or not pdef.name:
-        raise UsageError("pool-define-as needs a NAME and a TYPE")
-    # other types (rbd, zfs, scsi, ...): as given; the host's libvirt judges them
-    xml = xmlio.format_pool(pdef)
+    xml = pool_as_xml(args, "pool-define-as")
     if args.print_xml:
         out.write(printable_xml(xml, out))
         return 0
@@ -234,7 +228,7 @@ CONNECT_VERBS: dict[str, ConnectHandler] = {
     "vol-list": vol_list, "vol-info": vol_info, "vol-dumpxml": vol_dumpxml,
     "vol-path": vol_path, "vol-key": vol_key, "vol-name": vol_name,
     "vol-create": vol_create, "vol-create-as": vol_create_as, "vol-delete": vol_delete,
-    **VOLUME_VERBS,
+    **POOL_VERBS, **VOLUME_VERBS, **SECRET_VERBS,
 }
 
 

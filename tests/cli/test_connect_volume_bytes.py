@@ -107,12 +107,23 @@ def test_clone_create_from_resize_wipe_and_vol_pool(host: Host, pool: Path) -> N
         assert r.stderr.startswith("error: cannot create the volume from 'src.img': ")
         assert not (pool / "rl.img").exists()
 
-    # vol-create-from: a qcow2 of the raw source's bytes, from another pool's volume
-    xml = pool.parent / f"{p}-conv.xml"
-    xml.write_text("<volume><name>conv.qcow2</name><capacity>0</capacity>"
-                   "<target><format type='qcow2'/></target></volume>\n")
-    assert host.pk("vol-create-from", p, str(xml), "src.img", "--inputpool", p).stdout == \
-        "Vol conv.qcow2 created from input vol src.img\n"
+    # vol-create-from: a qcow2 of the raw source's bytes, from another pool's volume;
+    # vol-clone --newpool: a copy into another pool
+    other = host.pools / f"{p}-other"
+    host.virsh("pool-create-as", f"{p}-o", "dir", "--target", str(other), "--build")
+    try:
+        xml = pool.parent / f"{p}-conv.xml"
+        xml.write_text("<volume><name>conv.qcow2</name><capacity>0</capacity>"
+                       "<target><format type='qcow2'/></target></volume>\n")
+        assert host.pk("vol-create-from", f"{p}-o", str(xml), "src.img", "--inputpool",
+                       p).stdout == "Vol conv.qcow2 created from input vol src.img\n"
+        assert host.pk("vol-clone", "--pool", f"{p}-o", "conv.qcow2", "conv.qcow2",
+                       "--newpool", p).stdout == "Vol conv.qcow2 cloned from conv.qcow2\n"
+        subprocess.run(["qemu-img", "compare", str(pool / "conv.qcow2"),
+                        str(other / "conv.qcow2")], check=True, capture_output=True)
+    finally:
+        host.virsh("pool-destroy", f"{p}-o")
+        shutil.rmtree(other, ignore_errors=True)
     info = qemu_info(pool / "conv.qcow2")
     assert (info["format"], info["virtual-size"]) == ("qcow2", 4 * MiB)
     subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", str(pool / "conv.qcow2"),
