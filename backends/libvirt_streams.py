@@ -17,6 +17,7 @@ import os
 import stat
 from typing import Any
 
+from .errors import PoolkeeperError
 from .fileops.download import _write_stream, open_download_target
 from .fileops.primitives import _pwrite_all, _unlink_ours
 from .fileops.sparse import _data_segments
@@ -51,7 +52,10 @@ def upload(lc: LibvirtController, pool: str, name: str, src_path: str, *, offset
     try:
         fd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, src_path) from None
+        raise PoolkeeperError(f"cannot read '{src_path}': {exc.strerror}") from None
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PoolkeeperError(f"'{src_path}' is a directory; give the file to upload")
     lv = lc.libvirt
 
     def send(job: Job) -> int:

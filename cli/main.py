@@ -179,6 +179,10 @@ def _connected(uri: str, verb: str, args: argparse.Namespace, out: TextIO) -> in
     except PoolkeeperError as exc:
         sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")
         return 1
+    except OSError as exc:  # a local file (an upload's source, a download's target)
+        name = f" ({printable(os.fsdecode(exc.filename), sys.stderr)})" if exc.filename else ""
+        sys.stderr.write(f"error: {printable(str(exc.strerror or exc), sys.stderr)}{name}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pty
 import re
 import shutil
 import signal
@@ -231,7 +232,13 @@ def test_upload_and_download_through_streams(host: Host, pool: Path) -> None:
         r = host.pk("vol-download", "--pool", p, "v.img", str(link), ok=False)
         assert r.returncode == 1 and "symbolic link" in r.stderr
         r = host.pk("vol-upload", "--pool", p, "v.img", str(work / "missing"), ok=False)
-        assert r.returncode == 1 and "missing" in r.stderr
+        assert r.stderr == f"error: cannot read '{work}/missing': No such file or directory\n"
+        r = host.pk("vol-upload", "--pool", p, "v.img", str(work), ok=False)
+        assert r.stderr == f"error: '{work}' is a directory; give the file to upload\n"
+        r = host.pk("vol-download", "--pool", p, "v.img", str(work / "no" / "f"), ok=False)
+        assert r.returncode == 1 and r.stderr.startswith("error: ")
+        assert "No such file or directory" in r.stderr and r.stderr.count("\n") == 1
+        assert sha(vol) == sha(part)  # none of it touched the volume
         for vol_name in ("v.img", "s.img"):
             host.pk("vol-delete", "--pool", p, vol_name)
     finally:
@@ -273,3 +280,83 @@ def test_ctrl_c_aborts_the_stream_and_leaves_no_file_of_ours(host: Host, pool: P
         assert host.pk("vol-delete", "--pool", p, "big.img").stdout == "Vol big.img deleted\n"
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _scrubbing(path: Path) -> bool:
+    """Whether a scrub of `path` runs (libvirtd's wipe, on this host)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"scrub") and str(path).encode() in argv:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_during_a_wipe_says_libvirt_cannot_cancel_it(host: Host, pool: Path,
+                                                             presses: int) -> None:
+    p = pool.name
+    host.pk("vol-create-as", p, "w.img", "64M")
+    vol = pool / "w.img"
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "-c", host.uri, "vol-wipe",
+                             "--pool", p, "w.img", "--algorithm", "gutmann"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not _scrubbing(vol):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    for _ in range(presses):
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+    began = time.monotonic()
+    out, err = proc.communicate(timeout=300)
+    assert err.startswith("libvirt cannot cancel a wipe once it has begun: waiting for it "
+                          "to end (Ctrl-C again stops waiting")
+    if presses == 1:  # waited for it: done
+        assert (proc.returncode, out, err.count("\n")) == (0, "Vol w.img wiped\n", 1)
+    else:  # stopped waiting at once, while the host goes on
+        assert (proc.returncode, out) == (1, "")
+        assert err.endswith("error: stopped waiting: a wipe goes on on the host (see vol-list "
+                            "when it has ended)\n")
+        assert time.monotonic() - began < 5 and _scrubbing(vol)
+        while _scrubbing(vol):
+            assert time.monotonic() < deadline + 300
+            time.sleep(0.1)
+    while host.pk("vol-delete", "--pool", p, "w.img", ok=False).returncode:
+        assert time.monotonic() < deadline + 330  # libvirtd's job ends just after scrub
+        time.sleep(0.1)
+
+
+def test_a_terminal_gets_the_native_progress_bar(host: Host, pool: Path) -> None:
+    p = pool.name
+    host.pk("vol-create-as", p, "big.img", "1G", "--allocation", "0")
+    out = pool.parent / f"{p}-out.bin"
+    main_fd, tty = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "-c", host.uri, "vol-download",
+                                 "--pool", p, "big.img", str(out)], stdout=subprocess.PIPE,
+                                stderr=tty, text=True, env=ENV, cwd=REPO)
+        os.close(tty)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        assert proc.wait(timeout=120) == 0
+    finally:
+        os.close(main_fd)
+        out.unlink(missing_ok=True)
+    assert proc.stdout is not None
+    assert proc.stdout.read() == f"Downloaded 1073741824 bytes of big.img to {out}\n"
+    text = drawn.decode()
+    assert re.search(r"\rdownload big\.img: \[#*\s*\] +\d+\.\d%", text), text
+    assert "/s" in text and text.endswith("\r" + " " * 100 + "\r")
+    host.pk("vol-delete", "--pool", p, "big.img")
