@@ -4,9 +4,11 @@ terms: pools as model.PoolStatus, volumes as model.VolumeInfo, XML as libvirt pr
 libvirt does the work (its own storage driver on its own host); this module looks things
 up as virsh does (a pool by name, then UUID; a volume by name in its pool, then key, then
 path), turns libvirt's answers into the model the CLI prints, and its errors into
-poolkeeper's. Every call has a deadline (backends.libvirt_conn). First slice: the pool
-and volume verbs the CLI offers over `-c URI` (cli/connect_verbs.py); the rest of the
-controller contract (clone, wipe, resize, streams, events) is not here yet.
+poolkeeper's. Every call has a deadline (backends.libvirt_conn). The pool and volume
+verbs the CLI offers over `-c URI` (cli/connect_verbs.py); clone, resize and wipe are in
+backends.libvirt_volumes, upload and download in backends.libvirt_streams, secrets in
+backends.libvirt_secrets; the rest of the TUI's controller contract (events, jobs) is not
+here yet.
 """
 
 from __future__ import annotations

@@ -245,8 +245,9 @@ def test_upload_and_download_through_streams(host: Host, pool: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _interrupt(host: Host, args: list[str], started: Path) -> subprocess.CompletedProcess[str]:
-    """Run poolkeeper, send SIGINT once `started` has bytes, and collect it."""
+def _interrupt(host: Host, args: list[str], started: Path,
+               sig: int = signal.SIGINT) -> subprocess.CompletedProcess[str]:
+    """Run poolkeeper, send `sig` once `started` has bytes, and collect it."""
     proc = subprocess.Popen([sys.executable, "-m", "cli", "-c", host.uri, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=ENV, cwd=REPO)
@@ -255,7 +256,7 @@ def _interrupt(host: Host, args: list[str], started: Path) -> subprocess.Complet
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
@@ -275,7 +276,7 @@ def test_ctrl_c_aborts_the_stream_and_leaves_no_file_of_ours(host: Host, pool: P
         with open(src, "wb") as fh:
             fh.truncate(8 << 30)  # zeros, sent in full (no --sparse)
         r = _interrupt(host, ["vol-upload", "--pool", p, "big.img", str(src)],
-                       pool / "big.img")
+                       pool / "big.img", signal.SIGTERM)  # (SIGHUP too) as Ctrl-C
         assert (r.returncode, r.stdout, r.stderr) == (1, "", "error: cancelled\n")
         assert host.pk("vol-delete", "--pool", p, "big.img").stdout == "Vol big.img deleted\n"
     finally:
