@@ -20,7 +20,6 @@ from backends.libvirt_controller import LibvirtController
 
 from .inputs import read_text
 from .output import printable, printable_xml
-from .pool_verbs import _ask, _edit
 from .verbs import UsageError, _overwrite, pool_def_from_args
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
@@ -65,6 +64,8 @@ def pool_edit(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> i
     """virsh pool-edit over a connection: dumpxml --inactive, $VISUAL or $EDITOR, define.
     Saved only if the definition is still the one that was edited; a refusal is offered
     again on a terminal, else it fails and nothing changes."""
+    from .pool_verbs import _ask, _edit  # (its imports cost every other verb)
+
     pool = args.pool
     before = lc.pool_xml(pool, inactive=True)
     text = before
