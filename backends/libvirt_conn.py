@@ -123,6 +123,7 @@ class Connection:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
             queue.SimpleQueue())
         self._progress = time.monotonic()
+        self.busy = False  # the worker is inside a call (a clone libvirt cannot cancel)
         self._worker = threading.Thread(target=self._work, daemon=True,
                                         name=f"libvirt {uri}")
         self._worker.start()
@@ -149,10 +150,15 @@ class Connection:
             fn, future = item
             if not future.set_running_or_notify_cancel():
                 continue
+            self.busy = True
             try:
-                future.set_result(fn())
+                result = fn()
             except BaseException as exc:  # handed to the caller, who raises it
+                self.busy = False
                 future.set_exception(exc)
+            else:
+                self.busy = False  # before the caller hears: its close() must not skip
+                future.set_result(result)
 
     def alive(self) -> None:
         """Called by a long call between its RPCs: it is still getting answers."""
@@ -193,8 +199,9 @@ class Connection:
         return result
 
     def close(self) -> None:
-        """Close the connection (not waited for once lost) and end the worker."""
-        if self.conn is not None and not self.lost:
+        """Close the connection (not waited for once lost, or while a call the caller
+        stopped waiting for still runs: the process ends with it) and end the worker."""
+        if self.conn is not None and not self.lost and not self.busy:
             try:
                 self.call(self.conn.close, "closing the connection")
             except PoolkeeperError:

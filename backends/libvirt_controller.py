@@ -4,9 +4,11 @@ terms: pools as model.PoolStatus, volumes as model.VolumeInfo, XML as libvirt pr
 libvirt does the work (its own storage driver on its own host); this module looks things
 up as virsh does (a pool by name, then UUID; a volume by name in its pool, then key, then
 path), turns libvirt's answers into the model the CLI prints, and its errors into
-poolkeeper's. Every call has a deadline (backends.libvirt_conn). First slice: the pool
-and volume verbs the CLI offers over `-c URI` (cli/connect_verbs.py); the rest of the
-controller contract (clone, wipe, resize, streams, events) is not here yet.
+poolkeeper's. Every call has a deadline (backends.libvirt_conn). The pool and volume
+verbs the CLI offers over `-c URI` (cli/connect_verbs.py); clone, resize and wipe are in
+backends.libvirt_volumes, upload and download in backends.libvirt_streams, secrets in
+backends.libvirt_secrets; the rest of the TUI's controller contract (events, jobs) is not
+here yet.
 """
 
 from __future__ import annotations
@@ -196,6 +198,28 @@ class LibvirtController:
         return str(self._call(
             lambda: self.connection.conn.storagePoolDefineXML(xml, flags).name(),
             "cannot define the pool"))
+
+    def create_pool_xml(self, xml: str, build: bool = False,
+                        overwrite: bool | None = None) -> str:
+        """Start a transient pool from `xml` (libvirt's createXML; built first when asked,
+        as pool-start --build); its name."""
+        flags = self._overwrite_flags(overwrite, "CREATE_WITH_BUILD")
+        if build and not flags:
+            flags = self.libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
+        return str(self._call(
+            lambda: self.connection.conn.storagePoolCreateXML(xml, flags).name(),
+            "cannot create the pool", long=True))
+
+    def capabilities(self) -> str:
+        """virConnectGetStoragePoolCapabilities: the pool types the host supports."""
+        return str(self._call(lambda: self.connection.conn.getStoragePoolCapabilities(0),
+                              "cannot get the storage pool capabilities"))
+
+    def find_pool_sources(self, pool_type: str, spec: str | None) -> str:
+        """virConnectFindStoragePoolSources: libvirt's <sources> document."""
+        return str(self._call(
+            lambda: self.connection.conn.findStoragePoolSources(pool_type, spec, 0),
+            f"cannot find {pool_type} pool sources", long=True))
 
     def _overwrite_flags(self, overwrite: bool | None, build: str) -> int:
         lv = self.libvirt

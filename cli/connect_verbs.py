@@ -13,20 +13,20 @@ from collections.abc import Callable
 from typing import TextIO
 
 from backends import model, xmlio
-from backends.drivers import pool_types
-from backends.errors import PoolkeeperError
 from backends.libvirt_controller import LibvirtController
 from backends.units import parse_size
 
 from . import virsh_text
 from .commands import POOL_REFS
-from .inputs import read_input
+from .connect_pool_verbs import POOL_VERBS, pool_as_xml
+from .connect_secret_verbs import SECRET_VERBS
+from .connect_volume_verbs import VOLUME_VERBS
+from .inputs import read_text
 from .output import dump_json, dump_json_lines, printable, printable_xml
 from .verbs import (
     UsageError,
     _filtered_pools,
     _overwrite,
-    pool_def_from_args,
     pool_json,
     volume_json,
     volume_json_line,
@@ -48,13 +48,6 @@ def resolve_uri(uri: str) -> str:
         raise UsageError("-c default means $LIBVIRT_DEFAULT_URI, which is not set: set it, "
                          "or give a URI (-c qemu:///system, -c qemu+ssh://root@HOST/system)")
     return chosen
-
-
-def _decode(data: bytes, name: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PoolkeeperError(f"'{name}' is not UTF-8 text; is it an XML file?") from None
 
 
 # == pools ==============================================================================
@@ -97,19 +90,13 @@ def pool_uuid(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> i
 
 
 def pool_define(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    name = lc.define_pool_xml(_decode(read_input(args.file), args.file), args.validate)
+    name = lc.define_pool_xml(read_text(args.file), args.validate)
     out.write(f"Pool {printable(name, out)} defined from {printable(args.file, out)}\n")
     return 0
 
 
 def pool_define_as(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    pdef = pool_def_from_args(args)
-    if pdef.type in pool_types():  # poolkeeper's checks and defaults, as without -c
-        xmlio.validate_pool(pdef)
-    elif not pdef.type or not pdef.name:
-        raise UsageError("pool-define-as needs a NAME and a TYPE")
-    # other types (rbd, zfs, scsi, ...): as given; the host's libvirt judges them
-    xml = xmlio.format_pool(pdef)
+    xml = pool_as_xml(args, "pool-define-as")
     if args.print_xml:
         out.write(printable_xml(xml, out))
         return 0
@@ -198,7 +185,7 @@ def vol_name(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> in
 
 
 def vol_create(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    xml = _decode(read_input(args.file), args.file)
+    xml = read_text(args.file)
     name = lc.create_volume_xml(args.pool, xml, args.prealloc_metadata, args.validate)
     out.write(f"Vol {printable(name, out)} created from {printable(args.file, out)}\n")
     return 0
@@ -243,6 +230,7 @@ CONNECT_VERBS: dict[str, ConnectHandler] = {
     "vol-list": vol_list, "vol-info": vol_info, "vol-dumpxml": vol_dumpxml,
     "vol-path": vol_path, "vol-key": vol_key, "vol-name": vol_name,
     "vol-create": vol_create, "vol-create-as": vol_create_as, "vol-delete": vol_delete,
+    **POOL_VERBS, **VOLUME_VERBS, **SECRET_VERBS,
 }
 
 

@@ -34,6 +34,15 @@ def read_input(path: str) -> bytes:
     return data
 
 
+def read_text(path: str) -> str:
+    """read_input as UTF-8 text (an XML document handed to libvirt as it is)."""
+    data = read_input(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PoolkeeperError(f"'{path}' is not UTF-8 text; is it an XML file?") from None
+
+
 def volume_of(ctl: PoolLookup, args: argparse.Namespace) -> tuple[str, str]:
     """(pool, name) of VOL: a name in --pool, else a key or a path (backends.refs)."""
     return refs.volume(ctl, args.vol, args.pool)

@@ -179,6 +179,10 @@ def _connected(uri: str, verb: str, args: argparse.Namespace, out: TextIO) -> in
     except PoolkeeperError as exc:
         sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")
         return 1
+    except OSError as exc:  # a local file (an upload's source, a download's target)
+        name = f" ({printable(os.fsdecode(exc.filename), sys.stderr)})" if exc.filename else ""
+        sys.stderr.write(f"error: {printable(str(exc.strerror or exc), sys.stderr)}{name}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
@@ -202,7 +206,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args is None:  # help was shown
         return 0
     if top.connect is not None:
-        return _connected(top.connect, verb, args, out)
+        previous = _cancel_on_hangup()  # SIGTERM/SIGHUP abort a stream as Ctrl-C does
+        try:
+            return _connected(top.connect, verb, args, out)
+        finally:
+            _restore_signals(previous)
     try:
         ctl = StorageController(top.root)
     except (PoolkeeperError, OSError) as exc:

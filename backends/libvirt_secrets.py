@@ -1,0 +1,140 @@
+"""libvirt's secrets over a connection (virSecret*): define, set and get a value, list,
+dump and undefine, a secret named by UUID or by its usage (volume path, ceph or iSCSI
+name, ...), as the native secret verbs name them.
+
+Undefining a secret an encrypted volume of an active pool needs is refused unless forced
+(libvirt itself does not check; the volume could never be opened again): each volume's
+XML is read for its <encryption>'s <secret uuid>.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from .errors import PoolkeeperError, StateError
+from .libvirt_controller import LibvirtController
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+_USAGE_TYPES = ("none", "volume", "ceph", "iscsi", "tls", "vtpm")  # virSecretUsageType
+
+
+@dataclass(slots=True, frozen=True)
+class RemoteSecret:
+    uuid: str
+    usage_type: str | None  # None: no usage
+    usage_id: str | None
+    description: str | None
+    private: bool
+    ephemeral: bool
+
+    @property
+    def usage_text(self) -> str:
+        """virsh secret-list's Usage column."""
+        return f"{self.usage_type} {self.usage_id}" if self.usage_type else "Unused"
+
+
+def _described(secret: Any) -> RemoteSecret:
+    doc = etree.fromstring(secret.XMLDesc(0).encode("utf-8"), _PARSER)
+    kind = int(secret.usageType())
+    usage = _USAGE_TYPES[kind] if 0 < kind < len(_USAGE_TYPES) else None
+    return RemoteSecret(uuid=str(secret.UUIDString()), usage_type=usage,
+                        usage_id=str(secret.usageID()) if usage else None,
+                        description=doc.findtext("description"),
+                        private=doc.get("private") == "yes",
+                        ephemeral=doc.get("ephemeral") == "yes")
+
+
+class LibvirtSecrets:
+    """The secret verbs on `lc`'s connection."""
+
+    def __init__(self, lc: LibvirtController) -> None:
+        self.lc = lc
+        self.lv = lc.libvirt
+
+    def _secret(self, ref: str) -> Any:
+        """By UUID, else by usage of any type (on the worker)."""
+        conn, lv = self.lc.connection.conn, self.lv
+        missing = (lv.VIR_ERR_NO_SECRET, lv.VIR_ERR_INVALID_ARG)
+        try:
+            return conn.secretLookupByUUIDString(ref)
+        except lv.libvirtError as exc:
+            if exc.get_error_code() not in missing:
+                raise
+        for kind in range(1, len(_USAGE_TYPES)):
+            try:
+                return conn.secretLookupByUsage(kind, ref)
+            except lv.libvirtError as exc:
+                if exc.get_error_code() not in missing:
+                    raise
+        raise PoolkeeperError(f"no secret '{ref}' is defined on '{self.lc.uri}' (by UUID or "
+                              "usage); see `secret-list`")
+
+    def define(self, xml: str, validate: bool = False) -> str:
+        """Define (or change) the secret `xml` describes; its UUID."""
+        flags = self.lv.VIR_SECRET_DEFINE_VALIDATE if validate else 0
+        return str(self.lc._call(
+            lambda: self.lc.connection.conn.secretDefineXML(xml, flags).UUIDString(),
+            "cannot define the secret"))
+
+    def set_value(self, ref: str, value: bytes) -> None:
+        self.lc._call(lambda: self._secret(ref).setValue(value, 0),
+                      f"cannot set the value of secret '{ref}'")
+
+    def value(self, ref: str) -> bytes:
+        """The value (libvirt refuses a private secret's)."""
+        return bytes(self.lc._call(lambda: self._secret(ref).value(0),
+                                   f"cannot get the value of secret '{ref}'"))
+
+    def list(self, flags: int = 0) -> list[RemoteSecret]:
+        """The secrets listAllSecrets(flags) gives, by UUID as virsh sorts them."""
+        def run() -> list[RemoteSecret]:
+            found = []
+            for secret in self.lc.connection.conn.listAllSecrets(flags):
+                try:
+                    found.append(_described(secret))
+                except self.lv.libvirtError as exc:  # undefined meanwhile
+                    if exc.get_error_code() != self.lv.VIR_ERR_NO_SECRET:
+                        raise
+                self.lc.connection.alive()
+            return sorted(found, key=lambda s: s.uuid)
+        return list(self.lc._call(run, "cannot list the secrets"))
+
+    def xml(self, ref: str) -> str:
+        return str(self.lc._call(lambda: self._secret(ref).XMLDesc(0),
+                                 f"cannot dump secret '{ref}'"))
+
+    def undefine(self, ref: str, force: bool = False) -> None:
+        """Undefine; refused (unless `force`) while an active pool's encrypted volume
+        names it."""
+        def run() -> None:
+            secret = self._secret(ref)
+            users = [] if force else self._users(str(secret.UUIDString()))
+            if users:
+                shown = ", ".join(users[:5]) + (" ..." if len(users) > 5 else "")
+                raise StateError(f"secret '{ref}' is the key of encrypted volumes ({shown}); "
+                                 "without it they can never be opened again: delete them "
+                                 "first, or add --force")
+            secret.undefine()
+        self.lc._call(run, f"cannot undefine secret '{ref}'", long=True)
+
+    def _users(self, uuid: str) -> list[str]:
+        """Paths of the volumes (of active pools) whose <encryption> names `uuid`."""
+        conn, lv = self.lc.connection.conn, self.lv
+        users = []
+        for pool in conn.listAllStoragePools(lv.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+            try:
+                vols = pool.listAllVolumes(0)
+            except lv.libvirtError:
+                continue  # stopped or gone meanwhile
+            for vol in vols:
+                try:
+                    doc = etree.fromstring(vol.XMLDesc(0).encode("utf-8"), _PARSER)
+                except lv.libvirtError:
+                    continue
+                self.lc.connection.alive()
+                if uuid in (s.get("uuid") for s in doc.iterfind("target/encryption/secret")):
+                    users.append(doc.findtext("target/path") or str(vol.name()))
+        return users

@@ -1,0 +1,150 @@
+"""`poolkeeper -c URI` pool verbs beyond define/start/list: transient pools (pool-create,
+pool-create-as: libvirt's createXML), pool-edit (the inactive definition in $EDITOR,
+defined again, never over a change made meanwhile), pool-capabilities and source
+discovery (find-storage-pool-sources[-as]), printing what the native verbs print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TextIO
+
+from lxml import etree
+
+from backends import xmlio
+from backends.drivers import pool_types
+from backends.errors import PoolkeeperError, StateError
+from backends.libvirt_controller import LibvirtController
+
+from .inputs import read_text
+from .output import printable, printable_xml
+from .verbs import UsageError, _overwrite, pool_def_from_args
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+def pool_as_xml(args: argparse.Namespace, verb: str) -> str:
+    """pool-define-as / pool-create-as: poolkeeper's checks and defaults for its own
+    types, as without -c; other types (rbd, zfs, scsi, ...) as given, for libvirt to
+    judge."""
+    pdef = pool_def_from_args(args)
+    if pdef.type in pool_types():
+        xmlio.validate_pool(pdef)
+    elif not pdef.type or not pdef.name:
+        raise UsageError(f"{verb} needs a NAME and a TYPE")
+    return xmlio.format_pool(pdef)
+
+
+def pool_create(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
+    if args.validate:
+        raise UsageError("libvirt's pool-create has no --validate; check the file with "
+                         "pool-define --validate, or leave it out")
+    overwrite = _overwrite(args)  # either one asks for a build, as in virsh
+    name = lc.create_pool_xml(read_text(args.file), build=args.build or overwrite is not None,
+                              overwrite=overwrite)
+    out.write(f"Pool {printable(name, out)} created from {printable(args.file, out)}\n")
+    return 0
+
+
+def pool_create_as(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
+    xml = pool_as_xml(args, "pool-create-as")
+    if args.print_xml:
+        out.write(printable_xml(xml, out))
+        return 0
+    overwrite = _overwrite(args)
+    name = lc.create_pool_xml(xml, build=args.build or overwrite is not None,
+                              overwrite=overwrite)
+    out.write(f"Pool {printable(name, out)} created\n")
+    return 0
+
+
+def pool_edit(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
+    """virsh pool-edit over a connection: dumpxml --inactive, $VISUAL or $EDITOR, define.
+    Saved only if the definition is still the one that was edited; a refusal is offered
+    again on a terminal, else it fails and nothing changes."""
+    from .pool_verbs import _ask, _edit  # (its imports cost every other verb)
+
+    pool = args.pool
+    before = lc.pool_xml(pool, inactive=True)
+    text = before
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    while True:
+        text = _edit(editor, pool, text)
+        if text == before:
+            out.write(f"Pool {printable(pool, out)} XML configuration not changed.\n")
+            return 0
+        try:
+            current = lc.pool_xml(pool, inactive=True)
+            if current != before:  # defined by someone else meanwhile: never save over it
+                before = current
+                raise StateError(f"pool '{pool}' was changed by someone else while it was "
+                                 "being edited; saving would undo that change (see "
+                                 f"`pool-dumpxml --inactive {pool}`, then edit again)")
+            _check_name(text, pool)
+            lc.define_pool_xml(text)
+            break
+        except PoolkeeperError as exc:
+            sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")
+            if not (sys.stdin.isatty() and _ask("Failed. Try again? [y,n]: ")):
+                raise PoolkeeperError(f"pool '{pool}' was not changed") from None
+    out.write(f"Pool {printable(pool, out)} XML configuration edited.\n")
+    return 0
+
+
+def _check_name(text: str, pool: str) -> None:
+    """The edited XML still names this pool (defining another name would add a pool)."""
+    try:
+        name = etree.fromstring(text.encode("utf-8"), _PARSER).findtext("name")
+    except etree.XMLSyntaxError as exc:
+        raise PoolkeeperError(f"the edited XML is not well-formed: {exc}") from None
+    if name != pool:
+        raise PoolkeeperError(f"the edited XML names the pool '{name}', not '{pool}'; "
+                              "pool-edit changes a pool, it does not rename one")
+
+
+def pool_capabilities(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
+    out.write(printable_xml(lc.capabilities(), out))
+    return 0
+
+
+def _source_spec(host: str | None, port: str | None = None, initiator: str | None = None,
+                 device: str | None = None) -> str | None:
+    """A <source> to search from, as virsh builds it (None when nothing narrows it)."""
+    if not (host or device):
+        return None
+    source = etree.Element("source")
+    if host:
+        node = etree.SubElement(source, "host", name=host)
+        if port:
+            node.set("port", port)
+    if device:
+        etree.SubElement(source, "device", path=device)
+    if initiator and host:
+        etree.SubElement(etree.SubElement(source, "initiator"), "iqn", name=initiator)
+    return etree.tostring(source, encoding="unicode")
+
+
+def find_sources_as(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
+    spec = _source_spec(args.host, args.port, args.initiator)
+    out.write(printable_xml(lc.find_pool_sources(args.type, spec), out))
+    return 0
+
+
+def find_sources(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
+    if args.srcSpec:  # libvirt reads the file's <source> itself
+        if args.host or args.device:
+            raise UsageError("give --srcSpec or --host/--device, not both")
+        spec: str | None = read_text(args.srcSpec)
+    else:
+        spec = _source_spec(args.host, device=args.device)
+    out.write(printable_xml(lc.find_pool_sources(args.type, spec), out))
+    return 0
+
+
+POOL_VERBS = {
+    "pool-create": pool_create, "pool-create-as": pool_create_as, "pool-edit": pool_edit,
+    "pool-capabilities": pool_capabilities, "find-storage-pool-sources-as": find_sources_as,
+    "find-storage-pool-sources": find_sources,
+}
