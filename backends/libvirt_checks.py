@@ -3,7 +3,7 @@ connection (libvirt itself deletes a volume a guest is using, or one another ima
 built on, without a word):
 
   * a volume a running guest has as a disk (its live domain XML names the volume by
-    pool and name, or its path) is not deleted;
+    pool and name, or its path) is not deleted, wiped, resized or uploaded into;
   * a volume that another volume of the connection names as its backing store is not
     deleted (the overlay would lose its base);
   * a pool whose libvirt delete erases what it holds (anything but a dir, fs or netfs
@@ -57,14 +57,22 @@ def overlays_of(conn: Any, libvirt: Any, path: str) -> list[tuple[str, str]]:
     return found
 
 
+def refuse_in_use(conn: Any, libvirt: Any, pool: str, name: str, path: str,
+                  verb: str = "delete") -> None:
+    """InUse when the volume is a running guest's disk: it is not deleted, wiped,
+    resized or written under the guest (as natively)."""
+    users = running_guests_using(conn, libvirt, pool, name, path)
+    if users:
+        live = " (or resize it live: virsh blockresize)" if verb == "resize" else ""
+        raise InUse(f"volume '{name}' is a disk of the running guest "
+                    f"{', '.join(repr(u) for u in users)}; shut the guest down (or detach "
+                    f"the disk) before you {verb} it{live}")
+
+
 def refuse_volume_delete(conn: Any, libvirt: Any, pool: str, name: str, path: str) -> None:
     """InUse when deleting the volume would take a running guest's disk or an overlay's
     base away (as the native vol-delete refuses)."""
-    users = running_guests_using(conn, libvirt, pool, name, path)
-    if users:
-        raise InUse(f"volume '{name}' is a disk of the running guest "
-                    f"{', '.join(repr(u) for u in users)}; shut the guest down (or detach "
-                    "the disk) first")
+    refuse_in_use(conn, libvirt, pool, name, path)
     overlays = [(p, v) for p, v in overlays_of(conn, libvirt, path) if (p, v) != (pool, name)]
     if overlays:
         named = ", ".join(f"'{v}' in pool '{p}'" for p, v in overlays)

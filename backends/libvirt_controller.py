@@ -301,6 +301,13 @@ class LibvirtController:
             self.connection.conn, self.libvirt, pool, name,
             self._volume(name, pool).path()), f"cannot check volume '{name}'", long=True)
 
+    def refuse_in_use(self, pool: str, name: str, verb: str) -> None:
+        """InUse: a running guest's disk (libvirt_checks); before a wipe, resize, upload."""
+        self._call(lambda: libvirt_checks.refuse_in_use(
+            self.connection.conn, self.libvirt, pool, name,
+            self._volume(name, pool).path(), verb), f"cannot check volume '{name}'",
+            long=True)
+
     def refuse_pool_delete(self, ref: str, force: bool) -> None:
         libvirt_checks.refuse_pool_delete(ref, self.pool_info(ref).type, force)
 

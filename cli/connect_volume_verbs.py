@@ -78,6 +78,7 @@ def vol_resize(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> 
         text, delta = text[1:], True
     size = parse_size(text, "capacity")
     flags = libvirt_volumes.resize_flags(lc, delta, args.shrink, args.allocate)
+    lc.refuse_in_use(pool, name, "resize")
     info = libvirt_volumes.resize(lc, pool, name, size, flags)
     out.write(f"Size of volume '{printable(name, out)}' successfully changed to "
               f"{human(info.capacity)}\n")
@@ -86,6 +87,7 @@ def vol_resize(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> 
 
 def vol_wipe(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = lc.volume_ref(args.vol, args.pool)
+    lc.refuse_in_use(pool, name, "wipe")
     wait_uncancellable(libvirt_volumes.wipe(lc, pool, name, args.algorithm), sys.stderr,
                        "a wipe")
     out.write(f"Vol {printable(name, out)} wiped\n")
@@ -100,6 +102,7 @@ def vol_pool(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> in
 
 def vol_upload(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = lc.volume_ref(args.vol, args.pool)
+    lc.refuse_in_use(pool, name, "upload into")
     job = libvirt_streams.upload(lc, pool, name, args.file,
                                  offset=_byte_count(args.offset, "offset") or 0,
                                  length=_byte_count(args.length, "length") or None,

@@ -86,6 +86,18 @@ def test_a_running_guests_disk_is_not_deleted(uri, vol):
     assert r.returncode == 1 and "disk of the running guest 'guest1'" in r.stderr, r
 
 
+@pytest.mark.parametrize(("verb", "extra", "said"), [
+    ("vol-wipe", [], "before you wipe it"),
+    ("vol-resize", ["2M"], "before you resize it (or resize it live: virsh blockresize)"),
+    ("vol-upload", ["/dev/null"], "before you upload into it")])
+def test_a_running_guests_disk_is_not_wiped_resized_or_written(uri, verb, extra, said):
+    argv = [verb, "a.qcow2", *extra, "p1"] if verb != "vol-upload" else \
+        [verb, "a.qcow2", extra[0], "--pool", "p1"]
+    r = pk("-c", uri, *argv)
+    assert r.returncode == 1 and "disk of the running guest 'guest1'" in r.stderr, r
+    assert said in r.stderr
+
+
 def test_an_overlays_base_is_not_deleted_but_a_free_volume_is(uri):
     r = pk("-c", uri, "vol-delete", "base.raw", "p1")
     assert r.returncode == 1, r
