@@ -299,14 +299,15 @@ class LibvirtController:
         """InUse: a running guest's disk, or an overlay's base (libvirt_checks)."""
         self._call(lambda: libvirt_checks.refuse_volume_delete(
             self.connection.conn, self.libvirt, pool, name,
-            self._volume(name, pool).path()), f"cannot check volume '{name}'", long=True)
+            self._volume(name, pool).path(), libvirt_checks.is_local(self.uri)),
+            f"cannot check volume '{name}'", long=True)
 
     def refuse_in_use(self, pool: str, name: str, verb: str) -> None:
         """InUse: a running guest's disk (libvirt_checks); before a wipe, resize, upload."""
         self._call(lambda: libvirt_checks.refuse_in_use(
             self.connection.conn, self.libvirt, pool, name,
-            self._volume(name, pool).path(), verb), f"cannot check volume '{name}'",
-            long=True)
+            self._volume(name, pool).path(), verb, libvirt_checks.is_local(self.uri)),
+            f"cannot check volume '{name}'", long=True)
 
     def refuse_pool_delete(self, ref: str, force: bool) -> None:
         libvirt_checks.refuse_pool_delete(ref, self.pool_info(ref).type, force)

@@ -107,24 +107,47 @@ class LibvirtSecrets:
                                  f"cannot dump secret '{ref}'"))
 
     def undefine(self, ref: str, force: bool = False) -> None:
-        """Undefine; refused (unless `force`) while an active pool's encrypted volume
-        names it."""
+        """Undefine; refused (unless `force`) while a volume may need it: one whose
+        <encryption> names it or whose path its usage names, and, as libvirt forgets
+        which secret a volume has once its pool restarts (unless the usage names the
+        volume), while an encrypted volume's secret is unknown or a pool is stopped."""
         def run() -> None:
             secret = self._secret(ref)
-            users = [] if force else self._users(str(secret.UUIDString()))
-            if users:
-                shown = ", ".join(users[:5]) + (" ..." if len(users) > 5 else "")
-                raise StateError(f"secret '{ref}' is the key of encrypted volumes ({shown}); "
-                                 "without it they can never be opened again: delete them "
-                                 "first, or add --force")
+            if not force:
+                self._refuse_needed(ref, secret)
             secret.undefine()
         self.lc._call(run, f"cannot undefine secret '{ref}'", long=True)
 
-    def _users(self, uuid: str) -> list[str]:
-        """Paths of the volumes (of active pools) whose <encryption> names `uuid`."""
+    def _refuse_needed(self, ref: str, secret: Any) -> None:
+        uuid = str(secret.UUIDString())
+        usage = str(secret.usageID() or "") \
+            if secret.usageType() == self.lv.VIR_SECRET_USAGE_TYPE_VOLUME else ""
+        users, unknown, stopped = self._users(uuid, usage)
+        why = []
+        if users:
+            why.append("it is the key of encrypted volumes (" + _few(users) + ")")
+        if unknown:
+            why.append("libvirt does not know which secret opens the encrypted volumes ("
+                       + _few(unknown) + "): it forgets once their pool restarts")
+        if stopped:
+            why.append("the pools " + _few(stopped) + " are stopped, so their volumes "
+                       "cannot be looked at")
+        if why:
+            raise StateError(f"secret '{ref}' may still be needed: " + "; ".join(why)
+                             + ". Without it an encrypted volume can never be opened again: "
+                             "delete the volumes first, or add --force")
+
+    def _users(self, uuid: str, usage: str) -> tuple[list[str], list[str], list[str]]:
+        """(volumes whose <encryption> names `uuid` or whose path is `usage`, encrypted
+        volumes with no secret named, stopped pools), over every pool."""
         conn, lv = self.lc.connection.conn, self.lv
-        users = []
-        for pool in conn.listAllStoragePools(lv.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        users: list[str] = []
+        unknown: list[str] = []
+        stopped: list[str] = []
+        for pool in conn.listAllStoragePools(0):
+            if not pool.isActive():
+                stopped.append(str(pool.name()))
+                continue
             try:
                 vols = pool.listAllVolumes(0)
             except lv.libvirtError:
@@ -135,6 +158,14 @@ class LibvirtSecrets:
                 except lv.libvirtError:
                     continue
                 self.lc.connection.alive()
-                if uuid in (s.get("uuid") for s in doc.iterfind("target/encryption/secret")):
-                    users.append(doc.findtext("target/path") or str(vol.name()))
-        return users
+                path = doc.findtext("target/path") or str(vol.name())
+                named = [s.get("uuid") for s in doc.iterfind("target/encryption/secret")]
+                if uuid in named or (usage and path == usage):
+                    users.append(path)
+                elif doc.find("target/encryption") is not None and not any(named):
+                    unknown.append(path)
+        return users, unknown, stopped
+
+
+def _few(items: list[str]) -> str:
+    return ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")

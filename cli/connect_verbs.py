@@ -25,8 +25,8 @@ from .inputs import read_text
 from .output import dump_json, dump_json_lines, printable, printable_xml
 from .verbs import (
     UsageError,
-    _filtered_pools,
     _overwrite,
+    cmd_pool_list,
     pool_json,
     volume_json,
     volume_json_line,
@@ -52,17 +52,7 @@ def resolve_uri(uri: str) -> str:
 
 # == pools ==============================================================================
 def pool_list(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    pools = _filtered_pools(lc, args)  # type: ignore[arg-type]  # it only lists
-    if args.uuid or args.name:
-        for p in pools:
-            fields = ([p.uuid] if args.uuid else []) + ([f"{p.name:<20}"] if args.name else [])
-            out.write(printable(" ".join(fields), out) + "\n")
-        out.write("\n")
-    elif args.json:
-        dump_json(out, [pool_json(p) for p in pools])
-    else:
-        virsh_text.pool_list(out, pools, args.details)
-    return 0
+    return cmd_pool_list(lc, args, out)  # type: ignore[arg-type]  # it only lists
 
 
 def pool_info(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:

@@ -88,7 +88,7 @@ def _filtered_pools(ctl: StorageController, args: argparse.Namespace
         pools = [p for p in pools if p.persistent == args.persistent]
     if args.autostart != args.no_autostart:
         pools = [p for p in pools if p.autostart == args.autostart]
-    return pools
+    return sorted(pools, key=lambda p: virsh_text.name_order(p.name))  # virsh's order
 
 
 def cmd_pool_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:

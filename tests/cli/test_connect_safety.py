@@ -37,6 +37,12 @@ NODE = """<node>
         <target dev='vda'/></disk>
       <disk type='file' device='disk'><source file='/nonexistent/p1/by-path.raw'/>
         <target dev='vdb'/></disk>
+      <disk type='file' device='disk'><source file='/elsewhere/overlay.qcow2'/>
+        <backingStore type='file'><format type='raw'/>
+          <source file='/nonexistent/p1/chain-base.raw'/></backingStore>
+        <target dev='vdc'/></disk>
+      <disk type='file' device='disk'><source file='/nonexistent/p1//spelt.raw'/>
+        <target dev='vdd'/></disk>
     </devices>
   </domain>
   <pool type='dir'>
@@ -55,6 +61,10 @@ NODE = """<node>
     <volume type='file'><name>top.qcow2</name><capacity>1048576</capacity>
       <backingStore><path>/nonexistent/p1/base.raw</path><format type='raw'/></backingStore>
       <target><path>/nonexistent/p1/top.qcow2</path><format type='qcow2'/></target></volume>
+    <volume type='file'><name>chain-base.raw</name><capacity>1048576</capacity>
+      <target><path>/nonexistent/p1/chain-base.raw</path></target></volume>
+    <volume type='file'><name>spelt.raw</name><capacity>1048576</capacity>
+      <target><path>/nonexistent/p1/spelt.raw</path></target></volume>
     <volume type='file'><name>free.raw</name><capacity>1048576</capacity>
       <target><path>/nonexistent/p1/free.raw</path></target></volume>
   </pool>
@@ -80,7 +90,8 @@ def pk(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "LC_ALL": "C.UTF-8"})
 
 
-@pytest.mark.parametrize("vol", ["a.qcow2", "by-path.raw", "/nonexistent/p1/a.qcow2"])
+@pytest.mark.parametrize("vol", ["a.qcow2", "by-path.raw", "/nonexistent/p1/a.qcow2",
+                                 "chain-base.raw", "spelt.raw"])
 def test_a_running_guests_disk_is_not_deleted(uri, vol):
     r = pk("-c", uri, "vol-delete", vol, *(["p1"] if not vol.startswith("/") else []))
     assert r.returncode == 1 and "disk of the running guest 'guest1'" in r.stderr, r
@@ -133,3 +144,23 @@ def test_ctrl_c_in_a_call_does_not_wait_for_its_deadline():
     assert time.monotonic() - started < 1.0
     with pytest.raises(PoolkeeperError, match="interrupted"):
         conn.call(lambda: None, "after")
+
+
+def test_on_this_host_a_guests_disk_is_known_by_identity_not_spelling(tmp_path):
+    """The guest names the file through a symlink; the volume by its real path: on a
+    connection to this host they are compared as files."""
+    real = tmp_path / "real.raw"
+    real.write_bytes(b"\0" * 4096)
+    (tmp_path / "link.raw").symlink_to(real)
+    node = tmp_path / "node.xml"
+    node.write_text(f"""<node>
+  <domain type='test'><name>g</name><memory>1048576</memory><os><type>hvm</type></os>
+    <devices><disk type='file' device='disk'><source file='{tmp_path}/link.raw'/>
+      <target dev='vda'/></disk></devices></domain>
+  <pool type='dir'><name>p</name><target><path>{tmp_path}</path></target>
+    <volume type='file'><name>real.raw</name><capacity>4096</capacity>
+      <target><path>{real}</path></target></volume></pool>
+</node>
+""")
+    r = pk("-c", f"test://{node}", "vol-delete", "real.raw", "p")
+    assert r.returncode == 1 and "disk of the running guest 'g'" in r.stderr, r
