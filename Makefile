@@ -7,14 +7,17 @@ TEST_STAMP := $(VENV)/.test-stamp
 # Debian packages of the tools every pool type shares (images, loop devices, wipes) and
 # the test harness uses (sfdisk, virsh, xmllint for virt-xml-validate, tmux for the
 # real-terminal tests, libvirtd for the byte-for-byte comparison with virsh on the same
-# pool). Each pool type's own packages, and its tests' servers, come from its driver:
+# pool, openssh-server and netcat-openbsd for the qemu+ssh test: its own sshd on 127.0.0.1
+# in front of that libvirtd, `nc -U` to its socket on the far side). Each pool type's own
+# packages, and its tests' servers, come from its driver:
 # `python -m backends.drivers --packages --tests`.
 # libvirt connections (`poolkeeper -c URI`): the extra `libvirt` (libvirt-python) is built
 # by pip against libvirt-dev; `make run` and `make test` both install it.
 LIBVIRT_APT_PACKAGES := libvirt-dev pkg-config gcc
 
 BASE_APT_PACKAGES := qemu-utils qemu-block-extra util-linux fdisk mount scrub \
-	libvirt-clients libvirt-daemon libxml2-utils tmux
+	libvirt-clients libvirt-daemon libxml2-utils tmux openssh-server openssh-client \
+	netcat-openbsd
 
 .PHONY: run test bench lint system-deps venv clean screenshots fuzz
 
@@ -65,6 +68,7 @@ bench: system-deps $(BENCH_STAMP)
 	$(PY) bench/wipe.py $(BENCH_ARGS)
 	$(PY) bench/idle.py $(BENCH_ARGS)
 	$(PY) bench/cli.py $(BENCH_ARGS)
+	$(PY) bench/connect.py $(BENCH_ARGS)
 
 # The long fuzz run (atheris and Hypothesis, fuzz/run.py): FUZZ_SECONDS in all, split
 # between the targets, then a summary. `make test` runs the short Hypothesis part.

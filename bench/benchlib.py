@@ -27,7 +27,7 @@ __all__ = [
     "can_use_loop_devices", "loop_filesystem", "ROOT", "GiB", "MiB",
     "drop_caches", "can_drop_caches", "best_of", "timed", "fsync_path", "work_dir",
     "run_quiet", "private_libvirtd", "PrivateLibvirt", "libvirt_missing", "load_note",
-    "sparse_copy", "machine",
+    "sparse_copy", "machine", "fresh_run", "compile_bytecode",
 ]
 
 MiB = 1 << 20
@@ -89,6 +89,23 @@ def best_of(runs: int, fn: Callable[..., Any], *args: Any,
             before()
         best = min(best, timed(fn, *args)[0])
     return best
+
+
+def fresh_run(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall time of one fresh process, its output read (as a shell loop would)."""
+    started = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, check=False, env=env)
+    took = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.decode()[-500:]}")
+    return took
+
+
+def compile_bytecode() -> None:
+    """Compile poolkeeper's bytecode first (as an installed package's is): no timed run
+    pays for it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    run_quiet([sys.executable, "-m", "compileall", "-q", "backends", "cli"], cwd=ROOT, env=env)
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

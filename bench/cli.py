@@ -24,8 +24,6 @@ so that no run pays for it. The last line is the pool-list ratio.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +31,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import ROOT, load_note, machine, run_quiet, work_dir  # noqa: E402
+from benchlib import (  # noqa: E402
+    compile_bytecode,
+    fresh_run,
+    load_note,
+    machine,
+    run_quiet,
+    work_dir,
+)
 from refresh import make_pool  # noqa: E402
 from start import make_root, poolkeeper_cmd  # noqa: E402
 
@@ -55,28 +60,13 @@ print(total)
 """
 
 
-def timed_run(argv: list[str]) -> float:
-    """Wall time of one fresh process, its output read (as a shell loop would)."""
-    started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, check=False)
-    took = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.decode()[-500:]}")
-    return took
-
-
 def best(runs: int, argv: list[str], between: Callable[[], None] | None = None) -> float:
     times = []
     for _ in range(runs):
-        times.append(timed_run(argv))
+        times.append(fresh_run(argv))
         if between is not None:
             between()
     return min(times)
-
-
-def compile_bytecode() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    run_quiet([sys.executable, "-m", "compileall", "-q", "backends", "cli"], cwd=ROOT, env=env)
 
 
 def main() -> int:
