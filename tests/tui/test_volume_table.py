@@ -270,6 +270,22 @@ async def test_a_listings_small_batch_above_the_first_row_keeps_the_cursor_on_to
         assert table.cursor_volume.name == "disk-00000.img"
 
 
+async def test_a_whole_listing_keeps_the_cursor_on_top():
+    """A first listing's whole result (the load_volumes worker's) can reach the table
+    before its last batches: it comes as set_volumes, and the cursor on the first row
+    stays there (it stayed on its volume, 25 rows down, with the view following it)."""
+    app = TableApp()
+    async with app.run_test(size=(80, 16)) as pilot:
+        table = await loaded(pilot, [vol(f"disk-{i:05d}.img") for i in range(25, 60)])
+        every = [vol(f"disk-{i:05d}.img") for i in range(60)]
+        table.set_volumes(every)
+        await pilot.pause()
+        assert table.cursor_row == 0 and table.cursor_volume.name == "disk-00000.img"
+        table.select("disk-00030.img")
+        table.set_volumes(every)  # moved by the user: it stays on its volume
+        assert table.cursor_volume.name == "disk-00030.img"
+
+
 async def test_apply_diff_rerenders_only_the_changed_row():
     app = TableApp()
     async with app.run_test(size=(160, 20)) as pilot:

@@ -387,8 +387,8 @@ class MainScreenBase(Screen[None]):
         else:
             table.empty_text = "no volumes: press c to create one"
             cached = self.ctl.cached_volumes(pool)
-            if len(cached) != table.total_count:  # a batch missed (a reload in between)
-                table.set_volumes(cached)
+            if len(cached) != table.total_count:  # a batch missed (a reload in between),
+                table.set_volumes(cached)  # or is still on its way here
             self.refreshed_at = time.monotonic()
             self.load_header(pool)
             # who has what open: a walk of /proc, after the headers (_probe_shown), as

@@ -299,11 +299,17 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
             self._refresh_names(names)
 
     def set_volumes(self, volumes: Iterable[VolumeInfo]) -> None:
-        """Replace every volume (first load, or another pool)."""
+        """Replace every volume (first load, a whole listing, or another pool). A cursor
+        on the first row stays on the first row: a first listing's whole result can reach
+        the table before its last batches, with rows that sort above the one shown first
+        (elsewhere the cursor stays on its volume)."""
+        old_index = self._cursor_index()
         old_offset = self._cursor_screen_offset()
         self._data.replace(volumes)
         self._lines.forget_all()
         self._relayout()
+        if old_index == 0 and self._row_total():
+            self._set_cursor(0)
         self._fix_cursor(None, old_offset)
         self.refresh()
 
