@@ -71,6 +71,7 @@ class Verb:
         return next((o for o in self.opts if o.name == name), None)
 
 
+_NUMBER = re.compile(r"[+-]?[0-9]+")
 _NEGATIVE = re.compile(r"-\d[\w.]*")  # -512K, -1.5G: a size, never an option
 
 
@@ -93,11 +94,12 @@ def parse(verb: Verb, argv: Sequence[str]) -> argparse.Namespace:
         if value == "":
             raise UsageError(f"option --{opt.name} needs a value: it is empty {_hint(verb)}")
         if opt.kind == "number":
-            try:
-                value = int(value, 10)
-            except ValueError:
+            # ASCII digits as virsh's strtol reads them: int() would also take "١٠",
+            # "1_000" and spaces around
+            if not _NUMBER.fullmatch(value):
                 raise UsageError(f"option --{opt.name} takes a number, not '{value}' "
-                                 f"{_hint(verb)}") from None
+                                 f"{_hint(verb)}")
+            value = int(value, 10)
         if opt.choices and value not in opt.choices:
             raise UsageError(f"option --{opt.name}: '{value}' is not one of "
                              f"{', '.join(opt.choices)} {_hint(verb)}")

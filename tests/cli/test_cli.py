@@ -295,3 +295,11 @@ def test_a_source_port_is_ascii_digits_in_range(cli, port):
             "--print-xml")
     assert r.code == 1 and "--source-port takes a port number (1-65535)" in r.err, r
     assert "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("length", ["١٠", "1_0", " 10", "10 ", "٣"])
+def test_a_number_option_is_ascii_digits(cli, length):
+    """virsh reads --length/--offset/--timeout with strtol: int() alone would take
+    Arabic-Indic digits, underscores and spaces around."""
+    r = cli("vol-download", "--pool", "nosuch", "v", "/tmp/never", "--length", length)
+    assert r.code == 1 and f"option --length takes a number, not '{length}'" in r.err, r
