@@ -18,8 +18,9 @@ from typing import Any
 from lxml import etree
 
 from . import libvirt_checks, model
-from .errors import PoolNotFound, VolumeNotFound
+from .errors import PoolkeeperError, PoolNotFound, VolumeNotFound
 from .libvirt_conn import Connection
+from .volume_encryption import CREATE_TRIES, PBKDF_CLOCK
 
 # virStoragePoolState and virStorageVolType, in libvirt's order
 _POOL_STATES = ("inactive", "building", "running", "degraded", "inaccessible")
@@ -292,8 +293,15 @@ class LibvirtController:
         lv = self.libvirt
         flags = ((lv.VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA if prealloc_metadata else 0)
                  | (lv.VIR_STORAGE_VOL_CREATE_VALIDATE if validate else 0))
-        return str(self._call(lambda: self._pool(pool).createXML(xml, flags).name(),
-                              f"cannot create the volume in pool '{pool}'", long=True))
+        what = f"cannot create the volume in pool '{pool}'"
+        for attempt in range(CREATE_TRIES):
+            try:
+                return str(self._call(lambda: self._pool(pool).createXML(xml, flags).name(),
+                                      what, long=True))
+            except PoolkeeperError as exc:  # qemu's PBKDF timing (an encrypted volume):
+                if attempt == CREATE_TRIES - 1 or PBKDF_CLOCK not in str(exc):
+                    raise  # libvirt removed what failed; the same create works again
+        raise AssertionError("unreachable")
 
     def refuse_volume_delete(self, pool: str, name: str) -> None:
         """InUse: a running guest's disk, or an overlay's base (libvirt_checks)."""
