@@ -14,8 +14,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lxml import etree
-
 from .errors import PoolkeeperError
 from .events import EventBus
 from .jobs import Job
@@ -28,17 +26,6 @@ def start_job(kind: str, description: str, fn: Callable[[Job], Any]) -> Job:
     job = Job(kind, description, None, None, EventBus())
     threading.Thread(target=job._run, args=(fn,), daemon=True, name=f"pk-{kind}").start()
     return job
-
-
-def clone_xml(lc: LibvirtController, pool: str, name: str, new_name: str) -> str:
-    """The source's XML with only <name> replaced, as virsh's vol-clone builds it (so the
-    clone's allocation is the source's: a sparse source gives a sparse clone)."""
-    doc = etree.fromstring(lc.volume_xml(pool, name).encode("utf-8"))
-    found = doc.find("name")
-    if found is None:
-        found = etree.SubElement(doc, "name")
-    found.text = new_name
-    return etree.tostring(doc, encoding="unicode") + "\n"
 
 
 def _create_flags(lc: LibvirtController, prealloc_metadata: bool, reflink: bool,

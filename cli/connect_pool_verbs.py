@@ -7,15 +7,13 @@ discovery (find-storage-pool-sources[-as]), printing what the native verbs print
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from typing import TextIO
 
 from lxml import etree
 
 from backends import xmlio
 from backends.drivers import pool_types
-from backends.errors import PoolkeeperError, StateError
+from backends.errors import PoolkeeperError
 from backends.libvirt_controller import LibvirtController
 
 from .inputs import read_text
@@ -61,36 +59,16 @@ def pool_create_as(lc: LibvirtController, args: argparse.Namespace, out: TextIO)
 
 
 def pool_edit(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    """virsh pool-edit over a connection: dumpxml --inactive, $VISUAL or $EDITOR, define.
-    Saved only if the definition is still the one that was edited; a refusal is offered
-    again on a terminal, else it fails and nothing changes."""
-    from .pool_verbs import _ask, _edit  # (its imports cost every other verb)
+    """virsh pool-edit over a connection (dumpxml --inactive, the editor, define): the
+    native loop (pool_verbs.edit_pool_xml), saving through libvirt."""
+    from .pool_verbs import edit_pool_xml  # (its imports cost every other verb)
 
-    pool = args.pool
-    before = lc.pool_xml(pool, inactive=True)
-    text = before
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-    while True:
-        text = _edit(editor, pool, text)
-        if text == before:
-            out.write(f"Pool {printable(pool, out)} XML configuration not changed.\n")
-            return 0
-        try:
-            current = lc.pool_xml(pool, inactive=True)
-            if current != before:  # defined by someone else meanwhile: never save over it
-                before = current
-                raise StateError(f"pool '{pool}' was changed by someone else while it was "
-                                 "being edited; saving would undo that change (see "
-                                 f"`pool-dumpxml --inactive {pool}`, then edit again)")
-            _check_name(text, pool)
-            lc.define_pool_xml(text)
-            break
-        except PoolkeeperError as exc:
-            sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")
-            if not (sys.stdin.isatty() and _ask("Failed. Try again? [y,n]: ")):
-                raise PoolkeeperError(f"pool '{pool}' was not changed") from None
-    out.write(f"Pool {printable(pool, out)} XML configuration edited.\n")
-    return 0
+    def save(text: str) -> list[str]:
+        _check_name(text, args.pool)
+        lc.define_pool_xml(text)
+        return []
+
+    return edit_pool_xml(args.pool, lambda: lc.pool_xml(args.pool, inactive=True), save, out)
 
 
 def _check_name(text: str, pool: str) -> None:

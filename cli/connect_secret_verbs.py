@@ -17,8 +17,8 @@ from backends.libvirt_secrets import LibvirtSecrets
 from . import virsh_text
 from .inputs import read_text
 from .output import dump_json, printable
-from .secret_verbs import _read_value
-from .verbs import UsageError, write_xml
+from .secret_verbs import _read_value, refuse_unrevealed
+from .verbs import write_xml
 
 
 def secret_define(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
@@ -35,9 +35,7 @@ def secret_set_value(lc: LibvirtController, args: argparse.Namespace, out: TextI
 
 
 def secret_get_value(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    if not args.reveal:
-        raise UsageError("secret-get-value prints the secret's value on the screen; add "
-                         "--reveal if that is what you want")
+    refuse_unrevealed(args)
     value = LibvirtSecrets(lc).value(args.secret)
     if not args.plain:
         out.write(base64.b64encode(value).decode("ascii") + "\n")

@@ -28,6 +28,7 @@ from .verbs import (
     _overwrite,
     cmd_pool_list,
     pool_json,
+    simple_handler,
     volume_json,
     volume_json_line,
     write_xml,
@@ -105,15 +106,6 @@ def pool_start(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> 
     lc.start_pool(args.pool, build=args.build, overwrite=_overwrite(args))
     out.write(f"Pool {printable(args.pool, out)} started\n")
     return 0
-
-
-def _simple(verb: Callable[[LibvirtController, str], None], message: str) -> ConnectHandler:
-    def handler(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-        verb(lc, args.pool)
-        out.write(message.format(pool=printable(args.pool, out)) + "\n")
-        return 0
-
-    return handler
 
 
 def pool_delete(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
@@ -213,9 +205,10 @@ CONNECT_VERBS: dict[str, ConnectHandler] = {
     "pool-list": pool_list, "pool-info": pool_info, "pool-dumpxml": pool_dumpxml,
     "pool-name": pool_name, "pool-uuid": pool_uuid, "pool-define": pool_define,
     "pool-define-as": pool_define_as, "pool-build": pool_build, "pool-start": pool_start,
-    "pool-destroy": _simple(LibvirtController.stop_pool, "Pool {pool} destroyed"),
-    "pool-undefine": _simple(LibvirtController.undefine_pool, "Pool {pool} has been undefined"),
-    "pool-refresh": _simple(LibvirtController.refresh_pool, "Pool {pool} refreshed"),
+    "pool-destroy": simple_handler(LibvirtController.stop_pool, "Pool {pool} destroyed"),
+    "pool-undefine": simple_handler(LibvirtController.undefine_pool,
+                                    "Pool {pool} has been undefined"),
+    "pool-refresh": simple_handler(LibvirtController.refresh_pool, "Pool {pool} refreshed"),
     "pool-delete": pool_delete, "pool-autostart": pool_autostart,
     "vol-list": vol_list, "vol-info": vol_info, "vol-dumpxml": vol_dumpxml,
     "vol-path": vol_path, "vol-key": vol_key, "vol-name": vol_name,

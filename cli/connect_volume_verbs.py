@@ -22,6 +22,7 @@ from backends.units import human, parse_size
 from .inputs import read_text
 from .output import printable, printable_xml, wait_job
 from .verbs import UsageError, _byte_count
+from .volume_verbs import clone_xml
 
 
 def wait_uncancellable(job: Job, err: TextIO, what: str) -> Any:
@@ -45,7 +46,7 @@ def wait_uncancellable(job: Job, err: TextIO, what: str) -> Any:
 
 def vol_clone(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
     pool, name = lc.volume_ref(args.vol, args.pool)
-    xml = libvirt_volumes.clone_xml(lc, pool, name, args.newname)
+    xml = clone_xml(lc, pool, name, args.newname)
     if args.print_xml:
         out.write(printable_xml(xml, out))
         return 0

@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -63,10 +64,19 @@ def cmd_pool_uuid(ctl: StorageController, args: argparse.Namespace, out: TextIO)
 def cmd_pool_edit(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
     """virsh pool-edit: the stored definition in $VISUAL or $EDITOR, defined again when
     changed. A running pool's type, source and target change only while it is stopped
-    (as the TUI's e); a refused edit is offered again on a terminal, else it fails and
-    nothing changes."""
-    pool = args.pool
-    before = ctl.pool_xml(pool, inactive=True)
+    (as the TUI's e)."""
+    return edit_pool_xml(args.pool, lambda: ctl.pool_xml(args.pool, inactive=True),
+                         lambda text: _save_edit(ctl, args.pool, text), out)
+
+
+def edit_pool_xml(pool: str, current: Callable[[], str], save: Callable[[str], list[str]],
+                  out: TextIO) -> int:
+    """pool-edit's loop, natively and over a connection: the definition `current()`
+    gives, edited in $VISUAL or $EDITOR and handed to `save` (its notes are printed)
+    only if the definition is still the one edited (never over another process's
+    change); a refused edit is offered again on a terminal, else it fails and nothing
+    changes."""
+    before = current()
     text = before
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     while True:
@@ -75,13 +85,13 @@ def cmd_pool_edit(ctl: StorageController, args: argparse.Namespace, out: TextIO)
             out.write(f"Pool {printable(pool, out)} XML configuration not changed.\n")
             return 0
         try:
-            current = ctl.pool_xml(pool, inactive=True)
-            if current != before:  # another process defined it meanwhile: never save over
-                before = current
+            now = current()
+            if now != before:  # another process defined it meanwhile: never save over
+                before = now
                 raise StateError(f"pool '{pool}' was changed by someone else while it was "
                                  "being edited; saving would undo that change (see "
                                  f"`pool-dumpxml --inactive {pool}`, then edit again)")
-            notes = _save_edit(ctl, pool, text)
+            notes = save(text)
             break
         except PoolkeeperError as exc:
             sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")

@@ -72,10 +72,15 @@ def cmd_secret_set_value(ctl: StorageController, args: argparse.Namespace, out: 
     return 0
 
 
-def cmd_secret_get_value(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+def refuse_unrevealed(args: argparse.Namespace) -> None:
+    """secret-get-value prints a value only when asked with --reveal (here and over -c)."""
     if not args.reveal:
         raise UsageError("secret-get-value prints the secret's value on the screen; add "
                          "--reveal if that is what you want")
+
+
+def cmd_secret_get_value(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    refuse_unrevealed(args)
     value = ctl.secret_value(_uuid_of(ctl, args.secret))
     out.write((value if args.plain else base64.b64encode(value.encode()).decode()) + "\n")
     return 0

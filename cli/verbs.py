@@ -246,9 +246,10 @@ def cmd_pool_start(ctl: StorageController, args: argparse.Namespace, out: TextIO
     return 0
 
 
-def simple_handler(verb: Callable[[StorageController, str], object], message: str) -> Handler:
-    """A handler that runs `verb` on the pool argument and says `message`."""
-    def handler(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+def simple_handler(verb: Callable[[Any, str], object], message: str) -> Handler:
+    """A handler that runs `verb` on the pool argument and says `message` (the native
+    controller's or a libvirt connection's: cli.connect_verbs uses it too)."""
+    def handler(ctl: Any, args: argparse.Namespace, out: TextIO) -> int:
         verb(ctl, args.pool)
         out.write(message.format(pool=printable(args.pool, out)) + "\n")
         return 0

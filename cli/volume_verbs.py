@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from lxml import etree
 
@@ -49,8 +49,10 @@ def cmd_vol_pool(ctl: StorageController, args: argparse.Namespace, out: TextIO) 
     return 0
 
 
-def clone_xml(ctl: StorageController, pool: str, name: str, new_name: str) -> str:
-    """vol-clone --print-xml: the source's XML with the new name, as virsh builds it."""
+def clone_xml(ctl: Any, pool: str, name: str, new_name: str) -> str:
+    """vol-clone --print-xml (and the clone's XML over a connection): the source's XML
+    with only <name> replaced, as virsh builds it (so a sparse source gives a sparse
+    clone); `ctl`: the native controller or a LibvirtController."""
     doc = etree.fromstring(ctl.volume_xml(pool, name).encode("utf-8"))
     found = doc.find("name")
     if found is None:

@@ -71,16 +71,6 @@ def daemon_in(base: Path) -> Iterator[Host]:
         yield Host(daemon.uri, daemon.pid, pools)
 
 
-@pytest.fixture(scope="module")
-def host() -> Iterator[Host]:
-    base = Path(tempfile.mkdtemp(prefix="pk-connect-"))
-    try:
-        with daemon_in(base) as daemon:
-            yield daemon
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def same_as_virsh(host: Host, *args: str) -> str:
     ours = host.pk(*args).stdout
     assert ours == host.virsh(*args)

@@ -12,25 +12,13 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.test_connect_libvirtd import ENV, MISSING, REPO, Host, daemon_in
+from tests.cli.test_connect_libvirtd import ENV, MISSING, REPO, Host
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[Host]:
-    base = Path(tempfile.mkdtemp(prefix="pk-connect-ps-"))
-    try:
-        with daemon_in(base) as daemon:
-            yield daemon
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def pk_in(host: Host, *args: str, data: bytes = b"",

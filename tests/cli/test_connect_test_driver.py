@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,18 +58,6 @@ def inproc(*args: str) -> tuple[int, str]:
     out = io.StringIO()
     code = main(["-c", URI, *args], out)
     return code, out.getvalue()
-
-
-@pytest.fixture
-def held() -> Iterator[None]:
-    """A connection held open, so the test driver keeps what the verbs change."""
-    from backends.libvirt_controller import LibvirtController
-
-    lc = LibvirtController(URI)
-    try:
-        yield
-    finally:
-        lc.close()
 
 
 @needs_binding

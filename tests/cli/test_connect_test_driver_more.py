@@ -7,39 +7,25 @@ against the CLI's verbs and the README. Bytes on disk: test_connect_volume_bytes
 
 from __future__ import annotations
 
-import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cli.commands import all_verbs
-from cli.main import main
-from tests.cli.test_connect_test_driver import MISSING, URI, UUID, run, virsh
+from tests.cli.test_connect_test_driver import (
+    MISSING,
+    URI,
+    UUID,
+    inproc,
+    run,
+    virsh,
+)
 
 needs_binding = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 REFUSED = {"pool-event", "secret-set"}  # still not available over a connection
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def inproc(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(["-c", URI, *args], out)
-    return code, out.getvalue()
-
-
-@pytest.fixture
-def held() -> Iterator[None]:
-    """A connection held open, so the test driver keeps what the verbs change."""
-    from backends.libvirt_controller import LibvirtController
-
-    lc = LibvirtController(URI)
-    try:
-        yield
-    finally:
-        lc.close()
 
 
 @needs_binding

@@ -17,27 +17,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.test_connect_libvirtd import ENV, MISSING, REPO, Host, daemon_in
+from tests.cli.test_connect_libvirtd import ENV, MISSING, REPO, Host
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 MiB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[Host]:
-    base = Path(tempfile.mkdtemp(prefix="pk-connect-bytes-"))
-    try:
-        with daemon_in(base) as daemon:
-            yield daemon
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
