@@ -52,7 +52,14 @@ class CommandRun:
     command: Completed
 
 
-Event = PoolChanged | VolumesChanged | JobProgress | JobFinished | CommandRun
+@dataclass(frozen=True)
+class ConnectionChanged:
+    """A host connection's state or pools changed (backends.fleet; the name is
+    the connection's, "" for this host)."""
+    name: str
+
+
+Event = PoolChanged | VolumesChanged | JobProgress | JobFinished | CommandRun | ConnectionChanged
 Subscriber = Callable[[Event], None]
 
 

@@ -38,6 +38,7 @@ from textual.widget import Widget
 
 from backends.api import Controller
 from backends.controller import StorageController
+from backends.fleet import Fleet
 
 from .dialogs.base import Dialog
 from .hangup import HangupWatch
@@ -236,7 +237,11 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
 
         sandbox, state, note = make_demo()
         root = str(state)
-    controller: Controller = StorageController(root, probe_later=True)  # headers after rows
+    native = StorageController(root, probe_later=True)  # headers after rows
+    # this host and the saved libvirt connections (opened in the background)
+    fleet = Fleet(native, native.paths.config_dir)
+    fleet.open()
+    controller: Controller = fleet
     app = PoolkeeperApp(controller, ascii=wants_ascii() if ascii is None else ascii,
                         notice=note)
     try:
@@ -246,7 +251,8 @@ def run_app(root: str | None, *, mouse: bool = True, ascii: bool | None = None,
             if sandbox is not None:  # the demo is a sandbox: leave nothing behind
                 from .demo import close_demo
 
-                close_demo(controller, sandbox)  # also stops its pools: loop devices, mounts
+                fleet.close_connections()
+                close_demo(native, sandbox)  # also stops its pools: loop devices, mounts
             else:
                 controller.close()  # cancels what still runs and waits for it to clean up
         # The process ends next: the final collection would walk every object of a big

@@ -15,6 +15,7 @@ from textual.message_pump import MessagePump
 
 from backends.events import (
     CommandRun,
+    ConnectionChanged,
     Event,
     JobFinished,
     JobProgress,
@@ -81,6 +82,14 @@ class CommandEvent(Message):
         self.command = command
 
 
+class ConnectionEvent(Message):
+    """A host connection's state or pools changed (backends.fleet)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
 def to_message(event: Event) -> Message | None:
     if isinstance(event, PoolChanged):
         return PoolEvent(event.pool, event.reason)
@@ -92,6 +101,8 @@ def to_message(event: Event) -> Message | None:
         return JobEvent(event.job, True)
     if isinstance(event, CommandRun):
         return CommandEvent(event.command)
+    if isinstance(event, ConnectionChanged):
+        return ConnectionEvent(event.name)
     return None
 
 

@@ -17,6 +17,7 @@ from textual.binding import Binding
 from ..keys import say_why, screen_keys, unavailable_reason
 from ..widgets.jobs_panel import JobsPanel
 from ..widgets.volume_table import VolumeTable
+from .connection_actions import ConnectionActions
 from .help import HelpScreen
 from .main_base import MainScreenBase
 from .pool_actions import PoolActions
@@ -26,7 +27,7 @@ from .xml_actions import XmlActions
 __all__ = ["MainScreen", "MainScreenBase"]
 
 
-class MainScreen(PoolActions, VolumeActions, XmlActions, MainScreenBase):
+class MainScreen(ConnectionActions, PoolActions, VolumeActions, XmlActions, MainScreenBase):
     """The main screen (module docstring): the keys, and their actions from the mixins."""
 
     BINDINGS = [
@@ -54,6 +55,7 @@ class MainScreen(PoolActions, VolumeActions, XmlActions, MainScreenBase):
         Binding("C", "cancel_job", "Cancel job"),
         Binding("l", "toggle_log", "Log"),
         Binding("L", "toggle_routine_log", "Log: routine reads", show=False),
+        Binding("o", "add_connection", "Connect to a host", show=False),
     ]
 
     _OWN_ACTIONS = frozenset(b.action for b in BINDINGS)

@@ -41,11 +41,20 @@ from textual.widgets import Footer, Input, Static, Tree
 
 from backends.api import Controller
 from backends.errors import PoolkeeperError, ToolFailed
+from backends.fleet import ConnectionStatus, Fleet
 from backends.jobs import Job
 from backends.model import DeviceLayout, PoolFeatures, PoolStatus, VolumeInfo
 from backends.units import human
 
-from ..bridge import CommandEvent, JobEvent, Outcome, PoolEvent, VolumeEvent, connect
+from ..bridge import (
+    CommandEvent,
+    ConnectionEvent,
+    JobEvent,
+    Outcome,
+    PoolEvent,
+    VolumeEvent,
+    connect,
+)
 from ..shown import shown
 from ..widgets.extent_bar import ExtentBar, free_rows
 from ..widgets.jobs_panel import JobsPanel
@@ -98,9 +107,12 @@ class MainScreenBase(Screen[None]):
     def __init__(self, controller: Controller, *, ascii: bool = False) -> None:
         super().__init__()
         self.ctl = controller
+        # several hosts (backends.fleet): the tree's top level is hosts
+        self.fleet: Fleet | None = controller if isinstance(controller, Fleet) else None
         self.ascii = ascii
         self.pools: dict[str, PoolStatus] = {}
         self.selected: str | None = None
+        self.connection: str | None = None  # the host whose own line the cursor is on
         self.view: PoolView | None = None
         self.refreshed_at: float | None = None
         self._probe_asked: list[str] = []  # the names last asked to be read first
@@ -138,9 +150,12 @@ class MainScreenBase(Screen[None]):
         for widget_id in ("#filter", "#jobs", "#log", "#extents"):
             self.query_one(widget_id).display = False
         self.set_interval(5, self._update_status)
+        self.set_interval(1, self._tick_connections)  # 'reconnecting in N s'
         # the headers of the rows on screen are read first (while some are unread)
         self._probe_timer = self.set_interval(0.2, self._probe_shown, pause=True)
         self.load_pools()
+        if self.fleet is not None:
+            self.offer_system()  # type: ignore[attr-defined]  (ConnectionActions)
         for problem in self.ctl.startup_problems():  # an autostart that failed, say
             self.notify(problem, severity="error", timeout=20, markup=False)
 
@@ -162,13 +177,28 @@ class MainScreenBase(Screen[None]):
         if self.pool_types is None:
             types = self.ctl.pool_types()
             self.app.call_from_thread(setattr, self, "pool_types", types)
-        self.app.call_from_thread(self._show_pools, self.ctl.list_pools())
+        pools = self.ctl.list_pools()
+        connections = owner = None
+        if self.fleet is not None:  # (memory only)
+            connections = self.fleet.connections()
+            owner = {p.name: self.fleet.connection_of(p.name) for p in pools}
+        self.app.call_from_thread(self._show_pools, pools, connections, owner)
 
-    def _show_pools(self, pools: list[PoolStatus]) -> None:
+    def _show_pools(self, pools: list[PoolStatus],
+                    connections: list[ConnectionStatus] | None = None,
+                    owner: dict[str, str] | None = None) -> None:
         if not self.query("#pools"):  # the app is closing: the widgets went meanwhile
             return
         self.pools = {p.name: p for p in pools}
-        self.tree.update_pools(pools)
+        self.tree.update_pools(pools, connections, owner)
+        if self.connection is not None:
+            if connections and len(connections) > 1 and any(
+                    c.name == self.connection for c in connections):
+                self.tree.select_connection(self.connection)
+                self.show_connection_header()  # type: ignore[attr-defined]
+                self._refresh_bindings_if_changed()
+                return
+            self.connection = None  # removed: a pool is selected again
         if not pools:
             self.selected = self.view = None
             self.query_one("#pool-header", Static).update(
@@ -184,6 +214,9 @@ class MainScreenBase(Screen[None]):
             self.load_header(self.selected)
 
     def select_pool(self, name: str) -> None:
+        if self.fleet is not None:
+            self.fleet.use(self.fleet.connection_of(name))  # where define, secrets go
+        self.connection = None
         if name != self.selected:
             self.selected = name
             self.in_use = {}
@@ -442,6 +475,15 @@ class MainScreenBase(Screen[None]):
             self._job_finished(event.job)
         self._update_status()
 
+    def on_connection_event(self, event: ConnectionEvent) -> None:
+        self.load_pools()
+
+    def _tick_connections(self) -> None:
+        if self.tree.counting_down:
+            self.tree.tick()
+            if self.connection is not None:
+                self.show_connection_header()  # type: ignore[attr-defined]
+
     def on_command_event(self, event: CommandEvent) -> None:
         self.query_one("#log", LogPanel).add_command(event.command)
 
@@ -473,8 +515,10 @@ class MainScreenBase(Screen[None]):
             # highlight, and two of them would flip between two pools forever.
             return
         name = event.node.data
-        if name and name in self.pools and name != self.selected:
+        if name and name in self.pools and (name != self.selected or self.connection):
             self.select_pool(name)
+        elif name is None and (host := self.tree.connection_at_cursor()) is not None:
+            self.select_connection(host)  # type: ignore[attr-defined]  (ConnectionActions)
 
     def on_volume_table_selection_changed(self, event: VolumeTable.SelectionChanged) -> None:
         self._refresh_bindings_if_changed()

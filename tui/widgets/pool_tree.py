@@ -1,4 +1,7 @@
-"""The pool tree: pools grouped by type, each with its state as a word and a usage bar.
+"""The pool tree: pools grouped by type, each with its state as a word and a usage bar;
+with libvirt connections (backends.fleet), a top level of hosts first: "this host" and each
+connection with its state (connecting, connected, lost: reconnecting in N s, failed: why)
+and its totals, its pools grouped by type beneath it.
 
 Labels are updated in place when sizes or states change; the tree is only rebuilt when
 pools appear or disappear, so the cursor never jumps under the user. A key that would not
@@ -12,6 +15,7 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from backends.fleet import ConnectionStatus
 from backends.model import PoolStatus
 
 from ..keys import scroll_edge
@@ -24,12 +28,14 @@ ASCII_LINES: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def pool_label(pool: PoolStatus, *, ascii: bool = False, width: int = 40) -> Text:
-    """'name  state  bar pct%' fitted to `width` cells (the name gives way first)."""
+def pool_label(pool: PoolStatus, *, ascii: bool = False, width: int = 40,
+               name: str | None = None) -> Text:
+    """'name  state  bar pct%' fitted to `width` cells (the name gives way first).
+    `name`: what to call it (under its connection: without the '@host')."""
     bar = 8 if width >= 40 else 4 if width >= 32 else 0  # narrow: the % alone
     state_width = 12 if pool.state == "inaccessible" else 8
     name_width = max(6, width - (state_width + 1) - bar_cells(bar, ascii=ascii) - 1)
-    name = shown(pool.name, ascii)
+    name = shown(pool.name if name is None else name, ascii)
     if len(name) > name_width:
         name = name[: name_width - 1] + "~"
     label = Text(no_wrap=True, overflow="ellipsis")
@@ -41,8 +47,36 @@ def pool_label(pool: PoolStatus, *, ascii: bool = False, width: int = 40) -> Tex
     return label
 
 
+def connection_label(conn: ConnectionStatus, pools: list[PoolStatus], *,
+                     ascii: bool = False, width: int = 40) -> Text:
+    """'kvm2  3 pools  bar pct%' when connected; else its state: 'kvm2  connecting',
+    'kvm2  lost: reconnecting in 4 s', 'kvm2  failed (retry in 8 s)' (the header, on its
+    line, says why)."""
+    label = Text(no_wrap=True, overflow="ellipsis")
+    label.append(shown(conn.label, ascii), style="bold")
+    if conn.state != "connected":
+        state = conn.state_text()
+        if conn.state == "failed":  # the why is long: the header has it
+            wait = state.rsplit(" (", 1)[1] if state.endswith(")") else ""
+            state = "failed" + (f" ({wait}" if wait else "")
+        label.append(f"  {shown(state, ascii)}",
+                     style="bold red" if conn.state in ("lost", "failed") else "yellow")
+    if conn.state == "connected" or pools:
+        label.append(f"  {len(pools)} pool{'' if len(pools) == 1 else 's'}")
+    active = [p for p in pools if p.active and p.capacity]
+    capacity = sum(p.capacity or 0 for p in active)
+    room = width - label.cell_len - 2
+    bar = next((cells for cells in (8, 4, 0) if bar_cells(cells, ascii=ascii) <= room), None)
+    if conn.state == "connected" and capacity and bar is not None:
+        label.append("  ")
+        label.append_text(usage_bar(sum(p.allocation or 0 for p in active), capacity, bar,
+                                    ascii=ascii))
+    label.truncate(max(8, width), overflow="ellipsis")
+    return label
+
+
 class PoolTree(Tree[str]):
-    """Node data is the pool name (None for the type groups)."""
+    """Node data is the pool name (None for the type groups and the connections)."""
 
     def __init__(self, *, ascii: bool = False, id: str | None = None) -> None:
         super().__init__("pools", id=id)
@@ -56,47 +90,116 @@ class PoolTree(Tree[str]):
         else:
             self.guide_depth = 2
         self._pool_nodes: dict[str, TreeNode[str]] = {}
-        self._shown: set[tuple[str, str]] = set()  # (type, name) of the pools in the tree
+        # (connection, type, name) of the pools in the tree, and the connections shown
+        self._shown: tuple[frozenset[tuple[str, str, str]], tuple[str, ...]] = (
+            frozenset(), ())
         self._pools: list[PoolStatus] = []
+        self._connections: dict[str, ConnectionStatus] = {}  # none: no host level
+        self._conn_nodes: dict[str, TreeNode[str]] = {}
+        self._owner: dict[str, str] = {}  # pool -> its connection's name
 
-    def update_pools(self, pools: list[PoolStatus]) -> None:
-        wanted = {(p.type, p.name) for p in pools}
+    def update_pools(self, pools: list[PoolStatus],
+                     connections: list[ConnectionStatus] | None = None,
+                     owner: dict[str, str] | None = None) -> None:
+        """The pools; with `connections` (more than this host) under a level of hosts,
+        each pool under the connection `owner` names for it (None: as before)."""
+        if connections is None:
+            connections, owner = list(self._connections.values()), self._owner
+        elif len(connections) < 2:
+            connections, owner = [], {}
+        owner = owner or {}
+        wanted = (frozenset((owner.get(p.name, ""), p.type, p.name) for p in pools),
+                  tuple(c.name for c in connections))
+        before = {p.name: p for p in self._pools}
+        before_conns = self._connections
+        self._owner = owner
+        self._connections = {c.name: c for c in connections}
         if wanted != self._shown:
             self._rebuild(pools)
             return
-        before = {p.name: p for p in self._pools}
         self._pools = pools
         for pool in pools:
             if before.get(pool.name) != pool:  # an unchanged label is not set again: each
                 self._pool_nodes[pool.name].set_label(self._label(pool))  # set redraws
+        self._update_connection_labels(force=before_conns != self._connections)
+
+    def _update_connection_labels(self, force: bool = True) -> None:
+        for name, node in self._conn_nodes.items():
+            conn = self._connections.get(name)
+            if conn is not None and (force or conn.retry_at is not None):
+                node.set_label(self._connection_label(conn))
+
+    def tick(self) -> None:
+        """A second went by: the 'reconnecting in N s' countdowns."""
+        self._update_connection_labels(force=False)
+
+    @property
+    def counting_down(self) -> bool:
+        return any(c.retry_at is not None for c in self._connections.values())
 
     def _label(self, pool: PoolStatus) -> Text:
-        # A pool line is its guide (guide_depth cells) then the label; keep 2 cells spare
-        # for a vertical scrollbar when there are more pools than lines.
-        width = self.size.width - self.guide_depth - 2
-        return pool_label(pool, ascii=self.ascii, width=max(20, width))
+        # A pool line is its guide (guide_depth cells per level) then the label; keep 2
+        # cells spare for a vertical scrollbar when there are more pools than lines.
+        levels = 2 if self._connections else 1
+        width = self.size.width - self.guide_depth * levels - 2
+        conn = self._owner.get(pool.name, "")
+        name = pool.name[: -len(conn) - 1] if conn and self._connections else None
+        return pool_label(pool, ascii=self.ascii, width=max(20, width), name=name)
+
+    def _connection_label(self, conn: ConnectionStatus) -> Text:
+        pools = [p for p in self._pools if self._owner.get(p.name, "") == conn.name]
+        return connection_label(conn, pools, ascii=self.ascii,
+                                width=max(20, self.size.width - 4))  # (icon, scrollbar)
 
     def on_resize(self) -> None:
         for pool in self._pools:
             node = self._pool_nodes.get(pool.name)
             if node is not None:
                 node.set_label(self._label(pool))
+        self._update_connection_labels()
 
     def _rebuild(self, pools: list[PoolStatus]) -> None:
         selected = self.cursor_node.data if self.cursor_node else None
+        on_conn = self.connection_at_cursor()
         self._pools = pools
         self.clear()
         self._pool_nodes.clear()
-        self._shown = {(p.type, p.name) for p in pools}
-        groups: dict[str, TreeNode[str]] = {}
+        self._conn_nodes.clear()
+        self._shown = (frozenset((self._owner.get(p.name, ""), p.type, p.name) for p in pools),
+                       tuple(self._connections))
+        parents: dict[str, TreeNode[str]] = {}
+        hosts_with_pools = {self._owner.get(p.name, "") for p in pools}
+        for conn in self._connections.values():
+            label = self._connection_label(conn)
+            parents[conn.name] = self._conn_nodes[conn.name] = (
+                self.root.add(label, data=None, expand=True)
+                if conn.name in hosts_with_pools else self.root.add_leaf(label, data=None))
+        groups: dict[tuple[str, str], TreeNode[str]] = {}
         for pool in sorted(pools, key=lambda p: (p.type, p.name.lower())):
-            group = groups.get(pool.type)
+            conn = self._owner.get(pool.name, "") if self._connections else ""
+            group = groups.get((conn, pool.type))
             if group is None:
-                group = self.root.add(pool.type, data=None, expand=True)
-                groups[pool.type] = group
+                group = parents.get(conn, self.root).add(pool.type, data=None, expand=True)
+                groups[(conn, pool.type)] = group
             self._pool_nodes[pool.name] = group.add_leaf(self._label(pool), data=pool.name)
         if selected in self._pool_nodes:
             self.select_pool(selected)
+        elif on_conn is not None:
+            self.select_connection(on_conn)
+
+    def connection_at_cursor(self) -> str | None:
+        """The connection whose own line the cursor is on (None: a pool or a type)."""
+        node = self.cursor_node
+        for name, conn_node in self._conn_nodes.items():
+            if conn_node is node:
+                return name
+        return None
+
+    def select_connection(self, name: str) -> None:
+        node = self._conn_nodes.get(name)
+        if node is not None:
+            self._tree_lines  # noqa: B018  (as in select_pool)
+            self.move_cursor(node)
 
     def select_pool(self, name: str) -> None:
         node = self._pool_nodes.get(name)
@@ -140,7 +243,7 @@ class PoolTree(Tree[str]):
 
     def disabled_reason(self, action: str) -> str | None:
         """Why a key of the pool list would do nothing now (the notice, and F1)."""
-        if not self._pool_nodes:
+        if not self._pool_nodes and not self._conn_nodes:
             return "no pools: n defines one"
         node = self.cursor_node
         if action in ("toggle_node", "toggle_expand_all") and node is not None and (

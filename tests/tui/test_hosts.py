@@ -1,0 +1,221 @@
+"""The tree of hosts (backends.fleet, tui.widgets.pool_tree, tui.screens.connection_actions)
+on fixed-data hosts (tests/tui/stub_hosts): this host and libvirt connections at the top
+level, a failed and a lost one shown as such, the keys on a host's line, a connection added
+and removed from the TUI (and the file it is saved in), calls routed to the pool's host.
+Snapshots at 80x24 and 160x50. The same with real libvirt daemons: test_hosts_live.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import backends.fleet as fleet_module
+import tui.screens.main_base as main_screen
+from backends.fleet import Fleet
+from tests.screentext import screen_text
+from tests.settle import settle
+from tui.app import PoolkeeperApp
+from tui.widgets.pool_tree import PoolTree
+
+from .stub_hosts import StubHost, stub_fleet
+
+SIZES = [(80, 24), (160, 50)]
+HOSTS = [("kvm2", "stub://kvm2?sizes=4"), ("kvm3", "stub://kvm3"),
+         ("gone", "down://gone.example")]
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'refreshed N s ago' and 'retry in N s' say the same in every run."""
+    clock = SimpleNamespace(monotonic=lambda: 1000.0)
+    monkeypatch.setattr(main_screen, "time", clock)
+    monkeypatch.setattr(fleet_module, "time", clock)
+
+
+def settled(fleet: Fleet) -> Fleet:
+    """Every connection has answered (connected with its pools, or failed)."""
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline:
+        states = [c.state for c in fleet.connections()]
+        if "connecting" not in states and all(
+                link.listed_at or link.member is None for link in fleet._links.values()):
+            return fleet
+        time.sleep(0.01)
+    raise AssertionError(f"connections did not settle: {fleet.connections()}")
+
+
+def make(tmp_path: Path, hosts: dict[str, StubHost] | None = None,
+         connections: list[tuple[str, str]] = HOSTS) -> tuple[PoolkeeperApp, Fleet]:
+    fleet, _ = stub_fleet(tmp_path / "state", connections, hosts)
+    fleet.open()
+    return PoolkeeperApp(settled(fleet), monitor_interval=None), fleet
+
+
+def tree_lines(app: PoolkeeperApp) -> list[str]:
+    tree = app.main_screen.query_one("#pools", PoolTree)
+    return [str(line.path[-1].label).rstrip() for line in tree._tree_lines]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_of_several_hosts(snap_compare, tmp_path: Path,
+                                   size: tuple[int, int]) -> None:
+    app, fleet = make(tmp_path)
+
+    async def before(pilot) -> None:
+        await settle(app, pilot)
+
+    try:
+        assert snap_compare(app, terminal_size=size, run_before=before)
+    finally:
+        fleet.close()
+
+
+async def test_the_tree_has_a_level_of_hosts_with_their_states(tmp_path: Path) -> None:
+    app, fleet = make(tmp_path)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(app, pilot)
+            lines = tree_lines(app)
+            hosts = [line for line in lines if line.split("  ")[0] in (
+                "this host", "kvm2", "kvm3", "gone")]
+            assert [h.split("  ")[0] for h in hosts] == ["this host", "kvm2", "kvm3", "gone"]
+            assert hosts[1].startswith("kvm2  3 pools")
+            assert hosts[3] == "gone  failed (retry in 2 s)"
+            # each host's pools under it, by their own names; ids carry the host
+            assert app.main_screen.pools.keys() == {
+                "default", "backups", "vg0", "default@kvm2", "backups@kvm2", "vg0@kvm2",
+                "default@kvm3", "backups@kvm3", "vg0@kvm3"}
+            assert sum(line.startswith("default ") for line in lines) == 3
+            # the failed host's line: the header says why
+            tree = app.main_screen.query_one("#pools", PoolTree)
+            tree.select_connection("gone")
+            await settle(app, pilot)
+            text = screen_text(app)
+            assert "gone (down://gone.example)" in text
+            assert "failed: cannot connect to 'down://gone.example': Connection refused" in text
+            assert app.main_screen.disabled_reason("create_volume") == (
+                "a host is selected: its pools are below it in the tree")
+    finally:
+        fleet.close()
+
+
+async def test_calls_go_to_the_host_that_owns_the_pool(tmp_path: Path) -> None:
+    hosts: dict[str, StubHost] = {}
+    app, fleet = make(tmp_path, hosts)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            screen = app.main_screen
+            screen.select_pool("vg0@kvm3")
+            await settle(app, pilot)
+            assert "vg0@kvm3 (logical) running" in screen_text(app)
+            assert fleet.current == "kvm3"  # define, secrets: on the pool's host
+            await pilot.press("s")  # stop it: on kvm3 only
+            await settle(app, pilot)
+            assert ("stop_pool", ("vg0",), {}) in hosts["kvm3"].inner.calls
+            assert not any(call[0] == "stop_pool" for call in hosts["kvm2"].inner.calls)
+            assert not any(call[0] == "stop_pool" for call in fleet.native.calls)
+    finally:
+        fleet.close()
+
+
+async def test_a_lost_host_keeps_its_pools_as_inaccessible_and_comes_back(
+        tmp_path: Path) -> None:
+    hosts: dict[str, StubHost] = {}
+    app, fleet = make(tmp_path, hosts, HOSTS[:2])
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(app, pilot)
+            hosts["kvm2"].lose("the connection to 'stub://kvm2' was closed: End of file")
+            await settle(app, pilot)
+            lines = tree_lines(app)
+            assert "kvm2  lost: reconnecting in 2 s  3 pools" in lines
+            assert app.main_screen.pools["default@kvm2"].state == "inaccessible"
+            # the other host and this one keep working
+            assert app.main_screen.pools["default@kvm3"].state == "running"
+            screen = app.main_screen
+            screen.select_pool("default@kvm2")
+            await settle(app, pilot)
+            assert "reconnecting in 2 s" in screen_text(app)
+            # the retry (a real timer: 2 s) connects it again
+            deadline = time.perf_counter() + 10
+            while fleet.connections()[1].state != "connected":
+                assert time.perf_counter() < deadline
+                await pilot.pause(0.1)
+            await settle(app, pilot)
+            assert app.main_screen.pools["default@kvm2"].state == "running"
+            assert any(line.startswith("kvm2  3 pools") for line in tree_lines(app))
+    finally:
+        fleet.close()
+
+
+async def test_a_connection_is_added_and_removed_from_the_tui(tmp_path: Path) -> None:
+    app, fleet = make(tmp_path, connections=[])
+    saved = tmp_path / "state" / "connections.json"
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            assert tree_lines(app)[0] == "dir"  # one host: no level of hosts
+            await pilot.press("o")
+            await settle(app, pilot)
+            assert "New connection" in screen_text(app)
+            await pilot.press(*"stub://kvm9.example.org", "ctrl+s")
+            deadline = time.perf_counter() + 10
+            while len(fleet.connections()) < 2 or fleet.connections()[1].state != "connected":
+                assert time.perf_counter() < deadline
+                await pilot.pause(0.1)
+            await settle(app, pilot)
+            # named from the URI's host; saved owner-only
+            assert json.loads(saved.read_text())["connections"] == [
+                {"name": "kvm9", "uri": "stub://kvm9.example.org"}]
+            assert saved.stat().st_mode & 0o777 == 0o600
+            assert "kvm9  3 pools" in "\n".join(tree_lines(app))
+            tree = app.main_screen.query_one("#pools", PoolTree)
+            tree.focus()
+            tree.select_connection("kvm9")
+            await settle(app, pilot)
+            await pilot.press("X")
+            await settle(app, pilot)
+            assert "The tree stops showing 'kvm9'" in screen_text(app)
+            await pilot.press("ctrl+s")
+            await settle(app, pilot)
+            assert json.loads(saved.read_text())["connections"] == []
+            assert "kvm9" not in "\n".join(tree_lines(app))
+            assert tree_lines(app)[0] == "dir"
+    finally:
+        fleet.close()
+
+
+async def test_this_hosts_line_cannot_be_edited_or_removed(tmp_path: Path) -> None:
+    app, fleet = make(tmp_path, connections=HOSTS[:1])
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            tree = app.main_screen.query_one("#pools", PoolTree)
+            tree.select_connection("")
+            await settle(app, pilot)
+            reason = "this host is poolkeeper's own engine: it has no connection to change"
+            assert app.main_screen.disabled_reason("delete_pool") == reason
+            assert app.main_screen.disabled_reason("edit_xml") == reason
+            assert app.main_screen.disabled_reason("define_pool") is None
+    finally:
+        fleet.close()
+
+
+def test_a_bad_connection_is_refused_and_nothing_is_saved(tmp_path: Path) -> None:
+    fleet, _ = stub_fleet(tmp_path, [])
+    for name, uri, words in [("kvm 2", "stub://x", "not allowed"),
+                             ("kvm2", "not a uri", "is not a libvirt URI"),
+                             ("kvm2", "stub://a\x1b[2Jb", "is not a libvirt URI")]:
+        with pytest.raises(Exception, match=words):
+            fleet.add_connection(name, uri)
+    assert json.loads((tmp_path / "connections.json").read_text())["connections"] == []
+    fleet.add_connection("kvm2", "stub://kvm2")
+    with pytest.raises(Exception, match="a connection named 'kvm2' exists"):
+        fleet.add_connection("kvm2", "stub://other")
+    fleet.close()
