@@ -36,13 +36,13 @@ def libvirtd_missing() -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def private_libvirtd(base: Path) -> Iterator[Libvirtd]:
-    """libvirtd with its files under `base` (which user nobody must be able to enter)."""
+def start_libvirtd(base: Path, again: bool = False) -> tuple[subprocess.Popen[bytes], Path]:
+    """libvirtd with its files under `base`, and its socket once it is there. `again`:
+    in the directories an earlier one (now stopped) used, so the URI is the same."""
     home = base / "libvirt-home"
     run = base / "libvirt-run"
     for path in (home, run):
-        path.mkdir(mode=0o700)
+        path.mkdir(mode=0o700, exist_ok=again)
         os.chown(path, NOBODY, NOBODY)
     env = {
         "HOME": str(home), "XDG_RUNTIME_DIR": str(run), "XDG_CONFIG_HOME": str(home / "config"),
@@ -50,8 +50,11 @@ def private_libvirtd(base: Path) -> Iterator[Libvirtd]:
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C",
     }
     socket = run / "libvirt" / "libvirt-sock"
+    if again:
+        with contextlib.suppress(FileNotFoundError):
+            socket.unlink()  # the killed one's: its file stays behind
     log_path = base / "libvirtd.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             ["libvirtd", "--timeout", "600"], env=env, user=NOBODY, group=NOBODY,
             extra_groups=[], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -64,12 +67,27 @@ def private_libvirtd(base: Path) -> Iterator[Libvirtd]:
                 raise RuntimeError(f"private libvirtd did not start; {log_path}: "
                                    + log_path.read_text()[-2000:])
             time.sleep(0.05)
+    except BaseException:
+        stop_libvirtd(proc)
+        raise
+    return proc, socket
+
+
+def stop_libvirtd(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextlib.contextmanager
+def private_libvirtd(base: Path) -> Iterator[Libvirtd]:
+    """libvirtd with its files under `base` (which user nobody must be able to enter)."""
+    proc, socket = start_libvirtd(base)
+    try:
         yield Libvirtd(f"qemu:///session?socket={socket}", proc.pid)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_libvirtd(proc)
