@@ -161,7 +161,7 @@ async def test_a_connection_is_added_and_removed_from_the_tui(tmp_path: Path) ->
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(app, pilot)
             assert tree_lines(app)[0] == "dir"  # one host: no level of hosts
-            await pilot.press("o")
+            await pilot.press("H")
             await settle(app, pilot)
             assert "New connection" in screen_text(app)
             await pilot.press(*"stub://kvm9.example.org", "ctrl+s")

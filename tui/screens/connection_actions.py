@@ -1,4 +1,4 @@
-"""The main screen's host keys (backends.fleet): `o` adds a libvirt connection; on a
+"""The main screen's host keys (backends.fleet): `H` adds a libvirt connection; on a
 host's line in the tree, `e` edits it, `X` removes it (the host and its storage are left
 alone: only the saved connection goes) and `r` reconnects. The header then shows the
 host: its URI, its state and why, its pools. On a first start with libvirtd on this host,
@@ -78,7 +78,7 @@ class ConnectionActions(_Screen):
             text.append_text(usage_bar(used, capacity, 10, ascii=self.ascii))
         text.append("\n")
         if name == THIS_HOST:
-            text.append("n defines a pool here; o adds a libvirt connection")
+            text.append("n defines a pool here; H adds a libvirt connection")
         else:
             text.append("r reconnects  e edits  X removes the connection  n defines a pool")
         self.query_one("#pool-header", Static).update(text)
@@ -150,7 +150,7 @@ class ConnectionActions(_Screen):
         self.app.push_screen(ConfirmDialog(
             f"Remove connection '{name}'",
             f"The tree stops showing '{name}' and its pools. Nothing on the host changes: "
-            "its pools and volumes stay as they are, and o adds it again.",
+            "its pools and volumes stay as they are, and H adds it again.",
             confirm_label="Remove", ascii=self.ascii), done)
 
     def action_refresh(self) -> None:
@@ -177,6 +177,6 @@ class ConnectionActions(_Screen):
         self.app.push_screen(ConfirmDialog(
             "libvirt on this host",
             f"libvirtd runs on this host. Show its pools ({SYSTEM_URI}) beside poolkeeper's "
-            "own? o adds connections later; X on a host's line removes one.",
+            "own? H adds connections later; X on a host's line removes one.",
             confirm_label="Add", ascii=self.ascii), done)
 

@@ -55,7 +55,7 @@ class MainScreen(ConnectionActions, PoolActions, VolumeActions, XmlActions, Main
         Binding("C", "cancel_job", "Cancel job"),
         Binding("l", "toggle_log", "Log"),
         Binding("L", "toggle_routine_log", "Log: routine reads", show=False),
-        Binding("o", "add_connection", "Connect to a host", show=False),
+        Binding("H", "add_connection", "Add a host (libvirt)", show=False),
     ]
 
     _OWN_ACTIONS = frozenset(b.action for b in BINDINGS)
