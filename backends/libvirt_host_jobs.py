@@ -16,6 +16,7 @@ with a warning on the finished job.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +88,11 @@ def follow(job: Job, inner: Job, what: str, cancellable: bool,
             pass  # seen at the next turn
     if inner.state == "cancelled":
         raise Cancelled()
-    return inner.wait()
+    result = inner.wait()
+    if inner.total:  # the last of it (a short transfer may end between two looks)
+        with contextlib.suppress(Cancelled):
+            job.update(inner.done, inner.total)
+    return result
 
 
 class HostVolumeVerbs:

@@ -249,6 +249,9 @@ class VolumeListing:
                     continue  # stopped meanwhile: its event says so
 
     def stop(self) -> None:
-        """No more reading or watching (the threads end after their current call)."""
+        """No more reading or watching (the threads end after their current call). The
+        volume objects go: each holds the connection open."""
         self._stop.set()
         self._wake.set()
+        with self._guard:
+            self._vols.clear()
