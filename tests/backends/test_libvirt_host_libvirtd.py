@@ -189,3 +189,47 @@ def test_a_killed_daemon_is_reported_and_calls_fail_fast() -> None:
                 assert time.monotonic() - began < 2.0
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_secrets_by_usage(ctl: LibvirtHostController, host: Host) -> None:
+    usage = "iqn.2026-12.test:pk-host"
+    assert not ctl.has_secret(usage)
+    ctl.set_secret(usage, "s3cret")  # none defined: a private iSCSI one is made for it
+    assert ctl.has_secret(usage)
+    [(sdef, has_value)] = [(s, v) for s, v in ctl.list_secrets() if s.usage_id == usage]
+    assert (sdef.usage_type, sdef.private, has_value) == ("iscsi", True, True)
+    assert usage in host.virsh("secret-list")
+    ctl.set_secret(usage, "other")  # the same secret's value changed: no second one
+    assert [s.uuid for s, _ in ctl.list_secrets() if s.usage_id == usage] == [sdef.uuid]
+    host.virsh("secret-undefine", sdef.uuid)
+    assert not ctl.has_secret(usage)
+
+
+def test_a_stopped_daemon_fails_calls_on_the_deadline() -> None:
+    base = Path(tempfile.mkdtemp(prefix="pk-host-stopped-"))
+    try:
+        with daemon_in(base) as host:
+            told: list[str] = []
+            ctl = LibvirtHostController(host.uri, "s", timeout=3, on_lost=told.append)
+            os.kill(host.pid, signal.SIGSTOP)  # up, but answering nothing
+            try:
+                began = time.monotonic()
+                with pytest.raises(ConnectionLost):
+                    ctl.list_pools()
+                assert time.monotonic() - began < 10
+                deadline = time.monotonic() + 10
+                while not told and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert len(told) == 1 and ctl.lost() == told[0]
+                began = time.monotonic()
+                with pytest.raises(ConnectionLost):
+                    ctl.pool_info("p@s")
+                assert time.monotonic() - began < 1.0
+                began = time.monotonic()
+                ctl.close()  # the peer never answers: nothing waits for it
+                assert time.monotonic() - began < 2.0
+                assert len(told) == 1
+            finally:
+                os.kill(host.pid, signal.SIGCONT)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from backends.errors import PoolNotFound
+from backends.errors import PoolkeeperError, PoolNotFound, StateError
 from backends.events import Event, JobFinished, PoolChanged, VolumesChanged
 from backends.libvirt_controller import LibvirtController
 from backends.libvirt_host import LibvirtHostController, device_layouts
@@ -298,3 +298,36 @@ def test_layout_of_a_logical_pool_is_its_lvs_and_the_gaps() -> None:
     assert pv.used == [(10, 30, "a"), (30, 40, "b"), (50, 60, "b")]
     assert [(f.start, f.end) for f in pv.free] == [(40, 50), (60, 100)]
     assert pv.size == 100
+
+
+def test_pool_verbs_and_their_refusals(host: LibvirtHostController) -> None:
+    seen = Recorder()
+    host.subscribe(seen)
+    status = host.define_pool("<pool type='logical'><name>lg</name><source><name>lg</name>"
+                              "<device path='/dev/sdz'/></source><target><path>/dev/lg"
+                              "</path></target></pool>")
+    assert (status.name, status.state) == ("lg@t", "inactive")
+    job = host.build_pool("lg@t")
+    assert (job.kind, job.pool) == ("build", "lg@t")
+    job.wait(10)
+    host.set_autostart("lg@t", True)
+    assert host.pool_info("lg@t").autostart
+    with pytest.raises(PoolkeeperError, match="libvirt cannot look into"):
+        host.stored_volumes("lg@t")  # the delete dialog then says so, and forces
+    assert host.stored_volumes(POOL) is None  # a dir pool: libvirt removes only an empty dir
+    with pytest.raises(PoolkeeperError, match="--force"):
+        host.delete_pool("lg@t")  # a VG's delete erases its LVs
+    host.start_pool("lg@t")
+    with pytest.raises(StateError, match="is active"):
+        host.build_pool("lg@t")
+    host.stop_pool("lg@t")
+    host.delete_pool("lg@t", force=True)
+    host.undefine_pool("lg@t")
+    seen.wait(lambda ev: seen.pool_reasons("lg@t") == [
+        "defined", "built", "autostart", "started", "stopped", "deleted", "undefined"])
+
+
+def test_find_pool_sources_asks_the_host(host: LibvirtHostController) -> None:
+    found = host.find_pool_sources("netfs", host="nas.example")
+    assert "<host name='nas.example'/>" in found and "<dir path='/testshare'/>" in found
+    assert "<name>testvg1</name>" in host.find_pool_sources("logical")
