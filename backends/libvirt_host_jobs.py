@@ -89,9 +89,11 @@ def follow(job: Job, inner: Job, what: str, cancellable: bool,
     if inner.state == "cancelled":
         raise Cancelled()
     result = inner.wait()
-    if inner.total:  # the last of it (a short transfer may end between two looks)
+    # the last of it (a short one may end between two looks)
+    last = poll() if poll is not None else (inner.done, inner.total)
+    if last is not None and last[1]:
         with contextlib.suppress(Cancelled):
-            job.update(inner.done, inner.total)
+            job.update(*last)
     return result
 
 

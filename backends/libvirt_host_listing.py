@@ -106,7 +106,7 @@ class VolumeListing:
         refresh event's, which also reads every volume again with `reread`)."""
         with self._guard:
             plain = self._plain.get(pid)
-        if plain is None:
+        if plain is None or self._stop.is_set():
             return  # not listed (or forgotten): its next listing shows it
         vols = self.lc._call(lambda: self._names(plain),
                              f"cannot list the volumes of pool '{plain}'")

@@ -233,3 +233,24 @@ def test_a_stopped_daemon_fails_calls_on_the_deadline() -> None:
                 os.kill(host.pid, signal.SIGCONT)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_clone_shows_progress_by_the_new_volumes_allocation(
+        ctl: LibvirtHostController, host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends import libvirt_host_jobs
+
+    monkeypatch.setattr(libvirt_host_jobs, "POLL", 0.1)  # (a look every 1 s by default)
+    pid, target = started_pool(ctl, host, "progress")
+    ctl.create_volume_def(pid, VolumeDef(name="big.raw", capacity=256 * MiB,
+                                         allocation=256 * MiB)).wait(120)
+    seen = Recorder()
+    ctl.subscribe(seen)
+    job = ctl.clone_volume(pid, "big.raw", "copy.raw")
+    job.wait(120)
+    totals = {(e.job.done, e.job.total) for e in seen.events
+              if isinstance(e, JobProgress) and e.job is job}
+    allocation = (target / "big.raw").stat().st_blocks * 512
+    # (each look while it runs, and one as it ends: a fast disk copies it between two)
+    assert any(total == allocation and 0 < done <= total for done, total in totals), totals
+    subprocess.run(["qemu-img", "compare", str(target / "big.raw"), str(target / "copy.raw")],
+                   check=True, capture_output=True)
