@@ -178,11 +178,13 @@ class JobManager:
         with self._lock:
             self._jobs = {k: j for k, j in self._jobs.items() if not j.finished}
 
-    def shutdown(self, cancel: bool = True) -> None:
+    def shutdown(self, cancel: bool = True, wait: bool = True) -> None:
+        """No more jobs; `cancel` the running ones; `wait` for them to end (False: a job
+        stuck in a call that cannot be stopped, on a dead host, is left to end alone)."""
         if cancel:
             for job in self.list():
                 job.cancel()
         with self._lock:
             pool = self._pool
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=wait, cancel_futures=not wait)

@@ -36,7 +36,7 @@ def is_local(uri: str) -> bool:
     return urlsplit(uri).hostname in (None, "", "localhost", "127.0.0.1", "::1")
 
 
-def _disk_sources(xml: str) -> list[tuple[str | None, str | None, list[str]]]:
+def disk_sources(xml: str) -> list[tuple[str | None, str | None, list[str]]]:
     """(pool, volume, paths) of each disk a domain's XML has: the paths of its source and
     of every image of its backing chain (qemu holds them all open)."""
     doc = etree.fromstring(xml.encode("utf-8"), _PARSER)
@@ -69,7 +69,7 @@ def running_guests_using(conn: Any, libvirt: Any, pool: str, name: str, path: st
     ident = _identity(path) if local and path else None
     users = []
     for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        for src_pool, src_vol, paths in _disk_sources(dom.XMLDesc(0)):
+        for src_pool, src_vol, paths in disk_sources(dom.XMLDesc(0)):
             if (src_pool == pool and src_vol == name) or any(
                     os.path.normpath(p) == want or (ident is not None and _identity(p) == ident)
                     for p in paths):

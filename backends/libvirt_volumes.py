@@ -14,11 +14,38 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .errors import PoolkeeperError
+from lxml import etree
+
+from .errors import PoolkeeperError, XMLError
 from .events import EventBus
 from .jobs import Job
 from .libvirt_controller import LibvirtController, volume_from_xml
 from .model import WIPE_ALGORITHMS, VolumeInfo
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def _volume_doc(xml: str) -> Any:
+    try:
+        return etree.fromstring(xml.encode("utf-8"), _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise XMLError(f"the volume XML is not well-formed: {exc}") from None
+
+
+def renamed_xml(xml: str, new_name: str) -> str:
+    """A volume's XML with only <name> replaced (vol-clone's XML, as virsh builds it from
+    the source's, so a sparse source gives a sparse clone)."""
+    doc = _volume_doc(xml)
+    found = doc.find("name")
+    if found is None:
+        found = etree.SubElement(doc, "name")
+    found.text = new_name
+    return etree.tostring(doc, encoding="unicode") + "\n"
+
+
+def xml_name(xml: str) -> str:
+    """The <name> a volume's XML gives ("" without one)."""
+    return str(_volume_doc(xml).findtext("name") or "")
 
 
 def start_job(kind: str, description: str, fn: Callable[[Job], Any]) -> Job:

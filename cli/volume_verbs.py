@@ -8,10 +8,9 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from lxml import etree
-
 from backends import refs, xmlio
 from backends.controller import StorageController
+from backends.libvirt_volumes import renamed_xml
 
 from .inputs import read_input, volume_of
 from .output import printable, printable_xml, wait_job
@@ -53,12 +52,7 @@ def clone_xml(ctl: Any, pool: str, name: str, new_name: str) -> str:
     """vol-clone --print-xml (and the clone's XML over a connection): the source's XML
     with only <name> replaced, as virsh builds it (so a sparse source gives a sparse
     clone); `ctl`: the native controller or a LibvirtController."""
-    doc = etree.fromstring(ctl.volume_xml(pool, name).encode("utf-8"))
-    found = doc.find("name")
-    if found is None:
-        found = etree.SubElement(doc, "name")
-    found.text = new_name
-    return etree.tostring(doc, encoding="unicode") + "\n"
+    return renamed_xml(ctl.volume_xml(pool, name), new_name)
 
 
 def print_clone_xml(ctl: StorageController, pool: str, name: str, new_name: str,

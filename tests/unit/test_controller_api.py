@@ -1,7 +1,7 @@
 """backends.api.Controller, the controller surface the TUI depends on.
 
-Every controller the TUI runs on (StorageController; the Fleet of hosts around it; the TUI
-tests' StubController) provides
+Every controller the TUI runs on (StorageController; LibvirtHostController, a libvirt
+connection's; the Fleet of hosts around them; the TUI tests' StubController) provides
 each member of the protocol with the protocol's parameters: the same names, kinds and order,
 a default wherever the protocol has one (the same value where it names one). And the TUI
 reaches its controller through these members only, so the protocol is all that another
@@ -21,6 +21,7 @@ from backends.api import Controller
 from backends.controller import StorageController
 from backends.fleet import Fleet
 from backends.jobs import JobManager
+from backends.libvirt_host import LibvirtHostController
 from tests.tui.stub_controller import StubController
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 MEMBERS = {name: value for name, value in vars(Controller).items() if not name.startswith("_")}
 METHODS = sorted(name for name, value in MEMBERS.items() if inspect.isfunction(value))
 PROPERTIES = sorted(name for name, value in MEMBERS.items() if isinstance(value, property))
-IMPLEMENTATIONS = [StorageController, StubController, Fleet]
+IMPLEMENTATIONS = [StorageController, LibvirtHostController, StubController, Fleet]
 
 
 def test_the_protocol_holds_only_methods_and_properties() -> None:
@@ -70,6 +71,10 @@ def test_each_method_is_provided_with_the_protocols_parameters(impl: type, name:
 def instance(request: pytest.FixtureRequest, ctl: StorageController) -> Any:
     if request.param is Fleet:
         return Fleet(ctl, ctl.paths.config_dir)
+    if request.param is LibvirtHostController:  # libvirt's test driver, in this process
+        host = LibvirtHostController("test:///default", "t")
+        request.addfinalizer(host.close)
+        return host
     return ctl if request.param is StorageController else StubController()
 
 
