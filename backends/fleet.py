@@ -75,7 +75,7 @@ class ConnectionStatus:
             wait = f"reconnecting in {seconds} s" if self.state == "lost" else \
                 f"retry in {seconds} s"
         if self.state == "lost":
-            return f"lost: {wait}" if wait else "lost"
+            return f"lost: {wait or 'reconnecting now'}"
         if self.state == "failed":
             return f"failed: {self.detail}" + (f" ({wait})" if wait else "")
         return self.state
@@ -89,6 +89,7 @@ class _Link:
         self.member: Member | None = None
         self.state = "connecting"
         self.detail = ""
+        self.was_connected = False  # then a failed reconnect is still 'lost', not 'failed'
         self.retry_at: float | None = None
         self.attempts = 0
         self.timer: threading.Timer | None = None
@@ -272,7 +273,8 @@ class Fleet:
                 return
             generation = link.generation
             if delay <= 0:
-                link.state, link.retry_at = "connecting", None
+                link.state = "lost" if link.was_connected else "connecting"
+                link.retry_at = None
                 link.timer = None
                 threading.Thread(target=self._connect, args=(link, generation), daemon=True,
                                  name=f"connect {link.saved.name}").start()
@@ -299,6 +301,7 @@ class Fleet:
             if not stale:
                 link.member = member
                 link.state, link.detail, link.attempts = "connected", "", 0
+                link.was_connected = True
                 link.unsubscribe = member.subscribe(
                     lambda event: self._from_member(link, event))
         if stale:
@@ -317,7 +320,8 @@ class Fleet:
         with self._lock:
             if link.generation != generation:
                 return
-            link.state, link.detail = state, why
+            link.state = "lost" if link.was_connected else state
+            link.detail = why
             delay = RETRY_DELAYS[min(link.attempts, len(RETRY_DELAYS) - 1)]
             link.attempts += 1
         self._connect_later(link, delay)
@@ -365,8 +369,10 @@ class Fleet:
     def _member(self, link: _Link) -> Controller:
         member = link.member
         if member is None:
-            raise StateError(f"the connection '{link.saved.name}' ({link.saved.uri}) is "
-                             f"{link.status().state_text()}: r on it in the tree reconnects")
+            status = link.status()
+            why = f" ({status.detail})" if status.state == "lost" and status.detail else ""
+            raise StateError(f"host '{link.saved.name}' ({link.saved.uri}) is not connected: "
+                             f"{status.state_text()}{why}; r tries again now")
         return member
 
     def _for(self, pool: str) -> Controller:

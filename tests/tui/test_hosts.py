@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from textual.widgets import Static
 
 import backends.fleet as fleet_module
 import tui.screens.main_base as main_screen
@@ -219,3 +220,46 @@ def test_a_bad_connection_is_refused_and_nothing_is_saved(tmp_path: Path) -> Non
     with pytest.raises(Exception, match="a connection named 'kvm2' exists"):
         fleet.add_connection("kvm2", "stub://other")
     fleet.close()
+
+
+async def test_a_clone_is_offered_only_the_pools_of_its_host(tmp_path: Path) -> None:
+    app, fleet = make(tmp_path, connections=HOSTS[:2])
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(app, pilot)
+            app.main_screen.select_pool("default@kvm2")
+            await settle(app, pilot)
+            app.main_screen.table.focus()
+            await pilot.press("k")
+            await settle(app, pilot)
+            dialog = app.screen
+            assert "Clone volume" in screen_text(app)
+            # the active pools of kvm2 only: not this host's, not kvm3's
+            assert sorted(dialog.pools) == ["default@kvm2", "vg0@kvm2"]
+    finally:
+        fleet.close()
+
+
+async def test_r_on_a_pool_of_a_lost_host_reconnects_it(tmp_path: Path) -> None:
+    hosts: dict[str, StubHost] = {}
+    app, fleet = make(tmp_path, hosts, HOSTS[:1])
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            first = hosts["kvm2"]
+            app.main_screen.select_pool("vg0@kvm2")
+            await settle(app, pilot)
+            first.lose("gone")
+            await settle(app, pilot)
+            assert fleet.connections()[1].state == "lost"
+            header = str(app.main_screen.query_one("#pool-header", Static).render())
+            assert header == ("host 'kvm2' (stub://kvm2?sizes=4) is not connected: lost: "
+                              "reconnecting in 2 s (gone); r tries again now")
+            await pilot.press("r")
+            deadline = time.perf_counter() + 5
+            while fleet.connections()[1].state != "connected":
+                assert time.perf_counter() < deadline  # well before the 2 s retry
+                await pilot.pause(0.05)
+            assert hosts["kvm2"] is not first  # a new connection
+    finally:
+        fleet.close()

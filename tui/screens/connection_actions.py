@@ -67,12 +67,14 @@ class ConnectionActions(_Screen):
         state = conn.state_text()
         text.append(shown(state, self.ascii) + "\n",
                     style="bold red" if conn.state in ("lost", "failed") else "")
+        if conn.state == "lost" and conn.detail:
+            text.append(shown(conn.detail, self.ascii) + "\n")
         pools = [p for p in self.pools.values()
                  if self.fleet.connection_of(p.name) == name]
         active = [p for p in pools if p.active and p.capacity]
         capacity = sum(p.capacity or 0 for p in active)
         used = sum(p.allocation or 0 for p in active)
-        text.append(f"{len(pools)} pools, {len(active)} active")
+        text.append(f"{len(pools)} pool{'' if len(pools) == 1 else 's'}, {len(active)} active")
         if capacity:
             text.append("  ")
             text.append_text(usage_bar(used, capacity, 10, ascii=self.ascii))
@@ -154,11 +156,17 @@ class ConnectionActions(_Screen):
             confirm_label="Remove", ascii=self.ascii), done)
 
     def action_refresh(self) -> None:
-        if self.connection is None or self.connection == THIS_HOST or self.fleet is None:
+        """On a host's line, or on a pool of a host that is not connected: reconnect."""
+        host = self.connection
+        if host is None and self.fleet is not None and self.selected is not None:
+            host = self.fleet.connection_of(self.selected)
+            if host != THIS_HOST and any(c.name == host and c.state == "connected"
+                                         for c in self.fleet.connections()):
+                host = None  # connected: r refreshes the pool, as everywhere
+        if host is None or host == THIS_HOST or self.fleet is None:
             super().action_refresh()  # type: ignore[misc]
             return
-        self.run_verb(f"reconnect {self.connection}", f"reconnecting {self.connection}",
-                      self.fleet.reconnect, self.connection)
+        self.run_verb(f"reconnect {host}", f"reconnecting {host}", self.fleet.reconnect, host)
 
     # == first start ===================================================================
     @work(thread=True, group="offer")

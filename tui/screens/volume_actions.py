@@ -223,6 +223,9 @@ class VolumeActions(_Screen):
         """The clone dialog for `volume` of pool `name`; `typed`, `refused`: opened again
         with what was typed when the clone was refused anyway."""
         active = [p for p in self.pools.values() if p.active]
+        if self.fleet is not None:  # a clone stays on its host (libvirt copies there)
+            host = self.fleet.connection_of(name)
+            active = [p for p in active if self.fleet.connection_of(p.name) == host]
 
         def xml(req: dialogs.CloneRequest) -> str | None:  # another format asked for
             return None if req.format == volume.format else xmlio.format_volume(VolumeDef(
