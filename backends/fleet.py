@@ -151,6 +151,7 @@ class Fleet:
         self._current = THIS_HOST
         self._monitor_interval: float | None = None
         self._closed = False
+        self._native_names: set[str] = set()  # this host's pools, as last listed
         self._jobs = FleetJobs(self)
         self.problems: list[str] = []
         native.subscribe(self.bus.publish)
@@ -179,7 +180,7 @@ class Fleet:
     def connection_of(self, pool: str) -> str:
         """The connection that owns the pool `pool` (THIS_HOST: the native engine)."""
         link = self._link_of(pool)
-        return THIS_HOST if link is None else link.saved.name
+        return THIS_HOST if link is None or self._ambiguous(pool, link) else link.saved.name
 
     def use(self, name: str) -> None:
         """Calls that name no pool go to this connection from now on (the tree's cursor)."""
@@ -366,6 +367,18 @@ class Fleet:
                     best = link
             return best
 
+    def _ambiguous(self, pool: str, link: _Link | None) -> bool:
+        """`pool` is this host's pool's name and reads as a pool of `link` too ('x@kvm2'
+        defined here after the connection kvm2 was added): acting on it could reach the
+        wrong host, so nothing does."""
+        return link is not None and pool in self._native_names
+
+    def _refuse_ambiguous(self, pool: str, link: _Link) -> None:
+        raise PoolkeeperError(
+            f"'{pool}' is the name of a pool of this host and reads as pool "
+            f"'{pool[: -len(link.suffix)]}' of the connection '{link.saved.name}' as well: "
+            f"nothing is done to either; rename the connection (e on its line)")
+
     def _member(self, link: _Link) -> Controller:
         member = link.member
         if member is None:
@@ -377,7 +390,11 @@ class Fleet:
 
     def _for(self, pool: str) -> Controller:
         link = self._link_of(pool)
-        return self.native if link is None else self._member(link)
+        if link is None:
+            return self.native
+        if self._ambiguous(pool, link):
+            self._refuse_ambiguous(pool, link)
+        return self._member(link)
 
     def _here(self) -> Controller:
         """The connection the user works in (use)."""
@@ -428,7 +445,9 @@ class Fleet:
         starts in the background: ConnectionChanged when it is in). A lost connection's
         pools are shown as inaccessible, saying why."""
         pools = list(self.native.list_pools())
+        native = {p.name for p in pools}
         with self._lock:
+            self._native_names = native
             links = list(self._links.values())
         for link in links:
             with self._lock:
@@ -443,7 +462,7 @@ class Fleet:
                 why = status.state_text()
                 known = [replace(p, state="inaccessible", detail=f"{status.uri}: {why}")
                          for p in known]
-            pools.extend(known)
+            pools.extend(p for p in known if p.name not in native)  # (_ambiguous)
             if start:
                 threading.Thread(target=self._list_pools_of, args=(link, generation),
                                  daemon=True, name=f"pools of {link.saved.name}").start()
@@ -473,6 +492,8 @@ class Fleet:
     def cached_volumes(self, pool: str, names: Iterable[str] | None = None
                        ) -> list[VolumeInfo]:
         link = self._link_of(pool)
+        if self._ambiguous(pool, link):
+            return []
         if link is None:
             return self.native.cached_volumes(pool, names)
         member = link.member
@@ -480,6 +501,8 @@ class Fleet:
 
     def probe_first(self, pool: str, names: Iterable[str]) -> None:
         link = self._link_of(pool)
+        if self._ambiguous(pool, link):
+            return
         member = self.native if link is None else link.member
         if member is not None:
             member.probe_first(pool, names)
@@ -505,7 +528,13 @@ class Fleet:
 
     # == checks ========================================================================
     def check_pool_def(self, pdef: PoolDef, new: bool = True) -> Refusal | None:
-        return self._here().check_pool_def(pdef, new)
+        here = self._here()
+        if here is self.native:
+            try:
+                self._refuse_host_suffix(pdef.name)
+            except PoolkeeperError as exc:
+                return Refusal("name", str(exc))
+        return here.check_pool_def(pdef, new)
 
     def check_volume_def(self, pool: str, vdef: VolumeDef) -> Refusal | None:
         return self._for(pool).check_volume_def(pool, vdef)
@@ -534,10 +563,27 @@ class Fleet:
 
     # == pool verbs ====================================================================
     def define_pool(self, xml: str | bytes) -> PoolStatus:
-        return self._here().define_pool(xml)
+        here = self._here()
+        if here is self.native:
+            from .xmlio import parse_pool
+
+            self._refuse_host_suffix(parse_pool(xml, schema=False).name)
+        return here.define_pool(xml)
 
     def define_pool_def(self, pdef: PoolDef) -> PoolStatus:
-        return self._here().define_pool_def(pdef)
+        here = self._here()
+        if here is self.native:
+            self._refuse_host_suffix(pdef.name)
+        return here.define_pool_def(pdef)
+
+    def _refuse_host_suffix(self, name: str) -> None:
+        """A pool of this host may not be named as a connection's pool reads ('x@kvm2')."""
+        link = self._link_of(name)
+        if link is not None:
+            raise PoolkeeperError(
+                f"a pool of this host named '{name}' would read as pool "
+                f"'{name[: -len(link.suffix)]}' of the connection '{link.saved.name}': "
+                "choose a name that does not end in '@' and a connection's name")
 
     def undefine_pool(self, name: str) -> None:
         self._for(name).undefine_pool(name)

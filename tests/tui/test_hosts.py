@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +18,9 @@ from textual.widgets import Static
 
 import backends.fleet as fleet_module
 import tui.screens.main_base as main_screen
+from backends.errors import PoolkeeperError
 from backends.fleet import Fleet
+from backends.volume_requests import Refusal
 from tests.screentext import screen_text
 from tests.settle import settle
 from tui.app import PoolkeeperApp
@@ -261,5 +264,35 @@ async def test_r_on_a_pool_of_a_lost_host_reconnects_it(tmp_path: Path) -> None:
                 assert time.perf_counter() < deadline  # well before the 2 s retry
                 await pilot.pause(0.05)
             assert hosts["kvm2"] is not first  # a new connection
+    finally:
+        fleet.close()
+
+
+def test_a_name_that_reads_as_two_hosts_pools_reaches_neither(tmp_path: Path) -> None:
+    """'vg0@kvm2' defined on this host after the connection kvm2 was added (by the CLI,
+    say): acting on it could stop the wrong host's pool. Nothing is done to either, and this
+    host refuses to define such a name at all while kvm2 exists."""
+    hosts: dict[str, StubHost] = {}
+    fleet, native = stub_fleet(tmp_path, HOSTS[:1], hosts)
+    fleet.open()
+    settled(fleet)
+    try:
+        with pytest.raises(PoolkeeperError, match="choose a name that does not end in"):
+            fleet.define_pool_def(replace(native.pool_def("vg0"), name="new@kvm2"))
+        assert fleet.check_pool_def(replace(native.pool_def("vg0"), name="new@kvm2")) == (
+            Refusal("name", "a pool of this host named 'new@kvm2' would read as pool 'new' "
+                    "of the connection 'kvm2': choose a name that does not end in '@' and a "
+                    "connection's name"))
+        # made here anyway, behind the fleet's back (another process)
+        native.pools["vg0@kvm2"] = replace(native.pools["vg0"], name="vg0@kvm2")
+        names = [p.name for p in fleet.list_pools()]
+        assert names.count("vg0@kvm2") == 1  # this host's; kvm2's is not listed twice
+        assert fleet.connection_of("vg0@kvm2") == ""
+        with pytest.raises(PoolkeeperError, match="nothing is done to either"):
+            fleet.stop_pool("vg0@kvm2")
+        assert not any(c[0] == "stop_pool" for c in hosts["kvm2"].inner.calls)
+        assert not any(c[0] == "stop_pool" for c in native.calls)
+        fleet.stop_pool("default@kvm2")  # the others are not affected
+        assert ("stop_pool", ("default",), {}) in hosts["kvm2"].inner.calls
     finally:
         fleet.close()
