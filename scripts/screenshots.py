@@ -8,6 +8,8 @@ temporary directory, drives the TUI with Pilot and writes SVGs into screenshots/
     define-pool.svg    the define-pool dialog, type netfs, filled in (the XML preview shows)
     create-volume.svg  the create-volume dialog, filled in (a qcow2 overlay)
     jobs.svg           the jobs panel with a running 'random' wipe of a 4 GiB volume
+    hosts.svg          several hosts in the tree: this host, two libvirt connections (to
+                       libvirt's test driver, test:///default) and one that fails
 
 The demo's paths are temporary directories, so they differ from run to run.
 """
@@ -27,7 +29,9 @@ from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import Input, Select  # noqa: E402
 from textual.worker import WorkerCancelled  # noqa: E402
 
+from backends.connection_store import ConnectionStore, SavedConnection  # noqa: E402
 from backends.controller import StorageController  # noqa: E402
+from backends.fleet import Fleet  # noqa: E402
 from backends.model import WIPE_ALGORITHMS, VolumeDef, VolumeTarget  # noqa: E402
 from tui.app import PoolkeeperApp  # noqa: E402
 from tui.demo import close_demo, make_demo_root  # noqa: E402
@@ -153,11 +157,48 @@ async def run(root: Path) -> None:
         ctl.close()
 
 
+HOSTS = [("kvm2", "test:///default"), ("lab", "test:///default"),
+         ("kvm3", "qemu:///session?socket=/run/nonexistent/libvirt-sock")]
+
+
+async def hosts(root: Path) -> None:
+    """The tree with several hosts: real libvirt connections (the test driver) and one
+    that cannot connect, beside this host's demo pools."""
+    native = StorageController(root)
+    ConnectionStore(native.paths.config_dir).save([SavedConnection(*h) for h in HOSTS])
+    fleet = Fleet(native, native.paths.config_dir)
+    fleet.open()
+    try:
+        deadline = time.monotonic() + 30
+        while any(c.state == "connecting" for c in fleet.connections()):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the connections did not answer: {fleet.connections()}")
+            await asyncio.sleep(0.05)
+        app = PoolkeeperApp(fleet, monitor_interval=None)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            deadline = time.monotonic() + 10
+            while "default-pool@lab" not in app.main_screen.pools and \
+                    time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            for name, size, fmt in (("web01.qcow2", 8, "qcow2"), ("db01.img", 20, "raw"),
+                                    ("win11.qcow2", 30, "qcow2")):
+                fleet.create_volume_def("default-pool@kvm2", VolumeDef(
+                    name=name, capacity=size * GiB, target=VolumeTarget(format=fmt))).wait(60)
+            app.main_screen.select_pool("default-pool@kvm2")
+            await settle(pilot)
+            await save(pilot, "hosts.svg")
+    finally:
+        ConnectionStore(native.paths.config_dir).save([])
+        fleet.close()
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     root = make_demo_root()
     try:
         asyncio.run(run(root))
+        asyncio.run(hosts(root))
     finally:
         close_demo(None, root.parent)  # its pools stopped: mounts and loop devices go too
     return 0

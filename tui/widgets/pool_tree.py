@@ -118,10 +118,13 @@ class PoolTree(Tree[str]):
             self._rebuild(pools)
             return
         self._pools = pools
+        changed = False
         for pool in pools:
             if before.get(pool.name) != pool:  # an unchanged label is not set again: each
                 self._pool_nodes[pool.name].set_label(self._label(pool))  # set redraws
-        self._update_connection_labels(force=before_conns != self._connections)
+                changed = True
+        # a host's line sums its pools
+        self._update_connection_labels(force=changed or before_conns != self._connections)
 
     def _update_connection_labels(self, force: bool = True) -> None:
         for name, node in self._conn_nodes.items():
