@@ -124,6 +124,12 @@ def pool_autostart(lc: LibvirtController, args: argparse.Namespace, out: TextIO)
 
 # == volumes ============================================================================
 def vol_list(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
+    if not args.json and not args.details:  # names and paths: as virsh asks for them
+        paths = sorted(lc.list_volume_paths(args.pool),
+                       key=lambda item: virsh_text.name_order(item[0]))
+        virsh_text.table(out, ["Name", "Path"], [list(item) for item in paths])
+        virsh_text.end(out)
+        return 0
     vols = sorted(lc.list_volumes(args.pool), key=lambda v: virsh_text.name_order(v.name))
     if args.json:
         dump_json_lines(out, map(volume_json_line, vols))
@@ -217,6 +223,13 @@ CONNECT_VERBS: dict[str, ConnectHandler] = {
 }
 
 
+# Verbs made of short calls (reads): no keepalive, so no event loop thread (Connection)
+SHORT_VERBS = frozenset({
+    "pool-list", "pool-info", "pool-dumpxml", "pool-name", "pool-uuid", "vol-list",
+    "vol-info", "vol-dumpxml", "vol-path", "vol-key", "vol-name", "vol-pool",
+    "secret-list", "secret-dumpxml", "pool-capabilities"})
+
+
 def run_connected(uri: str, verb: str, args: argparse.Namespace, out: TextIO) -> int:
     """Run `verb` over the connection to `uri`; its exit status. Errors are raised
     (PoolkeeperError) for cli.main to report."""
@@ -224,7 +237,7 @@ def run_connected(uri: str, verb: str, args: argparse.Namespace, out: TextIO) ->
     if handler is None:
         raise UsageError(f"{verb} is not available over a libvirt connection yet")
     uri = resolve_uri(uri)
-    lc = LibvirtController(uri)
+    lc = LibvirtController(uri, events=verb not in SHORT_VERBS)
     try:
         for dest in POOL_REFS:  # a pool given by UUID is named by its name from here on
             value = getattr(args, dest, None)
