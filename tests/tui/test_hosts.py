@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from textual.widgets import Static
 
-import backends.fleet as fleet_module
+import backends.fleet_links as fleet_module
 import tui.screens.main_base as main_screen
 from backends.errors import PoolkeeperError
 from backends.fleet import Fleet
@@ -47,7 +47,7 @@ def settled(fleet: Fleet) -> Fleet:
     while time.perf_counter() < deadline:
         states = [c.state for c in fleet.connections()]
         if "connecting" not in states and all(
-                link.listed_at or link.member is None for link in fleet._links.values()):
+                link.listed_at or link.member is None for link in fleet.links.links.values()):
             return fleet
         time.sleep(0.01)
     raise AssertionError(f"connections did not settle: {fleet.connections()}")

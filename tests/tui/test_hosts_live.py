@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import backends.fleet as fleet_module
+import backends.fleet_links as fleet_module
 from backends.connection_store import ConnectionStore, SavedConnection
 from backends.controller import StorageController
 from backends.fleet import Fleet
