@@ -163,6 +163,22 @@ class MainScreenBase(Screen[None]):
         if self._disconnect:
             self._disconnect()
 
+    def calls_for(self, pool: str | None = None) -> Any:
+        """The calls that name no pool (define, secrets, sources, devices), bound now to
+        the host of `pool` (None: the host the cursor is on), so that what a dialog
+        submits goes to that host wherever the cursor is by then (Fleet.on)."""
+        if self.fleet is None:
+            return self.ctl
+        return self.fleet.on(self.fleet.connection_of(pool) if pool is not None
+                             else self.fleet.current)
+
+    def host_words(self, pool: str | None = None) -> str:
+        """' on kvm2' for a dialog's title when there are several hosts ('' else)."""
+        if self.fleet is None or len(self.fleet.connections()) < 2:
+            return ""
+        host = self.fleet.connection_of(pool) if pool is not None else self.fleet.current
+        return " on this host" if host == "" else f" on {host}"
+
     @property
     def table(self) -> VolumeTable:
         return self.query_one("#volumes", VolumeTable)

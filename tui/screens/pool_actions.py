@@ -31,65 +31,74 @@ class PoolActions(_Screen):
     """Mixin for MainScreen: the actions of the pool keys."""
 
     def action_define_pool(self) -> None:
-        if self.pool_types is not None:  # read when the pools were first listed
-            self._open_define_dialog(None, self.pool_types)
+        # on the host the cursor is on, now: the dialog's calls are bound to it
+        ctl, where = self.calls_for(), self.host_words()
+        if self.pool_types is not None and where in ("", " on this host"):
+            self._open_define_dialog(None, ctl, where, self.pool_types)  # (read at start)
         elif prep := self._prepare("define"):
-            self._prepare_define(prep)
+            self._prepare_define(prep, ctl, where)
 
     @work(thread=True, group="verbs")
-    def _prepare_define(self, prep: Preparing) -> None:
+    def _prepare_define(self, prep: Preparing, ctl: Any, where: str) -> None:
         types: dict[str, PoolFeatures] = {}
         try:
-            types = self.ctl.pool_types()
+            types = ctl.pool_types()
+        except PoolkeeperError as exc:
+            self.app.notify(f"could not open the define dialog{where}: {exc}",
+                            severity="error", timeout=10, markup=False)
         finally:
-            self.app.call_from_thread(self._open_define_dialog, prep, types)
+            self.app.call_from_thread(self._open_define_dialog, prep, ctl, where, types)
 
-    def _open_define_dialog(self, prep: Preparing | None, types: dict[str, PoolFeatures],
+    def _open_define_dialog(self, prep: Preparing | None, ctl: Any, where: str,
+                            types: dict[str, PoolFeatures],
                             typed: dict[str, object] | None = None,
                             refused: tuple[PoolDef, Refusal] | None = None) -> None:
         """The back end checks the definition before the dialog closes (a name taken, a
         target or source another pool has, the type's rules); `typed`, `refused`: opened
-        again with what was typed when the define was refused anyway (a race)."""
+        again with what was typed when the define was refused anyway (a race). `ctl`:
+        the calls of the host it defines on (calls_for), `where` says which."""
         def discover(pool_type: str, host: str | None) -> str:
-            return self.ctl.find_pool_sources(pool_type, host=host)
+            return ctl.find_pool_sources(pool_type, host=host)
 
         def done(pdef: Any) -> None:
             if pdef is not None and dialog is not None:
-                self._define(pdef, types, dialog.typed)
+                self._define(pdef, ctl, where, types, dialog.typed)
 
         dialog: dialogs.DefinePoolDialog | None = None
 
         def make() -> dialogs.DefinePoolDialog:
             nonlocal dialog
             dialog = dialogs.DefinePoolDialog(
-                discover, types=types, devices=self.ctl.block_devices, ascii=self.ascii,
-                check=self.ctl.check_pool_def, typed=typed, refused=refused)
+                discover, types=types, devices=ctl.block_devices, ascii=self.ascii,
+                check=ctl.check_pool_def, typed=typed, refused=refused)
+            dialog.heading += where
             return dialog
 
         self._open(prep, "the define dialog", make if types else None, done)
 
     @work(thread=True, group="verbs")
-    def _define(self, pdef: PoolDef, types: dict[str, PoolFeatures],
+    def _define(self, pdef: PoolDef, ctl: Any, where: str, types: dict[str, PoolFeatures],
                 typed: dict[str, object]) -> None:
         try:
-            self.ctl.define_pool_def(pdef)
+            ctl.define_pool_def(pdef)
         except PoolkeeperError as exc:
-            self.app.call_from_thread(self._define_refused, pdef, types, typed,
+            self.app.call_from_thread(self._define_refused, pdef, ctl, where, types, typed,
                                       refusal_of(exc), str(exc))
             return
         except OSError as exc:
             self.app.notify(f"could not define pool {pdef.name}: {exc.strerror or exc}",
                             severity="error", timeout=15, markup=False)
             return
-        self.app.notify(f"pool {pdef.name} defined", markup=False)
+        self.app.notify(f"pool {pdef.name} defined{where}", markup=False)
 
-    def _define_refused(self, pdef: PoolDef, types: dict[str, PoolFeatures],
-                        typed: dict[str, object], refusal: Refusal, message: str) -> None:
+    def _define_refused(self, pdef: PoolDef, ctl: Any, where: str,
+                        types: dict[str, PoolFeatures], typed: dict[str, object],
+                        refusal: Refusal, message: str) -> None:
         if self.app.screen is not self:  # nowhere to show the form again
             self.notify(f"could not define pool {pdef.name}: {message}", severity="error",
                         timeout=15, markup=False)
             return
-        self._open_define_dialog(None, types, typed, (pdef, refusal))
+        self._open_define_dialog(None, ctl, where, types, typed, (pdef, refusal))
 
     def action_start_stop(self) -> None:
         name = self.selected
@@ -195,26 +204,28 @@ class PoolActions(_Screen):
         return None
 
     def action_set_secret(self) -> None:
-        usage = self.view.secret_usage if self.view is not None else None
+        view = self.view
+        usage = view.secret_usage if view is not None else None
+        if view is None or view.status.name != self.selected:
+            return  # (the view of a pool no longer selected: its usage is not this one's)
         if usage and (prep := self._prepare("secret", f"the secret dialog of {usage}")):
-            self._open_secret(prep, usage)
+            self._open_secret(prep, usage, self.calls_for(view.status.name))
 
     @work(thread=True, group="verbs")
-    def _open_secret(self, prep: Preparing, usage: str) -> None:
+    def _open_secret(self, prep: Preparing, usage: str, ctl: Any) -> None:
         exists = False
         try:
-            exists = self.ctl.has_secret(usage)
+            exists = ctl.has_secret(usage)
         except PoolkeeperError:
             pass
         finally:
-            self.app.call_from_thread(self._push_secret, prep, usage, exists)
+            self.app.call_from_thread(self._push_secret, prep, usage, exists, ctl)
 
-    def _push_secret(self, prep: Preparing, usage: str, exists: bool) -> None:
+    def _push_secret(self, prep: Preparing, usage: str, exists: bool, ctl: Any) -> None:
         def done(result: Any) -> None:
             if result is not None:  # the value goes straight to the controller, unlogged
                 self.run_verb(f"save secret {usage}", f"secret {usage} saved",
-                              self.ctl.set_secret, result.usage,
-                              result.value)
+                              ctl.set_secret, result.usage, result.value)
 
         self._open(prep, f"the secret dialog of {usage}",
                    lambda: dialogs.SecretDialog(usage, exists=exists, ascii=self.ascii), done)

@@ -155,9 +155,11 @@ class VolumeActions(_Screen):
             size = place[2] - place[1] if place is not None else None
             return self.ctl.volume_name_for(name, placed(VolumeDef(name="", capacity=size)))
 
+        ctl = self.calls_for(name)  # the secrets of the pool's host
+
         def secrets() -> list[tuple[str, str]]:  # in a thread: the secrets with a value
             return [(sdef.uuid, sdef.usage_text or sdef.uuid)
-                    for sdef, has_value in self.ctl.list_secrets() if has_value]
+                    for sdef, has_value in ctl.list_secrets() if has_value]
 
         def done(vdef: Any) -> None:
             if vdef is None:

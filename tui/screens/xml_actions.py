@@ -166,7 +166,8 @@ class XmlActions(_Screen):
                         f"pool '{pool}' is running: {'; '.join(claimed)} can change only "
                         f"while it is stopped. Stop it (s), then edit again (e); or undo "
                         f"that change to save the rest now")
-            self.ctl.define_pool(edited)
+            ctl = self.calls_for(pool)  # the edited pool's host, whatever is selected
+            ctl.define_pool(edited)
         except PoolkeeperError as exc:
             self.app.call_from_thread(self._xml_rejected, pool, edited, str(exc))
             return
