@@ -40,14 +40,14 @@ from typing import Any, TypeVar
 
 from lxml import etree
 
-from . import libvirt_checks, volume_requests, xmlio
+from . import libvirt_checks, xmlio
 from .drivers import features, pool_types
 from .errors import AlreadyExists, PoolkeeperError, PoolNotFound, StateError, Unsupported
 from .events import EventBus, PoolChanged, Subscriber
 from .jobs import Job, JobManager
 from .libvirt_conn import ConnectionLost
 from .libvirt_controller import LibvirtController
-from .libvirt_host_jobs import HostVolumeVerbs
+from .libvirt_host_jobs import HostVolumeVerbs, checked
 from .libvirt_host_listing import VolumeListing
 from .libvirt_secrets import LibvirtSecrets
 from .model import (
@@ -205,7 +205,12 @@ class LibvirtHostController:
             self.lc.connection.lost = why
         self.listing.stop()
         if self._on_lost is not None:
-            self._on_lost(why)
+            try:
+                self._on_lost(why)
+            except Exception:  # the owner's bug must not hide the loss from the caller
+                import logging
+
+                logging.getLogger(__name__).exception("on_lost failed")
 
     def _register(self) -> None:
         """The close callback and the pool events (on the connection's worker)."""
@@ -233,7 +238,7 @@ class LibvirtHostController:
     def _lifecycle(self, _conn: Any, pool: Any, event: int, _detail: int, _opaque: Any
                    ) -> None:
         """A pool lifecycle event (libvirt's event loop thread: no RPC here)."""
-        if not 0 <= event < len(LIFECYCLE):
+        if not 0 <= event < len(LIFECYCLE) or self._closing:
             return
         pid = self.qualify(str(pool.name()))
         reason = LIFECYCLE[event]
@@ -243,6 +248,8 @@ class LibvirtHostController:
 
     def _refreshed(self, _conn: Any, pool: Any, _opaque: Any) -> None:
         """A pool refresh event: said at once, the pool listed again on a thread."""
+        if self._closing:
+            return  # (a connection close() could not close still hears libvirt)
         pid = self.qualify(str(pool.name()))
         self.bus.publish(PoolChanged(pid, "refreshed"))
 
@@ -455,7 +462,7 @@ class LibvirtHostController:
                     return
                 raise AlreadyExists(f"a pool named '{pdef.name}' already exists on "
                                     f"'{self.uri}'; choose another name")
-        return volume_requests.refusal_of_check(check)
+        return checked(check)
 
     @_guarded
     def check_volume_def(self, pool: str, vdef: VolumeDef) -> Refusal | None:

@@ -180,6 +180,8 @@ def test_a_killed_daemon_is_reported_and_calls_fail_fast() -> None:
                     ctl.list_pools()
                 with pytest.raises(ConnectionLost):
                     ctl.pool_info("x@k")
+                with pytest.raises(ConnectionLost):  # not a refusal shown on a form
+                    ctl.check_volume_def("x@k", VolumeDef(name="v", capacity=MiB))
                 assert time.monotonic() - began < 1.0
                 time.sleep(0.5)
                 assert len(told) == 1  # once
