@@ -32,6 +32,7 @@ from .errors import (
     VolumeNotFound,
 )
 from .jobs import Job
+from .libvirt_conn import ConnectionLost
 from .libvirt_controller import LibvirtController
 from .libvirt_host_listing import read_row
 from .model import WIPE_ALGORITHMS, PoolSizes, PoolStatus, VolumeDef, VolumeInfo
@@ -56,6 +57,22 @@ def _exists(lc: LibvirtController, plain: str, name: str) -> bool:
             raise
         return True
     return bool(lc._call(look, f"cannot look for volume '{name}' in pool '{plain}'"))
+
+
+def checked(check: Callable[[], object], allocation_asked: bool = False) -> Refusal | None:
+    """volume_requests.refusal_of_check, but a lost connection is raised, not shown as a
+    refusal: the controller's owner must hear of it (on_lost)."""
+    lost: list[ConnectionLost] = []
+
+    def run() -> None:
+        try:
+            check()
+        except ConnectionLost as exc:
+            lost.append(exc)
+    refusal = volume_requests.refusal_of_check(run, allocation_asked)
+    if lost:
+        raise lost[0]
+    return refusal
 
 
 def follow(job: Job, inner: Job, what: str, cancellable: bool,
@@ -164,7 +181,7 @@ class HostVolumeVerbs:
         return xmlio.format_volume(vdef)
 
     def check_volume_def(self, pid: str, vdef: VolumeDef) -> Refusal | None:
-        return volume_requests.refusal_of_check(lambda: self._volume_request(pid, vdef),
+        return checked(lambda: self._volume_request(pid, vdef),
                                                 allocation_asked=bool(vdef.allocation))
 
     def _clone_request(self, pid: str, source: str, new_name: str, target_pool: str | None,
@@ -194,7 +211,7 @@ class HostVolumeVerbs:
     def check_clone(self, pid: str, source: str, new_name: str, *,
                     target_pool: str | None = None, xml: str | bytes | None = None
                     ) -> Refusal | None:
-        return volume_requests.refusal_of_check(
+        return checked(
             lambda: self._clone_request(pid, source, new_name, target_pool, xml))
 
     def _resize_request(self, pid: str, name: str, capacity: int, delta: bool,
@@ -213,7 +230,7 @@ class HostVolumeVerbs:
 
     def check_resize(self, pid: str, name: str, capacity: int, *, delta: bool = False,
                      shrink: bool = False, allocate: bool = False) -> Refusal | None:
-        return volume_requests.refusal_of_check(
+        return checked(
             lambda: self._resize_request(pid, name, capacity, delta, shrink, allocate),
             allocation_asked=allocate)
 
