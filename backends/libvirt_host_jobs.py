@@ -75,12 +75,11 @@ def checked(check: Callable[[], object], allocation_asked: bool = False) -> Refu
     return refusal
 
 
-def follow(job: Job, inner: Job, what: str, cancellable: bool,
+def follow(job: Job, inner: Job, cancellable: bool,
            poll: Callable[[], tuple[int, int] | None] | None = None) -> Any:
     """Wait for `inner` (a job of libvirt_volumes or libvirt_streams) as `job`: its
     progress copied (or, with `poll`, (done, total) asked every POLL seconds), a cancel
-    passed on where libvirt can stop; its result, or its error."""
-    warned = False
+    passed on where libvirt can stop (`cancellable`); its result, or its error."""
     step = 0.1
     waited = 0.0
     while not inner.join(step):
@@ -88,11 +87,7 @@ def follow(job: Job, inner: Job, what: str, cancellable: bool,
         if job.cancelled:
             if cancellable:
                 inner.cancel()
-            elif not warned:
-                job.warnings.append(f"libvirt cannot cancel {what} once it has begun: it "
-                                    "ran to its end")
-                warned = True
-            continue
+            continue  # (else the job's end says libvirt could not: HostVolumeVerbs.run)
         done, total = inner.done, inner.total
         if poll is not None and waited >= POLL:
             waited = 0.0
@@ -265,10 +260,10 @@ class HostVolumeVerbs:
             inner = libvirt_volumes.create_from(lc, dst_plain, text, src_plain, source,
                                                 prealloc_metadata=prealloc_metadata,
                                                 reflink=reflink)
-            follow(job, inner, "a clone", False, allocated)
+            follow(job, inner, False, allocated)
             return self._refreshed(dst, name, added=True)
 
-        return self.run("clone", f"clone {source} to {name}", dst, name, work)
+        return self.run("clone", f"clone {source} to {name}", dst, name, work, "a clone")
 
     def delete_volume(self, pid: str, name: str) -> None:
         lc, plain = self.host.lc, self.host.plain(pid)
@@ -285,10 +280,10 @@ class HostVolumeVerbs:
         self.host.lc.refuse_in_use(plain, name, "wipe")
 
         def work(job: Job, lc: LibvirtController) -> VolumeInfo:
-            follow(job, libvirt_volumes.wipe(lc, plain, name, algorithm), "a wipe", False)
+            follow(job, libvirt_volumes.wipe(lc, plain, name, algorithm), False)
             return self._refreshed(pid, name)
 
-        return self.run("wipe", f"wipe {name} ({algorithm})", pid, name, work)
+        return self.run("wipe", f"wipe {name} ({algorithm})", pid, name, work, "a wipe")
 
     def resize_volume(self, pid: str, name: str, capacity: int, *, delta: bool = False,
                       shrink: bool = False, allocate: bool = False) -> Job:
@@ -315,7 +310,7 @@ class HostVolumeVerbs:
         def work(job: Job, lc: LibvirtController) -> int:
             inner = libvirt_streams.upload(lc, plain, name, src_path, offset=offset,
                                            length=length)
-            done = int(follow(job, inner, "an upload", True))
+            done = int(follow(job, inner, True))
             self._refreshed(pid, name)
             return done
 
@@ -332,6 +327,6 @@ class HostVolumeVerbs:
         def work(job: Job, lc: LibvirtController) -> int:
             inner = libvirt_streams.download(lc, plain, name, dst_path, offset=offset,
                                              length=length, sparse=sparse)
-            return int(follow(job, inner, "a download", True))
+            return int(follow(job, inner, True))
 
         return self.run("download", f"download {name}", pid, name, work)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from backends.errors import StateError
 from backends.events import JobProgress, PoolChanged, VolumesChanged
 from backends.libvirt_conn import ConnectionLost
 from backends.libvirt_host import LibvirtHostController
@@ -124,6 +125,8 @@ def test_an_upload_is_cancelled_mid_stream(ctl: LibvirtHostController, host: Hos
         while job.done < MiB:
             assert time.monotonic() < deadline and not job.finished, job.error
             time.sleep(0.05)
+        with pytest.raises(StateError, match="jobs running"):
+            ctl.stop_pool(pid)
         job.cancel()
         time.sleep(0.5)  # passed on to the stream's own job within a tenth of a second
         with pytest.raises(BrokenPipeError):  # the upload stops reading

@@ -221,6 +221,12 @@ def test_volume_verbs_are_jobs_with_pool_ids(host: LibvirtHostController,
     assert clone.wait(10).capacity == 2 << 20
     assert other.storagePoolLookupByName("default-pool").storageVolLookupByName("k.img")
     assert {v.name for v in host.cached_volumes(POOL)} == {"j.img", "k.img"}
+    late = host.clone_volume(POOL, "j.img", "l.img")
+    late.cancel()  # libvirt cannot stop a clone: it is made, and the job says so
+    assert late.wait(10).name == "l.img" and late.state == "done"
+    assert late.warnings == ["libvirt cannot cancel a clone once it has begun: it ran to "
+                             "its end"]
+    host.delete_volume(POOL, "l.img")
     host.delete_volume(POOL, "k.img")
     assert [v.name for v in host.cached_volumes(POOL)] == ["j.img"]
     assert "k.img" not in other.storagePoolLookupByName("default-pool").listVolumes()
