@@ -276,6 +276,8 @@ class LibvirtHostController:
         self.listing.stop()
         self._jobs.shutdown(cancel=True, wait=False)
         conn = self.lc.connection
+        if self._lost is None and conn.lost is None:
+            self.listing.settle(1.0)  # a batch on its way would keep it from closing
         if self._lost is None and conn.lost is None and not conn.busy:
             def unregister() -> None:
                 for event_id in self._events:

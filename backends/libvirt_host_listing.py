@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any
 
 from .errors import PoolkeeperError
@@ -70,6 +70,7 @@ class VolumeListing:
         self._vols: dict[str, dict[str, Any]] = {}  # pool id -> name -> virStorageVol
         self._stale: dict[str, dict[str, None]] = {}  # pool id -> names to read again
         self._first: dict[str, list[str]] = {}  # pool id -> names to read first
+        self._calls: set[Future[Any]] = set()  # batches on their way
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._filler: threading.Thread | None = None
@@ -206,10 +207,17 @@ class VolumeListing:
 
         def call() -> None:
             try:
+                if self._stop.is_set():
+                    raise PoolkeeperError("the listing was stopped")
                 future.set_result(self.lc._call(
                     run, f"cannot read the volumes of pool '{self._plain.get(pid, pid)}'"))
             except BaseException as exc:  # handed to the fill thread
                 future.set_exception(exc)
+            finally:
+                with self._guard:
+                    self._calls.discard(future)
+        with self._guard:
+            self._calls.add(future)
         threading.Thread(target=call, daemon=True, name="pk-fill-call").start()
         return future
 
@@ -279,3 +287,10 @@ class VolumeListing:
         self._wake.set()
         with self._guard:
             self._vols.clear()
+
+    def settle(self, timeout: float) -> None:
+        """After stop(): wait up to `timeout` seconds for the calls on their way (so the
+        connection is free to be closed; a dead peer's are not waited for longer)."""
+        with self._guard:
+            calls = list(self._calls)
+        wait(calls, timeout)
