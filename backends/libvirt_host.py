@@ -533,6 +533,13 @@ class LibvirtHostController:
         self.lc.delete_pool(plain)
 
     @_guarded
+    def refresh_pool(self, name: str) -> None:
+        """libvirt's pool-refresh (not in the TUI's protocol: list_volumes does not, as
+        the daemon then reads every volume again before the first row): what was made
+        behind libvirt's back appears, through the refresh event (_refreshed)."""
+        self.lc.refresh_pool(self.plain(name))
+
+    @_guarded
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         self.lc.set_autostart(self.plain(name), enabled)
         self.bus.publish(PoolChanged(name, "autostart"))  # libvirt has no event for it

@@ -156,6 +156,11 @@ def test_refresh_events_from_another_process(ctl: LibvirtHostController, host: H
     seen.wait(lambda ev: "outside.img" in seen.changed(pid), timeout=20)
     [row] = ctl.cached_volumes(pid, ["outside.img"])
     assert (row.capacity, row.pending, row.path) == (5000, False, str(outside))
+    (target / "second.img").write_bytes(b"y" * 700)
+    os.chown(target / "second.img", NOBODY, NOBODY)
+    ctl.refresh_pool(pid)  # the controller's own refresh: the same event, the same relist
+    seen.wait(lambda ev: "second.img" in seen.changed(pid), timeout=20)
+    assert ctl.cached_volumes(pid, ["second.img"])[0].capacity == 700
     host.virsh("pool-destroy", "refresh")
     seen.wait(lambda ev: "stopped" in seen.pool_reasons(pid), timeout=20)
     assert ctl.cached_volumes(pid) == []
