@@ -11,6 +11,7 @@ controller (and makes its own names), and the state starts afresh once all are c
 from __future__ import annotations
 
 import gc
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -366,3 +367,18 @@ def test_close_during_a_fill_closes_the_connection() -> None:
             break
         time.sleep(0.1)
     assert left == 0
+
+
+def test_a_failed_connect_says_why_and_leaves_no_thread(tmp_path: Path) -> None:
+    uri = f"qemu:///session?socket={tmp_path}/no-such-socket"
+
+    def workers() -> int:
+        return sum(t.name == f"libvirt {uri}" for t in threading.enumerate())
+    for _ in range(3):  # as a fleet retries a host that is down
+        with pytest.raises(PoolkeeperError, match=re.escape(f"cannot connect to '{uri}'")
+                           + ".*No such file"):
+            LibvirtHostController(uri, "down")
+    deadline = time.monotonic() + 5
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert workers() == 0
