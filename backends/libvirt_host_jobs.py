@@ -252,7 +252,8 @@ class HostVolumeVerbs:
 
         def allocated() -> tuple[int, int] | None:
             try:  # on the controller's connection: the job's is busy with the clone
-                return host.lc.volume_info(dst_plain, name).allocation, src.allocation
+                done = host.lc.volume_info(dst_plain, name).allocation
+                return min(done, src.allocation), src.allocation  # (a block more, at times)
             except PoolkeeperError:
                 return None  # not made yet
 
