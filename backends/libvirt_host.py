@@ -28,7 +28,7 @@ What a remote host cannot say, or says only at a price, is left out: block_devic
 (a remote host's disks are not listed), build_warning is None, stored_volumes is None for
 pool types whose libvirt delete removes only an empty directory and an error otherwise
 (libvirt cannot look into an inactive pool: the delete dialog then says so and forces),
-startup_problems is [], and volume_name_for is None (libvirt names partitions itself).
+and startup_problems is [].
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from lxml import etree
 
 from . import libvirt_checks, xmlio
 from .drivers import features, pool_types
+from .drivers.parted_table import partition_name, partition_number
 from .errors import AlreadyExists, PoolkeeperError, PoolNotFound, StateError, Unsupported
 from .events import EventBus, PoolChanged, Subscriber
 from .jobs import Job, JobManager
@@ -483,9 +484,26 @@ class LibvirtHostController:
         return self.volumes.check_resize(pool, name, capacity, delta=delta, shrink=shrink,
                                          allocate=allocate)
 
+    @_guarded
     def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
-        """None: libvirt names a disk pool's new partition itself."""
-        return None
+        """A disk pool's next partition name, which libvirt requires (the disk's name, a
+        'p' where the kernel puts one, the lowest number no partition has: gpt's rule; a
+        dos label's logical partitions are not worked out); None for other types."""
+        plain = self.plain(pool)
+
+        def run() -> tuple[str, list[str]]:
+            found = self.lc._pool(plain)
+            return str(found.XMLDesc(0)), [str(v.name()) for v in found.listAllVolumes(0)]
+        xml, names = self.lc._call(run, f"cannot read pool '{plain}'")
+        doc = _doc(xml)
+        device = doc.find("source/device")
+        if doc.get("type") != "disk" or device is None or not device.get("path"):
+            return None
+        disk = device.get("path", "")
+        separator = {"yes": True, "no": False}.get(device.get("part_separator", ""))
+        used = {partition_number(disk, name, separator) for name in names}
+        number = next(n for n in range(1, len(used) + 2) if n not in used)
+        return partition_name(disk, number, separator)
 
     # == pool verbs =====================================================================
     @_guarded

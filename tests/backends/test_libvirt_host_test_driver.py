@@ -385,3 +385,16 @@ def test_a_failed_connect_says_why_and_leaves_no_thread(tmp_path: Path) -> None:
     while workers() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert workers() == 0
+
+
+def test_a_disk_pools_next_partition_name(host: LibvirtHostController, other: Any) -> None:
+    host.define_pool("<pool type='disk'><name>dk</name><source><device path='/dev/loop7'/>"
+                     "<format type='gpt'/></source><target><path>/dev</path></target></pool>")
+    host.start_pool("dk@t")
+    vdef = VolumeDef(name="", capacity=1 << 20)
+    assert host.volume_name_for("dk@t", vdef) == "loop7p1"
+    pool = other.storagePoolLookupByName("dk")
+    for name in ("loop7p1", "loop7p3"):
+        pool.createXML(f"<volume><name>{name}</name><capacity>1048576</capacity></volume>", 0)
+    assert host.volume_name_for("dk@t", vdef) == "loop7p2"  # parted's lowest free number
+    assert host.volume_name_for(POOL, vdef) is None  # a dir pool's names are free
