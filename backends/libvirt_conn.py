@@ -137,7 +137,11 @@ class Connection:
                                         name=f"libvirt {uri}")
         self._worker.start()
         self.conn: Any = None
-        self.conn = self.call(self._open, f"cannot connect to '{uri}'")
+        try:
+            self.conn = self.call(self._open, f"cannot connect to '{uri}'")
+        except BaseException:
+            self._jobs.put(None)  # the worker ends (after the open, if it still hangs)
+            raise
 
     def _open(self) -> Any:
         lv = self.libvirt

@@ -28,7 +28,7 @@ What a remote host cannot say, or says only at a price, is left out: block_devic
 (a remote host's disks are not listed), build_warning is None, stored_volumes is None for
 pool types whose libvirt delete removes only an empty directory and an error otherwise
 (libvirt cannot look into an inactive pool: the delete dialog then says so and forces),
-startup_problems is [], and volume_name_for is None (libvirt names partitions itself).
+and startup_problems is [].
 """
 
 from __future__ import annotations
@@ -40,14 +40,15 @@ from typing import Any, TypeVar
 
 from lxml import etree
 
-from . import libvirt_checks, volume_requests, xmlio
+from . import libvirt_checks, xmlio
 from .drivers import features, pool_types
+from .drivers.parted_table import partition_name, partition_number
 from .errors import AlreadyExists, PoolkeeperError, PoolNotFound, StateError, Unsupported
 from .events import EventBus, PoolChanged, Subscriber
 from .jobs import Job, JobManager
 from .libvirt_conn import ConnectionLost
 from .libvirt_controller import LibvirtController
-from .libvirt_host_jobs import HostVolumeVerbs
+from .libvirt_host_jobs import HostVolumeVerbs, checked
 from .libvirt_host_listing import VolumeListing
 from .libvirt_secrets import LibvirtSecrets
 from .model import (
@@ -205,7 +206,12 @@ class LibvirtHostController:
             self.lc.connection.lost = why
         self.listing.stop()
         if self._on_lost is not None:
-            self._on_lost(why)
+            try:
+                self._on_lost(why)
+            except Exception:  # the owner's bug must not hide the loss from the caller
+                import logging
+
+                logging.getLogger(__name__).exception("on_lost failed")
 
     def _register(self) -> None:
         """The close callback and the pool events (on the connection's worker)."""
@@ -233,7 +239,7 @@ class LibvirtHostController:
     def _lifecycle(self, _conn: Any, pool: Any, event: int, _detail: int, _opaque: Any
                    ) -> None:
         """A pool lifecycle event (libvirt's event loop thread: no RPC here)."""
-        if not 0 <= event < len(LIFECYCLE):
+        if not 0 <= event < len(LIFECYCLE) or self._closing:
             return
         pid = self.qualify(str(pool.name()))
         reason = LIFECYCLE[event]
@@ -243,6 +249,8 @@ class LibvirtHostController:
 
     def _refreshed(self, _conn: Any, pool: Any, _opaque: Any) -> None:
         """A pool refresh event: said at once, the pool listed again on a thread."""
+        if self._closing:
+            return  # (a connection close() could not close still hears libvirt)
         pid = self.qualify(str(pool.name()))
         self.bus.publish(PoolChanged(pid, "refreshed"))
 
@@ -269,6 +277,8 @@ class LibvirtHostController:
         self.listing.stop()
         self._jobs.shutdown(cancel=True, wait=False)
         conn = self.lc.connection
+        if self._lost is None and conn.lost is None:
+            self.listing.settle(1.0)  # a batch on its way would keep it from closing
         if self._lost is None and conn.lost is None and not conn.busy:
             def unregister() -> None:
                 for event_id in self._events:
@@ -455,7 +465,7 @@ class LibvirtHostController:
                     return
                 raise AlreadyExists(f"a pool named '{pdef.name}' already exists on "
                                     f"'{self.uri}'; choose another name")
-        return volume_requests.refusal_of_check(check)
+        return checked(check)
 
     @_guarded
     def check_volume_def(self, pool: str, vdef: VolumeDef) -> Refusal | None:
@@ -474,9 +484,26 @@ class LibvirtHostController:
         return self.volumes.check_resize(pool, name, capacity, delta=delta, shrink=shrink,
                                          allocate=allocate)
 
+    @_guarded
     def volume_name_for(self, pool: str, vdef: VolumeDef) -> str | None:
-        """None: libvirt names a disk pool's new partition itself."""
-        return None
+        """A disk pool's next partition name, which libvirt requires (the disk's name, a
+        'p' where the kernel puts one, the lowest number no partition has: gpt's rule; a
+        dos label's logical partitions are not worked out); None for other types."""
+        plain = self.plain(pool)
+
+        def run() -> tuple[str, list[str]]:
+            found = self.lc._pool(plain)
+            return str(found.XMLDesc(0)), [str(v.name()) for v in found.listAllVolumes(0)]
+        xml, names = self.lc._call(run, f"cannot read pool '{plain}'")
+        doc = _doc(xml)
+        device = doc.find("source/device")
+        if doc.get("type") != "disk" or device is None or not device.get("path"):
+            return None
+        disk = device.get("path", "")
+        separator = {"yes": True, "no": False}.get(device.get("part_separator", ""))
+        used = {partition_number(disk, name, separator) for name in names}
+        number = next(n for n in range(1, len(used) + 2) if n not in used)
+        return partition_name(disk, number, separator)
 
     # == pool verbs =====================================================================
     @_guarded
@@ -522,6 +549,13 @@ class LibvirtHostController:
         plain = self.plain(name)
         self.lc.refuse_pool_delete(plain, force)
         self.lc.delete_pool(plain)
+
+    @_guarded
+    def refresh_pool(self, name: str) -> None:
+        """libvirt's pool-refresh (not in the TUI's protocol: list_volumes does not, as
+        the daemon then reads every volume again before the first row): what was made
+        behind libvirt's back appears, through the refresh event (_refreshed)."""
+        self.lc.refresh_pool(self.plain(name))
 
     @_guarded
     def set_autostart(self, name: str, enabled: bool = True) -> None:

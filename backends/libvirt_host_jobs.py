@@ -32,6 +32,7 @@ from .errors import (
     VolumeNotFound,
 )
 from .jobs import Job
+from .libvirt_conn import ConnectionLost
 from .libvirt_controller import LibvirtController
 from .libvirt_host_listing import read_row
 from .model import WIPE_ALGORITHMS, PoolSizes, PoolStatus, VolumeDef, VolumeInfo
@@ -58,12 +59,27 @@ def _exists(lc: LibvirtController, plain: str, name: str) -> bool:
     return bool(lc._call(look, f"cannot look for volume '{name}' in pool '{plain}'"))
 
 
-def follow(job: Job, inner: Job, what: str, cancellable: bool,
+def checked(check: Callable[[], object], allocation_asked: bool = False) -> Refusal | None:
+    """volume_requests.refusal_of_check, but a lost connection is raised, not shown as a
+    refusal: the controller's owner must hear of it (on_lost)."""
+    lost: list[ConnectionLost] = []
+
+    def run() -> None:
+        try:
+            check()
+        except ConnectionLost as exc:
+            lost.append(exc)
+    refusal = volume_requests.refusal_of_check(run, allocation_asked)
+    if lost:
+        raise lost[0]
+    return refusal
+
+
+def follow(job: Job, inner: Job, cancellable: bool,
            poll: Callable[[], tuple[int, int] | None] | None = None) -> Any:
     """Wait for `inner` (a job of libvirt_volumes or libvirt_streams) as `job`: its
     progress copied (or, with `poll`, (done, total) asked every POLL seconds), a cancel
-    passed on where libvirt can stop; its result, or its error."""
-    warned = False
+    passed on where libvirt can stop (`cancellable`); its result, or its error."""
     step = 0.1
     waited = 0.0
     while not inner.join(step):
@@ -71,11 +87,7 @@ def follow(job: Job, inner: Job, what: str, cancellable: bool,
         if job.cancelled:
             if cancellable:
                 inner.cancel()
-            elif not warned:
-                job.warnings.append(f"libvirt cannot cancel {what} once it has begun: it "
-                                    "ran to its end")
-                warned = True
-            continue
+            continue  # (else the job's end says libvirt could not: HostVolumeVerbs.run)
         done, total = inner.done, inner.total
         if poll is not None and waited >= POLL:
             waited = 0.0
@@ -164,7 +176,7 @@ class HostVolumeVerbs:
         return xmlio.format_volume(vdef)
 
     def check_volume_def(self, pid: str, vdef: VolumeDef) -> Refusal | None:
-        return volume_requests.refusal_of_check(lambda: self._volume_request(pid, vdef),
+        return checked(lambda: self._volume_request(pid, vdef),
                                                 allocation_asked=bool(vdef.allocation))
 
     def _clone_request(self, pid: str, source: str, new_name: str, target_pool: str | None,
@@ -194,7 +206,7 @@ class HostVolumeVerbs:
     def check_clone(self, pid: str, source: str, new_name: str, *,
                     target_pool: str | None = None, xml: str | bytes | None = None
                     ) -> Refusal | None:
-        return volume_requests.refusal_of_check(
+        return checked(
             lambda: self._clone_request(pid, source, new_name, target_pool, xml))
 
     def _resize_request(self, pid: str, name: str, capacity: int, delta: bool,
@@ -213,7 +225,7 @@ class HostVolumeVerbs:
 
     def check_resize(self, pid: str, name: str, capacity: int, *, delta: bool = False,
                      shrink: bool = False, allocate: bool = False) -> Refusal | None:
-        return volume_requests.refusal_of_check(
+        return checked(
             lambda: self._resize_request(pid, name, capacity, delta, shrink, allocate),
             allocation_asked=allocate)
 
@@ -240,7 +252,8 @@ class HostVolumeVerbs:
 
         def allocated() -> tuple[int, int] | None:
             try:  # on the controller's connection: the job's is busy with the clone
-                return host.lc.volume_info(dst_plain, name).allocation, src.allocation
+                done = host.lc.volume_info(dst_plain, name).allocation
+                return min(done, src.allocation), src.allocation  # (a block more, at times)
             except PoolkeeperError:
                 return None  # not made yet
 
@@ -248,10 +261,10 @@ class HostVolumeVerbs:
             inner = libvirt_volumes.create_from(lc, dst_plain, text, src_plain, source,
                                                 prealloc_metadata=prealloc_metadata,
                                                 reflink=reflink)
-            follow(job, inner, "a clone", False, allocated)
+            follow(job, inner, False, allocated)
             return self._refreshed(dst, name, added=True)
 
-        return self.run("clone", f"clone {source} to {name}", dst, name, work)
+        return self.run("clone", f"clone {source} to {name}", dst, name, work, "a clone")
 
     def delete_volume(self, pid: str, name: str) -> None:
         lc, plain = self.host.lc, self.host.plain(pid)
@@ -268,10 +281,10 @@ class HostVolumeVerbs:
         self.host.lc.refuse_in_use(plain, name, "wipe")
 
         def work(job: Job, lc: LibvirtController) -> VolumeInfo:
-            follow(job, libvirt_volumes.wipe(lc, plain, name, algorithm), "a wipe", False)
+            follow(job, libvirt_volumes.wipe(lc, plain, name, algorithm), False)
             return self._refreshed(pid, name)
 
-        return self.run("wipe", f"wipe {name} ({algorithm})", pid, name, work)
+        return self.run("wipe", f"wipe {name} ({algorithm})", pid, name, work, "a wipe")
 
     def resize_volume(self, pid: str, name: str, capacity: int, *, delta: bool = False,
                       shrink: bool = False, allocate: bool = False) -> Job:
@@ -298,7 +311,7 @@ class HostVolumeVerbs:
         def work(job: Job, lc: LibvirtController) -> int:
             inner = libvirt_streams.upload(lc, plain, name, src_path, offset=offset,
                                            length=length)
-            done = int(follow(job, inner, "an upload", True))
+            done = int(follow(job, inner, True))
             self._refreshed(pid, name)
             return done
 
@@ -315,6 +328,6 @@ class HostVolumeVerbs:
         def work(job: Job, lc: LibvirtController) -> int:
             inner = libvirt_streams.download(lc, plain, name, dst_path, offset=offset,
                                              length=length, sparse=sparse)
-            return int(follow(job, inner, "a download", True))
+            return int(follow(job, inner, True))
 
         return self.run("download", f"download {name}", pid, name, work)

@@ -6,8 +6,10 @@ one listAllVolumes call, whose answer carries each volume's name and key (no RPC
 the rows go into the cache at once as pending volumes (VolumeInfo.pending: format "",
 capacity 0; the key as the path where the key is one), and a thread reads their XML in
 batches of BATCH volumes, one connection call per batch, so the TUI's own calls get the
-connection between batches. Each batch is put INTO the pending infos (VolumeCache.probed)
-and published as VolumesChanged(changed=...). probe_first moves names to the front.
+connection between batches (the next batch is asked for while the last one's XML is
+read, so the daemon and this process work at once). Each batch is put INTO the pending
+infos (VolumeCache.probed) and published as VolumesChanged(changed=...). probe_first
+moves names to the front.
 
 A volume listed before and still there (same key) keeps its row in a new listing and is
 read again after the pending ones ("stale"): what differs is published as changed.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, wait
 from typing import Any
 
 from .errors import PoolkeeperError
@@ -67,6 +70,7 @@ class VolumeListing:
         self._vols: dict[str, dict[str, Any]] = {}  # pool id -> name -> virStorageVol
         self._stale: dict[str, dict[str, None]] = {}  # pool id -> names to read again
         self._first: dict[str, list[str]] = {}  # pool id -> names to read first
+        self._calls: set[Future[Any]] = set()  # batches on their way
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._filler: threading.Thread | None = None
@@ -154,16 +158,20 @@ class VolumeListing:
                 self._filler.start()
         self._wake.set()
 
-    def _next(self) -> tuple[str, list[VolumeInfo], list[str]] | None:
+    def _next(self, busy: frozenset[str] = frozenset()
+              ) -> tuple[str, list[VolumeInfo], list[str]] | None:
         """(pool id, pending infos, stale names) of the next batch: a pool someone asked
-        to go first, else pending rows, else rows to read again."""
+        to go first, else pending rows, else rows to read again; none of `busy` (being
+        read already)."""
         with self._guard:
             order = list(self._first) + [p for p in self._vols if p not in self._first]
             first = {p: self._first.pop(p, []) for p in order}
         for pid in order:
             if pid not in self._vols:
                 continue
-            pending = self.cache.pending(pid, first.get(pid, ()), BATCH)
+            pending = [v for v in self.cache.pending(pid, first.get(pid, ()),
+                                                     BATCH + len(busy))
+                       if v.name not in busy][:BATCH]
             if pending:
                 return pid, pending, []
         with self._guard:
@@ -175,38 +183,62 @@ class VolumeListing:
                     return pid, [], names
         return None
 
-    def _read(self, pid: str, names: list[str]) -> dict[str, VolumeInfo | None]:
-        """The volumes' XML, one connection call for them all (None: gone)."""
+    def _fetch(self, pid: str, names: list[str]) -> Future[dict[str, str | None]]:
+        """The volumes' XML (None: gone), one connection call for them all, on a thread
+        of its own: the fill reads what the last batch brought while this one comes."""
         with self._guard:
-            vols = dict(self._vols.get(pid, {}))
+            table = self._vols.get(pid, {})
+            vols = [(name, table.get(name)) for name in names]
         lv = self.lc.libvirt
 
-        def run() -> dict[str, VolumeInfo | None]:
-            found: dict[str, VolumeInfo | None] = {}
-            for name in names:
-                vol = vols.get(name)
+        def run() -> dict[str, str | None]:
+            found: dict[str, str | None] = {}
+            for name, vol in vols:
                 try:
-                    found[name] = None if vol is None else read_row(vol.XMLDesc(0))
+                    found[name] = None if vol is None else str(vol.XMLDesc(0))
                 except lv.libvirtError as exc:
                     if exc.get_error_code() != lv.VIR_ERR_NO_STORAGE_VOL:
                         raise
                     found[name] = None  # deleted meanwhile
                 self.lc.connection.alive()
             return found
-        found: dict[str, VolumeInfo | None] = self.lc._call(
-            run, f"cannot read the volumes of pool '{self._plain.get(pid, pid)}'")
-        return found
+
+        future: Future[dict[str, str | None]] = Future()
+
+        def call() -> None:
+            try:
+                if self._stop.is_set():
+                    raise PoolkeeperError("the listing was stopped")
+                future.set_result(self.lc._call(
+                    run, f"cannot read the volumes of pool '{self._plain.get(pid, pid)}'"))
+            except BaseException as exc:  # handed to the fill thread
+                future.set_exception(exc)
+            finally:
+                with self._guard:
+                    self._calls.discard(future)
+        with self._guard:
+            self._calls.add(future)
+        threading.Thread(target=call, daemon=True, name="pk-fill-call").start()
+        return future
 
     def _fill(self) -> None:
+        ahead: tuple[tuple[str, list[VolumeInfo], list[str]], Future[Any]] | None = None
         while not self._stop.is_set():
-            work = self._next()
-            if work is None:
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            pid, pending, stale = work
+            if ahead is None:
+                work = self._next()
+                if work is None:
+                    self._wake.wait(1.0)
+                    self._wake.clear()
+                    continue
+                ahead = (work, self._fetch(work[0], [v.name for v in work[1]] or work[2]))
+            (pid, pending, stale), future = ahead
+            names = [v.name for v in pending] or stale
+            following = self._next(frozenset(names))  # asked for before this is read
+            ahead = None if following is None else (following, self._fetch(
+                following[0], [v.name for v in following[1]] or following[2]))
             try:
-                found = self._read(pid, [v.name for v in pending] or stale)
+                found = {n: None if xml is None else read_row(xml)
+                         for n, xml in future.result().items()}
             except ConnectionLost as exc:
                 self._lost(exc)
                 return
@@ -255,3 +287,10 @@ class VolumeListing:
         self._wake.set()
         with self._guard:
             self._vols.clear()
+
+    def settle(self, timeout: float) -> None:
+        """After stop(): wait up to `timeout` seconds for the calls on their way (so the
+        connection is free to be closed; a dead peer's are not waited for longer)."""
+        with self._guard:
+            calls = list(self._calls)
+        wait(calls, timeout)

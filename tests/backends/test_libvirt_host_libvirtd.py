@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from backends.errors import StateError
 from backends.events import JobProgress, PoolChanged, VolumesChanged
 from backends.libvirt_conn import ConnectionLost
 from backends.libvirt_host import LibvirtHostController
@@ -124,6 +125,8 @@ def test_an_upload_is_cancelled_mid_stream(ctl: LibvirtHostController, host: Hos
         while job.done < MiB:
             assert time.monotonic() < deadline and not job.finished, job.error
             time.sleep(0.05)
+        with pytest.raises(StateError, match="jobs running"):
+            ctl.stop_pool(pid)
         job.cancel()
         time.sleep(0.5)  # passed on to the stream's own job within a tenth of a second
         with pytest.raises(BrokenPipeError):  # the upload stops reading
@@ -153,6 +156,11 @@ def test_refresh_events_from_another_process(ctl: LibvirtHostController, host: H
     seen.wait(lambda ev: "outside.img" in seen.changed(pid), timeout=20)
     [row] = ctl.cached_volumes(pid, ["outside.img"])
     assert (row.capacity, row.pending, row.path) == (5000, False, str(outside))
+    (target / "second.img").write_bytes(b"y" * 700)
+    os.chown(target / "second.img", NOBODY, NOBODY)
+    ctl.refresh_pool(pid)  # the controller's own refresh: the same event, the same relist
+    seen.wait(lambda ev: "second.img" in seen.changed(pid), timeout=20)
+    assert ctl.cached_volumes(pid, ["second.img"])[0].capacity == 700
     host.virsh("pool-destroy", "refresh")
     seen.wait(lambda ev: "stopped" in seen.pool_reasons(pid), timeout=20)
     assert ctl.cached_volumes(pid) == []
@@ -180,6 +188,8 @@ def test_a_killed_daemon_is_reported_and_calls_fail_fast() -> None:
                     ctl.list_pools()
                 with pytest.raises(ConnectionLost):
                     ctl.pool_info("x@k")
+                with pytest.raises(ConnectionLost):  # not a refusal shown on a form
+                    ctl.check_volume_def("x@k", VolumeDef(name="v", capacity=MiB))
                 assert time.monotonic() - began < 1.0
                 time.sleep(0.5)
                 assert len(told) == 1  # once
@@ -249,7 +259,7 @@ def test_a_clone_shows_progress_by_the_new_volumes_allocation(
     job.wait(120)
     totals = {(e.job.done, e.job.total) for e in seen.events
               if isinstance(e, JobProgress) and e.job is job}
-    allocation = (target / "big.raw").stat().st_blocks * 512
+    allocation = ctl.lc.volume_info("progress", "big.raw").allocation  # as libvirt says
     # (each look while it runs, and one as it ends: a fast disk copies it between two)
     assert any(total == allocation and 0 < done <= total for done, total in totals), totals
     subprocess.run(["qemu-img", "compare", str(target / "big.raw"), str(target / "copy.raw")],

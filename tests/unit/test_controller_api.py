@@ -72,6 +72,8 @@ def instance(request: pytest.FixtureRequest, ctl: StorageController) -> Any:
     if request.param is Fleet:
         return Fleet(ctl, ctl.paths.config_dir)
     if request.param is LibvirtHostController:  # libvirt's test driver, in this process
+        pytest.importorskip("libvirt", reason="libvirt-python is not installed "
+                            "(pip install -e '.[libvirt]')")
         host = LibvirtHostController("test:///default", "t")
         request.addfinalizer(host.close)
         return host
