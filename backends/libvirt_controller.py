@@ -39,7 +39,8 @@ def _doc(xml: str) -> Any:
 
 def _int(node: Any, path: str) -> int | None:
     text = node.findtext(path)
-    return int(text) if text and text.strip().isdigit() else None
+    text = text.strip() if text else ""
+    return int(text) if text.isascii() and text.isdigit() else None  # (not "²")
 
 
 def _source_summary(src: Any) -> str:

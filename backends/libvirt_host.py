@@ -75,7 +75,8 @@ def _doc(xml: str) -> Any:
 
 
 def _int(text: str | None) -> int:
-    return int(text) if text and text.strip().isdigit() else 0
+    text = text.strip() if text else ""
+    return int(text) if text.isascii() and text.isdigit() else 0  # (not "²": ValueError)
 
 
 def device_layouts(pool_xml: str, volume_xmls: Iterable[str]) -> list[DeviceLayout]:
