@@ -136,9 +136,14 @@ class Job(JobContext):
 
 
 class JobManager:
-    def __init__(self, bus: EventBus, max_workers: int = 4) -> None:
+    def __init__(self, bus: EventBus, max_workers: int = 4, daemon: bool = False) -> None:
+        """`daemon`: each job on a daemon thread (at most `max_workers` at once), which the
+        process does not wait for at exit: for jobs in another host's calls that cannot be
+        stopped (that host finishes them), so that q leaves at once. Else a thread pool,
+        which the interpreter joins at exit (this host's jobs clean up first)."""
         self._bus = bus
         self._max_workers = max_workers
+        self._daemon_slots = threading.BoundedSemaphore(max_workers) if daemon else None
         # made at the first job: a listing starts none, and concurrent.futures (with
         # logging) costs a command ~3 ms to import
         self._pool: ThreadPoolExecutor | None = None
@@ -152,6 +157,17 @@ class JobManager:
         return job
 
     def start(self, job: Job, fn: Callable[[Job], Any]) -> Job:
+        slots = self._daemon_slots
+        if slots is not None:
+            with self._lock:
+                self._jobs[job.id] = job
+
+            def run() -> None:
+                with slots:
+                    job._run(fn)
+
+            threading.Thread(target=run, daemon=True, name=f"pk-job {job.id}").start()
+            return job
         with self._lock:
             self._jobs[job.id] = job
             if self._pool is None:

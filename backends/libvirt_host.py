@@ -148,7 +148,7 @@ class LibvirtHostController:
         self._lost_lock = threading.Lock()
         self._closing = False
         self.bus = EventBus()
-        self._jobs = JobManager(self.bus, max_jobs)
+        self._jobs = JobManager(self.bus, max_jobs, daemon=True)  # (q never waits on a host)
         self.lc = LibvirtController(uri, timeout)
         self.timeout = self.lc.connection.timeout
         self.lv = self.lc.libvirt
