@@ -16,6 +16,7 @@ from textual.widgets._footer import FooterKey
 import tui.dialogs
 from tests.tui.test_dialogs import all_dialogs, opened, pool, shown
 from tui.dialogs import DeletePoolDialog, Dialog, ErrorDialog, SecretDialog
+from tui.dialogs.connection import ConnectionDialog
 from tui.dialogs.fields import Radio
 
 # The footer key of each button's action.
@@ -26,7 +27,8 @@ def every_dialog() -> list[Screen[Any]]:
     return [*all_dialogs(False),
             ErrorDialog("Error", "it failed", ascii=False),  # no retry: Close only
             DeletePoolDialog(pool(type="fs"), held=[], ascii=False),
-            SecretDialog("iscsi-chap", ascii=False)]
+            SecretDialog("iscsi-chap", ascii=False),
+            ConnectionDialog(name="kvm2", uri="qemu+ssh://root@kvm2/system", ascii=False)]
 
 
 def dialog_classes() -> set[type]:

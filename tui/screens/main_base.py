@@ -239,6 +239,18 @@ class MainScreenBase(Screen[None]):
             self.table.clear_marks()
             self.tree.select_pool(name)
             self._show_filter_of(name)
+            if self.view is not None and self.view.status.name != name:
+                # Not the last pool's rows and header under this pool's name: until
+                # they come, no key acts on a volume (the same name on another pool, or
+                # on another host, is another volume)
+                self.view = None
+                self.table.empty_text = "reading the pool..."
+                self.table.set_volumes([])
+                self.table.set_free_extents([])
+                self.query_one("#extents", ExtentBar).display = False
+                self.query_one("#pool-header", Static).update(
+                    Text(f"{shown(name, self.ascii)}: reading the pool...", style="bold"))
+                self._refresh_bindings_if_changed()
         self.load_volumes(name)
 
     def _show_filter_of(self, pool: str) -> None:
@@ -562,8 +574,10 @@ class MainScreenBase(Screen[None]):
         if action in ("define_pool", "toggle_jobs", "toggle_log", "toggle_routine_log", "help",
                       "filter"):
             return None
-        if self.selected is None or self.view is None:
+        if self.selected is None:
             return "no pool selected"
+        if self.view is None or self.view.status.name != self.selected:
+            return f"'{self.selected}' is being read; a moment"
         status, features = self.view.status, self.view.features
         if features is None:
             return f"'{status.type}' pools are not available in this version"
