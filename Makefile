@@ -70,6 +70,7 @@ bench: system-deps $(BENCH_STAMP)
 	$(PY) bench/cli.py $(BENCH_ARGS)
 	$(PY) bench/connect.py $(BENCH_ARGS)
 	$(PY) bench/host_listing.py $(BENCH_ARGS)
+	$(PY) bench/fleet.py $(BENCH_ARGS)
 
 # The long fuzz run (atheris and Hypothesis, fuzz/run.py): FUZZ_SECONDS in all, split
 # between the targets, then a summary. `make test` runs the short Hypothesis part.
