@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .api import Controller
 from .connection_store import ConnectionStore
@@ -129,11 +130,25 @@ class Fleet:
         self.native = native
         self.bus = EventBus()
         self.store = ConnectionStore(config_dir)
-        self.links = Links(self.store, factory, self.bus.publish)
+        self.links = Links(self.store, self._made_by(factory), self.bus.publish)
         self._current = THIS_HOST
         self._native_names: set[str] = set()  # this host's pools, as last listed
         self._jobs = FleetJobs(self)
         native.subscribe(self.bus.publish)
+
+    def _made_by(self, factory: MemberFactory) -> MemberFactory:
+        """The factory, each member told what this host refuses as a download target."""
+        def make(uri: str, name: str, on_lost: Callable[[str], None]) -> Any:
+            member = factory(uri, name, on_lost)
+            member.local_target_check = self._native_target_check  # type: ignore[attr-defined]
+            return member
+        return make
+
+    def _native_target_check(self, st: os.stat_result, path: str) -> None:
+        """On the file a download from another host opened: not a pool's of this host."""
+        targets = getattr(self.native, "_download_targets", None)
+        if targets is not None:
+            targets.refuse_pool_object(st, path, VolumeInfo(name="", key="", path=""))
 
     # == connections ===================================================================
     def open(self) -> None:

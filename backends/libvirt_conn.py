@@ -137,15 +137,24 @@ class Connection:
                                         name=f"libvirt {uri}")
         self._worker.start()
         self.conn: Any = None
+        self._abandoned = False  # the caller gave up on the open (its deadline)
+        self._open_lock = threading.Lock()
         try:
             self.conn = self.call(self._open, f"cannot connect to '{uri}'")
         except BaseException:
+            with self._open_lock:
+                self._abandoned = True  # an open that still ends closes what it opened
             self._jobs.put(None)  # the worker ends (after the open, if it still hangs)
             raise
 
     def _open(self) -> Any:
         lv = self.libvirt
         conn = lv.open(self.uri)
+        with self._open_lock:
+            if self._abandoned:  # too late: nobody will use or close it but here
+                conn.close()
+                raise ConnectionLost(f"the connection to '{self.uri}' came after its "
+                                     "deadline and was closed")
         if not self.events and not _loop_started:
             return conn
         try:

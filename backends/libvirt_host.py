@@ -34,6 +34,7 @@ and startup_problems is [].
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -148,6 +149,9 @@ class LibvirtHostController:
         self._lost_lock = threading.Lock()
         self._closing = False
         self.bus = EventBus()
+        # A download's destination is on this machine: the Fleet sets what this host's own
+        # engine refuses as one (its pools' volumes), checked on the file the job opens
+        self.local_target_check: Callable[[os.stat_result, str], None] | None = None
         self._jobs = JobManager(self.bus, max_jobs, daemon=True)  # (q never waits on a host)
         self.lc = LibvirtController(uri, timeout)
         self.timeout = self.lc.connection.timeout

@@ -325,9 +325,12 @@ class HostVolumeVerbs:
         if not _exists(self.host.lc, plain, name):
             raise VolumeNotFound(f"no volume named '{name}' in pool '{pid}'")
 
+        local_check = self.host.local_target_check  # this host's pools (Fleet)
+
         def work(job: Job, lc: LibvirtController) -> int:
             inner = libvirt_streams.download(lc, plain, name, dst_path, offset=offset,
-                                             length=length, sparse=sparse)
+                                             length=length, sparse=sparse,
+                                             also_check=local_check)
             return int(follow(job, inner, True))
 
         return self.run("download", f"download {name}", pid, name, work)

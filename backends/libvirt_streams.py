@@ -20,7 +20,12 @@ from typing import Any
 
 from . import libvirt_checks
 from .errors import InsufficientSpace, PoolkeeperError, ValidationError
-from .fileops.download import _write_stream, checking_download_targets, open_download_target
+from .fileops.download import (
+    TargetCheck,
+    _write_stream,
+    checking_download_targets,
+    open_download_target,
+)
 from .fileops.primitives import _pwrite_all, _unlink_ours
 from .fileops.sparse import _data_segments
 from .fileops.streams import check_range
@@ -147,8 +152,21 @@ def _send_range(lc: LibvirtController, job: Job, stream: Any, fd: int, pos: int,
     return pos
 
 
+def _both(first: TargetCheck | None, second: TargetCheck | None) -> TargetCheck | None:
+    """Both checks of a download's destination (`also_check`: this host's own pools, where
+    the connection's host is another one: Fleet)."""
+    if first is None or second is None:
+        return first or second
+
+    def check(st: os.stat_result, path: str) -> None:
+        first(st, path)
+        second(st, path)
+    return check
+
+
 def download(lc: LibvirtController, pool: str, name: str, dst_path: str, *, offset: int = 0,
-             length: int | None = None, sparse: bool = False) -> Job:
+             length: int | None = None, sparse: bool = False,
+             also_check: TargetCheck | None = None) -> Job:
     """A job receiving the volume from `offset` (at most `length` bytes) into `dst_path`;
     its result is the number of bytes of the volume covered. The stream is started before
     the local file is opened, so a refusal (an offset past the end, a driver without
@@ -210,6 +228,7 @@ def download(lc: LibvirtController, pool: str, name: str, dst_path: str, *, offs
         holes = sparse and _regular_or_new(dst_path)
         stream, total, check = lc._call(lambda: begin(holes),
                                         f"cannot download volume '{name}'", long=True)
+        check = _both(check, also_check)
         try:
             with checking_download_targets(check) if check else contextlib.nullcontext():
                 fd, created = open_download_target(dst_path, job)

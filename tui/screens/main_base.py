@@ -36,6 +36,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, Input, Static, Tree
 
@@ -64,6 +65,7 @@ from ..widgets.usage import level, usage_bar
 from ..widgets.volume_table import VolumeTable
 from .help import HelpScreen
 
+HEADER_EVERY = 0.25  # seconds between the header's counts while volumes come in
 POOL_ACTIONS = {"build_pool", "start_stop", "toggle_autostart", "delete_pool", "refresh",
                 "edit_xml"}
 # What a pool's volume_limit (e.g. no device-mapper under a logical pool) rules out.
@@ -130,6 +132,8 @@ class MainScreenBase(Screen[None]):
         # whose rows came that way since they started (no second listing on 'started').
         self._listing: set[str] = set()
         self._streamed: set[str] = set()
+        self._header_at = 0.0  # when the header's counts were last shown (_header_soon)
+        self._header_timer: Timer | None = None
 
     # == layout ========================================================================
     def compose(self) -> ComposeResult:
@@ -476,12 +480,31 @@ class MainScreenBase(Screen[None]):
             # it all again, which would slow the reading down); the rest once it is over
             self.view = replace(view, count=self.table.total_count,
                                 pending=self.table.pending_count)
-            self.query_one("#pool-header", Static).update(self._header_text(self.view))
+            self._header_soon()
             self._refresh_bindings_if_changed()  # (a key waits for the cursor row's header)
         else:
             self.load_header(event.pool)
         if self.table.pending_count:
             self._probe_timer.resume()
+
+    def _header_soon(self) -> None:
+        """The header's counts, at most every HEADER_EVERY seconds while batches come in
+        (each update lays out the screen: per batch, that was most of the TUI's time while
+        a big pool's sizes came in), the last one always shown."""
+        now = time.monotonic()
+        if self._header_timer is not None:
+            return  # one is due: it shows the counts as they are then
+        wait = self._header_at + HEADER_EVERY - now
+        if wait > 0:
+            self._header_timer = self.set_timer(wait, self._header_now)
+        else:
+            self._header_now()
+
+    def _header_now(self) -> None:
+        self._header_timer = None
+        self._header_at = time.monotonic()
+        if self.view is not None and self.view.status.name == self.selected:
+            self.query_one("#pool-header", Static).update(self._header_text(self.view))
 
     def _probe_shown(self) -> None:
         """Ask for the headers of the unread rows on screen (and a page around) first."""

@@ -348,8 +348,8 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         if structural or layout_changed:
             self._fix_cursor(old_index, old_offset)
             self.refresh()
-        elif len(touched) > self._page_height():  # (headers read): repaint, do not seek each
-            self.refresh()
+        elif len(touched) > self._page_height():  # (headers read): look at the rows on
+            self._refresh_shown(set(touched))  # screen, not where each one is
         else:
             self._refresh_names(touched)
 
@@ -525,6 +525,15 @@ class VolumeTable(ScrollView, can_focus=True, inherit_bindings=False):
         y = index - self.scroll_offset.y
         if 0 <= y < self._page_height():
             self.refresh(Region(0, y + 1, max(self.size.width, 1), 1))
+
+    def _refresh_shown(self, names: set[str]) -> None:
+        """Repaint the lines on screen whose volume is one of `names` (none on screen:
+        nothing; a big pool's sizes filled in batches are mostly off screen, and a whole
+        repaint per batch was most of the TUI's time while they came)."""
+        data, top = self._data, int(self.scroll_offset.y)
+        for index in range(top, min(top + self._page_height(), len(data.rows))):
+            if data.row(index).name in names:
+                self._refresh_index(index)
 
     def _refresh_names(self, names: Iterable[str]) -> None:
         data = self._data
