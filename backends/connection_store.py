@@ -42,8 +42,10 @@ def check_connection_name(name: str) -> str:
 
 def check_uri(uri: str) -> str:
     uri = uri.strip()
+    # printable ASCII only (libvirt's URIs are, percent-encoded): no control character,
+    # no 8-bit CSI, no bidi override reaches a terminal or a field showing it
     if not uri or "://" not in uri or len(uri) > MAX_URI or any(
-            ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
+            not 0x21 <= ord(c) <= 0x7E for c in uri):
         raise ValidationError(f"'{uri}' is not a libvirt URI: e.g. qemu:///system, "
                               "qemu+ssh://root@kvm2/system, test:///default")
     return uri

@@ -243,6 +243,17 @@ class Fleet:
             self._refuse_ambiguous(pool, link)
         return self._member(link)
 
+    def refresh_pool(self, pool: str) -> bool:
+        """Ask the pool's host to read the pool again (libvirt's pool-refresh: what was
+        made behind its back appears, through its refresh event). False: this host's pool,
+        which the live monitor already follows (a listing reads it)."""
+        ctl = self._for(pool)
+        refresh = getattr(ctl, "refresh_pool", None)
+        if ctl is self.native or refresh is None:
+            return False
+        refresh(pool)
+        return True
+
     def controllers(self) -> list[Controller]:
         return [self.native] + self.links.members()
 

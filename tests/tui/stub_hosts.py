@@ -7,6 +7,7 @@ there). The real thing is tested in tests/tui/test_hosts_live.py on private libv
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,20 @@ class StubHost:
         self.suffix = f"@{name}"
         self._on_lost = on_lost
         self.why_lost: str | None = None
+        self.closed = False
+        self.hold_listing: threading.Event | None = None  # set: list_volumes waits for it
+
+    def close(self) -> None:
+        self.closed = True
+        self.inner.close()
+
+    def subscribers(self) -> int:
+        return len(self.inner.bus._subscribers.now())
+
+    def list_volumes(self, pool: str) -> Any:
+        if self.hold_listing is not None:
+            self.hold_listing.wait(10)
+        return self.inner.list_volumes(self._plain(pool))
 
     def lose(self, why: str) -> None:
         self.why_lost = why

@@ -8,6 +8,7 @@ Snapshots at 80x24 and 160x50. The same with real libvirt daemons: test_hosts_li
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -264,6 +265,10 @@ async def test_r_on_a_pool_of_a_lost_host_reconnects_it(tmp_path: Path) -> None:
                 assert time.perf_counter() < deadline  # well before the 2 s retry
                 await pilot.pause(0.05)
             assert hosts["kvm2"] is not first  # a new connection
+            deadline = time.perf_counter() + 5
+            while not (first.closed and first.subscribers() == 0):  # the old one: closed,
+                assert time.perf_counter() < deadline  # and no longer heard
+                await pilot.pause(0.05)
     finally:
         fleet.close()
 
@@ -294,5 +299,56 @@ def test_a_name_that_reads_as_two_hosts_pools_reaches_neither(tmp_path: Path) ->
         assert not any(c[0] == "stop_pool" for c in native.calls)
         fleet.stop_pool("default@kvm2")  # the others are not affected
         assert ("stop_pool", ("default",), {}) in hosts["kvm2"].inner.calls
+    finally:
+        fleet.close()
+
+
+async def test_no_key_reaches_a_volume_of_the_last_pool_while_the_next_is_read(
+        tmp_path: Path) -> None:
+    """Two hosts with the same pool and volume names: until kvm3's rows are in, the table
+    shows none of kvm2's, and a volume key says the pool is being read (it used to wipe
+    kvm3's db01.img from kvm2's row)."""
+    hosts: dict[str, StubHost] = {}
+    app, fleet = make(tmp_path, hosts, HOSTS[:2])
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(app, pilot)
+            screen = app.main_screen
+            screen.select_pool("default@kvm2")
+            await settle(app, pilot)
+            assert screen.table.select("db01.img")
+            hosts["kvm3"].hold_listing = threading.Event()
+            screen.select_pool("default@kvm3")
+            await pilot.pause(0.1)
+            assert screen.table.total_count == 0
+            assert screen.disabled_reason("wipe_volume") == (
+                "'default@kvm3' is being read; a moment")
+            header = str(screen.query_one("#pool-header", Static).render())
+            assert header == "default@kvm3: reading the pool..."
+            hosts["kvm3"].hold_listing.set()
+            await settle(app, pilot)
+            assert screen.table.total_count == 6
+            assert screen.disabled_reason("wipe_volume") is None
+    finally:
+        fleet.close()
+
+
+def test_a_dialogs_calls_stay_on_the_host_it_was_opened_for(tmp_path: Path) -> None:
+    hosts: dict[str, StubHost] = {}
+    fleet, native = stub_fleet(tmp_path, HOSTS[:2], hosts)
+    fleet.open()
+    settled(fleet)
+    try:
+        fleet.use("kvm3")
+        calls = fleet.on(fleet.current)  # what the define dialog holds
+        fleet.use("")  # the cursor moved on (or the pool it was on went away)
+        pdef = replace(native.pool_def("backups"), name="new")
+        calls.define_pool_def(pdef)
+        assert [c[0] for c in hosts["kvm3"].inner.calls] == ["define_pool_def"]
+        assert not any(c[0] == "define_pool_def" for c in native.calls)
+        assert not any(c[0] == "define_pool_def" for c in hosts["kvm2"].inner.calls)
+        fleet.remove_connection("kvm3")
+        with pytest.raises(PoolkeeperError, match="was removed meanwhile: nothing done"):
+            calls.define_pool_def(pdef)
     finally:
         fleet.close()

@@ -34,6 +34,9 @@ def test_saved_connections_round_trip_owner_only(tmp_path: Path) -> None:
     ("kvm2", "qemu+ssh://root@kvm2/system --x", "is not a libvirt URI"),
     ("kvm2", "qemu:///system\n", None),  # surrounding blanks are trimmed
     ("kvm2", "qemu://\x1b]0;x\x07/system", "is not a libvirt URI"),
+    ("kvm2", "qemu://\x9b2J/system", "is not a libvirt URI"),  # 8-bit CSI
+    ("kvm2", "qemu+ssh://root@kvm2\u202e/system", "is not a libvirt URI"),  # bidi
+    ("kvm2", "qemu+ssh://root@kvm\u00e9/system", "is not a libvirt URI"),
 ])
 def test_names_and_uris_are_checked(name: str, uri: str, words: str | None) -> None:
     if words is None:
@@ -77,3 +80,17 @@ def test_system_is_offered_once_when_libvirtd_listens(tmp_path: Path,
         assert other.offer_system() is False  # connections saved: not offered
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize(("uri", "name"), [
+    ("qemu+ssh://root@kvm2.example.org/system", "kvm2"),
+    ("qemu+ssh://root@10.0.0.5/system", "10.0.0.5"),  # not "10": every 10.x alike
+    ("qemu+tls://kvm3:16514/system", "kvm3"),
+    ("qemu:///system", "system"),
+    ("test:///default", "default"),
+])
+def test_a_connection_is_named_from_its_uri(uri: str, name: str) -> None:
+    from tui.dialogs.connection import suggest_name
+
+    assert suggest_name(uri) == name
+    check_connection(name, uri)  # a name the store takes

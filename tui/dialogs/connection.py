@@ -31,9 +31,16 @@ class ConnectionRequest:
 
 
 def suggest_name(uri: str) -> str:
-    """A short name from the URI: its host (kvm2), else the driver and path (system)."""
+    """A short name from the URI: its host's first label (kvm2), an address whole
+    (10.0.0.5; [::1] as ::1 with '-' for ':'), else the driver and path (system)."""
     rest = uri.split("://", 1)[-1]
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0].split(".", 1)[0]
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    if host.startswith("["):  # an IPv6 address, maybe with a port after "]"
+        host = host[1:].split("]", 1)[0].replace(":", "-").strip("-")
+    else:
+        host = host.split(":", 1)[0]
+        if not host.replace(".", "").isdigit():
+            host = host.split(".", 1)[0]
     if host:
         return host[:32]
     path = rest.split("/", 1)[1] if "/" in rest else ""

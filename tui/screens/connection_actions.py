@@ -163,6 +163,13 @@ class ConnectionActions(_Screen):
             if host != THIS_HOST and any(c.name == host and c.state == "connected"
                                          for c in self.fleet.connections()):
                 host = None  # connected: r refreshes the pool, as everywhere
+        if host is None and self.fleet is not None and self.selected is not None and \
+                self.fleet.connection_of(self.selected) != THIS_HOST:
+            # a connected host's pool: libvirt reads it again (its event re-lists it)
+            self.run_verb(f"refresh pool {self.selected}", f"pool {self.selected} refreshed",
+                          self.fleet.refresh_pool, self.selected)
+            super().action_refresh()  # type: ignore[misc]
+            return
         if host is None or host == THIS_HOST or self.fleet is None:
             super().action_refresh()  # type: ignore[misc]
             return
