@@ -619,16 +619,7 @@ class LibvirtHostController:
         """Set the value of the secret with that usage; none defined: a private iSCSI one
         is defined for it first (what a pool's <auth><secret usage=...> names)."""
         data = value.encode("utf-8") if isinstance(value, str) else value
-        secret = self._by_usage(usage)
-        if secret is None:
-            usage_el = etree.Element("usage", type="iscsi")
-            etree.SubElement(usage_el, "target").text = usage
-            root = etree.Element("secret", ephemeral="no", private="yes")
-            root.append(usage_el)
-            uuid = self.secrets.define(etree.tostring(root, encoding="unicode"))
-        else:
-            uuid = secret.uuid
-        self.secrets.set_value(uuid, data)
+        self.secrets.set_by_usage(usage, data)
 
     @_guarded
     def list_secrets(self) -> list[tuple[SecretDef, bool]]:

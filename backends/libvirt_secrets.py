@@ -83,6 +83,22 @@ class LibvirtSecrets:
         self.lc._call(lambda: self._secret(ref).setValue(value, 0),
                       f"cannot set the value of secret '{ref}'")
 
+    def set_by_usage(self, usage: str, value: bytes) -> str:
+        """Set the value of the secret whose usage is `usage` (of any usage type); none
+        defined: a private iSCSI one is defined for it first (what a pool's
+        <auth><secret usage=...> names: poolkeeper's secret-set). Its UUID."""
+        found = next((s for s in self.list() if s.usage_id == usage), None)
+        if found is not None:
+            uuid = found.uuid
+        else:
+            usage_el = etree.Element("usage", type="iscsi")
+            etree.SubElement(usage_el, "target").text = usage
+            root = etree.Element("secret", ephemeral="no", private="yes")
+            root.append(usage_el)
+            uuid = self.define(etree.tostring(root, encoding="unicode"))
+        self.set_value(uuid, value)
+        return uuid
+
     def value(self, ref: str) -> bytes:
         """The value (libvirt refuses a private secret's)."""
         return bytes(self.lc._call(lambda: self._secret(ref).value(0),

@@ -7,6 +7,8 @@ discovery (find-storage-pool-sources[-as]), printing what the native verbs print
 from __future__ import annotations
 
 import argparse
+import queue
+import time
 from typing import TextIO
 
 from lxml import etree
@@ -18,6 +20,7 @@ from backends.libvirt_controller import LibvirtController
 
 from .inputs import read_text
 from .output import printable, printable_xml
+from .pool_verbs import event_request, events_ended, write_event
 from .verbs import UsageError, _overwrite, pool_def_from_args
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
@@ -121,7 +124,70 @@ def find_sources(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -
     return 0
 
 
+# virStoragePoolEventLifecycleType, as virsh names them
+LIFECYCLE = ("Defined", "Undefined", "Started", "Stopped", "Created", "Deleted")
+
+
+def pool_event(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
+    """virsh pool-event over the connection: libvirt's own storage pool events (its
+    event loop runs for -c verbs that are not only short calls), printed as the native
+    pool-event prints its journal's."""
+    if not event_request(args, out):
+        return 0
+    lv, conn = lc.libvirt, lc.connection.conn
+    heard: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+
+    def lifecycle(_conn: object, pool: object, event: int, _detail: int,
+                  _opaque: object) -> None:
+        heard.put((pool.name(), LIFECYCLE[event] if 0 <= event < len(LIFECYCLE)  # type: ignore[attr-defined]
+                   else f"event {event}"))
+
+    def refresh(_conn: object, pool: object, _opaque: object) -> None:
+        heard.put((pool.name(), ""))  # type: ignore[attr-defined]
+
+    refreshing = args.event == "refresh"
+    kind = lv.VIR_STORAGE_POOL_EVENT_ID_REFRESH if refreshing else \
+        lv.VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE
+
+    def register() -> int:
+        pool = lc._pool(args.pool) if args.pool else None
+        return int(conn.storagePoolEventRegisterAny(pool, kind,
+                                                    refresh if refreshing else lifecycle,
+                                                    None))
+
+    callback = lc._call(register, "cannot watch the pools' events")
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    count, how = 0, "timed out"
+    try:
+        while True:
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                break
+            try:
+                pool, detail = heard.get(timeout=wait if wait is not None else 1.0)
+            except queue.Empty:
+                if lc.connection.conn is not None and not lc.connection.conn.isAlive():
+                    how = "ended: the connection was closed"
+                    break
+                continue
+            write_event(args, out, args.event, pool, detail)
+            count += 1
+            if not args.loop:
+                how = ""
+                break
+    except KeyboardInterrupt:
+        how = "interrupted"
+    finally:
+        try:
+            lc._call(lambda: conn.storagePoolEventDeregisterAny(callback),
+                     "cannot stop watching the pools' events")
+        except PoolkeeperError:
+            pass
+    return events_ended(out, count, how)
+
+
 POOL_VERBS = {
+    "pool-event": pool_event,
     "pool-create": pool_create, "pool-create-as": pool_create_as, "pool-edit": pool_edit,
     "pool-capabilities": pool_capabilities, "find-storage-pool-sources-as": find_sources_as,
     "find-storage-pool-sources": find_sources,

@@ -18,7 +18,7 @@ from . import virsh_text
 from .inputs import read_text
 from .output import dump_json, printable
 from .secret_verbs import _read_value, refuse_unrevealed
-from .verbs import write_xml
+from .verbs import read_secret_set_value, write_xml
 
 
 def secret_define(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
@@ -70,6 +70,19 @@ def secret_dumpxml(lc: LibvirtController, args: argparse.Namespace, out: TextIO)
     return 0
 
 
+def secret_set(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
+    """poolkeeper's secret-set over a connection: the value of the secret pools name by
+    that usage (a private iSCSI one defined for it when there is none)."""
+    value = read_secret_set_value(args.usage)
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not value:
+        raise PoolkeeperError("an empty value was given: nothing was set")
+    LibvirtSecrets(lc).set_by_usage(args.usage, value)
+    out.write(f"Secret {printable(args.usage, out)} set\n")
+    return 0
+
+
 def secret_undefine(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
     LibvirtSecrets(lc).undefine(args.usage, force=args.force)
     out.write(f"Secret {printable(args.usage, out)} deleted\n")
@@ -78,6 +91,7 @@ def secret_undefine(lc: LibvirtController, args: argparse.Namespace, out: TextIO
 
 SECRET_VERBS = {
     "secret-define": secret_define, "secret-set-value": secret_set_value,
+    "secret-set": secret_set,
     "secret-get-value": secret_get_value, "secret-list": secret_list,
     "secret-dumpxml": secret_dumpxml, "secret-undefine": secret_undefine,
 }

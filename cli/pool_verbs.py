@@ -148,11 +148,12 @@ def _save_edit(ctl: StorageController, pool: str, text: str) -> list[str]:
 
 
 # == pool-event =========================================================================
-def cmd_pool_event(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    # virsh's order: --list wins over every other option; then --event is required
-    if args.list:
-        out.write("".join(f"{kind}\n" for kind in EVENT_TYPES))
-        return 0
+def event_request(args: argparse.Namespace, out: TextIO) -> bool:
+    """pool-event's arguments as virsh reads them: --list wins over every other option
+    (printed: False); then --event is required, a known type, --timeout 1 or more."""
+    if args.list:  # (virsh ends with an empty line)
+        out.write("".join(f"{kind}\n" for kind in EVENT_TYPES) + "\n")
+        return False
     if not args.event:
         raise UsageError("either --list or --event <type> is required")
     if args.event not in EVENT_TYPES:
@@ -161,23 +162,41 @@ def cmd_pool_event(ctl: StorageController, args: argparse.Namespace, out: TextIO
     timeout = args.timeout  # a number option: cli.argspec made it an int
     if timeout is not None and timeout < 1:
         raise UsageError(f"--timeout takes a number of seconds (1 or more), not {timeout}")
+    return True
+
+
+def write_event(args: argparse.Namespace, out: TextIO, kind: str, pool: str,
+                detail: str) -> None:
+    """One event as virsh prints it (--timestamp: its time first)."""
+    stamp = ""
+    if args.timestamp:
+        now = datetime.now(UTC)
+        stamp = now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000: "
+    detail = f": {detail}" if detail else ""
+    out.write(f"{stamp}event '{kind}' for storage pool {printable(pool, out)}{detail}\n")
+    out.flush()
+
+
+def events_ended(out: TextIO, count: int, how: str) -> int:
+    if how:
+        out.write(f"event loop {how}\n")
+    out.write(f"events received: {count}\n\n")  # (virsh ends with an empty line)
+    return 0 if count else 1  # as virsh: waiting for nothing is a failure
+
+
+def cmd_pool_event(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    if not event_request(args, out):
+        return 0
     watcher = PoolEvents(ctl.store, ctl.subscribe)
     ctl.start_monitor(1.0)
     count, how = 0, "timed out"
     try:
-        for event in watcher.events(timeout):
+        for event in watcher.events(args.timeout):
             if args.pool and event.pool != args.pool:
                 continue
             if event.kind != args.event:
                 continue
-            stamp = ""
-            if args.timestamp:
-                now = datetime.now(UTC)
-                stamp = now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000: "
-            detail = f": {event.detail}" if event.detail else ""
-            out.write(f"{stamp}event '{event.kind}' for storage pool "
-                      f"{printable(event.pool, out)}{detail}\n")
-            out.flush()
+            write_event(args, out, event.kind, event.pool, event.detail)
             count += 1
             if not args.loop:
                 how = ""
@@ -187,10 +206,7 @@ def cmd_pool_event(ctl: StorageController, args: argparse.Namespace, out: TextIO
     finally:
         watcher.close()
         ctl.stop_monitor()
-    if how:
-        out.write(f"event loop {how}\n")
-    out.write(f"events received: {count}\n")
-    return 0 if count else 1  # as virsh: waiting for nothing is a failure
+    return events_ended(out, count, how)
 
 
 # == source discovery ===================================================================

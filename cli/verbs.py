@@ -135,18 +135,19 @@ def cmd_pool_define(ctl: StorageController, args: argparse.Namespace, out: TextI
     return 0
 
 
-def cmd_secret_set(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    """The value comes from stdin (asked without echo on a terminal), never from argv,
-    where every user could read it in /proc."""
-    value: str | bytes
+def read_secret_set_value(usage: str) -> str | bytes:
+    """secret-set's value: from stdin (asked without echo on a terminal), never from
+    argv, where every user could read it in /proc."""
     if sys.stdin.isatty():
         import getpass
 
-        value = getpass.getpass(f"Value of secret '{printable(args.usage)}': ")
-    else:
-        # bytes: the store checks them (UTF-8 included) as secret-set-value's are
-        value = sys.stdin.buffer.read(64 * 1024).removesuffix(b"\n").removesuffix(b"\r")
-    ctl.set_secret(args.usage, value)
+        return getpass.getpass(f"Value of secret '{printable(usage)}': ")
+    # bytes: the store checks them (UTF-8 included) as secret-set-value's are
+    return sys.stdin.buffer.read(64 * 1024).removesuffix(b"\n").removesuffix(b"\r")
+
+
+def cmd_secret_set(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
+    ctl.set_secret(args.usage, read_secret_set_value(args.usage))
     out.write(f"Secret {printable(args.usage, out)} set\n")
     return 0
 

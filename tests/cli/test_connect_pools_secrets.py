@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,70 @@ def test_secrets_over_the_connection(host: Host, tmp_path: Path) -> None:
     finally:
         host.virsh("pool-destroy", "enc")
         shutil.rmtree(target, ignore_errors=True)
+
+
+def test_pool_event_over_the_connection_prints_libvirts_events(host: Host) -> None:
+    """libvirt's own events, any client's (virsh here), as virsh prints them; the same
+    lines as `virsh pool-event` over the same connection."""
+    target = host.pools / "ev"
+    host.virsh("pool-define-as", "ev", "dir", "--target", str(target))
+    host.virsh("pool-build", "ev")
+    ours = subprocess.Popen([sys.executable, "-m", "cli", "-c", host.uri, "pool-event",
+                             "--event", "lifecycle", "--pool", "ev", "--loop",
+                             "--timeout", "8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO)
+    theirs = subprocess.Popen(["virsh", "-c", host.uri, "pool-event", "--event", "lifecycle",
+                               "--pool", "ev", "--loop", "--timeout", "8"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    try:
+        time.sleep(2)  # both registered
+        host.virsh("pool-start", "ev")
+        host.virsh("pool-destroy", "ev")
+        out, err = ours.communicate(timeout=30)
+        vout, _ = theirs.communicate(timeout=30)
+    finally:
+        for proc in (ours, theirs):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert err == b""
+    lines = out.decode().splitlines()
+    assert lines == ["event 'lifecycle' for storage pool ev: Started",
+                     "event 'lifecycle' for storage pool ev: Stopped",
+                     "event loop timed out", "events received: 2", ""]
+    assert lines == vout.decode().splitlines()
+    assert ours.returncode == 0
+    # refresh events, and nothing heard in time: status 1, as virsh
+    r = host.pk("pool-event", "--event", "refresh", "--pool", "ev", "--timeout", "1",
+                ok=False)
+    assert (r.returncode, r.stdout) == (1, "event loop timed out\nevents received: 0\n\n")
+    host.virsh("pool-undefine", "ev")
+
+
+def test_secret_set_over_the_connection(host: Host) -> None:
+    """secret-set USAGE: a private iSCSI secret defined for a usage no secret has (once:
+    set again, the same one), the value of an existing one's set (virsh reads it back);
+    the value only from stdin."""
+    def usages() -> list[str]:
+        return [line for line in host.virsh("secret-list").splitlines()[2:] if line.strip()]
+
+    before = usages()
+    r = pk_in(host, "secret-set", "pk-chap-new", data=b"s3cret\n")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"Secret pk-chap-new set\n", b"")
+    made = [line for line in usages() if line not in before]
+    assert len(made) == 1 and made[0].split()[1:] == ["iscsi", "pk-chap-new"]
+    uuid = made[0].split()[0]
+    assert "private='yes'" in host.virsh("secret-dumpxml", uuid)
+    assert pk_in(host, "secret-set", "pk-chap-new", data=b"other").returncode == 0
+    assert len(usages()) == len(before) + 1  # the same secret again
+    # an existing, readable one: its value is what was given
+    xml = host.pools.parent / "chap2.xml"
+    xml.write_text("<secret ephemeral='no' private='no'><usage type='iscsi'>"
+                   "<target>pk-chap-two</target></usage></secret>")
+    uuid2 = host.virsh("secret-define", str(xml)).split()[1]
+    assert pk_in(host, "secret-set", "pk-chap-two", data=b"pw-two\n").returncode == 0
+    assert base64.b64decode(host.virsh("secret-get-value", uuid2).strip()) == b"pw-two"
+    r = pk_in(host, "secret-set", "pk-chap-two", data=b"")
+    assert r.returncode == 1 and b"an empty value was given" in r.stderr
+    for ref in (uuid, uuid2):
+        host.virsh("secret-undefine", ref)

@@ -24,32 +24,18 @@ from tests.cli.test_connect_test_driver import (
 )
 
 needs_binding = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
-REFUSED = {"pool-event", "secret-set"}  # still not available over a connection
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @needs_binding
-def test_every_verb_but_the_refused_ones_works_over_c_and_the_readme_says_so() -> None:
+def test_every_verb_works_over_c_and_the_readme_says_so() -> None:
     from cli.connect_verbs import CONNECT_VERBS
 
-    assert set(all_verbs()) - set(CONNECT_VERBS) == REFUSED
-    assert set(CONNECT_VERBS) <= set(all_verbs())
+    assert set(all_verbs()) == set(CONNECT_VERBS)
     section = README.read_text().split("### Connecting to libvirt\n", 1)[1].split("\n## ")[0]
-    works = section.split("What works over a connection", 1)[1].split("Every other verb", 1)[0]
+    works = section.split("What works over a connection", 1)[1].split("Definitions go", 1)[0]
     listed = set(re.findall(r"`((?:pool|vol|secret|find-storage)[\w-]*)", works))
     assert listed == set(CONNECT_VERBS)
-    assert "`pool-event` and `secret-set`" in section
-
-
-@needs_binding
-@pytest.mark.parametrize("verb", sorted(REFUSED))
-def test_the_refused_verbs_touch_nothing(tmp_path: Path, verb: str) -> None:
-    args = {"secret-set": ["u"]}.get(verb, [])
-    root = tmp_path / "root"
-    r = run("-c", URI, verb, *args, root=root)
-    assert (r.returncode, r.stdout) == (1, "")
-    assert r.stderr == f"error: {verb} is not available over a libvirt connection yet\n"
-    assert not root.exists()
 
 
 @needs_binding

@@ -78,12 +78,12 @@ def test_another_process_s_verbs_in_order(cli, state_root, tmp_path):
     code, lines, err = results[0]
     assert lines == [ev("ev", "Defined"), ev("ev", "Created"), ev("ev", "Started"),
                      ev("ev", "Stopped"), ev("ev", "Deleted"), ev("ev", "Undefined"),
-                     "event loop timed out", "events received: 6"], err
+                     "event loop timed out", "events received: 6", ""], err
     assert code == 0
     code, lines, err = results[1]
-    assert (code, lines) == (0, [ev("ev"), "event loop timed out", "events received: 1"]), err
+    assert (code, lines) == (0, [ev("ev"), "event loop timed out", "events received: 1", ""]), err
     code, lines, err = results[2]  # another pool's events only: none; as virsh, status 1
-    assert (code, lines) == (1, ["event loop timed out", "events received: 0"]), err
+    assert (code, lines) == (1, ["event loop timed out", "events received: 0", ""]), err
 
 
 def test_one_shot_stops_at_the_first_and_a_transient_pool_has_no_define(
@@ -104,8 +104,8 @@ def test_one_shot_stops_at_the_first_and_a_transient_pool_has_no_define(
             if w.poll() is None:
                 w.kill()
                 w.wait()
-    assert first[:2] == (0, [ev("t", "Started"), "events received: 1"]), first
+    assert first[:2] == (0, [ev("t", "Started"), "events received: 1", ""]), first
     # as libvirt: pool-create --build is Started only (its build is no Created), a
     # transient pool has no Defined, and its destroy is Stopped only (no Undefined)
     assert looped[:2] == (0, [ev("t", "Started"), ev("t", "Stopped"),
-                              "event loop timed out", "events received: 2"]), looped
+                              "event loop timed out", "events received: 2", ""]), looped

@@ -86,7 +86,7 @@ def test_another_process_s_start_and_destroy_are_printed_as_they_happen(state_ro
         out, err = w.communicate(timeout=30)
     finally:
         _stop(w)
-    assert (w.returncode, out, err) == (0, "event loop interrupted\nevents received: 2\n",
+    assert (w.returncode, out, err) == (0, "event loop interrupted\nevents received: 2\n\n",
                                         "")
 
 
