@@ -81,6 +81,9 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
         create_default: bool = True,
         max_jobs: int = 4,
         probe_later: bool = False,  # a first listing leaves headers to a thread (the TUI)
+        # False: a short process (the CLI), whose listings set up no watch for a monitor
+        # (~7 ms with closing it); one started after all reads each pool in full first
+        watch_listings: bool = True,
     ) -> None:
         self.paths = resolve_paths(root)
         self.store = Store(self.paths)
@@ -94,6 +97,7 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
             lambda pool, name: self._driver(self.pool_def(pool)).volume_path(name))
         self._cache = VolumeCache(self.bus)
         self._headers = not probe_later
+        self._watch_listings = watch_listings
         self._prober = HeaderProber(self._cache, self._records, self.locks, self._active_driver)
         self._chains = BackingChains(self, self._active_driver)
         self._download_targets = DownloadTargets(self)
@@ -107,6 +111,10 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
             startup.ensure_default_pool(self)
         if autostart:
             startup.autostart(self)
+
+    @property
+    def _prepare(self) -> Callable[[str], None] | None:  # before a first listing's reads
+        return self._monitor.prepare if self._watch_listings else None
 
     def close(self) -> None:
         self._prober.stop()
@@ -289,7 +297,7 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
                 driver.volume_names()
             else:
                 list_streamed(self._cache, self._records, name, driver,
-                              self._monitor.prepare, headers=self._headers)
+                              self._prepare, headers=self._headers)
         except BaseException:
             self._cache.drop(name)
             with contextlib.suppress(OSError):
@@ -390,7 +398,7 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
                 os_errors(f"refresh pool '{pool}'"):
             # listed for the first time in this process: shown as it comes
             if driver.streams_listing and list_streamed(
-                    self._cache, self._records, pool, driver, self._monitor.prepare,
+                    self._cache, self._records, pool, driver, self._prepare,
                     first=True, headers=self._headers):
                 self._prober.start(pool)
                 volumes = self._cache.volumes(pool)

@@ -124,7 +124,7 @@ def pool_autostart(lc: LibvirtController, args: argparse.Namespace, out: TextIO)
 
 # == volumes ============================================================================
 def vol_list(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> int:
-    vols = sorted(lc.list_volumes(args.pool), key=lambda v: virsh_text.name_order(v.name))
+    vols = sorted(lc.list_volumes(args.pool), key=virsh_text.by_name)
     if args.json:
         dump_json_lines(out, map(volume_json_line, vols))
     else:

@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         finally:
             _restore_signals(previous)
     try:
-        ctl = StorageController(top.root)
+        ctl = StorageController(top.root, watch_listings=False)
     except (PoolkeeperError, OSError) as exc:
         sys.stderr.write(f"error: {printable(str(exc), sys.stderr)}\n")
         return 1
