@@ -346,11 +346,13 @@ class DirDriver(FdDataVerbs, PoolDriver):
                     ) -> list[VolumeInfo]:
         volumes: list[VolumeInfo] = []
         learning = cache if headers else None
+        recall = None if cache is None else cache.recall
+        not_volumes = self.not_volumes
         with gc_paused():
             for name, kind in listing:
-                plain = kind == REGULAR and name not in self.not_volumes
-                info = self._recalled(dfd, name, prefix, cache) \
-                    if plain and cache is not None else None
+                plain = kind == REGULAR and name not in not_volumes
+                # (a name first_unsafe refuses is never recalled: _scan says what is wrong)
+                info = recall(dfd, name, prefix + name) if plain and recall else None
                 if info is None and plain and not headers:
                     info = quick_file(dfd, name, prefix)
                 if info is None:
@@ -360,12 +362,6 @@ class DirDriver(FdDataVerbs, PoolDriver):
                 if info is not None:
                     volumes.append(info)
         return volumes
-
-    @staticmethod
-    def _recalled(dfd: int, name: str, prefix: str, cache: ProbeCache) -> VolumeInfo | None:
-        if name not in cache or first_unsafe(name) is not None:
-            return None  # (_scan says what is wrong with the name)
-        return cache.recall(dfd, name, prefix + name)
 
     def refresh_volume(self, name: str) -> VolumeInfo | None:
         """Re-read one volume (None if it is gone or not a volume)."""
