@@ -34,21 +34,20 @@ import contextlib
 import functools
 import os
 import select
-import selectors
-import shlex
-import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .errors import Cancelled, ToolFailed, ToolMissing, ValidationError
 from .listeners import Listeners
 from .progress import NULL_CONTEXT, JobContext, current
+
+if TYPE_CHECKING:  # subprocess, shutil, selectors, shlex: loaded when a tool runs (~4 ms)
+    import subprocess
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -193,6 +192,8 @@ def declare_tool_packages(packages: Mapping[str, str]) -> None:
 
 def tool_path(tool: str) -> str:
     """Absolute path of `tool`, searching sbin dirs too; ToolMissing if absent."""
+    import shutil
+
     search = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
     found = shutil.which(tool, path=search)
     if not found:
@@ -249,6 +250,8 @@ def _communicate(proc: subprocess.Popen, input: bytes | None, deadline: float | 
     def result(outcome: str) -> tuple[bytearray, bytearray, str]:
         return kept[out_fd], kept[err_fd], outcome
 
+    import selectors
+
     with selectors.DefaultSelector() as sel:
         for fd in kept:
             sel.register(fd, selectors.EVENT_READ)
@@ -289,6 +292,8 @@ def _wait_time(deadline: float | None, stop: Callable[[], bool] | None) -> float
 def _wait_exit(proc: subprocess.Popen, deadline: float | None,
                stop: Callable[[], bool] | None) -> str:
     """Wait for the tool to exit (it closed its output but may still run)."""
+    import subprocess
+
     while True:
         if stop is not None and stop():
             return "cancelled"
@@ -402,6 +407,8 @@ def run(
                                           deadline, watch if killable else None)
         if outcome == "done" and not killable and watch is not None and watch():
             outcome = "cancelled after"  # it ran to its end; the job stops now
+        import shlex
+
         if outcome == "timeout":
             err += f"\nkilled after {timeout:g} s: {shlex.join(shown)}"
         elif outcome == "cancelled":
@@ -434,6 +441,8 @@ def _run_tool(argv: list[str], input: bytes | None, env: dict[str, str],
     """Start the tool in its own process group, feed it, collect its output; kill the
     group on the deadline, when `stop()` turns true, or when we are interrupted.
     (outcome, exit status or None, stdout, stderr)."""
+    import subprocess
+
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -480,6 +489,8 @@ def run_with_progress(
     env = dict(os.environ, LC_ALL="C")
     cancelled = _cancel_watch(None)  # before the tool starts (see run)
     started = time.monotonic()
+    import subprocess
+
     proc = subprocess.Popen(
         [exe, *args[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, env=env, close_fds=True, pass_fds=tuple(pass_fds),
