@@ -732,23 +732,6 @@ class VolumeInfo:
         return 100.0 * self.allocation / self.capacity if self.capacity else 0.0
 
 
-def listed_file(name: str, path: str, fmt: str, capacity: int, physical: int,
-                allocation: int, backing: BackingStore | None, data_file: str | None,
-                extent_files: list[tuple[str, str]], cluster_size: int | None,
-                compat: str | None, features: list[str] | None, encryption: str | None,
-                permissions: Permissions, signature: tuple,
-                file_id: tuple[int, int | None, int | None],
-                times_ns: tuple[int, int, int]) -> VolumeInfo:
-    """VolumeInfo(name=name, key=path, path=path, format=fmt, probed_format=fmt, ...) of a
-    plain file whose header was read, the other fields their defaults: every field given
-    in order, as the probe cache makes 10,000 of them (half the time of the keywords and
-    the default factories); tests/unit/test_model.py holds the two equal."""
-    return VolumeInfo(name, path, path, "file", fmt, False, fmt, capacity, allocation,
-                      physical, backing, data_file, extent_files, None, cluster_size,
-                      compat, features, encryption, permissions, None, None, NO_ITEMS,
-                      None, None, signature, file_id, times_ns, False)
-
-
 def _stamp(ns: int) -> str:
     sec, frac = divmod(ns, 1_000_000_000)
     return f"{sec}.{frac:09d}" if frac else str(sec)

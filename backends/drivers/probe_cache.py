@@ -52,10 +52,10 @@ from pathlib import Path
 from stat import S_ISREG
 
 from .. import imageprobe, model, textsafe
-from ..model import NO_ITEMS, BackingStore, VolumeInfo, listed_file, shared_size
+from ..model import NO_ITEMS, BackingStore, VolumeInfo, shared_size
 from ..textsafe import first_unsafe
 from . import dir_listing
-from .dir_listing import shared_permissions
+from .dir_listing import listed_file, shared_permissions
 
 VERSION = 2
 MAX_BYTES = 256 << 20  # a cache past this is not read (millions of volumes)
@@ -174,8 +174,7 @@ class ProbeCache:
     def recall(self, dir_fd: int, name: str, path: str) -> VolumeInfo | None:
         """The volume `name` (at `path`) from its entry if the file is still what it was
         when its header was read; None: read it (as for a name first_unsafe refuses:
-        _scan says what is wrong with it). One lstat; each of its fields is read once
-        (each read makes a new int: the volume's tuples share them, see dir_listing)."""
+        _scan says what is wrong with it). One lstat, each of its fields read once."""
         entry = self._old.get(name)
         if entry is None or first_unsafe(name) is not None:
             return None
@@ -195,8 +194,10 @@ class ProbeCache:
             info = listed_file(
                 name, path, fmt, capacity, size, shared_size(blocks * 512),
                 None if backing is None else BackingStore(backing, backing_format),
-                data_file, [(n, p) for n, p in extents] or NO_ITEMS, cluster, compat,
-                None if features is None else list(features) or NO_ITEMS, encryption,
+                data_file, NO_ITEMS if extents == () else [(n, p) for n, p in extents],
+                cluster, compat,
+                None if features is None else NO_ITEMS if features == () else list(features),
+                encryption,
                 shared_permissions(mode & 0o777, st.st_uid, st.st_gid),
                 (ino, size, blocks, mtime), tuple(file_id),
                 (st.st_atime_ns, mtime, mtime if ctime == mtime else ctime))

@@ -1,10 +1,11 @@
-"""backends.model's positional constructors: the same volume as the keywords make."""
+"""backends.drivers.dir_listing.listed_file: the same volume as the model's keywords make."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 
-from backends.model import NO_ITEMS, BackingStore, Permissions, VolumeInfo, listed_file
+from backends.drivers.dir_listing import listed_file
+from backends.model import NO_ITEMS, BackingStore, Permissions, VolumeInfo
 
 
 def test_listed_file_is_the_keyword_volume_field_for_field() -> None:
