@@ -39,12 +39,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .errors import Cancelled, ToolFailed, ToolMissing, ValidationError
 from .listeners import Listeners
 from .progress import NULL_CONTEXT, JobContext, current
+from .records import record
+from .records import set_field as _set
 
 if TYPE_CHECKING:  # subprocess, shutil, selectors, shlex: loaded when a tool runs (~4 ms)
     import subprocess
@@ -120,7 +121,7 @@ CANCEL_POLL = 0.1  # seconds between looks at the job's cancel flag while a tool
 STOP_GRACE = 5.0  # seconds a stopped progress tool has after SIGTERM before SIGKILL
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Completed:
     """A tool run to its end: argv as run and as shown, status, output, duration."""
     argv: list[str]  # as run (secrets included); never log this, log `shown`
@@ -130,6 +131,17 @@ class Completed:
     stderr: str
     duration: float
     routine: bool = False  # a read no one asked for (the monitor, a view's refresh)
+
+    def __init__(
+            self, argv: list[str], shown: list[str], returncode: int | None, stdout: str,
+            stderr: str, duration: float, routine: bool = False) -> None:
+        _set(self, "argv", argv)
+        _set(self, "shown", shown)
+        _set(self, "returncode", returncode)
+        _set(self, "stdout", stdout)
+        _set(self, "stderr", stderr)
+        _set(self, "duration", duration)
+        _set(self, "routine", routine)
 
 
 Listener = Callable[[Completed], None]
