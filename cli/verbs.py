@@ -55,7 +55,9 @@ def volume_json_line(v: model.VolumeInfo) -> str:
     No helper call per field: the str fields (never None) and the sizes (ints: a None
     raises) are written as they are, the optional ones tested here."""
     b, pf, sl, er, en = v.backing, v.probed_format, v.symlink, v.error, v.encryption
-    return (f'{{"name": {_enc(v.name)}, "path": {_enc(v.path)}, "key": {_enc(v.key)}, '
+    path = _enc(v.path)
+    key = path if v.key is v.path else _enc(v.key)  # a file's key is its path
+    return (f'{{"name": {_enc(v.name)}, "path": {path}, "key": {key}, '
             f'"type": {_enc(v.type)}, "format": {_enc(v.format)}, '
             f'"capacity": {_int(v.capacity)}, "allocation": {_int(v.allocation)}, '
             f'"physical": {_int(v.physical)}, '

@@ -190,17 +190,19 @@ class ProbeCache:
             if (e_ino != ino or e_mtime != mtime or e_ctime != ctime or e_size != size
                     or dev != st.st_dev or not S_ISREG(mode)):
                 return None
-            size, blocks = shared_size(size), st.st_blocks
+            # The numbers just found equal are kept as the entry's ints: one object per
+            # value where marshal kept the sharing the listing that wrote them had (an
+            # inode with file_id's, an mtime with the ctime, a size with every file's)
+            file_id, blocks = tuple(file_id), st.st_blocks
             info = listed_file(
-                name, path, fmt, capacity, size, shared_size(blocks * 512),
+                name, path, fmt, capacity, e_size, shared_size(blocks * 512),
                 None if backing is None else BackingStore(backing, backing_format),
                 data_file, NO_ITEMS if extents == () else [(n, p) for n, p in extents],
                 cluster, compat,
                 None if features is None else NO_ITEMS if features == () else list(features),
-                encryption,
-                shared_permissions(mode & 0o777, st.st_uid, st.st_gid),
-                (ino, size, blocks, mtime), tuple(file_id),
-                (st.st_atime_ns, mtime, mtime if ctime == mtime else ctime))
+                encryption, shared_permissions(mode & 0o777, st.st_uid, st.st_gid),
+                (e_ino, e_size, blocks, e_mtime), file_id,
+                (st.st_atime_ns, e_mtime, e_mtime if ctime == mtime else e_ctime))
         except (TypeError, ValueError):  # not what this code writes: read the file
             return None
         self._new[name] = entry
