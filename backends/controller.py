@@ -147,12 +147,13 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
                                        config_dir=self.paths.config_dir,
                                        runtime_dir=self.paths.runtime_dir)
 
-    def _active_driver(self, name: str) -> PoolDriver:
+    def _active_driver(self, name: str, sweep: bool = True) -> PoolDriver:
         pdef = self.pool_def(name)
         if not self.store.is_active(name):
             raise StateError(f"pool '{name}' is not active; start it first (pool-start {name})")
         driver = self._driver(pdef)
-        self._partials.sweep_once(name, driver)
+        if sweep:
+            self._partials.sweep_once(name, driver)
         return driver
 
     def _require_inactive(self, name: str, verb: str) -> None:
@@ -392,8 +393,9 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
 
     @routine_read
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
-        """A fresh listing (the pool refreshed, with no refresh event: a view's own)."""
-        driver = self._active_driver(pool)
+        """A fresh listing (the pool refreshed, with no refresh event: a view's own). The
+        leftovers of killed creates are swept after it, from the names it read."""
+        driver = self._active_driver(pool, sweep=False)
         with self.locks.pool(pool, exclusive=False, what="refreshing", wait=2.0), \
                 os_errors(f"refresh pool '{pool}'"):
             # listed for the first time in this process: shown as it comes
@@ -405,6 +407,7 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
             else:
                 volumes = self._records.apply(pool, driver.refresh()[1])
                 self._cache.replace(pool, volumes)
+        self._partials.sweep_once(pool, driver)
         return volumes
 
     @routine_read
