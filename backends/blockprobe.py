@@ -24,11 +24,12 @@ import stat
 import struct
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import runner
 from .errors import Busy, StateError
+from .records import record
+from .records import set_field as _set
 
 # blkid exit codes (blkid(8)): 0 found, 2 nothing found, 8 ambivalent (several signatures).
 _BLKID_NOTHING, _BLKID_AMBIVALENT = 2, 8
@@ -57,7 +58,7 @@ _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
 # == signatures ========================================================================
-@dataclass(frozen=True)
+@record(frozen=True)
 class Signature:
     """One signature blkid or wipefs found on a device."""
     type: str  # as blkid/wipefs name it: ext4, xfs, gpt, dos, LVM2_member, ...
@@ -65,6 +66,15 @@ class Signature:
     label: str | None = None
     uuid: str | None = None
     offset: int | None = None
+
+    def __init__(
+            self, type: str, kind: str, label: str | None = None, uuid: str | None = None,
+            offset: int | None = None) -> None:
+        _set(self, "type", type)
+        _set(self, "kind", kind)
+        _set(self, "label", label)
+        _set(self, "uuid", uuid)
+        _set(self, "offset", offset)
 
     def describe(self) -> str:
         """'an ext4 filesystem (label 'x')', 'a gpt partition table', 'an LVM2 ...'."""
@@ -77,12 +87,18 @@ class Signature:
         return text
 
 
-@dataclass
+@record()
 class Probe:
     """What a device holds: its signatures, or why the probe could not tell."""
     device: str
     signatures: list[Signature]
     problem: str | None = None  # why the probe could not tell what is there
+
+    def __init__(
+            self, device: str, signatures: list[Signature], problem: str | None = None) -> None:
+        self.device = device
+        self.signatures = signatures
+        self.problem = problem
 
     @property
     def blank(self) -> bool:
@@ -278,7 +294,7 @@ def fill_from_blkid(rows: list[dict], column: str, tag: str) -> None:
 
 
 # == mounts ============================================================================
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     """One line of /proc/self/mountinfo."""
     id: int
@@ -291,6 +307,20 @@ class Mount:
     fstype: str
     source: str
     super_options: str
+
+    def __init__(
+            self, id: int, parent: int, major: int, minor: int, root: str, target: str,
+            options: str, fstype: str, source: str, super_options: str) -> None:
+        _set(self, "id", id)
+        _set(self, "parent", parent)
+        _set(self, "major", major)
+        _set(self, "minor", minor)
+        _set(self, "root", root)
+        _set(self, "target", target)
+        _set(self, "options", options)
+        _set(self, "fstype", fstype)
+        _set(self, "source", source)
+        _set(self, "super_options", super_options)
 
 
 def _unescape(field: str) -> str:
@@ -609,7 +639,7 @@ def _flocked(path: str, wait: float | None, busy: str) -> Iterator[None]:
 
 
 # == loop devices ======================================================================
-@dataclass(frozen=True)
+@record(frozen=True)
 class LoopIdentity:
     """A loop device and the file it was attached to."""
     device: str
@@ -617,6 +647,14 @@ class LoopIdentity:
     st_dev: int  # of the backing file, as the kernel saw it at attach time
     st_ino: int
     diskseq: int | None  # changes on every attach (Linux >= 5.15): a reused number differs
+
+    def __init__(
+            self, device: str, backing: str, st_dev: int, st_ino: int, diskseq: int | None) -> None:
+        _set(self, "device", device)
+        _set(self, "backing", backing)
+        _set(self, "st_dev", st_dev)
+        _set(self, "st_ino", st_ino)
+        _set(self, "diskseq", diskseq)
 
     def matches(self, record: dict) -> bool:
         """Is this attachment the one `record` (see `record()`) describes?"""

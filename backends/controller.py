@@ -81,6 +81,9 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
         create_default: bool = True,
         max_jobs: int = 4,
         probe_later: bool = False,  # a first listing leaves headers to a thread (the TUI)
+        # False: a short process (the CLI), whose listings set up no watch for a monitor
+        # (~7 ms with closing it); one started after all reads each pool in full first
+        watch_listings: bool = True,
     ) -> None:
         self.paths = resolve_paths(root)
         self.store = Store(self.paths)
@@ -94,6 +97,7 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
             lambda pool, name: self._driver(self.pool_def(pool)).volume_path(name))
         self._cache = VolumeCache(self.bus)
         self._headers = not probe_later
+        self._watch_listings = watch_listings
         self._prober = HeaderProber(self._cache, self._records, self.locks, self._active_driver)
         self._chains = BackingChains(self, self._active_driver)
         self._download_targets = DownloadTargets(self)
@@ -107,6 +111,10 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
             startup.ensure_default_pool(self)
         if autostart:
             startup.autostart(self)
+
+    @property
+    def _prepare(self) -> Callable[[str], None] | None:  # before a first listing's reads
+        return self._monitor.prepare if self._watch_listings else None
 
     def close(self) -> None:
         self._prober.stop()
@@ -139,12 +147,13 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
                                        config_dir=self.paths.config_dir,
                                        runtime_dir=self.paths.runtime_dir)
 
-    def _active_driver(self, name: str) -> PoolDriver:
+    def _active_driver(self, name: str, sweep: bool = True) -> PoolDriver:
         pdef = self.pool_def(name)
         if not self.store.is_active(name):
             raise StateError(f"pool '{name}' is not active; start it first (pool-start {name})")
         driver = self._driver(pdef)
-        self._partials.sweep_once(name, driver)
+        if sweep:
+            self._partials.sweep_once(name, driver)
         return driver
 
     def _require_inactive(self, name: str, verb: str) -> None:
@@ -289,7 +298,7 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
                 driver.volume_names()
             else:
                 list_streamed(self._cache, self._records, name, driver,
-                              self._monitor.prepare, headers=self._headers)
+                              self._prepare, headers=self._headers)
         except BaseException:
             self._cache.drop(name)
             with contextlib.suppress(OSError):
@@ -384,19 +393,21 @@ class StorageController(SecretVerbs, HostQueries):  # secret_verbs, host_queries
 
     @routine_read
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
-        """A fresh listing (the pool refreshed, with no refresh event: a view's own)."""
-        driver = self._active_driver(pool)
+        """A fresh listing (the pool refreshed, with no refresh event: a view's own). The
+        leftovers of killed creates are swept after it, from the names it read."""
+        driver = self._active_driver(pool, sweep=False)
         with self.locks.pool(pool, exclusive=False, what="refreshing", wait=2.0), \
                 os_errors(f"refresh pool '{pool}'"):
             # listed for the first time in this process: shown as it comes
             if driver.streams_listing and list_streamed(
-                    self._cache, self._records, pool, driver, self._monitor.prepare,
+                    self._cache, self._records, pool, driver, self._prepare,
                     first=True, headers=self._headers):
                 self._prober.start(pool)
                 volumes = self._cache.volumes(pool)
             else:
                 volumes = self._records.apply(pool, driver.refresh()[1])
                 self._cache.replace(pool, volumes)
+        self._partials.sweep_once(pool, driver)
         return volumes
 
     @routine_read

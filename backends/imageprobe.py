@@ -45,9 +45,10 @@ import os
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from .model import FILE_VOLUME_FORMATS
+from .records import FACTORY, record
 
 __all__ = ["HEADER_BYTES", "FORMATS", "ProbeResult", "carries_descriptor", "probe_bytes",
            "probe_fd"]
@@ -63,7 +64,7 @@ FORMATS = frozenset(
 ReadAt = Callable[[int, int], bytes]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class ProbeResult:
     """What an image's header says: format, size, backing file, qcow2 details."""
     format: str
@@ -76,6 +77,23 @@ class ProbeResult:
     encryption: str | None = None  # "qcow" or "luks"
     data_file: str | None = None  # qcow2 external data file name
     extents: list[str] = field(default_factory=list)  # vmdk extent files qemu opens, as written
+
+    def __init__(
+            self, format: str, capacity: int | None, backing: str | None = None,
+            backing_format: str | None = None, cluster_size: int | None = None,
+            compat: str | None = None, features: list[str] | None = None,
+            encryption: str | None = None, data_file: str | None = None,
+            extents: list[str] = FACTORY) -> None:
+        self.format = format
+        self.capacity = capacity
+        self.backing = backing
+        self.backing_format = backing_format
+        self.cluster_size = cluster_size
+        self.compat = compat
+        self.features = features
+        self.encryption = encryption
+        self.data_file = data_file
+        self.extents = list() if extents is FACTORY else extents
 
 
 _U16BE = struct.Struct(">H")

@@ -200,9 +200,12 @@ def remove_if_free(path: Path) -> bool:
 
 
 def _key(*parts: str) -> str:
-    import hashlib  # here: loading OpenSSL costs every command ~4 ms
+    try:  # CPython's own SHA-256, the same digest: hashlib loads OpenSSL (~3 ms a command)
+        from _sha256 import sha256
+    except ImportError:  # not CPython 3.11 (3.12 renamed it)
+        from hashlib import sha256
 
-    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 class LockManager:

@@ -38,7 +38,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from . import runner, watch
@@ -48,6 +48,7 @@ from .events import EventBus, PoolChanged, VolumesChanged
 from .format_records import FormatRecords
 from .locks import LockManager
 from .model import VolumeInfo
+from .records import FACTORY, record
 from .store import Store
 
 if TYPE_CHECKING:
@@ -283,7 +284,7 @@ class _Dropped(Exception):
     """A scan stepped aside (stop, a verb waiting, the pool restarted): try again later."""
 
 
-@dataclass
+@record()
 class _Pool:
     """What the monitor knows of one active pool."""
 
@@ -304,6 +305,31 @@ class _Pool:
     poll_due: float = 0.0
     sizes_due: float = 0.0
     retry_due: float = 0.0  # no scan before this (after a dropped one)
+
+    def __init__(
+            self, name: str, generation: object, mode: str = "new", wd: int | None = None,
+            remote: bool = False, full: bool = True, scanned: bool = False, listing: bool = False,
+            gone: bool = False, token: object = None, sizes: object = None,
+            names: dict[str, float] = FACTORY, read_at: dict[str, float] = FACTORY,
+            step: float = 0.0, poll_due: float = 0.0, sizes_due: float = 0.0,
+            retry_due: float = 0.0) -> None:
+        self.name = name
+        self.generation = generation
+        self.mode = mode
+        self.wd = wd
+        self.remote = remote
+        self.full = full
+        self.scanned = scanned
+        self.listing = listing
+        self.gone = gone
+        self.token = token
+        self.sizes = sizes
+        self.names = dict() if names is FACTORY else names
+        self.read_at = dict() if read_at is FACTORY else read_at
+        self.step = step
+        self.poll_due = poll_due
+        self.sizes_due = sizes_due
+        self.retry_due = retry_due
 
 
 class PoolMonitor:

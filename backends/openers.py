@@ -22,20 +22,26 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from . import blockprobe
+from .records import record
+from .records import set_field as _set
 
 K = TypeVar("K", bound=Hashable)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Opener:
     """A process that has the object open, and whether for writing."""
     name: str
     pid: int
     writes: bool  # one of its fds on the object is open O_WRONLY or O_RDWR
+
+    def __init__(self, name: str, pid: int, writes: bool) -> None:
+        _set(self, "name", name)
+        _set(self, "pid", pid)
+        _set(self, "writes", writes)
 
     def __str__(self) -> str:
         return f"{self.name} (pid {self.pid})"

@@ -34,21 +34,21 @@ import contextlib
 import functools
 import os
 import select
-import selectors
-import shlex
-import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .errors import Cancelled, ToolFailed, ToolMissing, ValidationError
 from .listeners import Listeners
 from .progress import NULL_CONTEXT, JobContext, current
+from .records import record
+from .records import set_field as _set
+
+if TYPE_CHECKING:  # subprocess, shutil, selectors, shlex: loaded when a tool runs (~4 ms)
+    import subprocess
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -121,7 +121,7 @@ CANCEL_POLL = 0.1  # seconds between looks at the job's cancel flag while a tool
 STOP_GRACE = 5.0  # seconds a stopped progress tool has after SIGTERM before SIGKILL
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Completed:
     """A tool run to its end: argv as run and as shown, status, output, duration."""
     argv: list[str]  # as run (secrets included); never log this, log `shown`
@@ -131,6 +131,17 @@ class Completed:
     stderr: str
     duration: float
     routine: bool = False  # a read no one asked for (the monitor, a view's refresh)
+
+    def __init__(
+            self, argv: list[str], shown: list[str], returncode: int | None, stdout: str,
+            stderr: str, duration: float, routine: bool = False) -> None:
+        _set(self, "argv", argv)
+        _set(self, "shown", shown)
+        _set(self, "returncode", returncode)
+        _set(self, "stdout", stdout)
+        _set(self, "stderr", stderr)
+        _set(self, "duration", duration)
+        _set(self, "routine", routine)
 
 
 Listener = Callable[[Completed], None]
@@ -193,6 +204,8 @@ def declare_tool_packages(packages: Mapping[str, str]) -> None:
 
 def tool_path(tool: str) -> str:
     """Absolute path of `tool`, searching sbin dirs too; ToolMissing if absent."""
+    import shutil
+
     search = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
     found = shutil.which(tool, path=search)
     if not found:
@@ -249,6 +262,8 @@ def _communicate(proc: subprocess.Popen, input: bytes | None, deadline: float | 
     def result(outcome: str) -> tuple[bytearray, bytearray, str]:
         return kept[out_fd], kept[err_fd], outcome
 
+    import selectors
+
     with selectors.DefaultSelector() as sel:
         for fd in kept:
             sel.register(fd, selectors.EVENT_READ)
@@ -289,6 +304,8 @@ def _wait_time(deadline: float | None, stop: Callable[[], bool] | None) -> float
 def _wait_exit(proc: subprocess.Popen, deadline: float | None,
                stop: Callable[[], bool] | None) -> str:
     """Wait for the tool to exit (it closed its output but may still run)."""
+    import subprocess
+
     while True:
         if stop is not None and stop():
             return "cancelled"
@@ -402,6 +419,8 @@ def run(
                                           deadline, watch if killable else None)
         if outcome == "done" and not killable and watch is not None and watch():
             outcome = "cancelled after"  # it ran to its end; the job stops now
+        import shlex
+
         if outcome == "timeout":
             err += f"\nkilled after {timeout:g} s: {shlex.join(shown)}"
         elif outcome == "cancelled":
@@ -434,6 +453,8 @@ def _run_tool(argv: list[str], input: bytes | None, env: dict[str, str],
     """Start the tool in its own process group, feed it, collect its output; kill the
     group on the deadline, when `stop()` turns true, or when we are interrupted.
     (outcome, exit status or None, stdout, stderr)."""
+    import subprocess
+
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -480,6 +501,8 @@ def run_with_progress(
     env = dict(os.environ, LC_ALL="C")
     cancelled = _cancel_watch(None)  # before the tool starts (see run)
     started = time.monotonic()
+    import subprocess
+
     proc = subprocess.Popen(
         [exe, *args[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, env=env, close_fds=True, pass_fds=tuple(pass_fds),

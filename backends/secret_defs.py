@@ -14,13 +14,13 @@ DOCTYPE, no entities, no XInclude), and anything unknown is refused, never dropp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from lxml import etree
 
 from .checks import control_char
 from .errors import ValidationError, XMLError
 from .names import UUID_RE
+from .records import record
+from .records import set_field as _set
 from .xmlio.reading import _read_document
 from .xmlio.writing import escape_text
 
@@ -31,7 +31,7 @@ MAX_USAGE_BYTES = 1024
 MAX_DESCRIPTION_BYTES = 4096
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SecretDef:
     """A secret's definition (libvirt <secret> XML); never its value."""
     uuid: str  # canonical: lower case with dashes
@@ -40,6 +40,16 @@ class SecretDef:
     description: str | None = None
     private: bool = False
     ephemeral: bool = False
+
+    def __init__(
+            self, uuid: str, usage_type: str | None = None, usage_id: str | None = None,
+            description: str | None = None, private: bool = False, ephemeral: bool = False) -> None:
+        _set(self, "uuid", uuid)
+        _set(self, "usage_type", usage_type)
+        _set(self, "usage_id", usage_id)
+        _set(self, "description", description)
+        _set(self, "private", private)
+        _set(self, "ephemeral", ephemeral)
 
     @property
     def usage_text(self) -> str:

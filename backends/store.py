@@ -28,20 +28,21 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidName, StateError
 from .names import MAX_NAME_BYTES, PARTIAL_PREFIX, check_name
 from .oserror import os_failure
 from .pathsafety import ensure_own_private_dir, ensure_state_dir, refuse_unfit_dir
+from .records import record
+from .records import set_field as _set
 
 # A pool's name becomes the file names NAME.xml and NAME.json, which must fit in 255 bytes.
 MAX_POOL_NAME_BYTES = MAX_NAME_BYTES - len(".json")
 _UNDEFINED_PREFIX = ".undefined-"  # no pool name starts with "." (check_pool_name)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StorePaths:
     """The state root's directories: configuration, runtime, default images."""
     config_dir: Path
@@ -50,6 +51,14 @@ class StorePaths:
     # A per-user parent of runtime_dir in a shared directory (/tmp/poolkeeper-UID): it
     # must be ours and 0700, since another user could have made it first.
     private_parent: Path | None = None
+
+    def __init__(
+            self, config_dir: Path, runtime_dir: Path, images_dir: Path,
+            private_parent: Path | None = None) -> None:
+        _set(self, "config_dir", config_dir)
+        _set(self, "runtime_dir", runtime_dir)
+        _set(self, "images_dir", images_dir)
+        _set(self, "private_parent", private_parent)
 
 
 def resolve_paths(root: str | os.PathLike[str] | None = None) -> StorePaths:

@@ -14,15 +14,18 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, TextIO
+
+from backends.records import record
+from backends.records import set_field as _set
 
 from .verbs import UsageError
 
 Handler = Callable[[Any, argparse.Namespace, TextIO], int]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Opt:
     """One option of a verb, as virsh has it."""
     name: str  # as virsh spells it, without the dashes
@@ -33,6 +36,19 @@ class Opt:
     repeat: bool = False  # given more than once: a list (--source-dev)
     default: Any = None
     choices: tuple[str, ...] = ()
+
+    def __init__(
+            self, name: str, kind: str = "bool", help: str = "", required: bool = False,
+            positional: bool = True, repeat: bool = False, default: Any = None,
+            choices: tuple[str, ...] = ()) -> None:
+        _set(self, "name", name)
+        _set(self, "kind", kind)
+        _set(self, "help", help)
+        _set(self, "required", required)
+        _set(self, "positional", positional)
+        _set(self, "repeat", repeat)
+        _set(self, "default", default)
+        _set(self, "choices", choices)
 
     @property
     def dest(self) -> str:
@@ -56,7 +72,7 @@ def flag(name: str, help_text: str) -> Opt:
     return Opt(name, "bool", help_text)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verb:
     """A verb of the CLI: its name, summary, handler and options."""
     name: str
@@ -66,6 +82,18 @@ class Verb:
     description: str = ""
     group: str = "pool"  # pool, volume or secret: the help's sections
     exclusive: tuple[tuple[str, str], ...] = field(default=())
+
+    def __init__(
+            self, name: str, summary: str, handler: Handler, opts: tuple[Opt, ...] = (),
+            description: str = "", group: str = "pool",
+            exclusive: tuple[tuple[str, str], ...] = ()) -> None:
+        _set(self, "name", name)
+        _set(self, "summary", summary)
+        _set(self, "handler", handler)
+        _set(self, "opts", opts)
+        _set(self, "description", description)
+        _set(self, "group", group)
+        _set(self, "exclusive", exclusive)
 
     def opt(self, name: str) -> Opt | None:
         return next((o for o in self.opts if o.name == name), None)

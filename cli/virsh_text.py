@@ -28,7 +28,7 @@ Every string is escaped by cli.output.printable once, here, as it is written.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backends import textsafe
 
@@ -97,13 +97,18 @@ def name_order(name: str) -> bytes:
     return name.encode("utf-8", "surrogateescape").lower()
 
 
+def by_name(item: Any) -> bytes:
+    """name_order(item.name), in one call (a sort key called 10,000 times)."""
+    return item.name.encode("utf-8", "surrogateescape").lower()
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
 # == pools ==============================================================================
 def pool_list(out: TextIO, pools: Sequence[model.PoolStatus], details: bool) -> None:
-    pools = sorted(pools, key=lambda p: name_order(p.name))
+    pools = sorted(pools, key=by_name)
     if details:
         rows = []
         for p in pools:

@@ -49,11 +49,13 @@ import time
 import unicodedata
 import zlib
 from pathlib import Path
+from stat import S_ISREG
 
 from .. import imageprobe, model, textsafe
-from ..model import NO_ITEMS, BackingStore, VolumeInfo
+from ..model import NO_ITEMS, BackingStore, VolumeInfo, shared_size
+from ..textsafe import first_unsafe
 from . import dir_listing
-from .dir_listing import stamp
+from .dir_listing import listed_file, shared_permissions
 
 VERSION = 2
 MAX_BYTES = 256 << 20  # a cache past this is not read (millions of volumes)
@@ -171,31 +173,38 @@ class ProbeCache:
 
     def recall(self, dir_fd: int, name: str, path: str) -> VolumeInfo | None:
         """The volume `name` (at `path`) from its entry if the file is still what it was
-        when its header was read; None: read it."""
+        when its header was read; None: read it (as for a name first_unsafe refuses:
+        _scan says what is wrong with it). One lstat, each of its fields read once."""
         entry = self._old.get(name)
-        if entry is None:
+        if entry is None or first_unsafe(name) is not None:
             return None
         try:
             st = os.lstat(name, dir_fd=dir_fd)
         except OSError:
             return None
+        mode, ino, size, mtime, ctime = (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns,
+                                         st.st_ctime_ns)
         try:
-            (dev, ino, size, mtime, ctime, file_id, fmt, capacity, cluster, compat,
+            (dev, e_ino, e_size, e_mtime, e_ctime, file_id, fmt, capacity, cluster, compat,
              features, encryption, backing, backing_format, data_file, extents) = entry
-            if (ino != st.st_ino or mtime != st.st_mtime_ns or ctime != st.st_ctime_ns
-                    or size != st.st_size or dev != st.st_dev
-                    or not stat.S_ISREG(st.st_mode)):
+            if (e_ino != ino or e_mtime != mtime or e_ctime != ctime or e_size != size
+                    or dev != st.st_dev or not S_ISREG(mode)):
                 return None
-            info = VolumeInfo(
-                name=name, key=path, path=path, format=fmt, probed_format=fmt,
-                capacity=capacity, file_id=tuple(file_id), cluster_size=cluster,
-                compat=compat, encryption=encryption, data_file=data_file,
-                features=None if features is None else list(features) or NO_ITEMS,
-                backing=None if backing is None else BackingStore(backing, backing_format),
-                extent_files=[(n, p) for n, p in extents] or NO_ITEMS)
+            # The numbers just found equal are kept as the entry's ints: one object per
+            # value where marshal kept the sharing the listing that wrote them had (an
+            # inode with file_id's, an mtime with the ctime, a size with every file's)
+            file_id, blocks = tuple(file_id), st.st_blocks
+            info = listed_file(
+                name, path, fmt, capacity, e_size, shared_size(blocks * 512),
+                None if backing is None else BackingStore(backing, backing_format),
+                data_file, NO_ITEMS if extents == () else [(n, p) for n, p in extents],
+                cluster, compat,
+                None if features is None else NO_ITEMS if features == () else list(features),
+                encryption, shared_permissions(mode & 0o777, st.st_uid, st.st_gid),
+                (e_ino, e_size, blocks, e_mtime), file_id,
+                (st.st_atime_ns, e_mtime, e_mtime if ctime == mtime else e_ctime))
         except (TypeError, ValueError):  # not what this code writes: read the file
             return None
-        info.physical, info.allocation = stamp(info, st)
         self._new[name] = entry
         return info
 
@@ -213,8 +222,9 @@ class ProbeCache:
     def save(self) -> None:
         """Write the entries this listing recalled or learned, if any differ from the
         file's (names gone are dropped with it). Best effort: a cache never fails a
-        listing."""
-        if self._path is None or not (self._changed or self._old.keys() - self._new.keys()):
+        listing. Unchanged, every name kept is one of the file's (a new one is a change),
+        so a name is gone if there are fewer."""
+        if self._path is None or not (self._changed or len(self._new) < len(self._old)):
             return
         with contextlib.suppress(OSError):
             body = marshal.dumps(

@@ -132,11 +132,14 @@ def _rename_noreplace(dir_fd: int, old: str, new: str) -> None:
     raise OSError(err, os.strerror(err), new)
 
 
-def remove_partials(dir_fd: int) -> list[str]:
+def remove_partials(dir_fd: int, names: list[str] | None = None) -> list[str]:
     """Remove what builds killed mid-way left in the directory (their guard's flock died
-    with them; a live build's guard is locked and stays). Returns the names removed."""
-    with os.scandir(dir_fd) as entries:
-        names = [e.name for e in entries if e.name.startswith(PARTIAL_PREFIX)]
+    with them; a live build's guard is locked and stays). Returns the names removed.
+    `names`: the partial names a complete read of the directory just found (not read
+    again); each is checked as it is now."""
+    if names is None:
+        with os.scandir(dir_fd) as entries:
+            names = [e.name for e in entries if e.name.startswith(PARTIAL_PREFIX)]
     removed = []
     for guard in (n for n in names if not n.endswith(PARTIAL_DATA)):
         removed += remove_if_abandoned(dir_fd, guard, also=(guard + PARTIAL_DATA,))

@@ -287,6 +287,18 @@ def test_vol_list_json_lines_are_what_json_makes_of_volume_json():
         assert json.loads(lines.getvalue()) == [volume_json(v) for v in items]
 
 
+@pytest.mark.parametrize("count", [1, 255, 256, 257, 600])
+def test_json_lines_across_the_chunks_they_are_written_in(count):
+    """dump_json_lines writes a few hundred lines at a time: the text is the one list."""
+    from cli.output import dump_json_lines
+
+    items = [json.dumps({"n": n, "name": f"v{n}"}) for n in range(count)]
+    out = io.StringIO()
+    dump_json_lines(out, iter(items))
+    assert out.getvalue() == "[\n" + ",\n".join(items) + "\n]\n"
+    assert json.loads(out.getvalue()) == [json.loads(i) for i in items]
+
+
 @pytest.mark.parametrize("port", ["٣٢٦٠", "²", "0", "65536", "x"])
 def test_a_source_port_is_ascii_digits_in_range(cli, port):
     """int() reads Arabic-Indic digits and isdigit() passes "²": only 1-65535 in ASCII."""

@@ -105,6 +105,10 @@ def test_a_second_listing_reads_the_same_from_the_cache(pool, tmp_path, trusting
         assert vol.times_ns is not None and fresh[name].times_ns is not None
         vol.times_ns = (fresh[name].times_ns[0], *vol.times_ns[1:])
     assert again == fresh  # every other field: sizes, backing, mtime, ctime, identity
+    for vol in again.values():  # the numbers shared as a fresh read shares them
+        assert vol.file_id is not None and vol.file_id[0] is vol.signature[0]
+        assert vol.times_ns is not None and vol.signature[3] is vol.times_ns[1]
+        assert vol.physical is vol.signature[1]
     child = again["child.qcow2"]
     assert (child.format, child.capacity) == ("qcow2", 8 * MiB)
     assert child.backing is not None and child.backing.path == str(pool / "base.img")

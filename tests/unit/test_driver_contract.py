@@ -3,6 +3,8 @@ the registry against the schema and the define form."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from lxml import etree
 
@@ -51,6 +53,6 @@ def test_unknown_type_is_refused_with_the_list() -> None:
 def test_a_missing_tool_names_the_package_its_driver_declares(
         monkeypatch: pytest.MonkeyPatch) -> None:
     driver_class("disk")  # loading a driver tells the runner its tools' packages
-    monkeypatch.setattr(runner.shutil, "which", lambda tool, path=None: None)
+    monkeypatch.setattr(shutil, "which", lambda tool, path=None: None)
     with pytest.raises(ToolMissing, match="apt-get install parted"):
         runner.tool_path("parted")
