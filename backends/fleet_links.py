@@ -350,11 +350,11 @@ class Links:
     def lost(self, link: Link, generation: int, why: str) -> None:
         """The controller of `generation` lost its connection (told once per generation:
         the check and the swap are one lock section)."""
-        with self.lock:
+        with self.lock:  # (reentrant: the drop's new generation in the same section)
             if link.generation != generation or link.member is None:
                 return
             link.state, link.detail = "lost", why
-        generation = self._drop(link, keep_pools=True)
+            generation = self._drop(link, keep_pools=True)
         self._failed(link, generation, why)
 
     def list_pools_of(self, link: Link, generation: int, announce: bool = False) -> None:
