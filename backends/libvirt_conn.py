@@ -129,9 +129,10 @@ class Connection:
         interval = max(1, round(self.timeout / 6))
         self.keepalive = keepalive or (interval, max(1, round(self.timeout / interval) - 1))
         self.lost: str | None = None
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any], float] | None] = (
             queue.SimpleQueue())
         self._progress = time.monotonic()
+        self._running_limit = 0.0  # the deadline of the call the worker is in
         self.busy = False  # the worker is inside a call (a clone libvirt cannot cancel)
         self._worker = threading.Thread(target=self._work, daemon=True,
                                         name=f"libvirt {uri}")
@@ -171,9 +172,13 @@ class Connection:
             item = self._jobs.get()
             if item is None:
                 return
-            fn, future = item
+            fn, future, limit = item
             if not future.set_running_or_notify_cancel():
                 continue
+            # the deadline runs from here, for this call: not from the last call queued
+            # (calls queued every few seconds hid one that never answered)
+            self._progress = time.monotonic()
+            self._running_limit = limit
             self.busy = True
             try:
                 result = fn()
@@ -196,14 +201,15 @@ class Connection:
         if self.lost:
             raise ConnectionLost(f"{what}: {self.lost}")
         future: Future[T] = Future()
-        self._progress = time.monotonic()
-        self._jobs.put((fn, future))
+        self._jobs.put((fn, future, limit))
         while True:
             try:
                 result = future.result(timeout=0.2)
                 break
             except TimeoutError:
-                if time.monotonic() - self._progress > limit:
+                # queued behind another call: that one's deadline (a long call's is long)
+                bound = limit if future.running() else max(limit, self._running_limit)
+                if time.monotonic() - self._progress > bound:
                     self.lost = (f"the connection to '{self.uri}' is lost: no answer for "
                                  f"{limit:g} s (is the host up and libvirtd "
                                  "running? $POOLKEEPER_CONNECT_TIMEOUT sets the wait)")

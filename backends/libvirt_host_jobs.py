@@ -17,8 +17,9 @@ with a warning on the finished job.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import libvirt_streams, libvirt_volumes, volume_requests, xmlio
 from .drivers import pool_types
@@ -34,14 +35,26 @@ from .errors import (
 from .jobs import Job
 from .libvirt_conn import ConnectionLost
 from .libvirt_controller import LibvirtController
-from .libvirt_host_listing import read_row
+from .libvirt_host_listing import VolumeListing, read_row
 from .model import WIPE_ALGORITHMS, PoolSizes, PoolStatus, VolumeDef, VolumeInfo
 from .names import check_name
 from .units import human
 from .volume_requests import Refusal
 
-if TYPE_CHECKING:
-    from .libvirt_host import LibvirtHostController
+
+class JobsHost(Protocol):
+    """What the volume verbs use of their controller (libvirt_host's, which imports this
+    module: a Protocol rather than an import back)."""
+
+    uri: str
+    timeout: float
+    lc: LibvirtController
+    listing: VolumeListing
+    local_target_check: Callable[[os.stat_result, str], None] | None
+
+    def plain(self, pool: str) -> str: ...
+
+    def qualify(self, pool: str) -> str: ...
 
 POLL = 1.0  # seconds between looks at a clone's new volume
 
@@ -112,7 +125,7 @@ def follow(job: Job, inner: Job, cancellable: bool,
 class HostVolumeVerbs:
     """The volume verbs and checks on `host`'s connection (pool ids in, pool ids out)."""
 
-    def __init__(self, host: LibvirtHostController) -> None:
+    def __init__(self, host: JobsHost) -> None:
         self.host = host
 
     # == jobs ===========================================================================

@@ -1,0 +1,62 @@
+"""A call that never answers misses its deadline even while other calls keep being made
+on the same connection (the TUI reaches every host every few seconds): the deadline runs
+from when the worker took that call, not from the last call queued. The daemon that does
+this (stuck on a dead NFS pool, its keepalive still answering) cannot be made here, so the
+binding is replaced by one whose call sleeps; a real daemon's deadline is tested in
+tests/cli/test_connect_ssh.py (a frozen daemon)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+
+import pytest
+
+import backends.libvirt_conn as libvirt_conn
+from backends.libvirt_conn import Connection, ConnectionLost
+
+
+class _Conn:
+    def isAlive(self) -> int:  # noqa: N802 (libvirt's name)
+        return 1
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def connection(monkeypatch: pytest.MonkeyPatch) -> Connection:
+    fake = types.SimpleNamespace(open=lambda uri: _Conn(), libvirtError=RuntimeError,
+                                 registerErrorHandler=lambda *a: None)
+    monkeypatch.setattr(libvirt_conn, "load", lambda events=True: fake)
+    return Connection("fake:///", timeout=1.0, events=False)
+
+
+def test_a_stuck_call_is_lost_on_its_deadline_though_others_come(connection: Connection) -> None:
+    began = time.monotonic()
+    outcome: dict[str, object] = {}
+
+    def stuck() -> None:
+        try:
+            connection.call(lambda: time.sleep(6), "stuck listing")
+            outcome["how"] = "returned"
+        except ConnectionLost as exc:
+            outcome["how"] = str(exc)
+        outcome["after"] = time.monotonic() - began
+
+    caller = threading.Thread(target=stuck)
+    caller.start()
+    while caller.is_alive():  # another call every 0.3 s, as the tree's relisting
+        threading.Thread(target=lambda: None if connection.lost else _quiet(connection),
+                         daemon=True).start()
+        time.sleep(0.3)
+    assert "no answer for 1 s" in str(outcome["how"])
+    assert outcome["after"] < 3.0
+
+
+def _quiet(connection: Connection) -> None:
+    try:
+        connection.call(lambda: 1, "poll")
+    except ConnectionLost:
+        pass
