@@ -440,19 +440,17 @@ class Fleet:
         if ctl is not self.native:
             # A download from any host writes to this one: never into one of this host's
             # pools (what the native engine refuses of its own downloads)
-            self._refuse_native_target(ctl, pool, name, dst_path)
+            self._refuse_native_target(name, dst_path)
         return ctl.download_volume(pool, name, dst_path, offset=offset, length=length,
                                    sparse=sparse)
 
-    def _refuse_native_target(self, ctl: Controller, pool: str, name: str,
-                              dst_path: str) -> None:
+    def _refuse_native_target(self, name: str, dst_path: str) -> None:
         targets = getattr(self.native, "_download_targets", None)
         if targets is None:
             return
-        source = next(iter(ctl.cached_volumes(pool, [name])), None)
-        path = source.path if source is not None else ""
+        # (the source is on the other host: no file here is it, whatever its path)
         targets.refuse_volume_as_target(os.path.abspath(dst_path), VolumeInfo(
-            name=name, key=path, path=path))
+            name=name, key="", path=""))
 
     # == secrets (the connection the user works in) ====================================
     def has_secret(self, usage: str) -> bool:

@@ -33,6 +33,7 @@ from .model import PoolStatus
 THIS_HOST = ""  # the native engine's connection name
 RELIST_AFTER = 5.0  # seconds a connection's pool listing is answered from memory
 RETRY_DELAYS = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0)  # seconds before each reconnect attempt
+CLOSE_WAIT = 4.0  # seconds the fleet's close waits for its connections' closes in all
 
 
 class Member(Controller, Protocol):
@@ -127,6 +128,7 @@ class Links:
         self._change = threading.Lock()  # one add/edit/remove at a time (saved first)
         self.links: dict[str, Link] = {}
         self.retired: list[Controller] = []  # closed members whose jobs may still run
+        self._closing: list[threading.Thread] = []  # members being closed
         self.closed = False
         self.monitor_interval: float | None = None
         self.problems: list[str] = []
@@ -235,13 +237,20 @@ class Links:
         generation = self._drop(link, keep_pools=True)
         self._connect_later(link, 0.0, generation)
 
-    def close(self) -> None:
-        """Close every connection (each on a thread: a dead host is not waited for)."""
+    def close(self, wait: float = CLOSE_WAIT) -> None:
+        """Close every connection, each on a thread, waiting at most `wait` seconds in
+        all (cancelled transfers remove what they half made; a dead host is not waited
+        for past it)."""
         with self.lock:
             self.closed = True
             links = list(self.links.values())
         for link in links:
             self._drop(link)
+        deadline = time.monotonic() + wait
+        with self.lock:
+            closing = list(self._closing)
+        for thread in closing:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _existing(self, name: str) -> Link:
         link = self.links.get(name)
@@ -282,8 +291,11 @@ class Links:
                 self.retired.append(member)
             generation = link.generation
         if member is not None:
-            threading.Thread(target=_close_then, args=(member, unsubscribe), daemon=True,
-                             name=f"close {link.name}").start()
+            closing = threading.Thread(target=_close_then, args=(member, unsubscribe),
+                                       daemon=True, name=f"close {link.name}")
+            closing.start()
+            with self.lock:
+                self._closing = [t for t in self._closing if t.is_alive()] + [closing]
         return generation
 
     def _connect_later(self, link: Link, delay: float, generation: int) -> None:

@@ -194,12 +194,18 @@ class JobManager:
         with self._lock:
             self._jobs = {k: j for k, j in self._jobs.items() if not j.finished}
 
-    def shutdown(self, cancel: bool = True, wait: bool = True) -> None:
+    def shutdown(self, cancel: bool = True, wait: bool = True, grace: float = 0.0) -> None:
         """No more jobs; `cancel` the running ones; `wait` for them to end (False: a job
-        stuck in a call that cannot be stopped, on a dead host, is left to end alone)."""
+        stuck in a call that cannot be stopped, on a dead host, is left to end alone,
+        after `grace` seconds in which the others stop and remove what they half made:
+        a download's file)."""
         if cancel:
             for job in self.list():
                 job.cancel()
+        if not wait and grace > 0:
+            deadline = time.monotonic() + grace
+            for job in self.running():
+                job._finished.wait(max(0.0, deadline - time.monotonic()))
         with self._lock:
             pool = self._pool
         if pool is not None:

@@ -66,6 +66,7 @@ from .secret_defs import SecretDef
 from .volume_requests import Refusal
 
 F = TypeVar("F", bound=Callable[..., Any])
+CLOSE_GRACE = 3.0  # seconds close() gives cancelled jobs to clean up
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 # libvirt's pool lifecycle events (VIR_STORAGE_POOL_EVENT_*), as PoolChanged reasons
 LIFECYCLE = ("defined", "undefined", "started", "stopped", "built", "deleted")
@@ -280,7 +281,9 @@ class LibvirtHostController:
         with self._lost_lock:
             self._closing = True
         self.listing.stop()
-        self._jobs.shutdown(cancel=True, wait=False)
+        # cancelled transfers stop within a chunk and remove a file they made; a call
+        # libvirt cannot stop is not waited for past the grace
+        self._jobs.shutdown(cancel=True, wait=False, grace=CLOSE_GRACE)
         conn = self.lc.connection
         if self._lost is None and conn.lost is None:
             self.listing.settle(1.0)  # a batch on its way would keep it from closing
@@ -604,8 +607,8 @@ class LibvirtHostController:
 
     # == secrets (libvirt_secrets) ======================================================
     def _by_usage(self, usage: str) -> Any:
-        """The RemoteSecret whose usage is `usage`, or None."""
-        return next((s for s in self.secrets.list() if s.usage_id == usage), None)
+        """The iSCSI RemoteSecret whose usage is `usage` (what CHAP names), or None."""
+        return self.secrets.iscsi_by_usage(usage)
 
     @_guarded
     def has_secret(self, usage: str) -> bool:

@@ -84,20 +84,33 @@ class LibvirtSecrets:
                       f"cannot set the value of secret '{ref}'")
 
     def set_by_usage(self, usage: str, value: bytes) -> str:
-        """Set the value of the secret whose usage is `usage` (of any usage type); none
-        defined: a private iSCSI one is defined for it first (what a pool's
-        <auth><secret usage=...> names: poolkeeper's secret-set). Its UUID."""
-        found = next((s for s in self.list() if s.usage_id == usage), None)
+        """Set the value of the iSCSI secret whose usage is `usage` (what a pool's
+        <auth type='chap'><secret usage=...> names: poolkeeper's secret-set); none
+        defined: a private one is defined for it first, and undefined again if its value
+        cannot be set. Only iSCSI: a ceph or volume secret of the same name is another
+        secret, never overwritten. Its UUID."""
+        found = self.iscsi_by_usage(usage)
         if found is not None:
-            uuid = found.uuid
-        else:
-            usage_el = etree.Element("usage", type="iscsi")
-            etree.SubElement(usage_el, "target").text = usage
-            root = etree.Element("secret", ephemeral="no", private="yes")
-            root.append(usage_el)
-            uuid = self.define(etree.tostring(root, encoding="unicode"))
-        self.set_value(uuid, value)
+            self.set_value(found.uuid, value)
+            return found.uuid
+        usage_el = etree.Element("usage", type="iscsi")
+        etree.SubElement(usage_el, "target").text = usage
+        root = etree.Element("secret", ephemeral="no", private="yes")
+        root.append(usage_el)
+        uuid = self.define(etree.tostring(root, encoding="unicode"))
+        try:
+            self.set_value(uuid, value)
+        except PoolkeeperError:
+            try:
+                self.undefine(uuid, force=True)  # not left defined without a value
+            except PoolkeeperError:
+                pass
+            raise
         return uuid
+
+    def iscsi_by_usage(self, usage: str) -> RemoteSecret | None:
+        return next((s for s in self.list() if s.usage_type == "iscsi"
+                     and s.usage_id == usage), None)
 
     def value(self, ref: str) -> bytes:
         """The value (libvirt refuses a private secret's)."""

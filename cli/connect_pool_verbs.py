@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import queue
+import sys
 import time
 from typing import TextIO
 
@@ -163,12 +164,14 @@ def pool_event(lc: LibvirtController, args: argparse.Namespace, out: TextIO) -> 
             wait = None if deadline is None else deadline - time.monotonic()
             if wait is not None and wait <= 0:
                 break
-            try:
-                pool, detail = heard.get(timeout=wait if wait is not None else 1.0)
+            try:  # a second at most: a connection gone is seen within it, as virsh sees it
+                pool, detail = heard.get(timeout=min(wait, 1.0) if wait is not None else 1.0)
             except queue.Empty:
                 if lc.connection.conn is not None and not lc.connection.conn.isAlive():
-                    how = "ended: the connection was closed"
-                    break
+                    sys.stderr.write(f"error: Disconnected from {printable(lc.uri)} due to "
+                                     "end of file\n")
+                    out.write(f"events received: {count}\n\n")
+                    return 1
                 continue
             write_event(args, out, args.event, pool, detail)
             count += 1

@@ -232,5 +232,16 @@ def test_secret_set_over_the_connection(host: Host) -> None:
     assert base64.b64decode(host.virsh("secret-get-value", uuid2).strip()) == b"pw-two"
     r = pk_in(host, "secret-set", "pk-chap-two", data=b"")
     assert r.returncode == 1 and b"an empty value was given" in r.stderr
-    for ref in (uuid, uuid2):
+    # a ceph secret of the same name is another secret: never overwritten
+    ceph = host.pools.parent / "ceph.xml"
+    ceph.write_text("<secret ephemeral='no' private='no'><usage type='ceph'>"
+                    "<name>pk-chap-two</name></usage></secret>")
+    uuid3 = host.virsh("secret-define", str(ceph)).split()[1]
+    value = host.pools.parent / "ceph.key"
+    value.write_bytes(base64.b64encode(b"ceph-key"))
+    host.virsh("secret-set-value", uuid3, "--file", str(value))
+    assert pk_in(host, "secret-set", "pk-chap-two", data=b"pw-three\n").returncode == 0
+    assert base64.b64decode(host.virsh("secret-get-value", uuid3).strip()) == b"ceph-key"
+    assert base64.b64decode(host.virsh("secret-get-value", uuid2).strip()) == b"pw-three"
+    for ref in (uuid, uuid2, uuid3):
         host.virsh("secret-undefine", ref)
