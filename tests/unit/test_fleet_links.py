@@ -76,6 +76,10 @@ def test_a_change_that_cannot_be_saved_is_not_made(tmp_path: Path) -> None:
 
 def test_one_loss_told_twice_makes_one_reconnect(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a loss reported twice at once (libvirt's close callback and a failed call)
+    comes to: one reconnect, the old controller closed once and unheard. (It documents
+    the behaviour: the generation checks make it hold whichever of the two reports wins,
+    so no interleaving forced here breaks it.)"""
     monkeypatch.setattr(links_module, "RETRY_DELAYS", (0.2,))
     made: list[str] = []
     hosts: dict[str, StubHost] = {}
