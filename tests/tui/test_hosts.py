@@ -352,3 +352,17 @@ def test_a_dialogs_calls_stay_on_the_host_it_was_opened_for(tmp_path: Path) -> N
             calls.define_pool_def(pdef)
     finally:
         fleet.close()
+
+
+async def test_the_hosts_tree_draws_only_ascii_with_ascii(tmp_path: Path) -> None:
+    fleet, _ = stub_fleet(tmp_path / "state", HOSTS)
+    fleet.open()
+    app = PoolkeeperApp(settled(fleet), monitor_interval=None, ascii=True)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            text = screen_text(app)
+            assert "gone  failed (retry in" in text  # cut to the tree's width
+            assert text.isascii(), sorted({c for c in text if not c.isascii()})
+    finally:
+        fleet.close()

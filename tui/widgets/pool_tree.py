@@ -52,7 +52,7 @@ def connection_label(conn: ConnectionStatus, pools: list[PoolStatus], *,
     """'kvm2  3 pools  bar pct%' when connected; else its state: 'kvm2  connecting',
     'kvm2  lost: reconnecting in 4 s', 'kvm2  failed (retry in 8 s)' (the header, on its
     line, says why)."""
-    label = Text(no_wrap=True, overflow="ellipsis")
+    label = Text(no_wrap=True, overflow="crop")
     label.append(shown(conn.label, ascii), style="bold")
     if conn.state != "connected":
         state = conn.state_text()
@@ -71,7 +71,10 @@ def connection_label(conn: ConnectionStatus, pools: list[PoolStatus], *,
         label.append("  ")
         label.append_text(usage_bar(sum(p.allocation or 0 for p in active), capacity, bar,
                                     ascii=ascii))
-    label.truncate(max(8, width), overflow="ellipsis")
+    width = max(8, width)
+    if label.cell_len > width:  # cut with the pool labels' mark: '~' in ASCII
+        label.truncate(width - 1)
+        label.append("~" if ascii else "…")
     return label
 
 
