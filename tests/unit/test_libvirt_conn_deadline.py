@@ -24,6 +24,9 @@ class _Conn:
     def close(self) -> None:
         pass
 
+    def setKeepAlive(self, interval: int, count: int) -> None:  # noqa: N802 (libvirt's)
+        pass  # (asked for when another test started libvirt's event loop already)
+
 
 @pytest.fixture
 def connection(monkeypatch: pytest.MonkeyPatch) -> Connection:
@@ -33,7 +36,14 @@ def connection(monkeypatch: pytest.MonkeyPatch) -> Connection:
     return Connection("fake:///", timeout=1.0, events=False)
 
 
-def test_a_stuck_call_is_lost_on_its_deadline_though_others_come(connection: Connection) -> None:
+@pytest.fixture(params=[False, True], ids=["no event loop yet", "event loop running"])
+def loop_started(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alone, and after other tests started libvirt's event loop (the whole suite)."""
+    monkeypatch.setattr(libvirt_conn, "_loop_started", request.param)
+
+
+def test_a_stuck_call_is_lost_on_its_deadline_though_others_come(
+        loop_started: None, connection: Connection) -> None:
     began = time.monotonic()
     outcome: dict[str, object] = {}
 
