@@ -144,7 +144,8 @@ class MainScreenBase(PreparedScreens, Screen[None]):
         for widget_id in ("#filter", "#jobs", "#log", "#extents"):
             self.query_one(widget_id).display = False
         self.set_interval(5, self._update_status)
-        self.set_interval(1, self._tick_connections)  # 'reconnecting in N s'
+        # 'reconnecting in N s': ticks only while a host counts down (idle CPU)
+        self._tick_timer = self.set_interval(1, self._tick_connections, pause=True)
         # the headers of the rows on screen are read first (while some are unread)
         self._probe_timer = self.set_interval(0.2, self._probe_shown, pause=True)
         self.load_pools()
@@ -201,6 +202,8 @@ class MainScreenBase(PreparedScreens, Screen[None]):
             return
         self.pools = {p.name: p for p in pools}
         self.tree.update_pools(pools, connections, owner)
+        if self.tree.counting_down:
+            self._tick_timer.resume()
         if self.connection is not None:
             if connections and len(connections) > 1 and any(
                     c.name == self.connection for c in connections):
@@ -520,10 +523,12 @@ class MainScreenBase(PreparedScreens, Screen[None]):
         self.load_pools()
 
     def _tick_connections(self) -> None:
-        if self.tree.counting_down:
-            self.tree.tick()
-            if self.connection is not None:
-                self.show_connection_header()  # type: ignore[attr-defined]
+        if not self.tree.counting_down:
+            self._tick_timer.pause()  # resumed when a host counts down again
+            return
+        self.tree.tick()
+        if self.connection is not None:
+            self.show_connection_header()  # type: ignore[attr-defined]
 
     def on_command_event(self, event: CommandEvent) -> None:
         self.query_one("#log", LogPanel).add_command(event.command)
